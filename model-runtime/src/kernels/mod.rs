@@ -1,0 +1,7 @@
+//! Kernels over flat row-major `f32` slices: each op's forward next to its backward.
+
+pub mod activation;
+pub mod concat;
+pub mod dense;
+pub mod gemm;
+pub mod merge;

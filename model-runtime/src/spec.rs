@@ -1,0 +1,108 @@
+//! Static descriptions of a compiled model's tensors and parameters, written by the generated code as consts.
+
+use crate::kernels::activation::Activation;
+
+/// Element type of a model input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    /// 32-bit float.
+    F32,
+    /// 32-bit signed integer (token ids for `Embedding`).
+    I32,
+}
+
+/// One model input or output: its name and its shape without the batch dimension.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorSpec {
+    /// The name written in the `model!` block.
+    pub name: &'static str,
+    /// Shape without the batch dimension, as in `keras.Input(shape=...)`.
+    pub shape: &'static [usize],
+    /// Element type.
+    pub dtype: DType,
+}
+
+impl TensorSpec {
+    /// Number of elements of one sample (the product of `shape`).
+    pub fn sample_len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The shape in Keras notation, batch first: `(None, 8)`.
+    pub fn keras_shape(&self) -> String {
+        keras_shape(self.shape)
+    }
+}
+
+/// Formats a batch-less shape in Keras notation: `[8, 8, 3]` becomes `(None, 8, 8, 3)`.
+pub fn keras_shape(shape: &[usize]) -> String {
+    let mut s = String::from("(None");
+    for d in shape {
+        s.push_str(", ");
+        s.push_str(&d.to_string());
+    }
+    s.push(')');
+    s
+}
+
+/// How a parameter is initialized by `new(seed)`: Keras' defaults per role.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// Glorot (Xavier) uniform: U(-l, l) with l = sqrt(6 / (fan_in + fan_out)). Keras' default kernel init.
+    GlorotUniform {
+        /// Fan-in of the kernel.
+        fan_in: usize,
+        /// Fan-out of the kernel.
+        fan_out: usize,
+    },
+    /// Uniform on [-limit, limit] (Keras' Embedding default uses limit 0.05).
+    Uniform {
+        /// Half-width of the interval.
+        limit: f32,
+    },
+    /// All zeros (biases, `beta`, moving means).
+    Zeros,
+    /// All ones (`gamma`, moving variances).
+    Ones,
+}
+
+/// One named parameter tensor of a model, stored at `offset` in the model's flat `f32` buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct ParamSpec {
+    /// Keras-style path, e.g. `dense_1/kernel` or `vision/conv2d/bias`.
+    pub name: &'static str,
+    /// Keras layout, e.g. `[in, out]` for a Dense kernel.
+    pub shape: &'static [usize],
+    /// Offset of the first element in the flat parameter buffer.
+    pub offset: usize,
+    /// Initializer used by `new(seed)`.
+    pub init: Init,
+    /// Whether the optimizer updates it (false for frozen layers and moving statistics).
+    pub trainable: bool,
+}
+
+impl ParamSpec {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True for a zero-sized parameter.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The range of this parameter in the flat buffer.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.len()
+    }
+}
+
+/// Per-output facts the training loop needs from the compiler.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputInfo {
+    /// The activation that produced this output when it may be fused with the loss
+    /// (softmax with categorical cross-entropy, sigmoid with binary cross-entropy);
+    /// `Activation::Linear` when no fusion is possible (the output also feeds other layers).
+    pub fusable_activation: Activation,
+}
