@@ -80,8 +80,8 @@ pub trait Network: Sized + 'static {
         outputs: &'a Self::Outputs,
         f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>,
     ) -> Result<()>;
-    /// Builds the typed outputs from the output buffers of `ws` (rows `0..ws.batch`).
-    fn outputs_from(ws: &Workspace) -> Self::Outputs;
+    /// Builds the typed outputs from one row-major buffer per output, each `batch * sample_len` long.
+    fn outputs_from(batch: usize, data: Vec<Vec<f32>>) -> Self::Outputs;
     /// The per-output values in output order.
     fn per_output<T: Clone>(values: &Self::PerOutput<T>) -> Vec<T>;
 
