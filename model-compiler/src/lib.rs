@@ -1,12 +1,92 @@
-//! The modelc compiler as a library.
+//! The modelc compiler as a library: `expand` turns the tokens of a `model!` invocation into Rust.
+//!
+//! ```text
+//! TokenStream --parse--> ast::File        syntax only, every node keeps its Span
+//!             --resolve-> hir::Model      names -> ids, layer table, typed arguments
+//!             --build---> graph::Graph    petgraph StableGraph of Input / Call / Output nodes
+//!             --infer---> infer::Typed    schedule, one shape rule per layer, errors accumulated
+//!             --plan----> plan::Plan      parameter layout, activation buffers, fusion choices
+//!             --emit----> TokenStream     structs, Network impl (forward/backward), SUMMARY, DOT
+//! ```
+//! Every problem is a [`diag::Diagnostic`] at the narrowest token; all of a model's problems are
+//! reported together, and stub items keep the user's other code free of secondary errors.
+//! Set `MODELC_DUMP=ast|hir|plan|tokens` to print a stage of each model to stderr while compiling.
 
 pub mod ast;
 pub mod diag;
+pub mod emit;
+pub mod graph;
+pub mod hir;
+pub mod infer;
+pub mod layers;
+pub mod meta;
+pub mod parse;
+pub mod plan;
+pub mod resolve;
+pub mod shape;
+pub mod suggest;
 
+use diag::Diagnostics;
 use proc_macro2::TokenStream;
 
 /// Expands a `model!` invocation. Never panics: every problem becomes a `compile_error!`.
 pub fn expand(input: TokenStream) -> TokenStream {
-    let _ = input;
-    TokenStream::new()
+    let (tokens, diags) = compile(input);
+    let mut out = tokens;
+    out.extend(diags.to_compile_errors());
+    out
+}
+
+/// Runs the pipeline: the generated items (stubs for models with errors) and every diagnostic.
+pub fn compile(input: TokenStream) -> (TokenStream, Diagnostics) {
+    let mut diags = Diagnostics::new();
+    let file = parse::parse(input, &mut diags);
+    // After a syntax error, names bound by the skipped statements would cascade into "unknown tensor"
+    // errors: report the syntax errors alone, and still emit every model's items (as stubs).
+    let syntax_ok = diags.is_empty();
+    let dump = std::env::var("MODELC_DUMP").unwrap_or_default();
+    let mut out = TokenStream::new();
+    for model in &file.models {
+        if dump == "ast" {
+            eprintln!("{model:#?}");
+        }
+        let mut local = Diagnostics::new();
+        let hir = resolve::resolve(model, &mut local);
+        if dump == "hir" {
+            eprintln!("{hir:#?}");
+        }
+        let graph = graph::build(&hir);
+        let typed = infer::infer(hir, graph, &mut local);
+        if local.is_empty() && syntax_ok {
+            let plan = plan::plan(typed);
+            if dump == "plan" {
+                eprintln!("{plan:#?}");
+            }
+            let tokens = emit::emit(&plan);
+            if dump == "tokens" {
+                eprintln!("{tokens}");
+            }
+            out.extend(tokens);
+        } else {
+            out.extend(emit::stub(&signature(&typed)));
+        }
+        if syntax_ok {
+            for d in local.items() {
+                diags.push(d.clone());
+            }
+        }
+    }
+    (out, diags)
+}
+
+/// The items' signature of a model that failed: declared input shapes, output shapes where known.
+fn signature(typed: &infer::Typed) -> emit::Signature {
+    let m = &typed.model;
+    emit::Signature {
+        attrs: m.attrs.clone(),
+        vis: m.vis.clone(),
+        name: m.name.clone(),
+        inputs: m.inputs.iter().map(|i| (i.name.clone(), i.dims.clone(), i.dtype)).collect(),
+        outputs: m.outputs.iter().map(|o| (o.name.clone(), typed.shapes.get(o.value.0).cloned().flatten())).collect(),
+    }
 }

@@ -3,7 +3,9 @@
 //! Generated code implements [`network::Network`]; everything generic (prediction, training,
 //! weight I/O) lives here and works on the flat parameter buffer and the [`workspace::Workspace`].
 
+pub mod datasets;
 pub mod error;
+pub mod gradcheck;
 pub mod init;
 pub mod io;
 pub mod kernels;
@@ -13,6 +15,7 @@ pub mod model;
 pub mod network;
 pub mod optim;
 pub mod spec;
+pub mod support;
 pub mod train;
 pub mod workspace;
 

@@ -1,1 +1,451 @@
-//! TODO
+//! The generic operations behind a compiled model's inherent methods: typed inputs in, checked,
+//! staged into the workspace, run, typed outputs and named parameters out.
+
+use crate::error::{Error, Result};
+use crate::network::{InputView, Network, State};
+use crate::spec::{keras_shape, DType, ParamSpec, TensorSpec};
+use crate::workspace::Workspace;
+use ndarray::{ArrayViewD, Axis, IxDyn};
+
+/// A fresh state for `N`: parameters initialized with Keras' defaults from `seed`, empty workspace.
+pub fn new_state<N: Network>(seed: u64) -> State {
+    let mut params = vec![0.0; N::PARAM_COUNT];
+    crate::init::init_params(N::PARAMS, seed, &mut params);
+    State {
+        params,
+        ws: Workspace::default(),
+    }
+}
+
+/// Formats an actual shape, batch included, like Python prints a tuple: `(32, 7)`, `(5,)`.
+pub(crate) fn tuple_shape(shape: &[usize]) -> String {
+    match shape {
+        [one] => format!("({one},)"),
+        _ => {
+            let parts: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+            format!("({})", parts.join(", "))
+        }
+    }
+}
+
+/// Checks `actual` (batch first) against a spec's batch-less shape; returns the batch size.
+pub(crate) fn check_shape(what: &'static str, spec: &TensorSpec, actual: &[usize]) -> Result<usize> {
+    match actual.split_first() {
+        Some((&batch, rest)) if rest == spec.shape => Ok(batch),
+        _ => Err(Error::Shape {
+            what,
+            name: spec.name.to_string(),
+            expected: keras_shape(spec.shape),
+            actual: tuple_shape(actual),
+        }),
+    }
+}
+
+/// Tracks the batch size shared by the tensors of one call.
+#[derive(Default)]
+pub(crate) struct BatchCheck {
+    first: Option<(&'static str, &'static str, usize)>,
+}
+
+impl BatchCheck {
+    /// Records tensor `name`'s batch size; errors if it differs from the first one seen.
+    pub(crate) fn see(&mut self, what: &'static str, name: &'static str, batch: usize) -> Result<()> {
+        match self.first {
+            None => {
+                self.first = Some((what, name, batch));
+                Ok(())
+            }
+            Some((_, _, b)) if b == batch => Ok(()),
+            Some((first_what, first, first_batch)) => Err(Error::BatchMismatch {
+                first_what,
+                first: first.to_string(),
+                first_batch,
+                second_what: what,
+                second: name.to_string(),
+                second_batch: batch,
+            }),
+        }
+    }
+
+    /// The common batch size: an error when empty (or when nothing was seen).
+    pub(crate) fn finish(&self) -> Result<usize> {
+        match self.first {
+            Some((_, _, b)) if b > 0 => Ok(b),
+            Some((what, name, _)) => Err(Error::EmptyBatch {
+                what,
+                name: name.to_string(),
+            }),
+            None => Err(Error::config("inputs", "none", "the model has no inputs to take a batch size from")),
+        }
+    }
+}
+
+fn input_spec<N: Network>(i: usize) -> Result<&'static TensorSpec> {
+    N::INPUTS
+        .get(i)
+        .ok_or_else(|| Error::config("inputs", i, format!("model `{}` has only {} inputs", N::NAME, N::INPUTS.len())))
+}
+
+pub(crate) fn output_spec<N: Network>(o: usize) -> Result<(&'static TensorSpec, usize)> {
+    match (N::OUTPUTS.get(o), N::OUTPUT_BUFFERS.get(o)) {
+        (Some(spec), Some(&buf)) => Ok((spec, buf)),
+        _ => Err(Error::config("outputs", o, format!("model `{}` has only {} outputs", N::NAME, N::OUTPUTS.len()))),
+    }
+}
+
+/// Checks every input's rank, dimensions and dtype against `N::INPUTS` and that all batch
+/// sizes agree and are non-zero; returns the batch size. Touches nothing.
+pub fn check_inputs<N: Network>(inputs: &N::Inputs<'_>) -> Result<usize> {
+    let mut batch = BatchCheck::default();
+    see_inputs::<N>(inputs, &mut batch)?;
+    batch.finish()
+}
+
+/// Checks the inputs' shapes and dtypes, recording their batch sizes in `batch`.
+pub(crate) fn see_inputs<N: Network>(inputs: &N::Inputs<'_>, batch: &mut BatchCheck) -> Result<()> {
+    N::visit_inputs(inputs, &mut |i, view| {
+        let spec = input_spec::<N>(i)?;
+        let (shape, dtype) = match &view {
+            InputView::F32(v) => (v.shape(), DType::F32),
+            InputView::I32(v) => (v.shape(), DType::I32),
+        };
+        if dtype != spec.dtype {
+            return Err(Error::DType {
+                what: "input",
+                name: spec.name.to_string(),
+                expected: dtype_name(spec.dtype).to_string(),
+                actual: dtype_name(dtype).to_string(),
+            });
+        }
+        let b = check_shape("input", spec, shape)?;
+        batch.see("input", spec.name, b)
+    })
+}
+
+fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "float32",
+        DType::I32 => "int32",
+    }
+}
+
+/// Checks the inputs (see [`check_inputs`]), sizes the workspace for their batch and copies each
+/// input into `ws.values[N::INPUT_BUFFERS[i]]`. Integer inputs are converted to `f32` exactly
+/// (an error past ±2^24); non-contiguous views are copied in logical order. Returns the batch size.
+pub fn stage_inputs<N: Network>(inputs: &N::Inputs<'_>, ws: &mut Workspace) -> Result<usize> {
+    let batch = check_inputs::<N>(inputs)?;
+    ws.resize::<N>(batch);
+    N::visit_inputs(inputs, &mut |i, view| {
+        let spec = input_spec::<N>(i)?;
+        let dst = input_buffer::<N>(ws, i, batch * spec.sample_len())?;
+        copy_input(spec.name, &view, dst)
+    })?;
+    Ok(batch)
+}
+
+/// The first `len` elements of input `i`'s staging buffer.
+pub(crate) fn input_buffer<'w, N: Network>(ws: &'w mut Workspace, i: usize, len: usize) -> Result<&'w mut [f32]> {
+    N::INPUT_BUFFERS
+        .get(i)
+        .and_then(|&b| ws.values.get_mut(b))
+        .and_then(|buf| buf.get_mut(..len))
+        .ok_or_else(|| Error::config("inputs", i, "no workspace buffer holds this input (model metadata is inconsistent)"))
+}
+
+fn copy_input(name: &str, view: &InputView<'_>, dst: &mut [f32]) -> Result<()> {
+    match view {
+        InputView::F32(v) => {
+            match v.as_slice() {
+                Some(s) => dst.copy_from_slice(s),
+                None => dst.iter_mut().zip(v.iter()).for_each(|(d, &s)| *d = s),
+            }
+            Ok(())
+        }
+        InputView::I32(v) => {
+            for (d, &s) in dst.iter_mut().zip(v.iter()) {
+                *d = exact_f32(name, s)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Converts an integer input element to `f32`, refusing values `f32` cannot hold exactly.
+pub(crate) fn exact_f32(name: &str, v: i32) -> Result<f32> {
+    if v.unsigned_abs() > 1 << 24 {
+        return Err(Error::InexactInteger {
+            name: name.to_string(),
+            value: v,
+        });
+    }
+    Ok(v as f32)
+}
+
+/// Copies rows `rows` of `src` (batch first) into `dst`, `row_len` elements per row, in order.
+/// Allocates nothing for standard-layout views.
+pub(crate) fn gather_f32(src: &ArrayViewD<'_, f32>, rows: Rows<'_>, row_len: usize, dst: &mut [f32]) {
+    let dst_rows = dst.chunks_exact_mut(row_len.max(1));
+    match src.as_slice() {
+        Some(s) => {
+            for (d, r) in dst_rows.zip(rows.iter()) {
+                d.copy_from_slice(&s[r * row_len..(r + 1) * row_len]);
+            }
+        }
+        None => {
+            for (d, r) in dst_rows.zip(rows.iter()) {
+                for (x, &y) in d.iter_mut().zip(src.index_axis(Axis(0), r).iter()) {
+                    *x = y;
+                }
+            }
+        }
+    }
+}
+
+/// [`gather_f32`] for integer inputs, converting exactly.
+pub(crate) fn gather_i32(
+    name: &str,
+    src: &ArrayViewD<'_, i32>,
+    rows: Rows<'_>,
+    row_len: usize,
+    dst: &mut [f32],
+) -> Result<()> {
+    let dst_rows = dst.chunks_exact_mut(row_len.max(1));
+    match src.as_slice() {
+        Some(s) => {
+            for (d, r) in dst_rows.zip(rows.iter()) {
+                for (x, &y) in d.iter_mut().zip(&s[r * row_len..(r + 1) * row_len]) {
+                    *x = exact_f32(name, y)?;
+                }
+            }
+        }
+        None => {
+            for (d, r) in dst_rows.zip(rows.iter()) {
+                for (x, &y) in d.iter_mut().zip(src.index_axis(Axis(0), r).iter()) {
+                    *x = exact_f32(name, y)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A selection of batch rows: a contiguous range or an explicit (shuffled) list.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Rows<'a> {
+    /// Rows `start..end`.
+    Range(usize, usize),
+    /// These rows, in this order.
+    List(&'a [usize]),
+}
+
+impl Rows<'_> {
+    pub(crate) fn len(&self) -> usize {
+        match *self {
+            Rows::Range(a, b) => b.saturating_sub(a),
+            Rows::List(l) => l.len(),
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        let (range, list) = match *self {
+            Rows::Range(a, b) => (a..b, &[][..]),
+            Rows::List(l) => (0..0, l),
+        };
+        range.chain(list.iter().copied())
+    }
+}
+
+/// Runs `N::forward` on the staged inputs; a training pass advances `ws.step` afterwards.
+pub(crate) fn run_forward<N: Network>(state: &mut State, training: bool) {
+    let State { params, ws } = state;
+    ws.training = training;
+    N::forward(params, ws);
+    if training {
+        ws.step = ws.step.wrapping_add(1);
+    }
+}
+
+/// Output `o`'s values in the workspace for the current batch.
+pub(crate) fn output_slice<N: Network>(ws: &Workspace, o: usize) -> Result<&[f32]> {
+    let (spec, buf) = output_spec::<N>(o)?;
+    let len = ws.batch * spec.sample_len();
+    ws.values.get(buf).and_then(|v| v.get(..len)).ok_or_else(|| {
+        Error::config("outputs", o, "no workspace buffer holds this output (model metadata is inconsistent)")
+    })
+}
+
+/// Copies the outputs of the last forward pass out of the workspace.
+pub(crate) fn collect_outputs<N: Network>(ws: &Workspace) -> Result<N::Outputs> {
+    let mut data = Vec::with_capacity(N::OUTPUTS.len());
+    for o in 0..N::OUTPUTS.len() {
+        data.push(output_slice::<N>(ws, o)?.to_vec());
+    }
+    Ok(N::outputs_from(ws.batch, data))
+}
+
+/// Runs the model in inference mode (`training = false`) over the whole batch.
+pub fn predict<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Result<N::Outputs> {
+    forward(model, inputs, false)
+}
+
+/// Runs the forward pass over the whole batch, keeping the activations for [`backward`].
+/// `training` turns on dropout and batch statistics.
+pub fn forward<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, training: bool) -> Result<N::Outputs> {
+    let state = model.state_mut();
+    stage_inputs::<N>(inputs, &mut state.ws)?;
+    run_forward::<N>(state, training);
+    collect_outputs::<N>(&state.ws)
+}
+
+/// Backpropagates `d_outputs` (the gradient of some scalar w.r.t. each output of the last
+/// [`forward`]) and returns the gradient w.r.t. every parameter.
+pub fn backward<N: Network>(model: &mut N, d_outputs: &N::Outputs) -> Result<Gradients> {
+    let State { params, ws } = model.state_mut();
+    if ws.batch == 0 || ws.values.len() != N::BUFFERS.len() {
+        return Err(Error::BackwardBeforeForward);
+    }
+    let batch = ws.batch;
+    N::visit_outputs(d_outputs, &mut |o, view| {
+        let (spec, _) = output_spec::<N>(o)?;
+        match check_shape("output gradient", spec, view.shape()) {
+            Ok(b) if b == batch => Ok(()),
+            _ => Err(Error::Shape {
+                what: "output gradient",
+                name: spec.name.to_string(),
+                expected: tuple_shape(&[&[batch][..], spec.shape].concat()),
+                actual: tuple_shape(view.shape()),
+            }),
+        }
+    })?;
+    ws.zero_grads();
+    ws.fused.iter_mut().for_each(|f| *f = false);
+    N::visit_outputs(d_outputs, &mut |o, view| {
+        let (spec, buf) = output_spec::<N>(o)?;
+        let len = batch * spec.sample_len();
+        let dst = ws
+            .grads
+            .get_mut(buf)
+            .and_then(|g| g.get_mut(..len))
+            .ok_or_else(|| Error::config("outputs", o, "no workspace buffer holds this output (model metadata is inconsistent)"))?;
+        copy_input(spec.name, &InputView::F32(view), dst)
+    })?;
+    let mut grads = vec![0.0; N::PARAM_COUNT];
+    N::backward(params, ws, &mut grads);
+    Ok(Gradients {
+        data: grads,
+        specs: N::PARAMS,
+    })
+}
+
+/// Parameter gradients, in the layout of the flat parameter buffer, reachable by name.
+#[derive(Clone, Debug)]
+pub struct Gradients {
+    data: Vec<f32>,
+    specs: &'static [ParamSpec],
+}
+
+impl Gradients {
+    /// The gradient of parameter `name` (Keras layout), if the model has such a parameter.
+    pub fn get(&self, name: &str) -> Option<ArrayViewD<'_, f32>> {
+        let spec = self.specs.iter().find(|s| s.name == name)?;
+        view_of(spec, &self.data).ok()
+    }
+
+    /// All gradients as one flat slice, in `Network::PARAMS` order and offsets.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The flat buffer.
+    pub fn into_vec(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// `(name, gradient)` for every parameter, in `Network::PARAMS` order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, ArrayViewD<'_, f32>)> + '_ {
+        self.specs
+            .iter()
+            .filter_map(move |s| view_of(s, &self.data).ok().map(|v| (s.name, v)))
+    }
+}
+
+fn view_of<'a>(spec: &ParamSpec, flat: &'a [f32]) -> Result<ArrayViewD<'a, f32>> {
+    flat.get(spec.range())
+        .and_then(|s| ArrayViewD::from_shape(IxDyn(spec.shape), s).ok())
+        .ok_or_else(|| Error::ParamShape {
+            name: spec.name.to_string(),
+            expected: spec.shape.to_vec(),
+            actual: vec![flat.len().saturating_sub(spec.offset)],
+        })
+}
+
+fn find_param<N: Network>(name: &str) -> Result<&'static ParamSpec> {
+    N::PARAMS
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| Error::unknown_param(name, N::PARAMS.iter().map(|s| s.name)))
+}
+
+/// The parameter `name` (e.g. `"dense_1/kernel"`), in Keras layout.
+pub fn param<'m, N: Network>(model: &'m N, name: &str) -> Result<ArrayViewD<'m, f32>> {
+    let spec = find_param::<N>(name)?;
+    view_of(spec, &model.state().params)
+}
+
+/// Overwrites the parameter `name` with `value`, which must have its exact shape.
+pub fn set_param<N: Network>(model: &mut N, name: &str, value: ArrayViewD<'_, f32>) -> Result<()> {
+    let spec = find_param::<N>(name)?;
+    if value.shape() != spec.shape {
+        return Err(Error::ParamShape {
+            name: name.to_string(),
+            expected: spec.shape.to_vec(),
+            actual: value.shape().to_vec(),
+        });
+    }
+    let params = &mut model.state_mut().params;
+    let dst = params.get_mut(spec.range()).ok_or_else(|| Error::ParamShape {
+        name: name.to_string(),
+        expected: spec.shape.to_vec(),
+        actual: value.shape().to_vec(),
+    })?;
+    copy_input(name, &InputView::F32(value), dst)
+}
+
+/// Every parameter's name, in the flat buffer's order.
+pub fn param_names<N: Network>() -> impl Iterator<Item = &'static str> {
+    N::PARAMS.iter().map(|s| s.name)
+}
+
+/// `(total, trainable, non_trainable)` parameter element counts, as Keras' summary footer.
+pub fn count_params<N: Network>() -> (usize, usize, usize) {
+    let trainable: usize = N::PARAMS.iter().filter(|s| s.trainable).map(|s| s.len()).sum();
+    let total: usize = N::PARAMS.iter().map(|s| s.len()).sum();
+    (total, trainable, total - trainable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_print_like_python_tuples() {
+        assert_eq!(tuple_shape(&[32, 7]), "(32, 7)");
+        assert_eq!(tuple_shape(&[5]), "(5,)");
+        assert_eq!(tuple_shape(&[]), "()");
+    }
+
+    #[test]
+    fn rows_iterate_ranges_and_lists() {
+        assert_eq!(Rows::Range(2, 5).iter().collect::<Vec<_>>(), [2, 3, 4]);
+        assert_eq!(Rows::List(&[4, 1]).iter().collect::<Vec<_>>(), [4, 1]);
+        assert_eq!(Rows::Range(2, 5).len(), 3);
+    }
+
+    #[test]
+    fn integers_convert_exactly_or_fail() {
+        assert_eq!(exact_f32("ids", 16_777_216).ok(), Some(16_777_216.0));
+        assert_eq!(exact_f32("ids", -16_777_216).ok(), Some(-16_777_216.0));
+        assert!(exact_f32("ids", 16_777_217).is_err());
+        assert!(exact_f32("ids", i32::MIN).is_err());
+    }
+}

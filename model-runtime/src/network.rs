@@ -15,7 +15,7 @@ pub enum InputView<'a> {
 }
 
 /// The mutable state every compiled model owns: its flat parameter buffer and a reusable workspace.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct State {
     /// All parameters, in the order and at the offsets of `Network::PARAMS`.
     pub params: Vec<f32>,

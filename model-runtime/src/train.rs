@@ -1,1 +1,643 @@
-//! TODO
+//! The training loop (Keras 3 `compile`/`fit`/`evaluate`/`predict` semantics) over a compiled model.
+//!
+//! A [`Trainer`] borrows the model, owns the optimizer, the gradient buffer and the target staging
+//! buffers, and reuses the model's workspace: after the first step of a given batch size, a
+//! training step allocates nothing.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::error::{Error, Result};
+use crate::kernels::activation::Activation;
+use crate::loss::Loss;
+use crate::metrics::{Metric, MetricState};
+use crate::model::{
+    check_inputs, check_shape, gather_f32, gather_i32, input_buffer, output_slice, output_spec,
+    run_forward, see_inputs, stage_inputs, BatchCheck, Rows,
+};
+use crate::network::{InputView, Network, State};
+use crate::optim::Optimizer;
+
+/// Settings of [`Trainer::fit`], named as Keras' `fit` arguments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fit {
+    /// Passes over the training rows (Keras default 1).
+    pub epochs: usize,
+    /// Rows per gradient step; the last batch of an epoch may be smaller (Keras default 32).
+    pub batch_size: usize,
+    /// Visit the training rows in a new seeded random order every epoch (Keras default true).
+    pub shuffle: bool,
+    /// Seed of the shuffling.
+    pub seed: u64,
+    /// Fraction in `[0, 1)` of the rows, taken from the END before any shuffling, held out and
+    /// evaluated after every epoch (`val_` keys of the history).
+    pub validation_split: f32,
+    /// Show a progress bar per epoch (one plain line per epoch on stderr when stderr is not a
+    /// terminal); nothing when false.
+    pub verbose: bool,
+}
+
+impl Default for Fit {
+    fn default() -> Self {
+        Fit {
+            epochs: 1,
+            batch_size: 32,
+            shuffle: true,
+            seed: 0,
+            validation_split: 0.0,
+            verbose: true,
+        }
+    }
+}
+
+/// One value per log key for one epoch or one evaluation (`loss`, `accuracy`, `val_loss`, ...).
+pub type Logs = BTreeMap<String, f64>;
+
+/// What `fit` returns: every logged value per epoch, keyed like Keras 3's `history.history`.
+///
+/// A single-output model logs `loss` and one key per metric (`accuracy`, `mean_squared_error`,
+/// ...); a model with several outputs logs the weighted total `loss`, each output's unweighted
+/// `<output>_loss` and `<output>_<metric>`. Validation values have the same keys prefixed `val_`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    /// Key to one value per epoch.
+    pub history: BTreeMap<String, Vec<f64>>,
+}
+
+impl History {
+    /// The values of `key`, one per epoch.
+    pub fn get(&self, key: &str) -> Option<&[f64]> {
+        self.history.get(key).map(Vec::as_slice)
+    }
+
+    /// The value of `key` after the last epoch.
+    pub fn last(&self, key: &str) -> Option<f64> {
+        self.history.get(key).and_then(|v| v.last().copied())
+    }
+
+    /// Number of epochs recorded.
+    pub fn epochs(&self) -> usize {
+        self.history.values().map(Vec::len).max().unwrap_or(0)
+    }
+
+    /// The keys, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.history.keys().map(String::as_str)
+    }
+
+    /// Appends one epoch's logs.
+    pub fn push(&mut self, logs: &Logs) {
+        for (k, &v) in logs {
+            self.history.entry(k.clone()).or_default().push(v);
+        }
+    }
+
+    /// The history as CSV, like Keras' `CSVLogger`: header `epoch,<keys...>` (keys sorted),
+    /// then one line per epoch numbered from 0.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("epoch");
+        for k in self.history.keys() {
+            out.push(',');
+            out.push_str(&csv_field(k));
+        }
+        out.push('\n');
+        for e in 0..self.epochs() {
+            out.push_str(&e.to_string());
+            for v in self.history.values() {
+                out.push(',');
+                if let Some(x) = v.get(e) {
+                    out.push_str(&x.to_string());
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Writes [`to_csv`](Self::to_csv) to `path` (through a temporary file and a rename).
+    pub fn write_csv(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::io::write_atomic(path.as_ref(), self.to_csv().as_bytes())
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Per-output training configuration and running statistics.
+#[derive(Debug)]
+struct OutputSlot {
+    name: &'static str,
+    buf: usize,
+    sample_len: usize,
+    cols: usize,
+    loss: Loss,
+    weight: f32,
+    /// The output's activation when the loss gradient can skip it, else `Linear`.
+    fused: Activation,
+    /// Resolved metric and its log key (without `val_`).
+    metrics: Vec<(Metric, String)>,
+    loss_key: String,
+    loss_state: MetricState,
+    metric_states: Vec<MetricState>,
+}
+
+impl OutputSlot {
+    fn rows(&self, batch: usize) -> usize {
+        batch * self.sample_len / self.cols.max(1)
+    }
+}
+
+/// Where a staged batch comes from, for error messages.
+#[derive(Clone, Copy)]
+enum Mode {
+    Train { epoch: usize, batch: usize, track: bool },
+    Eval,
+}
+
+/// A model compiled for training: optimizer, losses, loss weights and metrics (Keras' `compile`).
+pub struct Trainer<'m, N: Network, O: Optimizer> {
+    model: &'m mut N,
+    optimizer: O,
+    outputs: Vec<OutputSlot>,
+    grads: Vec<f32>,
+    targets: Vec<Vec<f32>>,
+    total: MetricState,
+}
+
+impl<N: Network, O: Optimizer + std::fmt::Debug> std::fmt::Debug for Trainer<'_, N, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("model", &N::NAME)
+            .field("optimizer", &self.optimizer)
+            .field("outputs", &self.outputs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Prepares `model` for training with `optimizer`, one loss per output and `metrics` applied to
+/// every output (as a Keras metrics list). Output activations that can be fused with their loss
+/// (`N::OUTPUT_INFO`) get the stable logits gradient.
+pub fn compile<'m, N: Network, O: Optimizer>(
+    model: &'m mut N,
+    optimizer: O,
+    losses: N::PerOutput<Loss>,
+    metrics: &[Metric],
+) -> Trainer<'m, N, O> {
+    let losses = N::per_output(&losses);
+    let multi = N::OUTPUTS.len() > 1;
+    let outputs = N::OUTPUTS
+        .iter()
+        .enumerate()
+        .map(|(o, spec)| {
+            let loss = losses.get(o).copied().unwrap_or(Loss::MeanSquaredError);
+            let act = N::OUTPUT_INFO
+                .get(o)
+                .map_or(Activation::Linear, |i| i.fusable_activation);
+            let mut slot = OutputSlot {
+                name: spec.name,
+                buf: N::OUTPUT_BUFFERS.get(o).copied().unwrap_or(usize::MAX),
+                sample_len: spec.sample_len(),
+                cols: spec.shape.last().copied().unwrap_or(1),
+                loss,
+                weight: 1.0,
+                fused: if loss.can_fuse(act) { act } else { Activation::Linear },
+                metrics: Vec::new(),
+                loss_key: if multi {
+                    format!("{}_loss", spec.name)
+                } else {
+                    "loss".to_string()
+                },
+                loss_state: MetricState::default(),
+                metric_states: Vec::new(),
+            };
+            set_metrics(&mut slot, metrics, multi);
+            slot
+        })
+        .collect();
+    Trainer {
+        model,
+        optimizer,
+        outputs,
+        grads: vec![0.0; N::PARAM_COUNT],
+        targets: vec![Vec::new(); N::OUTPUTS.len()],
+        total: MetricState::default(),
+    }
+}
+
+/// Resolves `metrics` for one output and names their log keys (Keras: `<output>_<name>` with
+/// several outputs; a repeated name gets `_1`, `_2`, ...).
+fn set_metrics(slot: &mut OutputSlot, metrics: &[Metric], multi: bool) {
+    slot.metrics.clear();
+    for m in metrics {
+        let base = if multi {
+            format!("{}_{}", slot.name, m.keras_name())
+        } else {
+            m.keras_name().to_string()
+        };
+        let mut key = base.clone();
+        let mut i = 1;
+        while slot.metrics.iter().any(|(_, k)| *k == key) {
+            key = format!("{base}_{i}");
+            i += 1;
+        }
+        slot.metrics.push((m.resolve(slot.loss, slot.cols), key));
+    }
+    slot.metric_states = vec![MetricState::default(); slot.metrics.len()];
+}
+
+impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
+    /// Weights each output's loss in the total (Keras' `loss_weights`; default 1.0 each).
+    pub fn with_loss_weights(mut self, weights: N::PerOutput<f32>) -> Self {
+        for (slot, w) in self.outputs.iter_mut().zip(N::per_output(&weights)) {
+            slot.weight = w;
+        }
+        self
+    }
+
+    /// Replaces the metrics with a list per output (Keras' metrics dict).
+    pub fn with_metrics(mut self, metrics: N::PerOutput<Vec<Metric>>) -> Self {
+        let multi = self.outputs.len() > 1;
+        for (slot, m) in self.outputs.iter_mut().zip(N::per_output(&metrics)) {
+            set_metrics(slot, &m, multi);
+        }
+        self
+    }
+
+    /// The model.
+    pub fn model(&self) -> &N {
+        self.model
+    }
+
+    /// The model, mutably (to read or set parameters between epochs).
+    pub fn model_mut(&mut self) -> &mut N {
+        self.model
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &O {
+        &self.optimizer
+    }
+
+    /// The optimizer, mutably (to change the learning rate).
+    pub fn optimizer_mut(&mut self) -> &mut O {
+        &mut self.optimizer
+    }
+
+    /// Checks inputs and targets together; returns the common batch size.
+    fn check_batch(&self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<usize> {
+        let mut batch = BatchCheck::default();
+        see_inputs::<N>(inputs, &mut batch)?;
+        N::visit_targets(targets, &mut |o, view| {
+            let (spec, _) = output_spec::<N>(o)?;
+            let b = check_shape("target", spec, view.shape())?;
+            batch.see("target", spec.name, b)
+        })?;
+        batch.finish()
+    }
+
+    /// One gradient step on one batch (already in memory, any size): forward in training mode,
+    /// losses, backward, optimizer step. Returns the weighted total loss of the batch (before
+    /// the step). After the first call with a given batch size, allocates nothing.
+    pub fn train_step(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<f64> {
+        let batch = self.check_batch(inputs, targets)?;
+        stage_inputs::<N>(inputs, &mut self.model.state_mut().ws)?;
+        let staged = &mut self.targets;
+        N::visit_targets(targets, &mut |o, view| {
+            let buf = &mut staged[o];
+            let len = batch * N::OUTPUTS[o].sample_len();
+            buf.resize(len, 0.0);
+            gather_f32(&view, Rows::Range(0, batch), N::OUTPUTS[o].sample_len(), buf);
+            Ok(())
+        })?;
+        self.step_staged(
+            batch,
+            Mode::Train {
+                epoch: 0,
+                batch: 0,
+                track: false,
+            },
+        )
+    }
+
+    /// Copies `rows` of the inputs into the workspace and of the targets into the staging buffers.
+    fn stage_rows(&mut self, inputs: &N::Inputs<'_>, targets: Option<&N::Targets<'_>>, rows: Rows<'_>) -> Result<()> {
+        let batch = rows.len();
+        let ws = &mut self.model.state_mut().ws;
+        ws.resize::<N>(batch);
+        N::visit_inputs(inputs, &mut |i, view| {
+            let spec = &N::INPUTS[i];
+            let len = spec.sample_len();
+            let dst = input_buffer::<N>(ws, i, batch * len)?;
+            match view {
+                InputView::F32(v) => gather_f32(&v, rows, len, dst),
+                InputView::I32(v) => gather_i32(spec.name, &v, rows, len, dst)?,
+            }
+            Ok(())
+        })?;
+        if let Some(targets) = targets {
+            let staged = &mut self.targets;
+            N::visit_targets(targets, &mut |o, view| {
+                let len = N::OUTPUTS[o].sample_len();
+                let buf = &mut staged[o];
+                buf.resize(batch * len, 0.0);
+                gather_f32(&view, rows, len, buf);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Forward, losses and metrics on the staged batch; in training mode also backward and the
+    /// optimizer step. Returns the weighted total loss.
+    fn step_staged(&mut self, batch: usize, mode: Mode) -> Result<f64> {
+        let training = matches!(mode, Mode::Train { .. });
+        let state = self.model.state_mut();
+        run_forward::<N>(state, training);
+        let State { params, ws } = state;
+        if training {
+            ws.zero_grads();
+        }
+        let mut total = 0.0f64;
+        for (o, slot) in self.outputs.iter_mut().enumerate() {
+            let n = batch * slot.sample_len;
+            let rows = slot.rows(batch);
+            let pred = &ws.values[slot.buf][..n];
+            let target = &self.targets[o][..n];
+            let grad = if training {
+                Some(&mut ws.grads[slot.buf][..n])
+            } else {
+                None
+            };
+            let value = slot
+                .loss
+                .compute(pred, target, rows, slot.cols, grad, slot.weight, slot.fused);
+            if let Mode::Train { epoch, batch: b, .. } = mode {
+                ws.fused[o] = slot.fused != Activation::Linear;
+                if !value.is_finite() {
+                    return Err(Error::NonFiniteLoss {
+                        epoch,
+                        batch: b,
+                        output: slot.name.to_string(),
+                        value,
+                    });
+                }
+            }
+            total += f64::from(slot.weight) * value;
+            if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval) {
+                slot.loss_state.add_mean(value, batch);
+                for ((m, _), st) in slot.metrics.iter().zip(&mut slot.metric_states) {
+                    st.add(m.sum_over_rows(pred, target, rows, slot.cols), rows);
+                }
+            }
+        }
+        if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval) {
+            self.total.add_mean(total, batch);
+        }
+        if training {
+            self.grads.fill(0.0);
+            N::backward(params, ws, &mut self.grads);
+            self.optimizer.step(params, &self.grads, N::PARAMS);
+        }
+        Ok(total)
+    }
+
+    fn reset_states(&mut self) {
+        self.total.reset();
+        for slot in &mut self.outputs {
+            slot.loss_state.reset();
+            slot.metric_states.iter_mut().for_each(MetricState::reset);
+        }
+    }
+
+    /// The current running values, keys prefixed with `prefix`.
+    fn logs(&self, prefix: &str, into: &mut Logs) {
+        into.insert(format!("{prefix}loss"), self.total.result());
+        for slot in &self.outputs {
+            if self.outputs.len() > 1 {
+                into.insert(format!("{prefix}{}", slot.loss_key), slot.loss_state.result());
+            }
+            for ((_, key), st) in slot.metrics.iter().zip(&slot.metric_states) {
+                into.insert(format!("{prefix}{key}"), st.result());
+            }
+        }
+    }
+
+    /// Loss and metrics over `rows` in chunks of `batch_size`, in inference mode.
+    fn evaluate_rows(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        start: usize,
+        end: usize,
+        batch_size: usize,
+        prefix: &str,
+        into: &mut Logs,
+    ) -> Result<()> {
+        self.reset_states();
+        let mut s = start;
+        while s < end {
+            let e = (s + batch_size).min(end);
+            self.stage_rows(inputs, Some(targets), Rows::Range(s, e))?;
+            self.step_staged(e - s, Mode::Eval)?;
+            s = e;
+        }
+        self.logs(prefix, into);
+        Ok(())
+    }
+
+    /// Trains for `fit.epochs` epochs (Keras' `fit`): the last `validation_split` fraction of the
+    /// rows is held out before shuffling; each epoch visits the other rows in a seeded random
+    /// order (if `shuffle`) in batches of `batch_size`, the last one possibly smaller. Epoch
+    /// values are means over samples. A non-finite loss stops training with
+    /// [`Error::NonFiniteLoss`] before the faulty step is applied.
+    pub fn fit(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>, fit: &Fit) -> Result<History> {
+        if fit.batch_size == 0 {
+            return Err(Error::config("batch_size", 0, "must be at least 1"));
+        }
+        let vs = fit.validation_split;
+        if !(0.0..1.0).contains(&vs) {
+            return Err(Error::config("validation_split", vs, "must be in [0, 1)"));
+        }
+        let n = self.check_batch(inputs, targets)?;
+        let split_at = (n as f64 * (1.0 - f64::from(vs))).floor() as usize;
+        if vs > 0.0 && (split_at == 0 || split_at == n) {
+            return Err(Error::config(
+                "validation_split",
+                vs,
+                format!(
+                    "with {n} samples it leaves {split_at} for training and {} for validation; \
+                     both must be non-empty",
+                    n - split_at
+                ),
+            ));
+        }
+        let mut order: Vec<usize> = (0..split_at).collect();
+        let mut rng = crate::init::Rng::new(fit.seed);
+        let batches = split_at.div_ceil(fit.batch_size);
+        let terminal = std::io::stderr().is_terminal();
+        let mut history = History::default();
+        for epoch in 1..=fit.epochs {
+            if fit.shuffle {
+                for i in (1..order.len()).rev() {
+                    let j = ((u128::from(rng.next_u64()) * (i as u128 + 1)) >> 64) as usize;
+                    order.swap(i, j);
+                }
+            }
+            let started = Instant::now();
+            let bar = (fit.verbose && terminal).then(|| progress_bar(epoch, fit.epochs, batches));
+            self.reset_states();
+            for (b, chunk) in order.chunks(fit.batch_size).enumerate() {
+                self.stage_rows(inputs, Some(targets), Rows::List(chunk))?;
+                let mode = Mode::Train {
+                    epoch,
+                    batch: b + 1,
+                    track: true,
+                };
+                if let Err(e) = self.step_staged(chunk.len(), mode) {
+                    if let Some(bar) = &bar {
+                        bar.abandon();
+                    }
+                    return Err(e);
+                }
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                    let mut logs = Logs::new();
+                    self.logs("", &mut logs);
+                    bar.set_message(format_logs(&logs));
+                }
+            }
+            let mut logs = Logs::new();
+            self.logs("", &mut logs);
+            if split_at < n {
+                self.evaluate_rows(inputs, targets, split_at, n, fit.batch_size, "val_", &mut logs)?;
+            }
+            history.push(&logs);
+            if let Some(bar) = bar {
+                bar.finish_with_message(format_logs(&logs));
+            } else if fit.verbose {
+                let secs = started.elapsed().as_secs_f64();
+                eprintln!(
+                    "Epoch {epoch}/{} - {batches}/{batches} - {secs:.1}s - {:.0}ms/step - {}",
+                    fit.epochs,
+                    secs * 1000.0 / batches.max(1) as f64,
+                    format_logs(&logs)
+                );
+            }
+        }
+        Ok(history)
+    }
+
+    /// Loss and metrics over all rows in inference mode, in chunks of `batch_size` (Keras'
+    /// `evaluate(..., return_dict=True)`), keyed like the history without `val_`.
+    pub fn evaluate(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>, batch_size: usize) -> Result<Logs> {
+        if batch_size == 0 {
+            return Err(Error::config("batch_size", 0, "must be at least 1"));
+        }
+        let n = self.check_batch(inputs, targets)?;
+        let mut logs = Logs::new();
+        self.evaluate_rows(inputs, targets, 0, n, batch_size, "", &mut logs)?;
+        Ok(logs)
+    }
+
+    /// The model's outputs over all rows in inference mode, computed in chunks of `batch_size`
+    /// (bounding the workspace) and assembled in order.
+    pub fn predict(&mut self, inputs: &N::Inputs<'_>, batch_size: usize) -> Result<N::Outputs> {
+        predict_batched(self.model, inputs, batch_size)
+    }
+}
+
+/// [`Trainer::predict`] without a trainer: inference in chunks of `batch_size` rows.
+pub fn predict_batched<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, batch_size: usize) -> Result<N::Outputs> {
+    if batch_size == 0 {
+        return Err(Error::config("batch_size", 0, "must be at least 1"));
+    }
+    let n = check_inputs::<N>(inputs)?;
+    let mut data: Vec<Vec<f32>> = N::OUTPUTS
+        .iter()
+        .map(|s| Vec::with_capacity(n * s.sample_len()))
+        .collect();
+    let mut s = 0;
+    while s < n {
+        let e = (s + batch_size).min(n);
+        let state = model.state_mut();
+        state.ws.resize::<N>(e - s);
+        N::visit_inputs(inputs, &mut |i, view| {
+            let spec = &N::INPUTS[i];
+            let len = spec.sample_len();
+            let dst = input_buffer::<N>(&mut state.ws, i, (e - s) * len)?;
+            match view {
+                InputView::F32(v) => gather_f32(&v, Rows::Range(s, e), len, dst),
+                InputView::I32(v) => gather_i32(spec.name, &v, Rows::Range(s, e), len, dst)?,
+            }
+            Ok(())
+        })?;
+        run_forward::<N>(state, false);
+        for (o, d) in data.iter_mut().enumerate() {
+            d.extend_from_slice(output_slice::<N>(&state.ws, o)?);
+        }
+        s = e;
+    }
+    Ok(N::outputs_from(n, data))
+}
+
+fn progress_bar(epoch: usize, epochs: usize, batches: usize) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix} {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(format!("Epoch {epoch}/{epochs}"));
+    bar
+}
+
+/// `loss: 0.1234 - accuracy: 0.9000` in key order.
+fn format_logs(logs: &Logs) -> String {
+    let parts: Vec<String> = logs.iter().map(|(k, v)| format!("{k}: {v:.4}")).collect();
+    parts.join(" - ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_records_and_exports_csv() {
+        let mut h = History::default();
+        let mut logs = Logs::new();
+        logs.insert("loss".into(), 0.5);
+        logs.insert("accuracy".into(), 0.25);
+        h.push(&logs);
+        logs.insert("loss".into(), 0.125);
+        h.push(&logs);
+        assert_eq!(h.epochs(), 2);
+        assert_eq!(h.get("loss"), Some(&[0.5, 0.125][..]));
+        assert_eq!(h.last("accuracy"), Some(0.25));
+        assert_eq!(h.last("val_loss"), None);
+        assert_eq!(h.to_csv(), "epoch,accuracy,loss\n0,0.25,0.5\n1,0.25,0.125\n");
+    }
+
+    #[test]
+    fn fit_defaults_match_keras() {
+        let f = Fit::default();
+        assert_eq!((f.epochs, f.batch_size, f.shuffle, f.seed), (1, 32, true, 0));
+        assert_eq!(f.validation_split, 0.0);
+        assert!(f.verbose);
+    }
+
+    #[test]
+    fn logs_format_in_key_order() {
+        let mut logs = Logs::new();
+        logs.insert("loss".into(), 0.5);
+        logs.insert("accuracy".into(), 1.0);
+        assert_eq!(format_logs(&logs), "accuracy: 1.0000 - loss: 0.5000");
+    }
+}

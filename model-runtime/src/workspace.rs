@@ -7,7 +7,7 @@ use crate::network::Network;
 ///
 /// Generated code reads and writes the fields directly, taking a buffer out with `std::mem::take`
 /// when it needs it mutably while reading others, and putting it back afterwards.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Workspace {
     /// Rows of the current batch.
     pub batch: usize,

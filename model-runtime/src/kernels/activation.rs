@@ -1,4 +1,4 @@
-//! Element-wise and row-wise activations with their derivatives.
+//! Element-wise and row-wise activations with their derivatives (Keras semantics).
 
 /// An activation function, as a layer or as a layer's `activation =` argument (Keras names).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -32,4 +32,642 @@ pub enum Activation {
     },
     /// ln(1 + e^x).
     Softplus,
+}
+
+/// Every name [`Activation::from_keras_name`] accepts.
+const KERAS_NAMES: &[&str] = &["linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "silu", "swish", "elu", "leaky_relu", "softplus"];
+
+impl Activation {
+    /// The Keras name (`"relu"`, `"leaky_relu"`, ...); `Silu` reports `"silu"`.
+    pub fn keras_name(&self) -> &'static str {
+        match self {
+            Activation::Linear => "linear",
+            Activation::Relu => "relu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+            Activation::Softmax => "softmax",
+            Activation::Gelu { .. } => "gelu",
+            Activation::Silu => "silu",
+            Activation::Elu { .. } => "elu",
+            Activation::LeakyRelu { .. } => "leaky_relu",
+            Activation::Softplus => "softplus",
+        }
+    }
+
+    /// The activation a Keras name stands for, with Keras 3's default arguments: `gelu` is the exact
+    /// erf form, `elu` has alpha 1.0, `leaky_relu` negative_slope 0.2, `swish` is `silu`.
+    pub fn from_keras_name(name: &str) -> Option<Activation> {
+        Some(match name {
+            "linear" => Activation::Linear,
+            "relu" => Activation::Relu,
+            "sigmoid" => Activation::Sigmoid,
+            "tanh" => Activation::Tanh,
+            "softmax" => Activation::Softmax,
+            "gelu" => Activation::Gelu { approximate: false },
+            "silu" | "swish" => Activation::Silu,
+            "elu" => Activation::Elu { alpha: 1.0 },
+            "leaky_relu" => Activation::LeakyRelu { negative_slope: 0.2 },
+            "softplus" => Activation::Softplus,
+            _ => return None,
+        })
+    }
+
+    /// Every name [`Activation::from_keras_name`] accepts (for "did you mean" messages).
+    pub fn all_keras_names() -> &'static [&'static str] {
+        KERAS_NAMES
+    }
+
+    /// True when the derivative needs the pre-activation `x`, not just the output `y`.
+    ///
+    /// Elu and LeakyRelu recover their derivative from `y` only while their parameter is positive
+    /// (then the sign of `y` is the sign of `x`); softplus' derivative is 1 − e^−y.
+    pub fn needs_input(&self) -> bool {
+        match *self {
+            Activation::Linear | Activation::Relu | Activation::Sigmoid | Activation::Tanh | Activation::Softmax | Activation::Softplus => {
+                false
+            }
+            Activation::Gelu { .. } | Activation::Silu => true,
+            Activation::Elu { alpha } => alpha.is_nan() || alpha <= 0.0,
+            Activation::LeakyRelu { negative_slope } => negative_slope.is_nan() || negative_slope <= 0.0,
+        }
+    }
+}
+
+/// Expands `$body` with `$f` bound to the scalar function of `$act` (a closure `f32 -> f32`), or
+/// `$softmax` for the row-wise softmax. One match, so every loop is specialized per activation.
+macro_rules! with_scalar {
+    ($act:expr, $f:ident => $body:expr, softmax => $softmax:expr) => {
+        match $act {
+            Activation::Linear => {
+                let $f = |v: f32| v;
+                $body
+            }
+            Activation::Relu => {
+                let $f = |v: f32| v.max(0.0);
+                $body
+            }
+            Activation::Sigmoid => {
+                let $f = sigmoid;
+                $body
+            }
+            Activation::Tanh => {
+                let $f = |v: f32| v.tanh();
+                $body
+            }
+            Activation::Gelu { approximate: false } => {
+                let $f = gelu_erf;
+                $body
+            }
+            Activation::Gelu { approximate: true } => {
+                let $f = gelu_tanh;
+                $body
+            }
+            Activation::Silu => {
+                let $f = |v: f32| v * sigmoid(v);
+                $body
+            }
+            Activation::Elu { alpha } => {
+                let $f = move |v: f32| if v > 0.0 { v } else { alpha * v.exp_m1() };
+                $body
+            }
+            Activation::LeakyRelu { negative_slope } => {
+                let $f = move |v: f32| if v >= 0.0 { v } else { negative_slope * v };
+                $body
+            }
+            Activation::Softplus => {
+                let $f = softplus;
+                $body
+            }
+            Activation::Softmax => $softmax,
+        }
+    };
+}
+
+/// y = act(x). Softmax is taken over consecutive groups of `cols` elements (the last axis).
+pub fn forward(act: Activation, x: &[f32], y: &mut [f32], cols: usize) {
+    debug_assert_eq!(x.len(), y.len());
+    with_scalar!(act, f => {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = f(v);
+        }
+    }, softmax => {
+        y.copy_from_slice(x);
+        softmax_rows(y, cols);
+    })
+}
+
+/// z = act(z) in place. Softmax is taken over consecutive groups of `cols` elements.
+pub fn forward_inplace(act: Activation, z: &mut [f32], cols: usize) {
+    with_scalar!(act, f => {
+        for v in z.iter_mut() {
+            *v = f(*v);
+        }
+    }, softmax => softmax_rows(z, cols))
+}
+
+/// The fused epilogue of a layer: `y[r, j] = act(y[r, j] + b[j])` over rows of `cols`, storing the
+/// pre-activation `y + b` into `pre` when given. One pass over `y`.
+pub(crate) fn bias_forward_inplace(act: Activation, b: Option<&[f32]>, pre: Option<&mut [f32]>, y: &mut [f32], cols: usize) {
+    if cols == 0 {
+        return;
+    }
+    debug_assert_eq!(y.len() % cols, 0);
+    debug_assert!(b.is_none_or(|b| b.len() == cols));
+    debug_assert!(pre.as_ref().is_none_or(|p| p.len() == y.len()));
+    with_scalar!(act, f => {
+        match (b, pre) {
+            (Some(b), Some(pre)) => {
+                for (row, prow) in y.chunks_exact_mut(cols).zip(pre.chunks_exact_mut(cols)) {
+                    for ((v, p), &bj) in row.iter_mut().zip(prow).zip(b) {
+                        let z = *v + bj;
+                        *p = z;
+                        *v = f(z);
+                    }
+                }
+            }
+            (Some(b), None) => {
+                for row in y.chunks_exact_mut(cols) {
+                    for (v, &bj) in row.iter_mut().zip(b) {
+                        *v = f(*v + bj);
+                    }
+                }
+            }
+            (None, Some(pre)) => {
+                for (v, p) in y.iter_mut().zip(pre.iter_mut()) {
+                    *p = *v;
+                    *v = f(*v);
+                }
+            }
+            (None, None) => {
+                for v in y.iter_mut() {
+                    *v = f(*v);
+                }
+            }
+        }
+    }, softmax => {
+        match (b, pre) {
+            (b, Some(pre)) => {
+                for (row, prow) in y.chunks_exact_mut(cols).zip(pre.chunks_exact_mut(cols)) {
+                    if let Some(b) = b {
+                        row.iter_mut().zip(b).for_each(|(v, &bj)| *v += bj);
+                    }
+                    prow.copy_from_slice(row);
+                    softmax_row(row);
+                }
+            }
+            (b, None) => {
+                for row in y.chunks_exact_mut(cols) {
+                    if let Some(b) = b {
+                        row.iter_mut().zip(b).for_each(|(v, &bj)| *v += bj);
+                    }
+                    softmax_row(row);
+                }
+            }
+        }
+    })
+}
+
+/// Overwrites `dy` (dL/dy) with dL/dx in place. `x` is the pre-activation input and must be `Some`
+/// when [`Activation::needs_input`]; softmax uses dx = y ⊙ (dy − Σ_row dy ⊙ y) over rows of `cols`.
+///
+/// # Panics
+/// When `x` is `None` for an activation that needs it.
+pub fn backward(act: Activation, x: Option<&[f32]>, y: &[f32], dy: &mut [f32], cols: usize) {
+    chain(act, x, y, Grad::InPlace(dy), cols);
+}
+
+/// dx += dL/dx given dL/dy (the standalone `Activation` layer). `x` must be `Some` when
+/// [`Activation::needs_input`].
+///
+/// # Panics
+/// When `x` is `None` for an activation that needs it.
+pub fn backward_accumulate(act: Activation, x: Option<&[f32]>, y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize) {
+    debug_assert_eq!(dy.len(), dx.len());
+    chain(act, x, y, Grad::Accumulate { dy, dx }, cols);
+}
+
+/// Where the chain rule writes: over dL/dy itself, or added into a separate dL/dx.
+enum Grad<'a> {
+    InPlace(&'a mut [f32]),
+    Accumulate { dy: &'a [f32], dx: &'a mut [f32] },
+}
+
+/// Applies the chain rule through `act`: dL/dx = dL/dy · act'(x).
+fn chain(act: Activation, x: Option<&[f32]>, y: &[f32], grad: Grad<'_>, cols: usize) {
+    if act.needs_input() {
+        assert!(x.is_some(), "activation {:?} needs its pre-activation input in backward", act);
+    }
+    debug_assert!(x.is_none_or(|x| x.len() == y.len()));
+    // When the derivative needs only y, `x` may be absent; `y` stands in as an unused placeholder.
+    let x = x.unwrap_or(y);
+    // Each closure is act'(x, y) for one activation.
+    match act {
+        Activation::Linear => match grad {
+            Grad::InPlace(_) => {}
+            Grad::Accumulate { dy, dx } => dx.iter_mut().zip(dy).for_each(|(o, &d)| *o += d),
+        },
+        Activation::Relu => pointwise(x, y, grad, |_, y| if y > 0.0 { 1.0 } else { 0.0 }),
+        Activation::Sigmoid => pointwise(x, y, grad, |_, y| y * (1.0 - y)),
+        Activation::Tanh => pointwise(x, y, grad, |_, y| 1.0 - y * y),
+        Activation::Softmax => softmax_backward(y, grad, cols),
+        Activation::Gelu { approximate: false } => pointwise(x, y, grad, |x, _| gelu_erf_grad(x)),
+        Activation::Gelu { approximate: true } => pointwise(x, y, grad, |x, _| gelu_tanh_grad(x)),
+        Activation::Silu => pointwise(x, y, grad, |x, _| {
+            let s = sigmoid(x);
+            s * (1.0 + x * (1.0 - s))
+        }),
+        Activation::Elu { alpha } if alpha > 0.0 => pointwise(x, y, grad, |_, y| if y > 0.0 { 1.0 } else { y + alpha }),
+        Activation::Elu { alpha } => pointwise(x, y, grad, |x, _| if x > 0.0 { 1.0 } else { alpha * x.exp() }),
+        Activation::LeakyRelu { negative_slope } if negative_slope > 0.0 => {
+            pointwise(x, y, grad, |_, y| if y > 0.0 { 1.0 } else { negative_slope })
+        }
+        Activation::LeakyRelu { negative_slope } => pointwise(x, y, grad, |x, _| if x > 0.0 { 1.0 } else { negative_slope }),
+        // sigmoid(x) = 1 − e^−y, computed without cancellation for small y.
+        Activation::Softplus => pointwise(x, y, grad, |_, y| -(-y).exp_m1()),
+    }
+}
+
+/// The element-wise chain rule with derivative `d(x, y)`, one specialized loop per destination.
+fn pointwise(x: &[f32], y: &[f32], grad: Grad<'_>, d: impl Fn(f32, f32) -> f32) {
+    match grad {
+        Grad::InPlace(dy) => {
+            debug_assert_eq!(dy.len(), y.len());
+            for (g, (&x, &y)) in dy.iter_mut().zip(x.iter().zip(y)) {
+                *g *= d(x, y);
+            }
+        }
+        Grad::Accumulate { dy, dx } => {
+            debug_assert_eq!(dy.len(), y.len());
+            for ((o, &g), (&x, &y)) in dx.iter_mut().zip(dy).zip(x.iter().zip(y)) {
+                *o += g * d(x, y);
+            }
+        }
+    }
+}
+
+/// dx = y ⊙ (dy − Σ_row dy ⊙ y), row by row.
+fn softmax_backward(y: &[f32], grad: Grad<'_>, cols: usize) {
+    if cols == 0 {
+        return;
+    }
+    debug_assert_eq!(y.len() % cols, 0);
+    let row_dot = |dy: &[f32], y: &[f32]| -> f32 { dy.iter().zip(y).map(|(a, b)| a * b).sum() };
+    match grad {
+        Grad::InPlace(dy) => {
+            for (g, yr) in dy.chunks_exact_mut(cols).zip(y.chunks_exact(cols)) {
+                let s = row_dot(g, yr);
+                g.iter_mut().zip(yr).for_each(|(g, &y)| *g = y * (*g - s));
+            }
+        }
+        Grad::Accumulate { dy, dx } => {
+            let rows = dx.chunks_exact_mut(cols).zip(dy.chunks_exact(cols));
+            for ((o, g), yr) in rows.zip(y.chunks_exact(cols)) {
+                let s = row_dot(g, yr);
+                for ((o, &g), &y) in o.iter_mut().zip(g).zip(yr) {
+                    *o += y * (g - s);
+                }
+            }
+        }
+    }
+}
+
+/// Numerically stable softmax over each row of `cols` elements, in place.
+fn softmax_rows(z: &mut [f32], cols: usize) {
+    if cols == 0 {
+        return;
+    }
+    debug_assert_eq!(z.len() % cols, 0);
+    z.chunks_exact_mut(cols).for_each(softmax_row);
+}
+
+/// Softmax of one row in place: subtract the row max, exponentiate, normalize.
+fn softmax_row(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// 1 / (1 + e^-x), without overflow for large |x|.
+fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// ln(1 + e^x) = max(x, 0) + ln(1 + e^-|x|), without overflow for large |x|.
+fn softplus(x: f32) -> f32 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+/// 1 / sqrt(2π).
+const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+/// sqrt(2 / π).
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+/// Cubic coefficient of the tanh approximation of gelu.
+const GELU_CUBIC: f32 = 0.044_715;
+
+/// Exact gelu: x · Φ(x) = 0.5 · x · (1 + erf(x / √2)).
+fn gelu_erf(x: f32) -> f32 {
+    let x = x as f64;
+    (0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2))) as f32
+}
+
+/// Derivative of exact gelu: Φ(x) + x · φ(x).
+fn gelu_erf_grad(x: f32) -> f32 {
+    let x = x as f64;
+    let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
+    let pdf = FRAC_1_SQRT_2PI * (-0.5 * x * x).exp();
+    (cdf + x * pdf) as f32
+}
+
+/// Tanh-approximated gelu: 0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 x³))).
+fn gelu_tanh(x: f32) -> f32 {
+    let t = (SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)).tanh();
+    0.5 * x * (1.0 + t)
+}
+
+/// Derivative of the tanh-approximated gelu.
+fn gelu_tanh_grad(x: f32) -> f32 {
+    let t = (SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)).tanh();
+    let dinner = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x * x);
+    0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner
+}
+
+/// The error function, absolute error below 1e-7 (ample for `f32` results).
+///
+/// |x| < 0.5: Maclaurin series (truncation error < 1e-9); otherwise the Chebyshev-fitted
+/// erfc of Numerical Recipes (`erfcc`, fractional error < 1.2e-7).
+fn erf(x: f64) -> f64 {
+    let z = x.abs();
+    if z < 0.5 {
+        // 2/√π · Σ (−1)ⁿ x^(2n+1) / (n! (2n+1)), n = 0..=6.
+        let x2 = x * x;
+        let series = 1.0
+            + x2 * (-1.0 / 3.0 + x2 * (1.0 / 10.0 + x2 * (-1.0 / 42.0 + x2 * (1.0 / 216.0 + x2 * (-1.0 / 1320.0 + x2 * (1.0 / 9360.0))))));
+        return std::f64::consts::FRAC_2_SQRT_PI * x * series;
+    }
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    (1.0 - erfc).copysign(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::testing::{check_grad, random_vec, weighted_sum};
+    use crate::init::Rng;
+
+    /// Every activation, with non-default parameters too.
+    fn all() -> Vec<Activation> {
+        let mut acts: Vec<Activation> = KERAS_NAMES.iter().filter_map(|n| Activation::from_keras_name(n)).collect();
+        acts.extend([
+            Activation::Gelu { approximate: true },
+            Activation::Elu { alpha: 0.5 },
+            Activation::Elu { alpha: -0.3 },
+            Activation::LeakyRelu { negative_slope: 0.01 },
+            Activation::LeakyRelu { negative_slope: -0.5 },
+        ]);
+        acts
+    }
+
+    /// Independent f64 reference of each activation, element by element (softmax row-wise).
+    fn reference(act: Activation, x: &[f32], cols: usize) -> Vec<f64> {
+        let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        if act == Activation::Softmax {
+            let mut out = Vec::new();
+            for row in x.chunks(cols) {
+                let e: Vec<f64> = row.iter().map(|v| v.exp()).collect();
+                let s: f64 = e.iter().sum();
+                out.extend(e.iter().map(|v| v / s));
+            }
+            return out;
+        }
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        x.iter()
+            .map(|&v| match act {
+                Activation::Linear => v,
+                Activation::Relu => v.max(0.0),
+                Activation::Sigmoid => sig(v),
+                Activation::Tanh => v.tanh(),
+                Activation::Softmax => unreachable!(),
+                Activation::Gelu { approximate: false } => {
+                    // Φ(v) by a 2000-step Simpson integral of the normal density from 0.
+                    let n = 2000;
+                    let h = v / n as f64;
+                    let pdf = |t: f64| (-0.5 * t * t).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                    let mut s = pdf(0.0) + pdf(v);
+                    for i in 1..n {
+                        s += pdf(i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 };
+                    }
+                    v * (0.5 + s * h / 3.0)
+                }
+                Activation::Gelu { approximate: true } => {
+                    let c = (2.0 / std::f64::consts::PI).sqrt();
+                    0.5 * v * (1.0 + (c * (v + 0.044715 * v.powi(3))).tanh())
+                }
+                Activation::Silu => v * sig(v),
+                Activation::Elu { alpha } => {
+                    if v > 0.0 {
+                        v
+                    } else {
+                        alpha as f64 * (v.exp() - 1.0)
+                    }
+                }
+                Activation::LeakyRelu { negative_slope } => {
+                    if v >= 0.0 {
+                        v
+                    } else {
+                        negative_slope as f64 * v
+                    }
+                }
+                Activation::Softplus => (1.0 + v.exp()).ln(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keras_names_round_trip_and_swish_is_silu() {
+        for name in Activation::all_keras_names() {
+            let act = Activation::from_keras_name(name).unwrap();
+            let canonical = if *name == "swish" { "silu" } else { name };
+            assert_eq!(act.keras_name(), canonical);
+        }
+        assert_eq!(Activation::from_keras_name("gelu"), Some(Activation::Gelu { approximate: false }));
+        assert_eq!(Activation::from_keras_name("elu"), Some(Activation::Elu { alpha: 1.0 }));
+        assert_eq!(Activation::from_keras_name("leaky_relu"), Some(Activation::LeakyRelu { negative_slope: 0.2 }));
+        assert_eq!(Activation::from_keras_name("Relu"), None);
+        assert_eq!(Activation::from_keras_name("mish"), None);
+    }
+
+    #[test]
+    fn forward_matches_reference_for_every_activation() {
+        let mut rng = Rng::new(11);
+        let cols = 5;
+        let x = random_vec(&mut rng, 4 * cols, -4.0, 4.0);
+        for act in all() {
+            let want = reference(act, &x, cols);
+            let mut y = vec![f32::NAN; x.len()];
+            forward(act, &x, &mut y, cols);
+            let mut z = x.clone();
+            forward_inplace(act, &mut z, cols);
+            for i in 0..x.len() {
+                let tol = 1e-6 * (1.0 + want[i].abs());
+                assert!((y[i] as f64 - want[i]).abs() <= tol, "{act:?}({}) = {} vs {}", x[i], y[i], want[i]);
+                assert_eq!(y[i].to_bits(), z[i].to_bits(), "{act:?}: in place differs");
+            }
+        }
+    }
+
+    #[test]
+    fn activation_values_match_hand_computed_constants() {
+        let at = |act: Activation, v: f32| {
+            let mut y = [0.0];
+            forward(act, &[v], &mut y, 1);
+            y[0]
+        };
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-6 * (1.0 + b.abs());
+        let gelu = Activation::Gelu { approximate: false };
+        assert!(close(at(gelu, 1.0), 0.841_344_7));
+        assert!(close(at(gelu, -1.0), -0.158_655_25));
+        assert!(close(at(gelu, 0.3), 0.185_373_43));
+        assert!(close(at(gelu, 3.0), 2.995_950_4));
+        assert!(close(at(Activation::Gelu { approximate: true }, 1.0), 0.841_191_97));
+        assert!(close(at(Activation::Softplus, 0.0), std::f32::consts::LN_2));
+        assert!(close(at(Activation::Softplus, 1.0), 1.313_261_7));
+        assert!(close(at(Activation::Elu { alpha: 1.0 }, -1.0), -0.632_120_56));
+        assert!(close(at(Activation::Silu, 1.0), 0.731_058_6));
+        assert!(close(at(Activation::Sigmoid, 2.0), 0.880_797_1));
+        let leaky = Activation::from_keras_name("leaky_relu").unwrap();
+        assert!(close(at(leaky, -2.0), -0.4));
+    }
+
+    #[test]
+    fn sigmoid_softplus_and_softmax_are_stable_for_large_inputs() {
+        let mut y = [0.0; 4];
+        let close = |got: [f32; 4], want: [f32; 4]| got.iter().zip(&want).all(|(g, w)| g.is_finite() && (g - w).abs() <= 1e-30 + 1e-7 * w);
+        forward(Activation::Sigmoid, &[-1000.0, 1000.0, -90.0, 90.0], &mut y, 4);
+        assert!(close(y, [0.0, 1.0, 0.0, 1.0]), "{y:?}");
+        forward(Activation::Softplus, &[-1000.0, 1000.0, -90.0, 90.0], &mut y, 4);
+        assert!(close(y, [0.0, 1000.0, 0.0, 90.0]), "{y:?}");
+        forward(Activation::Softmax, &[1000.0, 1000.0, -1000.0, 999.0], &mut y, 2);
+        assert!(y.iter().all(|v| v.is_finite()));
+        assert_eq!(&y[..2], &[0.5, 0.5]);
+        assert!((y[2]).abs() < 1e-30 && (y[3] - 1.0).abs() < 1e-6);
+        let mut g = [1.0; 2];
+        backward(Activation::Softplus, None, &[0.0, 1000.0], &mut g, 2);
+        assert_eq!(g, [0.0, 1.0]);
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one() {
+        let mut rng = Rng::new(2);
+        let x = random_vec(&mut rng, 3 * 7, -10.0, 10.0);
+        let mut y = vec![0.0; x.len()];
+        forward(Activation::Softmax, &x, &mut y, 7);
+        for row in y.chunks(7) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+    }
+
+    /// Inputs away from the kinks of relu, leaky_relu and elu at 0.
+    fn away_from_zero(rng: &mut Rng, len: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let v = rng.uniform(0.1, 3.0);
+                if i % 2 == 0 {
+                    v
+                } else {
+                    -v
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn backward_matches_finite_differences_for_every_activation() {
+        let mut rng = Rng::new(23);
+        let cols = 4;
+        for act in all() {
+            let x = away_from_zero(&mut rng, 3 * cols);
+            let r = random_vec(&mut rng, x.len(), -1.0, 1.0);
+            let mut y = vec![0.0; x.len()];
+            forward(act, &x, &mut y, cols);
+            let loss = |x: &[f32]| {
+                let mut y = vec![0.0; x.len()];
+                forward(act, x, &mut y, cols);
+                weighted_sum(&r, &y)
+            };
+            // In place, given x only when needed.
+            let mut g = r.clone();
+            let xin = act.needs_input().then_some(&x[..]);
+            backward(act, xin, &y, &mut g, cols);
+            check_grad(&format!("{act:?} backward"), &x, &g, 1e-2, loss);
+            // Accumulating onto a non-zero dx, given x.
+            let base = random_vec(&mut rng, x.len(), -1.0, 1.0);
+            let mut dx = base.clone();
+            backward_accumulate(act, Some(&x), &y, &r, &mut dx, cols);
+            let added: Vec<f32> = dx.iter().zip(&base).map(|(a, b)| a - b).collect();
+            for (a, b) in added.iter().zip(&g) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{act:?} accumulate: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn bias_forward_inplace_adds_bias_stores_pre_and_applies_activation() {
+        let mut rng = Rng::new(4);
+        let cols = 3;
+        let z = random_vec(&mut rng, 2 * cols, -2.0, 2.0);
+        let b = random_vec(&mut rng, cols, -1.0, 1.0);
+        let zb: Vec<f32> = z.iter().enumerate().map(|(i, v)| v + b[i % cols]).collect();
+        for act in all() {
+            let mut want = vec![0.0; z.len()];
+            forward(act, &zb, &mut want, cols);
+            let mut y = z.clone();
+            let mut pre = vec![0.0; z.len()];
+            bias_forward_inplace(act, Some(&b), Some(&mut pre), &mut y, cols);
+            assert_eq!(pre, zb, "{act:?}");
+            assert_eq!(y, want, "{act:?}");
+            let mut y = z.clone();
+            bias_forward_inplace(act, Some(&b), None, &mut y, cols);
+            assert_eq!(y, want, "{act:?}");
+            let mut want = vec![0.0; z.len()];
+            forward(act, &z, &mut want, cols);
+            let mut y = z.clone();
+            bias_forward_inplace(act, None, Some(&mut pre), &mut y, cols);
+            assert_eq!((&pre, &y), (&z, &want), "{act:?}");
+            let mut y = z.clone();
+            bias_forward_inplace(act, None, None, &mut y, cols);
+            assert_eq!(y, want, "{act:?}");
+        }
+    }
+
+    #[test]
+    fn needs_input_is_true_exactly_when_y_does_not_determine_the_derivative() {
+        assert!(Activation::Silu.needs_input());
+        assert!(Activation::Gelu { approximate: false }.needs_input());
+        assert!(Activation::Gelu { approximate: true }.needs_input());
+        assert!(!Activation::Elu { alpha: 1.0 }.needs_input());
+        assert!(Activation::Elu { alpha: -1.0 }.needs_input());
+        assert!(!Activation::LeakyRelu { negative_slope: 0.2 }.needs_input());
+        for act in [Activation::Linear, Activation::Relu, Activation::Sigmoid, Activation::Tanh, Activation::Softmax, Activation::Softplus]
+        {
+            assert!(!act.needs_input(), "{act:?}");
+        }
+    }
 }

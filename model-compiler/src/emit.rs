@@ -1,0 +1,498 @@
+//! `emit`: `Plan` -> `TokenStream`. The model struct, its typed inputs/outputs/targets/per-output structs,
+//! the `Network` impl (forward and backward as straight-line kernel calls) and the inherent API.
+//! On errors, `stub` emits the same items with `unreachable!()` bodies so the user's other code
+//! type-checks and the only errors shown are the real ones.
+
+use crate::hir::DType;
+use crate::layers::{InitKind, LayerDef};
+use crate::meta;
+use crate::plan::Plan;
+use crate::shape::Shape;
+use proc_macro2::{Ident, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+
+/// The public face of a model: enough to declare its items, with or without a plan.
+pub struct Signature {
+    /// Attributes for the struct.
+    pub attrs: Vec<syn::Attribute>,
+    /// Visibility.
+    pub vis: syn::Visibility,
+    /// Struct name.
+    pub name: Ident,
+    /// Inputs: name, per-sample shape (rank matters), dtype.
+    pub inputs: Vec<(Ident, Vec<usize>, DType)>,
+    /// Outputs: name, per-sample shape when known.
+    pub outputs: Vec<(Ident, Option<Shape>)>,
+}
+
+/// Emits the full model.
+pub fn emit(plan: &Plan) -> TokenStream {
+    let m = &plan.typed.model;
+    let sig = Signature {
+        attrs: m.attrs.clone(),
+        vis: m.vis.clone(),
+        name: m.name.clone(),
+        inputs: plan.inputs.iter().map(|i| (i.name.clone(), i.shape.0.clone(), i.dtype)).collect(),
+        outputs: plan.outputs.iter().map(|o| (o.name.clone(), Some(o.shape.clone()))).collect(),
+    };
+    items(&sig, Some(plan))
+}
+
+/// Emits stub items for a model that failed to compile.
+pub fn stub(sig: &Signature) -> TokenStream {
+    items(sig, None)
+}
+
+fn rank_dim(rank: usize) -> TokenStream {
+    let nd = quote!(::modelc::__private::ndarray);
+    match rank {
+        1 => quote!(#nd::Ix1),
+        2 => quote!(#nd::Ix2),
+        3 => quote!(#nd::Ix3),
+        4 => quote!(#nd::Ix4),
+        5 => quote!(#nd::Ix5),
+        6 => quote!(#nd::Ix6),
+        _ => quote!(#nd::IxDyn),
+    }
+}
+
+fn dtype_tokens(d: DType) -> (TokenStream, TokenStream) {
+    let p = quote!(::modelc::__private);
+    match d {
+        DType::F32 => (quote!(f32), quote!(#p::spec::DType::F32)),
+        DType::I32 => (quote!(i32), quote!(#p::spec::DType::I32)),
+    }
+}
+
+fn init_tokens(i: InitKind) -> TokenStream {
+    let p = quote!(::modelc::__private::spec::Init);
+    match i {
+        InitKind::GlorotUniform { fan_in, fan_out } => quote!(#p::GlorotUniform { fan_in: #fan_in, fan_out: #fan_out }),
+        InitKind::Uniform(limit) => quote!(#p::Uniform { limit: #limit }),
+        InitKind::Zeros => quote!(#p::Zeros),
+        InitKind::Ones => quote!(#p::Ones),
+    }
+}
+
+fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
+    let p = quote!(::modelc::__private);
+    let nd = quote!(#p::ndarray);
+    let Signature { attrs, vis, name, .. } = sig;
+    let span = name.span();
+    let inputs_ty = format_ident!("{}Inputs", name);
+    let outputs_ty = format_ident!("{}Outputs", name);
+    let targets_ty = format_ident!("{}Targets", name);
+    let per_output_ty = format_ident!("{}PerOutput", name);
+    let losses_ty = format_ident!("{}Losses", name);
+    let name_str = name.to_string();
+
+    let in_names: Vec<&Ident> = sig.inputs.iter().map(|i| &i.0).collect();
+    let in_types: Vec<TokenStream> = sig
+        .inputs
+        .iter()
+        .map(|(_, dims, dt)| {
+            let d = rank_dim(dims.len() + 1);
+            let (t, _) = dtype_tokens(*dt);
+            quote!(#nd::ArrayView<'a, #t, #d>)
+        })
+        .collect();
+    let in_docs: Vec<String> = sig.inputs.iter().map(|(n, dims, _)| format!("Input `{n}`, shape {}.", Shape(dims.clone()))).collect();
+    let out_names: Vec<&Ident> = sig.outputs.iter().map(|o| &o.0).collect();
+    let out_dims: Vec<TokenStream> = sig.outputs.iter().map(|(_, s)| rank_dim(s.as_ref().map(|s| s.rank() + 1).unwrap_or(0))).collect();
+    let out_docs: Vec<String> = sig.outputs.iter().map(|(n, s)| format!("Output `{n}`, shape {}.", s.as_ref().map(Shape::keras).unwrap_or_else(|| "unknown".into()))).collect();
+
+    let doc_inputs = format!("Inputs of [`{name}`]: one view per input, batch first. Named fields, so inputs cannot be passed in the wrong order.");
+    let doc_outputs = format!("Outputs of [`{name}`]: one array per output, batch first. Also the type of output gradients passed to `backward`.");
+    let doc_targets = format!("Training targets of [`{name}`]: one view per output, the output's shape.");
+    let doc_per = format!("One value per output of [`{name}`], by output name: losses, loss weights, metrics.");
+    let doc_losses = format!("The loss of each output of [`{name}`].");
+
+    let structs = quote_spanned! {span=>
+        #(#attrs)*
+        #vis struct #name {
+            __state: #p::network::State,
+        }
+
+        #[doc = #doc_inputs]
+        #[derive(Clone, Copy, Debug)]
+        #vis struct #inputs_ty<'a> {
+            #( #[doc = #in_docs] pub #in_names: #in_types, )*
+        }
+
+        #[doc = #doc_outputs]
+        #[derive(Clone, Debug, PartialEq)]
+        #vis struct #outputs_ty {
+            #( #[doc = #out_docs] pub #out_names: #nd::Array<f32, #out_dims>, )*
+        }
+
+        #[doc = #doc_targets]
+        #[derive(Clone, Copy, Debug)]
+        #vis struct #targets_ty<'a> {
+            #( #[doc = #out_docs] pub #out_names: #nd::ArrayView<'a, f32, #out_dims>, )*
+        }
+
+        #[doc = #doc_per]
+        #[derive(Clone, Copy, Debug, Default, PartialEq)]
+        #vis struct #per_output_ty<T> {
+            #( #[doc = #out_docs] pub #out_names: T, )*
+        }
+
+        #[doc = #doc_losses]
+        #vis type #losses_ty = #per_output_ty<#p::loss::Loss>;
+    };
+
+    let network = network_impl(sig, plan);
+
+    let inherent = quote_spanned! {span=>
+        impl #name {
+            /// The Keras-style summary table, computed at compile time.
+            pub const SUMMARY: &'static str = <Self as #p::network::Network>::SUMMARY;
+            /// The model graph in Graphviz DOT, computed at compile time.
+            pub const DOT: &'static str = <Self as #p::network::Network>::DOT;
+
+            /// A model with Keras-default initial weights (Glorot-uniform kernels, zero biases) drawn from `seed`.
+            pub fn new(seed: u64) -> Self {
+                Self { __state: #p::model::new_state::<Self>(seed) }
+            }
+
+            /// Runs the model in inference mode on a batch.
+            pub fn predict(&mut self, inputs: &#inputs_ty<'_>) -> #p::Result<#outputs_ty> {
+                #p::model::predict(self, inputs)
+            }
+
+            /// Runs the forward pass, keeping the activations for `backward`.
+            pub fn forward(&mut self, inputs: &#inputs_ty<'_>, training: bool) -> #p::Result<#outputs_ty> {
+                #p::model::forward(self, inputs, training)
+            }
+
+            /// Back-propagates `d_outputs` (the gradient of a scalar with respect to each output) through
+            /// the last forward pass and returns the gradient of every parameter.
+            pub fn backward(&mut self, d_outputs: &#outputs_ty) -> #p::Result<#p::model::Gradients> {
+                #p::model::backward(self, d_outputs)
+            }
+
+            /// Configures training, like Keras' `compile`: an optimizer, one loss per output, metrics for every output.
+            pub fn compile<O: #p::optim::Optimizer>(&mut self, optimizer: O, losses: #losses_ty, metrics: &[#p::metrics::Metric]) -> #p::train::Trainer<'_, Self, O> {
+                #p::train::compile(self, optimizer, losses, metrics)
+            }
+
+            /// The parameter called `name` (`"dense_1/kernel"`), in Keras layout.
+            pub fn param(&self, name: &str) -> #p::Result<#nd::ArrayViewD<'_, f32>> {
+                #p::model::param(self, name)
+            }
+
+            /// Sets the parameter called `name` from an array of its exact shape.
+            pub fn set_param<D: #nd::Dimension>(&mut self, name: &str, value: #nd::ArrayView<'_, f32, D>) -> #p::Result<()> {
+                #p::model::set_param(self, name, value.into_dyn())
+            }
+
+            /// Every parameter, flat, in `PARAMS` order.
+            pub fn params(&self) -> &[f32] {
+                &self.__state.params
+            }
+
+            /// Every parameter, flat and mutable.
+            pub fn params_mut(&mut self) -> &mut [f32] {
+                &mut self.__state.params
+            }
+
+            /// Saves the weights as safetensors with Keras names (written to a temporary file, then renamed).
+            pub fn save(&self, path: impl ::core::convert::AsRef<::std::path::Path>) -> #p::Result<()> {
+                #p::io::save(self, path)
+            }
+
+            /// Loads weights saved by `save` (or by Keras under the same names), checking every name and shape.
+            pub fn load(&mut self, path: impl ::core::convert::AsRef<::std::path::Path>) -> #p::Result<()> {
+                #p::io::load(self, path)
+            }
+
+            /// The summary table (also `SUMMARY`).
+            pub fn summary(&self) -> &'static str {
+                Self::SUMMARY
+            }
+
+            /// Number of parameter elements.
+            pub fn count_params(&self) -> usize {
+                <Self as #p::network::Network>::PARAM_COUNT
+            }
+        }
+
+        impl ::core::fmt::Debug for #name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#name_str).field("params", &<Self as #p::network::Network>::PARAM_COUNT).finish()
+            }
+        }
+
+        impl ::core::clone::Clone for #name {
+            fn clone(&self) -> Self {
+                let mut __state = #p::network::State::default();
+                __state.params = self.__state.params.clone();
+                Self { __state }
+            }
+        }
+    };
+
+    quote! {
+        #structs
+        #network
+        #inherent
+    }
+}
+
+fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
+    let p = quote!(::modelc::__private);
+    let nd = quote!(#p::ndarray);
+    let name = &sig.name;
+    let span = name.span();
+    let inputs_ty = format_ident!("{}Inputs", name);
+    let outputs_ty = format_ident!("{}Outputs", name);
+    let targets_ty = format_ident!("{}Targets", name);
+    let per_output_ty = format_ident!("{}PerOutput", name);
+    let name_str = name.to_string();
+
+    let in_specs: Vec<TokenStream> = sig
+        .inputs
+        .iter()
+        .map(|(n, dims, dt)| {
+            let n = n.to_string();
+            let (_, d) = dtype_tokens(*dt);
+            quote!(#p::spec::TensorSpec { name: #n, shape: &[#(#dims),*], dtype: #d })
+        })
+        .collect();
+    let out_specs: Vec<TokenStream> = sig
+        .outputs
+        .iter()
+        .map(|(n, s)| {
+            let n = n.to_string();
+            let dims = s.as_ref().map(|s| s.0.clone()).unwrap_or_default();
+            quote!(#p::spec::TensorSpec { name: #n, shape: &[#(#dims),*], dtype: #p::spec::DType::F32 })
+        })
+        .collect();
+    let out_names: Vec<&Ident> = sig.outputs.iter().map(|o| &o.0).collect();
+    let out_idx: Vec<usize> = (0..sig.outputs.len()).collect();
+    let in_idx: Vec<usize> = (0..sig.inputs.len()).collect();
+    let in_names: Vec<&Ident> = sig.inputs.iter().map(|i| &i.0).collect();
+    let in_variant: Vec<TokenStream> = sig
+        .inputs
+        .iter()
+        .map(|(_, _, dt)| match dt {
+            DType::F32 => quote!(F32),
+            DType::I32 => quote!(I32),
+        })
+        .collect();
+
+    let Some(plan) = plan else {
+        // Stub: the same items, nothing computed, never called (the crate does not compile).
+        return quote_spanned! {span=>
+            impl #p::network::Network for #name {
+                const NAME: &'static str = #name_str;
+                const INPUTS: &'static [#p::spec::TensorSpec] = &[#(#in_specs),*];
+                const OUTPUTS: &'static [#p::spec::TensorSpec] = &[#(#out_specs),*];
+                const OUTPUT_INFO: &'static [#p::spec::OutputInfo] = &[];
+                const PARAMS: &'static [#p::spec::ParamSpec] = &[];
+                const PARAM_COUNT: usize = 0;
+                const BUFFERS: &'static [usize] = &[];
+                const SCRATCH: &'static [usize] = &[];
+                const INPUT_BUFFERS: &'static [usize] = &[];
+                const OUTPUT_BUFFERS: &'static [usize] = &[];
+                const SUMMARY: &'static str = "";
+                const DOT: &'static str = "";
+                type Inputs<'a> = #inputs_ty<'a>;
+                type Outputs = #outputs_ty;
+                type Targets<'a> = #targets_ty<'a>;
+                type PerOutput<T> = #per_output_ty<T>;
+                fn state(&self) -> &#p::network::State { &self.__state }
+                fn state_mut(&mut self) -> &mut #p::network::State { &mut self.__state }
+                fn visit_inputs<'a>(_: &'a #inputs_ty<'_>, _: &mut dyn FnMut(usize, #p::network::InputView<'a>) -> #p::Result<()>) -> #p::Result<()> { ::core::unreachable!() }
+                fn visit_targets<'a>(_: &'a #targets_ty<'_>, _: &mut dyn FnMut(usize, #nd::ArrayViewD<'a, f32>) -> #p::Result<()>) -> #p::Result<()> { ::core::unreachable!() }
+                fn visit_outputs<'a>(_: &'a #outputs_ty, _: &mut dyn FnMut(usize, #nd::ArrayViewD<'a, f32>) -> #p::Result<()>) -> #p::Result<()> { ::core::unreachable!() }
+                fn outputs_from(_: usize, _: #p::Vec<#p::Vec<f32>>) -> #outputs_ty { ::core::unreachable!() }
+                fn per_output<T: Clone>(_: &#per_output_ty<T>) -> #p::Vec<T> { ::core::unreachable!() }
+                fn forward(_: &[f32], _: &mut #p::workspace::Workspace) { ::core::unreachable!() }
+                fn backward(_: &[f32], _: &mut #p::workspace::Workspace, _: &mut [f32]) { ::core::unreachable!() }
+            }
+        };
+    };
+
+    let info: Vec<TokenStream> = plan
+        .outputs
+        .iter()
+        .map(|o| {
+            let a = o.fusable.tokens();
+            quote!(#p::spec::OutputInfo { fusable_activation: #a })
+        })
+        .collect();
+    let params: Vec<TokenStream> = plan
+        .params
+        .iter()
+        .map(|s| {
+            let (n, dims, off, init, tr) = (&s.name, &s.shape, s.offset, init_tokens(s.init), s.trainable);
+            quote!(#p::spec::ParamSpec { name: #n, shape: &[#(#dims),*], offset: #off, init: #init, trainable: #tr })
+        })
+        .collect();
+    let param_count = plan.param_count;
+    let buffers = &plan.buffers;
+    let scratch = &plan.scratch;
+    let in_bufs: Vec<usize> = plan.inputs.iter().map(|i| i.buf).collect();
+    let out_bufs: Vec<usize> = plan.outputs.iter().map(|o| o.buf).collect();
+    let summary = meta::summary(plan);
+    let dot = meta::dot(plan);
+    let out_shapes: Vec<TokenStream> = plan
+        .outputs
+        .iter()
+        .map(|o| {
+            let dims = &o.shape.0;
+            quote!(#nd::Dim([batch, #(#dims),*]))
+        })
+        .collect();
+    let forward = forward_body(plan);
+    let backward = backward_body(plan);
+
+    quote_spanned! {span=>
+        impl #p::network::Network for #name {
+            const NAME: &'static str = #name_str;
+            const INPUTS: &'static [#p::spec::TensorSpec] = &[#(#in_specs),*];
+            const OUTPUTS: &'static [#p::spec::TensorSpec] = &[#(#out_specs),*];
+            const OUTPUT_INFO: &'static [#p::spec::OutputInfo] = &[#(#info),*];
+            const PARAMS: &'static [#p::spec::ParamSpec] = &[#(#params),*];
+            const PARAM_COUNT: usize = #param_count;
+            const BUFFERS: &'static [usize] = &[#(#buffers),*];
+            const SCRATCH: &'static [usize] = &[#(#scratch),*];
+            const INPUT_BUFFERS: &'static [usize] = &[#(#in_bufs),*];
+            const OUTPUT_BUFFERS: &'static [usize] = &[#(#out_bufs),*];
+            const SUMMARY: &'static str = #summary;
+            const DOT: &'static str = #dot;
+            type Inputs<'a> = #inputs_ty<'a>;
+            type Outputs = #outputs_ty;
+            type Targets<'a> = #targets_ty<'a>;
+            type PerOutput<T> = #per_output_ty<T>;
+
+            fn state(&self) -> &#p::network::State {
+                &self.__state
+            }
+
+            fn state_mut(&mut self) -> &mut #p::network::State {
+                &mut self.__state
+            }
+
+            fn visit_inputs<'a>(inputs: &'a #inputs_ty<'_>, f: &mut dyn FnMut(usize, #p::network::InputView<'a>) -> #p::Result<()>) -> #p::Result<()> {
+                #( f(#in_idx, #p::network::InputView::#in_variant(inputs.#in_names.view().into_dyn()))?; )*
+                ::core::result::Result::Ok(())
+            }
+
+            fn visit_targets<'a>(targets: &'a #targets_ty<'_>, f: &mut dyn FnMut(usize, #nd::ArrayViewD<'a, f32>) -> #p::Result<()>) -> #p::Result<()> {
+                #( f(#out_idx, targets.#out_names.view().into_dyn())?; )*
+                ::core::result::Result::Ok(())
+            }
+
+            fn visit_outputs<'a>(outputs: &'a #outputs_ty, f: &mut dyn FnMut(usize, #nd::ArrayViewD<'a, f32>) -> #p::Result<()>) -> #p::Result<()> {
+                #( f(#out_idx, outputs.#out_names.view().into_dyn())?; )*
+                ::core::result::Result::Ok(())
+            }
+
+            fn outputs_from(batch: usize, data: #p::Vec<#p::Vec<f32>>) -> #outputs_ty {
+                let mut __it = data.into_iter();
+                #outputs_ty { #( #out_names: #p::support::array_from(__it.next(), #out_shapes), )* }
+            }
+
+            fn per_output<T: Clone>(values: &#per_output_ty<T>) -> #p::Vec<T> {
+                ::std::vec![#( values.#out_names.clone() ),*]
+            }
+
+            #[allow(unused_variables, clippy::all)]
+            fn forward(__p: &[f32], __ws: &mut #p::workspace::Workspace) {
+                let __b = __ws.batch;
+                #forward
+            }
+
+            #[allow(unused_variables, unused_mut, clippy::all)]
+            fn backward(__p: &[f32], __ws: &mut #p::workspace::Workspace, __g: &mut [f32]) {
+                let __b = __ws.batch;
+                #backward
+            }
+        }
+    }
+}
+
+/// Binds `__p0, __p1, ...` to the layer's parameter slices.
+fn bind_params(plan: &Plan, layer: usize) -> TokenStream {
+    let range = plan.layer_params.get(layer).cloned().unwrap_or(0..0);
+    let mut out = TokenStream::new();
+    for (i, s) in plan.params.get(range).unwrap_or(&[]).iter().enumerate() {
+        let id = format_ident!("__p{}", i);
+        let (a, b) = (s.offset, s.offset + s.len);
+        out.extend(quote!(let #id = &__p[#a..#b];));
+    }
+    out
+}
+
+/// Binds `__g0, __g1, ...` to the layer's disjoint parameter-gradient slices.
+fn bind_grads(plan: &Plan, layer: usize) -> TokenStream {
+    let range = plan.layer_params.get(layer).cloned().unwrap_or(0..0);
+    let slots = plan.params.get(range).unwrap_or(&[]);
+    let (Some(first), Some(last)) = (slots.first(), slots.last()) else { return TokenStream::new() };
+    let (a, b) = (first.offset, last.offset + last.len);
+    let ids: Vec<Ident> = (0..slots.len()).map(|i| format_ident!("__g{}", i)).collect();
+    let lens: Vec<usize> = slots.iter().map(|s| s.len).collect();
+    quote!(let [#(#ids),*] = ::modelc::__private::support::split_mut(&mut __g[#a..#b], [#(#lens),*]);)
+}
+
+fn step_comment(plan: &Plan, step: &crate::plan::Step) -> String {
+    let m = &plan.typed.model;
+    let layer = m.layers.get(step.layer.0);
+    let ins: Vec<String> = m.calls.get(step.call.0).map(|c| c.inputs.iter().map(|v| m.value_name(*v)).collect()).unwrap_or_default();
+    format!("{} ({}) on {}", layer.map(|l| l.name.as_str()).unwrap_or("?"), layer.map(|l| l.keras_type).unwrap_or("?"), ins.join(", "))
+}
+
+// Each step expands to: take the output buffer, bind the parameters, run the layer's kernels, put it back.
+fn forward_body(plan: &Plan) -> TokenStream {
+    let mut out = TokenStream::new();
+    for step in &plan.steps {
+        let Some(kind) = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
+        let n_params = plan.layer_params.get(step.layer.0).map(|r| r.len()).unwrap_or(0);
+        let cx = step.cx.emit_cx(n_params);
+        let y = step.cx.output.buf;
+        let params = bind_params(plan, step.layer.0);
+        let body = kind.forward(&cx);
+        let doc = step_comment(plan, step);
+        out.extend(quote! {
+            {
+                let _ = #doc;
+                let mut __y = ::core::mem::take(&mut __ws.values[#y]);
+                #params
+                #body
+                __ws.values[#y] = __y;
+            }
+        });
+    }
+    out
+}
+
+// Reverse order: take the output's gradient, bind parameters and their gradients, accumulate into operands.
+fn backward_body(plan: &Plan) -> TokenStream {
+    let mut out = TokenStream::new();
+    for step in plan.steps.iter().rev() {
+        let Some(kind) = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
+        let n_params = plan.layer_params.get(step.layer.0).map(|r| r.len()).unwrap_or(0);
+        if n_params == 0 && !step.cx.inputs.iter().any(|o| o.needs_grad) {
+            continue;
+        }
+        let cx = step.cx.emit_cx(n_params);
+        let y = step.cx.output.buf;
+        let params = bind_params(plan, step.layer.0);
+        let grads = bind_grads(plan, step.layer.0);
+        let body = kind.backward(&cx);
+        let doc = step_comment(plan, step);
+        out.extend(quote! {
+            {
+                let _ = #doc;
+                let mut __dy = ::core::mem::take(&mut __ws.grads[#y]);
+                #params
+                #grads
+                #body
+                __ws.grads[#y] = __dy;
+            }
+        });
+    }
+    out
+}

@@ -1,0 +1,140 @@
+//! Resolved model (output of `resolve`, input of `build`): names turned into ids, a layer table in which
+//! a shared layer is one entry called several times, arguments typed. Nested models are already inlined.
+
+use crate::layers::LayerKind;
+use proc_macro2::{Ident, Span};
+
+/// Index of a tensor value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId(pub usize);
+
+/// Index of a layer instance in the layer table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LayerId(pub usize);
+
+/// Index of a layer call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub usize);
+
+/// Element type of an input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    /// f32 (default).
+    F32,
+    /// i32 token ids.
+    I32,
+}
+
+/// A resolved model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Attributes to put on the struct (doc comments...).
+    pub attrs: Vec<syn::Attribute>,
+    /// Visibility of the generated items.
+    pub vis: syn::Visibility,
+    /// The struct name.
+    pub name: Ident,
+    /// Model inputs in declaration order.
+    pub inputs: Vec<Input>,
+    /// The layer table.
+    pub layers: Vec<Layer>,
+    /// Every layer call, in source order (a valid evaluation order).
+    pub calls: Vec<Call>,
+    /// Model outputs in declaration order.
+    pub outputs: Vec<Output>,
+    /// Every value.
+    pub values: Vec<Value>,
+}
+
+/// `input name: [dims];`
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The name.
+    pub name: Ident,
+    /// Per-sample dimensions (validated positive).
+    pub dims: Vec<usize>,
+    /// Element type.
+    pub dtype: DType,
+    /// The value it defines.
+    pub value: ValueId,
+}
+
+/// One layer instance: one set of weights.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// Keras-style unique name (`dense_1`, `vision/dense`), the prefix of its parameter names.
+    pub name: String,
+    /// The typed configuration; `None` when its arguments were invalid (its calls give poisoned values).
+    pub kind: Option<LayerKind>,
+    /// The Keras class name, for messages and the summary (`Dense`).
+    pub keras_type: &'static str,
+    /// Span of the constructor (blamed for argument problems).
+    pub span: Span,
+    /// The `layer name = ...` binding, when declared as an instance.
+    pub binding: Option<Ident>,
+    /// False when frozen (`trainable = false`, or inside a frozen submodel).
+    pub trainable: bool,
+}
+
+/// `layer(arg)`: one application of a layer.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The layer applied.
+    pub layer: LayerId,
+    /// The operands, in order.
+    pub inputs: Vec<ValueId>,
+    /// Span of each operand (for messages that blame one operand).
+    pub input_spans: Vec<Span>,
+    /// Whether the operands were written as a list `[a, b]`.
+    pub list: bool,
+    /// The value produced.
+    pub output: ValueId,
+    /// Span of the callee (the layer name or constructor): the call's location in messages.
+    pub span: Span,
+}
+
+/// `output name = ...;`
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The name.
+    pub name: Ident,
+    /// The value returned.
+    pub value: ValueId,
+}
+
+/// Who produces a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Producer {
+    /// Model input `i`.
+    Input(usize),
+    /// A layer call.
+    Call(CallId),
+    /// Its definition was invalid (already reported): later rules skip it silently.
+    Poisoned,
+}
+
+impl Model {
+    /// The name users know value `v` by: its binding, else the producing layer's name.
+    pub fn value_name(&self, v: ValueId) -> String {
+        let Some(val) = self.values.get(v.0) else { return String::new() };
+        if let Some(b) = &val.binding {
+            return b.clone();
+        }
+        match val.producer {
+            Producer::Input(i) => self.inputs.get(i).map(|x| x.name.to_string()).unwrap_or_default(),
+            Producer::Call(c) => self.calls.get(c.0).and_then(|c| self.layers.get(c.layer.0)).map(|l| l.name.clone()).unwrap_or_default(),
+            Producer::Poisoned => String::new(),
+        }
+    }
+}
+
+/// One tensor value.
+#[derive(Debug, Clone)]
+pub struct Value {
+    /// The `input`/`let`/`output` name it is bound to, if any (the first binding).
+    pub binding: Option<String>,
+    /// Where it is defined.
+    pub span: Span,
+    /// Its producer.
+    pub producer: Producer,
+}

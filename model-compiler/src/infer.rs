@@ -1,0 +1,119 @@
+//! `infer`: `hir::Model` + `Graph` -> `Typed`. Walks the schedule, applies each layer's shape rule, builds
+//! each layer on its first call and checks later calls of a shared layer against that build. Errors are
+//! accumulated; a value whose shape failed is poisoned (`None`) and silently skipped downstream.
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::graph::Graph;
+use crate::hir::{self, CallId, Producer};
+use crate::layers::{Arity, InferCx, LayerDef};
+use crate::shape::Shape;
+
+/// A model whose every value has a shape (or is poisoned after a reported error).
+#[derive(Debug, Clone)]
+pub struct Typed {
+    /// The resolved model.
+    pub model: hir::Model,
+    /// Its graph.
+    pub graph: Graph,
+    /// Calls in evaluation order.
+    pub schedule: Vec<CallId>,
+    /// Shape of each value; `None` when poisoned.
+    pub shapes: Vec<Option<Shape>>,
+    /// The input shapes each layer was built with (by its first call); `None` if never built.
+    pub built: Vec<Option<Vec<Shape>>>,
+}
+
+/// Infers and checks every shape of `model`.
+pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed {
+    let schedule = graph.schedule(diags, &model);
+    let mut shapes: Vec<Option<Shape>> = model
+        .values
+        .iter()
+        .map(|v| match v.producer {
+            Producer::Input(i) => model.inputs.get(i).map(|x| Shape(x.dims.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut built: Vec<Option<Vec<Shape>>> = vec![None; model.layers.len()];
+    let mut first_call: Vec<Option<CallId>> = vec![None; model.layers.len()];
+    for &cid in &schedule {
+        let Some(call) = model.calls.get(cid.0) else { continue };
+        let Some(layer) = model.layers.get(call.layer.0) else { continue };
+        let Some(kind) = &layer.kind else { continue };
+        let ins: Option<Vec<Shape>> = call.inputs.iter().map(|v| shapes.get(v.0).cloned().flatten()).collect();
+        let Some(ins) = ins else { continue };
+        let names: Vec<String> = call.inputs.iter().map(|v| model.value_name(*v)).collect();
+        if let Err(d) = check_arity(kind.arity(), layer.keras_type, call, &names) {
+            diags.push(d);
+            continue;
+        }
+        // A shared layer must be called on the shapes it was built with.
+        if let (Some(b), Some(first)) = (built.get(call.layer.0).cloned().flatten(), first_call.get(call.layer.0).copied().flatten()) {
+            if b != ins {
+                let first_span = model.calls.get(first.0).map(|c| c.span).unwrap_or(call.span);
+                let first_names: Vec<String> = model.calls.get(first.0).map(|c| c.inputs.iter().map(|v| model.value_name(*v)).collect()).unwrap_or_default();
+                let show = |n: &[String], s: &[Shape]| n.iter().zip(s).map(|(n, s)| format!("`{n}` {s}")).collect::<Vec<_>>().join(", ");
+                diags.push(
+                    Diagnostic::new(call.span, format!("shared layer `{}` was built on {} by its first call, but is called here on {}", layer.binding.as_ref().map(|b| b.to_string()).unwrap_or_else(|| layer.name.clone()), show(&first_names, &b), show(&names, &ins)))
+                        .note(first_span, "first called here")
+                        .help("a shared layer has one set of weights, so every call needs the same input shape; use a separate layer for the other shape"),
+                );
+                continue;
+            }
+        }
+        let cx = InferCx { inputs: &ins, names: &names, spans: &call.input_spans, span: call.span };
+        match kind.infer(&cx) {
+            Ok(out) => {
+                if let Some(s) = shapes.get_mut(call.output.0) {
+                    *s = Some(out);
+                }
+                if let Some(b) = built.get_mut(call.layer.0) {
+                    if b.is_none() {
+                        *b = Some(ins);
+                        if let Some(f) = first_call.get_mut(call.layer.0) {
+                            *f = Some(cid);
+                        }
+                    }
+                }
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+    check_reachability(&model, &graph, diags);
+    Typed { model, graph, schedule, shapes, built }
+}
+
+// Rule: a single-tensor layer takes `layer(x)`; a merge takes `layer([a, b, ...])` within its bounds.
+fn check_arity(arity: Arity, kind: &str, call: &hir::Call, names: &[String]) -> Result<(), Diagnostic> {
+    let n = call.inputs.len();
+    match arity {
+        Arity::One if call.list => Err(Diagnostic::new(call.span, format!("{kind} takes one tensor, but is called on a list of {n}"))
+            .help(format!("call it on one tensor, e.g. `{kind}(...)({})`, or merge the list first with `Concatenate()([...])`", names.first().map(String::as_str).unwrap_or("x")))),
+        Arity::One => Ok(()),
+        Arity::List { .. } if !call.list => Err(Diagnostic::new(call.span, format!("{kind} merges a list of tensors, but is called on the single tensor `{}`", names.first().map(String::as_str).unwrap_or("x")))
+            .help(format!("pass a list: `{kind}()([a, b])`"))),
+        Arity::List { min, max } => {
+            if n < min {
+                Err(Diagnostic::new(call.span, format!("{kind} needs at least {min} tensors, but is given {n}")).help(format!("pass at least {min} tensors: `{kind}()([a, b])`")))
+            } else if let Some(max) = max.filter(|m| n > *m) {
+                Err(Diagnostic::new(call.span, format!("{kind} takes exactly {max} tensors, but is given {n}")).help(format!("pass exactly {max} tensors, e.g. `{kind}()([a, b])`")))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+// Rule: every input reaches an output (else it is certainly a mistake: the input would be ignored).
+fn check_reachability(model: &hir::Model, graph: &Graph, diags: &mut Diagnostics) {
+    if model.outputs.is_empty() {
+        return;
+    }
+    for i in graph.dead_inputs() {
+        if let Some(input) = model.inputs.get(i) {
+            let used = model.calls.iter().any(|c| c.inputs.contains(&input.value));
+            let why = if used { "is used, but no output depends on it" } else { "is never used" };
+            diags.push(Diagnostic::new(input.name.span(), format!("input `{}` {why}", input.name)).help("connect it to an output, or remove it"));
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! `Dense(units, activation = linear, use_bias = true)`: y = act(x · kernel + bias) on the last axis.
+
+use super::args::ArgReader;
+use super::{Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
+use crate::diag::Diagnostic;
+use crate::shape::Shape;
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// A densely connected layer. Kernel layout `[in, units]` (Keras).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dense {
+    /// Output features.
+    pub units: usize,
+    /// Activation fused into the output pass.
+    pub activation: Act,
+    /// Whether a bias is added.
+    pub use_bias: bool,
+}
+
+impl Dense {
+    /// `Dense(units, activation, use_bias)`.
+    pub fn parse(r: &mut ArgReader<'_>) -> Option<Self> {
+        let units = r.required_positive("units", Some(0));
+        let activation = Act::read(r, "activation", Some(1), Act::Linear);
+        let use_bias = r.bool_or("use_bias", Some(2), true);
+        Some(Dense { units: units?, activation: activation?, use_bias: use_bias? })
+    }
+}
+
+impl LayerDef for Dense {
+    // Rule: a vector (None, n) or a sequence (None, t, n) per sample; the last axis becomes `units`.
+    fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
+        let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, "Dense takes one tensor"))?;
+        if x.rank() == 0 || x.rank() > 2 {
+            let name = cx.name(0);
+            let flat = x.numel();
+            let channels = x.last();
+            let pool = match x.rank() {
+                3 => format!(", or `GlobalAveragePooling2D()({name})` gives (None, {channels})"),
+                4 => format!(", or `GlobalAveragePooling3D()({name})` gives (None, {channels})"),
+                _ => String::new(),
+            };
+            return Err(Diagnostic::new(cx.span, format!("Dense expects a vector (None, n) or a sequence (None, t, n) per sample, but {} has rank {}", cx.describe(0), x.rank() + 1))
+                .help(format!("flatten or pool `{name}` first: `Flatten()({name})` gives (None, {flat}){pool}")));
+        }
+        let mut dims = x.0.clone();
+        if let Some(last) = dims.last_mut() {
+            *last = self.units;
+        }
+        Ok(Shape(dims))
+    }
+
+    fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
+        let fin = inputs.first().map(Shape::last).unwrap_or(0);
+        let mut p = vec![ParamDecl {
+            suffix: "kernel",
+            shape: vec![fin, self.units],
+            init: InitKind::GlorotUniform { fan_in: fin, fan_out: self.units },
+            trainable: true,
+        }];
+        if self.use_bias {
+            p.push(ParamDecl { suffix: "bias", shape: vec![self.units], init: InitKind::Zeros, trainable: true });
+        }
+        p
+    }
+
+    fn scratch(&self, _inputs: &[Shape], output: &Shape) -> Vec<usize> {
+        if self.activation.needs_input() {
+            vec![output.numel()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    // dense::forward(x, kernel, bias, act, pre, y, rows, in, units)
+    fn forward(&self, cx: &EmitCx) -> TokenStream {
+        let x = cx.x(0);
+        let w = cx.p(0);
+        let b = if self.use_bias {
+            let b = cx.p(1);
+            quote!(::core::option::Option::Some(#b))
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        let pre = if self.activation.needs_input() {
+            let s = cx.scratch_mut(0);
+            quote!(::core::option::Option::Some(#s))
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        let act = self.activation.tokens();
+        let rows = cx.rows(cx.output.shape.lead());
+        let fin = cx.inputs.first().map(|o| o.shape.last()).unwrap_or(0);
+        let fout = self.units;
+        quote!(::modelc::__private::kernels::dense::forward(#x, #w, #b, #act, #pre, &mut __y[..], #rows, #fin, #fout);)
+    }
+
+    // dense::backward(x, kernel, pre, y, dy, act, dx, dkernel, dbias, rows, in, units)
+    fn backward(&self, cx: &EmitCx) -> TokenStream {
+        let x = cx.x(0);
+        let y = cx.y();
+        let w = cx.p(0);
+        let gw = cx.g(0);
+        let gb = if self.use_bias {
+            let g = cx.g(1);
+            quote!(::core::option::Option::Some(#g))
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        let pre = if self.activation.needs_input() {
+            let s = cx.scratch(0);
+            quote!(::core::option::Option::Some(#s))
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        let act = cx.backward_act(self.activation);
+        let dx = cx.dx(0);
+        let rows = cx.rows(cx.output.shape.lead());
+        let fin = cx.inputs.first().map(|o| o.shape.last()).unwrap_or(0);
+        let fout = self.units;
+        quote!(::modelc::__private::kernels::dense::backward(#x, #w, #pre, #y, &mut __dy[..], #act, #dx, #gw, #gb, #rows, #fin, #fout);)
+    }
+
+    fn output_activation(&self) -> Option<Act> {
+        Some(self.activation)
+    }
+}

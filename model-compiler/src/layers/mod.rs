@@ -1,0 +1,317 @@
+//! The layer kinds: each one file holding its arguments, parameters, shape rule, and forward and
+//! backward emission. This module is the one list that registers them (`LayerKind` and `parse_kind`).
+
+pub mod activation;
+pub mod args;
+pub mod concatenate;
+pub mod dense;
+
+use crate::diag::Diagnostic;
+use crate::shape::Shape;
+use args::ArgReader;
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+
+pub use activation::Act;
+
+/// How many operands a layer takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    /// One tensor: `Dense(8)(x)`.
+    One,
+    /// A list of at least `min` tensors: `Concatenate()([a, b])`.
+    List {
+        /// Fewest operands.
+        min: usize,
+        /// Most operands, when bounded (`Subtract` takes exactly two).
+        max: Option<usize>,
+    },
+}
+
+/// How a parameter is initialized (Keras defaults).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum InitKind {
+    /// Glorot uniform with these fans.
+    GlorotUniform {
+        /// Fan-in.
+        fan_in: usize,
+        /// Fan-out.
+        fan_out: usize,
+    },
+    /// Uniform on [-limit, limit].
+    Uniform(f32),
+    /// Zeros.
+    Zeros,
+    /// Ones.
+    Ones,
+}
+
+/// A parameter tensor a layer owns once it is built on its input shapes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamDecl {
+    /// Keras weight name within the layer: `kernel`, `bias`, `gamma`, `moving_mean`.
+    pub suffix: &'static str,
+    /// Keras layout.
+    pub shape: Vec<usize>,
+    /// Initializer.
+    pub init: InitKind,
+    /// False for statistics the optimizer must not touch (moving mean/variance).
+    pub trainable: bool,
+}
+
+/// What a shape rule sees: the operands' shapes and names, for messages.
+pub struct InferCx<'a> {
+    /// Operand shapes.
+    pub inputs: &'a [Shape],
+    /// Operand names (`let` bindings or producing layer names).
+    pub names: &'a [String],
+    /// Operand spans.
+    pub spans: &'a [Span],
+    /// Span of the callee.
+    pub span: Span,
+}
+
+impl InferCx<'_> {
+    /// "`left` (None, 8)" for operand `i`.
+    pub fn describe(&self, i: usize) -> String {
+        match (self.names.get(i), self.inputs.get(i)) {
+            (Some(n), Some(s)) => format!("`{n}` {s}"),
+            _ => String::from("an operand"),
+        }
+    }
+
+    /// The name of operand `i`.
+    pub fn name(&self, i: usize) -> &str {
+        self.names.get(i).map(String::as_str).unwrap_or("?")
+    }
+}
+
+/// One operand or result of a call, as the emitter sees it.
+#[derive(Clone, Debug)]
+pub struct Operand {
+    /// Its activation buffer.
+    pub buf: usize,
+    /// Its shape.
+    pub shape: Shape,
+    /// Whether backward must produce its gradient (false for model inputs).
+    pub needs_grad: bool,
+}
+
+/// What a layer's emitters may name. The framework binds, around each layer's code:
+/// forward: `__b` (batch), `__y` (the output buffer, `Vec<f32>`), `__p0, __p1, ...` (parameter slices);
+/// backward: `__b`, `__dy` (the output gradient, `Vec<f32>`, may be overwritten), `__p0, ...`,
+/// `__g0, __g1, ...` (the parameters' gradient slices, accumulate into them).
+pub struct EmitCx {
+    /// Operands.
+    pub inputs: Vec<Operand>,
+    /// Result.
+    pub output: Operand,
+    /// Number of parameters of the layer.
+    pub n_params: usize,
+    /// Scratch buffer indices.
+    pub scratch: Vec<usize>,
+    /// The model output index when this call's result is a model output whose loss may be fused.
+    pub fused_output: Option<usize>,
+}
+
+impl EmitCx {
+    /// `&__ws.values[buf][..]` of operand `i`.
+    pub fn x(&self, i: usize) -> TokenStream {
+        let buf = self.inputs.get(i).map(|o| o.buf).unwrap_or(0);
+        quote!(&__ws.values[#buf][..])
+    }
+
+    /// The output's values (in backward).
+    pub fn y(&self) -> TokenStream {
+        let buf = self.output.buf;
+        quote!(&__ws.values[#buf][..])
+    }
+
+    /// `Some(&mut __ws.grads[buf][..])` when operand `i` needs a gradient, else `None`.
+    pub fn dx(&self, i: usize) -> TokenStream {
+        match self.inputs.get(i) {
+            Some(o) if o.needs_grad => {
+                let buf = o.buf;
+                quote!(::core::option::Option::Some(&mut __ws.grads[#buf][..]))
+            }
+            _ => quote!(::core::option::Option::None),
+        }
+    }
+
+    /// `&mut __ws.grads[buf][..]` of operand `i` (only call when it needs a gradient).
+    pub fn dx_mut(&self, i: usize) -> TokenStream {
+        let buf = self.inputs.get(i).map(|o| o.buf).unwrap_or(0);
+        quote!(&mut __ws.grads[#buf][..])
+    }
+
+    /// Whether operand `i` needs a gradient.
+    pub fn needs_grad(&self, i: usize) -> bool {
+        self.inputs.get(i).is_some_and(|o| o.needs_grad)
+    }
+
+    /// `__pi`.
+    pub fn p(&self, i: usize) -> TokenStream {
+        let id = quote::format_ident!("__p{}", i);
+        quote!(#id)
+    }
+
+    /// `__gi`.
+    pub fn g(&self, i: usize) -> TokenStream {
+        let id = quote::format_ident!("__g{}", i);
+        quote!(#id)
+    }
+
+    /// `__b * n`: rows of a per-sample count `n`.
+    pub fn rows(&self, per_sample: usize) -> TokenStream {
+        quote!(__b * #per_sample)
+    }
+
+    /// Mutable scratch buffer `i` (forward).
+    pub fn scratch_mut(&self, i: usize) -> TokenStream {
+        let s = self.scratch.get(i).copied().unwrap_or(0);
+        quote!(&mut __ws.scratch[#s][..])
+    }
+
+    /// Scratch buffer `i` (backward).
+    pub fn scratch(&self, i: usize) -> TokenStream {
+        let s = self.scratch.get(i).copied().unwrap_or(0);
+        quote!(&__ws.scratch[#s][..])
+    }
+
+    /// The activation to differentiate through in backward: `act`, or linear when the loss
+    /// gradient was already taken through it (fused softmax/sigmoid + cross-entropy).
+    pub fn backward_act(&self, act: Act) -> TokenStream {
+        let t = act.tokens();
+        match self.fused_output {
+            Some(o) if act.fusable() => {
+                let lin = Act::Linear.tokens();
+                quote!(if __ws.fused[#o] { #lin } else { #t })
+            }
+            _ => t,
+        }
+    }
+}
+
+/// Everything the framework asks of a layer kind.
+pub trait LayerDef {
+    /// Operand count.
+    fn arity(&self) -> Arity {
+        Arity::One
+    }
+    /// The shape rule: the output shape, or a diagnostic naming the operands and the fix.
+    fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic>;
+    /// Parameters once built on these input shapes, in Keras' weight order.
+    fn params(&self, _inputs: &[Shape]) -> Vec<ParamDecl> {
+        Vec::new()
+    }
+    /// Per-sample lengths of the scratch buffers the layer needs.
+    fn scratch(&self, _inputs: &[Shape], _output: &Shape) -> Vec<usize> {
+        Vec::new()
+    }
+    /// Forward emission (kernel calls writing `__y`).
+    fn forward(&self, cx: &EmitCx) -> TokenStream;
+    /// Backward emission (reads `__dy`, accumulates into operand gradients and `__g*`).
+    fn backward(&self, cx: &EmitCx) -> TokenStream;
+    /// The activation applied last, if any (loss fusion, summary).
+    fn output_activation(&self) -> Option<Act> {
+        None
+    }
+}
+
+/// A typed layer configuration. Exhaustive matches: a new kind does not compile until every
+/// method, backward included, handles it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerKind {
+    /// `Dense(units, activation, use_bias)`.
+    Dense(dense::Dense),
+    /// `Activation(relu)`.
+    Activation(activation::ActivationLayer),
+    /// `Concatenate(axis = -1)`.
+    Concatenate(concatenate::Concatenate),
+}
+
+/// Keras class names of every layer kind, for "did you mean".
+pub const KINDS: &[&str] = &["Dense", "Activation", "Concatenate"];
+
+/// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
+/// The inner `None` means the arguments were invalid (already reported).
+pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>> {
+    Some(match name {
+        "Dense" => dense::Dense::parse(r).map(LayerKind::Dense),
+        "Activation" => activation::ActivationLayer::parse(r).map(LayerKind::Activation),
+        "Concatenate" => concatenate::Concatenate::parse(r).map(LayerKind::Concatenate),
+        _ => return None,
+    })
+}
+
+/// Keras' default layer name prefix for a class: `GlobalAveragePooling2D` -> `global_average_pooling2d`.
+pub fn snake_case(kind: &str) -> String {
+    let mut out = String::new();
+    let chars: Vec<char> = kind.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() {
+            let prev = i.checked_sub(1).and_then(|j| chars.get(j));
+            let next = chars.get(i + 1);
+            let boundary = match prev {
+                Some(p) if p.is_ascii_lowercase() => true,
+                Some(p) if p.is_ascii_uppercase() => next.is_some_and(|n| n.is_ascii_lowercase()),
+                _ => false,
+            };
+            if boundary {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(*c);
+        }
+    }
+    out
+}
+
+macro_rules! dispatch {
+    ($self:ident, $l:ident => $e:expr) => {
+        match $self {
+            LayerKind::Dense($l) => $e,
+            LayerKind::Activation($l) => $e,
+            LayerKind::Concatenate($l) => $e,
+        }
+    };
+}
+
+impl LayerDef for LayerKind {
+    fn arity(&self) -> Arity {
+        dispatch!(self, l => l.arity())
+    }
+    fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
+        dispatch!(self, l => l.infer(cx))
+    }
+    fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
+        dispatch!(self, l => l.params(inputs))
+    }
+    fn scratch(&self, inputs: &[Shape], output: &Shape) -> Vec<usize> {
+        dispatch!(self, l => l.scratch(inputs, output))
+    }
+    fn forward(&self, cx: &EmitCx) -> TokenStream {
+        dispatch!(self, l => l.forward(cx))
+    }
+    fn backward(&self, cx: &EmitCx) -> TokenStream {
+        dispatch!(self, l => l.backward(cx))
+    }
+    fn output_activation(&self) -> Option<Act> {
+        dispatch!(self, l => l.output_activation())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_case_matches_keras_default_names() {
+        assert_eq!(snake_case("Dense"), "dense");
+        assert_eq!(snake_case("GlobalAveragePooling2D"), "global_average_pooling2d");
+        assert_eq!(snake_case("Conv2D"), "conv2d");
+        assert_eq!(snake_case("BatchNormalization"), "batch_normalization");
+        assert_eq!(snake_case("LayerNormalization"), "layer_normalization");
+    }
+}

@@ -1,0 +1,194 @@
+//! `plan`: `Typed` -> `Plan`. Fixes the schedule (dead calls dropped), the flat parameter layout (offsets
+//! in one buffer, Keras weight order), one activation buffer per live value, scratch buffers, and which
+//! outputs may fuse their final activation with the loss. Cannot fail on a graph `infer` accepted.
+
+use crate::hir::{CallId, DType, LayerId, Producer, ValueId};
+use crate::infer::Typed;
+use crate::layers::{Act, EmitCx, InitKind, LayerDef, Operand};
+use crate::shape::Shape;
+use std::collections::BTreeSet;
+
+/// One parameter tensor in the flat buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSlot {
+    /// Keras path: `dense_1/kernel`.
+    pub name: String,
+    /// Keras layout.
+    pub shape: Vec<usize>,
+    /// First element in the flat buffer.
+    pub offset: usize,
+    /// Element count.
+    pub len: usize,
+    /// Initializer.
+    pub init: InitKind,
+    /// Updated by the optimizer.
+    pub trainable: bool,
+}
+
+/// One scheduled layer call with everything its emitters need.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The call.
+    pub call: CallId,
+    /// The layer.
+    pub layer: LayerId,
+    /// Operands, result, scratch and fusion facts.
+    pub cx: StepCx,
+}
+
+/// The emit context of a step (a plain-data mirror of `layers::EmitCx`).
+#[derive(Debug, Clone)]
+pub struct StepCx {
+    /// Operands.
+    pub inputs: Vec<Operand>,
+    /// Result.
+    pub output: Operand,
+    /// Scratch buffer indices.
+    pub scratch: Vec<usize>,
+    /// The fusable model output this step produces, if any.
+    pub fused_output: Option<usize>,
+}
+
+impl StepCx {
+    /// The layer-facing context.
+    pub fn emit_cx(&self, n_params: usize) -> EmitCx {
+        EmitCx { inputs: self.inputs.clone(), output: self.output.clone(), n_params, scratch: self.scratch.clone(), fused_output: self.fused_output }
+    }
+}
+
+/// A model input as the generated API sees it.
+#[derive(Debug, Clone)]
+pub struct PlanInput {
+    /// Name.
+    pub name: proc_macro2::Ident,
+    /// Per-sample shape.
+    pub shape: Shape,
+    /// Element type.
+    pub dtype: DType,
+    /// Buffer holding it.
+    pub buf: usize,
+}
+
+/// A model output as the generated API sees it.
+#[derive(Debug, Clone)]
+pub struct PlanOutput {
+    /// Name.
+    pub name: proc_macro2::Ident,
+    /// Per-sample shape.
+    pub shape: Shape,
+    /// Buffer holding it.
+    pub buf: usize,
+    /// The activation that may be fused with the loss (`Linear` when none).
+    pub fusable: Act,
+}
+
+/// Everything `emit` needs, decided.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The typed model it came from.
+    pub typed: Typed,
+    /// Per-sample length of each activation buffer.
+    pub buffers: Vec<usize>,
+    /// Buffer of each value (`None` for dead or poisoned values).
+    pub value_buf: Vec<Option<usize>>,
+    /// Per-sample length of each scratch buffer.
+    pub scratch: Vec<usize>,
+    /// All parameters in flat-buffer order.
+    pub params: Vec<ParamSlot>,
+    /// For each layer, the range of `params` it owns.
+    pub layer_params: Vec<std::ops::Range<usize>>,
+    /// Total parameter elements.
+    pub param_count: usize,
+    /// Scheduled steps.
+    pub steps: Vec<Step>,
+    /// Inputs.
+    pub inputs: Vec<PlanInput>,
+    /// Outputs.
+    pub outputs: Vec<PlanOutput>,
+}
+
+/// Plans a model that `infer` accepted.
+pub fn plan(typed: Typed) -> Plan {
+    let m = &typed.model;
+    let dead: BTreeSet<CallId> = typed.graph.dead_calls().into_iter().collect();
+    let live: Vec<CallId> = typed.schedule.iter().copied().filter(|c| !dead.contains(c)).collect();
+
+    // Parameters: layers in creation order, each layer's weights in Keras order.
+    let mut params = Vec::new();
+    let mut layer_params = Vec::new();
+    let mut offset = 0usize;
+    for (l, layer) in m.layers.iter().enumerate() {
+        let start = params.len();
+        if let (Some(kind), Some(Some(ins))) = (&layer.kind, typed.built.get(l)) {
+            for p in kind.params(ins) {
+                let len = p.shape.iter().product();
+                params.push(ParamSlot { name: format!("{}/{}", layer.name, p.suffix), shape: p.shape, offset, len, init: p.init, trainable: p.trainable && layer.trainable });
+                offset += len;
+            }
+        }
+        layer_params.push(start..params.len());
+    }
+
+    // Activation buffers: one per live value (inputs and call results).
+    let mut buffers = Vec::new();
+    let mut value_buf = vec![None; m.values.len()];
+    let mut assign = |v: ValueId, shape: &Shape, buffers: &mut Vec<usize>| {
+        if let Some(slot) = value_buf.get_mut(v.0) {
+            if slot.is_none() {
+                *slot = Some(buffers.len());
+                buffers.push(shape.numel());
+            }
+        }
+    };
+    for input in &m.inputs {
+        assign(input.value, &Shape(input.dims.clone()), &mut buffers);
+    }
+    for c in &live {
+        if let Some(call) = m.calls.get(c.0) {
+            if let Some(Some(s)) = typed.shapes.get(call.output.0) {
+                assign(call.output, s, &mut buffers);
+            }
+        }
+    }
+
+    let shape_of = |v: ValueId| typed.shapes.get(v.0).cloned().flatten().unwrap_or(Shape(Vec::new()));
+    let buf_of = |v: ValueId| value_buf.get(v.0).copied().flatten().unwrap_or(0);
+    let is_input = |v: ValueId| matches!(m.values.get(v.0).map(|x| x.producer), Some(Producer::Input(_)));
+
+    // Outputs and loss fusion: an output may fuse its final activation when nothing else reads it.
+    let mut outputs = Vec::new();
+    for out in &m.outputs {
+        let readers = m.calls.iter().enumerate().filter(|(i, c)| !dead.contains(&CallId(*i)) && c.inputs.contains(&out.value)).count();
+        let shared = m.outputs.iter().filter(|o| o.value == out.value).count() > 1;
+        let act = match m.values.get(out.value.0).map(|v| v.producer) {
+            Some(Producer::Call(c)) => m.calls.get(c.0).and_then(|call| m.layers.get(call.layer.0)).and_then(|l| l.kind.as_ref()).and_then(|k| k.output_activation()),
+            _ => None,
+        };
+        let fusable = match act {
+            Some(a) if a.fusable() && readers == 0 && !shared => a,
+            _ => Act::Linear,
+        };
+        outputs.push(PlanOutput { name: out.name.clone(), shape: shape_of(out.value), buf: buf_of(out.value), fusable });
+    }
+
+    // Steps.
+    let mut scratch = Vec::new();
+    let mut steps = Vec::new();
+    for &c in &live {
+        let Some(call) = m.calls.get(c.0) else { continue };
+        let Some(kind) = m.layers.get(call.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
+        let inputs: Vec<Operand> = call.inputs.iter().map(|v| Operand { buf: buf_of(*v), shape: shape_of(*v), needs_grad: !is_input(*v) }).collect();
+        let output = Operand { buf: buf_of(call.output), shape: shape_of(call.output), needs_grad: true };
+        let in_shapes: Vec<Shape> = inputs.iter().map(|o| o.shape.clone()).collect();
+        let mut scratch_ids = Vec::new();
+        for len in kind.scratch(&in_shapes, &output.shape) {
+            scratch_ids.push(scratch.len());
+            scratch.push(len);
+        }
+        let fused_output = m.outputs.iter().position(|o| o.value == call.output).filter(|o| outputs.get(*o).is_some_and(|x| x.fusable != Act::Linear));
+        steps.push(Step { call: c, layer: call.layer, cx: StepCx { inputs, output, scratch: scratch_ids, fused_output } });
+    }
+
+    let inputs = m.inputs.iter().map(|i| PlanInput { name: i.name.clone(), shape: Shape(i.dims.clone()), dtype: i.dtype, buf: buf_of(i.value) }).collect();
+    Plan { buffers, value_buf, scratch, param_count: offset, params, layer_params, steps, inputs, outputs, typed }
+}

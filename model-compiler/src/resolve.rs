@@ -1,0 +1,328 @@
+//! `resolve`: `ast::Model` -> `hir::Model`. Names become ids (shadowing allowed), each constructor becomes
+//! a layer-table entry with typed arguments and a Keras-style unique name, calls list their operands.
+//! Problems are reported into the sink and the offending value is poisoned, so one mistake gives one error.
+
+use crate::ast::{self, Callee, Expr, Stmt};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::hir::{self, CallId, DType, LayerId, Producer, ValueId};
+use crate::layers::{self, args::ArgReader};
+use crate::suggest::did_you_mean;
+use proc_macro2::{Ident, Span};
+use std::collections::BTreeMap;
+
+/// Resolves one model of `file`. Other models of the same invocation may be used as layers.
+pub fn resolve(model: &ast::Model, diags: &mut Diagnostics) -> hir::Model {
+    let mut r = Resolver {
+        diags,
+        out: hir::Model {
+            attrs: model.attrs.clone(),
+            vis: model.vis.clone(),
+            name: model.name.clone(),
+            inputs: Vec::new(),
+            layers: Vec::new(),
+            calls: Vec::new(),
+            outputs: Vec::new(),
+            values: Vec::new(),
+        },
+        scope: BTreeMap::new(),
+        instances: BTreeMap::new(),
+        explicit_names: BTreeMap::new(),
+        auto_layers: Vec::new(),
+    };
+    for stmt in &model.stmts {
+        r.stmt(stmt);
+    }
+    r.check_model(model);
+    r.assign_auto_names();
+    r.out
+}
+
+struct Resolver<'d> {
+    diags: &'d mut Diagnostics,
+    out: hir::Model,
+    /// Tensor names in scope (latest binding wins: shadowing).
+    scope: BTreeMap<String, ValueId>,
+    /// `layer name = ...` instances.
+    instances: BTreeMap<String, (LayerId, Span)>,
+    /// `name = "..."` given explicitly, with where.
+    explicit_names: BTreeMap<String, Span>,
+    /// Layers still needing a Keras default name, with their prefix.
+    auto_layers: Vec<(LayerId, String)>,
+}
+
+impl Resolver<'_> {
+    fn stmt(&mut self, stmt: &Stmt) {
+        match stmt {
+            Stmt::Input(i) => self.input(i),
+            Stmt::Layer(l) => self.layer_decl(l),
+            Stmt::Let(l) => {
+                let v = self.expr(&l.expr);
+                match l.names.as_slice() {
+                    [name] => self.bind(name, v),
+                    names => {
+                        let span = names.get(1).map(Ident::span).unwrap_or_else(|| l.expr.span());
+                        self.diags.push(Diagnostic::new(span, format!("this expression gives one tensor, but {} names are bound", names.len())).help("bind it to one name: `let x = ...;`"));
+                        for n in names {
+                            let p = self.poisoned(n);
+                            self.bind(n, Some(p));
+                        }
+                    }
+                }
+            }
+            Stmt::Output(o) => {
+                let v = self.expr(&o.expr);
+                if let Some(prev) = self.out.outputs.iter().find(|p| p.name == o.name) {
+                    self.diags.push(Diagnostic::new(o.name.span(), format!("output `{}` is defined twice", o.name)).note(prev.name.span(), "first defined here").help("give each output its own name"));
+                }
+                let value = match v {
+                    Some(v) => v,
+                    None => self.poisoned(&o.name),
+                };
+                self.out.outputs.push(hir::Output { name: o.name.clone(), value });
+                self.bind(&o.name, Some(value));
+            }
+        }
+    }
+
+    fn input(&mut self, i: &ast::InputDecl) {
+        let mut dims = Vec::new();
+        let mut ok = true;
+        for d in &i.dims {
+            if d.value <= 0 {
+                ok = false;
+                self.diags.push(Diagnostic::new(d.span, format!("input `{}` has a dimension of {}: every dimension must be at least 1", i.name, d.value)).help("the batch dimension is implicit: write only the per-sample shape, e.g. `[8]` or `[32, 32, 3]`"));
+            } else {
+                dims.push(usize::try_from(d.value).unwrap_or(1));
+            }
+        }
+        if i.dims.is_empty() {
+            ok = false;
+            self.diags.push(Diagnostic::new(i.shape_span, format!("input `{}` has an empty shape", i.name)).help("write the per-sample shape, e.g. `[8]`"));
+        }
+        let dtype = match &i.dtype {
+            None => DType::F32,
+            Some(t) if t == "f32" => DType::F32,
+            Some(t) if t == "i32" => DType::I32,
+            Some(t) => {
+                self.diags.push(Diagnostic::new(t.span(), format!("unsupported input type `{t}`")).help("inputs are `f32` (the default) or `i32` (token ids for Embedding)"));
+                DType::F32
+            }
+        };
+        if self.out.inputs.iter().any(|p| p.name == i.name) {
+            self.diags.push(Diagnostic::new(i.name.span(), format!("input `{}` is declared twice", i.name)).help("give each input its own name"));
+        }
+        let index = self.out.inputs.len();
+        let value = self.new_value(Some(i.name.to_string()), i.name.span(), if ok { Producer::Input(index) } else { Producer::Poisoned });
+        self.out.inputs.push(hir::Input { name: i.name.clone(), dims, dtype, value });
+        self.scope.insert(i.name.to_string(), value);
+    }
+
+    fn layer_decl(&mut self, l: &ast::LayerDecl) {
+        let key = l.name.to_string();
+        if let Some((_, first)) = self.instances.get(&key) {
+            let first = *first;
+            self.diags.push(Diagnostic::new(l.name.span(), format!("layer `{key}` is declared twice")).note(first, "first declared here").help("give each layer instance its own name, or call the first one again to share its weights"));
+            return;
+        }
+        let id = self.new_layer(&l.ctor, Some(l.name.clone()));
+        self.instances.insert(key, (id, l.name.span()));
+    }
+
+    /// Creates a layer-table entry from a constructor.
+    fn new_layer(&mut self, ctor: &ast::Ctor, binding: Option<Ident>) -> LayerId {
+        let id = LayerId(self.out.layers.len());
+        let span = ctor.span();
+        let kind_name = match ctor.path.get_ident() {
+            Some(id) => id.to_string(),
+            None => ctor.path.segments.iter().map(|s| s.ident.to_string()).collect::<Vec<_>>().join("::"),
+        };
+        let known = layers::KINDS.iter().find(|k| **k == kind_name).copied();
+        let (kind, keras_type, explicit, trainable) = match known {
+            Some(k) => {
+                let mut reader = ArgReader::new(k, span, ctor.args.as_ref(), self.diags);
+                let explicit = reader.string("name");
+                let trainable = reader.bool_or("trainable", None, true).unwrap_or(true);
+                let kind = layers::parse_kind(k, &mut reader).flatten();
+                let ok = reader.finish();
+                (if ok { kind } else { None }, k, explicit, trainable)
+            }
+            None => {
+                let d = Diagnostic::new(span, format!("unknown layer `{kind_name}`"));
+                let d = match did_you_mean(&kind_name, layers::KINDS.iter().copied()) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help(format!("layers: {}", layers::args::list(layers::KINDS))),
+                };
+                self.diags.push(d);
+                (None, "Unknown", None, true)
+            }
+        };
+        let name = match explicit {
+            Some((n, nspan)) => {
+                if let Some(first) = self.explicit_names.get(&n) {
+                    let first = *first;
+                    self.diags.push(Diagnostic::new(nspan, format!("layer name \"{n}\" is used twice")).note(first, "first used here").help("layer names must be unique: they name the weights (\"{n}/kernel\")"));
+                } else if n.is_empty() || n.contains('/') {
+                    self.diags.push(Diagnostic::new(nspan, format!("layer name \"{n}\" is not valid")).help("use a non-empty name without `/`"));
+                }
+                self.explicit_names.insert(n.clone(), nspan);
+                n
+            }
+            None => {
+                self.auto_layers.push((id, layers::snake_case(keras_type)));
+                String::new()
+            }
+        };
+        self.out.layers.push(hir::Layer { name, kind, keras_type, span, binding, trainable });
+        id
+    }
+
+    /// Resolves a tensor expression to the value it denotes (`None`: poisoned, already reported).
+    fn expr(&mut self, e: &Expr) -> Option<ValueId> {
+        match e {
+            Expr::Name(id) => self.lookup(id),
+            Expr::List(l) => {
+                self.diags.push(Diagnostic::new(l.span, "a list of tensors can only be passed to a merge layer").help("write e.g. `Concatenate()([a, b])`"));
+                for item in &l.items {
+                    self.expr(item);
+                }
+                None
+            }
+            Expr::Call(c) => self.call(c),
+        }
+    }
+
+    fn call(&mut self, c: &ast::CallExpr) -> Option<ValueId> {
+        // Operands first (source order of evaluation).
+        let (operands, spans, list) = match c.arg.as_ref() {
+            Expr::List(l) => {
+                let mut ops = Vec::new();
+                let mut spans = Vec::new();
+                for item in &l.items {
+                    if let Expr::List(inner) = item {
+                        self.diags.push(Diagnostic::new(inner.span, "nested lists are not allowed").help("pass a flat list of tensors: `[a, b, c]`"));
+                        ops.push(None);
+                    } else {
+                        ops.push(self.expr(item));
+                    }
+                    spans.push(item.span());
+                }
+                (ops, spans, true)
+            }
+            other => (vec![self.expr(other)], vec![other.span()], false),
+        };
+        let layer = match &c.callee {
+            Callee::Instance(id) => match self.instances.get(&id.to_string()) {
+                Some((l, _)) => Some(*l),
+                None => {
+                    self.unknown_layer(id);
+                    None
+                }
+            },
+            Callee::Ctor(ctor) => Some(self.new_layer(ctor, None)),
+        };
+        let layer = layer?;
+        let span = c.callee.span();
+        let operands: Option<Vec<ValueId>> = operands.into_iter().collect();
+        let Some(inputs) = operands else {
+            return Some(self.new_value(None, span, Producer::Poisoned));
+        };
+        let call_id = CallId(self.out.calls.len());
+        let output = self.new_value(None, span, Producer::Call(call_id));
+        self.out.calls.push(hir::Call { layer, inputs, input_spans: spans, list, output, span });
+        Some(output)
+    }
+
+    fn unknown_layer(&mut self, id: &Ident) {
+        let name = id.to_string();
+        let d = if self.scope.contains_key(&name) {
+            Diagnostic::new(id.span(), format!("`{name}` is a tensor, not a layer")).help(format!("call a layer on it instead, e.g. `Dense(8)({name})`, or declare a layer with `layer {name}_layer = Dense(8);`"))
+        } else if layers::KINDS.contains(&name.as_str()) {
+            Diagnostic::new(id.span(), format!("`{name}` needs its arguments before the tensor")).help(format!("write `{name}(...)(x)`: the first parentheses configure the layer, the second call it"))
+        } else {
+            let d = Diagnostic::new(id.span(), format!("unknown layer `{name}`"));
+            let candidates: Vec<String> = self.instances.keys().cloned().collect();
+            match did_you_mean(&name, candidates.iter().map(String::as_str).chain(layers::KINDS.iter().copied())) {
+                Some(s) => d.help(format!("did you mean `{s}`? Declare a shared layer with `layer {name} = Dense(8);`")),
+                None => d.help(format!("declare it with `layer {name} = Dense(8);` or call a constructor inline, e.g. `Dense(8)(x)`")),
+            }
+        };
+        self.diags.push(d);
+    }
+
+    fn lookup(&mut self, id: &Ident) -> Option<ValueId> {
+        let name = id.to_string();
+        if let Some(v) = self.scope.get(&name) {
+            return Some(*v);
+        }
+        let d = if self.instances.contains_key(&name) {
+            Diagnostic::new(id.span(), format!("`{name}` is a layer, not a tensor")).help(format!("call it on a tensor: `{name}(x)`"))
+        } else {
+            let d = Diagnostic::new(id.span(), format!("unknown tensor `{name}`"));
+            let candidates: Vec<String> = self.scope.keys().cloned().collect();
+            match did_you_mean(&name, candidates.iter().map(String::as_str)) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None if candidates.is_empty() => d.help("declare an input first: `input x: [8];`"),
+                None => d.help(format!("tensors in scope: {}", layers::args::list(&candidates.iter().map(String::as_str).collect::<Vec<_>>()))),
+            }
+        };
+        self.diags.push(d);
+        None
+    }
+
+    fn bind(&mut self, name: &Ident, v: Option<ValueId>) {
+        let v = match v {
+            Some(v) => v,
+            None => self.poisoned(name),
+        };
+        if let Some(val) = self.out.values.get_mut(v.0) {
+            // Messages name a value by its first binding (`left`, not `dense_1`).
+            if val.binding.is_none() {
+                val.binding = Some(name.to_string());
+            }
+        }
+        self.scope.insert(name.to_string(), v);
+    }
+
+    fn poisoned(&mut self, name: &Ident) -> ValueId {
+        self.new_value(Some(name.to_string()), name.span(), Producer::Poisoned)
+    }
+
+    fn new_value(&mut self, binding: Option<String>, span: Span, producer: Producer) -> ValueId {
+        let id = ValueId(self.out.values.len());
+        self.out.values.push(hir::Value { binding, span, producer });
+        id
+    }
+
+    /// Model-level rules: at least one input and one output; every input reaches an output.
+    fn check_model(&mut self, model: &ast::Model) {
+        if self.out.inputs.is_empty() {
+            self.diags.push(Diagnostic::new(model.name.span(), format!("model `{}` has no input", model.name)).help("declare one, e.g. `input x: [8];`"));
+        }
+        if self.out.outputs.is_empty() {
+            self.diags.push(Diagnostic::new(model.name.span(), format!("model `{}` has no output", model.name)).help("return a tensor with e.g. `output y = Dense(1)(x);`"));
+        }
+        for (name, (id, span)) in &self.instances {
+            if !self.out.calls.iter().any(|c| c.layer == *id) {
+                self.diags.push(Diagnostic::new(*span, format!("layer `{name}` is declared but never called")).help(format!("call it on a tensor, `{name}(x)`, or remove it")));
+            }
+        }
+    }
+
+    /// Keras default names (`dense`, `dense_1`, ...) in creation order, skipping names taken explicitly.
+    fn assign_auto_names(&mut self) {
+        let mut counters: BTreeMap<String, usize> = BTreeMap::new();
+        for (id, prefix) in std::mem::take(&mut self.auto_layers) {
+            let n = counters.entry(prefix.clone()).or_insert(0);
+            let name = loop {
+                let candidate = if *n == 0 { prefix.clone() } else { format!("{prefix}_{n}") };
+                *n += 1;
+                if !self.explicit_names.contains_key(&candidate) {
+                    break candidate;
+                }
+            };
+            if let Some(l) = self.out.layers.get_mut(id.0) {
+                l.name = name;
+            }
+        }
+    }
+}

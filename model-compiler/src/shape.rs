@@ -1,0 +1,70 @@
+//! Static tensor shapes, batch dimension excluded (as in `keras.Input(shape=...)`).
+
+use std::fmt;
+
+/// A per-sample shape: `[8]`, `[32, 32, 3]`. The batch dimension is implicit and comes first.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Shape(pub Vec<usize>);
+
+impl Shape {
+    /// Number of dimensions, batch excluded.
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Elements per sample.
+    pub fn numel(&self) -> usize {
+        self.0.iter().product()
+    }
+
+    /// The last dimension (features / channels), or 1 for a scalar per sample.
+    pub fn last(&self) -> usize {
+        self.0.last().copied().unwrap_or(1)
+    }
+
+    /// Product of all dimensions but the last: the per-sample row count of a last-axis op.
+    pub fn lead(&self) -> usize {
+        match self.0.split_last() {
+            Some((_, lead)) => lead.iter().product(),
+            None => 1,
+        }
+    }
+
+    /// The dimensions.
+    pub fn dims(&self) -> &[usize] {
+        &self.0
+    }
+
+    /// Keras notation with the batch first: `(None, 8, 8, 16)`.
+    pub fn keras(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "(None")?;
+        for d in &self.0 {
+            write!(f, ", {d}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_displays_in_keras_notation_with_batch_first() {
+        assert_eq!(Shape(vec![8]).to_string(), "(None, 8)");
+        assert_eq!(Shape(vec![8, 8, 16]).keras(), "(None, 8, 8, 16)");
+        assert_eq!(Shape(vec![]).keras(), "(None)");
+    }
+
+    #[test]
+    fn lead_and_last_split_the_last_axis() {
+        let s = Shape(vec![4, 5, 6]);
+        assert_eq!((s.lead(), s.last(), s.numel()), (20, 6, 120));
+    }
+}

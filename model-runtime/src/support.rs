@@ -1,0 +1,46 @@
+//! Small helpers that only generated code calls (not a user API).
+
+use ndarray::{Array, Dimension};
+
+/// Splits `s` into `K` consecutive disjoint mutable slices of the given lengths
+/// (a layer's parameter gradients: kernel, bias, ...).
+pub fn split_mut<const K: usize>(s: &mut [f32], lens: [usize; K]) -> [&mut [f32]; K] {
+    let mut rest = s;
+    lens.map(|n| {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
+        rest = tail;
+        head
+    })
+}
+
+/// Builds an output array of `shape` from its row-major data; a length mismatch (which the
+/// runtime rules out) gives zeros rather than a panic.
+pub fn array_from<D: Dimension>(data: Option<Vec<f32>>, shape: D) -> Array<f32, D> {
+    let data = data.unwrap_or_default();
+    match Array::from_shape_vec(shape.clone(), data) {
+        Ok(a) => a,
+        Err(_) => Array::zeros(shape),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_mut_gives_consecutive_disjoint_slices() {
+        let mut v: Vec<f32> = (0..6).map(|x| x as f32).collect();
+        let [a, b, c] = split_mut(&mut v, [2, 3, 1]);
+        assert_eq!((a.len(), b.len(), c.len()), (2, 3, 1));
+        a[0] = 10.0;
+        c[0] = 50.0;
+        assert_eq!(b, &[2.0, 3.0, 4.0]);
+        assert_eq!(v, vec![10.0, 1.0, 2.0, 3.0, 4.0, 50.0]);
+    }
+
+    #[test]
+    fn array_from_builds_the_declared_shape() {
+        let a = array_from(Some(vec![1.0, 2.0, 3.0, 4.0]), ndarray::Dim([2, 2]));
+        assert_eq!(a[[1, 0]], 3.0);
+    }
+}
