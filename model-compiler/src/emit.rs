@@ -115,35 +115,41 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
 
         #[doc = #doc_inputs]
         #[derive(Clone, Copy, Debug)]
+        #[allow(dead_code)]
         #vis struct #inputs_ty<'a> {
             #( #[doc = #in_docs] pub #in_names: #in_types, )*
         }
 
         #[doc = #doc_outputs]
         #[derive(Clone, Debug, PartialEq)]
+        #[allow(dead_code)]
         #vis struct #outputs_ty {
             #( #[doc = #out_docs] pub #out_names: #nd::Array<f32, #out_dims>, )*
         }
 
         #[doc = #doc_targets]
         #[derive(Clone, Copy, Debug)]
+        #[allow(dead_code)]
         #vis struct #targets_ty<'a> {
             #( #[doc = #out_docs] pub #out_names: #nd::ArrayView<'a, f32, #out_dims>, )*
         }
 
         #[doc = #doc_per]
         #[derive(Clone, Copy, Debug, Default, PartialEq)]
+        #[allow(dead_code)]
         #vis struct #per_output_ty<T> {
             #( #[doc = #out_docs] pub #out_names: T, )*
         }
 
         #[doc = #doc_losses]
+        #[allow(dead_code)]
         #vis type #losses_ty = #per_output_ty<#p::loss::Loss>;
     };
 
     let network = network_impl(sig, plan);
 
     let inherent = quote_spanned! {span=>
+        #[allow(dead_code)]
         impl #name {
             /// The Keras-style summary table, computed at compile time.
             pub const SUMMARY: &'static str = <Self as #p::network::Network>::SUMMARY;

@@ -1,0 +1,59 @@
+//! Steady-state training steps and inference calls of a generated model allocate nothing:
+//! a counting global allocator watches a `train_step` loop after warm-up.
+
+use modelc::init::Rng;
+use modelc::ndarray::Array2;
+use modelc::prelude::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+model! {
+    struct Fusion {
+        input left_features: [8];
+        input right_features: [4];
+        let left = Dense(16, activation = relu)(left_features);
+        let left = Dense(8, activation = relu)(left);
+        let right = Dense(8, activation = relu)(right_features);
+        let merged = Concatenate()([left, right]);
+        output score = Dense(1, activation = sigmoid)(merged);
+    }
+}
+
+#[test]
+fn train_steps_allocate_nothing_after_warm_up() {
+    let mut rng = Rng::new(1);
+    let l = Array2::from_shape_fn((32, 8), |_| rng.uniform(-1.0, 1.0));
+    let r = Array2::from_shape_fn((32, 4), |_| rng.uniform(-1.0, 1.0));
+    let y = Array2::from_shape_fn((32, 1), |(i, _)| f32::from(u8::from(l[[i, 0]] > 0.0)));
+    let inputs = FusionInputs { left_features: l.view(), right_features: r.view() };
+    let targets = FusionTargets { score: y.view() };
+    let mut model = Fusion::new(3);
+    let mut trainer = model.compile(Adam::default(), FusionLosses { score: Loss::BinaryCrossentropy }, &[Metric::Accuracy]);
+    trainer.train_step(&inputs, &targets).unwrap();
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for _ in 0..50 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    assert_eq!(after - before, 0, "{} allocations in 50 steady-state training steps", after - before);
+}
