@@ -31,7 +31,9 @@ fn make_data(n: usize, seed: u64) -> (Array2<f32>, Array2<f32>, Array2<f32>) {
     let left = Array2::from_shape_fn((n, 8), |_| rng.uniform(-1.0, 1.0));
     let right = Array2::from_shape_fn((n, 4), |_| rng.uniform(-1.0, 1.0));
     let y = Array2::from_shape_fn((n, 1), |(i, _)| {
-        let s: f32 = (0..8).map(|j| w[j] * left[[i, j]]).sum::<f32>() + (0..4).map(|j| v[j] * right[[i, j]]).sum::<f32>() + 0.5 * left[[i, 0]] * right[[i, 0]];
+        let s: f32 = (0..8).map(|j| w[j] * left[[i, j]]).sum::<f32>()
+            + (0..4).map(|j| v[j] * right[[i, j]]).sum::<f32>()
+            + 0.5 * left[[i, 0]] * right[[i, 0]];
         if s > 0.0 {
             1.0
         } else {

@@ -69,7 +69,19 @@ fn every_parameter_gradient_matches_finite_differences() {
 fn parameters_have_keras_names_layouts_and_initialization() {
     let model = Fusion::new(42);
     let names: Vec<&str> = <Fusion as Network>::PARAMS.iter().map(|p| p.name).collect();
-    assert_eq!(names, ["dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias", "dense_2/kernel", "dense_2/bias", "dense_3/kernel", "dense_3/bias"]);
+    assert_eq!(
+        names,
+        [
+            "dense/kernel",
+            "dense/bias",
+            "dense_1/kernel",
+            "dense_1/bias",
+            "dense_2/kernel",
+            "dense_2/bias",
+            "dense_3/kernel",
+            "dense_3/bias"
+        ]
+    );
     assert_eq!(model.param("dense/kernel").unwrap().shape(), &[8, 16]);
     assert_eq!(model.param("dense_3/kernel").unwrap().shape(), &[16, 1]);
     assert!(model.param("dense/bias").unwrap().iter().all(|b| *b == 0.0));
@@ -109,7 +121,11 @@ fn fit_learns_a_linear_rule() {
     let mut model = Fusion::new(5);
     let mut trainer = model.compile(Adam::new(1e-2), FusionLosses { score: Loss::BinaryCrossentropy }, &[Metric::Accuracy]);
     let history = trainer
-        .fit(&FusionInputs { left_features: l.view(), right_features: r.view() }, &FusionTargets { score: y.view() }, &Fit { epochs: 8, verbose: false, ..Fit::default() })
+        .fit(
+            &FusionInputs { left_features: l.view(), right_features: r.view() },
+            &FusionTargets { score: y.view() },
+            &Fit { epochs: 8, verbose: false, ..Fit::default() },
+        )
         .unwrap();
     let loss = history.get("loss").unwrap();
     assert!(loss[loss.len() - 1] < loss[0] * 0.5, "{loss:?}");

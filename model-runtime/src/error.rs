@@ -163,27 +163,17 @@ pub enum Error {
 impl Error {
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     /// An [`Error::Config`].
     pub fn config(name: &'static str, value: impl fmt::Display, reason: impl Into<String>) -> Self {
-        Error::Config {
-            name,
-            value: value.to_string(),
-            reason: reason.into(),
-        }
+        Error::Config { name, value: value.to_string(), reason: reason.into() }
     }
 
     /// An [`Error::UnknownParam`] for `name`, listing the closest of `known`.
     pub fn unknown_param<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Self {
-        Error::UnknownParam {
-            name: name.to_string(),
-            nearest: nearest_names(name, known, 3),
-        }
+        Error::UnknownParam { name: name.to_string(), nearest: nearest_names(name, known, 3) }
     }
 }
 
@@ -216,11 +206,7 @@ impl fmt::Display for ProblemList<'_> {
 
 /// The `limit` names of `known` closest to `name` by edit distance (ties keep `known`'s order),
 /// leaving out names too far to be a plausible typo.
-pub fn nearest_names<'a>(
-    name: &str,
-    known: impl IntoIterator<Item = &'a str>,
-    limit: usize,
-) -> Vec<String> {
+pub fn nearest_names<'a>(name: &str, known: impl IntoIterator<Item = &'a str>, limit: usize) -> Vec<String> {
     let mut scored: Vec<(usize, usize, &str)> = known
         .into_iter()
         .enumerate()
@@ -228,11 +214,7 @@ pub fn nearest_names<'a>(
         .filter(|&(d, _, k)| d <= (name.len().max(k.len()) / 2).max(2))
         .collect();
     scored.sort();
-    scored
-        .into_iter()
-        .take(limit)
-        .map(|(_, _, k)| k.to_string())
-        .collect()
+    scored.into_iter().take(limit).map(|(_, _, k)| k.to_string()).collect()
 }
 
 /// Levenshtein distance over chars.
@@ -274,13 +256,7 @@ mod tests {
 
     #[test]
     fn weight_file_error_lists_every_problem() {
-        let err = Error::WeightFile {
-            path: "w.safetensors".into(),
-            problems: vec!["missing `a`".into(), "unknown `b`".into()],
-        };
-        assert_eq!(
-            err.to_string(),
-            "bad weight file w.safetensors: 2 problems:\n  - missing `a`\n  - unknown `b`"
-        );
+        let err = Error::WeightFile { path: "w.safetensors".into(), problems: vec!["missing `a`".into(), "unknown `b`".into()] };
+        assert_eq!(err.to_string(), "bad weight file w.safetensors: 2 problems:\n  - missing `a`\n  - unknown `b`");
     }
 }

@@ -62,7 +62,7 @@ pub fn check_gradients<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, eps: f
     let mut report = GradCheck { checked: 0, failures: Vec::new(), skipped: 0, max_abs_err: 0.0 };
     let base = objective(model)?;
     // (f(x + h) - f(x)) / h and (f(x) - f(x - h)) / h for parameter element k.
-    let mut one_sided = |m: &mut N, k: usize, h: f32| -> Result<(f32, f32)> {
+    let one_sided = |m: &mut N, k: usize, h: f32| -> Result<(f32, f32)> {
         let original = m.state().params[k];
         m.state_mut().params[k] = original + h;
         let plus = objective(m)?;

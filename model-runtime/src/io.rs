@@ -49,10 +49,7 @@ pub fn save<N: Network>(model: &N, path: impl AsRef<Path>) -> Result<()> {
         w.write_all(header.as_bytes())?;
         for spec in N::PARAMS {
             let values = params.get(spec.range()).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("parameter `{}` lies outside the parameter buffer", spec.name),
-                )
+                io::Error::new(io::ErrorKind::InvalidData, format!("parameter `{}` lies outside the parameter buffer", spec.name))
             })?;
             for v in values {
                 w.write_all(&v.to_le_bytes())?;
@@ -74,24 +71,15 @@ pub fn load<N: Network>(model: &mut N, path: impl AsRef<Path>) -> Result<()> {
 /// and returns the model parameter it fills and whether to transpose it (2-D only), or `None`
 /// to skip that tensor. For a PyTorch `nn.Linear`, `fc1.weight` (`[out, in]`) maps to
 /// `Some(("dense/kernel".into(), true))` and `fc1.bias` to `Some(("dense/bias".into(), false))`.
-pub fn load_with<N: Network>(
-    model: &mut N,
-    path: impl AsRef<Path>,
-    map: impl Fn(&str) -> Option<(String, bool)>,
-) -> Result<()> {
+pub fn load_with<N: Network>(model: &mut N, path: impl AsRef<Path>, map: impl Fn(&str) -> Option<(String, bool)>) -> Result<()> {
     let path = path.as_ref();
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    let bad = |problems: Vec<String>| Error::WeightFile {
-        path: path.to_path_buf(),
-        problems,
-    };
+    let bad = |problems: Vec<String>| Error::WeightFile { path: path.to_path_buf(), problems };
 
     // The fixed-size prefix and the header, sized against the file before reading.
     if file_len < 8 {
-        return Err(bad(vec![format!(
-            "the file is {file_len} bytes long, too short to hold the 8-byte header length (truncated?)"
-        )]));
+        return Err(bad(vec![format!("the file is {file_len} bytes long, too short to hold the 8-byte header length (truncated?)")]));
     }
     let mut prefix = [0u8; 8];
     file.read_exact(&mut prefix).map_err(|e| Error::io(path, e))?;
@@ -103,9 +91,7 @@ pub fn load_with<N: Network>(
         )]));
     }
     if header_len > MAX_HEADER {
-        return Err(bad(vec![format!(
-            "the header claims {header_len} bytes, more than the {MAX_HEADER} accepted"
-        )]));
+        return Err(bad(vec![format!("the header claims {header_len} bytes, more than the {MAX_HEADER} accepted")]));
     }
     let mut header = vec![0u8; header_len as usize];
     file.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
@@ -119,11 +105,7 @@ pub fn load_with<N: Network>(
         let Some((target, transpose)) = map(&entry.name) else {
             continue;
         };
-        let shown = if target == entry.name {
-            format!("`{}`", entry.name)
-        } else {
-            format!("`{}` (as `{target}`)", entry.name)
-        };
+        let shown = if target == entry.name { format!("`{}`", entry.name) } else { format!("`{}` (as `{target}`)", entry.name) };
         let Some(p) = N::PARAMS.iter().position(|s| s.name == target) else {
             let near = nearest_names(&target, N::PARAMS.iter().map(|s| s.name), 3);
             let hint = if near.is_empty() {
@@ -135,10 +117,7 @@ pub fn load_with<N: Network>(
             continue;
         };
         if let Some((other, _)) = assigned[p] {
-            problems.push(format!(
-                "tensors `{}` and `{}` both fill parameter `{target}`",
-                entries[other].name, entry.name
-            ));
+            problems.push(format!("tensors `{}` and `{}` both fill parameter `{target}`", entries[other].name, entry.name));
             continue;
         }
         let spec = &N::PARAMS[p];
@@ -149,18 +128,13 @@ pub fn load_with<N: Network>(
             (false, s) => s.to_vec(),
             (true, &[a, b]) => vec![b, a],
             (true, s) => {
-                problems.push(format!(
-                    "tensor {shown}: cannot transpose a tensor of shape {s:?}; only 2-D tensors can be"
-                ));
+                problems.push(format!("tensor {shown}: cannot transpose a tensor of shape {s:?}; only 2-D tensors can be"));
                 s.to_vec()
             }
         };
         if shape != spec.shape {
             let how = if transpose { " after transposing" } else { "" };
-            problems.push(format!(
-                "tensor {shown}: shape {shape:?}{how}, expected {:?}",
-                spec.shape
-            ));
+            problems.push(format!("tensor {shown}: shape {shape:?}{how}, expected {:?}", spec.shape));
         }
         assigned[p] = Some((e, transpose));
     }
@@ -176,20 +150,16 @@ pub fn load_with<N: Network>(
     // Everything checks out: read the data section (its size is bounded by the file's) and fill
     // a copy of the parameters, swapped in only once complete.
     let mut data = vec![0u8; data_len as usize];
-    file.seek(SeekFrom::Start(8 + header_len))
-        .and_then(|_| file.read_exact(&mut data))
-        .map_err(|e| Error::io(path, e))?;
+    file.seek(SeekFrom::Start(8 + header_len)).and_then(|_| file.read_exact(&mut data)).map_err(|e| Error::io(path, e))?;
     let mut params = model.state().params.clone();
     for (spec, a) in N::PARAMS.iter().zip(&assigned) {
         let Some((e, transpose)) = *a else { continue };
         let entry = &entries[e];
         let bytes = &data[entry.begin..entry.end];
-        let dst = params.get_mut(spec.range()).ok_or_else(|| {
-            bad(vec![format!("parameter `{}` lies outside the model's parameter buffer", spec.name)])
-        })?;
-        let values = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        let dst = params
+            .get_mut(spec.range())
+            .ok_or_else(|| bad(vec![format!("parameter `{}` lies outside the model's parameter buffer", spec.name)]))?;
+        let values = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
         match (transpose, entry.shape.as_slice()) {
             (true, &[_, cols]) => {
                 // file [rows, cols] -> model [cols, rows]: dst[j * rows + i] = src[i * cols + j].
@@ -230,8 +200,7 @@ fn dtype_size(dtype: &str) -> Option<usize> {
 /// Parses and checks a header against a data section of `data_len` bytes: every entry well
 /// formed, sizes consistent with shapes and dtypes, offsets inside the data, no overlaps.
 fn parse_header(bytes: &[u8], data_len: u64) -> std::result::Result<Vec<Entry>, Vec<String>> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| vec![format!("the header is not UTF-8 (byte {})", e.valid_up_to())])?;
+    let text = std::str::from_utf8(bytes).map_err(|e| vec![format!("the header is not UTF-8 (byte {})", e.valid_up_to())])?;
     let json = Json::parse(text).map_err(|e| vec![format!("the header is not valid JSON: {e}")])?;
     let Json::Obj(fields) = json else {
         return Err(vec!["the header is not a JSON object".to_string()]);
@@ -256,11 +225,8 @@ fn parse_header(bytes: &[u8], data_len: u64) -> std::result::Result<Vec<Entry>, 
         }
     }
     // Offsets: no two tensors may share bytes.
-    let mut spans: Vec<(usize, usize, &str)> = entries
-        .iter()
-        .filter(|e| e.begin < e.end)
-        .map(|e| (e.begin, e.end, e.name.as_str()))
-        .collect();
+    let mut spans: Vec<(usize, usize, &str)> =
+        entries.iter().filter(|e| e.begin < e.end).map(|e| (e.begin, e.end, e.name.as_str())).collect();
     spans.sort_unstable();
     for w in spans.windows(2) {
         if w[1].0 < w[0].1 {
@@ -305,9 +271,7 @@ fn parse_entry(name: &str, value: &Json, data_len: u64) -> std::result::Result<E
         return Err(format!("tensor `{name}`: data_offsets [{begin}, {end}] run backwards"));
     }
     if end as u64 > data_len {
-        return Err(format!(
-            "tensor `{name}`: data_offsets [{begin}, {end}] run past the data section ({data_len} bytes; truncated?)"
-        ));
+        return Err(format!("tensor `{name}`: data_offsets [{begin}, {end}] run past the data section ({data_len} bytes; truncated?)"));
     }
     let size = dtype_size(&dtype).ok_or_else(|| format!("tensor `{name}`: unknown dtype `{dtype}`"))?;
     let expected = shape
@@ -320,13 +284,7 @@ fn parse_entry(name: &str, value: &Json, data_len: u64) -> std::result::Result<E
             end - begin
         ));
     }
-    Ok(Entry {
-        name: name.to_string(),
-        dtype,
-        shape,
-        begin,
-        end,
-    })
+    Ok(Entry { name: name.to_string(), dtype, shape, begin, end })
 }
 
 /// Writes `bytes` to `path` crash-safely (see [`write_atomic_with`]).
@@ -405,10 +363,7 @@ impl Json {
 
     /// Parses a complete document (trailing whitespace allowed, nothing else).
     fn parse(text: &str) -> std::result::Result<Json, String> {
-        let mut p = JsonParser {
-            s: text.as_bytes(),
-            pos: 0,
-        };
+        let mut p = JsonParser { s: text.as_bytes(), pos: 0 };
         let v = p.value(0)?;
         p.ws();
         if p.pos != p.s.len() {
@@ -576,9 +531,7 @@ impl JsonParser<'_> {
 
     fn hex4(&mut self) -> std::result::Result<u32, String> {
         let digits = self.s.get(self.pos..self.pos + 4);
-        let v = digits
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| u32::from_str_radix(d, 16).ok());
+        let v = digits.and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u32::from_str_radix(d, 16).ok());
         match v {
             Some(v) => {
                 self.pos += 4;
@@ -596,9 +549,7 @@ mod tests {
     #[test]
     fn json_parses_headers_and_rejects_garbage() {
         let v = Json::parse(r#" {"a": {"dtype": "F32", "shape": [2, 3], "x": [true, null, -1.5e3]}, "b\u00e9\"": "\ud83d\ude00"}  "#);
-        let Ok(Json::Obj(fields)) = v else {
-            panic!("{v:?}")
-        };
+        let Ok(Json::Obj(fields)) = v else { panic!("{v:?}") };
         assert_eq!(fields[1].0, "bé\"");
         assert_eq!(fields[1].1, Json::Str("😀".into()));
         for bad in ["", "{", "{\"a\":}", "[1,]", "{\"a\":1} x", "nul", "\"abc", "{1:2}", "--1"] {

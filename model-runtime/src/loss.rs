@@ -37,11 +37,7 @@ impl Loss {
     /// Whether the gradient of this loss can be taken straight to the logits of `act`:
     /// sigmoid with binary cross-entropy, softmax with categorical cross-entropy.
     pub fn can_fuse(&self, act: Activation) -> bool {
-        matches!(
-            (self, act),
-            (Loss::BinaryCrossentropy, Activation::Sigmoid)
-                | (Loss::CategoricalCrossentropy, Activation::Softmax)
-        )
+        matches!((self, act), (Loss::BinaryCrossentropy, Activation::Sigmoid) | (Loss::CategoricalCrossentropy, Activation::Softmax))
     }
 
     /// The mean loss over a `rows × cols` row-major batch (`pred` and `target` both
@@ -67,6 +63,7 @@ impl Loss {
     /// # Panics
     /// If `pred`, `target` or `grad` is shorter than `rows * cols` (a bug in the caller,
     /// never caused by user data: the runtime checks shapes first).
+    #[allow(clippy::too_many_arguments)] // a kernel entry point: flat slices and their dimensions
     pub fn compute(
         &self,
         pred: &[f32],
@@ -169,11 +166,7 @@ impl Loss {
                         let mut dot = 0.0f64;
                         for (gi, (&pi, &yi)) in g.iter_mut().zip(p.iter().zip(y)) {
                             let q = pi / s;
-                            let dq = if (EPSILON..=1.0 - EPSILON).contains(&q) {
-                                -f64::from(yi) / f64::from(q)
-                            } else {
-                                0.0
-                            };
+                            let dq = if (EPSILON..=1.0 - EPSILON).contains(&q) { -f64::from(yi) / f64::from(q) } else { 0.0 };
                             dot += dq * f64::from(q);
                             *gi = dq as f32;
                         }
@@ -192,12 +185,7 @@ impl Loss {
 mod tests {
     use super::*;
 
-    const ALL: [Loss; 4] = [
-        Loss::MeanSquaredError,
-        Loss::MeanAbsoluteError,
-        Loss::BinaryCrossentropy,
-        Loss::CategoricalCrossentropy,
-    ];
+    const ALL: [Loss; 4] = [Loss::MeanSquaredError, Loss::MeanAbsoluteError, Loss::BinaryCrossentropy, Loss::CategoricalCrossentropy];
 
     fn value(loss: Loss, pred: &[f32], target: &[f32], rows: usize, cols: usize) -> f64 {
         loss.compute(pred, target, rows, cols, None, 1.0, Activation::Linear)
@@ -251,15 +239,7 @@ mod tests {
 
     /// Central finite differences of the mean loss (times `scale`) w.r.t. `x`, where the loss
     /// input is `f(x)` (identity, or an activation for the fused forms).
-    fn numeric_grad(
-        loss: Loss,
-        x: &[f32],
-        y: &[f32],
-        rows: usize,
-        cols: usize,
-        scale: f64,
-        f: &dyn Fn(&[f32]) -> Vec<f32>,
-    ) -> Vec<f64> {
+    fn numeric_grad(loss: Loss, x: &[f32], y: &[f32], rows: usize, cols: usize, scale: f64, f: &dyn Fn(&[f32]) -> Vec<f32>) -> Vec<f64> {
         let h = 1e-3f64;
         (0..x.len())
             .map(|i| {
@@ -296,10 +276,7 @@ mod tests {
 
     fn check(analytic: &[f32], numeric: &[f64]) {
         for (i, (&a, &n)) in analytic.iter().zip(numeric).enumerate() {
-            assert!(
-                (f64::from(a) - n).abs() <= 2e-3 * (1.0 + n.abs()),
-                "element {i}: analytic {a} vs numeric {n}"
-            );
+            assert!((f64::from(a) - n).abs() <= 2e-3 * (1.0 + n.abs()), "element {i}: analytic {a} vs numeric {n}");
         }
     }
 
@@ -307,12 +284,8 @@ mod tests {
     fn every_loss_gradient_matches_finite_differences() {
         let (rows, cols) = (3, 4);
         // Probabilities well inside (0, 1), not summing to 1 (exercises CCE's renormalization).
-        let pred: Vec<f32> = (0..rows * cols)
-            .map(|i| 0.1 + 0.07 * ((i * 7) % 11) as f32)
-            .collect();
-        let target: Vec<f32> = (0..rows * cols)
-            .map(|i| if i % cols == i / cols { 1.0 } else { 0.0 })
-            .collect();
+        let pred: Vec<f32> = (0..rows * cols).map(|i| 0.1 + 0.07 * ((i * 7) % 11) as f32).collect();
+        let target: Vec<f32> = (0..rows * cols).map(|i| if i % cols == i / cols { 1.0 } else { 0.0 }).collect();
         // A soft target for MSE/MAE/BCE, away from the predictions (MAE's kink).
         let soft: Vec<f32> = (0..rows * cols).map(|i| 0.05 * (i % 5) as f32).collect();
         let id = |x: &[f32]| x.to_vec();
@@ -328,12 +301,8 @@ mod tests {
     #[test]
     fn fused_gradients_match_finite_differences_through_the_activation() {
         let (rows, cols) = (3, 4);
-        let logits: Vec<f32> = (0..rows * cols)
-            .map(|i| ((i * 5) % 9) as f32 * 0.4 - 1.6)
-            .collect();
-        let onehot: Vec<f32> = (0..rows * cols)
-            .map(|i| if i % cols == (i / cols + 1) % cols { 1.0 } else { 0.0 })
-            .collect();
+        let logits: Vec<f32> = (0..rows * cols).map(|i| ((i * 5) % 9) as f32 * 0.4 - 1.6).collect();
+        let onehot: Vec<f32> = (0..rows * cols).map(|i| if i % cols == (i / cols + 1) % cols { 1.0 } else { 0.0 }).collect();
         let soft: Vec<f32> = (0..rows * cols).map(|i| 0.1 * (i % 9) as f32).collect();
 
         let sm = softmax_rows(cols);

@@ -72,20 +72,9 @@ impl Metric {
                     hits as f64 / cols as f64
                 }
                 // `resolve` never returns `Accuracy`; it shares the categorical arm.
-                Metric::CategoricalAccuracy | Metric::Accuracy => {
-                    f64::from(u8::from(argmax(p) == argmax(y)))
-                }
-                Metric::MeanSquaredError => {
-                    p.iter()
-                        .zip(y)
-                        .map(|(&a, &b)| f64::from(a - b) * f64::from(a - b))
-                        .sum::<f64>()
-                        / cols as f64
-                }
-                Metric::MeanAbsoluteError => {
-                    p.iter().zip(y).map(|(&a, &b)| f64::from((a - b).abs())).sum::<f64>()
-                        / cols as f64
-                }
+                Metric::CategoricalAccuracy | Metric::Accuracy => f64::from(u8::from(argmax(p) == argmax(y))),
+                Metric::MeanSquaredError => p.iter().zip(y).map(|(&a, &b)| f64::from(a - b) * f64::from(a - b)).sum::<f64>() / cols as f64,
+                Metric::MeanAbsoluteError => p.iter().zip(y).map(|(&a, &b)| f64::from((a - b).abs())).sum::<f64>() / cols as f64,
             };
         }
         total
@@ -148,10 +137,7 @@ mod tests {
     fn accuracy_resolves_like_keras() {
         assert_eq!(Metric::Accuracy.resolve(Loss::BinaryCrossentropy, 1), Metric::BinaryAccuracy);
         assert_eq!(Metric::Accuracy.resolve(Loss::BinaryCrossentropy, 3), Metric::BinaryAccuracy);
-        assert_eq!(
-            Metric::Accuracy.resolve(Loss::CategoricalCrossentropy, 3),
-            Metric::CategoricalAccuracy
-        );
+        assert_eq!(Metric::Accuracy.resolve(Loss::CategoricalCrossentropy, 3), Metric::CategoricalAccuracy);
         assert_eq!(Metric::Accuracy.resolve(Loss::MeanSquaredError, 1), Metric::BinaryAccuracy);
         assert_eq!(Metric::Accuracy.resolve(Loss::MeanSquaredError, 4), Metric::CategoricalAccuracy);
         assert_eq!(Metric::MeanAbsoluteError.resolve(Loss::BinaryCrossentropy, 1), Metric::MeanAbsoluteError);

@@ -11,10 +11,7 @@ use ndarray::{ArrayViewD, Axis, IxDyn};
 pub fn new_state<N: Network>(seed: u64) -> State {
     let mut params = vec![0.0; N::PARAM_COUNT];
     crate::init::init_params(N::PARAMS, seed, &mut params);
-    State {
-        params,
-        ws: Workspace::default(),
-    }
+    State { params, ws: Workspace::default() }
 }
 
 /// Formats an actual shape, batch included, like Python prints a tuple: `(32, 7)`, `(5,)`.
@@ -32,12 +29,7 @@ pub(crate) fn tuple_shape(shape: &[usize]) -> String {
 pub(crate) fn check_shape(what: &'static str, spec: &TensorSpec, actual: &[usize]) -> Result<usize> {
     match actual.split_first() {
         Some((&batch, rest)) if rest == spec.shape => Ok(batch),
-        _ => Err(Error::Shape {
-            what,
-            name: spec.name.to_string(),
-            expected: keras_shape(spec.shape),
-            actual: tuple_shape(actual),
-        }),
+        _ => Err(Error::Shape { what, name: spec.name.to_string(), expected: keras_shape(spec.shape), actual: tuple_shape(actual) }),
     }
 }
 
@@ -71,19 +63,14 @@ impl BatchCheck {
     pub(crate) fn finish(&self) -> Result<usize> {
         match self.first {
             Some((_, _, b)) if b > 0 => Ok(b),
-            Some((what, name, _)) => Err(Error::EmptyBatch {
-                what,
-                name: name.to_string(),
-            }),
+            Some((what, name, _)) => Err(Error::EmptyBatch { what, name: name.to_string() }),
             None => Err(Error::config("inputs", "none", "the model has no inputs to take a batch size from")),
         }
     }
 }
 
 fn input_spec<N: Network>(i: usize) -> Result<&'static TensorSpec> {
-    N::INPUTS
-        .get(i)
-        .ok_or_else(|| Error::config("inputs", i, format!("model `{}` has only {} inputs", N::NAME, N::INPUTS.len())))
+    N::INPUTS.get(i).ok_or_else(|| Error::config("inputs", i, format!("model `{}` has only {} inputs", N::NAME, N::INPUTS.len())))
 }
 
 pub(crate) fn output_spec<N: Network>(o: usize) -> Result<(&'static TensorSpec, usize)> {
@@ -144,7 +131,7 @@ pub fn stage_inputs<N: Network>(inputs: &N::Inputs<'_>, ws: &mut Workspace) -> R
 }
 
 /// The first `len` elements of input `i`'s staging buffer.
-pub(crate) fn input_buffer<'w, N: Network>(ws: &'w mut Workspace, i: usize, len: usize) -> Result<&'w mut [f32]> {
+pub(crate) fn input_buffer<N: Network>(ws: &mut Workspace, i: usize, len: usize) -> Result<&mut [f32]> {
     N::INPUT_BUFFERS
         .get(i)
         .and_then(|&b| ws.values.get_mut(b))
@@ -173,10 +160,7 @@ fn copy_input(name: &str, view: &InputView<'_>, dst: &mut [f32]) -> Result<()> {
 /// Converts an integer input element to `f32`, refusing values `f32` cannot hold exactly.
 pub(crate) fn exact_f32(name: &str, v: i32) -> Result<f32> {
     if v.unsigned_abs() > 1 << 24 {
-        return Err(Error::InexactInteger {
-            name: name.to_string(),
-            value: v,
-        });
+        return Err(Error::InexactInteger { name: name.to_string(), value: v });
     }
     Ok(v as f32)
 }
@@ -202,13 +186,7 @@ pub(crate) fn gather_f32(src: &ArrayViewD<'_, f32>, rows: Rows<'_>, row_len: usi
 }
 
 /// [`gather_f32`] for integer inputs, converting exactly.
-pub(crate) fn gather_i32(
-    name: &str,
-    src: &ArrayViewD<'_, i32>,
-    rows: Rows<'_>,
-    row_len: usize,
-    dst: &mut [f32],
-) -> Result<()> {
+pub(crate) fn gather_i32(name: &str, src: &ArrayViewD<'_, i32>, rows: Rows<'_>, row_len: usize, dst: &mut [f32]) -> Result<()> {
     let dst_rows = dst.chunks_exact_mut(row_len.max(1));
     match src.as_slice() {
         Some(s) => {
@@ -269,9 +247,10 @@ pub(crate) fn run_forward<N: Network>(state: &mut State, training: bool) {
 pub(crate) fn output_slice<N: Network>(ws: &Workspace, o: usize) -> Result<&[f32]> {
     let (spec, buf) = output_spec::<N>(o)?;
     let len = ws.batch * spec.sample_len();
-    ws.values.get(buf).and_then(|v| v.get(..len)).ok_or_else(|| {
-        Error::config("outputs", o, "no workspace buffer holds this output (model metadata is inconsistent)")
-    })
+    ws.values
+        .get(buf)
+        .and_then(|v| v.get(..len))
+        .ok_or_else(|| Error::config("outputs", o, "no workspace buffer holds this output (model metadata is inconsistent)"))
 }
 
 /// Copies the outputs of the last forward pass out of the workspace.
@@ -331,10 +310,7 @@ pub fn backward<N: Network>(model: &mut N, d_outputs: &N::Outputs) -> Result<Gra
     })?;
     let mut grads = vec![0.0; N::PARAM_COUNT];
     N::backward(params, ws, &mut grads);
-    Ok(Gradients {
-        data: grads,
-        specs: N::PARAMS,
-    })
+    Ok(Gradients { data: grads, specs: N::PARAMS })
 }
 
 /// Parameter gradients, in the layout of the flat parameter buffer, reachable by name.
@@ -363,27 +339,20 @@ impl Gradients {
 
     /// `(name, gradient)` for every parameter, in `Network::PARAMS` order.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, ArrayViewD<'_, f32>)> + '_ {
-        self.specs
-            .iter()
-            .filter_map(move |s| view_of(s, &self.data).ok().map(|v| (s.name, v)))
+        self.specs.iter().filter_map(move |s| view_of(s, &self.data).ok().map(|v| (s.name, v)))
     }
 }
 
 fn view_of<'a>(spec: &ParamSpec, flat: &'a [f32]) -> Result<ArrayViewD<'a, f32>> {
-    flat.get(spec.range())
-        .and_then(|s| ArrayViewD::from_shape(IxDyn(spec.shape), s).ok())
-        .ok_or_else(|| Error::ParamShape {
-            name: spec.name.to_string(),
-            expected: spec.shape.to_vec(),
-            actual: vec![flat.len().saturating_sub(spec.offset)],
-        })
+    flat.get(spec.range()).and_then(|s| ArrayViewD::from_shape(IxDyn(spec.shape), s).ok()).ok_or_else(|| Error::ParamShape {
+        name: spec.name.to_string(),
+        expected: spec.shape.to_vec(),
+        actual: vec![flat.len().saturating_sub(spec.offset)],
+    })
 }
 
 fn find_param<N: Network>(name: &str) -> Result<&'static ParamSpec> {
-    N::PARAMS
-        .iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| Error::unknown_param(name, N::PARAMS.iter().map(|s| s.name)))
+    N::PARAMS.iter().find(|s| s.name == name).ok_or_else(|| Error::unknown_param(name, N::PARAMS.iter().map(|s| s.name)))
 }
 
 /// The parameter `name` (e.g. `"dense_1/kernel"`), in Keras layout.
@@ -396,11 +365,7 @@ pub fn param<'m, N: Network>(model: &'m N, name: &str) -> Result<ArrayViewD<'m, 
 pub fn set_param<N: Network>(model: &mut N, name: &str, value: ArrayViewD<'_, f32>) -> Result<()> {
     let spec = find_param::<N>(name)?;
     if value.shape() != spec.shape {
-        return Err(Error::ParamShape {
-            name: name.to_string(),
-            expected: spec.shape.to_vec(),
-            actual: value.shape().to_vec(),
-        });
+        return Err(Error::ParamShape { name: name.to_string(), expected: spec.shape.to_vec(), actual: value.shape().to_vec() });
     }
     let params = &mut model.state_mut().params;
     let dst = params.get_mut(spec.range()).ok_or_else(|| Error::ParamShape {

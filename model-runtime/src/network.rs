@@ -66,20 +66,11 @@ pub trait Network: Sized + 'static {
     fn state_mut(&mut self) -> &mut State;
 
     /// Calls `f` with each input view, in declaration order.
-    fn visit_inputs<'a>(
-        inputs: &'a Self::Inputs<'_>,
-        f: &mut dyn FnMut(usize, InputView<'a>) -> Result<()>,
-    ) -> Result<()>;
+    fn visit_inputs<'a>(inputs: &'a Self::Inputs<'_>, f: &mut dyn FnMut(usize, InputView<'a>) -> Result<()>) -> Result<()>;
     /// Calls `f` with each target view, in output order.
-    fn visit_targets<'a>(
-        targets: &'a Self::Targets<'_>,
-        f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>,
-    ) -> Result<()>;
+    fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()>;
     /// Calls `f` with each output array, in output order (used for output gradients given by the user).
-    fn visit_outputs<'a>(
-        outputs: &'a Self::Outputs,
-        f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>,
-    ) -> Result<()>;
+    fn visit_outputs<'a>(outputs: &'a Self::Outputs, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()>;
     /// Builds the typed outputs from one row-major buffer per output, each `batch * sample_len` long.
     fn outputs_from(batch: usize, data: Vec<Vec<f32>>) -> Self::Outputs;
     /// The per-output values in output order.

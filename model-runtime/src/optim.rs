@@ -53,10 +53,7 @@ pub struct Sgd {
 impl Sgd {
     /// Plain SGD with learning rate `lr`, no momentum.
     pub fn new(lr: f32) -> Self {
-        Sgd {
-            learning_rate: lr,
-            ..Sgd::default()
-        }
+        Sgd { learning_rate: lr, ..Sgd::default() }
     }
 
     /// Sets the momentum factor.
@@ -74,12 +71,7 @@ impl Sgd {
 
 impl Default for Sgd {
     fn default() -> Self {
-        Sgd {
-            learning_rate: 0.01,
-            momentum: 0.0,
-            nesterov: false,
-            velocity: Vec::new(),
-        }
+        Sgd { learning_rate: 0.01, momentum: 0.0, nesterov: false, velocity: Vec::new() }
     }
 }
 
@@ -102,10 +94,7 @@ impl Optimizer for Sgd {
         let velocity = &mut self.velocity;
         let nesterov = self.nesterov;
         for_trainable(specs, len, |r| {
-            let it = params[r.clone()]
-                .iter_mut()
-                .zip(&grads[r.clone()])
-                .zip(&mut velocity[r]);
+            let it = params[r.clone()].iter_mut().zip(&grads[r.clone()]).zip(&mut velocity[r]);
             for ((p, &g), v) in it {
                 *v = momentum * *v - lr * g;
                 if nesterov {
@@ -152,10 +141,7 @@ pub struct Adam {
 impl Adam {
     /// Adam with learning rate `lr` and Keras' other defaults.
     pub fn new(lr: f32) -> Self {
-        Adam {
-            learning_rate: lr,
-            ..Adam::default()
-        }
+        Adam { learning_rate: lr, ..Adam::default() }
     }
 
     /// Number of steps taken so far (Keras' `optimizer.iterations`).
@@ -166,15 +152,7 @@ impl Adam {
 
 impl Default for Adam {
     fn default() -> Self {
-        Adam {
-            learning_rate: 0.001,
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-7,
-            iterations: 0,
-            m: Vec::new(),
-            v: Vec::new(),
-        }
+        Adam { learning_rate: 0.001, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, iterations: 0, m: Vec::new(), v: Vec::new() }
     }
 }
 
@@ -192,10 +170,7 @@ impl Optimizer for Adam {
         let alpha = self.learning_rate * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
         let (m, v) = (&mut self.m, &mut self.v);
         for_trainable(specs, len, |r| {
-            let it = params[r.clone()]
-                .iter_mut()
-                .zip(&grads[r.clone()])
-                .zip(m[r.clone()].iter_mut().zip(&mut v[r]));
+            let it = params[r.clone()].iter_mut().zip(&grads[r.clone()]).zip(m[r.clone()].iter_mut().zip(&mut v[r]));
             for ((p, &g), (m, v)) in it {
                 *m += (g - *m) * (1.0 - b1);
                 *v += (g * g - *v) * (1.0 - b2);
@@ -219,27 +194,9 @@ mod tests {
     use crate::spec::Init;
 
     const SPECS: &[ParamSpec] = &[
-        ParamSpec {
-            name: "dense/kernel",
-            shape: &[2],
-            offset: 0,
-            init: Init::Zeros,
-            trainable: true,
-        },
-        ParamSpec {
-            name: "frozen/kernel",
-            shape: &[1],
-            offset: 2,
-            init: Init::Zeros,
-            trainable: false,
-        },
-        ParamSpec {
-            name: "dense/bias",
-            shape: &[1],
-            offset: 3,
-            init: Init::Zeros,
-            trainable: true,
-        },
+        ParamSpec { name: "dense/kernel", shape: &[2], offset: 0, init: Init::Zeros, trainable: true },
+        ParamSpec { name: "frozen/kernel", shape: &[1], offset: 2, init: Init::Zeros, trainable: false },
+        ParamSpec { name: "dense/bias", shape: &[1], offset: 3, init: Init::Zeros, trainable: true },
     ];
 
     #[test]

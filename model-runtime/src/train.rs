@@ -9,17 +9,17 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::error::{Error, Result};
 use crate::kernels::activation::Activation;
 use crate::loss::Loss;
 use crate::metrics::{Metric, MetricState};
 use crate::model::{
-    check_inputs, check_shape, gather_f32, gather_i32, input_buffer, output_slice, output_spec,
-    run_forward, see_inputs, stage_inputs, BatchCheck, Rows,
+    check_inputs, check_shape, gather_f32, gather_i32, input_buffer, output_slice, output_spec, run_forward, see_inputs, stage_inputs,
+    BatchCheck, Rows,
 };
 use crate::network::{InputView, Network, State};
 use crate::optim::Optimizer;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Settings of [`Trainer::fit`], named as Keras' `fit` arguments.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,14 +42,7 @@ pub struct Fit {
 
 impl Default for Fit {
     fn default() -> Self {
-        Fit {
-            epochs: 1,
-            batch_size: 32,
-            shuffle: true,
-            seed: 0,
-            validation_split: 0.0,
-            verbose: true,
-        }
+        Fit { epochs: 1, batch_size: 32, shuffle: true, seed: 0, validation_split: 0.0, verbose: true }
     }
 }
 
@@ -198,9 +191,7 @@ pub fn compile<'m, N: Network, O: Optimizer>(
         .enumerate()
         .map(|(o, spec)| {
             let loss = losses.get(o).copied().unwrap_or(Loss::MeanSquaredError);
-            let act = N::OUTPUT_INFO
-                .get(o)
-                .map_or(Activation::Linear, |i| i.fusable_activation);
+            let act = N::OUTPUT_INFO.get(o).map_or(Activation::Linear, |i| i.fusable_activation);
             let mut slot = OutputSlot {
                 name: spec.name,
                 buf: N::OUTPUT_BUFFERS.get(o).copied().unwrap_or(usize::MAX),
@@ -210,11 +201,7 @@ pub fn compile<'m, N: Network, O: Optimizer>(
                 weight: 1.0,
                 fused: if loss.can_fuse(act) { act } else { Activation::Linear },
                 metrics: Vec::new(),
-                loss_key: if multi {
-                    format!("{}_loss", spec.name)
-                } else {
-                    "loss".to_string()
-                },
+                loss_key: if multi { format!("{}_loss", spec.name) } else { "loss".to_string() },
                 loss_state: MetricState::default(),
                 metric_states: Vec::new(),
             };
@@ -237,11 +224,7 @@ pub fn compile<'m, N: Network, O: Optimizer>(
 fn set_metrics(slot: &mut OutputSlot, metrics: &[Metric], multi: bool) {
     slot.metrics.clear();
     for m in metrics {
-        let base = if multi {
-            format!("{}_{}", slot.name, m.keras_name())
-        } else {
-            m.keras_name().to_string()
-        };
+        let base = if multi { format!("{}_{}", slot.name, m.keras_name()) } else { m.keras_name().to_string() };
         let mut key = base.clone();
         let mut i = 1;
         while slot.metrics.iter().any(|(_, k)| *k == key) {
@@ -317,14 +300,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             gather_f32(&view, Rows::Range(0, batch), N::OUTPUTS[o].sample_len(), buf);
             Ok(())
         })?;
-        self.step_staged(
-            batch,
-            Mode::Train {
-                epoch: 0,
-                batch: 0,
-                track: false,
-            },
-        )
+        self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false })
     }
 
     /// Copies `rows` of the inputs into the workspace and of the targets into the staging buffers.
@@ -371,23 +347,12 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             let rows = slot.rows(batch);
             let pred = &ws.values[slot.buf][..n];
             let target = &self.targets[o][..n];
-            let grad = if training {
-                Some(&mut ws.grads[slot.buf][..n])
-            } else {
-                None
-            };
-            let value = slot
-                .loss
-                .compute(pred, target, rows, slot.cols, grad, slot.weight, slot.fused);
+            let grad = if training { Some(&mut ws.grads[slot.buf][..n]) } else { None };
+            let value = slot.loss.compute(pred, target, rows, slot.cols, grad, slot.weight, slot.fused);
             if let Mode::Train { epoch, batch: b, .. } = mode {
                 ws.fused[o] = slot.fused != Activation::Linear;
                 if !value.is_finite() {
-                    return Err(Error::NonFiniteLoss {
-                        epoch,
-                        batch: b,
-                        output: slot.name.to_string(),
-                        value,
-                    });
+                    return Err(Error::NonFiniteLoss { epoch, batch: b, output: slot.name.to_string(), value });
                 }
             }
             total += f64::from(slot.weight) * value;
@@ -430,19 +395,17 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         }
     }
 
-    /// Loss and metrics over `rows` in chunks of `batch_size`, in inference mode.
+    /// Loss and metrics over `rows` in chunks of `batch_size`, in inference mode; the logs go into
+    /// `into` with their keys prefixed by `prefix`.
     fn evaluate_rows(
         &mut self,
-        inputs: &N::Inputs<'_>,
-        targets: &N::Targets<'_>,
-        start: usize,
-        end: usize,
+        (inputs, targets): (&N::Inputs<'_>, &N::Targets<'_>),
+        rows: std::ops::Range<usize>,
         batch_size: usize,
-        prefix: &str,
-        into: &mut Logs,
+        (prefix, into): (&str, &mut Logs),
     ) -> Result<()> {
         self.reset_states();
-        let mut s = start;
+        let (mut s, end) = (rows.start, rows.end);
         while s < end {
             let e = (s + batch_size).min(end);
             self.stage_rows(inputs, Some(targets), Rows::Range(s, e))?;
@@ -496,11 +459,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             self.reset_states();
             for (b, chunk) in order.chunks(fit.batch_size).enumerate() {
                 self.stage_rows(inputs, Some(targets), Rows::List(chunk))?;
-                let mode = Mode::Train {
-                    epoch,
-                    batch: b + 1,
-                    track: true,
-                };
+                let mode = Mode::Train { epoch, batch: b + 1, track: true };
                 if let Err(e) = self.step_staged(chunk.len(), mode) {
                     if let Some(bar) = &bar {
                         bar.abandon();
@@ -517,7 +476,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             let mut logs = Logs::new();
             self.logs("", &mut logs);
             if split_at < n {
-                self.evaluate_rows(inputs, targets, split_at, n, fit.batch_size, "val_", &mut logs)?;
+                self.evaluate_rows((inputs, targets), split_at..n, fit.batch_size, ("val_", &mut logs))?;
             }
             history.push(&logs);
             if let Some(bar) = bar {
@@ -543,7 +502,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         }
         let n = self.check_batch(inputs, targets)?;
         let mut logs = Logs::new();
-        self.evaluate_rows(inputs, targets, 0, n, batch_size, "", &mut logs)?;
+        self.evaluate_rows((inputs, targets), 0..n, batch_size, ("", &mut logs))?;
         Ok(logs)
     }
 
@@ -560,10 +519,7 @@ pub fn predict_batched<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, batch_
         return Err(Error::config("batch_size", 0, "must be at least 1"));
     }
     let n = check_inputs::<N>(inputs)?;
-    let mut data: Vec<Vec<f32>> = N::OUTPUTS
-        .iter()
-        .map(|s| Vec::with_capacity(n * s.sample_len()))
-        .collect();
+    let mut data: Vec<Vec<f32>> = N::OUTPUTS.iter().map(|s| Vec::with_capacity(n * s.sample_len())).collect();
     let mut s = 0;
     while s < n {
         let e = (s + batch_size).min(n);
@@ -590,9 +546,7 @@ pub fn predict_batched<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, batch_
 
 fn progress_bar(epoch: usize, epochs: usize, batches: usize) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(
-        "{prefix} {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
-    ) {
+    if let Ok(style) = ProgressStyle::with_template("{prefix} {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}") {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(format!("Epoch {epoch}/{epochs}"));

@@ -10,10 +10,7 @@ use model_runtime::Error;
 use ndarray::{arr2, ArrayD, IxDyn};
 
 fn inputs<'a>(a: &'a ArrayD<f32>, b: &'a ArrayD<f32>) -> TwoInInputs<'a> {
-    TwoInInputs {
-        a: a.view(),
-        b: b.view(),
-    }
+    TwoInInputs { a: a.view(), b: b.view() }
 }
 
 #[test]
@@ -53,14 +50,7 @@ fn stage_inputs_copies_non_contiguous_views_in_logical_order() {
     let at = a.t(); // [2, 4], not standard layout
     let b = arr2(&[[9.0f32, 10.0], [11.0, 12.0]]).into_dyn();
     let mut ws = Workspace::default();
-    let batch = stage_inputs::<TwoIn>(
-        &TwoInInputs {
-            a: at.view(),
-            b: b.view(),
-        },
-        &mut ws,
-    )
-    .unwrap();
+    let batch = stage_inputs::<TwoIn>(&TwoInInputs { a: at.view(), b: b.view() }, &mut ws).unwrap();
     assert_eq!(batch, 2);
     assert_eq!(ws.values[0], [1.0, 3.0, 5.0, 7.0, 2.0, 4.0, 6.0, 8.0]);
     assert_eq!(ws.values[1], [9.0, 10.0, 11.0, 12.0]);
@@ -68,9 +58,7 @@ fn stage_inputs_copies_non_contiguous_views_in_logical_order() {
 
 #[test]
 fn integer_inputs_are_converted_exactly_or_rejected() {
-    let mut m = Ids {
-        state: model::new_state::<Ids>(0),
-    };
+    let mut m = Ids { state: model::new_state::<Ids>(0) };
     let ids = ndarray::arr2(&[[0i32, 7, -3], [16_777_216, 1, 2]]).into_dyn();
     let out = model::predict(&mut m, &IdsInputs { ids: ids.view() }).unwrap();
     assert_eq!(out.out.as_slice().unwrap(), [0.0, 7.0, -3.0, 16_777_216.0, 1.0, 2.0]);
@@ -121,9 +109,7 @@ fn backward_matches_finite_differences_on_the_whole_model() {
     let (a, b, _) = two_in_data(6, 6);
     // Scalar L = sum_r w_r * score_r, so dL/dscore = w.
     let w: Vec<f32> = (0..6).map(|r| 0.5 + r as f32 * 0.25).collect();
-    let d_out = TwoInOutputs {
-        score: ArrayD::from_shape_vec(IxDyn(&[6, 1]), w.clone()).unwrap(),
-    };
+    let d_out = TwoInOutputs { score: ArrayD::from_shape_vec(IxDyn(&[6, 1]), w.clone()).unwrap() };
     model::forward(&mut m, &inputs(&a, &b), true).unwrap();
     let grads = model::backward(&mut m, &d_out).unwrap();
     assert_eq!(grads.as_slice().len(), 21);
@@ -151,9 +137,7 @@ fn backward_matches_finite_differences_on_the_whole_model() {
 #[test]
 fn backward_checks_its_preconditions() {
     let mut m = TwoIn::new(0);
-    let d_out = TwoInOutputs {
-        score: ArrayD::zeros(IxDyn(&[3, 1])),
-    };
+    let d_out = TwoInOutputs { score: ArrayD::zeros(IxDyn(&[3, 1])) };
     assert!(matches!(model::backward(&mut m, &d_out), Err(Error::BackwardBeforeForward)));
     let (a, b, _) = two_in_data(4, 1);
     model::forward(&mut m, &inputs(&a, &b), true).unwrap();

@@ -53,9 +53,7 @@ pub struct TwoInPerOutput<T> {
 
 impl TwoIn {
     pub fn new(seed: u64) -> Self {
-        TwoIn {
-            state: model_runtime::model::new_state::<Self>(seed),
-        }
+        TwoIn { state: model_runtime::model::new_state::<Self>(seed) }
     }
 }
 
@@ -66,26 +64,10 @@ const B1: usize = 20; // dense_1/bias [1]
 
 impl Network for TwoIn {
     const NAME: &'static str = "TwoIn";
-    const INPUTS: &'static [TensorSpec] = &[
-        TensorSpec {
-            name: "a",
-            shape: &[4],
-            dtype: DType::F32,
-        },
-        TensorSpec {
-            name: "b",
-            shape: &[2],
-            dtype: DType::F32,
-        },
-    ];
-    const OUTPUTS: &'static [TensorSpec] = &[TensorSpec {
-        name: "score",
-        shape: &[1],
-        dtype: DType::F32,
-    }];
-    const OUTPUT_INFO: &'static [OutputInfo] = &[OutputInfo {
-        fusable_activation: Activation::Sigmoid,
-    }];
+    const INPUTS: &'static [TensorSpec] =
+        &[TensorSpec { name: "a", shape: &[4], dtype: DType::F32 }, TensorSpec { name: "b", shape: &[2], dtype: DType::F32 }];
+    const OUTPUTS: &'static [TensorSpec] = &[TensorSpec { name: "score", shape: &[1], dtype: DType::F32 }];
+    const OUTPUT_INFO: &'static [OutputInfo] = &[OutputInfo { fusable_activation: Activation::Sigmoid }];
     const PARAMS: &'static [ParamSpec] = &[
         ParamSpec {
             name: "dense/kernel",
@@ -94,13 +76,7 @@ impl Network for TwoIn {
             init: Init::GlorotUniform { fan_in: 4, fan_out: 3 },
             trainable: true,
         },
-        ParamSpec {
-            name: "dense/bias",
-            shape: &[3],
-            offset: B0,
-            init: Init::Zeros,
-            trainable: true,
-        },
+        ParamSpec { name: "dense/bias", shape: &[3], offset: B0, init: Init::Zeros, trainable: true },
         ParamSpec {
             name: "dense_1/kernel",
             shape: &[5, 1],
@@ -108,13 +84,7 @@ impl Network for TwoIn {
             init: Init::GlorotUniform { fan_in: 5, fan_out: 1 },
             trainable: true,
         },
-        ParamSpec {
-            name: "dense_1/bias",
-            shape: &[1],
-            offset: B1,
-            init: Init::Zeros,
-            trainable: true,
-        },
+        ParamSpec { name: "dense_1/bias", shape: &[1], offset: B1, init: Init::Zeros, trainable: true },
     ];
     const PARAM_COUNT: usize = 21;
     // 0: a, 1: b, 2: relu(dense(a)), 3: score.
@@ -137,29 +107,18 @@ impl Network for TwoIn {
         &mut self.state
     }
 
-    fn visit_inputs<'a>(
-        inputs: &'a Self::Inputs<'_>,
-        f: &mut dyn FnMut(usize, InputView<'a>) -> Result<()>,
-    ) -> Result<()> {
+    fn visit_inputs<'a>(inputs: &'a Self::Inputs<'_>, f: &mut dyn FnMut(usize, InputView<'a>) -> Result<()>) -> Result<()> {
         f(0, InputView::F32(inputs.a.view()))?;
         f(1, InputView::F32(inputs.b.view()))
     }
-    fn visit_targets<'a>(
-        targets: &'a Self::Targets<'_>,
-        f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>,
-    ) -> Result<()> {
+    fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
         f(0, targets.score.view())
     }
-    fn visit_outputs<'a>(
-        outputs: &'a Self::Outputs,
-        f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>,
-    ) -> Result<()> {
+    fn visit_outputs<'a>(outputs: &'a Self::Outputs, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
         f(0, outputs.score.view())
     }
     fn outputs_from(batch: usize, mut data: Vec<Vec<f32>>) -> Self::Outputs {
-        TwoInOutputs {
-            score: to_array(batch, &[1], data.remove(0)),
-        }
+        TwoInOutputs { score: to_array(batch, &[1], data.remove(0)) }
     }
     fn per_output<T: Clone>(values: &Self::PerOutput<T>) -> Vec<T> {
         vec![values.score.clone()]
@@ -193,9 +152,7 @@ impl Network for TwoIn {
     fn backward(p: &[f32], ws: &mut Workspace, g: &mut [f32]) {
         let (a, b, h, out) = (&ws.values[0], &ws.values[1], &ws.values[2], &ws.values[3]);
         let fused = ws.fused[0];
-        let [ga, gb, gh, gout] = &mut ws.grads[..] else {
-            panic!("four buffers expected")
-        };
+        let [ga, gb, gh, gout] = &mut ws.grads[..] else { panic!("four buffers expected") };
         for r in 0..ws.batch {
             let y = out[r];
             let dz = if fused { gout[r] } else { gout[r] * y * (1.0 - y) };
@@ -256,68 +213,22 @@ pub struct HeadsPerOutput<T> {
 
 impl Heads {
     pub fn new(seed: u64) -> Self {
-        Heads {
-            state: model_runtime::model::new_state::<Self>(seed),
-        }
+        Heads { state: model_runtime::model::new_state::<Self>(seed) }
     }
 }
 
 impl Network for Heads {
     const NAME: &'static str = "Heads";
-    const INPUTS: &'static [TensorSpec] = &[TensorSpec {
-        name: "x",
-        shape: &[3],
-        dtype: DType::F32,
-    }];
-    const OUTPUTS: &'static [TensorSpec] = &[
-        TensorSpec {
-            name: "class",
-            shape: &[2],
-            dtype: DType::F32,
-        },
-        TensorSpec {
-            name: "value",
-            shape: &[1],
-            dtype: DType::F32,
-        },
-    ];
-    const OUTPUT_INFO: &'static [OutputInfo] = &[
-        OutputInfo {
-            fusable_activation: Activation::Softmax,
-        },
-        OutputInfo {
-            fusable_activation: Activation::Linear,
-        },
-    ];
+    const INPUTS: &'static [TensorSpec] = &[TensorSpec { name: "x", shape: &[3], dtype: DType::F32 }];
+    const OUTPUTS: &'static [TensorSpec] =
+        &[TensorSpec { name: "class", shape: &[2], dtype: DType::F32 }, TensorSpec { name: "value", shape: &[1], dtype: DType::F32 }];
+    const OUTPUT_INFO: &'static [OutputInfo] =
+        &[OutputInfo { fusable_activation: Activation::Softmax }, OutputInfo { fusable_activation: Activation::Linear }];
     const PARAMS: &'static [ParamSpec] = &[
-        ParamSpec {
-            name: "class/kernel",
-            shape: &[3, 2],
-            offset: 0,
-            init: Init::GlorotUniform { fan_in: 3, fan_out: 2 },
-            trainable: true,
-        },
-        ParamSpec {
-            name: "class/bias",
-            shape: &[2],
-            offset: 6,
-            init: Init::Zeros,
-            trainable: true,
-        },
-        ParamSpec {
-            name: "value/kernel",
-            shape: &[3, 1],
-            offset: 8,
-            init: Init::GlorotUniform { fan_in: 3, fan_out: 1 },
-            trainable: true,
-        },
-        ParamSpec {
-            name: "value/bias",
-            shape: &[1],
-            offset: 11,
-            init: Init::Zeros,
-            trainable: true,
-        },
+        ParamSpec { name: "class/kernel", shape: &[3, 2], offset: 0, init: Init::GlorotUniform { fan_in: 3, fan_out: 2 }, trainable: true },
+        ParamSpec { name: "class/bias", shape: &[2], offset: 6, init: Init::Zeros, trainable: true },
+        ParamSpec { name: "value/kernel", shape: &[3, 1], offset: 8, init: Init::GlorotUniform { fan_in: 3, fan_out: 1 }, trainable: true },
+        ParamSpec { name: "value/bias", shape: &[1], offset: 11, init: Init::Zeros, trainable: true },
     ];
     const PARAM_COUNT: usize = 12;
     // 0: x, 1: class, 2: value.
@@ -340,33 +251,21 @@ impl Network for Heads {
         &mut self.state
     }
 
-    fn visit_inputs<'a>(
-        inputs: &'a Self::Inputs<'_>,
-        f: &mut dyn FnMut(usize, InputView<'a>) -> Result<()>,
-    ) -> Result<()> {
+    fn visit_inputs<'a>(inputs: &'a Self::Inputs<'_>, f: &mut dyn FnMut(usize, InputView<'a>) -> Result<()>) -> Result<()> {
         f(0, InputView::F32(inputs.x.view()))
     }
-    fn visit_targets<'a>(
-        targets: &'a Self::Targets<'_>,
-        f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>,
-    ) -> Result<()> {
+    fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
         f(0, targets.class.view())?;
         f(1, targets.value.view())
     }
-    fn visit_outputs<'a>(
-        outputs: &'a Self::Outputs,
-        f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>,
-    ) -> Result<()> {
+    fn visit_outputs<'a>(outputs: &'a Self::Outputs, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
         f(0, outputs.class.view())?;
         f(1, outputs.value.view())
     }
     fn outputs_from(batch: usize, mut data: Vec<Vec<f32>>) -> Self::Outputs {
         let value = data.pop().expect("two outputs");
         let class = data.pop().expect("two outputs");
-        HeadsOutputs {
-            class: to_array(batch, &[2], class),
-            value: to_array(batch, &[1], value),
-        }
+        HeadsOutputs { class: to_array(batch, &[2], class), value: to_array(batch, &[1], value) }
     }
     fn per_output<T: Clone>(values: &Self::PerOutput<T>) -> Vec<T> {
         vec![values.class.clone(), values.value.clone()]
@@ -400,9 +299,7 @@ impl Network for Heads {
     fn backward(p: &[f32], ws: &mut Workspace, g: &mut [f32]) {
         let (x, class) = (&ws.values[0], &ws.values[1]);
         let fused = ws.fused[0];
-        let [gx, gclass, gvalue] = &mut ws.grads[..] else {
-            panic!("three buffers expected")
-        };
+        let [gx, gclass, gvalue] = &mut ws.grads[..] else { panic!("three buffers expected") };
         for r in 0..ws.batch {
             let s = &class[r * 2..r * 2 + 2];
             let gs = &gclass[r * 2..r * 2 + 2];
@@ -451,19 +348,9 @@ pub struct IdsOutputs {
 
 impl Network for Ids {
     const NAME: &'static str = "Ids";
-    const INPUTS: &'static [TensorSpec] = &[TensorSpec {
-        name: "ids",
-        shape: &[3],
-        dtype: DType::I32,
-    }];
-    const OUTPUTS: &'static [TensorSpec] = &[TensorSpec {
-        name: "out",
-        shape: &[3],
-        dtype: DType::F32,
-    }];
-    const OUTPUT_INFO: &'static [OutputInfo] = &[OutputInfo {
-        fusable_activation: Activation::Linear,
-    }];
+    const INPUTS: &'static [TensorSpec] = &[TensorSpec { name: "ids", shape: &[3], dtype: DType::I32 }];
+    const OUTPUTS: &'static [TensorSpec] = &[TensorSpec { name: "out", shape: &[3], dtype: DType::F32 }];
+    const OUTPUT_INFO: &'static [OutputInfo] = &[OutputInfo { fusable_activation: Activation::Linear }];
     const PARAMS: &'static [ParamSpec] = &[];
     const PARAM_COUNT: usize = 0;
     const BUFFERS: &'static [usize] = &[3];
@@ -484,28 +371,17 @@ impl Network for Ids {
     fn state_mut(&mut self) -> &mut State {
         &mut self.state
     }
-    fn visit_inputs<'a>(
-        inputs: &'a Self::Inputs<'_>,
-        f: &mut dyn FnMut(usize, InputView<'a>) -> Result<()>,
-    ) -> Result<()> {
+    fn visit_inputs<'a>(inputs: &'a Self::Inputs<'_>, f: &mut dyn FnMut(usize, InputView<'a>) -> Result<()>) -> Result<()> {
         f(0, InputView::I32(inputs.ids.view()))
     }
-    fn visit_targets<'a>(
-        targets: &'a Self::Targets<'_>,
-        f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>,
-    ) -> Result<()> {
+    fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
         f(0, targets.out.view())
     }
-    fn visit_outputs<'a>(
-        outputs: &'a Self::Outputs,
-        f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>,
-    ) -> Result<()> {
+    fn visit_outputs<'a>(outputs: &'a Self::Outputs, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
         f(0, outputs.out.view())
     }
     fn outputs_from(batch: usize, mut data: Vec<Vec<f32>>) -> Self::Outputs {
-        IdsOutputs {
-            out: to_array(batch, &[3], data.remove(0)),
-        }
+        IdsOutputs { out: to_array(batch, &[3], data.remove(0)) }
     }
     fn per_output<T: Clone>(values: &Self::PerOutput<T>) -> Vec<T> {
         vec![values.clone()]
@@ -523,10 +399,7 @@ pub struct Lcg(pub u64);
 impl Lcg {
     /// Uniform in [-1, 1).
     pub fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
