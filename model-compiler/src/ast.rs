@@ -3,11 +3,31 @@
 
 use proc_macro2::{Ident, Span};
 
-/// A whole `model!` invocation: one or more model definitions.
-#[derive(Debug, Clone)]
+/// A whole `model!` invocation: one or more model definitions, and the definitions of models from
+/// other invocations that these use as layers (brought in by the callback of `VisionNet!`).
+#[derive(Debug, Clone, Default)]
 pub struct File {
     /// The models, in source order.
     pub models: Vec<Model>,
+    /// `@with { ... } as path;` entries: other invocations' sources, keyed by the path used here.
+    pub deps: Vec<Dep>,
+}
+
+/// The source of another `model!` invocation, as handed back by its `macro_rules!` callback.
+#[derive(Debug, Clone)]
+pub struct Dep {
+    /// The path as written in this invocation, without spaces: `vision::VisionNet`.
+    pub key: String,
+    /// That invocation's models (and their own dependencies).
+    pub file: File,
+}
+
+impl Dep {
+    /// The model this dependency names: the one called like the path's last segment.
+    pub fn model(&self) -> Option<&Model> {
+        let last = self.key.rsplit("::").next().unwrap_or(&self.key);
+        self.file.models.iter().find(|m| m.name == last)
+    }
 }
 
 /// `#[doc] pub struct Name { stmt* }`

@@ -25,8 +25,8 @@ pub struct Signature {
     pub outputs: Vec<(Ident, Option<Shape>)>,
 }
 
-/// Emits the full model.
-pub fn emit(plan: &Plan) -> TokenStream {
+/// Emits the full model. `source` is the whole invocation, carried by the model's callback macro.
+pub fn emit(plan: &Plan, source: &TokenStream) -> TokenStream {
     let m = &plan.typed.model;
     let sig = Signature {
         attrs: m.attrs.clone(),
@@ -35,12 +35,36 @@ pub fn emit(plan: &Plan) -> TokenStream {
         inputs: plan.inputs.iter().map(|i| (i.name.clone(), i.shape.0.clone(), i.dtype)).collect(),
         outputs: plan.outputs.iter().map(|o| (o.name.clone(), Some(o.shape.clone()))).collect(),
     };
-    items(&sig, Some(plan))
+    let mut out = items(&sig, Some(plan));
+    out.extend(callback(&sig, source));
+    out
 }
 
 /// Emits stub items for a model that failed to compile.
-pub fn stub(sig: &Signature) -> TokenStream {
-    items(sig, None)
+pub fn stub(sig: &Signature, source: &TokenStream) -> TokenStream {
+    let mut out = items(sig, None);
+    out.extend(callback(sig, source));
+    out
+}
+
+// The model's callback macro, under the model's own name in the macro namespace:
+//     macro_rules! __modelc_model_Name { ($($rest:tt)*) => { ::modelc::model! { @with { <source> } $($rest)* } } }
+//     pub(crate) use __modelc_model_Name as Name;
+// Another invocation that uses `Name` (or `path::Name`) as a layer expands to `path::Name! { as path::Name; <its input> }`
+// and so receives this invocation's source, which it inlines. Re-exported by `use`, it resolves by path across modules.
+fn callback(sig: &Signature, source: &TokenStream) -> TokenStream {
+    let name = &sig.name;
+    let mac = format_ident!("__modelc_model_{}", name);
+    quote! {
+        #[doc(hidden)]
+        #[allow(unused_macros)]
+        macro_rules! #mac {
+            ($($rest:tt)*) => { ::modelc::model! { @with { #source } $($rest)* } };
+        }
+        #[doc(hidden)]
+        #[allow(unused_imports)]
+        pub(crate) use #mac as #name;
+    }
 }
 
 fn rank_dim(rank: usize) -> TokenStream {
@@ -78,7 +102,9 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
     let p = quote!(::modelc::__private);
     let nd = quote!(#p::ndarray);
     let Signature { attrs, vis, name, .. } = sig;
-    let span = name.span();
+    // Blamed on the model name, resolved at the call site: the items declare locals (`__ws`, `batch`) that
+    // kernel code emitted with `quote!` must see, even when `model!` is re-invoked by a callback macro.
+    let span = proc_macro2::Span::call_site().located_at(name.span());
     let inputs_ty = format_ident!("{}Inputs", name);
     let outputs_ty = format_ident!("{}Outputs", name);
     let targets_ty = format_ident!("{}Targets", name);
@@ -99,10 +125,16 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
     let in_docs: Vec<String> = sig.inputs.iter().map(|(n, dims, _)| format!("Input `{n}`, shape {}.", Shape(dims.clone()))).collect();
     let out_names: Vec<&Ident> = sig.outputs.iter().map(|o| &o.0).collect();
     let out_dims: Vec<TokenStream> = sig.outputs.iter().map(|(_, s)| rank_dim(s.as_ref().map(|s| s.rank() + 1).unwrap_or(0))).collect();
-    let out_docs: Vec<String> = sig.outputs.iter().map(|(n, s)| format!("Output `{n}`, shape {}.", s.as_ref().map(Shape::keras).unwrap_or_else(|| "unknown".into()))).collect();
+    let out_docs: Vec<String> = sig
+        .outputs
+        .iter()
+        .map(|(n, s)| format!("Output `{n}`, shape {}.", s.as_ref().map(Shape::keras).unwrap_or_else(|| "unknown".into())))
+        .collect();
 
-    let doc_inputs = format!("Inputs of [`{name}`]: one view per input, batch first. Named fields, so inputs cannot be passed in the wrong order.");
-    let doc_outputs = format!("Outputs of [`{name}`]: one array per output, batch first. Also the type of output gradients passed to `backward`.");
+    let doc_inputs =
+        format!("Inputs of [`{name}`]: one view per input, batch first. Named fields, so inputs cannot be passed in the wrong order.");
+    let doc_outputs =
+        format!("Outputs of [`{name}`]: one array per output, batch first. Also the type of output gradients passed to `backward`.");
     let doc_targets = format!("Training targets of [`{name}`]: one view per output, the output's shape.");
     let doc_per = format!("One value per output of [`{name}`], by output name: losses, loss weights, metrics.");
     let doc_losses = format!("The loss of each output of [`{name}`].");
@@ -128,7 +160,7 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
         }
 
         #[doc = #doc_targets]
-        #[derive(Clone, Copy, Debug)]
+        #[derive(Clone, Debug)]
         #[allow(dead_code)]
         #vis struct #targets_ty<'a> {
             #( #[doc = #out_docs] pub #out_names: #nd::ArrayView<'a, f32, #out_dims>, )*
@@ -249,7 +281,9 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
     let p = quote!(::modelc::__private);
     let nd = quote!(#p::ndarray);
     let name = &sig.name;
-    let span = name.span();
+    // Blamed on the model name, resolved at the call site: the items declare locals (`__ws`, `batch`) that
+    // kernel code emitted with `quote!` must see, even when `model!` is re-invoked by a callback macro.
+    let span = proc_macro2::Span::call_site().located_at(name.span());
     let inputs_ty = format_ident!("{}Inputs", name);
     let outputs_ty = format_ident!("{}Outputs", name);
     let targets_ty = format_ident!("{}Targets", name);

@@ -80,7 +80,9 @@ impl Graph {
                     _ => None,
                 }
                 .unwrap_or_else(|| m.name.span());
-                diags.push(Diagnostic::new(span, "the model graph has a cycle through this layer").help("a layer cannot consume its own output"));
+                diags.push(
+                    Diagnostic::new(span, "the model graph has a cycle through this layer").help("a layer cannot consume its own output"),
+                );
                 Vec::new()
             }
         }

@@ -44,6 +44,24 @@ pub struct Model {
     pub outputs: Vec<Output>,
     /// Every value.
     pub values: Vec<Value>,
+    /// Shapes a nested model's inputs require of the tensors it is called on.
+    pub expects: Vec<Expect>,
+    /// Model types from other `model!` invocations used as layers whose definitions are not known yet:
+    /// the expansion asks for them through their callback macros before compiling this model.
+    pub externals: Vec<syn::Path>,
+}
+
+/// A nested model's input contract: `value` must have per-sample shape `dims`.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    /// The tensor passed in.
+    pub value: ValueId,
+    /// The declared per-sample shape.
+    pub dims: Vec<usize>,
+    /// The operand's span.
+    pub span: Span,
+    /// `input `image` of `vision` (VisionNet)`, for messages.
+    pub what: String,
 }
 
 /// `input name: [dims];`

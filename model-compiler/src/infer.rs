@@ -34,6 +34,8 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
             _ => None,
         })
         .collect();
+    let mut expected = vec![false; model.expects.len()];
+    check_expects(&model, &mut shapes, &mut expected, diags);
     let mut built: Vec<Option<Vec<Shape>>> = vec![None; model.layers.len()];
     let mut first_call: Vec<Option<CallId>> = vec![None; model.layers.len()];
     for &cid in &schedule {
@@ -51,7 +53,8 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
         if let (Some(b), Some(first)) = (built.get(call.layer.0).cloned().flatten(), first_call.get(call.layer.0).copied().flatten()) {
             if b != ins {
                 let first_span = model.calls.get(first.0).map(|c| c.span).unwrap_or(call.span);
-                let first_names: Vec<String> = model.calls.get(first.0).map(|c| c.inputs.iter().map(|v| model.value_name(*v)).collect()).unwrap_or_default();
+                let first_names: Vec<String> =
+                    model.calls.get(first.0).map(|c| c.inputs.iter().map(|v| model.value_name(*v)).collect()).unwrap_or_default();
                 let show = |n: &[String], s: &[Shape]| n.iter().zip(s).map(|(n, s)| format!("`{n}` {s}")).collect::<Vec<_>>().join(", ");
                 diags.push(
                     Diagnostic::new(call.span, format!("shared layer `{}` was built on {} by its first call, but is called here on {}", layer.binding.as_ref().map(|b| b.to_string()).unwrap_or_else(|| layer.name.clone()), show(&first_names, &b), show(&names, &ins)))
@@ -67,6 +70,7 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
                 if let Some(s) = shapes.get_mut(call.output.0) {
                     *s = Some(out);
                 }
+                check_expects(&model, &mut shapes, &mut expected, diags);
                 if let Some(b) = built.get_mut(call.layer.0) {
                     if b.is_none() {
                         *b = Some(ins);
@@ -79,8 +83,34 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
             Err(d) => diags.push(d),
         }
     }
-    check_reachability(&model, &graph, diags);
+    // After another error the path from an input to an output may be the broken part: stay quiet then.
+    if diags.is_empty() {
+        check_reachability(&model, &graph, diags);
+    }
     Typed { model, graph, schedule, shapes, built }
+}
+
+// Rule: a nested model is called on tensors of its declared input shapes. A mismatch poisons the operand,
+// so the inlined layers of the nested model report nothing more.
+fn check_expects(model: &hir::Model, shapes: &mut [Option<Shape>], done: &mut [bool], diags: &mut Diagnostics) {
+    for (e, done) in model.expects.iter().zip(done.iter_mut()) {
+        if *done {
+            continue;
+        }
+        let Some(Some(actual)) = shapes.get(e.value.0).cloned() else { continue };
+        *done = true;
+        if actual.0 != e.dims {
+            let want = Shape(e.dims.clone());
+            let name = model.value_name(e.value);
+            diags.push(
+                Diagnostic::new(e.span, format!("{} has shape {want}, but is given `{name}` {actual}", e.what))
+                    .help(format!("pass a tensor of shape {want}: reshape or transform `{name}` first")),
+            );
+            if let Some(s) = shapes.get_mut(e.value.0) {
+                *s = None;
+            }
+        }
+    }
 }
 
 // Rule: a single-tensor layer takes `layer(x)`; a merge takes `layer([a, b, ...])` within its bounds.
@@ -88,15 +118,26 @@ fn check_arity(arity: Arity, kind: &str, call: &hir::Call, names: &[String]) -> 
     let n = call.inputs.len();
     match arity {
         Arity::One if call.list => Err(Diagnostic::new(call.span, format!("{kind} takes one tensor, but is called on a list of {n}"))
-            .help(format!("call it on one tensor, e.g. `{kind}(...)({})`, or merge the list first with `Concatenate()([...])`", names.first().map(String::as_str).unwrap_or("x")))),
+            .help(format!(
+                "call it on one tensor, e.g. `{kind}(...)({})`, or merge the list first with `Concatenate()([...])`",
+                names.first().map(String::as_str).unwrap_or("x")
+            ))),
         Arity::One => Ok(()),
-        Arity::List { .. } if !call.list => Err(Diagnostic::new(call.span, format!("{kind} merges a list of tensors, but is called on the single tensor `{}`", names.first().map(String::as_str).unwrap_or("x")))
-            .help(format!("pass a list: `{kind}()([a, b])`"))),
+        Arity::List { .. } if !call.list => Err(Diagnostic::new(
+            call.span,
+            format!(
+                "{kind} merges a list of tensors, but is called on the single tensor `{}`",
+                names.first().map(String::as_str).unwrap_or("x")
+            ),
+        )
+        .help(format!("pass a list: `{kind}()([a, b])`"))),
         Arity::List { min, max } => {
             if n < min {
-                Err(Diagnostic::new(call.span, format!("{kind} needs at least {min} tensors, but is given {n}")).help(format!("pass at least {min} tensors: `{kind}()([a, b])`")))
+                Err(Diagnostic::new(call.span, format!("{kind} needs at least {min} tensors, but is given {n}"))
+                    .help(format!("pass at least {min} tensors: `{kind}()([a, b])`")))
             } else if let Some(max) = max.filter(|m| n > *m) {
-                Err(Diagnostic::new(call.span, format!("{kind} takes exactly {max} tensors, but is given {n}")).help(format!("pass exactly {max} tensors, e.g. `{kind}()([a, b])`")))
+                Err(Diagnostic::new(call.span, format!("{kind} takes exactly {max} tensors, but is given {n}"))
+                    .help(format!("pass exactly {max} tensors, e.g. `{kind}()([a, b])`")))
             } else {
                 Ok(())
             }
@@ -113,7 +154,9 @@ fn check_reachability(model: &hir::Model, graph: &Graph, diags: &mut Diagnostics
         if let Some(input) = model.inputs.get(i) {
             let used = model.calls.iter().any(|c| c.inputs.contains(&input.value));
             let why = if used { "is used, but no output depends on it" } else { "is never used" };
-            diags.push(Diagnostic::new(input.name.span(), format!("input `{}` {why}", input.name)).help("connect it to an output, or remove it"));
+            diags.push(
+                Diagnostic::new(input.name.span(), format!("input `{}` {why}", input.name)).help("connect it to an output, or remove it"),
+            );
         }
     }
 }

@@ -40,6 +40,7 @@ pub fn expand(input: TokenStream) -> TokenStream {
 /// Runs the pipeline: the generated items (stubs for models with errors) and every diagnostic.
 pub fn compile(input: TokenStream) -> (TokenStream, Diagnostics) {
     let mut diags = Diagnostics::new();
+    let source = input.clone();
     let file = parse::parse(input, &mut diags);
     // After a syntax error, names bound by the skipped statements would cascade into "unknown tensor"
     // errors: report the syntax errors alone, and still emit every model's items (as stubs).
@@ -51,9 +52,15 @@ pub fn compile(input: TokenStream) -> (TokenStream, Diagnostics) {
             eprintln!("{model:#?}");
         }
         let mut local = Diagnostics::new();
-        let hir = resolve::resolve(model, &mut local);
+        let hir = resolve::resolve(model, &file, &mut local);
         if dump == "hir" {
             eprintln!("{hir:#?}");
+        }
+        if let Some(path) = hir.externals.first() {
+            // A model of another invocation is used as a layer: ask its callback macro for its source,
+            // which re-invokes `model!` on this same input with that source prepended. Nothing else is
+            // emitted in this round; the next round emits everything.
+            return (quote::quote!(#path ! { as #path ; #source }), Diagnostics::new());
         }
         let graph = graph::build(&hir);
         let typed = infer::infer(hir, graph, &mut local);
@@ -62,13 +69,13 @@ pub fn compile(input: TokenStream) -> (TokenStream, Diagnostics) {
             if dump == "plan" {
                 eprintln!("{plan:#?}");
             }
-            let tokens = emit::emit(&plan);
+            let tokens = emit::emit(&plan, &source);
             if dump == "tokens" {
                 eprintln!("{tokens}");
             }
             out.extend(tokens);
         } else {
-            out.extend(emit::stub(&signature(&typed)));
+            out.extend(emit::stub(&signature(&typed), &source));
         }
         if syntax_ok {
             for d in local.items() {

@@ -76,7 +76,12 @@ fn rows(plan: &Plan) -> Vec<Row> {
             }
         }
         let frozen = if layer.trainable { "" } else { ", frozen" };
-        rows.push(Row { name: format!("{} ({}{frozen})", layer.name, layer.keras_type), shape: shapes.join(", "), params: layer_params(plan, l).0, connected });
+        rows.push(Row {
+            name: format!("{} ({}{frozen})", layer.name, layer.keras_type),
+            shape: shapes.join(", "),
+            params: layer_params(plan, l).0,
+            connected,
+        });
     }
     rows
 }
@@ -113,7 +118,17 @@ pub fn summary(plan: &Plan) -> String {
         format!("{l}{}{r}\n", parts.join(&m.to_string()))
     };
     let cells = |c: [&str; 4], sep: char| -> String {
-        format!("{sep} {:<a$} {sep} {:<b$} {sep} {:>c$} {sep} {:<d$} {sep}\n", c[0], c[1], c[2], c[3], a = w[0], b = w[1], c = w[2], d = w[3])
+        format!(
+            "{sep} {:<a$} {sep} {:<b$} {sep} {:>c$} {sep} {:<d$} {sep}\n",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            a = w[0],
+            b = w[1],
+            c = w[2],
+            d = w[3]
+        )
     };
     let mut s = String::new();
     let _ = writeln!(s, "Model: \"{}\"", plan.typed.model.name);
@@ -158,7 +173,13 @@ fn group(n: usize) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('{', "\\{").replace('}', "\\}").replace('|', "\\|").replace('<', "\\<").replace('>', "\\>")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('{', "\\{")
+        .replace('}', "\\}")
+        .replace('|', "\\|")
+        .replace('<', "\\<")
+        .replace('>', "\\>")
 }
 
 /// The graph in Graphviz DOT: one node per input, layer and output, edges labelled with shapes
@@ -169,16 +190,34 @@ pub fn dot(plan: &Plan) -> String {
     let _ = writeln!(s, "digraph \"{}\" {{", escape(&m.name.to_string()));
     s.push_str("  rankdir=TB;\n  node [shape=record, style=\"rounded,filled\", fillcolor=\"#f4f6fb\", fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=10];\n");
     for (i, input) in plan.inputs.iter().enumerate() {
-        let _ = writeln!(s, "  in{i} [label=\"{{{}|InputLayer|{}}}\", fillcolor=\"#e3f0e3\"];", escape(&input.name.to_string()), escape(&input.shape.keras()));
+        let _ = writeln!(
+            s,
+            "  in{i} [label=\"{{{}|InputLayer|{}}}\", fillcolor=\"#e3f0e3\"];",
+            escape(&input.name.to_string()),
+            escape(&input.shape.keras())
+        );
     }
     for l in layer_order(plan) {
         let Some(layer) = m.layers.get(l.0) else { continue };
         let shape = plan.steps.iter().find(|s| s.layer == l).map(|s| s.cx.output.shape.keras()).unwrap_or_default();
         let (n, _) = layer_params(plan, l);
-        let _ = writeln!(s, "  l{} [label=\"{{{}|{}|{}|params: {}}}\"];", l.0, escape(&layer.name), escape(layer.keras_type), escape(&shape), group(n));
+        let _ = writeln!(
+            s,
+            "  l{} [label=\"{{{}|{}|{}|params: {}}}\"];",
+            l.0,
+            escape(&layer.name),
+            escape(layer.keras_type),
+            escape(&shape),
+            group(n)
+        );
     }
     for (o, out) in plan.outputs.iter().enumerate() {
-        let _ = writeln!(s, "  out{o} [label=\"{{{}|output|{}}}\", fillcolor=\"#fbeee0\"];", escape(&out.name.to_string()), escape(&out.shape.keras()));
+        let _ = writeln!(
+            s,
+            "  out{o} [label=\"{{{}|output|{}}}\", fillcolor=\"#fbeee0\"];",
+            escape(&out.name.to_string()),
+            escape(&out.shape.keras())
+        );
     }
     let node_of = |v: ValueId| -> Option<String> {
         match m.values.get(v.0)?.producer {

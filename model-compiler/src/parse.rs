@@ -6,7 +6,7 @@
 //! Never panics on any token stream.
 //!
 //! ```text
-//! file  := model+
+//! file  := ('@' 'with' '{' file '}' 'as' path ';')* model+   (the `@with` entries come from callbacks)
 //! model := outer-attr* vis 'struct' Ident '{' stmt* '}'
 //! stmt  := 'input' Ident ':' '[' int (',' int)* ','? ']' ('as' Ident)? ';'
 //!        | 'layer' Ident '=' ctor ';'
@@ -29,7 +29,8 @@ use syn::parse::{Parse, ParseBuffer, ParseStream, Parser};
 use syn::{braced, bracketed, parenthesized, token, Attribute, Ident, LitBool, LitFloat, LitInt, LitStr, Token};
 
 use crate::ast::{
-    Arg, ArgKind, ArgValue, Args, CallExpr, Callee, Ctor, Dim, Expr, File, InputDecl, LayerDecl, LetStmt, ListExpr, Model, OutputStmt, Stmt,
+    Arg, ArgKind, ArgValue, Args, CallExpr, Callee, Ctor, Dep, Dim, Expr, File, InputDecl, LayerDecl, LetStmt, ListExpr, Model, OutputStmt,
+    Stmt,
 };
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::suggest::did_you_mean;
@@ -61,31 +62,59 @@ pub fn parse(tokens: TokenStream, diags: &mut Diagnostics) -> File {
 
 /// [`parse`], also returning syn's own end-of-input check (always `Ok` when recovery works as intended).
 fn parse_with_status(tokens: TokenStream, diags: &mut Diagnostics) -> (File, syn::Result<()>) {
-    let mut models = Vec::new();
+    let mut file = File::default();
     let parser = |input: ParseStream| -> syn::Result<()> {
-        parse_models(input, &mut models, diags);
+        parse_models(input, &mut file, diags);
         Ok(())
     };
     let outer = parser.parse2(tokens);
-    (File { models }, outer)
+    (file, outer)
 }
 
 /// `model+`, skipping models whose header is broken.
-fn parse_models(input: ParseStream, models: &mut Vec<Model>, diags: &mut Diagnostics) {
+fn parse_models(input: ParseStream, file: &mut File, diags: &mut Diagnostics) {
     if input.is_empty() {
         diags.push(Diagnostic::new(input.span(), "expected a model definition like `pub struct Name { input x: [8]; ... }`"));
         return;
     }
     while !input.is_empty() {
         let start = input.cursor();
+        if input.peek(Token![@]) {
+            match parse_dep(input) {
+                Ok(dep) => file.deps.push(dep),
+                Err(e) => {
+                    diags.push_syn(e);
+                    skip_broken_header(input, start);
+                }
+            }
+            continue;
+        }
         match parse_model(input, diags) {
-            Ok(model) => models.push(model),
+            Ok(model) => file.models.push(model),
             Err(e) => {
                 diags.push_syn(e);
                 skip_broken_header(input, start);
             }
         }
     }
+}
+
+/// `'@' 'with' '{' file '}' 'as' path ';'`: another invocation's source, handed back by its callback
+/// macro. Its own syntax errors were reported where it is defined, so they are not repeated here.
+fn parse_dep(input: ParseStream) -> syn::Result<Dep> {
+    input.parse::<Token![@]>()?;
+    let with: Ident = input.parse()?;
+    if with != "with" {
+        return Err(syn::Error::new(with.span(), "expected `@with { ... } as path;` (written by modelc's own callbacks)"));
+    }
+    let content;
+    braced!(content in input);
+    let inner: TokenStream = content.parse()?;
+    input.parse::<Token![as]>()?;
+    let path: syn::Path = input.call(syn::Path::parse_mod_style)?;
+    input.parse::<Token![;]>()?;
+    let mut ignored = Diagnostics::new();
+    Ok(Dep { key: path_text(&path), file: parse(inner, &mut ignored) })
 }
 
 /// `outer-attr* vis 'struct' Ident '{' stmt* '}'`. An `Err` is a header error; statement errors are
@@ -432,7 +461,7 @@ fn single_ident(path: &syn::Path) -> Option<Ident> {
 }
 
 /// The path as written, without spaces: `crate::m::VisionNet`.
-fn path_text(path: &syn::Path) -> String {
+pub fn path_text(path: &syn::Path) -> String {
     let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
     let lead = if path.leading_colon.is_some() { "::" } else { "" };
     format!("{lead}{}", segments.join("::"))

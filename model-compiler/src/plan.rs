@@ -52,7 +52,13 @@ pub struct StepCx {
 impl StepCx {
     /// The layer-facing context.
     pub fn emit_cx(&self, n_params: usize) -> EmitCx {
-        EmitCx { inputs: self.inputs.clone(), output: self.output.clone(), n_params, scratch: self.scratch.clone(), fused_output: self.fused_output }
+        EmitCx {
+            inputs: self.inputs.clone(),
+            output: self.output.clone(),
+            n_params,
+            scratch: self.scratch.clone(),
+            fused_output: self.fused_output,
+        }
     }
 }
 
@@ -122,7 +128,14 @@ pub fn plan(typed: Typed) -> Plan {
         if let (Some(kind), Some(Some(ins))) = (&layer.kind, typed.built.get(l)) {
             for p in kind.params(ins) {
                 let len = p.shape.iter().product();
-                params.push(ParamSlot { name: format!("{}/{}", layer.name, p.suffix), shape: p.shape, offset, len, init: p.init, trainable: p.trainable && layer.trainable });
+                params.push(ParamSlot {
+                    name: format!("{}/{}", layer.name, p.suffix),
+                    shape: p.shape,
+                    offset,
+                    len,
+                    init: p.init,
+                    trainable: p.trainable && layer.trainable,
+                });
                 offset += len;
             }
         }
@@ -161,7 +174,12 @@ pub fn plan(typed: Typed) -> Plan {
         let readers = m.calls.iter().enumerate().filter(|(i, c)| !dead.contains(&CallId(*i)) && c.inputs.contains(&out.value)).count();
         let shared = m.outputs.iter().filter(|o| o.value == out.value).count() > 1;
         let act = match m.values.get(out.value.0).map(|v| v.producer) {
-            Some(Producer::Call(c)) => m.calls.get(c.0).and_then(|call| m.layers.get(call.layer.0)).and_then(|l| l.kind.as_ref()).and_then(|k| k.output_activation()),
+            Some(Producer::Call(c)) => m
+                .calls
+                .get(c.0)
+                .and_then(|call| m.layers.get(call.layer.0))
+                .and_then(|l| l.kind.as_ref())
+                .and_then(|k| k.output_activation()),
             _ => None,
         };
         let fusable = match act {
@@ -177,7 +195,8 @@ pub fn plan(typed: Typed) -> Plan {
     for &c in &live {
         let Some(call) = m.calls.get(c.0) else { continue };
         let Some(kind) = m.layers.get(call.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
-        let inputs: Vec<Operand> = call.inputs.iter().map(|v| Operand { buf: buf_of(*v), shape: shape_of(*v), needs_grad: !is_input(*v) }).collect();
+        let inputs: Vec<Operand> =
+            call.inputs.iter().map(|v| Operand { buf: buf_of(*v), shape: shape_of(*v), needs_grad: !is_input(*v) }).collect();
         let output = Operand { buf: buf_of(call.output), shape: shape_of(call.output), needs_grad: true };
         let in_shapes: Vec<Shape> = inputs.iter().map(|o| o.shape.clone()).collect();
         let mut scratch_ids = Vec::new();
@@ -185,10 +204,15 @@ pub fn plan(typed: Typed) -> Plan {
             scratch_ids.push(scratch.len());
             scratch.push(len);
         }
-        let fused_output = m.outputs.iter().position(|o| o.value == call.output).filter(|o| outputs.get(*o).is_some_and(|x| x.fusable != Act::Linear));
+        let fused_output =
+            m.outputs.iter().position(|o| o.value == call.output).filter(|o| outputs.get(*o).is_some_and(|x| x.fusable != Act::Linear));
         steps.push(Step { call: c, layer: call.layer, cx: StepCx { inputs, output, scratch: scratch_ids, fused_output } });
     }
 
-    let inputs = m.inputs.iter().map(|i| PlanInput { name: i.name.clone(), shape: Shape(i.dims.clone()), dtype: i.dtype, buf: buf_of(i.value) }).collect();
+    let inputs = m
+        .inputs
+        .iter()
+        .map(|i| PlanInput { name: i.name.clone(), shape: Shape(i.dims.clone()), dtype: i.dtype, buf: buf_of(i.value) })
+        .collect();
     Plan { buffers, value_buf, scratch, param_count: offset, params, layer_params, steps, inputs, outputs, typed }
 }

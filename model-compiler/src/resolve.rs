@@ -10,10 +10,42 @@ use crate::suggest::did_you_mean;
 use proc_macro2::{Ident, Span};
 use std::collections::BTreeMap;
 
-/// Resolves one model of `file`. Other models of the same invocation may be used as layers.
-pub fn resolve(model: &ast::Model, diags: &mut Diagnostics) -> hir::Model {
+/// What a `layer` binding or an inline constructor denotes.
+#[derive(Clone, Copy, Debug)]
+enum Instance {
+    /// One layer.
+    Layer(LayerId),
+    /// A nested model (index into `Resolver::subs`).
+    Sub(usize),
+    /// Invalid or not known yet (already reported, or waiting for a callback): calls are poisoned.
+    Poisoned,
+}
+
+/// A nested model instance: its resolved body and the outer layers holding its weights.
+struct Sub {
+    model: hir::Model,
+    /// The outer layer of each of the submodel's layers (shared by every call of the instance).
+    layers: Vec<LayerId>,
+    /// `vision`: the prefix of its layers' names.
+    prefix: String,
+    /// `VisionNet`.
+    type_name: String,
+}
+
+/// Resolves one model of `file`. Other models of the same invocation, and models of other invocations
+/// brought in by callbacks (`file.deps`), may be used as layers: they are inlined here.
+pub fn resolve(model: &ast::Model, file: &ast::File, diags: &mut Diagnostics) -> hir::Model {
+    resolve_in(model, file, &[], diags)
+}
+
+fn resolve_in(model: &ast::Model, file: &ast::File, stack: &[String], diags: &mut Diagnostics) -> hir::Model {
+    let mut stack = stack.to_vec();
+    stack.push(model.name.to_string());
     let mut r = Resolver {
         diags,
+        file,
+        stack,
+        subs: Vec::new(),
         out: hir::Model {
             attrs: model.attrs.clone(),
             vis: model.vis.clone(),
@@ -23,6 +55,8 @@ pub fn resolve(model: &ast::Model, diags: &mut Diagnostics) -> hir::Model {
             calls: Vec::new(),
             outputs: Vec::new(),
             values: Vec::new(),
+            expects: Vec::new(),
+            externals: Vec::new(),
         },
         scope: BTreeMap::new(),
         instances: BTreeMap::new(),
@@ -39,11 +73,17 @@ pub fn resolve(model: &ast::Model, diags: &mut Diagnostics) -> hir::Model {
 
 struct Resolver<'d> {
     diags: &'d mut Diagnostics,
+    /// The invocation being compiled (sibling models and dependencies).
+    file: &'d ast::File,
+    /// Models being resolved, outermost first (a model may not contain itself).
+    stack: Vec<String>,
+    /// Nested model instances.
+    subs: Vec<Sub>,
     out: hir::Model,
     /// Tensor names in scope (latest binding wins: shadowing).
     scope: BTreeMap<String, ValueId>,
     /// `layer name = ...` instances.
-    instances: BTreeMap<String, (LayerId, Span)>,
+    instances: BTreeMap<String, (Instance, Span)>,
     /// `name = "..."` given explicitly, with where.
     explicit_names: BTreeMap<String, Span>,
     /// Layers still needing a Keras default name, with their prefix.
@@ -55,24 +95,43 @@ impl Resolver<'_> {
         match stmt {
             Stmt::Input(i) => self.input(i),
             Stmt::Layer(l) => self.layer_decl(l),
-            Stmt::Let(l) => {
-                let v = self.expr(&l.expr);
-                match l.names.as_slice() {
-                    [name] => self.bind(name, v),
-                    names => {
-                        let span = names.get(1).map(Ident::span).unwrap_or_else(|| l.expr.span());
-                        self.diags.push(Diagnostic::new(span, format!("this expression gives one tensor, but {} names are bound", names.len())).help("bind it to one name: `let x = ...;`"));
-                        for n in names {
-                            let p = self.poisoned(n);
-                            self.bind(n, Some(p));
+            Stmt::Let(l) => match l.names.as_slice() {
+                [name] => {
+                    let v = self.expr(&l.expr);
+                    self.bind(name, v);
+                }
+                names => {
+                    let values = self.expr_values(&l.expr);
+                    match values {
+                        Some(vs) if vs.len() == names.len() => {
+                            for (n, v) in names.iter().zip(vs) {
+                                self.bind(n, Some(v));
+                            }
+                        }
+                        other => {
+                            if let Some(vs) = other {
+                                let span = names.first().map(Ident::span).unwrap_or_else(|| l.expr.span());
+                                let what = if vs.len() == 1 { "one tensor".to_string() } else { format!("{} tensors", vs.len()) };
+                                self.diags.push(
+                                    Diagnostic::new(span, format!("this expression gives {what}, but {} names are bound", names.len()))
+                                        .help("bind one name per tensor"),
+                                );
+                            }
+                            for n in names {
+                                self.bind(n, None);
+                            }
                         }
                     }
                 }
-            }
+            },
             Stmt::Output(o) => {
                 let v = self.expr(&o.expr);
                 if let Some(prev) = self.out.outputs.iter().find(|p| p.name == o.name) {
-                    self.diags.push(Diagnostic::new(o.name.span(), format!("output `{}` is defined twice", o.name)).note(prev.name.span(), "first defined here").help("give each output its own name"));
+                    self.diags.push(
+                        Diagnostic::new(o.name.span(), format!("output `{}` is defined twice", o.name))
+                            .note(prev.name.span(), "first defined here")
+                            .help("give each output its own name"),
+                    );
                 }
                 let value = match v {
                     Some(v) => v,
@@ -90,26 +149,39 @@ impl Resolver<'_> {
         for d in &i.dims {
             if d.value <= 0 {
                 ok = false;
-                self.diags.push(Diagnostic::new(d.span, format!("input `{}` has a dimension of {}: every dimension must be at least 1", i.name, d.value)).help("the batch dimension is implicit: write only the per-sample shape, e.g. `[8]` or `[32, 32, 3]`"));
+                self.diags.push(
+                    Diagnostic::new(
+                        d.span,
+                        format!("input `{}` has a dimension of {}: every dimension must be at least 1", i.name, d.value),
+                    )
+                    .help("the batch dimension is implicit: write only the per-sample shape, e.g. `[8]` or `[32, 32, 3]`"),
+                );
             } else {
                 dims.push(usize::try_from(d.value).unwrap_or(1));
             }
         }
         if i.dims.is_empty() {
             ok = false;
-            self.diags.push(Diagnostic::new(i.shape_span, format!("input `{}` has an empty shape", i.name)).help("write the per-sample shape, e.g. `[8]`"));
+            self.diags.push(
+                Diagnostic::new(i.shape_span, format!("input `{}` has an empty shape", i.name))
+                    .help("write the per-sample shape, e.g. `[8]`"),
+            );
         }
         let dtype = match &i.dtype {
             None => DType::F32,
             Some(t) if t == "f32" => DType::F32,
             Some(t) if t == "i32" => DType::I32,
             Some(t) => {
-                self.diags.push(Diagnostic::new(t.span(), format!("unsupported input type `{t}`")).help("inputs are `f32` (the default) or `i32` (token ids for Embedding)"));
+                self.diags.push(
+                    Diagnostic::new(t.span(), format!("unsupported input type `{t}`"))
+                        .help("inputs are `f32` (the default) or `i32` (token ids for Embedding)"),
+                );
                 DType::F32
             }
         };
         if self.out.inputs.iter().any(|p| p.name == i.name) {
-            self.diags.push(Diagnostic::new(i.name.span(), format!("input `{}` is declared twice", i.name)).help("give each input its own name"));
+            self.diags
+                .push(Diagnostic::new(i.name.span(), format!("input `{}` is declared twice", i.name)).help("give each input its own name"));
         }
         let index = self.out.inputs.len();
         let value = self.new_value(Some(i.name.to_string()), i.name.span(), if ok { Producer::Input(index) } else { Producer::Poisoned });
@@ -121,11 +193,142 @@ impl Resolver<'_> {
         let key = l.name.to_string();
         if let Some((_, first)) = self.instances.get(&key) {
             let first = *first;
-            self.diags.push(Diagnostic::new(l.name.span(), format!("layer `{key}` is declared twice")).note(first, "first declared here").help("give each layer instance its own name, or call the first one again to share its weights"));
+            self.diags.push(
+                Diagnostic::new(l.name.span(), format!("layer `{key}` is declared twice"))
+                    .note(first, "first declared here")
+                    .help("give each layer instance its own name, or call the first one again to share its weights"),
+            );
             return;
         }
-        let id = self.new_layer(&l.ctor, Some(l.name.clone()));
-        self.instances.insert(key, (id, l.name.span()));
+        let instance = self.instantiate(&l.ctor, Some(l.name.clone()));
+        self.instances.insert(key, (instance, l.name.span()));
+    }
+
+    /// A layer or a nested model instance from a constructor.
+    fn instantiate(&mut self, ctor: &ast::Ctor, binding: Option<Ident>) -> Instance {
+        let known = ctor.path.get_ident().is_some_and(|id| layers::KINDS.iter().any(|k| id == k));
+        if known {
+            return Instance::Layer(self.new_layer(ctor, binding));
+        }
+        let key = crate::parse::path_text(&ctor.path);
+        let last = ctor.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+        let file = self.file;
+        let sibling = ctor.path.get_ident().and_then(|id| file.models.iter().find(|m| m.name == *id));
+        let found = match sibling {
+            Some(m) => Some((m, file)),
+            None => file.deps.iter().find(|d| d.key == key).and_then(|d| d.model().map(|m| (m, &d.file))),
+        };
+        let Some((model, scope)) = found else {
+            // Not a layer kind nor a model seen yet: a close layer kind means a typo; otherwise it is
+            // a model of another invocation, fetched through its callback macro.
+            if ctor.path.get_ident().is_some() && did_you_mean(&last, layers::KINDS.iter().copied()).is_some() {
+                self.new_layer(ctor, binding);
+            } else {
+                self.out.externals.push(ctor.path.clone());
+            }
+            return Instance::Poisoned;
+        };
+        if self.stack.contains(&last) {
+            self.diags.push(
+                Diagnostic::new(ctor.span(), format!("model `{last}` contains itself"))
+                    .help("a model cannot be used as a layer inside its own definition"),
+            );
+            return Instance::Poisoned;
+        }
+        let span = ctor.span();
+        let mut reader = ArgReader::new("a nested model", span, ctor.args.as_ref(), self.diags);
+        let explicit = reader.string("name");
+        let trainable = reader.bool_or("trainable", None, true).unwrap_or(true);
+        if !reader.finish() {
+            return Instance::Poisoned;
+        }
+        // The submodel's own errors are reported at its definition: here they only poison the instance.
+        let mut inner = Diagnostics::new();
+        let sub = resolve_in(model, scope, &self.stack, &mut inner);
+        let graph = crate::graph::build(&sub);
+        let typed = crate::infer::infer(sub, graph, &mut inner);
+        if !inner.is_empty() || !typed.model.externals.is_empty() {
+            self.out.externals.extend(typed.model.externals.iter().cloned());
+            return Instance::Poisoned;
+        }
+        let sub = typed.model;
+        let prefix = match (explicit, &binding) {
+            (Some((n, _)), _) => n,
+            (None, Some(b)) => b.to_string(),
+            (None, None) => layers::snake_case(&last),
+        };
+        let mut ids = Vec::new();
+        for l in &sub.layers {
+            ids.push(LayerId(self.out.layers.len()));
+            self.out.layers.push(hir::Layer {
+                name: format!("{prefix}/{}", l.name),
+                kind: l.kind.clone(),
+                keras_type: l.keras_type,
+                span: l.span,
+                binding: None,
+                trainable: l.trainable && trainable,
+            });
+        }
+        self.subs.push(Sub { model: sub, layers: ids, prefix, type_name: last });
+        Instance::Sub(self.subs.len() - 1)
+    }
+
+    /// Inlines one call of nested model `k` on `operands`: its calls are copied with fresh values,
+    /// using the instance's layers (so every call shares the weights). Returns its output values.
+    fn call_sub(&mut self, k: usize, operands: Vec<Option<ValueId>>, spans: Vec<Span>, list: bool, span: Span) -> Option<Vec<ValueId>> {
+        let sub = self.subs.get(k)?;
+        let n = sub.model.inputs.len();
+        if operands.len() != n || (n > 1 && !list) {
+            let names: Vec<String> = sub.model.inputs.iter().map(|i| format!("`{}`", i.name)).collect();
+            let plural = if n == 1 { "" } else { "s" };
+            let help = if n == 1 {
+                format!("call it on one tensor: `{}(x)`", sub.prefix)
+            } else {
+                format!("pass a list in input order: `{}([{}])`", sub.prefix, names.join(", ").replace('`', ""))
+            };
+            self.diags.push(
+                Diagnostic::new(
+                    span,
+                    format!(
+                        "`{}` ({}) takes {n} input{plural} ({}), but is called on {}",
+                        sub.prefix,
+                        sub.type_name,
+                        names.join(", "),
+                        operands.len()
+                    ),
+                )
+                .help(help),
+            );
+            return None;
+        }
+        let operands: Vec<ValueId> = operands.into_iter().collect::<Option<Vec<_>>>()?;
+        let mut map: BTreeMap<ValueId, ValueId> = BTreeMap::new();
+        let mut expects = Vec::new();
+        for ((input, v), op_span) in sub.model.inputs.iter().zip(&operands).zip(&spans) {
+            map.insert(input.value, *v);
+            expects.push(hir::Expect {
+                value: *v,
+                dims: input.dims.clone(),
+                span: *op_span,
+                what: format!("input `{}` of `{}` ({})", input.name, sub.prefix, sub.type_name),
+            });
+        }
+        let calls = sub.model.calls.clone();
+        let values = sub.model.values.clone();
+        let layers = sub.layers.clone();
+        let prefix = sub.prefix.clone();
+        let outputs: Vec<ValueId> = sub.model.outputs.iter().map(|o| o.value).collect();
+        self.out.expects.extend(expects);
+        for c in calls {
+            let inputs: Option<Vec<ValueId>> = c.inputs.iter().map(|v| map.get(v).copied()).collect();
+            let (Some(inputs), Some(layer)) = (inputs, layers.get(c.layer.0).copied()) else { return None };
+            let binding = values.get(c.output.0).and_then(|v| v.binding.clone()).map(|b| format!("{prefix}/{b}"));
+            let call_id = CallId(self.out.calls.len());
+            let output = self.new_value(binding, c.span, Producer::Call(call_id));
+            self.out.calls.push(hir::Call { layer, inputs, input_spans: c.input_spans.clone(), list: c.list, output, span: c.span });
+            map.insert(c.output, output);
+        }
+        outputs.iter().map(|v| map.get(v).copied()).collect()
     }
 
     /// Creates a layer-table entry from a constructor.
@@ -160,9 +363,14 @@ impl Resolver<'_> {
             Some((n, nspan)) => {
                 if let Some(first) = self.explicit_names.get(&n) {
                     let first = *first;
-                    self.diags.push(Diagnostic::new(nspan, format!("layer name \"{n}\" is used twice")).note(first, "first used here").help("layer names must be unique: they name the weights (\"{n}/kernel\")"));
+                    self.diags.push(
+                        Diagnostic::new(nspan, format!("layer name \"{n}\" is used twice"))
+                            .note(first, "first used here")
+                            .help("layer names must be unique: they name the weights (\"{n}/kernel\")"),
+                    );
                 } else if n.is_empty() || n.contains('/') {
-                    self.diags.push(Diagnostic::new(nspan, format!("layer name \"{n}\" is not valid")).help("use a non-empty name without `/`"));
+                    self.diags
+                        .push(Diagnostic::new(nspan, format!("layer name \"{n}\" is not valid")).help("use a non-empty name without `/`"));
                 }
                 self.explicit_names.insert(n.clone(), nspan);
                 n
@@ -181,17 +389,41 @@ impl Resolver<'_> {
         match e {
             Expr::Name(id) => self.lookup(id),
             Expr::List(l) => {
-                self.diags.push(Diagnostic::new(l.span, "a list of tensors can only be passed to a merge layer").help("write e.g. `Concatenate()([a, b])`"));
+                self.diags.push(
+                    Diagnostic::new(l.span, "a list of tensors can only be passed to a merge layer")
+                        .help("write e.g. `Concatenate()([a, b])`"),
+                );
                 for item in &l.items {
                     self.expr(item);
                 }
                 None
             }
-            Expr::Call(c) => self.call(c),
+            Expr::Call(c) => {
+                let values = self.call(c)?;
+                match values.as_slice() {
+                    [v] => Some(*v),
+                    vs => {
+                        let names: Vec<String> = (0..vs.len()).map(|i| format!("out{i}")).collect();
+                        self.diags.push(
+                            Diagnostic::new(c.callee.span(), format!("this call returns {} tensors", vs.len()))
+                                .help(format!("bind them all: `let ({}) = ...;`", names.join(", "))),
+                        );
+                        None
+                    }
+                }
+            }
         }
     }
 
-    fn call(&mut self, c: &ast::CallExpr) -> Option<ValueId> {
+    /// Every value an expression gives (several for a nested model with several outputs).
+    fn expr_values(&mut self, e: &Expr) -> Option<Vec<ValueId>> {
+        match e {
+            Expr::Call(c) => self.call(c),
+            other => self.expr(other).map(|v| vec![v]),
+        }
+    }
+
+    fn call(&mut self, c: &ast::CallExpr) -> Option<Vec<ValueId>> {
         // Operands first (source order of evaluation).
         let (operands, spans, list) = match c.arg.as_ref() {
             Expr::List(l) => {
@@ -199,7 +431,9 @@ impl Resolver<'_> {
                 let mut spans = Vec::new();
                 for item in &l.items {
                     if let Expr::List(inner) = item {
-                        self.diags.push(Diagnostic::new(inner.span, "nested lists are not allowed").help("pass a flat list of tensors: `[a, b, c]`"));
+                        self.diags.push(
+                            Diagnostic::new(inner.span, "nested lists are not allowed").help("pass a flat list of tensors: `[a, b, c]`"),
+                        );
                         ops.push(None);
                     } else {
                         ops.push(self.expr(item));
@@ -210,34 +444,41 @@ impl Resolver<'_> {
             }
             other => (vec![self.expr(other)], vec![other.span()], false),
         };
-        let layer = match &c.callee {
+        let instance = match &c.callee {
             Callee::Instance(id) => match self.instances.get(&id.to_string()) {
-                Some((l, _)) => Some(*l),
+                Some((i, _)) => *i,
                 None => {
                     self.unknown_layer(id);
-                    None
+                    return None;
                 }
             },
-            Callee::Ctor(ctor) => Some(self.new_layer(ctor, None)),
+            Callee::Ctor(ctor) => self.instantiate(ctor, None),
         };
-        let layer = layer?;
         let span = c.callee.span();
+        let layer = match instance {
+            Instance::Layer(l) => l,
+            Instance::Sub(k) => return self.call_sub(k, operands, spans, list, span),
+            Instance::Poisoned => return None,
+        };
         let operands: Option<Vec<ValueId>> = operands.into_iter().collect();
         let Some(inputs) = operands else {
-            return Some(self.new_value(None, span, Producer::Poisoned));
+            return Some(vec![self.new_value(None, span, Producer::Poisoned)]);
         };
         let call_id = CallId(self.out.calls.len());
         let output = self.new_value(None, span, Producer::Call(call_id));
         self.out.calls.push(hir::Call { layer, inputs, input_spans: spans, list, output, span });
-        Some(output)
+        Some(vec![output])
     }
 
     fn unknown_layer(&mut self, id: &Ident) {
         let name = id.to_string();
         let d = if self.scope.contains_key(&name) {
-            Diagnostic::new(id.span(), format!("`{name}` is a tensor, not a layer")).help(format!("call a layer on it instead, e.g. `Dense(8)({name})`, or declare a layer with `layer {name}_layer = Dense(8);`"))
+            Diagnostic::new(id.span(), format!("`{name}` is a tensor, not a layer")).help(format!(
+                "call a layer on it instead, e.g. `Dense(8)({name})`, or declare a layer with `layer {name}_layer = Dense(8);`"
+            ))
         } else if layers::KINDS.contains(&name.as_str()) {
-            Diagnostic::new(id.span(), format!("`{name}` needs its arguments before the tensor")).help(format!("write `{name}(...)(x)`: the first parentheses configure the layer, the second call it"))
+            Diagnostic::new(id.span(), format!("`{name}` needs its arguments before the tensor"))
+                .help(format!("write `{name}(...)(x)`: the first parentheses configure the layer, the second call it"))
         } else {
             let d = Diagnostic::new(id.span(), format!("unknown layer `{name}`"));
             let candidates: Vec<String> = self.instances.keys().cloned().collect();
@@ -262,7 +503,9 @@ impl Resolver<'_> {
             match did_you_mean(&name, candidates.iter().map(String::as_str)) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None if candidates.is_empty() => d.help("declare an input first: `input x: [8];`"),
-                None => d.help(format!("tensors in scope: {}", layers::args::list(&candidates.iter().map(String::as_str).collect::<Vec<_>>()))),
+                None => {
+                    d.help(format!("tensors in scope: {}", layers::args::list(&candidates.iter().map(String::as_str).collect::<Vec<_>>())))
+                }
             }
         };
         self.diags.push(d);
@@ -296,14 +539,31 @@ impl Resolver<'_> {
     /// Model-level rules: at least one input and one output; every input reaches an output.
     fn check_model(&mut self, model: &ast::Model) {
         if self.out.inputs.is_empty() {
-            self.diags.push(Diagnostic::new(model.name.span(), format!("model `{}` has no input", model.name)).help("declare one, e.g. `input x: [8];`"));
+            self.diags.push(
+                Diagnostic::new(model.name.span(), format!("model `{}` has no input", model.name))
+                    .help("declare one, e.g. `input x: [8];`"),
+            );
         }
         if self.out.outputs.is_empty() {
-            self.diags.push(Diagnostic::new(model.name.span(), format!("model `{}` has no output", model.name)).help("return a tensor with e.g. `output y = Dense(1)(x);`"));
+            self.diags.push(
+                Diagnostic::new(model.name.span(), format!("model `{}` has no output", model.name))
+                    .help("return a tensor with e.g. `output y = Dense(1)(x);`"),
+            );
         }
-        for (name, (id, span)) in &self.instances {
-            if !self.out.calls.iter().any(|c| c.layer == *id) {
-                self.diags.push(Diagnostic::new(*span, format!("layer `{name}` is declared but never called")).help(format!("call it on a tensor, `{name}(x)`, or remove it")));
+        for (name, (instance, span)) in &self.instances {
+            let called = match instance {
+                Instance::Layer(id) => self.out.calls.iter().any(|c| c.layer == *id),
+                Instance::Sub(k) => self
+                    .subs
+                    .get(*k)
+                    .is_some_and(|s| s.layers.iter().any(|l| self.out.calls.iter().any(|c| c.layer == *l)) || s.layers.is_empty()),
+                Instance::Poisoned => true,
+            };
+            if !called {
+                self.diags.push(
+                    Diagnostic::new(*span, format!("layer `{name}` is declared but never called"))
+                        .help(format!("call it on a tensor, `{name}(x)`, or remove it")),
+                );
             }
         }
     }

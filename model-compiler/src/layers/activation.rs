@@ -130,7 +130,9 @@ impl ActivationLayer {
         match r.raw("activation", Some(0)) {
             Some(v) => Act::from_value(r, &v).map(|act| ActivationLayer { act }),
             None => {
-                r.error(Diagnostic::new(span, "Activation is missing its required argument `activation`").help("write e.g. `Activation(relu)`"));
+                r.error(
+                    Diagnostic::new(span, "Activation is missing its required argument `activation`").help("write e.g. `Activation(relu)`"),
+                );
                 None
             }
         }

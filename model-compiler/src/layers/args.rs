@@ -74,7 +74,10 @@ impl<'a> ArgReader<'a> {
             self.positional_seen = self.positional_seen.max(p + 1);
         }
         if let Some(span) = twice {
-            self.error(Diagnostic::new(span, format!("`{name}` of {} is given twice", self.kind)).help("give each argument once, by position or by keyword"));
+            self.error(
+                Diagnostic::new(span, format!("`{name}` of {} is given twice", self.kind))
+                    .help("give each argument once, by position or by keyword"),
+            );
         }
         found
     }
@@ -190,7 +193,13 @@ impl<'a> ArgReader<'a> {
     }
 
     /// An optional identifier-or-string choice among `choices` (e.g. `padding = same`), with a default.
-    pub fn choice_or(&mut self, name: &'static str, pos: Option<usize>, choices: &[&'static str], default: &'static str) -> Option<&'static str> {
+    pub fn choice_or(
+        &mut self,
+        name: &'static str,
+        pos: Option<usize>,
+        choices: &[&'static str],
+        default: &'static str,
+    ) -> Option<&'static str> {
         let v = match self.raw(name, pos) {
             Some(v) => v,
             None => return Some(default),
@@ -312,8 +321,16 @@ impl<'a> ArgReader<'a> {
                 None => {
                     positional_index += 1;
                     problems.push(
-                        Diagnostic::new(arg.value.span, format!("{kind} takes at most {} positional argument{}, this is argument {}", self.positional_seen, if self.positional_seen == 1 { "" } else { "s" }, positional_index))
-                            .help(format!("pass the others by keyword: {kind} takes {}", list(&known))),
+                        Diagnostic::new(
+                            arg.value.span,
+                            format!(
+                                "{kind} takes at most {} positional argument{}, this is argument {}",
+                                self.positional_seen,
+                                if self.positional_seen == 1 { "" } else { "s" },
+                                positional_index
+                            ),
+                        )
+                        .help(format!("pass the others by keyword: {kind} takes {}", list(&known))),
                     );
                 }
             }

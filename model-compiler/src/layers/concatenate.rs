@@ -52,8 +52,20 @@ impl LayerDef for Concatenate {
         let rank = first.rank();
         for (i, s) in cx.inputs.iter().enumerate().skip(1) {
             if s.rank() != rank {
-                return Err(Diagnostic::new(cx.span, format!("Concatenate needs tensors of the same rank, but {} has rank {} and {} has rank {}", cx.describe(0), rank + 1, cx.describe(i), s.rank() + 1))
-                    .help(format!("reshape or flatten one of them first, e.g. `Flatten()({})`", cx.name(if s.rank() > rank { i } else { 0 }))));
+                return Err(Diagnostic::new(
+                    cx.span,
+                    format!(
+                        "Concatenate needs tensors of the same rank, but {} has rank {} and {} has rank {}",
+                        cx.describe(0),
+                        rank + 1,
+                        cx.describe(i),
+                        s.rank() + 1
+                    ),
+                )
+                .help(format!(
+                    "reshape or flatten one of them first, e.g. `Flatten()({})`",
+                    cx.name(if s.rank() > rank { i } else { 0 })
+                )));
             }
         }
         let Some(axis) = self.sample_axis(rank) else {
@@ -70,11 +82,26 @@ impl LayerDef for Concatenate {
         for (i, s) in cx.inputs.iter().enumerate() {
             for (d, (a, b)) in first.0.iter().zip(&s.0).enumerate() {
                 if d != axis && a != b {
-                    return Err(Diagnostic::new(cx.span, format!(
-                        "Concatenate(axis={}) needs all dimensions except axis {} to match, but {} and {} differ at axis {} ({} vs {})",
-                        self.axis, axis + 1, cx.describe(0), cx.describe(i), d + 1, a, b
-                    ))
-                    .help(format!("give `{}` and `{}` the same size on axis {}, or concatenate along that axis instead (`axis = {}`)", cx.name(0), cx.name(i), d + 1, d + 1)));
+                    return Err(Diagnostic::new(
+                        cx.span,
+                        format!(
+                            "Concatenate(axis={}) needs all dimensions except axis {} to match, but {} and {} differ at axis {} ({} vs {})",
+                            self.axis,
+                            axis + 1,
+                            cx.describe(0),
+                            cx.describe(i),
+                            d + 1,
+                            a,
+                            b
+                        ),
+                    )
+                    .help(format!(
+                        "give `{}` and `{}` the same size on axis {}, or concatenate along that axis instead (`axis = {}`)",
+                        cx.name(0),
+                        cx.name(i),
+                        d + 1,
+                        d + 1
+                    )));
                 }
             }
             total += s.0.get(axis).copied().unwrap_or(0);

@@ -41,8 +41,15 @@ impl LayerDef for Dense {
                 4 => format!(", or `GlobalAveragePooling3D()({name})` gives (None, {channels})"),
                 _ => String::new(),
             };
-            return Err(Diagnostic::new(cx.span, format!("Dense expects a vector (None, n) or a sequence (None, t, n) per sample, but {} has rank {}", cx.describe(0), x.rank() + 1))
-                .help(format!("flatten or pool `{name}` first: `Flatten()({name})` gives (None, {flat}){pool}")));
+            return Err(Diagnostic::new(
+                cx.span,
+                format!(
+                    "Dense expects a vector (None, n) or a sequence (None, t, n) per sample, but {} has rank {}",
+                    cx.describe(0),
+                    x.rank() + 1
+                ),
+            )
+            .help(format!("flatten or pool `{name}` first: `Flatten()({name})` gives (None, {flat}){pool}")));
         }
         let mut dims = x.0.clone();
         if let Some(last) = dims.last_mut() {
