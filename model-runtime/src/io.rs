@@ -73,30 +73,8 @@ pub fn load<N: Network>(model: &mut N, path: impl AsRef<Path>) -> Result<()> {
 /// `Some(("dense/kernel".into(), true))` and `fc1.bias` to `Some(("dense/bias".into(), false))`.
 pub fn load_with<N: Network>(model: &mut N, path: impl AsRef<Path>, map: impl Fn(&str) -> Option<(String, bool)>) -> Result<()> {
     let path = path.as_ref();
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let bad = |problems: Vec<String>| Error::WeightFile { path: path.to_path_buf(), problems };
-
-    // The fixed-size prefix and the header, sized against the file before reading.
-    if file_len < 8 {
-        return Err(bad(vec![format!("the file is {file_len} bytes long, too short to hold the 8-byte header length (truncated?)")]));
-    }
-    let mut prefix = [0u8; 8];
-    file.read_exact(&mut prefix).map_err(|e| Error::io(path, e))?;
-    let header_len = u64::from_le_bytes(prefix);
-    if header_len > file_len - 8 {
-        return Err(bad(vec![format!(
-            "the header claims {header_len} bytes but only {} follow the length prefix (truncated or not a safetensors file)",
-            file_len - 8
-        )]));
-    }
-    if header_len > MAX_HEADER {
-        return Err(bad(vec![format!("the header claims {header_len} bytes, more than the {MAX_HEADER} accepted")]));
-    }
-    let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
-    let data_len = file_len - 8 - header_len;
-    let entries = parse_header(&header, data_len).map_err(bad)?;
+    let (mut file, entries, header_len, data_len) = open_checked(path)?;
 
     // Match the file's tensors with the model's parameters.
     let mut problems = Vec::new();
@@ -174,6 +152,58 @@ pub fn load_with<N: Network>(model: &mut N, path: impl AsRef<Path>, map: impl Fn
     }
     model.state_mut().params = params;
     Ok(())
+}
+
+/// Opens a safetensors file and checks its header against the file's size before allocating
+/// anything; returns the file, its entries, the header length and the data section length.
+fn open_checked(path: &Path) -> Result<(File, Vec<Entry>, u64, u64)> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let bad = |problems: Vec<String>| Error::WeightFile { path: path.to_path_buf(), problems };
+    if file_len < 8 {
+        return Err(bad(vec![format!("the file is {file_len} bytes long, too short to hold the 8-byte header length (truncated?)")]));
+    }
+    let mut prefix = [0u8; 8];
+    file.read_exact(&mut prefix).map_err(|e| Error::io(path, e))?;
+    let header_len = u64::from_le_bytes(prefix);
+    if header_len > file_len - 8 {
+        return Err(bad(vec![format!(
+            "the header claims {header_len} bytes but only {} follow the length prefix (truncated or not a safetensors file)",
+            file_len - 8
+        )]));
+    }
+    if header_len > MAX_HEADER {
+        return Err(bad(vec![format!("the header claims {header_len} bytes, more than the {MAX_HEADER} accepted")]));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+    let data_len = file_len - 8 - header_len;
+    let entries = parse_header(&header, data_len).map_err(bad)?;
+    Ok((file, entries, header_len, data_len))
+}
+
+/// Every tensor of a safetensors file, by name, as `f32` arrays in the file's shapes: for
+/// inspecting a weights file or reading reference fixtures. Accepts `F32` tensors only (anything
+/// else is reported, like every other problem, in one [`Error::WeightFile`]).
+pub fn read_tensors(path: impl AsRef<Path>) -> Result<std::collections::BTreeMap<String, ndarray::ArrayD<f32>>> {
+    let path = path.as_ref();
+    let bad = |problems: Vec<String>| Error::WeightFile { path: path.to_path_buf(), problems };
+    let (mut file, entries, header_len, data_len) = open_checked(path)?;
+    let problems: Vec<String> =
+        entries.iter().filter(|e| e.dtype != "F32").map(|e| format!("tensor `{}`: dtype {}, expected F32", e.name, e.dtype)).collect();
+    if !problems.is_empty() {
+        return Err(bad(problems));
+    }
+    let mut data = vec![0u8; data_len as usize];
+    file.seek(SeekFrom::Start(8 + header_len)).and_then(|_| file.read_exact(&mut data)).map_err(|e| Error::io(path, e))?;
+    let mut out = std::collections::BTreeMap::new();
+    for e in entries {
+        let values: Vec<f32> = data[e.begin..e.end].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&e.shape), values)
+            .map_err(|err| bad(vec![format!("tensor `{}`: {err}", e.name)]))?;
+        out.insert(e.name, array);
+    }
+    Ok(out)
 }
 
 /// One tensor of a safetensors header, already checked for internal consistency.

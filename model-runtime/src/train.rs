@@ -483,12 +483,8 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 bar.finish_with_message(format_logs(&logs));
             } else if fit.verbose {
                 let secs = started.elapsed().as_secs_f64();
-                eprintln!(
-                    "Epoch {epoch}/{} - {batches}/{batches} - {secs:.1}s - {:.0}ms/step - {}",
-                    fit.epochs,
-                    secs * 1000.0 / batches.max(1) as f64,
-                    format_logs(&logs)
-                );
+                let step = per_step(secs / batches.max(1) as f64);
+                eprintln!("Epoch {epoch}/{} - {batches}/{batches} - {secs:.1}s - {step} - {}", fit.epochs, format_logs(&logs));
             }
         }
         Ok(history)
@@ -553,6 +549,15 @@ fn progress_bar(epoch: usize, epochs: usize, batches: usize) -> ProgressBar {
     bar
 }
 
+/// Time per step as Keras prints it: `12ms/step`, or `350us/step` below a millisecond.
+fn per_step(secs: f64) -> String {
+    if secs >= 1e-3 {
+        format!("{:.0}ms/step", secs * 1e3)
+    } else {
+        format!("{:.0}us/step", secs * 1e6)
+    }
+}
+
 /// `loss: 0.1234 - accuracy: 0.9000` in key order.
 fn format_logs(logs: &Logs) -> String {
     let parts: Vec<String> = logs.iter().map(|(k, v)| format!("{k}: {v:.4}")).collect();
@@ -585,6 +590,12 @@ mod tests {
         assert_eq!((f.epochs, f.batch_size, f.shuffle, f.seed), (1, 32, true, 0));
         assert_eq!(f.validation_split, 0.0);
         assert!(f.verbose);
+    }
+
+    #[test]
+    fn step_time_prints_like_keras() {
+        assert_eq!(per_step(0.012), "12ms/step");
+        assert_eq!(per_step(0.00035), "350us/step");
     }
 
     #[test]

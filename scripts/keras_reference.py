@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Keras reference fixtures for modelc's parity tests (tests/keras_parity.rs).
+
+For each example model, builds the same graph in Keras 3 (JAX backend), sets seeded weights,
+and writes tests/fixtures/<model>.safetensors holding, all as float32:
+
+    param/<layer>/<weight>   the weights set before anything runs (Keras names and layouts)
+    input/<name>             one batch of inputs
+    target/<name>            the targets of that batch
+    output/<name>            Keras' outputs (inference mode)
+    loss                     Keras' total training loss on the batch, shape [1]
+    grad/<layer>/<weight>    the gradient of that loss for every trainable weight
+    adam3/<layer>/<weight>   every weight after three Adam(learning_rate=1e-2) steps on the batch
+
+Run from the repository root (needs Python 3.10+):
+
+    python3 -m venv .venv && .venv/bin/pip install "keras>=3.5" jax safetensors numpy
+    KERAS_BACKEND=jax .venv/bin/python scripts/keras_reference.py
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers  # noqa: E402
+from safetensors.numpy import save_file  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
+BATCH = 6
+
+
+def fusion():
+    """BENCH M1 / examples/fusion.rs."""
+    left = keras.Input(shape=(8,), name="left_features")
+    right = keras.Input(shape=(4,), name="right_features")
+    l = layers.Dense(16, activation="relu", name="dense")(left)
+    l = layers.Dense(8, activation="relu", name="dense_1")(l)
+    r = layers.Dense(8, activation="relu", name="dense_2")(right)
+    merged = layers.Concatenate(name="concatenate")([l, r])
+    score = layers.Dense(1, activation="sigmoid", name="dense_3")(merged)
+    model = keras.Model([left, right], {"score": score})
+    return model, {"score": keras.losses.BinaryCrossentropy()}
+
+
+def softmax_head():
+    """A tanh hidden layer and a softmax head trained with categorical cross-entropy."""
+    x = keras.Input(shape=(5,), name="x")
+    h = layers.Dense(7, activation="tanh", name="dense")(x)
+    h = layers.Activation("sigmoid", name="activation")(h)
+    probs = layers.Dense(3, activation="softmax", name="dense_1")(h)
+    model = keras.Model([x], {"probs": probs})
+    return model, {"probs": keras.losses.CategoricalCrossentropy()}
+
+
+def linear_mse():
+    """Linear regression heads without bias, mean squared error."""
+    x = keras.Input(shape=(4,), name="x")
+    h = layers.Dense(6, use_bias=False, name="dense")(x)
+    y = layers.Dense(2, name="dense_1")(h)
+    model = keras.Model([x], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
+MODELS = {"fusion": fusion, "softmax_head": softmax_head, "linear_mse": linear_mse}
+
+
+def weight_names(model):
+    """`<layer>/<weight>` for every weight, in model.weights order."""
+    by_id = {id(w): f"{layer.name}/{w.name}" for layer in model.layers for w in layer.weights}
+    return [by_id[id(w)] for w in model.weights]
+
+
+def targets_for(loss, shape, rng):
+    if isinstance(loss, keras.losses.BinaryCrossentropy):
+        return (rng.uniform(size=shape) > 0.5).astype(np.float32)
+    if isinstance(loss, keras.losses.CategoricalCrossentropy):
+        idx = rng.integers(0, shape[-1], size=shape[:-1])
+        return np.eye(shape[-1], dtype=np.float32)[idx]
+    return rng.normal(size=shape).astype(np.float32)
+
+
+def export(name, build, seed):
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    model, losses = build()
+    names = weight_names(model)
+    # Seeded weights, biases included, so a wrong bias path cannot hide behind zeros.
+    for w in model.weights:
+        w.assign(rng.uniform(-0.6, 0.6, size=w.shape).astype(np.float32))
+    inputs = {i.name: rng.uniform(-1.0, 1.0, size=(BATCH,) + tuple(i.shape[1:])).astype(np.float32) for i in model.inputs}
+    outputs = model(inputs, training=False)
+    targets = {k: targets_for(losses[k], tuple(np.shape(v)), rng) for k, v in outputs.items()}
+
+    fixture = {}
+    for n, w in zip(names, model.weights):
+        fixture[f"param/{n}"] = np.asarray(w.numpy(), dtype=np.float32)
+    for k, v in inputs.items():
+        fixture[f"input/{k}"] = v
+    for k, v in targets.items():
+        fixture[f"target/{k}"] = v
+    for k, v in outputs.items():
+        fixture[f"output/{k}"] = np.asarray(v, dtype=np.float32)
+
+    trainable = [w.value for w in model.trainable_weights]
+    non_trainable = [w.value for w in model.non_trainable_weights]
+
+    def total_loss(tv):
+        out, _ = model.stateless_call(tv, non_trainable, inputs, training=True)
+        return sum(losses[k](targets[k], out[k]) for k in losses)
+
+    loss, grads = jax.value_and_grad(total_loss)(trainable)
+    fixture["loss"] = np.asarray([loss], dtype=np.float32)
+    train_names = [names[[id(x) for x in model.weights].index(id(w))] for w in model.trainable_weights]
+    for n, g in zip(train_names, grads):
+        fixture[f"grad/{n}"] = np.asarray(g, dtype=np.float32)
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-2), loss=losses)
+    for _ in range(3):
+        model.train_on_batch(inputs, targets)
+    for n, w in zip(names, model.weights):
+        fixture[f"adam3/{n}"] = np.asarray(w.numpy(), dtype=np.float32)
+
+    os.makedirs(OUT, exist_ok=True)
+    path = os.path.join(OUT, f"{name}.safetensors")
+    save_file(fixture, path, metadata={"keras": keras.__version__, "backend": keras.backend.backend()})
+    print(f"wrote {path}: loss {float(loss):.6f}, {len(names)} weights")
+
+
+if __name__ == "__main__":
+    for i, (name, build) in enumerate(MODELS.items()):
+        export(name, build, seed=100 + i)
