@@ -1,0 +1,177 @@
+//! Hand-written ndarray implementations of the BENCH models: the baseline every modelc figure is a ratio to.
+//! Buffers are allocated once per batch size; a step runs GEMMs into them with `general_mat_mul`,
+//! fuses bias and activation in one pass, and updates weights with Adam in place.
+
+#![allow(dead_code)]
+
+use modelc::ndarray::linalg::general_mat_mul;
+use modelc::ndarray::{s, Array1, Array2, ArrayView2, Zip};
+
+/// Activation of a hand-written dense layer.
+#[derive(Clone, Copy)]
+pub enum Act {
+    Linear,
+    Relu,
+    Sigmoid,
+    Softmax,
+}
+
+/// Adam state of one tensor (Keras defaults: beta_1 0.9, beta_2 0.999, epsilon 1e-7).
+struct AdamSlot {
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl AdamSlot {
+    fn new(len: usize) -> Self {
+        AdamSlot { m: vec![0.0; len], v: vec![0.0; len] }
+    }
+
+    fn step(&mut self, p: &mut [f32], g: &[f32], lr: f32, t: i32) {
+        let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-7f32);
+        let alpha = lr * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t));
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(&mut self.m).zip(&mut self.v) {
+            *m += (g - *m) * (1.0 - b1);
+            *v += (g * g - *v) * (1.0 - b2);
+            *p -= alpha * *m / (v.sqrt() + eps);
+        }
+    }
+}
+
+/// One dense layer with its activations, gradients and optimizer state preallocated for a batch.
+pub struct Dense {
+    pub w: Array2<f32>,
+    pub b: Array1<f32>,
+    dw: Array2<f32>,
+    db: Array1<f32>,
+    act: Act,
+    /// Output of the last forward, batch × out.
+    pub y: Array2<f32>,
+    /// Gradient w.r.t. the input, batch × in.
+    pub dx: Array2<f32>,
+    dz: Array2<f32>,
+    adam_w: AdamSlot,
+    adam_b: AdamSlot,
+}
+
+impl Dense {
+    pub fn new(fan_in: usize, fan_out: usize, act: Act, batch: usize, seed: u64) -> Self {
+        let mut rng = modelc::init::Rng::new(seed);
+        let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
+        Dense {
+            w: Array2::from_shape_fn((fan_in, fan_out), |_| rng.uniform(-limit, limit)),
+            b: Array1::zeros(fan_out),
+            dw: Array2::zeros((fan_in, fan_out)),
+            db: Array1::zeros(fan_out),
+            act,
+            y: Array2::zeros((batch, fan_out)),
+            dx: Array2::zeros((batch, fan_in)),
+            dz: Array2::zeros((batch, fan_out)),
+            adam_w: AdamSlot::new(fan_in * fan_out),
+            adam_b: AdamSlot::new(fan_out),
+        }
+    }
+
+    /// y = act(x·W + b).
+    pub fn forward(&mut self, x: ArrayView2<'_, f32>) {
+        general_mat_mul(1.0, &x, &self.w, 0.0, &mut self.y);
+        let b = &self.b;
+        match self.act {
+            Act::Linear => self.y.rows_mut().into_iter().for_each(|mut r| r += b),
+            Act::Relu => self.y.rows_mut().into_iter().for_each(|mut r| Zip::from(&mut r).and(b).for_each(|y, &b| *y = (*y + b).max(0.0))),
+            Act::Sigmoid => self
+                .y
+                .rows_mut()
+                .into_iter()
+                .for_each(|mut r| Zip::from(&mut r).and(b).for_each(|y, &b| *y = 1.0 / (1.0 + (-(*y + b)).exp()))),
+            Act::Softmax => self.y.rows_mut().into_iter().for_each(|mut r| {
+                r += b;
+                let max = r.fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+                r.mapv_inplace(|v| (v - max).exp());
+                let sum = r.sum();
+                r.mapv_inplace(|v| v / sum);
+            }),
+        }
+    }
+
+    /// Back-propagates `dy` (the gradient w.r.t. the output; for `fused` the gradient w.r.t. the
+    /// pre-activation, as softmax/sigmoid + cross-entropy give it): dW, db and, if `need_dx`, dx.
+    pub fn backward(&mut self, x: ArrayView2<'_, f32>, dy: ArrayView2<'_, f32>, fused: bool, need_dx: bool) {
+        match (self.act, fused) {
+            (_, true) | (Act::Linear, _) => self.dz.assign(&dy),
+            (Act::Relu, _) => Zip::from(&mut self.dz).and(&dy).and(&self.y).for_each(|dz, &g, &y| *dz = if y > 0.0 { g } else { 0.0 }),
+            (Act::Sigmoid, _) => Zip::from(&mut self.dz).and(&dy).and(&self.y).for_each(|dz, &g, &y| *dz = g * y * (1.0 - y)),
+            (Act::Softmax, _) => unreachable!("the baselines fuse softmax with cross-entropy"),
+        }
+        general_mat_mul(1.0, &x.t(), &self.dz, 0.0, &mut self.dw);
+        self.db.fill(0.0);
+        for r in self.dz.rows() {
+            self.db += &r;
+        }
+        if need_dx {
+            general_mat_mul(1.0, &self.dz, &self.w.t(), 0.0, &mut self.dx);
+        }
+    }
+
+    pub fn adam(&mut self, lr: f32, t: i32) {
+        let (w, dw) = (self.w.as_slice_mut().unwrap(), self.dw.as_slice().unwrap());
+        self.adam_w.step(w, dw, lr, t);
+        let (b, db) = (self.b.as_slice_mut().unwrap(), self.db.as_slice().unwrap());
+        self.adam_b.step(b, db, lr, t);
+    }
+}
+
+/// d(mean BCE or CE)/d(logits) for sigmoid/softmax outputs: (p − y) / rows, into `out`.
+pub fn fused_ce_grad(p: &Array2<f32>, y: ArrayView2<'_, f32>, out: &mut Array2<f32>) {
+    let rows = p.nrows() as f32;
+    Zip::from(out).and(p).and(&y).for_each(|o, &p, &y| *o = (p - y) / rows);
+}
+
+/// BENCH M1 (fusion): left[8] → Dense16 relu → Dense8 relu; right[4] → Dense8 relu; concat → Dense1 sigmoid.
+pub struct Fusion {
+    l1: Dense,
+    l2: Dense,
+    r1: Dense,
+    head: Dense,
+    merged: Array2<f32>,
+    dp: Array2<f32>,
+    t: i32,
+}
+
+impl Fusion {
+    pub fn new(batch: usize) -> Self {
+        Fusion {
+            l1: Dense::new(8, 16, Act::Relu, batch, 1),
+            l2: Dense::new(16, 8, Act::Relu, batch, 2),
+            r1: Dense::new(4, 8, Act::Relu, batch, 3),
+            head: Dense::new(16, 1, Act::Sigmoid, batch, 4),
+            merged: Array2::zeros((batch, 16)),
+            dp: Array2::zeros((batch, 1)),
+            t: 0,
+        }
+    }
+
+    pub fn forward(&mut self, left: ArrayView2<'_, f32>, right: ArrayView2<'_, f32>) -> &Array2<f32> {
+        self.l1.forward(left);
+        self.l2.forward(self.l1.y.view());
+        self.r1.forward(right);
+        self.merged.slice_mut(s![.., ..8]).assign(&self.l2.y);
+        self.merged.slice_mut(s![.., 8..]).assign(&self.r1.y);
+        self.head.forward(self.merged.view());
+        &self.head.y
+    }
+
+    pub fn train_step(&mut self, left: ArrayView2<'_, f32>, right: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) {
+        self.forward(left, right);
+        fused_ce_grad(&self.head.y, y, &mut self.dp);
+        self.head.backward(self.merged.view(), self.dp.view(), true, true);
+        let dm = &self.head.dx;
+        self.l2.backward(self.l1.y.view(), dm.slice(s![.., ..8]), false, true);
+        self.r1.backward(right, dm.slice(s![.., 8..]), false, false);
+        self.l1.backward(left, self.l2.dx.view(), false, false);
+        self.t += 1;
+        for d in [&mut self.l1, &mut self.l2, &mut self.r1, &mut self.head] {
+            d.adam(1e-3, self.t);
+        }
+    }
+}
