@@ -64,7 +64,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     std::fs::create_dir_all("out")?;
     std::fs::write("out/fusion.dot", Fusion::DOT)?;
+    modelc::viz::write_graph_svg(Fusion::DOT, "out/fusion.svg")?;
+    history.write_csv("out/fusion_history.csv")?;
+    modelc::viz::write_history_svg(&history, "out/fusion_history.svg")?;
     model.save("out/fusion.safetensors")?;
-    println!("wrote out/fusion.dot and out/fusion.safetensors");
+    println!("wrote out/fusion.{{dot,svg,safetensors}} and out/fusion_history.{{csv,svg}}");
     Ok(())
 }

@@ -31,7 +31,7 @@ pub use model_runtime::loss::Loss;
 pub use model_runtime::metrics::Metric;
 pub use model_runtime::optim::{Adam, Optimizer, Sgd};
 pub use model_runtime::train::{Fit, History, Trainer};
-pub use model_runtime::{datasets, gradcheck, init, io, kernels, loss, metrics, model as ops, network, optim, spec, train};
+pub use model_runtime::{datasets, gradcheck, init, io, kernels, loss, metrics, model as ops, network, optim, spec, train, viz};
 
 /// Re-exported so users name the same ndarray version the generated code uses.
 pub use ndarray;

@@ -17,6 +17,7 @@ pub mod optim;
 pub mod spec;
 pub mod support;
 pub mod train;
+pub mod viz;
 pub mod workspace;
 
 pub use error::{Error, Result};
