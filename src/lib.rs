@@ -26,6 +26,7 @@
 pub use model_macros::model;
 pub use model_runtime::{Error, Result};
 
+pub use model_runtime::callbacks::{Checkpoint, Direction, EarlyStopping, Schedule};
 pub use model_runtime::kernels::activation::Activation;
 pub use model_runtime::loss::Loss;
 pub use model_runtime::metrics::Metric;
@@ -39,7 +40,7 @@ pub use ndarray;
 /// Everything a model file needs: `use modelc::prelude::*;`.
 pub mod prelude {
     pub use crate::model;
-    pub use crate::{Adam, Fit, History, Loss, Metric, Optimizer, Sgd, Trainer};
+    pub use crate::{Adam, Checkpoint, EarlyStopping, Fit, History, Loss, Metric, Optimizer, Schedule, Sgd, Trainer};
     pub use model_runtime::network::Network;
 }
 

@@ -3,6 +3,7 @@
 //! Generated code implements [`network::Network`]; everything generic (prediction, training,
 //! weight I/O) lives here and works on the flat parameter buffer and the [`workspace::Workspace`].
 
+pub mod callbacks;
 pub mod datasets;
 pub mod error;
 pub mod gradcheck;

@@ -9,6 +9,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::callbacks::{Checkpoint, EarlyStopping, Monitor, Schedule};
 use crate::error::{Error, Result};
 use crate::kernels::activation::Activation;
 use crate::loss::Loss;
@@ -38,11 +39,27 @@ pub struct Fit {
     /// Show a progress bar per epoch (one plain line per epoch on stderr when stderr is not a
     /// terminal); nothing when false.
     pub verbose: bool,
+    /// Learning rate per optimizer step (Keras' `LearningRateSchedule`); the optimizer's own rate when `None`.
+    pub schedule: Option<Schedule>,
+    /// Stop when a monitored value stops improving (Keras' `EarlyStopping`).
+    pub early_stopping: Option<EarlyStopping>,
+    /// Save the last and the best weights after each epoch (Keras' `ModelCheckpoint`).
+    pub checkpoint: Option<Checkpoint>,
 }
 
 impl Default for Fit {
     fn default() -> Self {
-        Fit { epochs: 1, batch_size: 32, shuffle: true, seed: 0, validation_split: 0.0, verbose: true }
+        Fit {
+            epochs: 1,
+            batch_size: 32,
+            shuffle: true,
+            seed: 0,
+            validation_split: 0.0,
+            verbose: true,
+            schedule: None,
+            early_stopping: None,
+            checkpoint: None,
+        }
     }
 }
 
@@ -447,6 +464,9 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         let batches = split_at.div_ceil(fit.batch_size);
         let terminal = std::io::stderr().is_terminal();
         let mut history = History::default();
+        let mut stopper = fit.early_stopping.as_ref().map(|e| (e, Monitor::new(&e.monitor, e.direction, e.min_delta), 0usize, None));
+        let mut best_saver = fit.checkpoint.as_ref().map(|c| (c, Monitor::new(&c.monitor, c.direction, 0.0)));
+        let mut step: u64 = 0;
         for epoch in 1..=fit.epochs {
             if fit.shuffle {
                 for i in (1..order.len()).rev() {
@@ -458,6 +478,10 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             let bar = (fit.verbose && terminal).then(|| progress_bar(epoch, fit.epochs, batches));
             self.reset_states();
             for (b, chunk) in order.chunks(fit.batch_size).enumerate() {
+                if let Some(schedule) = &fit.schedule {
+                    self.optimizer.set_learning_rate(schedule.at(step));
+                }
+                step += 1;
                 self.stage_rows(inputs, Some(targets), Rows::List(chunk))?;
                 let mode = Mode::Train { epoch, batch: b + 1, track: true };
                 if let Err(e) = self.step_staged(chunk.len(), mode) {
@@ -479,6 +503,28 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 self.evaluate_rows((inputs, targets), split_at..n, fit.batch_size, ("val_", &mut logs))?;
             }
             history.push(&logs);
+            if let Some((c, monitor)) = &mut best_saver {
+                if let Some(path) = &c.last {
+                    crate::io::save(&*self.model, path)?;
+                }
+                if monitor.improved(&logs)? {
+                    if let Some(path) = &c.best {
+                        crate::io::save(&*self.model, path)?;
+                    }
+                }
+            }
+            let mut stop = false;
+            if let Some((e, monitor, wait, best)) = &mut stopper {
+                if monitor.improved(&logs)? {
+                    *wait = 0;
+                    if e.restore_best_weights {
+                        *best = Some(self.model.state().params.clone());
+                    }
+                } else {
+                    *wait += 1;
+                    stop = *wait >= e.patience;
+                }
+            }
             if let Some(bar) = bar {
                 bar.finish_with_message(format_logs(&logs));
             } else if fit.verbose {
@@ -486,6 +532,15 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 let step = per_step(secs / batches.max(1) as f64);
                 eprintln!("Epoch {epoch}/{} - {batches}/{batches} - {secs:.1}s - {step} - {}", fit.epochs, format_logs(&logs));
             }
+            if stop {
+                if fit.verbose {
+                    eprintln!("Epoch {epoch}: early stopping");
+                }
+                break;
+            }
+        }
+        if let Some((_, _, _, Some(best))) = stopper {
+            self.model.state_mut().params = best;
         }
         Ok(history)
     }
