@@ -133,3 +133,40 @@ fn merge_summary_names_the_keras_classes() {
         assert!(AllMerges::SUMMARY.contains(kind), "{kind} missing from\n{}", AllMerges::SUMMARY);
     }
 }
+
+model! {
+    /// The merges example's model: two projections combined by every element-wise merge and a dot product.
+    pub struct Interactions {
+        input a: [6];
+        input b: [6];
+        let pa = Dense(8, activation = tanh)(a);
+        let pb = Dense(8, activation = tanh)(b);
+        let merged = Concatenate()([
+            Add()([pa, pb]),
+            Subtract()([pa, pb]),
+            Multiply()([pa, pb]),
+            Average()([pa, pb]),
+            Maximum()([pa, pb]),
+            Minimum()([pa, pb]),
+            Dot(axes = 1)([pa, pb]),
+        ]);
+        output y = Dense(1)(Dense(16, activation = relu)(merged));
+    }
+}
+
+#[test]
+fn the_merges_example_model_learns_a_product_rule() {
+    let (a, b) = (random2(512, 6, 11), random2(512, 6, 12));
+    let y = Array2::from_shape_fn((512, 1), |(i, _)| a[[i, 0]] * b[[i, 0]] + a[[i, 1]] - b[[i, 2]]);
+    let mut model = Interactions::new(1);
+    let mut trainer = model.compile(Adam::new(1e-2), InteractionsLosses { y: Loss::MeanSquaredError }, &[]);
+    let fit = Fit { epochs: 8, verbose: false, ..Fit::default() };
+    let h = trainer.fit(&InteractionsInputs { a: a.view(), b: b.view() }, &InteractionsTargets { y: y.view() }, &fit).unwrap();
+    let loss = h.get("loss").unwrap();
+    assert!(loss[7] < loss[0] * 0.3, "{loss:?}");
+    let (a, b) = (random2(4, 6, 13), random2(4, 6, 14));
+    let mut model = Interactions::new(2);
+    let report = check_gradients(&mut model, &InteractionsInputs { a: a.view(), b: b.view() }, 1e-2, 2e-3, 2e-2, 7).unwrap();
+    assert!(report.skipped * 20 < report.checked, "{} of {} on a kink", report.skipped, report.checked);
+    assert!(report.passed(), "{:?}", report.failures);
+}
