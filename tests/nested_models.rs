@@ -163,3 +163,12 @@ fn frozen_submodels_and_layers_are_not_trained_and_count_as_non_trainable() {
         }
     }
 }
+
+#[test]
+fn frozen_models_still_pass_a_gradient_check() {
+    let mut model = Frozen::new(4);
+    let x = random(5, 6, 10);
+    let report = check_gradients(&mut model, &FrozenInputs { x: x.view() }, 1e-2, 2e-3, 2e-2, 8).unwrap();
+    assert_eq!(report.checked, model.count_params());
+    assert!(report.passed(), "{:?}", report.failures);
+}
