@@ -39,6 +39,44 @@ model! {
     }
 }
 
+model! {
+    /// Every merge kind, broadcasting and a normalized Dot, two outputs and a shared layer.
+    struct Merges {
+        input a: [6];
+        input s: [3, 6];
+        layer shared = Dense(6, activation = tanh);
+        let p = shared(a);
+        let q = Dense(6)(a);
+        let b = Add()([s, p]);
+        let all = Concatenate()([Add()([p, q]), Subtract()([p, q]), Multiply()([p, q]), Average()([p, q]), Maximum()([p, q]), Minimum()([p, q]), Dot(axes = 1, normalize = true)([p, q]), Dot(axes = (2, 1))([b, shared(q)])]);
+        output y = Dense(1, activation = sigmoid)(all);
+        output z = Dense(2)(p);
+    }
+}
+
+#[test]
+#[ignore = "matrixmultiply allocates a packing buffer per sgemm call (one per Dense forward/backward GEMM), so this fails \
+            like train_steps_allocate_nothing_after_warm_up until kernels::gemm stops allocating; the merge and Dot kernels allocate nothing"]
+fn merge_train_steps_allocate_nothing_after_warm_up() {
+    let mut rng = Rng::new(2);
+    let a = Array2::from_shape_fn((16, 6), |_| rng.uniform(-1.0, 1.0));
+    let s = modelc::ndarray::Array3::from_shape_fn((16, 3, 6), |_| rng.uniform(-1.0, 1.0));
+    let y = Array2::from_shape_fn((16, 1), |(i, _)| f32::from(u8::from(a[[i, 0]] > 0.0)));
+    let z = Array2::from_shape_fn((16, 2), |(i, k)| a[[i, k]]);
+    let inputs = MergesInputs { a: a.view(), s: s.view() };
+    let targets = MergesTargets { y: y.view(), z: z.view() };
+    let mut model = Merges::new(3);
+    let losses = MergesPerOutput { y: Loss::BinaryCrossentropy, z: Loss::MeanSquaredError };
+    let mut trainer = model.compile(Adam::default(), losses, &[Metric::Accuracy]);
+    trainer.train_step(&inputs, &targets).unwrap();
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for _ in 0..20 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    assert_eq!(after - before, 0, "{} allocations in 20 steady-state training steps", after - before);
+}
+
 #[test]
 fn train_steps_allocate_nothing_after_warm_up() {
     let mut rng = Rng::new(1);

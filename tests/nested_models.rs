@@ -103,3 +103,72 @@ fn nested_models_pass_a_finite_difference_gradient_check() {
     let report = check_gradients(&mut model, &OuterInputs { v: v.view() }, 1e-2, 2e-3, 2e-2, 3).unwrap();
     assert!(report.passed(), "{:?}", report.failures);
 }
+
+model! {
+    /// A "pretrained" feature extractor.
+    pub struct Features {
+        input x: [6];
+        let h = Dense(8, activation = tanh)(x);
+        output f = Dense(4, activation = tanh)(h);
+    }
+
+    /// Freezes a whole submodel and one single layer; the rest trains.
+    pub struct Frozen {
+        input x: [6];
+        layer features = Features(trainable = false);
+        let f = features(x);
+        let g = Dense(4, activation = tanh, trainable = false)(x);
+        let merged = Concatenate()([f, g]);
+        output y = Dense(1, activation = sigmoid)(merged);
+    }
+}
+
+#[test]
+fn frozen_submodels_and_layers_are_not_trained_and_count_as_non_trainable() {
+    let specs: Vec<(&str, bool)> = <Frozen as Network>::PARAMS.iter().map(|p| (p.name, p.trainable)).collect();
+    assert_eq!(
+        specs,
+        [
+            ("features/dense/kernel", false),
+            ("features/dense/bias", false),
+            ("features/dense_1/kernel", false),
+            ("features/dense_1/bias", false),
+            ("dense/kernel", false),
+            ("dense/bias", false),
+            ("dense_1/kernel", true),
+            ("dense_1/bias", true),
+        ]
+    );
+    let frozen = 6 * 8 + 8 + 8 * 4 + 4 + 6 * 4 + 4;
+    assert_eq!(modelc::ops::count_params::<Frozen>(), (frozen + 9, 9, frozen));
+    assert!(Frozen::SUMMARY.contains(&format!("Non-trainable params: {frozen} ")), "{}", Frozen::SUMMARY);
+    assert!(Frozen::SUMMARY.contains("frozen"), "{}", Frozen::SUMMARY);
+
+    let x = random(256, 6, 9);
+    let y = Array2::from_shape_fn((256, 1), |(i, _)| f32::from(u8::from(x[[i, 0]] > x[[i, 1]])));
+    let mut model = Frozen::new(3);
+    let before = model.params().to_vec();
+    let mut trainer = model.compile(Adam::new(1e-2), FrozenLosses { y: Loss::BinaryCrossentropy }, &[]);
+    let h = trainer
+        .fit(&FrozenInputs { x: x.view() }, &FrozenTargets { y: y.view() }, &Fit { epochs: 4, verbose: false, ..Fit::default() })
+        .unwrap();
+    let loss = h.get("loss").unwrap();
+    assert!(loss[3] < loss[0], "{loss:?}");
+    for spec in <Frozen as Network>::PARAMS {
+        let (old, new) = (&before[spec.range()], &model.params()[spec.range()]);
+        if spec.trainable {
+            assert_ne!(old, new, "{} should have been trained", spec.name);
+        } else {
+            assert_eq!(old, new, "{} is frozen", spec.name);
+        }
+    }
+}
+
+#[test]
+fn frozen_models_still_pass_a_gradient_check() {
+    let mut model = Frozen::new(4);
+    let x = random(5, 6, 10);
+    let report = check_gradients(&mut model, &FrozenInputs { x: x.view() }, 1e-2, 2e-3, 2e-2, 8).unwrap();
+    assert_eq!(report.checked, model.count_params());
+    assert!(report.passed(), "{:?}", report.failures);
+}

@@ -160,3 +160,36 @@ fn check_reachability(model: &hir::Model, graph: &Graph, diags: &mut Diagnostics
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use crate::layers::tests::{errors, ok_shapes};
+
+    #[test]
+    fn shared_layer_called_on_a_different_shape_names_both_calls() {
+        let e = errors("struct M { input a: [8]; input b: [4]; layer enc = Dense(16); let x = enc(a); let y = enc(b); output z = Concatenate()([x, y]); }");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, "shared layer `enc` was built on `a` (None, 8) by its first call, but is called here on `b` (None, 4)");
+        assert_eq!(
+            e[0].1.as_deref(),
+            Some(
+                "a shared layer has one set of weights, so every call needs the same input shape; use a separate layer for the other shape"
+            )
+        );
+    }
+
+    #[test]
+    fn shared_layer_may_be_called_any_number_of_times_on_its_shape() {
+        let src = "struct M { input a: [8]; input b: [8]; layer enc = Dense(4); output y = Add()([enc(a), enc(b), enc(Add()([a, b]))]); }";
+        assert_eq!(ok_shapes(src), vec![vec![4]]);
+    }
+
+    #[test]
+    fn errors_in_several_merges_are_all_reported() {
+        let e = errors("struct M { input a: [8]; input b: [4]; let s = Add()([a, b]); let d = Dot(axes = 1)([a, b]); output y = Concatenate()([a, b]); output z = Multiply()([s, d]); }");
+        let msgs: Vec<&str> = e.iter().map(|(m, _)| m.as_str()).collect();
+        assert_eq!(msgs.len(), 2, "one error per bad merge, none for the poisoned `Multiply`: {msgs:?}");
+        assert!(msgs[0].starts_with("Add cannot merge") && msgs[1].starts_with("Dot(axes=1) contracts"), "{msgs:?}");
+    }
+}

@@ -13,6 +13,21 @@ pub fn split_mut<const K: usize>(s: &mut [f32], lens: [usize; K]) -> [&mut [f32]
     })
 }
 
+/// Two distinct buffers of `bufs`, both mutable (`a != b`; a layer's two scratch buffers).
+///
+/// # Panics
+/// When `a == b` or either is out of range (the compiler never emits that).
+pub fn pair_mut(bufs: &mut [Vec<f32>], a: usize, b: usize) -> (&mut [f32], &mut [f32]) {
+    assert!(a != b, "pair_mut: the same buffer twice");
+    if a < b {
+        let (lo, hi) = bufs.split_at_mut(b);
+        (&mut lo[a][..], &mut hi[0][..])
+    } else {
+        let (lo, hi) = bufs.split_at_mut(a);
+        (&mut hi[0][..], &mut lo[b][..])
+    }
+}
+
 /// Builds an output array of `shape` from its row-major data; a length mismatch (which the
 /// runtime rules out) gives zeros rather than a panic.
 pub fn array_from<D: Dimension>(data: Option<Vec<f32>>, shape: D) -> Array<f32, D> {

@@ -139,3 +139,49 @@ impl LayerDef for Concatenate {
         out
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use crate::layers::tests::{errors, ok_shapes};
+
+    #[test]
+    fn concatenate_joins_any_axis_of_rank_two_to_four_tensors() {
+        let m = |a: &str, b: &str, axis: i64| {
+            format!("struct M {{ input a: {a}; input b: {b}; output y = Concatenate(axis = {axis})([a, b]); }}")
+        };
+        assert_eq!(ok_shapes(&m("[8]", "[4]", -1)), vec![vec![12]]);
+        assert_eq!(ok_shapes(&m("[8]", "[4]", 1)), vec![vec![12]]);
+        assert_eq!(ok_shapes(&m("[3, 8]", "[5, 8]", 1)), vec![vec![8, 8]]);
+        assert_eq!(ok_shapes(&m("[3, 8]", "[3, 2]", -1)), vec![vec![3, 10]]);
+        assert_eq!(ok_shapes(&m("[3, 8]", "[5, 8]", -2)), vec![vec![8, 8]]);
+        assert_eq!(ok_shapes(&m("[4, 4, 3]", "[4, 4, 5]", -1)), vec![vec![4, 4, 8]]);
+        assert_eq!(ok_shapes(&m("[4, 2, 3]", "[4, 6, 3]", 2)), vec![vec![4, 8, 3]]);
+        assert_eq!(ok_shapes(&m("[1, 4, 3]", "[2, 4, 3]", -3)), vec![vec![3, 4, 3]]);
+    }
+
+    #[test]
+    fn concat_rejects_mismatched_non_axis_dims() {
+        let e = errors("struct M { input a: [3, 8]; input b: [4, 2]; output y = Concatenate()([a, b]); }");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(
+            e[0].0,
+            "Concatenate(axis=-1) needs all dimensions except axis 2 to match, but `a` (None, 3, 8) and `b` (None, 4, 2) differ at axis 1 (3 vs 4)"
+        );
+        assert_eq!(
+            e[0].1.as_deref(),
+            Some("give `a` and `b` the same size on axis 1, or concatenate along that axis instead (`axis = 1`)")
+        );
+    }
+
+    #[test]
+    fn concat_rejects_different_ranks_and_the_batch_axis() {
+        let e = errors("struct M { input a: [3, 8]; input b: [8]; output y = Concatenate()([a, b]); }");
+        assert_eq!(e[0].0, "Concatenate needs tensors of the same rank, but `a` (None, 3, 8) has rank 3 and `b` (None, 8) has rank 2");
+        assert_eq!(e[0].1.as_deref(), Some("reshape or flatten one of them first, e.g. `Flatten()(a)`"));
+        let e = errors("struct M { input a: [8]; input b: [8]; output y = Concatenate(axis = 0)([a, b]); }");
+        assert_eq!(e[0].0, "Concatenate cannot join along the batch axis (axis 0)");
+        let e = errors("struct M { input a: [8]; input b: [8]; output y = Concatenate(axis = 3)([a, b]); }");
+        assert_eq!(e[0].0, "axis 3 is out of range for Concatenate of tensors of rank 2 like `a` (None, 8)");
+    }
+}

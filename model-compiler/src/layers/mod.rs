@@ -5,6 +5,8 @@ pub mod activation;
 pub mod args;
 pub mod concatenate;
 pub mod dense;
+pub mod dot;
+pub mod merge;
 
 use crate::diag::Diagnostic;
 use crate::shape::Shape;
@@ -228,10 +230,15 @@ pub enum LayerKind {
     Activation(activation::ActivationLayer),
     /// `Concatenate(axis = -1)`.
     Concatenate(concatenate::Concatenate),
+    /// `Add()`, `Subtract()`, `Multiply()`, `Average()`, `Maximum()`, `Minimum()`: one shape rule and
+    /// one kernel family, parameterized by the operation.
+    Merge(merge::Merge),
+    /// `Dot(axes, normalize = false)`.
+    Dot(dot::Dot),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
-pub const KINDS: &[&str] = &["Dense", "Activation", "Concatenate"];
+pub const KINDS: &[&str] = &["Dense", "Activation", "Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot"];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
 /// The inner `None` means the arguments were invalid (already reported).
@@ -240,6 +247,13 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "Dense" => dense::Dense::parse(r).map(LayerKind::Dense),
         "Activation" => activation::ActivationLayer::parse(r).map(LayerKind::Activation),
         "Concatenate" => concatenate::Concatenate::parse(r).map(LayerKind::Concatenate),
+        "Add" => merge::Merge::parse(r, merge::MergeOp::Add).map(LayerKind::Merge),
+        "Subtract" => merge::Merge::parse(r, merge::MergeOp::Subtract).map(LayerKind::Merge),
+        "Multiply" => merge::Merge::parse(r, merge::MergeOp::Multiply).map(LayerKind::Merge),
+        "Average" => merge::Merge::parse(r, merge::MergeOp::Average).map(LayerKind::Merge),
+        "Maximum" => merge::Merge::parse(r, merge::MergeOp::Maximum).map(LayerKind::Merge),
+        "Minimum" => merge::Merge::parse(r, merge::MergeOp::Minimum).map(LayerKind::Merge),
+        "Dot" => dot::Dot::parse(r).map(LayerKind::Dot),
         _ => return None,
     })
 }
@@ -274,6 +288,8 @@ macro_rules! dispatch {
             LayerKind::Dense($l) => $e,
             LayerKind::Activation($l) => $e,
             LayerKind::Concatenate($l) => $e,
+            LayerKind::Merge($l) => $e,
+            LayerKind::Dot($l) => $e,
         }
     };
 }
@@ -303,8 +319,29 @@ impl LayerDef for LayerKind {
 }
 
 #[cfg(test)]
-mod tests {
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+pub(crate) mod tests {
     use super::*;
+    use std::str::FromStr;
+
+    /// Runs `src` (one model) through the pipeline: every diagnostic as `(message, help)`.
+    pub(crate) fn errors(src: &str) -> Vec<(String, Option<String>)> {
+        let (_, diags) = crate::compile(TokenStream::from_str(src).unwrap());
+        diags.items().iter().map(|d| (d.message.clone(), d.help.clone())).collect()
+    }
+
+    /// Compiles `src` (one error-free model) and returns its output shapes.
+    pub(crate) fn ok_shapes(src: &str) -> Vec<Vec<usize>> {
+        let mut diags = crate::diag::Diagnostics::new();
+        let file = crate::parse::parse(TokenStream::from_str(src).unwrap(), &mut diags);
+        let model = file.models.first().expect("one model");
+        let hir = crate::resolve::resolve(model, &file, &mut diags);
+        let graph = crate::graph::build(&hir);
+        let typed = crate::infer::infer(hir, graph, &mut diags);
+        let msgs: Vec<String> = diags.items().iter().map(|d| d.message.clone()).collect();
+        assert!(msgs.is_empty(), "unexpected errors: {msgs:?}");
+        typed.model.outputs.iter().map(|o| typed.shapes[o.value.0].clone().expect("a shape").0).collect()
+    }
 
     #[test]
     fn snake_case_matches_keras_default_names() {

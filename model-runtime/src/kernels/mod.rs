@@ -3,5 +3,6 @@
 pub mod activation;
 pub mod concat;
 pub mod dense;
+pub mod dot;
 pub mod gemm;
 pub mod merge;

@@ -1,0 +1,67 @@
+//! Seed pattern 2: one representation feeding several heads (multitask learning): a binary flag, a
+//! regression and a 3-way class, each with its own loss, loss weight and metrics given by output name.
+//! Prints the summary, each output's loss per epoch and the final metrics.
+//!
+//! Run: `cargo run --release --example multitask`
+
+use modelc::init::Rng;
+use modelc::ndarray::Array2;
+use modelc::prelude::*;
+
+model! {
+    /// A shared trunk and three heads.
+    pub struct MultiTask {
+        input x: [6];
+        let trunk = Dense(24, activation = relu)(x);
+        let trunk = Dense(16, activation = tanh)(trunk);
+        output flag = Dense(1, activation = sigmoid)(trunk);
+        output amount = Dense(1)(trunk);
+        output class = Dense(3, activation = softmax)(Dense(8, activation = relu)(trunk));
+    }
+}
+
+/// flag = [x0 + x1 > 0], amount = x2/2 − x3 + 1/4, class by thresholds on x4 and x5.
+fn data(n: usize, seed: u64) -> (Array2<f32>, Array2<f32>, Array2<f32>, Array2<f32>) {
+    let mut rng = Rng::new(seed);
+    let x = Array2::from_shape_fn((n, 6), |_| rng.uniform(-1.0, 1.0));
+    let flag = Array2::from_shape_fn((n, 1), |(i, _)| f32::from(u8::from(x[[i, 0]] + x[[i, 1]] > 0.0)));
+    let amount = Array2::from_shape_fn((n, 1), |(i, _)| 0.5 * x[[i, 2]] - x[[i, 3]] + 0.25);
+    let class = Array2::from_shape_fn((n, 3), |(i, k)| {
+        let c = if x[[i, 4]] > 0.3 {
+            0
+        } else if x[[i, 5]] > 0.0 {
+            1
+        } else {
+            2
+        };
+        f32::from(u8::from(c == k))
+    });
+    (x, flag, amount, class)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (x, flag, amount, class) = data(4000, 1);
+    let mut model = MultiTask::new(42);
+    print!("{}", MultiTask::SUMMARY);
+    let losses = MultiTaskLosses { flag: Loss::BinaryCrossentropy, amount: Loss::MeanSquaredError, class: Loss::CategoricalCrossentropy };
+    let mut trainer = model
+        .compile(Adam::new(5e-3), losses, &[])
+        .with_loss_weights(MultiTaskPerOutput { flag: 1.0, amount: 0.5, class: 1.0 })
+        .with_metrics(MultiTaskPerOutput {
+            flag: vec![Metric::Accuracy],
+            amount: vec![Metric::MeanAbsoluteError],
+            class: vec![Metric::Accuracy],
+        });
+    let inputs = MultiTaskInputs { x: x.view() };
+    let targets = MultiTaskTargets { flag: flag.view(), amount: amount.view(), class: class.view() };
+    let h = trainer.fit(&inputs, &targets, &Fit { epochs: 10, verbose: false, ..Fit::default() })?;
+    let col = |k: &str| h.get(k).unwrap_or(&[]).to_vec();
+    let (total, fl, al, cl) = (col("loss"), col("flag_loss"), col("amount_loss"), col("class_loss"));
+    for e in 0..total.len() {
+        println!("epoch {:>2}: loss {:.4} (flag {:.4}, amount {:.4}, class {:.4})", e + 1, total[e], fl[e], al[e], cl[e]);
+    }
+    for k in ["flag_accuracy", "amount_mean_absolute_error", "class_accuracy"] {
+        println!("final {k}: {:.4}", h.last(k).unwrap_or(f64::NAN));
+    }
+    Ok(())
+}

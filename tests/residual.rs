@@ -1,0 +1,50 @@
+//! Seed pattern 4: skip connections, a residual `Add` of a block's input and output, twice; the
+//! block input is read by two layers and gets both gradients.
+
+use modelc::gradcheck::check_gradients;
+use modelc::init::Rng;
+use modelc::ndarray::Array2;
+use modelc::prelude::*;
+
+model! {
+    /// A stem and two residual blocks.
+    pub struct ResNet {
+        input x: [10];
+        let h = Dense(16, activation = relu)(x);
+        let r = Dense(16, activation = relu)(h);
+        let r = Dense(16)(r);
+        let h = Add()([h, r]);
+        let r = Dense(16, activation = tanh)(h);
+        let h = Add()([h, Dense(16)(r)]);
+        output y = Dense(1, activation = sigmoid)(h);
+    }
+}
+
+fn data(n: usize, seed: u64) -> (Array2<f32>, Array2<f32>) {
+    let mut rng = Rng::new(seed);
+    let x = Array2::from_shape_fn((n, 10), |_| rng.uniform(-1.0, 1.0));
+    let y = Array2::from_shape_fn((n, 1), |(i, _)| f32::from(u8::from(x[[i, 0]] * x[[i, 1]] + 0.5 * x[[i, 2]] > 0.0)));
+    (x, y)
+}
+
+#[test]
+fn residual_blocks_learn_their_rule() {
+    let (x, y) = data(512, 1);
+    let mut model = ResNet::new(2);
+    let mut trainer = model.compile(Adam::new(1e-2), ResNetLosses { y: Loss::BinaryCrossentropy }, &[Metric::Accuracy]);
+    let h = trainer
+        .fit(&ResNetInputs { x: x.view() }, &ResNetTargets { y: y.view() }, &Fit { epochs: 8, verbose: false, ..Fit::default() })
+        .unwrap();
+    let loss = h.get("loss").unwrap();
+    assert!(loss[loss.len() - 1] < loss[0] * 0.7, "{loss:?}");
+}
+
+#[test]
+fn residual_blocks_pass_a_gradient_check() {
+    let (x, _) = data(5, 3);
+    let mut model = ResNet::new(5);
+    let report = check_gradients(&mut model, &ResNetInputs { x: x.view() }, 1e-2, 2e-3, 2e-2, 2).unwrap();
+    assert_eq!(report.checked, model.count_params());
+    assert!(report.skipped * 20 < report.checked, "{} of {} on a kink", report.skipped, report.checked);
+    assert!(report.passed(), "{:?}", report.failures);
+}
