@@ -25,6 +25,49 @@ model! {
     }
 }
 
+model! {
+    /// BENCH M2.
+    struct Multitask {
+        input x: [64];
+        let h = Dense(128, activation = relu)(x);
+        let backbone = Dense(128, activation = relu)(h);
+        let trunk = Add()([backbone, Dense(128)(x)]);
+        output head_a = Dense(10, activation = softmax)(trunk);
+        output head_b = Dense(1, activation = sigmoid)(trunk);
+    }
+}
+
+model! {
+    /// BENCH M4.
+    struct WideMlp {
+        input x: [784];
+        let h1 = Dense(512, activation = relu)(x);
+        let h2 = Dense(512, activation = relu)(h1);
+        output probs = Dense(10, activation = softmax)(Add()([h1, h2]));
+    }
+}
+
+model! {
+    /// BENCH M5.
+    struct Siamese {
+        input a: [128];
+        input b: [128];
+        layer encoder = Dense(64, activation = relu);
+        let avg = Average()([encoder(a), encoder(b)]);
+        output same = Dense(1, activation = sigmoid)(avg);
+    }
+}
+
+fn one_hot(rows: usize, classes: usize, seed: u64) -> Array2<f32> {
+    let mut rng = Rng::new(seed);
+    let mut y = Array2::zeros((rows, classes));
+    for mut row in y.rows_mut() {
+        let k = ((rng.uniform(0.0, 1.0) * classes as f32) as usize).min(classes - 1);
+        row[k] = 1.0;
+    }
+    y
+}
+
 fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
     let mut rng = Rng::new(seed);
     Array2::from_shape_fn((rows, cols), |_| rng.uniform(-1.0, 1.0))
@@ -75,5 +118,113 @@ fn m1(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, m1);
+fn m2(c: &mut Criterion) {
+    let mut group = c.benchmark_group("M2 multitask inference");
+    for batch in [1usize, 32, 256] {
+        let x = random(batch, 64, 1);
+        group.throughput(Throughput::Elements(batch as u64));
+        let mut model = Multitask::new(0);
+        let inputs = MultitaskInputs { x: x.view() };
+        group.bench_with_input(BenchmarkId::new("modelc", batch), &batch, |b, _| {
+            b.iter(|| model.forward(black_box(&inputs), false).unwrap())
+        });
+        let mut hand = baseline::Multitask::new(batch);
+        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| b.iter(|| hand.forward(black_box(x.view()))));
+    }
+    group.finish();
+    let mut group = c.benchmark_group("M2 multitask train step");
+    for batch in [32usize, 256] {
+        let (x, ya, yb) = (random(batch, 64, 1), one_hot(batch, 10, 2), labels(batch, 3));
+        group.throughput(Throughput::Elements(batch as u64));
+        let mut model = Multitask::new(0);
+        let inputs = MultitaskInputs { x: x.view() };
+        let targets = MultitaskTargets { head_a: ya.view(), head_b: yb.view() };
+        let losses = MultitaskLosses { head_a: Loss::CategoricalCrossentropy, head_b: Loss::BinaryCrossentropy };
+        let mut trainer = model.compile(Adam::default(), losses, &[]);
+        group.bench_with_input(BenchmarkId::new("modelc", batch), &batch, |b, _| {
+            b.iter(|| trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap())
+        });
+        let mut hand = baseline::Multitask::new(batch);
+        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
+            b.iter(|| hand.train_step(black_box(x.view()), black_box(ya.view()), black_box(yb.view())))
+        });
+    }
+    group.finish();
+}
+
+fn m4(c: &mut Criterion) {
+    let mut group = c.benchmark_group("M4 wide_mlp inference");
+    for batch in [1usize, 32, 256] {
+        let x = random(batch, 784, 1);
+        group.throughput(Throughput::Elements(batch as u64));
+        let mut model = WideMlp::new(0);
+        let inputs = WideMlpInputs { x: x.view() };
+        group.bench_with_input(BenchmarkId::new("modelc", batch), &batch, |b, _| {
+            b.iter(|| model.forward(black_box(&inputs), false).unwrap())
+        });
+        let mut hand = baseline::WideMlp::new(batch);
+        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
+            b.iter(|| {
+                black_box(hand.forward(black_box(x.view())));
+            })
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("M4 wide_mlp train step");
+    for batch in [32usize, 256] {
+        let (x, y) = (random(batch, 784, 1), one_hot(batch, 10, 2));
+        group.throughput(Throughput::Elements(batch as u64));
+        let mut model = WideMlp::new(0);
+        let inputs = WideMlpInputs { x: x.view() };
+        let targets = WideMlpTargets { probs: y.view() };
+        let mut trainer = model.compile(Adam::default(), WideMlpLosses { probs: Loss::CategoricalCrossentropy }, &[]);
+        group.bench_with_input(BenchmarkId::new("modelc", batch), &batch, |b, _| {
+            b.iter(|| trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap())
+        });
+        let mut hand = baseline::WideMlp::new(batch);
+        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
+            b.iter(|| hand.train_step(black_box(x.view()), black_box(y.view())))
+        });
+    }
+    group.finish();
+}
+
+fn m5(c: &mut Criterion) {
+    let mut group = c.benchmark_group("M5 siamese inference");
+    for batch in [1usize, 32, 256] {
+        let (a, b_) = (random(batch, 128, 1), random(batch, 128, 2));
+        group.throughput(Throughput::Elements(batch as u64));
+        let mut model = Siamese::new(0);
+        let inputs = SiameseInputs { a: a.view(), b: b_.view() };
+        group.bench_with_input(BenchmarkId::new("modelc", batch), &batch, |b, _| {
+            b.iter(|| model.forward(black_box(&inputs), false).unwrap())
+        });
+        let mut hand = baseline::Siamese::new(batch);
+        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
+            b.iter(|| {
+                black_box(hand.forward(black_box(a.view()), black_box(b_.view())));
+            })
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("M5 siamese train step");
+    for batch in [32usize, 256] {
+        let (a, b_, y) = (random(batch, 128, 1), random(batch, 128, 2), labels(batch, 3));
+        group.throughput(Throughput::Elements(batch as u64));
+        let mut model = Siamese::new(0);
+        let inputs = SiameseInputs { a: a.view(), b: b_.view() };
+        let targets = SiameseTargets { same: y.view() };
+        let mut trainer = model.compile(Adam::default(), SiameseLosses { same: Loss::BinaryCrossentropy }, &[]);
+        group.bench_with_input(BenchmarkId::new("modelc", batch), &batch, |b, _| {
+            b.iter(|| trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap())
+        });
+        let mut hand = baseline::Siamese::new(batch);
+        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
+            b.iter(|| hand.train_step(black_box(a.view()), black_box(b_.view()), black_box(y.view())))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, m1, m2, m4, m5);
 criterion_main!(benches);

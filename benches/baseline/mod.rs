@@ -2,8 +2,6 @@
 //! Buffers are allocated once per batch size; a step runs GEMMs into them with `general_mat_mul`,
 //! fuses bias and activation in one pass, and updates weights with Adam in place.
 
-#![allow(dead_code)]
-
 use modelc::ndarray::linalg::general_mat_mul;
 use modelc::ndarray::{s, Array1, Array2, ArrayView2, Zip};
 
@@ -171,6 +169,162 @@ impl Fusion {
         self.l1.backward(left, self.l2.dx.view(), false, false);
         self.t += 1;
         for d in [&mut self.l1, &mut self.l2, &mut self.r1, &mut self.head] {
+            d.adam(1e-3, self.t);
+        }
+    }
+}
+
+/// BENCH M2 (multitask): x[64] → Dense128 relu → Dense128 relu = backbone; Add(backbone, Dense128(x));
+/// head_a Dense10 softmax (categorical CE), head_b Dense1 sigmoid (binary CE).
+pub struct Multitask {
+    d1: Dense,
+    d2: Dense,
+    skip: Dense,
+    head_a: Dense,
+    head_b: Dense,
+    sum: Array2<f32>,
+    da: Array2<f32>,
+    db: Array2<f32>,
+    dsum: Array2<f32>,
+    t: i32,
+}
+
+impl Multitask {
+    pub fn new(batch: usize) -> Self {
+        Multitask {
+            d1: Dense::new(64, 128, Act::Relu, batch, 1),
+            d2: Dense::new(128, 128, Act::Relu, batch, 2),
+            skip: Dense::new(64, 128, Act::Linear, batch, 3),
+            head_a: Dense::new(128, 10, Act::Softmax, batch, 4),
+            head_b: Dense::new(128, 1, Act::Sigmoid, batch, 5),
+            sum: Array2::zeros((batch, 128)),
+            da: Array2::zeros((batch, 10)),
+            db: Array2::zeros((batch, 1)),
+            dsum: Array2::zeros((batch, 128)),
+            t: 0,
+        }
+    }
+
+    pub fn forward(&mut self, x: ArrayView2<'_, f32>) {
+        self.d1.forward(x);
+        self.d2.forward(self.d1.y.view());
+        self.skip.forward(x);
+        Zip::from(&mut self.sum).and(&self.d2.y).and(&self.skip.y).for_each(|s, &a, &b| *s = a + b);
+        self.head_a.forward(self.sum.view());
+        self.head_b.forward(self.sum.view());
+    }
+
+    pub fn train_step(&mut self, x: ArrayView2<'_, f32>, ya: ArrayView2<'_, f32>, yb: ArrayView2<'_, f32>) {
+        self.forward(x);
+        fused_ce_grad(&self.head_a.y, ya, &mut self.da);
+        fused_ce_grad(&self.head_b.y, yb, &mut self.db);
+        self.head_a.backward(self.sum.view(), self.da.view(), true, true);
+        self.head_b.backward(self.sum.view(), self.db.view(), true, true);
+        Zip::from(&mut self.dsum).and(&self.head_a.dx).and(&self.head_b.dx).for_each(|s, &a, &b| *s = a + b);
+        self.d2.backward(self.d1.y.view(), self.dsum.view(), false, true);
+        self.skip.backward(x, self.dsum.view(), false, false);
+        self.d1.backward(x, self.d2.dx.view(), false, false);
+        self.t += 1;
+        for d in [&mut self.d1, &mut self.d2, &mut self.skip, &mut self.head_a, &mut self.head_b] {
+            d.adam(1e-3, self.t);
+        }
+    }
+}
+
+/// BENCH M4 (wide_mlp): x[784] → Dense512 relu = h1 → Dense512 relu = h2; Add(h1, h2) → Dense10 softmax.
+pub struct WideMlp {
+    h1: Dense,
+    h2: Dense,
+    head: Dense,
+    sum: Array2<f32>,
+    dp: Array2<f32>,
+    dh1: Array2<f32>,
+    t: i32,
+}
+
+impl WideMlp {
+    pub fn new(batch: usize) -> Self {
+        WideMlp {
+            h1: Dense::new(784, 512, Act::Relu, batch, 1),
+            h2: Dense::new(512, 512, Act::Relu, batch, 2),
+            head: Dense::new(512, 10, Act::Softmax, batch, 3),
+            sum: Array2::zeros((batch, 512)),
+            dp: Array2::zeros((batch, 10)),
+            dh1: Array2::zeros((batch, 512)),
+            t: 0,
+        }
+    }
+
+    pub fn forward(&mut self, x: ArrayView2<'_, f32>) -> &Array2<f32> {
+        self.h1.forward(x);
+        self.h2.forward(self.h1.y.view());
+        Zip::from(&mut self.sum).and(&self.h1.y).and(&self.h2.y).for_each(|s, &a, &b| *s = a + b);
+        self.head.forward(self.sum.view());
+        &self.head.y
+    }
+
+    pub fn train_step(&mut self, x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) {
+        self.forward(x);
+        fused_ce_grad(&self.head.y, y, &mut self.dp);
+        self.head.backward(self.sum.view(), self.dp.view(), true, true);
+        self.h2.backward(self.h1.y.view(), self.head.dx.view(), false, true);
+        // h1 feeds both the Add and h2: its gradient is the sum.
+        Zip::from(&mut self.dh1).and(&self.head.dx).and(&self.h2.dx).for_each(|s, &a, &b| *s = a + b);
+        self.h1.backward(x, self.dh1.view(), false, false);
+        self.t += 1;
+        for d in [&mut self.h1, &mut self.h2, &mut self.head] {
+            d.adam(1e-3, self.t);
+        }
+    }
+}
+
+/// BENCH M5 (siamese): a[128], b[128] → one shared Dense64 relu; Average → Dense1 sigmoid. The shared
+/// layer runs once on both inputs stacked (2·batch rows), so its weight gradient is one GEMM.
+pub struct Siamese {
+    enc: Dense,
+    head: Dense,
+    stacked: Array2<f32>,
+    avg: Array2<f32>,
+    dp: Array2<f32>,
+    denc: Array2<f32>,
+    t: i32,
+}
+
+impl Siamese {
+    pub fn new(batch: usize) -> Self {
+        Siamese {
+            enc: Dense::new(128, 64, Act::Relu, 2 * batch, 1),
+            head: Dense::new(64, 1, Act::Sigmoid, batch, 2),
+            stacked: Array2::zeros((2 * batch, 128)),
+            avg: Array2::zeros((batch, 64)),
+            dp: Array2::zeros((batch, 1)),
+            denc: Array2::zeros((2 * batch, 64)),
+            t: 0,
+        }
+    }
+
+    pub fn forward(&mut self, a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> &Array2<f32> {
+        let n = a.nrows();
+        self.stacked.slice_mut(s![..n, ..]).assign(&a);
+        self.stacked.slice_mut(s![n.., ..]).assign(&b);
+        self.enc.forward(self.stacked.view());
+        let (ya, yb) = self.enc.y.view().split_at(modelc::ndarray::Axis(0), n);
+        Zip::from(&mut self.avg).and(&ya).and(&yb).for_each(|s, &a, &b| *s = 0.5 * (a + b));
+        self.head.forward(self.avg.view());
+        &self.head.y
+    }
+
+    pub fn train_step(&mut self, a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) {
+        let n = a.nrows();
+        self.forward(a, b);
+        fused_ce_grad(&self.head.y, y, &mut self.dp);
+        self.head.backward(self.avg.view(), self.dp.view(), true, true);
+        let dx = &self.head.dx;
+        Zip::from(self.denc.slice_mut(s![..n, ..])).and(dx).for_each(|d, &g| *d = 0.5 * g);
+        Zip::from(self.denc.slice_mut(s![n.., ..])).and(dx).for_each(|d, &g| *d = 0.5 * g);
+        self.enc.backward(self.stacked.view(), self.denc.view(), false, false);
+        self.t += 1;
+        for d in [&mut self.enc, &mut self.head] {
             d.adam(1e-3, self.t);
         }
     }
