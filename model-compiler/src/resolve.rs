@@ -133,6 +133,21 @@ impl Resolver<'_> {
                             .help("give each output its own name"),
                     );
                 }
+                // Rule: each output is its own tensor, so each gets its own loss gradient buffer.
+                if let Some(prev) = v.and_then(|v| self.out.outputs.iter().find(|p| p.value == v)) {
+                    let tensor = v.map(|v| self.out.value_name(v)).unwrap_or_default();
+                    self.diags.push(
+                        Diagnostic::new(
+                            o.name.span(),
+                            format!("output `{}` is the same tensor `{tensor}` as output `{}`", o.name, prev.name),
+                        )
+                        .note(prev.name.span(), "that output is defined here")
+                        .help(format!(
+                            "give it its own layer, e.g. `output {} = Activation(linear)({tensor});`, or use one output",
+                            o.name
+                        )),
+                    );
+                }
                 let value = match v {
                     Some(v) => v,
                     None => self.poisoned(&o.name),
@@ -584,5 +599,23 @@ impl Resolver<'_> {
                 l.name = name;
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use crate::layers::tests::{errors, ok_shapes};
+
+    #[test]
+    fn one_tensor_cannot_be_two_outputs() {
+        let e = errors("struct M { input a: [8]; let h = Dense(4)(a); output p = h; output q = h; }");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, "output `q` is the same tensor `h` as output `p`");
+        assert_eq!(e[0].1.as_deref(), Some("give it its own layer, e.g. `output q = Activation(linear)(h);`, or use one output"));
+        assert_eq!(
+            ok_shapes("struct M { input a: [8]; let h = Dense(4)(a); output p = h; output q = Activation(linear)(h); }"),
+            vec![vec![4], vec![4]]
+        );
     }
 }
