@@ -1,27 +1,44 @@
-//! Steady-state training steps and inference calls of a generated model allocate nothing:
-//! a counting global allocator watches a `train_step` loop after warm-up.
+//! Steady-state training steps and inference calls of generated models allocate nothing: a counting global
+//! allocator watches a loop of calls after warm-up. It counts only the allocations of the thread being
+//! measured, so tests running in parallel do not disturb each other.
 
 use modelc::init::Rng;
 use modelc::ndarray::Array2;
 use modelc::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 struct Counting;
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Allocations made by this thread while it is being measured (`None` when not measuring).
+    static COUNT: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+fn record() {
+    // `try_with`: no panic if an allocation happens while the thread's locals are torn down.
+    let _ = COUNT.try_with(|c| c.set(c.get().map(|n| n + 1)));
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        record();
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        record();
         unsafe { System.realloc(ptr, layout, new_size) }
     }
+}
+
+/// The number of heap allocations `f` makes on this thread.
+fn allocations_in(f: impl FnOnce()) -> usize {
+    COUNT.with(|c| c.set(Some(0)));
+    f();
+    COUNT.with(|c| c.replace(None)).unwrap_or(0)
 }
 
 #[global_allocator]
@@ -69,12 +86,12 @@ fn merge_train_steps_allocate_nothing_after_warm_up() {
     let losses = MergesPerOutput { y: Loss::BinaryCrossentropy, z: Loss::MeanSquaredError };
     let mut trainer = model.compile(Adam::default(), losses, &[Metric::Accuracy]);
     trainer.train_step(&inputs, &targets).unwrap();
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    for _ in 0..20 {
-        trainer.train_step(&inputs, &targets).unwrap();
-    }
-    let after = ALLOCATIONS.load(Ordering::SeqCst);
-    assert_eq!(after - before, 0, "{} allocations in 20 steady-state training steps", after - before);
+    let n = allocations_in(|| {
+        for _ in 0..20 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 20 steady-state training steps");
 }
 
 #[test]
@@ -88,10 +105,28 @@ fn train_steps_allocate_nothing_after_warm_up() {
     let mut model = Fusion::new(3);
     let mut trainer = model.compile(Adam::default(), FusionLosses { score: Loss::BinaryCrossentropy }, &[Metric::Accuracy]);
     trainer.train_step(&inputs, &targets).unwrap();
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    for _ in 0..50 {
-        trainer.train_step(&inputs, &targets).unwrap();
-    }
-    let after = ALLOCATIONS.load(Ordering::SeqCst);
-    assert_eq!(after - before, 0, "{} allocations in 50 steady-state training steps", after - before);
+    let n = allocations_in(|| {
+        for _ in 0..50 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 50 steady-state training steps");
+}
+
+#[test]
+fn inference_into_reused_outputs_allocates_nothing_after_warm_up() {
+    let mut rng = Rng::new(4);
+    let l = Array2::from_shape_fn((16, 8), |_| rng.uniform(-1.0, 1.0));
+    let r = Array2::from_shape_fn((16, 4), |_| rng.uniform(-1.0, 1.0));
+    let inputs = FusionInputs { left_features: l.view(), right_features: r.view() };
+    let mut model = Fusion::new(5);
+    let mut outputs = model.predict(&inputs).unwrap();
+    model.predict_into(&inputs, &mut outputs).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..50 {
+            model.predict_into(&inputs, &mut outputs).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 50 steady-state inference calls");
+    assert_eq!(outputs, model.predict(&inputs).unwrap());
 }

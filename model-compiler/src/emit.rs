@@ -124,6 +124,19 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
         .collect();
     let in_docs: Vec<String> = sig.inputs.iter().map(|(n, dims, _)| format!("Input `{n}`, shape {}.", Shape(dims.clone()))).collect();
     let out_names: Vec<&Ident> = sig.outputs.iter().map(|o| &o.0).collect();
+    let out_idx: Vec<usize> = (0..sig.outputs.len()).collect();
+    // `Dim([batch, d1, ...])` per output, the shape `predict_into` gives it (unknown in a stub: never run).
+    let out_shapes: Vec<TokenStream> = sig
+        .outputs
+        .iter()
+        .map(|(_, s)| match s {
+            Some(s) => {
+                let dims = &s.0;
+                quote!(#nd::Dim([batch, #(#dims),*]))
+            }
+            None => quote!(#nd::IxDyn(&[batch])),
+        })
+        .collect();
     let out_dims: Vec<TokenStream> = sig.outputs.iter().map(|(_, s)| rank_dim(s.as_ref().map(|s| s.rank() + 1).unwrap_or(0))).collect();
     let out_docs: Vec<String> = sig
         .outputs
@@ -196,6 +209,14 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             /// Runs the model in inference mode on a batch.
             pub fn predict(&mut self, inputs: &#inputs_ty<'_>) -> #p::Result<#outputs_ty> {
                 #p::model::predict(self, inputs)
+            }
+
+            /// Runs the model in inference mode, writing into `outputs`: its arrays are reused when they already
+            /// have this batch's shapes, so repeated calls with one batch size allocate nothing.
+            pub fn predict_into(&mut self, inputs: &#inputs_ty<'_>, outputs: &mut #outputs_ty) -> #p::Result<()> {
+                let batch = #p::model::predict_staged(self, inputs)?;
+                #( #p::support::fill_output(&mut outputs.#out_names, #p::model::output_slice::<Self>(&self.__state.ws, #out_idx)?, #out_shapes); )*
+                ::core::result::Result::Ok(())
             }
 
             /// Runs the forward pass, keeping the activations for `backward`.

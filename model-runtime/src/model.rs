@@ -244,7 +244,7 @@ pub(crate) fn run_forward<N: Network>(state: &mut State, training: bool) {
 }
 
 /// Output `o`'s values in the workspace for the current batch.
-pub(crate) fn output_slice<N: Network>(ws: &Workspace, o: usize) -> Result<&[f32]> {
+pub fn output_slice<N: Network>(ws: &Workspace, o: usize) -> Result<&[f32]> {
     let (spec, buf) = output_spec::<N>(o)?;
     let len = ws.batch * spec.sample_len();
     ws.values
@@ -265,6 +265,15 @@ pub(crate) fn collect_outputs<N: Network>(ws: &Workspace) -> Result<N::Outputs> 
 /// Runs the model in inference mode (`training = false`) over the whole batch.
 pub fn predict<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Result<N::Outputs> {
     forward(model, inputs, false)
+}
+
+/// Runs the model in inference mode and leaves the outputs in the workspace (read them with
+/// [`output_slice`]); returns the batch size. Allocates nothing once the workspace holds the batch.
+pub fn predict_staged<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Result<usize> {
+    let state = model.state_mut();
+    let batch = stage_inputs::<N>(inputs, &mut state.ws)?;
+    run_forward::<N>(state, false);
+    Ok(batch)
 }
 
 /// Runs the forward pass over the whole batch, keeping the activations for [`backward`].

@@ -38,6 +38,20 @@ pub fn array_from<D: Dimension>(data: Option<Vec<f32>>, shape: D) -> Array<f32, 
     }
 }
 
+/// Copies one output's row-major `data` into `out`, reusing its storage when it already has
+/// `shape` (the steady state of `predict_into`), replacing it otherwise.
+pub fn fill_output<D: Dimension>(out: &mut Array<f32, D>, data: &[f32], shape: D) {
+    if out.raw_dim() == shape && out.is_standard_layout() {
+        if let Some(dst) = out.as_slice_mut() {
+            if dst.len() == data.len() {
+                dst.copy_from_slice(data);
+                return;
+            }
+        }
+    }
+    *out = array_from(Some(data.to_vec()), shape);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +65,16 @@ mod tests {
         c[0] = 50.0;
         assert_eq!(b, &[2.0, 3.0, 4.0]);
         assert_eq!(v, vec![10.0, 1.0, 2.0, 3.0, 4.0, 50.0]);
+    }
+
+    #[test]
+    fn fill_output_reuses_storage_of_the_right_shape() {
+        let mut out = ndarray::Array2::<f32>::zeros((1, 1));
+        fill_output(&mut out, &[1.0, 2.0], ndarray::Dim([2, 1]));
+        assert_eq!(out.as_slice().unwrap(), [1.0, 2.0]);
+        let ptr = out.as_ptr();
+        fill_output(&mut out, &[3.0, 4.0], ndarray::Dim([2, 1]));
+        assert_eq!((out.as_slice().unwrap(), out.as_ptr()), (&[3.0, 4.0][..], ptr));
     }
 
     #[test]
