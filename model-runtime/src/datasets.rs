@@ -214,6 +214,18 @@ pub fn one_hot(labels: &[u8], classes: usize) -> Array2<f32> {
     out
 }
 
+/// A seeded shuffle of `0..n` cut into train, validation and test index lists, sized by the two
+/// fractions (floored; the rest is training). The same seed gives the same split.
+pub fn split_indices(n: usize, validation: f64, test: f64, seed: u64) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..n).collect();
+    crate::init::Rng::new(seed).shuffle(&mut order);
+    let n_test = ((n as f64) * test.clamp(0.0, 1.0)).floor() as usize;
+    let n_val = (((n as f64) * validation.clamp(0.0, 1.0)).floor() as usize).min(n - n_test);
+    let test_idx = order.split_off(n - n_test);
+    let val_idx = order.split_off(order.len() - n_val);
+    (order, val_idx, test_idx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +237,17 @@ mod tests {
         0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0,
         4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0, 0,
     ];
+
+    #[test]
+    fn split_is_a_seeded_partition() {
+        let (a, b, c) = split_indices(100, 0.1, 0.2, 7);
+        assert_eq!((a.len(), b.len(), c.len()), (70, 10, 20));
+        let mut all: Vec<usize> = a.iter().chain(&b).chain(&c).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..100).collect::<Vec<_>>());
+        assert_eq!(split_indices(100, 0.1, 0.2, 7), (a, b, c));
+        assert_ne!(split_indices(100, 0.1, 0.2, 8).0, split_indices(100, 0.1, 0.2, 7).0);
+    }
 
     fn shipped_digits() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/digits/digits.csv.gz")

@@ -51,6 +51,14 @@ impl Rng {
         result
     }
 
+    /// Shuffles `items` in place (Fisher-Yates, unbiased: indices drawn by multiply-shift).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = ((u128::from(self.next_u64()) * (i as u128 + 1)) >> 64) as usize;
+            items.swap(i, j);
+        }
+    }
+
     /// A uniform `f32` in [0, 1), with 24 bits of randomness.
     pub fn next_f32(&mut self) -> f32 {
         unit_f32(self.next_u64())

@@ -129,6 +129,60 @@ impl MetricState {
     }
 }
 
+/// Counts of (true class, predicted class) pairs: `counts[t][p]`, as scikit-learn's `confusion_matrix`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfusionMatrix {
+    /// Row = true class, column = predicted class.
+    pub counts: Vec<Vec<usize>>,
+}
+
+impl ConfusionMatrix {
+    /// Tallies `probs` (`rows × classes` scores, argmax = prediction) against the true class of each row.
+    /// Rows beyond `labels` and labels outside `0..classes` are ignored.
+    pub fn from_scores(probs: ndarray::ArrayView2<'_, f32>, labels: &[u8]) -> Self {
+        let classes = probs.ncols();
+        let mut counts = vec![vec![0; classes]; classes];
+        for (row, &label) in probs.rows().into_iter().zip(labels) {
+            let predicted = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (k, &v)| if v > best.1 { (k, v) } else { best }).0;
+            if let Some(cell) = counts.get_mut(usize::from(label)).and_then(|r| r.get_mut(predicted)) {
+                *cell += 1;
+            }
+        }
+        ConfusionMatrix { counts }
+    }
+
+    /// Fraction of rows on the diagonal.
+    pub fn accuracy(&self) -> f64 {
+        let total: usize = self.counts.iter().flatten().sum();
+        let right: usize = self.counts.iter().enumerate().filter_map(|(i, r)| r.get(i)).sum();
+        if total == 0 {
+            0.0
+        } else {
+            right as f64 / total as f64
+        }
+    }
+}
+
+impl std::fmt::Display for ConfusionMatrix {
+    /// A table with true classes down and predicted classes across.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let width = self.counts.iter().flatten().max().map_or(1, |m| m.to_string().len()).max(2);
+        write!(f, "{:>8} ", "true\\pred")?;
+        for p in 0..self.counts.len() {
+            write!(f, " {p:>width$}")?;
+        }
+        writeln!(f)?;
+        for (t, row) in self.counts.iter().enumerate() {
+            write!(f, "{t:>9} ")?;
+            for c in row {
+                write!(f, " {c:>width$}")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +221,17 @@ mod tests {
         assert_eq!(mse, 2.5);
         let mae = Metric::MeanAbsoluteError.sum_over_rows(&[1.0, 1.0], &[0.0, 3.0], 1, 2);
         assert_eq!(mae, 1.5);
+    }
+
+    #[test]
+    fn confusion_matrix_counts_true_against_predicted() {
+        let probs = ndarray::arr2(&[[0.9f32, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.0, 0.3, 0.7]]);
+        let cm = ConfusionMatrix::from_scores(probs.view(), &[0, 1, 2, 2]);
+        assert_eq!(cm.counts, vec![vec![1, 0, 0], vec![0, 1, 0], vec![0, 1, 1]]);
+        assert_eq!(cm.accuracy(), 0.75);
+        let text = cm.to_string();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(text.lines().nth(3).unwrap().trim_start().starts_with('2'), "{text}");
     }
 
     #[test]

@@ -469,10 +469,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         let mut step: u64 = 0;
         for epoch in 1..=fit.epochs {
             if fit.shuffle {
-                for i in (1..order.len()).rev() {
-                    let j = ((u128::from(rng.next_u64()) * (i as u128 + 1)) >> 64) as usize;
-                    order.swap(i, j);
-                }
+                rng.shuffle(&mut order);
             }
             let started = Instant::now();
             let bar = (fit.verbose && terminal).then(|| progress_bar(epoch, fit.epochs, batches));
