@@ -65,7 +65,14 @@ fn nested_parameters_are_named_under_the_layer() {
     let names: Vec<&str> = <Combined as Network>::PARAMS.iter().map(|p| p.name).collect();
     assert_eq!(
         names,
-        ["shared/dense/kernel", "shared/dense/bias", "shared/dense_1/kernel", "shared/dense_1/bias", "head/dense/kernel", "head/dense/bias"]
+        [
+            "shared/dense/kernel",
+            "shared/dense/bias",
+            "shared/dense_1/kernel",
+            "shared/dense_1/bias",
+            "head/dense/kernel",
+            "head/dense/bias"
+        ]
     );
     let names: Vec<&str> = <Outer as Network>::PARAMS.iter().map(|p| p.name).collect();
     assert_eq!(names, ["inner/dense/kernel", "inner/dense/bias", "dense/kernel", "dense/bias"]);
