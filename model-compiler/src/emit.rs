@@ -23,6 +23,9 @@ pub struct Signature {
     pub inputs: Vec<(Ident, Vec<usize>, DType)>,
     /// Outputs: name, per-sample shape when known.
     pub outputs: Vec<(Ident, Option<Shape>)>,
+    /// Per-sample rank of each output: exact when its shape is known, else the stub's best guess, so that
+    /// user code handing arrays to a failed model's structs adds no type error of its own.
+    pub output_ranks: Vec<usize>,
 }
 
 /// Emits the full model. `source` is the whole invocation, carried by the model's callback macro.
@@ -34,6 +37,7 @@ pub fn emit(plan: &Plan, source: &TokenStream) -> TokenStream {
         name: m.name.clone(),
         inputs: plan.inputs.iter().map(|i| (i.name.clone(), i.shape.0.clone(), i.dtype)).collect(),
         outputs: plan.outputs.iter().map(|o| (o.name.clone(), Some(o.shape.clone()))).collect(),
+        output_ranks: plan.outputs.iter().map(|o| o.shape.rank()).collect(),
     };
     let mut out = items(&sig, Some(plan));
     out.extend(callback(&sig, source));
@@ -125,19 +129,20 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
     let in_docs: Vec<String> = sig.inputs.iter().map(|(n, dims, _)| format!("Input `{n}`, shape {}.", Shape(dims.clone()))).collect();
     let out_names: Vec<&Ident> = sig.outputs.iter().map(|o| &o.0).collect();
     let out_idx: Vec<usize> = (0..sig.outputs.len()).collect();
-    // `Dim([batch, d1, ...])` per output, the shape `predict_into` gives it (unknown in a stub: never run).
+    // Per-sample rank of each output: known, or guessed for a stub from the layers that feed it.
+    let out_ranks: Vec<usize> =
+        sig.outputs.iter().enumerate().map(|(i, (_, s))| s.as_ref().map(Shape::rank).or_else(|| sig.output_ranks.get(i).copied()).unwrap_or(1)).collect();
+    let out_dims: Vec<TokenStream> = out_ranks.iter().map(|r| rank_dim(r + 1)).collect();
+    // `Dim([batch, d1, ...])` per output, the shape `predict_into` gives it (zeros in a stub, which never runs).
     let out_shapes: Vec<TokenStream> = sig
         .outputs
         .iter()
-        .map(|(_, s)| match s {
-            Some(s) => {
-                let dims = &s.0;
-                quote!(#nd::Dim([batch, #(#dims),*]))
-            }
-            None => quote!(#nd::IxDyn(&[batch])),
+        .zip(&out_ranks)
+        .map(|((_, s), &rank)| {
+            let dims = s.as_ref().map(|s| s.0.clone()).unwrap_or_else(|| vec![0; rank]);
+            quote!(#nd::Dim([batch, #(#dims),*]))
         })
         .collect();
-    let out_dims: Vec<TokenStream> = sig.outputs.iter().map(|(_, s)| rank_dim(s.as_ref().map(|s| s.rank() + 1).unwrap_or(0))).collect();
     let out_docs: Vec<String> = sig
         .outputs
         .iter()
@@ -151,6 +156,11 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
     let doc_targets = format!("Training targets of [`{name}`]: one view per output, the output's shape.");
     let doc_per = format!("One value per output of [`{name}`], by output name: losses, loss weights, metrics.");
     let doc_losses = format!("The loss of each output of [`{name}`].");
+    // Only a stub can lack inputs or outputs: a marker keeps its generic parameters used, so the failed
+    // model's one error is not followed by "parameter is never used" errors.
+    let in_marker = sig.inputs.is_empty().then(|| quote!(#[doc(hidden)] pub __marker: ::core::marker::PhantomData<&'a ()>,));
+    let out_marker = sig.outputs.is_empty().then(|| quote!(#[doc(hidden)] pub __marker: ::core::marker::PhantomData<&'a ()>,));
+    let per_marker = sig.outputs.is_empty().then(|| quote!(#[doc(hidden)] pub __marker: ::core::marker::PhantomData<T>,));
 
     let structs = quote_spanned! {span=>
         #(#attrs)*
@@ -163,6 +173,7 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
         #[allow(dead_code)]
         #vis struct #inputs_ty<'a> {
             #( #[doc = #in_docs] pub #in_names: #in_types, )*
+            #in_marker
         }
 
         #[doc = #doc_outputs]
@@ -177,6 +188,7 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
         #[allow(dead_code)]
         #vis struct #targets_ty<'a> {
             #( #[doc = #out_docs] pub #out_names: #nd::ArrayView<'a, f32, #out_dims>, )*
+            #out_marker
         }
 
         #[doc = #doc_per]
@@ -184,6 +196,7 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
         #[allow(dead_code)]
         #vis struct #per_output_ty<T> {
             #( #[doc = #out_docs] pub #out_names: T, )*
+            #per_marker
         }
 
         #[doc = #doc_losses]

@@ -5,8 +5,8 @@
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::graph::Graph;
 use crate::hir::{self, CallId, Producer};
-use crate::layers::{Arity, InferCx, LayerDef};
-use crate::shape::Shape;
+use crate::layers::{Arity, InferCx, LayerDef, LayerKind};
+use crate::shape::{within_limit, Shape, MAX_ELEMENTS};
 
 /// A model whose every value has a shape (or is poisoned after a reported error).
 #[derive(Debug, Clone)]
@@ -65,7 +65,7 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
             }
         }
         let cx = InferCx { inputs: &ins, names: &names, spans: &call.input_spans, span: call.span };
-        match kind.infer(&cx) {
+        match kind.infer(&cx).and_then(|out| check_size(&out, kind, &ins, layer, call).map(|()| out)) {
             Ok(out) => {
                 if let Some(s) = shapes.get_mut(call.output.0) {
                     *s = Some(out);
@@ -88,6 +88,28 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
         check_reachability(&model, &graph, diags);
     }
     Typed { model, graph, schedule, shapes, built }
+}
+
+// Rule: a result and every parameter of a layer have at most `MAX_ELEMENTS` elements, so planning (buffer
+// sizes, parameter offsets) cannot overflow.
+fn check_size(out: &Shape, kind: &LayerKind, ins: &[Shape], layer: &hir::Layer, call: &hir::Call) -> Result<(), Diagnostic> {
+    let limit = "modelc supports at most 2^31 elements per sample in a tensor and per parameter";
+    if !within_limit(out.dims()) {
+        return Err(Diagnostic::new(call.span, format!("{} would give a tensor of shape {out}, which is too large", layer.keras_type))
+            .help(format!("{limit} ({MAX_ELEMENTS}): use smaller sizes")));
+    }
+    // Only checked once the output is in range, so a parameter's shape is made of addressable sizes.
+    for p in kind.params(ins) {
+        if !within_limit(&p.shape) {
+            let dims: Vec<String> = p.shape.iter().map(usize::to_string).collect();
+            return Err(Diagnostic::new(
+                call.span,
+                format!("the `{}` of {} would have shape ({}), which is too large", p.suffix, layer.keras_type, dims.join(", ")),
+            )
+            .help(format!("{limit} ({MAX_ELEMENTS}): use smaller sizes")));
+        }
+    }
+    Ok(())
 }
 
 // Rule: a nested model is called on tensors of its declared input shapes. A mismatch poisons the operand,

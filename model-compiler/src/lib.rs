@@ -95,5 +95,25 @@ fn signature(typed: &infer::Typed) -> emit::Signature {
         name: m.name.clone(),
         inputs: m.inputs.iter().map(|i| (i.name.clone(), i.dims.clone(), i.dtype)).collect(),
         outputs: m.outputs.iter().map(|o| (o.name.clone(), typed.shapes.get(o.value.0).cloned().flatten())).collect(),
+        output_ranks: guess_ranks(typed),
     }
+}
+
+/// The per-sample rank of each output of a failed model: its shape's when known, else that of the
+/// nearest operand upstream whose rank is known (the usual case: a layer keeps its input's rank), else
+/// the first input's, else 1. Only used to type stub items, so a wrong guess costs one extra error at most.
+fn guess_ranks(typed: &infer::Typed) -> Vec<usize> {
+    let m = &typed.model;
+    let fallback = m.inputs.first().map(|i| i.dims.len()).unwrap_or(1);
+    // Values are created in source order, operands before results: one forward pass suffices.
+    let mut ranks: Vec<Option<usize>> = Vec::with_capacity(m.values.len());
+    for (v, value) in m.values.iter().enumerate() {
+        let known = typed.shapes.get(v).cloned().flatten().map(|s| s.rank());
+        let guess = known.or_else(|| match value.producer {
+            hir::Producer::Call(c) => m.calls.get(c.0).and_then(|call| call.inputs.iter().find_map(|i| ranks.get(i.0).copied().flatten())),
+            _ => None,
+        });
+        ranks.push(guess);
+    }
+    m.outputs.iter().map(|o| ranks.get(o.value.0).copied().flatten().unwrap_or(fallback)).collect()
 }

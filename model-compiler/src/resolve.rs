@@ -62,6 +62,8 @@ fn resolve_in(model: &ast::Model, file: &ast::File, stack: &[String], diags: &mu
         instances: BTreeMap::new(),
         explicit_names: BTreeMap::new(),
         auto_layers: Vec::new(),
+        called: std::collections::BTreeSet::new(),
+        no_input_reported: false,
     };
     for stmt in &model.stmts {
         r.stmt(stmt);
@@ -84,6 +86,11 @@ struct Resolver<'d> {
     scope: BTreeMap<String, ValueId>,
     /// `layer name = ...` instances.
     instances: BTreeMap<String, (Instance, Span)>,
+    /// `layer` instances called at least once (even by a call that failed).
+    called: std::collections::BTreeSet<String>,
+    /// Set when an unknown tensor was reported in a model that has no input at all: that error already
+    /// says to declare an input, so "model has no input" would repeat it.
+    no_input_reported: bool,
     /// `name = "..."` given explicitly, with where.
     explicit_names: BTreeMap<String, Span>,
     /// Layers still needing a Keras default name, with their prefix.
@@ -132,6 +139,8 @@ impl Resolver<'_> {
                             .note(prev.name.span(), "first defined here")
                             .help("give each output its own name"),
                     );
+                    // One field per name in the generated structs: the second definition is dropped.
+                    return;
                 }
                 // Rule: each output is its own tensor, so each gets its own loss gradient buffer.
                 if let Some(prev) = v.and_then(|v| self.out.outputs.iter().find(|p| p.value == v)) {
@@ -175,6 +184,16 @@ impl Resolver<'_> {
                 dims.push(usize::try_from(d.value).unwrap_or(1));
             }
         }
+        if ok && !crate::shape::within_limit(&dims) {
+            ok = false;
+            self.diags.push(
+                Diagnostic::new(i.shape_span, format!("input `{}` of shape {} is too large", i.name, crate::shape::Shape(dims.clone())))
+                    .help(format!(
+                        "modelc supports at most 2^31 elements per sample in a tensor ({}): use smaller sizes",
+                        crate::shape::MAX_ELEMENTS
+                    )),
+            );
+        }
         if i.dims.is_empty() {
             ok = false;
             self.diags.push(
@@ -194,9 +213,17 @@ impl Resolver<'_> {
                 DType::F32
             }
         };
-        if self.out.inputs.iter().any(|p| p.name == i.name) {
-            self.diags
-                .push(Diagnostic::new(i.name.span(), format!("input `{}` is declared twice", i.name)).help("give each input its own name"));
+        if let Some(first) = self.out.inputs.iter().find(|p| p.name == i.name) {
+            self.diags.push(
+                Diagnostic::new(i.name.span(), format!("input `{}` is declared twice", i.name))
+                    .note(first.name.span(), "first declared here")
+                    .help("give each input its own name"),
+            );
+            // One field per name in the generated structs: the name now denotes a poisoned value, so its
+            // uses report nothing more.
+            let v = self.poisoned(&i.name);
+            self.scope.insert(i.name.to_string(), v);
+            return;
         }
         let index = self.out.inputs.len();
         let value = self.new_value(Some(i.name.to_string()), i.name.span(), if ok { Producer::Input(index) } else { Producer::Poisoned });
@@ -381,7 +408,7 @@ impl Resolver<'_> {
                     self.diags.push(
                         Diagnostic::new(nspan, format!("layer name \"{n}\" is used twice"))
                             .note(first, "first used here")
-                            .help("layer names must be unique: they name the weights (\"{n}/kernel\")"),
+                            .help(format!("layer names must be unique: they name the weights (\"{n}/kernel\")")),
                     );
                 } else if n.is_empty() || n.contains('/') {
                     self.diags
@@ -461,7 +488,10 @@ impl Resolver<'_> {
         };
         let instance = match &c.callee {
             Callee::Instance(id) => match self.instances.get(&id.to_string()) {
-                Some((i, _)) => *i,
+                Some((i, _)) => {
+                    self.called.insert(id.to_string());
+                    *i
+                }
                 None => {
                     self.unknown_layer(id);
                     return None;
@@ -517,6 +547,10 @@ impl Resolver<'_> {
             let candidates: Vec<String> = self.scope.keys().cloned().collect();
             match did_you_mean(&name, candidates.iter().map(String::as_str)) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
+                None if candidates.is_empty() && self.out.inputs.is_empty() => {
+                    self.no_input_reported = true;
+                    d.help(format!("model `{}` has no input yet: declare one first, e.g. `input {name}: [8];`", self.out.name))
+                }
                 None if candidates.is_empty() => d.help("declare an input first: `input x: [8];`"),
                 None => {
                     d.help(format!("tensors in scope: {}", layers::args::list(&candidates.iter().map(String::as_str).collect::<Vec<_>>())))
@@ -553,7 +587,7 @@ impl Resolver<'_> {
 
     /// Model-level rules: at least one input and one output; every input reaches an output.
     fn check_model(&mut self, model: &ast::Model) {
-        if self.out.inputs.is_empty() {
+        if self.out.inputs.is_empty() && !self.no_input_reported {
             self.diags.push(
                 Diagnostic::new(model.name.span(), format!("model `{}` has no input", model.name))
                     .help("declare one, e.g. `input x: [8];`"),
@@ -566,14 +600,8 @@ impl Resolver<'_> {
             );
         }
         for (name, (instance, span)) in &self.instances {
-            let called = match instance {
-                Instance::Layer(id) => self.out.calls.iter().any(|c| c.layer == *id),
-                Instance::Sub(k) => self
-                    .subs
-                    .get(*k)
-                    .is_some_and(|s| s.layers.iter().any(|l| self.out.calls.iter().any(|c| c.layer == *l)) || s.layers.is_empty()),
-                Instance::Poisoned => true,
-            };
+            // A poisoned instance was reported (or waits for a callback): say nothing more about it.
+            let called = self.called.contains(name) || matches!(instance, Instance::Poisoned);
             if !called {
                 self.diags.push(
                     Diagnostic::new(*span, format!("layer `{name}` is declared but never called"))

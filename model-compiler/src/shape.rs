@@ -30,6 +30,11 @@ impl Shape {
         }
     }
 
+    /// Elements per sample, or `None` when the product overflows `usize`.
+    pub fn checked_numel(&self) -> Option<usize> {
+        self.0.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d))
+    }
+
     /// The dimensions.
     pub fn dims(&self) -> &[usize] {
         &self.0
@@ -39,6 +44,15 @@ impl Shape {
     pub fn keras(&self) -> String {
         self.to_string()
     }
+}
+
+/// The most elements a per-sample tensor or one parameter tensor may have (2^31: 8 GiB of `f32`). Larger
+/// sizes are rejected by `infer`, so later passes can add and multiply sizes without overflow.
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// True when `dims` has at most [`MAX_ELEMENTS`] elements.
+pub fn within_limit(dims: &[usize]) -> bool {
+    Shape(dims.to_vec()).checked_numel().is_some_and(|n| n <= MAX_ELEMENTS)
 }
 
 impl fmt::Display for Shape {

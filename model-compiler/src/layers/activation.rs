@@ -95,7 +95,14 @@ impl Act {
             ArgKind::Str(s) => s.clone(),
             _ => {
                 let kind = r.kind();
-                r.error(Diagnostic::new(v.span, format!("the activation of {kind} must be a name like `relu`")));
+                let names: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
+                r.error(
+                    Diagnostic::new(
+                        v.span,
+                        format!("the activation of {kind} must be a name like `relu`, got {}", super::args::describe(&v.kind)),
+                    )
+                    .help(format!("activations: {}", list(&names))),
+                );
                 return None;
             }
         };

@@ -352,7 +352,8 @@ pub fn list(items: &[&str]) -> String {
     }
 }
 
-fn describe(kind: &ArgKind) -> String {
+/// What a value is, for messages: `the integer 3`, `the string "a"`, `` `relu` ``.
+pub fn describe(kind: &ArgKind) -> String {
     match kind {
         ArgKind::Int(n) => format!("the integer {n}"),
         ArgKind::Float(x) => format!("the number {x}"),

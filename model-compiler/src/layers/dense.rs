@@ -29,28 +29,10 @@ impl Dense {
 }
 
 impl LayerDef for Dense {
-    // Rule: a vector (None, n) or a sequence (None, t, n) per sample; the last axis becomes `units`.
+    // Rule (Keras): Dense applies to the last axis of a tensor of any rank; (None, ..., n) becomes
+    // (None, ..., units) with a kernel of shape (n, units) shared by every leading position.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, "Dense takes one tensor"))?;
-        if x.rank() == 0 || x.rank() > 2 {
-            let name = cx.name(0);
-            let flat = x.numel();
-            let channels = x.last();
-            let pool = match x.rank() {
-                3 => format!(", or `GlobalAveragePooling2D()({name})` gives (None, {channels})"),
-                4 => format!(", or `GlobalAveragePooling3D()({name})` gives (None, {channels})"),
-                _ => String::new(),
-            };
-            return Err(Diagnostic::new(
-                cx.span,
-                format!(
-                    "Dense expects a vector (None, n) or a sequence (None, t, n) per sample, but {} has rank {}",
-                    cx.describe(0),
-                    x.rank() + 1
-                ),
-            )
-            .help(format!("flatten or pool `{name}` first: `Flatten()({name})` gives (None, {flat}){pool}")));
-        }
         let mut dims = x.0.clone();
         if let Some(last) = dims.last_mut() {
             *last = self.units;

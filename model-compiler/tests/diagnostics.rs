@@ -1,0 +1,394 @@
+//! Every diagnostic kind of the compiler, checked without rustc: the source is lexed with
+//! `TokenStream::from_str` (proc-macro2 `span-locations` gives real lines and columns), compiled with
+//! `model_compiler::compile`, and each test asserts the message, the `help:` and the line:column blamed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use model_compiler::compile;
+use proc_macro2::TokenStream;
+use std::str::FromStr;
+
+/// One reported problem: 1-based line and column of the blamed token, message, help, note count.
+#[derive(Debug)]
+struct Err {
+    line: usize,
+    col: usize,
+    msg: String,
+    help: String,
+    notes: Vec<(usize, usize, String)>,
+}
+
+/// Every diagnostic of `src`, in order.
+fn errors(src: &str) -> Vec<Err> {
+    let tokens = TokenStream::from_str(src).expect("test source must lex");
+    let (_, diags) = compile(tokens);
+    diags
+        .items()
+        .iter()
+        .map(|d| Err {
+            line: d.span.start().line,
+            col: d.span.start().column + 1,
+            msg: d.message.clone(),
+            help: d.help.clone().unwrap_or_default(),
+            notes: d.notes.iter().map(|(s, n)| (s.start().line, s.start().column + 1, n.clone())).collect(),
+        })
+        .collect()
+}
+
+/// The single diagnostic of `src` (fails if there are none or several).
+fn one(src: &str) -> Err {
+    let mut errs = errors(src);
+    assert_eq!(errs.len(), 1, "expected exactly one error, got {errs:#?}");
+    errs.remove(0)
+}
+
+/// `src` is a model body; it is wrapped in `pub struct M { ... }` starting on line 2, column 1.
+fn model(body: &str) -> String {
+    format!("pub struct M {{\n{body}\n}}")
+}
+
+/// Asserts where the error is (line of the body counted from 1 = line 2 of the source) and what it says.
+#[track_caller]
+fn at(e: &Err, line: usize, col: usize, msg: &str) {
+    assert_eq!((e.line, e.col), (line, col), "wrong location for {e:#?}");
+    assert_eq!(e.msg, msg, "wrong message for {e:#?}");
+}
+
+// ---- syntax (the parser has its own detailed tests; these check the pipeline keeps them alone) ----------
+
+#[test]
+fn missing_semicolon_is_one_error_at_the_next_token() {
+    let e = one(&model("input x: [8];\nlet h = Dense(8)(x)\noutput y = Dense(1)(h);"));
+    at(&e, 4, 1, "expected `;` after the statement");
+}
+
+#[test]
+fn plus_suggests_merge_layers() {
+    let e = one(&model("input a: [8];\ninput b: [8];\noutput y = a + b;"));
+    assert_eq!((e.line, e.col), (4, 14));
+    assert!(e.msg.contains("`Add()([a, b])`"), "{e:#?}");
+}
+
+#[test]
+fn empty_invocation_asks_for_a_model() {
+    let e = one("");
+    assert!(e.msg.starts_with("expected a model definition"), "{e:#?}");
+}
+
+// ---- names ------------------------------------------------------------------------------------------
+
+#[test]
+fn unknown_tensor_suggests_the_nearest_name() {
+    let e = one(&model("input features: [8];\nlet h = Dense(8)(featurse);\noutput y = Dense(1)(h);"));
+    at(&e, 3, 18, "unknown tensor `featurse`");
+    assert_eq!(e.help, "did you mean `features`?");
+}
+
+#[test]
+fn unknown_tensor_lists_the_names_in_scope() {
+    let e = one(&model("input a: [8];\noutput y = Dense(1)(zzz);"));
+    at(&e, 3, 21, "unknown tensor `zzz`");
+    assert_eq!(e.help, "tensors in scope: `a`");
+}
+
+#[test]
+fn unknown_layer_instance() {
+    let e = one(&model("input x: [8];\noutput y = encoder(x);"));
+    at(&e, 3, 12, "unknown layer `encoder`");
+    assert!(e.help.starts_with("declare it with `layer encoder = Dense(8);`"), "{e:#?}");
+}
+
+#[test]
+fn unknown_layer_kind_suggests_a_kind() {
+    let e = one(&model("input x: [8];\noutput y = Dens(1)(x);"));
+    at(&e, 3, 12, "unknown layer `Dens`");
+    assert_eq!(e.help, "did you mean `Dense`?");
+}
+
+#[test]
+fn duplicate_input_points_at_the_second() {
+    let e = one(&model("input x: [8];\ninput x: [4];\noutput y = Dense(1)(x);"));
+    at(&e, 3, 7, "input `x` is declared twice");
+    assert_eq!(e.notes, [(2, 7, "first declared here".to_string())]);
+}
+
+#[test]
+fn duplicate_layer_points_at_both() {
+    let e = one(&model("input x: [8];\nlayer enc = Dense(8);\nlayer enc = Dense(4);\noutput y = enc(x);"));
+    at(&e, 4, 7, "layer `enc` is declared twice");
+    assert_eq!(e.notes, [(3, 7, "first declared here".to_string())]);
+}
+
+#[test]
+fn duplicate_output_points_at_both() {
+    let e = one(&model("input x: [8];\noutput y = Dense(1)(x);\noutput y = Dense(2)(x);"));
+    at(&e, 4, 8, "output `y` is defined twice");
+    assert_eq!(e.notes, [(3, 8, "first defined here".to_string())]);
+}
+
+#[test]
+fn layer_used_as_a_tensor() {
+    let e = one(&model("input x: [8];\nlayer enc = Dense(8);\nlet h = enc(x);\noutput y = Dense(1)(enc);"));
+    at(&e, 5, 21, "`enc` is a layer, not a tensor");
+    assert_eq!(e.help, "call it on a tensor: `enc(x)`");
+}
+
+#[test]
+fn tensor_called_as_a_layer() {
+    let e = one(&model("input x: [8];\nlet h = Dense(8)(x);\noutput y = h(x);"));
+    at(&e, 4, 12, "`h` is a tensor, not a layer");
+}
+
+#[test]
+fn duplicate_explicit_layer_name() {
+    let e = one(&model("input x: [8];\nlet h = Dense(8, name = \"hidden\")(x);\noutput y = Dense(1, name = \"hidden\")(h);"));
+    at(&e, 4, 28, "layer name \"hidden\" is used twice");
+    assert_eq!(e.notes, [(3, 25, "first used here".to_string())]);
+    assert!(e.help.contains("\"hidden/kernel\""), "{e:#?}");
+}
+
+#[test]
+fn invalid_explicit_layer_name() {
+    let e = one(&model("input x: [8];\noutput y = Dense(1, name = \"a/b\")(x);"));
+    at(&e, 3, 28, "layer name \"a/b\" is not valid");
+}
+
+#[test]
+fn unused_input() {
+    let e = one(&model("input x: [8];\ninput extra: [4];\noutput y = Dense(1)(x);"));
+    at(&e, 3, 7, "input `extra` is never used");
+}
+
+#[test]
+fn input_used_only_by_a_dead_branch() {
+    let e = one(&model("input x: [8];\ninput side: [4];\nlet u = Dense(2)(side);\noutput y = Dense(1)(x);"));
+    at(&e, 3, 7, "input `side` is used, but no output depends on it");
+}
+
+#[test]
+fn layer_declared_but_never_called() {
+    let e = one(&model("input x: [8];\nlayer enc = Dense(8);\noutput y = Dense(1)(x);"));
+    at(&e, 3, 7, "layer `enc` is declared but never called");
+}
+
+// ---- model-level ------------------------------------------------------------------------------------
+
+#[test]
+fn model_without_outputs() {
+    let e = one(&model("input x: [8];\nlet h = Dense(8)(x);"));
+    at(&e, 1, 12, "model `M` has no output");
+}
+
+#[test]
+fn model_without_inputs_is_one_error_at_the_first_use() {
+    let e = one(&model("output y = Dense(1)(x);"));
+    at(&e, 2, 21, "unknown tensor `x`");
+    assert_eq!(e.help, "model `M` has no input yet: declare one first, e.g. `input x: [8];`");
+    // Without any use of a tensor, the model itself is blamed.
+    let errs = errors(&model("output y = Concatenate()([]);"));
+    let e = errs.iter().find(|e| e.msg.contains("has no input")).expect("no-input error");
+    at(e, 1, 12, "model `M` has no input");
+}
+
+#[test]
+fn output_of_a_list() {
+    let e = one(&model("input a: [8];\ninput b: [8];\noutput y = [a, b];"));
+    at(&e, 4, 12, "a list of tensors can only be passed to a merge layer");
+}
+
+#[test]
+fn nested_lists() {
+    let e = one(&model("input a: [8];\ninput b: [8];\noutput y = Concatenate()([a, [b, a]]);"));
+    at(&e, 4, 30, "nested lists are not allowed");
+}
+
+// ---- arguments --------------------------------------------------------------------------------------
+
+#[test]
+fn units_must_be_positive() {
+    let e = one(&model("input x: [8];\noutput y = Dense(0)(x);"));
+    at(&e, 3, 18, "`units` of Dense must be a positive integer, got 0");
+    let e = one(&model("input x: [8];\noutput y = Dense(-4)(x);"));
+    at(&e, 3, 18, "`units` of Dense must be a positive integer, got -4");
+}
+
+#[test]
+fn missing_required_argument() {
+    let e = one(&model("input x: [8];\noutput y = Dense()(x);"));
+    at(&e, 3, 12, "Dense is missing its required argument `units`");
+}
+
+#[test]
+fn wrong_argument_type() {
+    let e = one(&model("input x: [8];\noutput y = Dense(8.5)(x);"));
+    at(&e, 3, 18, "`units` of Dense must be a positive integer, got the number 8.5");
+    let e = one(&model("input x: [8];\noutput y = Dense(1, use_bias = 1)(x);"));
+    at(&e, 3, 32, "`use_bias` of Dense must be `true` or `false`, got the integer 1");
+    let e = one(&model("input x: [8];\noutput y = Dense(1, name = head)(x);"));
+    at(&e, 3, 28, "`name` of Dense must be a string literal, got `head`");
+}
+
+#[test]
+fn unknown_activation_suggests_one() {
+    let e = one(&model("input x: [8];\noutput y = Dense(1, activation = rleu)(x);"));
+    at(&e, 3, 34, "unknown activation `rleu`");
+    assert!(e.help.starts_with("did you mean `relu`?"), "{e:#?}");
+}
+
+#[test]
+fn activation_of_the_wrong_type() {
+    let e = one(&model("input x: [8];\noutput y = Dense(1, activation = 3)(x);"));
+    at(&e, 3, 34, "the activation of Dense must be a name like `relu`, got the integer 3");
+}
+
+#[test]
+fn unknown_keyword_suggests_one() {
+    let e = one(&model("input x: [8];\noutput y = Dense(1, activaton = relu)(x);"));
+    at(&e, 3, 21, "Dense has no argument `activaton`");
+    assert!(e.help.starts_with("did you mean `activation`?"), "{e:#?}");
+}
+
+#[test]
+fn argument_given_twice() {
+    let e = one(&model("input x: [8];\noutput y = Dense(8, units = 16)(x);"));
+    at(&e, 3, 29, "`units` of Dense is given twice");
+    let e = one(&model("input x: [8];\noutput y = Dense(1, name = \"a\", name = \"b\")(x);"));
+    at(&e, 3, 40, "`name` of Dense is given twice");
+}
+
+#[test]
+fn too_many_positional_arguments() {
+    let e = one(&model("input x: [8];\noutput y = Dense(8, relu, true, 3)(x);"));
+    at(&e, 3, 33, "Dense takes at most 3 positional arguments, this is argument 4");
+}
+
+#[test]
+fn input_dimension_must_be_positive() {
+    let e = one(&model("input x: [-3];\noutput y = Dense(1)(x);"));
+    at(&e, 2, 11, "input `x` has a dimension of -3: every dimension must be at least 1");
+    let e = one(&model("input x: [4, 0];\noutput y = Dense(1)(x);"));
+    at(&e, 2, 14, "input `x` has a dimension of 0: every dimension must be at least 1");
+}
+
+#[test]
+fn concatenate_axis_must_be_an_integer() {
+    let e = one(&model("input a: [8];\ninput b: [8];\noutput y = Concatenate(axis = last)([a, b]);"));
+    at(&e, 4, 31, "`axis` of Concatenate must be an integer, got `last`");
+}
+
+// ---- shapes -----------------------------------------------------------------------------------------
+
+#[test]
+fn dense_applies_to_the_last_axis_of_any_rank() {
+    assert!(errors(&model("input x: [4, 4, 3];\noutput y = Dense(2)(x);")).is_empty());
+}
+
+#[test]
+fn concatenate_mismatch_names_tensors_and_shapes() {
+    let e =
+        one(&model("input x: [3, 8];\ninput s: [5, 4];\nlet l = Dense(16)(x);\nlet r = Dense(16)(s);\noutput y = Concatenate()([l, r]);"));
+    assert_eq!((e.line, e.col), (6, 12));
+    assert!(e.msg.contains("`l` (None, 3, 16) and `r` (None, 5, 16) differ at axis 1 (3 vs 5)"), "{e:#?}");
+}
+
+#[test]
+fn concatenate_rank_mismatch() {
+    let e = one(&model("input a: [8];\ninput b: [4, 8];\noutput y = Concatenate()([a, b]);"));
+    assert_eq!((e.line, e.col), (4, 12));
+    assert!(e.msg.contains("`a` (None, 8) has rank 2 and `b` (None, 4, 8) has rank 3"), "{e:#?}");
+}
+
+#[test]
+fn concatenate_axis_out_of_range_and_batch_axis() {
+    let e = one(&model("input a: [4, 8];\ninput b: [4, 8];\noutput y = Concatenate(axis = 3)([a, b]);"));
+    assert!(e.msg.starts_with("axis 3 is out of range for Concatenate"), "{e:#?}");
+    let e = one(&model("input a: [8];\ninput b: [8];\noutput y = Concatenate(axis = 0)([a, b]);"));
+    assert!(e.msg.starts_with("Concatenate cannot join along the batch axis"), "{e:#?}");
+}
+
+#[test]
+fn merge_arity() {
+    let e = one(&model("input a: [8];\noutput y = Concatenate()([a]);"));
+    at(&e, 3, 12, "Concatenate needs at least 2 tensors, but is given 1");
+    let e = one(&model("input a: [8];\noutput y = Concatenate()(a);"));
+    at(&e, 3, 12, "Concatenate merges a list of tensors, but is called on the single tensor `a`");
+    let e = one(&model("input a: [8];\ninput b: [8];\noutput y = Dense(1)([a, b]);"));
+    at(&e, 4, 12, "Dense takes one tensor, but is called on a list of 2");
+}
+
+#[test]
+fn shared_layer_on_another_shape() {
+    let e = one(&model(
+        "input a: [4];\ninput b: [6];\nlayer enc = Dense(8);\nlet ea = enc(a);\nlet eb = enc(b);\noutput y = Concatenate()([ea, eb]);",
+    ));
+    assert_eq!((e.line, e.col), (6, 10));
+    assert!(e.msg.contains("built on `a` (None, 4)") && e.msg.contains("called here on `b` (None, 6)"), "{e:#?}");
+    assert_eq!(e.notes, [(5, 10, "first called here".to_string())]);
+}
+
+// ---- nested models ----------------------------------------------------------------------------------
+
+const TOWER: &str = "pub struct Tower {\n input v: [6];\n output w = Dense(2)(v);\n}\n";
+
+#[test]
+fn nested_model_wrong_input_shape() {
+    let src = format!("{TOWER}pub struct Outer {{\n input x: [5];\n layer tower = Tower;\n output y = tower(x);\n}}");
+    let e = one(&src);
+    at(&e, 8, 19, "input `v` of `tower` (Tower) has shape (None, 6), but is given `x` (None, 5)");
+}
+
+#[test]
+fn nested_model_wrong_input_count() {
+    let src = "pub struct Pair {\n input l: [4];\n input r: [4];\n output w = Concatenate()([l, r]);\n}\n\
+               pub struct Outer {\n input x: [4];\n layer pair = Pair;\n output y = pair(x);\n}";
+    let e = one(src);
+    at(&e, 9, 13, "`pair` (Pair) takes 2 inputs (`l`, `r`), but is called on 1");
+    assert_eq!(e.help, "pass a list in input order: `pair([l, r])`");
+}
+
+#[test]
+fn nested_model_bound_to_too_many_names() {
+    let src = format!("{TOWER}pub struct Outer {{\n input x: [6];\n layer tower = Tower;\n let (a, b) = tower(x);\n output y = Concatenate()([a, b]);\n}}");
+    let e = one(&src);
+    at(&e, 8, 7, "this expression gives one tensor, but 2 names are bound");
+}
+
+#[test]
+fn model_containing_itself() {
+    let e = one("pub struct Loop {\n input x: [4];\n layer inner = Loop;\n output y = inner(x);\n}");
+    at(&e, 3, 16, "model `Loop` contains itself");
+}
+
+// ---- accumulation -----------------------------------------------------------------------------------
+
+#[test]
+fn independent_errors_are_reported_together_without_cascades() {
+    let errs = errors(&model(
+        "input a: [8];\ninput b: [4, 2];\nlet h = Dense(16, activation = rleu)(a);\nlet g = Dense(0)(a);\nlet j = Concatenate()([a, b]);\noutput y = Concatenate()([h, g, j]);",
+    ));
+    let at: Vec<(usize, usize)> = errs.iter().map(|e| (e.line, e.col)).collect();
+    assert_eq!(at, [(4, 32), (5, 15), (6, 9)], "{errs:#?}");
+}
+
+#[test]
+fn an_error_in_one_model_leaves_the_others_alone() {
+    let src =
+        "pub struct Good {\n input x: [4];\n output y = Dense(2)(x);\n}\npub struct Bad {\n input x: [4];\n output y = Dense(2)(z);\n}";
+    let (tokens, diags) = compile(TokenStream::from_str(src).unwrap());
+    assert_eq!(diags.len(), 1);
+    let text = tokens.to_string();
+    // Both models' structs exist; only the failed one has unreachable bodies.
+    assert!(text.contains("pub struct Good") && text.contains("pub struct Bad"), "{text}");
+    assert!(text.contains("GoodInputs") && text.contains("BadInputs"), "{text}");
+}
+
+// ---- sizes ------------------------------------------------------------------------------------------
+
+#[test]
+fn sizes_that_would_overflow_are_rejected() {
+    let e = one(&model("input x: [65536, 65536, 2];\noutput y = Dense(1)(x);"));
+    at(&e, 2, 10, "input `x` of shape (None, 65536, 65536, 2) is too large");
+    let e = one(&model("input x: [8];\noutput y = Dense(9223372036854775807)(x);"));
+    at(&e, 3, 12, "Dense would give a tensor of shape (None, 9223372036854775807), which is too large");
+    let e = one(&model("input x: [65536];\noutput y = Dense(65536)(x);"));
+    at(&e, 3, 12, "the `kernel` of Dense would have shape (65536, 65536), which is too large");
+}

@@ -1,0 +1,222 @@
+//! Property test: random mutations of valid models never make the compiler panic.
+//!
+//! Each case takes a valid model, applies one to three random edits to its token tree (delete, swap or
+//! duplicate a token, change a number, rename an identifier, empty or re-delimit or flatten a group), and
+//! runs `compile` and the diagnostics' conversion to `compile_error!`s (together: `expand`) under
+//! `catch_unwind`. Deterministic: a fixed-seed xorshift generator.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use proc_macro2::{Delimiter, Group, Ident, Literal, Span, TokenStream, TokenTree};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::str::FromStr;
+
+/// Valid models the mutations start from.
+const SEEDS: &[&str] = &[
+    "/// Two branches.
+     pub struct Fusion {
+        input left_features: [8];
+        input right_features: [4];
+        let left = Dense(16, activation = relu)(left_features);
+        let left = Dense(8, activation = relu)(left);
+        let right = Dense(8, activation = relu)(right_features);
+        let merged = Concatenate()([left, right]);
+        output score = Dense(1, activation = sigmoid)(merged);
+    }",
+    "pub struct Tower {
+        input v: [6];
+        output w = Dense(3, activation = tanh, name = \"proj\")(v);
+    }
+    pub struct Siamese {
+        input a: [6];
+        input b: [6];
+        layer tower = Tower;
+        layer enc = Dense(4, activation = relu, use_bias = false);
+        let ta = enc(tower(a));
+        let tb = enc(tower(b));
+        output same = Dense(1, activation = sigmoid)(Concatenate(axis = -1)([ta, tb]));
+    }",
+    "pub(crate) struct Seq {
+        input tokens: [5, 8];
+        input extra: [3, 8] as f32;
+        let h = Dense(16, activation = gelu)(tokens);
+        let j = Concatenate(axis = 1)([tokens, extra]);
+        output y = Dense(2)(h);
+        output z = Activation(softmax)(j);
+    }",
+    "pub struct Pair {
+        input l: [4];
+        input r: [4];
+        output s = Concatenate()([l, r]);
+        output d = Dense(2)(l);
+    }
+    struct Outer {
+        input x: [4];
+        input y: [4];
+        layer pair = Pair(trainable = false);
+        let (s, d) = pair([x, y]);
+        output o = Dense(1)(Concatenate()([s, d]));
+    }",
+];
+
+const IDENTS: &[&str] = &[
+    "input",
+    "layer",
+    "let",
+    "output",
+    "struct",
+    "pub",
+    "as",
+    "i32",
+    "Dense",
+    "Concatenate",
+    "Activation",
+    "Tower",
+    "Pair",
+    "Outer",
+    "Siamese",
+    "relu",
+    "rleu",
+    "name",
+    "axis",
+    "units",
+    "x",
+    "a",
+    "left",
+    "merged",
+    "tower",
+    "enc",
+    "None",
+    "self",
+];
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+}
+
+fn random_literal(rng: &mut Rng) -> Literal {
+    match rng.below(8) {
+        0 => Literal::i64_unsuffixed(0),
+        1 => Literal::i64_unsuffixed(-1),
+        2 => Literal::i64_unsuffixed(i64::MAX),
+        3 => Literal::u64_unsuffixed(u64::MAX),
+        4 => Literal::f64_unsuffixed(0.5),
+        5 => Literal::string("dense"),
+        6 => Literal::i64_unsuffixed(1 + rng.below(64) as i64),
+        _ => Literal::usize_suffixed(3),
+    }
+}
+
+/// Applies one random edit somewhere in `tokens` (descending into groups at random).
+fn mutate(rng: &mut Rng, tokens: TokenStream) -> TokenStream {
+    let mut trees: Vec<TokenTree> = tokens.into_iter().collect();
+    // Descend into a random group half of the time.
+    let groups: Vec<usize> = trees.iter().enumerate().filter(|(_, t)| matches!(t, TokenTree::Group(_))).map(|(i, _)| i).collect();
+    if !groups.is_empty() && rng.below(3) != 0 {
+        let i = groups[rng.below(groups.len())];
+        if let TokenTree::Group(g) = &trees[i] {
+            let inner = mutate(rng, g.stream());
+            let mut ng = Group::new(g.delimiter(), inner);
+            ng.set_span(g.span());
+            trees[i] = TokenTree::Group(ng);
+        }
+        return trees.into_iter().collect();
+    }
+    if trees.is_empty() {
+        trees.push(TokenTree::Ident(Ident::new(IDENTS[rng.below(IDENTS.len())], Span::call_site())));
+        return trees.into_iter().collect();
+    }
+    let i = rng.below(trees.len());
+    match rng.below(9) {
+        0 | 1 => {
+            trees.remove(i);
+        }
+        2 => {
+            let j = (i + 1).min(trees.len() - 1);
+            trees.swap(i, j);
+        }
+        3 => {
+            let t = trees[i].clone();
+            trees.insert(i, t);
+        }
+        4 => trees[i] = TokenTree::Literal(random_literal(rng)),
+        5 => trees[i] = TokenTree::Ident(Ident::new(IDENTS[rng.below(IDENTS.len())], Span::call_site())),
+        6 => {
+            // Group edit: empty it, change its delimiter, or splice its contents in its place.
+            if let TokenTree::Group(g) = trees[i].clone() {
+                match rng.below(3) {
+                    0 => trees[i] = TokenTree::Group(Group::new(g.delimiter(), TokenStream::new())),
+                    1 => {
+                        let d = [Delimiter::Parenthesis, Delimiter::Bracket, Delimiter::Brace, Delimiter::None][rng.below(4)];
+                        trees[i] = TokenTree::Group(Group::new(d, g.stream()));
+                    }
+                    _ => {
+                        trees.splice(i..=i, g.stream());
+                    }
+                }
+            } else {
+                trees.remove(i);
+            }
+        }
+        7 => {
+            // Move a token tree elsewhere.
+            let t = trees.remove(i);
+            let j = rng.below(trees.len() + 1);
+            trees.insert(j, t);
+        }
+        _ => {
+            // Duplicate a whole statement-sized run.
+            let len = 1 + rng.below(6);
+            let run: Vec<TokenTree> = trees.iter().skip(i).take(len).cloned().collect();
+            let j = rng.below(trees.len() + 1);
+            trees.splice(j..j, run);
+        }
+    }
+    trees.into_iter().collect()
+}
+
+#[test]
+fn mutated_models_never_panic() {
+    let seeds: Vec<TokenStream> = SEEDS.iter().map(|s| TokenStream::from_str(s).unwrap()).collect();
+    for s in &seeds {
+        let (_, diags) = model_compiler::compile(s.clone());
+        let msgs: Vec<&str> = diags.items().iter().map(|d| d.message.as_str()).collect();
+        assert!(msgs.is_empty(), "seed does not compile: {msgs:?}\n{s}");
+    }
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let cases = 10_000;
+    let mut with_errors = 0usize;
+    for case in 0..cases {
+        let mut tokens = seeds[case % seeds.len()].clone();
+        for _ in 0..1 + rng.below(3) {
+            tokens = mutate(&mut rng, tokens);
+        }
+        let source = tokens.to_string();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            // `expand` is exactly `compile` followed by this conversion: one run covers both.
+            let (_, diags) = model_compiler::compile(tokens);
+            let _ = diags.to_compile_errors();
+            diags.len()
+        }));
+        match result {
+            Ok(n) => with_errors += usize::from(n > 0),
+            Err(_) => panic!("case {case}: the compiler panicked on\n{source}"),
+        }
+    }
+    // The mutations must mostly produce broken models, or they test little.
+    assert!(with_errors > cases / 2, "only {with_errors} of {cases} mutated models had errors");
+}
