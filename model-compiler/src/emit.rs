@@ -130,8 +130,12 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
     let out_names: Vec<&Ident> = sig.outputs.iter().map(|o| &o.0).collect();
     let out_idx: Vec<usize> = (0..sig.outputs.len()).collect();
     // Per-sample rank of each output: known, or guessed for a stub from the layers that feed it.
-    let out_ranks: Vec<usize> =
-        sig.outputs.iter().enumerate().map(|(i, (_, s))| s.as_ref().map(Shape::rank).or_else(|| sig.output_ranks.get(i).copied()).unwrap_or(1)).collect();
+    let out_ranks: Vec<usize> = sig
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, s))| s.as_ref().map(Shape::rank).or_else(|| sig.output_ranks.get(i).copied()).unwrap_or(1))
+        .collect();
     let out_dims: Vec<TokenStream> = out_ranks.iter().map(|r| rank_dim(r + 1)).collect();
     // `Dim([batch, d1, ...])` per output, the shape `predict_into` gives it (zeros in a stub, which never runs).
     let out_shapes: Vec<TokenStream> = sig

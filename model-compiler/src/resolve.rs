@@ -466,7 +466,23 @@ impl Resolver<'_> {
     }
 
     fn call(&mut self, c: &ast::CallExpr) -> Option<Vec<ValueId>> {
-        // Operands first (source order of evaluation).
+        // The callee first, as Python evaluates it.
+        let instance = match &c.callee {
+            Callee::Instance(id) => match self.instances.get(&id.to_string()) {
+                Some((i, _)) => {
+                    self.called.insert(id.to_string());
+                    *i
+                }
+                None => {
+                    // Reported here; the operands are still resolved so their own mistakes show too.
+                    self.unknown_layer(id);
+                    Instance::Poisoned
+                }
+            },
+            Callee::Ctor(ctor) => self.instantiate(ctor, None),
+        };
+        // Then the operands: Python evaluates `Dense(3)(Dense(8)(x))` callee first, so Keras names the outer
+        // layer `dense` and the inner one `dense_1`; default names follow that order.
         let (operands, spans, list) = match c.arg.as_ref() {
             Expr::List(l) => {
                 let mut ops = Vec::new();
@@ -485,19 +501,6 @@ impl Resolver<'_> {
                 (ops, spans, true)
             }
             other => (vec![self.expr(other)], vec![other.span()], false),
-        };
-        let instance = match &c.callee {
-            Callee::Instance(id) => match self.instances.get(&id.to_string()) {
-                Some((i, _)) => {
-                    self.called.insert(id.to_string());
-                    *i
-                }
-                None => {
-                    self.unknown_layer(id);
-                    return None;
-                }
-            },
-            Callee::Ctor(ctor) => self.instantiate(ctor, None),
         };
         let span = c.callee.span();
         let layer = match instance {
@@ -634,6 +637,25 @@ impl Resolver<'_> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use crate::layers::tests::{errors, ok_shapes};
+
+    #[test]
+    fn default_names_follow_python_evaluation_order_callee_before_operands() {
+        use std::str::FromStr;
+        let src = "struct M { input x: [4]; let h = Dense(6)(x); output y = Dense(3)(Dense(8)(h)); }";
+        let mut diags = crate::diag::Diagnostics::new();
+        let file = crate::parse::parse(proc_macro2::TokenStream::from_str(src).unwrap(), &mut diags);
+        let hir = super::resolve(&file.models[0], &file, &mut diags);
+        let named: Vec<(&str, usize)> = hir
+            .layers
+            .iter()
+            .map(|l| match &l.kind {
+                Some(crate::layers::LayerKind::Dense(d)) => (l.name.as_str(), d.units),
+                _ => ("?", 0),
+            })
+            .collect();
+        // As `keras.layers.Dense(3)(keras.layers.Dense(8)(h))` names them.
+        assert_eq!(named, [("dense", 6), ("dense_1", 3), ("dense_2", 8)]);
+    }
 
     #[test]
     fn one_tensor_cannot_be_two_outputs() {
