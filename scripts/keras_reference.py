@@ -64,12 +64,114 @@ def linear_mse():
     return model, {"y": keras.losses.MeanSquaredError()}
 
 
-MODELS = {"fusion": fusion, "softmax_head": softmax_head, "linear_mse": linear_mse}
+def branch_concat():
+    """examples/branch_concat.rs: one input, three parallel paths, concatenated."""
+    x = keras.Input(shape=(8,), name="features")
+    wide = layers.Dense(16, activation="relu", name="dense")(x)
+    narrow = layers.Dense(8, activation="tanh", name="dense_1")(x)
+    linear = layers.Dense(4, name="dense_2")(x)
+    joined = layers.Concatenate(name="concatenate")([wide, narrow, linear])
+    label = layers.Dense(1, activation="sigmoid", name="dense_3")(joined)
+    return keras.Model([x], {"label": label}), {"label": keras.losses.BinaryCrossentropy()}
+
+
+def multitask():
+    """examples/multitask.rs: a shared trunk and three heads with three losses."""
+    x = keras.Input(shape=(6,), name="x")
+    trunk = layers.Dense(24, activation="relu", name="dense")(x)
+    trunk = layers.Dense(16, activation="tanh", name="dense_1")(trunk)
+    flag = layers.Dense(1, activation="sigmoid", name="dense_2")(trunk)
+    amount = layers.Dense(1, name="dense_3")(trunk)
+    cls = layers.Dense(3, activation="softmax", name="dense_4")(layers.Dense(8, activation="relu", name="dense_5")(trunk))
+    losses = {
+        "flag": keras.losses.BinaryCrossentropy(),
+        "amount": keras.losses.MeanSquaredError(),
+        "class": keras.losses.CategoricalCrossentropy(),
+    }
+    return keras.Model([x], {"flag": flag, "amount": amount, "class": cls}), losses
+
+
+def merges():
+    """examples/merges.rs: two projections combined by every merge, Dot included."""
+    a = keras.Input(shape=(6,), name="a")
+    b = keras.Input(shape=(6,), name="b")
+    pa = layers.Dense(8, activation="tanh", name="dense")(a)
+    pb = layers.Dense(8, activation="tanh", name="dense_1")(b)
+    merged = layers.Concatenate(name="concatenate")(
+        [
+            layers.Add()([pa, pb]),
+            layers.Subtract()([pa, pb]),
+            layers.Multiply()([pa, pb]),
+            layers.Average()([pa, pb]),
+            layers.Maximum()([pa, pb]),
+            layers.Minimum()([pa, pb]),
+            layers.Dot(axes=1)([pa, pb]),
+        ]
+    )
+    y = layers.Dense(1, name="dense_2")(layers.Dense(16, activation="relu", name="dense_3")(merged))
+    return keras.Model([a, b], {"y": y}), {"y": keras.losses.MeanSquaredError()}
+
+
+def residual():
+    """examples/residual.rs: a stem and two residual blocks."""
+    x = keras.Input(shape=(10,), name="x")
+    h = layers.Dense(16, activation="relu", name="dense")(x)
+    r = layers.Dense(16, activation="relu", name="dense_1")(h)
+    r = layers.Dense(16, name="dense_2")(r)
+    h = layers.Add()([h, r])
+    r = layers.Dense(16, activation="tanh", name="dense_3")(h)
+    h = layers.Add()([h, layers.Dense(16, name="dense_4")(r)])
+    y = layers.Dense(1, activation="sigmoid", name="dense_5")(h)
+    return keras.Model([x], {"y": y}), {"y": keras.losses.BinaryCrossentropy()}
+
+
+def shared_layer():
+    """examples/shared_layer.rs: one encoder instance applied to both inputs."""
+    a = keras.Input(shape=(12,), name="a")
+    b = keras.Input(shape=(12,), name="b")
+    enc = layers.Dense(16, activation="tanh", name="dense")
+    d = layers.Subtract()([enc(a), enc(b)])
+    same = layers.Dense(1, activation="sigmoid", name="dense_1")(layers.Multiply()([d, d]))
+    return keras.Model([a, b], {"same": same}), {"same": keras.losses.BinaryCrossentropy()}
+
+
+def nested_models():
+    """examples/nested_models.rs: a tower used twice and a frozen feature model, as layers."""
+    tx = keras.Input(shape=(6,))
+    tower = keras.Model(tx, layers.Dense(4, activation="tanh", name="dense_1")(layers.Dense(12, activation="relu", name="dense")(tx)), name="tower")
+    fx = keras.Input(shape=(4,))
+    features = keras.Model(fx, layers.Dense(6, activation="tanh", name="dense")(fx), name="features")
+    features.trainable = False
+    left = keras.Input(shape=(6,), name="left")
+    right = keras.Input(shape=(6,), name="right")
+    meta = keras.Input(shape=(4,), name="meta")
+    merged = layers.Concatenate()([tower(left), tower(right), features(meta)])
+    score = layers.Dense(1, activation="sigmoid", name="dense")(layers.Dense(8, activation="relu", name="dense_1")(merged))
+    return keras.Model([left, right, meta], {"score": score}), {"score": keras.losses.BinaryCrossentropy()}
+
+
+MODELS = {
+    "fusion": fusion,
+    "softmax_head": softmax_head,
+    "linear_mse": linear_mse,
+    "branch_concat": branch_concat,
+    "multitask": multitask,
+    "merges": merges,
+    "residual": residual,
+    "shared_layer": shared_layer,
+    "nested_models": nested_models,
+}
 
 
 def weight_names(model):
-    """`<layer>/<weight>` for every weight, in model.weights order."""
-    by_id = {id(w): f"{layer.name}/{w.name}" for layer in model.layers for w in layer.weights}
+    """`<layer>/<weight>` (`<model>/<layer>/<weight>` inside a nested model) for every weight, in model.weights order."""
+    by_id = {}
+    for layer in model.layers:
+        inner = layer.layers if isinstance(layer, keras.Model) else [layer]
+        prefix = f"{layer.name}/" if isinstance(layer, keras.Model) else ""
+        for sub in inner:
+            for w in sub.weights:
+                by_id.setdefault(id(w), f"{prefix}{sub.name}/{w.name}")
     return [by_id[id(w)] for w in model.weights]
 
 

@@ -80,6 +80,43 @@ fn check_adam<N: Network>(model: &N, fx: &Fixture) {
     }
 }
 
+/// One parity test: the model's weights set from the fixture, then outputs, total loss, every gradient and
+/// the weights after three Adam(1e-2) steps compared with Keras'.
+macro_rules! parity {
+    ($test:ident, $fixture:literal, $model:ident, $inputs:ident { $($input:ident),* }, $outputs:ident, $targets:ident, $losses:ident { $($output:ident: $loss:expr),* }) => {
+        #[test]
+        fn $test() {
+            let fx = fixture($fixture);
+            let mut model = $model::new(0);
+            set_params(&mut model, &fx);
+            let inputs = $inputs { $($input: view2(&fx, concat!("input/", stringify!($input)))),* };
+            let out = model.forward(&inputs, true).unwrap();
+            $(
+                let want = get(&fx, concat!("output/", stringify!($output)));
+                assert_close(stringify!($output), out.$output.as_slice().unwrap(), want.as_slice().unwrap(), 1e-5, 0.0);
+            )*
+            let mut total = 0.0;
+            let d_outputs = $outputs {
+                $($output: {
+                    let (value, grad) = loss_and_grad($loss, &out.$output.clone().into_dyn(), get(&fx, concat!("target/", stringify!($output))));
+                    total += value;
+                    grad.into_dimensionality().unwrap()
+                }),*
+            };
+            assert_close("loss", &[total as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+            let grads = model.backward(&d_outputs).unwrap();
+            check_grads::<$model>(&grads, &fx);
+
+            let targets = $targets { $($output: view2(&fx, concat!("target/", stringify!($output)))),* };
+            let mut trainer = model.compile(Adam::new(1e-2), $losses { $($output: $loss),* }, &[]);
+            for _ in 0..3 {
+                trainer.train_step(&inputs, &targets).unwrap();
+            }
+            check_adam(&model, &fx);
+        }
+    };
+}
+
 model! {
     /// BENCH M1, as examples/fusion.rs.
     struct Fusion {
@@ -92,29 +129,15 @@ model! {
         output score = Dense(1, activation = sigmoid)(merged);
     }
 }
-
-#[test]
-fn fusion_matches_keras() {
-    let fx = fixture("fusion");
-    let mut model = Fusion::new(0);
-    set_params(&mut model, &fx);
-    let inputs = FusionInputs { left_features: view2(&fx, "input/left_features"), right_features: view2(&fx, "input/right_features") };
-    let out = model.forward(&inputs, true).unwrap();
-    assert_close("score", out.score.as_slice().unwrap(), get(&fx, "output/score").as_slice().unwrap(), 1e-5, 0.0);
-
-    let target = get(&fx, "target/score");
-    let (loss, dy) = loss_and_grad(Loss::BinaryCrossentropy, &out.score.clone().into_dyn(), target);
-    assert_close("loss", &[loss as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
-    let grads = model.backward(&FusionOutputs { score: dy.into_dimensionality().unwrap() }).unwrap();
-    check_grads::<Fusion>(&grads, &fx);
-
-    let targets = FusionTargets { score: view2(&fx, "target/score") };
-    let mut trainer = model.compile(Adam::new(1e-2), FusionLosses { score: Loss::BinaryCrossentropy }, &[]);
-    for _ in 0..3 {
-        trainer.train_step(&inputs, &targets).unwrap();
-    }
-    check_adam(&model, &fx);
-}
+parity!(
+    fusion_matches_keras,
+    "fusion",
+    Fusion,
+    FusionInputs { left_features, right_features },
+    FusionOutputs,
+    FusionTargets,
+    FusionLosses { score: Loss::BinaryCrossentropy }
+);
 
 model! {
     /// A tanh hidden layer, a sigmoid Activation layer and a softmax head.
@@ -125,28 +148,15 @@ model! {
         output probs = Dense(3, activation = softmax)(h);
     }
 }
-
-#[test]
-fn softmax_head_matches_keras() {
-    let fx = fixture("softmax_head");
-    let mut model = SoftmaxHead::new(0);
-    set_params(&mut model, &fx);
-    let inputs = SoftmaxHeadInputs { x: view2(&fx, "input/x") };
-    let out = model.forward(&inputs, true).unwrap();
-    assert_close("probs", out.probs.as_slice().unwrap(), get(&fx, "output/probs").as_slice().unwrap(), 1e-5, 0.0);
-
-    let (loss, dy) = loss_and_grad(Loss::CategoricalCrossentropy, &out.probs.clone().into_dyn(), get(&fx, "target/probs"));
-    assert_close("loss", &[loss as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
-    let grads = model.backward(&SoftmaxHeadOutputs { probs: dy.into_dimensionality().unwrap() }).unwrap();
-    check_grads::<SoftmaxHead>(&grads, &fx);
-
-    let targets = SoftmaxHeadTargets { probs: view2(&fx, "target/probs") };
-    let mut trainer = model.compile(Adam::new(1e-2), SoftmaxHeadLosses { probs: Loss::CategoricalCrossentropy }, &[]);
-    for _ in 0..3 {
-        trainer.train_step(&inputs, &targets).unwrap();
-    }
-    check_adam(&model, &fx);
-}
+parity!(
+    softmax_head_matches_keras,
+    "softmax_head",
+    SoftmaxHead,
+    SoftmaxHeadInputs { x },
+    SoftmaxHeadOutputs,
+    SoftmaxHeadTargets,
+    SoftmaxHeadLosses { probs: Loss::CategoricalCrossentropy }
+);
 
 model! {
     /// Linear layers, one without bias, and mean squared error.
@@ -156,25 +166,159 @@ model! {
         output y = Dense(2)(h);
     }
 }
+parity!(
+    linear_mse_matches_keras,
+    "linear_mse",
+    LinearMse,
+    LinearMseInputs { x },
+    LinearMseOutputs,
+    LinearMseTargets,
+    LinearMseLosses { y: Loss::MeanSquaredError }
+);
 
-#[test]
-fn linear_mse_matches_keras() {
-    let fx = fixture("linear_mse");
-    let mut model = LinearMse::new(0);
-    set_params(&mut model, &fx);
-    let inputs = LinearMseInputs { x: view2(&fx, "input/x") };
-    let out = model.forward(&inputs, true).unwrap();
-    assert_close("y", out.y.as_slice().unwrap(), get(&fx, "output/y").as_slice().unwrap(), 1e-5, 0.0);
-
-    let (loss, dy) = loss_and_grad(Loss::MeanSquaredError, &out.y.clone().into_dyn(), get(&fx, "target/y"));
-    assert_close("loss", &[loss as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
-    let grads = model.backward(&LinearMseOutputs { y: dy.into_dimensionality().unwrap() }).unwrap();
-    check_grads::<LinearMse>(&grads, &fx);
-
-    let targets = LinearMseTargets { y: view2(&fx, "target/y") };
-    let mut trainer = model.compile(Adam::new(1e-2), LinearMseLosses { y: Loss::MeanSquaredError }, &[]);
-    for _ in 0..3 {
-        trainer.train_step(&inputs, &targets).unwrap();
+model! {
+    /// As examples/branch_concat.rs.
+    struct Branches {
+        input features: [8];
+        let wide = Dense(16, activation = relu)(features);
+        let narrow = Dense(8, activation = tanh)(features);
+        let linear = Dense(4)(features);
+        let joined = Concatenate()([wide, narrow, linear]);
+        output label = Dense(1, activation = sigmoid)(joined);
     }
-    check_adam(&model, &fx);
 }
+parity!(
+    branch_concat_matches_keras,
+    "branch_concat",
+    Branches,
+    BranchesInputs { features },
+    BranchesOutputs,
+    BranchesTargets,
+    BranchesLosses { label: Loss::BinaryCrossentropy }
+);
+
+model! {
+    /// As examples/multitask.rs.
+    struct MultiTask {
+        input x: [6];
+        let trunk = Dense(24, activation = relu)(x);
+        let trunk = Dense(16, activation = tanh)(trunk);
+        output flag = Dense(1, activation = sigmoid)(trunk);
+        output amount = Dense(1)(trunk);
+        output class = Dense(3, activation = softmax)(Dense(8, activation = relu)(trunk));
+    }
+}
+parity!(
+    multitask_matches_keras,
+    "multitask",
+    MultiTask,
+    MultiTaskInputs { x },
+    MultiTaskOutputs,
+    MultiTaskTargets,
+    MultiTaskLosses { flag: Loss::BinaryCrossentropy, amount: Loss::MeanSquaredError, class: Loss::CategoricalCrossentropy }
+);
+
+model! {
+    /// As examples/merges.rs.
+    struct Interactions {
+        input a: [6];
+        input b: [6];
+        let pa = Dense(8, activation = tanh)(a);
+        let pb = Dense(8, activation = tanh)(b);
+        let merged = Concatenate()([
+            Add()([pa, pb]),
+            Subtract()([pa, pb]),
+            Multiply()([pa, pb]),
+            Average()([pa, pb]),
+            Maximum()([pa, pb]),
+            Minimum()([pa, pb]),
+            Dot(axes = 1)([pa, pb]),
+        ]);
+        output y = Dense(1)(Dense(16, activation = relu)(merged));
+    }
+}
+parity!(
+    merges_match_keras,
+    "merges",
+    Interactions,
+    InteractionsInputs { a, b },
+    InteractionsOutputs,
+    InteractionsTargets,
+    InteractionsLosses { y: Loss::MeanSquaredError }
+);
+
+model! {
+    /// As examples/residual.rs.
+    struct ResNet {
+        input x: [10];
+        let h = Dense(16, activation = relu)(x);
+        let r = Dense(16, activation = relu)(h);
+        let r = Dense(16)(r);
+        let h = Add()([h, r]);
+        let r = Dense(16, activation = tanh)(h);
+        let h = Add()([h, Dense(16)(r)]);
+        output y = Dense(1, activation = sigmoid)(h);
+    }
+}
+parity!(
+    residual_matches_keras,
+    "residual",
+    ResNet,
+    ResNetInputs { x },
+    ResNetOutputs,
+    ResNetTargets,
+    ResNetLosses { y: Loss::BinaryCrossentropy }
+);
+
+model! {
+    /// As examples/shared_layer.rs.
+    struct Siamese {
+        input a: [12];
+        input b: [12];
+        layer enc = Dense(16, activation = tanh);
+        let d = Subtract()([enc(a), enc(b)]);
+        output same = Dense(1, activation = sigmoid)(Multiply()([d, d]));
+    }
+}
+parity!(
+    shared_layer_matches_keras,
+    "shared_layer",
+    Siamese,
+    SiameseInputs { a, b },
+    SiameseOutputs,
+    SiameseTargets,
+    SiameseLosses { same: Loss::BinaryCrossentropy }
+);
+
+model! {
+    /// As examples/nested_models.rs.
+    struct Tower {
+        input x: [6];
+        let h = Dense(12, activation = relu)(x);
+        output y = Dense(4, activation = tanh)(h);
+    }
+
+    struct Features {
+        input x: [4];
+        output f = Dense(6, activation = tanh)(x);
+    }
+
+    struct Composed {
+        input left: [6];
+        input right: [6];
+        input meta: [4];
+        layer tower = Tower;
+        layer features = Features(trainable = false);
+        let merged = Concatenate()([tower(left), tower(right), features(meta)]);
+        output score = Dense(1, activation = sigmoid)(Dense(8, activation = relu)(merged));
+    }
+}
+parity!(
+    nested_models_match_keras,
+    "nested_models",
+    Composed,
+    ComposedInputs { left, right, meta },
+    ComposedOutputs,
+    ComposedTargets,
+    ComposedLosses { score: Loss::BinaryCrossentropy }
+);
