@@ -72,8 +72,6 @@ model! {
 }
 
 #[test]
-#[ignore = "matrixmultiply allocates a packing buffer per sgemm call (one per Dense forward/backward GEMM), so this fails \
-            like train_steps_allocate_nothing_after_warm_up until kernels::gemm stops allocating; the merge and Dot kernels allocate nothing"]
 fn merge_train_steps_allocate_nothing_after_warm_up() {
     let mut rng = Rng::new(2);
     let a = Array2::from_shape_fn((16, 6), |_| rng.uniform(-1.0, 1.0));

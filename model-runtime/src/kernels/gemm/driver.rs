@@ -1,0 +1,434 @@
+//! The GEMM algorithm, generic over [`Simd`]: a [`Problem`] (raw strided matrices) and a scratch
+//! slice in, C updated in place. Three paths, chosen by [`plan`]:
+//!
+//! - **direct**: register tiles read op(A) where it lies and B from one packed k×NR column panel
+//!   at a time (or, for fewer than MR rows and contiguous B rows, B in place). No A packing and no
+//!   k-blocking, so it wins for the small and skinny products of small models and for batch 1.
+//! - **packed** (BLIS-style): op(A) blocks and B panels are packed into scratch so the
+//!   microkernel streams contiguous memory; for large products.
+//! - **dot rows**: batch-1 with B transposed, where each output is a dot of two contiguous rows.
+//!
+//! Every kernel is `#[inline(always)]` so it is compiled inside the per-ISA `#[target_feature]`
+//! entry points in `mod.rs`, at that vector width.
+
+// Kernels index small fixed-size tiles; ranges read clearer than iterator chains here.
+#![allow(clippy::needless_range_loop)]
+
+use super::simd::Simd;
+
+/// Upper bound on the k-block: a packed B micro-panel (KC×NR) stays in L1 while an A micro-panel
+/// streams past it.
+const KC_MAX: usize = 256;
+/// Upper bound on the m-block: a packed A block (MC×KC) stays in L2.
+const MC_MAX: usize = 96;
+/// Upper bound on the n-block: a packed B block (KC×NC) stays in L3.
+const NC_MAX: usize = 4096;
+/// Below this many multiply-adds (m·k·n) the direct path is used even for a tall A.
+const DIRECT_MAX_WORK: usize = 64 * 128 * 128;
+/// Up to this many rows of op(A) the direct path is used whatever the size (B read in place
+/// is streamed once per row tile, which is no worse than packing it).
+const DIRECT_MAX_ROWS: usize = 32;
+
+/// C (m×n, row-major, leading dimension n) = alpha·op(A)·op(B) + beta·C, with op(A)(i, p) at
+/// `a + i·rsa + p·csa` and op(B)(p, j) at `b + p·rsb + j·csb`.
+#[derive(Clone, Copy)]
+pub(super) struct Problem {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub a: *const f32,
+    pub rsa: usize,
+    pub csa: usize,
+    pub b: *const f32,
+    pub rsb: usize,
+    pub csb: usize,
+    pub c: *mut f32,
+}
+
+/// Which algorithm runs, decided before scratch is borrowed so its size is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Path {
+    /// Register tiles over A in place and B packed one column panel at a time.
+    Direct,
+    /// Pack A blocks and B panels, then run the microkernel over them.
+    Packed,
+    /// m == 1 with B stored n×k: one dot product per output.
+    DotRows,
+}
+
+/// Tile and block sizes of one instruction set's kernels.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Tiles {
+    /// Rows of the packed microkernel.
+    pub mr: usize,
+    /// Columns of the packed microkernel (vectors × lanes).
+    pub nr: usize,
+}
+
+/// The path for `p` and the scratch it needs (in `f32`s).
+pub(super) fn plan(p: &Problem, t: Tiles) -> (Path, usize) {
+    if p.m == 1 && p.csb != 1 {
+        return (Path::DotRows, 0);
+    }
+    if p.m <= DIRECT_MAX_ROWS || p.m.saturating_mul(p.k).saturating_mul(p.n) <= DIRECT_MAX_WORK {
+        let scratch = if p.m < t.mr && p.csb == 1 { 0 } else { p.k * t.nr };
+        return (Path::Direct, scratch);
+    }
+    let b = Blocks::new(p, t);
+    (Path::Packed, b.mc * b.kc + b.kc * b.nc)
+}
+
+/// Runs `p` along `path`. Tiles are given as const parameters: `MR` rows by `NV` vectors for
+/// both the packed microkernel and the direct kernel.
+///
+/// # Safety
+/// Every element addressed by `p` (m×k of A, k×n of B, m×n of C) must be valid, C writable and
+/// aliasing neither input; `scratch` must hold at least what [`plan`] returned for this `path`;
+/// the CPU must support `S`.
+#[inline(always)]
+pub(super) unsafe fn run<S: Simd, const MR: usize, const NV: usize>(p: &Problem, path: Path, scratch: &mut [f32]) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        match path {
+            Path::DotRows => dot_rows::<S, 4>(p),
+            Path::Direct if p.m < MR && p.csb == 1 => direct::<S, 1, 4>(p),
+            Path::Direct => direct_panels::<S, MR, NV>(p, scratch),
+            Path::Packed => packed::<S, MR, NV>(p, scratch),
+        }
+    }
+}
+
+/// C = alpha·acc + beta·C for the top-left `mr`×`nr` of one tile at `c` (row stride `ldc`); with
+/// beta == 0 the old C is not read.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
+    acc: &[[S::V; NV]; MR],
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    // SAFETY: the caller guarantees the mr×nr tile at `c` is writable; lanes past `nr` are
+    // masked off by `load_n`/`store_n`.
+    unsafe {
+        let va = S::splat(alpha);
+        let vb = S::splat(beta);
+        for r in 0..mr.min(MR) {
+            let row = c.add(r * ldc);
+            for v in 0..NV {
+                let off = v * S::LANES;
+                if off >= nr {
+                    break;
+                }
+                let w = (nr - off).min(S::LANES);
+                let x = S::mul(va, acc[r][v]);
+                let dst = row.add(off);
+                if w == S::LANES {
+                    let y = if beta == 0.0 { x } else { S::fma(vb, S::load(dst), x) };
+                    S::store(dst, y);
+                } else {
+                    let y = if beta == 0.0 { x } else { S::fma(vb, S::load_n(dst, w), x) };
+                    S::store_n(dst, w, y);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct path.
+
+/// Register tiles of `MR`×`NV·LANES` over op(A) in place, against B packed one k×NR column
+/// panel at a time into `scratch` (k·NR values): the panel is contiguous and zero-padded, so the
+/// kernel needs no masked loads and no power-of-two row stride evicts it from L1.
+#[inline(always)]
+unsafe fn direct_panels<S: Simd, const MR: usize, const NV: usize>(p: &Problem, scratch: &mut [f32]) {
+    let nr_full = NV * S::LANES;
+    let panel = &mut scratch[..p.k * nr_full];
+    let mut q = *p;
+    q.rsb = nr_full;
+    q.csb = 1;
+    // SAFETY: tiles stay inside m×n; `pack_b` writes k·NR values into `panel` and the kernel
+    // reads exactly those.
+    unsafe {
+        for j0 in (0..p.n).step_by(nr_full) {
+            let nr = (p.n - j0).min(nr_full);
+            pack_b::<S, NV>(p, 0, p.k, j0, nr, panel);
+            q.b = panel.as_ptr();
+            for i0 in (0..p.m).step_by(MR) {
+                let mr = (p.m - i0).min(MR);
+                let acc = direct_tile::<S, MR, NV, true>(&q, p.a.add(i0 * p.rsa), mr, q.b, nr_full);
+                store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.n + j0), p.n, mr, nr, p.alpha, p.beta);
+            }
+        }
+    }
+}
+
+/// Register tiles of `MR`×`NV·LANES` over op(A) and B in place; B must have `csb == 1`.
+#[inline(always)]
+unsafe fn direct<S: Simd, const MR: usize, const NV: usize>(p: &Problem) {
+    let nr_full = NV * S::LANES;
+    // SAFETY: tiles stay inside m×n; the kernel reads rows < m of A and columns < n of B.
+    unsafe {
+        // Column panels outer, so one B panel (k×NR) stays in cache across all row tiles.
+        for j0 in (0..p.n).step_by(nr_full) {
+            let nr = (p.n - j0).min(nr_full);
+            for i0 in (0..p.m).step_by(MR) {
+                let mr = (p.m - i0).min(MR);
+                let a = p.a.add(i0 * p.rsa);
+                let b = p.b.add(j0);
+                let acc = if nr == nr_full {
+                    direct_tile::<S, MR, NV, true>(p, a, mr, b, nr)
+                } else {
+                    direct_tile::<S, MR, NV, false>(p, a, mr, b, nr)
+                };
+                store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.n + j0), p.n, mr, nr, p.alpha, p.beta);
+            }
+        }
+    }
+}
+
+/// acc = op(A)[rows, :]·B[:, cols] for one tile: `a` points at its first row, `b` at its first
+/// column. Rows past `mr` repeat row `mr - 1` (computed and discarded) so the tile shape is
+/// fixed; `FULL` says all `NV·LANES` columns are inside B.
+#[inline(always)]
+unsafe fn direct_tile<S: Simd, const MR: usize, const NV: usize, const FULL: bool>(
+    p: &Problem,
+    a: *const f32,
+    mr: usize,
+    b: *const f32,
+    nr: usize,
+) -> [[S::V; NV]; MR] {
+    // SAFETY: rows are clamped below `mr`, columns masked below `nr`, and p < k.
+    unsafe {
+        let rows: [*const f32; MR] = std::array::from_fn(|r| a.add(r.min(mr - 1) * p.rsa));
+        let width: [usize; NV] = std::array::from_fn(|v| nr.saturating_sub(v * S::LANES).min(S::LANES));
+        let mut acc = [[S::zero(); NV]; MR];
+        for q in 0..p.k {
+            let brow = b.add(q * p.rsb);
+            let mut bv = [S::zero(); NV];
+            for v in 0..NV {
+                bv[v] = if FULL || width[v] == S::LANES {
+                    S::load(brow.add(v * S::LANES))
+                } else if width[v] > 0 {
+                    S::load_n(brow.add(v * S::LANES), width[v])
+                } else {
+                    S::zero()
+                };
+            }
+            for r in 0..MR {
+                let av = S::splat(*rows[r].add(q * p.csa));
+                for v in 0..NV {
+                    acc[r][v] = S::fma(av, bv[v], acc[r][v]);
+                }
+            }
+        }
+        acc
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dot-rows path (m == 1, B stored n×k).
+
+/// c[j] = alpha·dot(a, B[j, :]) + beta·c[j], `R` outputs at a time.
+#[inline(always)]
+unsafe fn dot_rows<S: Simd, const R: usize>(p: &Problem) {
+    let l = S::LANES;
+    let k_full = p.k / l * l;
+    // SAFETY: j < n and q < k throughout; the tail is masked.
+    unsafe {
+        for j0 in (0..p.n).step_by(R) {
+            let rows = (p.n - j0).min(R);
+            let brow: [*const f32; R] = std::array::from_fn(|r| p.b.add((j0 + r.min(rows - 1)) * p.csb));
+            let mut acc = [S::zero(); R];
+            let mut q = 0;
+            while q < k_full {
+                let av = S::load(p.a.add(q * p.csa));
+                for r in 0..R {
+                    acc[r] = S::fma(av, S::load(brow[r].add(q)), acc[r]);
+                }
+                q += l;
+            }
+            if q < p.k {
+                let w = p.k - q;
+                let av = S::load_n(p.a.add(q * p.csa), w);
+                for r in 0..R {
+                    acc[r] = S::fma(av, S::load_n(brow[r].add(q), w), acc[r]);
+                }
+            }
+            for r in 0..rows {
+                let cj = p.c.add(j0 + r);
+                let d = p.alpha * S::hsum(acc[r]);
+                *cj = if p.beta == 0.0 { d } else { d + p.beta * *cj };
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packed path.
+
+/// Block sizes for one problem: the maxima split evenly, so the last block is not a sliver.
+struct Blocks {
+    mc: usize,
+    kc: usize,
+    nc: usize,
+}
+
+impl Blocks {
+    fn new(p: &Problem, t: Tiles) -> Blocks {
+        let even = |len: usize, max: usize, unit: usize| {
+            let parts = len.div_ceil(max).max(1);
+            len.div_ceil(parts).div_ceil(unit) * unit
+        };
+        Blocks { mc: even(p.m, MC_MAX, t.mr), kc: even(p.k, KC_MAX, 1), nc: even(p.n, NC_MAX, t.nr) }
+    }
+}
+
+/// The BLIS loop nest: n-blocks, k-blocks (B panel packed), m-blocks (A block packed), then
+/// micro-tiles. Scratch holds the A block (mc×kc) then the B block (kc×nc).
+#[inline(always)]
+unsafe fn packed<S: Simd, const MR: usize, const NV: usize>(p: &Problem, scratch: &mut [f32]) {
+    let nr_full = NV * S::LANES;
+    let bl = Blocks::new(p, Tiles { mr: MR, nr: nr_full });
+    let (abuf, rest) = scratch.split_at_mut(bl.mc * bl.kc);
+    let bbuf = &mut rest[..bl.kc * bl.nc];
+    // SAFETY: blocks stay inside m×k, k×n and m×n; the buffers were sized by `plan` from the
+    // same `Blocks`, and packing writes at most mc×kc and kc×nc values.
+    unsafe {
+        for jc in (0..p.n).step_by(bl.nc) {
+            let nc = (p.n - jc).min(bl.nc);
+            for pc in (0..p.k).step_by(bl.kc) {
+                let kc = (p.k - pc).min(bl.kc);
+                // The first k-block applies beta; later ones accumulate onto it.
+                let beta = if pc == 0 { p.beta } else { 1.0 };
+                pack_b::<S, NV>(p, pc, kc, jc, nc, bbuf);
+                // A thread split would go here: each thread packs and runs its own m-blocks
+                // against the shared packed B (needs a per-thread A buffer, which the
+                // thread-local scratch already is).
+                for ic in (0..p.m).step_by(bl.mc) {
+                    let mc = (p.m - ic).min(bl.mc);
+                    pack_a::<MR>(p, ic, mc, pc, kc, abuf);
+                    for jr in (0..nc).step_by(nr_full) {
+                        let nr = (nc - jr).min(nr_full);
+                        let bp = bbuf.as_ptr().add(jr * kc);
+                        for ir in (0..mc).step_by(MR) {
+                            let mr = (mc - ir).min(MR);
+                            let ap = abuf.as_ptr().add(ir * kc);
+                            let acc = micro::<S, MR, NV>(kc, ap, bp);
+                            let c = p.c.add((ic + ir) * p.n + jc + jr);
+                            store_tile::<S, MR, NV>(&acc, c, p.n, mr, nr, p.alpha, beta);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The microkernel: acc = Ã·B̃ over `kc` steps of one packed A micro-panel (kc×MR, MR values per
+/// step) and one packed B micro-panel (kc×NR, NR values per step).
+#[inline(always)]
+unsafe fn micro<S: Simd, const MR: usize, const NV: usize>(kc: usize, ap: *const f32, bp: *const f32) -> [[S::V; NV]; MR] {
+    let nr = NV * S::LANES;
+    // SAFETY: the packed panels hold kc·MR and kc·NR values.
+    unsafe {
+        let mut acc = [[S::zero(); NV]; MR];
+        for q in 0..kc {
+            let b = bp.add(q * nr);
+            let mut bv = [S::zero(); NV];
+            for v in 0..NV {
+                bv[v] = S::load(b.add(v * S::LANES));
+            }
+            let a = ap.add(q * MR);
+            for r in 0..MR {
+                let av = S::splat(*a.add(r));
+                for v in 0..NV {
+                    acc[r][v] = S::fma(av, bv[v], acc[r][v]);
+                }
+            }
+        }
+        acc
+    }
+}
+
+/// Packs op(A)[ic..ic+mc, pc..pc+kc] into MR-row micro-panels, each kc steps of MR values; rows
+/// past `mc` are zero.
+#[inline(always)]
+unsafe fn pack_a<const MR: usize>(p: &Problem, ic: usize, mc: usize, pc: usize, kc: usize, buf: &mut [f32]) {
+    // SAFETY: reads rows ic..ic+mc < m and columns pc..pc+kc <= k of op(A); writes
+    // ceil(mc/MR)·MR·kc <= buf.len() values.
+    unsafe {
+        let dst = buf.as_mut_ptr();
+        for ir in (0..mc).step_by(MR) {
+            let mr = (mc - ir).min(MR);
+            let panel = dst.add(ir * kc);
+            let src = p.a.add((ic + ir) * p.rsa + pc * p.csa);
+            if p.rsa == 1 && mr == MR {
+                // op(A) = Aᵀ: the MR values of one step are contiguous.
+                for q in 0..kc {
+                    std::ptr::copy_nonoverlapping(src.add(q * p.csa), panel.add(q * MR), MR);
+                }
+            } else {
+                for r in 0..MR {
+                    if r < mr {
+                        let row = src.add(r * p.rsa);
+                        for q in 0..kc {
+                            *panel.add(q * MR + r) = *row.add(q * p.csa);
+                        }
+                    } else {
+                        for q in 0..kc {
+                            *panel.add(q * MR + r) = 0.0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs op(B)[pc..pc+kc, jc..jc+nc] into NR-column micro-panels, each kc steps of NR values;
+/// columns past `nc` are zero.
+#[inline(always)]
+unsafe fn pack_b<S: Simd, const NV: usize>(p: &Problem, pc: usize, kc: usize, jc: usize, nc: usize, buf: &mut [f32]) {
+    let nr_full = NV * S::LANES;
+    // SAFETY: reads rows pc..pc+kc < k and columns jc..jc+nc <= n of op(B); writes
+    // ceil(nc/NR)·NR·kc <= buf.len() values.
+    unsafe {
+        let dst = buf.as_mut_ptr();
+        for jr in (0..nc).step_by(nr_full) {
+            let nr = (nc - jr).min(nr_full);
+            let panel = dst.add(jr * kc);
+            let src = p.b.add(pc * p.rsb + (jc + jr) * p.csb);
+            if p.csb == 1 {
+                // B rows are contiguous: copy NR values per step, zero-padding a short panel.
+                for q in 0..kc {
+                    let d = panel.add(q * nr_full);
+                    std::ptr::copy_nonoverlapping(src.add(q * p.rsb), d, nr);
+                    for j in nr..nr_full {
+                        *d.add(j) = 0.0;
+                    }
+                }
+            } else {
+                // B stored transposed: read each column (contiguous in memory) once.
+                for j in 0..nr_full {
+                    if j < nr {
+                        let col = src.add(j * p.csb);
+                        for q in 0..kc {
+                            *panel.add(q * nr_full + j) = *col.add(q * p.rsb);
+                        }
+                    } else {
+                        for q in 0..kc {
+                            *panel.add(q * nr_full + j) = 0.0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Single-precision GEMM on flat row-major slices, our own: transposes as strides, a direct
+//! (unpacked) path for small and skinny products, a BLIS-style packed path for large ones, and a
+//! dot-product path for batch-1 backward. Vector width is picked at run time (AVX2+FMA or portable
+//! code); packing scratch is thread-local and reused, so steady-state calls allocate
+//! nothing.
+//!
+//! Layout: `simd` (one vector trait, one impl per instruction set), `driver` (the algorithm,
+//! generic over the trait), `scratch` (the reusable buffer); this file checks arguments and
+//! dispatches.
+
+mod driver;
+mod scratch;
+mod simd;
+
+use driver::{Path, Problem, Tiles};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// C (m×n, row-major) = alpha·op(A)·op(B) + beta·C.
+///
+/// op(A) is m×k: `a` is stored m×k row-major, or k×m row-major when `trans_a`.
+/// op(B) is k×n: `b` is stored k×n row-major, or n×k row-major when `trans_b`.
+/// Transposes are expressed as strides, so they cost no copy. With `beta == 0` the old contents of
+/// `c` are ignored entirely (even NaN). Elements of `c` past `m*n` are not touched. After the first
+/// call of a given size on a thread (which may grow that thread's packing scratch), allocates
+/// nothing.
+///
+/// # Panics
+/// When a slice is shorter than its matrix (`a.len() < m*k`, `b.len() < k*n`, `c.len() < m*n`).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(m: usize, k: usize, n: usize, alpha: f32, a: &[f32], trans_a: bool, b: &[f32], trans_b: bool, beta: f32, c: &mut [f32]) {
+    sgemm_on(isa(), m, k, n, alpha, a, trans_a, b, trans_b, beta, c);
+}
+
+/// [`sgemm`] on a given instruction set, which must be supported (tests run every one there is).
+#[allow(clippy::too_many_arguments)]
+fn sgemm_on(
+    isa: Isa,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    beta: f32,
+    c: &mut [f32],
+) {
+    // These checks guard the raw-pointer kernels below, so they are real asserts, not debug ones.
+    assert!(a.len() >= m * k, "sgemm: a has {} elements, needs {}", a.len(), m * k);
+    assert!(b.len() >= k * n, "sgemm: b has {} elements, needs {}", b.len(), k * n);
+    assert!(c.len() >= m * n, "sgemm: c has {} elements, needs {}", c.len(), m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let c = &mut c[..m * n];
+    if k == 0 {
+        scale(beta, c);
+        return;
+    }
+    // A one-row op(A) is the same k contiguous values whether or not it is transposed.
+    let (rsa, csa) = if trans_a && m > 1 { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
+    let p = Problem { m, k, n, alpha, beta, a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, c: c.as_mut_ptr() };
+    let (path, len) = driver::plan(&p, isa.tiles());
+    scratch::with(len, |buf| {
+        // SAFETY: the asserts above guarantee every element addressed by (m, k, n) and the
+        // strides lies inside `a`, `b` and `c`; `c` is uniquely borrowed, so it aliases neither
+        // input; `buf` has the length `plan` asked for; `isa` is supported (see `isa()` and the
+        // tests, which only pass detected ones).
+        unsafe { isa.run(&p, path, buf) }
+    });
+}
+
+/// c = beta·c, where beta == 0 writes zeros regardless of c's old contents.
+fn scale(beta: f32, c: &mut [f32]) {
+    if beta == 0.0 {
+        c.fill(0.0);
+    } else if beta != 1.0 {
+        c.iter_mut().for_each(|v| *v *= beta);
+    }
+}
+
+/// An instruction set the kernels are built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isa {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+/// The detected [`Isa`] as `Isa::code`, or 0 before the first call.
+static DETECTED: AtomicU8 = AtomicU8::new(0);
+
+/// The best instruction set this CPU supports, detected once.
+fn isa() -> Isa {
+    match DETECTED.load(Ordering::Relaxed) {
+        0 => {
+            let best = Isa::available().last().copied().unwrap_or(Isa::Portable);
+            DETECTED.store(best.code(), Ordering::Relaxed);
+            best
+        }
+        code => Isa::from_code(code),
+    }
+}
+
+impl Isa {
+    /// Every instruction set this CPU supports, worst to best.
+    fn available() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut v = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                v.push(Isa::Avx2);
+            }
+        }
+        v
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Isa::Portable => 1,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Isa {
+        match code {
+            #[cfg(target_arch = "x86_64")]
+            2 => Isa::Avx2,
+            _ => Isa::Portable,
+        }
+    }
+
+    /// Microkernel shape; must match the const parameters in [`Isa::run`].
+    fn tiles(self) -> Tiles {
+        match self {
+            Isa::Portable => Tiles { mr: 4, nr: 16 },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Tiles { mr: 6, nr: 16 },
+        }
+    }
+
+    /// # Safety
+    /// As [`driver::run`], and the CPU must support `self`.
+    unsafe fn run(self, p: &Problem, path: Path, buf: &mut [f32]) {
+        // SAFETY: forwarded from this function's contract.
+        unsafe {
+            match self {
+                Isa::Portable => driver::run::<simd::Portable, 4, 2>(p, path, buf),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => run_avx2(p, path, buf),
+            }
+        }
+    }
+}
+
+/// The driver compiled for AVX2+FMA. Safety: as [`driver::run`], on a CPU with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2(p: &Problem, path: Path, buf: &mut [f32]) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { driver::run::<simd::Avx2, 6, 2>(p, path, buf) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::Rng;
+
+    /// Naive triple loop in f64 over the stored layouts.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(m: usize, k: usize, n: usize, alpha: f32, a: &[f32], ta: bool, b: &[f32], tb: bool, beta: f32, c: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0f64;
+                for p in 0..k {
+                    let av = if ta { a[p * m + i] } else { a[i * k + p] };
+                    let bv = if tb { b[j * k + p] } else { b[p * n + j] };
+                    s += av as f64 * bv as f64;
+                }
+                let old = if beta == 0.0 { 0.0 } else { beta as f64 * c[i * n + j] as f64 };
+                out[i * n + j] = (alpha as f64 * s + old) as f32;
+            }
+        }
+        out
+    }
+
+    fn random(rng: &mut Rng, len: usize) -> Vec<f32> {
+        (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
+    }
+
+    #[test]
+    fn sgemm_matches_naive_for_all_transposes_shapes_and_betas() {
+        let mut rng = Rng::new(7);
+        let shapes = [(1, 1, 1), (1, 5, 7), (1, 19, 1), (1, 33, 17), (4, 1, 3), (5, 3, 1), (3, 4, 5), (17, 9, 13), (8, 32, 16), (2, 0, 3)];
+        for &(m, k, n) in &shapes {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    for (alpha, beta) in [(1.0, 0.0), (1.0, 1.0), (0.5, -2.0)] {
+                        let a = random(&mut rng, m * k);
+                        let b = random(&mut rng, k * n);
+                        let c0 = random(&mut rng, m * n);
+                        let want = naive(m, k, n, alpha, &a, ta, &b, tb, beta, &c0);
+                        for isa in Isa::available() {
+                            let mut c = c0.clone();
+                            sgemm_on(isa, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c);
+                            for (got, want) in c.iter().zip(&want) {
+                                assert!(
+                                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                                    "{isa:?} m={m} k={k} n={n} ta={ta} tb={tb} beta={beta}: {got} vs {want}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sgemm_with_beta_zero_ignores_nan_in_c() {
+        let mut rng = Rng::new(3);
+        for &(m, k, n) in &[(1, 4, 6), (1, 4, 6), (6, 5, 4), (2, 0, 2), (40, 20, 37), (100, 300, 70)] {
+            for tb in [false, true] {
+                let a = random(&mut rng, m * k);
+                let b = random(&mut rng, k * n);
+                for isa in Isa::available() {
+                    let mut c = vec![f32::NAN; m * n];
+                    sgemm_on(isa, m, k, n, 1.0, &a, false, &b, tb, 0.0, &mut c);
+                    assert!(c.iter().all(|v| v.is_finite()), "{isa:?} m={m} k={k} n={n}: {c:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sgemm_leaves_c_beyond_m_times_n_untouched() {
+        let a = [1.0, 2.0];
+        let b = [3.0, 4.0];
+        let mut c = [0.0, 9.0];
+        sgemm(1, 2, 1, 1.0, &a, false, &b, false, 0.0, &mut c);
+        assert_eq!(c, [11.0, 9.0]);
+    }
+
+    /// Max |got - want| / (1 + |want|) against the f64 reference.
+    fn max_rel_err(got: &[f32], want: &[f32]) -> f32 {
+        got.iter().zip(want).map(|(g, w)| (g - w).abs() / (1.0 + w.abs())).fold(0.0, f32::max)
+    }
+
+    /// Runs one random case on every available instruction set; the tolerance grows with k
+    /// because f32 sums of k products carry about sqrt(k) rounding steps.
+    #[allow(clippy::too_many_arguments)]
+    fn check_random(rng: &mut Rng, m: usize, k: usize, n: usize, ta: bool, tb: bool, alpha: f32, beta: f32) {
+        let a = random(rng, m * k);
+        let b = random(rng, k * n);
+        // Sentinels past m*n must survive.
+        let mut c0 = random(rng, m * n);
+        c0.extend([f32::MAX, -7.0]);
+        let want = naive(m, k, n, alpha, &a, ta, &b, tb, beta, &c0);
+        let tol = 2e-6 * (k as f32 + 4.0);
+        for isa in Isa::available() {
+            let mut c = c0.clone();
+            sgemm_on(isa, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c);
+            let err = max_rel_err(&c[..m * n], &want);
+            assert!(err <= tol, "{isa:?} m={m} k={k} n={n} ta={ta} tb={tb} alpha={alpha} beta={beta}: error {err}");
+            assert_eq!(c[m * n..], [f32::MAX, -7.0], "{isa:?} m={m} k={k} n={n}: wrote past m*n");
+        }
+    }
+
+    #[test]
+    fn sgemm_matches_f64_reference_on_random_shapes_off_the_block_sizes() {
+        let mut rng = Rng::new(11);
+        let dims = [1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 47, 65, 97, 130];
+        for case in 0..160 {
+            let pick = |r: &mut Rng| dims[(r.uniform(0.0, dims.len() as f32) as usize).min(dims.len() - 1)];
+            let (m, k, n) = (pick(&mut rng), pick(&mut rng), pick(&mut rng));
+            let (ta, tb) = (case % 2 == 1, case / 2 % 2 == 1);
+            let (alpha, beta) = [(1.0, 0.0), (1.0, 1.0), (-0.75, 0.5), (2.0, -1.0)][case / 4 % 4];
+            check_random(&mut rng, m, k, n, ta, tb, alpha, beta);
+        }
+    }
+
+    #[test]
+    fn sgemm_matches_f64_reference_on_packed_sizes_and_large_k() {
+        let mut rng = Rng::new(5);
+        // Past the direct-path limits, several m-, k- and n-blocks, ragged edges everywhere.
+        let shapes = [(33, 70, 45), (97, 300, 130), (200, 513, 77), (129, 1030, 33), (41, 9, 4200), (3, 2000, 5)];
+        for &(m, k, n) in &shapes {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                check_random(&mut rng, m, k, n, ta, tb, 1.0, 1.0);
+                check_random(&mut rng, m, k, n, ta, tb, 0.5, 0.0);
+            }
+        }
+    }
+
+    #[test]
+    fn sgemm_with_beta_zero_ignores_nan_in_c_on_every_path() {
+        let mut rng = Rng::new(9);
+        for &(m, k, n) in &[(1, 40, 33), (8, 3, 17), (150, 300, 140)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true)] {
+                let a = random(&mut rng, m * k);
+                let b = random(&mut rng, k * n);
+                let want = naive(m, k, n, 1.0, &a, ta, &b, tb, 0.0, &vec![0.0; m * n]);
+                for isa in Isa::available() {
+                    let mut c = vec![f32::NAN; m * n];
+                    sgemm_on(isa, m, k, n, 1.0, &a, ta, &b, tb, 0.0, &mut c);
+                    assert!(max_rel_err(&c, &want) < 1e-3, "{isa:?} m={m} k={k} n={n} ta={ta} tb={tb}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plan_picks_direct_for_small_and_packed_for_large_products() {
+        let p = |m, k, n, csb| Problem {
+            m,
+            k,
+            n,
+            alpha: 1.0,
+            beta: 0.0,
+            a: std::ptr::null(),
+            rsa: k,
+            csa: 1,
+            b: std::ptr::null(),
+            rsb: 1,
+            csb,
+            c: std::ptr::null_mut(),
+        };
+        let t = Tiles { mr: 6, nr: 16 };
+        assert_eq!(driver::plan(&p(32, 8, 16, 1), t), (Path::Direct, 8 * 16));
+        assert_eq!(driver::plan(&p(3, 8, 16, 1), t), (Path::Direct, 0));
+        assert_eq!(driver::plan(&p(32, 8, 16, 8), t), (Path::Direct, 8 * 16));
+        assert_eq!(driver::plan(&p(1, 784, 512, 784), t).0, Path::DotRows);
+        assert_eq!(driver::plan(&p(256, 784, 512, 1), t).0, Path::Packed);
+    }
+}

@@ -1,0 +1,168 @@
+//! The vector operations the GEMM kernels are written against, one implementation per instruction
+//! set: AVX2+FMA (8 lanes) and a portable one (8 lanes of plain arrays that LLVM maps onto
+//! whatever the baseline target has). An AVX-512 one would be another impl of [`Simd`].
+//!
+//! Every method is `unsafe`: the x86 ones may only run on a CPU with the feature (checked once by
+//! the dispatcher in `mod.rs`), and the loads and stores take raw pointers that must be valid for
+//! the lanes they touch. The x86 methods carry `#[target_feature]` and `#[inline]`, so once the
+//! generic kernel is inlined into a wrapper compiled with the same features, they inline too and
+//! the accumulators stay in registers.
+
+/// One SIMD instruction set: a vector of `LANES` `f32` and the handful of operations GEMM needs.
+pub(super) trait Simd {
+    /// The vector type.
+    type V: Copy;
+    /// `f32` lanes in [`Simd::V`].
+    const LANES: usize;
+
+    /// All lanes zero.
+    unsafe fn zero() -> Self::V;
+    /// All lanes `x`.
+    unsafe fn splat(x: f32) -> Self::V;
+    /// `LANES` values from `p` (unaligned).
+    unsafe fn load(p: *const f32) -> Self::V;
+    /// The first `n` (< `LANES`) values from `p`, the other lanes zero; reads nothing past `p + n`.
+    unsafe fn load_n(p: *const f32, n: usize) -> Self::V;
+    /// `LANES` values to `p` (unaligned).
+    unsafe fn store(p: *mut f32, v: Self::V);
+    /// The first `n` (< `LANES`) lanes to `p`; writes nothing past `p + n`.
+    unsafe fn store_n(p: *mut f32, n: usize, v: Self::V);
+    /// `a·b + c` (fused where the instruction set has it).
+    unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `a·b`.
+    unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// The sum of the lanes.
+    unsafe fn hsum(v: Self::V) -> f32;
+}
+
+/// Plain arrays: correct everywhere, vectorized by LLVM for the baseline target (SSE2 on x86-64,
+/// NEON on aarch64).
+pub(super) struct Portable;
+
+impl Simd for Portable {
+    type V = [f32; 8];
+    const LANES: usize = 8;
+
+    #[inline(always)]
+    unsafe fn zero() -> [f32; 8] {
+        [0.0; 8]
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> [f32; 8] {
+        [x; 8]
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> [f32; 8] {
+        // SAFETY: the caller guarantees 8 readable values at `p`.
+        unsafe { p.cast::<[f32; 8]>().read_unaligned() }
+    }
+    #[inline(always)]
+    unsafe fn load_n(p: *const f32, n: usize) -> [f32; 8] {
+        let mut v = [0.0; 8];
+        // SAFETY: the caller guarantees `n` readable values at `p`, and `n < 8`.
+        unsafe { std::ptr::copy_nonoverlapping(p, v.as_mut_ptr(), n) };
+        v
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: [f32; 8]) {
+        // SAFETY: the caller guarantees 8 writable values at `p`.
+        unsafe { p.cast::<[f32; 8]>().write_unaligned(v) }
+    }
+    #[inline(always)]
+    unsafe fn store_n(p: *mut f32, n: usize, v: [f32; 8]) {
+        // SAFETY: the caller guarantees `n` writable values at `p`, and `n < 8`.
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), p, n) };
+    }
+    #[inline(always)]
+    unsafe fn fma(a: [f32; 8], b: [f32; 8], c: [f32; 8]) -> [f32; 8] {
+        // Not `mul_add`: without hardware FMA that is a slow library call.
+        std::array::from_fn(|l| a[l] * b[l] + c[l])
+    }
+    #[inline(always)]
+    unsafe fn mul(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|l| a[l] * b[l])
+    }
+    #[inline(always)]
+    unsafe fn hsum(v: [f32; 8]) -> f32 {
+        ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) use x86::Avx2;
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Simd;
+    use std::arch::x86_64::*;
+
+    /// AVX2 with FMA: 8 lanes in `__m256`.
+    pub(in super::super) struct Avx2;
+
+    /// `MASK[8 - n..16 - n]` has its first `n` entries all ones: the lane mask for `n` values.
+    static MASK: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    #[inline(always)]
+    unsafe fn mask8(n: usize) -> __m256i {
+        // SAFETY: `n < 8`, so the 8 values read start inside MASK and end at or before its end.
+        unsafe { _mm256_loadu_si256(MASK.as_ptr().add(8 - n).cast()) }
+    }
+
+    // SAFETY (whole impl): every method requires the CPU to support AVX2 and FMA, which the
+    // dispatcher checked before calling any kernel built on this type; pointer requirements are
+    // those documented on the trait.
+    impl Simd for Avx2 {
+        type V = __m256;
+        const LANES: usize = 8;
+
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn zero() -> __m256 {
+            _mm256_setzero_ps()
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn splat(x: f32) -> __m256 {
+            _mm256_set1_ps(x)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn load(p: *const f32) -> __m256 {
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn load_n(p: *const f32, n: usize) -> __m256 {
+            // Masked-off lanes are not read, so nothing past `p + n` is touched.
+            unsafe { _mm256_maskload_ps(p, mask8(n)) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn store(p: *mut f32, v: __m256) {
+            unsafe { _mm256_storeu_ps(p, v) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn store_n(p: *mut f32, n: usize, v: __m256) {
+            unsafe { _mm256_maskstore_ps(p, mask8(n), v) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+            _mm256_fmadd_ps(a, b, c)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn mul(a: __m256, b: __m256) -> __m256 {
+            _mm256_mul_ps(a, b)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn hsum(v: __m256) -> f32 {
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+            _mm_cvtss_f32(s)
+        }
+    }
+}
