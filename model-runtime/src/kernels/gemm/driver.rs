@@ -94,6 +94,8 @@ pub(super) unsafe fn run<S: Simd, const MR: usize, const NV: usize>(p: &Problem,
         match path {
             Path::DotRows => dot_rows::<S, 4>(p),
             Path::Direct if p.m < MR && p.csb == 1 => direct::<S, 1, 4>(p),
+            // A panel no wider than one vector: a one-vector-wide tile instead of padding to NR.
+            Path::Direct if p.n <= S::LANES => direct_panels::<S, 8, 1>(p, scratch),
             Path::Direct => direct_panels::<S, MR, NV>(p, scratch),
             Path::Packed => packed::<S, MR, NV>(p, scratch),
         }
@@ -415,17 +417,14 @@ unsafe fn pack_b<S: Simd, const NV: usize>(p: &Problem, pc: usize, kc: usize, jc
                     }
                 }
             } else {
-                // B stored transposed: read each column (contiguous in memory) once.
-                for j in 0..nr_full {
-                    if j < nr {
-                        let col = src.add(j * p.csb);
-                        for q in 0..kc {
-                            *panel.add(q * nr_full + j) = *col.add(q * p.rsb);
-                        }
-                    } else {
-                        for q in 0..kc {
-                            *panel.add(q * nr_full + j) = 0.0;
-                        }
+                // B stored transposed: walk the nr source rows side by side so each step's NR
+                // values are written contiguously; padding columns are zero.
+                // NR is at most 64 on every ISA (indexing below is bounds-checked regardless).
+                let cols: [*const f32; 64] = std::array::from_fn(|j| src.add(j.min(nr - 1) * p.csb));
+                for q in 0..kc {
+                    let d = panel.add(q * nr_full);
+                    for j in 0..nr_full {
+                        *d.add(j) = if j < nr { *cols[j].add(q * p.rsb) } else { 0.0 };
                     }
                 }
             }
