@@ -5,6 +5,11 @@ pub mod activation;
 pub mod args;
 pub mod concatenate;
 pub mod dense;
+// Images, sequences and regularization (issue #5).
+pub mod conv;
+pub mod global_pooling;
+pub mod pooling;
+pub mod reshape;
 
 use crate::diag::Diagnostic;
 use crate::shape::Shape;
@@ -228,10 +233,36 @@ pub enum LayerKind {
     Activation(activation::ActivationLayer),
     /// `Concatenate(axis = -1)`.
     Concatenate(concatenate::Concatenate),
+    /// `Conv1D` / `Conv2D(filters, kernel_size, strides, padding, dilation_rate, activation, use_bias)`.
+    Conv(conv::Conv),
+    /// `MaxPooling1D/2D`, `AveragePooling1D/2D(pool_size, strides, padding)`.
+    Pooling(pooling::Pooling),
+    /// `GlobalAveragePooling1D/2D()`, `GlobalMaxPooling1D/2D()`.
+    GlobalPooling(global_pooling::GlobalPooling),
+    /// `Flatten()`.
+    Flatten(reshape::Flatten),
+    /// `Reshape(target_shape)`.
+    Reshape(reshape::Reshape),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
-pub const KINDS: &[&str] = &["Dense", "Activation", "Concatenate"];
+pub const KINDS: &[&str] = &[
+    "Dense",
+    "Activation",
+    "Concatenate",
+    "Conv1D",
+    "Conv2D",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "Flatten",
+    "Reshape",
+];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
 /// The inner `None` means the arguments were invalid (already reported).
@@ -240,6 +271,18 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "Dense" => dense::Dense::parse(r).map(LayerKind::Dense),
         "Activation" => activation::ActivationLayer::parse(r).map(LayerKind::Activation),
         "Concatenate" => concatenate::Concatenate::parse(r).map(LayerKind::Concatenate),
+        "Conv1D" => conv::Conv::parse(r, 1).map(LayerKind::Conv),
+        "Conv2D" => conv::Conv::parse(r, 2).map(LayerKind::Conv),
+        "MaxPooling1D" => pooling::Pooling::parse(r, 1, true).map(LayerKind::Pooling),
+        "MaxPooling2D" => pooling::Pooling::parse(r, 2, true).map(LayerKind::Pooling),
+        "AveragePooling1D" => pooling::Pooling::parse(r, 1, false).map(LayerKind::Pooling),
+        "AveragePooling2D" => pooling::Pooling::parse(r, 2, false).map(LayerKind::Pooling),
+        "GlobalAveragePooling1D" => global_pooling::GlobalPooling::parse(r, 1, false).map(LayerKind::GlobalPooling),
+        "GlobalAveragePooling2D" => global_pooling::GlobalPooling::parse(r, 2, false).map(LayerKind::GlobalPooling),
+        "GlobalMaxPooling1D" => global_pooling::GlobalPooling::parse(r, 1, true).map(LayerKind::GlobalPooling),
+        "GlobalMaxPooling2D" => global_pooling::GlobalPooling::parse(r, 2, true).map(LayerKind::GlobalPooling),
+        "Flatten" => reshape::Flatten::parse(r).map(LayerKind::Flatten),
+        "Reshape" => reshape::Reshape::parse(r).map(LayerKind::Reshape),
         _ => return None,
     })
 }
@@ -274,6 +317,11 @@ macro_rules! dispatch {
             LayerKind::Dense($l) => $e,
             LayerKind::Activation($l) => $e,
             LayerKind::Concatenate($l) => $e,
+            LayerKind::Conv($l) => $e,
+            LayerKind::Pooling($l) => $e,
+            LayerKind::GlobalPooling($l) => $e,
+            LayerKind::Flatten($l) => $e,
+            LayerKind::Reshape($l) => $e,
         }
     };
 }

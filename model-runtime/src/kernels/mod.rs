@@ -2,6 +2,9 @@
 
 pub mod activation;
 pub mod concat;
+pub mod conv;
 pub mod dense;
 pub mod gemm;
 pub mod merge;
+pub mod pool;
+pub mod reshape;
