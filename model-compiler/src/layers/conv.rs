@@ -197,17 +197,18 @@ impl Window {
         };
         let out = self.out_spatial(x);
         if out.contains(&0) {
-            let window: Vec<String> = self
-                .size
-                .iter()
-                .zip(&self.dilation)
-                .map(|(k, d)| if *d > 1 { format!("{k} (dilated to {})", (k - 1) * d + 1) } else { k.to_string() })
-                .collect();
+            let show = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join("×");
+            let dilated: Vec<usize> = self.size.iter().zip(&self.dilation).map(|(k, d)| k.saturating_sub(1) * d + 1).collect();
+            let window = if dilated == self.size {
+                show(&self.size)
+            } else {
+                format!("{} ({} with dilation_rate {})", show(&self.size), show(&dilated), show(&self.dilation))
+            };
             return Err(Diagnostic::new(
                 cx.span,
                 format!(
                     "the {} window of {kind} does not fit in {} with padding 'valid': the output would be empty",
-                    window.join("×"),
+                    window,
                     cx.describe(0)
                 ),
             )
@@ -379,8 +380,74 @@ impl LayerDef for Conv {
 }
 
 #[cfg(test)]
-mod tests {
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+pub(crate) mod tests {
     use super::*;
+
+    /// The diagnostics of compiling `src` as `(line, column, text)`, 1-based, text with its `help:`.
+    pub(crate) fn errors(src: &str) -> Vec<(usize, usize, String)> {
+        let tokens: TokenStream = src.parse().unwrap();
+        let (_, diags) = crate::compile(tokens);
+        diags.items().iter().map(|d| (d.span.start().line, d.span.start().column + 1, d.text())).collect()
+    }
+
+    /// The one diagnostic of `body` inside a model, with its position.
+    pub(crate) fn one_error(body: &str) -> (usize, usize, String) {
+        let errs = errors(&format!("struct M {{\n{body}\n}}"));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        errs.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn conv2d_on_a_flat_vector_says_to_reshape_first() {
+        let (line, col, text) = one_error("input x: [8];\noutput y = Conv2D(4, 3)(x);");
+        assert_eq!((line, col), (3, 12));
+        assert!(
+            text.contains("Conv2D expects an image (None, height, width, channels) per sample, but `x` (None, 8) has rank 2"),
+            "{text}"
+        );
+        assert!(text.contains("help: reshape the vector into an image first: `Reshape((8, 1, 1))(x)` gives (None, 8, 1, 1)"), "{text}");
+    }
+
+    #[test]
+    fn conv2d_on_a_sequence_suggests_conv1d_and_conv1d_on_an_image_suggests_conv2d() {
+        let (_, _, text) = one_error("input x: [10, 4];\noutput y = Conv2D(4, 3)(x);");
+        assert!(text.contains("`x` (None, 10, 4) has rank 3") && text.contains("use Conv1D"), "{text}");
+        let (_, _, text) = one_error("input x: [6, 6, 3];\noutput y = Conv1D(4, 3)(x);");
+        assert!(text.contains("Conv1D expects a sequence (None, steps, channels)") && text.contains("use Conv2D"), "{text}");
+        assert!(text.contains("`Reshape((36, 3))(x)`"), "{text}");
+    }
+
+    #[test]
+    fn a_valid_window_larger_than_the_input_is_an_error() {
+        let (_, _, text) = one_error("input x: [4, 4, 1];\noutput y = Conv2D(2, 3, dilation_rate = 2)(x);");
+        assert!(text.contains("3×3 (5×5 with dilation_rate 2×2) window of Conv2D does not fit in `x` (None, 4, 4, 1)"), "{text}");
+        assert!(text.contains("help: use `padding = same`"), "{text}");
+        let (_, _, text) = one_error("input x: [2, 2, 1];\noutput y = MaxPooling2D(3)(x);");
+        assert!(text.contains("3×3 window of MaxPooling2D does not fit"), "{text}");
+    }
+
+    #[test]
+    fn conv_arguments_are_checked() {
+        let (_, _, text) = one_error("input x: [8, 8, 1];\noutput y = Conv2D(4)(x);");
+        assert!(text.contains("Conv2D is missing its required argument `kernel_size`"), "{text}");
+        let (_, _, text) = one_error("input x: [8, 8, 1];\noutput y = Conv2D(4, (3, 3, 3))(x);");
+        assert!(text.contains("`kernel_size` of Conv2D needs 2 values, got 3"), "{text}");
+        let (_, _, text) = one_error("input x: [8, 8, 1];\noutput y = Conv2D(4, 3, strides = 2, dilation_rate = 2)(x);");
+        assert!(text.contains("cannot combine `strides` > 1 with `dilation_rate` > 1"), "{text}");
+        let (_, _, text) = one_error("input x: [8, 8, 1];\noutput y = Conv2D(4, 3, padding = sam)(x);");
+        assert!(text.contains("did you mean `same`?"), "{text}");
+    }
+
+    #[test]
+    fn conv_output_shapes_follow_keras() {
+        let errs = errors(
+            "struct M {\ninput x: [7, 6, 2];\nlet a = Conv2D(4, (3, 2), strides = 2, padding = same)(x);\noutput y = Dense(1)(a);\n}",
+        );
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].2.contains("`a` (None, 4, 3, 4) has rank 4"), "{errs:#?}");
+        assert!(errs[0].2.contains("`GlobalAveragePooling2D()(a)` gives (None, 4)"), "{errs:#?}");
+    }
 
     #[test]
     fn axis_geometry_follows_keras_padding_rules() {

@@ -83,3 +83,23 @@ impl LayerDef for GlobalPooling {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use crate::layers::conv::tests::one_error;
+
+    #[test]
+    fn global_pooling_needs_spatial_axes() {
+        let (_, _, text) = one_error("input x: [8];\noutput y = GlobalAveragePooling2D()(x);");
+        assert!(
+            text.contains(
+                "GlobalAveragePooling2D expects an image (None, height, width, channels) per sample, but `x` (None, 8) has rank 2"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("already a vector"), "{text}");
+        let (_, _, text) = one_error("input x: [5, 3];\noutput y = GlobalMaxPooling2D()(x);");
+        assert!(text.contains("use `GlobalMaxPooling1D()(x)`"), "{text}");
+    }
+}

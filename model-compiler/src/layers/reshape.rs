@@ -132,3 +132,35 @@ impl LayerDef for Reshape {
         copy_backward(cx)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use crate::layers::conv::tests::one_error;
+
+    #[test]
+    fn reshape_checks_the_element_count_at_compile_time() {
+        let (line, col, text) = one_error("input x: [12];\noutput y = Reshape((5, 2))(x);");
+        assert_eq!((line, col), (3, 12));
+        assert!(text.contains("Reshape((5, 2)) needs 10 elements per sample, but `x` (None, 12) has 12"), "{text}");
+        assert!(text.contains("help: choose sizes that multiply to 12"), "{text}");
+        let (_, _, text) = one_error("input x: [12];\noutput y = Reshape((5, -1))(x);");
+        assert!(text.contains("cannot split the 12 elements of `x` (None, 12)"), "{text}");
+    }
+
+    #[test]
+    fn reshape_allows_one_minus_one_and_positive_sizes_only() {
+        let (_, _, text) = one_error("input x: [12];\noutput y = Reshape((-1, -1))(x);");
+        assert!(text.contains("may contain only one -1"), "{text}");
+        let (_, _, text) = one_error("input x: [12];\noutput y = Reshape((0, 12))(x);");
+        assert!(text.contains("must hold positive sizes"), "{text}");
+        let (_, _, text) = one_error("input x: [12];\noutput y = Reshape()(x);");
+        assert!(text.contains("missing its required argument `target_shape`"), "{text}");
+    }
+
+    #[test]
+    fn flatten_and_reshape_shapes_reach_later_rules() {
+        let (_, _, text) = one_error("input x: [4, 3, 2];\nlet f = Reshape((4, -1))(Flatten()(x));\noutput y = Conv2D(2, 1)(f);");
+        assert!(text.contains("(None, 4, 6)"), "{text}");
+    }
+}
