@@ -172,3 +172,45 @@ fn small_vision_meta_model_learns_which_channel_is_brightest() {
     assert!(loss[loss.len() - 1] < loss[0] * 0.6, "{loss:?}");
     assert!(history.last("accuracy").unwrap() > 0.8, "{:?}", history.get("accuracy"));
 }
+
+model! {
+    /// Dropout between two dense layers.
+    pub struct WithDropout {
+        input x: [16];
+        let h = Dense(32, activation = tanh)(x);
+        let h = Dropout(0.5, seed = 3)(h);
+        output y = Dense(2)(h);
+    }
+}
+
+#[test]
+fn dropout_is_the_identity_in_inference_and_drops_half_in_training() {
+    let mut model = WithDropout::new(4);
+    let mut rng = Rng::new(8);
+    let x = Array2::from_shape_fn((64, 16), |_| rng.uniform(-1.0, 1.0));
+    let inputs = WithDropoutInputs { x: x.view() };
+    let a = model.predict(&inputs).unwrap().y;
+    let b = model.predict(&inputs).unwrap().y;
+    assert_eq!(a, b, "inference is deterministic");
+    let t1 = model.forward(&inputs, true).unwrap().y;
+    let t2 = model.forward(&inputs, true).unwrap().y;
+    assert_ne!(t1, a, "training drops units");
+    assert_ne!(t1, t2, "a new mask every training step");
+    // Inference gradients are those of the model without dropout.
+    let report = check_gradients(&mut model, &inputs, 1e-2, 2e-3, 2e-2, 1).unwrap();
+    assert!(report.passed(), "{:?}", report.failures);
+}
+
+#[test]
+fn dropout_model_trains_with_the_mask_in_backward() {
+    let mut rng = Rng::new(9);
+    let x = Array2::from_shape_fn((512, 16), |_| rng.uniform(-1.0, 1.0));
+    let y = Array2::from_shape_fn((512, 2), |(i, j)| if j == 0 { x[[i, 0]] + x[[i, 1]] } else { x[[i, 2]] - x[[i, 3]] });
+    let mut model = WithDropout::new(5);
+    let mut trainer = model.compile(Adam::new(1e-2), WithDropoutLosses { y: Loss::MeanSquaredError }, &[]);
+    let history = trainer
+        .fit(&WithDropoutInputs { x: x.view() }, &WithDropoutTargets { y: y.view() }, &Fit { epochs: 6, verbose: false, ..Fit::default() })
+        .unwrap();
+    let loss = history.get("loss").unwrap();
+    assert!(loss[loss.len() - 1] < loss[0] * 0.5, "{loss:?}");
+}

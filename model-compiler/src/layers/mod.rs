@@ -7,6 +7,7 @@ pub mod concatenate;
 pub mod dense;
 // Images, sequences and regularization (issue #5).
 pub mod conv;
+pub mod dropout;
 pub mod global_pooling;
 pub mod pooling;
 pub mod reshape;
@@ -243,6 +244,8 @@ pub enum LayerKind {
     Flatten(reshape::Flatten),
     /// `Reshape(target_shape)`.
     Reshape(reshape::Reshape),
+    /// `Dropout(rate, seed)`.
+    Dropout(dropout::Dropout),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -262,6 +265,7 @@ pub const KINDS: &[&str] = &[
     "GlobalMaxPooling2D",
     "Flatten",
     "Reshape",
+    "Dropout",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -283,6 +287,7 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "GlobalMaxPooling2D" => global_pooling::GlobalPooling::parse(r, 2, true).map(LayerKind::GlobalPooling),
         "Flatten" => reshape::Flatten::parse(r).map(LayerKind::Flatten),
         "Reshape" => reshape::Reshape::parse(r).map(LayerKind::Reshape),
+        "Dropout" => dropout::Dropout::parse(r).map(LayerKind::Dropout),
         _ => return None,
     })
 }
@@ -322,6 +327,7 @@ macro_rules! dispatch {
             LayerKind::GlobalPooling($l) => $e,
             LayerKind::Flatten($l) => $e,
             LayerKind::Reshape($l) => $e,
+            LayerKind::Dropout($l) => $e,
         }
     };
 }

@@ -4,6 +4,7 @@ pub mod activation;
 pub mod concat;
 pub mod conv;
 pub mod dense;
+pub mod dropout;
 pub mod gemm;
 pub mod merge;
 pub mod pool;
