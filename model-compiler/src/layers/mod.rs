@@ -4,9 +4,14 @@
 pub mod activation;
 pub mod args;
 pub mod concatenate;
+pub mod conv;
 pub mod dense;
 pub mod dot;
+pub mod dropout;
+pub mod global_pooling;
 pub mod merge;
+pub mod pooling;
+pub mod reshape;
 
 use crate::diag::Diagnostic;
 use crate::shape::Shape;
@@ -235,10 +240,46 @@ pub enum LayerKind {
     Merge(merge::Merge),
     /// `Dot(axes, normalize = false)`.
     Dot(dot::Dot),
+    /// `Conv1D` / `Conv2D(filters, kernel_size, strides, padding, dilation_rate, activation, use_bias)`.
+    Conv(conv::Conv),
+    /// `MaxPooling1D/2D`, `AveragePooling1D/2D(pool_size, strides, padding)`.
+    Pooling(pooling::Pooling),
+    /// `GlobalAveragePooling1D/2D()`, `GlobalMaxPooling1D/2D()`.
+    GlobalPooling(global_pooling::GlobalPooling),
+    /// `Flatten()`.
+    Flatten(reshape::Flatten),
+    /// `Reshape(target_shape)`.
+    Reshape(reshape::Reshape),
+    /// `Dropout(rate, seed)`.
+    Dropout(dropout::Dropout),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
-pub const KINDS: &[&str] = &["Dense", "Activation", "Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot"];
+pub const KINDS: &[&str] = &[
+    "Dense",
+    "Activation",
+    "Concatenate",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
+    "Dot",
+    "Conv1D",
+    "Conv2D",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "Flatten",
+    "Reshape",
+    "Dropout",
+];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
 /// The inner `None` means the arguments were invalid (already reported).
@@ -254,6 +295,19 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "Maximum" => merge::Merge::parse(r, merge::MergeOp::Maximum).map(LayerKind::Merge),
         "Minimum" => merge::Merge::parse(r, merge::MergeOp::Minimum).map(LayerKind::Merge),
         "Dot" => dot::Dot::parse(r).map(LayerKind::Dot),
+        "Conv1D" => conv::Conv::parse(r, 1).map(LayerKind::Conv),
+        "Conv2D" => conv::Conv::parse(r, 2).map(LayerKind::Conv),
+        "MaxPooling1D" => pooling::Pooling::parse(r, 1, true).map(LayerKind::Pooling),
+        "MaxPooling2D" => pooling::Pooling::parse(r, 2, true).map(LayerKind::Pooling),
+        "AveragePooling1D" => pooling::Pooling::parse(r, 1, false).map(LayerKind::Pooling),
+        "AveragePooling2D" => pooling::Pooling::parse(r, 2, false).map(LayerKind::Pooling),
+        "GlobalAveragePooling1D" => global_pooling::GlobalPooling::parse(r, 1, false).map(LayerKind::GlobalPooling),
+        "GlobalAveragePooling2D" => global_pooling::GlobalPooling::parse(r, 2, false).map(LayerKind::GlobalPooling),
+        "GlobalMaxPooling1D" => global_pooling::GlobalPooling::parse(r, 1, true).map(LayerKind::GlobalPooling),
+        "GlobalMaxPooling2D" => global_pooling::GlobalPooling::parse(r, 2, true).map(LayerKind::GlobalPooling),
+        "Flatten" => reshape::Flatten::parse(r).map(LayerKind::Flatten),
+        "Reshape" => reshape::Reshape::parse(r).map(LayerKind::Reshape),
+        "Dropout" => dropout::Dropout::parse(r).map(LayerKind::Dropout),
         _ => return None,
     })
 }
@@ -290,6 +344,12 @@ macro_rules! dispatch {
             LayerKind::Concatenate($l) => $e,
             LayerKind::Merge($l) => $e,
             LayerKind::Dot($l) => $e,
+            LayerKind::Conv($l) => $e,
+            LayerKind::Pooling($l) => $e,
+            LayerKind::GlobalPooling($l) => $e,
+            LayerKind::Flatten($l) => $e,
+            LayerKind::Reshape($l) => $e,
+            LayerKind::Dropout($l) => $e,
         }
     };
 }

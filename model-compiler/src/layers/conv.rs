@@ -1,0 +1,464 @@
+//! `Conv2D(filters, kernel_size, strides = 1, padding = valid, dilation_rate = 1, activation, use_bias)` and
+//! `Conv1D(...)`: channels-last convolution, kernel in Keras layout `[kh, kw, cin, cout]` (`[k, cin, cout]`
+//! in 1D), run as im2col + GEMM with bias and activation fused. Also [`Window`], the sliding-window
+//! geometry (Keras 'valid'/'same') shared with the pooling layers. A 1D op is the 2D op with height 1.
+
+use super::args::ArgReader;
+use super::{Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
+use crate::diag::Diagnostic;
+use crate::shape::Shape;
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// A sliding window over the spatial axes of a channels-last tensor: `rank` spatial axes (1 or 2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    /// Spatial axes: 1 (sequences `(None, steps, c)`) or 2 (images `(None, h, w, c)`).
+    pub rank: usize,
+    /// Window size per spatial axis.
+    pub size: Vec<usize>,
+    /// Strides per spatial axis.
+    pub strides: Vec<usize>,
+    /// Dilation per spatial axis.
+    pub dilation: Vec<usize>,
+    /// Keras 'same' padding (else 'valid').
+    pub same: bool,
+}
+
+/// The 2D geometry of a [`Window`] over one input shape (1D as height 1), mirroring the runtime's
+/// `kernels::conv::Window2d` field for field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geom {
+    /// Input height, width, channels.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Channels.
+    pub c: usize,
+    /// Window height.
+    pub kh: usize,
+    /// Window width.
+    pub kw: usize,
+    /// Strides.
+    pub sh: usize,
+    /// Stride along the width.
+    pub sw: usize,
+    /// Dilation.
+    pub dh: usize,
+    /// Dilation along the width.
+    pub dw: usize,
+    /// Padding before the data.
+    pub pad_top: usize,
+    /// Padding left of the data.
+    pub pad_left: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+}
+
+impl Geom {
+    /// Elements of one im2col row.
+    pub fn patch(&self) -> usize {
+        self.kh * self.kw * self.c
+    }
+
+    /// Output positions per sample.
+    pub fn positions(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// 1×1 window, stride 1, no padding: the input is its own im2col matrix.
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.pad_top == 0 && self.pad_left == 0
+    }
+
+    /// `::modelc::__private::kernels::conv::Window2d { ... }`.
+    pub fn tokens(&self) -> TokenStream {
+        let Geom { h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left, oh, ow } = *self;
+        quote!(::modelc::__private::kernels::conv::Window2d {
+            h: #h, w: #w, c: #c, kh: #kh, kw: #kw, sh: #sh, sw: #sw, dh: #dh, dw: #dw,
+            pad_top: #pad_top, pad_left: #pad_left, oh: #oh, ow: #ow
+        })
+    }
+}
+
+/// Keras' output size and padding before the data along one axis: `(out, pad_before)`.
+/// 'valid': ⌊(in − (k−1)·d − 1) / s⌋ + 1, or 0 when the window does not fit; 'same': ⌈in / s⌉ with
+/// pad_total = max((out − 1)·s + (k−1)·d + 1 − in, 0) split with the smaller half before.
+pub fn axis_geometry(input: usize, k: usize, s: usize, d: usize, same: bool) -> (usize, usize) {
+    let span = k.saturating_sub(1).saturating_mul(d).saturating_add(1);
+    let s = s.max(1);
+    if same {
+        let out = input.div_ceil(s);
+        let total = out.saturating_sub(1).saturating_mul(s).saturating_add(span).saturating_sub(input);
+        (out, total / 2)
+    } else if input >= span {
+        ((input - span) / s + 1, 0)
+    } else {
+        (0, 0)
+    }
+}
+
+impl Window {
+    /// Reads `size_name` (required when `default` is `None`), `strides_name` (defaulting to the size when
+    /// `strides_default_size`, else 1), `padding` and, when `dilation` is true, `dilation_rate`.
+    pub fn read(
+        r: &mut ArgReader<'_>,
+        rank: usize,
+        size: (&'static str, Option<usize>),
+        default: Option<usize>,
+        pooling: bool,
+    ) -> Option<Self> {
+        let kind = r.kind();
+        let span = r.span();
+        let size_v = r.positive_tuple_or(size.0, size.1, rank, &vec![default.unwrap_or(0); rank]);
+        let size_v = match size_v {
+            Some(v) if v.contains(&0) => {
+                r.error(
+                    Diagnostic::new(span, format!("{kind} is missing its required argument `{}`", size.0))
+                        .help(format!("give the window size, e.g. `{} = 3`", size.0)),
+                );
+                None
+            }
+            v => v,
+        };
+        let strides_pos = size.1.map(|p| p + 1);
+        let strides = if pooling {
+            // Keras pooling: `strides = None` means the pool size.
+            r.positive_tuple_or("strides", strides_pos, rank, size_v.as_deref().unwrap_or(&[]))
+        } else {
+            r.positive_tuple_or("strides", strides_pos, rank, &vec![1; rank])
+        };
+        let padding = r.choice_or("padding", strides_pos.map(|p| p + 1), &["valid", "same"], "valid");
+        let dilation = if pooling { Some(vec![1; rank]) } else { r.positive_tuple_or("dilation_rate", None, rank, &vec![1; rank]) };
+        let (size, strides, dilation, padding) = (size_v?, strides?, dilation?, padding?);
+        if strides.iter().any(|s| *s > 1) && dilation.iter().any(|d| *d > 1) {
+            r.error(
+                Diagnostic::new(span, format!("{kind} cannot combine `strides` > 1 with `dilation_rate` > 1 (as in Keras)"))
+                    .help("use either a stride or a dilation, e.g. a dilated conv followed by a pooling layer"),
+            );
+            return None;
+        }
+        Some(Window { rank, size, strides, dilation, same: padding == "same" })
+    }
+
+    /// `(h, w, c)` of an input of the right rank (`(1, steps, c)` in 1D), else `None`.
+    fn spatial(&self, x: &Shape) -> Option<(usize, usize, usize)> {
+        match (self.rank, x.dims()) {
+            (1, [w, c]) => Some((1, *w, *c)),
+            (2, [h, w, c]) => Some((*h, *w, *c)),
+            _ => None,
+        }
+    }
+
+    fn pick(v: &[usize], rank: usize, axis: usize) -> usize {
+        // In 1D the only axis is the width; the height is a size-1 axis with a size-1 window.
+        if rank == 1 {
+            if axis == 0 {
+                1
+            } else {
+                v.first().copied().unwrap_or(1)
+            }
+        } else {
+            v.get(axis).copied().unwrap_or(1)
+        }
+    }
+
+    /// The 2D geometry over `x` (which the shape rule checked).
+    pub fn geom(&self, x: &Shape) -> Geom {
+        let (h, w, c) = self.spatial(x).unwrap_or((0, 0, 0));
+        let r = self.rank;
+        let (kh, kw) = (Self::pick(&self.size, r, 0), Self::pick(&self.size, r, 1));
+        let (sh, sw) = (Self::pick(&self.strides, r, 0), Self::pick(&self.strides, r, 1));
+        let (dh, dw) = (Self::pick(&self.dilation, r, 0), Self::pick(&self.dilation, r, 1));
+        let (oh, pad_top) = axis_geometry(h, kh, sh, dh, self.same);
+        let (ow, pad_left) = axis_geometry(w, kw, sw, dw, self.same);
+        Geom { h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left, oh, ow }
+    }
+
+    /// The spatial output dims (`[oh, ow]` or `[steps]`) of a checked input.
+    fn out_spatial(&self, x: &Shape) -> Vec<usize> {
+        let g = self.geom(x);
+        if self.rank == 1 {
+            vec![g.ow]
+        } else {
+            vec![g.oh, g.ow]
+        }
+    }
+
+    /// Rule shared by convolutions and pooling: the input has `rank` spatial axes plus channels, and with
+    /// 'valid' padding the (dilated) window fits. Returns the spatial output dims.
+    pub fn check(&self, cx: &InferCx<'_>, kind: &str) -> Result<(Vec<usize>, usize), Diagnostic> {
+        let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, format!("{kind} takes one tensor")))?;
+        let name = cx.name(0);
+        let Some((_, _, c)) = self.spatial(x) else {
+            return Err(wrong_rank(cx, kind, self.rank, x, name));
+        };
+        let out = self.out_spatial(x);
+        if out.contains(&0) {
+            let show = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join("×");
+            let dilated: Vec<usize> = self.size.iter().zip(&self.dilation).map(|(k, d)| k.saturating_sub(1) * d + 1).collect();
+            let window = if dilated == self.size {
+                show(&self.size)
+            } else {
+                format!("{} ({} with dilation_rate {})", show(&self.size), show(&dilated), show(&self.dilation))
+            };
+            return Err(Diagnostic::new(
+                cx.span,
+                format!(
+                    "the {} window of {kind} does not fit in {} with padding 'valid': the output would be empty",
+                    window,
+                    cx.describe(0)
+                ),
+            )
+            .help("use `padding = same`, a smaller window, or a larger input"));
+        }
+        Ok((out, c))
+    }
+}
+
+/// "Conv2D expects an image (None, height, width, channels) ..." with the reshape that would fix it.
+fn wrong_rank(cx: &InferCx<'_>, kind: &str, rank: usize, x: &Shape, name: &str) -> Diagnostic {
+    let want = if rank == 2 { "an image (None, height, width, channels)" } else { "a sequence (None, steps, channels)" };
+    let d = Diagnostic::new(cx.span, format!("{kind} expects {want} per sample, but {} has rank {}", cx.describe(0), x.rank() + 1));
+    let dims = x.dims();
+    let other = kind.replace(if rank == 2 { "2D" } else { "1D" }, if rank == 2 { "1D" } else { "2D" });
+    match (rank, dims) {
+        (2, [n]) => d.help(format!(
+            "reshape the vector into an image first: `Reshape(({n}, 1, 1))({name})` gives (None, {n}, 1, 1), or `Reshape(({n}, 1))({name})` then {other} for a sequence"
+        )),
+        (2, [t, n]) => d.help(format!(
+            "`{name}` is a sequence: use {other}, or add a channel axis with `Reshape(({t}, {n}, 1))({name})` to treat it as an image"
+        )),
+        (1, [n]) => d.help(format!("reshape the vector into a sequence first: `Reshape(({n}, 1))({name})` gives (None, {n}, 1)")),
+        (1, [h, w, c]) => d.help(format!(
+            "`{name}` is an image: use {other}, or `Reshape(({}, {c}))({name})` to read its pixels as one sequence",
+            h * w
+        )),
+        _ => d.help(format!("reshape `{name}` first, e.g. `Reshape((...))({name})`; `Flatten()({name})` gives (None, {})", x.numel())),
+    }
+}
+
+/// `Conv1D` / `Conv2D`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv {
+    /// Output channels.
+    pub filters: usize,
+    /// Window, strides, dilation, padding.
+    pub window: Window,
+    /// Activation fused into the output pass.
+    pub activation: Act,
+    /// Whether a bias is added.
+    pub use_bias: bool,
+}
+
+impl Conv {
+    /// `Conv{rank}D(filters, kernel_size, strides, padding, dilation_rate, activation, use_bias)`.
+    pub fn parse(r: &mut ArgReader<'_>, rank: usize) -> Option<Self> {
+        let filters = r.required_positive("filters", Some(0));
+        let window = Window::read(r, rank, ("kernel_size", Some(1)), None, false);
+        let activation = Act::read(r, "activation", None, Act::Linear);
+        let use_bias = r.bool_or("use_bias", None, true);
+        Some(Conv { filters: filters?, window: window?, activation: activation?, use_bias: use_bias? })
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.window.rank == 1 {
+            "Conv1D"
+        } else {
+            "Conv2D"
+        }
+    }
+
+    fn geom(&self, cx: &EmitCx) -> Geom {
+        self.window.geom(&cx.inputs.first().map(|o| o.shape.clone()).unwrap_or(Shape(Vec::new())))
+    }
+}
+
+impl LayerDef for Conv {
+    // Rule: (None, h, w, cin) -> (None, oh, ow, filters) (1D: (None, steps, cin) -> (None, out, filters)),
+    // with Keras 'valid'/'same' output sizes; a 'valid' window must fit.
+    fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
+        let (mut dims, _) = self.window.check(cx, self.kind())?;
+        dims.push(self.filters);
+        Ok(Shape(dims))
+    }
+
+    fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
+        let cin = inputs.first().map(Shape::last).unwrap_or(0);
+        let area: usize = self.window.size.iter().product();
+        let mut shape = self.window.size.clone();
+        shape.extend([cin, self.filters]);
+        let mut p = vec![ParamDecl {
+            suffix: "kernel",
+            shape,
+            init: InitKind::GlorotUniform { fan_in: area * cin, fan_out: area * self.filters },
+            trainable: true,
+        }];
+        if self.use_bias {
+            p.push(ParamDecl { suffix: "bias", shape: vec![self.filters], init: InitKind::Zeros, trainable: true });
+        }
+        p
+    }
+
+    // [im2col, its gradient, the pre-activation when the activation needs it]; im2col is empty for 1×1.
+    fn scratch(&self, inputs: &[Shape], output: &Shape) -> Vec<usize> {
+        let g = self.window.geom(inputs.first().unwrap_or(&Shape(Vec::new())));
+        let col = if g.is_pointwise() { 0 } else { g.positions() * g.patch() };
+        let mut s = vec![col, col];
+        if self.activation.needs_input() {
+            s.push(output.numel());
+        }
+        s
+    }
+
+    // { let mut __col = take(scratch0); conv::forward(&Window2d{..}, x, kernel, bias, act, pre, &mut __col, y, __b, filters); put back }
+    fn forward(&self, cx: &EmitCx) -> TokenStream {
+        let geom = self.geom(cx).tokens();
+        let x = cx.x(0);
+        let w = cx.p(0);
+        let b = if self.use_bias {
+            let b = cx.p(1);
+            quote!(::core::option::Option::Some(#b))
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        let col = cx.scratch.first().copied().unwrap_or(0);
+        let (take_pre, pre, put_pre) = match cx.scratch.get(2) {
+            Some(s) if self.activation.needs_input() => (
+                quote!(let mut __pre = ::core::mem::take(&mut __ws.scratch[#s]);),
+                quote!(::core::option::Option::Some(&mut __pre[..])),
+                quote!(__ws.scratch[#s] = __pre;),
+            ),
+            _ => (TokenStream::new(), quote!(::core::option::Option::None), TokenStream::new()),
+        };
+        let act = self.activation.tokens();
+        let cout = self.filters;
+        quote! {
+            let __geom = #geom;
+            let mut __col = ::core::mem::take(&mut __ws.scratch[#col]);
+            #take_pre
+            ::modelc::__private::kernels::conv::forward(&__geom, #x, #w, #b, #act, #pre, &mut __col[..], &mut __y[..], __b, #cout);
+            __ws.scratch[#col] = __col;
+            #put_pre
+        }
+    }
+
+    // { let mut __dcol = take(scratch1); conv::backward(&Window2d{..}, x, kernel, pre, y, dy, act, col, &mut __dcol, dx, dkernel, dbias, __b, filters); put back }
+    fn backward(&self, cx: &EmitCx) -> TokenStream {
+        let geom = self.geom(cx).tokens();
+        let (x, y, w, gw) = (cx.x(0), cx.y(), cx.p(0), cx.g(0));
+        let gb = if self.use_bias {
+            let g = cx.g(1);
+            quote!(::core::option::Option::Some(#g))
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        let pre = if self.activation.needs_input() {
+            let s = cx.scratch(2);
+            quote!(::core::option::Option::Some(#s))
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        let act = cx.backward_act(self.activation);
+        let col = cx.scratch(0);
+        let dcol = cx.scratch.get(1).copied().unwrap_or(0);
+        let dx = cx.dx(0);
+        let cout = self.filters;
+        quote! {
+            let __geom = #geom;
+            let mut __dcol = ::core::mem::take(&mut __ws.scratch[#dcol]);
+            ::modelc::__private::kernels::conv::backward(&__geom, #x, #w, #pre, #y, &mut __dy[..], #act, #col, &mut __dcol[..], #dx, #gw, #gb, __b, #cout);
+            __ws.scratch[#dcol] = __dcol;
+        }
+    }
+
+    fn output_activation(&self) -> Option<Act> {
+        Some(self.activation)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The diagnostics of compiling `src` as `(line, column, text)`, 1-based, text with its `help:`.
+    pub(crate) fn errors(src: &str) -> Vec<(usize, usize, String)> {
+        let tokens: TokenStream = src.parse().unwrap();
+        let (_, diags) = crate::compile(tokens);
+        diags.items().iter().map(|d| (d.span.start().line, d.span.start().column + 1, d.text())).collect()
+    }
+
+    /// The one diagnostic of `body` inside a model, with its position.
+    pub(crate) fn one_error(body: &str) -> (usize, usize, String) {
+        let errs = errors(&format!("struct M {{\n{body}\n}}"));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        errs.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn conv2d_on_a_flat_vector_says_to_reshape_first() {
+        let (line, col, text) = one_error("input x: [8];\noutput y = Conv2D(4, 3)(x);");
+        assert_eq!((line, col), (3, 12));
+        assert!(
+            text.contains("Conv2D expects an image (None, height, width, channels) per sample, but `x` (None, 8) has rank 2"),
+            "{text}"
+        );
+        assert!(text.contains("help: reshape the vector into an image first: `Reshape((8, 1, 1))(x)` gives (None, 8, 1, 1)"), "{text}");
+    }
+
+    #[test]
+    fn conv2d_on_a_sequence_suggests_conv1d_and_conv1d_on_an_image_suggests_conv2d() {
+        let (_, _, text) = one_error("input x: [10, 4];\noutput y = Conv2D(4, 3)(x);");
+        assert!(text.contains("`x` (None, 10, 4) has rank 3") && text.contains("use Conv1D"), "{text}");
+        let (_, _, text) = one_error("input x: [6, 6, 3];\noutput y = Conv1D(4, 3)(x);");
+        assert!(text.contains("Conv1D expects a sequence (None, steps, channels)") && text.contains("use Conv2D"), "{text}");
+        assert!(text.contains("`Reshape((36, 3))(x)`"), "{text}");
+    }
+
+    #[test]
+    fn a_valid_window_larger_than_the_input_is_an_error() {
+        let (_, _, text) = one_error("input x: [4, 4, 1];\noutput y = Conv2D(2, 3, dilation_rate = 2)(x);");
+        assert!(text.contains("3×3 (5×5 with dilation_rate 2×2) window of Conv2D does not fit in `x` (None, 4, 4, 1)"), "{text}");
+        assert!(text.contains("help: use `padding = same`"), "{text}");
+        let (_, _, text) = one_error("input x: [2, 2, 1];\noutput y = MaxPooling2D(3)(x);");
+        assert!(text.contains("3×3 window of MaxPooling2D does not fit"), "{text}");
+    }
+
+    #[test]
+    fn conv_arguments_are_checked() {
+        let (_, _, text) = one_error("input x: [8, 8, 1];\noutput y = Conv2D(4)(x);");
+        assert!(text.contains("Conv2D is missing its required argument `kernel_size`"), "{text}");
+        let (_, _, text) = one_error("input x: [8, 8, 1];\noutput y = Conv2D(4, (3, 3, 3))(x);");
+        assert!(text.contains("`kernel_size` of Conv2D needs 2 values, got 3"), "{text}");
+        let (_, _, text) = one_error("input x: [8, 8, 1];\noutput y = Conv2D(4, 3, strides = 2, dilation_rate = 2)(x);");
+        assert!(text.contains("cannot combine `strides` > 1 with `dilation_rate` > 1"), "{text}");
+        let (_, _, text) = one_error("input x: [8, 8, 1];\noutput y = Conv2D(4, 3, padding = sam)(x);");
+        assert!(text.contains("did you mean `same`?"), "{text}");
+    }
+
+    #[test]
+    fn conv_output_shapes_follow_keras() {
+        // 'same' at stride 2: ceil(7 / 2) = 4, ceil(6 / 2) = 3; Dense then acts on the last axis, as in Keras.
+        let src = "struct M { input x: [7, 6, 2]; let a = Conv2D(4, (3, 2), strides = 2, padding = same)(x); output y = a; output z = Dense(1)(a); }";
+        assert_eq!(crate::layers::tests::ok_shapes(src), vec![vec![4, 3, 4], vec![4, 3, 1]]);
+    }
+
+    #[test]
+    fn axis_geometry_follows_keras_padding_rules() {
+        assert_eq!(axis_geometry(7, 3, 2, 1, true), (4, 1));
+        assert_eq!(axis_geometry(32, 3, 1, 1, true), (32, 1));
+        assert_eq!(axis_geometry(5, 3, 1, 2, false), (1, 0));
+        assert_eq!(axis_geometry(4, 5, 1, 1, false), (0, 0));
+        assert_eq!(axis_geometry(8, 2, 2, 1, false), (4, 0));
+    }
+
+    #[test]
+    fn one_dimensional_windows_are_height_one() {
+        let w = Window { rank: 1, size: vec![3], strides: vec![2], dilation: vec![1], same: true };
+        let g = w.geom(&Shape(vec![9, 4]));
+        assert_eq!((g.h, g.w, g.c, g.kh, g.kw, g.sh, g.sw, g.oh, g.ow, g.pad_top, g.pad_left), (1, 9, 4, 1, 3, 1, 2, 1, 5, 0, 1));
+    }
+}

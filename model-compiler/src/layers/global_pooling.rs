@@ -1,0 +1,105 @@
+//! `GlobalAveragePooling2D()`, `GlobalMaxPooling2D()` and their 1D forms: every spatial position of a
+//! channels-last sample reduced per channel, `(None, h, w, c)` or `(None, steps, c)` -> `(None, c)`.
+
+use super::args::ArgReader;
+use super::{EmitCx, InferCx, LayerDef};
+use crate::diag::Diagnostic;
+use crate::shape::Shape;
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// A global pooling layer over `rank` spatial axes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlobalPooling {
+    /// Max (else average).
+    pub max: bool,
+    /// Spatial axes: 1 or 2.
+    pub rank: usize,
+}
+
+impl GlobalPooling {
+    /// `Global{Average,Max}Pooling{rank}D()`: no arguments (Keras' `keepdims` is not supported).
+    pub fn parse(_r: &mut ArgReader<'_>, rank: usize, max: bool) -> Option<Self> {
+        Some(GlobalPooling { max, rank })
+    }
+
+    fn kind(&self) -> &'static str {
+        match (self.max, self.rank) {
+            (true, 1) => "GlobalMaxPooling1D",
+            (true, _) => "GlobalMaxPooling2D",
+            (false, 1) => "GlobalAveragePooling1D",
+            (false, _) => "GlobalAveragePooling2D",
+        }
+    }
+
+    /// (positions, channels) per sample of an operand.
+    fn layout(cx: &EmitCx) -> (usize, usize) {
+        cx.inputs.first().map(|o| (o.shape.lead(), o.shape.last())).unwrap_or((0, 0))
+    }
+}
+
+impl LayerDef for GlobalPooling {
+    // Rule: exactly `rank` spatial axes plus channels; the result is (None, channels).
+    fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
+        let kind = self.kind();
+        let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, format!("{kind} takes one tensor")))?;
+        if x.rank() == self.rank + 1 {
+            return Ok(Shape(vec![x.last()]));
+        }
+        let name = cx.name(0);
+        let want = if self.rank == 2 { "an image (None, height, width, channels)" } else { "a sequence (None, steps, channels)" };
+        let d = Diagnostic::new(cx.span, format!("{kind} expects {want} per sample, but {} has rank {}", cx.describe(0), x.rank() + 1));
+        let other = kind.replace(if self.rank == 2 { "2D" } else { "1D" }, if self.rank == 2 { "1D" } else { "2D" });
+        Err(match x.rank() {
+            1 => d.help(format!("`{name}` is already a vector per sample: remove the pooling, or apply it before flattening")),
+            r if r == 3 || r == 2 => d.help(format!("use `{other}()({name})` for a tensor of this rank")),
+            _ => d.help(format!("reshape `{name}` first, e.g. `Reshape((...))({name})`")),
+        })
+    }
+
+    // pool::global_{avg,max}_forward(x, y, __b, positions, channels)
+    fn forward(&self, cx: &EmitCx) -> TokenStream {
+        let (positions, c) = Self::layout(cx);
+        let x = cx.x(0);
+        if self.max {
+            quote!(::modelc::__private::kernels::pool::global_max_forward(#x, &mut __y[..], __b, #positions, #c);)
+        } else {
+            quote!(::modelc::__private::kernels::pool::global_avg_forward(#x, &mut __y[..], __b, #positions, #c);)
+        }
+    }
+
+    // pool::global_max_backward(x, y, dy, dx, ...) / pool::global_avg_backward(dy, dx, ...)
+    fn backward(&self, cx: &EmitCx) -> TokenStream {
+        if !cx.needs_grad(0) {
+            return TokenStream::new();
+        }
+        let (positions, c) = Self::layout(cx);
+        let dx = cx.dx_mut(0);
+        if self.max {
+            let (x, y) = (cx.x(0), cx.y());
+            quote!(::modelc::__private::kernels::pool::global_max_backward(#x, #y, &__dy[..], #dx, __b, #positions, #c);)
+        } else {
+            quote!(::modelc::__private::kernels::pool::global_avg_backward(&__dy[..], #dx, __b, #positions, #c);)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use crate::layers::conv::tests::one_error;
+
+    #[test]
+    fn global_pooling_needs_spatial_axes() {
+        let (_, _, text) = one_error("input x: [8];\noutput y = GlobalAveragePooling2D()(x);");
+        assert!(
+            text.contains(
+                "GlobalAveragePooling2D expects an image (None, height, width, channels) per sample, but `x` (None, 8) has rank 2"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("already a vector"), "{text}");
+        let (_, _, text) = one_error("input x: [5, 3];\noutput y = GlobalMaxPooling2D()(x);");
+        assert!(text.contains("use `GlobalMaxPooling1D()(x)`"), "{text}");
+    }
+}

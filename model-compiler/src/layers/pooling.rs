@@ -1,0 +1,77 @@
+//! `MaxPooling2D` / `AveragePooling2D(pool_size = 2, strides = pool_size, padding = valid)` and their 1D
+//! forms: a window reduced per channel. Keras 'same' padding: a max ignores padded positions, an
+//! average divides by the count of valid positions.
+
+use super::args::ArgReader;
+use super::conv::{Geom, Window};
+use super::{EmitCx, InferCx, LayerDef};
+use crate::diag::Diagnostic;
+use crate::shape::Shape;
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// A windowed pooling layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pooling {
+    /// Max (else average).
+    pub max: bool,
+    /// Window, strides, padding (no dilation).
+    pub window: Window,
+}
+
+impl Pooling {
+    /// `{Max,Average}Pooling{rank}D(pool_size = 2, strides = pool_size, padding = valid)`.
+    pub fn parse(r: &mut ArgReader<'_>, rank: usize, max: bool) -> Option<Self> {
+        let window = Window::read(r, rank, ("pool_size", Some(0)), Some(2), true)?;
+        Some(Pooling { max, window })
+    }
+
+    fn kind(&self) -> &'static str {
+        match (self.max, self.window.rank) {
+            (true, 1) => "MaxPooling1D",
+            (true, _) => "MaxPooling2D",
+            (false, 1) => "AveragePooling1D",
+            (false, _) => "AveragePooling2D",
+        }
+    }
+
+    fn geom(&self, cx: &EmitCx) -> Geom {
+        self.window.geom(&cx.inputs.first().map(|o| o.shape.clone()).unwrap_or(Shape(Vec::new())))
+    }
+}
+
+impl LayerDef for Pooling {
+    // Rule: (None, h, w, c) -> (None, oh, ow, c) (1D: (None, steps, c) -> (None, out, c)); a 'valid'
+    // window must fit.
+    fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
+        let (mut dims, c) = self.window.check(cx, self.kind())?;
+        dims.push(c);
+        Ok(Shape(dims))
+    }
+
+    // pool::{max,avg}_forward(&Window2d{..}, x, y, __b)
+    fn forward(&self, cx: &EmitCx) -> TokenStream {
+        let geom = self.geom(cx).tokens();
+        let x = cx.x(0);
+        if self.max {
+            quote!(::modelc::__private::kernels::pool::max_forward(&#geom, #x, &mut __y[..], __b);)
+        } else {
+            quote!(::modelc::__private::kernels::pool::avg_forward(&#geom, #x, &mut __y[..], __b);)
+        }
+    }
+
+    // pool::max_backward(&Window2d{..}, x, y, dy, dx, __b) / pool::avg_backward(&Window2d{..}, dy, dx, __b)
+    fn backward(&self, cx: &EmitCx) -> TokenStream {
+        if !cx.needs_grad(0) {
+            return TokenStream::new();
+        }
+        let geom = self.geom(cx).tokens();
+        let dx = cx.dx_mut(0);
+        if self.max {
+            let (x, y) = (cx.x(0), cx.y());
+            quote!(::modelc::__private::kernels::pool::max_backward(&#geom, #x, #y, &__dy[..], #dx, __b);)
+        } else {
+            quote!(::modelc::__private::kernels::pool::avg_backward(&#geom, &__dy[..], #dx, __b);)
+        }
+    }
+}

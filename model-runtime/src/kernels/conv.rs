@@ -1,0 +1,384 @@
+//! Keras `Conv2D` / `Conv1D` (channels-last, kernel `[kh, kw, cin, cout]`) as im2col + GEMM, and its
+//! backward (dW by GEMM on the im2col buffer, dX by GEMM then col2im). [`Window2d`] is the sliding-window
+//! geometry shared with the pooling kernels; a 1D op is the 2D op with height 1.
+
+use super::activation::{self, Activation};
+use super::gemm::sgemm;
+
+/// The geometry of a 2D sliding window over a channels-last `[h, w, c]` sample: window size, strides,
+/// dilation, the padding before each axis (Keras 'same' pads asymmetrically, the extra at the end) and the
+/// output size. All fields are fixed by the compiler from static shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window2d {
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Channels.
+    pub c: usize,
+    /// Window height.
+    pub kh: usize,
+    /// Window width.
+    pub kw: usize,
+    /// Stride along the height.
+    pub sh: usize,
+    /// Stride along the width.
+    pub sw: usize,
+    /// Dilation along the height.
+    pub dh: usize,
+    /// Dilation along the width.
+    pub dw: usize,
+    /// Zero rows padded above.
+    pub pad_top: usize,
+    /// Zero columns padded left.
+    pub pad_left: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+}
+
+/// Keras' output size and padding before the data along one axis: `(out, pad_before)`.
+///
+/// 'valid': out = ⌊(in − (k−1)·d − 1) / s⌋ + 1 (0 when the window does not fit), no padding.
+/// 'same': out = ⌈in / s⌉, pad_total = max((out − 1)·s + (k−1)·d + 1 − in, 0), pad_before = ⌊pad_total / 2⌋.
+pub fn axis_geometry(input: usize, k: usize, s: usize, d: usize, same: bool) -> (usize, usize) {
+    let span = (k.max(1) - 1) * d + 1;
+    let s = s.max(1);
+    if same {
+        let out = input.div_ceil(s);
+        let total = ((out.max(1) - 1) * s + span).saturating_sub(input);
+        (out, total / 2)
+    } else if input >= span {
+        ((input - span) / s + 1, 0)
+    } else {
+        (0, 0)
+    }
+}
+
+impl Window2d {
+    /// The geometry of a `[kh, kw]` window with strides `[sh, sw]` and dilation `[dh, dw]` over `[h, w, c]`.
+    pub fn new(h: usize, w: usize, c: usize, k: [usize; 2], s: [usize; 2], d: [usize; 2], same: bool) -> Window2d {
+        let (oh, pad_top) = axis_geometry(h, k[0], s[0], d[0], same);
+        let (ow, pad_left) = axis_geometry(w, k[1], s[1], d[1], same);
+        Window2d { h, w, c, kh: k[0], kw: k[1], sh: s[0], sw: s[1], dh: d[0], dw: d[1], pad_top, pad_left, oh, ow }
+    }
+
+    /// Elements of one input sample.
+    pub fn in_len(&self) -> usize {
+        self.h * self.w * self.c
+    }
+
+    /// Output positions of one sample (`oh · ow`).
+    pub fn positions(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Elements of one im2col row: `kh · kw · c`.
+    pub fn patch(&self) -> usize {
+        self.kh * self.kw * self.c
+    }
+
+    /// True when the im2col matrix is the input itself (1×1 window, stride 1, no padding).
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.pad_top == 0 && self.pad_left == 0
+    }
+
+    /// The input row hit by output row `oy` and window row `ki`, if inside the input.
+    #[inline]
+    pub fn in_row(&self, oy: usize, ki: usize) -> Option<usize> {
+        (oy * self.sh + ki * self.dh).checked_sub(self.pad_top).filter(|&r| r < self.h)
+    }
+
+    /// The input column hit by output column `ox` and window column `kj`, if inside the input.
+    #[inline]
+    pub fn in_col(&self, ox: usize, kj: usize) -> Option<usize> {
+        (ox * self.sw + kj * self.dw).checked_sub(self.pad_left).filter(|&q| q < self.w)
+    }
+}
+
+/// Writes the im2col matrix of `batch` samples into `col`: one row of `patch()` values per output
+/// position (window row, window column, channel order, matching the kernel layout), zeros for padding.
+pub fn im2col(g: &Window2d, x: &[f32], col: &mut [f32], batch: usize) {
+    let (c, patch, in_len) = (g.c, g.patch(), g.in_len());
+    debug_assert!(x.len() >= batch * in_len);
+    debug_assert!(col.len() >= batch * g.positions() * patch);
+    if patch == 0 || in_len == 0 {
+        return;
+    }
+    let mut rows = col.chunks_exact_mut(patch);
+    for xs in x.chunks_exact(in_len).take(batch) {
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let Some(row) = rows.next() else { return };
+                for ki in 0..g.kh {
+                    let dst = &mut row[ki * g.kw * c..(ki + 1) * g.kw * c];
+                    let Some(iy) = g.in_row(oy, ki) else {
+                        dst.fill(0.0);
+                        continue;
+                    };
+                    let line = &xs[iy * g.w * c..(iy + 1) * g.w * c];
+                    for (kj, d) in dst.chunks_exact_mut(c).enumerate() {
+                        match g.in_col(ox, kj) {
+                            Some(ix) => d.copy_from_slice(&line[ix * c..(ix + 1) * c]),
+                            None => d.fill(0.0),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: dx += the im2col-matrix gradient `dcol` scattered back to the input.
+pub fn col2im_accumulate(g: &Window2d, dcol: &[f32], dx: &mut [f32], batch: usize) {
+    let (c, patch, in_len) = (g.c, g.patch(), g.in_len());
+    debug_assert!(dx.len() >= batch * in_len);
+    debug_assert!(dcol.len() >= batch * g.positions() * patch);
+    if patch == 0 || in_len == 0 {
+        return;
+    }
+    let mut rows = dcol.chunks_exact(patch);
+    for xs in dx.chunks_exact_mut(in_len).take(batch) {
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let Some(row) = rows.next() else { return };
+                for ki in 0..g.kh {
+                    let Some(iy) = g.in_row(oy, ki) else { continue };
+                    let src = &row[ki * g.kw * c..(ki + 1) * g.kw * c];
+                    let line = &mut xs[iy * g.w * c..(iy + 1) * g.w * c];
+                    for (kj, s) in src.chunks_exact(c).enumerate() {
+                        if let Some(ix) = g.in_col(ox, kj) {
+                            for (o, &v) in line[ix * c..(ix + 1) * c].iter_mut().zip(s) {
+                                *o += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// y = act(conv(x, w) + b) for `batch` samples: `x` is `batch × [h, w, cin]`, `w` is `[kh, kw, cin, cout]`,
+/// `y` is `batch × [oh, ow, cout]`.
+///
+/// im2col into `col` (`batch · oh · ow · kh · kw · cin` long, unused and may be empty when
+/// [`Window2d::is_pointwise`]), one GEMM into `y`, then one fused bias + activation pass storing the
+/// pre-activation into `pre` when given. Allocates nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    g: &Window2d,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    act: Activation,
+    pre: Option<&mut [f32]>,
+    col: &mut [f32],
+    y: &mut [f32],
+    batch: usize,
+    cout: usize,
+) {
+    let (rows, patch) = (batch * g.positions(), g.patch());
+    debug_assert_eq!(x.len(), batch * g.in_len());
+    debug_assert_eq!(w.len(), patch * cout);
+    debug_assert_eq!(y.len(), rows * cout);
+    if g.is_pointwise() {
+        sgemm(rows, patch, cout, 1.0, x, false, w, false, 0.0, y);
+    } else {
+        im2col(g, x, col, batch);
+        sgemm(rows, patch, cout, 1.0, col, false, w, false, 0.0, y);
+    }
+    activation::bias_forward_inplace(act, b, pre, y, cout);
+}
+
+/// The backward of [`forward`]. `dy` is overwritten with dL/dz through the activation; then
+/// dw += colᵀ·dz, db += Σ dz, and, when `dx` is given, dcol = dz·Wᵀ (into `dcol`, same length as `col`)
+/// scattered into dx by [`col2im_accumulate`]. `col` is the im2col matrix left by [`forward`].
+/// For a pointwise window `x` stands in for `col` and dx += dz·Wᵀ directly. Allocates nothing.
+///
+/// # Panics
+/// When `pre` is `None` for an activation that needs it.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    g: &Window2d,
+    x: &[f32],
+    w: &[f32],
+    pre: Option<&[f32]>,
+    y: &[f32],
+    dy: &mut [f32],
+    act: Activation,
+    col: &[f32],
+    dcol: &mut [f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+    batch: usize,
+    cout: usize,
+) {
+    let (rows, patch) = (batch * g.positions(), g.patch());
+    debug_assert_eq!(dy.len(), rows * cout);
+    debug_assert_eq!(dw.len(), patch * cout);
+    activation::backward(act, pre, y, dy, cout);
+    let dz: &[f32] = dy;
+    let col = if g.is_pointwise() { x } else { col };
+    // dw (patch×cout) += colᵀ (patch×rows) · dz (rows×cout).
+    sgemm(patch, rows, cout, 1.0, col, true, dz, false, 1.0, dw);
+    if let Some(db) = db {
+        debug_assert_eq!(db.len(), cout);
+        if cout > 0 {
+            for row in dz.chunks_exact(cout) {
+                db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+            }
+        }
+    }
+    if let Some(dx) = dx {
+        debug_assert_eq!(dx.len(), batch * g.in_len());
+        if g.is_pointwise() {
+            sgemm(rows, cout, patch, 1.0, dz, false, w, true, 1.0, dx);
+        } else {
+            // dcol (rows×patch) = dz (rows×cout) · Wᵀ (cout×patch).
+            sgemm(rows, cout, patch, 1.0, dz, false, w, true, 0.0, dcol);
+            col2im_accumulate(g, dcol, dx, batch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::testing::{check_grad, random_vec, weighted_sum};
+    use crate::init::Rng;
+
+    /// Direct convolution with explicit padding offsets, in f64: y[n, oy, ox, o].
+    fn naive(g: &Window2d, x: &[f32], w: &[f32], b: &[f32], batch: usize, cout: usize) -> Vec<f32> {
+        let mut y = vec![0.0f32; batch * g.oh * g.ow * cout];
+        for n in 0..batch {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    for o in 0..cout {
+                        let mut s = b[o] as f64;
+                        for ki in 0..g.kh {
+                            for kj in 0..g.kw {
+                                let iy = (oy * g.sh + ki * g.dh) as i64 - g.pad_top as i64;
+                                let ix = (ox * g.sw + kj * g.dw) as i64 - g.pad_left as i64;
+                                if iy < 0 || ix < 0 || iy >= g.h as i64 || ix >= g.w as i64 {
+                                    continue;
+                                }
+                                for ci in 0..g.c {
+                                    let xv = x[((n * g.h + iy as usize) * g.w + ix as usize) * g.c + ci];
+                                    let wv = w[((ki * g.kw + kj) * g.c + ci) * cout + o];
+                                    s += xv as f64 * wv as f64;
+                                }
+                            }
+                        }
+                        y[((n * g.oh + oy) * g.ow + ox) * cout + o] = s as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    /// (h, w, cin, k, s, d, same, cout): odd sizes at stride 2 'same', dilation 2, 1×1, non-square.
+    fn cases() -> Vec<Window2d> {
+        vec![
+            Window2d::new(5, 5, 2, [3, 3], [1, 1], [1, 1], false),
+            Window2d::new(5, 5, 2, [3, 3], [1, 1], [1, 1], true),
+            Window2d::new(7, 5, 3, [3, 3], [2, 2], [1, 1], true),
+            Window2d::new(6, 6, 1, [3, 3], [2, 2], [1, 1], true),
+            Window2d::new(7, 9, 2, [3, 2], [1, 1], [2, 2], false),
+            Window2d::new(7, 6, 2, [3, 3], [1, 1], [2, 2], true),
+            Window2d::new(4, 3, 3, [1, 1], [1, 1], [1, 1], false),
+            Window2d::new(5, 4, 2, [1, 1], [2, 2], [1, 1], true),
+            Window2d::new(1, 9, 2, [1, 3], [1, 2], [1, 1], true),
+            Window2d::new(3, 8, 2, [2, 4], [1, 3], [1, 1], false),
+        ]
+    }
+
+    fn run(g: &Window2d, x: &[f32], w: &[f32], b: &[f32], act: Activation, batch: usize, cout: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let mut y = vec![f32::NAN; batch * g.positions() * cout];
+        let mut pre = vec![0.0; y.len()];
+        let mut col = vec![f32::NAN; batch * g.positions() * g.patch()];
+        let p = act.needs_input().then_some(&mut pre[..]);
+        forward(g, x, w, Some(b), act, p, &mut col, &mut y, batch, cout);
+        (y, pre, col)
+    }
+
+    #[test]
+    fn axis_geometry_matches_keras_same_and_valid() {
+        // 'same' at stride 2 on odd sizes: out = ceil(in / 2), the extra padding at the end.
+        assert_eq!(axis_geometry(7, 3, 2, 1, true), (4, 1));
+        assert_eq!(axis_geometry(6, 3, 2, 1, true), (3, 0));
+        assert_eq!(axis_geometry(5, 3, 1, 2, true), (5, 2));
+        assert_eq!(axis_geometry(32, 3, 1, 1, true), (32, 1));
+        assert_eq!(axis_geometry(5, 3, 1, 1, false), (3, 0));
+        assert_eq!(axis_geometry(7, 3, 1, 2, false), (3, 0));
+        assert_eq!(axis_geometry(7, 2, 2, 1, false), (3, 0));
+        assert_eq!(axis_geometry(2, 3, 1, 1, false), (0, 0));
+    }
+
+    #[test]
+    fn forward_matches_direct_convolution_on_every_geometry() {
+        let mut rng = Rng::new(5);
+        for g in cases() {
+            let (batch, cout) = (2, 3);
+            let x = random_vec(&mut rng, batch * g.in_len(), -1.0, 1.0);
+            let w = random_vec(&mut rng, g.patch() * cout, -1.0, 1.0);
+            let b = random_vec(&mut rng, cout, -1.0, 1.0);
+            let want = naive(&g, &x, &w, &b, batch, cout);
+            let (y, _, _) = run(&g, &x, &w, &b, Activation::Linear, batch, cout);
+            for (i, (a, e)) in y.iter().zip(&want).enumerate() {
+                assert!((a - e).abs() < 1e-5, "{g:?} at {i}: {a} vs {e}");
+            }
+            let (y, _, _) = run(&g, &x, &w, &b, Activation::Relu, batch, cout);
+            for (a, e) in y.iter().zip(&want) {
+                assert!((a - e.max(0.0)).abs() < 1e-5, "{g:?} relu");
+            }
+        }
+    }
+
+    #[test]
+    fn backward_matches_finite_differences_for_dx_dw_db() {
+        let mut rng = Rng::new(6);
+        for g in cases() {
+            for act in [Activation::Linear, Activation::Tanh, Activation::Silu] {
+                let (batch, cout) = (2, 2);
+                let x = random_vec(&mut rng, batch * g.in_len(), -1.0, 1.0);
+                let w = random_vec(&mut rng, g.patch() * cout, -1.0, 1.0);
+                let b = random_vec(&mut rng, cout, -0.5, 0.5);
+                let r = random_vec(&mut rng, batch * g.positions() * cout, -1.0, 1.0);
+                let (y, pre, col) = run(&g, &x, &w, &b, act, batch, cout);
+                let (dx0, dw0, db0) = (vec![0.5; x.len()], vec![-0.25; w.len()], vec![1.0; cout]);
+                let (mut dx, mut dw, mut db) = (dx0.clone(), dw0.clone(), db0.clone());
+                let mut dy = r.clone();
+                let mut dcol = vec![f32::NAN; col.len()];
+                let p = act.needs_input().then_some(&pre[..]);
+                backward(&g, &x, &w, p, &y, &mut dy, act, &col, &mut dcol, Some(&mut dx), &mut dw, Some(&mut db), batch, cout);
+                let minus = |g: &[f32], g0: &[f32]| -> Vec<f32> { g.iter().zip(g0).map(|(a, b)| a - b).collect() };
+                let loss = |x: &[f32], w: &[f32], b: &[f32]| weighted_sum(&r, &run(&g, x, w, b, act, batch, cout).0);
+                let what = format!("conv {g:?} {act:?}");
+                check_grad(&format!("{what} dx"), &x, &minus(&dx, &dx0), 1e-2, |x| loss(x, &w, &b));
+                check_grad(&format!("{what} dw"), &w, &minus(&dw, &dw0), 1e-2, |w| loss(&x, w, &b));
+                check_grad(&format!("{what} db"), &b, &minus(&db, &db0), 1e-2, |b| loss(&x, &w, b));
+            }
+        }
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        // <im2col(x), c> == <x, col2im(c)> for every geometry.
+        let mut rng = Rng::new(8);
+        for g in cases() {
+            let batch = 2;
+            let x = random_vec(&mut rng, batch * g.in_len(), -1.0, 1.0);
+            let c = random_vec(&mut rng, batch * g.positions() * g.patch(), -1.0, 1.0);
+            let mut col = vec![0.0; c.len()];
+            im2col(&g, &x, &mut col, batch);
+            let mut back = vec![0.0; x.len()];
+            col2im_accumulate(&g, &c, &mut back, batch);
+            let (l, r) = (weighted_sum(&c, &col), weighted_sum(&x, &back));
+            assert!((l - r).abs() < 1e-4, "{g:?}: {l} vs {r}");
+        }
+    }
+}
