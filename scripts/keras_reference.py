@@ -33,7 +33,7 @@ BATCH = 6
 
 
 def fusion():
-    """BENCH M1 / examples/fusion.rs."""
+    """BENCH M1 / examples/fusion/model.rs."""
     left = keras.Input(shape=(8,), name="left_features")
     right = keras.Input(shape=(4,), name="right_features")
     l = layers.Dense(16, activation="relu", name="dense")(left)
@@ -65,7 +65,7 @@ def linear_mse():
 
 
 def branch_concat():
-    """examples/branch_concat.rs: one input, three parallel paths, concatenated."""
+    """examples/branch_concat/model.rs: one input, three parallel paths, concatenated."""
     x = keras.Input(shape=(8,), name="features")
     wide = layers.Dense(16, activation="relu", name="dense")(x)
     narrow = layers.Dense(8, activation="tanh", name="dense_1")(x)
@@ -76,7 +76,7 @@ def branch_concat():
 
 
 def multitask():
-    """examples/multitask.rs: a shared trunk and three heads with three losses."""
+    """examples/multitask/model.rs: a shared trunk and three heads with three losses."""
     x = keras.Input(shape=(6,), name="x")
     trunk = layers.Dense(24, activation="relu", name="dense")(x)
     trunk = layers.Dense(16, activation="tanh", name="dense_1")(trunk)
@@ -92,7 +92,7 @@ def multitask():
 
 
 def merges():
-    """examples/merges.rs: two projections combined by every merge, Dot included."""
+    """examples/merges/model.rs: two projections combined by every merge, Dot included."""
     a = keras.Input(shape=(6,), name="a")
     b = keras.Input(shape=(6,), name="b")
     pa = layers.Dense(8, activation="tanh", name="dense")(a)
@@ -113,7 +113,7 @@ def merges():
 
 
 def residual():
-    """examples/residual.rs: a stem and two residual blocks."""
+    """examples/residual/model.rs: a stem and two residual blocks."""
     x = keras.Input(shape=(10,), name="x")
     h = layers.Dense(16, activation="relu", name="dense")(x)
     r = layers.Dense(16, activation="relu", name="dense_1")(h)
@@ -126,7 +126,7 @@ def residual():
 
 
 def shared_layer():
-    """examples/shared_layer.rs: one encoder instance applied to both inputs."""
+    """examples/shared_layer/model.rs: one encoder instance applied to both inputs."""
     a = keras.Input(shape=(12,), name="a")
     b = keras.Input(shape=(12,), name="b")
     enc = layers.Dense(16, activation="tanh", name="dense")
@@ -136,7 +136,7 @@ def shared_layer():
 
 
 def nested_models():
-    """examples/nested_models.rs: a tower used twice and a frozen feature model, as layers."""
+    """examples/nested_models/model.rs: a tower used twice and a frozen feature model, as layers."""
     tx = keras.Input(shape=(6,))
     tower = keras.Model(tx, layers.Dense(4, activation="tanh", name="dense_1")(layers.Dense(12, activation="relu", name="dense")(tx)), name="tower")
     fx = keras.Input(shape=(4,))

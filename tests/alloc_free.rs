@@ -44,17 +44,9 @@ fn allocations_in(f: impl FnOnce()) -> usize {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-model! {
-    struct Fusion {
-        input left_features: [8];
-        input right_features: [4];
-        let left = Dense(16, activation = relu)(left_features);
-        let left = Dense(8, activation = relu)(left);
-        let right = Dense(8, activation = relu)(right_features);
-        let merged = Concatenate()([left, right]);
-        output score = Dense(1, activation = sigmoid)(merged);
-    }
-}
+#[path = "../examples/fusion/model.rs"]
+mod fusion;
+use fusion::{Fusion, FusionInputs, FusionLosses, FusionTargets};
 
 model! {
     /// Every merge kind, broadcasting and a normalized Dot, two outputs and a shared layer.

@@ -2,9 +2,11 @@
 //! differences, forward outputs against an independent ndarray computation, input checks, and training.
 
 use modelc::gradcheck::check_gradients;
-use modelc::init::Rng;
 use modelc::ndarray::{Array2, Axis};
 use modelc::prelude::*;
+
+mod common;
+use common::random;
 
 model! {
     /// Fuses two feature sources into one score.
@@ -18,11 +20,6 @@ model! {
         let merged = Concatenate()([left, right]);
         output score = Dense(1, activation = sigmoid)(merged);
     }
-}
-
-fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
-    let mut rng = Rng::new(seed);
-    Array2::from_shape_fn((rows, cols), |_| rng.uniform(-1.0, 1.0))
 }
 
 fn param2(model: &Fusion, name: &str) -> Array2<f32> {

@@ -10,6 +10,29 @@ use modelc::network::Network;
 use modelc::ops::Gradients;
 use modelc::prelude::*;
 
+// The examples' own models (their `model.rs`), the ones scripts/keras_reference.py rebuilt in Keras.
+#[path = "../examples/branch_concat/model.rs"]
+mod branch_concat;
+#[path = "../examples/fusion/model.rs"]
+mod fusion;
+#[path = "../examples/merges/model.rs"]
+mod merges;
+#[path = "../examples/multitask/model.rs"]
+mod multitask;
+#[path = "../examples/nested_models/model.rs"]
+mod nested_models;
+#[path = "../examples/residual/model.rs"]
+mod residual;
+#[path = "../examples/shared_layer/model.rs"]
+mod shared_layer;
+use branch_concat::{Branches, BranchesInputs, BranchesLosses, BranchesOutputs, BranchesTargets};
+use fusion::{Fusion, FusionInputs, FusionLosses, FusionOutputs, FusionTargets};
+use merges::{Interactions, InteractionsInputs, InteractionsLosses, InteractionsOutputs, InteractionsTargets};
+use multitask::{MultiTask, MultiTaskInputs, MultiTaskLosses, MultiTaskOutputs, MultiTaskTargets};
+use nested_models::{Composed, ComposedInputs, ComposedLosses, ComposedOutputs, ComposedTargets};
+use residual::{ResNet, ResNetInputs, ResNetLosses, ResNetOutputs, ResNetTargets};
+use shared_layer::{Siamese, SiameseInputs, SiameseLosses, SiameseOutputs, SiameseTargets};
+
 type Fixture = BTreeMap<String, ArrayD<f32>>;
 
 fn fixture(name: &str) -> Fixture {
@@ -117,18 +140,6 @@ macro_rules! parity {
     };
 }
 
-model! {
-    /// BENCH M1, as examples/fusion.rs.
-    struct Fusion {
-        input left_features: [8];
-        input right_features: [4];
-        let left = Dense(16, activation = relu)(left_features);
-        let left = Dense(8, activation = relu)(left);
-        let right = Dense(8, activation = relu)(right_features);
-        let merged = Concatenate()([left, right]);
-        output score = Dense(1, activation = sigmoid)(merged);
-    }
-}
 parity!(
     fusion_matches_keras,
     "fusion",
@@ -176,17 +187,6 @@ parity!(
     LinearMseLosses { y: Loss::MeanSquaredError }
 );
 
-model! {
-    /// As examples/branch_concat.rs.
-    struct Branches {
-        input features: [8];
-        let wide = Dense(16, activation = relu)(features);
-        let narrow = Dense(8, activation = tanh)(features);
-        let linear = Dense(4)(features);
-        let joined = Concatenate()([wide, narrow, linear]);
-        output label = Dense(1, activation = sigmoid)(joined);
-    }
-}
 parity!(
     branch_concat_matches_keras,
     "branch_concat",
@@ -197,17 +197,6 @@ parity!(
     BranchesLosses { label: Loss::BinaryCrossentropy }
 );
 
-model! {
-    /// As examples/multitask.rs.
-    struct MultiTask {
-        input x: [6];
-        let trunk = Dense(24, activation = relu)(x);
-        let trunk = Dense(16, activation = tanh)(trunk);
-        output flag = Dense(1, activation = sigmoid)(trunk);
-        output amount = Dense(1)(trunk);
-        output class = Dense(3, activation = softmax)(Dense(8, activation = relu)(trunk));
-    }
-}
 parity!(
     multitask_matches_keras,
     "multitask",
@@ -218,25 +207,6 @@ parity!(
     MultiTaskLosses { flag: Loss::BinaryCrossentropy, amount: Loss::MeanSquaredError, class: Loss::CategoricalCrossentropy }
 );
 
-model! {
-    /// As examples/merges.rs.
-    struct Interactions {
-        input a: [6];
-        input b: [6];
-        let pa = Dense(8, activation = tanh)(a);
-        let pb = Dense(8, activation = tanh)(b);
-        let merged = Concatenate()([
-            Add()([pa, pb]),
-            Subtract()([pa, pb]),
-            Multiply()([pa, pb]),
-            Average()([pa, pb]),
-            Maximum()([pa, pb]),
-            Minimum()([pa, pb]),
-            Dot(axes = 1)([pa, pb]),
-        ]);
-        output y = Dense(1)(Dense(16, activation = relu)(merged));
-    }
-}
 parity!(
     merges_match_keras,
     "merges",
@@ -247,19 +217,6 @@ parity!(
     InteractionsLosses { y: Loss::MeanSquaredError }
 );
 
-model! {
-    /// As examples/residual.rs.
-    struct ResNet {
-        input x: [10];
-        let h = Dense(16, activation = relu)(x);
-        let r = Dense(16, activation = relu)(h);
-        let r = Dense(16)(r);
-        let h = Add()([h, r]);
-        let r = Dense(16, activation = tanh)(h);
-        let h = Add()([h, Dense(16)(r)]);
-        output y = Dense(1, activation = sigmoid)(h);
-    }
-}
 parity!(
     residual_matches_keras,
     "residual",
@@ -270,16 +227,6 @@ parity!(
     ResNetLosses { y: Loss::BinaryCrossentropy }
 );
 
-model! {
-    /// As examples/shared_layer.rs.
-    struct Siamese {
-        input a: [12];
-        input b: [12];
-        layer enc = Dense(16, activation = tanh);
-        let d = Subtract()([enc(a), enc(b)]);
-        output same = Dense(1, activation = sigmoid)(Multiply()([d, d]));
-    }
-}
 parity!(
     shared_layer_matches_keras,
     "shared_layer",
@@ -290,29 +237,6 @@ parity!(
     SiameseLosses { same: Loss::BinaryCrossentropy }
 );
 
-model! {
-    /// As examples/nested_models.rs.
-    struct Tower {
-        input x: [6];
-        let h = Dense(12, activation = relu)(x);
-        output y = Dense(4, activation = tanh)(h);
-    }
-
-    struct Features {
-        input x: [4];
-        output f = Dense(6, activation = tanh)(x);
-    }
-
-    struct Composed {
-        input left: [6];
-        input right: [6];
-        input meta: [4];
-        layer tower = Tower;
-        layer features = Features(trainable = false);
-        let merged = Concatenate()([tower(left), tower(right), features(meta)]);
-        output score = Dense(1, activation = sigmoid)(Dense(8, activation = relu)(merged));
-    }
-}
 parity!(
     nested_models_match_keras,
     "nested_models",

@@ -7,6 +7,13 @@ use modelc::init::Rng;
 use modelc::ndarray::{Array2, Array3, Axis};
 use modelc::prelude::*;
 
+#[path = "../examples/merges/model.rs"]
+mod model;
+use model::*;
+
+mod common;
+use common::random;
+
 model! {
     /// Merges of raw inputs, so the forward pass can be checked exactly.
     pub struct RawMerges {
@@ -68,11 +75,6 @@ model! {
     }
 }
 
-fn random2(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
-    let mut rng = Rng::new(seed);
-    Array2::from_shape_fn((rows, cols), |_| rng.uniform(-1.0, 1.0))
-}
-
 fn random3(n: usize, a: usize, b: usize, seed: u64) -> Array3<f32> {
     let mut rng = Rng::new(seed);
     Array3::from_shape_fn((n, a, b), |_| rng.uniform(-1.0, 1.0))
@@ -87,7 +89,7 @@ fn close<D: modelc::ndarray::Dimension>(a: &modelc::ndarray::Array<f32, D>, b: &
 
 #[test]
 fn merges_compute_what_keras_computes() {
-    let (a, b, c) = (random2(5, 4, 1), random2(5, 4, 2), random2(5, 4, 3));
+    let (a, b, c) = (random(5, 4, 1), random(5, 4, 2), random(5, 4, 3));
     let mut model = RawMerges::new(0);
     let out = model.predict(&RawMergesInputs { a: a.view(), b: b.view(), c: c.view() }).unwrap();
     close(&out.add, &(&a + &b + &c));
@@ -106,7 +108,7 @@ fn merges_compute_what_keras_computes() {
 #[test]
 fn merges_broadcast_like_keras() {
     let (seq, row, col) = (random3(2, 3, 4, 4), random3(2, 1, 4, 5), random3(2, 3, 1, 6));
-    let vec = random2(2, 4, 7);
+    let vec = random(2, 4, 7);
     let mut model = Broadcasts::new(0);
     let out = model.predict(&BroadcastsInputs { seq: seq.view(), row: row.view(), vec: vec.view(), col: col.view() }).unwrap();
     // Keras expands the lower-rank operand at axis 1: (None, 4) -> (None, 1, 4).
@@ -120,7 +122,7 @@ fn merges_broadcast_like_keras() {
 #[test]
 fn every_merge_passes_a_finite_difference_gradient_check() {
     let mut model = AllMerges::new(3);
-    let (x, s) = (random2(4, 5, 8), random3(4, 3, 4, 9));
+    let (x, s) = (random(4, 5, 8), random3(4, 3, 4, 9));
     let report = check_gradients(&mut model, &AllMergesInputs { x: x.view(), s: s.view() }, 1e-2, 2e-3, 2e-2, 5).unwrap();
     assert_eq!(report.checked, model.count_params());
     assert!(report.skipped * 20 < report.checked, "{} of {} on a kink", report.skipped, report.checked);
@@ -134,37 +136,17 @@ fn merge_summary_names_the_keras_classes() {
     }
 }
 
-model! {
-    /// The merges example's model: two projections combined by every element-wise merge and a dot product.
-    pub struct Interactions {
-        input a: [6];
-        input b: [6];
-        let pa = Dense(8, activation = tanh)(a);
-        let pb = Dense(8, activation = tanh)(b);
-        let merged = Concatenate()([
-            Add()([pa, pb]),
-            Subtract()([pa, pb]),
-            Multiply()([pa, pb]),
-            Average()([pa, pb]),
-            Maximum()([pa, pb]),
-            Minimum()([pa, pb]),
-            Dot(axes = 1)([pa, pb]),
-        ]);
-        output y = Dense(1)(Dense(16, activation = relu)(merged));
-    }
-}
-
 #[test]
 fn the_merges_example_model_learns_a_product_rule() {
-    let (a, b) = (random2(512, 6, 11), random2(512, 6, 12));
-    let y = Array2::from_shape_fn((512, 1), |(i, _)| a[[i, 0]] * b[[i, 0]] + a[[i, 1]] - b[[i, 2]]);
+    let (a, b) = (random(512, 6, 11), random(512, 6, 12));
+    let y = target(&a, &b);
     let mut model = Interactions::new(1);
     let mut trainer = model.compile(Adam::new(1e-2), InteractionsLosses { y: Loss::MeanSquaredError }, &[]);
     let fit = Fit { epochs: 8, verbose: false, ..Fit::default() };
     let h = trainer.fit(&InteractionsInputs { a: a.view(), b: b.view() }, &InteractionsTargets { y: y.view() }, &fit).unwrap();
     let loss = h.get("loss").unwrap();
     assert!(loss[7] < loss[0] * 0.3, "{loss:?}");
-    let (a, b) = (random2(4, 6, 13), random2(4, 6, 14));
+    let (a, b) = (random(4, 6, 13), random(4, 6, 14));
     let mut model = Interactions::new(2);
     let report = check_gradients(&mut model, &InteractionsInputs { a: a.view(), b: b.view() }, 1e-2, 2e-3, 2e-2, 7).unwrap();
     assert!(report.skipped * 20 < report.checked, "{} of {} on a kink", report.skipped, report.checked);

@@ -2,9 +2,11 @@
 //! another module; parameters nest under the layer name; a submodel called twice shares its weights.
 
 use modelc::gradcheck::check_gradients;
-use modelc::init::Rng;
 use modelc::ndarray::Array2;
 use modelc::prelude::*;
+
+mod common;
+use common::random;
 
 mod towers {
     use modelc::prelude::*;
@@ -53,11 +55,6 @@ model! {
         layer inner = Inner;
         output w = Dense(1)(inner(v));
     }
-}
-
-fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
-    let mut rng = Rng::new(seed);
-    Array2::from_shape_fn((rows, cols), |_| rng.uniform(-1.0, 1.0))
 }
 
 #[test]

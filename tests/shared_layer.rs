@@ -3,23 +3,14 @@
 //! the sum of per-call gradients computed with separate copies of the layer).
 
 use modelc::gradcheck::check_gradients;
-use modelc::init::Rng;
-use modelc::ndarray::Array2;
 use modelc::prelude::*;
 
-model! {
-    /// Siamese: are two vectors near each other? One encoder for both.
-    pub struct Siamese {
-        input a: [12];
-        input b: [12];
-        layer enc = Dense(16, activation = tanh);
-        let ea = enc(a);
-        let eb = enc(b);
-        let d = Subtract()([ea, eb]);
-        let d2 = Multiply()([d, d]);
-        output same = Dense(1, activation = sigmoid)(d2);
-    }
-}
+#[path = "../examples/shared_layer/model.rs"]
+mod model;
+use model::*;
+
+mod common;
+use common::random;
 
 model! {
     /// The shared layer called three times, on a sum of inputs too.
@@ -40,22 +31,6 @@ model! {
         let s = Add()([a, b]);
         output y = Concatenate()([Dense(3, activation = tanh, name = "e0")(a), Dense(3, activation = tanh, name = "e1")(b), Dense(3, activation = tanh, name = "e2")(s)]);
     }
-}
-
-fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
-    let mut rng = Rng::new(seed);
-    Array2::from_shape_fn((rows, cols), |_| rng.uniform(-1.0, 1.0))
-}
-
-/// Pairs: half near copies (label 1), half unrelated (label 0).
-fn pairs(n: usize, seed: u64) -> (Array2<f32>, Array2<f32>, Array2<f32>) {
-    let mut rng = Rng::new(seed);
-    let a = Array2::from_shape_fn((n, 12), |_| rng.uniform(-1.0, 1.0));
-    let noise = Array2::from_shape_fn((n, 12), |_| rng.uniform(-0.1, 0.1));
-    let other = Array2::from_shape_fn((n, 12), |_| rng.uniform(-1.0, 1.0));
-    let y = Array2::from_shape_fn((n, 1), |(i, _)| f32::from(u8::from(i % 2 == 0)));
-    let b = Array2::from_shape_fn((n, 12), |(i, j)| if i % 2 == 0 { a[[i, j]] + noise[[i, j]] } else { other[[i, j]] });
-    (a, b, y)
 }
 
 #[test]
