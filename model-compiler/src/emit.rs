@@ -144,7 +144,7 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
         .zip(&out_ranks)
         .map(|((_, s), &rank)| {
             let dims = s.as_ref().map(|s| s.0.clone()).unwrap_or_else(|| vec![0; rank]);
-            quote!(#nd::Dim([batch, #(#dims),*]))
+            quote!(#nd::Dim([__batch, #(#dims),*]))
         })
         .collect();
     let out_docs: Vec<String> = sig
@@ -219,47 +219,47 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             pub const DOT: &'static str = <Self as #p::network::Network>::DOT;
 
             /// A model with Keras-default initial weights (Glorot-uniform kernels, zero biases) drawn from `seed`.
-            pub fn new(seed: u64) -> Self {
-                Self { __state: #p::model::new_state::<Self>(seed) }
+            pub fn new(__seed: u64) -> Self {
+                Self { __state: #p::model::new_state::<Self>(__seed) }
             }
 
             /// Runs the model in inference mode on a batch.
-            pub fn predict(&mut self, inputs: &#inputs_ty<'_>) -> #p::Result<#outputs_ty> {
-                #p::model::predict(self, inputs)
+            pub fn predict(&mut self, __inputs: &#inputs_ty<'_>) -> #p::Result<#outputs_ty> {
+                #p::model::predict(self, __inputs)
             }
 
             /// Runs the model in inference mode, writing into `outputs`: its arrays are reused when they already
             /// have this batch's shapes, so repeated calls with one batch size allocate nothing.
-            pub fn predict_into(&mut self, inputs: &#inputs_ty<'_>, outputs: &mut #outputs_ty) -> #p::Result<()> {
-                let batch = #p::model::predict_staged(self, inputs)?;
-                #( #p::support::fill_output(&mut outputs.#out_names, #p::model::output_slice::<Self>(&self.__state.ws, #out_idx)?, #out_shapes); )*
+            pub fn predict_into(&mut self, __inputs: &#inputs_ty<'_>, __outputs: &mut #outputs_ty) -> #p::Result<()> {
+                let __batch = #p::model::predict_staged(self, __inputs)?;
+                #( #p::support::fill_output(&mut __outputs.#out_names, #p::model::output_slice::<Self>(&self.__state.ws, #out_idx)?, #out_shapes); )*
                 ::core::result::Result::Ok(())
             }
 
             /// Runs the forward pass, keeping the activations for `backward`.
-            pub fn forward(&mut self, inputs: &#inputs_ty<'_>, training: bool) -> #p::Result<#outputs_ty> {
-                #p::model::forward(self, inputs, training)
+            pub fn forward(&mut self, __inputs: &#inputs_ty<'_>, __training: bool) -> #p::Result<#outputs_ty> {
+                #p::model::forward(self, __inputs, __training)
             }
 
             /// Back-propagates `d_outputs` (the gradient of a scalar with respect to each output) through
             /// the last forward pass and returns the gradient of every parameter.
-            pub fn backward(&mut self, d_outputs: &#outputs_ty) -> #p::Result<#p::model::Gradients> {
-                #p::model::backward(self, d_outputs)
+            pub fn backward(&mut self, __d_outputs: &#outputs_ty) -> #p::Result<#p::model::Gradients> {
+                #p::model::backward(self, __d_outputs)
             }
 
             /// Configures training, like Keras' `compile`: an optimizer, one loss per output, metrics for every output.
-            pub fn compile<O: #p::optim::Optimizer>(&mut self, optimizer: O, losses: #losses_ty, metrics: &[#p::metrics::Metric]) -> #p::train::Trainer<'_, Self, O> {
-                #p::train::compile(self, optimizer, losses, metrics)
+            pub fn compile<O: #p::optim::Optimizer>(&mut self, __optimizer: O, __losses: #losses_ty, __metrics: &[#p::metrics::Metric]) -> #p::train::Trainer<'_, Self, O> {
+                #p::train::compile(self, __optimizer, __losses, __metrics)
             }
 
             /// The parameter called `name` (`"dense_1/kernel"`), in Keras layout.
-            pub fn param(&self, name: &str) -> #p::Result<#nd::ArrayViewD<'_, f32>> {
-                #p::model::param(self, name)
+            pub fn param(&self, __name: &str) -> #p::Result<#nd::ArrayViewD<'_, f32>> {
+                #p::model::param(self, __name)
             }
 
             /// Sets the parameter called `name` from an array of its exact shape.
-            pub fn set_param<D: #nd::Dimension>(&mut self, name: &str, value: #nd::ArrayView<'_, f32, D>) -> #p::Result<()> {
-                #p::model::set_param(self, name, value.into_dyn())
+            pub fn set_param<D: #nd::Dimension>(&mut self, __name: &str, __value: #nd::ArrayView<'_, f32, D>) -> #p::Result<()> {
+                #p::model::set_param(self, __name, __value.into_dyn())
             }
 
             /// Every parameter, flat, in `PARAMS` order.
@@ -273,13 +273,13 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             }
 
             /// Saves the weights as safetensors with Keras names (written to a temporary file, then renamed).
-            pub fn save(&self, path: impl ::core::convert::AsRef<::std::path::Path>) -> #p::Result<()> {
-                #p::io::save(self, path)
+            pub fn save(&self, __path: impl ::core::convert::AsRef<::std::path::Path>) -> #p::Result<()> {
+                #p::io::save(self, __path)
             }
 
             /// Loads weights saved by `save` (or by Keras under the same names), checking every name and shape.
-            pub fn load(&mut self, path: impl ::core::convert::AsRef<::std::path::Path>) -> #p::Result<()> {
-                #p::io::load(self, path)
+            pub fn load(&mut self, __path: impl ::core::convert::AsRef<::std::path::Path>) -> #p::Result<()> {
+                #p::io::load(self, __path)
             }
 
             /// The summary table (also `SUMMARY`).
@@ -294,8 +294,8 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
         }
 
         impl ::core::fmt::Debug for #name {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                f.debug_struct(#name_str).field("params", &<Self as #p::network::Network>::PARAM_COUNT).finish()
+            fn fmt(&self, __f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                __f.debug_struct(#name_str).field("params", &<Self as #p::network::Network>::PARAM_COUNT).finish()
             }
         }
 
@@ -420,7 +420,7 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
         .iter()
         .map(|o| {
             let dims = &o.shape.0;
-            quote!(#nd::Dim([batch, #(#dims),*]))
+            quote!(#nd::Dim([__batch, #(#dims),*]))
         })
         .collect();
     let forward = forward_body(plan);
@@ -453,28 +453,28 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
                 &mut self.__state
             }
 
-            fn visit_inputs<'a>(inputs: &'a #inputs_ty<'_>, f: &mut dyn FnMut(usize, #p::network::InputView<'a>) -> #p::Result<()>) -> #p::Result<()> {
-                #( f(#in_idx, #p::network::InputView::#in_variant(inputs.#in_names.view().into_dyn()))?; )*
+            fn visit_inputs<'a>(__inputs: &'a #inputs_ty<'_>, __f: &mut dyn FnMut(usize, #p::network::InputView<'a>) -> #p::Result<()>) -> #p::Result<()> {
+                #( __f(#in_idx, #p::network::InputView::#in_variant(__inputs.#in_names.view().into_dyn()))?; )*
                 ::core::result::Result::Ok(())
             }
 
-            fn visit_targets<'a>(targets: &'a #targets_ty<'_>, f: &mut dyn FnMut(usize, #nd::ArrayViewD<'a, f32>) -> #p::Result<()>) -> #p::Result<()> {
-                #( f(#out_idx, targets.#out_names.view().into_dyn())?; )*
+            fn visit_targets<'a>(__targets: &'a #targets_ty<'_>, __f: &mut dyn FnMut(usize, #nd::ArrayViewD<'a, f32>) -> #p::Result<()>) -> #p::Result<()> {
+                #( __f(#out_idx, __targets.#out_names.view().into_dyn())?; )*
                 ::core::result::Result::Ok(())
             }
 
-            fn visit_outputs<'a>(outputs: &'a #outputs_ty, f: &mut dyn FnMut(usize, #nd::ArrayViewD<'a, f32>) -> #p::Result<()>) -> #p::Result<()> {
-                #( f(#out_idx, outputs.#out_names.view().into_dyn())?; )*
+            fn visit_outputs<'a>(__outputs: &'a #outputs_ty, __f: &mut dyn FnMut(usize, #nd::ArrayViewD<'a, f32>) -> #p::Result<()>) -> #p::Result<()> {
+                #( __f(#out_idx, __outputs.#out_names.view().into_dyn())?; )*
                 ::core::result::Result::Ok(())
             }
 
-            fn outputs_from(batch: usize, data: #p::Vec<#p::Vec<f32>>) -> #outputs_ty {
-                let mut __it = data.into_iter();
+            fn outputs_from(__batch: usize, __data: #p::Vec<#p::Vec<f32>>) -> #outputs_ty {
+                let mut __it = __data.into_iter();
                 #outputs_ty { #( #out_names: #p::support::array_from(__it.next(), #out_shapes), )* }
             }
 
-            fn per_output<T: Clone>(values: &#per_output_ty<T>) -> #p::Vec<T> {
-                ::std::vec![#( values.#out_names.clone() ),*]
+            fn per_output<T: Clone>(__values: &#per_output_ty<T>) -> #p::Vec<T> {
+                ::std::vec![#( __values.#out_names.clone() ),*]
             }
 
             #[allow(unused_variables, clippy::all)]
