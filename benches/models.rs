@@ -58,6 +58,19 @@ model! {
     }
 }
 
+model! {
+    /// BENCH M3.
+    struct VisionMeta {
+        input image: [32, 32, 3];
+        input meta: [6];
+        let v = Conv2D(16, 3, padding = same, activation = relu)(image);
+        let v = Conv2D(32, 3, padding = same, activation = relu)(v);
+        let v = GlobalAveragePooling2D()(v);
+        let m = Dense(8, activation = relu)(meta);
+        output probs = Dense(3, activation = softmax)(Concatenate()([v, m]));
+    }
+}
+
 fn one_hot(rows: usize, classes: usize, seed: u64) -> Array2<f32> {
     let mut rng = Rng::new(seed);
     let mut y = Array2::zeros((rows, classes));
@@ -226,5 +239,30 @@ fn m5(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, m1, m2, m4, m5);
+/// M3 has no hand-written baseline yet: its figures are compared with the peers in BENCHMARKS.md.
+fn m3(c: &mut Criterion) {
+    let mut group = c.benchmark_group("M3 vision_meta");
+    group.sample_size(10);
+    for batch in [1usize, 32] {
+        let mut rng = Rng::new(1);
+        let image = modelc::ndarray::Array4::from_shape_fn((batch, 32, 32, 3), |_| rng.uniform(0.0, 1.0));
+        let meta = random(batch, 6, 2);
+        let y = one_hot(batch, 3, 3);
+        let mut model = VisionMeta::new(0);
+        let inputs = VisionMetaInputs { image: image.view(), meta: meta.view() };
+        group.bench_with_input(BenchmarkId::new("modelc inference", batch), &batch, |b, _| {
+            b.iter(|| model.forward(black_box(&inputs), false).unwrap())
+        });
+        if batch == 32 {
+            let targets = VisionMetaTargets { probs: y.view() };
+            let mut trainer = model.compile(Adam::default(), VisionMetaLosses { probs: Loss::CategoricalCrossentropy }, &[]);
+            group.bench_with_input(BenchmarkId::new("modelc train step", batch), &batch, |b, _| {
+                b.iter(|| trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, m1, m2, m3, m4, m5);
 criterion_main!(benches);
