@@ -150,7 +150,36 @@ def nested_models():
     return keras.Model([left, right, meta], {"score": score}), {"score": keras.losses.BinaryCrossentropy()}
 
 
+def vision_meta():
+    """examples/vision_meta.rs (BENCH M3): a conv branch pooled and fused with a tabular branch."""
+    image = keras.Input(shape=(32, 32, 3), name="image")
+    meta = keras.Input(shape=(6,), name="meta")
+    v = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2d")(image)
+    v = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2d_1")(v)
+    v = layers.GlobalAveragePooling2D(name="global_average_pooling2d")(v)
+    m = layers.Dense(8, activation="relu", name="dense")(meta)
+    probs = layers.Dense(3, activation="softmax", name="dense_1")(layers.Concatenate()([v, m]))
+    return keras.Model([image, meta], {"probs": probs}), {"probs": keras.losses.CategoricalCrossentropy()}
+
+
+def conv_pool_zoo():
+    """Strided 'same' and 'valid' convolutions, dilation, Conv1D, every pooling, Flatten and Reshape."""
+    image = keras.Input(shape=(9, 7, 2), name="image")
+    x = layers.Conv2D(4, (3, 2), strides=2, padding="same", activation="tanh", name="conv2d")(image)
+    x = layers.Conv2D(3, 3, dilation_rate=2, padding="same", name="conv2d_1")(x)
+    a = layers.MaxPooling2D(2, padding="same")(x)
+    b = layers.AveragePooling2D(2, strides=1, padding="same")(x)
+    pooled = layers.Concatenate()([layers.Flatten()(a), layers.GlobalMaxPooling2D()(b)])
+    seq = layers.Reshape((-1, 3))(x)
+    seq = layers.Conv1D(5, 3, padding="valid", activation="relu", name="conv1d")(seq)
+    seq = layers.Concatenate()([layers.GlobalAveragePooling1D()(seq), layers.GlobalMaxPooling1D()(layers.MaxPooling1D(2)(seq))])
+    y = layers.Dense(2, name="dense")(layers.Concatenate()([pooled, seq]))
+    return keras.Model([image], {"y": y}), {"y": keras.losses.MeanSquaredError()}
+
+
 MODELS = {
+    "vision_meta": vision_meta,
+    "conv_pool_zoo": conv_pool_zoo,
     "fusion": fusion,
     "softmax_head": softmax_head,
     "linear_mse": linear_mse,

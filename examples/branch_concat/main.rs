@@ -14,6 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (tx, ty) = data(1000, 2);
     let mut model = Branches::new(42);
     print!("{}", Branches::SUMMARY);
+    std::fs::create_dir_all("out")?;
+    modelc::viz::write_graph_svg(Branches::DOT, "out/branch_concat.svg")?;
+    println!("wrote out/branch_concat.svg (the model graph)");
     let mut trainer = model.compile(Adam::new(5e-3), BranchesLosses { label: Loss::BinaryCrossentropy }, &[Metric::Accuracy]);
     let fit = Fit { epochs: 10, verbose: false, ..Fit::default() };
     let h = trainer.fit(&BranchesInputs { features: x.view() }, &BranchesTargets { label: y.view() }, &fit)?;

@@ -14,6 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (ta, tb, ty) = data(1000, 2);
     let mut model = Interactions::new(42);
     print!("{}", Interactions::SUMMARY);
+    std::fs::create_dir_all("out")?;
+    modelc::viz::write_graph_svg(Interactions::DOT, "out/merges.svg")?;
+    println!("wrote out/merges.svg (the model graph)");
     let mut trainer = model.compile(Adam::new(5e-3), InteractionsLosses { y: Loss::MeanSquaredError }, &[Metric::MeanAbsoluteError]);
     let h = trainer.fit(
         &InteractionsInputs { a: a.view(), b: b.view() },

@@ -13,6 +13,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (x, flag, amount, class) = data(4000, 1);
     let mut model = MultiTask::new(42);
     print!("{}", MultiTask::SUMMARY);
+    std::fs::create_dir_all("out")?;
+    modelc::viz::write_graph_svg(MultiTask::DOT, "out/multitask.svg")?;
+    println!("wrote out/multitask.svg (the model graph)");
     let losses = MultiTaskLosses { flag: Loss::BinaryCrossentropy, amount: Loss::MeanSquaredError, class: Loss::CategoricalCrossentropy };
     let mut trainer = model
         .compile(Adam::new(5e-3), losses, &[])

@@ -14,6 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (tl, tr, tm, ty) = data(1000, 2);
     let mut model = Composed::new(42);
     print!("{}", Composed::SUMMARY);
+    std::fs::create_dir_all("out")?;
+    modelc::viz::write_graph_svg(Composed::DOT, "out/nested_models.svg")?;
+    println!("wrote out/nested_models.svg (the model graph)");
     let frozen_before = model.param("features/dense/kernel")?.to_owned();
     let mut trainer = model.compile(Adam::new(5e-3), ComposedLosses { score: Loss::BinaryCrossentropy }, &[Metric::Accuracy]);
     let h = trainer.fit(

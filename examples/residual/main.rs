@@ -13,6 +13,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (tx, ty) = data(1000, 2);
     let mut model = ResNet::new(42);
     print!("{}", ResNet::SUMMARY);
+    std::fs::create_dir_all("out")?;
+    modelc::viz::write_graph_svg(ResNet::DOT, "out/residual.svg")?;
+    println!("wrote out/residual.svg (the model graph)");
     let mut trainer = model.compile(Adam::new(5e-3), ResNetLosses { y: Loss::BinaryCrossentropy }, &[Metric::Accuracy]);
     let h = trainer.fit(
         &ResNetInputs { x: x.view() },

@@ -14,6 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (ta, tb, ty) = pairs(1000, 2);
     let mut model = Siamese::new(42);
     print!("{}", Siamese::SUMMARY);
+    std::fs::create_dir_all("out")?;
+    modelc::viz::write_graph_svg(Siamese::DOT, "out/shared_layer.svg")?;
+    println!("wrote out/shared_layer.svg (the model graph)");
     let mut trainer = model.compile(Adam::new(5e-3), SiameseLosses { same: Loss::BinaryCrossentropy }, &[Metric::Accuracy]);
     let h = trainer.fit(
         &SiameseInputs { a: a.view(), b: b.view() },

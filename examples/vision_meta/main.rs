@@ -7,47 +7,11 @@
 //!
 //! Run: `cargo run --release --example vision_meta`
 
-use modelc::init::Rng;
-use modelc::ndarray::{s, Array2, Array4};
 use modelc::prelude::*;
 use std::time::Instant;
 
-model! {
-    /// An image branch and a tabular branch fused into three class probabilities.
-    pub struct VisionMeta {
-        input image: [32, 32, 3];
-        input meta: [6];
-
-        let v = Conv2D(16, 3, padding = same, activation = relu)(image);
-        let v = Conv2D(32, 3, padding = same, activation = relu)(v);
-        let v = GlobalAveragePooling2D()(v);
-        let m = Dense(8, activation = relu)(meta);
-        let merged = Concatenate()([v, m]);
-        output probs = Dense(3, activation = softmax)(merged);
-    }
-}
-
-/// `n` samples: (images, meta, one-hot labels).
-fn make_data(n: usize, seed: u64) -> (Array4<f32>, Array2<f32>, Array2<f32>) {
-    let mut rng = Rng::new(seed);
-    let mut image = Array4::from_shape_fn((n, 32, 32, 3), |_| rng.uniform(0.0, 0.5));
-    let meta = Array2::from_shape_fn((n, 6), |_| rng.uniform(-1.0, 1.0));
-    let mut y = Array2::zeros((n, 3));
-    for i in 0..n {
-        let mut best = (0, f32::NEG_INFINITY);
-        for c in 0..3 {
-            let boost = rng.uniform(0.0, 1.0);
-            let (qy, qx) = ((rng.next_u64() % 2) as usize * 16, (rng.next_u64() % 2) as usize * 16);
-            image.slice_mut(s![i, qy..qy + 16, qx..qx + 16, c]).mapv_inplace(|v| v + boost);
-            let score = boost + 0.5 * meta[[i, c]];
-            if score > best.1 {
-                best = (c, score);
-            }
-        }
-        y[[i, best.0]] = 1.0;
-    }
-    (image, meta, y)
-}
+mod model;
+use model::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (image, meta, y) = make_data(512, 7);
@@ -55,6 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut model = VisionMeta::new(42);
     print!("{}", VisionMeta::SUMMARY);
+    std::fs::create_dir_all("out")?;
+    modelc::viz::write_graph_svg(VisionMeta::DOT, "out/vision_meta.svg")?;
+    println!("wrote out/vision_meta.svg (the model graph)");
 
     let inputs = VisionMetaInputs { image: image.view(), meta: meta.view() };
     let targets = VisionMetaTargets { probs: y.view() };
