@@ -4,7 +4,7 @@
 //! geometry (Keras 'valid'/'same') shared with the pooling layers. A 1D op is the 2D op with height 1.
 
 use super::args::ArgReader;
-use super::{Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
+use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
@@ -318,12 +318,7 @@ impl LayerDef for Conv {
         let geom = self.geom(cx).tokens();
         let x = cx.x(0);
         let w = cx.p(0);
-        let b = if self.use_bias {
-            let b = cx.p(1);
-            quote!(::core::option::Option::Some(#b))
-        } else {
-            quote!(::core::option::Option::None)
-        };
+        let b = some_if(self.use_bias, cx.p(1));
         let col = cx.scratch.first().copied().unwrap_or(0);
         let (take_pre, pre, put_pre) = match cx.scratch.get(2) {
             Some(s) if self.activation.needs_input() => (
@@ -349,18 +344,8 @@ impl LayerDef for Conv {
     fn backward(&self, cx: &EmitCx) -> TokenStream {
         let geom = self.geom(cx).tokens();
         let (x, y, w, gw) = (cx.x(0), cx.y(), cx.p(0), cx.g(0));
-        let gb = if self.use_bias {
-            let g = cx.g(1);
-            quote!(::core::option::Option::Some(#g))
-        } else {
-            quote!(::core::option::Option::None)
-        };
-        let pre = if self.activation.needs_input() {
-            let s = cx.scratch(2);
-            quote!(::core::option::Option::Some(#s))
-        } else {
-            quote!(::core::option::Option::None)
-        };
+        let gb = some_if(self.use_bias, cx.g(1));
+        let pre = some_if(self.activation.needs_input(), cx.scratch(2));
         let act = cx.backward_act(self.activation);
         let col = cx.scratch(0);
         let dcol = cx.scratch.get(1).copied().unwrap_or(0);

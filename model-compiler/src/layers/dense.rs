@@ -1,7 +1,7 @@
 //! `Dense(units, activation = linear, use_bias = true)`: y = act(x · kernel + bias) on the last axis.
 
 use super::args::ArgReader;
-use super::{Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
+use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
@@ -66,18 +66,8 @@ impl LayerDef for Dense {
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         let x = cx.x(0);
         let w = cx.p(0);
-        let b = if self.use_bias {
-            let b = cx.p(1);
-            quote!(::core::option::Option::Some(#b))
-        } else {
-            quote!(::core::option::Option::None)
-        };
-        let pre = if self.activation.needs_input() {
-            let s = cx.scratch_mut(0);
-            quote!(::core::option::Option::Some(#s))
-        } else {
-            quote!(::core::option::Option::None)
-        };
+        let b = some_if(self.use_bias, cx.p(1));
+        let pre = some_if(self.activation.needs_input(), cx.scratch_mut(0));
         let act = self.activation.tokens();
         let rows = cx.rows(cx.output.shape.lead());
         let fin = cx.inputs.first().map(|o| o.shape.last()).unwrap_or(0);
@@ -91,18 +81,8 @@ impl LayerDef for Dense {
         let y = cx.y();
         let w = cx.p(0);
         let gw = cx.g(0);
-        let gb = if self.use_bias {
-            let g = cx.g(1);
-            quote!(::core::option::Option::Some(#g))
-        } else {
-            quote!(::core::option::Option::None)
-        };
-        let pre = if self.activation.needs_input() {
-            let s = cx.scratch(0);
-            quote!(::core::option::Option::Some(#s))
-        } else {
-            quote!(::core::option::Option::None)
-        };
+        let gb = some_if(self.use_bias, cx.g(1));
+        let pre = some_if(self.activation.needs_input(), cx.scratch(0));
         let act = cx.backward_act(self.activation);
         let dx = cx.dx(0);
         let rows = cx.rows(cx.output.shape.lead());

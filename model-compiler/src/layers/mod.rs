@@ -199,6 +199,15 @@ impl EmitCx {
     }
 }
 
+/// `Some(tokens)` when `cond`, else `None`, as emitted code: optional kernel arguments (bias, pre-activation).
+pub fn some_if(cond: bool, tokens: TokenStream) -> TokenStream {
+    if cond {
+        quote!(::core::option::Option::Some(#tokens))
+    } else {
+        quote!(::core::option::Option::None)
+    }
+}
+
 /// Everything the framework asks of a layer kind.
 pub trait LayerDef {
     /// Operand count.
