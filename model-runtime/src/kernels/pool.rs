@@ -15,6 +15,16 @@ fn taps(g: &Window2d, oy: usize, ox: usize) -> impl Iterator<Item = usize> + Clo
         .flat_map(move |iy| (0..g.kw).filter_map(move |kj| g.in_col(ox, kj)).map(move |ix| iy * g.w + ix))
 }
 
+/// Channels, per-sample input length and per-sample output length of `g`; `None` when there is nothing to
+/// compute. `in_total` and `out_total` are the lengths of the batch's input-side and output-side slices.
+#[inline]
+fn sizes(g: &Window2d, batch: usize, in_total: usize, out_total: usize) -> Option<(usize, usize, usize)> {
+    let (c, in_len, out_len) = (g.c, g.in_len(), g.positions() * g.c);
+    debug_assert_eq!(in_total, batch * in_len);
+    debug_assert_eq!(out_total, batch * out_len);
+    (c > 0 && in_len > 0 && out_len > 0).then_some((c, in_len, out_len))
+}
+
 /// Output windows of one sample: `(output position, oy, ox)`.
 #[inline]
 fn windows(g: &Window2d) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
@@ -23,12 +33,7 @@ fn windows(g: &Window2d) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
 
 /// y = max over each window, per channel, for `batch` samples.
 pub fn max_forward(g: &Window2d, x: &[f32], y: &mut [f32], batch: usize) {
-    let (c, in_len, out_len) = (g.c, g.in_len(), g.positions() * g.c);
-    debug_assert_eq!(x.len(), batch * in_len);
-    debug_assert_eq!(y.len(), batch * out_len);
-    if c == 0 || in_len == 0 || out_len == 0 {
-        return;
-    }
+    let Some((c, in_len, out_len)) = sizes(g, batch, x.len(), y.len()) else { return };
     for (xs, ys) in x.chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)) {
         for (o, oy, ox) in windows(g) {
             let out = &mut ys[o * c..(o + 1) * c];
@@ -44,12 +49,7 @@ pub fn max_forward(g: &Window2d, x: &[f32], y: &mut [f32], batch: usize) {
 
 /// dx += dy routed to the first position of each window where x equals the forward output y.
 pub fn max_backward(g: &Window2d, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], batch: usize) {
-    let (c, in_len, out_len) = (g.c, g.in_len(), g.positions() * g.c);
-    debug_assert_eq!(dx.len(), batch * in_len);
-    debug_assert_eq!(dy.len(), batch * out_len);
-    if c == 0 || in_len == 0 || out_len == 0 {
-        return;
-    }
+    let Some((c, in_len, out_len)) = sizes(g, batch, dx.len(), dy.len()) else { return };
     let samples = x.chunks_exact(in_len).zip(dx.chunks_exact_mut(in_len)).zip(y.chunks_exact(out_len).zip(dy.chunks_exact(out_len)));
     for ((xs, dxs), (ys, dys)) in samples {
         for (o, oy, ox) in windows(g) {
@@ -66,12 +66,7 @@ pub fn max_backward(g: &Window2d, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f3
 
 /// y = mean over the valid positions of each window, per channel.
 pub fn avg_forward(g: &Window2d, x: &[f32], y: &mut [f32], batch: usize) {
-    let (c, in_len, out_len) = (g.c, g.in_len(), g.positions() * g.c);
-    debug_assert_eq!(x.len(), batch * in_len);
-    debug_assert_eq!(y.len(), batch * out_len);
-    if c == 0 || in_len == 0 || out_len == 0 {
-        return;
-    }
+    let Some((c, in_len, out_len)) = sizes(g, batch, x.len(), y.len()) else { return };
     for (xs, ys) in x.chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)) {
         for (o, oy, ox) in windows(g) {
             let out = &mut ys[o * c..(o + 1) * c];
@@ -91,12 +86,7 @@ pub fn avg_forward(g: &Window2d, x: &[f32], y: &mut [f32], batch: usize) {
 
 /// dx += dy / count spread over the valid positions of each window.
 pub fn avg_backward(g: &Window2d, dy: &[f32], dx: &mut [f32], batch: usize) {
-    let (c, in_len, out_len) = (g.c, g.in_len(), g.positions() * g.c);
-    debug_assert_eq!(dx.len(), batch * in_len);
-    debug_assert_eq!(dy.len(), batch * out_len);
-    if c == 0 || in_len == 0 || out_len == 0 {
-        return;
-    }
+    let Some((c, in_len, out_len)) = sizes(g, batch, dx.len(), dy.len()) else { return };
     for (dxs, dys) in dx.chunks_exact_mut(in_len).zip(dy.chunks_exact(out_len)) {
         for (o, oy, ox) in windows(g) {
             let d = &dys[o * c..(o + 1) * c];
