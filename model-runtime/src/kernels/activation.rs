@@ -1,5 +1,7 @@
 //! Element-wise and row-wise activations with their derivatives (Keras semantics).
 
+use super::Axis;
+
 /// An activation function, as a layer or as a layer's `activation =` argument (Keras names).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
@@ -331,6 +333,48 @@ fn softmax_backward(y: &[f32], grad: Grad<'_>, cols: usize) {
     }
 }
 
+/// Keras `Softmax(axis)`: y = softmax(x) over the axis of `a` (stable: the max is subtracted first).
+/// For the last axis (`inner` 1) this is [`forward`] with [`Activation::Softmax`].
+pub fn softmax_axis_forward(a: Axis, x: &[f32], y: &mut [f32]) {
+    debug_assert_eq!(x.len(), a.len());
+    debug_assert_eq!(y.len(), a.len());
+    if a.inner == 1 {
+        y.copy_from_slice(x);
+        softmax_rows(y, a.n);
+        return;
+    }
+    for o in 0..a.outer {
+        for i in 0..a.inner {
+            let lane = |c: usize| (o * a.n + c) * a.inner + i;
+            let max = (0..a.n).map(|c| x[lane(c)]).fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for c in 0..a.n {
+                let e = (x[lane(c)] - max).exp();
+                y[lane(c)] = e;
+                sum += e;
+            }
+            let inv = 1.0 / sum;
+            (0..a.n).for_each(|c| y[lane(c)] *= inv);
+        }
+    }
+}
+
+/// dx += y ⊙ (dy − Σ_axis dy ⊙ y), the softmax derivative over the axis of `a`.
+pub fn softmax_axis_backward_accumulate(a: Axis, y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    debug_assert_eq!(dx.len(), a.len());
+    if a.inner == 1 {
+        softmax_backward(y, Grad::Accumulate { dy, dx }, a.n);
+        return;
+    }
+    for o in 0..a.outer {
+        for i in 0..a.inner {
+            let lane = |c: usize| (o * a.n + c) * a.inner + i;
+            let s: f32 = (0..a.n).map(|c| dy[lane(c)] * y[lane(c)]).sum();
+            (0..a.n).for_each(|c| dx[lane(c)] += y[lane(c)] * (dy[lane(c)] - s));
+        }
+    }
+}
+
 /// Numerically stable softmax over each row of `cols` elements, in place.
 fn softmax_rows(z: &mut [f32], cols: usize) {
     if cols == 0 {
@@ -581,6 +625,33 @@ mod tests {
         forward(Activation::Softmax, &x, &mut y, 7);
         for row in y.chunks(7) {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn softmax_over_any_axis_matches_a_naive_reference_and_finite_differences() {
+        let mut rng = Rng::new(4);
+        for a in [Axis { outer: 2, n: 3, inner: 4 }, Axis { outer: 3, n: 5, inner: 1 }, Axis { outer: 1, n: 4, inner: 2 }] {
+            let x = random_vec(&mut rng, a.len(), -3.0, 3.0);
+            let run = |x: &[f32]| {
+                let mut y = vec![0.0; a.len()];
+                softmax_axis_forward(a, x, &mut y);
+                y
+            };
+            let y = run(&x);
+            for o in 0..a.outer {
+                for i in 0..a.inner {
+                    let lane: Vec<usize> = (0..a.n).map(|c| (o * a.n + c) * a.inner + i).collect();
+                    let sum: f64 = lane.iter().map(|&e| (x[e] as f64).exp()).sum();
+                    for &e in &lane {
+                        assert!((y[e] as f64 - (x[e] as f64).exp() / sum).abs() < 1e-6);
+                    }
+                }
+            }
+            let r = random_vec(&mut rng, a.len(), -1.0, 1.0);
+            let mut dx = vec![0.0; a.len()];
+            softmax_axis_backward_accumulate(a, &y, &r, &mut dx);
+            check_grad(&format!("softmax {a:?}"), &x, &dx, 1e-2, |x| weighted_sum(&r, &run(x)));
         }
     }
 

@@ -6,7 +6,48 @@ pub mod conv;
 pub mod dense;
 pub mod dot;
 pub mod dropout;
+pub mod embedding;
 pub mod gemm;
 pub mod merge;
+pub mod norm;
 pub mod pool;
 pub mod reshape;
+
+/// A tensor of `outer · n · inner` elements viewed around one axis of length `n`: element
+/// `(o, c, i)` sits at `(o · n + c) · inner + i`. For the last axis, `inner` is 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Axis {
+    /// Product of the dimensions before the axis (the batch included).
+    pub outer: usize,
+    /// Length of the axis.
+    pub n: usize,
+    /// Product of the dimensions after the axis.
+    pub inner: usize,
+}
+
+impl Axis {
+    /// Total element count.
+    pub fn len(&self) -> usize {
+        self.outer * self.n * self.inner
+    }
+
+    /// True when the tensor has no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Elements per position of the axis (the batch-normalization reduction size, and the group count of a layer normalization).
+    pub(crate) fn per_channel(&self) -> usize {
+        self.outer * self.inner
+    }
+
+    /// Calls `f(c, start)` for every contiguous run of `inner` elements, `c` being its axis position.
+    #[inline]
+    pub(crate) fn runs(&self, mut f: impl FnMut(usize, usize)) {
+        for o in 0..self.outer {
+            for c in 0..self.n {
+                f(c, (o * self.n + c) * self.inner);
+            }
+        }
+    }
+}
