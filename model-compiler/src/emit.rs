@@ -404,8 +404,8 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
         .params
         .iter()
         .map(|s| {
-            let (n, dims, off, init, tr) = (&s.name, &s.shape, s.offset, init_tokens(s.init), s.trainable);
-            quote!(#p::spec::ParamSpec { name: #n, shape: &[#(#dims),*], offset: #off, init: #init, trainable: #tr })
+            let (n, dims, off, init, tr, st) = (&s.name, &s.shape, s.offset, init_tokens(s.init), s.trainable, s.statistic);
+            quote!(#p::spec::ParamSpec { name: #n, shape: &[#(#dims),*], offset: #off, init: #init, trainable: #tr, statistic: #st })
         })
         .collect();
     let param_count = plan.param_count;
@@ -425,6 +425,8 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
         .collect();
     let forward = forward_body(plan);
     let backward = backward_body(plan);
+    let update = update_body(plan);
+    let id_bounds = id_bounds(plan);
 
     quote_spanned! {span=>
         impl #p::network::Network for #name {
@@ -438,6 +440,7 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             const SCRATCH: &'static [usize] = &[#(#scratch),*];
             const INPUT_BUFFERS: &'static [usize] = &[#(#in_bufs),*];
             const OUTPUT_BUFFERS: &'static [usize] = &[#(#out_bufs),*];
+            const ID_BOUNDS: &'static [#p::spec::IdBound] = &[#(#id_bounds),*];
             const SUMMARY: &'static str = #summary;
             const DOT: &'static str = #dot;
             type Inputs<'a> = #inputs_ty<'a>;
@@ -488,8 +491,51 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
                 let __b = __ws.batch;
                 #backward
             }
+
+            #[allow(unused_variables, clippy::all)]
+            fn update_state(__p: &mut [f32], __ws: &#p::workspace::Workspace) {
+                #update
+            }
         }
     }
+}
+
+/// `IdBound`s of the integer inputs that `Embedding` layers read.
+fn id_bounds(plan: &Plan) -> Vec<TokenStream> {
+    let m = &plan.typed.model;
+    let mut out = Vec::new();
+    for step in &plan.steps {
+        let Some(layer) = m.layers.get(step.layer.0) else { continue };
+        let Some(crate::layers::LayerKind::Embedding(e)) = &layer.kind else { continue };
+        let operand = m.calls.get(step.call.0).and_then(|c| c.inputs.first());
+        let Some(input) = m.inputs.iter().position(|i| Some(&i.value) == operand) else { continue };
+        let (limit, name) = (e.input_dim, &layer.name);
+        out.push(quote!(::modelc::__private::spec::IdBound { input: #input, limit: #limit, layer: #name }));
+    }
+    out
+}
+
+// After a training forward, in schedule order: each stateful step with its parameters bound mutably.
+fn update_body(plan: &Plan) -> TokenStream {
+    let mut out = TokenStream::new();
+    for step in &plan.steps {
+        let Some(kind) = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
+        let n_params = plan.layer_params.get(step.layer.0).map(|r| r.len()).unwrap_or(0);
+        let body = kind.update(&step.cx.emit_cx(n_params));
+        if body.is_empty() {
+            continue;
+        }
+        let params = bind_slices(plan, step.layer.0, &quote!(__p), "__p");
+        let doc = step_comment(plan, step);
+        out.extend(quote! {
+            {
+                let _ = #doc;
+                #params
+                #body
+            }
+        });
+    }
+    out
 }
 
 /// Binds `__p0, __p1, ...` to the layer's parameter slices.
@@ -506,13 +552,18 @@ fn bind_params(plan: &Plan, layer: usize) -> TokenStream {
 
 /// Binds `__g0, __g1, ...` to the layer's disjoint parameter-gradient slices.
 fn bind_grads(plan: &Plan, layer: usize) -> TokenStream {
+    bind_slices(plan, layer, &quote!(__g), "__g")
+}
+
+/// Binds `{prefix}0, {prefix}1, ...` to the layer's disjoint, mutable slices of the flat buffer `buf`.
+fn bind_slices(plan: &Plan, layer: usize, buf: &TokenStream, prefix: &str) -> TokenStream {
     let range = plan.layer_params.get(layer).cloned().unwrap_or(0..0);
     let slots = plan.params.get(range).unwrap_or(&[]);
     let (Some(first), Some(last)) = (slots.first(), slots.last()) else { return TokenStream::new() };
     let (a, b) = (first.offset, last.offset + last.len);
-    let ids: Vec<Ident> = (0..slots.len()).map(|i| format_ident!("__g{}", i)).collect();
+    let ids: Vec<Ident> = (0..slots.len()).map(|i| format_ident!("{}{}", prefix, i)).collect();
     let lens: Vec<usize> = slots.iter().map(|s| s.len).collect();
-    quote!(let [#(#ids),*] = ::modelc::__private::support::split_mut(&mut __g[#a..#b], [#(#lens),*]);)
+    quote!(let [#(#ids),*] = ::modelc::__private::support::split_mut(&mut #buf[#a..#b], [#(#lens),*]);)
 }
 
 fn step_comment(plan: &Plan, step: &crate::plan::Step) -> String {

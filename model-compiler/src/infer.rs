@@ -4,7 +4,7 @@
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::graph::Graph;
-use crate::hir::{self, CallId, Producer};
+use crate::hir::{self, CallId, DType, Producer};
 use crate::layers::{Arity, InferCx, LayerDef, LayerKind};
 use crate::shape::{within_limit, Shape, MAX_ELEMENTS};
 
@@ -64,7 +64,15 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
                 continue;
             }
         }
-        let cx = InferCx { inputs: &ins, names: &names, spans: &call.input_spans, span: call.span };
+        let dtypes: Vec<Option<DType>> = call
+            .inputs
+            .iter()
+            .map(|v| match model.values.get(v.0).map(|x| x.producer) {
+                Some(Producer::Input(i)) => model.inputs.get(i).map(|x| x.dtype),
+                _ => None,
+            })
+            .collect();
+        let cx = InferCx { inputs: &ins, names: &names, dtypes: &dtypes, spans: &call.input_spans, span: call.span };
         match kind.infer(&cx).and_then(|out| check_size(&out, kind, &ins, layer, call).map(|()| out)) {
             Ok(out) => {
                 if let Some(s) = shapes.get_mut(call.output.0) {

@@ -23,6 +23,8 @@ pub struct ParamSlot {
     pub init: InitKind,
     /// Updated by the optimizer.
     pub trainable: bool,
+    /// Declared non-trainable by its layer: a statistic the forward pass maintains.
+    pub statistic: bool,
 }
 
 /// One scheduled layer call with everything its emitters need.
@@ -47,6 +49,8 @@ pub struct StepCx {
     pub scratch: Vec<usize>,
     /// The fusable model output this step produces, if any.
     pub fused_output: Option<usize>,
+    /// Whether the layer is trainable (not frozen).
+    pub trainable: bool,
 }
 
 impl StepCx {
@@ -58,6 +62,7 @@ impl StepCx {
             n_params,
             scratch: self.scratch.clone(),
             fused_output: self.fused_output,
+            trainable: self.trainable,
         }
     }
 }
@@ -135,6 +140,7 @@ pub fn plan(typed: Typed) -> Plan {
                     len,
                     init: p.init,
                     trainable: p.trainable && layer.trainable,
+                    statistic: !p.trainable,
                 });
                 offset += len;
             }
@@ -206,7 +212,8 @@ pub fn plan(typed: Typed) -> Plan {
         }
         let fused_output =
             m.outputs.iter().position(|o| o.value == call.output).filter(|o| outputs.get(*o).is_some_and(|x| x.fusable != Act::Linear));
-        steps.push(Step { call: c, layer: call.layer, cx: StepCx { inputs, output, scratch: scratch_ids, fused_output } });
+        let trainable = m.layers.get(call.layer.0).is_some_and(|l| l.trainable);
+        steps.push(Step { call: c, layer: call.layer, cx: StepCx { inputs, output, scratch: scratch_ids, fused_output, trainable } });
     }
 
     let inputs = m

@@ -40,6 +40,26 @@ impl Shape {
         &self.0
     }
 
+    /// The per-sample index (batch excluded) of Keras axis `axis`, counted on the full tensor: the batch is
+    /// axis 0, -1 the last. `None` for the batch axis and for axes out of range.
+    pub fn sample_axis(&self, axis: i64) -> Option<usize> {
+        let full = i64::try_from(self.rank()).ok()? + 1;
+        let a = if axis < 0 { axis + full } else { axis };
+        if a >= 1 && a < full {
+            usize::try_from(a - 1).ok()
+        } else {
+            None
+        }
+    }
+
+    /// The per-sample view of the tensor around per-sample axes `axes` (consecutive):
+    /// (product of the dims before, product of the axes' dims, product of the dims after).
+    pub fn around(&self, axes: std::ops::Range<usize>) -> (usize, usize, usize) {
+        let d = &self.0;
+        let prod = |r: std::ops::Range<usize>| d.get(r).map_or(1, |s| s.iter().product());
+        (prod(0..axes.start), prod(axes.clone()), prod(axes.end..d.len()))
+    }
+
     /// Keras notation with the batch first: `(None, 8, 8, 16)`.
     pub fn keras(&self) -> String {
         self.to_string()

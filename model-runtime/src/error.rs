@@ -77,6 +77,26 @@ pub enum Error {
         value: i32,
     },
 
+    /// A token id outside the table of an `Embedding` layer that reads the input.
+    #[error(
+        "input `{input}` holds token id {value} (sample {sample}, position {index}), outside 0..{limit}: \
+         Embedding `{layer}` has input_dim {limit}"
+    )]
+    TokenId {
+        /// The input's name.
+        input: String,
+        /// The offending id.
+        value: i32,
+        /// The sample (batch row) holding it.
+        sample: usize,
+        /// Its flat position within the sample.
+        index: usize,
+        /// The Embedding's `input_dim`.
+        limit: usize,
+        /// The Embedding layer's name.
+        layer: String,
+    },
+
     /// No parameter has this name.
     #[error("unknown parameter `{name}`{}", did_you_mean(.nearest))]
     UnknownParam {

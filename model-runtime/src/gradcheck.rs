@@ -26,7 +26,7 @@ impl GradCheck {
     }
 }
 
-/// Compares `backward` with central finite differences for every parameter element of `model`, on the
+/// Compares `backward` with central finite differences for every parameter element of `model` but statistics, on the
 /// objective `L = Σ r ⊙ outputs` with fixed random weights `r` (drawn from `seed`), in inference mode.
 ///
 /// An element fails when `|analytic − numeric| > atol + rtol · max(|analytic|, |numeric|)`.
@@ -34,7 +34,33 @@ impl GradCheck {
 /// objective has a kink within `eps` (relu at 0, a max tie): the element is counted in `skipped`
 /// instead (callers should assert that few are). For a smooth objective they differ by O(eps · f''). `eps` around 1e-2 suits f32 models.
 pub fn check_gradients<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, eps: f32, atol: f32, rtol: f32, seed: u64) -> Result<GradCheck> {
-    let outputs = model::forward(model, inputs, false)?;
+    check(model, inputs, eps, atol, rtol, seed, false)
+}
+
+/// [`check_gradients`] in training mode: `BatchNormalization` differentiates through the batch
+/// statistics. The model must be deterministic in training (no `Dropout`, whose mask changes every
+/// step); the moving statistics drift as the forward passes run, which training outputs ignore.
+pub fn check_gradients_training<N: Network>(
+    model: &mut N,
+    inputs: &N::Inputs<'_>,
+    eps: f32,
+    atol: f32,
+    rtol: f32,
+    seed: u64,
+) -> Result<GradCheck> {
+    check(model, inputs, eps, atol, rtol, seed, true)
+}
+
+fn check<N: Network>(
+    model: &mut N,
+    inputs: &N::Inputs<'_>,
+    eps: f32,
+    atol: f32,
+    rtol: f32,
+    seed: u64,
+    training: bool,
+) -> Result<GradCheck> {
+    let outputs = model::forward(model, inputs, training)?;
     // Random output weights, same shapes as the outputs.
     let mut rng = Rng::new(seed);
     let mut weights: Vec<Vec<f32>> = Vec::new();
@@ -48,7 +74,7 @@ pub fn check_gradients<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, eps: f
     let analytic = analytic.as_slice().to_vec();
 
     let objective = |m: &mut N| -> Result<f64> {
-        let out = model::forward(m, inputs, false)?;
+        let out = model::forward(m, inputs, training)?;
         let mut total = 0.0f64;
         N::visit_outputs(&out, &mut |o, v| {
             if let Some(w) = weights.get(o) {
@@ -72,7 +98,8 @@ pub fn check_gradients<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, eps: f
         let h = f64::from(h);
         Ok((((plus - base) / h) as f32, ((base - minus) / h) as f32))
     };
-    for spec in N::PARAMS {
+    // Statistics (moving mean and variance) have no gradient; frozen weights do, and are checked.
+    for spec in N::PARAMS.iter().filter(|s| !s.statistic) {
         for k in spec.range() {
             let (forward, backward) = one_sided(model, k, eps)?;
             let mut numeric = 0.5 * (forward + backward);
@@ -98,6 +125,6 @@ pub fn check_gradients<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, eps: f
         }
     }
     // Leave the model's activations as they were for the unperturbed parameters.
-    model::forward(model, inputs, false)?;
+    model::forward(model, inputs, training)?;
     Ok(report)
 }

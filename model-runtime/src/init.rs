@@ -227,7 +227,7 @@ mod tests {
     }
 
     fn spec(name: &'static str, shape: &'static [usize], offset: usize, init: Init) -> ParamSpec {
-        ParamSpec { name, shape, offset, init, trainable: true }
+        ParamSpec { name, shape, offset, init, trainable: true, statistic: false }
     }
 
     #[test]

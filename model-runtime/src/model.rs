@@ -105,8 +105,29 @@ pub(crate) fn see_inputs<N: Network>(inputs: &N::Inputs<'_>, batch: &mut BatchCh
             });
         }
         let b = check_shape("input", spec, shape)?;
+        if let InputView::I32(v) = &view {
+            check_ids::<N>(i, spec, v)?;
+        }
         batch.see("input", spec.name, b)
     })
+}
+
+/// Checks that integer input `i` holds only ids inside the table of every `Embedding` that reads it
+/// (`N::ID_BOUNDS`), so that an id out of range is an error before anything runs.
+fn check_ids<N: Network>(i: usize, spec: &TensorSpec, v: &ArrayViewD<'_, i32>) -> Result<()> {
+    let Some(bound) = N::ID_BOUNDS.iter().filter(|b| b.input == i).min_by_key(|b| b.limit) else { return Ok(()) };
+    let per_sample = spec.sample_len().max(1);
+    match v.iter().position(|&id| usize::try_from(id).map_or(true, |id| id >= bound.limit)) {
+        None => Ok(()),
+        Some(k) => Err(Error::TokenId {
+            input: spec.name.to_string(),
+            value: v.iter().nth(k).copied().unwrap_or_default(),
+            sample: k / per_sample,
+            index: k % per_sample,
+            limit: bound.limit,
+            layer: bound.layer.to_string(),
+        }),
+    }
 }
 
 fn dtype_name(d: DType) -> &'static str {
@@ -165,6 +186,18 @@ pub(crate) fn exact_f32(name: &str, v: i32) -> Result<f32> {
     Ok(v as f32)
 }
 
+/// Copies rows `rows` of input `i` (`view`, batch first) into `dst`, `row_len` elements per row, in
+/// order, converting integers exactly. Allocates nothing for standard-layout views.
+pub(crate) fn gather_input<N: Network>(i: usize, view: &InputView<'_>, rows: Rows<'_>, row_len: usize, dst: &mut [f32]) -> Result<()> {
+    match view {
+        InputView::F32(v) => {
+            gather_f32(v, rows, row_len, dst);
+            Ok(())
+        }
+        InputView::I32(v) => gather_i32(input_spec::<N>(i)?.name, v, rows, row_len, dst),
+    }
+}
+
 /// Copies rows `rows` of `src` (batch first) into `dst`, `row_len` elements per row, in order.
 /// Allocates nothing for standard-layout views.
 pub(crate) fn gather_f32(src: &ArrayViewD<'_, f32>, rows: Rows<'_>, row_len: usize, dst: &mut [f32]) {
@@ -186,7 +219,7 @@ pub(crate) fn gather_f32(src: &ArrayViewD<'_, f32>, rows: Rows<'_>, row_len: usi
 }
 
 /// [`gather_f32`] for integer inputs, converting exactly.
-pub(crate) fn gather_i32(name: &str, src: &ArrayViewD<'_, i32>, rows: Rows<'_>, row_len: usize, dst: &mut [f32]) -> Result<()> {
+fn gather_i32(name: &str, src: &ArrayViewD<'_, i32>, rows: Rows<'_>, row_len: usize, dst: &mut [f32]) -> Result<()> {
     let dst_rows = dst.chunks_exact_mut(row_len.max(1));
     match src.as_slice() {
         Some(s) => {
@@ -233,7 +266,8 @@ impl Rows<'_> {
     }
 }
 
-/// Runs `N::forward` on the staged inputs; a training pass advances `ws.step` afterwards.
+/// Runs `N::forward` on the staged inputs; a training pass advances `ws.step` afterwards. The state a
+/// training pass computes (moving statistics) is left for the caller to apply with `N::update_state`.
 pub(crate) fn run_forward<N: Network>(state: &mut State, training: bool) {
     let State { params, ws } = state;
     ws.training = training;
@@ -277,11 +311,15 @@ pub fn predict_staged<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Resu
 }
 
 /// Runs the forward pass over the whole batch, keeping the activations for [`backward`].
-/// `training` turns on dropout and batch statistics.
+/// `training` turns on dropout and batch statistics, and updates the moving statistics.
 pub fn forward<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, training: bool) -> Result<N::Outputs> {
     let state = model.state_mut();
     stage_inputs::<N>(inputs, &mut state.ws)?;
     run_forward::<N>(state, training);
+    if training {
+        // Like calling a Keras model with `training=True`: the moving statistics move.
+        N::update_state(&mut state.params, &state.ws);
+    }
     collect_outputs::<N>(&state.ws)
 }
 

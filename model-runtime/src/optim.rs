@@ -194,9 +194,9 @@ mod tests {
     use crate::spec::Init;
 
     const SPECS: &[ParamSpec] = &[
-        ParamSpec { name: "dense/kernel", shape: &[2], offset: 0, init: Init::Zeros, trainable: true },
-        ParamSpec { name: "frozen/kernel", shape: &[1], offset: 2, init: Init::Zeros, trainable: false },
-        ParamSpec { name: "dense/bias", shape: &[1], offset: 3, init: Init::Zeros, trainable: true },
+        ParamSpec { name: "dense/kernel", shape: &[2], offset: 0, init: Init::Zeros, trainable: true, statistic: false },
+        ParamSpec { name: "frozen/kernel", shape: &[1], offset: 2, init: Init::Zeros, trainable: false, statistic: false },
+        ParamSpec { name: "dense/bias", shape: &[1], offset: 3, init: Init::Zeros, trainable: true, statistic: false },
     ];
 
     #[test]

@@ -45,6 +45,18 @@ pub fn keras_shape(shape: &[usize]) -> String {
     s
 }
 
+/// The token ids an integer input may hold: `Embedding` layer `layer` reads it, so its ids must lie in
+/// `0..limit` (the layer's `input_dim`). Checked when inputs are staged, before anything runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdBound {
+    /// The input's index in `Network::INPUTS`.
+    pub input: usize,
+    /// One past the largest valid id.
+    pub limit: usize,
+    /// The Embedding layer's name, for messages.
+    pub layer: &'static str,
+}
+
 /// How a parameter is initialized by `new(seed)`: Keras' defaults per role.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
@@ -79,6 +91,9 @@ pub struct ParamSpec {
     pub init: Init,
     /// Whether the optimizer updates it (false for frozen layers and moving statistics).
     pub trainable: bool,
+    /// A statistic the training forward pass maintains (`BatchNormalization`'s moving mean and variance):
+    /// never trained, and without a gradient.
+    pub statistic: bool,
 }
 
 impl ParamSpec {

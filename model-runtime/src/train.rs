@@ -15,10 +15,10 @@ use crate::kernels::activation::Activation;
 use crate::loss::Loss;
 use crate::metrics::{Metric, MetricState};
 use crate::model::{
-    check_inputs, check_shape, gather_f32, gather_i32, input_buffer, output_slice, output_spec, run_forward, see_inputs, stage_inputs,
+    check_inputs, check_shape, gather_f32, gather_input, input_buffer, output_slice, output_spec, run_forward, see_inputs, stage_inputs,
     BatchCheck, Rows,
 };
-use crate::network::{InputView, Network, State};
+use crate::network::{Network, State};
 use crate::optim::Optimizer;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -329,11 +329,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             let spec = &N::INPUTS[i];
             let len = spec.sample_len();
             let dst = input_buffer::<N>(ws, i, batch * len)?;
-            match view {
-                InputView::F32(v) => gather_f32(&v, rows, len, dst),
-                InputView::I32(v) => gather_i32(spec.name, &v, rows, len, dst)?,
-            }
-            Ok(())
+            gather_input::<N>(i, &view, rows, len, dst)
         })?;
         if let Some(targets) = targets {
             let staged = &mut self.targets;
@@ -384,6 +380,8 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             self.total.add_mean(total, batch);
         }
         if training {
+            // Every loss is finite: the step is applied, moving statistics first (backward uses the batch's).
+            N::update_state(params, ws);
             self.grads.fill(0.0);
             N::backward(params, ws, &mut self.grads);
             self.optimizer.step(params, &self.grads, N::PARAMS);
@@ -577,11 +575,7 @@ pub fn predict_batched<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, batch_
             let spec = &N::INPUTS[i];
             let len = spec.sample_len();
             let dst = input_buffer::<N>(&mut state.ws, i, (e - s) * len)?;
-            match view {
-                InputView::F32(v) => gather_f32(&v, Rows::Range(s, e), len, dst),
-                InputView::I32(v) => gather_i32(spec.name, &v, Rows::Range(s, e), len, dst)?,
-            }
-            Ok(())
+            gather_input::<N>(i, &view, Rows::Range(s, e), len, dst)
         })?;
         run_forward::<N>(state, false);
         for (o, d) in data.iter_mut().enumerate() {

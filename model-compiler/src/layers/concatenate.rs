@@ -23,13 +23,7 @@ impl Concatenate {
 
     /// The per-sample axis (batch excluded) for tensors of per-sample rank `rank`, if valid.
     pub fn sample_axis(&self, rank: usize) -> Option<usize> {
-        let full = i64::try_from(rank).ok()? + 1;
-        let a = if self.axis < 0 { self.axis + full } else { self.axis };
-        if a >= 1 && a < full {
-            usize::try_from(a - 1).ok()
-        } else {
-            None
-        }
+        Shape(vec![0; rank]).sample_axis(self.axis)
     }
 
     fn layout(&self, inputs: &[Shape]) -> (usize, Vec<usize>) {

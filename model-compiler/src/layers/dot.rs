@@ -73,20 +73,9 @@ impl Dot {
         Some(Dot { axes: axes?, normalize: normalize? })
     }
 
-    /// The per-sample axis (batch excluded) of `a` for a tensor of per-sample rank `rank`.
-    fn sample_axis(a: i64, rank: usize) -> Option<usize> {
-        let full = i64::try_from(rank).ok()? + 1;
-        let a = if a < 0 { a + full } else { a };
-        if a >= 1 && a < full {
-            usize::try_from(a - 1).ok()
-        } else {
-            None
-        }
-    }
-
     fn layout(&self, x: &Shape, y: &Shape) -> Option<Layout> {
-        let ax = Self::sample_axis(self.axes.0, x.rank())?;
-        let ay = Self::sample_axis(self.axes.1, y.rank())?;
+        let ax = x.sample_axis(self.axes.0)?;
+        let ay = y.sample_axis(self.axes.1)?;
         let (m, k, x_row, x_red) = match (x.0.as_slice(), ax) {
             ([k], _) => (1, *k, 0, 1),
             ([d0, d1], 0) => (*d1, *d0, 1, *d1),
@@ -134,7 +123,7 @@ impl LayerDef for Dot {
         }
         let axis_of = |i: usize, s: &Shape| -> Result<usize, Diagnostic> {
             let a = if i == 0 { self.axes.0 } else { self.axes.1 };
-            Self::sample_axis(a, s.rank()).ok_or_else(|| {
+            s.sample_axis(a).ok_or_else(|| {
                 let full = s.rank() + 1;
                 let msg = if a == 0 || a == -(full as i64) {
                     format!("Dot(axes={axes}) cannot contract the batch axis (axis 0) of {}", cx.describe(i))

@@ -8,12 +8,16 @@ pub mod conv;
 pub mod dense;
 pub mod dot;
 pub mod dropout;
+pub mod embedding;
 pub mod global_pooling;
 pub mod merge;
+pub mod normalization;
 pub mod pooling;
 pub mod reshape;
+pub mod softmax;
 
 use crate::diag::Diagnostic;
+use crate::hir::DType;
 use crate::shape::Shape;
 use args::ArgReader;
 use proc_macro2::{Span, TokenStream};
@@ -72,6 +76,8 @@ pub struct InferCx<'a> {
     pub inputs: &'a [Shape],
     /// Operand names (`let` bindings or producing layer names).
     pub names: &'a [String],
+    /// Operand element types of model inputs; `None` for tensors computed by layers (always `f32`).
+    pub dtypes: &'a [Option<DType>],
     /// Operand spans.
     pub spans: &'a [Span],
     /// Span of the callee.
@@ -119,6 +125,8 @@ pub struct EmitCx {
     pub scratch: Vec<usize>,
     /// The model output index when this call's result is a model output whose loss may be fused.
     pub fused_output: Option<usize>,
+    /// False when the layer is frozen: Keras runs a frozen `BatchNormalization` in inference mode.
+    pub trainable: bool,
 }
 
 impl EmitCx {
@@ -228,6 +236,11 @@ pub trait LayerDef {
     fn forward(&self, cx: &EmitCx) -> TokenStream;
     /// Backward emission (reads `__dy`, accumulates into operand gradients and `__g*`).
     fn backward(&self, cx: &EmitCx) -> TokenStream;
+    /// State update after a training forward, with `__p0, __p1, ...` bound mutably and `__ws` readable
+    /// (the moving statistics of `BatchNormalization`). Empty for stateless layers.
+    fn update(&self, _cx: &EmitCx) -> TokenStream {
+        TokenStream::new()
+    }
     /// The activation applied last, if any (loss fusion, summary).
     fn output_activation(&self) -> Option<Act> {
         None
@@ -261,6 +274,14 @@ pub enum LayerKind {
     Reshape(reshape::Reshape),
     /// `Dropout(rate, seed)`.
     Dropout(dropout::Dropout),
+    /// `BatchNormalization(axis, momentum, epsilon, center, scale)`.
+    BatchNormalization(normalization::BatchNormalization),
+    /// `LayerNormalization(axis, epsilon, center, scale)`.
+    LayerNormalization(normalization::LayerNormalization),
+    /// `Embedding(input_dim, output_dim)`.
+    Embedding(embedding::Embedding),
+    /// `Softmax(axis = -1)`.
+    Softmax(softmax::Softmax),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -288,6 +309,10 @@ pub const KINDS: &[&str] = &[
     "Flatten",
     "Reshape",
     "Dropout",
+    "BatchNormalization",
+    "LayerNormalization",
+    "Embedding",
+    "Softmax",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -317,6 +342,10 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "Flatten" => reshape::Flatten::parse(r).map(LayerKind::Flatten),
         "Reshape" => reshape::Reshape::parse(r).map(LayerKind::Reshape),
         "Dropout" => dropout::Dropout::parse(r).map(LayerKind::Dropout),
+        "BatchNormalization" => normalization::BatchNormalization::parse(r).map(LayerKind::BatchNormalization),
+        "LayerNormalization" => normalization::LayerNormalization::parse(r).map(LayerKind::LayerNormalization),
+        "Embedding" => embedding::Embedding::parse(r).map(LayerKind::Embedding),
+        "Softmax" => softmax::Softmax::parse(r).map(LayerKind::Softmax),
         _ => return None,
     })
 }
@@ -359,6 +388,10 @@ macro_rules! dispatch {
             LayerKind::Flatten($l) => $e,
             LayerKind::Reshape($l) => $e,
             LayerKind::Dropout($l) => $e,
+            LayerKind::BatchNormalization($l) => $e,
+            LayerKind::LayerNormalization($l) => $e,
+            LayerKind::Embedding($l) => $e,
+            LayerKind::Softmax($l) => $e,
         }
     };
 }
@@ -381,6 +414,9 @@ impl LayerDef for LayerKind {
     }
     fn backward(&self, cx: &EmitCx) -> TokenStream {
         dispatch!(self, l => l.backward(cx))
+    }
+    fn update(&self, cx: &EmitCx) -> TokenStream {
+        dispatch!(self, l => l.update(cx))
     }
     fn output_activation(&self) -> Option<Act> {
         dispatch!(self, l => l.output_activation())

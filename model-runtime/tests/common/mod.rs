@@ -75,16 +75,18 @@ impl Network for TwoIn {
             offset: K0,
             init: Init::GlorotUniform { fan_in: 4, fan_out: 3 },
             trainable: true,
+            statistic: false,
         },
-        ParamSpec { name: "dense/bias", shape: &[3], offset: B0, init: Init::Zeros, trainable: true },
+        ParamSpec { name: "dense/bias", shape: &[3], offset: B0, init: Init::Zeros, trainable: true, statistic: false },
         ParamSpec {
             name: "dense_1/kernel",
             shape: &[5, 1],
             offset: K1,
             init: Init::GlorotUniform { fan_in: 5, fan_out: 1 },
             trainable: true,
+            statistic: false,
         },
-        ParamSpec { name: "dense_1/bias", shape: &[1], offset: B1, init: Init::Zeros, trainable: true },
+        ParamSpec { name: "dense_1/bias", shape: &[1], offset: B1, init: Init::Zeros, trainable: true, statistic: false },
     ];
     const PARAM_COUNT: usize = 21;
     // 0: a, 1: b, 2: relu(dense(a)), 3: score.
@@ -225,10 +227,24 @@ impl Network for Heads {
     const OUTPUT_INFO: &'static [OutputInfo] =
         &[OutputInfo { fusable_activation: Activation::Softmax }, OutputInfo { fusable_activation: Activation::Linear }];
     const PARAMS: &'static [ParamSpec] = &[
-        ParamSpec { name: "class/kernel", shape: &[3, 2], offset: 0, init: Init::GlorotUniform { fan_in: 3, fan_out: 2 }, trainable: true },
-        ParamSpec { name: "class/bias", shape: &[2], offset: 6, init: Init::Zeros, trainable: true },
-        ParamSpec { name: "value/kernel", shape: &[3, 1], offset: 8, init: Init::GlorotUniform { fan_in: 3, fan_out: 1 }, trainable: true },
-        ParamSpec { name: "value/bias", shape: &[1], offset: 11, init: Init::Zeros, trainable: true },
+        ParamSpec {
+            name: "class/kernel",
+            shape: &[3, 2],
+            offset: 0,
+            init: Init::GlorotUniform { fan_in: 3, fan_out: 2 },
+            trainable: true,
+            statistic: false,
+        },
+        ParamSpec { name: "class/bias", shape: &[2], offset: 6, init: Init::Zeros, trainable: true, statistic: false },
+        ParamSpec {
+            name: "value/kernel",
+            shape: &[3, 1],
+            offset: 8,
+            init: Init::GlorotUniform { fan_in: 3, fan_out: 1 },
+            trainable: true,
+            statistic: false,
+        },
+        ParamSpec { name: "value/bias", shape: &[1], offset: 11, init: Init::Zeros, trainable: true, statistic: false },
     ];
     const PARAM_COUNT: usize = 12;
     // 0: x, 1: class, 2: value.

@@ -1,0 +1,320 @@
+//! `BatchNormalization(axis = -1, momentum = 0.99, epsilon = 1e-3, center = true, scale = true)` and
+//! `LayerNormalization(axis = -1, epsilon = 1e-3, center = true, scale = true)`, with Keras' weights
+//! (`gamma`, `beta`, then `moving_mean`, `moving_variance`, non-trainable) and semantics: batch
+//! normalization uses the batch's statistics in training and its moving statistics otherwise (also when
+//! the layer is frozen); the moving statistics move after each training forward.
+
+use super::args::ArgReader;
+use super::{some_if, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
+use crate::ast::{ArgKind, ArgValue};
+use crate::diag::Diagnostic;
+use crate::shape::Shape;
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+
+/// The arguments both normalizations share.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Affine {
+    /// Added to the variance before the square root.
+    pub epsilon: f32,
+    /// Learn `beta`, an offset.
+    pub center: bool,
+    /// Learn `gamma`, a scale.
+    pub scale: bool,
+}
+
+impl Affine {
+    fn parse(r: &mut ArgReader<'_>) -> Option<Self> {
+        let epsilon = match r.raw("epsilon", None) {
+            None => Some(1e-3),
+            Some(ArgValue { kind: ArgKind::Float(e), span }) => positive_epsilon(r, e, span),
+            Some(ArgValue { kind: ArgKind::Int(n), span }) => positive_epsilon(r, n as f64, span),
+            Some(v) => {
+                r.error(
+                    Diagnostic::new(v.span, format!("`epsilon` of {} must be a positive number", r.kind())).help("e.g. `epsilon = 1e-3`"),
+                );
+                None
+            }
+        };
+        let center = r.bool_or("center", None, true);
+        let scale = r.bool_or("scale", None, true);
+        Some(Affine { epsilon: epsilon?, center: center?, scale: scale? })
+    }
+
+    /// `gamma` then `beta` of shape `shape`, as present (Keras' order).
+    fn params(&self, shape: Vec<usize>) -> Vec<ParamDecl> {
+        let mut p = Vec::new();
+        if self.scale {
+            p.push(ParamDecl { suffix: "gamma", shape: shape.clone(), init: InitKind::Ones, trainable: true });
+        }
+        if self.center {
+            p.push(ParamDecl { suffix: "beta", shape, init: InitKind::Zeros, trainable: true });
+        }
+        p
+    }
+
+    /// (`Some(gamma)`, `Some(beta)`) as emitted kernel arguments, from parameter or gradient slices `slot(i)`.
+    fn gamma_beta(&self, slot: impl Fn(usize) -> TokenStream) -> (TokenStream, TokenStream) {
+        (some_if(self.scale, slot(0)), some_if(self.center, slot(usize::from(self.scale))))
+    }
+
+    /// Number of `gamma`/`beta` parameters.
+    fn count(&self) -> usize {
+        usize::from(self.scale) + usize::from(self.center)
+    }
+}
+
+fn positive_epsilon(r: &mut ArgReader<'_>, e: f64, span: Span) -> Option<f32> {
+    if e > 0.0 && e.is_finite() {
+        return Some(e as f32);
+    }
+    let kind = r.kind();
+    r.error(
+        Diagnostic::new(span, format!("`epsilon` of {kind} must be a positive number, got {e}"))
+            .help("it keeps the division away from zero; Keras' default is 1e-3"),
+    );
+    None
+}
+
+/// The normalized axes as a consecutive per-sample range, or a diagnostic naming the operand.
+fn resolve_axes(cx: &InferCx<'_>, kind: &str, axes: &[i64]) -> Result<std::ops::Range<usize>, Diagnostic> {
+    let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, format!("{kind} takes one tensor")))?;
+    let (full, span) = (x.rank() + 1, cx.span);
+    let mut resolved = Vec::new();
+    for &a in axes {
+        match x.sample_axis(a) {
+            Some(s) => resolved.push(s),
+            None if a == 0 || a == -(full as i64) => {
+                return Err(Diagnostic::new(span, format!("{kind} cannot normalize over the batch axis (axis 0) of {}", cx.describe(0)))
+                    .help(format!("pick a feature axis: from 1 to {} or from -1 to -{}", full - 1, full - 1)))
+            }
+            None => {
+                return Err(Diagnostic::new(
+                    span,
+                    format!("axis {a} is out of range for {kind} of {}, which has rank {full}", cx.describe(0)),
+                )
+                .help(format!("use an axis from 1 to {} or from -1 to -{}", full - 1, full - 1)))
+            }
+        }
+    }
+    resolved.sort_unstable();
+    resolved.dedup();
+    let (Some(&lo), Some(&hi)) = (resolved.first(), resolved.last()) else {
+        return Err(Diagnostic::new(span, format!("{kind} needs at least one axis")).help("e.g. `axis = -1`, the last axis"));
+    };
+    if hi - lo + 1 != resolved.len() {
+        return Err(Diagnostic::new(span, format!("{kind} normalizes over consecutive axes, got {axes:?}"))
+            .help("name neighbouring axes, e.g. `axis = (1, 2, 3)`, or transpose with Reshape first"));
+    }
+    Ok(lo..hi + 1)
+}
+
+/// `Axis { outer: __b * .., n, inner }` of the operand around `axes`.
+fn axis_tokens(shape: &Shape, axes: std::ops::Range<usize>) -> TokenStream {
+    let (outer, n, inner) = shape.around(axes);
+    quote!(::modelc::__private::kernels::Axis { outer: __b * #outer, n: #n, inner: #inner })
+}
+
+/// Keras `BatchNormalization`: per-channel statistics along one axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchNormalization {
+    /// The channel axis as written (full-tensor numbering, -1 the last).
+    pub axis: i64,
+    /// Weight of the old moving statistics in each update.
+    pub momentum: f32,
+    /// epsilon, center, scale.
+    pub affine: Affine,
+}
+
+impl BatchNormalization {
+    /// `BatchNormalization(axis = -1, momentum = 0.99, epsilon = 1e-3, center = true, scale = true)`.
+    pub fn parse(r: &mut ArgReader<'_>) -> Option<Self> {
+        let axis_value = r.raw("axis", Some(0));
+        let axis = match &axis_value {
+            None => Some(-1),
+            Some(ArgValue { kind: ArgKind::Int(n), .. }) => Some(*n),
+            Some(v) => {
+                r.error(
+                    Diagnostic::new(v.span, "`axis` of BatchNormalization must be one integer, the channel axis")
+                        .help("e.g. `axis = -1` for channels-last tensors"),
+                );
+                None
+            }
+        };
+        let momentum = r.float_in_or("momentum", None, 0.99, 0.0, 1.0, false);
+        let affine = Affine::parse(r);
+        Some(BatchNormalization { axis: axis?, momentum: momentum? as f32, affine: affine? })
+    }
+
+    fn channel(&self, inputs: &[Shape]) -> (Shape, std::ops::Range<usize>) {
+        let x = inputs.first().cloned().unwrap_or(Shape(Vec::new()));
+        let c = x.sample_axis(self.axis).unwrap_or(0);
+        (x, c..c + 1)
+    }
+
+    /// Index of `moving_mean` among the layer's parameters.
+    fn moving(&self) -> usize {
+        self.affine.count()
+    }
+}
+
+impl LayerDef for BatchNormalization {
+    // Rule: any tensor with a feature axis at `axis`; the shape is unchanged.
+    fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
+        resolve_axes(cx, "BatchNormalization", &[self.axis])?;
+        cx.inputs.first().cloned().ok_or_else(|| Diagnostic::new(cx.span, "BatchNormalization takes one tensor"))
+    }
+
+    // gamma, beta, moving_mean, moving_variance: each one value per channel.
+    fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
+        let (x, c) = self.channel(inputs);
+        let n = x.around(c).1;
+        let mut p = self.affine.params(vec![n]);
+        p.push(ParamDecl { suffix: "moving_mean", shape: vec![n], init: InitKind::Zeros, trainable: false });
+        p.push(ParamDecl { suffix: "moving_variance", shape: vec![n], init: InitKind::Ones, trainable: false });
+        p
+    }
+
+    // [mean, variance, inv_std per channel] (per-sample sized: 3n rows suffice for any batch).
+    fn scratch(&self, inputs: &[Shape], _output: &Shape) -> Vec<usize> {
+        let (x, c) = self.channel(inputs);
+        vec![3 * x.around(c).1]
+    }
+
+    // norm::batch_norm_forward(axis, epsilon, training, gamma, beta, moving_mean, moving_var, x, stats, y)
+    fn forward(&self, cx: &EmitCx) -> TokenStream {
+        let (x, c) = self.channel(&[cx.inputs.first().map(|o| o.shape.clone()).unwrap_or(Shape(Vec::new()))]);
+        let a = axis_tokens(&x, c);
+        let (eps, trainable) = (self.affine.epsilon, cx.trainable);
+        let (gamma, beta) = self.affine.gamma_beta(|i| cx.p(i));
+        let (mm, mv) = (cx.p(self.moving()), cx.p(self.moving() + 1));
+        let (xs, stats) = (cx.x(0), cx.scratch_mut(0));
+        quote!(::modelc::__private::kernels::norm::batch_norm_forward(#a, #eps, __ws.training && #trainable, #gamma, #beta, #mm, #mv, #xs, #stats, &mut __y[..]);)
+    }
+
+    // norm::batch_norm_backward(axis, training, gamma, x, stats, dy, dx, dgamma, dbeta)
+    fn backward(&self, cx: &EmitCx) -> TokenStream {
+        let (x, c) = self.channel(&[cx.inputs.first().map(|o| o.shape.clone()).unwrap_or(Shape(Vec::new()))]);
+        let a = axis_tokens(&x, c);
+        let trainable = cx.trainable;
+        let (gamma, _) = self.affine.gamma_beta(|i| cx.p(i));
+        let (dgamma, dbeta) = self.affine.gamma_beta(|i| cx.g(i));
+        let (xs, stats, dx) = (cx.x(0), cx.scratch(0), cx.dx(0));
+        quote!(::modelc::__private::kernels::norm::batch_norm_backward(#a, __ws.training && #trainable, #gamma, #xs, #stats, &__dy[..], #dx, #dgamma, #dbeta);)
+    }
+
+    // After a training forward of a trainable layer: norm::batch_norm_update(momentum, stats, moving_mean, moving_var)
+    fn update(&self, cx: &EmitCx) -> TokenStream {
+        if !cx.trainable {
+            return TokenStream::new();
+        }
+        let momentum = self.momentum;
+        let (mm, mv) = (cx.p(self.moving()), cx.p(self.moving() + 1));
+        let stats = cx.scratch(0);
+        quote!(if __ws.training { ::modelc::__private::kernels::norm::batch_norm_update(#momentum, #stats, #mm, #mv); })
+    }
+}
+
+/// Keras `LayerNormalization`: per-sample statistics over one axis or consecutive axes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerNormalization {
+    /// The normalized axes as written (full-tensor numbering, -1 the last).
+    pub axes: Vec<i64>,
+    /// epsilon, center, scale.
+    pub affine: Affine,
+}
+
+impl LayerNormalization {
+    /// `LayerNormalization(axis = -1, epsilon = 1e-3, center = true, scale = true)`; `axis` may be a tuple.
+    pub fn parse(r: &mut ArgReader<'_>) -> Option<Self> {
+        let axes = match r.int_tuple("axis", Some(0)) {
+            Some((axes, _)) => Some(axes),
+            None if r.failed() => None,
+            None => Some(vec![-1]),
+        };
+        let affine = Affine::parse(r);
+        Some(LayerNormalization { axes: axes?, affine: affine? })
+    }
+
+    fn layout(&self, inputs: &[Shape]) -> (Shape, std::ops::Range<usize>) {
+        let x = inputs.first().cloned().unwrap_or(Shape(Vec::new()));
+        let mut axes: Vec<usize> = self.axes.iter().filter_map(|&a| x.sample_axis(a)).collect();
+        axes.sort_unstable();
+        let r = match (axes.first(), axes.last()) {
+            (Some(&lo), Some(&hi)) => lo..hi + 1,
+            _ => 0..0,
+        };
+        (x, r)
+    }
+}
+
+impl LayerDef for LayerNormalization {
+    // Rule: the axes exist, are not the batch, and are consecutive; the shape is unchanged.
+    fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
+        resolve_axes(cx, "LayerNormalization", &self.axes)?;
+        cx.inputs.first().cloned().ok_or_else(|| Diagnostic::new(cx.span, "LayerNormalization takes one tensor"))
+    }
+
+    // gamma, beta: the shape of the normalized axes.
+    fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
+        let (x, r) = self.layout(inputs);
+        self.affine.params(x.0.get(r).map(<[usize]>::to_vec).unwrap_or_default())
+    }
+
+    // [mean per group, inv_std per group]: groups = elements / n per sample.
+    fn scratch(&self, inputs: &[Shape], _output: &Shape) -> Vec<usize> {
+        let (x, r) = self.layout(inputs);
+        let (outer, _, inner) = x.around(r);
+        vec![2 * outer * inner]
+    }
+
+    // norm::layer_norm_forward(axis, epsilon, gamma, beta, x, stats, y)
+    fn forward(&self, cx: &EmitCx) -> TokenStream {
+        let (x, r) = self.layout(&[cx.inputs.first().map(|o| o.shape.clone()).unwrap_or(Shape(Vec::new()))]);
+        let a = axis_tokens(&x, r);
+        let eps = self.affine.epsilon;
+        let (gamma, beta) = self.affine.gamma_beta(|i| cx.p(i));
+        let (xs, stats) = (cx.x(0), cx.scratch_mut(0));
+        quote!(::modelc::__private::kernels::norm::layer_norm_forward(#a, #eps, #gamma, #beta, #xs, #stats, &mut __y[..]);)
+    }
+
+    // norm::layer_norm_backward(axis, gamma, x, stats, dy, dx, dgamma, dbeta)
+    fn backward(&self, cx: &EmitCx) -> TokenStream {
+        let (x, r) = self.layout(&[cx.inputs.first().map(|o| o.shape.clone()).unwrap_or(Shape(Vec::new()))]);
+        let a = axis_tokens(&x, r);
+        let (gamma, _) = self.affine.gamma_beta(|i| cx.p(i));
+        let (dgamma, dbeta) = self.affine.gamma_beta(|i| cx.g(i));
+        let (xs, stats, dx) = (cx.x(0), cx.scratch(0), cx.dx(0));
+        quote!(::modelc::__private::kernels::norm::layer_norm_backward(#a, #gamma, #xs, #stats, &__dy[..], #dx, #dgamma, #dbeta);)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use crate::layers::conv::tests::one_error;
+    use crate::layers::tests::ok_shapes;
+
+    #[test]
+    fn normalizations_keep_the_shape_on_any_feature_axis() {
+        let m = |layer: &str| ok_shapes(&format!("struct M {{ input x: [4, 5, 6]; output y = {layer}(x); }}"));
+        assert_eq!(m("BatchNormalization()"), [vec![4, 5, 6]]);
+        assert_eq!(m("BatchNormalization(axis = 1, momentum = 0.9, epsilon = 1e-5)"), [vec![4, 5, 6]]);
+        assert_eq!(m("LayerNormalization(axis = (2, 3), center = false)"), [vec![4, 5, 6]]);
+        assert_eq!(m("LayerNormalization(axis = [-1, -3, -2])"), [vec![4, 5, 6]]);
+    }
+
+    #[test]
+    fn bad_axes_and_arguments_are_reported_at_the_argument() {
+        let (_, _, text) = one_error("input x: [4, 5];\noutput y = BatchNormalization(axis = 0)(x);");
+        assert!(text.contains("cannot normalize over the batch axis (axis 0) of `x` (None, 4, 5)"), "{text}");
+        let (_, _, text) = one_error("input x: [4, 5];\noutput y = BatchNormalization(axis = 3)(x);");
+        assert!(text.contains("axis 3 is out of range for BatchNormalization of `x` (None, 4, 5), which has rank 3"), "{text}");
+        let (_, _, text) = one_error("input x: [4, 5, 6];\noutput y = LayerNormalization(axis = (1, 3))(x);");
+        assert!(text.contains("consecutive axes, got [1, 3]"), "{text}");
+        let (_, _, text) = one_error("input x: [4];\noutput y = BatchNormalization(momentum = 1.5)(x);");
+        assert!(text.contains("`momentum` of BatchNormalization must be in [0, 1], got 1.5"), "{text}");
+        let (_, _, text) = one_error("input x: [4];\noutput y = LayerNormalization(epsilon = 0)(x);");
+        assert!(text.contains("`epsilon` of LayerNormalization must be a positive number, got 0"), "{text}");
+    }
+}
