@@ -5,7 +5,7 @@ For each example model, builds the same graph in Keras 3 (JAX backend), sets see
 and writes tests/fixtures/<model>.safetensors holding, all as float32:
 
     param/<layer>/<weight>   the weights set before anything runs (Keras names and layouts)
-    input/<name>             one batch of inputs
+    input/<name>             one batch of inputs (token ids too, as exact float32)
     target/<name>            the targets of that batch
     output/<name>            Keras' outputs (inference mode)
     loss                     Keras' total training loss on the batch, shape [1]
@@ -30,6 +30,8 @@ from safetensors.numpy import save_file  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
 BATCH = 6
+# Integer inputs (token ids) are drawn from 0..TOKEN_VOCAB.
+TOKEN_VOCAB = 20
 
 
 def fusion():
@@ -177,6 +179,48 @@ def conv_pool_zoo():
     return keras.Model([image], {"y": y}), {"y": keras.losses.MeanSquaredError()}
 
 
+def norm_zoo():
+    """BatchNormalization (channels last and axis 1, training and moving statistics), LayerNormalization
+    (last axis and two axes), gelu/silu activations and Softmax over a middle axis; tests/keras_parity.rs."""
+    x = keras.Input(shape=(4, 6), name="x")
+    # No bias right before a batch normalization: it would cancel, leaving a gradient of rounding noise that
+    # Adam amplifies differently in every framework.
+    h = layers.Dense(8, use_bias=False, name="dense")(x)
+    h = layers.BatchNormalization(momentum=0.9, name="batch_normalization")(h)
+    h = layers.Activation("gelu", name="activation")(h)
+    h = layers.LayerNormalization(name="layer_normalization")(h)
+    h = layers.Dense(5, activation="silu", name="dense_1")(h)
+    h = layers.BatchNormalization(axis=1, scale=False, epsilon=1e-2, name="batch_normalization_1")(h)
+    h = layers.LayerNormalization(axis=(1, 2), center=False, name="layer_normalization_1")(h)
+    h = layers.Softmax(axis=1, name="softmax")(h)
+    h = layers.Flatten(name="flatten")(h)
+    probs = layers.Dense(3, activation="softmax", name="dense_2")(h)
+    return keras.Model([x], {"probs": probs}), {"probs": keras.losses.CategoricalCrossentropy()}
+
+
+def activation_zoo():
+    """Every activation as a Dense argument and as an Activation layer; tests/keras_parity.rs."""
+    x = keras.Input(shape=(5,), name="x")
+    h = x
+    for i, act in enumerate(["gelu", "swish", "elu", "leaky_relu", "softplus", "sigmoid"]):
+        h = layers.Dense(6, activation=act, name="dense" if i == 0 else f"dense_{i}")(h)
+    for i, act in enumerate(["gelu", "silu", "elu", "leaky_relu", "softplus", "tanh", "relu", "linear"]):
+        h = layers.Activation(act, name="activation" if i == 0 else f"activation_{i}")(h)
+    y = layers.Dense(2, name="dense_6")(h)
+    return keras.Model([x], {"y": y}), {"y": keras.losses.MeanSquaredError()}
+
+
+def embedding_text():
+    """Token ids through Embedding, BatchNormalization over (batch, time), LayerNormalization and pooling; tests/keras_parity.rs."""
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    h = layers.Embedding(TOKEN_VOCAB, 6, name="embedding")(tokens)
+    h = layers.BatchNormalization(name="batch_normalization")(h)
+    h = layers.LayerNormalization(name="layer_normalization")(h)
+    h = layers.GlobalAveragePooling1D(name="global_average_pooling1d")(h)
+    h = layers.Dense(4, activation="relu", name="dense")(h)
+    probs = layers.Dense(3, activation="softmax", name="dense_1")(h)
+    return keras.Model([tokens], {"probs": probs}), {"probs": keras.losses.CategoricalCrossentropy()}
+
 MODELS = {
     "vision_meta": vision_meta,
     "conv_pool_zoo": conv_pool_zoo,
@@ -189,6 +233,9 @@ MODELS = {
     "residual": residual,
     "shared_layer": shared_layer,
     "nested_models": nested_models,
+    "norm_zoo": norm_zoo,
+    "activation_zoo": activation_zoo,
+    "embedding_text": embedding_text,
 }
 
 
@@ -218,10 +265,18 @@ def export(name, build, seed):
     rng = np.random.default_rng(seed)
     model, losses = build()
     names = weight_names(model)
-    # Seeded weights, biases included, so a wrong bias path cannot hide behind zeros.
-    for w in model.weights:
-        w.assign(rng.uniform(-0.6, 0.6, size=w.shape).astype(np.float32))
-    inputs = {i.name: rng.uniform(-1.0, 1.0, size=(BATCH,) + tuple(i.shape[1:])).astype(np.float32) for i in model.inputs}
+    # Seeded weights, biases included, so a wrong bias path cannot hide behind zeros; variances positive.
+    for n, w in zip(names, model.weights):
+        low, high = (0.5, 1.5) if n.endswith("moving_variance") else (-0.6, 0.6)
+        w.assign(rng.uniform(low, high, size=w.shape).astype(np.float32))
+
+    def batch(i):
+        shape = (BATCH,) + tuple(i.shape[1:])
+        if "int" in str(i.dtype):
+            return rng.integers(0, TOKEN_VOCAB, size=shape).astype(np.int32)
+        return rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
+
+    inputs = {i.name: batch(i) for i in model.inputs}
     outputs = model(inputs, training=False)
     targets = {k: targets_for(losses[k], tuple(np.shape(v)), rng) for k, v in outputs.items()}
 
@@ -229,7 +284,7 @@ def export(name, build, seed):
     for n, w in zip(names, model.weights):
         fixture[f"param/{n}"] = np.asarray(w.numpy(), dtype=np.float32)
     for k, v in inputs.items():
-        fixture[f"input/{k}"] = v
+        fixture[f"input/{k}"] = v.astype(np.float32)
     for k, v in targets.items():
         fixture[f"target/{k}"] = v
     for k, v in outputs.items():
@@ -261,5 +316,10 @@ def export(name, build, seed):
 
 
 if __name__ == "__main__":
+    import sys
+
+    # `keras_reference.py [name ...]` rewrites only those fixtures; seeds stay tied to MODELS order.
+    wanted = set(sys.argv[1:])
     for i, (name, build) in enumerate(MODELS.items()):
-        export(name, build, seed=100 + i)
+        if not wanted or name in wanted:
+            export(name, build, seed=100 + i)

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use modelc::io::read_tensors;
-use modelc::ndarray::{ArrayD, ArrayView, ArrayView2, Dimension};
+use modelc::ndarray::{ArrayD, ArrayView, Dimension};
 use modelc::network::Network;
 use modelc::ops::Gradients;
 use modelc::prelude::*;
@@ -42,10 +42,6 @@ fn fixture(name: &str) -> Fixture {
 
 fn get<'f>(fx: &'f Fixture, key: &str) -> &'f ArrayD<f32> {
     fx.get(key).unwrap_or_else(|| panic!("fixture has no `{key}`; it has {:?}", fx.keys().collect::<Vec<_>>()))
-}
-
-fn view2<'f>(fx: &'f Fixture, key: &str) -> ArrayView2<'f, f32> {
-    view(fx, key)
 }
 
 /// A fixture tensor as a view of the rank the model's input field has.
@@ -121,11 +117,13 @@ macro_rules! parity {
             let mut model = $model::new(0);
             set_params(&mut model, &fx);
             let inputs = $inputs { $($input: view(&fx, concat!("input/", stringify!($input)))),* };
-            let out = model.forward(&inputs, true).unwrap();
+            // Outputs in inference mode (moving statistics), the loss and gradients in training mode.
+            let out = model.predict(&inputs).unwrap();
             $(
                 let want = get(&fx, concat!("output/", stringify!($output)));
                 assert_close(stringify!($output), out.$output.as_slice().unwrap(), want.as_slice().unwrap(), 1e-5, 0.0);
             )*
+            let out = model.forward(&inputs, true).unwrap();
             let mut total = 0.0;
             let d_outputs = $outputs {
                 $($output: {
@@ -138,7 +136,9 @@ macro_rules! parity {
             let grads = model.backward(&d_outputs).unwrap();
             check_grads::<$model>(&grads, &fx);
 
-            let targets = $targets { $($output: view2(&fx, concat!("target/", stringify!($output)))),* };
+            // Keras took its gradients statelessly: undo the moving-statistics update of that forward.
+            set_params(&mut model, &fx);
+            let targets = $targets { $($output: view(&fx, concat!("target/", stringify!($output)))),* };
             let mut trainer = model.compile(Adam::new(1e-2), $losses { $($output: $loss),* }, &[]);
             for _ in 0..3 {
                 trainer.train_step(&inputs, &targets).unwrap();
@@ -296,3 +296,97 @@ parity!(
     ConvPoolZooTargets,
     ConvPoolZooLosses { y: Loss::MeanSquaredError }
 );
+
+model! {
+    /// BatchNormalization on two axes (one without gamma), LayerNormalization on one and two axes (one
+    /// without beta), gelu and silu, and Softmax over a middle axis.
+    struct NormZoo {
+        input x: [4, 6];
+        let h = Dense(8, use_bias = false)(x);
+        let h = BatchNormalization(momentum = 0.9)(h);
+        let h = Activation(gelu)(h);
+        let h = LayerNormalization()(h);
+        let h = Dense(5, activation = silu)(h);
+        let h = BatchNormalization(axis = 1, scale = false, epsilon = 1e-2)(h);
+        let h = LayerNormalization(axis = (1, 2), center = false)(h);
+        let h = Softmax(axis = 1)(h);
+        output probs = Dense(3, activation = softmax)(Flatten()(h));
+    }
+}
+parity!(
+    normalization_layers_match_keras,
+    "norm_zoo",
+    NormZoo,
+    NormZooInputs { x },
+    NormZooOutputs,
+    NormZooTargets,
+    NormZooLosses { probs: Loss::CategoricalCrossentropy }
+);
+
+model! {
+    /// Every activation, as a Dense argument and as an Activation layer.
+    struct ActivationZoo {
+        input x: [5];
+        let h = Dense(6, activation = gelu)(x);
+        let h = Dense(6, activation = swish)(h);
+        let h = Dense(6, activation = elu)(h);
+        let h = Dense(6, activation = leaky_relu)(h);
+        let h = Dense(6, activation = softplus)(h);
+        let h = Dense(6, activation = sigmoid)(h);
+        let h = Activation(gelu)(h);
+        let h = Activation(silu)(h);
+        let h = Activation(elu)(h);
+        let h = Activation(leaky_relu)(h);
+        let h = Activation(softplus)(h);
+        let h = Activation(tanh)(h);
+        let h = Activation(relu)(h);
+        let h = Activation(linear)(h);
+        output y = Dense(2)(h);
+    }
+}
+parity!(
+    activations_match_keras,
+    "activation_zoo",
+    ActivationZoo,
+    ActivationZooInputs { x },
+    ActivationZooOutputs,
+    ActivationZooTargets,
+    ActivationZooLosses { y: Loss::MeanSquaredError }
+);
+
+model! {
+    /// Token ids through an embedding table, batch- and layer-normalized, pooled and classified.
+    struct EmbeddingText {
+        input tokens: [7] as i32;
+        let h = Embedding(20, 6)(tokens);
+        let h = BatchNormalization()(h);
+        let h = LayerNormalization()(h);
+        let h = GlobalAveragePooling1D()(h);
+        let h = Dense(4, activation = relu)(h);
+        output probs = Dense(3, activation = softmax)(h);
+    }
+}
+
+// By hand rather than with `parity!`: the fixture holds the token ids as float32, the model takes i32.
+#[test]
+fn embedding_model_matches_keras() {
+    let fx = fixture("embedding_text");
+    let mut model = EmbeddingText::new(0);
+    set_params(&mut model, &fx);
+    let ids = get(&fx, "input/tokens").mapv(|v| v as i32).into_dimensionality().unwrap();
+    let inputs = EmbeddingTextInputs { tokens: ids.view() };
+    let out = model.predict(&inputs).unwrap();
+    assert_close("probs", out.probs.as_slice().unwrap(), get(&fx, "output/probs").as_slice().unwrap(), 1e-5, 0.0);
+    let out = model.forward(&inputs, true).unwrap();
+    let (loss, grad) = loss_and_grad(Loss::CategoricalCrossentropy, &out.probs.into_dyn(), get(&fx, "target/probs"));
+    assert_close("loss", &[loss as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+    let grads = model.backward(&EmbeddingTextOutputs { probs: grad.into_dimensionality().unwrap() }).unwrap();
+    check_grads::<EmbeddingText>(&grads, &fx);
+    set_params(&mut model, &fx);
+    let targets = EmbeddingTextTargets { probs: view(&fx, "target/probs") };
+    let mut trainer = model.compile(Adam::new(1e-2), EmbeddingTextLosses { probs: Loss::CategoricalCrossentropy }, &[]);
+    for _ in 0..3 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    check_adam(&model, &fx, 1e-5);
+}
