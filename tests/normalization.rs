@@ -189,3 +189,20 @@ fn token_ids_outside_an_embedding_table_are_errors_naming_the_input_and_layer() 
     // Nothing ran: the weights are unchanged.
     assert_eq!(model.params(), Tokens::new(5).params());
 }
+
+#[path = "../examples/token_topics/model.rs"]
+mod token_topics;
+
+#[test]
+fn the_token_topics_example_learns_its_rule() {
+    use token_topics::*;
+    let (tokens, y) = make_data(600, 1);
+    let (test_tokens, test_y) = make_data(200, 2);
+    let mut model = TokenTopics::new(42);
+    let mut trainer = model.compile(Adam::new(3e-3), TokenTopicsLosses { topic: Loss::CategoricalCrossentropy }, &[Metric::Accuracy]);
+    let fit = Fit { epochs: 4, verbose: false, ..Fit::default() };
+    trainer.fit(&TokenTopicsInputs { tokens: tokens.view() }, &TokenTopicsTargets { topic: y.view() }, &fit).unwrap();
+    let logs =
+        trainer.evaluate(&TokenTopicsInputs { tokens: test_tokens.view() }, &TokenTopicsTargets { topic: test_y.view() }, 100).unwrap();
+    assert!(logs["accuracy"] > 0.9, "{logs:?}");
+}

@@ -56,6 +56,15 @@ const SEEDS: &[&str] = &[
         let (s, d) = pair([x, y]);
         output o = Dense(1)(Concatenate()([s, d]));
     }",
+    "struct Text {
+        input tokens: [7] as i32;
+        input image: [6, 6, 2];
+        let e = Embedding(20, 4)(tokens);
+        let e = LayerNormalization(axis = (1, 2), epsilon = 1e-5)(BatchNormalization(momentum = 0.9)(e));
+        let c = BatchNormalization(axis = 3, center = false)(Conv2D(4, 3, padding = same)(image));
+        let c = Softmax(axis = 1)(GlobalAveragePooling2D()(c));
+        output y = Dense(3, activation = softmax)(Concatenate()([Flatten()(e), c]));
+    }",
 ];
 
 const IDENTS: &[&str] = &[
@@ -70,6 +79,12 @@ const IDENTS: &[&str] = &[
     "Dense",
     "Concatenate",
     "Activation",
+    "Embedding",
+    "BatchNormalization",
+    "LayerNormalization",
+    "Softmax",
+    "momentum",
+    "epsilon",
     "Tower",
     "Pair",
     "Outer",
