@@ -120,3 +120,30 @@ fn inference_into_reused_outputs_allocates_nothing_after_warm_up() {
     assert_eq!(n, 0, "{n} allocations in 50 steady-state inference calls");
     assert_eq!(outputs, model.predict(&inputs).unwrap());
 }
+
+#[path = "../examples/token_topics/model.rs"]
+mod token_topics;
+
+#[test]
+fn normalization_embedding_and_dropout_steps_allocate_nothing_after_warm_up() {
+    use token_topics::*;
+    let (tokens, y) = make_data(32, 5);
+    let inputs = TokenTopicsInputs { tokens: tokens.view() };
+    let targets = TokenTopicsTargets { topic: y.view() };
+    let mut model = TokenTopics::new(1);
+    let mut trainer = model.compile(Adam::default(), TokenTopicsLosses { topic: Loss::CategoricalCrossentropy }, &[Metric::Accuracy]);
+    trainer.train_step(&inputs, &targets).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..20 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 20 steady-state training steps (moving statistics updated)");
+    let mut out = model.predict(&inputs).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..20 {
+            model.predict_into(&inputs, &mut out).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 20 inference calls");
+}
