@@ -1,0 +1,137 @@
+//! modelc beside candle and burn on the BENCH.md models, one criterion group per (model, task, batch)
+//! cell so the ratios in a cell come from one run.
+//!
+//! ```sh
+//! cd peers && RAYON_NUM_THREADS=1 cargo bench --bench peers -- --warm-up-time 1 --measurement-time 2
+//! ```
+//!
+//! Groups are named `"<model> <task> b<batch>"` (e.g. `M4 train b256`, filter with `-- 'M4 train'`),
+//! functions `modelc`, `candle` and `burn`. Everything runs on one thread: modelc and burn's NdArray
+//! backend (built without its `multi-threads` feature) are single-threaded, and this bench sets
+//! `RAYON_NUM_THREADS=1` for candle's GEMM unless the caller already set it.
+//! `scripts/peers_py.py --criterion peers/target/criterion` reads the results into one table.
+
+use criterion::{criterion_group, Criterion};
+use modelc::prelude::*;
+use modelc_peers::modelc_models::*;
+use modelc_peers::{burn_peer, candle_peer, Batch, Runner, Spec};
+use std::hint::black_box;
+
+/// Inference or one training step.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Task {
+    Inference,
+    Train,
+}
+
+impl Task {
+    fn name(self) -> &'static str {
+        match self {
+            Task::Inference => "inference",
+            Task::Train => "train",
+        }
+    }
+}
+
+/// Times modelc's graph of `spec` on `batch` under `name` in `group`.
+fn bench_modelc(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, spec: Spec, task: Task, batch: &Batch) {
+    let flat = |i| batch.flat(i).expect("flat input");
+    let y = &batch.targets;
+    let bce = Loss::BinaryCrossentropy;
+    let cce = Loss::CategoricalCrossentropy;
+    // One arm per model: the inputs, targets and losses structs are generated per model by `model!`.
+    macro_rules! run {
+        ($model:ty, $inputs:expr, $targets:expr, $losses:expr) => {{
+            let mut model = <$model>::new(0);
+            let inputs = $inputs;
+            match task {
+                Task::Inference => {
+                    group.bench_function("modelc", |b| b.iter(|| model.forward(black_box(&inputs), false).expect("modelc forward")))
+                }
+                Task::Train => {
+                    let targets = $targets;
+                    let mut trainer = model.compile(Adam::default(), $losses, &[]);
+                    group.bench_function("modelc", |b| {
+                        b.iter(|| trainer.train_step(black_box(&inputs), black_box(&targets)).expect("modelc train step"))
+                    })
+                }
+            };
+        }};
+    }
+    match spec {
+        Spec::M1 => {
+            let (l, r) = (flat(0), flat(1));
+            run!(
+                Fusion,
+                FusionInputs { left: l.view(), right: r.view() },
+                FusionTargets { score: y[0].view() },
+                FusionLosses { score: bce }
+            )
+        }
+        Spec::M2 => {
+            let x = flat(0);
+            run!(
+                Multitask,
+                MultitaskInputs { x: x.view() },
+                MultitaskTargets { head_a: y[0].view(), head_b: y[1].view() },
+                MultitaskLosses { head_a: cce, head_b: bce }
+            )
+        }
+        Spec::M3 => {
+            let (image, meta) = (batch.image(0).expect("image input"), flat(1));
+            run!(
+                VisionMeta,
+                VisionMetaInputs { image: image.view(), meta: meta.view() },
+                VisionMetaTargets { probs: y[0].view() },
+                VisionMetaLosses { probs: cce }
+            )
+        }
+        Spec::M4 => {
+            let x = flat(0);
+            run!(WideMlp, WideMlpInputs { x: x.view() }, WideMlpTargets { probs: y[0].view() }, WideMlpLosses { probs: cce })
+        }
+        Spec::M5 => {
+            let (a, b_) = (flat(0), flat(1));
+            run!(Siamese, SiameseInputs { a: a.view(), b: b_.view() }, SiameseTargets { same: y[0].view() }, SiameseLosses { same: bce })
+        }
+    }
+}
+
+/// Times a peer's runner under its own name in `group`.
+fn bench_peer(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, task: Task, mut runner: Box<dyn Runner>) {
+    let name = runner.name();
+    match task {
+        Task::Inference => group.bench_function(name, |b| b.iter(|| black_box(runner.infer().expect("peer inference")))),
+        Task::Train => group.bench_function(name, |b| b.iter(|| black_box(runner.train_step().expect("peer train step")))),
+    };
+}
+
+/// Every BENCH.md cell: inference at 1 and 32 (and 256 for M4), a training step at 32 and 256.
+fn peers(c: &mut Criterion) {
+    for spec in Spec::ALL {
+        let cells =
+            spec.inference_batches().iter().map(|&b| (Task::Inference, b)).chain(spec.train_batches().iter().map(|&b| (Task::Train, b)));
+        for (task, rows) in cells {
+            let batch = spec.batch(rows);
+            let mut group = c.benchmark_group(format!("{} {} b{rows}", spec.id(), task.name()));
+            if spec == Spec::M3 || rows == 256 {
+                group.sample_size(10);
+            }
+            bench_modelc(&mut group, spec, task, &batch);
+            bench_peer(&mut group, task, candle_peer::runner(spec, &batch).expect("candle model"));
+            bench_peer(&mut group, task, burn_peer::runner(spec, &batch).expect("burn model"));
+            group.finish();
+        }
+    }
+}
+
+criterion_group!(benches, peers);
+
+fn main() {
+    // Before any thread pool exists: candle's GEMM sizes its rayon pool from this variable.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

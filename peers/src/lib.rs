@@ -1,0 +1,233 @@
+//! The five BENCH.md models (`/work/shared/BENCH.md`, M1–M5) written in candle and in burn (NdArray
+//! backend), so `benches/peers.rs` can time them beside the modelc graphs of the same models in one
+//! criterion group per (model, task, batch) cell.
+//!
+//! This package is its own Cargo workspace: the root `cargo test --workspace`, clippy and CI never
+//! build it. The modelc side is `benches/bench_models/mod.rs` of the root crate, included here through
+//! `#[path]`, so the peers are measured against exactly the models the root benches measure.
+//!
+//! Every peer implements [`Runner`]: it owns its model, its optimizer state and one prepared batch,
+//! and exposes an inference pass and a training step (forward, backward, Adam update) on that batch.
+//! Shapes, activations, losses and Adam hyperparameters follow BENCH.md and Keras' defaults
+//! (Glorot-uniform kernels, zero biases, Adam lr 1e-3, β 0.9/0.999, ε 1e-7, cross-entropies on
+//! probabilities clipped to [1e-7, 1 − 1e-7]).
+
+pub mod burn_peer;
+pub mod candle_peer;
+#[path = "../../benches/bench_models/mod.rs"]
+pub mod modelc_models;
+
+use modelc::init::Rng;
+use modelc::ndarray::{Array2, Array4, ArrayD};
+
+/// Errors of the peers: whatever the framework reports, boxed.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Result with a peer [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Adam learning rate (Keras default).
+pub const LEARNING_RATE: f64 = 1e-3;
+/// Adam ε (Keras default; candle and burn default to other values).
+pub const ADAM_EPSILON: f64 = 1e-7;
+/// Probabilities are clipped to [CLIP, 1 − CLIP] before the log of a cross-entropy, as Keras does.
+pub const CLIP: f64 = 1e-7;
+
+/// One of the BENCH.md models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spec {
+    /// fusion: left[8] → Dense16 relu → Dense8 relu; right[4] → Dense8 relu; concat → Dense1 sigmoid.
+    M1,
+    /// multitask: x[64] → Dense128 relu → Dense128 relu, + Dense128(x); heads Dense10 softmax and Dense1 sigmoid.
+    M2,
+    /// vision_meta: image[32,32,3] → Conv16 → Conv32 (3×3 same relu) → GAP; meta[6] → Dense8 relu; concat → Dense3 softmax.
+    M3,
+    /// wide_mlp: x[784] → Dense512 relu = h1 → Dense512 relu = h2; h1 + h2 → Dense10 softmax.
+    M4,
+    /// siamese: a[128], b[128] → one shared Dense64 relu; average → Dense1 sigmoid.
+    M5,
+}
+
+/// The loss of one model output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// Binary cross-entropy of a sigmoid output against 0/1 labels.
+    BinaryCrossentropy,
+    /// Categorical cross-entropy of a softmax output against one-hot rows.
+    CategoricalCrossentropy,
+}
+
+impl Spec {
+    /// All five models, in order.
+    pub const ALL: [Spec; 5] = [Spec::M1, Spec::M2, Spec::M3, Spec::M4, Spec::M5];
+
+    /// "M1" … "M5".
+    pub fn id(self) -> &'static str {
+        match self {
+            Spec::M1 => "M1",
+            Spec::M2 => "M2",
+            Spec::M3 => "M3",
+            Spec::M4 => "M4",
+            Spec::M5 => "M5",
+        }
+    }
+
+    /// Parses "M1" … "M5" (case-insensitive).
+    pub fn parse(s: &str) -> Option<Spec> {
+        Spec::ALL.into_iter().find(|m| m.id().eq_ignore_ascii_case(s))
+    }
+
+    /// The per-sample shape of each input, channels-last for images (the modelc and Keras layout).
+    pub fn input_shapes(self) -> &'static [&'static [usize]] {
+        match self {
+            Spec::M1 => &[&[8], &[4]],
+            Spec::M2 => &[&[64]],
+            Spec::M3 => &[&[32, 32, 3], &[6]],
+            Spec::M4 => &[&[784]],
+            Spec::M5 => &[&[128], &[128]],
+        }
+    }
+
+    /// Width and loss of each output.
+    pub fn outputs(self) -> &'static [(usize, LossKind)] {
+        use LossKind::*;
+        match self {
+            Spec::M1 | Spec::M5 => &[(1, BinaryCrossentropy)],
+            Spec::M2 => &[(10, CategoricalCrossentropy), (1, BinaryCrossentropy)],
+            Spec::M3 => &[(3, CategoricalCrossentropy)],
+            Spec::M4 => &[(10, CategoricalCrossentropy)],
+        }
+    }
+
+    /// Inference batch sizes measured for this model (BENCH.md: 1 and 32, and 256 for M4).
+    pub fn inference_batches(self) -> &'static [usize] {
+        match self {
+            Spec::M4 => &[1, 32, 256],
+            _ => &[1, 32],
+        }
+    }
+
+    /// Training batch sizes measured for this model (BENCH.md: 32 and 256).
+    pub fn train_batches(self) -> &'static [usize] {
+        &[32, 256]
+    }
+
+    /// A synthetic batch: inputs uniform in [-1, 1] (images in [0, 1]), 0/1 labels for sigmoid outputs
+    /// and one-hot rows for softmax outputs. Deterministic in `batch`.
+    pub fn batch(self, batch: usize) -> Batch {
+        let inputs = self
+            .input_shapes()
+            .iter()
+            .enumerate()
+            .map(|(i, shape)| {
+                let mut rng = Rng::new(1 + i as u64);
+                let mut full = vec![batch];
+                full.extend_from_slice(shape);
+                let (lo, hi) = if shape.len() == 3 { (0.0, 1.0) } else { (-1.0, 1.0) };
+                ArrayD::from_shape_fn(full, |_| rng.uniform(lo, hi))
+            })
+            .collect();
+        let targets = self
+            .outputs()
+            .iter()
+            .enumerate()
+            .map(|(o, &(width, kind))| {
+                let mut rng = Rng::new(100 + o as u64);
+                match kind {
+                    LossKind::BinaryCrossentropy => {
+                        Array2::from_shape_fn((batch, width), |_| f32::from(u8::from(rng.uniform(0.0, 1.0) > 0.5)))
+                    }
+                    LossKind::CategoricalCrossentropy => {
+                        let mut y = Array2::zeros((batch, width));
+                        for mut row in y.rows_mut() {
+                            let k = ((rng.uniform(0.0, 1.0) * width as f32) as usize).min(width - 1);
+                            row[k] = 1.0;
+                        }
+                        y
+                    }
+                }
+            })
+            .collect();
+        Batch { inputs, targets }
+    }
+}
+
+/// One batch of a model's inputs and targets, in modelc's layout (rows first, images NHWC).
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// One array per model input: batch × the input's shape.
+    pub inputs: Vec<ArrayD<f32>>,
+    /// One batch × width array per model output.
+    pub targets: Vec<Array2<f32>>,
+}
+
+impl Batch {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.targets.first().map_or(0, |t| t.nrows())
+    }
+
+    /// The `i`-th input as a 2-D array, or an error if it has another rank.
+    pub fn flat(&self, i: usize) -> Result<Array2<f32>> {
+        Ok(self.inputs.get(i).ok_or("no such input")?.clone().into_dimensionality()?)
+    }
+
+    /// The `i`-th input as a 4-D NHWC array, or an error if it has another rank.
+    pub fn image(&self, i: usize) -> Result<Array4<f32>> {
+        Ok(self.inputs.get(i).ok_or("no such input")?.clone().into_dimensionality()?)
+    }
+
+    /// The `i`-th input with its layout converted for the peers: NHWC images become NCHW, the native
+    /// layout of candle's and burn's conv2d, so no peer pays a transpose inside the timed loop.
+    pub fn peer_input(&self, i: usize) -> Result<(Vec<f32>, Vec<usize>)> {
+        let x = self.inputs.get(i).ok_or("no such input")?;
+        let x = if x.ndim() == 4 { x.view().permuted_axes(vec![0, 3, 1, 2]) } else { x.view() };
+        Ok((x.iter().copied().collect(), x.shape().to_vec()))
+    }
+}
+
+/// A model in one framework with its optimizer state and one prepared batch.
+pub trait Runner {
+    /// The framework's name, as used for the criterion function id ("candle", "burn").
+    fn name(&self) -> &'static str;
+
+    /// One forward pass in inference mode on the prepared batch; returns the output shapes.
+    fn infer(&mut self) -> Result<Vec<Vec<usize>>>;
+
+    /// One training step on the prepared batch (forward, loss, backward, Adam update); returns the
+    /// loss before the update.
+    fn train_step(&mut self) -> Result<f32>;
+}
+
+/// Glorot-uniform limit for a kernel with these fans (Keras' default kernel initializer).
+pub fn glorot_limit(fan_in: usize, fan_out: usize) -> f64 {
+    (6.0 / (fan_in + fan_out) as f64).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_have_the_spec_shapes() {
+        for spec in Spec::ALL {
+            let b = spec.batch(3);
+            assert_eq!(b.rows(), 3);
+            for (x, shape) in b.inputs.iter().zip(spec.input_shapes()) {
+                assert_eq!(&x.shape()[1..], *shape);
+            }
+            for (y, (width, _)) in b.targets.iter().zip(spec.outputs()) {
+                assert_eq!(y.ncols(), *width);
+            }
+        }
+    }
+
+    #[test]
+    fn images_are_handed_to_peers_nchw() {
+        let b = Spec::M3.batch(2);
+        let (data, shape) = b.peer_input(0).expect("image input");
+        assert_eq!(shape, [2, 3, 32, 32]);
+        let nhwc = b.image(0).expect("4-D");
+        assert_eq!(data[32 * 32 + 5], nhwc[[0, 0, 5, 1]]);
+    }
+}
