@@ -1,6 +1,6 @@
 //! The vector operations the GEMM kernels are written against, one implementation per instruction
-//! set: AVX2+FMA (8 lanes) and a portable one (8 lanes of plain arrays that LLVM maps onto
-//! whatever the baseline target has). An AVX-512 one would be another impl of [`Simd`].
+//! set: AVX-512F (16 lanes), AVX2+FMA (8 lanes) and a portable one (8 lanes of plain arrays that
+//! LLVM maps onto whatever the baseline target has).
 //!
 //! Every method is `unsafe`: the x86 ones may only run on a CPU with the feature (checked once by
 //! the dispatcher in `mod.rs`), and the loads and stores take raw pointers that must be valid for
@@ -89,7 +89,7 @@ impl Simd for Portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(super) use x86::Avx2;
+pub(super) use x86::{Avx2, Avx512};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -163,6 +163,70 @@ mod x86 {
             let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
             let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
             _mm_cvtss_f32(s)
+        }
+    }
+
+    /// AVX-512F: 16 lanes in `__m512`, masked loads and stores for partial vectors, and 32 registers,
+    /// which allow a larger register tile than AVX2's 16.
+    pub(in super::super) struct Avx512;
+
+    /// The lane mask of the first `n` (< 16) lanes.
+    #[inline(always)]
+    fn mask16(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    // SAFETY (whole impl): every method requires the CPU to support AVX-512F, which the dispatcher
+    // checked before calling any kernel built on this type; pointer requirements are those
+    // documented on the trait (masked-off lanes are neither read nor written).
+    impl Simd for Avx512 {
+        type V = __m512;
+        const LANES: usize = 16;
+
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn splat(x: f32) -> __m512 {
+            _mm512_set1_ps(x)
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn load(p: *const f32) -> __m512 {
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn load_n(p: *const f32, n: usize) -> __m512 {
+            unsafe { _mm512_maskz_loadu_ps(mask16(n), p) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn store(p: *mut f32, v: __m512) {
+            unsafe { _mm512_storeu_ps(p, v) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn store_n(p: *mut f32, n: usize, v: __m512) {
+            unsafe { _mm512_mask_storeu_ps(p, mask16(n), v) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+            _mm512_fmadd_ps(a, b, c)
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+            _mm512_mul_ps(a, b)
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn hsum(v: __m512) -> f32 {
+            _mm512_reduce_add_ps(v)
         }
     }
 }
