@@ -106,7 +106,7 @@ fn isa() -> Isa {
             let wanted = std::env::var(ISA_ENV).ok();
             let available = Isa::available();
             let chosen = available.iter().copied().find(|i| wanted.as_deref() == Some(i.name()));
-            let best = chosen.or_else(|| available.iter().copied().filter(|i| i.default_choice()).last()).unwrap_or(Isa::Portable);
+            let best = chosen.or_else(|| available.iter().copied().rfind(|i| i.default_choice())).unwrap_or(Isa::Portable);
             DETECTED.store(best.code(), Ordering::Relaxed);
             best
         }
