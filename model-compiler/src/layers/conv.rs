@@ -340,21 +340,23 @@ impl LayerDef for Conv {
         }
     }
 
-    // { let mut __dcol = take(scratch1); conv::backward(&Window2d{..}, x, kernel, pre, y, dy, act, col, &mut __dcol, dx, dkernel, dbias, __b, filters); put back }
+    // { take scratch 0 and 1; conv::backward(&Window2d{..}, x, kernel, pre, y, dy, act, &mut col, &mut dcol, dx, dkernel, dbias, __b, filters); put back }
     fn backward(&self, cx: &EmitCx) -> TokenStream {
         let geom = self.geom(cx).tokens();
         let (x, y, w, gw) = (cx.x(0), cx.y(), cx.p(0), cx.g(0));
         let gb = some_if(self.use_bias, cx.g(1));
         let pre = some_if(self.activation.needs_input(), cx.scratch(2));
         let act = cx.backward_act(self.activation);
-        let col = cx.scratch(0);
+        let col = cx.scratch.first().copied().unwrap_or(0);
         let dcol = cx.scratch.get(1).copied().unwrap_or(0);
         let dx = cx.dx(0);
         let cout = self.filters;
         quote! {
             let __geom = #geom;
+            let mut __col = ::core::mem::take(&mut __ws.scratch[#col]);
             let mut __dcol = ::core::mem::take(&mut __ws.scratch[#dcol]);
-            ::modelc::__private::kernels::conv::backward(&__geom, #x, #w, #pre, #y, &mut __dy[..], #act, #col, &mut __dcol[..], #dx, #gw, #gb, __b, #cout);
+            ::modelc::__private::kernels::conv::backward(&__geom, #x, #w, #pre, #y, &mut __dy[..], #act, &mut __col[..], &mut __dcol[..], #dx, #gw, #gb, __b, #cout);
+            __ws.scratch[#col] = __col;
             __ws.scratch[#dcol] = __dcol;
         }
     }
