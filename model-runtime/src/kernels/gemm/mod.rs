@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// call of a given size on a thread (which may grow that thread's packing scratch), allocates
 /// nothing, on this thread and on the pool's workers.
 ///
-/// Products of more than about 2 M multiply-adds are split across up to
+/// Products of at least 8 M multiply-adds (m·k·n) are split across up to
 /// [`num_threads`] threads (one band of rows or columns of C per thread); every element of C is
 /// computed by one thread, so results match the single-threaded ones up to f32 rounding.
 ///
@@ -421,6 +421,8 @@ mod tests {
         assert_eq!(driver::split_plan(&p(784, 256, 512), t, 2, min), (driver::Split::Rows, 4));
         assert_eq!(driver::split_plan(&p(256, 784, 512), t, 1, min).1, 1);
         assert_eq!(driver::split_plan(&p(32, 64, 128), t, 2, min).1, 1);
+        assert_eq!(driver::split_plan(&p(256, 128, 128), t, 2, min).1, 1);
+        assert_eq!(driver::split_plan(&p(32, 512, 512), t, 2, min), (driver::Split::Cols, 2));
         // Never more parts than tiles.
         assert_eq!(driver::split_plan(&p(4, 100_000, 16), t, 4, 1).1, 1);
         // The parts are disjoint and cover C.
