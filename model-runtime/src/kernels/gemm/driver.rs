@@ -102,9 +102,10 @@ pub(super) enum Split {
 /// Below this many multiply-adds per part a split does not pay. Measured on 2 Zen 4 cores shared
 /// with other processes (see BENCHMARKS.md): with the second core free, 2 threads gain 1.3× even
 /// at 0.3 M multiply-adds and 1.4–2× from 2 M up; with it busy, splits of 2–5 M lose up to 1.5×
-/// (most likely a worker descheduled in the middle of its part holding the caller up), while splits of 8 M and
-/// more (M4 at batch 32, convolutions at batch 32) still break even or gain. So only products of
-/// at least 2 parts of 4 M (8 M multiply-adds, about 0.2 ms on one core) are split.
+/// (most likely a worker descheduled in the middle of its part, holding the caller up), while
+/// splits of 8 M and more (M4 at batch 32, convolutions at batch 32) still break even or gain.
+/// So only products of at least 2 parts of 4 M (8 M multiply-adds, about 0.2 ms on one core) are
+/// split.
 pub(super) const PAR_MIN_WORK: usize = 1 << 22;
 
 /// Chunks per thread: more than one, so a thread that starts late (or is descheduled) leaves
