@@ -22,12 +22,17 @@
 //! `FusionInputs` / `FusionOutputs` / `FusionTargets` structs, `forward`, `backward`,
 //! `SUMMARY` and `DOT`. Training, losses, optimizers and weight I/O come from the runtime,
 //! re-exported here.
+//!
+//! Large matrix products (big batches, wide layers, convolutions) are split across threads:
+//! [`set_num_threads`] or the `MODELC_NUM_THREADS` environment variable choose how many
+//! (default: the CPUs available); small ones always run on the calling thread.
 
 pub use model_macros::model;
 pub use model_runtime::{Error, Result};
 
 pub use model_runtime::callbacks::{Checkpoint, Direction, EarlyStopping, Schedule};
 pub use model_runtime::kernels::activation::Activation;
+pub use model_runtime::kernels::gemm::{num_threads, set_num_threads};
 pub use model_runtime::loss::Loss;
 pub use model_runtime::metrics::Metric;
 pub use model_runtime::optim::{Adam, Optimizer, Sgd};

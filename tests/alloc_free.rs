@@ -147,3 +147,34 @@ fn normalization_embedding_and_dropout_steps_allocate_nothing_after_warm_up() {
     });
     assert_eq!(n, 0, "{n} allocations in 20 inference calls");
 }
+
+model! {
+    /// Wide enough that its GEMMs (64×256×512 and up, at least 8 M multiply-adds) are split across threads.
+    struct Wide {
+        input x: [256];
+        let h = Dense(512, activation = relu)(x);
+        output y = Dense(4, activation = softmax)(Dense(512, activation = relu)(h));
+    }
+}
+
+/// With 2 threads the large GEMMs run partly on the pool's workers; the calling thread still
+/// allocates nothing. (The workers are covered by model-runtime's `gemm_alloc` test, which counts
+/// allocations on every thread.)
+#[test]
+fn train_steps_split_across_two_threads_allocate_nothing_after_warm_up() {
+    modelc::set_num_threads(2);
+    let mut rng = Rng::new(6);
+    let x = Array2::from_shape_fn((64, 256), |_| rng.uniform(-1.0, 1.0));
+    let y = Array2::from_shape_fn((64, 4), |(i, k)| f32::from(u8::from(i % 4 == k)));
+    let inputs = WideInputs { x: x.view() };
+    let targets = WideTargets { y: y.view() };
+    let mut model = Wide::new(7);
+    let mut trainer = model.compile(Adam::default(), WideLosses { y: Loss::CategoricalCrossentropy }, &[]);
+    trainer.train_step(&inputs, &targets).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 10 steady-state training steps on 2 threads");
+}

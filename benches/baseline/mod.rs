@@ -329,3 +329,138 @@ impl Siamese {
         }
     }
 }
+
+/// im2col for a 3×3 "same" convolution with stride 1 over `batch` channels-last `h`×`w`×`c` images:
+/// row `(n·h + y)·w + x` of `col` holds the 3×3×`c` patch centred there, (ky, kx, c) order, zeros
+/// outside the image.
+fn im2col_3x3_same(x: &[f32], col: &mut [f32], batch: usize, h: usize, w: usize, c: usize) {
+    let patch = 9 * c;
+    for (r, row) in col.chunks_exact_mut(patch).take(batch * h * w).enumerate() {
+        let (n, oy, ox) = (r / (h * w), r / w % h, r % w);
+        for ky in 0..3 {
+            for kx in 0..3 {
+                let dst = &mut row[(ky * 3 + kx) * c..(ky * 3 + kx + 1) * c];
+                let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
+                if iy < h && ix < w {
+                    let at = ((n * h + iy) * w + ix) * c;
+                    dst.copy_from_slice(&x[at..at + c]);
+                } else {
+                    dst.fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col_3x3_same`]: dx = the patches of `dcol` summed back onto the image.
+fn col2im_3x3_same(dcol: &[f32], dx: &mut [f32], batch: usize, h: usize, w: usize, c: usize) {
+    let patch = 9 * c;
+    dx.fill(0.0);
+    for (r, row) in dcol.chunks_exact(patch).take(batch * h * w).enumerate() {
+        let (n, oy, ox) = (r / (h * w), r / w % h, r % w);
+        for ky in 0..3 {
+            for kx in 0..3 {
+                let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
+                if iy < h && ix < w {
+                    let at = ((n * h + iy) * w + ix) * c;
+                    let src = &row[(ky * 3 + kx) * c..(ky * 3 + kx + 1) * c];
+                    dx[at..at + c].iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+                }
+            }
+        }
+    }
+}
+
+/// BENCH M3 (vision_meta): image[32,32,3] → Conv2D16 3×3 same relu → Conv2D32 3×3 same relu →
+/// GlobalAveragePooling2D; meta[6] → Dense8 relu; Concatenate → Dense3 softmax; categorical CE.
+///
+/// Each convolution is im2col into a preallocated matrix and one [`Dense`] over all batch·32·32
+/// positions (its kernel is the `[3, 3, cin, cout]` Keras kernel flattened to `[9·cin, cout]`); the
+/// second one's input gradient is the im2col-matrix gradient, scattered back by col2im.
+pub struct VisionMeta {
+    conv1: Dense,
+    conv2: Dense,
+    meta: Dense,
+    head: Dense,
+    col1: Array2<f32>,
+    col2: Array2<f32>,
+    merged: Array2<f32>,
+    dp: Array2<f32>,
+    /// dL/d(conv2 output), batch·32·32 × 32: the pooled gradient spread over the positions.
+    dy2: Array2<f32>,
+    /// dL/d(conv1 output), batch·32·32 × 16.
+    dy1: Array2<f32>,
+    batch: usize,
+    t: i32,
+}
+
+impl VisionMeta {
+    const SIDE: usize = 32;
+
+    pub fn new(batch: usize) -> Self {
+        let rows = batch * Self::SIDE * Self::SIDE;
+        VisionMeta {
+            conv1: Dense::new(27, 16, Act::Relu, rows, 1),
+            conv2: Dense::new(144, 32, Act::Relu, rows, 2),
+            meta: Dense::new(6, 8, Act::Relu, batch, 3),
+            head: Dense::new(40, 3, Act::Softmax, batch, 4),
+            col1: Array2::zeros((rows, 27)),
+            col2: Array2::zeros((rows, 144)),
+            merged: Array2::zeros((batch, 40)),
+            dp: Array2::zeros((batch, 3)),
+            dy2: Array2::zeros((rows, 32)),
+            dy1: Array2::zeros((rows, 16)),
+            batch,
+            t: 0,
+        }
+    }
+
+    /// `image` is batch × (32·32·3), channels-last; returns the class probabilities.
+    pub fn forward(&mut self, image: ArrayView2<'_, f32>, meta: ArrayView2<'_, f32>) -> &Array2<f32> {
+        let (n, side) = (self.batch, Self::SIDE);
+        let x = image.as_slice().expect("contiguous image");
+        im2col_3x3_same(x, self.col1.as_slice_mut().expect("owned"), n, side, side, 3);
+        self.conv1.forward(self.col1.view());
+        let y1 = self.conv1.y.as_slice().expect("owned");
+        im2col_3x3_same(y1, self.col2.as_slice_mut().expect("owned"), n, side, side, 16);
+        self.conv2.forward(self.col2.view());
+        // GlobalAveragePooling2D straight into the first 32 columns of the merged buffer.
+        let scale = 1.0 / (side * side) as f32;
+        for (mut dst, img) in self.merged.rows_mut().into_iter().zip(self.conv2.y.as_slice().expect("owned").chunks_exact(side * side * 32))
+        {
+            let dst = dst.as_slice_mut().expect("row");
+            dst[..32].fill(0.0);
+            for px in img.chunks_exact(32) {
+                dst[..32].iter_mut().zip(px).for_each(|(d, &v)| *d += v);
+            }
+            dst[..32].iter_mut().for_each(|d| *d *= scale);
+        }
+        self.meta.forward(meta);
+        self.merged.slice_mut(s![.., 32..]).assign(&self.meta.y);
+        self.head.forward(self.merged.view());
+        &self.head.y
+    }
+
+    pub fn train_step(&mut self, image: ArrayView2<'_, f32>, meta: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) {
+        let side = Self::SIDE;
+        self.forward(image, meta);
+        fused_ce_grad(&self.head.y, y, &mut self.dp);
+        self.head.backward(self.merged.view(), self.dp.view(), true, true);
+        let dm = &self.head.dx;
+        self.meta.backward(meta, dm.slice(s![.., 32..]), false, false);
+        // The pooling's backward: every position gets dL/d(pooled) / positions.
+        let scale = 1.0 / (side * side) as f32;
+        for (g, img) in dm.rows().into_iter().zip(self.dy2.as_slice_mut().expect("owned").chunks_exact_mut(side * side * 32)) {
+            for px in img.chunks_exact_mut(32) {
+                px.iter_mut().zip(g.iter()).for_each(|(d, &g)| *d = g * scale);
+            }
+        }
+        self.conv2.backward(self.col2.view(), self.dy2.view(), false, true);
+        col2im_3x3_same(self.conv2.dx.as_slice().expect("owned"), self.dy1.as_slice_mut().expect("owned"), self.batch, side, side, 16);
+        self.conv1.backward(self.col1.view(), self.dy1.view(), false, false);
+        self.t += 1;
+        for d in [&mut self.conv1, &mut self.conv2, &mut self.meta, &mut self.head] {
+            d.adam(1e-3, self.t);
+        }
+    }
+}

@@ -29,8 +29,10 @@ const DIRECT_MAX_WORK: usize = 64 * 128 * 128;
 /// is streamed once per row tile, which is no worse than packing it).
 const DIRECT_MAX_ROWS: usize = 32;
 
-/// C (m×n, row-major, leading dimension n) = alpha·op(A)·op(B) + beta·C, with op(A)(i, p) at
-/// `a + i·rsa + p·csa` and op(B)(p, j) at `b + p·rsb + j·csb`.
+/// C (m×n, row-major, row stride `ldc` ≥ n) = alpha·op(A)·op(B) + beta·C, with op(A)(i, p) at
+/// `a + i·rsa + p·csa`, op(B)(p, j) at `b + p·rsb + j·csb` and C(i, j) at `c + i·ldc + j`. A band
+/// of rows or columns of a larger problem is again a `Problem` (see `split`), which is how the
+/// work is shared between threads.
 #[derive(Clone, Copy)]
 pub(super) struct Problem {
     pub m: usize,
@@ -45,7 +47,13 @@ pub(super) struct Problem {
     pub rsb: usize,
     pub csb: usize,
     pub c: *mut f32,
+    pub ldc: usize,
 }
+
+// SAFETY: a `Problem` is shared only between the parts of one split (`part`), which read A and B
+// and write disjoint bands of C, while the caller that owns the borrowed slices waits for all of
+// every one of them (`pool::try_run`).
+unsafe impl Sync for Problem {}
 
 /// Which algorithm runs, decided before scratch is borrowed so its size is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +62,7 @@ pub(super) enum Path {
     Direct,
     /// Pack A blocks and B panels, then run the microkernel over them.
     Packed,
-    /// m == 1 with B stored n×k: one dot product per output.
+    /// m == 1 with B stored n×k and A's row contiguous: one dot product per output.
     DotRows,
 }
 
@@ -69,7 +77,9 @@ pub(super) struct Tiles {
 
 /// The path for `p` and the scratch it needs (in `f32`s).
 pub(super) fn plan(p: &Problem, t: Tiles) -> (Path, usize) {
-    if p.m == 1 && p.csb != 1 {
+    // Dot rows loads vectors of op(A)'s row, so it needs them contiguous (a one-row band of a
+    // transposed A is not).
+    if p.m == 1 && p.csb != 1 && p.csa == 1 {
         return (Path::DotRows, 0);
     }
     if p.m <= DIRECT_MAX_ROWS || p.m.saturating_mul(p.k).saturating_mul(p.n) <= DIRECT_MAX_WORK {
@@ -78,6 +88,76 @@ pub(super) fn plan(p: &Problem, t: Tiles) -> (Path, usize) {
     }
     let b = Blocks::new(p, t);
     (Path::Packed, b.mc * b.kc + b.kc * b.nc)
+}
+
+/// Which side of C the threads share out: bands of rows or bands of columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Split {
+    /// Each part is a band of rows of C and of op(A); every part reads all of op(B).
+    Rows,
+    /// Each part is a band of columns of C and of op(B); every part reads all of op(A).
+    Cols,
+}
+
+/// Below this many multiply-adds per part a split does not pay. Measured on 2 Zen 4 cores shared
+/// with other processes (see BENCHMARKS.md): with the second core free, 2 threads gain 1.3× even
+/// at 0.3 M multiply-adds and 1.4–2× from 2 M up; with it busy, splits of 2–5 M lose up to 1.5×
+/// (most likely a worker descheduled in the middle of its part, holding the caller up), while
+/// splits of 8 M and more (M4 at batch 32, convolutions at batch 32) still break even or gain.
+/// So only products of at least 2 parts of 4 M (8 M multiply-adds, about 0.2 ms on one core) are
+/// split.
+pub(super) const PAR_MIN_WORK: usize = 1 << 22;
+
+/// Chunks per thread: more than one, so a thread that starts late (or is descheduled) leaves
+/// its share to the others; few, because each chunk packs its uncut operand again.
+pub(super) const CHUNKS_PER_THREAD: usize = 2;
+
+/// How to share `p` between up to `threads` threads: the split and the number of parts (chunks
+/// handed out to the threads; 1 when the product is too small to be worth splitting), each part
+/// getting at least `min_work` multiply-adds and at least one tile.
+///
+/// Each part packs the operand it does not cut on its own, so the split cuts the larger of op(A)
+/// (m×k) and op(B) (k×n): rows when m > n, columns otherwise.
+pub(super) fn split_plan(p: &Problem, t: Tiles, threads: usize, min_work: usize) -> (Split, usize) {
+    let split = if p.m > p.n { Split::Rows } else { Split::Cols };
+    if threads <= 1 {
+        return (split, 1);
+    }
+    let work = p.m.saturating_mul(p.k).saturating_mul(p.n);
+    let units = match split {
+        Split::Rows => p.m.div_ceil(t.mr),
+        Split::Cols => p.n.div_ceil(t.nr),
+    };
+    let parts = (threads * CHUNKS_PER_THREAD).min(work / min_work.max(1)).min(units).max(1);
+    (split, parts)
+}
+
+/// Part `i` of `parts` of `p` cut along `split`: a band of whole tiles (`t.mr` rows or `t.nr`
+/// columns) as even as the tiles allow. The parts are disjoint and cover C.
+pub(super) fn part(p: &Problem, t: Tiles, split: Split, i: usize, parts: usize) -> Problem {
+    let (len, unit) = match split {
+        Split::Rows => (p.m, t.mr),
+        Split::Cols => (p.n, t.nr),
+    };
+    let units = len.div_ceil(unit);
+    let lo = (units * i / parts * unit).min(len);
+    let hi = (units * (i + 1) / parts * unit).min(len);
+    let mut q = *p;
+    // `wrapping_add`: the offsets stay inside the matrices (lo < len), but this function has no
+    // unsafe contract of its own.
+    match split {
+        Split::Rows => {
+            q.m = hi - lo;
+            q.a = p.a.wrapping_add(lo * p.rsa);
+            q.c = p.c.wrapping_add(lo * p.ldc);
+        }
+        Split::Cols => {
+            q.n = hi - lo;
+            q.b = p.b.wrapping_add(lo * p.csb);
+            q.c = p.c.wrapping_add(lo);
+        }
+    }
+    q
 }
 
 /// Runs `p` along `path`. Tiles are given as const parameters: `MR` rows by `NV` vectors for
@@ -165,7 +245,7 @@ unsafe fn direct_panels<S: Simd, const MR: usize, const NV: usize>(p: &Problem, 
             for i0 in (0..p.m).step_by(MR) {
                 let mr = (p.m - i0).min(MR);
                 let acc = direct_tile::<S, MR, NV, true>(&q, p.a.add(i0 * p.rsa), mr, q.b, nr_full);
-                store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.n + j0), p.n, mr, nr, p.alpha, p.beta);
+                store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.ldc + j0), p.ldc, mr, nr, p.alpha, p.beta);
             }
         }
     }
@@ -189,7 +269,7 @@ unsafe fn direct<S: Simd, const MR: usize, const NV: usize>(p: &Problem) {
                 } else {
                     direct_tile::<S, MR, NV, false>(p, a, mr, b, nr)
                 };
-                store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.n + j0), p.n, mr, nr, p.alpha, p.beta);
+                store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.ldc + j0), p.ldc, mr, nr, p.alpha, p.beta);
             }
         }
     }
@@ -323,8 +403,8 @@ unsafe fn packed<S: Simd, const MR: usize, const NV: usize>(p: &Problem, scratch
                             let mr = (mc - ir).min(MR);
                             let ap = abuf.as_ptr().add(ir * kc);
                             let acc = micro::<S, MR, NV>(kc, ap, bp);
-                            let c = p.c.add((ic + ir) * p.n + jc + jr);
-                            store_tile::<S, MR, NV>(&acc, c, p.n, mr, nr, p.alpha, beta);
+                            let c = p.c.add((ic + ir) * p.ldc + jc + jr);
+                            store_tile::<S, MR, NV>(&acc, c, p.ldc, mr, nr, p.alpha, beta);
                         }
                     }
                 }

@@ -2,15 +2,19 @@
 //! (unpacked) path for small and skinny products, a BLIS-style packed path for large ones, and a
 //! dot-product path for batch-1 backward. Vector width is picked at run time (AVX2+FMA or portable
 //! code); packing scratch is thread-local and reused, so steady-state calls allocate
-//! nothing.
+//! nothing. Large products are split into bands of rows or columns of C across a small persistent
+//! thread pool ([`set_num_threads`], `MODELC_NUM_THREADS`); small ones stay on the calling thread.
 //!
 //! Layout: `simd` (one vector trait, one impl per instruction set), `driver` (the algorithm,
-//! generic over the trait), `scratch` (the reusable buffer); this file checks arguments and
-//! dispatches.
+//! generic over the trait, and how a product is split), `scratch` (the reusable buffer), `pool`
+//! (the worker threads and the thread count); this file checks arguments and dispatches.
 
 mod driver;
+mod pool;
 mod scratch;
 mod simd;
+
+pub use pool::{num_threads, set_num_threads, THREADS_ENV};
 
 use driver::{Path, Problem, Tiles};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -22,19 +26,41 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// Transposes are expressed as strides, so they cost no copy. With `beta == 0` the old contents of
 /// `c` are ignored entirely (even NaN). Elements of `c` past `m*n` are not touched. After the first
 /// call of a given size on a thread (which may grow that thread's packing scratch), allocates
-/// nothing.
+/// nothing, on this thread and on the pool's workers.
+///
+/// Products of at least 8 M multiply-adds (m·k·n) are split across up to
+/// [`num_threads`] threads (one band of rows or columns of C per thread); every element of C is
+/// computed by one thread, so results match the single-threaded ones up to f32 rounding.
 ///
 /// # Panics
 /// When a slice is shorter than its matrix (`a.len() < m*k`, `b.len() < k*n`, `c.len() < m*n`).
 #[allow(clippy::too_many_arguments)]
 pub fn sgemm(m: usize, k: usize, n: usize, alpha: f32, a: &[f32], trans_a: bool, b: &[f32], trans_b: bool, beta: f32, c: &mut [f32]) {
-    sgemm_on(isa(), m, k, n, alpha, a, trans_a, b, trans_b, beta, c);
+    let par = Par { threads: num_threads(), min_work: driver::PAR_MIN_WORK };
+    sgemm_on(isa(), par, m, k, n, alpha, a, trans_a, b, trans_b, beta, c);
 }
 
-/// [`sgemm`] on a given instruction set, which must be supported (tests run every one there is).
+/// How far one [`sgemm`] call may be split.
+#[derive(Clone, Copy, Debug)]
+struct Par {
+    /// At most this many parts (threads, the caller included).
+    threads: usize,
+    /// At least this many multiply-adds per part.
+    min_work: usize,
+}
+
+impl Par {
+    /// No splitting.
+    #[cfg(test)]
+    const SERIAL: Par = Par { threads: 1, min_work: usize::MAX };
+}
+
+/// [`sgemm`] on a given instruction set, which must be supported (tests run every one there is),
+/// split at most as `par` allows. Returns whether the product was split across threads.
 #[allow(clippy::too_many_arguments)]
 fn sgemm_on(
     isa: Isa,
+    par: Par,
     m: usize,
     k: usize,
     n: usize,
@@ -45,31 +71,45 @@ fn sgemm_on(
     trans_b: bool,
     beta: f32,
     c: &mut [f32],
-) {
+) -> bool {
     // These checks guard the raw-pointer kernels below, so they are real asserts, not debug ones.
     assert!(a.len() >= m * k, "sgemm: a has {} elements, needs {}", a.len(), m * k);
     assert!(b.len() >= k * n, "sgemm: b has {} elements, needs {}", b.len(), k * n);
     assert!(c.len() >= m * n, "sgemm: c has {} elements, needs {}", c.len(), m * n);
     if m == 0 || n == 0 {
-        return;
+        return false;
     }
     let c = &mut c[..m * n];
     if k == 0 {
         scale(beta, c);
-        return;
+        return false;
     }
     // A one-row op(A) is the same k contiguous values whether or not it is transposed.
     let (rsa, csa) = if trans_a && m > 1 { (1, m) } else { (k, 1) };
     let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
-    let p = Problem { m, k, n, alpha, beta, a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, c: c.as_mut_ptr() };
-    let (path, len) = driver::plan(&p, isa.tiles());
-    scratch::with(len, |buf| {
-        // SAFETY: the asserts above guarantee every element addressed by (m, k, n) and the
-        // strides lies inside `a`, `b` and `c`; `c` is uniquely borrowed, so it aliases neither
-        // input; `buf` has the length `plan` asked for; `isa` is supported (see `isa()` and the
-        // tests, which only pass detected ones).
-        unsafe { isa.run(&p, path, buf) }
-    });
+    let p = Problem { m, k, n, alpha, beta, a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, c: c.as_mut_ptr(), ldc: n };
+    let tiles = isa.tiles();
+    let (split, parts) = driver::split_plan(&p, tiles, par.threads, par.min_work);
+    // SAFETY (both calls of `run_one`): the asserts above guarantee every element addressed by
+    // (m, k, n) and the strides lies inside `a`, `b` and `c`, and a part addresses a sub-band of
+    // that; `c` is uniquely borrowed, so it aliases neither input, and the parts' bands of C are
+    // disjoint; `try_run` returns only after every part is done, while the slices are borrowed;
+    // `isa` is supported (see `isa()` and the tests, which only pass detected ones).
+    if parts > 1 && pool::try_run(par.threads, parts, &|i| unsafe { run_one(isa, &driver::part(&p, tiles, split, i, parts)) }) {
+        return true;
+    }
+    unsafe { run_one(isa, &p) };
+    false
+}
+
+/// Plans `p`, borrows this thread's scratch and runs it.
+///
+/// # Safety
+/// As [`driver::run`], and the CPU must support `isa`.
+unsafe fn run_one(isa: Isa, p: &Problem) {
+    let (path, len) = driver::plan(p, isa.tiles());
+    // SAFETY: forwarded from this function's contract; `buf` has the length `plan` asked for.
+    scratch::with(len, |buf| unsafe { isa.run(p, path, buf) });
 }
 
 /// c = beta·c, where beta == 0 writes zeros regardless of c's old contents.
@@ -263,7 +303,7 @@ mod tests {
                         let want = naive(m, k, n, alpha, &a, ta, &b, tb, beta, &c0);
                         for isa in Isa::available() {
                             let mut c = c0.clone();
-                            sgemm_on(isa, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c);
+                            sgemm_on(isa, Par::SERIAL, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c);
                             for (got, want) in c.iter().zip(&want) {
                                 assert!(
                                     (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
@@ -286,7 +326,7 @@ mod tests {
                 let b = random(&mut rng, k * n);
                 for isa in Isa::available() {
                     let mut c = vec![f32::NAN; m * n];
-                    sgemm_on(isa, m, k, n, 1.0, &a, false, &b, tb, 0.0, &mut c);
+                    sgemm_on(isa, Par::SERIAL, m, k, n, 1.0, &a, false, &b, tb, 0.0, &mut c);
                     assert!(c.iter().all(|v| v.is_finite()), "{isa:?} m={m} k={k} n={n}: {c:?}");
                 }
             }
@@ -320,7 +360,7 @@ mod tests {
         let tol = 2e-6 * (k as f32 + 4.0);
         for isa in Isa::available() {
             let mut c = c0.clone();
-            sgemm_on(isa, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c);
+            sgemm_on(isa, Par::SERIAL, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c);
             let err = max_rel_err(&c[..m * n], &want);
             assert!(err <= tol, "{isa:?} m={m} k={k} n={n} ta={ta} tb={tb} alpha={alpha} beta={beta}: error {err}");
             assert_eq!(c[m * n..], [f32::MAX, -7.0], "{isa:?} m={m} k={k} n={n}: wrote past m*n");
@@ -363,10 +403,98 @@ mod tests {
                 let want = naive(m, k, n, 1.0, &a, ta, &b, tb, 0.0, &vec![0.0; m * n]);
                 for isa in Isa::available() {
                     let mut c = vec![f32::NAN; m * n];
-                    sgemm_on(isa, m, k, n, 1.0, &a, ta, &b, tb, 0.0, &mut c);
+                    sgemm_on(isa, Par::SERIAL, m, k, n, 1.0, &a, ta, &b, tb, 0.0, &mut c);
                     assert!(max_rel_err(&c, &want) < 1e-3, "{isa:?} m={m} k={k} n={n} ta={ta} tb={tb}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn split_sgemm_matches_f64_reference_on_odd_shapes() {
+        let mut rng = Rng::new(13);
+        // Ragged bands: m and n off the tile sizes, splits by rows (m > n) and by columns,
+        // batch-1 products (dot rows and direct), packed and direct parts.
+        let shapes = [
+            (1, 50, 37),
+            (1, 300, 129),
+            (7, 5, 3),
+            (37, 9, 13),
+            (13, 17, 41),
+            (97, 70, 31),
+            (31, 70, 97),
+            (130, 300, 45),
+            (45, 513, 130),
+            (200, 33, 201),
+        ];
+        let mut split = 0;
+        for &(m, k, n) in &shapes {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for threads in [2, 3] {
+                    for (alpha, beta) in [(1.0, 0.0), (0.5, -1.0)] {
+                        let a = random(&mut rng, m * k);
+                        let b = random(&mut rng, k * n);
+                        let mut c0 = random(&mut rng, m * n);
+                        c0.extend([f32::MAX, -7.0]);
+                        let want = naive(m, k, n, alpha, &a, ta, &b, tb, beta, &c0);
+                        let tol = 2e-6 * (k as f32 + 4.0);
+                        for isa in Isa::available() {
+                            let mut c = c0.clone();
+                            let par = Par { threads, min_work: 1 };
+                            split += usize::from(sgemm_on(isa, par, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c));
+                            let err = max_rel_err(&c[..m * n], &want);
+                            assert!(err <= tol, "{isa:?} {threads} threads m={m} k={k} n={n} ta={ta} tb={tb}: error {err}");
+                            assert_eq!(c[m * n..], [f32::MAX, -7.0], "{isa:?} m={m} k={k} n={n}: wrote past m*n");
+                        }
+                    }
+                }
+            }
+        }
+        // Other tests may hold the pool now and then (then the product runs unsplit), not always.
+        assert!(split > 0, "no product was split");
+    }
+
+    #[test]
+    fn split_plan_cuts_the_larger_operand_only_above_the_threshold() {
+        let t = Tiles { mr: 6, nr: 16 };
+        let p = |m, k, n| Problem {
+            m,
+            k,
+            n,
+            alpha: 1.0,
+            beta: 0.0,
+            a: std::ptr::null(),
+            rsa: k,
+            csa: 1,
+            b: std::ptr::null(),
+            rsb: n,
+            csb: 1,
+            c: std::ptr::null_mut(),
+            ldc: n,
+        };
+        let min = driver::PAR_MIN_WORK;
+        assert_eq!(driver::split_plan(&p(256, 784, 512), t, 2, min), (driver::Split::Cols, 4));
+        assert_eq!(driver::split_plan(&p(784, 256, 512), t, 2, min), (driver::Split::Rows, 4));
+        assert_eq!(driver::split_plan(&p(256, 784, 512), t, 1, min).1, 1);
+        assert_eq!(driver::split_plan(&p(32, 64, 128), t, 2, min).1, 1);
+        assert_eq!(driver::split_plan(&p(256, 128, 128), t, 2, min).1, 1);
+        assert_eq!(driver::split_plan(&p(32, 512, 512), t, 2, min), (driver::Split::Cols, 2));
+        // Never more parts than tiles.
+        assert_eq!(driver::split_plan(&p(4, 100_000, 16), t, 4, 1).1, 1);
+        // The parts are disjoint and cover C.
+        for (split, len) in [(driver::Split::Rows, 101), (driver::Split::Cols, 101)] {
+            let q = p(len, 3, len);
+            let mut covered = 0;
+            for i in 0..3 {
+                let part = driver::part(&q, t, split, i, 3);
+                let (lo, size) = match split {
+                    driver::Split::Rows => ((part.c as usize - q.c as usize) / 4 / len, part.m),
+                    driver::Split::Cols => ((part.c as usize - q.c as usize) / 4, part.n),
+                };
+                assert_eq!(lo, covered, "{split:?} part {i}");
+                covered += size;
+            }
+            assert_eq!(covered, len);
         }
     }
 
@@ -385,6 +513,7 @@ mod tests {
             rsb: 1,
             csb,
             c: std::ptr::null_mut(),
+            ldc: n,
         };
         let t = Tiles { mr: 6, nr: 16 };
         assert_eq!(driver::plan(&p(32, 8, 16, 1), t), (Path::Direct, 8 * 16));

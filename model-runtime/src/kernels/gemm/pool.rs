@@ -1,0 +1,273 @@
+//! The GEMM's own thread pool and the user's thread count: persistent workers that run the parts
+//! of one split GEMM beside the calling thread, without allocating.
+//!
+//! Workers are spawned the first time a split needs them (that call allocates their stacks and
+//! names) and then live for the rest of the process. A job is handed over through one static
+//! slot: the caller writes a pointer to its closure, publishes it with the next epoch, wakes the
+//! workers, and then every thread claims chunks of the job from one atomic ticket until none is
+//! left; the caller waits for the chunks still running. Workers spin briefly after a job (the
+//! next GEMM of a training step usually follows within microseconds) and then park. Each worker
+//! packs into its own thread-local scratch, which, like the caller's, grows once and is reused.
+//!
+//! One split GEMM runs at a time: a caller that finds the pool busy (another thread's GEMM is
+//! split across it) runs its product on its own thread instead of waiting.
+
+use std::cell::UnsafeCell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, TryLockError};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+/// The environment variable read (once, at the first GEMM) for the default thread count.
+pub const THREADS_ENV: &str = "MODELC_NUM_THREADS";
+
+/// Threads a GEMM may use; 0 until first read or set.
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Upper bound on the thread count, against typos like `MODELC_NUM_THREADS=1000`.
+const MAX_THREADS: usize = 64;
+
+/// How long an idle worker polls for the next job before parking.
+const SPIN: Duration = Duration::from_micros(100);
+
+/// Sets how many threads (the caller included) a large GEMM may be split across, from now on, for
+/// the whole process. `1` makes every GEMM single-threaded; `0` is taken as 1. Products below
+/// a measured size (8 M multiply-adds) always run on the calling thread.
+///
+/// The default is the `MODELC_NUM_THREADS` environment variable when set to a positive number,
+/// else [`std::thread::available_parallelism`].
+pub fn set_num_threads(n: usize) {
+    THREADS.store(n.clamp(1, MAX_THREADS), Ordering::Relaxed);
+}
+
+/// The number of threads a large GEMM may use: the last [`set_num_threads`], else
+/// `MODELC_NUM_THREADS`, else the number of CPUs available to the process.
+pub fn num_threads() -> usize {
+    match THREADS.load(Ordering::Relaxed) {
+        0 => {
+            let n = default_threads();
+            // A concurrent `set_num_threads` wins over the default.
+            let _ = THREADS.compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed);
+            THREADS.load(Ordering::Relaxed)
+        }
+        n => n,
+    }
+}
+
+/// `MODELC_NUM_THREADS` if it is a positive integer, else the available parallelism.
+fn default_threads() -> usize {
+    let from_env = std::env::var(THREADS_ENV).ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&n| n > 0);
+    from_env.unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get())).min(MAX_THREADS)
+}
+
+/// The job being run: `call(data, chunk)` for each chunk, by whichever thread claims it.
+#[derive(Clone, Copy)]
+struct Job {
+    data: *const (),
+    call: unsafe fn(*const (), usize),
+}
+
+/// The hand-over slot between the caller and the workers.
+struct Shared {
+    /// The ticket: `epoch << 16 | chunks << 8 | next`, the current job's number, its chunk count
+    /// and the next unclaimed chunk. Chunks are claimed by a compare-and-swap on the whole word, so
+    /// a thread that claims a chunk knows it belongs to the job it read the epoch of. Stored with
+    /// Release after `job` and `done` are written.
+    ticket: AtomicU64,
+    /// Written only by the caller that holds [`WORKERS`], before publishing a new epoch, and read
+    /// only by threads that have claimed a chunk of that epoch, which the caller waits for.
+    job: UnsafeCell<Job>,
+    /// Chunks of the current job finished (incremented with Release).
+    done: AtomicUsize,
+    /// A chunk panicked during the current job.
+    panicked: AtomicBool,
+}
+
+// SAFETY: `job` is only accessed as documented on the field: one writer (the lock holder) at a
+// time, and never while a claimed chunk of the previous job is unfinished.
+unsafe impl Sync for Shared {}
+
+/// Bits of the ticket holding `next` and, above it, `chunks`.
+const FIELD_BITS: u32 = 8;
+/// At most this many chunks per job (the width of a ticket field).
+pub(super) const MAX_CHUNKS: usize = (1 << FIELD_BITS) - 1;
+
+static SHARED: Shared = Shared {
+    ticket: AtomicU64::new(0),
+    job: UnsafeCell::new(Job { data: std::ptr::null(), call: noop }),
+    done: AtomicUsize::new(0),
+    panicked: AtomicBool::new(false),
+};
+
+/// The workers' handles, for unparking; the lock is held for the whole of a split GEMM.
+static WORKERS: Mutex<Vec<Thread>> = Mutex::new(Vec::new());
+
+/// The placeholder job before the first one.
+unsafe fn noop(_: *const (), _: usize) {}
+
+/// Calls the closure behind `data` on `chunk`.
+///
+/// # Safety
+/// `data` must point at a live `F`.
+unsafe fn trampoline<F: Fn(usize) + Sync>(data: *const (), chunk: usize) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { (*data.cast::<F>())(chunk) }
+}
+
+/// The epoch of a ticket.
+fn epoch(ticket: u64) -> u64 {
+    ticket >> (2 * FIELD_BITS)
+}
+
+/// Claims the next chunk of the job numbered `epoch`, if it is still the current one and has
+/// one left.
+fn claim(epoch_seen: u64) -> Option<usize> {
+    let mut t = SHARED.ticket.load(Ordering::Acquire);
+    loop {
+        let field = (1u64 << FIELD_BITS) - 1;
+        let (chunks, next) = ((t >> FIELD_BITS) & field, t & field);
+        if epoch(t) != epoch_seen || next >= chunks {
+            return None;
+        }
+        match SHARED.ticket.compare_exchange_weak(t, t + 1, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => return Some(next as usize),
+            Err(now) => t = now,
+        }
+    }
+}
+
+/// Runs every chunk of the job numbered `epoch_seen` that this thread can claim.
+fn run_chunks(epoch_seen: u64) {
+    while let Some(chunk) = claim(epoch_seen) {
+        // SAFETY: this thread claimed a chunk of the job published with that epoch (Acquired),
+        // so `job` holds that job, and its caller keeps it and the closure alive and unchanged
+        // until `done` counts this chunk.
+        let job = unsafe { *SHARED.job.get() };
+        // SAFETY: `job.data` points at the caller's live closure of the type `job.call` expects.
+        let run = panic::catch_unwind(AssertUnwindSafe(|| unsafe { (job.call)(job.data, chunk) }));
+        if run.is_err() {
+            SHARED.panicked.store(true, Ordering::Relaxed);
+        }
+        SHARED.done.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Runs `f(0)`, …, `f(chunks - 1)`, each exactly once, on this thread and on up to
+/// `threads - 1` workers, and returns `true` once all have finished; returns `false` without
+/// running anything when the pool is busy with another thread's job (or no worker could be
+/// started), so the caller does the work itself.
+///
+/// Chunks are handed out one at a time to whichever thread asks first, the caller included: a
+/// worker that is slow to wake (on a loaded machine it may wait for a time slice) only takes
+/// fewer chunks, and at worst the caller runs them all.
+///
+/// After the workers exist (the first call that needs them spawns them), allocates nothing.
+///
+/// # Panics
+/// Re-raises a panic of any chunk, after every chunk has finished.
+pub(super) fn try_run<F: Fn(usize) + Sync>(threads: usize, chunks: usize, f: &F) -> bool {
+    let mut workers = match WORKERS.try_lock() {
+        Ok(w) => w,
+        // A chunk panicked in an earlier job; the pool itself is still consistent.
+        Err(TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(TryLockError::WouldBlock) => return false,
+    };
+    let chunks = chunks.min(MAX_CHUNKS);
+    let threads = threads.min(chunks).min(MAX_THREADS);
+    let epoch_now = epoch(SHARED.ticket.load(Ordering::Relaxed));
+    while workers.len() + 1 < threads {
+        match spawn(workers.len(), epoch_now) {
+            Some(t) => workers.push(t),
+            None => break,
+        }
+    }
+    let helpers = (threads - 1).min(workers.len());
+    if helpers == 0 {
+        return false;
+    }
+    let epoch_next = epoch_now + 1;
+    // SAFETY: we hold the lock and every chunk of the previous job has finished (its caller
+    // waited for them), so nobody reads `job` now.
+    unsafe { *SHARED.job.get() = Job { data: (f as *const F).cast(), call: trampoline::<F> } };
+    SHARED.panicked.store(false, Ordering::Relaxed);
+    SHARED.done.store(0, Ordering::Relaxed);
+    SHARED.ticket.store(epoch_next << (2 * FIELD_BITS) | (chunks as u64) << FIELD_BITS, Ordering::Release);
+    for w in &workers[..helpers] {
+        w.unpark();
+    }
+    run_chunks(epoch_next);
+    // Every chunk is claimed now; wait for the ones still running on workers.
+    let mut spins = 0u32;
+    while SHARED.done.load(Ordering::Acquire) != chunks {
+        if spins < 1 << 12 {
+            spins += 1;
+            std::hint::spin_loop();
+        } else {
+            // The worker may have been descheduled on a busy machine: give it the core.
+            thread::yield_now();
+        }
+    }
+    if SHARED.panicked.load(Ordering::Relaxed) {
+        panic!("a part of a split GEMM panicked");
+    }
+    true
+}
+
+/// Starts worker `index`, which has seen jobs up to `epoch`.
+fn spawn(index: usize, epoch: u64) -> Option<Thread> {
+    let handle = thread::Builder::new().name(format!("modelc-gemm-{}", index + 1)).spawn(move || work(epoch)).ok()?;
+    Some(handle.thread().clone())
+}
+
+/// A worker's life: wait for each new job and help with its chunks.
+fn work(mut seen: u64) -> ! {
+    loop {
+        seen = wait_for_job(seen);
+        run_chunks(seen);
+    }
+}
+
+/// Spins for [`SPIN`], then parks, until the ticket carries an epoch newer than `seen`; returns
+/// that epoch.
+fn wait_for_job(seen: u64) -> u64 {
+    let start = Instant::now();
+    let mut polls = 0u32;
+    loop {
+        let now = epoch(SHARED.ticket.load(Ordering::Acquire));
+        if now != seen {
+            return now;
+        }
+        polls = polls.wrapping_add(1);
+        // Reading the clock every 64 polls keeps the spin cheap.
+        if polls.is_multiple_of(64) && start.elapsed() > SPIN {
+            // An `unpark` between the load above and this call makes `park` return at once.
+            thread::park();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn try_run_runs_every_chunk_once() {
+        let hits: Vec<AtomicU32> = (0..7).map(|_| AtomicU32::new(0)).collect();
+        for _ in 0..100 {
+            let ran = try_run(3, 7, &|i: usize| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            if !ran {
+                // Another test's GEMM held the pool: do what the GEMM does then.
+                (0..7).for_each(|i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+            }
+        }
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 100));
+    }
+}
