@@ -206,3 +206,44 @@ fn the_token_topics_example_learns_its_rule() {
         trainer.evaluate(&TokenTopicsInputs { tokens: test_tokens.view() }, &TokenTopicsTargets { topic: test_y.view() }, 100).unwrap();
     assert!(logs["accuracy"] > 0.9, "{logs:?}");
 }
+
+model! {
+    struct SoftmaxLayer {
+        input x: [4];
+        output probs = Softmax()(Dense(3)(x));
+    }
+}
+
+model! {
+    struct SoftmaxActivation {
+        input x: [4];
+        output probs = Dense(3, activation = softmax)(x);
+    }
+}
+
+#[test]
+fn a_softmax_layer_output_trains_like_a_softmax_activation_fused_with_cross_entropy() {
+    let mut rng = Rng::new(11);
+    let x = Array2::from_shape_fn((16, 4), |_| rng.uniform(-1.0, 1.0));
+    let y = Array2::from_shape_fn((16, 3), |(i, k)| f32::from(u8::from(i % 3 == k)));
+    let mut a = SoftmaxLayer::new(2);
+    let mut b = SoftmaxActivation::new(2);
+    assert_eq!(a.params(), b.params(), "same layout, same seed");
+    let losses_a: Vec<f64> = {
+        let mut t = a.compile(Adam::new(1e-2), SoftmaxLayerLosses { probs: Loss::CategoricalCrossentropy }, &[]);
+        (0..5).map(|_| t.train_step(&SoftmaxLayerInputs { x: x.view() }, &SoftmaxLayerTargets { probs: y.view() }).unwrap()).collect()
+    };
+    let losses_b: Vec<f64> = {
+        let mut t = b.compile(Adam::new(1e-2), SoftmaxActivationLosses { probs: Loss::CategoricalCrossentropy }, &[]);
+        (0..5)
+            .map(|_| t.train_step(&SoftmaxActivationInputs { x: x.view() }, &SoftmaxActivationTargets { probs: y.view() }).unwrap())
+            .collect()
+    };
+    for (p, q) in losses_a.iter().zip(&losses_b) {
+        assert!((p - q).abs() < 1e-6, "{losses_a:?} vs {losses_b:?}");
+    }
+    assert!(losses_a[4] < losses_a[0]);
+    for (p, q) in a.params().iter().zip(b.params()) {
+        assert!((p - q).abs() < 1e-6);
+    }
+}
