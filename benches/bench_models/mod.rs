@@ -49,15 +49,7 @@ model! {
     }
 }
 
-model! {
-    /// BENCH M3.
-    pub struct VisionMeta {
-        input image: [32, 32, 3];
-        input meta: [6];
-        let v = Conv2D(16, 3, padding = same, activation = relu)(image);
-        let v = Conv2D(32, 3, padding = same, activation = relu)(v);
-        let v = GlobalAveragePooling2D()(v);
-        let m = Dense(8, activation = relu)(meta);
-        output probs = Dense(3, activation = softmax)(Concatenate()([v, m]));
-    }
-}
+// BENCH M3 is the vision_meta example's own model.
+#[path = "../../examples/vision_meta/model.rs"]
+mod vision_meta;
+pub use vision_meta::{VisionMeta, VisionMetaInputs, VisionMetaLosses, VisionMetaTargets};

@@ -500,16 +500,16 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
     }
 }
 
-/// `IdBound`s of the integer inputs that `Embedding` layers read.
+/// `IdBound`s of the model inputs read by layers with an id limit (`Embedding`).
 fn id_bounds(plan: &Plan) -> Vec<TokenStream> {
     let m = &plan.typed.model;
     let mut out = Vec::new();
     for step in &plan.steps {
         let Some(layer) = m.layers.get(step.layer.0) else { continue };
-        let Some(crate::layers::LayerKind::Embedding(e)) = &layer.kind else { continue };
+        let Some(limit) = layer.kind.as_ref().and_then(LayerDef::id_limit) else { continue };
         let operand = m.calls.get(step.call.0).and_then(|c| c.inputs.first());
         let Some(input) = m.inputs.iter().position(|i| Some(&i.value) == operand) else { continue };
-        let (limit, name) = (e.input_dim, &layer.name);
+        let name = &layer.name;
         out.push(quote!(::modelc::__private::spec::IdBound { input: #input, limit: #limit, layer: #name }));
     }
     out

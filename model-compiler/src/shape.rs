@@ -43,13 +43,7 @@ impl Shape {
     /// The per-sample index (batch excluded) of Keras axis `axis`, counted on the full tensor: the batch is
     /// axis 0, -1 the last. `None` for the batch axis and for axes out of range.
     pub fn sample_axis(&self, axis: i64) -> Option<usize> {
-        let full = i64::try_from(self.rank()).ok()? + 1;
-        let a = if axis < 0 { axis + full } else { axis };
-        if a >= 1 && a < full {
-            usize::try_from(a - 1).ok()
-        } else {
-            None
-        }
+        sample_axis(axis, self.rank())
     }
 
     /// The per-sample view of the tensor around per-sample axes `axes` (consecutive):
@@ -63,6 +57,18 @@ impl Shape {
     /// Keras notation with the batch first: `(None, 8, 8, 16)`.
     pub fn keras(&self) -> String {
         self.to_string()
+    }
+}
+
+/// The per-sample index of Keras axis `axis` (batch is 0, -1 the last) of a tensor of per-sample rank
+/// `rank`; `None` for the batch axis and out of range.
+pub fn sample_axis(axis: i64, rank: usize) -> Option<usize> {
+    let full = i64::try_from(rank).ok()? + 1;
+    let a = if axis < 0 { axis + full } else { axis };
+    if a >= 1 && a < full {
+        usize::try_from(a - 1).ok()
+    } else {
+        None
     }
 }
 

@@ -117,11 +117,11 @@ pub(crate) fn see_inputs<N: Network>(inputs: &N::Inputs<'_>, batch: &mut BatchCh
 fn check_ids<N: Network>(i: usize, spec: &TensorSpec, v: &ArrayViewD<'_, i32>) -> Result<()> {
     let Some(bound) = N::ID_BOUNDS.iter().filter(|b| b.input == i).min_by_key(|b| b.limit) else { return Ok(()) };
     let per_sample = spec.sample_len().max(1);
-    match v.iter().position(|&id| usize::try_from(id).map_or(true, |id| id >= bound.limit)) {
+    match v.iter().enumerate().find(|(_, &id)| usize::try_from(id).map_or(true, |id| id >= bound.limit)) {
         None => Ok(()),
-        Some(k) => Err(Error::TokenId {
+        Some((k, &value)) => Err(Error::TokenId {
             input: spec.name.to_string(),
-            value: v.iter().nth(k).copied().unwrap_or_default(),
+            value,
             sample: k / per_sample,
             index: k % per_sample,
             limit: bound.limit,

@@ -23,7 +23,7 @@ impl Concatenate {
 
     /// The per-sample axis (batch excluded) for tensors of per-sample rank `rank`, if valid.
     pub fn sample_axis(&self, rank: usize) -> Option<usize> {
-        Shape(vec![0; rank]).sample_axis(self.axis)
+        crate::shape::sample_axis(self.axis, rank)
     }
 
     fn layout(&self, inputs: &[Shape]) -> (usize, Vec<usize>) {

@@ -75,6 +75,10 @@ impl LayerDef for Embedding {
         let (ids, dtable, dim) = (cx.x(0), cx.g(0), self.output_dim);
         quote!(::modelc::__private::kernels::embedding::backward(#ids, &__dy[..], #dim, #dtable);)
     }
+
+    fn id_limit(&self) -> Option<usize> {
+        Some(self.input_dim)
+    }
 }
 
 /// `[12]`, `[4, 6]`: a shape as written in an input declaration.

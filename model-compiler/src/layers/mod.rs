@@ -245,6 +245,11 @@ pub trait LayerDef {
     fn output_activation(&self) -> Option<Act> {
         None
     }
+    /// For a layer that indexes a table by its operand's integer values (`Embedding`): the table's
+    /// length, which bounds the ids a model input fed to it may hold (checked at run time).
+    fn id_limit(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A typed layer configuration. Exhaustive matches: a new kind does not compile until every
@@ -420,6 +425,9 @@ impl LayerDef for LayerKind {
     }
     fn output_activation(&self) -> Option<Act> {
         dispatch!(self, l => l.output_activation())
+    }
+    fn id_limit(&self) -> Option<usize> {
+        dispatch!(self, l => l.id_limit())
     }
 }
 

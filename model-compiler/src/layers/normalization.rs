@@ -146,10 +146,15 @@ impl BatchNormalization {
         Some(BatchNormalization { axis: axis?, momentum: momentum? as f32, affine: affine? })
     }
 
-    fn channel(&self, inputs: &[Shape]) -> (Shape, std::ops::Range<usize>) {
-        let x = inputs.first().cloned().unwrap_or(Shape(Vec::new()));
+    /// The channel axis of operand shape `x`, as a one-axis range.
+    fn channel(&self, x: &Shape) -> std::ops::Range<usize> {
         let c = x.sample_axis(self.axis).unwrap_or(0);
-        (x, c..c + 1)
+        c..c + 1
+    }
+
+    /// The channel count of the operand of shape `inputs[0]`.
+    fn channels(&self, inputs: &[Shape]) -> usize {
+        inputs.first().map_or(0, |x| x.around(self.channel(x)).1)
     }
 
     /// Index of `moving_mean` among the layer's parameters.
@@ -167,8 +172,7 @@ impl LayerDef for BatchNormalization {
 
     // gamma, beta, moving_mean, moving_variance: each one value per channel.
     fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
-        let (x, c) = self.channel(inputs);
-        let n = x.around(c).1;
+        let n = self.channels(inputs);
         let mut p = self.affine.params(vec![n]);
         p.push(ParamDecl { suffix: "moving_mean", shape: vec![n], init: InitKind::Zeros, trainable: false });
         p.push(ParamDecl { suffix: "moving_variance", shape: vec![n], init: InitKind::Ones, trainable: false });
@@ -177,14 +181,13 @@ impl LayerDef for BatchNormalization {
 
     // [mean, variance, inv_std per channel] (per-sample sized: 3n rows suffice for any batch).
     fn scratch(&self, inputs: &[Shape], _output: &Shape) -> Vec<usize> {
-        let (x, c) = self.channel(inputs);
-        vec![3 * x.around(c).1]
+        vec![3 * self.channels(inputs)]
     }
 
     // norm::batch_norm_forward(axis, epsilon, training, gamma, beta, moving_mean, moving_var, x, stats, y)
     fn forward(&self, cx: &EmitCx) -> TokenStream {
-        let (x, c) = self.channel(&[cx.inputs.first().map(|o| o.shape.clone()).unwrap_or(Shape(Vec::new()))]);
-        let a = axis_tokens(&x, c);
+        // The output has the operand's shape.
+        let a = axis_tokens(&cx.output.shape, self.channel(&cx.output.shape));
         let (eps, trainable) = (self.affine.epsilon, cx.trainable);
         let (gamma, beta) = self.affine.gamma_beta(|i| cx.p(i));
         let (mm, mv) = (cx.p(self.moving()), cx.p(self.moving() + 1));
@@ -194,8 +197,8 @@ impl LayerDef for BatchNormalization {
 
     // norm::batch_norm_backward(axis, training, gamma, x, stats, dy, dx, dgamma, dbeta)
     fn backward(&self, cx: &EmitCx) -> TokenStream {
-        let (x, c) = self.channel(&[cx.inputs.first().map(|o| o.shape.clone()).unwrap_or(Shape(Vec::new()))]);
-        let a = axis_tokens(&x, c);
+        // The output has the operand's shape.
+        let a = axis_tokens(&cx.output.shape, self.channel(&cx.output.shape));
         let trainable = cx.trainable;
         let (gamma, _) = self.affine.gamma_beta(|i| cx.p(i));
         let (dgamma, dbeta) = self.affine.gamma_beta(|i| cx.g(i));
@@ -236,15 +239,14 @@ impl LayerNormalization {
         Some(LayerNormalization { axes: axes?, affine: affine? })
     }
 
-    fn layout(&self, inputs: &[Shape]) -> (Shape, std::ops::Range<usize>) {
-        let x = inputs.first().cloned().unwrap_or(Shape(Vec::new()));
+    /// The normalized axes of operand shape `x`, as a range (consecutive, checked by `infer`).
+    fn axes(&self, x: &Shape) -> std::ops::Range<usize> {
         let mut axes: Vec<usize> = self.axes.iter().filter_map(|&a| x.sample_axis(a)).collect();
         axes.sort_unstable();
-        let r = match (axes.first(), axes.last()) {
+        match (axes.first(), axes.last()) {
             (Some(&lo), Some(&hi)) => lo..hi + 1,
             _ => 0..0,
-        };
-        (x, r)
+        }
     }
 }
 
@@ -257,21 +259,20 @@ impl LayerDef for LayerNormalization {
 
     // gamma, beta: the shape of the normalized axes.
     fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
-        let (x, r) = self.layout(inputs);
-        self.affine.params(x.0.get(r).map(<[usize]>::to_vec).unwrap_or_default())
+        let x = inputs.first().cloned().unwrap_or(Shape(Vec::new()));
+        self.affine.params(x.0.get(self.axes(&x)).map(<[usize]>::to_vec).unwrap_or_default())
     }
 
     // [mean per group, inv_std per group]: groups = elements / n per sample.
     fn scratch(&self, inputs: &[Shape], _output: &Shape) -> Vec<usize> {
-        let (x, r) = self.layout(inputs);
-        let (outer, _, inner) = x.around(r);
+        let (outer, _, inner) = inputs.first().map_or((0, 0, 0), |x| x.around(self.axes(x)));
         vec![2 * outer * inner]
     }
 
     // norm::layer_norm_forward(axis, epsilon, gamma, beta, x, stats, y)
     fn forward(&self, cx: &EmitCx) -> TokenStream {
-        let (x, r) = self.layout(&[cx.inputs.first().map(|o| o.shape.clone()).unwrap_or(Shape(Vec::new()))]);
-        let a = axis_tokens(&x, r);
+        // The output has the operand's shape.
+        let a = axis_tokens(&cx.output.shape, self.axes(&cx.output.shape));
         let eps = self.affine.epsilon;
         let (gamma, beta) = self.affine.gamma_beta(|i| cx.p(i));
         let (xs, stats) = (cx.x(0), cx.scratch_mut(0));
@@ -280,8 +281,8 @@ impl LayerDef for LayerNormalization {
 
     // norm::layer_norm_backward(axis, gamma, x, stats, dy, dx, dgamma, dbeta)
     fn backward(&self, cx: &EmitCx) -> TokenStream {
-        let (x, r) = self.layout(&[cx.inputs.first().map(|o| o.shape.clone()).unwrap_or(Shape(Vec::new()))]);
-        let a = axis_tokens(&x, r);
+        // The output has the operand's shape.
+        let a = axis_tokens(&cx.output.shape, self.axes(&cx.output.shape));
         let (gamma, _) = self.affine.gamma_beta(|i| cx.p(i));
         let (dgamma, dbeta) = self.affine.gamma_beta(|i| cx.g(i));
         let (xs, stats, dx) = (cx.x(0), cx.scratch(0), cx.dx(0));

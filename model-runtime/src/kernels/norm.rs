@@ -291,6 +291,14 @@ mod tests {
         Axis { outer: 3, n: BLOCK + 5, inner: 1 },
     ];
 
+    /// A random input of `a` and random gamma, beta, moving mean and moving variance (positive).
+    fn bn_case(rng: &mut Rng, a: Axis) -> (Vec<f32>, [Vec<f32>; 4]) {
+        let x = random_vec(rng, a.len(), -2.0, 2.0);
+        let (gamma, beta) = (random_vec(rng, a.n, 0.5, 2.0), random_vec(rng, a.n, -1.0, 1.0));
+        let (mm, mv) = (random_vec(rng, a.n, -1.0, 1.0), random_vec(rng, a.n, 0.5, 2.0));
+        (x, [gamma, beta, mm, mv])
+    }
+
     fn bn(a: Axis, training: bool, p: &[&[f32]; 4], x: &[f32]) -> (Vec<f32>, Vec<f32>) {
         let [gamma, beta, mm, mv] = *p;
         let (mut y, mut stats) = (vec![0.0; a.len()], vec![0.0; 3 * a.n]);
@@ -302,9 +310,7 @@ mod tests {
     fn batch_norm_uses_batch_statistics_in_training_and_moving_ones_in_inference() {
         let mut rng = Rng::new(1);
         for a in SHAPES {
-            let x = random_vec(&mut rng, a.len(), -2.0, 2.0);
-            let (gamma, beta) = (random_vec(&mut rng, a.n, 0.5, 2.0), random_vec(&mut rng, a.n, -1.0, 1.0));
-            let (mm, mv) = (random_vec(&mut rng, a.n, -1.0, 1.0), random_vec(&mut rng, a.n, 0.5, 2.0));
+            let (x, [gamma, beta, mm, mv]) = bn_case(&mut rng, a);
             let p: [&[f32]; 4] = [&gamma, &beta, &mm, &mv];
             let (y, stats) = bn(a, true, &p, &x);
             let (mut mm2, mut mv2) = (mm.clone(), mv.clone());
@@ -334,9 +340,7 @@ mod tests {
         let mut rng = Rng::new(2);
         for a in SHAPES {
             for training in [true, false] {
-                let x = random_vec(&mut rng, a.len(), -2.0, 2.0);
-                let (gamma, beta) = (random_vec(&mut rng, a.n, 0.5, 2.0), random_vec(&mut rng, a.n, -1.0, 1.0));
-                let (mm, mv) = (random_vec(&mut rng, a.n, -1.0, 1.0), random_vec(&mut rng, a.n, 0.5, 2.0));
+                let (x, [gamma, beta, mm, mv]) = bn_case(&mut rng, a);
                 let r = random_vec(&mut rng, a.len(), -1.0, 1.0);
                 let (_, stats) = bn(a, training, &[&gamma, &beta, &mm, &mv], &x);
                 let (mut dx, mut dg, mut db) = (vec![0.0; a.len()], vec![0.0; a.n], vec![0.0; a.n]);
