@@ -1,14 +1,15 @@
 //! Keras `Dense`: y = act(x·W + b) with the kernel W laid out `[in, out]`, and its backward.
 
 use super::activation::{self, Activation};
-use super::gemm::sgemm;
+use super::gemm::{sgemm, sgemm_blocks, Epilogue};
 
 /// y = act(x·W + b) for `rows` rows: `x` is rows×fin, `w` fin×fout (Keras layout), `b` fout,
 /// `y` rows×fout.
 ///
-/// One GEMM into `y`, then one fused pass adding the bias and applying the activation (softmax
-/// over each row of `fout`). When `pre` is given (the activation [`Activation::needs_input`]),
-/// the pre-activation z = x·W + b is stored there too. Allocates nothing.
+/// One GEMM into `y` whose stores add the bias and, for relu, clamp (the GEMM's epilogue); any
+/// other activation is one more pass over `y` (softmax over each row of `fout`). When `pre` is
+/// given (the activation [`Activation::needs_input`]), the pre-activation z = x·W + b is stored
+/// there too. Allocates nothing.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     x: &[f32],
@@ -21,11 +22,34 @@ pub fn forward(
     fin: usize,
     fout: usize,
 ) {
-    debug_assert_eq!(x.len(), rows * fin);
-    debug_assert_eq!(w.len(), fin * fout);
+    forward_parts(&[x], &[fin], w, b, act, pre, y, rows, fout);
+}
+
+/// [`forward`] on the concatenation of row blocks `xs` along the last axis, without building it:
+/// `xs[i]` is rows×`fins[i]`, `w` is (Σ fins)×fout, and x·W = Σᵢ xᵢ·Wᵢ where Wᵢ are the matching
+/// row blocks of W ([`sgemm_blocks`]; the bias and relu are applied as it stores). Allocates
+/// nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_parts(
+    xs: &[&[f32]],
+    fins: &[usize],
+    w: &[f32],
+    b: Option<&[f32]>,
+    act: Activation,
+    pre: Option<&mut [f32]>,
+    y: &mut [f32],
+    rows: usize,
+    fout: usize,
+) {
+    debug_assert_eq!(xs.len(), fins.len());
+    debug_assert_eq!(w.len(), fins.iter().sum::<usize>() * fout);
     debug_assert_eq!(y.len(), rows * fout);
-    sgemm(rows, fin, fout, 1.0, x, false, w, false, 0.0, y);
-    activation::bias_forward_inplace(act, b, pre, y, fout);
+    // Relu can be applied as the GEMM stores only when nothing needs the pre-activation.
+    let relu = matches!(act, Activation::Relu) && pre.is_none();
+    sgemm_blocks(rows, fout, xs, fins, w, y, Epilogue { bias: b, relu });
+    if !relu && !matches!(act, Activation::Linear) {
+        activation::bias_forward_inplace(act, None, pre, y, fout);
+    }
 }
 
 /// The backward of [`forward`]. `dy` (dL/dy, rows×fout) is overwritten with dL/dz through the
@@ -51,22 +75,37 @@ pub fn backward(
     fin: usize,
     fout: usize,
 ) {
-    debug_assert_eq!(x.len(), rows * fin);
-    debug_assert_eq!(w.len(), fin * fout);
-    debug_assert_eq!(dy.len(), rows * fout);
-    debug_assert_eq!(dw.len(), fin * fout);
+    backward_output(act, pre, y, dy, db, fout);
+    backward_input(x, w, dy, dx, dw, rows, fin, fout);
+}
+
+/// The part of [`backward`] on the output side: `dy` is overwritten with dL/dz through the
+/// activation, and db += Σ_rows dz.
+///
+/// # Panics
+/// When `pre` is `None` for an activation that needs it.
+pub fn backward_output(act: Activation, pre: Option<&[f32]>, y: &[f32], dy: &mut [f32], db: Option<&mut [f32]>, fout: usize) {
     activation::backward(act, pre, y, dy, fout);
-    let dz: &[f32] = dy;
-    // dw (fin×fout) += xᵀ (fin×rows, x stored rows×fin) · dz (rows×fout).
-    sgemm(fin, rows, fout, 1.0, x, true, dz, false, 1.0, dw);
     if let Some(db) = db {
         debug_assert_eq!(db.len(), fout);
         if fout > 0 {
-            for row in dz.chunks_exact(fout) {
+            for row in dy.chunks_exact(fout) {
                 db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
             }
         }
     }
+}
+
+/// The part of [`backward`] for one input block (all of x, or one block of [`forward_parts`] with
+/// its rows of W): dw += xᵀ·dz and dx += dz·Wᵀ (skipped when `dx` is `None`).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_input(x: &[f32], w: &[f32], dz: &[f32], dx: Option<&mut [f32]>, dw: &mut [f32], rows: usize, fin: usize, fout: usize) {
+    debug_assert_eq!(x.len(), rows * fin);
+    debug_assert_eq!(w.len(), fin * fout);
+    debug_assert_eq!(dz.len(), rows * fout);
+    debug_assert_eq!(dw.len(), fin * fout);
+    // dw (fin×fout) += xᵀ (fin×rows, x stored rows×fin) · dz (rows×fout).
+    sgemm(fin, rows, fout, 1.0, x, true, dz, false, 1.0, dw);
     if let Some(dx) = dx {
         debug_assert_eq!(dx.len(), rows * fin);
         // dx (rows×fin) += dz (rows×fout) · Wᵀ (fout×fin, W stored fin×fout).
@@ -154,6 +193,51 @@ mod tests {
             check_grad(&format!("dense {act:?} dx"), &x, &minus(&dx, &dx0), 1e-2, |x| loss(x, &w, &b));
             check_grad(&format!("dense {act:?} dw"), &w, &minus(&dw, &dw0), 1e-2, |w| loss(&x, w, &b));
             check_grad(&format!("dense {act:?} db"), &b, &minus(&db, &db0), 1e-2, |b| loss(&x, &w, b));
+        }
+    }
+
+    #[test]
+    fn parts_match_dense_on_the_concatenated_input_forward_and_backward() {
+        let mut rng = Rng::new(5);
+        let (rows, fins, fout) = (7, [3usize, 0, 5, 2], 6);
+        let fin: usize = fins.iter().sum();
+        let xs: Vec<Vec<f32>> = fins.iter().map(|&f| random_vec(&mut rng, rows * f, -1.0, 1.0)).collect();
+        // The concatenation along the last axis, row by row.
+        let x: Vec<f32> = (0..rows).flat_map(|r| xs.iter().zip(&fins).flat_map(move |(x, &f)| x[r * f..(r + 1) * f].to_vec())).collect();
+        let w = random_vec(&mut rng, fin * fout, -1.0, 1.0);
+        let b = random_vec(&mut rng, fout, -1.0, 1.0);
+        let r = random_vec(&mut rng, rows * fout, -1.0, 1.0);
+        for act in acts() {
+            let (want, want_pre) = run(&x, &w, Some(&b), act, (rows, fin, fout));
+            let mut y = vec![f32::NAN; rows * fout];
+            let mut pre = vec![0.0; rows * fout];
+            let views: Vec<&[f32]> = xs.iter().map(Vec::as_slice).collect();
+            forward_parts(&views, &fins, &w, Some(&b), act, act.needs_input().then_some(&mut pre[..]), &mut y, rows, fout);
+            for i in 0..y.len() {
+                assert!((y[i] - want[i]).abs() < 1e-5, "{act:?}: {} vs {}", y[i], want[i]);
+                assert!(!act.needs_input() || (pre[i] - want_pre[i]).abs() < 1e-5, "{act:?} pre");
+            }
+            // Backward in parts: one output pass, one input pass per block, against the whole.
+            let p = act.needs_input().then_some(&want_pre[..]);
+            let (mut dx, mut dw, mut db, mut dy) = (vec![0.5; x.len()], vec![0.25; w.len()], vec![1.0; fout], r.clone());
+            backward(&x, &w, p, &want, &mut dy, act, Some(&mut dx), &mut dw, Some(&mut db), rows, fin, fout);
+            let (mut pdw, mut pdb, mut pdy) = (vec![0.25; w.len()], vec![1.0; fout], r.clone());
+            backward_output(act, p, &want, &mut pdy, Some(&mut pdb), fout);
+            let mut row0 = 0;
+            for (i, (xi, &f)) in xs.iter().zip(&fins).enumerate() {
+                let mut pdx = vec![0.5; rows * f];
+                let wi = &w[row0 * fout..(row0 + f) * fout];
+                backward_input(xi, wi, &pdy, Some(&mut pdx), &mut pdw[row0 * fout..(row0 + f) * fout], rows, f, fout);
+                for rr in 0..rows {
+                    for c in 0..f {
+                        let (got, want) = (pdx[rr * f + c], dx[rr * fin + row0 + c]);
+                        assert!((got - want).abs() < 1e-5, "{act:?} part {i} dx: {got} vs {want}");
+                    }
+                }
+                row0 += f;
+            }
+            assert!(pdw.iter().zip(&dw).all(|(a, b)| (a - b).abs() < 1e-5), "{act:?} dw");
+            assert!(pdb.iter().zip(&db).all(|(a, b)| (a - b).abs() < 1e-5), "{act:?} db");
         }
     }
 

@@ -29,10 +29,11 @@ const DIRECT_MAX_WORK: usize = 64 * 128 * 128;
 /// is streamed once per row tile, which is no worse than packing it).
 const DIRECT_MAX_ROWS: usize = 32;
 
-/// C (m×n, row-major, row stride `ldc` ≥ n) = alpha·op(A)·op(B) + beta·C, with op(A)(i, p) at
-/// `a + i·rsa + p·csa`, op(B)(p, j) at `b + p·rsb + j·csb` and C(i, j) at `c + i·ldc + j`. A band
-/// of rows or columns of a larger problem is again a `Problem` (see `split`), which is how the
-/// work is shared between threads.
+/// C (m×n, row-major, row stride `ldc` ≥ n) = epilogue(alpha·op(A)·op(B) + beta·C), with op(A)(i, p)
+/// at `a + i·rsa + p·csa`, op(B)(p, j) at `b + p·rsb + j·csb` and C(i, j) at `c + i·ldc + j`. The
+/// epilogue adds `bias[j]` to column j (when `bias` is not null) and then, with `relu`, takes
+/// max(·, 0), in registers as each tile is stored. A band of rows or columns of a larger problem is
+/// again a `Problem` (see `split`), which is how the work is shared between threads.
 #[derive(Clone, Copy)]
 pub(super) struct Problem {
     pub m: usize,
@@ -48,6 +49,27 @@ pub(super) struct Problem {
     pub csb: usize,
     pub c: *mut f32,
     pub ldc: usize,
+    /// n values added to the columns of C, or null.
+    pub bias: *const f32,
+    /// Whether the stored values go through max(·, 0).
+    pub relu: bool,
+}
+
+/// The epilogue of one tile: the bias of its first column (or null) and relu.
+#[derive(Clone, Copy)]
+struct Epi {
+    bias: *const f32,
+    relu: bool,
+}
+
+impl Epi {
+    /// No epilogue (a k-block that is not the last).
+    const NONE: Epi = Epi { bias: std::ptr::null(), relu: false };
+
+    /// `p`'s epilogue for the tile starting at column `j0`.
+    fn at(p: &Problem, j0: usize) -> Epi {
+        Epi { bias: if p.bias.is_null() { p.bias } else { p.bias.wrapping_add(j0) }, relu: p.relu }
+    }
 }
 
 // SAFETY: a `Problem` is shared only between the parts of one split (`part`), which read A and B
@@ -155,6 +177,7 @@ pub(super) fn part(p: &Problem, t: Tiles, split: Split, i: usize, parts: usize) 
             q.n = hi - lo;
             q.b = p.b.wrapping_add(lo * p.csb);
             q.c = p.c.wrapping_add(lo);
+            q.bias = if p.bias.is_null() { p.bias } else { p.bias.wrapping_add(lo) };
         }
     }
     q
@@ -182,8 +205,8 @@ pub(super) unsafe fn run<S: Simd, const MR: usize, const NV: usize>(p: &Problem,
     }
 }
 
-/// C = alpha·acc + beta·C for the top-left `mr`×`nr` of one tile at `c` (row stride `ldc`); with
-/// beta == 0 the old C is not read.
+/// C = epi(alpha·acc + beta·C) for the top-left `mr`×`nr` of one tile at `c` (row stride `ldc`);
+/// with beta == 0 the old C is not read.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
@@ -194,28 +217,48 @@ unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
     nr: usize,
     alpha: f32,
     beta: f32,
+    epi: Epi,
 ) {
-    // SAFETY: the caller guarantees the mr×nr tile at `c` is writable; lanes past `nr` are
-    // masked off by `load_n`/`store_n`.
+    // SAFETY: the caller guarantees the mr×nr tile at `c` is writable and, when `epi.bias` is not
+    // null, `nr` readable bias values; lanes past `nr` are masked off by `load_n`/`store_n`.
     unsafe {
         let va = S::splat(alpha);
         let vb = S::splat(beta);
-        for r in 0..mr.min(MR) {
+        let zero = S::zero();
+        let width = |v: usize| nr.saturating_sub(v * S::LANES).min(S::LANES);
+        let bias: [S::V; NV] = std::array::from_fn(|v| match width(v) {
+            _ if epi.bias.is_null() => zero,
+            w if w == S::LANES => S::load(epi.bias.add(v * S::LANES)),
+            0 => zero,
+            w => S::load_n(epi.bias.add(v * S::LANES), w),
+        });
+        // Constant trip counts with early exits, so the loops unroll and `acc` stays in registers.
+        for r in 0..MR {
+            if r >= mr {
+                break;
+            }
             let row = c.add(r * ldc);
             for v in 0..NV {
-                let off = v * S::LANES;
-                if off >= nr {
+                let w = width(v);
+                if w == 0 {
                     break;
                 }
-                let w = (nr - off).min(S::LANES);
-                let x = S::mul(va, acc[r][v]);
-                let dst = row.add(off);
+                let mut x = if alpha == 1.0 { acc[r][v] } else { S::mul(va, acc[r][v]) };
+                let dst = row.add(v * S::LANES);
+                if beta != 0.0 {
+                    let old = if w == S::LANES { S::load(dst) } else { S::load_n(dst, w) };
+                    x = S::fma(vb, old, x);
+                }
+                if !epi.bias.is_null() {
+                    x = S::add(x, bias[v]);
+                }
+                if epi.relu {
+                    x = S::max(x, zero);
+                }
                 if w == S::LANES {
-                    let y = if beta == 0.0 { x } else { S::fma(vb, S::load(dst), x) };
-                    S::store(dst, y);
+                    S::store(dst, x);
                 } else {
-                    let y = if beta == 0.0 { x } else { S::fma(vb, S::load_n(dst, w), x) };
-                    S::store_n(dst, w, y);
+                    S::store_n(dst, w, x);
                 }
             }
         }
@@ -245,7 +288,7 @@ unsafe fn direct_panels<S: Simd, const MR: usize, const NV: usize>(p: &Problem, 
             for i0 in (0..p.m).step_by(MR) {
                 let mr = (p.m - i0).min(MR);
                 let acc = direct_tile::<S, MR, NV, true>(&q, p.a.add(i0 * p.rsa), mr, q.b, nr_full);
-                store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.ldc + j0), p.ldc, mr, nr, p.alpha, p.beta);
+                store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.ldc + j0), p.ldc, mr, nr, p.alpha, p.beta, Epi::at(p, j0));
             }
         }
     }
@@ -269,7 +312,7 @@ unsafe fn direct<S: Simd, const MR: usize, const NV: usize>(p: &Problem) {
                 } else {
                     direct_tile::<S, MR, NV, false>(p, a, mr, b, nr)
                 };
-                store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.ldc + j0), p.ldc, mr, nr, p.alpha, p.beta);
+                store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.ldc + j0), p.ldc, mr, nr, p.alpha, p.beta, Epi::at(p, j0));
             }
         }
     }
@@ -315,6 +358,123 @@ unsafe fn direct_tile<S: Simd, const MR: usize, const NV: usize, const FULL: boo
 }
 
 // ---------------------------------------------------------------------------------------------
+// Narrow path: C = epi(Σᵢ Aᵢ·Bᵢ) for n ≤ NV·LANES, every operand row-major and contiguous.
+
+/// One row block of a narrow product: A is m×k (row stride k), B is k×n (row stride n).
+#[derive(Clone, Copy)]
+pub(super) struct Block {
+    pub a: *const f32,
+    pub k: usize,
+    pub b: *const f32,
+}
+
+/// C (m×n, row stride n) = relu?(Σ over `blocks` of A·B + bias) for (NV − 1)·LANES < n ≤ NV·LANES
+/// (`FULL`: n = NV·LANES): `MR` rows at a time, the accumulators starting from the bias and running
+/// over every block's k before one store, B read in place (a few KB, it stays in L1). Small dense
+/// layers and the parts of an elided concatenation take this path: no packing, no scratch, no C
+/// reread.
+///
+/// # Safety
+/// Every block's m×k of A and k×n of B must be readable, C's m×n writable and aliasing neither,
+/// `bias` null or n readable values, n in the range above; the CPU must support `S`.
+#[inline(always)]
+pub(super) unsafe fn narrow<S: Simd, const MR: usize, const NV: usize, const FULL: bool>(
+    blocks: &[Block],
+    m: usize,
+    n: usize,
+    bias: *const f32,
+    relu: bool,
+    c: *mut f32,
+) {
+    // SAFETY: rows are clamped below m, the last vector is masked to n, q < k of each block.
+    unsafe {
+        // Every vector but the last is full; the last holds `tail` values.
+        let tail = n - (NV - 1) * S::LANES;
+        let load = |p: *const f32, v: usize| {
+            if FULL || v + 1 < NV {
+                S::load(p.add(v * S::LANES))
+            } else {
+                S::load_n(p.add(v * S::LANES), tail)
+            }
+        };
+        let init: [S::V; NV] = std::array::from_fn(|v| if bias.is_null() { S::zero() } else { load(bias, v) });
+        let zero = S::zero();
+        for i0 in (0..m).step_by(MR) {
+            let mr = (m - i0).min(MR);
+            let mut acc = [init; MR];
+            for blk in blocks {
+                let rows: [*const f32; MR] = std::array::from_fn(|r| blk.a.add((i0 + r.min(mr - 1)) * blk.k));
+                for q in 0..blk.k {
+                    let brow = blk.b.add(q * n);
+                    let bv: [S::V; NV] = std::array::from_fn(|v| load(brow, v));
+                    for r in 0..MR {
+                        let av = S::splat(*rows[r].add(q));
+                        for v in 0..NV {
+                            acc[r][v] = S::fma(av, bv[v], acc[r][v]);
+                        }
+                    }
+                }
+            }
+            for r in 0..MR {
+                if r >= mr {
+                    break;
+                }
+                let row = c.add((i0 + r) * n);
+                for v in 0..NV {
+                    let x = if relu { S::max(acc[r][v], zero) } else { acc[r][v] };
+                    if FULL || v + 1 < NV {
+                        S::store(row.add(v * S::LANES), x);
+                    } else {
+                        S::store_n(row.add(v * S::LANES), tail, x);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`narrow`] for n = 1: each output is the dot product of a row of A with B's one column, summed
+/// over the blocks `R` rows at a time along k, plus the bias, through relu.
+///
+/// # Safety
+/// As [`narrow`] with n = 1.
+#[inline(always)]
+pub(super) unsafe fn narrow_dot<S: Simd, const R: usize>(blocks: &[Block], m: usize, bias: *const f32, relu: bool, c: *mut f32) {
+    let l = S::LANES;
+    // SAFETY: rows are clamped below m, q < k of each block, the k tail is masked.
+    unsafe {
+        let b0 = if bias.is_null() { 0.0 } else { *bias };
+        for i0 in (0..m).step_by(R) {
+            let rows = (m - i0).min(R);
+            let mut acc = [S::zero(); R];
+            for blk in blocks {
+                let a: [*const f32; R] = std::array::from_fn(|r| blk.a.add((i0 + r.min(rows - 1)) * blk.k));
+                let full = blk.k / l * l;
+                let mut q = 0;
+                while q < full {
+                    let bv = S::load(blk.b.add(q));
+                    for r in 0..R {
+                        acc[r] = S::fma(S::load(a[r].add(q)), bv, acc[r]);
+                    }
+                    q += l;
+                }
+                if q < blk.k {
+                    let w = blk.k - q;
+                    let bv = S::load_n(blk.b.add(q), w);
+                    for r in 0..R {
+                        acc[r] = S::fma(S::load_n(a[r].add(q), w), bv, acc[r]);
+                    }
+                }
+            }
+            for r in 0..rows {
+                let y = S::hsum(acc[r]) + b0;
+                *c.add(i0 + r) = if relu { y.max(0.0) } else { y };
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Dot-rows path (m == 1, B stored n×k).
 
 /// c[j] = alpha·dot(a, B[j, :]) + beta·c[j], `R` outputs at a time.
@@ -346,7 +506,11 @@ unsafe fn dot_rows<S: Simd, const R: usize>(p: &Problem) {
             for r in 0..rows {
                 let cj = p.c.add(j0 + r);
                 let d = p.alpha * S::hsum(acc[r]);
-                *cj = if p.beta == 0.0 { d } else { d + p.beta * *cj };
+                let mut y = if p.beta == 0.0 { d } else { d + p.beta * *cj };
+                if !p.bias.is_null() {
+                    y += *p.bias.add(j0 + r);
+                }
+                *cj = if p.relu { y.max(0.0) } else { y };
             }
         }
     }
@@ -387,8 +551,10 @@ unsafe fn packed<S: Simd, const MR: usize, const NV: usize>(p: &Problem, scratch
             let nc = (p.n - jc).min(bl.nc);
             for pc in (0..p.k).step_by(bl.kc) {
                 let kc = (p.k - pc).min(bl.kc);
-                // The first k-block applies beta; later ones accumulate onto it.
+                // The first k-block applies beta; later ones accumulate onto it; the last applies
+                // the epilogue.
                 let beta = if pc == 0 { p.beta } else { 1.0 };
+                let last = pc + kc == p.k;
                 pack_b::<S, NV>(p, pc, kc, jc, nc, bbuf);
                 // A thread split would go here: each thread packs and runs its own m-blocks
                 // against the shared packed B (needs a per-thread A buffer, which the
@@ -404,7 +570,8 @@ unsafe fn packed<S: Simd, const MR: usize, const NV: usize>(p: &Problem, scratch
                             let ap = abuf.as_ptr().add(ir * kc);
                             let acc = micro::<S, MR, NV>(kc, ap, bp);
                             let c = p.c.add((ic + ir) * p.ldc + jc + jr);
-                            store_tile::<S, MR, NV>(&acc, c, p.ldc, mr, nr, p.alpha, beta);
+                            let epi = if last { Epi::at(p, jc + jr) } else { Epi::NONE };
+                            store_tile::<S, MR, NV>(&acc, c, p.ldc, mr, nr, p.alpha, beta, epi);
                         }
                     }
                 }

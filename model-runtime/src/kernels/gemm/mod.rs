@@ -36,8 +36,45 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// When a slice is shorter than its matrix (`a.len() < m*k`, `b.len() < k*n`, `c.len() < m*n`).
 #[allow(clippy::too_many_arguments)]
 pub fn sgemm(m: usize, k: usize, n: usize, alpha: f32, a: &[f32], trans_a: bool, b: &[f32], trans_b: bool, beta: f32, c: &mut [f32]) {
+    sgemm_fused(m, k, n, alpha, a, trans_a, b, trans_b, beta, c, Epilogue::NONE);
+}
+
+/// What [`sgemm_fused`] does to each value of C as its tile leaves the registers: add `bias[j]` to
+/// column j, then, with `relu`, take max(·, 0). This is how a dense layer's bias and activation cost
+/// no pass of their own over its output.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// n values added to the columns of C.
+    pub bias: Option<&'a [f32]>,
+    /// Whether max(·, 0) follows.
+    pub relu: bool,
+}
+
+impl Epilogue<'_> {
+    /// Plain GEMM.
+    pub const NONE: Epilogue<'static> = Epilogue { bias: None, relu: false };
+}
+
+/// C = epi(alpha·op(A)·op(B) + beta·C): [`sgemm`] with a bias and relu applied as C is stored.
+///
+/// # Panics
+/// As [`sgemm`], and when the bias has fewer than `n` values.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_fused(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    beta: f32,
+    c: &mut [f32],
+    epi: Epilogue<'_>,
+) {
     let par = Par { threads: num_threads(), min_work: driver::PAR_MIN_WORK };
-    sgemm_on(isa(), par, m, k, n, alpha, a, trans_a, b, trans_b, beta, c);
+    sgemm_on(isa(), par, m, k, n, alpha, a, trans_a, b, trans_b, beta, c, epi);
 }
 
 /// How far one [`sgemm`] call may be split.
@@ -53,6 +90,122 @@ impl Par {
     /// No splitting.
     #[cfg(test)]
     const SERIAL: Par = Par { threads: 1, min_work: usize::MAX };
+}
+
+/// Widest C that the narrow path takes: two AVX2 vectors.
+const NARROW_MAX_N: usize = 16;
+/// Most blocks the narrow path sums in registers.
+const NARROW_MAX_BLOCKS: usize = 8;
+
+/// C (m×n) = epi(Σᵢ Aᵢ·Bᵢ): `a[i]` is Aᵢ, m×`k[i]` row-major, and `b` is the Bᵢ stacked, (Σ kᵢ)×n
+/// row-major. That is the product of the row-wise concatenation [A₀ A₁ ..] with `b`, without
+/// building it (a dense layer on the parts of an elided concatenation; one block is a plain dense
+/// layer).
+///
+/// A narrow C (n ≤ 16, two AVX2 vectors) with a B of at most 16 KB, which stays in L1 while it is
+/// reread for every few rows, takes one pass: the accumulators start from the bias, run over every
+/// block, and are stored once; nothing is packed, no scratch, no threads. For small dense layers
+/// the fixed costs of the general path would dominate. Anything larger runs one [`sgemm_fused`]
+/// per block, the first overwriting C, the last applying the epilogue.
+///
+/// # Panics
+/// When `a` and `k` differ in length, or a slice is shorter than its matrix.
+pub fn sgemm_blocks(m: usize, n: usize, a: &[&[f32]], k: &[usize], b: &[f32], c: &mut [f32], epi: Epilogue<'_>) {
+    let par = Par { threads: num_threads(), min_work: driver::PAR_MIN_WORK };
+    blocks_on(isa(), par, m, n, a, k, b, c, epi);
+}
+
+/// [`sgemm_blocks`] on a given instruction set, split at most as `par` allows.
+#[allow(clippy::too_many_arguments)]
+fn blocks_on(isa: Isa, par: Par, m: usize, n: usize, a: &[&[f32]], k: &[usize], b: &[f32], c: &mut [f32], epi: Epilogue<'_>) {
+    assert_eq!(a.len(), k.len(), "sgemm_blocks: {} blocks of A but {} sizes", a.len(), k.len());
+    assert!(c.len() >= m * n, "sgemm_blocks: c has {} elements, needs {}", c.len(), m * n);
+    let k_total: usize = k.iter().sum();
+    assert!(b.len() >= k_total * n, "sgemm_blocks: b has {} elements, needs {}", b.len(), k_total * n);
+    if let Some(bias) = epi.bias {
+        assert!(bias.len() >= n, "sgemm_blocks: bias has {} elements, needs {}", bias.len(), n);
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    let narrow = n <= NARROW_MAX_N && k_total.saturating_mul(n) <= 4096 && (1..=NARROW_MAX_BLOCKS).contains(&a.len());
+    if !narrow {
+        let mut row0 = 0;
+        for (i, (&ai, &ki)) in a.iter().zip(k).enumerate() {
+            let e = if i + 1 == a.len() { epi } else { Epilogue::NONE };
+            let beta = if i == 0 { 0.0 } else { 1.0 };
+            sgemm_on(isa, par, m, ki, n, 1.0, ai, false, &b[row0 * n..(row0 + ki) * n], false, beta, c, e);
+            row0 += ki;
+        }
+        if a.is_empty() {
+            sgemm_on(isa, par, m, 0, n, 1.0, &[], false, &[], false, 0.0, c, epi);
+        }
+        return;
+    }
+    let mut raw = [driver::Block { a: std::ptr::null(), k: 0, b: std::ptr::null() }; NARROW_MAX_BLOCKS];
+    let mut row0 = 0;
+    for (slot, (&ai, &ki)) in raw.iter_mut().zip(a.iter().zip(k)) {
+        assert!(ai.len() >= m * ki, "sgemm_blocks: a block has {} elements, needs {}", ai.len(), m * ki);
+        // `wrapping_add`: row0 ≤ k_total, so the pointer stays inside (or one past) `b`.
+        *slot = driver::Block { a: ai.as_ptr(), k: ki, b: b.as_ptr().wrapping_add(row0 * n) };
+        row0 += ki;
+    }
+    let raw = &raw[..a.len()];
+    let bias = epi.bias.map_or(std::ptr::null(), <[f32]>::as_ptr);
+    let c = c.as_mut_ptr();
+    // SAFETY: the asserts above bound every block of A, B, the bias and C; `c` is uniquely
+    // borrowed, so it aliases no input; `isa()` is supported by this CPU.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => narrow_avx2(raw, m, n, bias, epi.relu, c),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => narrow_avx512(raw, m, n, bias, epi.relu, c),
+            Isa::Portable => narrow_on::<simd::Portable>(raw, m, n, bias, epi.relu, c),
+        }
+    }
+}
+
+/// [`driver::narrow`] or [`driver::narrow_dot`] with the tile that fits n, on `S` (8 lanes: one
+/// vector for n ≤ 8, two above).
+///
+/// # Safety
+/// As [`driver::narrow`] with n ≤ 16; the CPU must support `S`.
+#[inline(always)]
+unsafe fn narrow_on<S: simd::Simd>(blocks: &[driver::Block], m: usize, n: usize, bias: *const f32, relu: bool, c: *mut f32) {
+    // SAFETY: forwarded from this function's contract; each tile covers n.
+    unsafe {
+        match n {
+            1 => driver::narrow_dot::<S, 4>(blocks, m, bias, relu, c),
+            _ if n == S::LANES => driver::narrow::<S, 8, 1, true>(blocks, m, n, bias, relu, c),
+            _ if n < S::LANES => driver::narrow::<S, 8, 1, false>(blocks, m, n, bias, relu, c),
+            _ if n == 2 * S::LANES => driver::narrow::<S, 6, 2, true>(blocks, m, n, bias, relu, c),
+            _ => driver::narrow::<S, 6, 2, false>(blocks, m, n, bias, relu, c),
+        }
+    }
+}
+
+/// [`narrow_on`] compiled for AVX2+FMA. Safety: as [`narrow_on`], on a CPU with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn narrow_avx2(blocks: &[driver::Block], m: usize, n: usize, bias: *const f32, relu: bool, c: *mut f32) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { narrow_on::<simd::Avx2>(blocks, m, n, bias, relu, c) }
+}
+
+/// [`driver::narrow`] compiled for AVX-512F: one 16-lane vector per row. Safety: as
+/// [`driver::narrow`] with n ≤ 16, on a CPU with AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn narrow_avx512(blocks: &[driver::Block], m: usize, n: usize, bias: *const f32, relu: bool, c: *mut f32) {
+    // SAFETY: forwarded from this function's contract; one 16-lane vector covers n ≤ 16.
+    unsafe {
+        if n == 16 {
+            driver::narrow::<simd::Avx512, 8, 1, true>(blocks, m, n, bias, relu, c)
+        } else {
+            driver::narrow::<simd::Avx512, 8, 1, false>(blocks, m, n, bias, relu, c)
+        }
+    }
 }
 
 /// [`sgemm`] on a given instruction set, which must be supported (tests run every one there is),
@@ -71,23 +224,52 @@ fn sgemm_on(
     trans_b: bool,
     beta: f32,
     c: &mut [f32],
+    epi: Epilogue<'_>,
 ) -> bool {
     // These checks guard the raw-pointer kernels below, so they are real asserts, not debug ones.
     assert!(a.len() >= m * k, "sgemm: a has {} elements, needs {}", a.len(), m * k);
     assert!(b.len() >= k * n, "sgemm: b has {} elements, needs {}", b.len(), k * n);
     assert!(c.len() >= m * n, "sgemm: c has {} elements, needs {}", c.len(), m * n);
+    let bias = epi.bias.map(|b| {
+        assert!(b.len() >= n, "sgemm: bias has {} elements, needs {}", b.len(), n);
+        &b[..n]
+    });
     if m == 0 || n == 0 {
         return false;
     }
     let c = &mut c[..m * n];
     if k == 0 {
         scale(beta, c);
+        for row in c.chunks_exact_mut(n) {
+            if let Some(b) = bias {
+                row.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
+            }
+            if epi.relu {
+                row.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        }
         return false;
     }
     // A one-row op(A) is the same k contiguous values whether or not it is transposed.
     let (rsa, csa) = if trans_a && m > 1 { (1, m) } else { (k, 1) };
     let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
-    let p = Problem { m, k, n, alpha, beta, a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, c: c.as_mut_ptr(), ldc: n };
+    let p = Problem {
+        m,
+        k,
+        n,
+        alpha,
+        beta,
+        a: a.as_ptr(),
+        rsa,
+        csa,
+        b: b.as_ptr(),
+        rsb,
+        csb,
+        c: c.as_mut_ptr(),
+        ldc: n,
+        bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+        relu: epi.relu,
+    };
     let tiles = isa.tiles();
     let (split, parts) = driver::split_plan(&p, tiles, par.threads, par.min_work);
     // SAFETY (both calls of `run_one`): the asserts above guarantee every element addressed by
@@ -303,7 +485,7 @@ mod tests {
                         let want = naive(m, k, n, alpha, &a, ta, &b, tb, beta, &c0);
                         for isa in Isa::available() {
                             let mut c = c0.clone();
-                            sgemm_on(isa, Par::SERIAL, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c);
+                            sgemm_on(isa, Par::SERIAL, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c, Epilogue::NONE);
                             for (got, want) in c.iter().zip(&want) {
                                 assert!(
                                     (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
@@ -326,7 +508,7 @@ mod tests {
                 let b = random(&mut rng, k * n);
                 for isa in Isa::available() {
                     let mut c = vec![f32::NAN; m * n];
-                    sgemm_on(isa, Par::SERIAL, m, k, n, 1.0, &a, false, &b, tb, 0.0, &mut c);
+                    sgemm_on(isa, Par::SERIAL, m, k, n, 1.0, &a, false, &b, tb, 0.0, &mut c, Epilogue::NONE);
                     assert!(c.iter().all(|v| v.is_finite()), "{isa:?} m={m} k={k} n={n}: {c:?}");
                 }
             }
@@ -360,7 +542,7 @@ mod tests {
         let tol = 2e-6 * (k as f32 + 4.0);
         for isa in Isa::available() {
             let mut c = c0.clone();
-            sgemm_on(isa, Par::SERIAL, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c);
+            sgemm_on(isa, Par::SERIAL, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c, Epilogue::NONE);
             let err = max_rel_err(&c[..m * n], &want);
             assert!(err <= tol, "{isa:?} m={m} k={k} n={n} ta={ta} tb={tb} alpha={alpha} beta={beta}: error {err}");
             assert_eq!(c[m * n..], [f32::MAX, -7.0], "{isa:?} m={m} k={k} n={n}: wrote past m*n");
@@ -403,7 +585,7 @@ mod tests {
                 let want = naive(m, k, n, 1.0, &a, ta, &b, tb, 0.0, &vec![0.0; m * n]);
                 for isa in Isa::available() {
                     let mut c = vec![f32::NAN; m * n];
-                    sgemm_on(isa, Par::SERIAL, m, k, n, 1.0, &a, ta, &b, tb, 0.0, &mut c);
+                    sgemm_on(isa, Par::SERIAL, m, k, n, 1.0, &a, ta, &b, tb, 0.0, &mut c, Epilogue::NONE);
                     assert!(max_rel_err(&c, &want) < 1e-3, "{isa:?} m={m} k={k} n={n} ta={ta} tb={tb}");
                 }
             }
@@ -441,7 +623,7 @@ mod tests {
                         for isa in Isa::available() {
                             let mut c = c0.clone();
                             let par = Par { threads, min_work: 1 };
-                            split += usize::from(sgemm_on(isa, par, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c));
+                            split += usize::from(sgemm_on(isa, par, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c, Epilogue::NONE));
                             let err = max_rel_err(&c[..m * n], &want);
                             assert!(err <= tol, "{isa:?} {threads} threads m={m} k={k} n={n} ta={ta} tb={tb}: error {err}");
                             assert_eq!(c[m * n..], [f32::MAX, -7.0], "{isa:?} m={m} k={k} n={n}: wrote past m*n");
@@ -452,6 +634,96 @@ mod tests {
         }
         // Other tests may hold the pool now and then (then the product runs unsplit), not always.
         assert!(split > 0, "no product was split");
+    }
+
+    #[test]
+    fn sgemm_fused_adds_the_bias_and_applies_relu_on_every_path_isa_and_split() {
+        let mut rng = Rng::new(11);
+        // Dot rows (m = 1, B transposed), direct with B in place (m < MR), direct panels (one
+        // vector wide and wider), packed with several k-blocks (the epilogue only on the last).
+        let shapes = [(1, 50, 37), (1, 9, 5), (3, 7, 20), (7, 5, 3), (37, 9, 13), (32, 16, 8), (130, 300, 45), (200, 600, 70)];
+        for &(m, k, n) in &shapes {
+            for (ta, tb) in [(false, false), (true, false), (false, true)] {
+                for (beta, relu, with_bias) in [(0.0, true, true), (1.0, true, true), (0.0, false, true), (0.5, true, false)] {
+                    let a = random(&mut rng, m * k);
+                    let b = random(&mut rng, k * n);
+                    let bias = random(&mut rng, n);
+                    let mut c0 = random(&mut rng, m * n);
+                    c0.push(-7.0);
+                    let mut want = naive(m, k, n, 1.0, &a, ta, &b, tb, beta, &c0);
+                    for (i, v) in want.iter_mut().enumerate() {
+                        if with_bias {
+                            *v += bias[i % n];
+                        }
+                        if relu {
+                            *v = v.max(0.0);
+                        }
+                    }
+                    assert!(want.contains(&0.0) || !relu, "the case exercises relu");
+                    let epi = Epilogue { bias: with_bias.then_some(&bias[..]), relu };
+                    let tol = 2e-6 * (k as f32 + 4.0);
+                    for isa in Isa::available() {
+                        for par in [Par::SERIAL, Par { threads: 2, min_work: 1 }] {
+                            let mut c = c0.clone();
+                            sgemm_on(isa, par, m, k, n, 1.0, &a, ta, &b, tb, beta, &mut c, epi);
+                            let err = max_rel_err(&c[..m * n], &want);
+                            assert!(err <= tol, "{isa:?} {par:?} m={m} k={k} n={n} ta={ta} tb={tb} beta={beta}: error {err}");
+                            assert_eq!(c[m * n], -7.0, "wrote past m*n");
+                        }
+                    }
+                }
+            }
+        }
+        // k == 0: C = epi(beta·C).
+        let mut c = vec![1.0, -3.0];
+        sgemm_fused(1, 0, 2, 1.0, &[], false, &[], false, 1.0, &mut c, Epilogue { bias: Some(&[0.5, 1.0]), relu: true });
+        assert_eq!(c, [1.5, 0.0]);
+    }
+
+    #[test]
+    fn sgemm_blocks_matches_the_product_of_the_concatenated_blocks_on_every_path_and_isa() {
+        let mut rng = Rng::new(12);
+        // (m, n, block widths): narrow (one vector, two, a ragged second, n = 1, 8 blocks, an empty
+        // block) and not (too wide, too many blocks, B too large, no blocks at all).
+        let cases: [(usize, usize, &[usize]); 11] = [
+            (32, 16, &[8]),
+            (32, 8, &[16]),
+            (33, 13, &[3, 5]),
+            (7, 1, &[8, 8]),
+            (5, 9, &[1, 2, 3, 4, 5, 6, 7, 8]),
+            (9, 4, &[3, 0, 2]),
+            (1, 16, &[40]),
+            (20, 17, &[4, 4]),
+            (6, 3, &[1; 9]),
+            (40, 16, &[300]),
+            (3, 5, &[]),
+        ];
+        for &(m, n, ks) in &cases {
+            let k: usize = ks.iter().sum();
+            let a: Vec<Vec<f32>> = ks.iter().map(|&ki| random(&mut rng, m * ki)).collect();
+            let whole: Vec<f32> =
+                (0..m).flat_map(|r| a.iter().zip(ks).flat_map(move |(ai, &ki)| ai[r * ki..(r + 1) * ki].to_vec())).collect();
+            let b = random(&mut rng, k * n);
+            let bias = random(&mut rng, n);
+            for (relu, with_bias) in [(true, true), (false, false), (false, true)] {
+                let mut want = naive(m, k, n, 1.0, &whole, false, &b, false, 0.0, &vec![0.0; m * n]);
+                for (i, v) in want.iter_mut().enumerate() {
+                    *v += if with_bias { bias[i % n] } else { 0.0 };
+                    *v = if relu { v.max(0.0) } else { *v };
+                }
+                let epi = Epilogue { bias: with_bias.then_some(&bias[..]), relu };
+                let views: Vec<&[f32]> = a.iter().map(Vec::as_slice).collect();
+                for isa in Isa::available() {
+                    let mut c = vec![f32::NAN; m * n + 1];
+                    c[m * n] = -7.0;
+                    blocks_on(isa, Par::SERIAL, m, n, &views, ks, &b, &mut c, epi);
+                    assert!(c.iter().all(|v| v.is_finite()), "{isa:?} m={m} n={n} ks={ks:?}: C not fully written");
+                    let err = max_rel_err(&c[..m * n], &want);
+                    assert!(err <= 2e-6 * (k as f32 + 4.0), "{isa:?} m={m} n={n} ks={ks:?} relu={relu}: error {err}");
+                    assert_eq!(c[m * n], -7.0, "wrote past m*n");
+                }
+            }
+        }
     }
 
     #[test]
@@ -471,6 +743,8 @@ mod tests {
             csb: 1,
             c: std::ptr::null_mut(),
             ldc: n,
+            bias: std::ptr::null(),
+            relu: false,
         };
         let min = driver::PAR_MIN_WORK;
         assert_eq!(driver::split_plan(&p(256, 784, 512), t, 2, min), (driver::Split::Cols, 4));
@@ -514,6 +788,8 @@ mod tests {
             csb,
             c: std::ptr::null_mut(),
             ldc: n,
+            bias: std::ptr::null(),
+            relu: false,
         };
         let t = Tiles { mr: 6, nr: 16 };
         assert_eq!(driver::plan(&p(32, 8, 16, 1), t), (Path::Direct, 8 * 16));

@@ -31,8 +31,12 @@ pub(super) trait Simd {
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `a·b`.
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// `a + b`.
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     /// The sum of the lanes.
     unsafe fn hsum(v: Self::V) -> f32;
+    /// Lane-wise maximum (`max(x, 0)` is relu; NaN in `a` gives `b`, as `maxps` does).
+    unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
 }
 
 /// Plain arrays: correct everywhere, vectorized by LLVM for the baseline target (SSE2 on x86-64,
@@ -83,8 +87,16 @@ impl Simd for Portable {
         std::array::from_fn(|l| a[l] * b[l])
     }
     #[inline(always)]
+    unsafe fn add(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|l| a[l] + b[l])
+    }
+    #[inline(always)]
     unsafe fn hsum(v: [f32; 8]) -> f32 {
         ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]))
+    }
+    #[inline(always)]
+    unsafe fn max(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|l| if a[l] > b[l] { a[l] } else { b[l] })
     }
 }
 
@@ -158,11 +170,21 @@ mod x86 {
         }
         #[inline]
         #[target_feature(enable = "avx2,fma")]
+        unsafe fn add(a: __m256, b: __m256) -> __m256 {
+            _mm256_add_ps(a, b)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
         unsafe fn hsum(v: __m256) -> f32 {
             let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
             let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
             let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
             _mm_cvtss_f32(s)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn max(a: __m256, b: __m256) -> __m256 {
+            _mm256_max_ps(a, b)
         }
     }
 
@@ -225,8 +247,18 @@ mod x86 {
         }
         #[inline]
         #[target_feature(enable = "avx512f")]
+        unsafe fn add(a: __m512, b: __m512) -> __m512 {
+            _mm512_add_ps(a, b)
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
         unsafe fn hsum(v: __m512) -> f32 {
             _mm512_reduce_add_ps(v)
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn max(a: __m512, b: __m512) -> __m512 {
+            _mm512_max_ps(a, b)
         }
     }
 }
