@@ -1,6 +1,6 @@
 //! Compile-time metadata of a planned model: the Keras-style `SUMMARY` table and the Graphviz `DOT` graph.
 
-use crate::hir::{LayerId, Producer, ValueId};
+use crate::hir::{Call, CallId, LayerId, Producer, ValueId};
 use crate::plan::Plan;
 use std::fmt::Write;
 
@@ -12,12 +12,22 @@ struct Row {
     connected: Vec<String>,
 }
 
+/// The model's live calls in execution order, fused ones included: the graph as the user wrote it.
+fn calls(plan: &Plan) -> impl Iterator<Item = (CallId, &Call)> {
+    plan.schedule.iter().filter_map(|&c| plan.typed.model.calls.get(c.0).map(|call| (c, call)))
+}
+
+/// The Keras shape of value `v`.
+fn shape(plan: &Plan, v: ValueId) -> String {
+    plan.typed.shapes.get(v.0).cloned().flatten().map(|s| s.keras()).unwrap_or_default()
+}
+
 /// Layers in order of their first scheduled call.
 fn layer_order(plan: &Plan) -> Vec<LayerId> {
     let mut order: Vec<LayerId> = Vec::new();
-    for s in &plan.steps {
-        if !order.contains(&s.layer) {
-            order.push(s.layer);
+    for (_, call) in calls(plan) {
+        if !order.contains(&call.layer) {
+            order.push(call.layer);
         }
     }
     order
@@ -30,7 +40,7 @@ fn inbound(plan: &Plan, v: ValueId) -> String {
         Some(Producer::Input(i)) => m.inputs.get(i).map(|x| format!("{}[0][0]", x.name)).unwrap_or_default(),
         Some(Producer::Call(c)) => {
             let Some(call) = m.calls.get(c.0) else { return String::new() };
-            let node = plan.steps.iter().filter(|s| s.layer == call.layer).position(|s| s.call == c).unwrap_or(0);
+            let node = calls(plan).filter(|(_, x)| x.layer == call.layer).position(|(x, _)| x == c).unwrap_or(0);
             let name = m.layers.get(call.layer.0).map(|l| l.name.as_str()).unwrap_or("?");
             format!("{name}[{node}][0]")
         }
@@ -59,21 +69,14 @@ fn rows(plan: &Plan) -> Vec<Row> {
     }
     for l in layer_order(plan) {
         let Some(layer) = m.layers.get(l.0) else { continue };
-        let calls: Vec<_> = plan.steps.iter().filter(|s| s.layer == l).collect();
         let mut shapes: Vec<String> = Vec::new();
-        for s in &calls {
-            let sh = s.cx.output.shape.keras();
+        let mut connected = Vec::new();
+        for (_, call) in calls(plan).filter(|(_, call)| call.layer == l) {
+            let sh = shape(plan, call.output);
             if !shapes.contains(&sh) {
                 shapes.push(sh);
             }
-        }
-        let mut connected = Vec::new();
-        for s in &calls {
-            if let Some(call) = m.calls.get(s.call.0) {
-                for v in &call.inputs {
-                    connected.push(inbound(plan, *v));
-                }
-            }
+            connected.extend(call.inputs.iter().map(|v| inbound(plan, *v)));
         }
         let frozen = if layer.trainable { "" } else { ", frozen" };
         rows.push(Row {
@@ -199,7 +202,7 @@ pub fn dot(plan: &Plan) -> String {
     }
     for l in layer_order(plan) {
         let Some(layer) = m.layers.get(l.0) else { continue };
-        let shape = plan.steps.iter().find(|s| s.layer == l).map(|s| s.cx.output.shape.keras()).unwrap_or_default();
+        let shape = calls(plan).find(|(_, call)| call.layer == l).map(|(_, call)| shape(plan, call.output)).unwrap_or_default();
         let (n, _) = layer_params(plan, l);
         let _ = writeln!(
             s,
@@ -226,11 +229,10 @@ pub fn dot(plan: &Plan) -> String {
             Producer::Poisoned => None,
         }
     };
-    for step in &plan.steps {
-        let Some(call) = m.calls.get(step.call.0) else { continue };
-        for (v, op) in call.inputs.iter().zip(&step.cx.inputs) {
+    for (_, call) in calls(plan) {
+        for v in &call.inputs {
             if let Some(from) = node_of(*v) {
-                let _ = writeln!(s, "  {from} -> l{} [label=\"{}\"];", call.layer.0, escape(&op.shape.keras()));
+                let _ = writeln!(s, "  {from} -> l{} [label=\"{}\"];", call.layer.0, escape(&shape(plan, *v)));
             }
         }
     }

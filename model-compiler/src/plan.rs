@@ -1,12 +1,13 @@
 //! `plan`: `Typed` -> `Plan`. Fixes the schedule (dead calls dropped), the flat parameter layout (offsets
-//! in one buffer, Keras weight order), one activation buffer per live value, scratch buffers, and which
+//! in one buffer, Keras weight order), which concatenations need no buffer (read in parts by the
+//! `Dense` layers after them), one activation buffer per other live value, scratch buffers, and which
 //! outputs may fuse their final activation with the loss. Cannot fail on a graph `infer` accepted.
 
 use crate::hir::{CallId, DType, LayerId, Producer, ValueId};
 use crate::infer::Typed;
-use crate::layers::{Act, EmitCx, InitKind, LayerDef, Operand};
+use crate::layers::{Act, EmitCx, InitKind, LayerDef, LayerKind, Operand};
 use crate::shape::Shape;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One parameter tensor in the flat buffer.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +99,9 @@ pub struct PlanOutput {
 pub struct Plan {
     /// The typed model it came from.
     pub typed: Typed,
+    /// Every live call in execution order, the model's graph as written (the summary and DOT show
+    /// these). A call elided by a fusion has no step of its own.
+    pub schedule: Vec<CallId>,
     /// Per-sample length of each activation buffer.
     pub buffers: Vec<usize>,
     /// Buffer of each value (`None` for dead or poisoned values).
@@ -123,6 +127,7 @@ pub fn plan(typed: Typed) -> Plan {
     let m = &typed.model;
     let dead: BTreeSet<CallId> = typed.graph.dead_calls().into_iter().collect();
     let live: Vec<CallId> = typed.schedule.iter().copied().filter(|c| !dead.contains(c)).collect();
+    let parts = concat_parts(&typed, &live);
 
     // Parameters: layers in creation order, each layer's weights in Keras order.
     let mut params = Vec::new();
@@ -164,7 +169,7 @@ pub fn plan(typed: Typed) -> Plan {
     }
     for c in &live {
         if let Some(call) = m.calls.get(c.0) {
-            if let Some(Some(s)) = typed.shapes.get(call.output.0) {
+            if let (Some(Some(s)), false) = (typed.shapes.get(call.output.0), parts.contains_key(&call.output)) {
                 assign(call.output, s, &mut buffers);
             }
         }
@@ -200,9 +205,16 @@ pub fn plan(typed: Typed) -> Plan {
     let mut steps = Vec::new();
     for &c in &live {
         let Some(call) = m.calls.get(c.0) else { continue };
+        if parts.contains_key(&call.output) {
+            continue;
+        }
         let Some(kind) = m.layers.get(call.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
-        let inputs: Vec<Operand> =
-            call.inputs.iter().map(|v| Operand { buf: buf_of(*v), shape: shape_of(*v), needs_grad: !is_input(*v) }).collect();
+        let inputs: Vec<Operand> = call
+            .inputs
+            .iter()
+            .flat_map(|v| parts.get(v).cloned().unwrap_or_else(|| vec![*v]))
+            .map(|v| Operand { buf: buf_of(v), shape: shape_of(v), needs_grad: !is_input(v) })
+            .collect();
         let output = Operand { buf: buf_of(call.output), shape: shape_of(call.output), needs_grad: true };
         let in_shapes: Vec<Shape> = inputs.iter().map(|o| o.shape.clone()).collect();
         let mut scratch_ids = Vec::new();
@@ -221,5 +233,82 @@ pub fn plan(typed: Typed) -> Plan {
         .iter()
         .map(|i| PlanInput { name: i.name.clone(), shape: Shape(i.dims.clone()), dtype: i.dtype, buf: buf_of(i.value) })
         .collect();
-    Plan { buffers, value_buf, scratch, param_count: offset, params, layer_params, steps, inputs, outputs, typed }
+    Plan { buffers, value_buf, scratch, param_count: offset, params, layer_params, steps, inputs, outputs, schedule: live, typed }
+}
+
+/// Concatenations along the last axis whose result only `Dense` layers read, and which is no model
+/// output: each maps to its operands. Such a result is never built: each reading `Dense` takes the
+/// operands as row blocks of its kernel (x·W = Σ xᵢ·Wᵢ over the blocks of W) and hands each its
+/// gradient directly, so neither pass copies.
+fn concat_parts(typed: &Typed, live: &[CallId]) -> BTreeMap<ValueId, Vec<ValueId>> {
+    let m = &typed.model;
+    let kind_of = |c: &crate::hir::Call| m.layers.get(c.layer.0).and_then(|l| l.kind.as_ref());
+    let mut parts = BTreeMap::new();
+    for c in live {
+        let Some(call) = m.calls.get(c.0) else { continue };
+        let Some(LayerKind::Concatenate(concat)) = kind_of(call) else { continue };
+        let Some(Some(shape)) = typed.shapes.get(call.output.0) else { continue };
+        if concat.sample_axis(shape.rank()) != Some(shape.rank().saturating_sub(1)) || m.outputs.iter().any(|o| o.value == call.output) {
+            continue;
+        }
+        let mut readers = live.iter().filter_map(|r| m.calls.get(r.0)).filter(|r| r.inputs.contains(&call.output)).peekable();
+        if readers.peek().is_some() && readers.all(|r| matches!(kind_of(r), Some(LayerKind::Dense(_)))) {
+            parts.insert(call.output, call.inputs.clone());
+        }
+    }
+    parts
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn plan_of(src: &str) -> Plan {
+        let mut diags = crate::diag::Diagnostics::new();
+        let file = crate::parse::parse(proc_macro2::TokenStream::from_str(src).unwrap(), &mut diags);
+        let hir = crate::resolve::resolve(&file.models[0], &file, &mut diags);
+        let graph = crate::graph::build(&hir);
+        let typed = crate::infer::infer(hir, graph, &mut diags);
+        assert!(diags.is_empty(), "{src}: {:?}", diags.items().iter().map(|d| d.message.clone()).collect::<Vec<_>>());
+        plan(typed)
+    }
+
+    fn kinds(p: &Plan) -> Vec<&'static str> {
+        p.steps.iter().map(|s| p.typed.model.layers[s.layer.0].keras_type).collect()
+    }
+
+    #[test]
+    fn a_concatenation_only_dense_layers_read_is_elided_and_read_in_parts() {
+        let p = plan_of(
+            "struct M { input a: [8]; input b: [4]; let l = Dense(16)(a); let c = Concatenate()([l, b]); \
+             output y = Dense(1)(c); output z = Dense(2)(c); }",
+        );
+        assert_eq!(kinds(&p), ["Dense", "Dense", "Dense"]);
+        for step in &p.steps[1..] {
+            let parts: Vec<(usize, bool)> = step.cx.inputs.iter().map(|o| (o.shape.last(), o.needs_grad)).collect();
+            assert_eq!(parts, [(16, true), (4, false)], "the Dense reads `l` and the input `b`");
+        }
+        // No buffer for the concatenation: inputs a, b and the three Dense results.
+        assert_eq!(p.buffers, [8, 4, 16, 1, 2]);
+        // The graph as written: the summary and DOT still show the Concatenate layer.
+        assert_eq!(p.schedule.len(), 4);
+        assert!(crate::meta::summary(&p).contains("concatenate (Concatenate)"));
+        assert!(crate::meta::dot(&p).contains("Concatenate|(None, 20)"));
+    }
+
+    #[test]
+    fn a_concatenation_is_built_when_anything_but_dense_reads_it_or_it_is_an_output_or_not_on_the_last_axis() {
+        let other_reader = "struct M { input a: [4]; input b: [4]; let c = Concatenate()([a, b]); \
+                            let d = Dense(8)(c); output y = Add()([c, d]); }";
+        let output = "struct M { input a: [4]; input b: [4]; let c = Concatenate()([a, b]); output y = c; output z = Dense(2)(c); }";
+        let first_axis = "struct M { input a: [2, 4]; input b: [3, 4]; output y = Dense(2)(Concatenate(axis = 1)([a, b])); }";
+        for src in [other_reader, output, first_axis] {
+            let p = plan_of(src);
+            assert!(kinds(&p).contains(&"Concatenate"), "{src}");
+            let dense = p.steps.iter().filter(|s| p.typed.model.layers[s.layer.0].keras_type == "Dense");
+            assert!(dense.clone().count() > 0 && dense.clone().all(|s| s.cx.inputs.len() == 1), "{src}");
+        }
+    }
 }

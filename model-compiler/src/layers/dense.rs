@@ -62,33 +62,53 @@ impl LayerDef for Dense {
         }
     }
 
-    // dense::forward(x, kernel, bias, act, pre, y, rows, in, units)
+    // dense::forward(x, kernel, bias, act, pre, y, rows, in, units); on the parts of an elided
+    // Concatenate (several operands, see `plan`): dense::forward_parts([x0, x1, ..], [in0, in1, ..], ..).
     fn forward(&self, cx: &EmitCx) -> TokenStream {
-        let x = cx.x(0);
         let w = cx.p(0);
         let b = some_if(self.use_bias, cx.p(1));
         let pre = some_if(self.activation.needs_input(), cx.scratch_mut(0));
         let act = self.activation.tokens();
         let rows = cx.rows(cx.output.shape.lead());
-        let fin = cx.inputs.first().map(|o| o.shape.last()).unwrap_or(0);
         let fout = self.units;
-        quote!(::modelc::__private::kernels::dense::forward(#x, #w, #b, #act, #pre, &mut __y[..], #rows, #fin, #fout);)
+        let k = quote!(::modelc::__private::kernels::dense);
+        if let [x] = &cx.inputs[..] {
+            let fin = x.shape.last();
+            let x = cx.x(0);
+            return quote!(#k::forward(#x, #w, #b, #act, #pre, &mut __y[..], #rows, #fin, #fout););
+        }
+        let xs: Vec<TokenStream> = (0..cx.inputs.len()).map(|i| cx.x(i)).collect();
+        let fins: Vec<usize> = cx.inputs.iter().map(|o| o.shape.last()).collect();
+        quote!(#k::forward_parts(&[#(#xs),*], &[#(#fins),*], #w, #b, #act, #pre, &mut __y[..], #rows, #fout);)
     }
 
-    // dense::backward(x, kernel, pre, y, dy, act, dx, dkernel, dbias, rows, in, units)
+    // dense::backward(x, kernel, pre, y, dy, act, dx, dkernel, dbias, rows, in, units); on parts,
+    // dense::backward_output once, then dense::backward_input per part with its rows of the kernel.
     fn backward(&self, cx: &EmitCx) -> TokenStream {
-        let x = cx.x(0);
         let y = cx.y();
         let w = cx.p(0);
         let gw = cx.g(0);
         let gb = some_if(self.use_bias, cx.g(1));
         let pre = some_if(self.activation.needs_input(), cx.scratch(0));
         let act = cx.backward_act(self.activation);
-        let dx = cx.dx(0);
         let rows = cx.rows(cx.output.shape.lead());
-        let fin = cx.inputs.first().map(|o| o.shape.last()).unwrap_or(0);
         let fout = self.units;
-        quote!(::modelc::__private::kernels::dense::backward(#x, #w, #pre, #y, &mut __dy[..], #act, #dx, #gw, #gb, #rows, #fin, #fout);)
+        let k = quote!(::modelc::__private::kernels::dense);
+        if let [x] = &cx.inputs[..] {
+            let fin = x.shape.last();
+            let (x, dx) = (cx.x(0), cx.dx(0));
+            return quote!(#k::backward(#x, #w, #pre, #y, &mut __dy[..], #act, #dx, #gw, #gb, #rows, #fin, #fout););
+        }
+        let mut out = quote!(#k::backward_output(#act, #pre, #y, &mut __dy[..], #gb, #fout););
+        let mut row0 = 0;
+        for (i, o) in cx.inputs.iter().enumerate() {
+            let fin = o.shape.last();
+            let (a, z) = (row0 * fout, (row0 + fin) * fout);
+            let (x, dx) = (cx.x(i), cx.dx(i));
+            out.extend(quote!(#k::backward_input(#x, &#w[#a..#z], &__dy[..], #dx, &mut #gw[#a..#z], #rows, #fin, #fout);));
+            row0 += fin;
+        }
+        out
     }
 
     fn output_activation(&self) -> Option<Act> {
