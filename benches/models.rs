@@ -4,6 +4,8 @@
 //! `cargo bench --bench models` (add `-- M1` to filter). Each group holds `modelc` (1 thread),
 //! `modelc-2t` (GEMMs may use 2 threads) and `handwritten` (1 thread: ndarray's matrixmultiply is
 //! built without its threading feature) at every batch size; criterion reports time per call.
+//! Inference is `predict_into` (outputs written into reused arrays, nothing allocated), training
+//! `train_step` (forward, backward, Adam).
 
 mod baseline;
 mod bench_models;
@@ -43,9 +45,8 @@ fn m1(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         let mut model = Fusion::new(0);
         let inputs = FusionInputs { left: l.view(), right: r.view() };
-        modelc_on_1_and_2_threads(&mut group, batch, || {
-            model.forward(black_box(&inputs), false).unwrap();
-        });
+        let mut out = model.predict(&inputs).unwrap();
+        modelc_on_1_and_2_threads(&mut group, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
         let mut hand = baseline::Fusion::new(batch);
         group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
             b.iter(|| {
@@ -79,7 +80,8 @@ fn m2(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         let mut model = Multitask::new(0);
         let inputs = MultitaskInputs { x: x.view() };
-        modelc_on_1_and_2_threads(&mut group, batch, || model.forward(black_box(&inputs), false).unwrap());
+        let mut out = model.predict(&inputs).unwrap();
+        modelc_on_1_and_2_threads(&mut group, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
         let mut hand = baseline::Multitask::new(batch);
         group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| b.iter(|| hand.forward(black_box(x.view()))));
     }
@@ -109,7 +111,8 @@ fn m4(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         let mut model = WideMlp::new(0);
         let inputs = WideMlpInputs { x: x.view() };
-        modelc_on_1_and_2_threads(&mut group, batch, || model.forward(black_box(&inputs), false).unwrap());
+        let mut out = model.predict(&inputs).unwrap();
+        modelc_on_1_and_2_threads(&mut group, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
         let mut hand = baseline::WideMlp::new(batch);
         group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
             b.iter(|| {
@@ -142,7 +145,8 @@ fn m5(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         let mut model = Siamese::new(0);
         let inputs = SiameseInputs { a: a.view(), b: b_.view() };
-        modelc_on_1_and_2_threads(&mut group, batch, || model.forward(black_box(&inputs), false).unwrap());
+        let mut out = model.predict(&inputs).unwrap();
+        modelc_on_1_and_2_threads(&mut group, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
         let mut hand = baseline::Siamese::new(batch);
         group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
             b.iter(|| {
@@ -183,7 +187,8 @@ fn m3(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         let mut model = VisionMeta::new(0);
         let inputs = VisionMetaInputs { image: image.view(), meta: meta.view() };
-        modelc_on_1_and_2_threads(&mut group, batch, || model.forward(black_box(&inputs), false).unwrap());
+        let mut out = model.predict(&inputs).unwrap();
+        modelc_on_1_and_2_threads(&mut group, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
         let mut hand = baseline::VisionMeta::new(batch);
         group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
             b.iter(|| {

@@ -46,7 +46,9 @@ fn bench_modelc(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement
             let inputs = $inputs;
             match task {
                 Task::Inference => {
-                    group.bench_function("modelc", |b| b.iter(|| model.forward(black_box(&inputs), false).expect("modelc forward")))
+                    // `predict_into`: inference into reused output arrays, as a serving loop would run it.
+                    let mut out = model.predict(&inputs).expect("modelc predict");
+                    group.bench_function("modelc", |b| b.iter(|| model.predict_into(black_box(&inputs), &mut out).expect("modelc predict_into")))
                 }
                 Task::Train => {
                     let targets = $targets;
