@@ -105,8 +105,9 @@ const NARROW_MAX_BLOCKS: usize = 8;
 /// A narrow C (n ≤ 16, two AVX2 vectors) with a B of at most 16 KB, which stays in L1 while it is
 /// reread for every few rows, takes one pass: the accumulators start from the bias, run over every
 /// block, and are stored once; nothing is packed, no scratch, no threads. For small dense layers
-/// the fixed costs of the general path would dominate. Anything larger runs one [`sgemm_fused`]
-/// per block, the first overwriting C, the last applying the epilogue.
+/// the fixed costs of the general path would dominate. Anything larger, or large enough to be split
+/// across threads, runs one [`sgemm_fused`] per block, the first overwriting C, the last applying the
+/// epilogue.
 ///
 /// # Panics
 /// When `a` and `k` differ in length, or a slice is shorter than its matrix.
@@ -128,7 +129,9 @@ fn blocks_on(isa: Isa, par: Par, m: usize, n: usize, a: &[&[f32]], k: &[usize], 
     if m == 0 || n == 0 {
         return;
     }
-    let narrow = n <= NARROW_MAX_N && k_total.saturating_mul(n) <= 4096 && (1..=NARROW_MAX_BLOCKS).contains(&a.len());
+    // Narrow runs on the calling thread: a product large enough to split goes the general way.
+    let splits = par.threads > 1 && m.saturating_mul(k_total).saturating_mul(n) >= par.min_work.saturating_mul(2);
+    let narrow = n <= NARROW_MAX_N && k_total.saturating_mul(n) <= 4096 && (1..=NARROW_MAX_BLOCKS).contains(&a.len()) && !splits;
     if !narrow {
         let mut row0 = 0;
         for (i, (&ai, &ki)) in a.iter().zip(k).enumerate() {
@@ -713,13 +716,15 @@ mod tests {
                 }
                 let epi = Epilogue { bias: with_bias.then_some(&bias[..]), relu };
                 let views: Vec<&[f32]> = a.iter().map(Vec::as_slice).collect();
-                for isa in Isa::available() {
+                for (isa, split) in Isa::available().into_iter().flat_map(|i| [(i, false), (i, true)]) {
                     let mut c = vec![f32::NAN; m * n + 1];
                     c[m * n] = -7.0;
-                    blocks_on(isa, Par::SERIAL, m, n, &views, ks, &b, &mut c, epi);
+                    // Serial, and split across 2 threads whenever the product allows (the general path).
+                    let par = if split { Par { threads: 2, min_work: 1 } } else { Par::SERIAL };
+                    blocks_on(isa, par, m, n, &views, ks, &b, &mut c, epi);
                     assert!(c.iter().all(|v| v.is_finite()), "{isa:?} m={m} n={n} ks={ks:?}: C not fully written");
                     let err = max_rel_err(&c[..m * n], &want);
-                    assert!(err <= 2e-6 * (k as f32 + 4.0), "{isa:?} m={m} n={n} ks={ks:?} relu={relu}: error {err}");
+                    assert!(err <= 2e-6 * (k as f32 + 4.0), "{isa:?} split={split} m={m} n={n} ks={ks:?} relu={relu}: error {err}");
                     assert_eq!(c[m * n], -7.0, "wrote past m*n");
                 }
             }
