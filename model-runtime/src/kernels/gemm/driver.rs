@@ -619,9 +619,10 @@ unsafe fn pack_a<const MR: usize>(p: &Problem, ic: usize, mc: usize, pc: usize, 
             let panel = dst.add(ir * kc);
             let src = p.a.add((ic + ir) * p.rsa + pc * p.csa);
             if p.rsa == 1 && mr == MR {
-                // op(A) = Aᵀ: the MR values of one step are contiguous.
+                // op(A) = Aᵀ: the MR values of one step are contiguous. A copy of constant size, so
+                // it compiles to a few moves instead of a `memcpy` call per step.
                 for q in 0..kc {
-                    std::ptr::copy_nonoverlapping(src.add(q * p.csa), panel.add(q * MR), MR);
+                    panel.add(q * MR).cast::<[f32; MR]>().write_unaligned(src.add(q * p.csa).cast::<[f32; MR]>().read_unaligned());
                 }
             } else {
                 for r in 0..MR {
@@ -654,8 +655,16 @@ unsafe fn pack_b<S: Simd, const NV: usize>(p: &Problem, pc: usize, kc: usize, jc
             let nr = (nc - jr).min(nr_full);
             let panel = dst.add(jr * kc);
             let src = p.b.add(pc * p.rsb + (jc + jr) * p.csb);
-            if p.csb == 1 {
-                // B rows are contiguous: copy NR values per step, zero-padding a short panel.
+            if p.csb == 1 && nr == nr_full {
+                // B rows are contiguous: NR values per step, as vectors (not a `memcpy` call per step).
+                for q in 0..kc {
+                    let (s, d) = (src.add(q * p.rsb), panel.add(q * nr_full));
+                    for v in 0..NV {
+                        S::store(d.add(v * S::LANES), S::load(s.add(v * S::LANES)));
+                    }
+                }
+            } else if p.csb == 1 {
+                // A short last panel: copy nr values per step and zero-pad.
                 for q in 0..kc {
                     let d = panel.add(q * nr_full);
                     std::ptr::copy_nonoverlapping(src.add(q * p.rsb), d, nr);
