@@ -347,29 +347,25 @@ fn forward_direct(
     }
 }
 
-/// The weight, bias and input gradients of [`backward`] from dz by the direct path, `step` samples
-/// per chunk: db += Σ dz; the chunk's padded input in `col` gives dw += Aᵀ·dz; with `dx`, the kernel
-/// flipped and transposed into the front of `dcol` and the chunk's padded dz behind it give
-/// dx += dz ⋆ Wᵀ.
-#[allow(clippy::type_complexity)]
+/// The backward by the direct path from dL/dy in `dy`, `step` samples per chunk, each chunk while it
+/// is in cache: dy becomes dz through the activation; db += Σ dz; the chunk's padded input in `col`
+/// gives dw += Aᵀ·dz; with `dx`, the kernel flipped and transposed into the front of `dcol` and the
+/// chunk's padded dz behind it give dx += dz ⋆ Wᵀ.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn backward_direct(
     g: &Window2d,
-    (x, w, dz): (&[f32], &[f32], &[f32]),
+    (x, w, dy): (&[f32], &[f32], &mut [f32]),
+    (act, pre, y): (Activation, Option<&[f32]>, &[f32]),
     (col, dcol): (&mut [f32], &mut [f32]),
-    (mut dx, dw, db): (Option<&mut [f32]>, &mut [f32], Option<&mut [f32]>),
+    (mut dx, dw, mut db): (Option<&mut [f32]>, &mut [f32], Option<&mut [f32]>),
     batch: usize,
     cout: usize,
     step: usize,
 ) {
     let (c, patch, out) = (g.c, g.patch(), g.positions() * cout);
-    debug_assert_eq!(dz.len(), batch * out);
+    debug_assert_eq!(dy.len(), batch * out);
+    debug_assert_eq!(y.len(), batch * out);
     debug_assert_eq!(dw.len(), patch * cout);
-    if let Some(db) = db {
-        debug_assert_eq!(db.len(), cout);
-        for row in dz.chunks_exact(cout) {
-            db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
-        }
-    }
     let pin = Padded::input(g);
     let mut taps = [0; DIRECT_MAX_TAPS];
     let nt = pin.taps((g.kh, g.kw), (g.dh, g.dw), c, false, &mut taps);
@@ -390,15 +386,24 @@ fn backward_direct(
         pout.taps((g.kh, g.kw), (g.dh, g.dw), cout, true, &mut btaps);
         back = Some((pout, btaps, pout.gather(g.h, g.w, (1, 1), cout), &*wt, rest));
     }
-    for (i, (xs, dzs)) in x.chunks(step * g.in_len()).zip(dz.chunks(step * out)).enumerate() {
-        let n = xs.len() / g.in_len();
+    for s0 in (0..batch).step_by(step.max(1)) {
+        let n = step.min(batch - s0);
+        let (xs, outs) = (&x[s0 * g.in_len()..(s0 + n) * g.in_len()], s0 * out..(s0 + n) * out);
+        let dzs = &mut dy[outs.clone()];
+        activation::backward(act, pre.map(|p| &p[outs.clone()]), &y[outs], dzs, cout);
+        if let Some(db) = db.as_deref_mut() {
+            debug_assert_eq!(db.len(), cout);
+            for row in dzs.chunks_exact(cout) {
+                db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+            }
+        }
         let src = &mut col[..n * pin.len(c)];
         pin.fill((g.h, g.w, c), xs, src, n);
         gather_gemm_tn(src, &gather, n * g.positions(), &taps[..nt], c, dzs, cout, dw);
         if let (Some(dx), Some((pout, btaps, bgather, wt, rest))) = (dx.as_deref_mut(), back.as_mut()) {
             let dzp = &mut rest[..n * pout.len(cout)];
             pout.fill((g.oh, g.ow, cout), dzs, dzp, n);
-            let dxs = &mut dx[i * step * g.in_len()..(i * step + n) * g.in_len()];
+            let dxs = &mut dx[s0 * g.in_len()..(s0 + n) * g.in_len()];
             gather_gemm(dzp, bgather, n * g.h * g.w, &btaps[..nt], cout, wt, c, 1.0, dxs);
         }
     }
@@ -407,10 +412,11 @@ fn backward_direct(
 /// y = act(conv(x, w) + b) for `batch` samples: `x` is `batch × [h, w, cin]`, `w` is `[kh, kw, cin, cout]`,
 /// `y` is `batch × [oh, ow, cout]`.
 ///
-/// Chunk by chunk of samples, im2col into `col` (room for `batch · oh · ow · kh · kw · cin` values, of
-/// which one chunk is used; unused and may be empty when [`Window2d::is_pointwise`]) and one GEMM into
-/// `y`; then one fused bias + activation pass storing the pre-activation into `pre` when given.
-/// Allocates nothing.
+/// `col` is scratch with room for `batch · oh · ow · kh · kw · cin` values (unused and may be empty
+/// when [`Window2d::is_pointwise`]). Chunk by chunk of samples, either (direct path, see
+/// [`direct_plan`]) the chunk's zero-padded samples are copied into `col` and one gathered GEMM
+/// writes `y`, or the chunk's im2col matrix is written into `col` and one GEMM writes `y`; bias and
+/// activation follow in one pass, storing the pre-activation into `pre` when given. Allocates nothing.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     g: &Window2d,
@@ -459,11 +465,13 @@ fn forward_chunked(
     activation::bias_forward_inplace(act, b, pre, y, cout);
 }
 
-/// The backward of [`forward`]. `dy` is overwritten with dL/dz through the activation; then, chunk by
-/// chunk of samples as in forward, the chunk's im2col matrix is rebuilt in `col`, dw += colᵀ·dz, and,
-/// when `dx` is given, dcol = dz·Wᵀ (into `dcol`, as long as `col`) is scattered into dx by
-/// [`col2im_accumulate`]; db += Σ dz. For a pointwise window `x` stands in for `col` and
-/// dx += dz·Wᵀ directly. Allocates nothing.
+/// The backward of [`forward`]. `dy` is overwritten with dL/dz through the activation; db += Σ dz.
+/// Then, chunk by chunk of samples: on the direct path (see [`direct_plan`]), the chunk's padded input
+/// is rebuilt in `col`, dw += Aᵀ·dz gathered from it, and, when `dx` is given, dx += the convolution
+/// of the chunk's padded dz (in `dcol`, behind the flipped, transposed kernel) with that kernel; on
+/// the im2col path, the chunk's im2col matrix is rebuilt in `col`, dw += colᵀ·dz, and, when `dx` is
+/// given, dcol = dz·Wᵀ (`dcol` as long as `col`) is scattered into dx by [`col2im_accumulate`]. For a
+/// pointwise window `x` stands in for `col` and dx += dz·Wᵀ directly. Allocates nothing.
 ///
 /// # Panics
 /// When `pre` is `None` for an activation that needs it.
@@ -484,10 +492,12 @@ pub fn backward(
     batch: usize,
     cout: usize,
 ) {
-    activation::backward(act, pre, y, dy, cout);
     match direct_plan(g, cout, col.len(), dcol.len(), dx.is_some()) {
-        Some(step) => backward_direct(g, (x, w, dy), (col, dcol), (dx, dw, db), batch, cout, step),
-        None => backward_chunked(g, (x, w, dy), (col, dcol), (dx, dw, db), batch, cout, chunk_samples(g)),
+        Some(step) => backward_direct(g, (x, w, dy), (act, pre, y), (col, dcol), (dx, dw, db), batch, cout, step),
+        None => {
+            activation::backward(act, pre, y, dy, cout);
+            backward_chunked(g, (x, w, dy), (col, dcol), (dx, dw, db), batch, cout, chunk_samples(g));
+        }
     }
 }
 
@@ -715,7 +725,17 @@ mod tests {
                     assert!(close(&y, &want_y), "{g:?} cout {cout} step {step}: forward");
                     let mut got = (vec![0.5; x.len()], vec![0.25; w.len()], vec![-1.0; cout]);
                     let dx = with_dx.then_some(&mut got.0[..]);
-                    backward_direct(&g, (&x, &w, &dz), (&mut col, &mut dcol), (dx, &mut got.1, Some(&mut got.2)), batch, cout, step);
+                    let (mut dy, y) = (dz.clone(), vec![0.0; dz.len()]);
+                    backward_direct(
+                        &g,
+                        (&x, &w, &mut dy),
+                        (Activation::Linear, None, &y),
+                        (&mut col, &mut dcol),
+                        (dx, &mut got.1, Some(&mut got.2)),
+                        batch,
+                        cout,
+                        step,
+                    );
                     assert!(close(&got.0, &want.0), "{g:?} cout {cout} step {step}: dx");
                     assert!(close(&got.1, &want.1), "{g:?} cout {cout} step {step}: dw");
                     assert!(close(&got.2, &want.2), "{g:?} cout {cout} step {step}: db");
