@@ -178,3 +178,38 @@ fn train_steps_split_across_two_threads_allocate_nothing_after_warm_up() {
     });
     assert_eq!(n, 0, "{n} allocations in 10 steady-state training steps on 2 threads");
 }
+
+model! {
+    /// Two 3×3 convolutions (direct path; the first one's input gradient is not needed) and global pooling.
+    struct Convs {
+        input image: [12, 12, 3];
+        let v = Conv2D(8, 3, padding = same, activation = relu)(image);
+        let v = Conv2D(16, 3, padding = same, activation = relu)(v);
+        output y = Dense(2, activation = softmax)(GlobalAveragePooling2D()(v));
+    }
+}
+
+#[test]
+fn convolution_train_steps_and_inference_allocate_nothing_after_warm_up() {
+    let mut rng = Rng::new(8);
+    let image = modelc::ndarray::Array4::from_shape_fn((16, 12, 12, 3), |_| rng.uniform(0.0, 1.0));
+    let y = Array2::from_shape_fn((16, 2), |(i, k)| f32::from(u8::from(i % 2 == k)));
+    let inputs = ConvsInputs { image: image.view() };
+    let targets = ConvsTargets { y: y.view() };
+    let mut model = Convs::new(9);
+    let mut trainer = model.compile(Adam::default(), ConvsLosses { y: Loss::CategoricalCrossentropy }, &[]);
+    trainer.train_step(&inputs, &targets).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 10 steady-state convolution training steps");
+    let mut out = model.predict(&inputs).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            model.predict_into(&inputs, &mut out).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 10 convolution inference calls");
+}

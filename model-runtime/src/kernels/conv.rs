@@ -1,9 +1,18 @@
-//! Keras `Conv2D` / `Conv1D` (channels-last, kernel `[kh, kw, cin, cout]`) as im2col + GEMM, and its
-//! backward (dW by GEMM on the im2col buffer, dX by GEMM then col2im). [`Window2d`] is the sliding-window
-//! geometry shared with the pooling kernels; a 1D op is the 2D op with height 1.
+//! Keras `Conv2D` / `Conv1D` (channels-last, kernel `[kh, kw, cin, cout]`) and its backward, two ways:
+//!
+//! - **direct** (implicit GEMM, [`gather_gemm`]): each sample is copied once into a zero-padded buffer
+//!   and the GEMM kernels gather every output pixel's window from it, so the im2col matrix (9× the
+//!   input for a 3×3 window) is never written, nor packed again by the GEMM. dW is gathered the same
+//!   way; dX of a stride-1 convolution is the convolution of the padded output gradient with the
+//!   flipped, transposed kernel. Used when the window is small enough (see [`direct_plan`]).
+//! - **im2col + GEMM**: otherwise (large patches, 1×1 windows, dX of strided convolutions); dX by
+//!   GEMM then col2im.
+//!
+//! [`Window2d`] is the sliding-window geometry shared with the pooling kernels; a 1D op is the 2D op
+//! with height 1.
 
 use super::activation::{self, Activation};
-use super::gemm::sgemm;
+use super::gemm::{gather_gemm, gather_gemm_tn, sgemm, Gather};
 
 /// The geometry of a 2D sliding window over a channels-last `[h, w, c]` sample: window size, strides,
 /// dilation, the padding before each axis (Keras 'same' pads asymmetrically, the extra at the end) and the
@@ -200,13 +209,214 @@ fn chunk_samples(g: &Window2d) -> usize {
     (CHUNK_FLOATS * super::gemm::num_threads() / (g.positions() * g.patch()).max(1)).max(1)
 }
 
+/// The largest patch (kh·kw·cin) run directly: its packed kernel panels (patch × 16 floats each)
+/// stay in L1 beside the windows. Larger patches amortise im2col over a long GEMM k anyway.
+const DIRECT_MAX_PATCH: usize = 512;
+/// The most taps (kh·kw) of a direct window, the size of the offset tables kept on the stack.
+const DIRECT_MAX_TAPS: usize = 64;
+
+/// The zero-padded copy of a sample that the direct kernels gather from: `hp × wp × c`, the data at
+/// row `top`, column `left`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Padded {
+    hp: usize,
+    wp: usize,
+    top: usize,
+    left: usize,
+}
+
+impl Padded {
+    /// The padded input of the forward: every window of every output pixel lies inside it.
+    fn input(g: &Window2d) -> Padded {
+        let span = |o: usize, s: usize, k: usize, d: usize| if o == 0 { 0 } else { (o - 1) * s + (k - 1) * d + 1 };
+        Padded { hp: span(g.oh, g.sh, g.kh, g.dh), wp: span(g.ow, g.sw, g.kw, g.dw), top: g.pad_top, left: g.pad_left }
+    }
+
+    /// The padded output gradient whose stride-1 convolution with the flipped kernel is dX (`h × w`
+    /// windows), or `None` when that does not hold (strides, or padding wider than the window).
+    fn output_grad(g: &Window2d) -> Option<Padded> {
+        if g.sh != 1 || g.sw != 1 {
+            return None;
+        }
+        let (ext_h, ext_w) = ((g.kh - 1) * g.dh, (g.kw - 1) * g.dw);
+        let top = ext_h.checked_sub(g.pad_top)?;
+        let left = ext_w.checked_sub(g.pad_left)?;
+        let p = Padded { hp: g.h + ext_h, wp: g.w + ext_w, top, left };
+        // Every row and column of dz must land inside the padded buffer.
+        (g.oh + top <= p.hp && g.ow + left <= p.wp).then_some(p)
+    }
+
+    fn len(&self, c: usize) -> usize {
+        self.hp * self.wp * c
+    }
+
+    /// The gather of `rows × cols` output pixels at strides `(sh, sw)` over this buffer of `c` channels.
+    fn gather(&self, rows: usize, cols: usize, (sh, sw): (usize, usize), c: usize) -> Gather {
+        Gather { cols, rows, img: self.len(c), row: sh * self.wp * c, col: sw * c }
+    }
+
+    /// Writes the offsets of the `kh × kw` taps (row-major, dilated by `(dh, dw)`) into `taps`,
+    /// reversed when `flip`; returns how many.
+    fn taps(&self, (kh, kw): (usize, usize), (dh, dw): (usize, usize), c: usize, flip: bool, taps: &mut [usize; DIRECT_MAX_TAPS]) -> usize {
+        let n = kh * kw;
+        for t in 0..n {
+            let (ki, kj) = (t / kw, t % kw);
+            taps[if flip { n - 1 - t } else { t }] = (ki * dh * self.wp + kj * dw) * c;
+        }
+        n
+    }
+
+    /// Copies `n` samples of `h × w × c` from `src` into `dst` (`n` padded buffers), zeros around.
+    /// Rows and columns of `src` beyond the buffer (the unused end of a 'valid' input) are dropped.
+    fn fill(&self, (h, w, c): (usize, usize, usize), src: &[f32], dst: &mut [f32], n: usize) {
+        let (line, plen) = (self.wp * c, self.len(c));
+        let cols = w.min(self.wp.saturating_sub(self.left));
+        for (s, d) in src.chunks_exact(h * w * c).zip(dst.chunks_exact_mut(plen)).take(n) {
+            for (py, row) in d.chunks_exact_mut(line).enumerate() {
+                match py.checked_sub(self.top).filter(|&y| y < h) {
+                    Some(y) => {
+                        row[..self.left * c].fill(0.0);
+                        row[self.left * c..(self.left + cols) * c].copy_from_slice(&s[y * w * c..(y * w + cols) * c]);
+                        row[(self.left + cols) * c..].fill(0.0);
+                    }
+                    None => row.fill(0.0),
+                }
+            }
+        }
+    }
+}
+
+/// Samples per chunk of the direct path, or `None` when it does not apply: a patch too large or a
+/// window of too many taps, a pointwise window (the input is its own im2col matrix), scratch too
+/// small for one padded sample (`col_len` for the padded input; `dcol_len` for the transposed kernel
+/// and the padded output gradient, when `with_dx`), or, `with_dx`, a strided convolution. A chunk is
+/// as many samples as keep the padded buffers and the chunk's output in the GEMM threads' L2.
+fn direct_plan(g: &Window2d, cout: usize, col_len: usize, dcol_len: usize, with_dx: bool) -> Option<usize> {
+    let patch = g.patch();
+    if g.is_pointwise() || patch == 0 || patch > DIRECT_MAX_PATCH || g.kh * g.kw > DIRECT_MAX_TAPS || cout == 0 || g.positions() == 0 {
+        return None;
+    }
+    let pin = Padded::input(g).len(g.c);
+    let mut per_sample = pin + g.positions() * cout;
+    if col_len < pin {
+        return None;
+    }
+    let mut dx_room = usize::MAX;
+    if with_dx {
+        let pout = Padded::output_grad(g)?.len(cout);
+        // dX's patch is kh·kw·cout.
+        if g.kh * g.kw * cout > DIRECT_MAX_PATCH || dcol_len < patch * cout + pout {
+            return None;
+        }
+        per_sample += pout + g.in_len();
+        dx_room = (dcol_len - patch * cout) / pout.max(1);
+    }
+    let step = (CHUNK_FLOATS * super::gemm::num_threads() / per_sample.max(1)).max(1);
+    Some(step.min(col_len / pin.max(1)).min(dx_room).max(1))
+}
+
+/// [`forward`] by the direct path, `step` samples per chunk: pad the chunk's samples into `col`,
+/// one gathered GEMM into `y`, then bias + activation while the chunk's `y` is in cache.
+#[allow(clippy::too_many_arguments)]
+fn forward_direct(
+    g: &Window2d,
+    (x, w, b): (&[f32], &[f32], Option<&[f32]>),
+    act: Activation,
+    mut pre: Option<&mut [f32]>,
+    col: &mut [f32],
+    y: &mut [f32],
+    batch: usize,
+    cout: usize,
+    step: usize,
+) {
+    debug_assert_eq!(x.len(), batch * g.in_len());
+    debug_assert_eq!(w.len(), g.patch() * cout);
+    debug_assert_eq!(y.len(), batch * g.positions() * cout);
+    let pad = Padded::input(g);
+    let mut taps = [0; DIRECT_MAX_TAPS];
+    let nt = pad.taps((g.kh, g.kw), (g.dh, g.dw), g.c, false, &mut taps);
+    let gather = pad.gather(g.oh, g.ow, (g.sh, g.sw), g.c);
+    let out = g.positions() * cout;
+    for (i, (xs, ys)) in x.chunks(step * g.in_len()).zip(y.chunks_mut(step * out)).enumerate() {
+        let n = xs.len() / g.in_len();
+        let src = &mut col[..n * pad.len(g.c)];
+        pad.fill((g.h, g.w, g.c), xs, src, n);
+        gather_gemm(src, &gather, n * g.positions(), &taps[..nt], g.c, w, cout, 0.0, ys);
+        let pre = pre.as_deref_mut().map(|p| &mut p[i * step * out..i * step * out + ys.len()]);
+        activation::bias_forward_inplace(act, b, pre, ys, cout);
+    }
+}
+
+/// The backward by the direct path from dL/dy in `dy`, `step` samples per chunk, each chunk while it
+/// is in cache: dy becomes dz through the activation; db += Σ dz; the chunk's padded input in `col`
+/// gives dw += Aᵀ·dz; with `dx`, the kernel flipped and transposed into the front of `dcol` and the
+/// chunk's padded dz behind it give dx += dz ⋆ Wᵀ.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+fn backward_direct(
+    g: &Window2d,
+    (x, w, dy): (&[f32], &[f32], &mut [f32]),
+    (act, pre, y): (Activation, Option<&[f32]>, &[f32]),
+    (col, dcol): (&mut [f32], &mut [f32]),
+    (mut dx, dw, mut db): (Option<&mut [f32]>, &mut [f32], Option<&mut [f32]>),
+    batch: usize,
+    cout: usize,
+    step: usize,
+) {
+    let (c, patch, out) = (g.c, g.patch(), g.positions() * cout);
+    debug_assert_eq!(dy.len(), batch * out);
+    debug_assert_eq!(y.len(), batch * out);
+    debug_assert_eq!(dw.len(), patch * cout);
+    let pin = Padded::input(g);
+    let mut taps = [0; DIRECT_MAX_TAPS];
+    let nt = pin.taps((g.kh, g.kw), (g.dh, g.dw), c, false, &mut taps);
+    let gather = pin.gather(g.oh, g.ow, (g.sh, g.sw), c);
+    // dX's convolution: taps over the padded dz in flipped order, against wt[t][co][ci] = w[t][ci][co].
+    let mut back = None;
+    if dx.is_some() {
+        let pout = Padded::output_grad(g).expect("direct_plan checked the dX geometry");
+        let (wt, rest) = dcol.split_at_mut(patch * cout);
+        for (wt_t, w_t) in wt.chunks_exact_mut(cout * c).zip(w.chunks_exact(c * cout)) {
+            for co in 0..cout {
+                for ci in 0..c {
+                    wt_t[co * c + ci] = w_t[ci * cout + co];
+                }
+            }
+        }
+        let mut btaps = [0; DIRECT_MAX_TAPS];
+        pout.taps((g.kh, g.kw), (g.dh, g.dw), cout, true, &mut btaps);
+        back = Some((pout, btaps, pout.gather(g.h, g.w, (1, 1), cout), &*wt, rest));
+    }
+    for s0 in (0..batch).step_by(step.max(1)) {
+        let n = step.min(batch - s0);
+        let (xs, outs) = (&x[s0 * g.in_len()..(s0 + n) * g.in_len()], s0 * out..(s0 + n) * out);
+        let dzs = &mut dy[outs.clone()];
+        activation::backward(act, pre.map(|p| &p[outs.clone()]), &y[outs], dzs, cout);
+        if let Some(db) = db.as_deref_mut() {
+            debug_assert_eq!(db.len(), cout);
+            for row in dzs.chunks_exact(cout) {
+                db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+            }
+        }
+        let src = &mut col[..n * pin.len(c)];
+        pin.fill((g.h, g.w, c), xs, src, n);
+        gather_gemm_tn(src, &gather, n * g.positions(), &taps[..nt], c, dzs, cout, dw);
+        if let (Some(dx), Some((pout, btaps, bgather, wt, rest))) = (dx.as_deref_mut(), back.as_mut()) {
+            let dzp = &mut rest[..n * pout.len(cout)];
+            pout.fill((g.oh, g.ow, cout), dzs, dzp, n);
+            let dxs = &mut dx[s0 * g.in_len()..(s0 + n) * g.in_len()];
+            gather_gemm(dzp, bgather, n * g.h * g.w, &btaps[..nt], cout, wt, c, 1.0, dxs);
+        }
+    }
+}
+
 /// y = act(conv(x, w) + b) for `batch` samples: `x` is `batch × [h, w, cin]`, `w` is `[kh, kw, cin, cout]`,
 /// `y` is `batch × [oh, ow, cout]`.
 ///
-/// Chunk by chunk of samples, im2col into `col` (room for `batch · oh · ow · kh · kw · cin` values, of
-/// which one chunk is used; unused and may be empty when [`Window2d::is_pointwise`]) and one GEMM into
-/// `y`; then one fused bias + activation pass storing the pre-activation into `pre` when given.
-/// Allocates nothing.
+/// `col` is scratch with room for `batch · oh · ow · kh · kw · cin` values (unused and may be empty
+/// when [`Window2d::is_pointwise`]). Chunk by chunk of samples, either (direct path, see
+/// [`direct_plan`]) the chunk's zero-padded samples are copied into `col` and one gathered GEMM
+/// writes `y`, or the chunk's im2col matrix is written into `col` and one GEMM writes `y`; bias and
+/// activation follow in one pass, storing the pre-activation into `pre` when given. Allocates nothing.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     g: &Window2d,
@@ -220,7 +430,10 @@ pub fn forward(
     batch: usize,
     cout: usize,
 ) {
-    forward_chunked(g, (x, w, b), act, pre, col, y, batch, cout, chunk_samples(g));
+    match direct_plan(g, cout, col.len(), 0, false) {
+        Some(step) => forward_direct(g, (x, w, b), act, pre, col, y, batch, cout, step),
+        None => forward_chunked(g, (x, w, b), act, pre, col, y, batch, cout, chunk_samples(g)),
+    }
 }
 
 /// [`forward`] with `step` samples per im2col chunk.
@@ -252,11 +465,13 @@ fn forward_chunked(
     activation::bias_forward_inplace(act, b, pre, y, cout);
 }
 
-/// The backward of [`forward`]. `dy` is overwritten with dL/dz through the activation; then, chunk by
-/// chunk of samples as in forward, the chunk's im2col matrix is rebuilt in `col`, dw += colᵀ·dz, and,
-/// when `dx` is given, dcol = dz·Wᵀ (into `dcol`, as long as `col`) is scattered into dx by
-/// [`col2im_accumulate`]; db += Σ dz. For a pointwise window `x` stands in for `col` and
-/// dx += dz·Wᵀ directly. Allocates nothing.
+/// The backward of [`forward`]. `dy` is overwritten with dL/dz through the activation; db += Σ dz.
+/// Then, chunk by chunk of samples: on the direct path (see [`direct_plan`]), the chunk's padded input
+/// is rebuilt in `col`, dw += Aᵀ·dz gathered from it, and, when `dx` is given, dx += the convolution
+/// of the chunk's padded dz (in `dcol`, behind the flipped, transposed kernel) with that kernel; on
+/// the im2col path, the chunk's im2col matrix is rebuilt in `col`, dw += colᵀ·dz, and, when `dx` is
+/// given, dcol = dz·Wᵀ (`dcol` as long as `col`) is scattered into dx by [`col2im_accumulate`]. For a
+/// pointwise window `x` stands in for `col` and dx += dz·Wᵀ directly. Allocates nothing.
 ///
 /// # Panics
 /// When `pre` is `None` for an activation that needs it.
@@ -277,8 +492,13 @@ pub fn backward(
     batch: usize,
     cout: usize,
 ) {
-    activation::backward(act, pre, y, dy, cout);
-    backward_chunked(g, (x, w, dy), (col, dcol), (dx, dw, db), batch, cout, chunk_samples(g));
+    match direct_plan(g, cout, col.len(), dcol.len(), dx.is_some()) {
+        Some(step) => backward_direct(g, (x, w, dy), (act, pre, y), (col, dcol), (dx, dw, db), batch, cout, step),
+        None => {
+            activation::backward(act, pre, y, dy, cout);
+            backward_chunked(g, (x, w, dy), (col, dcol), (dx, dw, db), batch, cout, chunk_samples(g));
+        }
+    }
 }
 
 /// The weight, bias and input gradients of [`backward`] from dz, with `step` samples per im2col chunk.
@@ -475,6 +695,79 @@ mod tests {
                 check_grad(&format!("{what} db"), &b, &minus(&db, &db0), 1e-2, |b| loss(&x, &w, b));
             }
         }
+    }
+
+    #[test]
+    fn direct_path_matches_im2col_path_forward_and_backward() {
+        let mut rng = Rng::new(12);
+        for g in cases().into_iter().filter(|g| !g.is_pointwise()) {
+            for cout in [3, 17] {
+                let batch = 3;
+                let x = random_vec(&mut rng, batch * g.in_len(), -1.0, 1.0);
+                let w = random_vec(&mut rng, g.patch() * cout, -1.0, 1.0);
+                let b = random_vec(&mut rng, cout, -1.0, 1.0);
+                let dz = random_vec(&mut rng, batch * g.positions() * cout, -1.0, 1.0);
+                // Room for the im2col matrix, or the padded input, or the kernel and the padded dz.
+                let im2col = batch * g.positions() * g.patch();
+                let pout = Padded::output_grad(&g).map_or(0, |p| p.len(cout));
+                let mut col = vec![f32::NAN; im2col.max(batch * Padded::input(&g).len(g.c))];
+                let mut dcol = vec![f32::NAN; im2col.max(g.patch() * cout + batch * pout)];
+                let mut want_y = vec![f32::NAN; dz.len()];
+                forward_chunked(&g, (&x, &w, Some(&b)), Activation::Relu, None, &mut col, &mut want_y, batch, cout, batch);
+                let with_dx = Padded::output_grad(&g).is_some();
+                let mut want = (vec![0.5; x.len()], vec![0.25; w.len()], vec![-1.0; cout]);
+                let dx = with_dx.then_some(&mut want.0[..]);
+                backward_chunked(&g, (&x, &w, &dz), (&mut col, &mut dcol), (dx, &mut want.1, Some(&mut want.2)), batch, cout, 1);
+                for step in [1, 2, batch] {
+                    let mut y = vec![f32::NAN; dz.len()];
+                    forward_direct(&g, (&x, &w, Some(&b)), Activation::Relu, None, &mut col, &mut y, batch, cout, step);
+                    let close = |a: &[f32], e: &[f32]| a.iter().zip(e).all(|(p, q)| (p - q).abs() <= 1e-5 * (1.0 + q.abs()));
+                    assert!(close(&y, &want_y), "{g:?} cout {cout} step {step}: forward");
+                    let mut got = (vec![0.5; x.len()], vec![0.25; w.len()], vec![-1.0; cout]);
+                    let dx = with_dx.then_some(&mut got.0[..]);
+                    let (mut dy, y) = (dz.clone(), vec![0.0; dz.len()]);
+                    backward_direct(
+                        &g,
+                        (&x, &w, &mut dy),
+                        (Activation::Linear, None, &y),
+                        (&mut col, &mut dcol),
+                        (dx, &mut got.1, Some(&mut got.2)),
+                        batch,
+                        cout,
+                        step,
+                    );
+                    assert!(close(&got.0, &want.0), "{g:?} cout {cout} step {step}: dx");
+                    assert!(close(&got.1, &want.1), "{g:?} cout {cout} step {step}: dw");
+                    assert!(close(&got.2, &want.2), "{g:?} cout {cout} step {step}: db");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn direct_plan_takes_m3_and_falls_back_where_it_must() {
+        // BENCH M3's convolutions at batch 32, with the scratch the compiler gives them.
+        let first = Window2d::new(32, 32, 3, [3, 3], [1, 1], [1, 1], true);
+        let second = Window2d::new(32, 32, 16, [3, 3], [1, 1], [1, 1], true);
+        for (g, cout) in [(first, 16), (second, 32)] {
+            let col = 32 * g.positions() * g.patch();
+            assert!(direct_plan(&g, cout, col, col, false).is_some(), "{g:?}");
+            assert!(direct_plan(&g, cout, col, col, true).is_some(), "{g:?} with dx");
+            let step = direct_plan(&g, cout, col, col, true).unwrap_or(0);
+            assert!((1..=32).contains(&step), "{g:?}: {step} samples per chunk");
+            // Scratch smaller than one padded sample: im2col.
+            assert_eq!(direct_plan(&g, cout, Padded::input(&g).len(g.c) - 1, col, false), None);
+        }
+        // dX of a strided convolution is not a convolution of dz: im2col, but dW alone is direct.
+        let strided = Window2d::new(7, 5, 3, [3, 3], [2, 2], [1, 1], true);
+        let col = strided.positions() * strided.patch();
+        assert_eq!(direct_plan(&strided, 4, col * 4, col * 4, true), None);
+        assert!(direct_plan(&strided, 4, col * 4, col * 4, false).is_some());
+        // 1×1 windows and patches past the limit stay on im2col + GEMM.
+        let pointwise = Window2d::new(4, 3, 3, [1, 1], [1, 1], [1, 1], false);
+        assert_eq!(direct_plan(&pointwise, 4, 1 << 20, 1 << 20, true), None);
+        let wide = Window2d::new(8, 8, 64, [3, 3], [1, 1], [1, 1], true);
+        assert_eq!(direct_plan(&wide, 4, 1 << 24, 1 << 24, false), None);
     }
 
     #[test]

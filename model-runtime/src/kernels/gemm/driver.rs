@@ -209,7 +209,7 @@ pub(super) unsafe fn run<S: Simd, const MR: usize, const NV: usize>(p: &Problem,
 /// with beta == 0 the old C is not read.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
+pub(super) unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
     acc: &[[S::V; NV]; MR],
     c: *mut f32,
     ldc: usize,

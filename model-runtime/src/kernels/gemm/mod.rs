@@ -7,13 +7,16 @@
 //!
 //! Layout: `simd` (one vector trait, one impl per instruction set), `driver` (the algorithm,
 //! generic over the trait, and how a product is split), `scratch` (the reusable buffer), `pool`
-//! (the worker threads and the thread count); this file checks arguments and dispatches.
+//! (the worker threads and the thread count), `implicit` (convolution products whose left operand
+//! is gathered from a padded image instead of stored); this file checks arguments and dispatches.
 
 mod driver;
+mod implicit;
 mod pool;
 mod scratch;
 mod simd;
 
+pub use implicit::{gather_gemm, gather_gemm_tn, Gather};
 pub use pool::{num_threads, set_num_threads, THREADS_ENV};
 
 use driver::{Path, Problem, Tiles};
