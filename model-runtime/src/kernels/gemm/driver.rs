@@ -57,14 +57,14 @@ pub(super) struct Problem {
 
 /// The epilogue of one tile: the bias of its first column (or null) and relu.
 #[derive(Clone, Copy)]
-struct Epi {
+pub(super) struct Epi {
     bias: *const f32,
     relu: bool,
 }
 
 impl Epi {
     /// No epilogue (a k-block that is not the last).
-    const NONE: Epi = Epi { bias: std::ptr::null(), relu: false };
+    pub(super) const NONE: Epi = Epi { bias: std::ptr::null(), relu: false };
 
     /// `p`'s epilogue for the tile starting at column `j0`.
     fn at(p: &Problem, j0: usize) -> Epi {

@@ -15,7 +15,7 @@
 // Kernels index small fixed-size tiles; ranges read clearer than iterator chains here.
 #![allow(clippy::needless_range_loop)]
 
-use super::driver::{store_tile, CHUNKS_PER_THREAD, PAR_MIN_WORK};
+use super::driver::{store_tile, Epi, CHUNKS_PER_THREAD, PAR_MIN_WORK};
 use super::simd::{self, Simd};
 use super::{isa, num_threads, pool, scratch, Isa, Par};
 
@@ -290,7 +290,7 @@ unsafe fn fwd<S: Simd, const MR: usize, const NV: usize>(
                     acc = fwd_tap::<S, MR, NV>(acc, &rows, off, cin, bp);
                     bp = bp.add(cin * nr_full);
                 }
-                store_tile::<S, MR, NV>(&acc, c.add(i0 * n + j0), n, mr, nr, 1.0, beta);
+                store_tile::<S, MR, NV>(&acc, c.add(i0 * n + j0), n, mr, nr, 1.0, beta, Epi::NONE);
             }
             i0 += MR;
         }
@@ -479,7 +479,7 @@ unsafe fn tn<S: Simd, const MR: usize, const NV: usize>(
                     } else {
                         tn_tile::<S, MR, NV, false>(src, g, s0, s1, &koff, dz.add(j0), n, nr)
                     };
-                    store_tile::<S, MR, NV>(&acc, dw.add(kk0 * n + j0), n, mr, nr, 1.0, 1.0);
+                    store_tile::<S, MR, NV>(&acc, dw.add(kk0 * n + j0), n, mr, nr, 1.0, 1.0, Epi::NONE);
                 }
             }
         }
