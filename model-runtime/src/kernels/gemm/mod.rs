@@ -283,8 +283,15 @@ fn sgemm_on(
     // that; `c` is uniquely borrowed, so it aliases neither input, and the parts' bands of C are
     // disjoint; `try_run` returns only after every part is done, while the slices are borrowed;
     // `isa` is supported (see `isa()` and the tests, which only pass detected ones).
-    if parts > 1 && pool::try_run(par.threads, parts, &|i| unsafe { run_one(isa, &driver::part(&p, tiles, split, i, parts)) }) {
-        return true;
+    if parts > 1 {
+        // This thread runs whichever parts it claims first, or the whole product when the pool is
+        // busy (another thread's product): size its scratch for all of them now, so that it is there
+        // from the first split call (warm-up) on and a later call never allocates, whoever claims what.
+        let part_len = |i| driver::plan(&driver::part(&p, tiles, split, i, parts), tiles).1;
+        scratch::reserve((0..parts).map(part_len).fold(driver::plan(&p, tiles).1, usize::max));
+        if pool::try_run(par.threads, parts, &|i| unsafe { run_one(isa, &driver::part(&p, tiles, split, i, parts)) }) {
+            return true;
+        }
     }
     unsafe { run_one(isa, &p) };
     false

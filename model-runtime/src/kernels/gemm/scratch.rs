@@ -41,6 +41,19 @@ pub(super) fn with<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     }
 }
 
+/// Grows this thread's buffer to at least `len` values now, so that a later [`with`] of that size
+/// does not allocate. Does nothing if the buffer is unavailable.
+pub(super) fn reserve(len: usize) {
+    let _ = SCRATCH.try_with(|cell| {
+        if let Ok(mut buf) = cell.try_borrow_mut() {
+            let lines = len.div_ceil(16);
+            if buf.len() < lines {
+                buf.resize(lines, Line([0.0; 16]));
+            }
+        }
+    });
+}
+
 /// The first `len` `f32`s of `lines`.
 fn as_f32(lines: &mut [Line], len: usize) -> &mut [f32] {
     debug_assert!(len <= lines.len() * 16);
