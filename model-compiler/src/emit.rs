@@ -494,6 +494,7 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
 
             #[allow(unused_variables, clippy::all)]
             fn update_state(__p: &mut [f32], __ws: &#p::workspace::Workspace) {
+                let __b = __ws.batch;
                 #update
             }
         }

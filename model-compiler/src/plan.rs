@@ -1,6 +1,7 @@
 //! `plan`: `Typed` -> `Plan`. Fixes the schedule (dead calls dropped), the flat parameter layout (offsets
-//! in one buffer, Keras weight order), one activation buffer per live value, scratch buffers, and which
-//! outputs may fuse their final activation with the loss. Cannot fail on a graph `infer` accepted.
+//! in one buffer, Keras weight order), one activation buffer per live value, scratch buffers, which
+//! outputs may fuse their final activation with the loss, and (through `memory`) the inference buffers.
+//! Cannot fail on a graph `infer` accepted.
 
 use crate::hir::{CallId, DType, LayerId, Producer, ValueId};
 use crate::infer::Typed;
@@ -47,6 +48,8 @@ pub struct StepCx {
     pub output: Operand,
     /// Scratch buffer indices.
     pub scratch: Vec<usize>,
+    /// Per-sample length of each scratch buffer.
+    pub scratch_len: Vec<usize>,
     /// The fusable model output this step produces, if any.
     pub fused_output: Option<usize>,
     /// Whether the layer is trainable (not frozen).
@@ -61,6 +64,7 @@ impl StepCx {
             output: self.output.clone(),
             n_params,
             scratch: self.scratch.clone(),
+            scratch_len: self.scratch_len.clone(),
             fused_output: self.fused_output,
             trainable: self.trainable,
         }
@@ -116,6 +120,8 @@ pub struct Plan {
     pub inputs: Vec<PlanInput>,
     /// Outputs.
     pub outputs: Vec<PlanOutput>,
+    /// The inference buffers, shared by liveness (`memory`).
+    pub inference: crate::memory::MemoryPlan,
 }
 
 /// Plans a model that `infer` accepted.
@@ -206,14 +212,19 @@ pub fn plan(typed: Typed) -> Plan {
         let output = Operand { buf: buf_of(call.output), shape: shape_of(call.output), needs_grad: true };
         let in_shapes: Vec<Shape> = inputs.iter().map(|o| o.shape.clone()).collect();
         let mut scratch_ids = Vec::new();
-        for len in kind.scratch(&in_shapes, &output.shape) {
+        let scratch_len = kind.scratch(&in_shapes, &output.shape);
+        for &len in &scratch_len {
             scratch_ids.push(scratch.len());
             scratch.push(len);
         }
         let fused_output =
             m.outputs.iter().position(|o| o.value == call.output).filter(|o| outputs.get(*o).is_some_and(|x| x.fusable != Act::Linear));
         let trainable = m.layers.get(call.layer.0).is_some_and(|l| l.trainable);
-        steps.push(Step { call: c, layer: call.layer, cx: StepCx { inputs, output, scratch: scratch_ids, fused_output, trainable } });
+        steps.push(Step {
+            call: c,
+            layer: call.layer,
+            cx: StepCx { inputs, output, scratch: scratch_ids, scratch_len, fused_output, trainable },
+        });
     }
 
     let inputs = m
@@ -221,5 +232,19 @@ pub fn plan(typed: Typed) -> Plan {
         .iter()
         .map(|i| PlanInput { name: i.name.clone(), shape: Shape(i.dims.clone()), dtype: i.dtype, buf: buf_of(i.value) })
         .collect();
-    Plan { buffers, value_buf, scratch, param_count: offset, params, layer_params, steps, inputs, outputs, typed }
+    let mut plan = Plan {
+        buffers,
+        value_buf,
+        scratch,
+        param_count: offset,
+        params,
+        layer_params,
+        steps,
+        inputs,
+        outputs,
+        typed,
+        inference: crate::memory::MemoryPlan::default(),
+    };
+    plan.inference = crate::memory::plan(&plan);
+    plan
 }
