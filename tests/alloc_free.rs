@@ -178,3 +178,23 @@ fn train_steps_split_across_two_threads_allocate_nothing_after_warm_up() {
     });
     assert_eq!(n, 0, "{n} allocations in 10 steady-state training steps on 2 threads");
 }
+
+#[path = "../examples/vision_meta/model.rs"]
+mod vision_meta;
+
+/// The inference plan's shared buffers and scratch slots (convolutions: im2col and pre-activations
+/// of several steps in one slot) are sized once; later calls allocate nothing.
+#[test]
+fn convolution_inference_into_reused_outputs_allocates_nothing_after_warm_up() {
+    use vision_meta::*;
+    let (image, meta, _) = make_data(4, 3);
+    let inputs = VisionMetaInputs { image: image.view(), meta: meta.view() };
+    let mut model = VisionMeta::new(2);
+    let mut out = model.predict(&inputs).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..5 {
+            model.predict_into(&inputs, &mut out).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 5 steady-state inference calls");
+}
