@@ -212,7 +212,7 @@ pub fn plan(plan: &Plan) -> MemoryPlan {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proc_macro2::TokenStream;
     use std::str::FromStr;
@@ -222,7 +222,7 @@ mod tests {
     }
 
     /// Runs `src` (one model) through the pipeline up to the plan.
-    fn plan_of(src: &str) -> Plan {
+    pub(crate) fn plan_of(src: &str) -> Plan {
         let mut diags = crate::diag::Diagnostics::new();
         let file = crate::parse::parse(TokenStream::from_str(src).unwrap(), &mut diags);
         let model = file.models.first().expect("one model");
