@@ -44,7 +44,7 @@ fn m1(c: &mut Criterion) {
         let mut model = Fusion::new(0);
         let inputs = FusionInputs { left: l.view(), right: r.view() };
         modelc_on_1_and_2_threads(&mut group, batch, || {
-            model.forward(black_box(&inputs), false).unwrap();
+            model.predict(black_box(&inputs)).unwrap();
         });
         let mut hand = baseline::Fusion::new(batch);
         group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
@@ -79,7 +79,7 @@ fn m2(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         let mut model = Multitask::new(0);
         let inputs = MultitaskInputs { x: x.view() };
-        modelc_on_1_and_2_threads(&mut group, batch, || model.forward(black_box(&inputs), false).unwrap());
+        modelc_on_1_and_2_threads(&mut group, batch, || model.predict(black_box(&inputs)).unwrap());
         let mut hand = baseline::Multitask::new(batch);
         group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| b.iter(|| hand.forward(black_box(x.view()))));
     }
@@ -109,7 +109,7 @@ fn m4(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         let mut model = WideMlp::new(0);
         let inputs = WideMlpInputs { x: x.view() };
-        modelc_on_1_and_2_threads(&mut group, batch, || model.forward(black_box(&inputs), false).unwrap());
+        modelc_on_1_and_2_threads(&mut group, batch, || model.predict(black_box(&inputs)).unwrap());
         let mut hand = baseline::WideMlp::new(batch);
         group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
             b.iter(|| {
@@ -142,7 +142,7 @@ fn m5(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         let mut model = Siamese::new(0);
         let inputs = SiameseInputs { a: a.view(), b: b_.view() };
-        modelc_on_1_and_2_threads(&mut group, batch, || model.forward(black_box(&inputs), false).unwrap());
+        modelc_on_1_and_2_threads(&mut group, batch, || model.predict(black_box(&inputs)).unwrap());
         let mut hand = baseline::Siamese::new(batch);
         group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
             b.iter(|| {
@@ -183,7 +183,7 @@ fn m3(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         let mut model = VisionMeta::new(0);
         let inputs = VisionMetaInputs { image: image.view(), meta: meta.view() };
-        modelc_on_1_and_2_threads(&mut group, batch, || model.forward(black_box(&inputs), false).unwrap());
+        modelc_on_1_and_2_threads(&mut group, batch, || model.predict(black_box(&inputs)).unwrap());
         let mut hand = baseline::VisionMeta::new(batch);
         group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
             b.iter(|| {
