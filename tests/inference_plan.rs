@@ -302,3 +302,17 @@ fn evaluate_scores_the_outputs_forward_gives() {
     assert_eq!(logs["accuracy"], hits as f64 / 50.0);
     assert!((logs["loss"] - bce).abs() < 1e-5, "{} vs {bce}", logs["loss"]);
 }
+
+#[test]
+fn a_state_built_with_default_workspaces_still_predicts_on_the_inference_plan() {
+    use fusion::*;
+    let (l, r, _) = make_data(10, 7);
+    let inputs = FusionInputs { left_features: l.view(), right_features: r.view() };
+    let mut m = Fusion::new(1);
+    let expected = m.forward(&inputs, false).unwrap();
+    let st = m.state_mut();
+    st.infer = modelc::__private::workspace::Workspace::default(); // training layout
+    let got = m.predict(&inputs).unwrap();
+    assert_eq!(bits::<Fusion>(&got), bits::<Fusion>(&expected));
+    assert_eq!(m.state().infer.values.len(), <Fusion as Network>::INFER_BUFFERS.len());
+}

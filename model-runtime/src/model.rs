@@ -321,6 +321,7 @@ pub fn predict<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Result<N::O
 /// holds the batch.
 pub fn predict_staged<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Result<usize> {
     let state = model.state_mut();
+    state.infer.set_layout(Layout::Inference);
     let batch = stage_inputs::<N>(inputs, &mut state.infer)?;
     run_inference::<N>(state);
     Ok(batch)
@@ -330,6 +331,7 @@ pub fn predict_staged<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Resu
 /// `training` turns on dropout and batch statistics, and updates the moving statistics.
 pub fn forward<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, training: bool) -> Result<N::Outputs> {
     let state = model.state_mut();
+    state.ws.set_layout(Layout::Training);
     stage_inputs::<N>(inputs, &mut state.ws)?;
     run_forward::<N>(state, training);
     if training {

@@ -313,7 +313,9 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// the step). After the first call with a given batch size, allocates nothing.
     pub fn train_step(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<f64> {
         let batch = self.check_batch(inputs, targets)?;
-        stage_inputs::<N>(inputs, &mut self.model.state_mut().ws)?;
+        let ws = &mut self.model.state_mut().ws;
+        ws.set_layout(Layout::Training);
+        stage_inputs::<N>(inputs, ws)?;
         let staged = &mut self.targets;
         N::visit_targets(targets, &mut |o, view| {
             let buf = &mut staged[o];
@@ -334,6 +336,10 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             Mode::Train { .. } => &mut state.ws,
             Mode::Eval => &mut state.infer,
         };
+        ws.set_layout(match mode {
+            Mode::Train { .. } => Layout::Training,
+            Mode::Eval => Layout::Inference,
+        });
         ws.resize::<N>(batch);
         N::visit_inputs(inputs, &mut |i, view| {
             let spec = &N::INPUTS[i];
@@ -584,6 +590,7 @@ pub fn predict_batched<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, batch_
     while s < n {
         let e = (s + batch_size).min(n);
         let state = model.state_mut();
+        state.infer.set_layout(Layout::Inference);
         state.infer.resize::<N>(e - s);
         N::visit_inputs(inputs, &mut |i, view| {
             let spec = &N::INPUTS[i];

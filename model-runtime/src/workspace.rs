@@ -89,6 +89,15 @@ impl Workspace {
         Workspace { layout, ..Workspace::default() }
     }
 
+    /// Makes the workspace follow `layout`. When it followed the other one its buffers are dropped, and the
+    /// next `resize` allocates them for `layout` (a `State` built by hand with two default workspaces
+    /// still runs inference on the inference plan).
+    pub fn set_layout(&mut self, layout: Layout) {
+        if self.layout != layout {
+            *self = Workspace { step: self.step, ..Workspace::with_layout(layout) };
+        }
+    }
+
     /// Sets the current batch size, growing the buffers only when `batch` exceeds the capacity.
     pub fn resize<N: Network>(&mut self, batch: usize) {
         let (buffers, scratch) = (self.layout.buffers::<N>(), self.layout.scratch::<N>());
