@@ -5,44 +5,9 @@
 use modelc::init::Rng;
 use modelc::ndarray::Array2;
 use modelc::prelude::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
-struct Counting;
-
-thread_local! {
-    /// Allocations made by this thread while it is being measured (`None` when not measuring).
-    static COUNT: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-fn record() {
-    // `try_with`: no panic if an allocation happens while the thread's locals are torn down.
-    let _ = COUNT.try_with(|c| c.set(c.get().map(|n| n + 1)));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        record();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        record();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-/// The number of heap allocations `f` makes on this thread.
-fn allocations_in(f: impl FnOnce()) -> usize {
-    COUNT.with(|c| c.set(Some(0)));
-    f();
-    COUNT.with(|c| c.replace(None)).unwrap_or(0)
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "counting_alloc/mod.rs"]
+mod counting_alloc;
+use counting_alloc::allocations_in;
 
 #[path = "../examples/fusion/model.rs"]
 mod fusion;
@@ -177,24 +142,4 @@ fn train_steps_split_across_two_threads_allocate_nothing_after_warm_up() {
         }
     });
     assert_eq!(n, 0, "{n} allocations in 10 steady-state training steps on 2 threads");
-}
-
-#[path = "../examples/vision_meta/model.rs"]
-mod vision_meta;
-
-/// The inference plan's shared buffers and scratch slots (convolutions: im2col and pre-activations
-/// of several steps in one slot) are sized once; later calls allocate nothing.
-#[test]
-fn convolution_inference_into_reused_outputs_allocates_nothing_after_warm_up() {
-    use vision_meta::*;
-    let (image, meta, _) = make_data(4, 3);
-    let inputs = VisionMetaInputs { image: image.view(), meta: meta.view() };
-    let mut model = VisionMeta::new(2);
-    let mut out = model.predict(&inputs).unwrap();
-    let n = allocations_in(|| {
-        for _ in 0..5 {
-            model.predict_into(&inputs, &mut out).unwrap();
-        }
-    });
-    assert_eq!(n, 0, "{n} allocations in 5 steady-state inference calls");
 }
