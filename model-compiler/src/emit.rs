@@ -232,7 +232,7 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             /// have this batch's shapes, so repeated calls with one batch size allocate nothing.
             pub fn predict_into(&mut self, __inputs: &#inputs_ty<'_>, __outputs: &mut #outputs_ty) -> #p::Result<()> {
                 let __batch = #p::model::predict_staged(self, __inputs)?;
-                #( #p::support::fill_output(&mut __outputs.#out_names, #p::model::output_slice::<Self>(&self.__state.ws, #out_idx)?, #out_shapes); )*
+                #( #p::support::fill_output(&mut __outputs.#out_names, #p::model::output_slice::<Self>(&self.__state.infer, #out_idx)?, #out_shapes); )*
                 ::core::result::Result::Ok(())
             }
 
@@ -423,7 +423,12 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             quote!(#nd::Dim([__batch, #(#dims),*]))
         })
         .collect();
-    let forward = forward_body(plan);
+    let forward = forward_body(plan, |_, step| step.cx.clone());
+    let forward_inference = forward_body(plan, |k, step| plan.inference.step_cx(k, &step.cx));
+    let infer_buffers = &plan.inference.buffers;
+    let infer_scratch = &plan.inference.scratch;
+    let infer_in_bufs = &plan.inference.inputs;
+    let infer_out_bufs = &plan.inference.outputs;
     let backward = backward_body(plan);
     let update = update_body(plan);
     let id_bounds = id_bounds(plan);
@@ -440,6 +445,10 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             const SCRATCH: &'static [usize] = &[#(#scratch),*];
             const INPUT_BUFFERS: &'static [usize] = &[#(#in_bufs),*];
             const OUTPUT_BUFFERS: &'static [usize] = &[#(#out_bufs),*];
+            const INFER_BUFFERS: &'static [usize] = &[#(#infer_buffers),*];
+            const INFER_SCRATCH: &'static [usize] = &[#(#infer_scratch),*];
+            const INFER_INPUT_BUFFERS: &'static [usize] = &[#(#infer_in_bufs),*];
+            const INFER_OUTPUT_BUFFERS: &'static [usize] = &[#(#infer_out_bufs),*];
             const ID_BOUNDS: &'static [#p::spec::IdBound] = &[#(#id_bounds),*];
             const SUMMARY: &'static str = #summary;
             const DOT: &'static str = #dot;
@@ -486,6 +495,12 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
                 #forward
             }
 
+            #[allow(unused_variables, clippy::all)]
+            fn forward_inference(__p: &[f32], __ws: &mut #p::workspace::Workspace) {
+                let __b = __ws.batch;
+                #forward_inference
+            }
+
             #[allow(unused_variables, unused_mut, clippy::all)]
             fn backward(__p: &[f32], __ws: &mut #p::workspace::Workspace, __g: &mut [f32]) {
                 let __b = __ws.batch;
@@ -494,6 +509,7 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
 
             #[allow(unused_variables, clippy::all)]
             fn update_state(__p: &mut [f32], __ws: &#p::workspace::Workspace) {
+                let __b = __ws.batch;
                 #update
             }
         }
@@ -573,24 +589,29 @@ fn step_comment(plan: &Plan, step: &crate::plan::Step) -> String {
     format!("{} ({}) on {}", layer.map(|l| l.name.as_str()).unwrap_or("?"), layer.map(|l| l.keras_type).unwrap_or("?"), ins.join(", "))
 }
 
-// Each step expands to: take the output buffer, bind the parameters, run the layer's kernels, put it back.
-fn forward_body(plan: &Plan) -> TokenStream {
+// Each step expands to: take the output buffer, bind `__y` to exactly the output's part of it and the
+// parameters, run the layer's kernels, put the buffer back. `cx_of` gives each step's buffers: the
+// training plan's (one per value) or the inference plan's (shared by liveness, so possibly longer).
+fn forward_body(plan: &Plan, cx_of: impl Fn(usize, &crate::plan::Step) -> crate::plan::StepCx) -> TokenStream {
     let mut out = TokenStream::new();
-    for step in &plan.steps {
+    for (k, step) in plan.steps.iter().enumerate() {
         let Some(kind) = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
         let n_params = plan.layer_params.get(step.layer.0).map(|r| r.len()).unwrap_or(0);
-        let cx = step.cx.emit_cx(n_params);
-        let y = step.cx.output.buf;
+        let cx = cx_of(k, step).emit_cx(n_params);
+        let (y, n) = (cx.output.buf, cx.output.shape.numel());
         let params = bind_params(plan, step.layer.0);
         let body = kind.forward(&cx);
         let doc = step_comment(plan, step);
         out.extend(quote! {
             {
                 let _ = #doc;
-                let mut __y = ::core::mem::take(&mut __ws.values[#y]);
-                #params
-                #body
-                __ws.values[#y] = __y;
+                let mut __yv = ::core::mem::take(&mut __ws.values[#y]);
+                {
+                    let __y = &mut __yv[..__b * #n];
+                    #params
+                    #body
+                }
+                __ws.values[#y] = __yv;
             }
         });
     }

@@ -5,7 +5,8 @@
 //!             --resolve-> hir::Model      names -> ids, layer table, typed arguments
 //!             --build---> graph::Graph    petgraph StableGraph of Input / Call / Output nodes
 //!             --infer---> infer::Typed    schedule, one shape rule per layer, errors accumulated
-//!             --plan----> plan::Plan      parameter layout, activation buffers, fusion choices
+//!             --plan----> plan::Plan      parameter layout, activation buffers, fusion choices, and
+//!                                         (memory::plan) inference buffers shared by liveness
 //!             --emit----> TokenStream     structs, Network impl (forward/backward), SUMMARY, DOT
 //! ```
 //! Every problem is a [`diag::Diagnostic`] at the narrowest token; all of a model's problems are
@@ -19,6 +20,7 @@ pub mod graph;
 pub mod hir;
 pub mod infer;
 pub mod layers;
+pub mod memory;
 pub mod meta;
 pub mod parse;
 pub mod plan;

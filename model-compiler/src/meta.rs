@@ -157,8 +157,16 @@ pub fn summary(plan: &Plan) -> String {
     let _ = writeln!(s, " Total params: {} ({})", group(total), human_bytes(total * 4));
     let _ = writeln!(s, " Trainable params: {} ({})", group(trainable), human_bytes(trainable * 4));
     let _ = writeln!(s, " Non-trainable params: {} ({})", group(total - trainable), human_bytes((total - trainable) * 4));
-    let act: usize = plan.buffers.iter().sum::<usize>() + plan.scratch.iter().sum::<usize>();
-    let _ = writeln!(s, " Activation memory: {} floats per sample ({} per batch row)", group(act), human_bytes(act * 4));
+    let train: usize = plan.buffers.iter().sum::<usize>() + plan.scratch.iter().sum::<usize>();
+    let grads: usize = plan.buffers.iter().sum();
+    let infer = plan.inference.total();
+    let _ = writeln!(
+        s,
+        " Activation memory per sample: training {} (+ {} of gradients), inference {} (buffers reused by liveness)",
+        human_bytes(train * 4),
+        human_bytes(grads * 4),
+        human_bytes(infer * 4)
+    );
     s
 }
 
@@ -243,4 +251,21 @@ pub fn dot(plan: &Plan) -> String {
     }
     s.push_str("}\n");
     s
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use crate::memory::tests::plan_of;
+
+    #[test]
+    fn summary_reports_training_and_inference_activation_memory() {
+        // Buffers 8 + 64 + 32 + 64 + 4 = 172 floats (688 B) in training, as much again of gradients;
+        // inference chains them through two buffers of 64 and 32 floats (384 B).
+        let p = plan_of("struct M { input x: [8]; let a = Dense(64, activation = relu)(x); let b = Dense(32)(a); let c = Dense(64)(b); output y = Dense(4)(c); }");
+        let s = super::summary(&p);
+        let line =
+            " Activation memory per sample: training 688.00 B (+ 688.00 B of gradients), inference 384.00 B (buffers reused by liveness)\n";
+        assert!(s.ends_with(line), "{s}");
+    }
 }

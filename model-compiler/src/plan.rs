@@ -1,7 +1,8 @@
 //! `plan`: `Typed` -> `Plan`. Fixes the schedule (dead calls dropped), the flat parameter layout (offsets
 //! in one buffer, Keras weight order), which concatenations need no buffer (read in parts by the
-//! `Dense` layers after them), one activation buffer per other live value, scratch buffers, and which
-//! outputs may fuse their final activation with the loss. Cannot fail on a graph `infer` accepted.
+//! `Dense` layers after them), one activation buffer per other live value, scratch buffers, which
+//! outputs may fuse their final activation with the loss, and (through `memory`) the inference buffers.
+//! Cannot fail on a graph `infer` accepted.
 
 use crate::hir::{CallId, DType, LayerId, Producer, ValueId};
 use crate::infer::Typed;
@@ -48,6 +49,8 @@ pub struct StepCx {
     pub output: Operand,
     /// Scratch buffer indices.
     pub scratch: Vec<usize>,
+    /// Per-sample length of each scratch buffer.
+    pub scratch_len: Vec<usize>,
     /// The fusable model output this step produces, if any.
     pub fused_output: Option<usize>,
     /// Whether the layer is trainable (not frozen).
@@ -62,6 +65,7 @@ impl StepCx {
             output: self.output.clone(),
             n_params,
             scratch: self.scratch.clone(),
+            scratch_len: self.scratch_len.clone(),
             fused_output: self.fused_output,
             trainable: self.trainable,
         }
@@ -120,6 +124,8 @@ pub struct Plan {
     pub inputs: Vec<PlanInput>,
     /// Outputs.
     pub outputs: Vec<PlanOutput>,
+    /// The inference buffers, shared by liveness (`memory`).
+    pub inference: crate::memory::MemoryPlan,
 }
 
 /// Plans a model that `infer` accepted.
@@ -218,14 +224,19 @@ pub fn plan(typed: Typed) -> Plan {
         let output = Operand { buf: buf_of(call.output), shape: shape_of(call.output), needs_grad: true };
         let in_shapes: Vec<Shape> = inputs.iter().map(|o| o.shape.clone()).collect();
         let mut scratch_ids = Vec::new();
-        for len in kind.scratch(&in_shapes, &output.shape) {
+        let scratch_len = kind.scratch(&in_shapes, &output.shape);
+        for &len in &scratch_len {
             scratch_ids.push(scratch.len());
             scratch.push(len);
         }
         let fused_output =
             m.outputs.iter().position(|o| o.value == call.output).filter(|o| outputs.get(*o).is_some_and(|x| x.fusable != Act::Linear));
         let trainable = m.layers.get(call.layer.0).is_some_and(|l| l.trainable);
-        steps.push(Step { call: c, layer: call.layer, cx: StepCx { inputs, output, scratch: scratch_ids, fused_output, trainable } });
+        steps.push(Step {
+            call: c,
+            layer: call.layer,
+            cx: StepCx { inputs, output, scratch: scratch_ids, scratch_len, fused_output, trainable },
+        });
     }
 
     let inputs = m
@@ -233,7 +244,22 @@ pub fn plan(typed: Typed) -> Plan {
         .iter()
         .map(|i| PlanInput { name: i.name.clone(), shape: Shape(i.dims.clone()), dtype: i.dtype, buf: buf_of(i.value) })
         .collect();
-    Plan { buffers, value_buf, scratch, param_count: offset, params, layer_params, steps, inputs, outputs, schedule: live, typed }
+    let mut plan = Plan {
+        buffers,
+        value_buf,
+        scratch,
+        param_count: offset,
+        params,
+        layer_params,
+        steps,
+        inputs,
+        outputs,
+        schedule: live,
+        typed,
+        inference: crate::memory::MemoryPlan::default(),
+    };
+    plan.inference = crate::memory::plan(&plan);
+    plan
 }
 
 /// Concatenations along the last axis whose result only `Dense` layers read, and which is no model

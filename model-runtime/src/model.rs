@@ -4,14 +4,14 @@
 use crate::error::{Error, Result};
 use crate::network::{InputView, Network, State};
 use crate::spec::{keras_shape, DType, ParamSpec, TensorSpec};
-use crate::workspace::Workspace;
+use crate::workspace::{Layout, Workspace};
 use ndarray::{ArrayViewD, Axis, IxDyn};
 
-/// A fresh state for `N`: parameters initialized with Keras' defaults from `seed`, empty workspace.
+/// A fresh state for `N`: parameters initialized with Keras' defaults from `seed`, empty workspaces.
 pub fn new_state<N: Network>(seed: u64) -> State {
     let mut params = vec![0.0; N::PARAM_COUNT];
     crate::init::init_params(N::PARAMS, seed, &mut params);
-    State { params, ws: Workspace::default() }
+    State { params, ..State::default() }
 }
 
 /// Formats an actual shape, batch included, like Python prints a tuple: `(32, 7)`, `(5,)`.
@@ -73,8 +73,9 @@ fn input_spec<N: Network>(i: usize) -> Result<&'static TensorSpec> {
     N::INPUTS.get(i).ok_or_else(|| Error::config("inputs", i, format!("model `{}` has only {} inputs", N::NAME, N::INPUTS.len())))
 }
 
-pub(crate) fn output_spec<N: Network>(o: usize) -> Result<(&'static TensorSpec, usize)> {
-    match (N::OUTPUTS.get(o), N::OUTPUT_BUFFERS.get(o)) {
+/// Output `o`'s spec and the buffer holding it in a workspace of `layout`.
+pub(crate) fn output_spec<N: Network>(o: usize, layout: Layout) -> Result<(&'static TensorSpec, usize)> {
+    match (N::OUTPUTS.get(o), layout.output_buffers::<N>().get(o)) {
         (Some(spec), Some(&buf)) => Ok((spec, buf)),
         _ => Err(Error::config("outputs", o, format!("model `{}` has only {} outputs", N::NAME, N::OUTPUTS.len()))),
     }
@@ -138,7 +139,8 @@ fn dtype_name(d: DType) -> &'static str {
 }
 
 /// Checks the inputs (see [`check_inputs`]), sizes the workspace for their batch and copies each
-/// input into `ws.values[N::INPUT_BUFFERS[i]]`. Integer inputs are converted to `f32` exactly
+/// input into its staging buffer (`ws.values[N::INPUT_BUFFERS[i]]`, or `N::INFER_INPUT_BUFFERS` for an
+/// inference-layout workspace). Integer inputs are converted to `f32` exactly
 /// (an error past ±2^24); non-contiguous views are copied in logical order. Returns the batch size.
 pub fn stage_inputs<N: Network>(inputs: &N::Inputs<'_>, ws: &mut Workspace) -> Result<usize> {
     let batch = check_inputs::<N>(inputs)?;
@@ -153,7 +155,8 @@ pub fn stage_inputs<N: Network>(inputs: &N::Inputs<'_>, ws: &mut Workspace) -> R
 
 /// The first `len` elements of input `i`'s staging buffer.
 pub(crate) fn input_buffer<N: Network>(ws: &mut Workspace, i: usize, len: usize) -> Result<&mut [f32]> {
-    N::INPUT_BUFFERS
+    ws.layout
+        .input_buffers::<N>()
         .get(i)
         .and_then(|&b| ws.values.get_mut(b))
         .and_then(|buf| buf.get_mut(..len))
@@ -266,10 +269,11 @@ impl Rows<'_> {
     }
 }
 
-/// Runs `N::forward` on the staged inputs; a training pass advances `ws.step` afterwards. The state a
-/// training pass computes (moving statistics) is left for the caller to apply with `N::update_state`.
+/// Runs `N::forward` on the inputs staged in `state.ws`; a training pass advances `ws.step` afterwards.
+/// The state a training pass computes (moving statistics) is left for the caller to apply with
+/// `N::update_state`.
 pub(crate) fn run_forward<N: Network>(state: &mut State, training: bool) {
-    let State { params, ws } = state;
+    let State { params, ws, .. } = state;
     ws.training = training;
     N::forward(params, ws);
     if training {
@@ -277,9 +281,17 @@ pub(crate) fn run_forward<N: Network>(state: &mut State, training: bool) {
     }
 }
 
-/// Output `o`'s values in the workspace for the current batch.
+/// Runs `N::forward_inference` on the inputs staged in `state.infer`.
+pub(crate) fn run_inference<N: Network>(state: &mut State) {
+    let State { params, infer, .. } = state;
+    infer.training = false;
+    N::forward_inference(params, infer);
+}
+
+/// Output `o`'s values in the workspace for the current batch (`state.ws` after `forward`,
+/// `state.infer` after `predict_staged`).
 pub fn output_slice<N: Network>(ws: &Workspace, o: usize) -> Result<&[f32]> {
-    let (spec, buf) = output_spec::<N>(o)?;
+    let (spec, buf) = output_spec::<N>(o, ws.layout)?;
     let len = ws.batch * spec.sample_len();
     ws.values
         .get(buf)
@@ -296,17 +308,22 @@ pub(crate) fn collect_outputs<N: Network>(ws: &Workspace) -> Result<N::Outputs> 
     Ok(N::outputs_from(ws.batch, data))
 }
 
-/// Runs the model in inference mode (`training = false`) over the whole batch.
+/// Runs the model in inference mode (`training = false`) over the whole batch, on the inference
+/// buffers: the same outputs as `forward(.., false)`, bit for bit, in less memory, leaving the
+/// activations `backward` reads untouched.
 pub fn predict<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Result<N::Outputs> {
-    forward(model, inputs, false)
+    predict_staged(model, inputs)?;
+    collect_outputs::<N>(&model.state().infer)
 }
 
-/// Runs the model in inference mode and leaves the outputs in the workspace (read them with
-/// [`output_slice`]); returns the batch size. Allocates nothing once the workspace holds the batch.
+/// Runs the model in inference mode and leaves the outputs in the inference workspace `state.infer`
+/// (read them with [`output_slice`]); returns the batch size. Allocates nothing once the workspace
+/// holds the batch.
 pub fn predict_staged<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Result<usize> {
     let state = model.state_mut();
-    let batch = stage_inputs::<N>(inputs, &mut state.ws)?;
-    run_forward::<N>(state, false);
+    state.infer.set_layout(Layout::Inference);
+    let batch = stage_inputs::<N>(inputs, &mut state.infer)?;
+    run_inference::<N>(state);
     Ok(batch)
 }
 
@@ -314,6 +331,7 @@ pub fn predict_staged<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Resu
 /// `training` turns on dropout and batch statistics, and updates the moving statistics.
 pub fn forward<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, training: bool) -> Result<N::Outputs> {
     let state = model.state_mut();
+    state.ws.set_layout(Layout::Training);
     stage_inputs::<N>(inputs, &mut state.ws)?;
     run_forward::<N>(state, training);
     if training {
@@ -326,13 +344,13 @@ pub fn forward<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, training: bool
 /// Backpropagates `d_outputs` (the gradient of some scalar w.r.t. each output of the last
 /// [`forward`]) and returns the gradient w.r.t. every parameter.
 pub fn backward<N: Network>(model: &mut N, d_outputs: &N::Outputs) -> Result<Gradients> {
-    let State { params, ws } = model.state_mut();
+    let State { params, ws, .. } = model.state_mut();
     if ws.batch == 0 || ws.values.len() != N::BUFFERS.len() {
         return Err(Error::BackwardBeforeForward);
     }
     let batch = ws.batch;
     N::visit_outputs(d_outputs, &mut |o, view| {
-        let (spec, _) = output_spec::<N>(o)?;
+        let (spec, _) = output_spec::<N>(o, Layout::Training)?;
         match check_shape("output gradient", spec, view.shape()) {
             Ok(b) if b == batch => Ok(()),
             _ => Err(Error::Shape {
@@ -346,7 +364,7 @@ pub fn backward<N: Network>(model: &mut N, d_outputs: &N::Outputs) -> Result<Gra
     ws.zero_grads();
     ws.fused.iter_mut().for_each(|f| *f = false);
     N::visit_outputs(d_outputs, &mut |o, view| {
-        let (spec, buf) = output_spec::<N>(o)?;
+        let (spec, buf) = output_spec::<N>(o, Layout::Training)?;
         let len = batch * spec.sample_len();
         let dst = ws
             .grads

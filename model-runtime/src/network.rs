@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::spec::{IdBound, OutputInfo, ParamSpec, TensorSpec};
-use crate::workspace::Workspace;
+use crate::workspace::{Layout, Workspace};
 use ndarray::ArrayViewD;
 
 /// A view of one model input as the runtime receives it from the typed inputs struct.
@@ -14,13 +14,23 @@ pub enum InputView<'a> {
     I32(ArrayViewD<'a, i32>),
 }
 
-/// The mutable state every compiled model owns: its flat parameter buffer and a reusable workspace.
-#[derive(Clone, Debug, Default)]
+/// The mutable state every compiled model owns: its flat parameter buffer and two reusable workspaces,
+/// each allocated on its first use: a model only trained never holds inference buffers, a model only
+/// used for inference never holds the training activations and gradients.
+#[derive(Clone, Debug)]
 pub struct State {
     /// All parameters, in the order and at the offsets of `Network::PARAMS`.
     pub params: Vec<f32>,
-    /// The workspace of the last forward pass, kept so the next call allocates nothing.
+    /// The training-layout workspace of the last `forward` (either mode), which `backward` reads.
     pub ws: Workspace,
+    /// The inference-layout workspace of the last `predict` / `evaluate` (buffers shared by liveness).
+    pub infer: Workspace,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State { params: Vec::new(), ws: Workspace::with_layout(Layout::Training), infer: Workspace::with_layout(Layout::Inference) }
+    }
 }
 
 /// Implemented by every model `model!` compiles. Users call the generated inherent methods
@@ -46,6 +56,15 @@ pub trait Network: Sized + 'static {
     const INPUT_BUFFERS: &'static [usize];
     /// The buffer holding each output, in output order.
     const OUTPUT_BUFFERS: &'static [usize];
+    /// Per-sample element count of each activation buffer of the inference plan, where values whose
+    /// lifetimes do not overlap share a buffer. Defaults to the training plan.
+    const INFER_BUFFERS: &'static [usize] = Self::BUFFERS;
+    /// Per-sample element count of each scratch buffer of the inference plan (shared by all steps).
+    const INFER_SCRATCH: &'static [usize] = Self::SCRATCH;
+    /// The inference buffer staging each input, in input order.
+    const INFER_INPUT_BUFFERS: &'static [usize] = Self::INPUT_BUFFERS;
+    /// The inference buffer holding each output after `forward_inference`, in output order.
+    const INFER_OUTPUT_BUFFERS: &'static [usize] = Self::OUTPUT_BUFFERS;
     /// Token-id ranges of integer inputs read by `Embedding` layers.
     const ID_BOUNDS: &'static [IdBound] = &[];
     /// Keras-style summary table, computed at compile time.
@@ -80,6 +99,14 @@ pub trait Network: Sized + 'static {
 
     /// Runs the forward pass over the staged inputs in `ws.values[INPUT_BUFFERS[i]]`.
     fn forward(params: &[f32], ws: &mut Workspace);
+    /// Runs the forward pass in inference mode over the staged inputs in
+    /// `ws.values[INFER_INPUT_BUFFERS[i]]` of an inference-layout workspace, leaving the outputs in
+    /// `ws.values[INFER_OUTPUT_BUFFERS[o]]`. The same kernels as `forward` with `ws.training == false`,
+    /// bit for bit; the other activations are overwritten as soon as they are dead, so no `backward`.
+    /// Defaults to `forward` (for networks whose inference plan is the training plan).
+    fn forward_inference(params: &[f32], ws: &mut Workspace) {
+        Self::forward(params, ws)
+    }
     /// Runs the backward pass: reads the output gradients in `ws.grads[OUTPUT_BUFFERS[o]]`
     /// (set by the caller after `ws.zero_grads()`), accumulates every parameter's gradient into
     /// `grads` (which the caller zeroes). Requires the activations of the last `forward`.

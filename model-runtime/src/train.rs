@@ -15,11 +15,12 @@ use crate::kernels::activation::Activation;
 use crate::loss::Loss;
 use crate::metrics::{Metric, MetricState};
 use crate::model::{
-    check_inputs, check_shape, gather_f32, gather_input, input_buffer, output_slice, output_spec, run_forward, see_inputs, stage_inputs,
-    BatchCheck, Rows,
+    check_inputs, check_shape, gather_f32, gather_input, input_buffer, output_slice, output_spec, run_forward, run_inference, see_inputs,
+    stage_inputs, BatchCheck, Rows,
 };
 use crate::network::{Network, State};
 use crate::optim::Optimizer;
+use crate::workspace::Layout;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Settings of [`Trainer::fit`], named as Keras' `fit` arguments.
@@ -145,7 +146,10 @@ fn csv_field(s: &str) -> String {
 #[derive(Debug)]
 struct OutputSlot {
     name: &'static str,
+    /// The buffer holding the output in the training workspace.
     buf: usize,
+    /// The buffer holding it in the inference workspace (evaluation).
+    infer_buf: usize,
     sample_len: usize,
     cols: usize,
     loss: Loss,
@@ -212,6 +216,7 @@ pub fn compile<'m, N: Network, O: Optimizer>(
             let mut slot = OutputSlot {
                 name: spec.name,
                 buf: N::OUTPUT_BUFFERS.get(o).copied().unwrap_or(usize::MAX),
+                infer_buf: N::INFER_OUTPUT_BUFFERS.get(o).copied().unwrap_or(usize::MAX),
                 sample_len: spec.sample_len(),
                 cols: spec.shape.last().copied().unwrap_or(1),
                 loss,
@@ -296,7 +301,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         let mut batch = BatchCheck::default();
         see_inputs::<N>(inputs, &mut batch)?;
         N::visit_targets(targets, &mut |o, view| {
-            let (spec, _) = output_spec::<N>(o)?;
+            let (spec, _) = output_spec::<N>(o, Layout::Training)?;
             let b = check_shape("target", spec, view.shape())?;
             batch.see("target", spec.name, b)
         })?;
@@ -308,7 +313,9 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// the step). After the first call with a given batch size, allocates nothing.
     pub fn train_step(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<f64> {
         let batch = self.check_batch(inputs, targets)?;
-        stage_inputs::<N>(inputs, &mut self.model.state_mut().ws)?;
+        let ws = &mut self.model.state_mut().ws;
+        ws.set_layout(Layout::Training);
+        stage_inputs::<N>(inputs, ws)?;
         let staged = &mut self.targets;
         N::visit_targets(targets, &mut |o, view| {
             let buf = &mut staged[o];
@@ -320,10 +327,19 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false })
     }
 
-    /// Copies `rows` of the inputs into the workspace and of the targets into the staging buffers.
-    fn stage_rows(&mut self, inputs: &N::Inputs<'_>, targets: Option<&N::Targets<'_>>, rows: Rows<'_>) -> Result<()> {
+    /// Copies `rows` of the inputs into the workspace of `mode` (the training one, or the inference one
+    /// for evaluation) and of the targets into the staging buffers.
+    fn stage_rows(&mut self, inputs: &N::Inputs<'_>, targets: Option<&N::Targets<'_>>, rows: Rows<'_>, mode: Mode) -> Result<()> {
         let batch = rows.len();
-        let ws = &mut self.model.state_mut().ws;
+        let state = self.model.state_mut();
+        let ws = match mode {
+            Mode::Train { .. } => &mut state.ws,
+            Mode::Eval => &mut state.infer,
+        };
+        ws.set_layout(match mode {
+            Mode::Train { .. } => Layout::Training,
+            Mode::Eval => Layout::Inference,
+        });
         ws.resize::<N>(batch);
         N::visit_inputs(inputs, &mut |i, view| {
             let spec = &N::INPUTS[i];
@@ -349,8 +365,12 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     fn step_staged(&mut self, batch: usize, mode: Mode) -> Result<f64> {
         let training = matches!(mode, Mode::Train { .. });
         let state = self.model.state_mut();
-        run_forward::<N>(state, training);
-        let State { params, ws } = state;
+        if training {
+            run_forward::<N>(state, true);
+        } else {
+            run_inference::<N>(state);
+        }
+        let State { params, ws, infer } = state;
         if training {
             ws.zero_grads();
         }
@@ -358,7 +378,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         for (o, slot) in self.outputs.iter_mut().enumerate() {
             let n = batch * slot.sample_len;
             let rows = slot.rows(batch);
-            let pred = &ws.values[slot.buf][..n];
+            let pred = if training { &ws.values[slot.buf][..n] } else { &infer.values[slot.infer_buf][..n] };
             let target = &self.targets[o][..n];
             let grad = if training { Some(&mut ws.grads[slot.buf][..n]) } else { None };
             let value = slot.loss.compute(pred, target, rows, slot.cols, grad, slot.weight, slot.fused);
@@ -423,7 +443,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         let (mut s, end) = (rows.start, rows.end);
         while s < end {
             let e = (s + batch_size).min(end);
-            self.stage_rows(inputs, Some(targets), Rows::Range(s, e))?;
+            self.stage_rows(inputs, Some(targets), Rows::Range(s, e), Mode::Eval)?;
             self.step_staged(e - s, Mode::Eval)?;
             s = e;
         }
@@ -477,8 +497,8 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                     self.optimizer.set_learning_rate(schedule.at(step));
                 }
                 step += 1;
-                self.stage_rows(inputs, Some(targets), Rows::List(chunk))?;
                 let mode = Mode::Train { epoch, batch: b + 1, track: true };
+                self.stage_rows(inputs, Some(targets), Rows::List(chunk), mode)?;
                 if let Err(e) = self.step_staged(chunk.len(), mode) {
                     if let Some(bar) = &bar {
                         bar.abandon();
@@ -570,16 +590,17 @@ pub fn predict_batched<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, batch_
     while s < n {
         let e = (s + batch_size).min(n);
         let state = model.state_mut();
-        state.ws.resize::<N>(e - s);
+        state.infer.set_layout(Layout::Inference);
+        state.infer.resize::<N>(e - s);
         N::visit_inputs(inputs, &mut |i, view| {
             let spec = &N::INPUTS[i];
             let len = spec.sample_len();
-            let dst = input_buffer::<N>(&mut state.ws, i, (e - s) * len)?;
+            let dst = input_buffer::<N>(&mut state.infer, i, (e - s) * len)?;
             gather_input::<N>(i, &view, Rows::Range(s, e), len, dst)
         })?;
-        run_forward::<N>(state, false);
+        run_inference::<N>(state);
         for (o, d) in data.iter_mut().enumerate() {
-            d.extend_from_slice(output_slice::<N>(&state.ws, o)?);
+            d.extend_from_slice(output_slice::<N>(&state.infer, o)?);
         }
         s = e;
     }

@@ -313,17 +313,23 @@ impl LayerDef for Conv {
         s
     }
 
+    // The im2col gradient.
+    fn backward_only_scratch(&self) -> Vec<usize> {
+        vec![1]
+    }
+
     // { let mut __col = take(scratch0); conv::forward(&Window2d{..}, x, kernel, bias, act, pre, &mut __col, y, __b, filters); put back }
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         let geom = self.geom(cx).tokens();
         let x = cx.x(0);
         let w = cx.p(0);
         let b = some_if(self.use_bias, cx.p(1));
-        let col = cx.scratch.first().copied().unwrap_or(0);
+        let (col, col_len) = (cx.scratch.first().copied().unwrap_or(0), cx.scratch_len(0));
+        let pre_len = cx.scratch_len(2);
         let (take_pre, pre, put_pre) = match cx.scratch.get(2) {
             Some(s) if self.activation.needs_input() => (
                 quote!(let mut __pre = ::core::mem::take(&mut __ws.scratch[#s]);),
-                quote!(::core::option::Option::Some(&mut __pre[..])),
+                quote!(::core::option::Option::Some(&mut __pre[..__b * #pre_len])),
                 quote!(__ws.scratch[#s] = __pre;),
             ),
             _ => (TokenStream::new(), quote!(::core::option::Option::None), TokenStream::new()),
@@ -334,7 +340,7 @@ impl LayerDef for Conv {
             let __geom = #geom;
             let mut __col = ::core::mem::take(&mut __ws.scratch[#col]);
             #take_pre
-            ::modelc::__private::kernels::conv::forward(&__geom, #x, #w, #b, #act, #pre, &mut __col[..], &mut __y[..], __b, #cout);
+            ::modelc::__private::kernels::conv::forward(&__geom, #x, #w, #b, #act, #pre, &mut __col[..__b * #col_len], &mut __y[..], __b, #cout);
             __ws.scratch[#col] = __col;
             #put_pre
         }
@@ -347,15 +353,15 @@ impl LayerDef for Conv {
         let gb = some_if(self.use_bias, cx.g(1));
         let pre = some_if(self.activation.needs_input(), cx.scratch(2));
         let act = cx.backward_act(self.activation);
-        let col = cx.scratch.first().copied().unwrap_or(0);
-        let dcol = cx.scratch.get(1).copied().unwrap_or(0);
+        let (col, col_len) = (cx.scratch.first().copied().unwrap_or(0), cx.scratch_len(0));
+        let (dcol, dcol_len) = (cx.scratch.get(1).copied().unwrap_or(0), cx.scratch_len(1));
         let dx = cx.dx(0);
         let cout = self.filters;
         quote! {
             let __geom = #geom;
             let mut __col = ::core::mem::take(&mut __ws.scratch[#col]);
             let mut __dcol = ::core::mem::take(&mut __ws.scratch[#dcol]);
-            ::modelc::__private::kernels::conv::backward(&__geom, #x, #w, #pre, #y, &mut __dy[..], #act, &mut __col[..], &mut __dcol[..], #dx, #gw, #gb, __b, #cout);
+            ::modelc::__private::kernels::conv::backward(&__geom, #x, #w, #pre, #y, &mut __dy[..], #act, &mut __col[..__b * #col_len], &mut __dcol[..__b * #dcol_len], #dx, #gw, #gb, __b, #cout);
             __ws.scratch[#col] = __col;
             __ws.scratch[#dcol] = __dcol;
         }

@@ -182,7 +182,11 @@ impl LayerDef for Dot {
         let layout = self.layout_tokens(cx);
         let norm = if self.normalize {
             let (s0, s1) = (cx.scratch.first().copied().unwrap_or(0), cx.scratch.get(1).copied().unwrap_or(1));
-            quote!(::core::option::Option::Some(::modelc::__private::support::pair_mut(&mut __ws.scratch, #s0, #s1)))
+            let (n0, n1) = (cx.scratch_len(0), cx.scratch_len(1));
+            quote!({
+                let (__n0, __n1) = ::modelc::__private::support::pair_mut(&mut __ws.scratch, #s0, #s1);
+                ::core::option::Option::Some((&mut __n0[..__b * #n0], &mut __n1[..__b * #n1]))
+            })
         } else {
             quote!(::core::option::Option::None)
         };

@@ -123,6 +123,8 @@ pub struct EmitCx {
     pub n_params: usize,
     /// Scratch buffer indices.
     pub scratch: Vec<usize>,
+    /// Per-sample length of each scratch buffer (a buffer may be longer: inference shares them).
+    pub scratch_len: Vec<usize>,
     /// The model output index when this call's result is a model output whose loss may be fused.
     pub fused_output: Option<usize>,
     /// False when the layer is frozen: Keras runs a frozen `BatchNormalization` in inference mode.
@@ -130,16 +132,17 @@ pub struct EmitCx {
 }
 
 impl EmitCx {
-    /// `&__ws.values[buf][..]` of operand `i`.
+    /// `&__ws.values[buf][..__b * n]` of operand `i` (`n` its per-sample length): exactly the operand,
+    /// also when the buffer is longer because inference shares it with larger values.
     pub fn x(&self, i: usize) -> TokenStream {
-        let buf = self.inputs.get(i).map(|o| o.buf).unwrap_or(0);
-        quote!(&__ws.values[#buf][..])
+        let (buf, n) = self.inputs.get(i).map(|o| (o.buf, o.shape.numel())).unwrap_or((0, 0));
+        quote!(&__ws.values[#buf][..__b * #n])
     }
 
     /// The output's values (in backward).
     pub fn y(&self) -> TokenStream {
-        let buf = self.output.buf;
-        quote!(&__ws.values[#buf][..])
+        let (buf, n) = (self.output.buf, self.output.shape.numel());
+        quote!(&__ws.values[#buf][..__b * #n])
     }
 
     /// `Some(&mut __ws.grads[buf][..])` when operand `i` needs a gradient, else `None`.
@@ -181,16 +184,21 @@ impl EmitCx {
         quote!(__b * #per_sample)
     }
 
-    /// Mutable scratch buffer `i` (forward).
+    /// Mutable scratch buffer `i` (forward), exactly its length.
     pub fn scratch_mut(&self, i: usize) -> TokenStream {
-        let s = self.scratch.get(i).copied().unwrap_or(0);
-        quote!(&mut __ws.scratch[#s][..])
+        let (s, n) = (self.scratch.get(i).copied().unwrap_or(0), self.scratch_len(i));
+        quote!(&mut __ws.scratch[#s][..__b * #n])
     }
 
-    /// Scratch buffer `i` (backward).
+    /// Scratch buffer `i` (backward), exactly its length.
     pub fn scratch(&self, i: usize) -> TokenStream {
-        let s = self.scratch.get(i).copied().unwrap_or(0);
-        quote!(&__ws.scratch[#s][..])
+        let (s, n) = (self.scratch.get(i).copied().unwrap_or(0), self.scratch_len(i));
+        quote!(&__ws.scratch[#s][..__b * #n])
+    }
+
+    /// Per-sample length of scratch buffer `i`.
+    pub fn scratch_len(&self, i: usize) -> usize {
+        self.scratch_len.get(i).copied().unwrap_or(0)
     }
 
     /// The activation to differentiate through in backward: `act`, or linear when the loss
@@ -230,6 +238,11 @@ pub trait LayerDef {
     }
     /// Per-sample lengths of the scratch buffers the layer needs.
     fn scratch(&self, _inputs: &[Shape], _output: &Shape) -> Vec<usize> {
+        Vec::new()
+    }
+    /// Indices into `scratch()` of the buffers only backward uses: the inference forward, which never
+    /// runs backward, gives them no memory (and forward must not name them).
+    fn backward_only_scratch(&self) -> Vec<usize> {
         Vec::new()
     }
     /// Forward emission (kernel calls writing `__y`).
@@ -413,6 +426,9 @@ impl LayerDef for LayerKind {
     }
     fn scratch(&self, inputs: &[Shape], output: &Shape) -> Vec<usize> {
         dispatch!(self, l => l.scratch(inputs, output))
+    }
+    fn backward_only_scratch(&self) -> Vec<usize> {
+        dispatch!(self, l => l.backward_only_scratch())
     }
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         dispatch!(self, l => l.forward(cx))
