@@ -91,26 +91,29 @@ pub fn check_inputs<N: Network>(inputs: &N::Inputs<'_>) -> Result<usize> {
 
 /// Checks the inputs' shapes and dtypes, recording their batch sizes in `batch`.
 pub(crate) fn see_inputs<N: Network>(inputs: &N::Inputs<'_>, batch: &mut BatchCheck) -> Result<()> {
-    N::visit_inputs(inputs, &mut |i, view| {
-        let spec = input_spec::<N>(i)?;
-        let (shape, dtype) = match &view {
-            InputView::F32(v) => (v.shape(), DType::F32),
-            InputView::I32(v) => (v.shape(), DType::I32),
-        };
-        if dtype != spec.dtype {
-            return Err(Error::DType {
-                what: "input",
-                name: spec.name.to_string(),
-                expected: dtype_name(spec.dtype).to_string(),
-                actual: dtype_name(dtype).to_string(),
-            });
-        }
-        let b = check_shape("input", spec, shape)?;
-        if let InputView::I32(v) = &view {
-            check_ids::<N>(i, spec, v)?;
-        }
-        batch.see("input", spec.name, b)
-    })
+    N::visit_inputs(inputs, &mut |i, view| see_input::<N>(i, &view, batch))
+}
+
+/// Checks input `i`'s dtype, shape and (integer inputs) token ids, recording its batch size in `batch`.
+fn see_input<N: Network>(i: usize, view: &InputView<'_>, batch: &mut BatchCheck) -> Result<()> {
+    let spec = input_spec::<N>(i)?;
+    let (shape, dtype) = match view {
+        InputView::F32(v) => (v.shape(), DType::F32),
+        InputView::I32(v) => (v.shape(), DType::I32),
+    };
+    if dtype != spec.dtype {
+        return Err(Error::DType {
+            what: "input",
+            name: spec.name.to_string(),
+            expected: dtype_name(spec.dtype).to_string(),
+            actual: dtype_name(dtype).to_string(),
+        });
+    }
+    let b = check_shape("input", spec, shape)?;
+    if let InputView::I32(v) = view {
+        check_ids::<N>(i, spec, v)?;
+    }
+    batch.see("input", spec.name, b)
 }
 
 /// Checks that integer input `i` holds only ids inside the table of every `Embedding` that reads it
@@ -143,14 +146,29 @@ fn dtype_name(d: DType) -> &'static str {
 /// inference-layout workspace). Integer inputs are converted to `f32` exactly
 /// (an error past ±2^24); non-contiguous views are copied in logical order. Returns the batch size.
 pub fn stage_inputs<N: Network>(inputs: &N::Inputs<'_>, ws: &mut Workspace) -> Result<usize> {
-    let batch = check_inputs::<N>(inputs)?;
-    ws.resize::<N>(batch);
-    N::visit_inputs(inputs, &mut |i, view| {
+    // One pass: each input is checked, then copied (the workspace sized by the first one). An input
+    // that fails a check leaves the workspace marked empty (batch 0), so nothing reads the half-staged
+    // inputs: `backward` reports that no forward pass ran.
+    let mut batch = BatchCheck::default();
+    let mut sized = false;
+    let staged = N::visit_inputs(inputs, &mut |i, view| {
+        see_input::<N>(i, &view, &mut batch)?;
+        let b = batch.finish()?;
+        if !sized {
+            ws.resize::<N>(b);
+            sized = true;
+        }
         let spec = input_spec::<N>(i)?;
-        let dst = input_buffer::<N>(ws, i, batch * spec.sample_len())?;
+        let dst = input_buffer::<N>(ws, i, b * spec.sample_len())?;
         copy_input(spec.name, &view, dst)
-    })?;
-    Ok(batch)
+    });
+    match staged.and_then(|()| batch.finish()) {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            ws.batch = 0;
+            Err(e)
+        }
+    }
 }
 
 /// The first `len` elements of input `i`'s staging buffer.

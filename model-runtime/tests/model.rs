@@ -143,6 +143,11 @@ fn backward_checks_its_preconditions() {
     model::forward(&mut m, &inputs(&a, &b), true).unwrap();
     let err = model::backward(&mut m, &d_out).unwrap_err();
     assert_eq!(err.to_string(), "output gradient `score`: expected shape (4, 1), got (3, 1)");
+    // A forward pass whose second input is rejected (its batch differs) after the first was staged
+    // leaves no half-staged pass for backward to differentiate.
+    let (a3, _, _) = two_in_data(3, 2);
+    assert!(matches!(model::forward(&mut m, &inputs(&a3, &b), true), Err(Error::BatchMismatch { .. })));
+    assert!(matches!(model::backward(&mut m, &d_out), Err(Error::BackwardBeforeForward)));
 }
 
 #[test]
