@@ -172,8 +172,8 @@ fn blocks_on(isa: Isa, par: Par, m: usize, n: usize, a: &[&[f32]], k: &[usize], 
     }
 }
 
-/// [`driver::narrow`] or [`driver::narrow_dot`] with the tile that fits n, on `S` (8 lanes: one
-/// vector for n ≤ 8, two above).
+/// [`driver::narrow`] or [`driver::narrow_dot`] with the tile that fits n and m, on `S` (8 lanes:
+/// one vector for n ≤ 8, two above).
 ///
 /// # Safety
 /// As [`driver::narrow`] with n ≤ 16; the CPU must support `S`.
@@ -185,6 +185,12 @@ unsafe fn narrow_on<S: simd::Simd>(blocks: &[driver::Block], m: usize, n: usize,
             1 => driver::narrow_dot::<S, 4>(blocks, m, bias, relu, c),
             _ if n == S::LANES => driver::narrow::<S, 8, 1, true>(blocks, m, n, bias, relu, c),
             _ if n < S::LANES => driver::narrow::<S, 8, 1, false>(blocks, m, n, bias, relu, c),
+            // Two vectors: 6-row tiles, or 4-row ones when those pad fewer rows (m = 32: 32 rows
+            // computed instead of 36).
+            _ if m.div_ceil(4) * 4 < m.div_ceil(6) * 6 => match n == 2 * S::LANES {
+                true => driver::narrow::<S, 4, 2, true>(blocks, m, n, bias, relu, c),
+                false => driver::narrow::<S, 4, 2, false>(blocks, m, n, bias, relu, c),
+            },
             _ if n == 2 * S::LANES => driver::narrow::<S, 6, 2, true>(blocks, m, n, bias, relu, c),
             _ => driver::narrow::<S, 6, 2, false>(blocks, m, n, bias, relu, c),
         }
@@ -696,10 +702,12 @@ mod tests {
     #[test]
     fn sgemm_blocks_matches_the_product_of_the_concatenated_blocks_on_every_path_and_isa() {
         let mut rng = Rng::new(12);
-        // (m, n, block widths): narrow (one vector, two, a ragged second, n = 1, 8 blocks, an empty
-        // block) and not (too wide, too many blocks, B too large, no blocks at all).
-        let cases: [(usize, usize, &[usize]); 11] = [
+        // (m, n, block widths): narrow (one vector, two in 4- and 6-row tiles, full or ragged, n = 1,
+        // 8 blocks, an empty block) and not (too wide, too many blocks, B too large, no blocks at all).
+        let cases: [(usize, usize, &[usize]); 13] = [
             (32, 16, &[8]),
+            (8, 12, &[5]),
+            (6, 16, &[7]),
             (32, 8, &[16]),
             (33, 13, &[3, 5]),
             (7, 1, &[8, 8]),
