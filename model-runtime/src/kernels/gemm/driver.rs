@@ -398,7 +398,6 @@ pub(super) unsafe fn narrow<S: Simd, const MR: usize, const NV: usize, const FUL
             }
         };
         let init: [S::V; NV] = std::array::from_fn(|v| if bias.is_null() { S::zero() } else { load(bias, v) });
-        let zero = S::zero();
         for i0 in (0..m).step_by(MR) {
             let mr = (m - i0).min(MR);
             let mut acc = [init; MR];
@@ -415,20 +414,8 @@ pub(super) unsafe fn narrow<S: Simd, const MR: usize, const NV: usize, const FUL
                     }
                 }
             }
-            for r in 0..MR {
-                if r >= mr {
-                    break;
-                }
-                let row = c.add((i0 + r) * n);
-                for v in 0..NV {
-                    let x = if relu { S::max(acc[r][v], zero) } else { acc[r][v] };
-                    if FULL || v + 1 < NV {
-                        S::store(row.add(v * S::LANES), x);
-                    } else {
-                        S::store_n(row.add(v * S::LANES), tail, x);
-                    }
-                }
-            }
+            // The bias is already in the accumulators.
+            store_tile::<S, MR, NV>(&acc, c.add(i0 * n), n, mr, n, 1.0, 0.0, Epi { bias: std::ptr::null(), relu });
         }
     }
 }
