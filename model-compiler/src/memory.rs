@@ -214,8 +214,6 @@ pub fn plan(plan: &Plan) -> MemoryPlan {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 pub(crate) mod tests {
     use super::*;
-    use proc_macro2::TokenStream;
-    use std::str::FromStr;
 
     fn iv(start: usize, end: usize) -> Interval {
         Interval { start, end }
@@ -223,14 +221,7 @@ pub(crate) mod tests {
 
     /// Runs `src` (one model) through the pipeline up to the plan.
     pub(crate) fn plan_of(src: &str) -> Plan {
-        let mut diags = crate::diag::Diagnostics::new();
-        let file = crate::parse::parse(TokenStream::from_str(src).unwrap(), &mut diags);
-        let model = file.models.first().expect("one model");
-        let hir = crate::resolve::resolve(model, &file, &mut diags);
-        let graph = crate::graph::build(&hir);
-        let typed = crate::infer::infer(hir, graph, &mut diags);
-        assert!(diags.is_empty(), "unexpected errors");
-        crate::plan::plan(typed)
+        crate::plan::plan(crate::layers::tests::typed_of(src))
     }
 
     /// Every invariant of an inference plan: overlapping live intervals never share a buffer, each buffer

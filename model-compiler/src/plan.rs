@@ -289,16 +289,9 @@ fn concat_parts(typed: &Typed, live: &[CallId]) -> BTreeMap<ValueId, Vec<ValueId
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
 
     fn plan_of(src: &str) -> Plan {
-        let mut diags = crate::diag::Diagnostics::new();
-        let file = crate::parse::parse(proc_macro2::TokenStream::from_str(src).unwrap(), &mut diags);
-        let hir = crate::resolve::resolve(&file.models[0], &file, &mut diags);
-        let graph = crate::graph::build(&hir);
-        let typed = crate::infer::infer(hir, graph, &mut diags);
-        assert!(diags.is_empty(), "{src}: {:?}", diags.items().iter().map(|d| d.message.clone()).collect::<Vec<_>>());
-        plan(typed)
+        plan(crate::layers::tests::typed_of(src))
     }
 
     fn kinds(p: &Plan) -> Vec<&'static str> {

@@ -459,8 +459,8 @@ pub(crate) mod tests {
         diags.items().iter().map(|d| (d.message.clone(), d.help.clone())).collect()
     }
 
-    /// Compiles `src` (one error-free model) and returns its output shapes.
-    pub(crate) fn ok_shapes(src: &str) -> Vec<Vec<usize>> {
+    /// Runs `src` (one error-free model) through the pipeline up to shape inference.
+    pub(crate) fn typed_of(src: &str) -> crate::infer::Typed {
         let mut diags = crate::diag::Diagnostics::new();
         let file = crate::parse::parse(TokenStream::from_str(src).unwrap(), &mut diags);
         let model = file.models.first().expect("one model");
@@ -468,7 +468,13 @@ pub(crate) mod tests {
         let graph = crate::graph::build(&hir);
         let typed = crate::infer::infer(hir, graph, &mut diags);
         let msgs: Vec<String> = diags.items().iter().map(|d| d.message.clone()).collect();
-        assert!(msgs.is_empty(), "unexpected errors: {msgs:?}");
+        assert!(msgs.is_empty(), "unexpected errors in {src}: {msgs:?}");
+        typed
+    }
+
+    /// Compiles `src` (one error-free model) and returns its output shapes.
+    pub(crate) fn ok_shapes(src: &str) -> Vec<Vec<usize>> {
+        let typed = typed_of(src);
         typed.model.outputs.iter().map(|o| typed.shapes[o.value.0].clone().expect("a shape").0).collect()
     }
 

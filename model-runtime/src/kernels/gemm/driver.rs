@@ -150,8 +150,16 @@ pub(super) fn split_plan(p: &Problem, t: Tiles, threads: usize, min_work: usize)
         Split::Rows => p.m.div_ceil(t.mr),
         Split::Cols => p.n.div_ceil(t.nr),
     };
-    let parts = (threads * CHUNKS_PER_THREAD).min(work / min_work.max(1)).min(units).max(1);
-    (split, parts)
+    (split, part_count(work, units, threads, min_work))
+}
+
+/// How many parts a product of `work` multiply-adds, cut into at most `units` tiles, is shared into
+/// among `threads` threads: a few chunks per thread, each of at least `min_work`, 1 when too small.
+pub(super) fn part_count(work: usize, units: usize, threads: usize, min_work: usize) -> usize {
+    if threads <= 1 {
+        return 1;
+    }
+    (threads * CHUNKS_PER_THREAD).min(work / min_work.max(1)).min(units).max(1)
 }
 
 /// Part `i` of `parts` of `p` cut along `split`: a band of whole tiles (`t.mr` rows or `t.nr`

@@ -15,7 +15,7 @@
 // Kernels index small fixed-size tiles; ranges read clearer than iterator chains here.
 #![allow(clippy::needless_range_loop)]
 
-use super::driver::{store_tile, Epi, CHUNKS_PER_THREAD, PAR_MIN_WORK};
+use super::driver::{self, store_tile, Epi, PAR_MIN_WORK};
 use super::simd::{self, Simd};
 use super::{isa, num_threads, pool, scratch, Isa, Par};
 
@@ -96,10 +96,7 @@ fn kern() -> Kern {
 
 /// How many parts a product of `work` multiply-adds over `units` tiles is split into (as `sgemm`).
 fn parts(work: usize, units: usize, par: Par) -> usize {
-    if par.threads <= 1 {
-        return 1;
-    }
-    (par.threads * CHUNKS_PER_THREAD).min(work / par.min_work.max(1)).min(units).max(1)
+    driver::part_count(work, units, par.threads, par.min_work)
 }
 
 /// As many threads as [`num_threads`], parts of at least [`PAR_MIN_WORK`] multiply-adds.
@@ -175,12 +172,7 @@ fn gather_gemm_on(
         // uniquely borrowed, and `try_run` returns after every part; `isa` is supported.
         scratch::with(panels, |buf| unsafe { fwd_isa(isa, src.as_ptr(), g, lo, hi, taps, cin, w.as_ptr(), n, beta, cp as *mut f32, buf) });
     };
-    if parts > 1 && pool::try_run(par.threads, parts, &run) {
-        return;
-    }
-    for i in 0..parts {
-        run(i);
-    }
+    pool::run_parts(par.threads, parts, &run);
 }
 
 /// # Safety
@@ -380,12 +372,7 @@ fn gather_gemm_tn_on(
         // dw, which is uniquely borrowed; `try_run` returns after every part; `isa` is supported.
         unsafe { tn_isa(isa, src.as_ptr(), g, m / g.cols, taps, cin, dz.as_ptr(), n, wp as *mut f32, lo, hi) };
     };
-    if parts > 1 && pool::try_run(par.threads, parts, &run) {
-        return;
-    }
-    for i in 0..parts {
-        run(i);
-    }
+    pool::run_parts(par.threads, parts, &run);
 }
 
 /// # Safety

@@ -153,6 +153,16 @@ fn run_chunks(epoch_seen: u64) {
     }
 }
 
+/// Runs chunks `f(0..chunks)`: across the pool when there is more than one and it is free (see
+/// [`try_run`]), else one after another on this thread, with the same chunks and so the same
+/// scratch sizes as a split run.
+pub(super) fn run_parts<F: Fn(usize) + Sync>(threads: usize, chunks: usize, f: &F) {
+    if chunks > 1 && try_run(threads, chunks, f) {
+        return;
+    }
+    (0..chunks).for_each(f);
+}
+
 /// Runs `f(0)`, …, `f(chunks - 1)`, each exactly once, on this thread and on up to
 /// `threads - 1` workers, and returns `true` once all have finished; returns `false` without
 /// running anything when the pool is busy with another thread's job (or no worker could be
