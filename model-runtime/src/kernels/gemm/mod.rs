@@ -136,17 +136,7 @@ fn blocks_on(isa: Isa, par: Par, m: usize, n: usize, a: &[&[f32]], k: &[usize], 
     let splits = par.threads > 1 && m.saturating_mul(k_total).saturating_mul(n) >= par.min_work.saturating_mul(2);
     let narrow = n <= NARROW_MAX_N && k_total.saturating_mul(n) <= 4096 && (1..=NARROW_MAX_BLOCKS).contains(&a.len()) && !splits;
     if !narrow {
-        let mut row0 = 0;
-        for (i, (&ai, &ki)) in a.iter().zip(k).enumerate() {
-            let e = if i + 1 == a.len() { epi } else { Epilogue::NONE };
-            let beta = if i == 0 { 0.0 } else { 1.0 };
-            sgemm_on(isa, par, m, ki, n, 1.0, ai, false, &b[row0 * n..(row0 + ki) * n], false, beta, c, e);
-            row0 += ki;
-        }
-        if a.is_empty() {
-            sgemm_on(isa, par, m, 0, n, 1.0, &[], false, &[], false, 0.0, c, epi);
-        }
-        return;
+        return blocks_general(isa, par, m, n, a, k, b, c, epi);
     }
     let mut raw = [driver::Block { a: std::ptr::null(), k: 0, b: std::ptr::null() }; NARROW_MAX_BLOCKS];
     let mut row0 = 0;
@@ -169,6 +159,23 @@ fn blocks_on(isa: Isa, par: Par, m: usize, n: usize, a: &[&[f32]], k: &[usize], 
             Isa::Avx512 => narrow_avx512(raw, m, n, bias, epi.relu, c),
             Isa::Portable => narrow_on::<simd::Portable>(raw, m, n, bias, epi.relu, c),
         }
+    }
+}
+
+/// [`blocks_on`] off the narrow path: one [`sgemm_on`] per block, the first overwriting C, the last
+/// applying the epilogue. Kept out of line, so that the narrow path's calls stay small.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn blocks_general(isa: Isa, par: Par, m: usize, n: usize, a: &[&[f32]], k: &[usize], b: &[f32], c: &mut [f32], epi: Epilogue<'_>) {
+    let mut row0 = 0;
+    for (i, (&ai, &ki)) in a.iter().zip(k).enumerate() {
+        let e = if i + 1 == a.len() { epi } else { Epilogue::NONE };
+        let beta = if i == 0 { 0.0 } else { 1.0 };
+        sgemm_on(isa, par, m, ki, n, 1.0, ai, false, &b[row0 * n..(row0 + ki) * n], false, beta, c, e);
+        row0 += ki;
+    }
+    if a.is_empty() {
+        sgemm_on(isa, par, m, 0, n, 1.0, &[], false, &[], false, 0.0, c, epi);
     }
 }
 
@@ -340,19 +347,24 @@ pub const ISA_ENV: &str = "MODELC_GEMM_ISA";
 static DETECTED: AtomicU8 = AtomicU8::new(0);
 
 /// The best instruction set this CPU supports, detected once.
+#[inline]
 fn isa() -> Isa {
     match DETECTED.load(Ordering::Relaxed) {
-        0 => {
-            // `MODELC_GEMM_ISA` picks another instruction set than the default, to compare them.
-            let wanted = std::env::var(ISA_ENV).ok();
-            let available = Isa::available();
-            let chosen = available.iter().copied().find(|i| wanted.as_deref() == Some(i.name()));
-            let best = chosen.or_else(|| available.iter().copied().rfind(|i| i.default_choice())).unwrap_or(Isa::Portable);
-            DETECTED.store(best.code(), Ordering::Relaxed);
-            best
-        }
+        0 => detect_isa(),
         code => Isa::from_code(code),
     }
+}
+
+/// [`isa`] on its first call: detects and records the instruction set.
+#[cold]
+fn detect_isa() -> Isa {
+    // `MODELC_GEMM_ISA` picks another instruction set than the default, to compare them.
+    let wanted = std::env::var(ISA_ENV).ok();
+    let available = Isa::available();
+    let chosen = available.iter().copied().find(|i| wanted.as_deref() == Some(i.name()));
+    let best = chosen.or_else(|| available.iter().copied().rfind(|i| i.default_choice())).unwrap_or(Isa::Portable);
+    DETECTED.store(best.code(), Ordering::Relaxed);
+    best
 }
 
 impl Isa {

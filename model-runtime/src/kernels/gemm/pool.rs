@@ -43,16 +43,21 @@ pub fn set_num_threads(n: usize) {
 
 /// The number of threads a large GEMM may use: the last [`set_num_threads`], else
 /// `MODELC_NUM_THREADS`, else the number of CPUs available to the process.
+#[inline]
 pub fn num_threads() -> usize {
     match THREADS.load(Ordering::Relaxed) {
-        0 => {
-            let n = default_threads();
-            // A concurrent `set_num_threads` wins over the default.
-            let _ = THREADS.compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed);
-            THREADS.load(Ordering::Relaxed)
-        }
+        0 => first_num_threads(),
         n => n,
     }
+}
+
+/// [`num_threads`] on its first call: settles the default.
+#[cold]
+fn first_num_threads() -> usize {
+    let n = default_threads();
+    // A concurrent `set_num_threads` wins over the default.
+    let _ = THREADS.compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed);
+    THREADS.load(Ordering::Relaxed)
 }
 
 /// `MODELC_NUM_THREADS` if it is a positive integer, else the available parallelism.
