@@ -77,6 +77,34 @@ fn fusion_branches_predict_exactly_like_forward() {
     );
 }
 
+/// Contiguous float inputs are read where the caller holds them, the others are staged: a view of
+/// every column of a wider array, and a transposed (column-major) one, give the outputs of their
+/// contiguous copies bit for bit, through `predict` and `predict_into`, in either order of calls.
+#[test]
+fn inputs_read_in_place_and_staged_inputs_predict_alike() {
+    use fusion::*;
+    use modelc::ndarray::{s, ShapeBuilder};
+    let (l, r, _) = make_data(24, 5);
+    let mut m = Fusion::new(6);
+    let contiguous = FusionInputs { left_features: l.view(), right_features: r.view() };
+    let want = bits::<Fusion>(&m.predict(&contiguous).unwrap());
+    // `left` inside a wider array: rows 12 apart; `right` column-major.
+    let mut wide = Array2::zeros((24, 12));
+    wide.slice_mut(s![.., 2..10]).assign(&l);
+    let mut right_f = Array2::zeros((24, 4).f());
+    right_f.assign(&r);
+    let strided = FusionInputs { left_features: wide.slice(s![.., 2..10]), right_features: right_f.view() };
+    assert!(strided.left_features.as_slice().is_none() && strided.right_features.as_slice().is_none());
+    assert_eq!(bits::<Fusion>(&m.predict(&strided).unwrap()), want, "staged");
+    let mixed = FusionInputs { left_features: l.view(), right_features: right_f.view() };
+    let mut out = m.predict(&strided).unwrap();
+    m.predict_into(&mixed, &mut out).unwrap();
+    assert_eq!(bits::<Fusion>(&out), want, "one in place, one staged");
+    m.predict_into(&contiguous, &mut out).unwrap();
+    assert_eq!(bits::<Fusion>(&out), want, "both in place");
+    assert_eq!(bits::<Fusion>(&ops::forward(&mut m, &strided, false).unwrap()), want, "training forward, staged");
+}
+
 #[test]
 fn residual_skips_predict_exactly_like_forward() {
     use residual::*;

@@ -350,14 +350,6 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
     let out_idx: Vec<usize> = (0..sig.outputs.len()).collect();
     let in_idx: Vec<usize> = (0..sig.inputs.len()).collect();
     let in_names: Vec<&Ident> = sig.inputs.iter().map(|i| &i.0).collect();
-    let in_variant: Vec<TokenStream> = sig
-        .inputs
-        .iter()
-        .map(|(_, _, dt)| match dt {
-            DType::F32 => quote!(F32),
-            DType::I32 => quote!(I32),
-        })
-        .collect();
 
     let Some(plan) = plan else {
         // Stub: the same items, nothing computed, never called (the crate does not compile).
@@ -381,7 +373,7 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
                 type PerOutput<T> = #per_output_ty<T>;
                 fn state(&self) -> &#p::network::State { &self.__state }
                 fn state_mut(&mut self) -> &mut #p::network::State { &mut self.__state }
-                fn visit_inputs<'a>(_: &'a #inputs_ty<'_>, _: &mut dyn FnMut(usize, #p::network::InputView<'a>) -> #p::Result<()>) -> #p::Result<()> { ::core::unreachable!() }
+                fn visit_inputs<'a>(_: &'a #inputs_ty<'_>, _: &mut dyn FnMut(usize, #p::network::Input<'a>) -> #p::Result<()>) -> #p::Result<()> { ::core::unreachable!() }
                 fn visit_targets<'a>(_: &'a #targets_ty<'_>, _: &mut dyn FnMut(usize, #nd::ArrayViewD<'a, f32>) -> #p::Result<()>) -> #p::Result<()> { ::core::unreachable!() }
                 fn visit_outputs<'a>(_: &'a #outputs_ty, _: &mut dyn FnMut(usize, #nd::ArrayViewD<'a, f32>) -> #p::Result<()>) -> #p::Result<()> { ::core::unreachable!() }
                 fn outputs_from(_: usize, _: #p::Vec<#p::Vec<f32>>) -> #outputs_ty { ::core::unreachable!() }
@@ -423,8 +415,8 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             quote!(#nd::Dim([__batch, #(#dims),*]))
         })
         .collect();
-    let forward = forward_body(plan, |_, step| step.cx.clone());
-    let forward_inference = forward_body(plan, |k, step| plan.inference.step_cx(k, &step.cx));
+    let forward = forward_body(plan, false, |_, step| step.cx.clone());
+    let forward_inference = forward_body(plan, true, |k, step| plan.inference.step_cx(k, &step.cx));
     let infer_buffers = &plan.inference.buffers;
     let infer_scratch = &plan.inference.scratch;
     let infer_in_bufs = &plan.inference.inputs;
@@ -465,8 +457,8 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
                 &mut self.__state
             }
 
-            fn visit_inputs<'a>(__inputs: &'a #inputs_ty<'_>, __f: &mut dyn FnMut(usize, #p::network::InputView<'a>) -> #p::Result<()>) -> #p::Result<()> {
-                #( __f(#in_idx, #p::network::InputView::#in_variant(__inputs.#in_names.view().into_dyn()))?; )*
+            fn visit_inputs<'a>(__inputs: &'a #inputs_ty<'_>, __f: &mut dyn FnMut(usize, #p::network::Input<'a>) -> #p::Result<()>) -> #p::Result<()> {
+                #( __f(#in_idx, #p::network::Input::new(&__inputs.#in_names))?; )*
                 ::core::result::Result::Ok(())
             }
 
@@ -495,8 +487,10 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
                 #forward
             }
 
+            const INFER_INPUTS_IN_PLACE: bool = true;
+
             #[allow(unused_variables, clippy::all)]
-            fn forward_inference(__p: &[f32], __ws: &mut #p::workspace::Workspace) {
+            fn forward_inference(__p: &[f32], __ws: &mut #p::workspace::Workspace, __x: &[::core::option::Option<&[f32]>]) {
                 let __b = __ws.batch;
                 #forward_inference
             }
@@ -592,12 +586,13 @@ fn step_comment(plan: &Plan, step: &crate::plan::Step) -> String {
 // Each step expands to: take the output buffer, bind `__y` to exactly the output's part of it and the
 // parameters, run the layer's kernels, put the buffer back. `cx_of` gives each step's buffers: the
 // training plan's (one per value) or the inference plan's (shared by liveness, so possibly longer).
-fn forward_body(plan: &Plan, cx_of: impl Fn(usize, &crate::plan::Step) -> crate::plan::StepCx) -> TokenStream {
+// `inputs_in_place`: model inputs are read from `__x` where the runtime passes them (inference).
+fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate::plan::Step) -> crate::plan::StepCx) -> TokenStream {
     let mut out = TokenStream::new();
     for (k, step) in plan.steps.iter().enumerate() {
         let Some(kind) = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
         let n_params = plan.layer_params.get(step.layer.0).map(|r| r.len()).unwrap_or(0);
-        let cx = cx_of(k, step).emit_cx(n_params);
+        let cx = crate::layers::EmitCx { inputs_in_place, ..cx_of(k, step).emit_cx(n_params) };
         let (y, n) = (cx.output.buf, cx.output.shape.numel());
         let params = bind_params(plan, step.layer.0);
         let body = kind.forward(&cx);

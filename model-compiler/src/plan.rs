@@ -68,6 +68,7 @@ impl StepCx {
             scratch_len: self.scratch_len.clone(),
             fused_output: self.fused_output,
             trainable: self.trainable,
+            inputs_in_place: false,
         }
     }
 }
@@ -183,7 +184,10 @@ pub fn plan(typed: Typed) -> Plan {
 
     let shape_of = |v: ValueId| typed.shapes.get(v.0).cloned().flatten().unwrap_or(Shape(Vec::new()));
     let buf_of = |v: ValueId| value_buf.get(v.0).copied().flatten().unwrap_or(0);
-    let is_input = |v: ValueId| matches!(m.values.get(v.0).map(|x| x.producer), Some(Producer::Input(_)));
+    let input_of = |v: ValueId| match m.values.get(v.0).map(|x| x.producer) {
+        Some(Producer::Input(i)) => Some(i),
+        _ => None,
+    };
 
     // Outputs and loss fusion: an output may fuse its final activation when nothing else reads it.
     let mut outputs = Vec::new();
@@ -219,9 +223,9 @@ pub fn plan(typed: Typed) -> Plan {
             .inputs
             .iter()
             .flat_map(|v| parts.get(v).cloned().unwrap_or_else(|| vec![*v]))
-            .map(|v| Operand { buf: buf_of(v), shape: shape_of(v), needs_grad: !is_input(v) })
+            .map(|v| Operand { buf: buf_of(v), shape: shape_of(v), needs_grad: input_of(v).is_none(), input: input_of(v) })
             .collect();
-        let output = Operand { buf: buf_of(call.output), shape: shape_of(call.output), needs_grad: true };
+        let output = Operand { buf: buf_of(call.output), shape: shape_of(call.output), needs_grad: true, input: None };
         let in_shapes: Vec<Shape> = inputs.iter().map(|o| o.shape.clone()).collect();
         let mut scratch_ids = Vec::new();
         let scratch_len = kind.scratch(&in_shapes, &output.shape);

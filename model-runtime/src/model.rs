@@ -2,7 +2,7 @@
 //! staged into the workspace, run, typed outputs and named parameters out.
 
 use crate::error::{Error, Result};
-use crate::network::{InputView, Network, State};
+use crate::network::{Input, InputView, Network, State};
 use crate::spec::{keras_shape, DType, ParamSpec, TensorSpec};
 use crate::workspace::{Layout, Workspace};
 use ndarray::{ArrayViewD, Axis, IxDyn};
@@ -91,16 +91,13 @@ pub fn check_inputs<N: Network>(inputs: &N::Inputs<'_>) -> Result<usize> {
 
 /// Checks the inputs' shapes and dtypes, recording their batch sizes in `batch`.
 pub(crate) fn see_inputs<N: Network>(inputs: &N::Inputs<'_>, batch: &mut BatchCheck) -> Result<()> {
-    N::visit_inputs(inputs, &mut |i, view| see_input::<N>(i, &view, batch))
+    N::visit_inputs(inputs, &mut |i, input| see_input::<N>(i, input, batch))
 }
 
 /// Checks input `i`'s dtype, shape and (integer inputs) token ids, recording its batch size in `batch`.
-fn see_input<N: Network>(i: usize, view: &InputView<'_>, batch: &mut BatchCheck) -> Result<()> {
+fn see_input<N: Network>(i: usize, input: Input<'_>, batch: &mut BatchCheck) -> Result<()> {
     let spec = input_spec::<N>(i)?;
-    let (shape, dtype) = match view {
-        InputView::F32(v) => (v.shape(), DType::F32),
-        InputView::I32(v) => (v.shape(), DType::I32),
-    };
+    let (shape, dtype) = (input.shape(), input.dtype());
     if dtype != spec.dtype {
         return Err(Error::DType {
             what: "input",
@@ -110,8 +107,10 @@ fn see_input<N: Network>(i: usize, view: &InputView<'_>, batch: &mut BatchCheck)
         });
     }
     let b = check_shape("input", spec, shape)?;
-    if let InputView::I32(v) = view {
-        check_ids::<N>(i, spec, v)?;
+    if dtype == DType::I32 && N::ID_BOUNDS.iter().any(|b| b.input == i) {
+        if let InputView::I32(v) = input.view() {
+            check_ids::<N>(i, spec, &v)?;
+        }
     }
     batch.see("input", spec.name, b)
 }
@@ -146,21 +145,52 @@ fn dtype_name(d: DType) -> &'static str {
 /// inference-layout workspace). Integer inputs are converted to `f32` exactly
 /// (an error past ±2^24); non-contiguous views are copied in logical order. Returns the batch size.
 pub fn stage_inputs<N: Network>(inputs: &N::Inputs<'_>, ws: &mut Workspace) -> Result<usize> {
+    stage::<N>(inputs, ws, None)
+}
+
+/// Most inputs an inference call reads in place; the others are staged.
+const IN_PLACE_MAX: usize = 16;
+
+/// Where `forward_inference` reads each input: in place (`Some`) or staged (`None`).
+type InPlace<'a> = [Option<&'a [f32]>; IN_PLACE_MAX];
+
+/// [`stage_inputs`] into the inference workspace, except that the inputs `N::forward_inference` can
+/// read where the caller holds them (contiguous float inputs, not themselves outputs) are not copied
+/// but set in `direct`.
+fn stage_for_inference<'a, N: Network>(inputs: &'a N::Inputs<'_>, ws: &mut Workspace, direct: &mut InPlace<'a>) -> Result<usize> {
+    stage::<N>(inputs, ws, N::INFER_INPUTS_IN_PLACE.then_some(direct))
+}
+
+fn stage<'a, N: Network>(inputs: &'a N::Inputs<'_>, ws: &mut Workspace, mut direct: Option<&mut InPlace<'a>>) -> Result<usize> {
     // One pass: each input is checked, then copied (the workspace sized by the first one). An input
     // that fails a check leaves the workspace marked empty (batch 0), so nothing reads the half-staged
     // inputs: `backward` reports that no forward pass ran.
     let mut batch = BatchCheck::default();
     let mut sized = false;
-    let staged = N::visit_inputs(inputs, &mut |i, view| {
-        see_input::<N>(i, &view, &mut batch)?;
+    let staged = N::visit_inputs(inputs, &mut |i, input| {
+        see_input::<N>(i, input, &mut batch)?;
         let b = batch.finish()?;
         if !sized {
             ws.resize::<N>(b);
             sized = true;
         }
+        let in_place = match &mut direct {
+            Some(direct) if !is_output::<N>(i) => direct.get_mut(i).zip(input.f32_slice()),
+            _ => None,
+        };
+        if let Some((slot, x)) = in_place {
+            *slot = Some(x);
+            return Ok(());
+        }
         let spec = input_spec::<N>(i)?;
         let dst = input_buffer::<N>(ws, i, b * spec.sample_len())?;
-        copy_input(spec.name, &view, dst)
+        match input.f32_slice() {
+            Some(x) => {
+                dst.copy_from_slice(x);
+                Ok(())
+            }
+            None => copy_input(spec.name, &input.view(), dst),
+        }
     });
     match staged.and_then(|()| batch.finish()) {
         Ok(b) => Ok(b),
@@ -169,6 +199,12 @@ pub fn stage_inputs<N: Network>(inputs: &N::Inputs<'_>, ws: &mut Workspace) -> R
             Err(e)
         }
     }
+}
+
+/// Whether input `i` is also a model output (one value per training buffer), which the caller reads
+/// from the workspace: such an input is staged.
+fn is_output<N: Network>(i: usize) -> bool {
+    N::INPUT_BUFFERS.get(i).is_none_or(|b| N::OUTPUT_BUFFERS.contains(b))
 }
 
 /// The first `len` elements of input `i`'s staging buffer.
@@ -209,13 +245,13 @@ pub(crate) fn exact_f32(name: &str, v: i32) -> Result<f32> {
 
 /// Copies rows `rows` of input `i` (`view`, batch first) into `dst`, `row_len` elements per row, in
 /// order, converting integers exactly. Allocates nothing for standard-layout views.
-pub(crate) fn gather_input<N: Network>(i: usize, view: &InputView<'_>, rows: Rows<'_>, row_len: usize, dst: &mut [f32]) -> Result<()> {
-    match view {
+pub(crate) fn gather_input<N: Network>(i: usize, input: Input<'_>, rows: Rows<'_>, row_len: usize, dst: &mut [f32]) -> Result<()> {
+    match input.view() {
         InputView::F32(v) => {
-            gather_f32(v, rows, row_len, dst);
+            gather_f32(&v, rows, row_len, dst);
             Ok(())
         }
-        InputView::I32(v) => gather_i32(input_spec::<N>(i)?.name, v, rows, row_len, dst),
+        InputView::I32(v) => gather_i32(input_spec::<N>(i)?.name, &v, rows, row_len, dst),
     }
 }
 
@@ -301,9 +337,14 @@ pub(crate) fn run_forward<N: Network>(state: &mut State, training: bool) {
 
 /// Runs `N::forward_inference` on the inputs staged in `state.infer`.
 pub(crate) fn run_inference<N: Network>(state: &mut State) {
+    run_inference_on::<N>(state, &[]);
+}
+
+/// Runs `N::forward_inference` on the inputs in `direct` (where `Some`) or staged in `state.infer`.
+fn run_inference_on<N: Network>(state: &mut State, direct: &[Option<&[f32]>]) {
     let State { params, infer, .. } = state;
     infer.training = false;
-    N::forward_inference(params, infer);
+    N::forward_inference(params, infer, direct);
 }
 
 /// Output `o`'s values in the workspace for the current batch (`state.ws` after `forward`,
@@ -340,8 +381,9 @@ pub fn predict<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Result<N::O
 pub fn predict_staged<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Result<usize> {
     let state = model.state_mut();
     state.infer.set_layout(Layout::Inference);
-    let batch = stage_inputs::<N>(inputs, &mut state.infer)?;
-    run_inference::<N>(state);
+    let mut direct: InPlace<'_> = [None; IN_PLACE_MAX];
+    let batch = stage_for_inference::<N>(inputs, &mut state.infer, &mut direct)?;
+    run_inference_on::<N>(state, &direct);
     Ok(batch)
 }
 

@@ -13,6 +13,16 @@ pub fn split_mut<const K: usize>(s: &mut [f32], lens: [usize; K]) -> [&mut [f32]
     })
 }
 
+/// Model input `i` of an inference pass: where the caller holds it when the runtime passed it in
+/// `direct`, else its staging buffer `staged`.
+#[inline]
+pub fn input_or<'a>(direct: &[Option<&'a [f32]>], i: usize, staged: &'a [f32]) -> &'a [f32] {
+    match direct.get(i) {
+        Some(Some(x)) => x,
+        _ => staged,
+    }
+}
+
 /// Two distinct buffers of `bufs`, both mutable (`a != b`; a layer's two scratch buffers).
 ///
 /// # Panics

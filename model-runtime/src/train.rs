@@ -345,7 +345,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             let spec = &N::INPUTS[i];
             let len = spec.sample_len();
             let dst = input_buffer::<N>(ws, i, batch * len)?;
-            gather_input::<N>(i, &view, rows, len, dst)
+            gather_input::<N>(i, view, rows, len, dst)
         })?;
         if let Some(targets) = targets {
             let staged = &mut self.targets;
@@ -596,7 +596,7 @@ pub fn predict_batched<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, batch_
             let spec = &N::INPUTS[i];
             let len = spec.sample_len();
             let dst = input_buffer::<N>(&mut state.infer, i, (e - s) * len)?;
-            gather_input::<N>(i, &view, Rows::Range(s, e), len, dst)
+            gather_input::<N>(i, view, Rows::Range(s, e), len, dst)
         })?;
         run_inference::<N>(state);
         for (o, d) in data.iter_mut().enumerate() {

@@ -108,6 +108,8 @@ pub struct Operand {
     pub shape: Shape,
     /// Whether backward must produce its gradient (false for model inputs).
     pub needs_grad: bool,
+    /// The model input it is, if it is one.
+    pub input: Option<usize>,
 }
 
 /// What a layer's emitters may name. The framework binds, around each layer's code:
@@ -129,14 +131,22 @@ pub struct EmitCx {
     pub fused_output: Option<usize>,
     /// False when the layer is frozen: Keras runs a frozen `BatchNormalization` in inference mode.
     pub trainable: bool,
+    /// Whether model inputs may be read where the caller holds them (`__x`, the inference forward)
+    /// instead of from their staging buffers.
+    pub inputs_in_place: bool,
 }
 
 impl EmitCx {
     /// `&__ws.values[buf][..__b * n]` of operand `i` (`n` its per-sample length): exactly the operand,
     /// also when the buffer is longer because inference shares it with larger values.
+    /// In the inference forward a model input is read in place when the runtime passes it in
+    /// `__x` (a contiguous float input), else from its staging buffer.
     pub fn x(&self, i: usize) -> TokenStream {
-        let (buf, n) = self.inputs.get(i).map(|o| (o.buf, o.shape.numel())).unwrap_or((0, 0));
-        quote!(&__ws.values[#buf][..__b * #n])
+        let (buf, n, input) = self.inputs.get(i).map(|o| (o.buf, o.shape.numel(), o.input)).unwrap_or((0, 0, None));
+        match input {
+            Some(k) if self.inputs_in_place => quote!(&::modelc::__private::support::input_or(__x, #k, &__ws.values[#buf])[..__b * #n]),
+            _ => quote!(&__ws.values[#buf][..__b * #n]),
+        }
     }
 
     /// The output's values (in backward).

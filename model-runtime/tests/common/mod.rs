@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use model_runtime::kernels::activation::Activation;
-use model_runtime::network::{InputView, Network, State};
+use model_runtime::network::{Input, Network, State};
 use model_runtime::spec::{DType, Init, OutputInfo, ParamSpec, TensorSpec};
 use model_runtime::workspace::Workspace;
 use model_runtime::Result;
@@ -109,9 +109,9 @@ impl Network for TwoIn {
         &mut self.state
     }
 
-    fn visit_inputs<'a>(inputs: &'a Self::Inputs<'_>, f: &mut dyn FnMut(usize, InputView<'a>) -> Result<()>) -> Result<()> {
-        f(0, InputView::F32(inputs.a.view()))?;
-        f(1, InputView::F32(inputs.b.view()))
+    fn visit_inputs<'a>(inputs: &'a Self::Inputs<'_>, f: &mut dyn FnMut(usize, Input<'a>) -> Result<()>) -> Result<()> {
+        f(0, Input::new(&inputs.a))?;
+        f(1, Input::new(&inputs.b))
     }
     fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
         f(0, targets.score.view())
@@ -267,8 +267,8 @@ impl Network for Heads {
         &mut self.state
     }
 
-    fn visit_inputs<'a>(inputs: &'a Self::Inputs<'_>, f: &mut dyn FnMut(usize, InputView<'a>) -> Result<()>) -> Result<()> {
-        f(0, InputView::F32(inputs.x.view()))
+    fn visit_inputs<'a>(inputs: &'a Self::Inputs<'_>, f: &mut dyn FnMut(usize, Input<'a>) -> Result<()>) -> Result<()> {
+        f(0, Input::new(&inputs.x))
     }
     fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
         f(0, targets.class.view())?;
@@ -387,8 +387,8 @@ impl Network for Ids {
     fn state_mut(&mut self) -> &mut State {
         &mut self.state
     }
-    fn visit_inputs<'a>(inputs: &'a Self::Inputs<'_>, f: &mut dyn FnMut(usize, InputView<'a>) -> Result<()>) -> Result<()> {
-        f(0, InputView::I32(inputs.ids.view()))
+    fn visit_inputs<'a>(inputs: &'a Self::Inputs<'_>, f: &mut dyn FnMut(usize, Input<'a>) -> Result<()>) -> Result<()> {
+        f(0, Input::new(&inputs.ids))
     }
     fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
         f(0, targets.out.view())
