@@ -403,6 +403,15 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
     let param_count = plan.param_count;
     let buffers = &plan.buffers;
     let scratch = &plan.scratch;
+    let grad_zero = &plan.grad_zero;
+    let param_grad_zero: Vec<TokenStream> = plan
+        .param_grad_zero
+        .iter()
+        .map(|r| {
+            let (offset, len) = (r.start, r.len());
+            quote!((#offset, #len))
+        })
+        .collect();
     let in_bufs: Vec<usize> = plan.inputs.iter().map(|i| i.buf).collect();
     let out_bufs: Vec<usize> = plan.outputs.iter().map(|o| o.buf).collect();
     let summary = meta::summary(plan);
@@ -442,6 +451,8 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             const INFER_INPUT_BUFFERS: &'static [usize] = &[#(#infer_in_bufs),*];
             const INFER_OUTPUT_BUFFERS: &'static [usize] = &[#(#infer_out_bufs),*];
             const ID_BOUNDS: &'static [#p::spec::IdBound] = &[#(#id_bounds),*];
+            const GRAD_ZERO: ::core::option::Option<&'static [usize]> = ::core::option::Option::Some(&[#(#grad_zero),*]);
+            const PARAM_GRAD_ZERO: ::core::option::Option<&'static [(usize, usize)]> = ::core::option::Option::Some(&[#(#param_grad_zero),*]);
             const SUMMARY: &'static str = #summary;
             const DOT: &'static str = #dot;
             type Inputs<'a> = #inputs_ty<'a>;
@@ -618,10 +629,10 @@ fn backward_body(plan: &Plan) -> TokenStream {
     let mut out = TokenStream::new();
     for step in plan.steps.iter().rev() {
         let Some(kind) = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
-        let n_params = plan.layer_params.get(step.layer.0).map(|r| r.len()).unwrap_or(0);
-        if n_params == 0 && !step.cx.inputs.iter().any(|o| o.needs_grad) {
+        if !plan.runs_backward(step) {
             continue;
         }
+        let n_params = plan.layer_params.get(step.layer.0).map(|r| r.len()).unwrap_or(0);
         let cx = step.cx.emit_cx(n_params);
         let y = step.cx.output.buf;
         let params = bind_params(plan, step.layer.0);

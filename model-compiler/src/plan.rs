@@ -55,6 +55,10 @@ pub struct StepCx {
     pub fused_output: Option<usize>,
     /// Whether the layer is trainable (not frozen).
     pub trainable: bool,
+    /// Per operand: whether this step's backward is the first writer of its gradient.
+    pub dx_set: Vec<bool>,
+    /// Whether this step's backward is the first writer of the layer's parameter gradients.
+    pub params_set: bool,
 }
 
 impl StepCx {
@@ -69,6 +73,8 @@ impl StepCx {
             fused_output: self.fused_output,
             trainable: self.trainable,
             inputs_in_place: false,
+            dx_set: self.dx_set.clone(),
+            params_set: self.params_set,
         }
     }
 }
@@ -127,6 +133,18 @@ pub struct Plan {
     pub outputs: Vec<PlanOutput>,
     /// The inference buffers, shared by liveness (`memory`).
     pub inference: crate::memory::MemoryPlan,
+    /// The activation-gradient buffers backward needs zeroed first: those whose first writer adds.
+    pub grad_zero: Vec<usize>,
+    /// The parameter-gradient ranges of the flat buffer backward needs zeroed first.
+    pub param_grad_zero: Vec<std::ops::Range<usize>>,
+}
+
+impl Plan {
+    /// Whether step `k`'s backward runs: it has parameters or an operand that needs a gradient.
+    pub fn runs_backward(&self, step: &Step) -> bool {
+        let has_params = self.layer_params.get(step.layer.0).is_some_and(|r| !r.is_empty());
+        has_params || step.cx.inputs.iter().any(|o| o.needs_grad)
+    }
 }
 
 /// Plans a model that `infer` accepted.
@@ -239,7 +257,16 @@ pub fn plan(typed: Typed) -> Plan {
         steps.push(Step {
             call: c,
             layer: call.layer,
-            cx: StepCx { inputs, output, scratch: scratch_ids, scratch_len, fused_output, trainable },
+            cx: StepCx {
+                inputs,
+                output,
+                scratch: scratch_ids,
+                scratch_len,
+                fused_output,
+                trainable,
+                dx_set: Vec::new(),
+                params_set: false,
+            },
         });
     }
 
@@ -261,9 +288,66 @@ pub fn plan(typed: Typed) -> Plan {
         schedule: live,
         typed,
         inference: crate::memory::MemoryPlan::default(),
+        grad_zero: Vec::new(),
+        param_grad_zero: Vec::new(),
     };
     plan.inference = crate::memory::plan(&plan);
+    first_writers(&mut plan);
     plan
+}
+
+/// Marks each gradient's first writer in backward (steps in reverse order) that may write `=`
+/// (`LayerDef::backward_sets_first_writes`), and lists what must be zeroed instead: the activation
+/// gradients and parameter ranges whose first writer adds, or that nothing writes. A model output's
+/// gradient is seeded by the loss before any step, so every step adds onto it; an operand that appears
+/// twice in one call is set by its first occurrence and added to by the second.
+fn first_writers(plan: &mut Plan) {
+    let mut written = vec![false; plan.buffers.len()];
+    let mut set = vec![false; plan.buffers.len()];
+    for o in &plan.outputs {
+        if let Some(w) = written.get_mut(o.buf) {
+            *w = true;
+        }
+    }
+    let mut layer_written = vec![false; plan.layer_params.len()];
+    let mut layer_set = vec![false; plan.layer_params.len()];
+    for k in (0..plan.steps.len()).rev() {
+        let Some(step) = plan.steps.get(k) else { continue };
+        if !plan.runs_backward(step) {
+            continue;
+        }
+        let sets =
+            plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()).is_some_and(|kind| kind.backward_sets_first_writes());
+        let mut dx_set = Vec::with_capacity(step.cx.inputs.len());
+        for op in &step.cx.inputs {
+            let first = op.needs_grad && written.get(op.buf) == Some(&false);
+            if let (true, Some(w), Some(s)) = (first, written.get_mut(op.buf), set.get_mut(op.buf)) {
+                (*w, *s) = (true, sets);
+            }
+            dx_set.push(first && sets);
+        }
+        let layer = step.layer.0;
+        let has_params = plan.layer_params.get(layer).is_some_and(|r| !r.is_empty());
+        let params_first = has_params && layer_written.get(layer) == Some(&false);
+        if let (true, Some(w), Some(s)) = (params_first, layer_written.get_mut(layer), layer_set.get_mut(layer)) {
+            (*w, *s) = (true, sets);
+        }
+        if let Some(step) = plan.steps.get_mut(k) {
+            step.cx.dx_set = dx_set;
+            step.cx.params_set = params_first && sets;
+        }
+    }
+    // Model inputs get no gradient: nothing writes or reads theirs.
+    let inputs: Vec<usize> = plan.inputs.iter().map(|i| i.buf).collect();
+    plan.grad_zero = (0..plan.buffers.len()).filter(|b| set.get(*b) == Some(&false) && !inputs.contains(b)).collect();
+    let slots = &plan.params;
+    plan.param_grad_zero = plan
+        .layer_params
+        .iter()
+        .zip(&layer_set)
+        .filter(|(r, &s)| !s && !r.is_empty())
+        .filter_map(|(r, _)| Some(slots.get(r.start)?.offset..slots.get(r.end - 1).map(|p| p.offset + p.len)?))
+        .collect();
 }
 
 /// Concatenations along the last axis whose result only `Dense` layers read, and which is no model
@@ -300,6 +384,65 @@ mod tests {
 
     fn kinds(p: &Plan) -> Vec<&'static str> {
         p.steps.iter().map(|s| p.typed.model.layers[s.layer.0].keras_type).collect()
+    }
+
+    /// (dx_set, params_set) of each step, in schedule order.
+    fn writes(p: &Plan) -> Vec<(Vec<bool>, bool)> {
+        p.steps.iter().map(|s| (s.cx.dx_set.clone(), s.cx.params_set)).collect()
+    }
+
+    #[test]
+    fn each_gradient_s_first_writer_sets_it_and_only_the_seeded_output_is_zeroed() {
+        // M4's graph. Backward runs Dense3, Add, Dense2, Dense1.
+        let p = plan_of(
+            "struct M { input x: [6]; let h1 = Dense(5)(x); let h2 = Dense(5)(h1); let s = Add()([h1, h2]); \
+             output y = Dense(3, activation = softmax)(s); }",
+        );
+        assert_eq!(kinds(&p), ["Dense", "Dense", "Add", "Dense"]);
+        // Buffers: x 0, h1 1, h2 2, s 3, y 4.
+        assert_eq!(
+            writes(&p),
+            [
+                (vec![false], true),       // Dense1: x gets no gradient; first (only) writer of its kernel
+                (vec![false], true),       // Dense2: h1's gradient came first from Add, so it adds
+                (vec![true, true], false), // Add sets h1's and h2's
+                (vec![true], true),        // Dense3 sets s's
+            ]
+        );
+        // Only the output y, which the loss seeds; not the input x.
+        assert_eq!(p.grad_zero, [4]);
+        assert!(p.param_grad_zero.is_empty());
+    }
+
+    #[test]
+    fn a_shared_layer_s_first_call_in_backward_sets_its_gradients_and_a_repeated_operand_is_added() {
+        let p = plan_of(
+            "struct M { input a: [4]; input b: [4]; layer shared = Dense(3); let u = shared(a); let v = shared(b); \
+             let c = Concatenate()([u, u]); let m = Average()([c, Dense(6)(v)]); output y = Dense(1)(m); }",
+        );
+        let w = writes(&p);
+        let dense: Vec<usize> = (0..p.steps.len()).filter(|&k| kinds(&p)[k] == "Dense").collect();
+        // The shared layer's second call (b) runs first in backward and sets; its first call (a) adds.
+        let shared: Vec<usize> = dense.iter().copied().filter(|&k| p.steps[k].layer == p.steps[dense[0]].layer).collect();
+        assert_eq!(shared.len(), 2);
+        assert_eq!((w[shared[0]].1, w[shared[1]].1), (false, true));
+        // The Concatenate of [u, u] is copied (Average reads it): its backward cannot set, so u is zeroed.
+        assert!(p.grad_zero.contains(&p.steps[shared[0]].cx.output.buf));
+        // Layers that cannot set (none with parameters here) leave no parameter range to zero.
+        assert!(p.param_grad_zero.is_empty());
+
+        // A Dense reading one value twice (an elided concatenation): the first part sets, the second adds.
+        let p = plan_of("struct M { input a: [4]; let u = Dense(3)(a); let c = Concatenate()([u, u]); output y = Dense(2)(c); }");
+        assert_eq!(writes(&p)[1], (vec![true, false], true));
+        assert!(!p.grad_zero.contains(&p.steps[0].cx.output.buf));
+    }
+
+    #[test]
+    fn parameters_of_layers_that_cannot_set_are_zeroed() {
+        let p = plan_of("struct M { input x: [4, 4, 2]; let c = Conv2D(3, 3, padding = \"same\")(x); let g = GlobalAveragePooling2D()(c); output y = Dense(2)(g); }");
+        let conv = &p.params[p.layer_params[p.steps[0].layer.0].clone()];
+        let (start, end) = (conv[0].offset, conv.last().map(|s| s.offset + s.len).unwrap());
+        assert_eq!((p.param_grad_zero.len(), p.param_grad_zero.first()), (1, Some(&(start..end))));
     }
 
     #[test]

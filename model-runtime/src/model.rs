@@ -421,7 +421,7 @@ pub fn backward<N: Network>(model: &mut N, d_outputs: &N::Outputs) -> Result<Gra
             }),
         }
     })?;
-    ws.zero_grads();
+    ws.zero_grads::<N>();
     ws.fused.iter_mut().for_each(|f| *f = false);
     N::visit_outputs(d_outputs, &mut |o, view| {
         let (spec, buf) = output_spec::<N>(o, Layout::Training)?;

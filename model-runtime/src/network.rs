@@ -153,6 +153,12 @@ pub trait Network: Sized + 'static {
     const INFER_OUTPUT_BUFFERS: &'static [usize] = Self::OUTPUT_BUFFERS;
     /// Token-id ranges of integer inputs read by `Embedding` layers.
     const ID_BOUNDS: &'static [IdBound] = &[];
+    /// The activation-gradient buffers `backward` needs zeroed before it runs; the others are
+    /// overwritten by their first writer. `None` (the default): all of them.
+    const GRAD_ZERO: Option<&'static [usize]> = None;
+    /// The `(offset, len)` ranges of the parameter gradients `backward` needs zeroed before it runs;
+    /// the others are overwritten by their first writer. `None` (the default): all of them.
+    const PARAM_GRAD_ZERO: Option<&'static [(usize, usize)]> = None;
     /// Keras-style summary table, computed at compile time.
     const SUMMARY: &'static str;
     /// The graph in Graphviz DOT, computed at compile time.
@@ -200,10 +206,26 @@ pub trait Network: Sized + 'static {
         Self::forward(params, ws)
     }
     /// Runs the backward pass: reads the output gradients in `ws.grads[OUTPUT_BUFFERS[o]]`
-    /// (set by the caller after `ws.zero_grads()`), accumulates every parameter's gradient into
-    /// `grads` (which the caller zeroes). Requires the activations of the last `forward`.
+    /// (set by the caller after `ws.zero_grads::<Self>()`), writes every parameter's gradient into
+    /// `grads` (the caller zeroes the `PARAM_GRAD_ZERO` ranges first: see [`zero_param_grads`]).
+    /// Requires the activations of the last `forward`.
     fn backward(params: &[f32], ws: &mut Workspace, grads: &mut [f32]);
     /// After a training `forward`, updates the non-trainable state it computed (the moving mean and
     /// variance of `BatchNormalization` layers) in `params`. Does nothing for most models.
     fn update_state(_params: &mut [f32], _ws: &Workspace) {}
+}
+
+/// Zeroes the parameter gradients `N::backward` adds onto (`N::PARAM_GRAD_ZERO`, else all of them);
+/// it overwrites the others.
+pub fn zero_param_grads<N: Network>(grads: &mut [f32]) {
+    match N::PARAM_GRAD_ZERO {
+        Some(ranges) => {
+            for &(offset, len) in ranges {
+                if let Some(g) = grads.get_mut(offset..offset + len) {
+                    g.fill(0.0);
+                }
+            }
+        }
+        None => grads.fill(0.0),
+    }
 }

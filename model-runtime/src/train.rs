@@ -18,7 +18,7 @@ use crate::model::{
     check_inputs, check_shape, gather_f32, gather_input, input_buffer, output_slice, output_spec, run_forward, run_inference, see_inputs,
     stage_inputs, BatchCheck, Rows,
 };
-use crate::network::{Network, State};
+use crate::network::{zero_param_grads, Network, State};
 use crate::optim::Optimizer;
 use crate::workspace::Layout;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -372,7 +372,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         }
         let State { params, ws, infer } = state;
         if training {
-            ws.zero_grads();
+            ws.zero_grads::<N>();
         }
         let mut total = 0.0f64;
         for (o, slot) in self.outputs.iter_mut().enumerate() {
@@ -402,7 +402,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         if training {
             // Every loss is finite: the step is applied, moving statistics first (backward uses the batch's).
             N::update_state(params, ws);
-            self.grads.fill(0.0);
+            zero_param_grads::<N>(&mut self.grads);
             N::backward(params, ws, &mut self.grads);
             self.optimizer.step(params, &self.grads, N::PARAMS);
         }

@@ -133,10 +133,18 @@ impl Workspace {
         self.batch = batch;
     }
 
-    /// Zeroes every gradient buffer (kernels accumulate into them).
-    pub fn zero_grads(&mut self) {
-        for g in &mut self.grads {
-            g.fill(0.0);
+    /// Zeroes the gradient buffers `N::backward` adds onto (`N::GRAD_ZERO`, else all of them); it
+    /// overwrites the others.
+    pub fn zero_grads<N: Network>(&mut self) {
+        match N::GRAD_ZERO {
+            Some(bufs) => {
+                for &b in bufs {
+                    if let Some(g) = self.grads.get_mut(b) {
+                        g.fill(0.0);
+                    }
+                }
+            }
+            None => self.grads.iter_mut().for_each(|g| g.fill(0.0)),
         }
     }
 }

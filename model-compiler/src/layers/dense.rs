@@ -94,21 +94,30 @@ impl LayerDef for Dense {
         let rows = cx.rows(cx.output.shape.lead());
         let fout = self.units;
         let k = quote!(::modelc::__private::kernels::dense);
+        let gp = cx.params_write();
+        let writes = |i: usize| {
+            let gx = cx.dx_write(i);
+            quote!(#k::Writes { dx: #gx, params: #gp })
+        };
         if let [x] = &cx.inputs[..] {
             let fin = x.shape.last();
-            let (x, dx) = (cx.x(0), cx.dx(0));
-            return quote!(#k::backward(#x, #w, #pre, #y, &mut __dy[..], #act, #dx, #gw, #gb, #rows, #fin, #fout););
+            let (x, dx, wr) = (cx.x(0), cx.dx(0), writes(0));
+            return quote!(#k::backward(#x, #w, #pre, #y, &mut __dy[..], #act, #dx, #gw, #gb, #rows, #fin, #fout, #wr););
         }
-        let mut out = quote!(#k::backward_output(#act, #pre, #y, &mut __dy[..], #gb, #fout););
+        let mut out = quote!(#k::backward_output(#act, #pre, #y, &mut __dy[..], #gb, #fout, #gp););
         let mut row0 = 0;
         for (i, o) in cx.inputs.iter().enumerate() {
             let fin = o.shape.last();
             let (a, z) = (row0 * fout, (row0 + fin) * fout);
-            let (x, dx) = (cx.x(i), cx.dx(i));
-            out.extend(quote!(#k::backward_input(#x, &#w[#a..#z], &__dy[..], #dx, &mut #gw[#a..#z], #rows, #fin, #fout);));
+            let (x, dx, wr) = (cx.x(i), cx.dx(i), writes(i));
+            out.extend(quote!(#k::backward_input(#x, &#w[#a..#z], &__dy[..], #dx, &mut #gw[#a..#z], #rows, #fin, #fout, #wr);));
             row0 += fin;
         }
         out
+    }
+
+    fn backward_sets_first_writes(&self) -> bool {
+        true
     }
 
     fn output_activation(&self) -> Option<Act> {

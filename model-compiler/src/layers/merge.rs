@@ -160,14 +160,18 @@ impl LayerDef for Merge {
             if !cx.needs_grad(i) {
                 continue;
             }
-            let dx = cx.dx_mut(i);
+            let (dx, wr) = (cx.dx_mut(i), cx.dx_write(i));
             out.extend(if same {
-                quote!(::modelc::__private::kernels::merge::backward(#op, &[#(#xs),*], &__dy[..], #i, #dx);)
+                quote!(::modelc::__private::kernels::merge::backward(#op, &[#(#xs),*], &__dy[..], #i, #dx, #wr);)
             } else {
-                quote!(::modelc::__private::kernels::merge::backward_broadcast(#op, &[#(#xs),*], &[#(#shapes),*], #y_shape, &__dy[..], #i, #dx);)
+                quote!(::modelc::__private::kernels::merge::backward_broadcast(#op, &[#(#xs),*], &[#(#shapes),*], #y_shape, &__dy[..], #i, #dx, #wr);)
             });
         }
         out
+    }
+
+    fn backward_sets_first_writes(&self) -> bool {
+        true
     }
 }
 

@@ -134,6 +134,10 @@ pub struct EmitCx {
     /// Whether model inputs may be read where the caller holds them (`__x`, the inference forward)
     /// instead of from their staging buffers.
     pub inputs_in_place: bool,
+    /// Per operand: whether backward is the first writer of its gradient (write `=`, not `+=`).
+    pub dx_set: Vec<bool>,
+    /// Whether backward is the first writer of the layer's parameter gradients.
+    pub params_set: bool,
 }
 
 impl EmitCx {
@@ -170,6 +174,16 @@ impl EmitCx {
     pub fn dx_mut(&self, i: usize) -> TokenStream {
         let buf = self.inputs.get(i).map(|o| o.buf).unwrap_or(0);
         quote!(&mut __ws.grads[#buf][..])
+    }
+
+    /// How backward writes operand `i`'s gradient: `GradWrite::Set` as its first writer, else `Add`.
+    pub fn dx_write(&self, i: usize) -> TokenStream {
+        grad_write(self.dx_set.get(i).copied().unwrap_or(false))
+    }
+
+    /// How backward writes the layer's parameter gradients.
+    pub fn params_write(&self) -> TokenStream {
+        grad_write(self.params_set)
     }
 
     /// Whether operand `i` needs a gradient.
@@ -225,6 +239,14 @@ impl EmitCx {
     }
 }
 
+/// `GradWrite::Set` when `set`, else `GradWrite::Add`, as emitted code.
+fn grad_write(set: bool) -> TokenStream {
+    match set {
+        true => quote!(::modelc::__private::kernels::GradWrite::Set),
+        false => quote!(::modelc::__private::kernels::GradWrite::Add),
+    }
+}
+
 /// `Some(tokens)` when `cond`, else `None`, as emitted code: optional kernel arguments (bias, pre-activation).
 pub fn some_if(cond: bool, tokens: TokenStream) -> TokenStream {
     if cond {
@@ -272,6 +294,11 @@ pub trait LayerDef {
     /// length, which bounds the ids a model input fed to it may hold (checked at run time).
     fn id_limit(&self) -> Option<usize> {
         None
+    }
+    /// Whether backward writes `=` instead of `+=` where the plan says it is a gradient's first writer
+    /// (`EmitCx::dx_write`, `EmitCx::params_write`). Such gradients are not zeroed before backward.
+    fn backward_sets_first_writes(&self) -> bool {
+        false
     }
 }
 
@@ -454,6 +481,9 @@ impl LayerDef for LayerKind {
     }
     fn id_limit(&self) -> Option<usize> {
         dispatch!(self, l => l.id_limit())
+    }
+    fn backward_sets_first_writes(&self) -> bool {
+        dispatch!(self, l => l.backward_sets_first_writes())
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::activation::{self, Activation};
 use super::gemm::{sgemm, sgemm_blocks, Epilogue};
+use super::GradWrite;
 
 /// y = act(x·W + b) for `rows` rows: `x` is rows×fin, `w` fin×fout (Keras layout), `b` fout,
 /// `y` rows×fout.
@@ -53,7 +54,8 @@ pub fn forward_parts(
 }
 
 /// The backward of [`forward`]. `dy` (dL/dy, rows×fout) is overwritten with dL/dz through the
-/// activation; then dw += xᵀ·dz, db += Σ_rows dz and dx += dz·Wᵀ (skipped when `dx` is `None`).
+/// activation; then dw += xᵀ·dz, db += Σ_rows dz and dx += dz·Wᵀ (skipped when `dx` is `None`), each
+/// `=` instead of `+=` where `writes` says [`GradWrite::Set`].
 ///
 /// `pre` is the stored pre-activation, required when `act` [`Activation::needs_input`]; `y` is
 /// the forward output. Transposes are GEMM flags, not copies. Allocates nothing.
@@ -74,20 +76,46 @@ pub fn backward(
     rows: usize,
     fin: usize,
     fout: usize,
+    writes: Writes,
 ) {
-    backward_output(act, pre, y, dy, db, fout);
-    backward_input(x, w, dy, dx, dw, rows, fin, fout);
+    backward_output(act, pre, y, dy, db, fout, writes.params);
+    backward_input(x, w, dy, dx, dw, rows, fin, fout, writes);
+}
+
+/// How [`backward`] writes its gradients: the input's, and the parameters' (kernel and bias).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Writes {
+    /// dx.
+    pub dx: GradWrite,
+    /// dw and db.
+    pub params: GradWrite,
+}
+
+impl Writes {
+    /// Every gradient added onto its buffer.
+    pub const ADD: Writes = Writes { dx: GradWrite::Add, params: GradWrite::Add };
 }
 
 /// The part of [`backward`] on the output side: `dy` is overwritten with dL/dz through the
-/// activation, and db += Σ_rows dz.
+/// activation, and db += Σ_rows dz (`=` when `db_write` is [`GradWrite::Set`]).
 ///
 /// # Panics
 /// When `pre` is `None` for an activation that needs it.
-pub fn backward_output(act: Activation, pre: Option<&[f32]>, y: &[f32], dy: &mut [f32], db: Option<&mut [f32]>, fout: usize) {
+pub fn backward_output(
+    act: Activation,
+    pre: Option<&[f32]>,
+    y: &[f32],
+    dy: &mut [f32],
+    db: Option<&mut [f32]>,
+    fout: usize,
+    db_write: GradWrite,
+) {
     activation::backward(act, pre, y, dy, fout);
     if let Some(db) = db {
         debug_assert_eq!(db.len(), fout);
+        if db_write == GradWrite::Set {
+            db.fill(0.0);
+        }
         if fout > 0 {
             for row in dy.chunks_exact(fout) {
                 db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
@@ -97,19 +125,30 @@ pub fn backward_output(act: Activation, pre: Option<&[f32]>, y: &[f32], dy: &mut
 }
 
 /// The part of [`backward`] for one input block (all of x, or one block of [`forward_parts`] with
-/// its rows of W): dw += xᵀ·dz and dx += dz·Wᵀ (skipped when `dx` is `None`).
+/// its rows of W): dw += xᵀ·dz and dx += dz·Wᵀ (skipped when `dx` is `None`), `=` where `writes`
+/// says [`GradWrite::Set`] (the GEMM's beta is 0 then).
 #[allow(clippy::too_many_arguments)]
-pub fn backward_input(x: &[f32], w: &[f32], dz: &[f32], dx: Option<&mut [f32]>, dw: &mut [f32], rows: usize, fin: usize, fout: usize) {
+pub fn backward_input(
+    x: &[f32],
+    w: &[f32],
+    dz: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    rows: usize,
+    fin: usize,
+    fout: usize,
+    writes: Writes,
+) {
     debug_assert_eq!(x.len(), rows * fin);
     debug_assert_eq!(w.len(), fin * fout);
     debug_assert_eq!(dz.len(), rows * fout);
     debug_assert_eq!(dw.len(), fin * fout);
     // dw (fin×fout) += xᵀ (fin×rows, x stored rows×fin) · dz (rows×fout).
-    sgemm(fin, rows, fout, 1.0, x, true, dz, false, 1.0, dw);
+    sgemm(fin, rows, fout, 1.0, x, true, dz, false, writes.params.beta(), dw);
     if let Some(dx) = dx {
         debug_assert_eq!(dx.len(), rows * fin);
         // dx (rows×fin) += dz (rows×fout) · Wᵀ (fout×fin, W stored fin×fout).
-        sgemm(rows, fout, fin, 1.0, dz, false, w, true, 1.0, dx);
+        sgemm(rows, fout, fin, 1.0, dz, false, w, true, writes.dx.beta(), dx);
     }
 }
 
@@ -186,7 +225,7 @@ mod tests {
             let (mut dx, mut dw, mut db) = (dx0.clone(), dw0.clone(), db0.clone());
             let mut dy = r.clone();
             let p = act.needs_input().then_some(&pre[..]);
-            backward(&x, &w, p, &y, &mut dy, act, Some(&mut dx), &mut dw, Some(&mut db), rows, fin, fout);
+            backward(&x, &w, p, &y, &mut dy, act, Some(&mut dx), &mut dw, Some(&mut db), rows, fin, fout, Writes::ADD);
             let minus = |g: &[f32], g0: &[f32]| -> Vec<f32> { g.iter().zip(g0).map(|(a, b)| a - b).collect() };
             let loss = |x: &[f32], w: &[f32], b: &[f32]| weighted_sum(&r, &run(x, w, Some(b), act, dims).0);
             // The kinks of relu and leaky_relu are met with probability 0 by random inputs.
@@ -220,14 +259,14 @@ mod tests {
             // Backward in parts: one output pass, one input pass per block, against the whole.
             let p = act.needs_input().then_some(&want_pre[..]);
             let (mut dx, mut dw, mut db, mut dy) = (vec![0.5; x.len()], vec![0.25; w.len()], vec![1.0; fout], r.clone());
-            backward(&x, &w, p, &want, &mut dy, act, Some(&mut dx), &mut dw, Some(&mut db), rows, fin, fout);
+            backward(&x, &w, p, &want, &mut dy, act, Some(&mut dx), &mut dw, Some(&mut db), rows, fin, fout, Writes::ADD);
             let (mut pdw, mut pdb, mut pdy) = (vec![0.25; w.len()], vec![1.0; fout], r.clone());
-            backward_output(act, p, &want, &mut pdy, Some(&mut pdb), fout);
+            backward_output(act, p, &want, &mut pdy, Some(&mut pdb), fout, GradWrite::Add);
             let mut row0 = 0;
             for (i, (xi, &f)) in xs.iter().zip(&fins).enumerate() {
                 let mut pdx = vec![0.5; rows * f];
                 let wi = &w[row0 * fout..(row0 + f) * fout];
-                backward_input(xi, wi, &pdy, Some(&mut pdx), &mut pdw[row0 * fout..(row0 + f) * fout], rows, f, fout);
+                backward_input(xi, wi, &pdy, Some(&mut pdx), &mut pdw[row0 * fout..(row0 + f) * fout], rows, f, fout, Writes::ADD);
                 for rr in 0..rows {
                     for c in 0..f {
                         let (got, want) = (pdx[rr * f + c], dx[rr * fin + row0 + c]);
@@ -242,6 +281,32 @@ mod tests {
     }
 
     #[test]
+    fn set_writes_overwrite_stale_gradients_and_add_writes_accumulate() {
+        let mut rng = Rng::new(5);
+        let (rows, fin, fout) = (4, 3, 5);
+        let act = Activation::Tanh;
+        let x = random_vec(&mut rng, rows * fin, -1.0, 1.0);
+        let w = random_vec(&mut rng, fin * fout, -1.0, 1.0);
+        let (y, _) = run(&x, &w, None, act, (rows, fin, fout));
+        let r = random_vec(&mut rng, rows * fout, -1.0, 1.0);
+        // Onto zeros, adding: the reference.
+        let (mut dx, mut dw, mut db, mut dy) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; fout], r.clone());
+        backward(&x, &w, None, &y, &mut dy, act, Some(&mut dx), &mut dw, Some(&mut db), rows, fin, fout, Writes::ADD);
+        // Over stale values (NaN included), setting: the same values.
+        let (mut sx, mut sw, mut sb, mut dy) = (vec![f32::NAN; x.len()], vec![7.0; w.len()], vec![f32::NAN; fout], r.clone());
+        let set = Writes { dx: GradWrite::Set, params: GradWrite::Set };
+        backward(&x, &w, None, &y, &mut dy, act, Some(&mut sx), &mut sw, Some(&mut sb), rows, fin, fout, set);
+        assert_eq!((&sx, &sw, &sb), (&dx, &dw, &db));
+        // Each write on its own: setting dx but adding the parameters' gradients onto theirs.
+        let (mut sx, mut aw, mut ab, mut dy) = (vec![f32::NAN; x.len()], dw.clone(), db.clone(), r.clone());
+        let mixed = Writes { dx: GradWrite::Set, params: GradWrite::Add };
+        backward(&x, &w, None, &y, &mut dy, act, Some(&mut sx), &mut aw, Some(&mut ab), rows, fin, fout, mixed);
+        assert_eq!(sx, dx);
+        assert!(aw.iter().zip(&dw).all(|(a, d)| (a - 2.0 * d).abs() <= 1e-6 * (1.0 + d.abs())), "dw added");
+        assert!(ab.iter().zip(&db).all(|(a, d)| (a - 2.0 * d).abs() <= 1e-6 * (1.0 + d.abs())), "db added");
+    }
+
+    #[test]
     fn backward_without_dx_and_db_still_accumulates_dw() {
         let mut rng = Rng::new(3);
         let (rows, fin, fout) = (2, 3, 2);
@@ -252,8 +317,8 @@ mod tests {
         let mut dy = dy0.clone();
         let mut dw = vec![0.0; w.len()];
         let lin = Activation::Linear;
-        backward(&x, &w, None, &y, &mut dy, lin, None, &mut dw, None, rows, fin, fout);
-        backward(&x, &w, None, &y, &mut dy, lin, None, &mut dw, None, rows, fin, fout);
+        backward(&x, &w, None, &y, &mut dy, lin, None, &mut dw, None, rows, fin, fout, Writes::ADD);
+        backward(&x, &w, None, &y, &mut dy, lin, None, &mut dw, None, rows, fin, fout, Writes::ADD);
         for i in 0..fin {
             for o in 0..fout {
                 let want: f32 = (0..rows).map(|r| 2.0 * x[r * fin + i] * dy0[r * fout + o]).sum();

@@ -1,6 +1,8 @@
 //! Keras element-wise merges (`Add`, `Subtract`, `Multiply`, `Average`, `Maximum`, `Minimum`),
 //! same-shape and numpy-style broadcasting, with their backward.
 
+use super::GradWrite;
+
 /// An element-wise merge of several tensors (Keras layer names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MergeOp {
@@ -79,13 +81,30 @@ pub fn forward(op: MergeOp, xs: &[&[f32]], y: &mut [f32]) {
     }
 }
 
-/// dx += dL/d xs[i] given dL/dy, for same-shape inputs.
+/// dx += dL/d xs[i] given dL/dy, for same-shape inputs (`=` when `write` is [`GradWrite::Set`]).
 ///
 /// Multiply uses dy · Π_{j≠i} x_j (no division, so zeros are fine); Maximum and Minimum send the
 /// gradient to the first input attaining the extremum.
-pub fn backward(op: MergeOp, xs: &[&[f32]], dy: &[f32], i: usize, dx: &mut [f32]) {
+pub fn backward(op: MergeOp, xs: &[&[f32]], dy: &[f32], i: usize, dx: &mut [f32], write: GradWrite) {
     debug_assert!(i < xs.len());
     debug_assert_eq!(dy.len(), dx.len());
+    if write == GradWrite::Set {
+        // The linear merges write dx in one pass; the others only add to some elements.
+        let scale = match op {
+            MergeOp::Add => Some(1.0),
+            MergeOp::Subtract => Some(if i == 0 { 1.0 } else { -1.0 }),
+            MergeOp::Average => Some(1.0 / xs.len() as f32),
+            MergeOp::Multiply | MergeOp::Maximum | MergeOp::Minimum => None,
+        };
+        match scale {
+            Some(s) => dx.iter_mut().zip(dy).for_each(|(g, &d)| *g = s * d),
+            None => {
+                dx.fill(0.0);
+                backward(op, xs, dy, i, dx, GradWrite::Add);
+            }
+        }
+        return;
+    }
     match op {
         MergeOp::Add => dx.iter_mut().zip(dy).for_each(|(g, &d)| *g += d),
         MergeOp::Subtract => {
@@ -217,12 +236,26 @@ pub fn forward_broadcast(op: MergeOp, xs: &[&[f32]], shapes: &[&[usize]], y_shap
 }
 
 /// dx += dL/d xs[i] given dL/dy, with broadcasting: the gradient is summed over every axis along
-/// which input `i` was broadcast. Shapes as for [`forward_broadcast`].
+/// which input `i` was broadcast (onto zeros when `write` is [`GradWrite::Set`]). Shapes as for
+/// [`forward_broadcast`].
 ///
 /// # Panics
 /// When a shape does not broadcast to `y_shape` or the rank exceeds 8.
-pub fn backward_broadcast(op: MergeOp, xs: &[&[f32]], shapes: &[&[usize]], y_shape: &[usize], dy: &[f32], i: usize, dx: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+pub fn backward_broadcast(
+    op: MergeOp,
+    xs: &[&[f32]],
+    shapes: &[&[usize]],
+    y_shape: &[usize],
+    dy: &[f32],
+    i: usize,
+    dx: &mut [f32],
+    write: GradWrite,
+) {
     debug_assert!(i < xs.len());
+    if write == GradWrite::Set {
+        dx.fill(0.0);
+    }
     let b = Broadcast::new(shapes, y_shape);
     debug_assert_eq!(dy.len(), b.rows * b.cols);
     debug_assert_eq!(dx.len(), shapes[i].iter().product::<usize>());
@@ -337,7 +370,7 @@ mod tests {
             let r = random_vec(&mut rng, len, -1.0, 1.0);
             for i in 0..xs.len() {
                 let mut dx = vec![0.0; len];
-                backward(op, &refs, &r, i, &mut dx);
+                backward(op, &refs, &r, i, &mut dx, GradWrite::Add);
                 let loss = |xi: &[f32]| {
                     let mut refs = refs.clone();
                     refs[i] = xi;
@@ -361,7 +394,7 @@ mod tests {
             (0..3)
                 .map(|i| {
                     let mut dx = vec![0.0; 3];
-                    backward(op, &xs, &dy, i, &mut dx);
+                    backward(op, &xs, &dy, i, &mut dx, GradWrite::Add);
                     dx
                 })
                 .collect()
@@ -376,10 +409,10 @@ mod tests {
         let b = [3.0, 0.0];
         let xs: [&[f32]; 2] = [&a, &b];
         let mut da = [0.0; 2];
-        backward(MergeOp::Multiply, &xs, &[1.0, 1.0], 0, &mut da);
+        backward(MergeOp::Multiply, &xs, &[1.0, 1.0], 0, &mut da, GradWrite::Add);
         assert_eq!(da, [3.0, 0.0]);
         let mut db = [0.0; 2];
-        backward(MergeOp::Multiply, &xs, &[1.0, 1.0], 1, &mut db);
+        backward(MergeOp::Multiply, &xs, &[1.0, 1.0], 1, &mut db, GradWrite::Add);
         assert_eq!(db, [0.0, 2.0]);
     }
 
@@ -441,7 +474,7 @@ mod tests {
                 let r = random_vec(&mut rng, want.len(), -1.0, 1.0);
                 for i in 0..xs.len() {
                     let mut dx = vec![0.0; xs[i].len()];
-                    backward_broadcast(op, &refs, &srefs, &y_shape, &r, i, &mut dx);
+                    backward_broadcast(op, &refs, &srefs, &y_shape, &r, i, &mut dx, GradWrite::Add);
                     let loss = |xi: &[f32]| {
                         let mut refs = refs.clone();
                         refs[i] = xi;
@@ -472,11 +505,33 @@ mod tests {
             assert_eq!(y1, y2, "{op:?}");
             for i in 0..n {
                 let (mut g1, mut g2) = (vec![0.5; 12], vec![0.5; 12]);
-                backward(op, &refs[..n], &dy, i, &mut g1);
-                backward_broadcast(op, &refs[..n], &srefs[..n], &shape, &dy, i, &mut g2);
+                backward(op, &refs[..n], &dy, i, &mut g1, GradWrite::Add);
+                backward_broadcast(op, &refs[..n], &srefs[..n], &shape, &dy, i, &mut g2, GradWrite::Add);
                 for (a, b) in g1.iter().zip(&g2) {
                     assert!((a - b).abs() < 1e-6, "{op:?} input {i}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn set_writes_give_the_gradient_added_onto_zeros_whatever_the_buffer_held() {
+        let mut rng = Rng::new(22);
+        let shape = [3usize, 4];
+        let xs = separated_inputs(&mut rng, 3, 12);
+        let refs: Vec<&[f32]> = xs.iter().map(|x| &x[..]).collect();
+        let srefs: Vec<&[usize]> = vec![&shape; 3];
+        let dy = random_vec(&mut rng, 12, -1.0, 1.0);
+        for op in OPS {
+            let n = arity(op);
+            for i in 0..n {
+                let mut want = vec![0.0; 12];
+                backward(op, &refs[..n], &dy, i, &mut want, GradWrite::Add);
+                let (mut g1, mut g2) = (vec![f32::NAN; 12], vec![f32::NAN; 12]);
+                backward(op, &refs[..n], &dy, i, &mut g1, GradWrite::Set);
+                backward_broadcast(op, &refs[..n], &srefs[..n], &shape, &dy, i, &mut g2, GradWrite::Set);
+                assert_eq!(g1, want, "{op:?} input {i}");
+                assert!(g2.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6), "{op:?} broadcast input {i}");
             }
         }
     }

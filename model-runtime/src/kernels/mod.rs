@@ -13,6 +13,27 @@ pub mod norm;
 pub mod pool;
 pub mod reshape;
 
+/// How a backward kernel writes a gradient buffer: onto what it holds (another writer came first, or
+/// the buffer was zeroed), or over it (the buffer's first writer in the backward pass, so what it
+/// holds is stale and need not be zeroed first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GradWrite {
+    /// `g += ∂`.
+    Add,
+    /// `g = ∂`.
+    Set,
+}
+
+impl GradWrite {
+    /// The GEMM's beta for this write: 1 to add onto C, 0 to overwrite it.
+    pub fn beta(self) -> f32 {
+        match self {
+            GradWrite::Add => 1.0,
+            GradWrite::Set => 0.0,
+        }
+    }
+}
+
 /// A tensor of `outer · n · inner` elements viewed around one axis of length `n`: element
 /// `(o, c, i)` sits at `(o · n + c) · inner + i`. For the last axis, `inner` is 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
