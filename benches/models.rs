@@ -57,7 +57,8 @@ fn m1(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("M1 fusion train step");
-    for batch in [32usize, 256] {
+    // Batch 1 too: the M1 target covers training at batch 1–32.
+    for batch in [1usize, 32, 256] {
         let (l, r, y) = (random(batch, 8, 1), random(batch, 4, 2), labels(batch, 3));
         group.throughput(Throughput::Elements(batch as u64));
         let mut model = Fusion::new(0);

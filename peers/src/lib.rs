@@ -107,9 +107,13 @@ impl Spec {
         }
     }
 
-    /// Training batch sizes measured for this model (BENCH.md: 32 and 256).
+    /// Training batch sizes measured for this model (BENCH.md: 32 and 256; 1 too for M1).
     pub fn train_batches(self) -> &'static [usize] {
-        &[32, 256]
+        match self {
+            // The M1 target covers training at batch 1 too.
+            Spec::M1 => &[1, 32, 256],
+            _ => &[32, 256],
+        }
     }
 
     /// A synthetic batch: inputs uniform in [-1, 1] (images in [0, 1]), 0/1 labels for sigmoid outputs
