@@ -68,19 +68,23 @@ impl LayerDef for GlobalPooling {
         }
     }
 
-    // pool::global_max_backward(x, y, dy, dx, ...) / pool::global_avg_backward(dy, dx, ...)
+    // pool::global_max_backward(x, y, dy, dx, .., write) / pool::global_avg_backward(dy, dx, .., write)
     fn backward(&self, cx: &EmitCx) -> TokenStream {
         if !cx.needs_grad(0) {
             return TokenStream::new();
         }
         let (positions, c) = Self::layout(cx);
-        let dx = cx.dx_mut(0);
+        let (dx, wr) = (cx.dx_mut(0), cx.dx_write(0));
         if self.max {
             let (x, y) = (cx.x(0), cx.y());
-            quote!(::modelc::__private::kernels::pool::global_max_backward(#x, #y, &__dy[..], #dx, __b, #positions, #c);)
+            quote!(::modelc::__private::kernels::pool::global_max_backward(#x, #y, &__dy[..], #dx, __b, #positions, #c, #wr);)
         } else {
-            quote!(::modelc::__private::kernels::pool::global_avg_backward(&__dy[..], #dx, __b, #positions, #c);)
+            quote!(::modelc::__private::kernels::pool::global_avg_backward(&__dy[..], #dx, __b, #positions, #c, #wr);)
         }
+    }
+
+    fn backward_sets_first_writes(&self) -> bool {
+        true
     }
 }
 

@@ -6,6 +6,7 @@
 //! position equal to the maximum gets the gradient), so no index buffer is kept.
 
 use super::conv::Window2d;
+use super::GradWrite;
 
 /// The valid input positions (channels excluded) of output window `(oy, ox)` of one sample.
 #[inline]
@@ -118,8 +119,8 @@ pub fn global_avg_forward(x: &[f32], y: &mut [f32], batch: usize, positions: usi
     }
 }
 
-/// dx[n, p, ch] += dy[n, ch] / positions.
-pub fn global_avg_backward(dy: &[f32], dx: &mut [f32], batch: usize, positions: usize, c: usize) {
+/// dx[n, p, ch] += dy[n, ch] / positions (`=` when `write` is [`GradWrite::Set`]).
+pub fn global_avg_backward(dy: &[f32], dx: &mut [f32], batch: usize, positions: usize, c: usize, write: GradWrite) {
     debug_assert_eq!(dx.len(), batch * positions * c);
     debug_assert_eq!(dy.len(), batch * c);
     if c == 0 || positions == 0 {
@@ -128,7 +129,10 @@ pub fn global_avg_backward(dy: &[f32], dx: &mut [f32], batch: usize, positions: 
     let inv = 1.0 / positions as f32;
     for (dxs, d) in dx.chunks_exact_mut(positions * c).zip(dy.chunks_exact(c)) {
         for row in dxs.chunks_exact_mut(c) {
-            row.iter_mut().zip(d).for_each(|(v, &dv)| *v += dv * inv);
+            match write {
+                GradWrite::Add => row.iter_mut().zip(d).for_each(|(v, &dv)| *v += dv * inv),
+                GradWrite::Set => row.iter_mut().zip(d).for_each(|(v, &dv)| *v = dv * inv),
+            }
         }
     }
 }
@@ -148,9 +152,14 @@ pub fn global_max_forward(x: &[f32], y: &mut [f32], batch: usize, positions: usi
     }
 }
 
-/// dx += dy at the first position of each sample and channel where x equals the forward output y.
-pub fn global_max_backward(x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], batch: usize, positions: usize, c: usize) {
+/// dx += dy at the first position of each sample and channel where x equals the forward output y
+/// (onto zeros when `write` is [`GradWrite::Set`]).
+#[allow(clippy::too_many_arguments)]
+pub fn global_max_backward(x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], batch: usize, positions: usize, c: usize, write: GradWrite) {
     debug_assert_eq!(dx.len(), batch * positions * c);
+    if write == GradWrite::Set {
+        dx.fill(0.0);
+    }
     if c == 0 || positions == 0 {
         return;
     }
@@ -304,12 +313,16 @@ mod tests {
         }
         for max in [true, false] {
             let y = run(&x, max);
-            let mut dx = vec![0.0; x.len()];
-            if max {
-                global_max_backward(&x, &y, &r, &mut dx, batch, positions, c);
-            } else {
-                global_avg_backward(&r, &mut dx, batch, positions, c);
+            // Added onto zeros, and set over stale values: the same gradient.
+            let (mut dx, mut set) = (vec![0.0; x.len()], vec![f32::NAN; x.len()]);
+            for (g, write) in [(&mut dx, GradWrite::Add), (&mut set, GradWrite::Set)] {
+                if max {
+                    global_max_backward(&x, &y, &r, g, batch, positions, c, write);
+                } else {
+                    global_avg_backward(&r, g, batch, positions, c, write);
+                }
             }
+            assert_eq!(set, dx, "max={max}: set");
             check_grad(&format!("global max={max}"), &x, &dx, 1e-2, |x| weighted_sum(&r, &run(x, max)));
         }
     }
