@@ -438,12 +438,16 @@ mod tests {
     }
 
     #[test]
-    fn parameters_of_layers_that_cannot_set_are_zeroed_and_global_pooling_sets() {
+    fn parameters_of_layers_that_cannot_set_are_zeroed_and_pooling_and_flatten_set() {
         let p = plan_of("struct M { input x: [4, 4, 2]; let c = Conv2D(3, 3, padding = \"same\")(x); let g = GlobalAveragePooling2D()(c); output y = Dense(2)(g); }");
         let conv = &p.params[p.layer_params[p.steps[0].layer.0].clone()];
         let (start, end) = (conv[0].offset, conv.last().map(|s| s.offset + s.len).unwrap());
         assert_eq!((p.param_grad_zero.len(), p.param_grad_zero.first()), (1, Some(&(start..end))));
-        // The convolution's output gradient is set by the pooling's backward, so it is not zeroed.
+        // The convolution's output gradient is set by the pooling's backward, so it is not zeroed;
+        // likewise by a Flatten's.
+        assert!(!p.grad_zero.contains(&p.steps[0].cx.output.buf));
+        let p = plan_of("struct M { input x: [4, 4, 2]; let c = Conv2D(3, 3)(x); let f = Flatten()(c); output y = Dense(2)(f); }");
+        assert_eq!(writes(&p)[1], (vec![true], false));
         assert!(!p.grad_zero.contains(&p.steps[0].cx.output.buf));
     }
 

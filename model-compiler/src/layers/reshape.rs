@@ -25,13 +25,13 @@ fn copy_forward(cx: &EmitCx) -> TokenStream {
     quote!(::modelc::__private::kernels::reshape::forward(#x, &mut __y[..]);)
 }
 
-/// reshape::backward(dy, dx): an accumulation.
+/// reshape::backward(dy, dx, write): an accumulation, or a copy for the gradient's first writer.
 fn copy_backward(cx: &EmitCx) -> TokenStream {
     if !cx.needs_grad(0) {
         return TokenStream::new();
     }
-    let dx = cx.dx_mut(0);
-    quote!(::modelc::__private::kernels::reshape::backward(&__dy[..], #dx);)
+    let (dx, wr) = (cx.dx_mut(0), cx.dx_write(0));
+    quote!(::modelc::__private::kernels::reshape::backward(&__dy[..], #dx, #wr);)
 }
 
 impl LayerDef for Flatten {
@@ -47,6 +47,10 @@ impl LayerDef for Flatten {
 
     fn backward(&self, cx: &EmitCx) -> TokenStream {
         copy_backward(cx)
+    }
+
+    fn backward_sets_first_writes(&self) -> bool {
+        true
     }
 }
 
@@ -130,6 +134,10 @@ impl LayerDef for Reshape {
 
     fn backward(&self, cx: &EmitCx) -> TokenStream {
         copy_backward(cx)
+    }
+
+    fn backward_sets_first_writes(&self) -> bool {
+        true
     }
 }
 
