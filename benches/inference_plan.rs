@@ -14,6 +14,8 @@ mod bench_models;
 use bench_models::*;
 use modelc::init::Rng;
 use modelc::ndarray::{Array2, Array4};
+use modelc::ops;
+use modelc::prelude::Network;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -100,6 +102,21 @@ fn report(cell: &str, (old, new): (Vec<f64>, Vec<f64>)) {
     );
 }
 
+/// Reports `cell`: `forward(.., false)` on the training plan of one model against `predict` on the
+/// liveness plan of another, built alike by `new`, interleaved.
+fn compare<N: Network>(cell: &str, rounds: usize, block: Duration, inputs: &N::Inputs<'_>, new: impl Fn() -> N) {
+    let (mut a, mut b) = (new(), new());
+    report(
+        cell,
+        interleave(
+            rounds,
+            block,
+            || drop(black_box(ops::forward(&mut a, black_box(inputs), false).unwrap())),
+            || drop(black_box(ops::predict(&mut b, black_box(inputs)).unwrap())),
+        ),
+    );
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wanted = |cell: &str| filter.is_empty() || filter.iter().any(|f| cell.contains(f.as_str()));
@@ -115,16 +132,7 @@ fn main() {
         if wanted(&cell) {
             let x = random(batch, 64, 1);
             let inputs = MultitaskInputs { x: x.view() };
-            let (mut a, mut b) = (Multitask::new(0), Multitask::new(0));
-            report(
-                &cell,
-                interleave(
-                    rounds,
-                    block,
-                    || drop(black_box(a.forward(black_box(&inputs), false).unwrap())),
-                    || drop(black_box(b.predict(black_box(&inputs)).unwrap())),
-                ),
-            );
+            compare(&cell, rounds, block, &inputs, || Multitask::new(0));
         }
     }
     for batch in [1usize, 32] {
@@ -134,16 +142,7 @@ fn main() {
             let image = Array4::from_shape_fn((batch, 32, 32, 3), |_| rng.uniform(0.0, 1.0));
             let meta = random(batch, 6, 2);
             let inputs = VisionMetaInputs { image: image.view(), meta: meta.view() };
-            let (mut a, mut b) = (VisionMeta::new(0), VisionMeta::new(0));
-            report(
-                &cell,
-                interleave(
-                    rounds,
-                    block,
-                    || drop(black_box(a.forward(black_box(&inputs), false).unwrap())),
-                    || drop(black_box(b.predict(black_box(&inputs)).unwrap())),
-                ),
-            );
+            compare(&cell, rounds, block, &inputs, || VisionMeta::new(0));
         }
     }
     for batch in [32usize, 256] {
@@ -151,16 +150,7 @@ fn main() {
         if wanted(&cell) {
             let x = random(batch, 784, 1);
             let inputs = WideMlpInputs { x: x.view() };
-            let (mut a, mut b) = (WideMlp::new(0), WideMlp::new(0));
-            report(
-                &cell,
-                interleave(
-                    rounds,
-                    block,
-                    || drop(black_box(a.forward(black_box(&inputs), false).unwrap())),
-                    || drop(black_box(b.predict(black_box(&inputs)).unwrap())),
-                ),
-            );
+            compare(&cell, rounds, block, &inputs, || WideMlp::new(0));
         }
     }
     for batch in [32usize, 256] {
@@ -168,16 +158,7 @@ fn main() {
         if wanted(&cell) {
             let (l, r) = (random(batch, 128, 1), random(batch, 128, 2));
             let inputs = SiameseInputs { a: l.view(), b: r.view() };
-            let (mut a, mut b) = (Siamese::new(0), Siamese::new(0));
-            report(
-                &cell,
-                interleave(
-                    rounds,
-                    block,
-                    || drop(black_box(a.forward(black_box(&inputs), false).unwrap())),
-                    || drop(black_box(b.predict(black_box(&inputs)).unwrap())),
-                ),
-            );
+            compare(&cell, rounds, block, &inputs, || Siamese::new(0));
         }
     }
 }

@@ -107,18 +107,16 @@ fn see_input<N: Network>(i: usize, input: Input<'_>, batch: &mut BatchCheck) -> 
         });
     }
     let b = check_shape("input", spec, shape)?;
-    if dtype == DType::I32 && N::ID_BOUNDS.iter().any(|b| b.input == i) {
-        if let InputView::I32(v) = input.view() {
-            check_ids::<N>(i, spec, &v)?;
-        }
-    }
+    check_ids::<N>(i, spec, input)?;
     batch.see("input", spec.name, b)
 }
 
 /// Checks that integer input `i` holds only ids inside the table of every `Embedding` that reads it
 /// (`N::ID_BOUNDS`), so that an id out of range is an error before anything runs.
-fn check_ids<N: Network>(i: usize, spec: &TensorSpec, v: &ArrayViewD<'_, i32>) -> Result<()> {
+/// The dynamic-rank view is built only for such an input.
+fn check_ids<N: Network>(i: usize, spec: &TensorSpec, input: Input<'_>) -> Result<()> {
     let Some(bound) = N::ID_BOUNDS.iter().filter(|b| b.input == i).min_by_key(|b| b.limit) else { return Ok(()) };
+    let InputView::I32(v) = input.view() else { return Ok(()) };
     let per_sample = spec.sample_len().max(1);
     match v.iter().enumerate().find(|(_, &id)| usize::try_from(id).map_or(true, |id| id >= bound.limit)) {
         None => Ok(()),
