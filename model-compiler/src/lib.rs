@@ -101,10 +101,12 @@ fn signature(typed: &infer::Typed) -> emit::Signature {
     }
 }
 
-/// The per-sample rank of each output of a failed model: its shape's when known, else that of the
-/// nearest operand upstream whose rank is known (the usual case: a layer keeps its input's rank), else
-/// the first input's, else 1. Only used to type stub items, so a wrong guess costs one extra error at most.
+/// The per-sample rank of each output of a failed model: its shape's when known, else what the producing
+/// layer's own rule gives on its operands' ranks (`LayerDef::output_rank`: a Flatten gives 1 whatever its
+/// poisoned operand), else the first input's, else 1. Only used to type stub items: a guess from the
+/// layer's rule keeps user code written for the model's real output free of a second error.
 fn guess_ranks(typed: &infer::Typed) -> Vec<usize> {
+    use layers::LayerDef;
     let m = &typed.model;
     let fallback = m.inputs.first().map(|i| i.dims.len()).unwrap_or(1);
     // Values are created in source order, operands before results: one forward pass suffices.
@@ -112,10 +114,49 @@ fn guess_ranks(typed: &infer::Typed) -> Vec<usize> {
     for (v, value) in m.values.iter().enumerate() {
         let known = typed.shapes.get(v).cloned().flatten().map(|s| s.rank());
         let guess = known.or_else(|| match value.producer {
-            hir::Producer::Call(c) => m.calls.get(c.0).and_then(|call| call.inputs.iter().find_map(|i| ranks.get(i.0).copied().flatten())),
+            hir::Producer::Call(c) => m.calls.get(c.0).and_then(|call| {
+                let ins: Vec<Option<usize>> = call.inputs.iter().map(|i| ranks.get(i.0).copied().flatten()).collect();
+                match m.layers.get(call.layer.0).and_then(|l| l.kind.as_ref()) {
+                    Some(kind) => kind.output_rank(&ins),
+                    None => layers::same_rank(&ins),
+                }
+            }),
             _ => None,
         });
         ranks.push(guess);
     }
     m.outputs.iter().map(|o| ranks.get(o.value.0).copied().flatten().unwrap_or(fallback)).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use std::str::FromStr;
+
+    /// The stub's per-sample rank of each output of the first model of `src`, and its error count.
+    fn stub_ranks(src: &str) -> (Vec<usize>, usize) {
+        let mut diags = crate::diag::Diagnostics::new();
+        let file = crate::parse::parse(proc_macro2::TokenStream::from_str(src).unwrap(), &mut diags);
+        let hir = crate::resolve::resolve(&file.models[0], &file, &mut diags);
+        let graph = crate::graph::build(&hir);
+        let typed = crate::infer::infer(hir, graph, &mut diags);
+        (super::guess_ranks(&typed), diags.len())
+    }
+
+    #[test]
+    fn a_poisoned_outputs_rank_follows_each_layers_rule_not_its_operand() {
+        // The issue's cascade: Conv2D fails on a rank-2 input; Flatten then Dense give a vector, so user
+        // code written for (batch, 10) must type-check against the stub.
+        let cascade = "struct M { input x: [8, 8]; let c = Conv2D(4, 3)(x); output y = Dense(10)(Flatten()(c)); }";
+        assert_eq!(stub_ranks(cascade), (vec![1], 1));
+        // Each layer's own rule, whatever its poisoned operand.
+        let conv = "struct M { input x: [8]; let c = Conv2D(4, 3)(x); output a = c; output b = Dense(2)(GlobalAveragePooling2D()(c)); \
+                    output r = Reshape((2, 2))(c); output p = MaxPooling2D()(c); }";
+        assert_eq!(stub_ranks(conv), (vec![3, 1, 2, 3], 1));
+        let conv1d = "struct M { input x: [8, 8, 3]; output y = Dense(2)(Conv1D(4, 3)(x)); }";
+        assert_eq!(stub_ranks(conv1d), (vec![2], 1));
+        // A layer whose arguments are invalid keeps its operand's rank; a known shape is never guessed.
+        let args = "struct M { input x: [4, 4]; output y = Dense(0)(x); output z = Dense(3)(x); }";
+        assert_eq!(stub_ranks(args), (vec![2, 2], 1));
+    }
 }

@@ -22,6 +22,12 @@
 //!
 //! Nested groups are always consumed to their end (see [`within`]), even on error, so syn never adds a
 //! second "unexpected token" error for the same mistake.
+//!
+//! Recursion is bounded, so no input overflows the compiler's stack (a proc macro shares rustc's): a
+//! tensor expression or an argument value nests at most [`MAX_NESTING`] levels, an error at the token that
+//! crosses the limit; and before syn sees them, tokens nested deeper than [`MAX_TOKEN_DEPTH`] groups are
+//! rejected by an iterative scan ([`too_deep`]). Every later pass recurses only along the syntax tree, so
+//! these bounds hold for them too.
 
 use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use syn::buffer::Cursor;
@@ -44,6 +50,13 @@ const EXPR_EXPECTED: &str = "expected a tensor: a name, a list like `[a, b]`, or
 /// What a constructor argument looks like.
 const VALUE_EXPECTED: &str =
     "expected an argument value: a number, `true`, `false`, a string, a name like `relu`, or a tuple like `(3, 3)`";
+/// How many levels a tensor expression (calls and lists) or an argument value (tuples) may nest, counting
+/// the outermost as one; also the deepest chain of `@with` dependencies. Like rustc's default
+/// `recursion_limit`: far beyond any real model, yet cheap on the stack even in an unoptimized build.
+pub const MAX_NESTING: usize = 128;
+/// How many groups (`(...)`, `[...]`, `{...}`) the tokens of an invocation may nest before they are parsed
+/// at all: a backstop for the recursion in syn's token buffer, far above what [`MAX_NESTING`] lets through.
+pub const MAX_TOKEN_DEPTH: usize = 1024;
 /// What a layer constructor looks like.
 const CTOR_EXPECTED: &str = "expected a layer constructor like `Dense(16, activation = relu)` or a model type like `VisionNet`";
 
@@ -52,7 +65,22 @@ const CTOR_EXPECTED: &str = "expected a layer constructor like `Dense(16, activa
 /// Every syntax error is recorded in `diags`; the returned file holds the models and statements that
 /// parsed (a statement with an error is left out, except one that only lacks its `;`).
 pub fn parse(tokens: TokenStream, diags: &mut Diagnostics) -> File {
-    let (file, outer) = parse_with_status(tokens, diags);
+    parse_at(tokens, 0, diags)
+}
+
+/// [`parse`] of an invocation found `deps` levels deep in `@with` entries.
+fn parse_at(tokens: TokenStream, deps: usize, diags: &mut Diagnostics) -> File {
+    if let Some(span) = too_deep(&tokens) {
+        diags.push(Diagnostic::new(
+            span,
+            format!(
+                "these tokens nest more than {MAX_TOKEN_DEPTH} groups deep, more than modelc reads: \
+                 bind intermediate tensors with `let`, like `let h = Dense(8)(x);`"
+            ),
+        ));
+        return File::default();
+    }
+    let (file, outer) = parse_with_status(tokens, deps, diags);
     if let Err(e) = outer {
         // Only reachable if a nested group were left half-read: report it rather than lose it.
         diags.push_syn(e);
@@ -60,11 +88,32 @@ pub fn parse(tokens: TokenStream, diags: &mut Diagnostics) -> File {
     file
 }
 
+/// The span of the first group that lies more than [`MAX_TOKEN_DEPTH`] groups deep, if any. Iterative,
+/// so any depth is scanned in constant stack.
+fn too_deep(tokens: &TokenStream) -> Option<Span> {
+    let mut stack = vec![tokens.clone().into_iter()];
+    while let Some(top) = stack.last_mut() {
+        match top.next() {
+            Some(TokenTree::Group(g)) => {
+                if stack.len() > MAX_TOKEN_DEPTH {
+                    return Some(g.span_open());
+                }
+                stack.push(g.stream().into_iter());
+            }
+            Some(_) => {}
+            None => {
+                stack.pop();
+            }
+        }
+    }
+    None
+}
+
 /// [`parse`], also returning syn's own end-of-input check (always `Ok` when recovery works as intended).
-fn parse_with_status(tokens: TokenStream, diags: &mut Diagnostics) -> (File, syn::Result<()>) {
+fn parse_with_status(tokens: TokenStream, deps: usize, diags: &mut Diagnostics) -> (File, syn::Result<()>) {
     let mut file = File::default();
     let parser = |input: ParseStream| -> syn::Result<()> {
-        parse_models(input, &mut file, diags);
+        parse_models(input, deps, &mut file, diags);
         Ok(())
     };
     let outer = parser.parse2(tokens);
@@ -72,7 +121,7 @@ fn parse_with_status(tokens: TokenStream, diags: &mut Diagnostics) -> (File, syn
 }
 
 /// `model+`, skipping models whose header is broken.
-fn parse_models(input: ParseStream, file: &mut File, diags: &mut Diagnostics) {
+fn parse_models(input: ParseStream, deps: usize, file: &mut File, diags: &mut Diagnostics) {
     if input.is_empty() {
         diags.push(Diagnostic::new(input.span(), "expected a model definition like `pub struct Name { input x: [8]; ... }`"));
         return;
@@ -80,7 +129,7 @@ fn parse_models(input: ParseStream, file: &mut File, diags: &mut Diagnostics) {
     while !input.is_empty() {
         let start = input.cursor();
         if input.peek(Token![@]) {
-            match parse_dep(input) {
+            match parse_dep(input, deps + 1) {
                 Ok(dep) => file.deps.push(dep),
                 Err(e) => {
                     diags.push_syn(e);
@@ -101,7 +150,14 @@ fn parse_models(input: ParseStream, file: &mut File, diags: &mut Diagnostics) {
 
 /// `'@' 'with' '{' file '}' 'as' path ';'`: another invocation's source, handed back by its callback
 /// macro. Its own syntax errors were reported where it is defined, so they are not repeated here.
-fn parse_dep(input: ParseStream) -> syn::Result<Dep> {
+/// `depth` counts the `@with` entries this one lies in, itself included.
+fn parse_dep(input: ParseStream, depth: usize) -> syn::Result<Dep> {
+    if depth > MAX_NESTING {
+        return Err(input.error(format!(
+            "models nest more than {MAX_NESTING} levels deep through other `model!` invocations: \
+             use fewer levels of nested models"
+        )));
+    }
     input.parse::<Token![@]>()?;
     let with: Ident = input.parse()?;
     if with != "with" {
@@ -114,7 +170,7 @@ fn parse_dep(input: ParseStream) -> syn::Result<Dep> {
     let path: syn::Path = input.call(syn::Path::parse_mod_style)?;
     input.parse::<Token![;]>()?;
     let mut ignored = Diagnostics::new();
-    Ok(Dep { key: path_text(&path), file: parse(inner, &mut ignored) })
+    Ok(Dep { key: path_text(&path), file: parse_at(inner, depth, &mut ignored) })
 }
 
 /// `outer-attr* vis 'struct' Ident '{' stmt* '}'`. An `Err` is a header error; statement errors are
@@ -397,7 +453,7 @@ fn parse_let(input: ParseStream) -> syn::Result<LetStmt> {
         vec![parse_name(input, "a name or `(a, b)` after `let`")?]
     };
     expect_eq(input, "and a tensor expression")?;
-    let expr = parse_expr(input)?;
+    let expr = parse_expr(input, 1)?;
     Ok(LetStmt { names, expr })
 }
 
@@ -406,7 +462,7 @@ fn parse_output(input: ParseStream) -> syn::Result<OutputStmt> {
     input.parse::<Ident>()?;
     let name = parse_name(input, "the output's name")?;
     expect_eq(input, "and a tensor expression, like `output y = Dense(1)(x);`")?;
-    let expr = parse_expr(input)?;
+    let expr = parse_expr(input, 1)?;
     Ok(OutputStmt { name, expr })
 }
 
@@ -436,7 +492,7 @@ fn parse_ctor(input: ParseStream) -> syn::Result<Ctor> {
         return Err(input.error(CTOR_EXPECTED));
     }
     let path = syn::Path::parse_mod_style(input)?;
-    let args = if input.peek(token::Paren) { Some(parse_args(input)?) } else { None };
+    let args = if input.peek(token::Paren) { Some(parse_args(input, 1)?) } else { None };
     Ok(Ctor { path, args })
 }
 
@@ -467,16 +523,17 @@ pub fn path_text(path: &syn::Path) -> String {
     format!("{lead}{}", segments.join("::"))
 }
 
-/// `'(' args ')'`
-fn parse_args(input: ParseStream) -> syn::Result<Args> {
+/// `'(' args ')'` of a constructor called `depth` levels deep in a tensor expression (1 in a `layer`
+/// declaration): its values are at that level, their tuples deeper.
+fn parse_args(input: ParseStream, depth: usize) -> syn::Result<Args> {
     let content;
     let paren = parenthesized!(content in input);
-    let items = within(&content, |c| comma_separated(c, ')', parse_arg))?;
+    let items = within(&content, |c| comma_separated(c, ')', |c| parse_arg(c, depth)))?;
     Ok(Args { items, span: paren.span.join() })
 }
 
 /// `(Ident '=')? value`
-fn parse_arg(input: ParseStream) -> syn::Result<Arg> {
+fn parse_arg(input: ParseStream, depth: usize) -> syn::Result<Arg> {
     let key = if input.peek(Ident) && input.peek2(Token![=]) {
         let key: Ident = input.parse()?;
         input.parse::<Token![=]>()?;
@@ -484,12 +541,24 @@ fn parse_arg(input: ParseStream) -> syn::Result<Arg> {
     } else {
         None
     };
-    let value = parse_value(input)?;
+    let value = parse_value(input, depth)?;
     Ok(Arg { key, value })
 }
 
-/// An argument value.
-fn parse_value(input: ParseStream) -> syn::Result<ArgValue> {
+/// The error for a tensor expression or an argument value nested more than [`MAX_NESTING`] levels deep,
+/// at the token that crosses the limit.
+fn too_deeply_nested(input: ParseStream, what: &str) -> syn::Error {
+    input.error(format!(
+        "this {what} nests more than {MAX_NESTING} levels deep, more than modelc allows: \
+         bind intermediate tensors with `let`, like `let h = Dense(8)(x);`, and use them by name"
+    ))
+}
+
+/// An argument value, `depth` levels deep (counting nested expressions and tuples, itself included).
+fn parse_value(input: ParseStream, depth: usize) -> syn::Result<ArgValue> {
+    if depth > MAX_NESTING {
+        return Err(too_deeply_nested(input, "argument value"));
+    }
     if input.peek(Token![-]) {
         let minus = parse_minus(input)?;
         if input.peek(LitInt) {
@@ -531,13 +600,13 @@ fn parse_value(input: ParseStream) -> syn::Result<ArgValue> {
     if input.peek(token::Paren) {
         let content;
         let paren = parenthesized!(content in input);
-        let items = within(&content, |c| comma_separated(c, ')', parse_value))?;
+        let items = within(&content, |c| comma_separated(c, ')', |c| parse_value(c, depth + 1)))?;
         return Ok(ArgValue { kind: ArgKind::Tuple(items), span: paren.span.join() });
     }
     if input.peek(token::Bracket) {
         let content;
         let bracket = bracketed!(content in input);
-        let items = within(&content, |c| comma_separated(c, ']', parse_value))?;
+        let items = within(&content, |c| comma_separated(c, ']', |c| parse_value(c, depth + 1)))?;
         return Ok(ArgValue { kind: ArgKind::Tuple(items), span: bracket.span.join() });
     }
     Err(input.error(VALUE_EXPECTED))
@@ -586,12 +655,16 @@ fn float_value(lit: &LitFloat) -> syn::Result<f64> {
     Ok(value)
 }
 
-/// A tensor expression.
-fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
+/// A tensor expression, `depth` levels deep (the right-hand side of a statement is level 1; each call's
+/// argument and each list element is one level deeper than the call or list).
+fn parse_expr(input: ParseStream, depth: usize) -> syn::Result<Expr> {
+    if depth > MAX_NESTING {
+        return Err(too_deeply_nested(input, "expression"));
+    }
     if input.peek(token::Bracket) {
         let content;
         let bracket = bracketed!(content in input);
-        let items = within(&content, |c| comma_separated(c, ']', parse_expr))?;
+        let items = within(&content, |c| comma_separated(c, ']', |c| parse_expr(c, depth + 1)))?;
         return Ok(Expr::List(ListExpr { items, span: bracket.span.join() }));
     }
     if !starts_path(input) {
@@ -615,9 +688,9 @@ fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
     }
     if input.peek2(token::Paren) {
         // Two groups: an inline constructor and its call, `Dense(16)(x)`.
-        let args = parse_args(input)?;
+        let args = parse_args(input, depth)?;
         let ctor = Ctor { path, args: Some(args) };
-        let (arg, paren_span) = parse_call_arg(input)?;
+        let (arg, paren_span) = parse_call_arg(input, depth)?;
         return Ok(Expr::Call(CallExpr { callee: Callee::Ctor(ctor), arg: Box::new(arg), paren_span }));
     }
     // One group: a call of a declared layer instance, `enc(x)`.
@@ -632,7 +705,7 @@ fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
         ));
     };
     let looks_like_type = name.to_string().starts_with(|c: char| c.is_ascii_uppercase());
-    let (arg, paren_span) = parse_call_arg(input).map_err(|e| {
+    let (arg, paren_span) = parse_call_arg(input, depth).map_err(|e| {
         if looks_like_type {
             // `Dense(16)` alone: the arguments were read as the tensor of an instance call.
             syn::Error::new(
@@ -649,15 +722,15 @@ fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
     Ok(Expr::Call(CallExpr { callee: Callee::Instance(name), arg: Box::new(arg), paren_span }))
 }
 
-/// `'(' expr ')'`: the single argument of a layer call, and the span of its parentheses.
-fn parse_call_arg(input: ParseStream) -> syn::Result<(Expr, Span)> {
+/// `'(' expr ')'`: the single argument of a layer call `depth` levels deep, and the span of its parentheses.
+fn parse_call_arg(input: ParseStream, depth: usize) -> syn::Result<(Expr, Span)> {
     let content;
     let paren = parenthesized!(content in input);
     let arg = within(&content, |c| {
         if c.is_empty() {
             return Err(c.error("expected the tensor to call the layer on, like `(x)` or `([a, b])`"));
         }
-        let expr = parse_expr(c)?;
+        let expr = parse_expr(c, depth + 1)?;
         if c.peek(Token![,]) {
             return Err(c.error("a layer is called on one tensor: to pass several, put them in a list, like `([a, b])`"));
         }
@@ -716,7 +789,7 @@ mod tests {
     /// Parses `src`, asserting that syn's own end check never fires (recovery consumed every group).
     fn parse_src(src: &str) -> (File, Diagnostics) {
         let mut diags = Diagnostics::new();
-        let (file, outer) = parse_with_status(tokens(src), &mut diags);
+        let (file, outer) = parse_with_status(tokens(src), 0, &mut diags);
         assert!(outer.is_ok(), "syn's end-of-input check fired: {:?}", outer.err().map(|e| e.to_string()));
         (file, diags)
     }
@@ -1375,7 +1448,7 @@ mod tests {
             }
             let Ok(ts) = TokenStream::from_str(&src) else { continue };
             let mut diags = Diagnostics::new();
-            let (file, outer) = parse_with_status(ts, &mut diags);
+            let (file, outer) = parse_with_status(ts, 0, &mut diags);
             assert!(outer.is_ok(), "syn's end check fired on {src:?}: {:?}", outer.err().map(|e| e.to_string()));
             if round % 3 == 2 {
                 assert!(file.models.iter().any(|m| m.name == "N"), "the model after M was lost: {src:?}");

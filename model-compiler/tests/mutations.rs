@@ -65,6 +65,29 @@ const SEEDS: &[&str] = &[
         let c = Softmax(axis = 1)(GlobalAveragePooling2D()(c));
         output y = Dense(3, activation = softmax)(Concatenate()([Flatten()(e), c]));
     }",
+    "pub struct Merges {
+        input a: [8];
+        input b: [8];
+        let s = Add()([a, b]);
+        let d = Subtract()([a, b]);
+        let m = Multiply()([s, d]);
+        let v = Average()([a, b, m]);
+        let hi = Maximum()([a, v]);
+        let lo = Minimum()([b, v]);
+        output y = Dot(axes = 1, normalize = true)([hi, lo]);
+        output z = Dropout(0.25, seed = 3)(Dense(4)(v));
+    }",
+    "pub struct Vision {
+        input seq: [12, 3];
+        input image: [8, 8, 2];
+        let s = Conv1D(4, 3, strides = 1, padding = valid, activation = relu)(seq);
+        let s = AveragePooling1D(pool_size = 2, strides = 1, padding = same)(MaxPooling1D(2)(s));
+        let i = Conv2D(4, (3, 3), padding = same, dilation_rate = 2)(image);
+        let i = AveragePooling2D(2, padding = same)(MaxPooling2D((2, 2))(i));
+        let r = Flatten()(Reshape((2, -1))(Flatten()(i)));
+        let ga = GlobalAveragePooling1D()(s);
+        output y = Concatenate()([ga, GlobalMaxPooling1D()(s), GlobalAveragePooling2D()(i), GlobalMaxPooling2D()(i), r]);
+    }",
 ];
 
 const IDENTS: &[&str] = &[
@@ -83,6 +106,17 @@ const IDENTS: &[&str] = &[
     "BatchNormalization",
     "LayerNormalization",
     "Softmax",
+    "Add",
+    "Dot",
+    "Dropout",
+    "Conv1D",
+    "Conv2D",
+    "MaxPooling2D",
+    "GlobalAveragePooling1D",
+    "Reshape",
+    "Flatten",
+    "padding",
+    "same",
     "momentum",
     "epsilon",
     "Tower",
@@ -202,6 +236,38 @@ fn mutate(rng: &mut Rng, tokens: TokenStream) -> TokenStream {
         }
     }
     trees.into_iter().collect()
+}
+
+#[test]
+fn seeds_cover_every_layer_kind() {
+    let text: String = SEEDS.concat();
+    for kind in model_compiler::layers::KINDS {
+        assert!(text.contains(&format!("{kind}(")), "no mutation seed uses `{kind}`: add one to SEEDS");
+    }
+}
+
+#[test]
+fn each_layers_rank_guess_agrees_with_its_shape_rule() {
+    // `output_rank` types the stub items of a failed model; on the seeds, where every shape is known, it
+    // must give the rank the shape rule gives, for every layer kind.
+    use model_compiler::layers::LayerDef;
+    for src in SEEDS {
+        let mut diags = model_compiler::diag::Diagnostics::new();
+        let file = model_compiler::parse::parse(TokenStream::from_str(src).unwrap(), &mut diags);
+        for model in &file.models {
+            let hir = model_compiler::resolve::resolve(model, &file, &mut diags);
+            let graph = model_compiler::graph::build(&hir);
+            let typed = model_compiler::infer::infer(hir, graph, &mut diags);
+            assert!(diags.is_empty(), "seed does not compile: {src}");
+            let rank = |v: usize| typed.shapes[v].as_ref().map(|s| s.rank());
+            for call in &typed.model.calls {
+                let layer = &typed.model.layers[call.layer.0];
+                let ins: Vec<Option<usize>> = call.inputs.iter().map(|v| rank(v.0)).collect();
+                let guess = layer.kind.as_ref().unwrap().output_rank(&ins);
+                assert_eq!(guess, rank(call.output.0), "{} ({}) on ranks {ins:?}", layer.name, layer.keras_type);
+            }
+        }
+    }
 }
 
 #[test]

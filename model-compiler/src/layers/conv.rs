@@ -285,15 +285,22 @@ impl LayerDef for Conv {
         Ok(Shape(dims))
     }
 
+    // Spatial axes plus channels, whatever the operand.
+    fn output_rank(&self, _inputs: &[Option<usize>]) -> Option<usize> {
+        Some(self.window.rank + 1)
+    }
+
     fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
         let cin = inputs.first().map(Shape::last).unwrap_or(0);
-        let area: usize = self.window.size.iter().product();
+        // Saturating: a same-padded window may be huge while the output is small; `infer` then rejects the
+        // kernel's shape as too large, and must not overflow on the way.
+        let area = self.window.size.iter().fold(1usize, |a, k| a.saturating_mul(*k));
         let mut shape = self.window.size.clone();
         shape.extend([cin, self.filters]);
         let mut p = vec![ParamDecl {
             suffix: "kernel",
             shape,
-            init: InitKind::GlorotUniform { fan_in: area * cin, fan_out: area * self.filters },
+            init: InitKind::GlorotUniform { fan_in: area.saturating_mul(cin), fan_out: area.saturating_mul(self.filters) },
             trainable: true,
         }];
         if self.use_bias {

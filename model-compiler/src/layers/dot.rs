@@ -167,6 +167,14 @@ impl LayerDef for Dot {
         Ok(Shape(dims))
     }
 
+    // Each operand loses its contracted axis; (None, 1) when nothing is left.
+    fn output_rank(&self, inputs: &[Option<usize>]) -> Option<usize> {
+        match inputs {
+            [Some(x), Some(y)] => Some((x + y).saturating_sub(2).max(1)),
+            _ => None,
+        }
+    }
+
     // With `normalize`, the l2-normalized operands are kept for backward.
     fn scratch(&self, inputs: &[Shape], _output: &Shape) -> Vec<usize> {
         if self.normalize {

@@ -55,6 +55,11 @@ impl LayerDef for Embedding {
         Ok(Shape(dims))
     }
 
+    // One axis more than the ids.
+    fn output_rank(&self, inputs: &[Option<usize>]) -> Option<usize> {
+        inputs.first().copied().flatten().map(|r| r + 1)
+    }
+
     fn params(&self, _inputs: &[Shape]) -> Vec<ParamDecl> {
         vec![ParamDecl {
             suffix: "embeddings",

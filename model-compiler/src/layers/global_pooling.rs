@@ -57,6 +57,11 @@ impl LayerDef for GlobalPooling {
         })
     }
 
+    // (None, channels), whatever the operand.
+    fn output_rank(&self, _inputs: &[Option<usize>]) -> Option<usize> {
+        Some(1)
+    }
+
     // pool::global_{avg,max}_forward(x, y, __b, positions, channels)
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         let (positions, c) = Self::layout(cx);

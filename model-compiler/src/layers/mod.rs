@@ -247,6 +247,12 @@ fn grad_write(set: bool) -> TokenStream {
     }
 }
 
+/// The rank of the first operand whose rank is known: [`LayerDef::output_rank`] of a layer that keeps its
+/// input's rank, and the best guess for a call of a layer whose arguments were invalid.
+pub fn same_rank(inputs: &[Option<usize>]) -> Option<usize> {
+    inputs.iter().find_map(|r| *r)
+}
+
 /// `Some(tokens)` when `cond`, else `None`, as emitted code: optional kernel arguments (bias, pre-activation).
 pub fn some_if(cond: bool, tokens: TokenStream) -> TokenStream {
     if cond {
@@ -264,6 +270,13 @@ pub trait LayerDef {
     }
     /// The shape rule: the output shape, or a diagnostic naming the operands and the fix.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic>;
+    /// The per-sample rank of the output given the operands' ranks where known (`None`: poisoned), for
+    /// a call whose shape rule failed or was skipped: the stub items of a failed model type its outputs
+    /// with it, so user code written for the right rank adds no error. It must agree with `infer` where
+    /// that succeeds. Default: the rank of the first operand known (a layer that keeps its input's rank).
+    fn output_rank(&self, inputs: &[Option<usize>]) -> Option<usize> {
+        same_rank(inputs)
+    }
     /// Parameters once built on these input shapes, in Keras' weight order.
     fn params(&self, _inputs: &[Shape]) -> Vec<ParamDecl> {
         Vec::new()
@@ -457,6 +470,9 @@ impl LayerDef for LayerKind {
     }
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         dispatch!(self, l => l.infer(cx))
+    }
+    fn output_rank(&self, inputs: &[Option<usize>]) -> Option<usize> {
+        dispatch!(self, l => l.output_rank(inputs))
     }
     fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
         dispatch!(self, l => l.params(inputs))

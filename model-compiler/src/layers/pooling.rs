@@ -49,6 +49,11 @@ impl LayerDef for Pooling {
         Ok(Shape(dims))
     }
 
+    // Spatial axes plus channels, whatever the operand.
+    fn output_rank(&self, _inputs: &[Option<usize>]) -> Option<usize> {
+        Some(self.window.rank + 1)
+    }
+
     // pool::{max,avg}_forward(&Window2d{..}, x, y, __b)
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         let geom = self.geom(cx).tokens();

@@ -41,6 +41,11 @@ impl LayerDef for Flatten {
         Ok(Shape(vec![x.numel()]))
     }
 
+    // A vector, whatever the operand.
+    fn output_rank(&self, _inputs: &[Option<usize>]) -> Option<usize> {
+        Some(1)
+    }
+
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         copy_forward(cx)
     }
@@ -126,6 +131,11 @@ impl LayerDef for Reshape {
         }
         let dims = self.target.iter().map(|d| usize::try_from(*d).ok().or(fill).unwrap_or(0)).collect();
         Ok(Shape(dims))
+    }
+
+    // The target's rank, whatever the operand.
+    fn output_rank(&self, _inputs: &[Option<usize>]) -> Option<usize> {
+        Some(self.target.len())
     }
 
     fn forward(&self, cx: &EmitCx) -> TokenStream {
