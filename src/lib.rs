@@ -36,7 +36,7 @@ pub use model_runtime::kernels::gemm::{num_threads, set_num_threads};
 pub use model_runtime::loss::Loss;
 pub use model_runtime::metrics::Metric;
 pub use model_runtime::optim::{Adam, Optimizer, Sgd};
-pub use model_runtime::train::{Fit, History, Trainer};
+pub use model_runtime::train::{Fit, FitError, History, Trainer};
 pub use model_runtime::{datasets, gradcheck, init, io, kernels, loss, metrics, model as ops, network, optim, spec, train, viz};
 
 /// Re-exported so users name the same ndarray version the generated code uses.

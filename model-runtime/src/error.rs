@@ -178,6 +178,50 @@ pub enum Error {
         /// What is wrong and where (line, column or byte offset).
         message: String,
     },
+
+    /// An input or target of a training call holds NaN or an infinity.
+    #[error(
+        "{what} `{name}` holds a non-finite value ({value}) at row {row}, {}; \
+         replace or drop NaN/inf values before training",
+        position(.index)
+    )]
+    NonFiniteData {
+        /// "input" or "target".
+        what: &'static str,
+        /// The tensor's name.
+        name: String,
+        /// The offending value.
+        value: f32,
+        /// The sample (batch row) holding it, counted in the array given.
+        row: usize,
+        /// Its index within the sample (one entry per dimension after the batch).
+        index: Vec<usize>,
+    },
+
+    /// An optimizer step made a parameter NaN or infinite; the step was undone.
+    #[error(
+        "parameter `{param}` became non-finite ({value}) in the optimizer step of epoch {epoch}, batch {batch}; \
+         the weights from before that step are kept; try a lower learning rate or check the data"
+    )]
+    NonFiniteParams {
+        /// Epoch number, 1-based (0 outside `fit`).
+        epoch: usize,
+        /// Batch number within the epoch, 1-based (0 outside `fit`).
+        batch: usize,
+        /// The first parameter (by name) holding a non-finite value after the step.
+        param: String,
+        /// That value.
+        value: f32,
+    },
+
+    /// A buffer is too large to allocate: its size overflows, or the allocator refused it.
+    #[error("cannot allocate {what}: {size}; use a smaller batch (batch_size) or fewer rows per call")]
+    Allocation {
+        /// The buffer and the rows it is for.
+        what: String,
+        /// The size asked for, or why it has none.
+        size: String,
+    },
 }
 
 impl Error {
@@ -194,6 +238,14 @@ impl Error {
     /// An [`Error::UnknownParam`] for `name`, listing the closest of `known`.
     pub fn unknown_param<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Self {
         Error::UnknownParam { name: name.to_string(), nearest: nearest_names(name, known, 3) }
+    }
+}
+
+/// `column 5` for a sample of rank 1, `index (4, 2, 1)` otherwise.
+fn position(index: &[usize]) -> String {
+    match index {
+        [one] => format!("column {one}"),
+        _ => format!("index {}", crate::model::tuple_shape(index)),
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::network::{Input, InputView, Network, State};
 use crate::spec::{keras_shape, DType, ParamSpec, TensorSpec};
-use crate::workspace::{Layout, Workspace};
+use crate::workspace::{rows_len, try_reserve_len, Layout, Workspace};
 use ndarray::{ArrayViewD, Axis, IxDyn};
 
 /// A fresh state for `N`: parameters initialized with Keras' defaults from `seed`, empty workspaces.
@@ -169,7 +169,7 @@ fn stage<'a, N: Network>(inputs: &'a N::Inputs<'_>, ws: &mut Workspace, mut dire
         see_input::<N>(i, input, &mut batch)?;
         let b = batch.finish()?;
         if !sized {
-            ws.resize::<N>(b);
+            ws.resize::<N>(b)?;
             sized = true;
         }
         let in_place = match &mut direct {
@@ -358,19 +358,61 @@ pub fn output_slice<N: Network>(ws: &Workspace, o: usize) -> Result<&[f32]> {
 
 /// Copies the outputs of the last forward pass out of the workspace.
 pub(crate) fn collect_outputs<N: Network>(ws: &Workspace) -> Result<N::Outputs> {
-    let mut data = Vec::with_capacity(N::OUTPUTS.len());
-    for o in 0..N::OUTPUTS.len() {
-        data.push(output_slice::<N>(ws, o)?.to_vec());
+    let mut data = output_vecs::<N>(ws.batch)?;
+    for (o, d) in data.iter_mut().enumerate() {
+        d.extend_from_slice(output_slice::<N>(ws, o)?);
     }
     Ok(N::outputs_from(ws.batch, data))
+}
+
+/// One empty buffer per output, each with room for `rows` rows, allocated fallibly: an
+/// [`Error::Allocation`] when a size overflows or the allocator refuses.
+pub(crate) fn output_vecs<N: Network>(rows: usize) -> Result<Vec<Vec<f32>>> {
+    let mut data = Vec::with_capacity(N::OUTPUTS.len());
+    for spec in N::OUTPUTS {
+        let what = || format!("output `{}`", spec.name);
+        let len = rows_len(&what(), rows, spec.sample_len())?;
+        let mut d = Vec::new();
+        try_reserve_len(&mut d, len, what, rows)?;
+        data.push(d);
+    }
+    Ok(data)
+}
+
+/// Bytes of inference workspace `predict` uses at most for a batch, before it works in chunks.
+pub const PREDICT_WORKSPACE_BYTES: usize = 64 << 20;
+
+/// Rows per chunk of [`predict`]: as many as fit in [`PREDICT_WORKSPACE_BYTES`] of inference workspace,
+/// at least one.
+pub fn predict_chunk_rows<N: Network>() -> usize {
+    let per_row: usize = N::INFER_BUFFERS.iter().chain(N::INFER_SCRATCH).fold(0usize, |a, &b| a.saturating_add(b));
+    (PREDICT_WORKSPACE_BYTES / per_row.saturating_mul(std::mem::size_of::<f32>()).max(1)).max(1)
 }
 
 /// Runs the model in inference mode (`training = false`) over the whole batch, on the inference
 /// buffers: the same outputs as `forward(.., false)`, bit for bit, in less memory, leaving the
 /// activations `backward` reads untouched.
+///
+/// Memory stays bounded whatever the batch: a batch larger than [`predict_chunk_rows`] runs in chunks
+/// of that many rows through one workspace, and only the outputs are sized for every row (an
+/// [`Error::Allocation`] when even they cannot be allocated).
 pub fn predict<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Result<N::Outputs> {
+    let chunk = predict_chunk_rows::<N>();
+    if largest_batch::<N>(inputs) > chunk {
+        return crate::train::predict_batched(model, inputs, chunk);
+    }
     predict_staged(model, inputs)?;
     collect_outputs::<N>(&model.state().infer)
+}
+
+/// The largest leading dimension among the inputs, unchecked (the callers check the inputs).
+fn largest_batch<N: Network>(inputs: &N::Inputs<'_>) -> usize {
+    let mut rows = 0;
+    let _ = N::visit_inputs(inputs, &mut |_, input| {
+        rows = rows.max(input.shape().first().copied().unwrap_or(0));
+        Ok(())
+    });
+    rows
 }
 
 /// Runs the model in inference mode and leaves the outputs in the inference workspace `state.infer`

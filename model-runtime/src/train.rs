@@ -15,13 +15,15 @@ use crate::kernels::activation::Activation;
 use crate::loss::Loss;
 use crate::metrics::{Metric, MetricState};
 use crate::model::{
-    check_inputs, check_shape, gather_f32, gather_input, input_buffer, output_slice, output_spec, run_forward, run_inference, see_inputs,
-    stage_inputs, BatchCheck, Rows,
+    check_inputs, check_shape, gather_f32, gather_input, input_buffer, output_slice, output_spec, output_vecs, run_forward, run_inference,
+    see_inputs, stage_inputs, BatchCheck, Rows,
 };
-use crate::network::{zero_param_grads, Network, State};
+use crate::network::{zero_param_grads, Input, InputView, Network, State};
 use crate::optim::Optimizer;
-use crate::workspace::Layout;
+use crate::spec::TensorSpec;
+use crate::workspace::{rows_len, try_reserve_len, Layout};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ndarray::ArrayViewD;
 
 /// Settings of [`Trainer::fit`], named as Keras' `fit` arguments.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,6 +144,190 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// What [`Trainer::fit`] returns when it stops on an error: the error and the history of the epochs
+/// completed before it (empty when the error came before training started).
+///
+/// It displays as its error, and converts into [`Error`], so `?` works in a function returning
+/// `modelc::Result` (dropping the history) as well as in one returning `Box<dyn std::error::Error>`.
+/// Match on [`FitError::error`] for the kind of failure.
+#[derive(Debug)]
+pub struct FitError {
+    /// Why training stopped.
+    pub error: Error,
+    /// The logs of every epoch completed before the error.
+    pub history: History,
+}
+
+impl FitError {
+    /// The error and the partial history.
+    pub fn into_parts(self) -> (Error, History) {
+        (self.error, self.history)
+    }
+}
+
+impl std::fmt::Display for FitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl std::error::Error for FitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
+}
+
+impl From<FitError> for Error {
+    fn from(e: FitError) -> Self {
+        e.error
+    }
+}
+
+/// The parameters before the last optimizer step, to undo a step that made one non-finite.
+///
+/// Two buffers in turn: after a step, one pass over the parameters checks them and copies them into
+/// `next`, which becomes `prev` (a swap). A fault found by that pass is undone from `prev`, which the
+/// pass has not touched. Allocated on the first training step, reused after.
+#[derive(Debug, Default)]
+struct Rollback {
+    prev: Vec<f32>,
+    next: Vec<f32>,
+    /// Whether `prev` holds the current parameters (false until the first step, and after anything
+    /// other than a step may have changed them).
+    valid: bool,
+}
+
+/// Elements per block of the finiteness scans: a block is checked in one vectorized pass, and only a
+/// block holding a non-finite value is searched element by element.
+const SCAN_BLOCK: usize = 1024;
+
+/// Whether every value of `x` is finite: one vectorizable pass comparing exponent bits, no early exit.
+#[inline]
+fn all_finite(x: &[f32]) -> bool {
+    const EXP: u32 = 0x7f80_0000;
+    let mut bad = 0u32;
+    for v in x {
+        bad |= u32::from(v.to_bits() & EXP == EXP);
+    }
+    bad == 0
+}
+
+/// The position of the first non-finite value of `x`, scanned a block at a time.
+fn first_non_finite(x: &[f32]) -> Option<usize> {
+    for (b, block) in x.chunks(SCAN_BLOCK).enumerate() {
+        if !all_finite(block) {
+            return block.iter().position(|v| !v.is_finite()).map(|i| b * SCAN_BLOCK + i);
+        }
+    }
+    None
+}
+
+/// Checks `src` block by block, copying each finite block into `dst` (same length); returns the position
+/// of the first non-finite value, leaving the blocks from its own on uncopied.
+fn check_and_copy(src: &[f32], dst: &mut [f32]) -> Option<usize> {
+    for (b, (s, d)) in src.chunks(SCAN_BLOCK).zip(dst.chunks_mut(SCAN_BLOCK)).enumerate() {
+        if !all_finite(s) {
+            return s.iter().position(|v| !v.is_finite()).map(|i| b * SCAN_BLOCK + i);
+        }
+        d.copy_from_slice(s);
+    }
+    None
+}
+
+/// `Error::NonFiniteData` for the flat position `k` of a tensor whose samples have `spec`'s shape,
+/// rows counted from `first_row`.
+fn non_finite_data(what: &'static str, spec: &TensorSpec, value: f32, k: usize, rows: Rows<'_>) -> Error {
+    let len = spec.sample_len().max(1);
+    let (pos, mut within) = (k / len, k % len);
+    let mut index = vec![0; spec.shape.len()];
+    for (i, &d) in index.iter_mut().zip(spec.shape).rev() {
+        *i = within % d.max(1);
+        within /= d.max(1);
+    }
+    let row = rows.iter().nth(pos).unwrap_or(pos);
+    Error::NonFiniteData { what, name: spec.name.to_string(), value, row, index }
+}
+
+/// Checks a float tensor (batch first, samples of `spec`'s shape) for NaN and infinities.
+fn check_finite_view(what: &'static str, spec: &TensorSpec, view: &ArrayViewD<'_, f32>) -> Result<()> {
+    let all = Rows::Range(0, view.shape().first().copied().unwrap_or(0));
+    match view.as_slice() {
+        Some(x) => match first_non_finite(x) {
+            None => Ok(()),
+            Some(k) => Err(non_finite_data(what, spec, x[k], k, all)),
+        },
+        None => match view.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            None => Ok(()),
+            Some((k, &v)) => Err(non_finite_data(what, spec, v, k, all)),
+        },
+    }
+}
+
+/// Checks every float input and target for NaN and infinities, all rows.
+fn check_finite_data<N: Network>(inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<()> {
+    N::visit_inputs(inputs, &mut |i, input: Input<'_>| match (input.view(), N::INPUTS.get(i)) {
+        (InputView::F32(v), Some(spec)) => check_finite_view("input", spec, &v),
+        _ => Ok(()),
+    })?;
+    N::visit_targets(targets, &mut |o, view| match N::OUTPUTS.get(o) {
+        Some(spec) => check_finite_view("target", spec, &view),
+        None => Ok(()),
+    })
+}
+
+/// Rejects a learning rate that is not finite.
+fn check_learning_rate(lr: f32) -> Result<()> {
+    if lr.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::config("learning_rate", lr, "must be finite; the optimizer's learning rate is NaN or infinite"))
+    }
+}
+
+/// Rejects a schedule with a setting that is not finite.
+fn check_schedule(schedule: &Schedule) -> Result<()> {
+    let values: &[(&str, f32)] = match schedule {
+        Schedule::ExponentialDecay { initial, decay_rate, .. } => &[("initial", *initial), ("decay_rate", *decay_rate)],
+        Schedule::CosineDecay { initial, alpha, .. } => &[("initial", *initial), ("alpha", *alpha)],
+    };
+    match values.iter().find(|(_, v)| !v.is_finite()) {
+        None => Ok(()),
+        Some((field, v)) => Err(Error::config("schedule", format!("{schedule:?}"), format!("`{field}` = {v} must be finite"))),
+    }
+}
+
+/// Sizes target staging buffer `buf` for `batch` rows of `spec` (fallibly) and returns it.
+fn stage_target<'b>(buf: &'b mut Vec<f32>, spec: &TensorSpec, batch: usize) -> Result<&'b mut [f32]> {
+    let what = || format!("the staging buffer of target `{}`", spec.name);
+    let len = rows_len(&what(), batch, spec.sample_len())?;
+    try_reserve_len(buf, len, what, batch)?;
+    buf.resize(len, 0.0);
+    Ok(buf)
+}
+
+/// Makes `dst` a copy of `src`, reserving fallibly (reusing its storage when it has room).
+fn copy_fallibly(dst: &mut Vec<f32>, src: &[f32]) -> Result<()> {
+    dst.clear();
+    try_reserve_len(dst, src.len(), || "the copy of the parameters that undoes a faulty step".to_string(), 1)?;
+    dst.extend_from_slice(src);
+    Ok(())
+}
+
+/// Checks the float inputs staged in the training workspace `ws` for NaN and infinities (after
+/// [`stage_inputs`], so the scan reads contiguous buffers the copy just wrote).
+fn check_staged_inputs<N: Network>(ws: &mut crate::workspace::Workspace, batch: usize) -> Result<()> {
+    for (i, spec) in N::INPUTS.iter().enumerate() {
+        if spec.dtype != crate::spec::DType::F32 {
+            continue;
+        }
+        let x = input_buffer::<N>(ws, i, batch * spec.sample_len())?;
+        if let Some(k) = first_non_finite(x) {
+            return Err(non_finite_data("input", spec, x[k], k, Rows::Range(0, batch)));
+        }
+    }
+    Ok(())
+}
+
 /// Per-output training configuration and running statistics.
 #[derive(Debug)]
 struct OutputSlot {
@@ -184,6 +370,7 @@ pub struct Trainer<'m, N: Network, O: Optimizer> {
     grads: Vec<f32>,
     targets: Vec<Vec<f32>>,
     total: MetricState,
+    rollback: Rollback,
 }
 
 impl<N: Network, O: Optimizer + std::fmt::Debug> std::fmt::Debug for Trainer<'_, N, O> {
@@ -238,6 +425,7 @@ pub fn compile<'m, N: Network, O: Optimizer>(
         grads: vec![0.0; N::PARAM_COUNT],
         targets: vec![Vec::new(); N::OUTPUTS.len()],
         total: MetricState::default(),
+        rollback: Rollback::default(),
     }
 }
 
@@ -283,6 +471,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
 
     /// The model, mutably (to read or set parameters between epochs).
     pub fn model_mut(&mut self) -> &mut N {
+        self.rollback.valid = false;
         self.model
     }
 
@@ -308,21 +497,44 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         batch.finish()
     }
 
+    /// Checks the settings training reads: a finite learning rate (the optimizer's, or every value of
+    /// `schedule`'s settings when there is one) and finite loss weights.
+    fn check_settings(&self, schedule: Option<&Schedule>) -> Result<()> {
+        match schedule {
+            Some(s) => check_schedule(s)?,
+            None => check_learning_rate(self.optimizer.learning_rate())?,
+        }
+        match self.outputs.iter().find(|slot| !slot.weight.is_finite()) {
+            None => Ok(()),
+            Some(slot) => {
+                Err(Error::config("loss_weights", slot.weight, format!("the loss weight of output `{}` must be finite", slot.name)))
+            }
+        }
+    }
+
     /// One gradient step on one batch (already in memory, any size): forward in training mode,
     /// losses, backward, optimizer step. Returns the weighted total loss of the batch (before
     /// the step). After the first call with a given batch size, allocates nothing.
+    ///
+    /// A non-finite learning rate or loss weight, or a NaN or infinity in the inputs or targets, is an
+    /// error before anything runs; a non-finite loss, before the step; a step that makes a parameter
+    /// non-finite is undone ([`Error::NonFiniteParams`]).
     pub fn train_step(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<f64> {
+        self.check_settings(None)?;
         let batch = self.check_batch(inputs, targets)?;
         let ws = &mut self.model.state_mut().ws;
         ws.set_layout(Layout::Training);
         stage_inputs::<N>(inputs, ws)?;
+        check_staged_inputs::<N>(ws, batch)?;
         let staged = &mut self.targets;
         N::visit_targets(targets, &mut |o, view| {
-            let buf = &mut staged[o];
-            let len = batch * N::OUTPUTS[o].sample_len();
-            buf.resize(len, 0.0);
-            gather_f32(&view, Rows::Range(0, batch), N::OUTPUTS[o].sample_len(), buf);
-            Ok(())
+            let spec = &N::OUTPUTS[o];
+            let buf = stage_target(&mut staged[o], spec, batch)?;
+            gather_f32(&view, Rows::Range(0, batch), spec.sample_len(), buf);
+            match first_non_finite(buf) {
+                None => Ok(()),
+                Some(k) => Err(non_finite_data("target", spec, buf[k], k, Rows::Range(0, batch))),
+            }
         })?;
         self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false })
     }
@@ -340,7 +552,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             Mode::Train { .. } => Layout::Training,
             Mode::Eval => Layout::Inference,
         });
-        ws.resize::<N>(batch);
+        ws.resize::<N>(batch)?;
         N::visit_inputs(inputs, &mut |i, view| {
             let spec = &N::INPUTS[i];
             let len = spec.sample_len();
@@ -350,10 +562,9 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         if let Some(targets) = targets {
             let staged = &mut self.targets;
             N::visit_targets(targets, &mut |o, view| {
-                let len = N::OUTPUTS[o].sample_len();
-                let buf = &mut staged[o];
-                buf.resize(batch * len, 0.0);
-                gather_f32(&view, rows, len, buf);
+                let spec = &N::OUTPUTS[o];
+                let buf = stage_target(&mut staged[o], spec, batch)?;
+                gather_f32(&view, rows, spec.sample_len(), buf);
                 Ok(())
             })?;
         }
@@ -399,12 +610,28 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval) {
             self.total.add_mean(total, batch);
         }
-        if training {
+        if let Mode::Train { epoch, batch: b, .. } = mode {
             // Every loss is finite: the step is applied, moving statistics first (backward uses the batch's).
+            let rollback = &mut self.rollback;
+            if !rollback.valid {
+                copy_fallibly(&mut rollback.prev, params)?;
+                copy_fallibly(&mut rollback.next, params)?;
+                rollback.valid = true;
+            }
             N::update_state(params, ws);
             zero_param_grads::<N>(&mut self.grads);
             N::backward(params, ws, &mut self.grads);
             self.optimizer.step(params, &self.grads, N::PARAMS);
+            // One pass checks the new parameters and keeps them for the next step's undo.
+            match check_and_copy(params, &mut rollback.next) {
+                None => std::mem::swap(&mut rollback.prev, &mut rollback.next),
+                Some(k) => {
+                    let value = params[k];
+                    params.copy_from_slice(&rollback.prev);
+                    let param = N::PARAMS.iter().find(|p| p.range().contains(&k)).map_or("?", |p| p.name).to_string();
+                    return Err(Error::NonFiniteParams { epoch, batch: b, param, value });
+                }
+            }
         }
         Ok(total)
     }
@@ -442,7 +669,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         self.reset_states();
         let (mut s, end) = (rows.start, rows.end);
         while s < end {
-            let e = (s + batch_size).min(end);
+            let e = s.saturating_add(batch_size).min(end);
             self.stage_rows(inputs, Some(targets), Rows::Range(s, e), Mode::Eval)?;
             self.step_staged(e - s, Mode::Eval)?;
             s = e;
@@ -454,9 +681,26 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// Trains for `fit.epochs` epochs (Keras' `fit`): the last `validation_split` fraction of the
     /// rows is held out before shuffling; each epoch visits the other rows in a seeded random
     /// order (if `shuffle`) in batches of `batch_size`, the last one possibly smaller. Epoch
-    /// values are means over samples. A non-finite loss stops training with
-    /// [`Error::NonFiniteLoss`] before the faulty step is applied.
-    pub fn fit(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>, fit: &Fit) -> Result<History> {
+    /// values are means over samples.
+    ///
+    /// Faults stop training with a [`FitError`]: the error and the history of the epochs completed
+    /// before it. Checked before training starts: the settings (a learning rate, schedule setting or
+    /// loss weight that is not finite is an [`Error::Config`] naming it) and every input and target
+    /// value (a NaN or infinity is an [`Error::NonFiniteData`] naming the tensor, row and column). Checked
+    /// at every step: a non-finite loss ([`Error::NonFiniteLoss`]) stops training before the step is
+    /// applied, and a step that makes a parameter non-finite ([`Error::NonFiniteParams`]) is undone. Either
+    /// way the model keeps the weights from before the faulty step. The optimizer's own state (momenta)
+    /// is the one after it: compile again for a fresh optimizer before training on.
+    pub fn fit(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>, fit: &Fit) -> Result<History, FitError> {
+        let mut history = History::default();
+        match self.fit_into(inputs, targets, fit, &mut history) {
+            Ok(()) => Ok(history),
+            Err(error) => Err(FitError { error, history }),
+        }
+    }
+
+    /// [`fit`](Self::fit), appending each epoch's logs to `history`.
+    fn fit_into(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>, fit: &Fit, history: &mut History) -> Result<()> {
         if fit.batch_size == 0 {
             return Err(Error::config("batch_size", 0, "must be at least 1"));
         }
@@ -464,6 +708,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         if !(0.0..1.0).contains(&vs) {
             return Err(Error::config("validation_split", vs, "must be in [0, 1)"));
         }
+        self.check_settings(fit.schedule.as_ref())?;
         let n = self.check_batch(inputs, targets)?;
         let split_at = (n as f64 * (1.0 - f64::from(vs))).floor() as usize;
         if vs > 0.0 && (split_at == 0 || split_at == n) {
@@ -477,11 +722,17 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 ),
             ));
         }
-        let mut order: Vec<usize> = (0..split_at).collect();
+        let mut order: Vec<usize> = Vec::new();
+        order.try_reserve_exact(split_at).map_err(|e| Error::Allocation {
+            what: format!("the shuffling order of {split_at} rows"),
+            size: format!("{split_at} indices: {e}"),
+        })?;
+        order.extend(0..split_at);
+        // Once over every value, before any step: far cheaper than an epoch, and nothing has moved when it fails.
+        check_finite_data::<N>(inputs, targets)?;
         let mut rng = crate::init::Rng::new(fit.seed);
         let batches = split_at.div_ceil(fit.batch_size);
         let terminal = std::io::stderr().is_terminal();
-        let mut history = History::default();
         let mut stopper = fit.early_stopping.as_ref().map(|e| (e, Monitor::new(&e.monitor, e.direction, e.min_delta), 0usize, None));
         let mut best_saver = fit.checkpoint.as_ref().map(|c| (c, Monitor::new(&c.monitor, c.direction, 0.0)));
         let mut step: u64 = 0;
@@ -494,7 +745,18 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             self.reset_states();
             for (b, chunk) in order.chunks(fit.batch_size).enumerate() {
                 if let Some(schedule) = &fit.schedule {
-                    self.optimizer.set_learning_rate(schedule.at(step));
+                    let lr = schedule.at(step);
+                    if !lr.is_finite() {
+                        if let Some(bar) = &bar {
+                            bar.abandon();
+                        }
+                        return Err(Error::config(
+                            "schedule",
+                            format!("{schedule:?}"),
+                            format!("gives a non-finite learning rate ({lr}) at step {step} (epoch {epoch}, batch {})", b + 1),
+                        ));
+                    }
+                    self.optimizer.set_learning_rate(lr);
                 }
                 step += 1;
                 let mode = Mode::Train { epoch, batch: b + 1, track: true };
@@ -556,8 +818,9 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         }
         if let Some((_, _, _, Some(best))) = stopper {
             self.model.state_mut().params = best;
+            self.rollback.valid = false;
         }
-        Ok(history)
+        Ok(())
     }
 
     /// Loss and metrics over all rows in inference mode, in chunks of `batch_size` (Keras'
@@ -585,13 +848,14 @@ pub fn predict_batched<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, batch_
         return Err(Error::config("batch_size", 0, "must be at least 1"));
     }
     let n = check_inputs::<N>(inputs)?;
-    let mut data: Vec<Vec<f32>> = N::OUTPUTS.iter().map(|s| Vec::with_capacity(n * s.sample_len())).collect();
+    // The outputs first: when even they cannot be allocated, fail before any work.
+    let mut data = output_vecs::<N>(n)?;
     let mut s = 0;
     while s < n {
-        let e = (s + batch_size).min(n);
+        let e = s.saturating_add(batch_size).min(n);
         let state = model.state_mut();
         state.infer.set_layout(Layout::Inference);
-        state.infer.resize::<N>(e - s);
+        state.infer.resize::<N>(e - s)?;
         N::visit_inputs(inputs, &mut |i, view| {
             let spec = &N::INPUTS[i];
             let len = spec.sample_len();
@@ -663,6 +927,80 @@ mod tests {
     fn step_time_prints_like_keras() {
         assert_eq!(per_step(0.012), "12ms/step");
         assert_eq!(per_step(0.00035), "350us/step");
+    }
+
+    #[test]
+    fn finiteness_scans_find_the_first_bad_value_in_any_block() {
+        for n in [1usize, 7, SCAN_BLOCK, SCAN_BLOCK + 3, 3 * SCAN_BLOCK + 5] {
+            let x: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+            assert_eq!(first_non_finite(&x), None);
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                for at in [0, n / 2, n - 1] {
+                    let mut y = x.clone();
+                    y[at] = bad;
+                    if at + 1 < n {
+                        y[n - 1] = f32::NAN;
+                    }
+                    assert_eq!(first_non_finite(&y), Some(at), "n {n}, {bad} at {at}");
+                }
+            }
+        }
+        // The largest finite values and subnormals are finite.
+        assert!(all_finite(&[f32::MAX, f32::MIN, f32::MIN_POSITIVE / 2.0, -0.0]));
+    }
+
+    #[test]
+    fn check_and_copy_stops_at_the_block_holding_the_fault() {
+        let src: Vec<f32> = (0..3 * SCAN_BLOCK).map(|i| i as f32).collect();
+        let mut dst = vec![-1.0; src.len()];
+        assert_eq!(check_and_copy(&src, &mut dst), None);
+        assert_eq!(dst, src);
+        let mut bad = src.clone();
+        bad[SCAN_BLOCK + 10] = f32::INFINITY;
+        let mut dst = vec![-1.0; src.len()];
+        assert_eq!(check_and_copy(&bad, &mut dst), Some(SCAN_BLOCK + 10));
+        assert_eq!(dst[..SCAN_BLOCK], src[..SCAN_BLOCK]);
+        assert!(dst[SCAN_BLOCK..].iter().all(|&v| v == -1.0), "a block holding the fault was copied");
+    }
+
+    #[test]
+    fn non_finite_data_names_the_row_and_the_index_within_the_sample() {
+        let image = TensorSpec { name: "image", shape: &[2, 3, 4], dtype: crate::spec::DType::F32 };
+        // Row 1, element (1, 2, 3) of a 2x3x4 sample: flat 24 + 12 + 8 + 3.
+        let e = non_finite_data("input", &image, f32::NAN, 24 + 12 + 8 + 3, Rows::Range(0, 5));
+        assert_eq!(
+            e.to_string(),
+            "input `image` holds a non-finite value (NaN) at row 1, index (1, 2, 3); replace or drop NaN/inf values before training"
+        );
+        let flat = TensorSpec { name: "y", shape: &[3], dtype: crate::spec::DType::F32 };
+        // Batch position 2 of a shuffled batch is row 9 of the data.
+        let e = non_finite_data("target", &flat, f32::NEG_INFINITY, 2 * 3 + 1, Rows::List(&[4, 0, 9]));
+        assert!(e.to_string().starts_with("target `y` holds a non-finite value (-inf) at row 9, column 1;"), "{e}");
+    }
+
+    #[test]
+    fn schedules_with_non_finite_settings_are_rejected() {
+        let ok = Schedule::ExponentialDecay { initial: 0.1, decay_steps: 10, decay_rate: 0.5, staircase: false };
+        assert!(check_schedule(&ok).is_ok());
+        let bad = Schedule::ExponentialDecay { initial: 0.1, decay_steps: 10, decay_rate: f32::NAN, staircase: false };
+        let msg = check_schedule(&bad).unwrap_err().to_string();
+        assert!(msg.contains("`schedule`") && msg.contains("`decay_rate` = NaN must be finite"), "{msg}");
+        let bad = Schedule::CosineDecay { initial: f32::INFINITY, decay_steps: 10, alpha: 0.0 };
+        assert!(check_schedule(&bad).unwrap_err().to_string().contains("`initial` = inf"));
+        assert!(check_learning_rate(f32::NAN).unwrap_err().to_string().contains("`learning_rate` = NaN"));
+    }
+
+    #[test]
+    fn fit_error_displays_as_its_error_and_converts_with_question_mark() {
+        let mut history = History::default();
+        history.push(&Logs::from([("loss".to_string(), 0.5)]));
+        let fit_error = FitError { error: Error::config("batch_size", 0, "must be at least 1"), history };
+        assert_eq!(fit_error.to_string(), fit_error.error.to_string());
+        let via_question_mark = || -> Result<()> { Err(FitError { error: Error::BackwardBeforeForward, history: History::default() })? };
+        assert!(matches!(via_question_mark(), Err(Error::BackwardBeforeForward)));
+        let (error, history) = fit_error.into_parts();
+        assert!(matches!(error, Error::Config { name: "batch_size", .. }));
+        assert_eq!(history.epochs(), 1);
     }
 
     #[test]

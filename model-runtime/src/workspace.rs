@@ -1,5 +1,6 @@
 //! Buffers sized for one batch and reused across calls: activations, their gradients, staging and scratch.
 
+use crate::error::{Error, Result};
 use crate::network::Network;
 
 /// Which of a network's two buffer plans a workspace follows.
@@ -77,11 +78,12 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// A training-layout workspace for network `N` able to hold `batch` rows.
-    pub fn new<N: Network>(batch: usize) -> Self {
+    /// A training-layout workspace for network `N` able to hold `batch` rows; an error when the
+    /// buffers cannot be allocated.
+    pub fn new<N: Network>(batch: usize) -> Result<Self> {
         let mut ws = Workspace::default();
-        ws.resize::<N>(batch);
-        ws
+        ws.resize::<N>(batch)?;
+        Ok(ws)
     }
 
     /// An empty workspace following `layout`; it allocates on its first `resize`.
@@ -99,7 +101,19 @@ impl Workspace {
     }
 
     /// Sets the current batch size, growing the buffers only when `batch` exceeds the capacity.
-    pub fn resize<N: Network>(&mut self, batch: usize) {
+    ///
+    /// Sizes are computed with checked arithmetic and the buffers grown with fallible reservations, so a
+    /// batch too large for the address space or for the allocator is an [`Error::Allocation`], not an
+    /// abort. On error the workspace is left empty (batch 0, no capacity), so nothing reads stale buffers.
+    pub fn resize<N: Network>(&mut self, batch: usize) -> Result<()> {
+        let result = self.try_resize::<N>(batch);
+        if result.is_err() {
+            *self = Workspace { step: self.step, ..Workspace::with_layout(self.layout) };
+        }
+        result
+    }
+
+    fn try_resize<N: Network>(&mut self, batch: usize) -> Result<()> {
         let (buffers, scratch) = (self.layout.buffers::<N>(), self.layout.scratch::<N>());
         let grads = if self.layout == Layout::Training { buffers } else { &[] };
         if self.values.len() != buffers.len() || self.scratch.len() != scratch.len() || self.grads.len() != grads.len() {
@@ -110,14 +124,24 @@ impl Workspace {
             self.capacity = 0;
         }
         if batch > self.capacity {
-            for (buf, &len) in self.values.iter_mut().zip(buffers) {
-                reserve_exact(buf, batch * len);
+            // Every size first, so an overflow allocates nothing; then every reservation.
+            let what = |kind: &str, i: usize, len: usize| (kind.to_string(), i, len);
+            let sizes = buffers
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| what("activation buffer", i, len))
+                .chain(grads.iter().enumerate().map(|(i, &len)| what("gradient buffer", i, len)))
+                .chain(scratch.iter().enumerate().map(|(i, &len)| what("scratch buffer", i, len)));
+            let mut total: usize = 0;
+            for (kind, i, len) in sizes {
+                let n = rows_len(&format!("the {kind} {i} of the `{}` workspace", N::NAME), batch, len)?;
+                total = total.checked_add(n).ok_or_else(|| too_large(&format!("the `{}` workspace", N::NAME), batch))?;
             }
-            for (buf, &len) in self.grads.iter_mut().zip(grads) {
-                reserve_exact(buf, batch * len);
-            }
-            for (buf, &len) in self.scratch.iter_mut().zip(scratch) {
-                reserve_exact(buf, batch * len);
+            let bufs =
+                self.values.iter_mut().zip(buffers).chain(self.grads.iter_mut().zip(grads)).chain(self.scratch.iter_mut().zip(scratch));
+            for (buf, &len) in bufs {
+                // `rows_len` succeeded above for every buffer.
+                try_reserve_len(buf, batch.saturating_mul(len), || format!("the `{}` workspace ({total} floats)", N::NAME), batch)?;
             }
             self.capacity = batch;
         }
@@ -131,6 +155,7 @@ impl Workspace {
             buf.resize(batch * len, 0.0);
         }
         self.batch = batch;
+        Ok(())
     }
 
     /// Zeroes the gradient buffers `N::backward` adds onto (`N::GRAD_ZERO`, else all of them); it
@@ -149,8 +174,57 @@ impl Workspace {
     }
 }
 
-fn reserve_exact(buf: &mut Vec<f32>, len: usize) {
-    if buf.capacity() < len {
-        buf.reserve_exact(len - buf.len());
+/// `rows * per_row` elements of `what`, or an [`Error::Allocation`] when that overflows or exceeds what a
+/// `Vec<f32>` can hold.
+pub fn rows_len(what: &str, rows: usize, per_row: usize) -> Result<usize> {
+    match rows.checked_mul(per_row) {
+        Some(n) if n <= isize::MAX as usize / std::mem::size_of::<f32>() => Ok(n),
+        _ => Err(Error::Allocation {
+            what: format!("{what} for {rows} rows"),
+            size: format!("{rows} × {per_row} floats exceed the address space"),
+        }),
+    }
+}
+
+fn too_large(what: &str, rows: usize) -> Error {
+    Error::Allocation { what: format!("{what} for {rows} rows"), size: "the total size exceeds the address space".to_string() }
+}
+
+/// Grows `buf`'s capacity to at least `len` elements without aborting: an [`Error::Allocation`] naming
+/// `what()` when the allocator refuses.
+pub fn try_reserve_len(buf: &mut Vec<f32>, len: usize, what: impl FnOnce() -> String, rows: usize) -> Result<()> {
+    if buf.capacity() >= len {
+        return Ok(());
+    }
+    buf.try_reserve_exact(len - buf.len()).map_err(|e| Error::Allocation {
+        what: format!("{} for {rows} rows", what()),
+        size: format!("{len} floats ({} bytes): {e}", len.saturating_mul(std::mem::size_of::<f32>())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_that_overflow_are_errors() {
+        assert_eq!(rows_len("x", 4, 8).ok(), Some(32));
+        let msg = rows_len("the activation buffer 0", usize::MAX / 2, 3).unwrap_err().to_string();
+        assert!(msg.starts_with("cannot allocate the activation buffer 0 for"), "{msg}");
+        assert!(msg.contains("exceed the address space"), "{msg}");
+        // Fits in usize, but not in bytes of a Vec<f32>.
+        assert!(rows_len("x", 1 << 62, 1).is_err());
+    }
+
+    #[test]
+    fn a_refused_reservation_is_an_error_not_an_abort() {
+        let mut buf = vec![1.0f32; 4];
+        // About 2^61 floats: more than any machine's memory, within Vec's limit.
+        let huge = isize::MAX as usize / 4 - 8;
+        let msg = try_reserve_len(&mut buf, huge, || "the output `y`".to_string(), 7).unwrap_err().to_string();
+        assert!(msg.starts_with("cannot allocate the output `y` for 7 rows:"), "{msg}");
+        assert_eq!(buf, [1.0; 4], "a failed reservation changed the buffer");
+        try_reserve_len(&mut buf, 100, String::new, 1).unwrap();
+        assert!(buf.capacity() >= 100);
     }
 }
