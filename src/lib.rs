@@ -26,18 +26,27 @@
 //! Large matrix products (big batches, wide layers, convolutions) are split across threads:
 //! [`set_num_threads`] or the `MODELC_NUM_THREADS` environment variable choose how many
 //! (default: the CPUs available); small ones always run on the calling thread.
+//!
+//! Like TensorFlow and JAX on CPU, modelc computes with subnormal floats flushed to zero
+//! (flush-to-zero and denormals-are-zero), so a trainer whose gradients or Adam moments have
+//! decayed toward zero does not slow down, and results match TensorFlow's and JAX's. The mode is
+//! set on the threads that compute for the duration of each call (`predict`, `forward`,
+//! `backward`, `train_step`, `fit`, `evaluate`) and the caller's mode is restored on return.
+//! [`set_flush_denormals`]`(false)` or `MODELC_FLUSH_DENORMALS=0` keep subnormals instead
+//! (see [`fpenv`]).
 
 pub use model_macros::model;
 pub use model_runtime::{Error, Result};
 
 pub use model_runtime::callbacks::{Checkpoint, Direction, EarlyStopping, Schedule};
+pub use model_runtime::fpenv::{flush_denormals, set_flush_denormals};
 pub use model_runtime::kernels::activation::Activation;
 pub use model_runtime::kernels::gemm::{num_threads, set_num_threads};
 pub use model_runtime::loss::Loss;
 pub use model_runtime::metrics::Metric;
 pub use model_runtime::optim::{Adam, Optimizer, Sgd};
 pub use model_runtime::train::{Fit, FitError, History, Trainer};
-pub use model_runtime::{datasets, gradcheck, init, io, kernels, loss, metrics, model as ops, network, optim, spec, train, viz};
+pub use model_runtime::{datasets, fpenv, gradcheck, init, io, kernels, loss, metrics, model as ops, network, optim, spec, train, viz};
 
 /// Re-exported so users name the same ndarray version the generated code uses.
 pub use ndarray;

@@ -6,6 +6,7 @@
 pub mod callbacks;
 pub mod datasets;
 pub mod error;
+pub mod fpenv;
 pub mod gradcheck;
 pub mod init;
 pub mod io;
@@ -22,3 +23,4 @@ pub mod viz;
 pub mod workspace;
 
 pub use error::{Error, Result};
+pub use fpenv::{flush_denormals, set_flush_denormals, FlushDenormals};

@@ -419,6 +419,7 @@ fn largest_batch<N: Network>(inputs: &N::Inputs<'_>) -> usize {
 /// (read them with [`output_slice`]); returns the batch size. Allocates nothing once the workspace
 /// holds the batch.
 pub fn predict_staged<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Result<usize> {
+    let _flush = crate::fpenv::FlushDenormals::new();
     let state = model.state_mut();
     state.infer.set_layout(Layout::Inference);
     let mut direct: InPlace<'_> = [None; IN_PLACE_MAX];
@@ -430,6 +431,7 @@ pub fn predict_staged<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Resu
 /// Runs the forward pass over the whole batch, keeping the activations for [`backward`].
 /// `training` turns on dropout and batch statistics, and updates the moving statistics.
 pub fn forward<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, training: bool) -> Result<N::Outputs> {
+    let _flush = crate::fpenv::FlushDenormals::new();
     let state = model.state_mut();
     state.ws.set_layout(Layout::Training);
     stage_inputs::<N>(inputs, &mut state.ws)?;
@@ -444,6 +446,7 @@ pub fn forward<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, training: bool
 /// Backpropagates `d_outputs` (the gradient of some scalar w.r.t. each output of the last
 /// [`forward`]) and returns the gradient w.r.t. every parameter.
 pub fn backward<N: Network>(model: &mut N, d_outputs: &N::Outputs) -> Result<Gradients> {
+    let _flush = crate::fpenv::FlushDenormals::new();
     let State { params, ws, .. } = model.state_mut();
     if ws.batch == 0 || ws.values.len() != N::BUFFERS.len() {
         return Err(Error::BackwardBeforeForward);

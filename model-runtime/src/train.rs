@@ -574,6 +574,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// Forward, losses and metrics on the staged batch; in training mode also backward and the
     /// optimizer step. Returns the weighted total loss.
     fn step_staged(&mut self, batch: usize, mode: Mode) -> Result<f64> {
+        let _flush = crate::fpenv::FlushDenormals::new();
         let training = matches!(mode, Mode::Train { .. });
         let state = self.model.state_mut();
         if training {
@@ -844,6 +845,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
 
 /// [`Trainer::predict`] without a trainer: inference in chunks of `batch_size` rows.
 pub fn predict_batched<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, batch_size: usize) -> Result<N::Outputs> {
+    let _flush = crate::fpenv::FlushDenormals::new();
     if batch_size == 0 {
         return Err(Error::config("batch_size", 0, "must be at least 1"));
     }

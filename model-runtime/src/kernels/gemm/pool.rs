@@ -9,6 +9,9 @@
 //! next GEMM of a training step usually follows within microseconds) and then park. Each worker
 //! packs into its own thread-local scratch, which, like the caller's, grows once and is reused.
 //!
+//! Workers compute each job in the floating-point mode of the thread that published it (see
+//! [`crate::fpenv`]): a product splits across threads without changing its results.
+//!
 //! One split GEMM runs at a time: a caller that finds the pool busy (another thread's GEMM is
 //! split across it) runs its product on its own thread instead of waiting.
 
@@ -18,6 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, TryLockError};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
+
+use crate::fpenv;
 
 /// The environment variable read (once, at the first GEMM) for the default thread count.
 pub const THREADS_ENV: &str = "MODELC_NUM_THREADS";
@@ -71,6 +76,8 @@ fn default_threads() -> usize {
 struct Job {
     data: *const (),
     call: unsafe fn(*const (), usize),
+    /// The caller's floating-point mode ([`fpenv::mode`]), which the workers adopt.
+    mode: fpenv::arch::Word,
 }
 
 /// The hand-over slot between the caller and the workers.
@@ -100,7 +107,7 @@ pub(super) const MAX_CHUNKS: usize = (1 << FIELD_BITS) - 1;
 
 static SHARED: Shared = Shared {
     ticket: AtomicU64::new(0),
-    job: UnsafeCell::new(Job { data: std::ptr::null(), call: noop }),
+    job: UnsafeCell::new(Job { data: std::ptr::null(), call: noop, mode: 0 }),
     done: AtomicUsize::new(0),
     panicked: AtomicBool::new(false),
 };
@@ -149,6 +156,8 @@ fn run_chunks(epoch_seen: u64) {
         // so `job` holds that job, and its caller keeps it and the closure alive and unchanged
         // until `done` counts this chunk.
         let job = unsafe { *SHARED.job.get() };
+        // Flush subnormals or not as the caller does (for the caller itself, one register read).
+        fpenv::adopt(job.mode);
         // SAFETY: `job.data` points at the caller's live closure of the type `job.call` expects.
         let run = panic::catch_unwind(AssertUnwindSafe(|| unsafe { (job.call)(job.data, chunk) }));
         if run.is_err() {
@@ -204,7 +213,7 @@ pub(super) fn try_run<F: Fn(usize) + Sync>(threads: usize, chunks: usize, f: &F)
     let epoch_next = epoch_now + 1;
     // SAFETY: we hold the lock and every chunk of the previous job has finished (its caller
     // waited for them), so nobody reads `job` now.
-    unsafe { *SHARED.job.get() = Job { data: (f as *const F).cast(), call: trampoline::<F> } };
+    unsafe { *SHARED.job.get() = Job { data: (f as *const F).cast(), call: trampoline::<F>, mode: fpenv::mode() } };
     SHARED.panicked.store(false, Ordering::Relaxed);
     SHARED.done.store(0, Ordering::Relaxed);
     SHARED.ticket.store(epoch_next << (2 * FIELD_BITS) | (chunks as u64) << FIELD_BITS, Ordering::Release);
@@ -284,5 +293,40 @@ mod tests {
             }
         }
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 100));
+    }
+
+    /// Runs a job of `chunks` chunks until a worker (not this thread) took part, and returns, per
+    /// chunk, whether it ran with subnormals flushed and whether a subnormal input read as zero.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    fn modes_seen(chunks: usize) -> Vec<(bool, bool)> {
+        let me = thread::current().id();
+        for _ in 0..10_000 {
+            let seen: Vec<Mutex<Option<(bool, bool, thread::ThreadId)>>> = (0..chunks).map(|_| Mutex::new(None)).collect();
+            let ran = try_run(2, chunks, &|i: usize| {
+                let sub = std::hint::black_box(f32::MIN_POSITIVE / 2.0);
+                let zeroed = (sub * std::hint::black_box(1.0f32)).to_bits() == 0;
+                if let Ok(mut s) = seen[i].lock() {
+                    *s = Some((fpenv::flushing_now(), zeroed, thread::current().id()));
+                }
+            });
+            let seen: Vec<_> = seen.into_iter().filter_map(|s| s.into_inner().ok().flatten()).collect();
+            if ran && seen.len() == chunks && seen.iter().any(|s| s.2 != me) {
+                return seen.into_iter().map(|(f, z, _)| (f, z)).collect();
+            }
+            // The pool was busy with another test's GEMM, or the worker was not scheduled in time.
+            thread::yield_now();
+        }
+        panic!("no worker took part in 10000 jobs");
+    }
+
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    #[test]
+    fn workers_compute_in_the_callers_floating_point_mode() {
+        {
+            let _flush = fpenv::FlushDenormals::when(true);
+            assert!(modes_seen(8).iter().all(|&m| m == (true, true)));
+        }
+        // The workers flushed for the last job; without the guard they must stop.
+        assert!(modes_seen(8).iter().all(|&m| m == (false, false)));
     }
 }
