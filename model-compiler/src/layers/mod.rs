@@ -5,6 +5,7 @@ pub mod activation;
 pub mod args;
 pub mod concatenate;
 pub mod conv;
+pub mod cropping;
 pub mod dense;
 pub mod dot;
 pub mod dropout;
@@ -12,9 +13,12 @@ pub mod embedding;
 pub mod global_pooling;
 pub mod merge;
 pub mod normalization;
+pub mod padding;
 pub mod pooling;
+pub mod rescaling;
 pub mod reshape;
 pub mod softmax;
+pub mod upsampling;
 
 use crate::diag::Diagnostic;
 use crate::hir::DType;
@@ -350,6 +354,14 @@ pub enum LayerKind {
     Embedding(embedding::Embedding),
     /// `Softmax(axis = -1)`.
     Softmax(softmax::Softmax),
+    /// `ZeroPadding1D(padding = 1)`, `ZeroPadding2D(padding = 1)`.
+    ZeroPadding(padding::ZeroPadding),
+    /// `Cropping1D(cropping = (1, 1))`, `Cropping2D(cropping = 0)`.
+    Cropping(cropping::Cropping),
+    /// `UpSampling1D(size = 2)`, `UpSampling2D(size = 2, interpolation = nearest)`.
+    UpSampling(upsampling::UpSampling),
+    /// `Rescaling(scale, offset = 0.0)`.
+    Rescaling(rescaling::Rescaling),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -381,6 +393,13 @@ pub const KINDS: &[&str] = &[
     "LayerNormalization",
     "Embedding",
     "Softmax",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "Cropping1D",
+    "Cropping2D",
+    "UpSampling1D",
+    "UpSampling2D",
+    "Rescaling",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -414,6 +433,13 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "LayerNormalization" => normalization::LayerNormalization::parse(r).map(LayerKind::LayerNormalization),
         "Embedding" => embedding::Embedding::parse(r).map(LayerKind::Embedding),
         "Softmax" => softmax::Softmax::parse(r).map(LayerKind::Softmax),
+        "ZeroPadding1D" => padding::ZeroPadding::parse(r, 1).map(LayerKind::ZeroPadding),
+        "ZeroPadding2D" => padding::ZeroPadding::parse(r, 2).map(LayerKind::ZeroPadding),
+        "Cropping1D" => cropping::Cropping::parse(r, 1).map(LayerKind::Cropping),
+        "Cropping2D" => cropping::Cropping::parse(r, 2).map(LayerKind::Cropping),
+        "UpSampling1D" => upsampling::UpSampling::parse(r, 1).map(LayerKind::UpSampling),
+        "UpSampling2D" => upsampling::UpSampling::parse(r, 2).map(LayerKind::UpSampling),
+        "Rescaling" => rescaling::Rescaling::parse(r).map(LayerKind::Rescaling),
         _ => return None,
     })
 }
@@ -460,6 +486,10 @@ macro_rules! dispatch {
             LayerKind::LayerNormalization($l) => $e,
             LayerKind::Embedding($l) => $e,
             LayerKind::Softmax($l) => $e,
+            LayerKind::ZeroPadding($l) => $e,
+            LayerKind::Cropping($l) => $e,
+            LayerKind::UpSampling($l) => $e,
+            LayerKind::Rescaling($l) => $e,
         }
     };
 }

@@ -10,8 +10,11 @@ pub mod embedding;
 pub mod gemm;
 pub mod merge;
 pub mod norm;
+pub mod pad;
 pub mod pool;
+pub mod rescale;
 pub mod reshape;
+pub mod upsample;
 
 /// How a backward kernel writes a gradient buffer: onto what it holds (another writer came first, or
 /// the buffer was zeroed), or over it (the buffer's first writer in the backward pass, so what it
