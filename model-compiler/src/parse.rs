@@ -1,4 +1,4 @@
-//! Parser (input: the tokens of a `model!` invocation; output: [`ast::File`]).
+//! Parser (input: the tokens of a `model!` invocation; output: [`crate::ast::File`]).
 //!
 //! Syntax errors go to the [`Diagnostics`] sink at the offending token. A statement that fails to parse
 //! is skipped up to the next top-level `;` (or the next statement keyword), so every syntax error of a
@@ -20,7 +20,7 @@
 //!        | path '(' args ')'          (an inline constructor: `Dense(16)(x)`)
 //! ```
 //!
-//! Nested groups are always consumed to their end (see [`within`]), even on error, so syn never adds a
+//! Nested groups are always consumed to their end (see `within`), even on error, so syn never adds a
 //! second "unexpected token" error for the same mistake.
 //!
 //! Recursion is bounded, so no input overflows the compiler's stack (a proc macro shares rustc's): a

@@ -4,7 +4,7 @@
 //!   and the GEMM kernels gather every output pixel's window from it, so the im2col matrix (9× the
 //!   input for a 3×3 window) is never written, nor packed again by the GEMM. dW is gathered the same
 //!   way; dX of a stride-1 convolution is the convolution of the padded output gradient with the
-//!   flipped, transposed kernel. Used when the window is small enough (see [`direct_plan`]).
+//!   flipped, transposed kernel. Used when the window is small enough (see `direct_plan`).
 //! - **im2col + GEMM**: otherwise (large patches, 1×1 windows, dX of strided convolutions); dX by
 //!   GEMM then col2im.
 //!
@@ -414,7 +414,7 @@ fn backward_direct(
 ///
 /// `col` is scratch with room for `batch · oh · ow · kh · kw · cin` values (unused and may be empty
 /// when [`Window2d::is_pointwise`]). Chunk by chunk of samples, either (direct path, see
-/// [`direct_plan`]) the chunk's zero-padded samples are copied into `col` and one gathered GEMM
+/// `direct_plan`) the chunk's zero-padded samples are copied into `col` and one gathered GEMM
 /// writes `y`, or the chunk's im2col matrix is written into `col` and one GEMM writes `y`; bias and
 /// activation follow in one pass, storing the pre-activation into `pre` when given. Allocates nothing.
 #[allow(clippy::too_many_arguments)]
@@ -466,7 +466,7 @@ fn forward_chunked(
 }
 
 /// The backward of [`forward`]. `dy` is overwritten with dL/dz through the activation; db += Σ dz.
-/// Then, chunk by chunk of samples: on the direct path (see [`direct_plan`]), the chunk's padded input
+/// Then, chunk by chunk of samples: on the direct path (see `direct_plan`), the chunk's padded input
 /// is rebuilt in `col`, dw += Aᵀ·dz gathered from it, and, when `dx` is given, dx += the convolution
 /// of the chunk's padded dz (in `dcol`, behind the flipped, transposed kernel) with that kernel; on
 /// the im2col path, the chunk's im2col matrix is rebuilt in `col`, dw += colᵀ·dz, and, when `dx` is

@@ -9,7 +9,7 @@ fn row(id: f32, vocab: usize) -> Option<usize> {
     (id >= 0.0 && id.fract() == 0.0 && (id as usize) < vocab).then_some(id as usize)
 }
 
-/// y[t, :] = table[ids[t], :] for every token `t`; `y` holds `ids.len() · dim` elements.
+/// `y[t, :] = table[ids[t], :]` for every token `t`; `y` holds `ids.len() · dim` elements.
 pub fn forward(ids: &[f32], table: &[f32], dim: usize, y: &mut [f32]) {
     if dim == 0 {
         return;
@@ -24,7 +24,7 @@ pub fn forward(ids: &[f32], table: &[f32], dim: usize, y: &mut [f32]) {
     }
 }
 
-/// dtable[ids[t], :] += dy[t, :] for every token `t` (a repeated id accumulates).
+/// `dtable[ids[t], :] += dy[t, :]` for every token `t` (a repeated id accumulates).
 pub fn backward(ids: &[f32], dy: &[f32], dim: usize, dtable: &mut [f32]) {
     if dim == 0 {
         return;

@@ -56,7 +56,7 @@ impl MergeOp {
     }
 }
 
-/// y = op(xs[0], xs[1], ...) element-wise; all inputs and `y` have the same length.
+/// `y = op(xs[0], xs[1], ...)` element-wise; all inputs and `y` have the same length.
 pub fn forward(op: MergeOp, xs: &[&[f32]], y: &mut [f32]) {
     debug_assert!(!xs.is_empty());
     debug_assert!(op != MergeOp::Subtract || xs.len() == 2);
@@ -81,7 +81,7 @@ pub fn forward(op: MergeOp, xs: &[&[f32]], y: &mut [f32]) {
     }
 }
 
-/// dx += dL/d xs[i] given dL/dy, for same-shape inputs (`=` when `write` is [`GradWrite::Set`]).
+/// `dx += dL/d xs[i]` given dL/dy, for same-shape inputs (`=` when `write` is [`GradWrite::Set`]).
 ///
 /// Multiply uses dy · Π_{j≠i} x_j (no division, so zeros are fine); Maximum and Minimum send the
 /// gradient to the first input attaining the extremum.
@@ -235,7 +235,7 @@ pub fn forward_broadcast(op: MergeOp, xs: &[&[f32]], shapes: &[&[usize]], y_shap
     }
 }
 
-/// dx += dL/d xs[i] given dL/dy, with broadcasting: the gradient is summed over every axis along
+/// `dx += dL/d xs[i]` given dL/dy, with broadcasting: the gradient is summed over every axis along
 /// which input `i` was broadcast (onto zeros when `write` is [`GradWrite::Set`]). Shapes as for
 /// [`forward_broadcast`].
 ///
