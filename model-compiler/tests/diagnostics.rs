@@ -464,4 +464,7 @@ fn sizes_that_would_overflow_are_rejected() {
     at(&e, 3, 12, "Dense would give a tensor of shape (None, 9223372036854775807), which is too large");
     let e = one(&model("input x: [65536];\noutput y = Dense(65536)(x);"));
     at(&e, 3, 12, "the `kernel` of Dense would have shape (65536, 65536), which is too large");
+    // A same-padded window may be huge while the output is small: its kernel is rejected, not overflowed.
+    let e = one(&model("input x: [8, 8, 2];\noutput y = Conv2D(4, (3, 9223372036854775807), padding = same)(x);"));
+    at(&e, 3, 12, "the `kernel` of Conv2D would have shape (3, 9223372036854775807, 2, 4), which is too large");
 }
