@@ -49,6 +49,9 @@ pub struct Model {
     /// Model types from other `model!` invocations used as layers whose definitions are not known yet:
     /// the expansion asks for them through their callback macros before compiling this model.
     pub externals: Vec<syn::Path>,
+    /// Set when a nested model instance failed for errors reported elsewhere (at the nested model's
+    /// definition): the model cannot be generated, but has nothing of its own to report.
+    pub nested_failed: bool,
 }
 
 /// A nested model's input contract: `value` must have per-sample shape `dims`.

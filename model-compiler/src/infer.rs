@@ -91,8 +91,9 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
             Err(d) => diags.push(d),
         }
     }
-    // After another error the path from an input to an output may be the broken part: stay quiet then.
-    if diags.is_empty() {
+    // After another error (here, or in a nested model) the path from an input to an output may be the
+    // broken part: stay quiet then.
+    if diags.is_empty() && !model.nested_failed {
         check_reachability(&model, &graph, diags);
     }
     Typed { model, graph, schedule, shapes, built }

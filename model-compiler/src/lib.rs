@@ -66,7 +66,7 @@ pub fn compile(input: TokenStream) -> (TokenStream, Diagnostics) {
         }
         let graph = graph::build(&hir);
         let typed = infer::infer(hir, graph, &mut local);
-        if local.is_empty() && syntax_ok {
+        if local.is_empty() && syntax_ok && !typed.model.nested_failed {
             let plan = plan::plan(typed);
             if dump == "plan" {
                 eprintln!("{plan:#?}");

@@ -25,8 +25,8 @@
 //!
 //! Recursion is bounded, so no input overflows the compiler's stack (a proc macro shares rustc's): a
 //! tensor expression or an argument value nests at most [`MAX_NESTING`] levels, an error at the token that
-//! crosses the limit; and before syn sees them, tokens nested deeper than [`MAX_TOKEN_DEPTH`] groups are
-//! rejected by an iterative scan ([`too_deep`]). Every later pass recurses only along the syntax tree, so
+//! crosses the limit, and so does an attribute, which syn parses recursively; before syn sees them, tokens
+//! nested deeper than [`MAX_TOKEN_DEPTH`] groups are rejected by an iterative scan ([`deeper_than`]). Every later pass recurses only along the syntax tree, so
 //! these bounds hold for them too.
 
 use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
@@ -70,7 +70,7 @@ pub fn parse(tokens: TokenStream, diags: &mut Diagnostics) -> File {
 
 /// [`parse`] of an invocation found `deps` levels deep in `@with` entries.
 fn parse_at(tokens: TokenStream, deps: usize, diags: &mut Diagnostics) -> File {
-    if let Some(span) = too_deep(&tokens) {
+    if let Some(span) = deeper_than(&tokens, MAX_TOKEN_DEPTH) {
         diags.push(Diagnostic::new(
             span,
             format!(
@@ -88,14 +88,14 @@ fn parse_at(tokens: TokenStream, deps: usize, diags: &mut Diagnostics) -> File {
     file
 }
 
-/// The span of the first group that lies more than [`MAX_TOKEN_DEPTH`] groups deep, if any. Iterative,
-/// so any depth is scanned in constant stack.
-fn too_deep(tokens: &TokenStream) -> Option<Span> {
+/// The span of the first group of `tokens` that lies more than `limit` groups deep (a group directly in
+/// `tokens` is 1 deep), if any. Iterative, so any depth is scanned in constant stack.
+fn deeper_than(tokens: &TokenStream, limit: usize) -> Option<Span> {
     let mut stack = vec![tokens.clone().into_iter()];
     while let Some(top) = stack.last_mut() {
         match top.next() {
             Some(TokenTree::Group(g)) => {
-                if stack.len() > MAX_TOKEN_DEPTH {
+                if stack.len() > limit {
                     return Some(g.span_open());
                 }
                 stack.push(g.stream().into_iter());
@@ -230,7 +230,16 @@ fn parse_outer_attrs(input: ParseStream) -> syn::Result<Vec<Attribute>> {
         if !input.peek(token::Bracket) {
             return Err(input.error("expected `[` after `#`"));
         }
-        tokens.extend([input.parse::<TokenTree>()?]);
+        let group = input.parse::<TokenTree>()?;
+        if let TokenTree::Group(g) = &group {
+            if let Some(span) = deeper_than(&g.stream(), MAX_NESTING) {
+                return Err(syn::Error::new(
+                    span,
+                    format!("this attribute nests more than {MAX_NESTING} levels deep, more than modelc allows: simplify it"),
+                ));
+            }
+        }
+        tokens.extend([group]);
         attrs.extend(Attribute::parse_outer.parse2(tokens)?);
     }
     Ok(attrs)

@@ -35,10 +35,12 @@ struct Sub {
 /// Resolves one model of `file`. Other models of the same invocation, and models of other invocations
 /// brought in by callbacks (`file.deps`), may be used as layers: they are inlined here.
 pub fn resolve(model: &ast::Model, file: &ast::File, diags: &mut Diagnostics) -> hir::Model {
-    resolve_in(model, file, &[], diags)
+    resolve_in(model, file, &[], diags).0
 }
 
-fn resolve_in(model: &ast::Model, file: &ast::File, stack: &[String], diags: &mut Diagnostics) -> hir::Model {
+/// Resolves `model` nested in the models of `stack` (outermost first). Also returns a cycle of nested
+/// models found below it that does not start at it (outermost first), for the model where it starts.
+fn resolve_in(model: &ast::Model, file: &ast::File, stack: &[String], diags: &mut Diagnostics) -> (hir::Model, Option<Vec<String>>) {
     let mut stack = stack.to_vec();
     stack.push(model.name.to_string());
     let mut r = Resolver {
@@ -57,6 +59,7 @@ fn resolve_in(model: &ast::Model, file: &ast::File, stack: &[String], diags: &mu
             values: Vec::new(),
             expects: Vec::new(),
             externals: Vec::new(),
+            nested_failed: false,
         },
         scope: BTreeMap::new(),
         instances: BTreeMap::new(),
@@ -64,13 +67,34 @@ fn resolve_in(model: &ast::Model, file: &ast::File, stack: &[String], diags: &mu
         auto_layers: Vec::new(),
         called: std::collections::BTreeSet::new(),
         no_input_reported: false,
+        cycle: None,
     };
     for stmt in &model.stmts {
         r.stmt(stmt);
     }
     r.check_model(model);
     r.assign_auto_names();
-    r.out
+    (r.out, r.cycle)
+}
+
+// Rule: a model does not contain itself through other models either (`A` uses `B`, which uses `A`): the
+// error is at the use, in the model where the cycle starts, naming every model on it.
+fn nest_cycle(cycle: &[String], span: Span) -> Diagnostic {
+    let names: Vec<String> = cycle.iter().map(|m| format!("`{m}`")).collect();
+    let listed = match names.as_slice() {
+        [init @ .., last] if !init.is_empty() => format!("{} and {last}", init.join(", ")),
+        _ => names.join(", "),
+    };
+    let mut uses: Vec<String> = names.iter().zip(names.iter().cycle().skip(1)).map(|(user, used)| format!("{user} uses {used}")).collect();
+    if let Some(first) = uses.first_mut() {
+        first.push_str(" as a layer");
+    }
+    let uses = match uses.as_slice() {
+        [init @ .., last] if !init.is_empty() => format!("{} and {last}", init.join(", ")),
+        _ => uses.join(", "),
+    };
+    Diagnostic::new(span, format!("models {listed} nest each other: {uses}"))
+        .help("a model cannot contain itself, even through other models: remove one of these uses")
 }
 
 struct Resolver<'d> {
@@ -95,6 +119,8 @@ struct Resolver<'d> {
     explicit_names: BTreeMap<String, Span>,
     /// Layers still needing a Keras default name, with their prefix.
     auto_layers: Vec<(LayerId, String)>,
+    /// A cycle of nested models met below this model that starts further out (outermost first).
+    cycle: Option<Vec<String>>,
 }
 
 impl Resolver<'_> {
@@ -254,6 +280,18 @@ impl Resolver<'_> {
         }
         let key = crate::parse::path_text(&ctor.path);
         let last = ctor.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+        if let Some(start) = self.stack.iter().position(|m| *m == last) {
+            if start + 1 == self.stack.len() {
+                self.diags.push(
+                    Diagnostic::new(ctor.span(), format!("model `{last}` contains itself"))
+                        .help("a model cannot be used as a layer inside its own definition"),
+                );
+            } else {
+                // Through other models (also when the model's definition has not been fetched yet): the model where the cycle starts reports it (see below).
+                self.cycle = self.stack.get(start..).map(<[String]>::to_vec);
+            }
+            return Instance::Poisoned;
+        }
         let file = self.file;
         let sibling = ctor.path.get_ident().and_then(|id| file.models.iter().find(|m| m.name == *id));
         let found = match sibling {
@@ -270,10 +308,10 @@ impl Resolver<'_> {
             }
             return Instance::Poisoned;
         };
-        if self.stack.contains(&last) {
+        if self.stack.len() >= crate::parse::MAX_NESTING {
             self.diags.push(
-                Diagnostic::new(ctor.span(), format!("model `{last}` contains itself"))
-                    .help("a model cannot be used as a layer inside its own definition"),
+                Diagnostic::new(ctor.span(), format!("models nest more than {} levels deep here", crate::parse::MAX_NESTING))
+                    .help("use fewer levels of nested models"),
             );
             return Instance::Poisoned;
         }
@@ -284,20 +322,45 @@ impl Resolver<'_> {
         if !reader.finish() {
             return Instance::Poisoned;
         }
+        if let Some((n, nspan)) = &explicit {
+            self.claim_name(n, *nspan);
+        }
         // The submodel's own errors are reported at its definition: here they only poison the instance.
         let mut inner = Diagnostics::new();
-        let sub = resolve_in(model, scope, &self.stack, &mut inner);
+        let (sub, cycle) = resolve_in(model, scope, &self.stack, &mut inner);
+        if let Some(cycle) = cycle {
+            self.out.nested_failed = true;
+            if cycle.first() == self.stack.last() {
+                self.diags.push(nest_cycle(&cycle, span));
+            } else if self.cycle.is_none() {
+                self.cycle = Some(cycle);
+            }
+            return Instance::Poisoned;
+        }
         let graph = crate::graph::build(&sub);
         let typed = crate::infer::infer(sub, graph, &mut inner);
         if !inner.is_empty() || !typed.model.externals.is_empty() {
+            self.out.nested_failed |= !inner.is_empty();
             self.out.externals.extend(typed.model.externals.iter().cloned());
             return Instance::Poisoned;
         }
         let sub = typed.model;
         let prefix = match (explicit, &binding) {
             (Some((n, _)), _) => n,
-            (None, Some(b)) => b.to_string(),
-            (None, None) => layers::snake_case(&last),
+            (None, Some(b)) => {
+                // A binding is a valid name, but may be another layer's explicit name.
+                self.claim_name(&b.to_string(), b.span());
+                b.to_string()
+            }
+            (None, None) => {
+                // Keras' default: `tower`, then `tower_1`, ... for each inline instance of `Tower`.
+                let base = layers::snake_case(&last);
+                let free =
+                    (0..).map(|k| if k == 0 { base.clone() } else { format!("{base}_{k}") }).find(|c| !self.explicit_names.contains_key(c));
+                let n = free.unwrap_or(base);
+                self.claim_name(&n, span);
+                n
+            }
         };
         let mut ids = Vec::new();
         for l in &sub.layers {
@@ -403,18 +466,7 @@ impl Resolver<'_> {
         };
         let name = match explicit {
             Some((n, nspan)) => {
-                if let Some(first) = self.explicit_names.get(&n) {
-                    let first = *first;
-                    self.diags.push(
-                        Diagnostic::new(nspan, format!("layer name \"{n}\" is used twice"))
-                            .note(first, "first used here")
-                            .help(format!("layer names must be unique: they name the weights (\"{n}/kernel\")")),
-                    );
-                } else if n.is_empty() || n.contains('/') {
-                    self.diags
-                        .push(Diagnostic::new(nspan, format!("layer name \"{n}\" is not valid")).help("use a non-empty name without `/`"));
-                }
-                self.explicit_names.insert(n.clone(), nspan);
+                self.claim_name(&n, nspan);
                 n
             }
             None => {
@@ -424,6 +476,23 @@ impl Resolver<'_> {
         };
         self.out.layers.push(hir::Layer { name, kind, keras_type, span, binding, trainable });
         id
+    }
+
+    // Rule: a layer's name, given with `name = "..."` or a nested model instance's (which prefixes its
+    // layers' names), is not empty, holds no `/` (Keras rejects it: it separates the parts of weight
+    // names) and is not used twice in the model. Claimed names are skipped by default names.
+    fn claim_name(&mut self, n: &str, span: Span) {
+        if let Some(first) = self.explicit_names.get(n) {
+            let first = *first;
+            self.diags.push(
+                Diagnostic::new(span, format!("layer name \"{n}\" is used twice"))
+                    .note(first, "first used here")
+                    .help(format!("layer names must be unique: they name the weights (\"{n}/kernel\")")),
+            );
+        } else if n.is_empty() || n.contains('/') {
+            self.diags.push(Diagnostic::new(span, format!("layer name \"{n}\" is not valid")).help("use a non-empty name without `/`"));
+        }
+        self.explicit_names.insert(n.to_string(), span);
     }
 
     /// Resolves a tensor expression to the value it denotes (`None`: poisoned, already reported).

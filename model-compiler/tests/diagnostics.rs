@@ -353,6 +353,79 @@ fn nested_model_bound_to_too_many_names() {
 }
 
 #[test]
+fn nested_instance_names_are_checked_like_layer_names() {
+    let outer = |decl: &str| format!("{TOWER}pub struct Outer {{\n input x: [6];\n {decl}\n output y = Dense(1)(tower(x));\n}}");
+    let e = one(&outer("layer tower = Tower(name = \"\");"));
+    at(&e, 7, 29, "layer name \"\" is not valid");
+    assert_eq!(e.help, "use a non-empty name without `/`");
+    let e = one(&outer("layer tower = Tower(name = \"a/b\");"));
+    at(&e, 7, 29, "layer name \"a/b\" is not valid");
+    // A duplicate with a layer's explicit name, either way round.
+    let src = format!(
+        "{TOWER}pub struct Outer {{\n input x: [6];\n let h = Tower(name = \"dense\")(x);\n output y = Dense(1, name = \"dense\")(h);\n}}"
+    );
+    let e = one(&src);
+    at(&e, 8, 29, "layer name \"dense\" is used twice");
+    assert_eq!(e.notes, [(7, 23, "first used here".to_string())]);
+    let src =
+        format!("{TOWER}pub struct Outer {{\n input x: [6];\n let h = Dense(6, name = \"t\")(x);\n output y = Tower(name = \"t\")(h);\n}}");
+    at(&one(&src), 8, 26, "layer name \"t\" is used twice");
+    // A `layer` binding names the instance: it may not be another layer's explicit name either.
+    let src =
+        format!("{TOWER}pub struct Outer {{\n input x: [6];\n layer head = Tower;\n output y = Dense(1, name = \"head\")(head(x));\n}}");
+    at(&one(&src), 8, 29, "layer name \"head\" is used twice");
+}
+
+#[test]
+fn inline_nested_instances_get_distinct_default_names() {
+    // As Keras names two instances of one model: `tower` and `tower_1`, so their weights differ.
+    let src =
+        format!("{TOWER}pub struct Outer {{\n input a: [6];\n input b: [6];\n output y = Concatenate()([Tower()(a), Tower()(b)]);\n}}");
+    let mut diags = model_compiler::diag::Diagnostics::new();
+    let file = model_compiler::parse::parse(TokenStream::from_str(&src).unwrap(), &mut diags);
+    let hir = model_compiler::resolve::resolve(&file.models[1], &file, &mut diags);
+    assert!(diags.is_empty());
+    let names: Vec<&str> = hir.layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["concatenate", "tower/dense", "tower_1/dense"]);
+}
+
+#[test]
+fn models_nesting_each_other_are_one_clear_error_per_model() {
+    let src = "pub struct A {\n input x: [4];\n layer b = B;\n output y = b(x);\n}\npub struct B {\n input x: [4];\n layer a = A;\n output y = a(x);\n}";
+    let errs = errors(src);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    at(&errs[0], 3, 12, "models `A` and `B` nest each other: `A` uses `B` as a layer and `B` uses `A`");
+    assert_eq!(errs[0].help, "a model cannot contain itself, even through other models: remove one of these uses");
+    at(&errs[1], 8, 12, "models `B` and `A` nest each other: `B` uses `A` as a layer and `A` uses `B`");
+    // Three models, inline constructors.
+    let src = "pub struct A { input x: [4]; output y = B()(x); }\npub struct B { input x: [4]; output y = C()(x); }\npub struct C { input x: [4]; output y = A()(x); }";
+    let errs = errors(src);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    at(&errs[0], 1, 41, "models `A`, `B` and `C` nest each other: `A` uses `B` as a layer, `B` uses `C` and `C` uses `A`");
+}
+
+#[test]
+fn models_of_two_invocations_nesting_each_other_are_a_clear_error() {
+    // `A`'s invocation after `B`'s callback handed it `B`'s source, which uses `A` from another module:
+    // the cycle is found although `A`'s own definition is not among the dependencies.
+    let src = "@with { pub struct B { input x: [4]; layer a = crate::a::A; output y = a(x); } } as crate::b::B;\n\
+               pub struct A {\n input x: [4];\n layer b = crate::b::B;\n output y = b(x);\n}";
+    let e = one(src);
+    at(&e, 4, 12, "models `A` and `B` nest each other: `A` uses `B` as a layer and `B` uses `A`");
+}
+
+#[test]
+fn a_failed_nested_model_adds_no_error_to_the_model_using_it() {
+    // Its own error is reported at its definition; the outer model's input is not "never used".
+    let src =
+        "pub struct A {\n input x: [4];\n layer b = B;\n output y = b(x);\n}\npub struct B {\n input x: [4];\n output y = Dense(0)(x);\n}";
+    let e = one(src);
+    at(&e, 8, 19, "`units` of Dense must be a positive integer, got 0");
+    let (tokens, _) = compile(TokenStream::from_str(src).unwrap());
+    assert!(tokens.to_string().contains("pub struct A"), "A still gets its (stub) items");
+}
+
+#[test]
 fn model_containing_itself() {
     let e = one("pub struct Loop {\n input x: [4];\n layer inner = Loop;\n output y = inner(x);\n}");
     at(&e, 3, 16, "model `Loop` contains itself");
@@ -391,4 +464,7 @@ fn sizes_that_would_overflow_are_rejected() {
     at(&e, 3, 12, "Dense would give a tensor of shape (None, 9223372036854775807), which is too large");
     let e = one(&model("input x: [65536];\noutput y = Dense(65536)(x);"));
     at(&e, 3, 12, "the `kernel` of Dense would have shape (65536, 65536), which is too large");
+    // A same-padded window may be huge while the output is small: its kernel is rejected, not overflowed.
+    let e = one(&model("input x: [8, 8, 2];\noutput y = Conv2D(4, (3, 9223372036854775807), padding = same)(x);"));
+    at(&e, 3, 12, "the `kernel` of Conv2D would have shape (3, 9223372036854775807, 2, 4), which is too large");
 }
