@@ -65,6 +65,26 @@ fn save_then_load_round_trips_weights_and_predictions() {
 }
 
 #[test]
+fn saves_of_one_model_are_identical_bytes_in_the_reference_layout() {
+    let (p1, p2) = (temp("same-1.safetensors"), temp("same-2.safetensors"));
+    let m = Net::new(5);
+    m.save(&p1).unwrap();
+    m.save(&p2).unwrap();
+    let bytes = std::fs::read(&p1).unwrap();
+    assert_eq!(bytes, std::fs::read(&p2).unwrap());
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert_eq!(n % 8, 0, "the data starts 8-byte aligned");
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    assert!(
+        header.starts_with(
+            r#"{"__metadata__":{"format":"modelc","model":"Net"},"dense/kernel":{"dtype":"F32","shape":[4,3],"data_offsets":[0,48]},"#
+        ),
+        "{header}"
+    );
+    assert_eq!(bytes.len(), 8 + n + 4 * m.params().len(), "exactly covered: no trailing bytes");
+}
+
+#[test]
 fn a_file_cut_in_half_is_a_clear_error_and_changes_nothing() {
     let path = temp("half.safetensors");
     Net::new(1).save(&path).unwrap();

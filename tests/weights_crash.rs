@@ -102,6 +102,7 @@ fn saves_killed_at_random_moments_leave_a_complete_file() {
     models[1].save(&path).unwrap();
     assert_eq!(temporaries(&dir), Vec::<PathBuf>::new());
     assert_eq!(which(&path, &models, "after the cleaning save"), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -144,6 +145,7 @@ fn two_writers_to_one_path_never_mix_and_the_last_rename_wins() {
     models[1].save(&path).unwrap();
     models[0].save(&path).unwrap();
     assert_eq!(which(&path, &models, "after A's last save"), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -179,6 +181,7 @@ fn only_old_temporaries_that_no_process_holds_are_removed() {
     held.unlock().unwrap();
     Mid::new(1).save(&path).unwrap();
     assert!(!dir.join(".mid.safetensors.4243-2b.modelc-tmp").exists(), "released and old: removed");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -193,4 +196,5 @@ fn a_failed_save_names_the_file_it_was_saving() {
     let err = Mid::new(1).save(&target).unwrap_err().to_string();
     assert!(err.starts_with(&format!("{}: could not rename the temporary file", target.display())), "{err}");
     assert_eq!(temporaries(&dir), Vec::<PathBuf>::new());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -65,8 +65,8 @@ const MAX_SHOWN_NAME: usize = 120;
 /// happens, and concurrent saves to one path each write their own temporary file, the last rename
 /// winning.
 ///
-/// The header is produced by the `safetensors` crate's own serializer (its `Metadata`, validated and
-/// turned into JSON as `safetensors::serialize` does, padded to 8 bytes). The data is streamed from
+/// The header is the crate's `TensorInfo` serialized as `safetensors::serialize` lays it out, after the
+/// crate's `Metadata` validated the table, padded with spaces to 8 bytes as the crate does. The data is streamed from
 /// the model's parameter buffer in 64 KB chunks instead of going through `safetensors::serialize`
 /// or `serialize_to_file`: the former builds the whole file in one `Vec` (a second copy of every
 /// parameter), and both need each tensor as a byte slice, which for `f32` parameters means a copy
@@ -86,10 +86,14 @@ pub fn save<N: Network>(model: &N, path: impl AsRef<Path>) -> Result<()> {
         tensors.push((spec.name.to_string(), info));
         offset += bytes;
     }
-    let about = [("format".to_string(), "modelc".to_string()), ("model".to_string(), N::NAME.to_string())];
     let refused = |e: &dyn fmt::Display| bad_file(path, vec![format!("the safetensors crate refused the header: {e}")]);
-    let metadata = Metadata::new(Some(about.into_iter().collect()), tensors).map_err(|e| refused(&e))?;
-    let mut header = serde_json::to_vec(&metadata).map_err(|e| refused(&e))?;
+    // The crate's rules for the table (offsets contiguous from 0, sizes matching shapes)...
+    Metadata::new(None, tensors.clone()).map_err(|e| refused(&e))?;
+    // ...and its `TensorInfo` serializer, in the crate's layout (`__metadata__` first, then the
+    // tensors), but in a fixed order: the crate's `Metadata` keeps `__metadata__` in a `HashMap`,
+    // whose order changes from run to run, and two saves of one model must give the same bytes.
+    let about = [("format", "modelc"), ("model", N::NAME)];
+    let mut header = serde_json::to_vec(&HeaderOut { about: &about, tensors: &tensors }).map_err(|e| refused(&e))?;
     // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
     header.resize(header.len().next_multiple_of(8), b' ');
     if header.len() as u64 > MAX_HEADER {
@@ -110,6 +114,30 @@ pub fn save<N: Network>(model: &N, path: impl AsRef<Path>) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// A header to write: `{"__metadata__": {...}, name: TensorInfo, ...}` in the given order.
+struct HeaderOut<'a> {
+    about: &'a [(&'a str, &'a str)],
+    tensors: &'a [(String, TensorInfo)],
+}
+
+impl serde::Serialize for HeaderOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct About<'a>(&'a [(&'a str, &'a str)]);
+        impl serde::Serialize for About<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().copied())
+            }
+        }
+        let mut map = s.serialize_map(Some(1 + self.tensors.len()))?;
+        map.serialize_entry("__metadata__", &About(self.about))?;
+        for (name, info) in self.tensors {
+            map.serialize_entry(name, info)?;
+        }
+        map.end()
+    }
 }
 
 /// Writes `bytes` to `path` crash-safely (see [`write_atomic_with`]).
@@ -182,10 +210,9 @@ fn create_temporary(dir: &Path, name: &std::ffi::OsStr) -> io::Result<(PathBuf, 
         let tmp = dir.join(tmp_name);
         match OpenOptions::new().write(true).create_new(true).open(&tmp) {
             Ok(file) => {
-                if let Err(e) = file.lock() {
-                    let _ = fs::remove_file(&tmp);
-                    return Err(io::Error::new(e.kind(), format!("could not lock the temporary file {}: {e}", tmp.display())));
-                }
+                // Where the file system has no locks, the save goes on unlocked: cleaners cannot
+                // lock it either, so they leave it alone.
+                let _ = file.lock();
                 return Ok((tmp, file));
             }
             // A leftover of a crashed process that had the same id: try the next name.
