@@ -65,8 +65,8 @@ const MAX_SHOWN_NAME: usize = 120;
 /// happens, and concurrent saves to one path each write their own temporary file, the last rename
 /// winning.
 ///
-/// The header is produced by the `safetensors` crate's own serializer (its `Metadata`, validated and
-/// turned into JSON as `safetensors::serialize` does, padded to 8 bytes). The data is streamed from
+/// The header is the crate's `TensorInfo` serialized as `safetensors::serialize` lays it out, after the
+/// crate's `Metadata` validated the table, padded with spaces to 8 bytes as the crate does. The data is streamed from
 /// the model's parameter buffer in 64 KB chunks instead of going through `safetensors::serialize`
 /// or `serialize_to_file`: the former builds the whole file in one `Vec` (a second copy of every
 /// parameter), and both need each tensor as a byte slice, which for `f32` parameters means a copy
@@ -86,10 +86,14 @@ pub fn save<N: Network>(model: &N, path: impl AsRef<Path>) -> Result<()> {
         tensors.push((spec.name.to_string(), info));
         offset += bytes;
     }
-    let about = [("format".to_string(), "modelc".to_string()), ("model".to_string(), N::NAME.to_string())];
     let refused = |e: &dyn fmt::Display| bad_file(path, vec![format!("the safetensors crate refused the header: {e}")]);
-    let metadata = Metadata::new(Some(about.into_iter().collect()), tensors).map_err(|e| refused(&e))?;
-    let mut header = serde_json::to_vec(&metadata).map_err(|e| refused(&e))?;
+    // The crate's rules for the table (offsets contiguous from 0, sizes matching shapes)...
+    Metadata::new(None, tensors.clone()).map_err(|e| refused(&e))?;
+    // ...and its `TensorInfo` serializer, in the crate's layout (`__metadata__` first, then the
+    // tensors), but in a fixed order: the crate's `Metadata` keeps `__metadata__` in a `HashMap`,
+    // whose order changes from run to run, and two saves of one model must give the same bytes.
+    let about = [("format", "modelc"), ("model", N::NAME)];
+    let mut header = serde_json::to_vec(&HeaderOut { about: &about, tensors: &tensors }).map_err(|e| refused(&e))?;
     // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
     header.resize(header.len().next_multiple_of(8), b' ');
     if header.len() as u64 > MAX_HEADER {
@@ -110,6 +114,30 @@ pub fn save<N: Network>(model: &N, path: impl AsRef<Path>) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// A header to write: `{"__metadata__": {...}, name: TensorInfo, ...}` in the given order.
+struct HeaderOut<'a> {
+    about: &'a [(&'a str, &'a str)],
+    tensors: &'a [(String, TensorInfo)],
+}
+
+impl serde::Serialize for HeaderOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct About<'a>(&'a [(&'a str, &'a str)]);
+        impl serde::Serialize for About<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().copied())
+            }
+        }
+        let mut map = s.serialize_map(Some(1 + self.tensors.len()))?;
+        map.serialize_entry("__metadata__", &About(self.about))?;
+        for (name, info) in self.tensors {
+            map.serialize_entry(name, info)?;
+        }
+        map.end()
+    }
 }
 
 /// Writes `bytes` to `path` crash-safely (see [`write_atomic_with`]).
@@ -182,10 +210,9 @@ fn create_temporary(dir: &Path, name: &std::ffi::OsStr) -> io::Result<(PathBuf, 
         let tmp = dir.join(tmp_name);
         match OpenOptions::new().write(true).create_new(true).open(&tmp) {
             Ok(file) => {
-                if let Err(e) = file.lock() {
-                    let _ = fs::remove_file(&tmp);
-                    return Err(io::Error::new(e.kind(), format!("could not lock the temporary file {}: {e}", tmp.display())));
-                }
+                // Where the file system has no locks, the save goes on unlocked: cleaners cannot
+                // lock it either, so they leave it alone.
+                let _ = file.lock();
                 return Ok((tmp, file));
             }
             // A leftover of a crashed process that had the same id: try the next name.
@@ -271,7 +298,7 @@ pub fn load_with<N: Network>(model: &mut N, path: impl AsRef<Path>, map: impl Fn
     let file = WeightFile::open(path)?;
 
     // Match the file's tensors with the model's parameters.
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     let mut assigned: Vec<Option<(usize, bool)>> = vec![None; N::PARAMS.len()];
     for (e, entry) in file.entries.iter().enumerate() {
         let Some((target, transpose)) = map(&entry.name) else {
@@ -284,7 +311,7 @@ pub fn load_with<N: Network>(model: &mut N, path: impl AsRef<Path>, map: impl Fn
         };
         let Some(p) = N::PARAMS.iter().position(|s| s.name == target) else {
             // Hints cost an edit distance per parameter: only for the problems that will be shown.
-            let near = if problems.len() < MAX_PROBLEMS && target.len() <= MAX_SHOWN_NAME {
+            let near = if !problems.is_full() && target.len() <= MAX_SHOWN_NAME {
                 nearest_names(&target, N::PARAMS.iter().map(|s| s.name), 3)
             } else {
                 Vec::new()
@@ -294,42 +321,40 @@ pub fn load_with<N: Network>(model: &mut N, path: impl AsRef<Path>, map: impl Fn
             } else {
                 format!("; did you mean {}?", near.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
             };
-            problems.push(format!("unknown tensor {label}: model `{}` has no such parameter{hint}", N::NAME));
+            problems.add(|| format!("unknown tensor {label}: model `{}` has no such parameter{hint}", N::NAME));
             continue;
         };
         if let Some((other, _)) = assigned[p] {
-            problems.push(format!(
-                "tensors `{}` and `{}` both fill parameter `{target}`",
-                shown(&file.entries[other].name),
-                shown(&entry.name)
-            ));
+            problems.add(|| {
+                format!("tensors `{}` and `{}` both fill parameter `{target}`", shown(&file.entries[other].name), shown(&entry.name))
+            });
             continue;
         }
         let spec = &N::PARAMS[p];
         if entry.info.dtype != Dtype::F32 {
-            problems.push(format!("tensor {label}: dtype {}, expected F32", entry.info.dtype));
+            problems.add(|| format!("tensor {label}: dtype {}, expected F32", entry.info.dtype));
         }
         let shape: Vec<usize> = match (transpose, entry.info.shape.as_slice()) {
             (false, s) => s.to_vec(),
             (true, &[a, b]) => vec![b, a],
             (true, s) => {
-                problems.push(format!("tensor {label}: cannot transpose a tensor of shape {s:?}; only 2-D tensors can be"));
+                problems.add(|| format!("tensor {label}: cannot transpose a tensor of shape {s:?}; only 2-D tensors can be"));
                 s.to_vec()
             }
         };
         if shape != spec.shape {
             let how = if transpose { " after transposing" } else { "" };
-            problems.push(format!("tensor {label}: shape {shape:?}{how}, expected {:?}", spec.shape));
+            problems.add(|| format!("tensor {label}: shape {shape:?}{how}, expected {:?}", spec.shape));
         }
         assigned[p] = Some((e, transpose));
     }
     for (spec, a) in N::PARAMS.iter().zip(&assigned) {
         if a.is_none() {
-            problems.push(format!("missing parameter `{}` {:?}", spec.name, spec.shape));
+            problems.add(|| format!("missing parameter `{}` {:?}", spec.name, spec.shape));
         }
     }
     if !problems.is_empty() {
-        return Err(bad_file(path, problems));
+        return Err(bad_file(path, problems.into_vec()));
     }
 
     // Everything checks out: decode the matched tensors (and only them) into a copy of the
@@ -446,22 +471,19 @@ pub fn read_tensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, ArrayD<f3
 pub fn read_typed_tensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, Tensor>> {
     let path = path.as_ref();
     let file = WeightFile::open(path)?;
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     let mut out = BTreeMap::new();
     for (e, entry) in file.entries.iter().enumerate() {
-        if problems.len() > MAX_PROBLEMS {
-            break;
-        }
         let view = file.view(e)?;
         match decode(&view) {
             Ok(t) => {
                 out.insert(entry.name.clone(), t);
             }
-            Err(p) => problems.push(format!("tensor `{}`: {p}", shown(&entry.name))),
+            Err(p) => problems.add(|| format!("tensor `{}`: {p}", shown(&entry.name))),
         }
     }
     if !problems.is_empty() {
-        return Err(bad_file(path, problems));
+        return Err(bad_file(path, problems.into_vec()));
     }
     Ok(out)
 }
@@ -621,26 +643,23 @@ impl<'p> WeightFile<'p> {
 /// format, then the reference implementation's own validation. Returns the tensors in header order.
 fn check_header(header: &[u8], data_len: usize) -> std::result::Result<Vec<Entry>, Vec<String>> {
     let text = std::str::from_utf8(header).map_err(|e| vec![format!("the header is not UTF-8 (byte {})", e.valid_up_to())])?;
-    let raw = scan_header(text)?;
-    let mut problems = Vec::new();
-    let mut entries = Vec::with_capacity(raw.len());
-    for r in raw {
-        match r.check(data_len) {
-            Ok(e) => entries.push(e),
-            Err(p) => problems.push(p),
-        }
-    }
+    let mut problems = Problems::default();
+    let (entries, left_out) = scan_header(text, data_len, &mut problems)?;
     // A tensor rejected above leaves a hole in the layout: report gaps only when none was.
-    let complete = problems.is_empty();
+    let complete = left_out == 0;
     check_names(&entries, &mut problems);
     check_layout(&entries, data_len, complete, &mut problems);
     if !problems.is_empty() {
-        return Err(problems);
+        return Err(problems.into_vec());
     }
-    // The reference implementation's validation of the table, in offset order.
+    // The reference implementation's validation of the table, in offset order. It reads only the
+    // dtypes, shapes and offsets (names serve its lookups, and duplicates were checked above), so
+    // the names are left empty rather than copied: a header of a million tiny tensors would
+    // otherwise pay for every name twice more (the copy and the crate's index).
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_unstable_by_key(|&i| entries[i].info.data_offsets);
-    let table = order.iter().map(|&i| (entries[i].name.clone(), entries[i].info.clone())).collect();
+    let table = order.iter().map(|&i| (String::new(), entries[i].info.clone())).collect();
+    drop(order);
     let metadata = Metadata::new(None, table).map_err(|e| vec![format!("the safetensors crate rejects the header: {e}")])?;
     if metadata.data_len() != data_len {
         return Err(vec![format!("the tensors cover {} bytes of a {data_len}-byte data section", metadata.data_len())]);
@@ -649,19 +668,19 @@ fn check_header(header: &[u8], data_len: usize) -> std::result::Result<Vec<Entry
 }
 
 /// No two tensors may share a name (the reference implementation keeps the last one silently).
-fn check_names(entries: &[Entry], problems: &mut Vec<String>) {
+fn check_names(entries: &[Entry], problems: &mut Problems) {
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_unstable_by(|&a, &b| entries[a].name.cmp(&entries[b].name));
     for run in order.chunk_by(|&a, &b| entries[a].name == entries[b].name) {
         if run.len() > 1 {
-            problems.push(format!("tensor `{}` is listed {} times", shown(&entries[run[0]].name), run.len()));
+            problems.add(|| format!("tensor `{}` is listed {} times", shown(&entries[run[0]].name), run.len()));
         }
     }
 }
 
 /// The tensors must cover the data section exactly: no overlap, no gap, no trailing bytes (gaps
 /// and trailing bytes are looked for only when `complete`, i.e. no tensor was left out).
-fn check_layout(entries: &[Entry], data_len: usize, complete: bool, problems: &mut Vec<String>) {
+fn check_layout(entries: &[Entry], data_len: usize, complete: bool, problems: &mut Problems) {
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_unstable_by_key(|&i| entries[i].info.data_offsets);
     let mut covered = 0usize;
@@ -670,18 +689,22 @@ fn check_layout(entries: &[Entry], data_len: usize, complete: bool, problems: &m
         let (begin, end) = entries[i].info.data_offsets;
         if begin > covered && complete {
             let after = last.map_or(String::from("the start of the data section"), |l| format!("tensor `{}`", shown(&entries[l].name)));
-            problems.push(format!(
-                "bytes {covered}..{begin} of the data section belong to no tensor (between {after} and tensor `{}`)",
-                shown(&entries[i].name)
-            ));
+            problems.add(|| {
+                format!(
+                    "bytes {covered}..{begin} of the data section belong to no tensor (between {after} and tensor `{}`)",
+                    shown(&entries[i].name)
+                )
+            });
         } else if begin < covered {
             if let Some(l) = last {
                 let (lb, le) = entries[l].info.data_offsets;
-                problems.push(format!(
-                    "tensors `{}` (bytes {lb}..{le}) and `{}` (bytes {begin}..{end}) overlap",
-                    shown(&entries[l].name),
-                    shown(&entries[i].name)
-                ));
+                problems.add(|| {
+                    format!(
+                        "tensors `{}` (bytes {lb}..{le}) and `{}` (bytes {begin}..{end}) overlap",
+                        shown(&entries[l].name),
+                        shown(&entries[i].name)
+                    )
+                });
             }
         }
         if end >= covered {
@@ -690,7 +713,7 @@ fn check_layout(entries: &[Entry], data_len: usize, complete: bool, problems: &m
         }
     }
     if covered < data_len && complete {
-        problems.push(format!(
+        problems.add(|| format!(
             "{} bytes of trailing data after the last tensor (bytes {covered}..{data_len} of the data section); a safetensors file must be exactly covered by its tensors",
             data_len - covered
         ));
@@ -753,37 +776,38 @@ impl RawEntry {
     }
 }
 
-/// Reads the header's JSON into [`RawEntry`]s in one streaming pass: nothing is buffered but the
-/// names, the dtypes, at most [`MAX_RANK`] dimensions and the offsets of each tensor; unknown fields
-/// and `__metadata__` are checked and skipped without being stored. Nesting is bounded by
-/// serde_json's recursion limit (128).
-fn scan_header(text: &str) -> std::result::Result<Vec<RawEntry>, Vec<String>> {
+/// Reads the header's JSON in one streaming pass, checking each tensor as soon as it is read
+/// ([`RawEntry::check`]): nothing is kept but the name, dtype, at most [`MAX_RANK`] dimensions and
+/// offsets of each valid tensor; unknown fields and `__metadata__` are checked and skipped without
+/// being stored. Nesting is bounded by serde_json's recursion limit (128). Returns the valid
+/// tensors in header order and how many were left out (their problems are in `problems`); a
+/// document that is not a table of tensors is an error by itself.
+fn scan_header(text: &str, data_len: usize, problems: &mut Problems) -> std::result::Result<(Vec<Entry>, usize), Vec<String>> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let mut problems = Vec::new();
-    let entries = HeaderSeed { problems: &mut problems }
+    let mut left_out = 0;
+    let entries = HeaderSeed { data_len, problems, left_out: &mut left_out }
         .deserialize(&mut de)
         .and_then(|entries| de.end().map(|()| entries))
         .map_err(|e| vec![format!("the header is not valid safetensors JSON: {e}")])?;
-    if problems.is_empty() {
-        Ok(entries)
-    } else {
-        Err(problems)
-    }
+    Ok((entries, left_out))
 }
 
+/// The whole header: a map of tensor names to entries.
 struct HeaderSeed<'p> {
-    problems: &'p mut Vec<String>,
+    data_len: usize,
+    problems: &'p mut Problems,
+    left_out: &'p mut usize,
 }
 
 impl<'de> DeserializeSeed<'de> for HeaderSeed<'_> {
-    type Value = Vec<RawEntry>;
+    type Value = Vec<Entry>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for HeaderSeed<'_> {
-    type Value = Vec<RawEntry>;
+    type Value = Vec<Entry>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object mapping tensor names to {\"dtype\", \"shape\", \"data_offsets\"}")
@@ -794,11 +818,17 @@ impl<'de> Visitor<'de> for HeaderSeed<'_> {
         while let Some(name) = map.next_key::<String>()? {
             if name == "__metadata__" {
                 if !map.next_value_seed(MetadataSeed)? {
-                    self.problems.push("`__metadata__` must map strings to strings".into());
+                    self.problems.add(|| "`__metadata__` must map strings to strings".into());
                 }
                 continue;
             }
-            entries.push(map.next_value_seed(EntrySeed { name })?);
+            match map.next_value_seed(EntrySeed { name })?.check(self.data_len) {
+                Ok(entry) => entries.push(entry),
+                Err(problem) => {
+                    self.problems.add(|| problem);
+                    *self.left_out += 1;
+                }
+            }
         }
         Ok(entries)
     }
@@ -1079,13 +1109,44 @@ fn shown(name: &str) -> std::borrow::Cow<'_, str> {
     format!("{}… ({} bytes)", &name[..cut], name.len()).into()
 }
 
-/// An [`Error::WeightFile`] listing at most [`MAX_PROBLEMS`] problems and counting the rest.
-fn bad_file(path: &Path, mut problems: Vec<String>) -> Error {
-    if problems.len() > MAX_PROBLEMS {
-        let more = problems.len() - MAX_PROBLEMS;
-        problems.truncate(MAX_PROBLEMS);
-        problems.push(format!("... and {more} more problems"));
+/// The problems found in a file, one sentence each: the first [`MAX_PROBLEMS`] are kept, the rest
+/// only counted, so a header of a million bad tensors costs no more than one of fifty.
+#[derive(Debug, Default)]
+struct Problems {
+    list: Vec<String>,
+    more: usize,
+}
+
+impl Problems {
+    /// Adds a problem; `problem` is not even formatted once the list is full.
+    fn add(&mut self, problem: impl FnOnce() -> String) {
+        if self.is_full() {
+            self.more += 1;
+        } else {
+            self.list.push(problem());
+        }
     }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// True once further problems are only counted.
+    fn is_full(&self) -> bool {
+        self.list.len() >= MAX_PROBLEMS
+    }
+
+    /// The problems kept, and a last line counting the others.
+    fn into_vec(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.list.push(format!("... and {} more problems", self.more));
+        }
+        self.list
+    }
+}
+
+/// An [`Error::WeightFile`] (lists of many problems come from [`Problems::into_vec`]).
+fn bad_file(path: &Path, problems: Vec<String>) -> Error {
     Error::WeightFile { path: path.to_path_buf(), problems }
 }
 
