@@ -299,7 +299,7 @@ fn check_schedule(schedule: &Schedule) -> Result<()> {
 /// Sizes target staging buffer `buf` for `batch` rows of `spec` (fallibly) and returns it.
 fn stage_target<'b>(buf: &'b mut Vec<f32>, spec: &TensorSpec, batch: usize) -> Result<&'b mut [f32]> {
     let what = || format!("the staging buffer of target `{}`", spec.name);
-    let len = rows_len(&what(), batch, spec.sample_len())?;
+    let len = rows_len(what, batch, spec.sample_len())?;
     try_reserve_len(buf, len, what, batch)?;
     buf.resize(len, 0.0);
     Ok(buf)
