@@ -371,7 +371,7 @@ pub(crate) fn output_vecs<N: Network>(rows: usize) -> Result<Vec<Vec<f32>>> {
     let mut data = Vec::with_capacity(N::OUTPUTS.len());
     for spec in N::OUTPUTS {
         let what = || format!("output `{}`", spec.name);
-        let len = rows_len(&what(), rows, spec.sample_len())?;
+        let len = rows_len(what, rows, spec.sample_len())?;
         let mut d = Vec::new();
         try_reserve_len(&mut d, len, what, rows)?;
         data.push(d);

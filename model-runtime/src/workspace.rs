@@ -134,7 +134,7 @@ impl Workspace {
                 .chain(scratch.iter().enumerate().map(|(i, &len)| what("scratch buffer", i, len)));
             let mut total: usize = 0;
             for (kind, i, len) in sizes {
-                let n = rows_len(&format!("the {kind} {i} of the `{}` workspace", N::NAME), batch, len)?;
+                let n = rows_len(|| format!("the {kind} {i} of the `{}` workspace", N::NAME), batch, len)?;
                 total = total.checked_add(n).ok_or_else(|| too_large(&format!("the `{}` workspace", N::NAME), batch))?;
             }
             let bufs =
@@ -176,11 +176,12 @@ impl Workspace {
 
 /// `rows * per_row` elements of `what`, or an [`Error::Allocation`] when that overflows or exceeds what a
 /// `Vec<f32>` can hold.
-pub fn rows_len(what: &str, rows: usize, per_row: usize) -> Result<usize> {
+/// `what()` is called only on error, so the check allocates nothing.
+pub fn rows_len(what: impl FnOnce() -> String, rows: usize, per_row: usize) -> Result<usize> {
     match rows.checked_mul(per_row) {
         Some(n) if n <= isize::MAX as usize / std::mem::size_of::<f32>() => Ok(n),
         _ => Err(Error::Allocation {
-            what: format!("{what} for {rows} rows"),
+            what: format!("{} for {rows} rows", what()),
             size: format!("{rows} × {per_row} floats exceed the address space"),
         }),
     }
@@ -208,12 +209,12 @@ mod tests {
 
     #[test]
     fn sizes_that_overflow_are_errors() {
-        assert_eq!(rows_len("x", 4, 8).ok(), Some(32));
-        let msg = rows_len("the activation buffer 0", usize::MAX / 2, 3).unwrap_err().to_string();
+        assert_eq!(rows_len(|| "x".into(), 4, 8).ok(), Some(32));
+        let msg = rows_len(|| "the activation buffer 0".into(), usize::MAX / 2, 3).unwrap_err().to_string();
         assert!(msg.starts_with("cannot allocate the activation buffer 0 for"), "{msg}");
         assert!(msg.contains("exceed the address space"), "{msg}");
         // Fits in usize, but not in bytes of a Vec<f32>.
-        assert!(rows_len("x", 1 << 62, 1).is_err());
+        assert!(rows_len(|| "x".into(), 1 << 62, 1).is_err());
     }
 
     #[test]
