@@ -6,6 +6,12 @@
 //! built without its threading feature) at every batch size; criterion reports time per call.
 //! Inference is `predict_into` (outputs written into reused arrays, nothing allocated), training
 //! `train_step` (forward, backward, Adam).
+//!
+//! Every cell starts from fresh state: the two modelc cells of a batch size each build their own
+//! model and trainer, seeded alike, and the hand-written cell its own, so no cell measures a trainer
+//! aged by another (whose gradients and Adam moments may have decayed to subnormals). Within a cell
+//! every step trains on the same batch; modelc computes with subnormals flushed to zero (see
+//! `modelc::fpenv`), and the hand-written cells run in that mode too.
 
 mod baseline;
 mod bench_models;
@@ -13,6 +19,7 @@ mod bench_models;
 use bench_models::*;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use modelc::fpenv::FlushDenormals;
 use modelc::init::Rng;
 use modelc::ndarray::Array2;
 use modelc::prelude::*;
@@ -43,15 +50,15 @@ fn m1(c: &mut Criterion) {
     for batch in [1usize, 32, 256] {
         let (l, r) = (random(batch, 8, 1), random(batch, 4, 2));
         group.throughput(Throughput::Elements(batch as u64));
-        let mut model = Fusion::new(0);
-        let inputs = FusionInputs { left: l.view(), right: r.view() };
-        let mut out = model.predict(&inputs).unwrap();
-        modelc_on_1_and_2_threads(&mut group, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
+        for cell in MODELC_CELLS {
+            let mut model = Fusion::new(0);
+            let inputs = FusionInputs { left: l.view(), right: r.view() };
+            let mut out = model.predict(&inputs).unwrap();
+            bench_modelc(&mut group, cell, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
+        }
         let mut hand = baseline::Fusion::new(batch);
-        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
-            b.iter(|| {
-                black_box(hand.forward(black_box(l.view()), black_box(r.view())));
-            })
+        handwritten(&mut group, batch, || {
+            black_box(hand.forward(black_box(l.view()), black_box(r.view())));
         });
     }
     group.finish();
@@ -61,15 +68,15 @@ fn m1(c: &mut Criterion) {
     for batch in [1usize, 32, 256] {
         let (l, r, y) = (random(batch, 8, 1), random(batch, 4, 2), labels(batch, 3));
         group.throughput(Throughput::Elements(batch as u64));
-        let mut model = Fusion::new(0);
-        let inputs = FusionInputs { left: l.view(), right: r.view() };
-        let targets = FusionTargets { score: y.view() };
-        let mut trainer = model.compile(Adam::default(), FusionLosses { score: Loss::BinaryCrossentropy }, &[]);
-        modelc_on_1_and_2_threads(&mut group, batch, || trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap());
+        for cell in MODELC_CELLS {
+            let mut model = Fusion::new(0);
+            let inputs = FusionInputs { left: l.view(), right: r.view() };
+            let targets = FusionTargets { score: y.view() };
+            let mut trainer = model.compile(Adam::default(), FusionLosses { score: Loss::BinaryCrossentropy }, &[]);
+            bench_modelc(&mut group, cell, batch, || trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap());
+        }
         let mut hand = baseline::Fusion::new(batch);
-        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
-            b.iter(|| hand.train_step(black_box(l.view()), black_box(r.view()), black_box(y.view())))
-        });
+        handwritten(&mut group, batch, || hand.train_step(black_box(l.view()), black_box(r.view()), black_box(y.view())));
     }
     group.finish();
 }
@@ -79,28 +86,30 @@ fn m2(c: &mut Criterion) {
     for batch in [1usize, 32, 256] {
         let x = random(batch, 64, 1);
         group.throughput(Throughput::Elements(batch as u64));
-        let mut model = Multitask::new(0);
-        let inputs = MultitaskInputs { x: x.view() };
-        let mut out = model.predict(&inputs).unwrap();
-        modelc_on_1_and_2_threads(&mut group, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
+        for cell in MODELC_CELLS {
+            let mut model = Multitask::new(0);
+            let inputs = MultitaskInputs { x: x.view() };
+            let mut out = model.predict(&inputs).unwrap();
+            bench_modelc(&mut group, cell, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
+        }
         let mut hand = baseline::Multitask::new(batch);
-        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| b.iter(|| hand.forward(black_box(x.view()))));
+        handwritten(&mut group, batch, || hand.forward(black_box(x.view())));
     }
     group.finish();
     let mut group = c.benchmark_group("M2 multitask train step");
     for batch in [32usize, 256] {
         let (x, ya, yb) = (random(batch, 64, 1), one_hot(batch, 10, 2), labels(batch, 3));
         group.throughput(Throughput::Elements(batch as u64));
-        let mut model = Multitask::new(0);
-        let inputs = MultitaskInputs { x: x.view() };
-        let targets = MultitaskTargets { head_a: ya.view(), head_b: yb.view() };
-        let losses = MultitaskLosses { head_a: Loss::CategoricalCrossentropy, head_b: Loss::BinaryCrossentropy };
-        let mut trainer = model.compile(Adam::default(), losses, &[]);
-        modelc_on_1_and_2_threads(&mut group, batch, || trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap());
+        for cell in MODELC_CELLS {
+            let mut model = Multitask::new(0);
+            let inputs = MultitaskInputs { x: x.view() };
+            let targets = MultitaskTargets { head_a: ya.view(), head_b: yb.view() };
+            let losses = MultitaskLosses { head_a: Loss::CategoricalCrossentropy, head_b: Loss::BinaryCrossentropy };
+            let mut trainer = model.compile(Adam::default(), losses, &[]);
+            bench_modelc(&mut group, cell, batch, || trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap());
+        }
         let mut hand = baseline::Multitask::new(batch);
-        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
-            b.iter(|| hand.train_step(black_box(x.view()), black_box(ya.view()), black_box(yb.view())))
-        });
+        handwritten(&mut group, batch, || hand.train_step(black_box(x.view()), black_box(ya.view()), black_box(yb.view())));
     }
     group.finish();
 }
@@ -110,15 +119,15 @@ fn m4(c: &mut Criterion) {
     for batch in [1usize, 32, 256] {
         let x = random(batch, 784, 1);
         group.throughput(Throughput::Elements(batch as u64));
-        let mut model = WideMlp::new(0);
-        let inputs = WideMlpInputs { x: x.view() };
-        let mut out = model.predict(&inputs).unwrap();
-        modelc_on_1_and_2_threads(&mut group, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
+        for cell in MODELC_CELLS {
+            let mut model = WideMlp::new(0);
+            let inputs = WideMlpInputs { x: x.view() };
+            let mut out = model.predict(&inputs).unwrap();
+            bench_modelc(&mut group, cell, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
+        }
         let mut hand = baseline::WideMlp::new(batch);
-        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
-            b.iter(|| {
-                black_box(hand.forward(black_box(x.view())));
-            })
+        handwritten(&mut group, batch, || {
+            black_box(hand.forward(black_box(x.view())));
         });
     }
     group.finish();
@@ -126,15 +135,15 @@ fn m4(c: &mut Criterion) {
     for batch in [32usize, 256] {
         let (x, y) = (random(batch, 784, 1), one_hot(batch, 10, 2));
         group.throughput(Throughput::Elements(batch as u64));
-        let mut model = WideMlp::new(0);
-        let inputs = WideMlpInputs { x: x.view() };
-        let targets = WideMlpTargets { probs: y.view() };
-        let mut trainer = model.compile(Adam::default(), WideMlpLosses { probs: Loss::CategoricalCrossentropy }, &[]);
-        modelc_on_1_and_2_threads(&mut group, batch, || trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap());
+        for cell in MODELC_CELLS {
+            let mut model = WideMlp::new(0);
+            let inputs = WideMlpInputs { x: x.view() };
+            let targets = WideMlpTargets { probs: y.view() };
+            let mut trainer = model.compile(Adam::default(), WideMlpLosses { probs: Loss::CategoricalCrossentropy }, &[]);
+            bench_modelc(&mut group, cell, batch, || trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap());
+        }
         let mut hand = baseline::WideMlp::new(batch);
-        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
-            b.iter(|| hand.train_step(black_box(x.view()), black_box(y.view())))
-        });
+        handwritten(&mut group, batch, || hand.train_step(black_box(x.view()), black_box(y.view())));
     }
     group.finish();
 }
@@ -144,15 +153,15 @@ fn m5(c: &mut Criterion) {
     for batch in [1usize, 32, 256] {
         let (a, b_) = (random(batch, 128, 1), random(batch, 128, 2));
         group.throughput(Throughput::Elements(batch as u64));
-        let mut model = Siamese::new(0);
-        let inputs = SiameseInputs { a: a.view(), b: b_.view() };
-        let mut out = model.predict(&inputs).unwrap();
-        modelc_on_1_and_2_threads(&mut group, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
+        for cell in MODELC_CELLS {
+            let mut model = Siamese::new(0);
+            let inputs = SiameseInputs { a: a.view(), b: b_.view() };
+            let mut out = model.predict(&inputs).unwrap();
+            bench_modelc(&mut group, cell, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
+        }
         let mut hand = baseline::Siamese::new(batch);
-        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
-            b.iter(|| {
-                black_box(hand.forward(black_box(a.view()), black_box(b_.view())));
-            })
+        handwritten(&mut group, batch, || {
+            black_box(hand.forward(black_box(a.view()), black_box(b_.view())));
         });
     }
     group.finish();
@@ -160,15 +169,15 @@ fn m5(c: &mut Criterion) {
     for batch in [32usize, 256] {
         let (a, b_, y) = (random(batch, 128, 1), random(batch, 128, 2), labels(batch, 3));
         group.throughput(Throughput::Elements(batch as u64));
-        let mut model = Siamese::new(0);
-        let inputs = SiameseInputs { a: a.view(), b: b_.view() };
-        let targets = SiameseTargets { same: y.view() };
-        let mut trainer = model.compile(Adam::default(), SiameseLosses { same: Loss::BinaryCrossentropy }, &[]);
-        modelc_on_1_and_2_threads(&mut group, batch, || trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap());
+        for cell in MODELC_CELLS {
+            let mut model = Siamese::new(0);
+            let inputs = SiameseInputs { a: a.view(), b: b_.view() };
+            let targets = SiameseTargets { same: y.view() };
+            let mut trainer = model.compile(Adam::default(), SiameseLosses { same: Loss::BinaryCrossentropy }, &[]);
+            bench_modelc(&mut group, cell, batch, || trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap());
+        }
         let mut hand = baseline::Siamese::new(batch);
-        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
-            b.iter(|| hand.train_step(black_box(a.view()), black_box(b_.view()), black_box(y.view())))
-        });
+        handwritten(&mut group, batch, || hand.train_step(black_box(a.view()), black_box(b_.view()), black_box(y.view())));
     }
     group.finish();
 }
@@ -186,15 +195,15 @@ fn m3(c: &mut Criterion) {
     for batch in [1usize, 32] {
         let (image, flat, meta, _) = data(batch);
         group.throughput(Throughput::Elements(batch as u64));
-        let mut model = VisionMeta::new(0);
-        let inputs = VisionMetaInputs { image: image.view(), meta: meta.view() };
-        let mut out = model.predict(&inputs).unwrap();
-        modelc_on_1_and_2_threads(&mut group, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
+        for cell in MODELC_CELLS {
+            let mut model = VisionMeta::new(0);
+            let inputs = VisionMetaInputs { image: image.view(), meta: meta.view() };
+            let mut out = model.predict(&inputs).unwrap();
+            bench_modelc(&mut group, cell, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
+        }
         let mut hand = baseline::VisionMeta::new(batch);
-        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
-            b.iter(|| {
-                black_box(hand.forward(black_box(flat.view()), black_box(meta.view())));
-            })
+        handwritten(&mut group, batch, || {
+            black_box(hand.forward(black_box(flat.view()), black_box(meta.view())));
         });
     }
     group.finish();
@@ -203,27 +212,35 @@ fn m3(c: &mut Criterion) {
     for batch in [32usize, 256] {
         let (image, flat, meta, y) = data(batch);
         group.throughput(Throughput::Elements(batch as u64));
-        let mut model = VisionMeta::new(0);
-        let inputs = VisionMetaInputs { image: image.view(), meta: meta.view() };
-        let targets = VisionMetaTargets { probs: y.view() };
-        let mut trainer = model.compile(Adam::default(), VisionMetaLosses { probs: Loss::CategoricalCrossentropy }, &[]);
-        modelc_on_1_and_2_threads(&mut group, batch, || trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap());
+        for cell in MODELC_CELLS {
+            let mut model = VisionMeta::new(0);
+            let inputs = VisionMetaInputs { image: image.view(), meta: meta.view() };
+            let targets = VisionMetaTargets { probs: y.view() };
+            let mut trainer = model.compile(Adam::default(), VisionMetaLosses { probs: Loss::CategoricalCrossentropy }, &[]);
+            bench_modelc(&mut group, cell, batch, || trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap());
+        }
         let mut hand = baseline::VisionMeta::new(batch);
-        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
-            b.iter(|| hand.train_step(black_box(flat.view()), black_box(meta.view()), black_box(y.view())))
-        });
+        handwritten(&mut group, batch, || hand.train_step(black_box(flat.view()), black_box(meta.view()), black_box(y.view())));
     }
     group.finish();
 }
 
-/// Benches `f` as `modelc` on 1 thread and as `modelc-2t` with GEMMs allowed 2 threads (products
-/// under the split threshold stay on one either way), then restores 1 thread.
-fn modelc_on_1_and_2_threads<O>(group: &mut BenchmarkGroup<'_, WallTime>, batch: usize, mut f: impl FnMut() -> O) {
-    for (id, threads) in [("modelc", 1), ("modelc-2t", 2)] {
-        modelc::set_num_threads(threads);
-        group.bench_with_input(BenchmarkId::new(id, batch), &batch, |b, _| b.iter(&mut f));
-    }
+/// The modelc cells at every batch size: `modelc` with GEMMs on 1 thread, `modelc-2t` with GEMMs
+/// allowed 2 (products under the split threshold stay on one either way).
+const MODELC_CELLS: [(&str, usize); 2] = [("modelc", 1), ("modelc-2t", 2)];
+
+/// Benches `f` as the modelc cell `id` with GEMMs allowed `threads` threads, then restores 1 thread.
+fn bench_modelc<O>(group: &mut BenchmarkGroup<'_, WallTime>, (id, threads): (&str, usize), batch: usize, mut f: impl FnMut() -> O) {
+    modelc::set_num_threads(threads);
+    group.bench_with_input(BenchmarkId::new(id, batch), &batch, |b, _| b.iter(&mut f));
     modelc::set_num_threads(1);
+}
+
+/// Benches `f` as the `handwritten` cell, with subnormals flushed to zero as modelc computes, so that
+/// the two differ only in their code.
+fn handwritten<O>(group: &mut BenchmarkGroup<'_, WallTime>, batch: usize, mut f: impl FnMut() -> O) {
+    let _flush = FlushDenormals::new();
+    group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| b.iter(&mut f));
 }
 
 criterion_group!(benches, m1, m2, m3, m4, m5);
