@@ -48,11 +48,13 @@ fn crop_axis(cx: &InferCx<'_>, kind: &str, n: usize, (a, b): (usize, usize), wha
     if total < n {
         return Ok(n - total);
     }
+    let most = n.saturating_sub(1);
+    let plural = if most == 1 { "" } else { "s" };
     Err(Diagnostic::new(
         cx.span,
         format!("{kind} crops {a} + {b} = {total} {what}s from {}, which has only {n}: nothing would remain", cx.describe(0)),
     )
-    .help(format!("crop at most {} {what}s in total along that axis, or crop a larger tensor", n.saturating_sub(1))))
+    .help(format!("crop at most {most} {what}{plural} in total along that axis, or crop a larger tensor")))
 }
 
 impl LayerDef for Cropping {

@@ -27,7 +27,7 @@ pub fn read_margins(r: &mut ArgReader<'_>, name: &'static str, pos: Option<usize
     let bad = |r: &mut ArgReader<'_>, at: &ArgValue, what: &str| {
         r.error(
             Diagnostic::new(at.span, format!("`{name}` of {kind} must be {what}, got {}", describe(&at.kind)))
-                .help(format!("`{name}` is {forms}, e.g. `{kind}({name} = {example})`")),
+                .help(format!("for example `{kind}({name} = {example})`, or `{kind}({name} = 1)` for the same on every side")),
         );
     };
     let amount = |r: &mut ArgReader<'_>, at: &ArgValue| -> Option<usize> {

@@ -2,11 +2,13 @@
 //! sequence or image enlarged by integer factors, repeating rows and columns (`nearest`) or interpolating
 //! (`bilinear`, as Keras 3 does through `jax.image.resize`: half-pixel centers, edges clamped).
 
-use super::args::ArgReader;
+use super::args::{describe, ArgReader};
 use super::padding::{hwc, spatial};
 use super::{EmitCx, InferCx, LayerDef};
+use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
 use crate::shape::Shape;
+use crate::suggest::did_you_mean;
 use proc_macro2::TokenStream;
 use quote::quote;
 
@@ -28,20 +30,44 @@ impl UpSampling {
         if rank == 1 {
             return Some(UpSampling { rank, size: size?, bilinear: false });
         }
-        let span = r.span();
-        let interpolation = r.choice_or("interpolation", None, &["nearest", "bilinear", "bicubic", "lanczos3", "lanczos5"], "nearest");
-        let bilinear = match interpolation? {
-            "nearest" => false,
-            "bilinear" => true,
+        let bilinear = match r.raw("interpolation", None) {
+            None => Some(false),
+            Some(v) => Self::interpolation(r, &v),
+        };
+        Some(UpSampling { rank, size: size?, bilinear: bilinear? })
+    }
+
+    /// `nearest` or `bilinear` (as a word or a string); Keras' other methods are reported as unsupported.
+    fn interpolation(r: &mut ArgReader<'_>, v: &ArgValue) -> Option<bool> {
+        const SUPPORTED: [&str; 2] = ["nearest", "bilinear"];
+        let word = match &v.kind {
+            ArgKind::Ident(id) => id.to_string(),
+            ArgKind::Str(s) => s.clone(),
             other => {
-                r.error(
-                    Diagnostic::new(span, format!("UpSampling2D with `interpolation = {other}` is not supported by modelc"))
-                        .help("use `interpolation = nearest` (the default) or `interpolation = bilinear`"),
-                );
+                r.error(Diagnostic::new(
+                    v.span,
+                    format!("`interpolation` of UpSampling2D must be `nearest` or `bilinear`, got {}", describe(other)),
+                ));
                 return None;
             }
         };
-        Some(UpSampling { rank, size: size?, bilinear })
+        match word.as_str() {
+            "nearest" => return Some(false),
+            "bilinear" => return Some(true),
+            _ => {}
+        }
+        let d = if ["bicubic", "lanczos3", "lanczos5"].contains(&word.as_str()) {
+            Diagnostic::new(v.span, format!("UpSampling2D with `interpolation = {word}` is not supported by modelc"))
+                .help("use `interpolation = nearest` (the default) or `interpolation = bilinear`")
+        } else {
+            let d = Diagnostic::new(v.span, format!("unknown interpolation `{word}` for UpSampling2D"));
+            match did_you_mean(&word, SUPPORTED.iter().copied()) {
+                Some(s) => d.help(format!("did you mean `{s}`? interpolation is `nearest` or `bilinear`")),
+                None => d.help("interpolation is `nearest` or `bilinear`"),
+            }
+        };
+        r.error(d);
+        None
     }
 
     fn kind(&self) -> &'static str {
@@ -118,7 +144,8 @@ mod tests {
         let (line, col, text) = one_error("input x: [3, 4, 2];\noutput y = UpSampling2D(0)(x);");
         assert_eq!((line, col), (3, 25));
         assert!(text.contains("`size` of UpSampling2D must be a positive integer, got 0"), "{text}");
-        let (_, _, text) = one_error("input x: [3, 4, 2];\noutput y = UpSampling2D(interpolation = bicubic)(x);");
+        let (line, col, text) = one_error("input x: [3, 4, 2];\noutput y = UpSampling2D(interpolation = bicubic)(x);");
+        assert_eq!((line, col), (3, 41));
         assert!(text.contains("`interpolation = bicubic` is not supported by modelc"), "{text}");
         let (_, _, text) = one_error("input x: [3, 4, 2];\noutput y = UpSampling2D(interpolation = bilinar)(x);");
         assert!(text.contains("did you mean `bilinear`?"), "{text}");

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Keras reference fixture for the vision layers of issue #19 (tests/vision_parity.rs).
+
+Builds a small U-Net-like model in Keras 3 (JAX backend) that uses every layer of this round:
+Rescaling, ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D and UpSampling2D (nearest and bilinear), with
+Conv2D, Conv1D, MaxPooling2D, Concatenate skips and two heads. Writes tests/fixtures/vision_zoo.safetensors
+in the format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/), using
+its `export`.
+
+Run from the repository root:
+
+    KERAS_BACKEND=jax /work/kvenv/bin/python scripts/keras_vision.py
+"""
+
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+from keras_reference import export  # noqa: E402
+
+
+def vision_zoo():
+    """A U-Net-like toy: down by pooling, up by nearest and bilinear upsampling, a padded-then-cropped skip,
+    and a 1D branch through ZeroPadding1D, Cropping1D and UpSampling1D."""
+    image = keras.Input(shape=(8, 8, 2), name="image")
+    x = layers.Rescaling(0.5, offset=-0.25, name="rescaling")(image)
+    c1 = layers.Conv2D(4, 3, padding="same", activation="tanh", name="conv2d")(x)
+    p = layers.MaxPooling2D(2, name="max_pooling2d")(c1)
+    c2 = layers.Conv2D(6, 3, activation="tanh", name="conv2d_1")(layers.ZeroPadding2D(name="zero_padding2d")(p))
+    up_n = layers.UpSampling2D(name="up_sampling2d")(c2)
+    up_b = layers.UpSampling2D((2, 2), interpolation="bilinear", name="up_sampling2d_1")(c2)
+    up_b = layers.Rescaling(2.0, offset=0.1, name="rescaling_1")(up_b)
+    skip = layers.ZeroPadding2D(((0, 1), (2, 1)), name="zero_padding2d_1")(c1)
+    skip = layers.Cropping2D(((1, 0), (1, 2)), name="cropping2d")(skip)
+    merged = layers.Concatenate(name="concatenate")([up_n, up_b, skip])
+    mask = layers.Conv2D(1, 1, activation="sigmoid", name="conv2d_2")(merged)
+
+    seq = layers.Reshape((16, 6), name="reshape")(c2)
+    seq = layers.ZeroPadding1D((1, 2), name="zero_padding1d")(seq)
+    seq = layers.Conv1D(3, 3, activation="tanh", name="conv1d")(seq)
+    seq = layers.Cropping1D((2, 1), name="cropping1d")(seq)
+    seq = layers.UpSampling1D(3, name="up_sampling1d")(seq)
+    aux = layers.Dense(2, name="dense")(layers.GlobalAveragePooling1D(name="global_average_pooling1d")(seq))
+    model = keras.Model([image], {"mask": mask, "aux": aux})
+    return model, {"mask": keras.losses.BinaryCrossentropy(), "aux": keras.losses.MeanSquaredError()}
+
+
+MODELS = {"vision_zoo": vision_zoo}
+
+if __name__ == "__main__":
+    for i, (name, build) in enumerate(MODELS.items()):
+        export(name, build, seed=200 + i)

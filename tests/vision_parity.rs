@@ -1,0 +1,114 @@
+//! Parity of the vision layers (issue #19) with Keras itself: a U-Net-like model using Rescaling,
+//! ZeroPadding1D/2D, Cropping1D/2D and UpSampling1D/2D (nearest and bilinear), against the fixture written
+//! by `scripts/keras_vision.py` (Keras 3, JAX backend) in the format of tests/keras_parity.rs: outputs within
+//! 1e-5, the training loss, every gradient within 1e-4 relative, the weights after three Adam(1e-2) steps.
+
+use std::collections::BTreeMap;
+
+use modelc::io::read_tensors;
+use modelc::ndarray::{ArrayD, ArrayView, Dimension};
+use modelc::network::Network;
+use modelc::prelude::*;
+
+model! {
+    /// Down by pooling, up by nearest and bilinear upsampling, a padded-then-cropped skip, and a 1D head
+    /// through ZeroPadding1D, Cropping1D and UpSampling1D (scripts/keras_vision.py, `vision_zoo`).
+    struct VisionZoo {
+        input image: [8, 8, 2];
+        let x = Rescaling(0.5, offset = -0.25)(image);
+        let c1 = Conv2D(4, 3, padding = same, activation = tanh)(x);
+        let p = MaxPooling2D(2)(c1);
+        let c2 = Conv2D(6, 3, activation = tanh)(ZeroPadding2D()(p));
+        let up_n = UpSampling2D()(c2);
+        let up_b = UpSampling2D((2, 2), interpolation = bilinear)(c2);
+        let up_b = Rescaling(2.0, offset = 0.1)(up_b);
+        let skip = ZeroPadding2D(((0, 1), (2, 1)))(c1);
+        let skip = Cropping2D(((1, 0), (1, 2)))(skip);
+        let merged = Concatenate()([up_n, up_b, skip]);
+        output mask = Conv2D(1, 1, activation = sigmoid)(merged);
+
+        let seq = Reshape((16, 6))(c2);
+        let seq = ZeroPadding1D((1, 2))(seq);
+        let seq = Conv1D(3, 3, activation = tanh)(seq);
+        let seq = Cropping1D((2, 1))(seq);
+        let seq = UpSampling1D(3)(seq);
+        output aux = Dense(2)(GlobalAveragePooling1D()(seq));
+    }
+}
+
+type Fixture = BTreeMap<String, ArrayD<f32>>;
+
+fn get<'f>(fx: &'f Fixture, key: &str) -> &'f ArrayD<f32> {
+    fx.get(key).unwrap_or_else(|| panic!("fixture has no `{key}`; it has {:?}", fx.keys().collect::<Vec<_>>()))
+}
+
+fn view<'f, D: Dimension>(fx: &'f Fixture, key: &str) -> ArrayView<'f, f32, D> {
+    get(fx, key).view().into_dimensionality::<D>().unwrap()
+}
+
+fn set_params<N: Network>(model: &mut N, fx: &Fixture) {
+    for spec in N::PARAMS {
+        modelc::ops::set_param(model, spec.name, get(fx, &format!("param/{}", spec.name)).view()).unwrap();
+    }
+    assert_eq!(fx.keys().filter(|k| k.starts_with("param/")).count(), N::PARAMS.len(), "the fixture and the model have different weights");
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: {} values vs {}", got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= atol + rtol * w.abs(), "{what}[{i}]: modelc {g} vs Keras {w}");
+    }
+}
+
+/// The loss value and its gradient with respect to the predictions, as Keras computes them.
+fn loss_and_grad(loss: Loss, pred: &ArrayD<f32>, target: &ArrayD<f32>) -> (f64, ArrayD<f32>) {
+    let cols = *pred.shape().last().unwrap();
+    let mut grad = ArrayD::zeros(pred.shape());
+    let value = loss.compute(
+        pred.as_slice().unwrap(),
+        target.as_slice().unwrap(),
+        pred.len() / cols,
+        cols,
+        Some(grad.as_slice_mut().unwrap()),
+        1.0,
+        modelc::Activation::Linear,
+    );
+    (value, grad)
+}
+
+#[test]
+fn vision_layers_match_keras() {
+    let path = format!("{}/tests/fixtures/vision_zoo.safetensors", env!("CARGO_MANIFEST_DIR"));
+    let fx = read_tensors(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut model = VisionZoo::new(0);
+    set_params(&mut model, &fx);
+    let inputs = VisionZooInputs { image: view(&fx, "input/image") };
+
+    let out = model.predict(&inputs).unwrap();
+    assert_close("mask", out.mask.as_slice().unwrap(), get(&fx, "output/mask").as_slice().unwrap(), 1e-5, 0.0);
+    assert_close("aux", out.aux.as_slice().unwrap(), get(&fx, "output/aux").as_slice().unwrap(), 1e-5, 0.0);
+
+    let out = model.forward(&inputs, true).unwrap();
+    let (l_mask, d_mask) = loss_and_grad(Loss::BinaryCrossentropy, &out.mask.into_dyn(), get(&fx, "target/mask"));
+    let (l_aux, d_aux) = loss_and_grad(Loss::MeanSquaredError, &out.aux.into_dyn(), get(&fx, "target/aux"));
+    assert_close("loss", &[(l_mask + l_aux) as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+    let d = VisionZooOutputs { mask: d_mask.into_dimensionality().unwrap(), aux: d_aux.into_dimensionality().unwrap() };
+    let grads = model.backward(&d).unwrap();
+    for spec in VisionZoo::PARAMS.iter().filter(|s| s.trainable) {
+        let got: Vec<f32> = grads.get(spec.name).unwrap().iter().copied().collect();
+        assert_close(&format!("gradient of {}", spec.name), &got, get(&fx, &format!("grad/{}", spec.name)).as_slice().unwrap(), 1e-6, 1e-4);
+    }
+
+    set_params(&mut model, &fx);
+    let targets = VisionZooTargets { mask: view(&fx, "target/mask"), aux: view(&fx, "target/aux") };
+    let losses = VisionZooLosses { mask: Loss::BinaryCrossentropy, aux: Loss::MeanSquaredError };
+    let mut trainer = model.compile(Adam::new(1e-2), losses, &[]);
+    for _ in 0..3 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    for spec in VisionZoo::PARAMS {
+        let got: Vec<f32> = modelc::ops::param(&model, spec.name).unwrap().iter().copied().collect();
+        let want = get(&fx, &format!("adam3/{}", spec.name));
+        assert_close(&format!("{} after 3 Adam steps", spec.name), &got, want.as_slice().unwrap(), 1e-5, 1e-4);
+    }
+}
