@@ -193,7 +193,7 @@ impl Window {
         let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, format!("{kind} takes one tensor")))?;
         let name = cx.name(0);
         let Some((_, _, c)) = self.spatial(x) else {
-            return Err(wrong_rank(cx, kind, self.rank, x, name));
+            return Err(self.wrong_rank(cx, kind, x, name));
         };
         let out = self.out_spatial(x);
         if out.contains(&0) {
@@ -216,27 +216,81 @@ impl Window {
         }
         Ok((out, c))
     }
-}
+    /// Whether the window leaves a non-empty output on spatial dims `(h, w)` (`(1, w)` in 1D).
+    fn fits(&self, h: usize, w: usize) -> bool {
+        let r = self.rank;
+        let along = |n: usize, axis: usize| {
+            let (k, s, d) = (Self::pick(&self.size, r, axis), Self::pick(&self.strides, r, axis), Self::pick(&self.dilation, r, axis));
+            axis_geometry(n, k, s, d, self.same).0 > 0
+        };
+        along(h, 0) && along(w, 1)
+    }
 
-/// "Conv2D expects an image (None, height, width, channels) ..." with the reshape that would fix it.
-fn wrong_rank(cx: &InferCx<'_>, kind: &str, rank: usize, x: &Shape, name: &str) -> Diagnostic {
-    let want = if rank == 2 { "an image (None, height, width, channels)" } else { "a sequence (None, steps, channels)" };
-    let d = Diagnostic::new(cx.span, format!("{kind} expects {want} per sample, but {} has rank {}", cx.describe(0), x.rank() + 1));
-    let dims = x.dims();
-    let other = kind.replace(if rank == 2 { "2D" } else { "1D" }, if rank == 2 { "1D" } else { "2D" });
-    match (rank, dims) {
-        (2, [n]) => d.help(format!(
-            "reshape the vector into an image first: `Reshape(({n}, 1, 1))({name})` gives (None, {n}, 1, 1), or `Reshape(({n}, 1))({name})` then {other} for a sequence"
-        )),
-        (2, [t, n]) => d.help(format!(
-            "`{name}` is a sequence: use {other}, or add a channel axis with `Reshape(({t}, {n}, 1))({name})` to treat it as an image"
-        )),
-        (1, [n]) => d.help(format!("reshape the vector into a sequence first: `Reshape(({n}, 1))({name})` gives (None, {n}, 1)")),
-        (1, [h, w, c]) => d.help(format!(
-            "`{name}` is an image: use {other}, or `Reshape(({}, {c}))({name})` to read its pixels as one sequence",
-            h * w
-        )),
-        _ => d.help(format!("reshape `{name}` first, e.g. `Reshape((...))({name})`; `Flatten()({name})` gives (None, {})", x.numel())),
+    /// Whether the window's width leaves a non-empty output on `n` steps (the 1D form of the layer).
+    fn fits_width(&self, n: usize) -> bool {
+        let r = self.rank;
+        axis_geometry(n, Self::pick(&self.size, r, 1), Self::pick(&self.strides, r, 1), Self::pick(&self.dilation, r, 1), self.same).0 > 0
+    }
+
+    /// The image `(h, w)` with `h · w = n` closest to square (`h >= w`) that this window fits, else the
+    /// one closest to square, and whether it fits.
+    fn image_of(&self, n: usize) -> ((usize, usize), bool) {
+        // Widths up to √n give every factorization with h >= w.
+        let shapes: Vec<(usize, usize)> =
+            (1..=n).take_while(|w| w.saturating_mul(*w) <= n).filter(|w| n.is_multiple_of(*w)).map(|w| (n / w, w)).collect();
+        let squarest = |v: &mut dyn Iterator<Item = (usize, usize)>| v.min_by_key(|(h, w)| h - w);
+        match squarest(&mut shapes.iter().copied().filter(|(h, w)| self.fits(*h, *w))) {
+            Some(hw) => (hw, true),
+            None => (squarest(&mut shapes.iter().copied()).unwrap_or((n, 1)), false),
+        }
+    }
+
+    /// "Conv2D expects an image (None, height, width, channels) ..." with a reshape that this window
+    /// accepts, and `padding = same` when no reshape would leave room for a 'valid' window.
+    fn wrong_rank(&self, cx: &InferCx<'_>, kind: &str, x: &Shape, name: &str) -> Diagnostic {
+        let rank = self.rank;
+        let want = if rank == 2 { "an image (None, height, width, channels)" } else { "a sequence (None, steps, channels)" };
+        let d = Diagnostic::new(cx.span, format!("{kind} expects {want} per sample, but {} has rank {}", cx.describe(0), x.rank() + 1));
+        let dims = x.dims();
+        let other = kind.replace(if rank == 2 { "2D" } else { "1D" }, if rank == 2 { "1D" } else { "2D" });
+        let same = format!("and give {kind} `padding = same`");
+        match (rank, dims) {
+            (2, [n]) => {
+                // The 1D form of this layer reads the vector as a sequence with the window's width.
+                let seq = if self.fits_width(*n) {
+                    format!(", or `Reshape(({n}, 1))({name})` then {other} for a sequence")
+                } else {
+                    String::new()
+                };
+                match self.image_of(*n) {
+                    ((h, w), true) => d.help(format!(
+                        "reshape the vector into an image first: `Reshape(({h}, {w}, 1))({name})` gives (None, {h}, {w}, 1){seq}"
+                    )),
+                    ((h, w), false) => d.help(format!(
+                        "{n} values make no image this window fits with padding 'valid': reshape them with `Reshape(({h}, {w}, 1))({name})` {same}{seq}"
+                    )),
+                }
+            }
+            (2, [t, n]) if self.fits(*t, *n) => d.help(format!(
+                "`{name}` is a sequence: use {other}, or add a channel axis with `Reshape(({t}, {n}, 1))({name})` to treat it as an image"
+            )),
+            (2, [t, n]) => {
+                d.help(format!("`{name}` is a sequence: use {other}, or add a channel axis with `Reshape(({t}, {n}, 1))({name})` {same}"))
+            }
+            (1, [n]) if self.fits(1, *n) => {
+                d.help(format!("reshape the vector into a sequence first: `Reshape(({n}, 1))({name})` gives (None, {n}, 1)"))
+            }
+            (1, [n]) => d.help(format!("reshape the vector into a sequence first, `Reshape(({n}, 1))({name})`, {same}")),
+            (1, [h, w, c]) if self.fits(1, h * w) => d.help(format!(
+                "`{name}` is an image: use {other}, or `Reshape(({}, {c}))({name})` to read its pixels as one sequence",
+                h * w
+            )),
+            (1, [h, w, c]) => d.help(format!(
+                "`{name}` is an image: use {other}, or `Reshape(({}, {c}))({name})` to read its pixels as one sequence {same}",
+                h * w
+            )),
+            _ => d.help(format!("reshape `{name}` first, e.g. `Reshape((...))({name})`; `Flatten()({name})` gives (None, {})", x.numel())),
+        }
     }
 }
 
@@ -406,7 +460,12 @@ pub(crate) mod tests {
             text.contains("Conv2D expects an image (None, height, width, channels) per sample, but `x` (None, 8) has rank 2"),
             "{text}"
         );
-        assert!(text.contains("help: reshape the vector into an image first: `Reshape((8, 1, 1))(x)` gives (None, 8, 1, 1)"), "{text}");
+        // No 8-value image fits a 3×3 'valid' window: 'same' padding, or a sequence for Conv1D.
+        assert!(text.contains("help: 8 values make no image this window fits with padding 'valid'"), "{text}");
+        assert!(text.contains("`Reshape((4, 2, 1))(x)` and give Conv2D `padding = same`, or `Reshape((8, 1))(x)` then Conv1D"), "{text}");
+        // 64 values fit as 8×8.
+        let (_, _, text) = one_error("input x: [64];\noutput y = Conv2D(4, 3)(x);");
+        assert!(text.contains("help: reshape the vector into an image first: `Reshape((8, 8, 1))(x)` gives (None, 8, 8, 1)"), "{text}");
     }
 
     #[test]
