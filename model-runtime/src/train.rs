@@ -457,6 +457,9 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// values are means over samples. A non-finite loss stops training with
     /// [`Error::NonFiniteLoss`] before the faulty step is applied.
     pub fn fit(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>, fit: &Fit) -> Result<History> {
+        if let Some(schedule) = &fit.schedule {
+            schedule.validate()?;
+        }
         if fit.batch_size == 0 {
             return Err(Error::config("batch_size", 0, "must be at least 1"));
         }
