@@ -43,21 +43,22 @@ def adamw_excluding_bias():
     return opt
 
 
-# Each case: a non-default configuration, so a default baked into the Rust side cannot pass unnoticed.
+# Each case: a non-default configuration, so a default baked into the Rust side cannot pass unnoticed;
+# large epsilons, so where epsilon is added (inside or outside the square root) shows.
 CASES = {
     "sgd": lambda: O.SGD(learning_rate=0.1),
     "sgd_momentum": lambda: O.SGD(learning_rate=0.1, momentum=0.9),
     "sgd_nesterov": lambda: O.SGD(learning_rate=0.05, momentum=0.8, nesterov=True),
-    "adam": lambda: O.Adam(learning_rate=0.01, beta_1=0.8, beta_2=0.95, epsilon=1e-6),
+    "adam": lambda: O.Adam(learning_rate=0.01, beta_1=0.8, beta_2=0.95, epsilon=1e-2),
     "adam_amsgrad": lambda: O.Adam(learning_rate=0.01, amsgrad=True),
     "adamw": lambda: O.AdamW(learning_rate=0.01, weight_decay=0.1, beta_1=0.85),
     "adamw_defaults": lambda: O.AdamW(),
-    "rmsprop": lambda: O.RMSprop(learning_rate=0.01, rho=0.8),
+    "rmsprop": lambda: O.RMSprop(learning_rate=0.01, rho=0.8, epsilon=0.1),
     "rmsprop_momentum": lambda: O.RMSprop(learning_rate=0.01, momentum=0.9),
-    "rmsprop_centered": lambda: O.RMSprop(learning_rate=0.01, rho=0.85, momentum=0.5, centered=True, epsilon=1e-5),
-    "adagrad": lambda: O.Adagrad(learning_rate=0.1, initial_accumulator_value=0.2, epsilon=1e-5),
-    "nadam": lambda: O.Nadam(learning_rate=0.01, beta_1=0.85, beta_2=0.99),
-    "adamax": lambda: O.Adamax(learning_rate=0.01, beta_1=0.8, beta_2=0.95),
+    "rmsprop_centered": lambda: O.RMSprop(learning_rate=0.01, rho=0.85, momentum=0.5, centered=True, epsilon=0.05),
+    "adagrad": lambda: O.Adagrad(learning_rate=0.1, initial_accumulator_value=0.2, epsilon=0.1),
+    "nadam": lambda: O.Nadam(learning_rate=0.01, beta_1=0.85, beta_2=0.99, epsilon=1e-2),
+    "adamax": lambda: O.Adamax(learning_rate=0.01, beta_1=0.8, beta_2=0.95, epsilon=0.1),
     "lion": lambda: O.Lion(learning_rate=0.01, beta_1=0.8, beta_2=0.95),
     # The base optimizer's arguments, on several optimizers.
     "adam_clipnorm": lambda: O.Adam(learning_rate=0.01, clipnorm=1.0),

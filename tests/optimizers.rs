@@ -2,10 +2,11 @@
 //! schedules with Keras 3 itself, against `tests/fixtures/optimizers.safetensors` written by
 //! `scripts/keras_optimizers.py` (JAX backend).
 //!
-//! Tolerances: parameters after each of three optimizer steps within 2e-6 absolute + 1e-5 relative
-//! (a few f32 ulps of values near 1: Keras rounds some coefficients such as `1 - rho` from f64, modelc
-//! from f32); schedule values within 1e-6 relative (modelc evaluates in f64, Keras in f32); the fusion
-//! model after three training steps within 1e-5 absolute, as the Adam parity tests.
+//! Tolerances (about ten times the largest difference seen): parameters after each of three optimizer
+//! steps within 1e-6 absolute + 1e-6 relative (seen: 2.4e-7, two f32 ulps of values near 1; Keras rounds
+//! some coefficients such as `1 - rho` from f64, modelc from f32); schedule values within 1e-6 relative
+//! (seen: 3e-7; modelc evaluates them in f64, Keras in f32); the fusion model's weights after three
+//! training steps within 2e-6 absolute (seen: 3e-7).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,6 +15,10 @@ use modelc::ndarray::{ArrayD, ArrayView, Dimension};
 use modelc::network::Network;
 use modelc::prelude::*;
 use modelc::spec::{Init, ParamSpec};
+
+#[path = "counting_alloc/mod.rs"]
+mod counting_alloc;
+use counting_alloc::allocations_in;
 
 #[path = "../examples/fusion/model.rs"]
 mod fusion;
@@ -59,16 +64,16 @@ fn optimizer(case: &str) -> Box<dyn Optimizer> {
         "sgd" => Box::new(Sgd::new(0.1)),
         "sgd_momentum" => Box::new(Sgd::new(0.1).with_momentum(0.9)),
         "sgd_nesterov" => Box::new(Sgd::new(0.05).with_momentum(0.8).with_nesterov(true)),
-        "adam" => Box::new(Adam::new(0.01).with_betas(0.8, 0.95).with_epsilon(1e-6)),
+        "adam" => Box::new(Adam::new(0.01).with_betas(0.8, 0.95).with_epsilon(1e-2)),
         "adam_amsgrad" => Box::new(Adam::new(0.01).with_amsgrad(true)),
         "adamw" => Box::new(AdamW::new(0.01).with_weight_decay(0.1).with_betas(0.85, 0.999)),
         "adamw_defaults" => Box::new(AdamW::default()),
-        "rmsprop" => Box::new(RMSprop::new(0.01).with_rho(0.8)),
+        "rmsprop" => Box::new(RMSprop::new(0.01).with_rho(0.8).with_epsilon(0.1)),
         "rmsprop_momentum" => Box::new(RMSprop::new(0.01).with_momentum(0.9)),
-        "rmsprop_centered" => Box::new(RMSprop::new(0.01).with_rho(0.85).with_momentum(0.5).with_centered(true).with_epsilon(1e-5)),
-        "adagrad" => Box::new(Adagrad::new(0.1).with_initial_accumulator_value(0.2).with_epsilon(1e-5)),
-        "nadam" => Box::new(Nadam::new(0.01).with_betas(0.85, 0.99)),
-        "adamax" => Box::new(Adamax::new(0.01).with_betas(0.8, 0.95)),
+        "rmsprop_centered" => Box::new(RMSprop::new(0.01).with_rho(0.85).with_momentum(0.5).with_centered(true).with_epsilon(0.05)),
+        "adagrad" => Box::new(Adagrad::new(0.1).with_initial_accumulator_value(0.2).with_epsilon(0.1)),
+        "nadam" => Box::new(Nadam::new(0.01).with_betas(0.85, 0.99).with_epsilon(1e-2)),
+        "adamax" => Box::new(Adamax::new(0.01).with_betas(0.8, 0.95).with_epsilon(0.1)),
         "lion" => Box::new(Lion::new(0.01).with_betas(0.8, 0.95)),
         "adam_clipnorm" => Box::new(Adam::new(0.01).with_clipnorm(1.0)),
         "sgd_clipvalue" => Box::new(Sgd::new(0.1).with_clipvalue(0.5)),
@@ -105,7 +110,7 @@ fn every_optimizer_matches_keras_over_three_steps() {
             }
             opt.step(&mut params, &grads, SPECS);
             let want = flat(&fx, &format!("case/{case}/{k}/kernel"), &format!("case/{case}/{k}/bias"), FROZEN);
-            assert_close(&format!("{case} after step {}", k + 1), &params, &want, 2e-6, 1e-5);
+            assert_close(&format!("{case} after step {}", k + 1), &params, &want, 1e-6, 1e-6);
         }
     }
 }
@@ -181,7 +186,7 @@ fn fusion_after_three_steps<O: Optimizer>(opt: O, key: &str) {
             &format!("{} after 3 {key} steps", spec.name),
             &got.iter().copied().collect::<Vec<_>>(),
             want.as_slice().unwrap(),
-            1e-5,
+            2e-6,
             0.0,
         );
     }
@@ -195,4 +200,23 @@ fn fusion_trained_with_adamw_matches_keras() {
 #[test]
 fn fusion_trained_with_centered_rmsprop_matches_keras() {
     fusion_after_three_steps(RMSprop::new(0.01).with_momentum(0.5).with_centered(true), "rmsprop");
+}
+
+#[test]
+fn optimizer_steps_allocate_nothing_after_the_first() {
+    let fx = fixture();
+    let cases = ["sgd_momentum", "adam_amsgrad", "rmsprop_centered", "adagrad", "nadam", "adamax", "lion"];
+    let configured = ["adam_clipnorm", "sgd_clipvalue", "rmsprop_global_clipnorm", "adamw_exclude_bias", "nadam_clipvalue_weight_decay"];
+    for case in cases.into_iter().chain(configured) {
+        let mut opt = optimizer(case);
+        let mut params = flat(&fx, "init/kernel", "init/bias", FROZEN);
+        let grads = flat(&fx, "grad/0/kernel", "grad/0/bias", [100.0, -100.0]);
+        opt.step(&mut params, &grads, SPECS);
+        let n = allocations_in(|| {
+            for _ in 0..10 {
+                opt.step(&mut params, &grads, SPECS);
+            }
+        });
+        assert_eq!(n, 0, "{case}: {n} allocations in 10 steps after the first");
+    }
 }

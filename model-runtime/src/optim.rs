@@ -15,6 +15,22 @@
 //!
 //! Only trainable parameters (`ParamSpec::trainable`) are clipped, decayed or updated. State is
 //! allocated on the first step; later steps allocate nothing.
+//!
+//! | Keras 3 | modelc |
+//! |---|---|
+//! | `SGD(learning_rate=0.1, momentum=0.9, nesterov=True)` | `Sgd::new(0.1).with_momentum(0.9).with_nesterov(true)` |
+//! | `Adam(1e-3, beta_1=0.8, beta_2=0.99, epsilon=1e-6, amsgrad=True)` | `Adam::new(1e-3).with_betas(0.8, 0.99).with_epsilon(1e-6).with_amsgrad(true)` |
+//! | `AdamW(1e-3, weight_decay=0.01)` | `AdamW::new(1e-3).with_weight_decay(0.01)` |
+//! | `RMSprop(1e-3, rho=0.8, momentum=0.5, centered=True)` | `RMSprop::new(1e-3).with_rho(0.8).with_momentum(0.5).with_centered(true)` |
+//! | `Adagrad(1e-2, initial_accumulator_value=0.2)` | `Adagrad::new(1e-2).with_initial_accumulator_value(0.2)` |
+//! | `Nadam(1e-3)`, `Adamax(1e-3)`, `Lion(1e-4)` | `Nadam::new(1e-3)`, `Adamax::new(1e-3)`, `Lion::new(1e-4)` |
+//! | `clipnorm=1.0` / `clipvalue=0.5` / `global_clipnorm=1.0` | `.with_clipnorm(1.0)` / `.with_clipvalue(0.5)` / `.with_global_clipnorm(1.0)` |
+//! | `weight_decay=1e-4` | `.with_weight_decay(1e-4)` |
+//! | `opt.exclude_from_weight_decay(var_names=["bias"])` | `.exclude_from_weight_decay(["bias"])` |
+//! | `learning_rate=schedules.CosineDecay(...)` | `Fit { schedule: Some(Schedule::CosineDecay { .. }), .. }` |
+//!
+//! Not supported: `use_ema`, `loss_scale_factor`, `gradient_accumulation_steps`, and excluding
+//! variables from weight decay by object (`var_list`; exclude them by name).
 
 use crate::spec::ParamSpec;
 
@@ -999,6 +1015,85 @@ mod tests {
             assert!((p[i] - c[i]).abs() < 1e-3, "p[{i}] = {}", p[i]);
         }
         assert_eq!(p[2], 7.0, "frozen parameter moved");
+    }
+
+    /// Plain SGD with learning rate 1 moves each parameter by minus its (clipped) gradient.
+    fn moved_by(opt: &mut Sgd, g: [f32; 4]) -> [f32; 4] {
+        let mut p = [0.0f32; 4];
+        opt.step(&mut p, &g, SPECS);
+        p.map(|x| -x)
+    }
+
+    #[test]
+    fn clipnorm_clips_each_parameter_tensor_on_its_own() {
+        // Kernel gradient norm 5 -> scaled to norm 1; bias norm 0.5 < 1 -> unchanged; frozen untouched.
+        let moved = moved_by(&mut Sgd::new(1.0).with_clipnorm(1.0), [3.0, 4.0, 100.0, 0.5]);
+        assert_eq!(moved, [0.6, 0.8, 0.0, 0.5]);
+    }
+
+    #[test]
+    fn global_clipnorm_scales_all_trainable_gradients_together() {
+        // Trainable norm sqrt(9 + 16) = 5 (the frozen 100 does not count): scale 1 / 5.
+        let moved = moved_by(&mut Sgd::new(1.0).with_global_clipnorm(1.0), [3.0, 0.0, 100.0, 4.0]);
+        assert_eq!(moved, [0.6, 0.0, 0.0, 0.8]);
+        // A non-finite norm gives NaN parameters, as Keras.
+        let moved = moved_by(&mut Sgd::new(1.0).with_global_clipnorm(1.0), [f32::INFINITY, 0.0, 0.0, 1.0]);
+        assert!(moved[0].is_nan() && moved[3].is_nan() && moved[2] == 0.0, "{moved:?}");
+    }
+
+    #[test]
+    fn clipvalue_clamps_each_element_and_a_non_positive_threshold_clips_nothing() {
+        assert_eq!(moved_by(&mut Sgd::new(1.0).with_clipvalue(0.5), [3.0, -4.0, 100.0, 0.25]), [0.5, -0.5, 0.0, 0.25]);
+        assert_eq!(moved_by(&mut Sgd::new(1.0).with_clipnorm(0.0), [3.0, -4.0, 100.0, 0.25]), [3.0, -4.0, 0.0, 0.25]);
+        // The last clipping option set wins (Keras accepts only one).
+        let opt = Sgd::new(1.0).with_clipnorm(1.0).with_clipvalue(2.0);
+        assert_eq!(opt.common.clip, Clip::Value(2.0));
+    }
+
+    #[test]
+    fn weight_decay_is_decoupled_and_skips_excluded_names() {
+        // Zero gradients: only the decay p -= p * wd * lr = p * 0.05 moves anything.
+        let mut p = [1.0f32, -2.0, 5.0, 4.0];
+        let mut opt = Sgd::new(0.1).with_weight_decay(0.5);
+        opt.step(&mut p, &[0.0; 4], SPECS);
+        assert_eq!(p, [0.95, -1.9, 5.0, 3.8]);
+        let mut p = [1.0f32, -2.0, 5.0, 4.0];
+        let mut opt = Sgd::new(0.1).with_weight_decay(0.5).exclude_from_weight_decay(["bias"]);
+        opt.step(&mut p, &[0.0; 4], SPECS);
+        assert_eq!(p, [0.95, -1.9, 5.0, 4.0]);
+        // AdamW decays by default (0.004), Adam does not.
+        assert_eq!(AdamW::default().common.weight_decay, Some(0.004));
+        assert_eq!(Adam::default().common.weight_decay, None);
+    }
+
+    #[test]
+    fn lion_does_not_move_where_its_direction_is_zero() {
+        let mut p = [1.0f32, 1.0, 1.0, 1.0];
+        let mut opt = Lion::new(0.1);
+        opt.step(&mut p, &[0.0, -3.0, 1.0, 2.0], SPECS);
+        assert_eq!(p, [1.0, 1.1, 1.0, 0.9]);
+    }
+
+    #[test]
+    fn adagrad_accumulators_start_at_their_initial_value() {
+        // acc = 0.1 + 0.09 = 0.19: p -= 0.1 * 0.3 / sqrt(0.19 + 1e-7).
+        let mut p = [0.0f32; 4];
+        let mut opt = Adagrad::new(0.1);
+        opt.step(&mut p, &[0.3, 0.0, 0.0, 0.0], SPECS);
+        assert!((p[0] + 0.03 / 0.19f32.sqrt()).abs() < 1e-7, "{p:?}");
+        assert_eq!(opt.iterations(), 1);
+    }
+
+    #[test]
+    fn amsgrad_steps_no_further_than_adam() {
+        // After a large gradient then a small one, AMSGrad keeps the large second moment.
+        let (mut p1, mut p2) = ([0.0f32; 4], [0.0f32; 4]);
+        let (mut adam, mut ams) = (Adam::new(0.1), Adam::new(0.1).with_amsgrad(true));
+        for g in [[10.0f32, 0.0, 0.0, 0.0], [0.1, 0.0, 0.0, 0.0], [0.1, 0.0, 0.0, 0.0]] {
+            adam.step(&mut p1, &g, SPECS);
+            ams.step(&mut p2, &g, SPECS);
+        }
+        assert!(p2[0] > p1[0] && p2[0] < 0.0, "amsgrad {} vs adam {}", p2[0], p1[0]);
     }
 
     #[test]
