@@ -220,3 +220,19 @@ fn optimizer_steps_allocate_nothing_after_the_first() {
         assert_eq!(n, 0, "{case}: {n} allocations in 10 steps after the first");
     }
 }
+
+#[test]
+fn fit_rejects_an_invalid_schedule_before_training() {
+    let fx = fixture();
+    let mut model = Fusion::new(0);
+    let before: Vec<f32> = modelc::ops::param(&model, "dense/kernel").unwrap().iter().copied().collect();
+    let inputs =
+        FusionInputs { left_features: view(&fx, "fusion/input/left_features"), right_features: view(&fx, "fusion/input/right_features") };
+    let targets = FusionTargets { score: view(&fx, "fusion/target/score") };
+    let mut trainer = model.compile(Adam::default(), FusionLosses { score: Loss::BinaryCrossentropy }, &[]);
+    let schedule = Schedule::PiecewiseConstantDecay { boundaries: vec![5], values: vec![0.1] };
+    let e = trainer.fit(&inputs, &targets, &Fit { schedule: Some(schedule), verbose: false, ..Fit::default() }).unwrap_err();
+    assert!(matches!(e, modelc::Error::Config { .. }), "{e}");
+    let after: Vec<f32> = modelc::ops::param(&model, "dense/kernel").unwrap().iter().copied().collect();
+    assert_eq!(before, after, "a step was taken");
+}

@@ -534,7 +534,6 @@ impl AdamStep {
 /// mom = momentum * mom + step; p -= mom        (momentum > 0; otherwise p -= step)
 /// ```
 #[derive(Clone, Debug)]
-#[allow(clippy::upper_case_acronyms)]
 pub struct RMSprop {
     /// Step size (Keras default 0.001).
     pub learning_rate: f32,
