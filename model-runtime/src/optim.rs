@@ -383,7 +383,7 @@ impl AdamState {
     }
 }
 
-/// Adam, as `keras.optimizers.Adam` (Keras 3 formulas; see [`AdamState::update`]). At step `t` (from 1):
+/// Adam, as `keras.optimizers.Adam` (Keras 3 formulas). At step `t` (from 1):
 ///
 /// ```text
 /// alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
