@@ -81,7 +81,7 @@ fn checkpoints_keep_the_last_and_the_best_epoch() {
 fn a_schedule_sets_the_learning_rate_of_every_step() {
     let (x, y) = data();
     let mut model = Small::new(1);
-    let schedule = Schedule::CosineDecay { initial: 0.05, decay_steps: 30, alpha: 0.0 };
+    let schedule = Schedule::cosine_decay(0.05, 30);
     let mut trainer = model.compile(Adam::new(1.0), SmallLosses { y: Loss::BinaryCrossentropy }, &[]);
     // 96 training rows in batches of 16: 6 steps per epoch, 36 in all; the last step is step 35.
     trainer.fit(&SmallInputs { x: x.view() }, &SmallTargets { y: y.view() }, &Fit { schedule: Some(schedule.clone()), ..quiet() }).unwrap();

@@ -1,4 +1,36 @@
 //! Optimizers (Keras 3 update rules) over the flat parameter and gradient buffers.
+//!
+//! Each optimizer is one Keras optimizer with its defaults: [`Sgd`], [`Adam`], [`AdamW`], [`RMSprop`],
+//! [`Adagrad`], [`Nadam`], [`Adamax`] and [`Lion`]. All of them also take the arguments of Keras' base
+//! `Optimizer` ([`Common`]): gradient clipping (`clipnorm`, `clipvalue`, `global_clipnorm`) and decoupled
+//! weight decay, applied once here, before the optimizer's own update, exactly as Keras 3 does:
+//!
+//! ```text
+//! g = clip(g)                          clipnorm: per parameter tensor, g * c / max(|g|, c)
+//!                                      global_clipnorm: every tensor scaled by c * min(1 / |all g|, 1 / c)
+//!                                      clipvalue: each element clamped to [-c, c]
+//! p -= p * weight_decay * lr           every trainable tensor not excluded by name
+//! update(p, g)                         the optimizer's own rule, with the same lr
+//! ```
+//!
+//! Only trainable parameters (`ParamSpec::trainable`) are clipped, decayed or updated. State is
+//! allocated on the first step; later steps allocate nothing.
+//!
+//! | Keras 3 | modelc |
+//! |---|---|
+//! | `SGD(learning_rate=0.1, momentum=0.9, nesterov=True)` | `Sgd::new(0.1).with_momentum(0.9).with_nesterov(true)` |
+//! | `Adam(1e-3, beta_1=0.8, beta_2=0.99, epsilon=1e-6, amsgrad=True)` | `Adam::new(1e-3).with_betas(0.8, 0.99).with_epsilon(1e-6).with_amsgrad(true)` |
+//! | `AdamW(1e-3, weight_decay=0.01)` | `AdamW::new(1e-3).with_weight_decay(0.01)` |
+//! | `RMSprop(1e-3, rho=0.8, momentum=0.5, centered=True)` | `RMSprop::new(1e-3).with_rho(0.8).with_momentum(0.5).with_centered(true)` |
+//! | `Adagrad(1e-2, initial_accumulator_value=0.2)` | `Adagrad::new(1e-2).with_initial_accumulator_value(0.2)` |
+//! | `Nadam(1e-3)`, `Adamax(1e-3)`, `Lion(1e-4)` | `Nadam::new(1e-3)`, `Adamax::new(1e-3)`, `Lion::new(1e-4)` |
+//! | `clipnorm=1.0` / `clipvalue=0.5` / `global_clipnorm=1.0` | `.with_clipnorm(1.0)` / `.with_clipvalue(0.5)` / `.with_global_clipnorm(1.0)` |
+//! | `weight_decay=1e-4` | `.with_weight_decay(1e-4)` |
+//! | `opt.exclude_from_weight_decay(var_names=["bias"])` | `.exclude_from_weight_decay(["bias"])` |
+//! | `learning_rate=schedules.CosineDecay(...)` | `Fit { schedule: Some(Schedule::CosineDecay { .. }), .. }` |
+//!
+//! Not supported: `use_ema`, `loss_scale_factor`, `gradient_accumulation_steps`, and excluding
+//! variables from weight decay by object (`var_list`; exclude them by name).
 
 use crate::spec::ParamSpec;
 
@@ -17,9 +49,7 @@ pub trait Optimizer {
 /// Calls `f(range)` for each maximal run of contiguous trainable elements.
 fn for_trainable(specs: &[ParamSpec], len: usize, mut f: impl FnMut(std::ops::Range<usize>)) {
     let mut run: Option<std::ops::Range<usize>> = None;
-    for spec in specs.iter().filter(|s| s.trainable) {
-        let r = spec.range();
-        let r = r.start.min(len)..r.end.min(len);
+    for r in trainable_ranges(specs, len) {
         match &mut run {
             Some(cur) if cur.end == r.start => cur.end = r.end,
             _ => {
@@ -35,6 +65,191 @@ fn for_trainable(specs: &[ParamSpec], len: usize, mut f: impl FnMut(std::ops::Ra
     }
 }
 
+/// The range of every trainable parameter tensor, cut to `len`.
+fn trainable_ranges(specs: &[ParamSpec], len: usize) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    specs.iter().filter(|s| s.trainable).map(move |s| {
+        let r = s.range();
+        r.start.min(len)..r.end.min(len)
+    })
+}
+
+/// Gradient clipping, as the base Keras optimizer's `clipnorm`, `clipvalue` and `global_clipnorm`
+/// (Keras accepts at most one of them; here setting one replaces the other). A threshold that is
+/// not positive clips nothing, as in Keras.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Clip {
+    /// No clipping (Keras' default).
+    #[default]
+    None,
+    /// `clipnorm`: the gradient of each parameter tensor is scaled to an L2 norm of at most this.
+    Norm(f32),
+    /// `clipvalue`: each gradient element is clamped to `[-value, value]`.
+    Value(f32),
+    /// `global_clipnorm`: all gradients are scaled together to a joint L2 norm of at most this.
+    GlobalNorm(f32),
+}
+
+/// The arguments every Keras optimizer takes from the base `Optimizer` (clipping and weight decay),
+/// and the step counter. Set them with the optimizers' `with_*` methods, or here directly.
+#[derive(Clone, Debug, Default)]
+pub struct Common {
+    /// Keras' `weight_decay`: before each update, every trainable tensor not excluded by name is
+    /// decayed by `p -= p * weight_decay * learning_rate` (decoupled decay). `None` decays nothing.
+    pub weight_decay: Option<f32>,
+    /// Gradient clipping, applied before the update.
+    pub clip: Clip,
+    /// Keras' `exclude_from_weight_decay(var_names=...)`: a parameter whose name (`dense/bias`)
+    /// contains one of these strings is not decayed. Empty by default: Keras decays every weight.
+    pub exclude_from_weight_decay: Vec<String>,
+    iterations: u64,
+    /// The clipped gradients (only used when clipping is on).
+    clipped: Vec<f32>,
+}
+
+impl Common {
+    /// Keras' `_apply_weight_decay` then `_clip_gradients`, run before every update with its
+    /// learning rate. Returns true when the clipped gradients were written to `clipped` (the update
+    /// must then read those instead of `grads`); also counts the step.
+    fn begin(&mut self, lr: f32, params: &mut [f32], grads: &[f32], specs: &[ParamSpec], clipped: &mut Vec<f32>) -> bool {
+        self.iterations += 1;
+        let len = params.len().min(grads.len());
+        if let Some(wd) = self.weight_decay {
+            for spec in specs.iter().filter(|s| s.trainable && !self.exclude_from_weight_decay.iter().any(|n| s.name.contains(n.as_str())))
+            {
+                let r = spec.range();
+                for p in &mut params[r.start.min(len)..r.end.min(len)] {
+                    *p -= *p * wd * lr;
+                }
+            }
+        }
+        let clip = match self.clip {
+            Clip::Norm(c) | Clip::Value(c) | Clip::GlobalNorm(c) if c > 0.0 => self.clip,
+            _ => return false,
+        };
+        if clipped.len() != len {
+            clipped.clear();
+            clipped.resize(len, 0.0);
+        }
+        match clip {
+            Clip::Value(c) => {
+                for r in trainable_ranges(specs, len) {
+                    for (o, &g) in clipped[r.clone()].iter_mut().zip(&grads[r]) {
+                        *o = g.clamp(-c, c);
+                    }
+                }
+            }
+            Clip::Norm(c) => {
+                for r in trainable_ranges(specs, len) {
+                    // Keras' `_clip_by_norm`: g * c / max(norm, c), the norm 0 for a zero gradient.
+                    let norm = sum_of_squares(&grads[r.clone()]).sqrt();
+                    let denom = if norm.is_nan() { norm } else { norm.max(c) };
+                    for (o, &g) in clipped[r.clone()].iter_mut().zip(&grads[r]) {
+                        *o = g * c / denom;
+                    }
+                }
+            }
+            Clip::GlobalNorm(c) => {
+                // Keras' `clip_by_global_norm`: one scale for all, NaN when the norm is not finite.
+                let norm = trainable_ranges(specs, len).map(|r| sum_of_squares(&grads[r])).sum::<f32>().sqrt();
+                let inv = 1.0 / norm;
+                let min = if inv.is_nan() { inv } else { inv.min(1.0 / c) };
+                let scale = if norm.is_finite() { c * min } else { f32::NAN };
+                for r in trainable_ranges(specs, len) {
+                    for (o, &g) in clipped[r.clone()].iter_mut().zip(&grads[r]) {
+                        *o = g * scale;
+                    }
+                }
+            }
+            Clip::None => return false,
+        }
+        true
+    }
+}
+
+/// The sum of squares of `x`, accumulated in f64.
+fn sum_of_squares(x: &[f32]) -> f32 {
+    x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() as f32
+}
+
+/// One optimizer's own update rule, run after clipping and weight decay.
+trait Rule {
+    /// Updates the trainable ranges of `params` from `grads` at step `t` (from 1) with rate `lr`.
+    fn update(&mut self, lr: f32, t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]);
+}
+
+/// Implements [`Optimizer`] through [`Common::begin`] and the type's [`Rule`], and the builder
+/// methods of the base Keras optimizer arguments.
+macro_rules! keras_optimizer {
+    ($name:ident) => {
+        impl $name {
+            /// Keras' `weight_decay`: decoupled decay `p -= p * weight_decay * learning_rate` before each update.
+            pub fn with_weight_decay(mut self, weight_decay: f32) -> Self {
+                self.common.weight_decay = Some(weight_decay);
+                self
+            }
+
+            /// Keras' `clipnorm`: clips the gradient of each parameter tensor to this L2 norm.
+            pub fn with_clipnorm(mut self, clipnorm: f32) -> Self {
+                self.common.clip = Clip::Norm(clipnorm);
+                self
+            }
+
+            /// Keras' `clipvalue`: clamps each gradient element to `[-clipvalue, clipvalue]`.
+            pub fn with_clipvalue(mut self, clipvalue: f32) -> Self {
+                self.common.clip = Clip::Value(clipvalue);
+                self
+            }
+
+            /// Keras' `global_clipnorm`: scales all gradients together to this joint L2 norm at most.
+            pub fn with_global_clipnorm(mut self, global_clipnorm: f32) -> Self {
+                self.common.clip = Clip::GlobalNorm(global_clipnorm);
+                self
+            }
+
+            /// Keras' `exclude_from_weight_decay(var_names=...)`: parameters whose name contains one of
+            /// `names` (`"bias"`, `"gamma"`) are not decayed.
+            pub fn exclude_from_weight_decay<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+                self.common.exclude_from_weight_decay = names.into_iter().map(Into::into).collect();
+                self
+            }
+
+            /// Number of steps taken so far (Keras' `optimizer.iterations`).
+            pub fn iterations(&self) -> u64 {
+                self.common.iterations
+            }
+        }
+
+        impl Optimizer for $name {
+            fn step(&mut self, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
+                let len = params.len().min(grads.len());
+                let lr = self.learning_rate;
+                // Taken out for the step so the update can borrow `self` (moving a Vec allocates nothing).
+                let mut clipped = std::mem::take(&mut self.common.clipped);
+                let grads = if self.common.begin(lr, params, grads, specs, &mut clipped) { &clipped[..len] } else { &grads[..len] };
+                let t = self.common.iterations;
+                Rule::update(self, lr, t, &mut params[..len], grads, specs);
+                self.common.clipped = clipped;
+            }
+
+            fn learning_rate(&self) -> f32 {
+                self.learning_rate
+            }
+
+            fn set_learning_rate(&mut self, lr: f32) {
+                self.learning_rate = lr;
+            }
+        }
+    };
+}
+
+/// Resizes an optimizer state buffer to `len` elements of `init` when its length differs (the first step).
+fn ensure(state: &mut Vec<f32>, len: usize, init: f32) {
+    if state.len() != len {
+        state.clear();
+        state.resize(len, init);
+    }
+}
+
 /// Stochastic gradient descent with optional (Nesterov) momentum, as `keras.optimizers.SGD`.
 ///
 /// Without momentum: `p -= lr * g`. With momentum: `v = momentum * v - lr * g`, then
@@ -43,10 +258,12 @@ fn for_trainable(specs: &[ParamSpec], len: usize, mut f: impl FnMut(std::ops::Ra
 pub struct Sgd {
     /// Step size (Keras default 0.01).
     pub learning_rate: f32,
-    /// Momentum factor in `[0, 1)` (Keras default 0.0).
+    /// Momentum factor in `[0, 1]` (Keras default 0.0).
     pub momentum: f32,
     /// Use Nesterov momentum (Keras default false).
     pub nesterov: bool,
+    /// Clipping and weight decay (Keras' base optimizer arguments).
+    pub common: Common,
     velocity: Vec<f32>,
 }
 
@@ -71,14 +288,15 @@ impl Sgd {
 
 impl Default for Sgd {
     fn default() -> Self {
-        Sgd { learning_rate: 0.01, momentum: 0.0, nesterov: false, velocity: Vec::new() }
+        Sgd { learning_rate: 0.01, momentum: 0.0, nesterov: false, common: Common::default(), velocity: Vec::new() }
     }
 }
 
-impl Optimizer for Sgd {
-    fn step(&mut self, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
-        let len = params.len().min(grads.len());
-        let lr = self.learning_rate;
+keras_optimizer!(Sgd);
+
+impl Rule for Sgd {
+    fn update(&mut self, lr: f32, _t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
+        let len = params.len();
         let momentum = self.momentum;
         if momentum == 0.0 {
             for_trainable(specs, len, |r| {
@@ -88,9 +306,7 @@ impl Optimizer for Sgd {
             });
             return;
         }
-        if self.velocity.len() != len {
-            self.velocity = vec![0.0; len];
-        }
+        ensure(&mut self.velocity, len, 0.0);
         let velocity = &mut self.velocity;
         let nesterov = self.nesterov;
         for_trainable(specs, len, |r| {
@@ -105,23 +321,75 @@ impl Optimizer for Sgd {
             }
         });
     }
+}
 
-    fn learning_rate(&self) -> f32 {
-        self.learning_rate
-    }
+/// The moments of Adam and AdamW.
+#[derive(Clone, Debug, Default)]
+struct AdamState {
+    m: Vec<f32>,
+    v: Vec<f32>,
+    /// The running maximum of `v` (`amsgrad` only).
+    v_hat: Vec<f32>,
+}
 
-    fn set_learning_rate(&mut self, lr: f32) {
-        self.learning_rate = lr;
+/// The hyper-parameters Adam and AdamW share.
+#[derive(Clone, Copy)]
+struct AdamHyper {
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    amsgrad: bool,
+}
+
+impl AdamState {
+    /// Keras 3's `Adam.update_step` at step `t` (from 1):
+    ///
+    /// ```text
+    /// alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+    /// m += (g - m) * (1 - beta_1)
+    /// v += (g^2 - v) * (1 - beta_2)
+    /// v_hat = max(v_hat, v)                  (amsgrad only, then used for v)
+    /// p -= alpha * m / (sqrt(v) + epsilon)
+    /// ```
+    fn update(&mut self, h: AdamHyper, lr: f32, t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
+        let len = params.len();
+        ensure(&mut self.m, len, 0.0);
+        ensure(&mut self.v, len, 0.0);
+        // Keras computes the bias corrections in the variable's dtype (f32).
+        let t = t as f32;
+        let (b1, b2, eps) = (h.beta_1, h.beta_2, h.epsilon);
+        let alpha = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
+        let (m, v) = (&mut self.m, &mut self.v);
+        if h.amsgrad {
+            ensure(&mut self.v_hat, len, 0.0);
+            let v_hat = &mut self.v_hat;
+            for_trainable(specs, len, |r| {
+                let it = params[r.clone()]
+                    .iter_mut()
+                    .zip(&grads[r.clone()])
+                    .zip(m[r.clone()].iter_mut().zip(&mut v[r.clone()]))
+                    .zip(&mut v_hat[r]);
+                for (((p, &g), (m, v)), vh) in it {
+                    *m += (g - *m) * (1.0 - b1);
+                    *v += (g * g - *v) * (1.0 - b2);
+                    *vh = vh.max(*v);
+                    *p -= alpha * *m / (vh.sqrt() + eps);
+                }
+            });
+            return;
+        }
+        let k = AdamStep { b1, b2, eps, alpha };
+        for_trainable(specs, len, |r| k.run(&mut params[r.clone()], &grads[r.clone()], &mut m[r.clone()], &mut v[r]));
     }
 }
 
-/// Adam, as `keras.optimizers.Adam` (Keras 3 formulas, `amsgrad = false`). At step `t` (from 1):
+/// Adam, as `keras.optimizers.Adam` (Keras 3 formulas). At step `t` (from 1):
 ///
 /// ```text
 /// alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
 /// m += (g - m) * (1 - beta_1)
 /// v += (g^2 - v) * (1 - beta_2)
-/// p -= alpha * m / (sqrt(v) + epsilon)
+/// p -= alpha * m / (sqrt(v) + epsilon)         (with amsgrad: v replaced by its running maximum)
 /// ```
 #[derive(Clone, Debug)]
 pub struct Adam {
@@ -133,54 +401,89 @@ pub struct Adam {
     pub beta_2: f32,
     /// Added to the denominator (Keras default 1e-7).
     pub epsilon: f32,
-    iterations: u64,
-    m: Vec<f32>,
-    v: Vec<f32>,
+    /// Use the running maximum of the second moment (AMSGrad; Keras default false).
+    pub amsgrad: bool,
+    /// Clipping and weight decay (Keras' base optimizer arguments; no weight decay by default).
+    pub common: Common,
+    state: AdamState,
 }
 
-impl Adam {
-    /// Adam with learning rate `lr` and Keras' other defaults.
-    pub fn new(lr: f32) -> Self {
-        Adam { learning_rate: lr, ..Adam::default() }
-    }
-
-    /// Number of steps taken so far (Keras' `optimizer.iterations`).
-    pub fn iterations(&self) -> u64 {
-        self.iterations
-    }
+/// AdamW, as `keras.optimizers.AdamW`: [`Adam`] with decoupled weight decay, 0.004 by default.
+/// The decay `p -= p * weight_decay * lr` is applied to every trainable parameter before the Adam update
+/// (use [`AdamW::exclude_from_weight_decay`] to spare biases or normalization weights).
+#[derive(Clone, Debug)]
+pub struct AdamW {
+    /// Step size (Keras default 0.001).
+    pub learning_rate: f32,
+    /// Decay of the first moment (Keras default 0.9).
+    pub beta_1: f32,
+    /// Decay of the second moment (Keras default 0.999).
+    pub beta_2: f32,
+    /// Added to the denominator (Keras default 1e-7).
+    pub epsilon: f32,
+    /// Use the running maximum of the second moment (AMSGrad; Keras default false).
+    pub amsgrad: bool,
+    /// Clipping and weight decay (Keras' base optimizer arguments; `weight_decay` 0.004 by default).
+    pub common: Common,
+    state: AdamState,
 }
 
-impl Default for Adam {
-    fn default() -> Self {
-        Adam { learning_rate: 0.001, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, iterations: 0, m: Vec::new(), v: Vec::new() }
-    }
-}
+/// Constructors and the Adam-specific builders of [`Adam`] and [`AdamW`].
+macro_rules! adam_like {
+    ($name:ident, $weight_decay:expr) => {
+        impl $name {
+            /// With learning rate `lr` and Keras' other defaults.
+            pub fn new(lr: f32) -> Self {
+                $name { learning_rate: lr, ..$name::default() }
+            }
 
-impl Optimizer for Adam {
-    fn step(&mut self, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
-        let len = params.len().min(grads.len());
-        if self.m.len() != len {
-            self.m = vec![0.0; len];
-            self.v = vec![0.0; len];
+            /// Sets `beta_1` and `beta_2`, the decay rates of the first and second moments.
+            pub fn with_betas(mut self, beta_1: f32, beta_2: f32) -> Self {
+                self.beta_1 = beta_1;
+                self.beta_2 = beta_2;
+                self
+            }
+
+            /// Sets `epsilon`, added to the denominator.
+            pub fn with_epsilon(mut self, epsilon: f32) -> Self {
+                self.epsilon = epsilon;
+                self
+            }
+
+            /// Turns AMSGrad on or off.
+            pub fn with_amsgrad(mut self, amsgrad: bool) -> Self {
+                self.amsgrad = amsgrad;
+                self
+            }
         }
-        self.iterations += 1;
-        // Keras computes the bias corrections in the variable's dtype (f32).
-        let t = self.iterations as f32;
-        let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
-        let alpha = self.learning_rate * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
-        let (m, v) = (&mut self.m, &mut self.v);
-        let k = AdamStep { b1, b2, eps, alpha };
-        for_trainable(specs, len, |r| k.run(&mut params[r.clone()], &grads[r.clone()], &mut m[r.clone()], &mut v[r]));
-    }
 
-    fn learning_rate(&self) -> f32 {
-        self.learning_rate
-    }
+        impl Default for $name {
+            fn default() -> Self {
+                $name {
+                    learning_rate: 0.001,
+                    beta_1: 0.9,
+                    beta_2: 0.999,
+                    epsilon: 1e-7,
+                    amsgrad: false,
+                    common: Common { weight_decay: $weight_decay, ..Common::default() },
+                    state: AdamState::default(),
+                }
+            }
+        }
 
-    fn set_learning_rate(&mut self, lr: f32) {
-        self.learning_rate = lr;
-    }
+        keras_optimizer!($name);
+
+        impl Rule for $name {
+            fn update(&mut self, lr: f32, t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
+                let h = AdamHyper { beta_1: self.beta_1, beta_2: self.beta_2, epsilon: self.epsilon, amsgrad: self.amsgrad };
+                self.state.update(h, lr, t, params, grads, specs);
+            }
+        }
+    };
 }
+
+adam_like!(Adam, None);
+adam_like!(AdamW, Some(0.004));
 
 /// One Adam update of a run of parameters with their gradients and moments.
 #[derive(Clone, Copy)]
@@ -219,6 +522,403 @@ impl AdamStep {
             *v += (g * g - *v) * (1.0 - b2);
             *p -= alpha * *m / (v.sqrt() + eps);
         }
+    }
+}
+
+/// RMSprop, as `keras.optimizers.RMSprop` (Keras 3 formulas):
+///
+/// ```text
+/// v = rho * v + (1 - rho) * g^2
+/// a = rho * a + (1 - rho) * g                  (centered only)
+/// step = lr * g / sqrt(v - a^2 + epsilon)      (centered; otherwise lr * g / sqrt(v + epsilon))
+/// mom = momentum * mom + step; p -= mom        (momentum > 0; otherwise p -= step)
+/// ```
+#[derive(Clone, Debug)]
+pub struct RMSprop {
+    /// Step size (Keras default 0.001).
+    pub learning_rate: f32,
+    /// Decay of the moving average of squared gradients (Keras default 0.9).
+    pub rho: f32,
+    /// Momentum factor (Keras default 0.0: none).
+    pub momentum: f32,
+    /// Added inside the square root (Keras default 1e-7).
+    pub epsilon: f32,
+    /// Divide by the estimated variance instead of the second moment (Keras default false).
+    pub centered: bool,
+    /// Clipping and weight decay (Keras' base optimizer arguments).
+    pub common: Common,
+    velocity: Vec<f32>,
+    momentums: Vec<f32>,
+    average_gradient: Vec<f32>,
+}
+
+impl RMSprop {
+    /// RMSprop with learning rate `lr` and Keras' other defaults.
+    pub fn new(lr: f32) -> Self {
+        RMSprop { learning_rate: lr, ..RMSprop::default() }
+    }
+
+    /// Sets `rho`.
+    pub fn with_rho(mut self, rho: f32) -> Self {
+        self.rho = rho;
+        self
+    }
+
+    /// Sets the momentum factor.
+    pub fn with_momentum(mut self, momentum: f32) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Sets `epsilon`.
+    pub fn with_epsilon(mut self, epsilon: f32) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+
+    /// Turns the centered variant on or off.
+    pub fn with_centered(mut self, centered: bool) -> Self {
+        self.centered = centered;
+        self
+    }
+}
+
+impl Default for RMSprop {
+    fn default() -> Self {
+        RMSprop {
+            learning_rate: 0.001,
+            rho: 0.9,
+            momentum: 0.0,
+            epsilon: 1e-7,
+            centered: false,
+            common: Common::default(),
+            velocity: Vec::new(),
+            momentums: Vec::new(),
+            average_gradient: Vec::new(),
+        }
+    }
+}
+
+keras_optimizer!(RMSprop);
+
+impl Rule for RMSprop {
+    fn update(&mut self, lr: f32, _t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
+        let len = params.len();
+        let (rho, momentum, eps, centered) = (self.rho, self.momentum, self.epsilon, self.centered);
+        ensure(&mut self.velocity, len, 0.0);
+        // Keras keeps the momentum and average-gradient slots only when they are used.
+        ensure(&mut self.momentums, if momentum > 0.0 { len } else { 0 }, 0.0);
+        ensure(&mut self.average_gradient, if centered { len } else { 0 }, 0.0);
+        let (velocity, moms, avg) = (&mut self.velocity, &mut self.momentums, &mut self.average_gradient);
+        for_trainable(specs, len, |r| {
+            for i in r {
+                let g = grads[i];
+                let v = rho * velocity[i] + (1.0 - rho) * (g * g);
+                velocity[i] = v;
+                let denominator = if centered {
+                    let a = rho * avg[i] + (1.0 - rho) * g;
+                    avg[i] = a;
+                    v - a * a + eps
+                } else {
+                    v + eps
+                };
+                let increment = lr * g / denominator.sqrt();
+                if momentum > 0.0 {
+                    let m = momentum * moms[i] + increment;
+                    moms[i] = m;
+                    params[i] -= m;
+                } else {
+                    params[i] -= increment;
+                }
+            }
+        });
+    }
+}
+
+/// Adagrad, as `keras.optimizers.Adagrad` (Keras 3 formulas): the accumulator starts at
+/// `initial_accumulator_value`, then `acc += g^2; p -= lr * g / sqrt(acc + epsilon)`.
+#[derive(Clone, Debug)]
+pub struct Adagrad {
+    /// Step size (Keras default 0.001).
+    pub learning_rate: f32,
+    /// Starting value of the accumulators (Keras default 0.1).
+    pub initial_accumulator_value: f32,
+    /// Added inside the square root (Keras default 1e-7).
+    pub epsilon: f32,
+    /// Clipping and weight decay (Keras' base optimizer arguments).
+    pub common: Common,
+    accumulators: Vec<f32>,
+}
+
+impl Adagrad {
+    /// Adagrad with learning rate `lr` and Keras' other defaults.
+    pub fn new(lr: f32) -> Self {
+        Adagrad { learning_rate: lr, ..Adagrad::default() }
+    }
+
+    /// Sets the starting value of the accumulators.
+    pub fn with_initial_accumulator_value(mut self, value: f32) -> Self {
+        self.initial_accumulator_value = value;
+        self
+    }
+
+    /// Sets `epsilon`.
+    pub fn with_epsilon(mut self, epsilon: f32) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+}
+
+impl Default for Adagrad {
+    fn default() -> Self {
+        Adagrad { learning_rate: 0.001, initial_accumulator_value: 0.1, epsilon: 1e-7, common: Common::default(), accumulators: Vec::new() }
+    }
+}
+
+keras_optimizer!(Adagrad);
+
+impl Rule for Adagrad {
+    fn update(&mut self, lr: f32, _t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
+        let len = params.len();
+        let eps = self.epsilon;
+        ensure(&mut self.accumulators, len, self.initial_accumulator_value);
+        let acc = &mut self.accumulators;
+        for_trainable(specs, len, |r| {
+            for ((p, &g), a) in params[r.clone()].iter_mut().zip(&grads[r.clone()]).zip(&mut acc[r]) {
+                *a += g * g;
+                *p -= lr * g / (*a + eps).sqrt();
+            }
+        });
+    }
+}
+
+/// Nadam (Adam with Nesterov momentum), as `keras.optimizers.Nadam` (Keras 3 formulas, with its
+/// momentum schedule `u_t = beta_1 * (1 - 0.5 * 0.96^t)` and running product `u_prod`):
+///
+/// ```text
+/// u_prod *= u_t                                 (once per step)
+/// m += (g - m) * (1 - beta_1);   v += (g^2 - v) * (1 - beta_2)
+/// m_hat = u_{t+1} * m / (1 - u_prod * u_{t+1}) + (1 - u_t) * g / (1 - u_prod)
+/// v_hat = v / (1 - beta_2^t)
+/// p -= m_hat * lr / (sqrt(v_hat) + epsilon)
+/// ```
+#[derive(Clone, Debug)]
+pub struct Nadam {
+    /// Step size (Keras default 0.001).
+    pub learning_rate: f32,
+    /// Decay of the first moment (Keras default 0.9).
+    pub beta_1: f32,
+    /// Decay of the second moment (Keras default 0.999).
+    pub beta_2: f32,
+    /// Added to the denominator (Keras default 1e-7).
+    pub epsilon: f32,
+    /// Clipping and weight decay (Keras' base optimizer arguments).
+    pub common: Common,
+    u_product: f32,
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl Nadam {
+    /// Nadam with learning rate `lr` and Keras' other defaults.
+    pub fn new(lr: f32) -> Self {
+        Nadam { learning_rate: lr, ..Nadam::default() }
+    }
+
+    /// Sets `beta_1` and `beta_2`.
+    pub fn with_betas(mut self, beta_1: f32, beta_2: f32) -> Self {
+        self.beta_1 = beta_1;
+        self.beta_2 = beta_2;
+        self
+    }
+
+    /// Sets `epsilon`.
+    pub fn with_epsilon(mut self, epsilon: f32) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+}
+
+impl Default for Nadam {
+    fn default() -> Self {
+        Nadam {
+            learning_rate: 0.001,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+            common: Common::default(),
+            u_product: 1.0,
+            m: Vec::new(),
+            v: Vec::new(),
+        }
+    }
+}
+
+keras_optimizer!(Nadam);
+
+impl Rule for Nadam {
+    fn update(&mut self, lr: f32, t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
+        let len = params.len();
+        ensure(&mut self.m, len, 0.0);
+        ensure(&mut self.v, len, 0.0);
+        let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
+        let (t, next) = (t as f32, (t + 1) as f32);
+        let u_t = b1 * (1.0 - 0.5 * 0.96f32.powf(t));
+        let u_t_1 = b1 * (1.0 - 0.5 * 0.96f32.powf(next));
+        self.u_product = self.u_product * b1 * (1.0 - 0.5 * 0.96f32.powf(t));
+        let u_product_t = self.u_product;
+        let u_product_t_1 = u_product_t * u_t_1;
+        let beta_2_power = b2.powf(t);
+        let (m, v) = (&mut self.m, &mut self.v);
+        for_trainable(specs, len, |r| {
+            let it = params[r.clone()].iter_mut().zip(&grads[r.clone()]).zip(m[r.clone()].iter_mut().zip(&mut v[r]));
+            for ((p, &g), (m, v)) in it {
+                *m += (g - *m) * (1.0 - b1);
+                *v += (g * g - *v) * (1.0 - b2);
+                let m_hat = u_t_1 * *m / (1.0 - u_product_t_1) + (1.0 - u_t) * g / (1.0 - u_product_t);
+                let v_hat = *v / (1.0 - beta_2_power);
+                *p -= m_hat * lr / (v_hat.sqrt() + eps);
+            }
+        });
+    }
+}
+
+/// Adamax (Adam with the infinity norm), as `keras.optimizers.Adamax` (Keras 3 formulas):
+///
+/// ```text
+/// m += (g - m) * (1 - beta_1)
+/// u = max(beta_2 * u, |g|)
+/// p -= lr * m / ((1 - beta_1^t) * (u + epsilon))
+/// ```
+#[derive(Clone, Debug)]
+pub struct Adamax {
+    /// Step size (Keras default 0.001).
+    pub learning_rate: f32,
+    /// Decay of the first moment (Keras default 0.9).
+    pub beta_1: f32,
+    /// Decay of the infinity norm (Keras default 0.999).
+    pub beta_2: f32,
+    /// Added to the denominator (Keras default 1e-7).
+    pub epsilon: f32,
+    /// Clipping and weight decay (Keras' base optimizer arguments).
+    pub common: Common,
+    m: Vec<f32>,
+    u: Vec<f32>,
+}
+
+impl Adamax {
+    /// Adamax with learning rate `lr` and Keras' other defaults.
+    pub fn new(lr: f32) -> Self {
+        Adamax { learning_rate: lr, ..Adamax::default() }
+    }
+
+    /// Sets `beta_1` and `beta_2`.
+    pub fn with_betas(mut self, beta_1: f32, beta_2: f32) -> Self {
+        self.beta_1 = beta_1;
+        self.beta_2 = beta_2;
+        self
+    }
+
+    /// Sets `epsilon`.
+    pub fn with_epsilon(mut self, epsilon: f32) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+}
+
+impl Default for Adamax {
+    fn default() -> Self {
+        Adamax { learning_rate: 0.001, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, common: Common::default(), m: Vec::new(), u: Vec::new() }
+    }
+}
+
+keras_optimizer!(Adamax);
+
+impl Rule for Adamax {
+    fn update(&mut self, lr: f32, t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
+        let len = params.len();
+        ensure(&mut self.m, len, 0.0);
+        ensure(&mut self.u, len, 0.0);
+        let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
+        let correction = 1.0 - b1.powf(t as f32);
+        let (m, u) = (&mut self.m, &mut self.u);
+        for_trainable(specs, len, |r| {
+            let it = params[r.clone()].iter_mut().zip(&grads[r.clone()]).zip(m[r.clone()].iter_mut().zip(&mut u[r]));
+            for ((p, &g), (m, u)) in it {
+                *m += (g - *m) * (1.0 - b1);
+                // NaN-propagating, as Keras' `maximum`.
+                let decayed = b2 * *u;
+                *u = if g.is_nan() || decayed.is_nan() { f32::NAN } else { decayed.max(g.abs()) };
+                *p -= lr * *m / (correction * (*u + eps));
+            }
+        });
+    }
+}
+
+/// Lion, as `keras.optimizers.Lion` (Keras 3 formulas; `beta_1` must lie in `(0, 1]`):
+///
+/// ```text
+/// p -= lr * sign(beta_1 * m + (1 - beta_1) * g)      (sign(0) = 0)
+/// m = beta_2 * m + (1 - beta_2) * g
+/// ```
+#[derive(Clone, Debug)]
+pub struct Lion {
+    /// Step size (Keras default 0.001).
+    pub learning_rate: f32,
+    /// Interpolation of the update direction (Keras default 0.9).
+    pub beta_1: f32,
+    /// Decay of the momentum (Keras default 0.99).
+    pub beta_2: f32,
+    /// Clipping and weight decay (Keras' base optimizer arguments).
+    pub common: Common,
+    momentums: Vec<f32>,
+}
+
+impl Lion {
+    /// Lion with learning rate `lr` and Keras' other defaults.
+    pub fn new(lr: f32) -> Self {
+        Lion { learning_rate: lr, ..Lion::default() }
+    }
+
+    /// Sets `beta_1` and `beta_2`.
+    pub fn with_betas(mut self, beta_1: f32, beta_2: f32) -> Self {
+        self.beta_1 = beta_1;
+        self.beta_2 = beta_2;
+        self
+    }
+}
+
+impl Default for Lion {
+    fn default() -> Self {
+        Lion { learning_rate: 0.001, beta_1: 0.9, beta_2: 0.99, common: Common::default(), momentums: Vec::new() }
+    }
+}
+
+keras_optimizer!(Lion);
+
+/// `sign(x)` as Keras' `ops.sign`: 0 for zero, NaN for NaN (not `f32::signum`, which gives ±1 for ±0).
+fn sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        x
+    }
+}
+
+impl Rule for Lion {
+    fn update(&mut self, lr: f32, _t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
+        let len = params.len();
+        ensure(&mut self.momentums, len, 0.0);
+        let (b1, b2) = (self.beta_1, self.beta_2);
+        let moms = &mut self.momentums;
+        for_trainable(specs, len, |r| {
+            for ((p, &g), m) in params[r.clone()].iter_mut().zip(&grads[r.clone()]).zip(&mut moms[r]) {
+                *p -= lr * sign(*m * b1 + g * (1.0 - b1));
+                *m = *m * b2 + g * (1.0 - b2);
+            }
+        });
     }
 }
 
@@ -314,6 +1014,85 @@ mod tests {
             assert!((p[i] - c[i]).abs() < 1e-3, "p[{i}] = {}", p[i]);
         }
         assert_eq!(p[2], 7.0, "frozen parameter moved");
+    }
+
+    /// Plain SGD with learning rate 1 moves each parameter by minus its (clipped) gradient.
+    fn moved_by(opt: &mut Sgd, g: [f32; 4]) -> [f32; 4] {
+        let mut p = [0.0f32; 4];
+        opt.step(&mut p, &g, SPECS);
+        p.map(|x| -x)
+    }
+
+    #[test]
+    fn clipnorm_clips_each_parameter_tensor_on_its_own() {
+        // Kernel gradient norm 5 -> scaled to norm 1; bias norm 0.5 < 1 -> unchanged; frozen untouched.
+        let moved = moved_by(&mut Sgd::new(1.0).with_clipnorm(1.0), [3.0, 4.0, 100.0, 0.5]);
+        assert_eq!(moved, [0.6, 0.8, 0.0, 0.5]);
+    }
+
+    #[test]
+    fn global_clipnorm_scales_all_trainable_gradients_together() {
+        // Trainable norm sqrt(9 + 16) = 5 (the frozen 100 does not count): scale 1 / 5.
+        let moved = moved_by(&mut Sgd::new(1.0).with_global_clipnorm(1.0), [3.0, 0.0, 100.0, 4.0]);
+        assert_eq!(moved, [0.6, 0.0, 0.0, 0.8]);
+        // A non-finite norm gives NaN parameters, as Keras.
+        let moved = moved_by(&mut Sgd::new(1.0).with_global_clipnorm(1.0), [f32::INFINITY, 0.0, 0.0, 1.0]);
+        assert!(moved[0].is_nan() && moved[3].is_nan() && moved[2] == 0.0, "{moved:?}");
+    }
+
+    #[test]
+    fn clipvalue_clamps_each_element_and_a_non_positive_threshold_clips_nothing() {
+        assert_eq!(moved_by(&mut Sgd::new(1.0).with_clipvalue(0.5), [3.0, -4.0, 100.0, 0.25]), [0.5, -0.5, 0.0, 0.25]);
+        assert_eq!(moved_by(&mut Sgd::new(1.0).with_clipnorm(0.0), [3.0, -4.0, 100.0, 0.25]), [3.0, -4.0, 0.0, 0.25]);
+        // The last clipping option set wins (Keras accepts only one).
+        let opt = Sgd::new(1.0).with_clipnorm(1.0).with_clipvalue(2.0);
+        assert_eq!(opt.common.clip, Clip::Value(2.0));
+    }
+
+    #[test]
+    fn weight_decay_is_decoupled_and_skips_excluded_names() {
+        // Zero gradients: only the decay p -= p * wd * lr = p * 0.05 moves anything.
+        let mut p = [1.0f32, -2.0, 5.0, 4.0];
+        let mut opt = Sgd::new(0.1).with_weight_decay(0.5);
+        opt.step(&mut p, &[0.0; 4], SPECS);
+        assert_eq!(p, [0.95, -1.9, 5.0, 3.8]);
+        let mut p = [1.0f32, -2.0, 5.0, 4.0];
+        let mut opt = Sgd::new(0.1).with_weight_decay(0.5).exclude_from_weight_decay(["bias"]);
+        opt.step(&mut p, &[0.0; 4], SPECS);
+        assert_eq!(p, [0.95, -1.9, 5.0, 4.0]);
+        // AdamW decays by default (0.004), Adam does not.
+        assert_eq!(AdamW::default().common.weight_decay, Some(0.004));
+        assert_eq!(Adam::default().common.weight_decay, None);
+    }
+
+    #[test]
+    fn lion_does_not_move_where_its_direction_is_zero() {
+        let mut p = [1.0f32, 1.0, 1.0, 1.0];
+        let mut opt = Lion::new(0.1);
+        opt.step(&mut p, &[0.0, -3.0, 1.0, 2.0], SPECS);
+        assert_eq!(p, [1.0, 1.1, 1.0, 0.9]);
+    }
+
+    #[test]
+    fn adagrad_accumulators_start_at_their_initial_value() {
+        // acc = 0.1 + 0.09 = 0.19: p -= 0.1 * 0.3 / sqrt(0.19 + 1e-7).
+        let mut p = [0.0f32; 4];
+        let mut opt = Adagrad::new(0.1);
+        opt.step(&mut p, &[0.3, 0.0, 0.0, 0.0], SPECS);
+        assert!((p[0] + 0.03 / 0.19f32.sqrt()).abs() < 1e-7, "{p:?}");
+        assert_eq!(opt.iterations(), 1);
+    }
+
+    #[test]
+    fn amsgrad_steps_no_further_than_adam() {
+        // After a large gradient then a small one, AMSGrad keeps the large second moment.
+        let (mut p1, mut p2) = ([0.0f32; 4], [0.0f32; 4]);
+        let (mut adam, mut ams) = (Adam::new(0.1), Adam::new(0.1).with_amsgrad(true));
+        for g in [[10.0f32, 0.0, 0.0, 0.0], [0.1, 0.0, 0.0, 0.0], [0.1, 0.0, 0.0, 0.0]] {
+            adam.step(&mut p1, &g, SPECS);
+            ams.step(&mut p2, &g, SPECS);
+        }
+        assert!(p2[0] > p1[0] && p2[0] < 0.0, "amsgrad {} vs adam {}", p2[0], p1[0]);
     }
 
     #[test]

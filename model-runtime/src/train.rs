@@ -322,9 +322,18 @@ fn check_learning_rate(lr: f32) -> Result<()> {
 
 /// Rejects a schedule with a setting that is not finite.
 fn check_schedule(schedule: &Schedule) -> Result<()> {
-    let values: &[(&str, f32)] = match schedule {
-        Schedule::ExponentialDecay { initial, decay_rate, .. } => &[("initial", *initial), ("decay_rate", *decay_rate)],
-        Schedule::CosineDecay { initial, alpha, .. } => &[("initial", *initial), ("alpha", *alpha)],
+    schedule.validate()?;
+    let values: Vec<(&str, f32)> = match schedule {
+        Schedule::ExponentialDecay { initial, decay_rate, .. } | Schedule::InverseTimeDecay { initial, decay_rate, .. } => {
+            vec![("initial", *initial), ("decay_rate", *decay_rate)]
+        }
+        Schedule::CosineDecay { initial, alpha, warmup_target, .. } => {
+            let mut v = vec![("initial", *initial), ("alpha", *alpha)];
+            v.extend(warmup_target.map(|t| ("warmup_target", t)));
+            v
+        }
+        Schedule::PiecewiseConstantDecay { values, .. } => values.iter().map(|&v| ("values", v)).collect(),
+        Schedule::PolynomialDecay { initial, end, power, .. } => vec![("initial", *initial), ("end", *end), ("power", *power)],
     };
     match values.iter().find(|(_, v)| !v.is_finite()) {
         None => Ok(()),
@@ -1033,7 +1042,7 @@ mod tests {
         let bad = Schedule::ExponentialDecay { initial: 0.1, decay_steps: 10, decay_rate: f32::NAN, staircase: false };
         let msg = check_schedule(&bad).unwrap_err().to_string();
         assert!(msg.contains("`schedule`") && msg.contains("`decay_rate` = NaN must be finite"), "{msg}");
-        let bad = Schedule::CosineDecay { initial: f32::INFINITY, decay_steps: 10, alpha: 0.0 };
+        let bad = Schedule::CosineDecay { initial: f32::INFINITY, decay_steps: 10, alpha: 0.0, warmup_target: None, warmup_steps: 0 };
         assert!(check_schedule(&bad).unwrap_err().to_string().contains("`initial` = inf"));
         assert!(check_learning_rate(f32::NAN).unwrap_err().to_string().contains("`learning_rate` = NaN"));
     }
