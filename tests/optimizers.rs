@@ -232,7 +232,7 @@ fn fit_rejects_an_invalid_schedule_before_training() {
     let mut trainer = model.compile(Adam::default(), FusionLosses { score: Loss::BinaryCrossentropy }, &[]);
     let schedule = Schedule::PiecewiseConstantDecay { boundaries: vec![5], values: vec![0.1] };
     let e = trainer.fit(&inputs, &targets, &Fit { schedule: Some(schedule), verbose: false, ..Fit::default() }).unwrap_err();
-    assert!(matches!(e, modelc::Error::Config { .. }), "{e}");
+    assert!(matches!(e.error, modelc::Error::Config { .. }), "{e}");
     let after: Vec<f32> = modelc::ops::param(&model, "dense/kernel").unwrap().iter().copied().collect();
     assert_eq!(before, after, "a step was taken");
 }
