@@ -24,10 +24,11 @@
 //! second "unexpected token" error for the same mistake.
 //!
 //! Recursion is bounded, so no input overflows the compiler's stack (a proc macro shares rustc's): a
-//! tensor expression or an argument value nests at most [`MAX_NESTING`] levels, an error at the token that
-//! crosses the limit, and so does an attribute, which syn parses recursively; before syn sees them, tokens
-//! nested deeper than [`MAX_TOKEN_DEPTH`] groups are rejected by an iterative scan ([`deeper_than`]). Every later pass recurses only along the syntax tree, so
-//! these bounds hold for them too.
+//! tensor expression or an argument value nests at most [`MAX_NESTING`] levels, an error at the token
+//! that crosses the limit, and so does an attribute, which syn parses recursively; before syn sees them,
+//! tokens nested deeper than [`MAX_TOKEN_DEPTH`] groups are rejected by an iterative scan
+//! ([`deeper_than`]). Later passes recurse only along the syntax tree (and `resolve` through nested
+//! models, at most [`MAX_NESTING`] deep), so these bounds hold for them too.
 
 use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use syn::buffer::Cursor;
@@ -68,9 +69,10 @@ pub fn parse(tokens: TokenStream, diags: &mut Diagnostics) -> File {
     parse_at(tokens, 0, diags)
 }
 
-/// [`parse`] of an invocation found `deps` levels deep in `@with` entries.
+/// [`parse`] of an invocation found `deps` levels deep in `@with` entries (whose tokens the scan of the
+/// outermost invocation already covered).
 fn parse_at(tokens: TokenStream, deps: usize, diags: &mut Diagnostics) -> File {
-    if let Some(span) = deeper_than(&tokens, MAX_TOKEN_DEPTH) {
+    if let Some(span) = (deps == 0).then(|| deeper_than(&tokens, MAX_TOKEN_DEPTH)).flatten() {
         diags.push(Diagnostic::new(
             span,
             format!(
