@@ -3,8 +3,8 @@
 
 Builds a small U-Net-like model in Keras 3 (JAX backend) that uses every layer of this round:
 Rescaling, ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D and UpSampling2D (nearest and bilinear), with
-Conv2D, Conv1D, MaxPooling2D, Concatenate skips and two heads. Writes tests/fixtures/vision_zoo.safetensors
-in the format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/), using
+Conv2D, Conv1D, MaxPooling2D, Concatenate skips and two heads; and a model of grouped convolutions
+(`groups` on Conv1D and Conv2D). Writes tests/fixtures/{vision_zoo,grouped_conv}.safetensors in the format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/), using
 its `export`.
 
 Run from the repository root:
@@ -49,7 +49,20 @@ def vision_zoo():
     return model, {"mask": keras.losses.BinaryCrossentropy(), "aux": keras.losses.MeanSquaredError()}
 
 
-MODELS = {"vision_zoo": vision_zoo}
+def grouped_conv():
+    """Conv2D and Conv1D with `groups`: 'same' and strided 'valid' windows, dilation, and gelu (whose
+    backward reads the pre-activation)."""
+    image = keras.Input(shape=(7, 6, 4), name="image")
+    x = layers.Conv2D(6, 3, padding="same", groups=2, activation="tanh", name="conv2d")(image)
+    x = layers.Conv2D(4, (2, 3), strides=2, groups=2, activation="gelu", name="conv2d_1")(x)
+    seq = layers.Reshape((-1, 4), name="reshape")(x)
+    seq = layers.Conv1D(8, 3, padding="same", dilation_rate=2, groups=4, activation="tanh", name="conv1d")(seq)
+    h = layers.GlobalAveragePooling1D(name="global_average_pooling1d")(seq)
+    probs = layers.Dense(3, activation="softmax", name="dense")(h)
+    return keras.Model([image], {"probs": probs}), {"probs": keras.losses.CategoricalCrossentropy()}
+
+
+MODELS = {"vision_zoo": vision_zoo, "grouped_conv": grouped_conv}
 
 if __name__ == "__main__":
     for i, (name, build) in enumerate(MODELS.items()):

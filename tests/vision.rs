@@ -1,7 +1,8 @@
 //! Vision layers of issue #19 end to end: ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D (nearest and
 //! bilinear) and Rescaling compiled into models. Forward against values worked out by hand; every parameter
 //! gradient against finite differences with each new layer between a convolution and the head, so each
-//! one's input gradient is checked, both as its operand's first gradient writer and as a later one.
+//! one's input gradient is checked, both as its operand's first gradient writer and as a later one; and
+//! grouped convolutions (`groups` on Conv1D and Conv2D).
 //! Keras parity is in tests/vision_parity.rs.
 
 use modelc::gradcheck::check_gradients;
@@ -72,6 +73,31 @@ model! {
         let r = Rescaling(0.5)(UpSampling1D()(a));
         output out = Dense(2)(Concatenate()([Flatten()(u), Flatten()(r), Flatten()(ZeroPadding1D(0)(a))]));
     }
+}
+
+model! {
+    /// Grouped convolutions: 'same', strided 'valid', pointwise, dilated 1D, with and without bias, and an
+    /// activation whose backward reads the pre-activation (gelu).
+    pub struct Grouped {
+        input image: [7, 6, 4];
+        let a = Conv2D(6, 3, padding = same, groups = 2, activation = tanh)(image);
+        let b = Conv2D(4, (2, 3), strides = 2, groups = 2, activation = gelu)(a);
+        let c = Conv2D(6, 1, groups = 3, use_bias = false)(a);
+        let s = Conv1D(8, 3, padding = same, dilation_rate = 2, groups = 4, activation = tanh)(Reshape((-1, 4))(b));
+        output out = Dense(2)(Concatenate()([GlobalAveragePooling1D()(s), GlobalAveragePooling2D()(c)]));
+    }
+}
+
+#[test]
+fn grouped_convolution_gradients_match_finite_differences() {
+    let mut model = Grouped::new(9);
+    assert_eq!(model.param("conv2d/kernel").unwrap().shape(), &[3, 3, 2, 6]);
+    assert_eq!(model.param("conv2d_2/kernel").unwrap().shape(), &[1, 1, 2, 6]);
+    assert_eq!(model.param("conv1d/kernel").unwrap().shape(), &[3, 1, 8]);
+    let mut rng = Rng::new(4);
+    let x = Array4::from_shape_fn((2, 7, 6, 4), |_| rng.uniform(-1.0, 1.0));
+    let report = check_gradients(&mut model, &GroupedInputs { image: x.view() }, 1e-2, 2e-3, 2e-2, 7).unwrap();
+    assert_gradients_pass(report, model.count_params());
 }
 
 #[test]

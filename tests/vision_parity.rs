@@ -112,3 +112,48 @@ fn vision_layers_match_keras() {
         assert_close(&format!("{} after 3 Adam steps", spec.name), &got, want.as_slice().unwrap(), 1e-5, 1e-4);
     }
 }
+
+model! {
+    /// Conv2D and Conv1D with `groups` (scripts/keras_vision.py, `grouped_conv`).
+    struct GroupedConv {
+        input image: [7, 6, 4];
+        let x = Conv2D(6, 3, padding = same, groups = 2, activation = tanh)(image);
+        let x = Conv2D(4, (2, 3), strides = 2, groups = 2, activation = gelu)(x);
+        let seq = Reshape((-1, 4))(x);
+        let seq = Conv1D(8, 3, padding = same, dilation_rate = 2, groups = 4, activation = tanh)(seq);
+        output probs = Dense(3, activation = softmax)(GlobalAveragePooling1D()(seq));
+    }
+}
+
+#[test]
+fn grouped_convolutions_match_keras() {
+    let path = format!("{}/tests/fixtures/grouped_conv.safetensors", env!("CARGO_MANIFEST_DIR"));
+    let fx = read_tensors(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut model = GroupedConv::new(0);
+    set_params(&mut model, &fx);
+    let inputs = GroupedConvInputs { image: view(&fx, "input/image") };
+
+    let out = model.predict(&inputs).unwrap();
+    assert_close("probs", out.probs.as_slice().unwrap(), get(&fx, "output/probs").as_slice().unwrap(), 1e-5, 0.0);
+
+    let out = model.forward(&inputs, true).unwrap();
+    let (loss, d) = loss_and_grad(Loss::CategoricalCrossentropy, &out.probs.into_dyn(), get(&fx, "target/probs"));
+    assert_close("loss", &[loss as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+    let grads = model.backward(&GroupedConvOutputs { probs: d.into_dimensionality().unwrap() }).unwrap();
+    for spec in GroupedConv::PARAMS.iter().filter(|s| s.trainable) {
+        let got: Vec<f32> = grads.get(spec.name).unwrap().iter().copied().collect();
+        assert_close(&format!("gradient of {}", spec.name), &got, get(&fx, &format!("grad/{}", spec.name)).as_slice().unwrap(), 1e-6, 1e-4);
+    }
+
+    set_params(&mut model, &fx);
+    let targets = GroupedConvTargets { probs: view(&fx, "target/probs") };
+    let mut trainer = model.compile(Adam::new(1e-2), GroupedConvLosses { probs: Loss::CategoricalCrossentropy }, &[]);
+    for _ in 0..3 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    for spec in GroupedConv::PARAMS {
+        let got: Vec<f32> = modelc::ops::param(&model, spec.name).unwrap().iter().copied().collect();
+        let want = get(&fx, &format!("adam3/{}", spec.name));
+        assert_close(&format!("{} after 3 Adam steps", spec.name), &got, want.as_slice().unwrap(), 1e-5, 1e-4);
+    }
+}

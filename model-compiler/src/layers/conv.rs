@@ -305,16 +305,29 @@ pub struct Conv {
     pub activation: Act,
     /// Whether a bias is added.
     pub use_bias: bool,
+    /// Channel groups (Keras `groups`): input and output channels split into this many blocks, each
+    /// output block convolving only its input block. 1 is an ordinary convolution.
+    pub groups: usize,
 }
 
 impl Conv {
-    /// `Conv{rank}D(filters, kernel_size, strides, padding, dilation_rate, activation, use_bias)`.
+    /// `Conv{rank}D(filters, kernel_size, strides, padding, dilation_rate, groups, activation, use_bias)`.
     pub fn parse(r: &mut ArgReader<'_>, rank: usize) -> Option<Self> {
         let filters = r.required_positive("filters", Some(0));
         let window = Window::read(r, rank, ("kernel_size", Some(1)), None, false);
+        let groups = r.positive_or("groups", None, 1);
         let activation = Act::read(r, "activation", None, Act::Linear);
         let use_bias = r.bool_or("use_bias", None, true);
-        Some(Conv { filters: filters?, window: window?, activation: activation?, use_bias: use_bias? })
+        let (filters, groups) = (filters?, groups?);
+        if filters % groups != 0 {
+            let (span, kind) = (r.span(), r.kind());
+            r.error(
+                Diagnostic::new(span, format!("{kind} has {filters} filters, which {groups} groups cannot split evenly"))
+                    .help(format!("use a number of filters divisible by `groups`, e.g. {}", filters.div_ceil(groups) * groups)),
+            );
+            return None;
+        }
+        Some(Conv { filters, window: window?, activation: activation?, use_bias: use_bias?, groups })
     }
 
     fn kind(&self) -> &'static str {
@@ -328,13 +341,47 @@ impl Conv {
     fn geom(&self, cx: &EmitCx) -> Geom {
         self.window.geom(&cx.inputs.first().map(|o| o.shape.clone()).unwrap_or(Shape(Vec::new())))
     }
+
+    // grouped_conv::forward(&Window2d{..}, groups, x, kernel, bias, act, pre, y, __b, filters)
+    fn grouped_forward(&self, cx: &EmitCx) -> TokenStream {
+        let (geom, groups, x, w, cout) = (self.geom(cx).tokens(), self.groups, cx.x(0), cx.p(0), self.filters);
+        let b = some_if(self.use_bias, cx.p(1));
+        let pre = some_if(self.activation.needs_input(), cx.scratch_mut(2));
+        let act = self.activation.tokens();
+        quote!(::modelc::__private::kernels::grouped_conv::forward(&#geom, #groups, #x, #w, #b, #act, #pre, &mut __y[..], __b, #cout);)
+    }
+
+    // grouped_conv::backward(&Window2d{..}, groups, x, kernel, pre, y, dy, act, dx, dkernel, dbias, __b, filters)
+    fn grouped_backward(&self, cx: &EmitCx) -> TokenStream {
+        let (geom, groups, x, y, w, gw, cout) = (self.geom(cx).tokens(), self.groups, cx.x(0), cx.y(), cx.p(0), cx.g(0), self.filters);
+        let gb = some_if(self.use_bias, cx.g(1));
+        let pre = some_if(self.activation.needs_input(), cx.scratch(2));
+        let act = cx.backward_act(self.activation);
+        let dx = cx.dx(0);
+        quote!(::modelc::__private::kernels::grouped_conv::backward(&#geom, #groups, #x, #w, #pre, #y, &mut __dy[..], #act, #dx, #gw, #gb, __b, #cout);)
+    }
 }
 
 impl LayerDef for Conv {
     // Rule: (None, h, w, cin) -> (None, oh, ow, filters) (1D: (None, steps, cin) -> (None, out, filters)),
     // with Keras 'valid'/'same' output sizes; a 'valid' window must fit.
+    // With `groups`, the input channels split evenly into the groups.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
-        let (mut dims, _) = self.window.check(cx, self.kind())?;
+        let (mut dims, c) = self.window.check(cx, self.kind())?;
+        if c % self.groups != 0 {
+            let g = self.groups;
+            let divisors: Vec<String> =
+                (1..=c).filter(|d| c.is_multiple_of(*d) && self.filters.is_multiple_of(*d)).map(|d| d.to_string()).collect();
+            return Err(Diagnostic::new(
+                cx.span,
+                format!("{} with groups = {g} cannot split the {c} channels of {} into {g} equal groups", self.kind(), cx.describe(0)),
+            )
+            .help(format!(
+                "use `groups` dividing both {c} channels and {} filters: one of {}",
+                self.filters,
+                divisors.join(", ")
+            )));
+        }
         dims.push(self.filters);
         Ok(Shape(dims))
     }
@@ -345,7 +392,7 @@ impl LayerDef for Conv {
     }
 
     fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
-        let cin = inputs.first().map(Shape::last).unwrap_or(0);
+        let cin = inputs.first().map(Shape::last).unwrap_or(0) / self.groups.max(1);
         // Saturating: a same-padded window may be huge while the output is small; `infer` then rejects the
         // kernel's shape as too large, and must not overflow on the way.
         let area = self.window.size.iter().fold(1usize, |a, k| a.saturating_mul(*k));
@@ -366,7 +413,8 @@ impl LayerDef for Conv {
     // [im2col, its gradient, the pre-activation when the activation needs it]; im2col is empty for 1×1.
     fn scratch(&self, inputs: &[Shape], output: &Shape) -> Vec<usize> {
         let g = self.window.geom(inputs.first().unwrap_or(&Shape(Vec::new())));
-        let col = if g.is_pointwise() { 0 } else { g.positions() * g.patch() };
+        // A grouped convolution runs direct loops: no im2col.
+        let col = if g.is_pointwise() || self.groups > 1 { 0 } else { g.positions() * g.patch() };
         let mut s = vec![col, col];
         if self.activation.needs_input() {
             s.push(output.numel());
@@ -381,6 +429,9 @@ impl LayerDef for Conv {
 
     // { let mut __col = take(scratch0); conv::forward(&Window2d{..}, x, kernel, bias, act, pre, &mut __col, y, __b, filters); put back }
     fn forward(&self, cx: &EmitCx) -> TokenStream {
+        if self.groups > 1 {
+            return self.grouped_forward(cx);
+        }
         let geom = self.geom(cx).tokens();
         let x = cx.x(0);
         let w = cx.p(0);
@@ -409,6 +460,9 @@ impl LayerDef for Conv {
 
     // { take scratch 0 and 1; conv::backward(&Window2d{..}, x, kernel, pre, y, dy, act, &mut col, &mut dcol, dx, dkernel, dbias, __b, filters); put back }
     fn backward(&self, cx: &EmitCx) -> TokenStream {
+        if self.groups > 1 {
+            return self.grouped_backward(cx);
+        }
         let geom = self.geom(cx).tokens();
         let (x, y, w, gw) = (cx.x(0), cx.y(), cx.p(0), cx.g(0));
         let gb = some_if(self.use_bias, cx.g(1));
@@ -503,6 +557,35 @@ pub(crate) mod tests {
         // 'same' at stride 2: ceil(7 / 2) = 4, ceil(6 / 2) = 3; Dense then acts on the last axis, as in Keras.
         let src = "struct M { input x: [7, 6, 2]; let a = Conv2D(4, (3, 2), strides = 2, padding = same)(x); output y = a; output z = Dense(1)(a); }";
         assert_eq!(crate::layers::tests::ok_shapes(src), vec![vec![4, 3, 4], vec![4, 3, 1]]);
+    }
+
+    #[test]
+    fn grouped_convolutions_split_channels_and_kernels_as_keras() {
+        let src = "struct M { input x: [6, 6, 4]; output y = Conv2D(6, 3, groups = 2)(x); output z = Conv1D(4, 2, groups = 4)(Reshape((36, 4))(x)); }";
+        assert_eq!(crate::layers::tests::ok_shapes(src), vec![vec![4, 4, 6], vec![35, 4]]);
+        let conv = Conv {
+            filters: 6,
+            window: Window { rank: 2, size: vec![3, 3], strides: vec![1, 1], dilation: vec![1, 1], same: false },
+            activation: Act::Linear,
+            use_bias: true,
+            groups: 2,
+        };
+        let p = conv.params(&[Shape(vec![6, 6, 4])]);
+        assert_eq!(p[0].shape, vec![3, 3, 2, 6]);
+        assert_eq!(p[0].init, InitKind::GlorotUniform { fan_in: 18, fan_out: 54 });
+    }
+
+    #[test]
+    fn groups_must_divide_channels_and_filters() {
+        let (line, col, text) = one_error("input x: [6, 6, 6];\noutput y = Conv2D(4, 3, groups = 4)(x);");
+        assert_eq!((line, col), (3, 12));
+        assert!(text.contains("Conv2D with groups = 4 cannot split the 6 channels of `x` (None, 6, 6, 6) into 4 equal groups"), "{text}");
+        assert!(text.contains("help: use `groups` dividing both 6 channels and 4 filters: one of 1, 2"), "{text}");
+        let (_, _, text) = one_error("input x: [6, 6, 4];\noutput y = Conv2D(5, 3, groups = 2)(x);");
+        assert!(text.contains("Conv2D has 5 filters, which 2 groups cannot split evenly"), "{text}");
+        assert!(text.contains("e.g. 6"), "{text}");
+        let (_, _, text) = one_error("input x: [6, 6, 4];\noutput y = Conv2D(4, 3, groups = 0)(x);");
+        assert!(text.contains("`groups` of Conv2D must be a positive integer, got 0"), "{text}");
     }
 
     #[test]

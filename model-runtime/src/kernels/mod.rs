@@ -8,6 +8,7 @@ pub mod dot;
 pub mod dropout;
 pub mod embedding;
 pub mod gemm;
+pub mod grouped_conv;
 pub mod merge;
 pub mod norm;
 pub mod pad;
