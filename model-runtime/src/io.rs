@@ -443,13 +443,12 @@ impl Tensor {
 pub fn read_tensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, ArrayD<f32>>> {
     let path = path.as_ref();
     let all = read_typed_tensors(path)?;
-    let ints: Vec<String> = all
-        .iter()
-        .filter(|(_, t)| t.dtype() == DType::I32)
-        .map(|(name, _)| format!("tensor `{}` holds integers; read it with `io::read_typed_tensors`", shown(name)))
-        .collect();
+    let mut ints = Problems::default();
+    for (name, _) in all.iter().filter(|(_, t)| t.dtype() == DType::I32) {
+        ints.add(|| format!("tensor `{}` holds integers; read it with `io::read_typed_tensors`", shown(name)));
+    }
     if !ints.is_empty() {
-        return Err(bad_file(path, ints));
+        return Err(bad_file(path, ints.into_vec()));
     }
     Ok(all
         .into_iter()
