@@ -8,7 +8,7 @@
 //!
 //! **Reading** maps the file into memory (`memmap2`) and touches only the header and the byte
 //! ranges of the tensors it decodes. The header is checked in two steps:
-//! 1. A streaming pass (serde_json with visitors of our own, [`scan_header`]) reads the JSON into the
+//! 1. A streaming pass (serde_json with visitors of our own, `scan_header`) reads the JSON into the
 //!    `safetensors` crate's own types (`Dtype`, `TensorInfo`) and checks every rule of the format,
 //!    naming the tensor in each problem: known dtype, size = shape x dtype, offsets inside the data,
 //!    no duplicate names, no overlap, no gap, no trailing data (the file is exactly covered).
