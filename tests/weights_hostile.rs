@@ -267,6 +267,7 @@ fn an_integer_file_reads_as_int32_and_its_floats_as_f32() {
     assert_eq!(t["x"].as_i32().unwrap().as_slice().unwrap(), [-7]);
     let err = modelc::io::read_tensors(&path).unwrap_err().to_string();
     assert!(err.contains("tensor `ids` holds integers; read it with `io::read_typed_tensors`"), "{err}");
+    std::fs::remove_file(&path).unwrap();
 }
 
 // ---- headers built to cost time or memory, loaded in a child process that measures itself ----
