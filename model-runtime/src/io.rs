@@ -8,7 +8,7 @@
 //!
 //! **Reading** maps the file into memory (`memmap2`) and touches only the header and the byte
 //! ranges of the tensors it decodes. The header is checked in two steps:
-//! 1. A streaming pass (serde_json with visitors of our own, [`scan_header`]) reads the JSON into the
+//! 1. A streaming pass (serde_json with visitors of our own, `scan_header`) reads the JSON into the
 //!    `safetensors` crate's own types (`Dtype`, `TensorInfo`) and checks every rule of the format,
 //!    naming the tensor in each problem: known dtype, size = shape x dtype, offsets inside the data,
 //!    no duplicate names, no overlap, no gap, no trailing data (the file is exactly covered).
@@ -443,13 +443,12 @@ impl Tensor {
 pub fn read_tensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, ArrayD<f32>>> {
     let path = path.as_ref();
     let all = read_typed_tensors(path)?;
-    let ints: Vec<String> = all
-        .iter()
-        .filter(|(_, t)| t.dtype() == DType::I32)
-        .map(|(name, _)| format!("tensor `{}` holds integers; read it with `io::read_typed_tensors`", shown(name)))
-        .collect();
+    let mut ints = Problems::default();
+    for (name, _) in all.iter().filter(|(_, t)| t.dtype() == DType::I32) {
+        ints.add(|| format!("tensor `{}` holds integers; read it with `io::read_typed_tensors`", shown(name)));
+    }
     if !ints.is_empty() {
-        return Err(bad_file(path, ints));
+        return Err(bad_file(path, ints.into_vec()));
     }
     Ok(all
         .into_iter()
