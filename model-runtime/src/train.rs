@@ -270,8 +270,8 @@ fn check_and_copy_portable(src: &[f32], dst: &mut [f32]) -> Option<usize> {
     None
 }
 
-/// `Error::NonFiniteData` for the flat position `k` of a tensor whose samples have `spec`'s shape,
-/// rows counted from `first_row`.
+/// `Error::NonFiniteData` for the flat position `k` of a batch whose samples have `spec`'s shape; `rows`
+/// gives the row of the data each batch position holds.
 fn non_finite_data(what: &'static str, spec: &TensorSpec, value: f32, k: usize, rows: Rows<'_>) -> Error {
     let len = spec.sample_len().max(1);
     let (pos, mut within) = (k / len, k % len);
