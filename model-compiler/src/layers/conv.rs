@@ -294,6 +294,27 @@ impl Window {
     }
 }
 
+/// The numbers dividing both `a` and `b`, in increasing order.
+fn common_divisors(a: usize, b: usize) -> Vec<usize> {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    let (mut small, mut large) = (Vec::new(), Vec::new());
+    let mut d = 1;
+    while d * d <= x {
+        if x.is_multiple_of(d) {
+            small.push(d);
+            if d * d != x {
+                large.push(x / d);
+            }
+        }
+        d += 1;
+    }
+    small.extend(large.into_iter().rev());
+    small
+}
+
 /// `Conv1D` / `Conv2D`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv {
@@ -370,8 +391,7 @@ impl LayerDef for Conv {
         let (mut dims, c) = self.window.check(cx, self.kind())?;
         if c % self.groups != 0 {
             let g = self.groups;
-            let divisors: Vec<String> =
-                (1..=c).filter(|d| c.is_multiple_of(*d) && self.filters.is_multiple_of(*d)).map(|d| d.to_string()).collect();
+            let divisors: Vec<String> = common_divisors(c, self.filters).iter().map(usize::to_string).collect();
             return Err(Diagnostic::new(
                 cx.span,
                 format!("{} with groups = {g} cannot split the {c} channels of {} into {g} equal groups", self.kind(), cx.describe(0)),
@@ -573,6 +593,13 @@ pub(crate) mod tests {
         let p = conv.params(&[Shape(vec![6, 6, 4])]);
         assert_eq!(p[0].shape, vec![3, 3, 2, 6]);
         assert_eq!(p[0].init, InitKind::GlorotUniform { fan_in: 18, fan_out: 54 });
+    }
+
+    #[test]
+    fn common_divisors_are_sorted() {
+        assert_eq!(common_divisors(12, 18), vec![1, 2, 3, 6]);
+        assert_eq!(common_divisors(16, 16), vec![1, 2, 4, 8, 16]);
+        assert_eq!(common_divisors(7, 5), vec![1]);
     }
 
     #[test]

@@ -38,7 +38,18 @@ impl Rescaling {
             }
         };
         let offset = r.float_or("offset", Some(1), 0.0);
-        Some(Rescaling { scale: scale? as f32, offset: offset? as f32 })
+        let (scale, offset) = (scale?, offset?);
+        // The emitted code holds float32 literals, which must be finite.
+        for (name, x) in [("scale", scale), ("offset", offset)] {
+            if !(x as f32).is_finite() {
+                r.error(
+                    Diagnostic::new(span, format!("`{name}` of Rescaling is {x}, which is not a finite float32 number"))
+                        .help(format!("use a `{name}` between -3.4e38 and 3.4e38")),
+                );
+                return None;
+            }
+        }
+        Some(Rescaling { scale: scale as f32, offset: offset as f32 })
     }
 }
 
@@ -83,5 +94,10 @@ mod tests {
         assert!(text.contains("Rescaling is missing its required argument `scale`"), "{text}");
         let (_, _, text) = one_error("input x: [4];\noutput y = Rescaling(\"half\")(x);");
         assert!(text.contains("`scale` of Rescaling must be a number, got the string \"half\""), "{text}");
+        let (_, _, text) = one_error("input x: [4];\noutput y = Rescaling(1e39)(x);");
+        assert!(
+            text.contains("`scale` of Rescaling is 1000000000000000000000000000000000000000, which is not a finite float32 number"),
+            "{text}"
+        );
     }
 }
