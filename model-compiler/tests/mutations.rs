@@ -88,6 +88,16 @@ const SEEDS: &[&str] = &[
         let ga = GlobalAveragePooling1D()(s);
         output y = Concatenate()([ga, GlobalMaxPooling1D()(s), GlobalAveragePooling2D()(i), GlobalMaxPooling2D()(i), r]);
     }",
+    "pub struct Resize {
+        input seq: [10, 4];
+        input image: [8, 8, 4];
+        let s = Cropping1D((1, 2))(ZeroPadding1D(2)(seq));
+        let s = UpSampling1D(3)(Conv1D(4, 3, groups = 2)(s));
+        let i = Rescaling(0.00392, offset = -0.5)(image);
+        let i = Cropping2D(((1, 0), (0, 1)))(ZeroPadding2D((1, 2))(i));
+        let i = UpSampling2D((2, 2), interpolation = bilinear)(Conv2D(4, 3, groups = 4, padding = same)(i));
+        output y = Concatenate()([GlobalAveragePooling1D()(s), GlobalMaxPooling2D()(UpSampling2D(2)(i))]);
+    }",
 ];
 
 const IDENTS: &[&str] = &[
