@@ -13,13 +13,14 @@ use crate::callbacks::{Checkpoint, EarlyStopping, Monitor, Schedule};
 use crate::error::{Error, Result};
 use crate::kernels::activation::Activation;
 use crate::loss::Loss;
-use crate::metrics::{Metric, MetricState};
+use crate::metrics::{Metric, MetricState, MetricTracker};
 use crate::model::{
-    check_inputs, check_shape, gather_f32, gather_input, input_buffer, output_slice, output_spec, run_forward, run_inference, see_inputs,
-    stage_inputs, BatchCheck, Rows,
+    check_inputs, check_shape, gather_input, input_buffer, output_slice, output_spec, run_forward, run_inference, see_inputs, stage_inputs,
+    BatchCheck, Rows,
 };
 use crate::network::{zero_param_grads, Network, State};
 use crate::optim::Optimizer;
+use crate::spec::DType;
 use crate::workspace::Layout;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -152,6 +153,10 @@ struct OutputSlot {
     infer_buf: usize,
     sample_len: usize,
     cols: usize,
+    /// Target values per sample (`sample_len`, or `sample_len / cols` class ids when sparse).
+    target_len: usize,
+    /// The targets are integer class ids (`as i32 target`).
+    sparse: bool,
     loss: Loss,
     weight: f32,
     /// The output's activation when the loss gradient can skip it, else `Linear`.
@@ -160,7 +165,7 @@ struct OutputSlot {
     metrics: Vec<(Metric, String)>,
     loss_key: String,
     loss_state: MetricState,
-    metric_states: Vec<MetricState>,
+    metric_states: Vec<MetricTracker>,
 }
 
 impl OutputSlot {
@@ -213,12 +218,15 @@ pub fn compile<'m, N: Network, O: Optimizer>(
         .map(|(o, spec)| {
             let loss = losses.get(o).copied().unwrap_or(Loss::MeanSquaredError);
             let act = N::OUTPUT_INFO.get(o).map_or(Activation::Linear, |i| i.fusable_activation);
+            let target = N::TARGETS.get(o).unwrap_or(spec);
             let mut slot = OutputSlot {
                 name: spec.name,
                 buf: N::OUTPUT_BUFFERS.get(o).copied().unwrap_or(usize::MAX),
                 infer_buf: N::INFER_OUTPUT_BUFFERS.get(o).copied().unwrap_or(usize::MAX),
                 sample_len: spec.sample_len(),
                 cols: spec.shape.last().copied().unwrap_or(1),
+                target_len: target.sample_len(),
+                sparse: target.dtype == DType::I32,
                 loss,
                 weight: 1.0,
                 fused: if loss.can_fuse(act) { act } else { Activation::Linear },
@@ -255,7 +263,7 @@ fn set_metrics(slot: &mut OutputSlot, metrics: &[Metric], multi: bool) {
         }
         slot.metrics.push((m.resolve(slot.loss, slot.cols), key));
     }
-    slot.metric_states = vec![MetricState::default(); slot.metrics.len()];
+    slot.metric_states = slot.metrics.iter().map(|(m, _)| MetricTracker::new(*m)).collect();
 }
 
 impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
@@ -296,12 +304,27 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         &mut self.optimizer
     }
 
-    /// Checks inputs and targets together; returns the common batch size.
+    /// Checks the losses and metrics against the targets, then inputs and targets together; returns
+    /// the common batch size.
     fn check_batch(&self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<usize> {
+        for slot in &self.outputs {
+            slot.loss.check(slot.name, slot.sparse)?;
+            slot.metrics.iter().try_for_each(|(m, _)| m.check(slot.name, slot.sparse))?;
+        }
         let mut batch = BatchCheck::default();
         see_inputs::<N>(inputs, &mut batch)?;
         N::visit_targets(targets, &mut |o, view| {
-            let (spec, _) = output_spec::<N>(o, Layout::Training)?;
+            let (out, _) = output_spec::<N>(o, Layout::Training)?;
+            let spec = N::TARGETS.get(o).unwrap_or(out);
+            if view.dtype() != spec.dtype {
+                let name = |d| if d == DType::I32 { "int32" } else { "float32" };
+                return Err(Error::DType {
+                    what: "target",
+                    name: spec.name.into(),
+                    expected: name(spec.dtype).into(),
+                    actual: name(view.dtype()).into(),
+                });
+            }
             let b = check_shape("target", spec, view.shape())?;
             batch.see("target", spec.name, b)
         })?;
@@ -316,13 +339,11 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         let ws = &mut self.model.state_mut().ws;
         ws.set_layout(Layout::Training);
         stage_inputs::<N>(inputs, ws)?;
-        let staged = &mut self.targets;
+        let (staged, slots) = (&mut self.targets, &self.outputs);
         N::visit_targets(targets, &mut |o, view| {
-            let buf = &mut staged[o];
-            let len = batch * N::OUTPUTS[o].sample_len();
-            buf.resize(len, 0.0);
-            gather_f32(&view, Rows::Range(0, batch), N::OUTPUTS[o].sample_len(), buf);
-            Ok(())
+            let (buf, slot) = (&mut staged[o], &slots[o]);
+            buf.resize(batch * slot.target_len, 0.0);
+            crate::loss::stage_target(slot.name, view, Rows::Range(0, batch), slot.target_len, slot.cols, buf)
         })?;
         self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false })
     }
@@ -348,13 +369,11 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             gather_input::<N>(i, view, rows, len, dst)
         })?;
         if let Some(targets) = targets {
-            let staged = &mut self.targets;
+            let (staged, slots) = (&mut self.targets, &self.outputs);
             N::visit_targets(targets, &mut |o, view| {
-                let len = N::OUTPUTS[o].sample_len();
-                let buf = &mut staged[o];
-                buf.resize(batch * len, 0.0);
-                gather_f32(&view, rows, len, buf);
-                Ok(())
+                let (buf, slot) = (&mut staged[o], &slots[o]);
+                buf.resize(batch * slot.target_len, 0.0);
+                crate::loss::stage_target(slot.name, view, rows, slot.target_len, slot.cols, buf)
             })?;
         }
         Ok(())
@@ -379,7 +398,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             let n = batch * slot.sample_len;
             let rows = slot.rows(batch);
             let pred = if training { &ws.values[slot.buf][..n] } else { &infer.values[slot.infer_buf][..n] };
-            let target = &self.targets[o][..n];
+            let target = &self.targets[o][..batch * slot.target_len];
             let grad = if training { Some(&mut ws.grads[slot.buf][..n]) } else { None };
             let value = slot.loss.compute(pred, target, rows, slot.cols, grad, slot.weight, slot.fused);
             if let Mode::Train { epoch, batch: b, .. } = mode {
@@ -391,8 +410,8 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             total += f64::from(slot.weight) * value;
             if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval) {
                 slot.loss_state.add_mean(value, batch);
-                for ((m, _), st) in slot.metrics.iter().zip(&mut slot.metric_states) {
-                    st.add(m.sum_over_rows(pred, target, rows, slot.cols), rows);
+                for st in &mut slot.metric_states {
+                    st.update(pred, target, rows, slot.cols);
                 }
             }
         }
@@ -413,7 +432,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         self.total.reset();
         for slot in &mut self.outputs {
             slot.loss_state.reset();
-            slot.metric_states.iter_mut().for_each(MetricState::reset);
+            slot.metric_states.iter_mut().for_each(MetricTracker::reset);
         }
     }
 
