@@ -1118,6 +1118,23 @@ mod tests {
     }
 
     #[test]
+    fn output_target_types() {
+        assert_eq!(
+            show_all("output y = Dense(3)(x) as i32 target; output z = x as f32 target; output w = x;"),
+            ["output y = Dense(3)(x) as i32 target", "output z = x as f32 target", "output w = x"]
+        );
+        let (l, c, msg) = one_error("struct M { output y = x as i32; }");
+        assert_eq!((l, c), (1, 31));
+        assert_eq!(
+            msg,
+            "expected `target` after `as i32`: an output is always f32, the type of its targets is declared `output y = ... as i32 target;`"
+        );
+        let (l, c, msg) = one_error("struct M { output y = x as u8 target; }");
+        assert_eq!((l, c), (1, 28));
+        assert!(msg.starts_with("expected `i32 target` after `as`") && msg.ends_with("found `u8`"), "{msg}");
+    }
+
+    #[test]
     fn name_errors() {
         let (l, c, msg) = one_error("struct M { let mut x = y; }");
         assert_eq!((l, c), (1, 16));
