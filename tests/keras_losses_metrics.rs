@@ -17,6 +17,9 @@ use modelc::ndarray::{Array1, Array2, ArrayD, Ix2};
 use modelc::network::Network;
 use modelc::prelude::*;
 use modelc::Activation;
+#[path = "counting_alloc/mod.rs"]
+mod counting_alloc;
+use counting_alloc::allocations_in;
 
 type Fixture = BTreeMap<String, ArrayD<f32>>;
 
@@ -290,4 +293,49 @@ fn integer_targets_train_exactly_like_one_hot_ones() {
     let mut trainer = sparse.compile(Adam::new(1e-2), SparseHeadLosses { y: Loss::CategoricalCrossentropy }, &[]);
     let err = trainer.train_step(&inputs, &SparseHeadTargets { y: ids.view() }).unwrap_err().to_string();
     assert!(err.contains("only SparseCategoricalCrossentropy"), "{err}");
+}
+
+#[test]
+fn metric_updates_and_sparse_train_steps_allocate_nothing() {
+    let metrics = [
+        Metric::BinaryAccuracy,
+        Metric::CategoricalAccuracy,
+        Metric::SparseCategoricalAccuracy,
+        Metric::TopKCategoricalAccuracy(2),
+        Metric::SparseTopKCategoricalAccuracy(2),
+        Metric::Auc(AucCurve::Roc),
+        Metric::Auc(AucCurve::Pr),
+        Metric::Precision,
+        Metric::Recall,
+        Metric::RootMeanSquaredError,
+        Metric::MeanAbsolutePercentageError,
+    ];
+    let mut trackers: Vec<MetricTracker> = metrics.iter().map(|&m| MetricTracker::new(m)).collect();
+    let pred: Vec<f32> = (0..12).map(|i| (i as f32 * 0.29).fract()).collect();
+    let dense: Vec<f32> = (0..12).map(|i| f32::from(u8::from(i % 5 == 0))).collect();
+    let ids = [0.0f32, 3.0, 1.0];
+    let n = allocations_in(|| {
+        for _ in 0..3 {
+            for t in &mut trackers {
+                let target = if t.metric().sparse() { &ids[..] } else { &dense[..] };
+                t.update(&pred, target, 3, 4);
+                std::hint::black_box(t.result());
+            }
+        }
+        trackers.iter_mut().for_each(MetricTracker::reset);
+    });
+    assert_eq!(n, 0, "{n} allocations in metric updates");
+
+    let x = Array2::from_shape_fn((8, 3), |(i, j)| ((i * 3 + j) as f32 * 0.37).sin());
+    let ids = Array1::from_shape_fn(8, |i| (i % 4) as i32);
+    let mut model = SparseHead::new(1);
+    let mut trainer = model.compile(Adam::default(), SparseHeadLosses { y: Loss::SparseCategoricalCrossentropy.from_logits(false) }, &[]);
+    let (inputs, targets) = (SparseHeadInputs { x: x.view() }, SparseHeadTargets { y: ids.view() });
+    trainer.train_step(&inputs, &targets).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..20 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 20 steady-state training steps on integer targets");
 }
