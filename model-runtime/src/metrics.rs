@@ -4,7 +4,21 @@
 use crate::error::{Error, Result};
 use crate::loss::{Loss, LossKind};
 
-/// A metric, by its Keras name.
+/// A metric, by its Keras name. Set for every output by `compile`'s list, or per output by name
+/// with `Trainer::with_metrics` (Keras' metrics dict); each is streamed over the batches of an
+/// epoch ([`MetricTracker`]) as Keras' stateful metrics are:
+///
+/// | Keras | modelc |
+/// |---|---|
+/// | `"accuracy"` | `Metric::Accuracy` |
+/// | `SparseCategoricalAccuracy()` | `Metric::SparseCategoricalAccuracy` (an output declared `as i32 target`) |
+/// | `TopKCategoricalAccuracy(k=5)` | `Metric::TopKCategoricalAccuracy(5)` |
+/// | `SparseTopKCategoricalAccuracy(k=5)` | `Metric::SparseTopKCategoricalAccuracy(5)` |
+/// | `AUC()`, `AUC(curve="PR")` | `Metric::Auc(AucCurve::Roc)`, `Metric::Auc(AucCurve::Pr)` |
+/// | `Precision()`, `Recall()` | `Metric::Precision`, `Metric::Recall` |
+/// | `RootMeanSquaredError()` | `Metric::RootMeanSquaredError` |
+/// | `MeanAbsolutePercentageError()` | `Metric::MeanAbsolutePercentageError` |
+/// | `BinaryAccuracy()`, `CategoricalAccuracy()`, `MeanSquaredError()`, `MeanAbsoluteError()` | the variants of those names |
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Metric {
     /// Keras' `"accuracy"` string: resolved per output by [`Metric::resolve`] to binary,
