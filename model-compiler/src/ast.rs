@@ -52,7 +52,7 @@ pub enum Stmt {
     Layer(LayerDecl),
     /// `let name = expr;` or `let (a, b) = expr;` (shadowing allowed).
     Let(LetStmt),
-    /// `output name = expr;`
+    /// `output name = expr;` or `output name = expr as i32 target;`
     Output(OutputStmt),
 }
 
@@ -157,6 +157,8 @@ pub struct OutputStmt {
     pub name: Ident,
     /// The right-hand side.
     pub expr: Expr,
+    /// The element type of the output's targets, `as i32 target` (class ids), when given.
+    pub target: Option<Ident>,
 }
 
 /// A tensor expression.

@@ -26,6 +26,8 @@ pub struct Signature {
     /// Per-sample rank of each output: exact when its shape is known, else the stub's best guess, so that
     /// user code handing arrays to a failed model's structs adds no type error of its own.
     pub output_ranks: Vec<usize>,
+    /// The element type of each output's targets (`I32`: class ids, `output y = ... as i32 target`).
+    pub targets: Vec<DType>,
 }
 
 /// Emits the full model. `source` is the whole invocation, carried by the model's callback macro.
@@ -38,6 +40,7 @@ pub fn emit(plan: &Plan, source: &TokenStream) -> TokenStream {
         inputs: plan.inputs.iter().map(|i| (i.name.clone(), i.shape.0.clone(), i.dtype)).collect(),
         outputs: plan.outputs.iter().map(|o| (o.name.clone(), Some(o.shape.clone()))).collect(),
         output_ranks: plan.outputs.iter().map(|o| o.shape.rank()).collect(),
+        targets: m.outputs.iter().map(|o| o.target).collect(),
     };
     let mut out = items(&sig, Some(plan));
     out.extend(callback(&sig, source));
@@ -152,6 +155,34 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
         .iter()
         .map(|(n, s)| format!("Output `{n}`, shape {}.", s.as_ref().map(Shape::keras).unwrap_or_else(|| "unknown".into())))
         .collect();
+    // Targets: the output's own shape in f32, or (`as i32 target`) one class id per row: the
+    // output's shape without its last axis.
+    let target_types: Vec<TokenStream> = out_ranks
+        .iter()
+        .enumerate()
+        .map(|(i, &rank)| match sig.targets.get(i) {
+            Some(DType::I32) => {
+                let d = rank_dim(rank);
+                quote!(#nd::ArrayView<'a, i32, #d>)
+            }
+            _ => {
+                let d = rank_dim(rank + 1);
+                quote!(#nd::ArrayView<'a, f32, #d>)
+            }
+        })
+        .collect();
+    let target_docs: Vec<String> = sig
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, (n, s))| match (sig.targets.get(i), s) {
+            (Some(DType::I32), Some(s)) => {
+                let ids = Shape(s.0.split_last().map(|(_, rest)| rest.to_vec()).unwrap_or_default());
+                format!("Target of output `{n}`: class ids in `0..{}`, shape {}.", s.0.last().copied().unwrap_or(0), ids.keras())
+            }
+            (_, s) => format!("Target of output `{n}`, shape {}.", s.as_ref().map(Shape::keras).unwrap_or_else(|| "unknown".into())),
+        })
+        .collect();
 
     let doc_inputs =
         format!("Inputs of [`{name}`]: one view per input, batch first. Named fields, so inputs cannot be passed in the wrong order.");
@@ -191,7 +222,7 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
         #[derive(Clone, Debug)]
         #[allow(dead_code)]
         #vis struct #targets_ty<'a> {
-            #( #[doc = #out_docs] pub #out_names: #nd::ArrayView<'a, f32, #out_dims>, )*
+            #( #[doc = #target_docs] pub #out_names: #target_types, )*
             #out_marker
         }
 
@@ -374,7 +405,7 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
                 fn state(&self) -> &#p::network::State { &self.__state }
                 fn state_mut(&mut self) -> &mut #p::network::State { &mut self.__state }
                 fn visit_inputs<'a>(_: &'a #inputs_ty<'_>, _: &mut dyn FnMut(usize, #p::network::Input<'a>) -> #p::Result<()>) -> #p::Result<()> { ::core::unreachable!() }
-                fn visit_targets<'a>(_: &'a #targets_ty<'_>, _: &mut dyn FnMut(usize, #nd::ArrayViewD<'a, f32>) -> #p::Result<()>) -> #p::Result<()> { ::core::unreachable!() }
+                fn visit_targets<'a>(_: &'a #targets_ty<'_>, _: &mut dyn FnMut(usize, #p::network::Input<'a>) -> #p::Result<()>) -> #p::Result<()> { ::core::unreachable!() }
                 fn visit_outputs<'a>(_: &'a #outputs_ty, _: &mut dyn FnMut(usize, #nd::ArrayViewD<'a, f32>) -> #p::Result<()>) -> #p::Result<()> { ::core::unreachable!() }
                 fn outputs_from(_: usize, _: #p::Vec<#p::Vec<f32>>) -> #outputs_ty { ::core::unreachable!() }
                 fn per_output<T: Clone>(_: &#per_output_ty<T>) -> #p::Vec<T> { ::core::unreachable!() }
@@ -384,6 +415,22 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
         };
     };
 
+    let target_specs: Vec<TokenStream> = plan
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let n = o.name.to_string();
+            let dims = &o.shape.0;
+            match sig.targets.get(i) {
+                Some(DType::I32) => {
+                    let ids = dims.split_last().map(|(_, rest)| rest).unwrap_or_default();
+                    quote!(#p::spec::TensorSpec { name: #n, shape: &[#(#ids),*], dtype: #p::spec::DType::I32 })
+                }
+                _ => quote!(#p::spec::TensorSpec { name: #n, shape: &[#(#dims),*], dtype: #p::spec::DType::F32 }),
+            }
+        })
+        .collect();
     let info: Vec<TokenStream> = plan
         .outputs
         .iter()
@@ -439,6 +486,7 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             const NAME: &'static str = #name_str;
             const INPUTS: &'static [#p::spec::TensorSpec] = &[#(#in_specs),*];
             const OUTPUTS: &'static [#p::spec::TensorSpec] = &[#(#out_specs),*];
+            const TARGETS: &'static [#p::spec::TensorSpec] = &[#(#target_specs),*];
             const OUTPUT_INFO: &'static [#p::spec::OutputInfo] = &[#(#info),*];
             const PARAMS: &'static [#p::spec::ParamSpec] = &[#(#params),*];
             const PARAM_COUNT: usize = #param_count;
@@ -473,8 +521,8 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
                 ::core::result::Result::Ok(())
             }
 
-            fn visit_targets<'a>(__targets: &'a #targets_ty<'_>, __f: &mut dyn FnMut(usize, #nd::ArrayViewD<'a, f32>) -> #p::Result<()>) -> #p::Result<()> {
-                #( __f(#out_idx, __targets.#out_names.view().into_dyn())?; )*
+            fn visit_targets<'a>(__targets: &'a #targets_ty<'_>, __f: &mut dyn FnMut(usize, #p::network::Input<'a>) -> #p::Result<()>) -> #p::Result<()> {
+                #( __f(#out_idx, #p::network::Input::new(&__targets.#out_names))?; )*
                 ::core::result::Result::Ok(())
             }
 

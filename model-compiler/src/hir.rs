@@ -121,6 +121,9 @@ pub struct Output {
     pub name: Ident,
     /// The value returned.
     pub value: ValueId,
+    /// The element type of its targets: `F32` (the output's shape) or `I32` (`as i32 target`: one
+    /// class id per row, the output's shape without its last axis).
+    pub target: DType,
 }
 
 /// Who produces a value.

@@ -98,6 +98,7 @@ fn signature(typed: &infer::Typed) -> emit::Signature {
         inputs: m.inputs.iter().map(|i| (i.name.clone(), i.dims.clone(), i.dtype)).collect(),
         outputs: m.outputs.iter().map(|o| (o.name.clone(), typed.shapes.get(o.value.0).cloned().flatten())).collect(),
         output_ranks: guess_ranks(typed),
+        targets: m.outputs.iter().map(|o| o.target).collect(),
     }
 }
 

@@ -11,7 +11,7 @@
 //! stmt  := 'input' Ident ':' '[' int (',' int)* ','? ']' ('as' Ident)? ';'
 //!        | 'layer' Ident '=' ctor ';'
 //!        | 'let' (Ident | '(' Ident (',' Ident)* ','? ')') '=' expr ';'
-//!        | 'output' Ident '=' expr ';'
+//!        | 'output' Ident '=' expr ('as' Ident 'target')? ';'
 //! ctor  := path ('(' args ')')?
 //! args  := (arg (',' arg)* ','?)?      arg := (Ident '=')? value
 //! value := '-'? int | '-'? float | 'true' | 'false' | string | Ident | '(' value,* ')' | '[' value,* ']'
@@ -468,13 +468,42 @@ fn parse_let(input: ParseStream) -> syn::Result<LetStmt> {
     Ok(LetStmt { names, expr })
 }
 
-/// `output name = expr`
+/// `output name = expr` or `output name = expr as i32 target`
 fn parse_output(input: ParseStream) -> syn::Result<OutputStmt> {
     input.parse::<Ident>()?;
     let name = parse_name(input, "the output's name")?;
     expect_eq(input, "and a tensor expression, like `output y = Dense(1)(x);`")?;
     let expr = parse_expr(input, 1)?;
-    Ok(OutputStmt { name, expr })
+    let target = if input.peek(Token![as]) {
+        input.parse::<Token![as]>()?;
+        Some(parse_target_dtype(input, &name)?)
+    } else {
+        None
+    };
+    Ok(OutputStmt { name, expr, target })
+}
+
+/// The `i32 target` (or `f32 target`) after an output's `as`.
+fn parse_target_dtype(input: ParseStream, name: &Ident) -> syn::Result<Ident> {
+    let expected = format!(
+        "expected `i32 target` after `as`: integer class ids as the targets of `{name}` are declared `output {name} = ... as i32 target;`"
+    );
+    if !input.peek(Ident) {
+        return Err(input.error(expected));
+    }
+    let ty: Ident = input.parse()?;
+    if ty != "i32" && ty != "f32" {
+        return Err(syn::Error::new(ty.span(), format!("{expected}, found `{ty}`")));
+    }
+    match input.fork().parse::<Ident>() {
+        Ok(t) if t == "target" => {
+            input.parse::<Ident>()?;
+            Ok(ty)
+        }
+        _ => Err(input.error(format!(
+            "expected `target` after `as {ty}`: an output is always f32, the type of its targets is declared `output {name} = ... as {ty} target;`"
+        ))),
+    }
 }
 
 /// A `=`, or an error saying what should follow it.
@@ -899,7 +928,10 @@ mod tests {
                 let pat = if names.len() == 1 { names.join("") } else { format!("({})", names.join(", ")) };
                 format!("let {pat} = {}", show_expr(&l.expr))
             }
-            Stmt::Output(o) => format!("output {} = {}", o.name, show_expr(&o.expr)),
+            Stmt::Output(o) => match &o.target {
+                Some(t) => format!("output {} = {} as {t} target", o.name, show_expr(&o.expr)),
+                None => format!("output {} = {}", o.name, show_expr(&o.expr)),
+            },
         }
     }
 
@@ -1167,6 +1199,23 @@ mod tests {
         let (l, c, msg) = one_error("struct M { input x: [8] as; }");
         assert_eq!((l, c), (1, 27));
         assert_eq!(msg, "expected `f32` or `i32` after `as`");
+    }
+
+    #[test]
+    fn output_target_types() {
+        assert_eq!(
+            show_all("output y = Dense(3)(x) as i32 target; output z = x as f32 target; output w = x;"),
+            ["output y = Dense(3)(x) as i32 target", "output z = x as f32 target", "output w = x"]
+        );
+        let (l, c, msg) = one_error("struct M { output y = x as i32; }");
+        assert_eq!((l, c), (1, 31));
+        assert_eq!(
+            msg,
+            "expected `target` after `as i32`: an output is always f32, the type of its targets is declared `output y = ... as i32 target;`"
+        );
+        let (l, c, msg) = one_error("struct M { output y = x as u8 target; }");
+        assert_eq!((l, c), (1, 28));
+        assert!(msg.starts_with("expected `i32 target` after `as`") && msg.ends_with("found `u8`"), "{msg}");
     }
 
     #[test]

@@ -187,7 +187,11 @@ impl Resolver<'_> {
                     Some(v) => v,
                     None => self.poisoned(&o.name),
                 };
-                self.out.outputs.push(hir::Output { name: o.name.clone(), value });
+                let target = match &o.target {
+                    Some(t) if t == "i32" => DType::I32,
+                    _ => DType::F32,
+                };
+                self.out.outputs.push(hir::Output { name: o.name.clone(), value, target });
                 self.bind(&o.name, Some(value));
             }
         }

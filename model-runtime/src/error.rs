@@ -222,6 +222,24 @@ pub enum Error {
         /// The size asked for, or why it has none.
         size: String,
     },
+
+    /// A class id outside `0..classes` in the integer targets of an output (`as i32 target`).
+    #[error(
+        "target `{output}` holds class id {value} (sample {sample}, position {index}), outside 0..{classes}: \
+         the output has {classes} classes"
+    )]
+    ClassId {
+        /// The output's name.
+        output: String,
+        /// The offending id.
+        value: i32,
+        /// The sample (batch row) holding it.
+        sample: usize,
+        /// Its flat position within the sample's targets.
+        index: usize,
+        /// The number of classes (the output's last axis).
+        classes: usize,
+    },
 }
 
 impl Error {

@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::spec::{DType, IdBound, OutputInfo, ParamSpec, TensorSpec};
 use crate::workspace::{Layout, Workspace};
-use ndarray::{ArrayView, ArrayViewD, Dimension};
+use ndarray::{ArrayBase, ArrayViewD, Data, Dimension};
 
 /// A view of one model input with its element type, of any rank.
 #[derive(Debug)]
@@ -21,8 +21,8 @@ pub enum InputView<'a> {
 pub struct Input<'a>(&'a dyn TypedInput);
 
 impl<'a> Input<'a> {
-    /// Wraps a typed input view.
-    pub fn new<T: InputElement, D: Dimension>(view: &'a ArrayView<'_, T, D>) -> Self {
+    /// Wraps a typed input view (or owned array).
+    pub fn new<S: Data<Elem = T>, T: InputElement, D: Dimension>(view: &'a ArrayBase<S, D>) -> Self {
         Input(view)
     }
 
@@ -85,9 +85,9 @@ trait TypedInput {
     fn view(&self) -> InputView<'_>;
 }
 
-impl<T: InputElement, D: Dimension> TypedInput for ArrayView<'_, T, D> {
+impl<S: Data<Elem = T>, T: InputElement, D: Dimension> TypedInput for ArrayBase<S, D> {
     fn shape(&self) -> &[usize] {
-        ArrayView::shape(self)
+        ArrayBase::shape(self)
     }
     fn dtype(&self) -> DType {
         T::DTYPE
@@ -96,8 +96,13 @@ impl<T: InputElement, D: Dimension> TypedInput for ArrayView<'_, T, D> {
         self.as_slice().and_then(T::as_f32)
     }
     fn view(&self) -> InputView<'_> {
-        T::input_view(self.clone().into_dyn())
+        T::input_view(as_view(self).into_dyn())
     }
+}
+
+/// The array's view (the inherent `ArrayBase::view`, not [`TypedInput::view`]).
+fn as_view<S: Data, D: Dimension>(a: &ArrayBase<S, D>) -> ndarray::ArrayView<'_, S::Elem, D> {
+    a.view()
 }
 
 /// The mutable state every compiled model owns: its flat parameter buffer and two reusable workspaces,
@@ -128,6 +133,10 @@ pub trait Network: Sized + 'static {
     const INPUTS: &'static [TensorSpec];
     /// Outputs in declaration order.
     const OUTPUTS: &'static [TensorSpec];
+    /// The target of each output, in output order: the output's own shape and `F32`, or for an
+    /// output declared `as i32 target` its shape without the last axis and `I32` (class ids).
+    /// Defaults to `OUTPUTS`.
+    const TARGETS: &'static [TensorSpec] = Self::OUTPUTS;
     /// Facts about each output for loss fusion.
     const OUTPUT_INFO: &'static [OutputInfo];
     /// Every parameter tensor, in the flat buffer's order.
@@ -180,8 +189,8 @@ pub trait Network: Sized + 'static {
 
     /// Calls `f` with each input view, in declaration order.
     fn visit_inputs<'a>(inputs: &'a Self::Inputs<'_>, f: &mut dyn FnMut(usize, Input<'a>) -> Result<()>) -> Result<()>;
-    /// Calls `f` with each target view, in output order.
-    fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()>;
+    /// Calls `f` with each target view (float, or integer class ids), in output order.
+    fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, Input<'a>) -> Result<()>) -> Result<()>;
     /// Calls `f` with each output array, in output order (used for output gradients given by the user).
     fn visit_outputs<'a>(outputs: &'a Self::Outputs, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()>;
     /// Builds the typed outputs from one row-major buffer per output, each `batch * sample_len` long.

@@ -13,14 +13,14 @@ use crate::callbacks::{Checkpoint, EarlyStopping, Monitor, Schedule};
 use crate::error::{Error, Result};
 use crate::kernels::activation::Activation;
 use crate::loss::Loss;
-use crate::metrics::{Metric, MetricState};
+use crate::metrics::{Metric, MetricState, MetricTracker};
 use crate::model::{
-    check_inputs, check_shape, gather_f32, gather_input, input_buffer, output_slice, output_spec, output_vecs, run_forward, run_inference,
-    see_inputs, stage_inputs, BatchCheck, Rows,
+    check_inputs, check_shape, gather_input, input_buffer, output_slice, output_spec, output_vecs, run_forward, run_inference, see_inputs,
+    stage_inputs, BatchCheck, Rows,
 };
 use crate::network::{zero_param_grads, Input, InputView, Network, State};
 use crate::optim::Optimizer;
-use crate::spec::TensorSpec;
+use crate::spec::{DType, TensorSpec};
 use crate::workspace::{rows_len, try_reserve_len, Layout};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::ArrayViewD;
@@ -305,9 +305,10 @@ fn check_finite_data<N: Network>(inputs: &N::Inputs<'_>, targets: &N::Targets<'_
         (InputView::F32(v), Some(spec)) => check_finite_view("input", spec, &v),
         _ => Ok(()),
     })?;
-    N::visit_targets(targets, &mut |o, view| match N::OUTPUTS.get(o) {
-        Some(spec) => check_finite_view("target", spec, &view),
-        None => Ok(()),
+    // Integer class-id targets hold no NaN; their range is checked as they are staged.
+    N::visit_targets(targets, &mut |o, target: Input<'_>| match (target.view(), N::OUTPUTS.get(o)) {
+        (InputView::F32(v), Some(spec)) => check_finite_view("target", spec, &v),
+        _ => Ok(()),
     })
 }
 
@@ -342,9 +343,9 @@ fn check_schedule(schedule: &Schedule) -> Result<()> {
 }
 
 /// Sizes target staging buffer `buf` for `batch` rows of `spec` (fallibly) and returns it.
-fn stage_target<'b>(buf: &'b mut Vec<f32>, spec: &TensorSpec, batch: usize) -> Result<&'b mut [f32]> {
+fn stage_target<'b>(buf: &'b mut Vec<f32>, spec: &TensorSpec, sample_len: usize, batch: usize) -> Result<&'b mut [f32]> {
     let what = || format!("the staging buffer of target `{}`", spec.name);
-    let len = rows_len(what, batch, spec.sample_len())?;
+    let len = rows_len(what, batch, sample_len)?;
     try_reserve_len(buf, len, what, batch)?;
     buf.resize(len, 0.0);
     Ok(buf)
@@ -383,6 +384,10 @@ struct OutputSlot {
     infer_buf: usize,
     sample_len: usize,
     cols: usize,
+    /// Target values per sample (`sample_len`, or `sample_len / cols` class ids when sparse).
+    target_len: usize,
+    /// The targets are integer class ids (`as i32 target`).
+    sparse: bool,
     loss: Loss,
     weight: f32,
     /// The output's activation when the loss gradient can skip it, else `Linear`.
@@ -391,7 +396,7 @@ struct OutputSlot {
     metrics: Vec<(Metric, String)>,
     loss_key: String,
     loss_state: MetricState,
-    metric_states: Vec<MetricState>,
+    metric_states: Vec<MetricTracker>,
 }
 
 impl OutputSlot {
@@ -445,12 +450,15 @@ pub fn compile<'m, N: Network, O: Optimizer>(
         .map(|(o, spec)| {
             let loss = losses.get(o).copied().unwrap_or(Loss::MeanSquaredError);
             let act = N::OUTPUT_INFO.get(o).map_or(Activation::Linear, |i| i.fusable_activation);
+            let target = N::TARGETS.get(o).unwrap_or(spec);
             let mut slot = OutputSlot {
                 name: spec.name,
                 buf: N::OUTPUT_BUFFERS.get(o).copied().unwrap_or(usize::MAX),
                 infer_buf: N::INFER_OUTPUT_BUFFERS.get(o).copied().unwrap_or(usize::MAX),
                 sample_len: spec.sample_len(),
                 cols: spec.shape.last().copied().unwrap_or(1),
+                target_len: target.sample_len(),
+                sparse: target.dtype == DType::I32,
                 loss,
                 weight: 1.0,
                 fused: if loss.can_fuse(act) { act } else { Activation::Linear },
@@ -488,7 +496,7 @@ fn set_metrics(slot: &mut OutputSlot, metrics: &[Metric], multi: bool) {
         }
         slot.metrics.push((m.resolve(slot.loss, slot.cols), key));
     }
-    slot.metric_states = vec![MetricState::default(); slot.metrics.len()];
+    slot.metric_states = slot.metrics.iter().map(|(m, _)| MetricTracker::new(*m)).collect();
 }
 
 impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
@@ -530,12 +538,27 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         &mut self.optimizer
     }
 
-    /// Checks inputs and targets together; returns the common batch size.
+    /// Checks the losses and metrics against the targets, then inputs and targets together; returns
+    /// the common batch size.
     fn check_batch(&self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<usize> {
+        for slot in &self.outputs {
+            slot.loss.check(slot.name, slot.sparse)?;
+            slot.metrics.iter().try_for_each(|(m, _)| m.check(slot.name, slot.sparse))?;
+        }
         let mut batch = BatchCheck::default();
         see_inputs::<N>(inputs, &mut batch)?;
         N::visit_targets(targets, &mut |o, view| {
-            let (spec, _) = output_spec::<N>(o, Layout::Training)?;
+            let (out, _) = output_spec::<N>(o, Layout::Training)?;
+            let spec = N::TARGETS.get(o).unwrap_or(out);
+            if view.dtype() != spec.dtype {
+                let name = |d| if d == DType::I32 { "int32" } else { "float32" };
+                return Err(Error::DType {
+                    what: "target",
+                    name: spec.name.into(),
+                    expected: name(spec.dtype).into(),
+                    actual: name(view.dtype()).into(),
+                });
+            }
             let b = check_shape("target", spec, view.shape())?;
             batch.see("target", spec.name, b)
         })?;
@@ -571,11 +594,11 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         ws.set_layout(Layout::Training);
         stage_inputs::<N>(inputs, ws)?;
         check_staged_inputs::<N>(ws, batch)?;
-        let staged = &mut self.targets;
+        let (staged, slots) = (&mut self.targets, &self.outputs);
         N::visit_targets(targets, &mut |o, view| {
-            let spec = &N::OUTPUTS[o];
-            let buf = stage_target(&mut staged[o], spec, batch)?;
-            gather_f32(&view, Rows::Range(0, batch), spec.sample_len(), buf);
+            let (spec, slot) = (&N::OUTPUTS[o], &slots[o]);
+            let buf = stage_target(&mut staged[o], spec, slot.target_len, batch)?;
+            crate::loss::stage_target(slot.name, view, Rows::Range(0, batch), slot.target_len, slot.cols, buf)?;
             match first_non_finite(buf) {
                 None => Ok(()),
                 Some(k) => Err(non_finite_data("target", spec, buf[k], k, Rows::Range(0, batch))),
@@ -605,12 +628,11 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             gather_input::<N>(i, view, rows, len, dst)
         })?;
         if let Some(targets) = targets {
-            let staged = &mut self.targets;
+            let (staged, slots) = (&mut self.targets, &self.outputs);
             N::visit_targets(targets, &mut |o, view| {
-                let spec = &N::OUTPUTS[o];
-                let buf = stage_target(&mut staged[o], spec, batch)?;
-                gather_f32(&view, rows, spec.sample_len(), buf);
-                Ok(())
+                let (spec, slot) = (&N::OUTPUTS[o], &slots[o]);
+                let buf = stage_target(&mut staged[o], spec, slot.target_len, batch)?;
+                crate::loss::stage_target(slot.name, view, rows, slot.target_len, slot.cols, buf)
             })?;
         }
         Ok(())
@@ -636,7 +658,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             let n = batch * slot.sample_len;
             let rows = slot.rows(batch);
             let pred = if training { &ws.values[slot.buf][..n] } else { &infer.values[slot.infer_buf][..n] };
-            let target = &self.targets[o][..n];
+            let target = &self.targets[o][..batch * slot.target_len];
             let grad = if training { Some(&mut ws.grads[slot.buf][..n]) } else { None };
             let value = slot.loss.compute(pred, target, rows, slot.cols, grad, slot.weight, slot.fused);
             if let Mode::Train { epoch, batch: b, .. } = mode {
@@ -648,8 +670,8 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             total += f64::from(slot.weight) * value;
             if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval) {
                 slot.loss_state.add_mean(value, batch);
-                for ((m, _), st) in slot.metrics.iter().zip(&mut slot.metric_states) {
-                    st.add(m.sum_over_rows(pred, target, rows, slot.cols), rows);
+                for st in &mut slot.metric_states {
+                    st.update(pred, target, rows, slot.cols);
                 }
             }
         }
@@ -686,7 +708,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         self.total.reset();
         for slot in &mut self.outputs {
             slot.loss_state.reset();
-            slot.metric_states.iter_mut().for_each(MetricState::reset);
+            slot.metric_states.iter_mut().for_each(MetricTracker::reset);
         }
     }
 

@@ -113,8 +113,8 @@ impl Network for TwoIn {
         f(0, Input::new(&inputs.a))?;
         f(1, Input::new(&inputs.b))
     }
-    fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
-        f(0, targets.score.view())
+    fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, Input<'a>) -> Result<()>) -> Result<()> {
+        f(0, Input::new(&targets.score))
     }
     fn visit_outputs<'a>(outputs: &'a Self::Outputs, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
         f(0, outputs.score.view())
@@ -270,9 +270,9 @@ impl Network for Heads {
     fn visit_inputs<'a>(inputs: &'a Self::Inputs<'_>, f: &mut dyn FnMut(usize, Input<'a>) -> Result<()>) -> Result<()> {
         f(0, Input::new(&inputs.x))
     }
-    fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
-        f(0, targets.class.view())?;
-        f(1, targets.value.view())
+    fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, Input<'a>) -> Result<()>) -> Result<()> {
+        f(0, Input::new(&targets.class))?;
+        f(1, Input::new(&targets.value))
     }
     fn visit_outputs<'a>(outputs: &'a Self::Outputs, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
         f(0, outputs.class.view())?;
@@ -390,8 +390,8 @@ impl Network for Ids {
     fn visit_inputs<'a>(inputs: &'a Self::Inputs<'_>, f: &mut dyn FnMut(usize, Input<'a>) -> Result<()>) -> Result<()> {
         f(0, Input::new(&inputs.ids))
     }
-    fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
-        f(0, targets.out.view())
+    fn visit_targets<'a>(targets: &'a Self::Targets<'_>, f: &mut dyn FnMut(usize, Input<'a>) -> Result<()>) -> Result<()> {
+        f(0, Input::new(&targets.out))
     }
     fn visit_outputs<'a>(outputs: &'a Self::Outputs, f: &mut dyn FnMut(usize, ArrayViewD<'a, f32>) -> Result<()>) -> Result<()> {
         f(0, outputs.out.view())
