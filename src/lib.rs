@@ -114,7 +114,7 @@ pub use model_runtime::fpenv::{flush_denormals, set_flush_denormals};
 pub use model_runtime::kernels::activation::Activation;
 pub use model_runtime::kernels::gemm::{num_threads, set_num_threads};
 pub use model_runtime::loss::Loss;
-pub use model_runtime::metrics::Metric;
+pub use model_runtime::metrics::{AucCurve, Metric};
 pub use model_runtime::optim::{Adagrad, Adam, AdamW, Adamax, Clip, Lion, Nadam, Optimizer, RMSprop, Sgd};
 pub use model_runtime::train::{Fit, FitError, History, Trainer};
 pub use model_runtime::{datasets, fpenv, gradcheck, init, io, kernels, loss, metrics, model as ops, network, optim, spec, train, viz};
@@ -126,7 +126,7 @@ pub use ndarray;
 pub mod prelude {
     pub use crate::model;
     pub use crate::{Adagrad, AdamW, Adamax, Lion, Nadam, RMSprop};
-    pub use crate::{Adam, Checkpoint, EarlyStopping, Fit, History, Loss, Metric, Optimizer, Schedule, Sgd, Trainer};
+    pub use crate::{Adam, AucCurve, Checkpoint, EarlyStopping, Fit, History, Loss, Metric, Optimizer, Schedule, Sgd, Trainer};
     pub use model_runtime::network::Network;
 }
 
