@@ -27,7 +27,7 @@
 //! tensor expression or an argument value nests at most [`MAX_NESTING`] levels, an error at the token
 //! that crosses the limit, and so does an attribute, which syn parses recursively; before syn sees them,
 //! tokens nested deeper than [`MAX_TOKEN_DEPTH`] groups are rejected by an iterative scan
-//! ([`deeper_than`]). Later passes recurse only along the syntax tree (and `resolve` through nested
+//! (`deeper_than`). Later passes recurse only along the syntax tree (and `resolve` through nested
 //! models, at most [`MAX_NESTING`] deep), so these bounds hold for them too.
 
 use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
