@@ -35,6 +35,15 @@ model! {
     }
 }
 
+model! {
+    /// `Modes` without its Dropout: the same parameters.
+    struct NoDrop {
+        input x: [4];
+        let h = Dense(6)(x);
+        output y = BatchNormalization()(h);
+    }
+}
+
 const N: usize = 40;
 
 fn data(seed: u64) -> (Array2<f32>, Array2<f32>, Array2<f32>) {
@@ -309,4 +318,24 @@ fn dropout_and_batch_normalization_modes_are_set_apart() {
     assert_eq!(moving(&m), moving(&fresh()));
     assert!(drop_only.iter().zip(&inference).all(|(&d, &v)| d == 0.0 || d == 2.0 * v));
     assert!(drop_only.iter().any(|&d| d == 0.0) && drop_only != inference);
+}
+
+#[test]
+fn backward_follows_the_modes_of_the_forward_pass() {
+    let mut rng = Rng::new(13);
+    let x = Array2::from_shape_fn((16, 4), |_| rng.uniform(-1.0, 1.0));
+    let dy = Array2::from_shape_fn((16, 6), |_| rng.uniform(-1.0, 1.0));
+    let mut modes = Modes::new(2);
+    let mut twin = NoDrop::new(0);
+    assert_eq!(Modes::PARAMS.len(), NoDrop::PARAMS.len());
+    twin.state_mut().params.copy_from_slice(modes.params());
+    // Dropout off and batch statistics on: the twin without Dropout in training mode, forward and backward.
+    let out = forward_with(&mut modes, &ModesInputs { x: x.view() }, ForwardMode { dropout: false, batch_statistics: true }).unwrap();
+    let expected = forward(&mut twin, &NoDropInputs { x: x.view() }, true).unwrap();
+    assert_eq!(out.y, expected.y);
+    assert_eq!(modes.params(), twin.params(), "the same moving statistics");
+    let grads = modes.backward(&ModesOutputs { y: dy.clone() }).unwrap();
+    let twin_grads = twin.backward(&NoDropOutputs { y: dy }).unwrap();
+    assert_eq!(grads.as_slice(), twin_grads.as_slice());
+    assert!(grads.as_slice().iter().any(|&g| g != 0.0));
 }
