@@ -237,7 +237,7 @@ fn initial_epoch_resumes_with_the_schedule_where_the_optimizer_left_it() {
     let (x, y, z) = data(8);
     let (inputs, targets) = (LoopsInputs { x: x.view() }, LoopsTargets { y: y.view(), z: z.view() });
     let schedule = Schedule::ExponentialDecay { initial: 0.05, decay_steps: 3, decay_rate: 0.5, staircase: false };
-    let settings = Fit { epochs: 4, schedule: Some(schedule), ..quiet() };
+    let settings = Fit { epochs: 4, schedule: Some(schedule.clone()), ..quiet() };
     let mut once = Loops::new(10);
     let whole = compile(&mut once).fit(&inputs, &targets, &settings).unwrap();
     let mut twice = Loops::new(10);
@@ -246,6 +246,9 @@ fn initial_epoch_resumes_with_the_schedule_where_the_optimizer_left_it() {
     let second = trainer.fit(&inputs, &targets, &Fit { initial_epoch: 2, ..settings.clone() }).unwrap();
     assert_eq!((first.epochs(), second.epochs()), (2, 2), "only the epochs run are recorded");
     assert_eq!(trainer.optimizer().iterations(), 20);
+    // The last step's rate is the schedule's at step 19, not at the second fit's own step 9.
+    assert_eq!(trainer.optimizer().learning_rate(), schedule.at(19));
+    assert_ne!(schedule.at(19), schedule.at(9));
     assert_eq!(whole.get("loss").unwrap()[2..], *second.get("loss").unwrap());
     assert_eq!(once.params(), twice.params());
     // Starting at or past `epochs` trains nothing, as in Keras.
