@@ -630,7 +630,8 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// loss and metrics as Keras' `train_on_batch(..., return_dict=True)` does (the running values are
     /// reset first, as Keras' default `reset_metrics=True`): `loss` (the weighted total) and the
     /// metrics, plus each `<output>_loss` with several outputs, keyed as [`fit`](Self::fit)'s history.
-    /// Loss and metrics are those of the forward pass, before the step.
+    /// Loss and metrics are those of the forward pass, before the step. The step itself allocates
+    /// nothing after warm-up, as `train_step`; the returned map does.
     pub fn train_on_batch(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<Logs> {
         let batch = self.stage_batch(inputs, targets)?;
         self.reset_states();
