@@ -178,8 +178,13 @@ fn compute_gradients_moves_only_the_moving_statistics_and_sgd_applies_them_as_gi
 
 #[test]
 fn apply_gradients_rejects_a_wrong_length_and_undoes_a_non_finite_step() {
+    let (x, y, z) = data(10);
+    let (inputs, targets) = (LoopsInputs { x: x.view() }, LoopsTargets { y: y.view(), z: z.view() });
     let mut model = Loops::new(7);
     let mut trainer = compile(&mut model);
+    trainer.train_step(&inputs, &targets).unwrap();
+    // The moving statistics this moves are kept when the step after it is undone.
+    trainer.compute_gradients(&inputs, &targets).unwrap();
     let before = trainer.model().params().to_vec();
     let err = trainer.apply_gradients(&[0.0; 3]).unwrap_err().to_string();
     assert!(err.contains(&format!("{} parameters", Loops::PARAM_COUNT)), "{err}");

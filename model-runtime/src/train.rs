@@ -676,9 +676,15 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     pub fn compute_gradients(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<(f64, &[f32])> {
         let batch = self.stage_batch(inputs, targets)?;
         let loss = self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false, apply: false })?;
-        if N::PARAMS.iter().any(|p| !p.trainable) {
-            // The moving statistics moved outside a step: the undo copy no longer holds the parameters.
-            self.rollback.valid = false;
+        if self.rollback.valid {
+            // The moving statistics moved outside a step: the undo copy takes them, so that it still
+            // holds the parameters (a copy of the non-trainable ones only).
+            let params = &self.model.state().params;
+            for p in N::PARAMS.iter().filter(|p| !p.trainable) {
+                if let (Some(dst), Some(src)) = (self.rollback.prev.get_mut(p.range()), params.get(p.range())) {
+                    dst.copy_from_slice(src);
+                }
+            }
         }
         Ok((loss, &self.grads))
     }
