@@ -325,11 +325,43 @@ impl Rows<'_> {
 /// The state a training pass computes (moving statistics) is left for the caller to apply with
 /// `N::update_state`.
 pub(crate) fn run_forward<N: Network>(state: &mut State, training: bool) {
+    run_forward_with::<N>(state, ForwardMode::from(training));
+}
+
+/// [`run_forward`] with Dropout and BatchNormalization set apart; the step counter (which the dropout
+/// masks mix in) advances after a pass with dropout on.
+fn run_forward_with<N: Network>(state: &mut State, mode: ForwardMode) {
     let State { params, ws, .. } = state;
-    ws.training = training;
+    ws.training = mode.dropout;
+    ws.batch_statistics = mode.batch_statistics;
     N::forward(params, ws);
-    if training {
+    if mode.dropout {
         ws.step = ws.step.wrapping_add(1);
+    }
+}
+
+/// How a [`forward_with`] pass runs the layers that behave differently in training, each set on its own
+/// (Keras: calling each layer with its own `training` argument).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForwardMode {
+    /// Dropout drops (and rescales) as in training; the identity when false.
+    pub dropout: bool,
+    /// BatchNormalization normalizes with the batch's statistics and then moves its moving statistics,
+    /// as a Keras layer called with `training=True`; it uses the moving statistics when false.
+    pub batch_statistics: bool,
+}
+
+impl ForwardMode {
+    /// Every layer in training mode (`forward(.., true)`).
+    pub const TRAINING: ForwardMode = ForwardMode { dropout: true, batch_statistics: true };
+    /// Every layer in inference mode (`forward(.., false)`).
+    pub const INFERENCE: ForwardMode = ForwardMode { dropout: false, batch_statistics: false };
+}
+
+impl From<bool> for ForwardMode {
+    /// One `training` flag for every layer.
+    fn from(training: bool) -> Self {
+        ForwardMode { dropout: training, batch_statistics: training }
     }
 }
 
@@ -342,6 +374,7 @@ pub(crate) fn run_inference<N: Network>(state: &mut State) {
 fn run_inference_on<N: Network>(state: &mut State, direct: &[Option<&[f32]>]) {
     let State { params, infer, .. } = state;
     infer.training = false;
+    infer.batch_statistics = false;
     N::forward_inference(params, infer, direct);
 }
 
@@ -431,12 +464,19 @@ pub fn predict_staged<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Resu
 /// Runs the forward pass over the whole batch, keeping the activations for [`backward`].
 /// `training` turns on dropout and batch statistics, and updates the moving statistics.
 pub fn forward<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, training: bool) -> Result<N::Outputs> {
+    forward_with(model, inputs, ForwardMode::from(training))
+}
+
+/// [`forward`] with Dropout and BatchNormalization in modes set independently: for example dropout
+/// off and batch statistics on (`ForwardMode { dropout: false, batch_statistics: true }`). The moving
+/// statistics move when `batch_statistics` is on, as in Keras. [`backward`] then follows the same modes.
+pub fn forward_with<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, mode: ForwardMode) -> Result<N::Outputs> {
     let _flush = crate::fpenv::FlushDenormals::new();
     let state = model.state_mut();
     state.ws.set_layout(Layout::Training);
     stage_inputs::<N>(inputs, &mut state.ws)?;
-    run_forward::<N>(state, training);
-    if training {
+    run_forward_with::<N>(state, mode);
+    if mode.batch_statistics {
         // Like calling a Keras model with `training=True`: the moving statistics move.
         N::update_state(&mut state.params, &state.ws);
     }

@@ -48,6 +48,14 @@ pub struct Fit {
     pub early_stopping: Option<EarlyStopping>,
     /// Save the last and the best weights after each epoch (Keras' `ModelCheckpoint`).
     pub checkpoint: Option<Checkpoint>,
+    /// Epoch to start from (Keras' `initial_epoch`): epochs `initial_epoch + 1 ..= epochs` run, and the
+    /// history holds only those. The schedule follows the optimizer steps already taken, not the epoch.
+    pub initial_epoch: usize,
+    /// Batches per epoch (Keras' `steps_per_epoch`); `None` for one pass over the training rows. With
+    /// fewer, the next epoch goes on from the next batch of the same pass, and a new (shuffled) pass
+    /// starts when one is used up, as Keras 3 iterates arrays; an epoch never spans two passes. More
+    /// batches than a pass holds is an error.
+    pub steps_per_epoch: Option<usize>,
 }
 
 impl Default for Fit {
@@ -62,6 +70,8 @@ impl Default for Fit {
             schedule: None,
             early_stopping: None,
             checkpoint: None,
+            initial_epoch: 0,
+            steps_per_epoch: None,
         }
     }
 }
@@ -359,6 +369,43 @@ fn copy_fallibly(dst: &mut Vec<f32>, src: &[f32]) -> Result<()> {
     Ok(())
 }
 
+/// Makes `rollback.prev` hold `params` when it may not (before the first step, or after anything else
+/// changed them).
+fn prepare_rollback(rollback: &mut Rollback, params: &[f32]) -> Result<()> {
+    if !rollback.valid {
+        copy_fallibly(&mut rollback.prev, params)?;
+        copy_fallibly(&mut rollback.next, params)?;
+        rollback.valid = true;
+    }
+    Ok(())
+}
+
+/// One optimizer step with `grads`, checked: a step that makes a parameter non-finite is undone from
+/// `rollback.prev` ([`Error::NonFiniteParams`] naming `epoch` and `batch`); otherwise the new parameters
+/// become the next step's undo copy.
+fn apply_step<N: Network, O: Optimizer>(
+    params: &mut [f32],
+    optimizer: &mut O,
+    grads: &[f32],
+    rollback: &mut Rollback,
+    (epoch, batch): (usize, usize),
+) -> Result<()> {
+    optimizer.step(params, grads, N::PARAMS);
+    // One pass checks the new parameters and keeps them for the next step's undo.
+    match check_and_copy(params, &mut rollback.next) {
+        None => {
+            std::mem::swap(&mut rollback.prev, &mut rollback.next);
+            Ok(())
+        }
+        Some(k) => {
+            let value = params[k];
+            params.copy_from_slice(&rollback.prev);
+            let param = N::PARAMS.iter().find(|p| p.range().contains(&k)).map_or("?", |p| p.name).to_string();
+            Err(Error::NonFiniteParams { epoch, batch, param, value })
+        }
+    }
+}
+
 /// Checks the float inputs staged in the training workspace `ws` for NaN and infinities (after
 /// [`stage_inputs`], so the scan reads contiguous buffers the copy just wrote).
 fn check_staged_inputs<N: Network>(ws: &mut crate::workspace::Workspace, batch: usize) -> Result<()> {
@@ -408,7 +455,14 @@ impl OutputSlot {
 /// Where a staged batch comes from, for error messages.
 #[derive(Clone, Copy)]
 enum Mode {
-    Train { epoch: usize, batch: usize, track: bool },
+    /// A training forward and backward; `apply` also steps the optimizer (else the gradients stay in
+    /// `Trainer::grads`); `track` adds the batch to the running loss and metrics.
+    Train {
+        epoch: usize,
+        batch: usize,
+        track: bool,
+        apply: bool,
+    },
     Eval,
 }
 
@@ -421,6 +475,8 @@ pub struct Trainer<'m, N: Network, O: Optimizer> {
     targets: Vec<Vec<f32>>,
     total: MetricState,
     rollback: Rollback,
+    /// Optimizer steps taken through this trainer (Keras' `optimizer.iterations`), which schedules follow.
+    iterations: u64,
 }
 
 impl<N: Network, O: Optimizer + std::fmt::Debug> std::fmt::Debug for Trainer<'_, N, O> {
@@ -479,6 +535,7 @@ pub fn compile<'m, N: Network, O: Optimizer>(
         targets: vec![Vec::new(); N::OUTPUTS.len()],
         total: MetricState::default(),
         rollback: Rollback::default(),
+        iterations: 0,
     }
 }
 
@@ -588,6 +645,97 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// error before anything runs; a non-finite loss, before the step; a step that makes a parameter
     /// non-finite is undone ([`Error::NonFiniteParams`]).
     pub fn train_step(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<f64> {
+        let batch = self.stage_batch(inputs, targets)?;
+        self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false, apply: true })
+    }
+
+    /// One gradient step on one batch, like [`train_step`](Self::train_step), returning the batch's
+    /// loss and metrics as Keras' `train_on_batch(..., return_dict=True)` does (the running values are
+    /// reset first, as Keras' default `reset_metrics=True`): `loss` (the weighted total) and the
+    /// metrics, plus each `<output>_loss` with several outputs, keyed as [`fit`](Self::fit)'s history.
+    /// Loss and metrics are those of the forward pass, before the step. The step itself allocates
+    /// nothing after warm-up, as `train_step`; the returned map does.
+    pub fn train_on_batch(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<Logs> {
+        let batch = self.stage_batch(inputs, targets)?;
+        self.reset_states();
+        self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: true, apply: true })?;
+        let mut logs = Logs::new();
+        self.logs("", &mut logs);
+        Ok(logs)
+    }
+
+    /// Loss and metrics of one batch in inference mode (Keras' `test_on_batch(..., return_dict=True)`),
+    /// keyed as [`train_on_batch`](Self::train_on_batch); the same values as
+    /// [`evaluate`](Self::evaluate) with a `batch_size` of at least the batch.
+    pub fn test_on_batch(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<Logs> {
+        let n = self.check_batch(inputs, targets)?;
+        self.reset_states();
+        self.stage_rows(inputs, Some(targets), Rows::Range(0, n), Mode::Eval)?;
+        self.step_staged(n, Mode::Eval)?;
+        let mut logs = Logs::new();
+        self.logs("", &mut logs);
+        Ok(logs)
+    }
+
+    /// The model's outputs for one batch in inference mode (Keras' `predict_on_batch`), in one pass
+    /// however large the batch.
+    pub fn predict_on_batch(&mut self, inputs: &N::Inputs<'_>) -> Result<N::Outputs> {
+        crate::model::predict_staged(self.model, inputs)?;
+        crate::model::collect_outputs::<N>(&self.model.state().infer)
+    }
+
+    /// The weighted total loss of one batch and the gradient of that loss with respect to every
+    /// parameter (flat, in `Network::PARAMS` order, zero for the non-trainable ones), updating no
+    /// trainable parameter: what Keras computes under a `GradientTape` around `model(x, training=True)`
+    /// and the loss. As in Keras, the forward pass runs in training mode: Dropout is active and
+    /// BatchNormalization uses the batch's statistics and moves its moving statistics (Keras'
+    /// BatchNormalization updates them whenever it is called with `training=True`, tape or not).
+    ///
+    /// [`apply_gradients`](Self::apply_gradients) with these gradients then takes exactly the step
+    /// [`train_step`](Self::train_step) would have taken, bit for bit. The same checks as `train_step`
+    /// apply (non-finite data or loss is an error). Allocates nothing after the first call with a
+    /// given batch size. The slice borrows the trainer: copy it (into a buffer of your own, reused)
+    /// to change it or to keep it across calls.
+    pub fn compute_gradients(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<(f64, &[f32])> {
+        let batch = self.stage_batch(inputs, targets)?;
+        let loss = self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false, apply: false })?;
+        if self.rollback.valid {
+            // The moving statistics moved outside a step: the undo copy takes them, so that it still
+            // holds the parameters (a copy of the non-trainable ones only).
+            let params = &self.model.state().params;
+            for p in N::PARAMS.iter().filter(|p| !p.trainable) {
+                if let (Some(dst), Some(src)) = (self.rollback.prev.get_mut(p.range()), params.get(p.range())) {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+        Ok((loss, &self.grads))
+    }
+
+    /// Applies `grads` (flat, one value per parameter, as [`compute_gradients`](Self::compute_gradients)
+    /// returns them) through the trainer's optimizer, with its clipping and weight decay (Keras'
+    /// `optimizer.apply_gradients`), and counts one step for the schedules. The learning rate is the
+    /// optimizer's current one. A step that makes a parameter non-finite is undone
+    /// ([`Error::NonFiniteParams`]); gradients of the wrong length are an error before anything changes.
+    pub fn apply_gradients(&mut self, grads: &[f32]) -> Result<()> {
+        if grads.len() != N::PARAM_COUNT {
+            return Err(Error::config(
+                "gradients",
+                grads.len(),
+                format!("model `{}` has {} parameters; give one gradient per parameter", N::NAME, N::PARAM_COUNT),
+            ));
+        }
+        check_learning_rate(self.optimizer.learning_rate())?;
+        let _flush = crate::fpenv::FlushDenormals::new();
+        let params = &mut self.model.state_mut().params;
+        prepare_rollback(&mut self.rollback, params)?;
+        self.iterations += 1;
+        apply_step::<N, O>(params, &mut self.optimizer, grads, &mut self.rollback, (0, 0))
+    }
+
+    /// Checks the settings and the batch and stages it (inputs in the training workspace, targets in
+    /// the staging buffers), checking every value for NaN and infinities; returns the batch size.
+    fn stage_batch(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<usize> {
         self.check_settings(None)?;
         let batch = self.check_batch(inputs, targets)?;
         let ws = &mut self.model.state_mut().ws;
@@ -604,7 +752,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 Some(k) => Err(non_finite_data("target", spec, buf[k], k, Rows::Range(0, batch))),
             }
         })?;
-        self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false })
+        Ok(batch)
     }
 
     /// Copies `rows` of the inputs into the workspace of `mode` (the training one, or the inference one
@@ -678,27 +826,17 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval) {
             self.total.add_mean(total, batch);
         }
-        if let Mode::Train { epoch, batch: b, .. } = mode {
+        if let Mode::Train { epoch, batch: b, apply, .. } = mode {
             // Every loss is finite: the step is applied, moving statistics first (backward uses the batch's).
-            let rollback = &mut self.rollback;
-            if !rollback.valid {
-                copy_fallibly(&mut rollback.prev, params)?;
-                copy_fallibly(&mut rollback.next, params)?;
-                rollback.valid = true;
+            if apply {
+                prepare_rollback(&mut self.rollback, params)?;
             }
             N::update_state(params, ws);
             zero_param_grads::<N>(&mut self.grads);
             N::backward(params, ws, &mut self.grads);
-            self.optimizer.step(params, &self.grads, N::PARAMS);
-            // One pass checks the new parameters and keeps them for the next step's undo.
-            match check_and_copy(params, &mut rollback.next) {
-                None => std::mem::swap(&mut rollback.prev, &mut rollback.next),
-                Some(k) => {
-                    let value = params[k];
-                    params.copy_from_slice(&rollback.prev);
-                    let param = N::PARAMS.iter().find(|p| p.range().contains(&k)).map_or("?", |p| p.name).to_string();
-                    return Err(Error::NonFiniteParams { epoch, batch: b, param, value });
-                }
+            if apply {
+                self.iterations += 1;
+                apply_step::<N, O>(params, &mut self.optimizer, &self.grads, &mut self.rollback, (epoch, b))?;
             }
         }
         Ok(total)
@@ -761,18 +899,42 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// is the one after it: compile again for a fresh optimizer before training on.
     pub fn fit(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>, fit: &Fit) -> Result<History, FitError> {
         let mut history = History::default();
-        match self.fit_into(inputs, targets, fit, &mut history) {
+        match self.fit_into(inputs, targets, None, fit, &mut history) {
             Ok(()) => Ok(history),
             Err(error) => Err(FitError { error, history }),
         }
     }
 
-    /// [`fit`](Self::fit), appending each epoch's logs to `history`.
-    fn fit_into(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>, fit: &Fit, history: &mut History) -> Result<()> {
+    /// [`fit`](Self::fit) with the validation rows given explicitly (Keras' `validation_data`): they are
+    /// evaluated after every epoch (the `val_` keys, as [`evaluate`](Self::evaluate) with `fit.batch_size`
+    /// gives them), every training row is trained on, and `fit.validation_split` is ignored, as in Keras.
+    pub fn fit_with_validation_data(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        (val_inputs, val_targets): (&N::Inputs<'_>, &N::Targets<'_>),
+        fit: &Fit,
+    ) -> Result<History, FitError> {
+        let mut history = History::default();
+        match self.fit_into(inputs, targets, Some((val_inputs, val_targets)), fit, &mut history) {
+            Ok(()) => Ok(history),
+            Err(error) => Err(FitError { error, history }),
+        }
+    }
+
+    /// [`fit`](Self::fit), appending each epoch's logs to `history`; `validation` replaces the split.
+    fn fit_into(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        validation: Option<(&N::Inputs<'_>, &N::Targets<'_>)>,
+        fit: &Fit,
+        history: &mut History,
+    ) -> Result<()> {
         if fit.batch_size == 0 {
             return Err(Error::config("batch_size", 0, "must be at least 1"));
         }
-        let vs = fit.validation_split;
+        let vs = if validation.is_some() { 0.0 } else { fit.validation_split };
         if !(0.0..1.0).contains(&vs) {
             return Err(Error::config("validation_split", vs, "must be in [0, 1)"));
         }
@@ -798,20 +960,41 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         order.extend(0..split_at);
         // Once over every value, before any step: far cheaper than an epoch, and nothing has moved when it fails.
         check_finite_data::<N>(inputs, targets)?;
+        if let Some((val_inputs, val_targets)) = validation {
+            self.check_batch(val_inputs, val_targets)?;
+        }
         let mut rng = crate::init::Rng::new(fit.seed);
-        let batches = split_at.div_ceil(fit.batch_size);
+        let pass = split_at.div_ceil(fit.batch_size);
+        let batches = match fit.steps_per_epoch {
+            None => pass,
+            Some(s) if (1..=pass).contains(&s) => s,
+            Some(s) => {
+                return Err(Error::config(
+                    "steps_per_epoch",
+                    s,
+                    format!(
+                        "must be between 1 and the {pass} batches of {} rows that {split_at} training rows make; \
+                         use more epochs instead of more steps",
+                        fit.batch_size
+                    ),
+                ))
+            }
+        };
+        // The next batch of the current pass over the training rows (0: a new pass, shuffled anew).
+        let mut next_batch = 0usize;
         let terminal = std::io::stderr().is_terminal();
         let mut stopper = fit.early_stopping.as_ref().map(|e| (e, Monitor::new(&e.monitor, e.direction, e.min_delta), 0usize, None));
         let mut best_saver = fit.checkpoint.as_ref().map(|c| (c, Monitor::new(&c.monitor, c.direction, 0.0)));
-        let mut step: u64 = 0;
-        for epoch in 1..=fit.epochs {
-            if fit.shuffle {
+        for epoch in fit.initial_epoch.saturating_add(1)..=fit.epochs {
+            if next_batch == 0 && fit.shuffle {
                 rng.shuffle(&mut order);
             }
+            let take = batches.min(pass - next_batch);
             let started = Instant::now();
-            let bar = (fit.verbose && terminal).then(|| progress_bar(epoch, fit.epochs, batches));
+            let bar = (fit.verbose && terminal).then(|| progress_bar(epoch, fit.epochs, take));
             self.reset_states();
-            for (b, chunk) in order.chunks(fit.batch_size).enumerate() {
+            for (b, chunk) in order.chunks(fit.batch_size).skip(next_batch).take(take).enumerate() {
+                let step = self.iterations;
                 if let Some(schedule) = &fit.schedule {
                     let lr = schedule.at(step);
                     if !lr.is_finite() {
@@ -826,8 +1009,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                     }
                     self.optimizer.set_learning_rate(lr);
                 }
-                step += 1;
-                let mode = Mode::Train { epoch, batch: b + 1, track: true };
+                let mode = Mode::Train { epoch, batch: b + 1, track: true, apply: true };
                 self.stage_rows(inputs, Some(targets), Rows::List(chunk), mode)?;
                 if let Err(e) = self.step_staged(chunk.len(), mode) {
                     if let Some(bar) = &bar {
@@ -842,9 +1024,13 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                     bar.set_message(format_logs(&logs));
                 }
             }
+            next_batch = (next_batch + take) % pass;
             let mut logs = Logs::new();
             self.logs("", &mut logs);
-            if split_at < n {
+            if let Some((val_inputs, val_targets)) = validation {
+                let m = self.check_batch(val_inputs, val_targets)?;
+                self.evaluate_rows((val_inputs, val_targets), 0..m, fit.batch_size, ("val_", &mut logs))?;
+            } else if split_at < n {
                 self.evaluate_rows((inputs, targets), split_at..n, fit.batch_size, ("val_", &mut logs))?;
             }
             history.push(&logs);
@@ -874,8 +1060,8 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 bar.finish_with_message(format_logs(&logs));
             } else if fit.verbose {
                 let secs = started.elapsed().as_secs_f64();
-                let step = per_step(secs / batches.max(1) as f64);
-                eprintln!("Epoch {epoch}/{} - {batches}/{batches} - {secs:.1}s - {step} - {}", fit.epochs, format_logs(&logs));
+                let step = per_step(secs / take.max(1) as f64);
+                eprintln!("Epoch {epoch}/{} - {take}/{take} - {secs:.1}s - {step} - {}", fit.epochs, format_logs(&logs));
             }
             if stop {
                 if fit.verbose {

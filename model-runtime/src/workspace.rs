@@ -73,6 +73,9 @@ pub struct Workspace {
     pub fused: Vec<bool>,
     /// True while a training step runs (dropout active, batch statistics used).
     pub training: bool,
+    /// True while BatchNormalization uses (and then moves) the batch's statistics; set with `training`
+    /// except in a forward pass with separate modes (`model::forward_with`).
+    pub batch_statistics: bool,
     /// Counter mixed into stochastic layers' seeds, advanced once per training step.
     pub step: u64,
 }

@@ -1,4 +1,5 @@
-//! `Dropout(rate, seed = 0)`: inverted dropout in training (`ws.training`), the identity in inference.
+//! `Dropout(rate, seed = 0)`: inverted dropout in training (`ws.training`, which a forward pass with
+//! separate modes sets apart from BatchNormalization's `ws.batch_statistics`), the identity in inference.
 //! The mask is drawn from (seed, layer, `ws.step`) without state and kept in a scratch buffer.
 
 use super::args::ArgReader;

@@ -192,7 +192,7 @@ impl LayerDef for BatchNormalization {
         let (gamma, beta) = self.affine.gamma_beta(|i| cx.p(i));
         let (mm, mv) = (cx.p(self.moving()), cx.p(self.moving() + 1));
         let (xs, stats) = (cx.x(0), cx.scratch_mut(0));
-        quote!(::modelc::__private::kernels::norm::batch_norm_forward(#a, #eps, __ws.training && #trainable, #gamma, #beta, #mm, #mv, #xs, #stats, &mut __y[..]);)
+        quote!(::modelc::__private::kernels::norm::batch_norm_forward(#a, #eps, __ws.batch_statistics && #trainable, #gamma, #beta, #mm, #mv, #xs, #stats, &mut __y[..]);)
     }
 
     // norm::batch_norm_backward(axis, training, gamma, x, stats, dy, dx, dgamma, dbeta)
@@ -203,7 +203,7 @@ impl LayerDef for BatchNormalization {
         let (gamma, _) = self.affine.gamma_beta(|i| cx.p(i));
         let (dgamma, dbeta) = self.affine.gamma_beta(|i| cx.g(i));
         let (xs, stats, dx) = (cx.x(0), cx.scratch(0), cx.dx(0));
-        quote!(::modelc::__private::kernels::norm::batch_norm_backward(#a, __ws.training && #trainable, #gamma, #xs, #stats, &__dy[..], #dx, #dgamma, #dbeta);)
+        quote!(::modelc::__private::kernels::norm::batch_norm_backward(#a, __ws.batch_statistics && #trainable, #gamma, #xs, #stats, &__dy[..], #dx, #dgamma, #dbeta);)
     }
 
     // After a training forward of a trainable layer: norm::batch_norm_update(momentum, stats, moving_mean, moving_var)
@@ -214,7 +214,7 @@ impl LayerDef for BatchNormalization {
         let momentum = self.momentum;
         let (mm, mv) = (cx.p(self.moving()), cx.p(self.moving() + 1));
         let stats = cx.scratch(0);
-        quote!(if __ws.training { ::modelc::__private::kernels::norm::batch_norm_update(#momentum, #stats, #mm, #mv); })
+        quote!(if __ws.batch_statistics { ::modelc::__private::kernels::norm::batch_norm_update(#momentum, #stats, #mm, #mv); })
     }
 }
 
