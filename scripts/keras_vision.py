@@ -64,6 +64,34 @@ def grouped_conv():
 
 MODELS = {"vision_zoo": vision_zoo, "grouped_conv": grouped_conv}
 
+
+def depthwise():
+    """A MobileNet-like block twice (DepthwiseConv2D, BatchNormalization, relu, pointwise Conv2D 1x1; the
+    second strided, with depth_multiplier 2), global pooling and Dense; and DepthwiseConv1D on a sequence
+    (depth_multiplier 2, dilation, tanh, bias). As in MobileNet, the depthwise layers feeding
+    BatchNormalization have no bias: its gradient is zero up to rounding, so Adam would step along the
+    sign of rounding noise and the parity of the weights after three steps would test nothing."""
+    image = keras.Input(shape=(8, 8, 3), name="image")
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="depthwise_conv2d")(image)
+    x = layers.BatchNormalization(name="batch_normalization")(x)
+    x = layers.Activation("relu", name="activation")(x)
+    x = layers.Conv2D(8, 1, name="conv2d")(x)
+    x = layers.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, use_bias=False, name="depthwise_conv2d_1")(x)
+    x = layers.BatchNormalization(name="batch_normalization_1")(x)
+    x = layers.Activation("relu", name="activation_1")(x)
+    x = layers.Conv2D(8, 1, name="conv2d_1")(x)
+    h = layers.GlobalAveragePooling2D(name="global_average_pooling2d")(x)
+    probs = layers.Dense(3, activation="softmax", name="dense")(h)
+
+    seq = keras.Input(shape=(10, 4), name="seq")
+    s = layers.DepthwiseConv1D(3, depth_multiplier=2, dilation_rate=2, activation="tanh", name="depthwise_conv1d")(seq)
+    aux = layers.Dense(2, name="dense_1")(layers.GlobalAveragePooling1D(name="global_average_pooling1d")(s))
+    model = keras.Model([image, seq], {"probs": probs, "aux": aux})
+    return model, {"probs": keras.losses.CategoricalCrossentropy(), "aux": keras.losses.MeanSquaredError()}
+
+
+MODELS["depthwise"] = depthwise
+
 if __name__ == "__main__":
     for i, (name, build) in enumerate(MODELS.items()):
         export(name, build, seed=200 + i)

@@ -157,3 +157,57 @@ fn grouped_convolutions_match_keras() {
         assert_close(&format!("{} after 3 Adam steps", spec.name), &got, want.as_slice().unwrap(), 1e-5, 1e-4);
     }
 }
+
+model! {
+    /// A MobileNet-like block twice, and DepthwiseConv1D on a sequence (scripts/keras_vision.py, `depthwise`).
+    struct DepthwiseNet {
+        input image: [8, 8, 3];
+        input seq: [10, 4];
+        let x = DepthwiseConv2D(3, padding = same, use_bias = false)(image);
+        let x = Activation(relu)(BatchNormalization()(x));
+        let x = Conv2D(8, 1)(x);
+        let x = DepthwiseConv2D(3, strides = 2, padding = same, depth_multiplier = 2, use_bias = false)(x);
+        let x = Activation(relu)(BatchNormalization()(x));
+        let x = Conv2D(8, 1)(x);
+        output probs = Dense(3, activation = softmax)(GlobalAveragePooling2D()(x));
+        let s = DepthwiseConv1D(3, depth_multiplier = 2, dilation_rate = 2, activation = tanh)(seq);
+        output aux = Dense(2)(GlobalAveragePooling1D()(s));
+    }
+}
+
+#[test]
+fn depthwise_convolutions_match_keras() {
+    let path = format!("{}/tests/fixtures/depthwise.safetensors", env!("CARGO_MANIFEST_DIR"));
+    let fx = read_tensors(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut model = DepthwiseNet::new(0);
+    set_params(&mut model, &fx);
+    let inputs = DepthwiseNetInputs { image: view(&fx, "input/image"), seq: view(&fx, "input/seq") };
+
+    let out = model.predict(&inputs).unwrap();
+    assert_close("probs", out.probs.as_slice().unwrap(), get(&fx, "output/probs").as_slice().unwrap(), 1e-5, 0.0);
+    assert_close("aux", out.aux.as_slice().unwrap(), get(&fx, "output/aux").as_slice().unwrap(), 1e-5, 0.0);
+
+    let out = model.forward(&inputs, true).unwrap();
+    let (l_probs, d_probs) = loss_and_grad(Loss::CategoricalCrossentropy, &out.probs.into_dyn(), get(&fx, "target/probs"));
+    let (l_aux, d_aux) = loss_and_grad(Loss::MeanSquaredError, &out.aux.into_dyn(), get(&fx, "target/aux"));
+    assert_close("loss", &[(l_probs + l_aux) as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+    let d = DepthwiseNetOutputs { probs: d_probs.into_dimensionality().unwrap(), aux: d_aux.into_dimensionality().unwrap() };
+    let grads = model.backward(&d).unwrap();
+    for spec in DepthwiseNet::PARAMS.iter().filter(|s| s.trainable) {
+        let got: Vec<f32> = grads.get(spec.name).unwrap().iter().copied().collect();
+        assert_close(&format!("gradient of {}", spec.name), &got, get(&fx, &format!("grad/{}", spec.name)).as_slice().unwrap(), 1e-6, 1e-4);
+    }
+
+    set_params(&mut model, &fx);
+    let targets = DepthwiseNetTargets { probs: view(&fx, "target/probs"), aux: view(&fx, "target/aux") };
+    let losses = DepthwiseNetLosses { probs: Loss::CategoricalCrossentropy, aux: Loss::MeanSquaredError };
+    let mut trainer = model.compile(Adam::new(1e-2), losses, &[]);
+    for _ in 0..3 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    for spec in DepthwiseNet::PARAMS {
+        let got: Vec<f32> = modelc::ops::param(&model, spec.name).unwrap().iter().copied().collect();
+        let want = get(&fx, &format!("adam3/{}", spec.name));
+        assert_close(&format!("{} after 3 Adam steps", spec.name), &got, want.as_slice().unwrap(), 1e-5, 1e-4);
+    }
+}

@@ -98,6 +98,14 @@ const SEEDS: &[&str] = &[
         let i = UpSampling2D((2, 2), interpolation = bilinear)(Conv2D(4, 3, groups = 4, padding = same)(i));
         output y = Concatenate()([GlobalAveragePooling1D()(s), GlobalMaxPooling2D()(UpSampling2D(2)(i))]);
     }",
+    "pub struct Depthwise {
+        input seq: [10, 3];
+        input image: [8, 8, 3];
+        let s = DepthwiseConv1D(3, depth_multiplier = 2, padding = same, activation = relu)(seq);
+        let i = DepthwiseConv2D((3, 3), strides = 2, use_bias = false)(image);
+        let i = DepthwiseConv2D(3, padding = same, dilation_rate = 2, activation = gelu)(i);
+        output y = Concatenate()([GlobalAveragePooling1D()(s), GlobalAveragePooling2D()(i)]);
+    }",
 ];
 
 const IDENTS: &[&str] = &[

@@ -7,6 +7,7 @@ pub mod concatenate;
 pub mod conv;
 pub mod cropping;
 pub mod dense;
+pub mod depthwise;
 pub mod dot;
 pub mod dropout;
 pub mod embedding;
@@ -362,6 +363,8 @@ pub enum LayerKind {
     UpSampling(upsampling::UpSampling),
     /// `Rescaling(scale, offset = 0.0)`.
     Rescaling(rescaling::Rescaling),
+    /// `DepthwiseConv1D` / `DepthwiseConv2D(kernel_size, strides, padding, depth_multiplier, dilation_rate, activation, use_bias)`.
+    Depthwise(depthwise::Depthwise),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -400,6 +403,8 @@ pub const KINDS: &[&str] = &[
     "UpSampling1D",
     "UpSampling2D",
     "Rescaling",
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -440,6 +445,8 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "UpSampling1D" => upsampling::UpSampling::parse(r, 1).map(LayerKind::UpSampling),
         "UpSampling2D" => upsampling::UpSampling::parse(r, 2).map(LayerKind::UpSampling),
         "Rescaling" => rescaling::Rescaling::parse(r).map(LayerKind::Rescaling),
+        "DepthwiseConv1D" => depthwise::Depthwise::parse(r, 1).map(LayerKind::Depthwise),
+        "DepthwiseConv2D" => depthwise::Depthwise::parse(r, 2).map(LayerKind::Depthwise),
         _ => return None,
     })
 }
@@ -490,6 +497,7 @@ macro_rules! dispatch {
             LayerKind::Cropping($l) => $e,
             LayerKind::UpSampling($l) => $e,
             LayerKind::Rescaling($l) => $e,
+            LayerKind::Depthwise($l) => $e,
         }
     };
 }

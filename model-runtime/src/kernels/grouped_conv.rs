@@ -19,7 +19,7 @@ fn per_group(g: &Window2d, groups: usize, cout: usize) -> (usize, usize) {
 /// Calls `f(output position, input pixel offset, tap index)` for every window tap of sample-local output
 /// `(oy, ox)` that falls inside the input (padding reads zeros, so it is skipped).
 #[inline]
-fn taps(g: &Window2d, mut f: impl FnMut(usize, usize, usize)) {
+pub(crate) fn taps(g: &Window2d, mut f: impl FnMut(usize, usize, usize)) {
     for oy in 0..g.oh {
         for ox in 0..g.ow {
             let o = oy * g.ow + ox;

@@ -4,6 +4,7 @@ pub mod activation;
 pub mod concat;
 pub mod conv;
 pub mod dense;
+pub mod depthwise;
 pub mod dot;
 pub mod dropout;
 pub mod embedding;
