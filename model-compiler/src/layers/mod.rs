@@ -5,6 +5,7 @@ pub mod activation;
 pub mod args;
 pub mod concatenate;
 pub mod conv;
+pub mod conv_transpose;
 pub mod cropping;
 pub mod dense;
 pub mod dot;
@@ -362,6 +363,9 @@ pub enum LayerKind {
     UpSampling(upsampling::UpSampling),
     /// `Rescaling(scale, offset = 0.0)`.
     Rescaling(rescaling::Rescaling),
+    /// `Conv1DTranspose` / `Conv2DTranspose(filters, kernel_size, strides, padding, output_padding,
+    /// dilation_rate, activation, use_bias)`.
+    ConvTranspose(conv_transpose::ConvTranspose),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -400,6 +404,8 @@ pub const KINDS: &[&str] = &[
     "UpSampling1D",
     "UpSampling2D",
     "Rescaling",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -440,6 +446,8 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "UpSampling1D" => upsampling::UpSampling::parse(r, 1).map(LayerKind::UpSampling),
         "UpSampling2D" => upsampling::UpSampling::parse(r, 2).map(LayerKind::UpSampling),
         "Rescaling" => rescaling::Rescaling::parse(r).map(LayerKind::Rescaling),
+        "Conv1DTranspose" => conv_transpose::ConvTranspose::parse(r, 1).map(LayerKind::ConvTranspose),
+        "Conv2DTranspose" => conv_transpose::ConvTranspose::parse(r, 2).map(LayerKind::ConvTranspose),
         _ => return None,
     })
 }
@@ -490,6 +498,7 @@ macro_rules! dispatch {
             LayerKind::Cropping($l) => $e,
             LayerKind::UpSampling($l) => $e,
             LayerKind::Rescaling($l) => $e,
+            LayerKind::ConvTranspose($l) => $e,
         }
     };
 }
