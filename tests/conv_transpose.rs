@@ -1,13 +1,17 @@
 //! Conv1DTranspose and Conv2DTranspose (issue #19) end to end: Keras' output sizes and weight layout, a
 //! forward worked out by hand, and every parameter gradient against finite differences with each option
 //! ('same'/'valid', strides, `output_padding`, dilation, activations reading the pre-activation, no bias)
-//! behind a convolution, so each layer's input gradient is checked too. Keras parity is in
+//! behind a convolution, so each layer's input gradient is checked too; and steady-state training steps and
+//! inference calls through them allocate nothing. Keras parity is in
 //! tests/vision_parity.rs.
 
 use modelc::gradcheck::check_gradients;
 use modelc::init::Rng;
 use modelc::ndarray::{Array3, Array4};
 use modelc::prelude::*;
+#[path = "counting_alloc/mod.rs"]
+mod counting_alloc;
+use counting_alloc::allocations_in;
 
 model! {
     /// Every transposed-convolution option behind a first conv; `a` feeds four of them.
@@ -84,4 +88,29 @@ fn transposed_convolution_forward_scatters_the_kernel() {
     // 'same' with output_padding 0: (2 − 1)·2 + 1 + 0 = 3 positions, the full scatter [2, 20, 200 + 3, 30,
     // 300] cropped by one before: [20, 203, 30].
     assert_eq!(out.z.iter().copied().collect::<Vec<_>>(), [20.0, 203.0, 30.0]);
+}
+
+#[test]
+fn transposed_convolution_train_steps_and_inference_allocate_nothing_after_warm_up() {
+    let mut rng = Rng::new(14);
+    let x = Array4::from_shape_fn((8, 3, 4, 2), |_| rng.uniform(-1.0, 1.0));
+    let y = modelc::ndarray::Array2::from_shape_fn((8, 2), |(i, k)| x[[i, 0, k, 0]]);
+    let inputs = TransposedInputs { image: x.view() };
+    let targets = TransposedTargets { out: y.view() };
+    let mut model = Transposed::new(15);
+    let mut trainer = model.compile(Adam::default(), TransposedLosses { out: Loss::MeanSquaredError }, &[]);
+    trainer.train_step(&inputs, &targets).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 10 steady-state training steps");
+    let mut out = model.predict(&inputs).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            model.predict_into(&inputs, &mut out).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 10 inference calls");
 }
