@@ -4,7 +4,8 @@
 Builds a small U-Net-like model in Keras 3 (JAX backend) that uses every layer of this round:
 Rescaling, ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D and UpSampling2D (nearest and bilinear), with
 Conv2D, Conv1D, MaxPooling2D, Concatenate skips and two heads; and a model of grouped convolutions
-(`groups` on Conv1D and Conv2D). Writes tests/fixtures/{vision_zoo,grouped_conv}.safetensors in the format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/), using
+(`groups` on Conv1D and Conv2D), and a U-Net-like up path of Conv2DTranspose and Conv1DTranspose. Writes
+tests/fixtures/{vision_zoo,grouped_conv,conv_transpose}.safetensors in the format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/), using
 its `export`.
 
 Run from the repository root:
@@ -62,7 +63,39 @@ def grouped_conv():
     return keras.Model([image], {"probs": probs}), {"probs": keras.losses.CategoricalCrossentropy()}
 
 
-MODELS = {"vision_zoo": vision_zoo, "grouped_conv": grouped_conv}
+def conv_transpose():
+    """A U-Net-like up path: Conv2DTranspose (strides 2, 'same') joined to the skip by Concatenate, a 'valid'
+    one with `output_padding` and no bias, a dilated 'same' one with gelu, and Conv1DTranspose on a sequence
+    ('same' with `output_padding`, then a stride larger than the kernel)."""
+    image = keras.Input(shape=(8, 8, 2), name="image")
+    c1 = layers.Conv2D(4, 3, padding="same", activation="tanh", name="conv2d")(image)
+    p = layers.MaxPooling2D(2, name="max_pooling2d")(c1)
+    c2 = layers.Conv2D(6, 3, padding="same", activation="tanh", name="conv2d_1")(p)
+    u = layers.Conv2DTranspose(4, 3, strides=2, padding="same", activation="tanh", name="conv2d_transpose")(c2)
+    merged = layers.Concatenate(name="concatenate")([u, c1])
+    mask = layers.Conv2D(1, 1, activation="sigmoid", name="conv2d_2")(merged)
+    v = layers.Conv2DTranspose(
+        3, (2, 3), strides=(2, 1), output_padding=(1, 0), use_bias=False, name="conv2d_transpose_1"
+    )(p)
+    d = layers.Conv2DTranspose(2, 3, padding="same", dilation_rate=2, activation="gelu", name="conv2d_transpose_2")(c2)
+    seq = layers.Reshape((16, 6), name="reshape")(c2)
+    s = layers.Conv1DTranspose(
+        3, 4, strides=2, padding="same", output_padding=1, activation="tanh", name="conv1d_transpose"
+    )(seq)
+    s = layers.Conv1DTranspose(2, 2, strides=3, name="conv1d_transpose_1")(s)
+    feats = layers.Concatenate(name="concatenate_1")(
+        [
+            layers.GlobalAveragePooling1D(name="global_average_pooling1d")(s),
+            layers.Flatten(name="flatten")(v),
+            layers.Flatten(name="flatten_1")(d),
+        ]
+    )
+    aux = layers.Dense(2, name="dense")(feats)
+    model = keras.Model([image], {"mask": mask, "aux": aux})
+    return model, {"mask": keras.losses.BinaryCrossentropy(), "aux": keras.losses.MeanSquaredError()}
+
+
+MODELS = {"vision_zoo": vision_zoo, "grouped_conv": grouped_conv, "conv_transpose": conv_transpose}
 
 
 def depthwise():

@@ -105,6 +105,14 @@ const SEEDS: &[&str] = &[
         let i = DepthwiseConv2D((3, 3), strides = 2, use_bias = false)(image);
         let i = DepthwiseConv2D(3, padding = same, dilation_rate = 2, activation = gelu)(i);
         output y = Concatenate()([GlobalAveragePooling1D()(s), GlobalAveragePooling2D()(i)]);
+    "pub struct UpPath {
+        input seq: [6, 4];
+        input image: [4, 4, 3];
+        let d = Conv2D(4, 3, strides = 2, padding = same, activation = relu)(image);
+        let u = Conv2DTranspose(3, 3, strides = 2, padding = same, output_padding = 1)(d);
+        let i = Concatenate()([u, image]);
+        let s = Conv1DTranspose(2, 3, strides = 2, dilation_rate = 1, use_bias = false, activation = tanh)(seq);
+        output y = Concatenate()([GlobalAveragePooling1D()(s), GlobalMaxPooling2D()(i)]);
     }",
 ];
 

@@ -5,6 +5,7 @@ pub mod activation;
 pub mod args;
 pub mod concatenate;
 pub mod conv;
+pub mod conv_transpose;
 pub mod cropping;
 pub mod dense;
 pub mod depthwise;
@@ -365,6 +366,9 @@ pub enum LayerKind {
     Rescaling(rescaling::Rescaling),
     /// `DepthwiseConv1D` / `DepthwiseConv2D(kernel_size, strides, padding, depth_multiplier, dilation_rate, activation, use_bias)`.
     Depthwise(depthwise::Depthwise),
+    /// `Conv1DTranspose` / `Conv2DTranspose(filters, kernel_size, strides, padding, output_padding,
+    /// dilation_rate, activation, use_bias)`.
+    ConvTranspose(conv_transpose::ConvTranspose),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -405,6 +409,8 @@ pub const KINDS: &[&str] = &[
     "Rescaling",
     "DepthwiseConv1D",
     "DepthwiseConv2D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -447,6 +453,8 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "Rescaling" => rescaling::Rescaling::parse(r).map(LayerKind::Rescaling),
         "DepthwiseConv1D" => depthwise::Depthwise::parse(r, 1).map(LayerKind::Depthwise),
         "DepthwiseConv2D" => depthwise::Depthwise::parse(r, 2).map(LayerKind::Depthwise),
+        "Conv1DTranspose" => conv_transpose::ConvTranspose::parse(r, 1).map(LayerKind::ConvTranspose),
+        "Conv2DTranspose" => conv_transpose::ConvTranspose::parse(r, 2).map(LayerKind::ConvTranspose),
         _ => return None,
     })
 }
@@ -498,6 +506,7 @@ macro_rules! dispatch {
             LayerKind::UpSampling($l) => $e,
             LayerKind::Rescaling($l) => $e,
             LayerKind::Depthwise($l) => $e,
+            LayerKind::ConvTranspose($l) => $e,
         }
     };
 }

@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod concat;
 pub mod conv;
+pub mod conv_transpose;
 pub mod dense;
 pub mod depthwise;
 pub mod dot;
