@@ -105,6 +105,7 @@ const SEEDS: &[&str] = &[
         let i = DepthwiseConv2D((3, 3), strides = 2, use_bias = false)(image);
         let i = DepthwiseConv2D(3, padding = same, dilation_rate = 2, activation = gelu)(i);
         output y = Concatenate()([GlobalAveragePooling1D()(s), GlobalAveragePooling2D()(i)]);
+    }",
     "pub struct UpPath {
         input seq: [6, 4];
         input image: [4, 4, 3];
