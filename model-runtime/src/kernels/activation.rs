@@ -256,6 +256,29 @@ pub fn backward(act: Activation, x: Option<&[f32]>, y: &[f32], dy: &mut [f32], c
     chain(act, x, y, Grad::InPlace(dy), cols);
 }
 
+/// [`backward`] for a layer whose bias is added before its activation (the convolution kernels):
+/// overwrites `dy` with dL/dz in place, adds its column sums over rows of `cols` to `db` when there
+/// is a bias, and returns dL/dz.
+///
+/// # Panics
+/// When `x` is `None` for an activation that needs it.
+pub fn backward_with_bias<'a>(
+    act: Activation,
+    x: Option<&[f32]>,
+    y: &[f32],
+    dy: &'a mut [f32],
+    cols: usize,
+    db: Option<&mut [f32]>,
+) -> &'a [f32] {
+    backward(act, x, y, dy, cols);
+    if let Some(db) = db {
+        for row in dy.chunks_exact(cols) {
+            db.iter_mut().zip(row).for_each(|(v, &d)| *v += d);
+        }
+    }
+    dy
+}
+
 /// dx += dL/dx given dL/dy (the standalone `Activation` layer). `x` must be `Some` when
 /// [`Activation::needs_input`].
 ///

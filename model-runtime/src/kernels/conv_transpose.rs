@@ -146,13 +146,7 @@ pub fn backward(
     if ol == 0 {
         return;
     }
-    activation::backward(act, pre, y, dy, cout);
-    let dz: &[f32] = dy;
-    if let Some(db) = db {
-        for row in dz.chunks_exact(cout) {
-            db.iter_mut().zip(row).for_each(|(v, &d)| *v += d);
-        }
-    }
+    let dz = activation::backward_with_bias(act, pre, y, dy, cout, db);
     if il == 0 {
         return;
     }

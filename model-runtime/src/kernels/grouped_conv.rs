@@ -102,13 +102,7 @@ pub fn backward(
     if il == 0 || ol == 0 || cig == 0 || cog == 0 {
         return;
     }
-    activation::backward(act, pre, y, dy, cout);
-    let dz: &[f32] = dy;
-    if let Some(db) = db {
-        for row in dz.chunks_exact(cout) {
-            db.iter_mut().zip(row).for_each(|(v, &d)| *v += d);
-        }
-    }
+    let dz = activation::backward_with_bias(act, pre, y, dy, cout, db);
     for (n, (xs, dzs)) in x.chunks_exact(il).zip(dz.chunks_exact(ol)).enumerate() {
         let mut dxs = dx.as_deref_mut().map(|d| &mut d[n * il..(n + 1) * il]);
         taps(g, |o, at, t| {
