@@ -21,6 +21,37 @@ mod towers {
     }
 }
 
+// A chain across invocations and modules: `Stack` (in `chain`) uses `Block` of another invocation by
+// a path written for `chain`; `Deep`, outside `chain`, uses `Stack` and so needs `Block` too.
+mod chain {
+    use modelc::prelude::*;
+
+    model! {
+        pub struct Block {
+            input x: [4];
+            output y = Dense(4, activation = tanh)(x);
+        }
+    }
+
+    model! {
+        pub struct Stack {
+            input x: [4];
+            layer first = Block;
+            layer second = Block;
+            output y = second(first(x));
+        }
+    }
+}
+
+model! {
+    /// Uses a model whose own nested model comes from a third invocation in another module.
+    pub struct Deep {
+        input x: [4];
+        layer stack = chain::Stack;
+        output y = Dense(1)(stack(x));
+    }
+}
+
 model! {
     /// Defined in its own invocation.
     pub struct Head {
@@ -168,4 +199,25 @@ fn frozen_models_still_pass_a_gradient_check() {
     let report = check_gradients(&mut model, &FrozenInputs { x: x.view() }, 1e-2, 2e-3, 2e-2, 8).unwrap();
     assert_eq!(report.checked, model.count_params());
     assert!(report.passed(), "{:?}", report.failures);
+}
+
+#[test]
+fn a_chain_of_invocations_across_modules_nests_every_level() {
+    let names: Vec<&str> = <Deep as Network>::PARAMS.iter().map(|p| p.name).collect();
+    assert_eq!(
+        names,
+        [
+            "stack/first/dense/kernel",
+            "stack/first/dense/bias",
+            "stack/second/dense/kernel",
+            "stack/second/dense/bias",
+            "dense/kernel",
+            "dense/bias"
+        ]
+    );
+    let mut model = Deep::new(3);
+    let x = random(5, 4, 7);
+    let y = model.predict(&DeepInputs { x: x.view() }).unwrap().y;
+    assert_eq!(y.shape(), &[5, 1]);
+    assert!(y.iter().all(|v| v.is_finite()));
 }

@@ -20,6 +20,9 @@ pub struct Dep {
     pub key: String,
     /// That invocation's models (and their own dependencies).
     pub file: File,
+    /// Handed back by the full callback (`@with full`), with that invocation's own dependencies; the
+    /// first-round callback hands back the source alone.
+    pub full: bool,
 }
 
 impl Dep {

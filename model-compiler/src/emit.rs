@@ -30,8 +30,9 @@ pub struct Signature {
     pub targets: Vec<DType>,
 }
 
-/// Emits the full model. `source` is the whole invocation, carried by the model's callback macro.
-pub fn emit(plan: &Plan, source: &TokenStream) -> TokenStream {
+/// Emits the full model. `source` is the whole invocation, carried by the model's callback macros;
+/// `first_round`: the invocation as written (see [`callbacks`]).
+pub fn emit(plan: &Plan, source: &TokenStream, first_round: bool) -> TokenStream {
     let m = &plan.typed.model;
     let sig = Signature {
         attrs: m.attrs.clone(),
@@ -43,24 +44,51 @@ pub fn emit(plan: &Plan, source: &TokenStream) -> TokenStream {
         targets: m.outputs.iter().map(|o| o.target).collect(),
     };
     let mut out = items(&sig, Some(plan));
-    out.extend(callback(&sig, source));
+    out.extend(callbacks(&sig.name, source, first_round));
     out
 }
 
 /// Emits stub items for a model that failed to compile.
-pub fn stub(sig: &Signature, source: &TokenStream) -> TokenStream {
+pub fn stub(sig: &Signature, source: &TokenStream, first_round: bool) -> TokenStream {
     let mut out = items(sig, None);
-    out.extend(callback(sig, source));
+    out.extend(callbacks(&sig.name, source, first_round));
     out
 }
 
-// The model's callback macro, under the model's own name in the macro namespace:
+/// The first-round callbacks of every model of an invocation that must first fetch other invocations'
+/// models: emitted before that wait, so that invocations which need each other's models all proceed.
+pub fn first_round_callbacks(file: &crate::ast::File, source: &TokenStream) -> TokenStream {
+    file.models.iter().map(|m| first_round_callback(&m.name, source)).collect()
+}
+
+// A model's callback macros. Another invocation that uses `Name` (or `path::Name`) as a layer expands to
+// `path::Name! { as path::Name; <its input> }` and so receives this invocation's source, which it inlines:
 //     macro_rules! __modelc_model_Name { ($($rest:tt)*) => { ::modelc::model! { @with { <source> } $($rest)* } } }
 //     pub(crate) use __modelc_model_Name as Name;
-// Another invocation that uses `Name` (or `path::Name`) as a layer expands to `path::Name! { as path::Name; <its input> }`
-// and so receives this invocation's source, which it inlines. Re-exported by `use`, it resolves by path across modules.
-fn callback(sig: &Signature, source: &TokenStream) -> TokenStream {
-    let name = &sig.name;
+// That first-round callback is defined when the invocation is first expanded, before it waits for the
+// models it uses from other invocations, and carries the source as written. The full callback
+// (`path::__modelc_full_Name!`, handing back `@with full { ... }`) is defined by the round that emits the
+// items, and carries the source with those other invocations' sources, so that a user in another module
+// does not have to resolve this model's own dependencies by paths written for this module.
+// Re-exported by `use`, both resolve by path across modules.
+fn callbacks(name: &Ident, source: &TokenStream, first_round: bool) -> TokenStream {
+    let mut out = if first_round { first_round_callback(name, source) } else { TokenStream::new() };
+    let mac = format_ident!("__modelc_full_def_{}", name);
+    let alias = format_ident!("__modelc_full_{}", name);
+    out.extend(quote! {
+        #[doc(hidden)]
+        #[allow(unused_macros)]
+        macro_rules! #mac {
+            ($($rest:tt)*) => { ::modelc::model! { @with full { #source } $($rest)* } };
+        }
+        #[doc(hidden)]
+        #[allow(unused_imports)]
+        pub(crate) use #mac as #alias;
+    });
+    out
+}
+
+fn first_round_callback(name: &Ident, source: &TokenStream) -> TokenStream {
     let mac = format_ident!("__modelc_model_{}", name);
     quote! {
         #[doc(hidden)]

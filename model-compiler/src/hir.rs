@@ -48,7 +48,7 @@ pub struct Model {
     pub expects: Vec<Expect>,
     /// Model types from other `model!` invocations used as layers whose definitions are not known yet:
     /// the expansion asks for them through their callback macros before compiling this model.
-    pub externals: Vec<syn::Path>,
+    pub externals: Vec<External>,
     /// Set when a nested model instance failed for errors reported elsewhere (at the nested model's
     /// definition): the model cannot be generated, but has nothing of its own to report.
     pub nested_failed: bool,
@@ -161,4 +161,15 @@ pub struct Value {
     pub span: Span,
     /// Its producer.
     pub producer: Producer,
+}
+
+/// A model of another `model!` invocation that is needed before this one can compile.
+#[derive(Debug, Clone)]
+pub struct External {
+    /// The path as written where it is used (relative to the module of the model that uses it).
+    pub path: syn::Path,
+    /// When the use sits inside another invocation's model fetched by its first-round callback (the
+    /// source without that invocation's own dependencies), the path under which that model was fetched:
+    /// its full callback (`__modelc_full_Name`, next to it) brings its dependencies too.
+    pub via: Option<syn::Path>,
 }

@@ -47,6 +47,8 @@ pub fn compile(input: TokenStream) -> (TokenStream, Diagnostics) {
     // After a syntax error, names bound by the skipped statements would cascade into "unknown tensor"
     // errors: report the syntax errors alone, and still emit every model's items (as stubs).
     let syntax_ok = diags.is_empty();
+    // The invocation as written (not re-invoked by a callback with other invocations' sources).
+    let first_round = file.deps.is_empty();
     let dump = std::env::var("MODELC_DUMP").unwrap_or_default();
     let mut out = TokenStream::new();
     for model in &file.models {
@@ -58,11 +60,16 @@ pub fn compile(input: TokenStream) -> (TokenStream, Diagnostics) {
         if dump == "hir" {
             eprintln!("{hir:#?}");
         }
-        if let Some(path) = hir.externals.first() {
+        if let Some(external) = hir.externals.first() {
             // A model of another invocation is used as a layer: ask its callback macro for its source,
-            // which re-invokes `model!` on this same input with that source prepended. Nothing else is
-            // emitted in this round; the next round emits everything.
-            return (quote::quote!(#path ! { as #path ; #source }), Diagnostics::new());
+            // which re-invokes `model!` on this same input with that source prepended. The first round
+            // also defines this invocation's first-round callbacks, so that another invocation that
+            // needs one of these models can proceed even while this one waits (two invocations whose
+            // models nest each other then meet the cycle, a clear error, rather than a missing macro).
+            // The next round emits everything else.
+            let mut out = if first_round { emit::first_round_callbacks(&file, &source) } else { TokenStream::new() };
+            out.extend(request(external, &source));
+            return (out, Diagnostics::new());
         }
         let graph = graph::build(&hir);
         let typed = infer::infer(hir, graph, &mut local);
@@ -71,13 +78,13 @@ pub fn compile(input: TokenStream) -> (TokenStream, Diagnostics) {
             if dump == "plan" {
                 eprintln!("{plan:#?}");
             }
-            let tokens = emit::emit(&plan, &source);
+            let tokens = emit::emit(&plan, &source, first_round);
             if dump == "tokens" {
                 eprintln!("{tokens}");
             }
             out.extend(tokens);
         } else {
-            out.extend(emit::stub(&signature(&typed), &source));
+            out.extend(emit::stub(&signature(&typed), &source, first_round));
         }
         if syntax_ok {
             for d in local.items() {
@@ -86,6 +93,24 @@ pub fn compile(input: TokenStream) -> (TokenStream, Diagnostics) {
         }
     }
     (out, diags)
+}
+
+/// The callback invocation that fetches `external`'s source: through its first-round callback by the path
+/// written, or, when it is used inside a model fetched that way, through that model's full callback.
+fn request(external: &hir::External, source: &TokenStream) -> TokenStream {
+    match &external.via {
+        None => {
+            let path = &external.path;
+            quote::quote!(#path ! { as #path ; #source })
+        }
+        Some(via) => {
+            let mut full = via.clone();
+            if let Some(last) = full.segments.last_mut() {
+                last.ident = quote::format_ident!("__modelc_full_{}", last.ident);
+            }
+            quote::quote!(#full ! { as #via ; #source })
+        }
+    }
 }
 
 /// The items' signature of a model that failed: declared input shapes, output shapes where known.

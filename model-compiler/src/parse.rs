@@ -6,7 +6,7 @@
 //! Never panics on any token stream.
 //!
 //! ```text
-//! file  := ('@' 'with' '{' file '}' 'as' path ';')* model+   (the `@with` entries come from callbacks)
+//! file  := ('@' 'with' 'full'? '{' file '}' 'as' path ';')* model+   (the `@with` entries come from callbacks)
 //! model := outer-attr* vis 'struct' Ident '{' stmt* '}'
 //! stmt  := 'input' Ident ':' '[' int (',' int)* ','? ']' ('as' Ident)? ';'
 //!        | 'layer' Ident '=' ctor ';'
@@ -165,6 +165,10 @@ fn parse_dep(input: ParseStream, depth: usize) -> syn::Result<Dep> {
     if with != "with" {
         return Err(syn::Error::new(with.span(), "expected `@with { ... } as path;` (written by modelc's own callbacks)"));
     }
+    let full = input.peek(Ident) && input.fork().parse::<Ident>().is_ok_and(|i| i == "full");
+    if full {
+        input.parse::<Ident>()?;
+    }
     let content;
     braced!(content in input);
     let inner: TokenStream = content.parse()?;
@@ -172,7 +176,7 @@ fn parse_dep(input: ParseStream, depth: usize) -> syn::Result<Dep> {
     let path: syn::Path = input.call(syn::Path::parse_mod_style)?;
     input.parse::<Token![;]>()?;
     let mut ignored = Diagnostics::new();
-    Ok(Dep { key: path_text(&path), file: parse_at(inner, depth, &mut ignored) })
+    Ok(Dep { key: path_text(&path), file: parse_at(inner, depth, &mut ignored), full })
 }
 
 /// `outer-attr* vis 'struct' Ident '{' stmt* '}'`. An `Err` is a header error; statement errors are

@@ -302,13 +302,16 @@ impl Resolver<'_> {
             Some(m) => Some((m, file)),
             None => file.deps.iter().find(|d| d.key == key).and_then(|d| d.model().map(|m| (m, &d.file))),
         };
+        // A model fetched by its first-round callback comes without its own dependencies: what it needs
+        // is fetched through its full callback, by the path written here (see `hir::External::via`).
+        let provisional = sibling.is_none() && file.deps.iter().find(|d| d.key == key).is_some_and(|d| !d.full);
         let Some((model, scope)) = found else {
             // Not a layer kind nor a model seen yet: a close layer kind means a typo; otherwise it is
             // a model of another invocation, fetched through its callback macro.
             if ctor.path.get_ident().is_some() && did_you_mean(&last, layers::KINDS.iter().copied()).is_some() {
                 self.new_layer(ctor, binding);
             } else {
-                self.out.externals.push(ctor.path.clone());
+                self.out.externals.push(hir::External { path: ctor.path.clone(), via: None });
             }
             return Instance::Poisoned;
         };
@@ -345,7 +348,10 @@ impl Resolver<'_> {
         let typed = crate::infer::infer(sub, graph, &mut inner);
         if !inner.is_empty() || !typed.model.externals.is_empty() {
             self.out.nested_failed |= !inner.is_empty();
-            self.out.externals.extend(typed.model.externals.iter().cloned());
+            let via = provisional.then(|| ctor.path.clone());
+            self.out.externals.extend(
+                typed.model.externals.iter().map(|e| hir::External { path: e.path.clone(), via: e.via.clone().or_else(|| via.clone()) }),
+            );
             return Instance::Poisoned;
         }
         let sub = typed.model;
