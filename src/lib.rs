@@ -109,7 +109,10 @@ pub mod guide;
 pub use model_macros::model;
 pub use model_runtime::{Error, Result};
 
-pub use model_runtime::callbacks::{Checkpoint, Direction, EarlyStopping, Schedule};
+pub use model_runtime::callbacks::{
+    Callback, Checkpoint, Control, CsvLogger, Direction, EarlyStopping, LogsView, ModelCheckpoint, ReduceLROnPlateau, Schedule,
+    TerminateOnNaN,
+};
 pub use model_runtime::fpenv::{flush_denormals, set_flush_denormals};
 pub use model_runtime::kernels::activation::Activation;
 pub use model_runtime::kernels::gemm::{num_threads, set_num_threads};
@@ -127,6 +130,7 @@ pub mod prelude {
     pub use crate::model;
     pub use crate::{Adagrad, AdamW, Adamax, Lion, Nadam, RMSprop};
     pub use crate::{Adam, AucCurve, Checkpoint, EarlyStopping, Fit, History, Loss, Metric, Optimizer, Schedule, Sgd, Trainer};
+    pub use crate::{Callback, Control, CsvLogger, LogsView, ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN};
     pub use model_runtime::network::Network;
 }
 
