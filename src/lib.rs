@@ -109,15 +109,21 @@ pub mod guide;
 pub use model_macros::model;
 pub use model_runtime::{Error, Result};
 
-pub use model_runtime::callbacks::{Checkpoint, Direction, EarlyStopping, Schedule};
+pub use model_runtime::callbacks::{
+    Callback, Checkpoint, Control, CsvLogger, Direction, EarlyStopping, LogsView, ModelCheckpoint, ReduceLROnPlateau, Schedule,
+    TerminateOnNaN,
+};
 pub use model_runtime::fpenv::{flush_denormals, set_flush_denormals};
 pub use model_runtime::kernels::activation::Activation;
 pub use model_runtime::kernels::gemm::{num_threads, set_num_threads};
 pub use model_runtime::loss::Loss;
 pub use model_runtime::metrics::{AucCurve, Metric};
 pub use model_runtime::optim::{Adagrad, Adam, AdamW, Adamax, Clip, Lion, Nadam, Optimizer, RMSprop, Sgd};
+pub use model_runtime::tensorboard::{TensorBoard, UpdateFreq};
 pub use model_runtime::train::{Fit, FitError, History, Trainer};
-pub use model_runtime::{datasets, fpenv, gradcheck, init, io, kernels, loss, metrics, model as ops, network, optim, spec, train, viz};
+pub use model_runtime::{
+    datasets, fpenv, gradcheck, init, io, kernels, loss, metrics, model as ops, network, optim, spec, tensorboard, train, viz,
+};
 
 /// Re-exported so users name the same ndarray version the generated code uses.
 pub use ndarray;
@@ -127,6 +133,7 @@ pub mod prelude {
     pub use crate::model;
     pub use crate::{Adagrad, AdamW, Adamax, Lion, Nadam, RMSprop};
     pub use crate::{Adam, AucCurve, Checkpoint, EarlyStopping, Fit, History, Loss, Metric, Optimizer, Schedule, Sgd, Trainer};
+    pub use crate::{Callback, Control, CsvLogger, LogsView, ModelCheckpoint, ReduceLROnPlateau, TensorBoard, TerminateOnNaN};
     pub use model_runtime::network::Network;
 }
 

@@ -178,3 +178,40 @@ fn convolution_train_steps_and_inference_allocate_nothing_after_warm_up() {
     });
     assert_eq!(n, 0, "{n} allocations in 10 convolution inference calls");
 }
+
+/// Reads the batch logs after every step, as a user callback would.
+struct ReadsBatchLogs(f64);
+
+impl Callback<Fusion> for ReadsBatchLogs {
+    fn on_train_batch_end(&mut self, _: usize, logs: &LogsView<'_>, _: &mut Control<'_, Fusion>) -> modelc::Result<()> {
+        self.0 += logs.loss().unwrap_or(0.0) + logs.metric("accuracy").unwrap_or(0.0);
+        Ok(())
+    }
+}
+
+#[test]
+fn fit_with_batch_callbacks_allocates_per_epoch_not_per_step() {
+    // One epoch of 8 batches and one of 16 allocate the same: the steps and the batch logs the callbacks
+    // read allocate nothing once warm.
+    let count = |rows: usize| {
+        let mut rng = Rng::new(1);
+        let l = Array2::from_shape_fn((rows, 8), |_| rng.uniform(-1.0, 1.0));
+        let r = Array2::from_shape_fn((rows, 4), |_| rng.uniform(-1.0, 1.0));
+        let y = Array2::from_shape_fn((rows, 1), |(i, _)| f32::from(u8::from(l[[i, 0]] > 0.0)));
+        let inputs = FusionInputs { left_features: l.view(), right_features: r.view() };
+        let targets = FusionTargets { score: y.view() };
+        let mut model = Fusion::new(3);
+        let mut trainer = model.compile(Adam::default(), FusionLosses { score: Loss::BinaryCrossentropy }, &[Metric::Accuracy]);
+        let fit = Fit { batch_size: 8, verbose: false, ..Fit::default() };
+        let (mut reads, mut nan) = (ReadsBatchLogs(0.0), TerminateOnNaN::default());
+        let n = allocations_in(|| {
+            trainer.fit_with_callbacks(&inputs, &targets, None, &fit, &mut [&mut reads, &mut nan]).unwrap();
+        });
+        assert!(reads.0 > 0.0);
+        n
+    };
+    // A first run takes the process's one-time initializations (environment settings, CPU features).
+    count(64);
+    let (short, long) = (count(64), count(128));
+    assert_eq!(short, long, "{short} allocations for 8 steps, {long} for 16");
+}

@@ -1,9 +1,12 @@
-//! What Keras does with callbacks, as plain settings of [`Fit`](crate::train::Fit): learning-rate
-//! schedules, early stopping with best-weight restore, and checkpoints of the best and the last weights.
+//! Keras' callbacks: the [`Callback`] trait users implement, told about the training, epochs and batches
+//! with their logs, able to stop training and change the learning rate; its Keras implementations
+//! ([`EarlyStopping`], [`ModelCheckpoint`], [`ReduceLROnPlateau`], [`CsvLogger`], [`TerminateOnNaN`],
+//! [`TensorBoard`](crate::tensorboard::TensorBoard)); and the learning-rate schedules.
 
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use crate::network::Network;
 use crate::train::Logs;
 
 /// A learning rate that changes with the optimizer step, as `keras.optimizers.schedules`.
@@ -155,7 +158,7 @@ impl Schedule {
     }
 }
 
-/// Whether a monitored value improves by going down or up.
+/// Whether a monitored value improves by going down or up (Keras' `mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
     /// From the name, as Keras' `mode="auto"`: up for accuracy, AUC, precision and recall, down otherwise.
@@ -167,40 +170,306 @@ pub enum Direction {
 }
 
 impl Direction {
-    fn resolve(self, monitor: &str) -> Direction {
+    /// `Min` or `Max` for the log key `monitor` (`Auto` resolved from its name).
+    pub fn resolve(self, monitor: &str) -> Direction {
         match self {
             Direction::Auto if ["acc", "auc", "precision", "recall"].iter().any(|k| monitor.contains(k)) => Direction::Max,
             Direction::Auto => Direction::Min,
             d => d,
         }
     }
+
+    /// Keras' `MonitorCallback._is_improvement`: whether `current` beats `reference` by more than
+    /// `min_delta` in this direction (resolved for `monitor`). Anything finite beats no reference.
+    pub fn is_improvement(self, monitor: &str, min_delta: f64, current: f64, reference: Option<f64>) -> bool {
+        let delta = min_delta.abs();
+        match (reference, self.resolve(monitor)) {
+            (None, _) => current.is_finite(),
+            (Some(r), Direction::Max) => current - delta > r,
+            (Some(r), _) => current + delta < r,
+        }
+    }
 }
 
-/// Stops training when `monitor` has not improved by more than `min_delta` for `patience`
-/// epochs, like `keras.callbacks.EarlyStopping`; with `restore_best_weights` the model ends
-/// with the weights of its best epoch.
+/// The logs a [`Callback`] is given: the running loss and metrics of the epoch so far (after a batch),
+/// the epoch's training and validation values (after an epoch), keyed as the [`History`](crate::train::History)
+/// (`loss`, `<output>_loss`, `<metric>`, `val_...`), and the learning rate.
+#[derive(Clone, Copy, Debug)]
+pub struct LogsView<'a> {
+    logs: &'a Logs,
+    learning_rate: f32,
+}
+
+impl<'a> LogsView<'a> {
+    /// A view of `logs` with the optimizer's current `learning_rate`.
+    pub fn new(logs: &'a Logs, learning_rate: f32) -> Self {
+        LogsView { logs, learning_rate }
+    }
+
+    /// The weighted total loss (`loss`).
+    pub fn loss(&self) -> Option<f64> {
+        self.get("loss")
+    }
+
+    /// The validation loss (`val_loss`), after an epoch with validation data.
+    pub fn val_loss(&self) -> Option<f64> {
+        self.get("val_loss")
+    }
+
+    /// Any value by its log key (`accuracy`, `val_auc`, `score_loss`, ...).
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.logs.get(key).copied()
+    }
+
+    /// A metric by its Keras name, with several outputs prefixed by the output (`score_accuracy`);
+    /// the same as [`get`](Self::get), named for readability.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.get(name)
+    }
+
+    /// The optimizer's learning rate when the callback is called.
+    pub fn learning_rate(&self) -> f32 {
+        self.learning_rate
+    }
+
+    /// Every key and value, keys sorted.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+        self.logs.iter().map(|(k, &v)| (k.as_str(), v))
+    }
+
+    /// The logs as a map.
+    pub fn as_map(&self) -> &'a Logs {
+        self.logs
+    }
+}
+
+/// What a [`Callback`] may act on: the model (its weights), the learning rate and whether training
+/// goes on (Keras' `self.model`, `self.model.optimizer.learning_rate` and `self.model.stop_training`).
+pub struct Control<'a, N: Network> {
+    model: &'a mut N,
+    learning_rate: f32,
+    lr_changed: bool,
+    stop: bool,
+    params_changed: bool,
+}
+
+impl<N: Network> std::fmt::Debug for Control<'_, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("model", &N::NAME)
+            .field("learning_rate", &self.learning_rate)
+            .field("stop", &self.stop)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, N: Network> Control<'a, N> {
+    /// A control over `model` whose optimizer's rate is `learning_rate`.
+    pub fn new(model: &'a mut N, learning_rate: f32) -> Self {
+        Control { model, learning_rate, lr_changed: false, stop: false, params_changed: false }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &N {
+        self.model
+    }
+
+    /// The model, mutably (to set its weights).
+    pub fn model_mut(&mut self) -> &mut N {
+        self.params_changed = true;
+        self.model
+    }
+
+    /// The learning rate the next step uses.
+    pub fn learning_rate(&self) -> f32 {
+        self.learning_rate
+    }
+
+    /// Sets the optimizer's learning rate from the next step on (an error, once the callback returns,
+    /// when it is not finite or when `Fit::schedule` sets the rate of every step, as Keras refuses).
+    pub fn set_learning_rate(&mut self, lr: f32) {
+        self.learning_rate = lr;
+        self.lr_changed = true;
+    }
+
+    /// Ends training after the current batch (Keras' `model.stop_training = True`): the epoch is
+    /// completed with the batches already run, its logs recorded, and `fit` returns the history.
+    pub fn stop_training(&mut self) {
+        self.stop = true;
+    }
+
+    /// Whether a callback asked training to stop.
+    pub fn stop_requested(&self) -> bool {
+        self.stop
+    }
+
+    /// The new learning rate, if a callback set one.
+    pub fn changed_learning_rate(&self) -> Option<f32> {
+        self.lr_changed.then_some(self.learning_rate)
+    }
+
+    /// Whether a callback took the model mutably (its weights may have changed).
+    pub fn model_changed(&self) -> bool {
+        self.params_changed
+    }
+}
+
+/// Told about training as Keras' `keras.callbacks.Callback`; every method does nothing by default.
+///
+/// Epochs and batches are counted from 0 as in Keras (the first epoch of `fit` with `initial_epoch: 3`
+/// is epoch 3; batches restart at 0 every epoch). An error a method returns stops training with it
+/// ([`FitError`](crate::train::FitError)). Pass callbacks to
+/// [`Trainer::fit_with_callbacks`](crate::train::Trainer::fit_with_callbacks).
+pub trait Callback<N: Network> {
+    /// Before the first epoch.
+    fn on_train_begin(&mut self, ctx: &mut Control<'_, N>) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// After the last epoch, with the last epoch's logs (also after a stop).
+    fn on_train_end(&mut self, logs: &LogsView<'_>, ctx: &mut Control<'_, N>) -> Result<()> {
+        let _ = (logs, ctx);
+        Ok(())
+    }
+
+    /// Before epoch `epoch`'s first batch.
+    fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut Control<'_, N>) -> Result<()> {
+        let _ = (epoch, ctx);
+        Ok(())
+    }
+
+    /// After epoch `epoch`, its validation included: the epoch's mean training values and the `val_` ones.
+    fn on_epoch_end(&mut self, epoch: usize, logs: &LogsView<'_>, ctx: &mut Control<'_, N>) -> Result<()> {
+        let _ = (epoch, logs, ctx);
+        Ok(())
+    }
+
+    /// Before training batch `batch` of the epoch.
+    fn on_train_batch_begin(&mut self, batch: usize, ctx: &mut Control<'_, N>) -> Result<()> {
+        let _ = (batch, ctx);
+        Ok(())
+    }
+
+    /// After training batch `batch`, with the epoch's running means so far. After a batch whose loss is
+    /// not finite (before its step, which is not applied), `loss` holds that value: a callback that stops
+    /// training then ends `fit` normally instead of with [`Error::NonFiniteLoss`].
+    fn on_train_batch_end(&mut self, batch: usize, logs: &LogsView<'_>, ctx: &mut Control<'_, N>) -> Result<()> {
+        let _ = (batch, logs, ctx);
+        Ok(())
+    }
+}
+
+/// The monitored value in `logs`, or an error naming the logged keys.
+fn monitored(logs: &LogsView<'_>, monitor: &str) -> Result<f64> {
+    logs.get(monitor).ok_or_else(|| {
+        let keys: Vec<&str> = logs.iter().map(|(k, _)| k).collect();
+        Error::config(
+            "monitor",
+            monitor,
+            format!(
+                "no such value is logged; the logs have {} (a `val_` key needs validation_split > 0 or validation data)",
+                keys.join(", ")
+            ),
+        )
+    })
+}
+
+/// Stops training when `monitor` has not improved by more than `min_delta` for `patience` epochs,
+/// as `keras.callbacks.EarlyStopping`; with `restore_best_weights` the model ends with the weights of
+/// its best epoch. The public state (`wait`, `best`, `stopped_epoch`, ...) is Keras' and is reset when
+/// training begins.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EarlyStopping {
-    /// The log key watched (`val_loss` by default, as Keras).
+    /// The log key watched (Keras default `val_loss`).
     pub monitor: String,
-    /// Epochs without improvement before stopping.
+    /// Epochs without improvement before stopping (default 0).
     pub patience: usize,
-    /// Smallest change that counts as an improvement.
+    /// Smallest change that counts as an improvement (default 0).
     pub min_delta: f64,
-    /// Which way is better.
+    /// Which way is better (Keras' `mode`, default auto).
     pub direction: Direction,
-    /// Put back the weights of the best epoch when training ends.
+    /// A value to beat: until the monitored value beats it, epochs count as without improvement.
+    pub baseline: Option<f64>,
+    /// Put back the weights of the best epoch when training ends (default false).
     pub restore_best_weights: bool,
+    /// Epochs to wait before watching (Keras' `start_from_epoch`, default 0).
+    pub start_from_epoch: usize,
+    /// Epochs since the last improvement.
+    pub wait: usize,
+    /// The best value so far.
+    pub best: Option<f64>,
+    /// The epoch that stopped training, if one did.
+    pub stopped_epoch: Option<usize>,
+    /// The epoch of the best value.
+    pub best_epoch: Option<usize>,
+    /// The parameters of the best epoch (with `restore_best_weights`).
+    pub best_weights: Option<Vec<f32>>,
 }
 
 impl Default for EarlyStopping {
     fn default() -> Self {
-        EarlyStopping { monitor: "val_loss".into(), patience: 0, min_delta: 0.0, direction: Direction::Auto, restore_best_weights: false }
+        EarlyStopping {
+            monitor: "val_loss".into(),
+            patience: 0,
+            min_delta: 0.0,
+            direction: Direction::Auto,
+            baseline: None,
+            restore_best_weights: false,
+            start_from_epoch: 0,
+            wait: 0,
+            best: None,
+            stopped_epoch: None,
+            best_epoch: None,
+            best_weights: None,
+        }
     }
 }
 
-/// Saves the weights after every epoch (`last`) and whenever `monitor` reaches a new best
-/// (`best`), like `keras.callbacks.ModelCheckpoint`; each save is crash-safe.
+impl<N: Network> Callback<N> for EarlyStopping {
+    fn on_train_begin(&mut self, _: &mut Control<'_, N>) -> Result<()> {
+        (self.wait, self.best, self.stopped_epoch, self.best_epoch, self.best_weights) = (0, self.baseline, None, None, None);
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, epoch: usize, logs: &LogsView<'_>, ctx: &mut Control<'_, N>) -> Result<()> {
+        let current = monitored(logs, &self.monitor)?;
+        if epoch < self.start_from_epoch {
+            return Ok(());
+        }
+        if self.restore_best_weights && self.best_weights.is_none() {
+            self.best_weights = Some(ctx.model().state().params.clone());
+            self.best_epoch = Some(epoch);
+        }
+        self.wait += 1;
+        if self.direction.is_improvement(&self.monitor, self.min_delta, current, self.best) {
+            self.best = Some(current);
+            self.best_epoch = Some(epoch);
+            if self.restore_best_weights {
+                self.best_weights = Some(ctx.model().state().params.clone());
+            }
+            if self.baseline.is_none_or(|b| self.direction.is_improvement(&self.monitor, self.min_delta, current, Some(b))) {
+                self.wait = 0;
+            }
+            return Ok(());
+        }
+        if self.wait >= self.patience && epoch > 0 {
+            self.stopped_epoch = Some(epoch);
+            ctx.stop_training();
+        }
+        Ok(())
+    }
+
+    fn on_train_end(&mut self, _: &LogsView<'_>, ctx: &mut Control<'_, N>) -> Result<()> {
+        if let (true, Some(best)) = (self.restore_best_weights, &self.best_weights) {
+            ctx.model_mut().state_mut().params.copy_from_slice(best);
+        }
+        Ok(())
+    }
+}
+
+/// Saves the weights after every epoch (`last`) and whenever `monitor` reaches a new best (`best`);
+/// each save is crash-safe. Two [`ModelCheckpoint`]s in one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     /// Where the latest epoch's weights go, if anywhere.
@@ -219,39 +488,324 @@ impl Default for Checkpoint {
     }
 }
 
-/// Tracks the best value of one monitored log key.
-#[derive(Debug)]
-pub(crate) struct Monitor {
-    key: String,
-    direction: Direction,
-    min_delta: f64,
-    best: Option<f64>,
+impl Checkpoint {
+    /// The two [`ModelCheckpoint`]s it stands for.
+    pub fn into_callbacks(self) -> Vec<ModelCheckpoint> {
+        let mut v = Vec::new();
+        if let Some(path) = self.last {
+            v.push(ModelCheckpoint { monitor: self.monitor.clone(), direction: self.direction, ..ModelCheckpoint::new(path) });
+        }
+        if let Some(path) = self.best {
+            v.push(ModelCheckpoint {
+                monitor: self.monitor,
+                direction: self.direction,
+                save_best_only: true,
+                ..ModelCheckpoint::new(path)
+            });
+        }
+        v
+    }
 }
 
-impl Monitor {
-    pub(crate) fn new(key: &str, direction: Direction, min_delta: f64) -> Self {
-        Monitor { key: key.to_string(), direction: direction.resolve(key), min_delta: min_delta.abs(), best: None }
+/// Saves the model's weights (safetensors, crash-safe) after every epoch, or only when `monitor`
+/// improves, as `keras.callbacks.ModelCheckpoint(save_weights_only=True)`.
+///
+/// `filepath` may hold Keras' placeholders: `{epoch}` (counted from 1, as Keras), `{epoch:02d}`, and any
+/// log key, `{val_loss}` or `{val_loss:.2f}`, so that every epoch gets its own file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelCheckpoint {
+    /// Where to save; may hold placeholders.
+    pub filepath: String,
+    /// The log key deciding "best" (default `val_loss`).
+    pub monitor: String,
+    /// Which way is better (default auto).
+    pub direction: Direction,
+    /// Save only when `monitor` improves on the best so far (default false: every epoch).
+    pub save_best_only: bool,
+    /// A value the first save must beat (with `save_best_only`).
+    pub initial_value_threshold: Option<f64>,
+    /// The best value so far.
+    pub best: Option<f64>,
+}
+
+impl ModelCheckpoint {
+    /// Saves to `filepath` after every epoch, watching `val_loss` (Keras' defaults).
+    pub fn new(filepath: impl Into<PathBuf>) -> Self {
+        ModelCheckpoint {
+            filepath: filepath.into().to_string_lossy().into_owned(),
+            monitor: "val_loss".into(),
+            direction: Direction::Auto,
+            save_best_only: false,
+            initial_value_threshold: None,
+            best: None,
+        }
+    }
+}
+
+impl<N: Network> Callback<N> for ModelCheckpoint {
+    fn on_train_begin(&mut self, _: &mut Control<'_, N>) -> Result<()> {
+        self.best = self.initial_value_threshold;
+        Ok(())
     }
 
-    /// Reads the monitored value from `logs`: true when it improves on the best so far.
-    pub(crate) fn improved(&mut self, logs: &Logs) -> Result<bool> {
-        let Some(&v) = logs.get(&self.key) else {
-            let keys: Vec<&str> = logs.keys().map(String::as_str).collect();
-            return Err(Error::config(
-                "monitor",
-                &self.key,
-                format!("no such value is logged; the logs have {} (a `val_` key needs validation_split > 0)", keys.join(", ")),
-            ));
-        };
-        let better = match (self.best, self.direction) {
-            (None, _) => v.is_finite(),
-            (Some(b), Direction::Max) => v > b + self.min_delta,
-            (Some(b), _) => v < b - self.min_delta,
-        };
-        if better {
-            self.best = Some(v);
+    fn on_epoch_end(&mut self, epoch: usize, logs: &LogsView<'_>, ctx: &mut Control<'_, N>) -> Result<()> {
+        if self.save_best_only {
+            let current = monitored(logs, &self.monitor)?;
+            if !self.direction.is_improvement(&self.monitor, 0.0, current, self.best) {
+                return Ok(());
+            }
+            self.best = Some(current);
         }
-        Ok(better)
+        let path = format_filepath(&self.filepath, epoch + 1, logs)?;
+        crate::io::save(ctx.model(), path)
+    }
+}
+
+/// Fills Keras' `{epoch}`, `{epoch:02d}`, `{key}` and `{key:.Nf}` placeholders of a checkpoint path.
+pub fn format_filepath(template: &str, epoch: usize, logs: &LogsView<'_>) -> Result<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            return Err(Error::config("filepath", template, "has a `{` without its `}`"));
+        };
+        let field = &rest[open + 1..open + close];
+        let (key, spec) = field.split_once(':').unwrap_or((field, ""));
+        let value = if key == "epoch" { Some(epoch as f64) } else { logs.get(key) };
+        let Some(value) = value else {
+            return Err(Error::config("filepath", template, format!("`{{{key}}}` is neither `epoch` nor a logged key")));
+        };
+        out.push_str(
+            &format_number(value, spec)
+                .ok_or_else(|| Error::config("filepath", template, format!("`{spec}` is not a supported format (use `02d` or `.4f`)")))?,
+        );
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Formats `v` by a Python format spec: empty, `d`, `0Nd`, `Nd`, `.Nf`, `N.Mf`.
+fn format_number(v: f64, spec: &str) -> Option<String> {
+    if spec.is_empty() {
+        return Some(if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { v.to_string() });
+    }
+    if let Some(w) = spec.strip_suffix('d') {
+        let zero = w.starts_with('0');
+        let width: usize = if w.is_empty() { 0 } else { w.parse().ok()? };
+        let n = v as i64;
+        return Some(if zero { format!("{n:0width$}") } else { format!("{n:width$}") });
+    }
+    let f = spec.strip_suffix('f')?;
+    let (width, prec) = f.split_once('.')?;
+    let width: usize = if width.is_empty() { 0 } else { width.parse().ok()? };
+    let prec: usize = prec.parse().ok()?;
+    Some(format!("{v:width$.prec$}"))
+}
+
+/// Multiplies the learning rate by `factor` when `monitor` has not improved by more than `min_delta`
+/// for `patience` epochs, then waits `cooldown` epochs, never going below `min_lr`, as
+/// `keras.callbacks.ReduceLROnPlateau` (same defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReduceLROnPlateau {
+    /// The log key watched (default `val_loss`).
+    pub monitor: String,
+    /// Factor the rate is multiplied by (default 0.1; must be below 1).
+    pub factor: f32,
+    /// Epochs without improvement before reducing (default 10).
+    pub patience: usize,
+    /// Which way is better (default auto).
+    pub direction: Direction,
+    /// Smallest change that counts as an improvement (default 1e-4).
+    pub min_delta: f64,
+    /// Epochs after a reduction during which nothing counts (default 0).
+    pub cooldown: usize,
+    /// The lowest rate (default 0).
+    pub min_lr: f32,
+    /// Epochs since the last improvement.
+    pub wait: usize,
+    /// Epochs of cooldown left.
+    pub cooldown_counter: usize,
+    /// The best value so far.
+    pub best: Option<f64>,
+}
+
+impl Default for ReduceLROnPlateau {
+    fn default() -> Self {
+        ReduceLROnPlateau {
+            monitor: "val_loss".into(),
+            factor: 0.1,
+            patience: 10,
+            direction: Direction::Auto,
+            min_delta: 1e-4,
+            cooldown: 0,
+            min_lr: 0.0,
+            wait: 0,
+            cooldown_counter: 0,
+            best: None,
+        }
+    }
+}
+
+impl<N: Network> Callback<N> for ReduceLROnPlateau {
+    fn on_train_begin(&mut self, _: &mut Control<'_, N>) -> Result<()> {
+        if self.factor.is_nan() || self.factor >= 1.0 {
+            return Err(Error::config("factor", self.factor, "ReduceLROnPlateau needs a factor below 1.0"));
+        }
+        (self.best, self.cooldown_counter, self.wait) = (None, 0, 0);
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, _: usize, logs: &LogsView<'_>, ctx: &mut Control<'_, N>) -> Result<()> {
+        let current = monitored(logs, &self.monitor)?;
+        if self.cooldown_counter > 0 {
+            self.cooldown_counter -= 1;
+            self.wait = 0;
+        }
+        if self.direction.is_improvement(&self.monitor, self.min_delta, current, self.best) {
+            self.best = Some(current);
+            self.wait = 0;
+        } else if self.cooldown_counter == 0 {
+            self.wait += 1;
+            let old = ctx.learning_rate();
+            if self.wait >= self.patience && old > self.min_lr {
+                // Keras computes in Python floats (f64) and stores the rate as float32.
+                let new = (f64::from(old) * f64::from(self.factor)).max(f64::from(self.min_lr));
+                ctx.set_learning_rate(new as f32);
+                self.cooldown_counter = self.cooldown;
+                self.wait = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Streams the epoch logs to a CSV file, as `keras.callbacks.CSVLogger`: header `epoch` and the keys of
+/// the first epoch's logs sorted (with a `val_` column for each when there is none, as Keras), one row
+/// per epoch (numbered from 0, or from `initial_epoch`), `NA` for a missing value, numbers as Python
+/// prints them. The file is rewritten crash-safely after every epoch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsvLogger {
+    /// The file.
+    pub filename: PathBuf,
+    /// Between fields (default `,`).
+    pub separator: char,
+    /// Add to an existing file instead of replacing it (default false); the header is written only
+    /// when the file is empty.
+    pub append: bool,
+    keys: Option<Vec<String>>,
+    text: String,
+}
+
+impl CsvLogger {
+    /// Logs to `filename` with Keras' defaults (comma, no append).
+    pub fn new(filename: impl Into<PathBuf>) -> Self {
+        CsvLogger { filename: filename.into(), separator: ',', append: false, keys: None, text: String::new() }
+    }
+
+    /// Adds to an existing file (Keras' `append=True`).
+    pub fn appending(mut self) -> Self {
+        self.append = true;
+        self
+    }
+
+    /// Separates fields with `separator` (Keras' `separator`).
+    pub fn with_separator(mut self, separator: char) -> Self {
+        self.separator = separator;
+        self
+    }
+
+    fn field(&self, s: &str) -> String {
+        if s.contains([self.separator, '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+/// `v` as Python's `repr(float)`: `0.5`, `1.0`, `1e-05`, `nan`, `inf`.
+pub fn python_float(v: f64) -> String {
+    if v.is_nan() {
+        return "nan".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-4..1e16).contains(&a) {
+        let s = format!("{v:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let (sign, digits) = exp.strip_prefix('-').map_or(("+", exp), |d| ("-", d));
+        return format!("{mantissa}e{sign}{digits:0>2}");
+    }
+    let s = v.to_string();
+    if s.contains('.') {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+impl<N: Network> Callback<N> for CsvLogger {
+    fn on_train_begin(&mut self, _: &mut Control<'_, N>) -> Result<()> {
+        self.keys = None;
+        self.text = if self.append {
+            match std::fs::read_to_string(&self.filename) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => return Err(Error::io(&self.filename, e)),
+            }
+        } else {
+            String::new()
+        };
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, epoch: usize, logs: &LogsView<'_>, _: &mut Control<'_, N>) -> Result<()> {
+        let sep = self.separator.to_string();
+        if self.keys.is_none() {
+            let mut keys: Vec<String> = logs.iter().map(|(k, _)| k.to_string()).collect();
+            if !keys.is_empty() && !keys.iter().any(|k| k.starts_with("val_")) {
+                let val: Vec<String> = keys.iter().map(|k| format!("val_{k}")).collect();
+                keys.extend(val);
+            }
+            if self.text.is_empty() {
+                let header: Vec<String> = std::iter::once("epoch".to_string()).chain(keys.iter().map(|k| self.field(k))).collect();
+                self.text = header.join(&sep) + "\r\n";
+            }
+            self.keys = Some(keys);
+        }
+        let keys = self.keys.as_deref().unwrap_or_default();
+        let row: Vec<String> =
+            std::iter::once(epoch.to_string()).chain(keys.iter().map(|k| logs.get(k).map_or("NA".into(), python_float))).collect();
+        self.text.push_str(&row.join(&sep));
+        self.text.push_str("\r\n");
+        crate::io::write_atomic(&self.filename, self.text.as_bytes())
+    }
+}
+
+/// Stops training at the first batch whose loss is NaN or infinite, as `keras.callbacks.TerminateOnNaN`:
+/// `fit` then returns the history (the stopped epoch's `loss` is that value) instead of
+/// [`Error::NonFiniteLoss`], and the step of that batch is not applied. With `raise_error` (Keras'
+/// `raise_error=True`), the error is returned instead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TerminateOnNaN {
+    /// Return the error instead of stopping gracefully (default false).
+    pub raise_error: bool,
+}
+
+impl<N: Network> Callback<N> for TerminateOnNaN {
+    fn on_train_batch_end(&mut self, batch: usize, logs: &LogsView<'_>, ctx: &mut Control<'_, N>) -> Result<()> {
+        match logs.loss() {
+            Some(loss) if !loss.is_finite() && !self.raise_error => {
+                eprintln!("Batch {batch}: Invalid loss, terminating training");
+                ctx.stop_training();
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -279,23 +833,41 @@ mod tests {
     }
 
     #[test]
-    fn monitors_pick_direction_from_the_name() {
-        let logs = |v: f64, k: &str| -> Logs { [(k.to_string(), v)].into_iter().collect() };
-        let mut m = Monitor::new("val_loss", Direction::Auto, 0.01);
-        assert!(m.improved(&logs(1.0, "val_loss")).unwrap());
-        assert!(!m.improved(&logs(0.995, "val_loss")).unwrap(), "within min_delta");
-        assert!(m.improved(&logs(0.9, "val_loss")).unwrap());
-        let mut m = Monitor::new("val_accuracy", Direction::Auto, 0.0);
-        assert!(m.improved(&logs(0.5, "val_accuracy")).unwrap());
-        assert!(!m.improved(&logs(0.4, "val_accuracy")).unwrap());
-        assert!(m.improved(&logs(0.6, "val_accuracy")).unwrap());
+    fn improvements_pick_direction_from_the_name() {
+        let d = Direction::Auto;
+        assert!(d.is_improvement("val_loss", 0.01, 1.0, None));
+        assert!(!d.is_improvement("val_loss", 0.01, 0.995, Some(1.0)), "within min_delta");
+        assert!(d.is_improvement("val_loss", 0.01, 0.9, Some(1.0)));
+        assert!(!d.is_improvement("val_accuracy", 0.0, 0.4, Some(0.5)));
+        assert!(d.is_improvement("val_accuracy", 0.0, 0.6, Some(0.5)));
+        assert!(Direction::Max.is_improvement("loss", 0.0, 2.0, Some(1.0)));
+        assert!(!d.is_improvement("loss", 0.0, f64::NAN, None), "a NaN is never a best");
     }
 
     #[test]
     fn a_missing_monitor_key_names_the_logged_keys() {
-        let mut m = Monitor::new("val_loss", Direction::Auto, 0.0);
         let logs: Logs = [("loss".to_string(), 1.0)].into_iter().collect();
-        let e = m.improved(&logs).unwrap_err().to_string();
-        assert!(e.contains("val_loss") && e.contains("loss"), "{e}");
+        let e = monitored(&LogsView::new(&logs, 0.1), "val_loss").unwrap_err().to_string();
+        assert!(e.contains("val_loss") && e.contains("loss") && e.contains("validation"), "{e}");
+    }
+
+    #[test]
+    fn floats_print_as_python_repr() {
+        for (v, s) in [(0.5, "0.5"), (1.0, "1.0"), (1e-5, "1e-05"), (0.0001, "0.0001"), (1.5e20, "1.5e+20"), (-2.0, "-2.0")] {
+            assert_eq!(python_float(v), s);
+        }
+        assert_eq!(python_float(f64::NAN), "nan");
+        assert_eq!(python_float(0.1f32 as f64), "0.10000000149011612");
+    }
+
+    #[test]
+    fn checkpoint_paths_fill_keras_placeholders() {
+        let logs: Logs = [("val_loss".to_string(), 0.123456)].into_iter().collect();
+        let view = LogsView::new(&logs, 0.1);
+        assert_eq!(format_filepath("w.{epoch:02d}-{val_loss:.2f}.st", 3, &view).unwrap(), "w.03-0.12.st");
+        assert_eq!(format_filepath("w{epoch}.st", 12, &view).unwrap(), "w12.st");
+        let e = format_filepath("w{accuracy}.st", 1, &view).unwrap_err().to_string();
+        assert!(e.contains("accuracy"), "{e}");
+        assert!(format_filepath("w{epoch.st", 1, &view).is_err());
     }
 }

@@ -18,6 +18,7 @@ pub mod network;
 pub mod optim;
 pub mod spec;
 pub mod support;
+pub mod tensorboard;
 pub mod train;
 pub mod viz;
 pub mod workspace;

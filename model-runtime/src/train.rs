@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::callbacks::{Checkpoint, EarlyStopping, Monitor, Schedule};
+use crate::callbacks::{Callback, Checkpoint, Control, EarlyStopping, LogsView, Schedule};
 use crate::error::{Error, Result};
 use crate::kernels::activation::Activation;
 use crate::loss::Loss;
@@ -44,9 +44,11 @@ pub struct Fit {
     pub verbose: bool,
     /// Learning rate per optimizer step (Keras' `LearningRateSchedule`); the optimizer's own rate when `None`.
     pub schedule: Option<Schedule>,
-    /// Stop when a monitored value stops improving (Keras' `EarlyStopping`).
+    /// Stop when a monitored value stops improving (Keras' `EarlyStopping`): a shorthand for passing it
+    /// to [`Trainer::fit_with_callbacks`], told before the callbacks passed there.
     pub early_stopping: Option<EarlyStopping>,
-    /// Save the last and the best weights after each epoch (Keras' `ModelCheckpoint`).
+    /// Save the last and the best weights after each epoch (two Keras `ModelCheckpoint`s): a shorthand
+    /// for passing [`Checkpoint::into_callbacks`] to [`Trainer::fit_with_callbacks`].
     pub checkpoint: Option<Checkpoint>,
     /// Epoch to start from (Keras' `initial_epoch`): epochs `initial_epoch + 1 ..= epochs` run, and the
     /// history holds only those. The schedule follows the optimizer steps already taken, not the epoch.
@@ -88,6 +90,9 @@ pub type Logs = BTreeMap<String, f64>;
 pub struct History {
     /// Key to one value per epoch.
     pub history: BTreeMap<String, Vec<f64>>,
+    /// The index of each epoch recorded, counted from 0 as Keras' `history.epoch`: from
+    /// `initial_epoch` on when training resumes.
+    pub epoch: Vec<usize>,
 }
 
 impl History {
@@ -111,15 +116,22 @@ impl History {
         self.history.keys().map(String::as_str)
     }
 
-    /// Appends one epoch's logs.
+    /// Appends one epoch's logs, numbered after the last one recorded (0 first).
     pub fn push(&mut self, logs: &Logs) {
+        let next = self.epoch.last().map_or(0, |e| e + 1);
+        self.push_epoch(next, logs);
+    }
+
+    /// Appends the logs of epoch `epoch` (counted from 0).
+    pub fn push_epoch(&mut self, epoch: usize, logs: &Logs) {
+        self.epoch.push(epoch);
         for (k, &v) in logs {
             self.history.entry(k.clone()).or_default().push(v);
         }
     }
 
     /// The history as CSV, like Keras' `CSVLogger`: header `epoch,<keys...>` (keys sorted),
-    /// then one line per epoch numbered from 0.
+    /// then one line per epoch numbered as [`epoch`](Self::epoch) (from 0, or from `initial_epoch`).
     pub fn to_csv(&self) -> String {
         let mut out = String::from("epoch");
         for k in self.history.keys() {
@@ -128,7 +140,7 @@ impl History {
         }
         out.push('\n');
         for e in 0..self.epochs() {
-            out.push_str(&e.to_string());
+            out.push_str(&self.epoch.get(e).copied().unwrap_or(e).to_string());
             for v in self.history.values() {
                 out.push(',');
                 if let Some(x) = v.get(e) {
@@ -143,6 +155,16 @@ impl History {
     /// Writes [`to_csv`](Self::to_csv) to `path` (through a temporary file and a rename).
     pub fn write_csv(&self, path: impl AsRef<Path>) -> Result<()> {
         crate::io::write_atomic(path.as_ref(), self.to_csv().as_bytes())
+    }
+}
+
+/// Sets `key` in `logs`, allocating only when the key is new.
+fn set_log(logs: &mut Logs, key: &str, value: f64) {
+    match logs.get_mut(key) {
+        Some(v) => *v = value,
+        None => {
+            logs.insert(key.to_string(), value);
+        }
     }
 }
 
@@ -164,14 +186,14 @@ fn csv_field(s: &str) -> String {
 pub struct FitError {
     /// Why training stopped.
     pub error: Error,
-    /// The logs of every epoch completed before the error.
-    pub history: History,
+    /// The logs of every epoch completed before the error (boxed, to keep `Result`s small).
+    pub history: Box<History>,
 }
 
 impl FitError {
     /// The error and the partial history.
     pub fn into_parts(self) -> (Error, History) {
-        (self.error, self.history)
+        (self.error, *self.history)
     }
 }
 
@@ -898,11 +920,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// way the model keeps the weights from before the faulty step. The optimizer's own state (momenta)
     /// is the one after it: compile again for a fresh optimizer before training on.
     pub fn fit(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>, fit: &Fit) -> Result<History, FitError> {
-        let mut history = History::default();
-        match self.fit_into(inputs, targets, None, fit, &mut history) {
-            Ok(()) => Ok(history),
-            Err(error) => Err(FitError { error, history }),
-        }
+        self.fit_with_callbacks(inputs, targets, None, fit, &mut [])
     }
 
     /// [`fit`](Self::fit) with the validation rows given explicitly (Keras' `validation_data`): they are
@@ -915,10 +933,29 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         (val_inputs, val_targets): (&N::Inputs<'_>, &N::Targets<'_>),
         fit: &Fit,
     ) -> Result<History, FitError> {
+        self.fit_with_callbacks(inputs, targets, Some((val_inputs, val_targets)), fit, &mut [])
+    }
+
+    /// [`fit`](Self::fit) telling `callbacks` (Keras' `callbacks=[...]`), in order, about the training,
+    /// every epoch and every batch (see [`Callback`]), after `fit.checkpoint` and `fit.early_stopping`;
+    /// `validation`, when given, replaces `fit.validation_split` as in
+    /// [`fit_with_validation_data`](Self::fit_with_validation_data). A callback can stop training and
+    /// change the learning rate; an error it returns stops training with that error.
+    ///
+    /// Without callbacks that read the batch logs, the steps allocate nothing after the first; the batch
+    /// logs are updated in place, so they allocate only on the first batch.
+    pub fn fit_with_callbacks(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        validation: Option<(&N::Inputs<'_>, &N::Targets<'_>)>,
+        fit: &Fit,
+        callbacks: &mut [&mut dyn Callback<N>],
+    ) -> Result<History, FitError> {
         let mut history = History::default();
-        match self.fit_into(inputs, targets, Some((val_inputs, val_targets)), fit, &mut history) {
+        match self.fit_into(inputs, targets, validation, fit, callbacks, &mut history) {
             Ok(()) => Ok(history),
-            Err(error) => Err(FitError { error, history }),
+            Err(error) => Err(FitError { error, history: Box::new(history) }),
         }
     }
 
@@ -929,6 +966,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         targets: &N::Targets<'_>,
         validation: Option<(&N::Inputs<'_>, &N::Targets<'_>)>,
         fit: &Fit,
+        callbacks: &mut [&mut dyn Callback<N>],
         history: &mut History,
     ) -> Result<()> {
         if fit.batch_size == 0 {
@@ -983,24 +1021,50 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         // The next batch of the current pass over the training rows (0: a new pass, shuffled anew).
         let mut next_batch = 0usize;
         let terminal = std::io::stderr().is_terminal();
-        let mut stopper = fit.early_stopping.as_ref().map(|e| (e, Monitor::new(&e.monitor, e.direction, e.min_delta), 0usize, None));
-        let mut best_saver = fit.checkpoint.as_ref().map(|c| (c, Monitor::new(&c.monitor, c.direction, 0.0)));
+        // `Fit`'s shorthands first, then the caller's callbacks, each told in order.
+        let mut builtin: Vec<Box<dyn Callback<N>>> = Vec::new();
+        if let Some(c) = &fit.checkpoint {
+            for m in c.clone().into_callbacks() {
+                builtin.push(Box::new(m));
+            }
+        }
+        if let Some(e) = &fit.early_stopping {
+            builtin.push(Box::new(e.clone()));
+        }
+        let mut all: Vec<&mut dyn Callback<N>> = builtin.iter_mut().map(|b| &mut **b as &mut dyn Callback<N>).collect();
+        all.extend(callbacks.iter_mut().map(|c| &mut **c as &mut dyn Callback<N>));
+        let schedule = fit.schedule.as_ref();
+        let mut logs = Logs::new();
+        // The running values after each batch, updated in place (no allocation once every key is in).
+        let mut batch_logs = Logs::new();
+        let mut stopped = self.notify(&mut all, schedule, |c, ctx| c.on_train_begin(ctx))?;
         for epoch in fit.initial_epoch.saturating_add(1)..=fit.epochs {
+            if stopped {
+                break;
+            }
             if next_batch == 0 && fit.shuffle {
                 rng.shuffle(&mut order);
             }
             let take = batches.min(pass - next_batch);
             let started = Instant::now();
             let bar = (fit.verbose && terminal).then(|| progress_bar(epoch, fit.epochs, take));
+            let abandon = |bar: &Option<ProgressBar>| {
+                if let Some(bar) = bar {
+                    bar.abandon();
+                }
+            };
             self.reset_states();
+            stopped = self.notify(&mut all, schedule, |c, ctx| c.on_epoch_begin(epoch - 1, ctx))?;
+            let mut non_finite = None;
             for (b, chunk) in order.chunks(fit.batch_size).skip(next_batch).take(take).enumerate() {
+                if stopped {
+                    break;
+                }
                 let step = self.iterations;
-                if let Some(schedule) = &fit.schedule {
+                if let Some(schedule) = schedule {
                     let lr = schedule.at(step);
                     if !lr.is_finite() {
-                        if let Some(bar) = &bar {
-                            bar.abandon();
-                        }
+                        abandon(&bar);
                         return Err(Error::config(
                             "schedule",
                             format!("{schedule:?}"),
@@ -1009,13 +1073,33 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                     }
                     self.optimizer.set_learning_rate(lr);
                 }
+                stopped = self.notify(&mut all, schedule, |c, ctx| c.on_train_batch_begin(b, ctx))?;
                 let mode = Mode::Train { epoch, batch: b + 1, track: true, apply: true };
                 self.stage_rows(inputs, Some(targets), Rows::List(chunk), mode)?;
                 if let Err(e) = self.step_staged(chunk.len(), mode) {
-                    if let Some(bar) = &bar {
-                        bar.abandon();
+                    // A callback may turn a non-finite loss into a stop (TerminateOnNaN).
+                    let Error::NonFiniteLoss { value, .. } = e else {
+                        abandon(&bar);
+                        return Err(e);
+                    };
+                    if all.is_empty() {
+                        abandon(&bar);
+                        return Err(e);
                     }
-                    return Err(e);
+                    self.refresh_logs(&mut batch_logs);
+                    set_log(&mut batch_logs, "loss", value);
+                    let view = LogsView::new(&batch_logs, self.optimizer.learning_rate());
+                    if !self.notify(&mut all, schedule, |c, ctx| c.on_train_batch_end(b, &view, ctx))? {
+                        abandon(&bar);
+                        return Err(e);
+                    }
+                    (stopped, non_finite) = (true, Some(value));
+                    break;
+                }
+                if !all.is_empty() {
+                    self.refresh_logs(&mut batch_logs);
+                    let view = LogsView::new(&batch_logs, self.optimizer.learning_rate());
+                    stopped |= self.notify(&mut all, schedule, |c, ctx| c.on_train_batch_end(b, &view, ctx))?;
                 }
                 if let Some(bar) = &bar {
                     bar.inc(1);
@@ -1025,37 +1109,20 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 }
             }
             next_batch = (next_batch + take) % pass;
-            let mut logs = Logs::new();
+            logs.clear();
             self.logs("", &mut logs);
+            if let Some(value) = non_finite {
+                logs.insert("loss".into(), value);
+            }
             if let Some((val_inputs, val_targets)) = validation {
                 let m = self.check_batch(val_inputs, val_targets)?;
                 self.evaluate_rows((val_inputs, val_targets), 0..m, fit.batch_size, ("val_", &mut logs))?;
             } else if split_at < n {
                 self.evaluate_rows((inputs, targets), split_at..n, fit.batch_size, ("val_", &mut logs))?;
             }
-            history.push(&logs);
-            if let Some((c, monitor)) = &mut best_saver {
-                if let Some(path) = &c.last {
-                    crate::io::save(&*self.model, path)?;
-                }
-                if monitor.improved(&logs)? {
-                    if let Some(path) = &c.best {
-                        crate::io::save(&*self.model, path)?;
-                    }
-                }
-            }
-            let mut stop = false;
-            if let Some((e, monitor, wait, best)) = &mut stopper {
-                if monitor.improved(&logs)? {
-                    *wait = 0;
-                    if e.restore_best_weights {
-                        *best = Some(self.model.state().params.clone());
-                    }
-                } else {
-                    *wait += 1;
-                    stop = *wait >= e.patience;
-                }
-            }
+            history.push_epoch(epoch - 1, &logs);
+            let view = LogsView::new(&logs, self.optimizer.learning_rate());
+            stopped |= self.notify(&mut all, schedule, |c, ctx| c.on_epoch_end(epoch - 1, &view, ctx))?;
             if let Some(bar) = bar {
                 bar.finish_with_message(format_logs(&logs));
             } else if fit.verbose {
@@ -1063,18 +1130,60 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 let step = per_step(secs / take.max(1) as f64);
                 eprintln!("Epoch {epoch}/{} - {take}/{take} - {secs:.1}s - {step} - {}", fit.epochs, format_logs(&logs));
             }
-            if stop {
-                if fit.verbose {
-                    eprintln!("Epoch {epoch}: early stopping");
-                }
-                break;
+            if stopped && fit.verbose {
+                eprintln!("Epoch {epoch}: early stopping");
             }
         }
-        if let Some((_, _, _, Some(best))) = stopper {
-            self.model.state_mut().params = best;
+        let view = LogsView::new(&logs, self.optimizer.learning_rate());
+        self.notify(&mut all, schedule, |c, ctx| c.on_train_end(&view, ctx))?;
+        Ok(())
+    }
+
+    /// Tells every callback in `callbacks` about one event through `f`, in order, then applies what they
+    /// asked: a new learning rate (checked; refused when a schedule sets the rate), and forgets the undo
+    /// copy when one took the model mutably. Returns whether one asked to stop.
+    fn notify(
+        &mut self,
+        callbacks: &mut [&mut dyn Callback<N>],
+        schedule: Option<&Schedule>,
+        mut f: impl FnMut(&mut dyn Callback<N>, &mut Control<'_, N>) -> Result<()>,
+    ) -> Result<bool> {
+        if callbacks.is_empty() {
+            return Ok(false);
+        }
+        let mut ctx = Control::new(&mut *self.model, self.optimizer.learning_rate());
+        for c in callbacks.iter_mut() {
+            f(&mut **c, &mut ctx)?;
+        }
+        let (stop, lr, changed) = (ctx.stop_requested(), ctx.changed_learning_rate(), ctx.model_changed());
+        if changed {
             self.rollback.valid = false;
         }
-        Ok(())
+        if let Some(lr) = lr {
+            if schedule.is_some() {
+                return Err(Error::config(
+                    "learning_rate",
+                    lr,
+                    "a callback cannot set it while `Fit::schedule` sets the rate of every step; drop the schedule or the callback",
+                ));
+            }
+            check_learning_rate(lr)?;
+            self.optimizer.set_learning_rate(lr);
+        }
+        Ok(stop)
+    }
+
+    /// The running values, updated in place: no allocation once every key is present.
+    fn refresh_logs(&self, into: &mut Logs) {
+        set_log(into, "loss", self.total.result());
+        for slot in &self.outputs {
+            if self.outputs.len() > 1 {
+                set_log(into, &slot.loss_key, slot.loss_state.result());
+            }
+            for ((_, key), st) in slot.metrics.iter().zip(&slot.metric_states) {
+                set_log(into, key, st.result());
+            }
+        }
     }
 
     /// Loss and metrics over all rows in inference mode, in chunks of `batch_size` (Keras'
@@ -1259,9 +1368,9 @@ mod tests {
     fn fit_error_displays_as_its_error_and_converts_with_question_mark() {
         let mut history = History::default();
         history.push(&Logs::from([("loss".to_string(), 0.5)]));
-        let fit_error = FitError { error: Error::config("batch_size", 0, "must be at least 1"), history };
+        let fit_error = FitError { error: Error::config("batch_size", 0, "must be at least 1"), history: Box::new(history) };
         assert_eq!(fit_error.to_string(), fit_error.error.to_string());
-        let via_question_mark = || -> Result<()> { Err(FitError { error: Error::BackwardBeforeForward, history: History::default() })? };
+        let via_question_mark = || -> Result<()> { Err(FitError { error: Error::BackwardBeforeForward, history: Box::default() })? };
         assert!(matches!(via_question_mark(), Err(Error::BackwardBeforeForward)));
         let (error, history) = fit_error.into_parts();
         assert!(matches!(error, Error::Config { name: "batch_size", .. }));
