@@ -15,11 +15,13 @@
 use super::activation::{self, Activation};
 use super::gemm::sgemm;
 
-/// Samples per GEMM chunk that `col_len` scratch values hold; 0 (direct loops) when not even one.
+/// Samples per GEMM chunk: as many as `col_len` scratch values hold, and no more than keep a chunk's
+/// `col` in the L2 caches of the GEMM's threads (as the convolutions' im2col chunks), at least one;
+/// 0 (direct loops) when the scratch does not hold one sample.
 fn gemm_samples(g: &ConvT2d, cout: usize, col_len: usize) -> usize {
     match g.col_len(cout) {
         0 => 0,
-        per => col_len / per,
+        per => (col_len / per).min((super::conv::CHUNK_FLOATS * super::gemm::num_threads() / per).max(1)),
     }
 }
 
