@@ -32,6 +32,11 @@ pub fn forward(
         return;
     }
     y.fill(0.0);
+    if dm == 1 && g.sw == 1 && g.c <= TILE && g.kh * g.kw <= ROW_MAX_TAPS {
+        forward_rows(g, x, w, y);
+        activation::bias_forward_inplace(act, b, pre, y, cout);
+        return;
+    }
     for (xs, ys) in x.chunks_exact(il).zip(y.chunks_exact_mut(ol)) {
         taps(g, |o, at, t| {
             let out = &mut ys[o * cout..(o + 1) * cout];
@@ -47,6 +52,52 @@ pub fn forward(
         });
     }
     activation::bias_forward_inplace(act, b, pre, y, cout);
+}
+
+/// Floats of a tiled tap: the tap's `c` weights repeated `TILE / c` times.
+const TILE: usize = 256;
+/// The most taps (kh·kw) whose tiles [`forward_rows`] keeps on the stack.
+const ROW_MAX_TAPS: usize = 25;
+
+/// [`forward`] without bias or activation for a depth multiplier of 1 and a column stride of 1, into a
+/// zeroed `y`: for each output row, window row and window column, the output pixels whose tap lands
+/// inside the input read one contiguous run of input pixels, so the run is one long multiply-add with
+/// the tap's weights tiled along it, instead of one `c`-long product per output pixel and tap.
+fn forward_rows(g: &Window2d, x: &[f32], w: &[f32], y: &mut [f32]) {
+    let (c, taps_n) = (g.c, g.kh * g.kw);
+    let (il, ol) = (g.in_len(), g.positions() * c);
+    let len = c * (TILE / c);
+    let mut tiles = [[0.0f32; TILE]; ROW_MAX_TAPS];
+    for (t, tile) in tiles.iter_mut().take(taps_n).enumerate() {
+        for (v, &wv) in tile[..len].iter_mut().zip(w[t * c..(t + 1) * c].iter().cycle()) {
+            *v = wv;
+        }
+    }
+    for (xs, ys) in x.chunks_exact(il).zip(y.chunks_exact_mut(ol)) {
+        for oy in 0..g.oh {
+            let yrow = &mut ys[oy * g.ow * c..(oy + 1) * g.ow * c];
+            for ki in 0..g.kh {
+                let Some(iy) = g.in_row(oy, ki) else { continue };
+                let xrow = &xs[iy * g.w * c..(iy + 1) * g.w * c];
+                for kj in 0..g.kw {
+                    // Output columns ox with 0 <= ox + kj·dw − pad_left < w.
+                    let off = kj * g.dw;
+                    let ox0 = g.pad_left.saturating_sub(off).min(g.ow);
+                    let ox1 = (g.w + g.pad_left).saturating_sub(off).min(g.ow).max(ox0);
+                    if ox0 == ox1 {
+                        continue;
+                    }
+                    let ix0 = ox0 + off - g.pad_left;
+                    let out = &mut yrow[ox0 * c..ox1 * c];
+                    let inp = &xrow[ix0 * c..ix0 * c + out.len()];
+                    let tile = &tiles[ki * g.kw + kj][..len];
+                    for (os, is) in out.chunks_mut(len).zip(inp.chunks(len)) {
+                        os.iter_mut().zip(is).zip(tile).for_each(|((v, &xv), &wv)| *v += xv * wv);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The backward of [`forward`]. `dy` is overwritten with dL/dz through the activation; then dw += and
@@ -116,6 +167,11 @@ mod tests {
             (Window2d::new(6, 5, 3, [2, 3], [2, 1], [1, 1], false), 2),
             (Window2d::new(1, 9, 4, [1, 3], [1, 2], [1, 1], true), 3),
             (Window2d::new(5, 5, 2, [3, 3], [1, 1], [2, 2], true), 2),
+            // Depth multiplier 1 and column stride 1 (the row path of forward): strided rows, 'same';
+            // a dilated 'valid' window; rows longer than one tile of 256 floats (60 pixels of 5).
+            (Window2d::new(6, 7, 3, [3, 3], [2, 1], [1, 1], true), 1),
+            (Window2d::new(5, 6, 5, [3, 2], [1, 1], [1, 2], false), 1),
+            (Window2d::new(3, 60, 5, [3, 3], [1, 1], [1, 1], true), 1),
         ]
     }
 
