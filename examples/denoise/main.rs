@@ -15,25 +15,17 @@ use std::path::Path;
 
 use modelc::datasets::{load_digits, split_indices};
 use modelc::init::Rng;
-use modelc::ndarray::{concatenate, Array4, ArrayView4, Axis};
+use modelc::ndarray::{concatenate, ArrayView4, Axis};
 use modelc::prelude::*;
+
+mod model;
+use model::*;
 
 const SEED: u64 = 42;
 const NOISE: f32 = 0.3;
 const OUT: &str = "out/denoise";
 /// Test digits shown in the strip.
 const SHOWN: usize = 12;
-
-model! {
-    /// Noisy 8×8 digit in, clean digit out.
-    pub struct Denoiser {
-        input noisy: [8, 8, 1];
-        let x = Conv2D(16, 3, padding = same, activation = relu)(noisy);                    // (8, 8, 16)
-        let x = Conv2D(32, 3, strides = 2, padding = same, activation = relu)(x);           // (4, 4, 32)
-        let x = Conv2DTranspose(16, 3, strides = 2, padding = same, activation = relu)(x);  // (8, 8, 16)
-        output clean = Conv2D(1, 3, padding = same, activation = sigmoid)(x);               // (8, 8, 1)
-    }
-}
 
 fn main() -> std::process::ExitCode {
     match run() {
@@ -43,18 +35,6 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// `images` with Gaussian noise of standard deviation `sigma` added, clipped to [0, 1].
-fn add_noise(images: &Array4<f32>, sigma: f32, rng: &mut Rng) -> Array4<f32> {
-    images.mapv(|v| (v + sigma * rng.normal()).clamp(0.0, 1.0))
-}
-
-/// Peak signal-to-noise ratio in dB of `a` against the reference `b`, both in [0, 1].
-fn psnr(a: ArrayView4<'_, f32>, b: ArrayView4<'_, f32>) -> f64 {
-    let n = a.len().max(1) as f64;
-    let mse = a.iter().zip(b.iter()).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>() / n;
-    10.0 * (1.0 / mse.max(1e-12)).log10()
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
