@@ -4,8 +4,10 @@
 Builds a small U-Net-like model in Keras 3 (JAX backend) that uses every layer of this round:
 Rescaling, ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D and UpSampling2D (nearest and bilinear), with
 Conv2D, Conv1D, MaxPooling2D, Concatenate skips and two heads; and a model of grouped convolutions
-(`groups` on Conv1D and Conv2D), and a U-Net-like up path of Conv2DTranspose and Conv1DTranspose. Writes
-tests/fixtures/{vision_zoo,grouped_conv,conv_transpose}.safetensors in the format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/), using
+(`groups` on Conv1D and Conv2D), a U-Net-like up path of Conv2DTranspose and Conv1DTranspose, a
+MobileNet-like depthwise block, separable convolutions, and the two benchmark models (U-Net, MobileNet-like)
+in small form. Writes
+tests/fixtures/{vision_zoo,grouped_conv,conv_transpose,depthwise,separable,unet,mobilenet}.safetensors in the format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/), using
 its `export`.
 
 Run from the repository root:
@@ -125,6 +127,69 @@ def depthwise():
 
 MODELS["depthwise"] = depthwise
 
+
+def separable():
+    """SeparableConv2D ('same' with depth_multiplier 2 and tanh; strided 'valid' without bias and gelu, whose
+    backward reads the pre-activation; dilated) and SeparableConv1D ('same' with depth_multiplier 2, then
+    strided)."""
+    image = keras.Input(shape=(8, 8, 3), name="image")
+    x = layers.SeparableConv2D(6, 3, padding="same", depth_multiplier=2, activation="tanh", name="separable_conv2d")(image)
+    y = layers.SeparableConv2D(4, (2, 3), strides=2, use_bias=False, activation="gelu", name="separable_conv2d_1")(x)
+    z = layers.SeparableConv2D(3, 3, dilation_rate=2, name="separable_conv2d_2")(x)
+    feats = layers.Concatenate(name="concatenate")(
+        [layers.GlobalAveragePooling2D(name="global_average_pooling2d")(y), layers.Flatten(name="flatten")(z)]
+    )
+    probs = layers.Dense(3, activation="softmax", name="dense")(feats)
+
+    seq = keras.Input(shape=(10, 4), name="seq")
+    s = layers.SeparableConv1D(5, 3, padding="same", depth_multiplier=2, activation="tanh", name="separable_conv1d")(seq)
+    s = layers.SeparableConv1D(2, 2, strides=2, name="separable_conv1d_1")(s)
+    aux = layers.Dense(2, name="dense_1")(layers.GlobalAveragePooling1D(name="global_average_pooling1d")(s))
+    model = keras.Model([image, seq], {"probs": probs, "aux": aux})
+    return model, {"probs": keras.losses.CategoricalCrossentropy(), "aux": keras.losses.MeanSquaredError()}
+
+
+def unet(size=16, width=4):
+    """The U-Net of the benchmarks (BENCHMARKS.md, benches/bench_models), narrower and on a smaller image:
+    two Conv2D + MaxPooling2D levels down, two Conv2DTranspose levels up joined to the skips by
+    Concatenate, and a Conv2D(1, 1, sigmoid) mask."""
+    image = keras.Input(shape=(size, size, 3), name="image")
+    c1 = layers.Conv2D(width, 3, padding="same", activation="relu", name="conv2d")(image)
+    p1 = layers.MaxPooling2D(2, name="max_pooling2d")(c1)
+    c2 = layers.Conv2D(2 * width, 3, padding="same", activation="relu", name="conv2d_1")(p1)
+    p2 = layers.MaxPooling2D(2, name="max_pooling2d_1")(c2)
+    u2 = layers.Conv2DTranspose(2 * width, 3, strides=2, padding="same", activation="relu", name="conv2d_transpose")(p2)
+    m2 = layers.Concatenate(name="concatenate")([u2, c2])
+    u1 = layers.Conv2DTranspose(width, 3, strides=2, padding="same", activation="relu", name="conv2d_transpose_1")(m2)
+    m1 = layers.Concatenate(name="concatenate_1")([u1, c1])
+    mask = layers.Conv2D(1, 1, activation="sigmoid", name="conv2d_2")(m1)
+    return keras.Model([image], {"mask": mask}), {"mask": keras.losses.BinaryCrossentropy()}
+
+
+def mobilenet(size=16, width=4):
+    """The MobileNet-like classifier of the benchmarks, narrower and on a smaller image: four times
+    DepthwiseConv2D (no bias, strides 1, 2, 1, 2), BatchNormalization and relu, then a pointwise
+    Conv2D(1×1, relu) widening the channels; global average pooling and a softmax Dense."""
+    image = keras.Input(shape=(size, size, 3), name="image")
+    x = image
+    for i, (stride, filters) in enumerate([(1, 2 * width), (2, 4 * width), (1, 4 * width), (2, 8 * width)]):
+        sfx = "" if i == 0 else f"_{i}"
+        x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"depthwise_conv2d{sfx}")(x)
+        x = layers.BatchNormalization(name=f"batch_normalization{sfx}")(x)
+        x = layers.Activation("relu", name=f"activation{sfx}")(x)
+        x = layers.Conv2D(filters, 1, activation="relu", name=f"conv2d{sfx}")(x)
+    h = layers.GlobalAveragePooling2D(name="global_average_pooling2d")(x)
+    probs = layers.Dense(10, activation="softmax", name="dense")(h)
+    return keras.Model([image], {"probs": probs}), {"probs": keras.losses.CategoricalCrossentropy()}
+
+
+MODELS["separable"] = separable
+MODELS["unet"] = unet
+MODELS["mobilenet"] = mobilenet
+
 if __name__ == "__main__":
+    # `keras_vision.py [name ...]` rewrites only those fixtures; seeds stay tied to MODELS order.
+    wanted = set(sys.argv[1:])
     for i, (name, build) in enumerate(MODELS.items()):
-        export(name, build, seed=200 + i)
+        if not wanted or name in wanted:
+            export(name, build, seed=200 + i)

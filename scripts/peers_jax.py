@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Times the BENCH.md models in JAX (jit-compiled forward and Adam train step) for BENCHMARKS.md.
 
-The same five models as benches/models.rs, f32, channels-last, Keras-default (Glorot uniform) init,
+The same models as benches/models.rs (M1–M5, and M6 U-Net and M7 MobileNet-like of issue #19), f32, channels-last, Keras-default (Glorot uniform) init,
 the same losses. Prints one table of median microseconds per call. Run on an idle machine:
 
     python3 -m venv .venv && .venv/bin/pip install jax numpy
@@ -150,6 +150,83 @@ def m5():
     return params, forward, loss, data
 
 
+def conv_transpose_same(p, x, stride):
+    y = jax.lax.conv_transpose(x, p["kernel"], (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + p["bias"]
+
+
+def max_pool2(x):
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+
+def m6():
+    """M6 (issue #19): the U-Net of benches/bench_models on a 64×64 RGB image."""
+    k = jax.random.split(jax.random.PRNGKey(0), 5)
+    params = {
+        "c1": conv_params(k[0], 3, 3, 16),
+        "c2": conv_params(k[1], 3, 16, 32),
+        "u2": conv_params(k[2], 3, 32, 32),
+        "u1": conv_params(k[3], 3, 64, 16),
+        "out": {"kernel": glorot(k[4], 32, 1, (1, 1, 32, 1)), "bias": jnp.zeros((1,), jnp.float32)},
+    }
+
+    def forward(p, x):
+        c1 = relu(conv_same(p["c1"], x))
+        c2 = relu(conv_same(p["c2"], max_pool2(c1)))
+        u2 = relu(conv_transpose_same(p["u2"], max_pool2(c2), 2))
+        u1 = relu(conv_transpose_same(p["u1"], jnp.concatenate([u2, c2], axis=-1), 2))
+        return sigmoid(conv_same(p["out"], jnp.concatenate([u1, c1], axis=-1)))
+
+    def loss(p, x, y):
+        return bce(forward(p, x), y)
+
+    def data(b, rng):
+        return rng.uniform(0, 1, (b, 64, 64, 3)).astype(np.float32), (rng.uniform(size=(b, 64, 64, 1)) > 0.5).astype(np.float32)
+
+    return params, forward, loss, data
+
+
+def m7(training=False):
+    """M7 (issue #19): the MobileNet-like classifier of benches/bench_models on a 32×32 RGB image. Batch
+    normalization uses the batch statistics in the train step and the moving ones (mean 0, variance 1) in
+    inference; the moving statistics are not updated (a few element-wise passes less than Keras)."""
+    k = jax.random.split(jax.random.PRNGKey(0), 9)
+    blocks = [(1, 3, 16), (2, 16, 32), (1, 32, 32), (2, 32, 64)]
+    params = {}
+    for i, (_, c, f) in enumerate(blocks):
+        params[f"dw{i}"] = glorot(k[2 * i], 9 * c, 9, (3, 3, 1, c))
+        params[f"bn{i}"] = {"gamma": jnp.ones((c,), jnp.float32), "beta": jnp.zeros((c,), jnp.float32)}
+        params[f"pw{i}"] = conv_params(k[2 * i + 1], 1, c, f)
+    params["head"] = dense_params(k[8], 64, 10)
+
+    def batch_norm(p, x, train):
+        if train:
+            mean, var = jnp.mean(x, axis=(0, 1, 2)), jnp.var(x, axis=(0, 1, 2))
+        else:
+            mean, var = 0.0, 1.0
+        return (x - mean) * jax.lax.rsqrt(var + 1e-3) * p["gamma"] + p["beta"]
+
+    def forward_mode(p, x, train):
+        for i, (stride, c, _) in enumerate(blocks):
+            x = jax.lax.conv_general_dilated(
+                x, p[f"dw{i}"], (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c
+            )
+            x = relu(batch_norm(p[f"bn{i}"], x, train))
+            x = relu(conv_same(p[f"pw{i}"], x))
+        return softmax(dense(p["head"], jnp.mean(x, axis=(1, 2))))
+
+    def forward(p, x):
+        return forward_mode(p, x, False)
+
+    def loss(p, x, y):
+        return cce(forward_mode(p, x, True), y)
+
+    def data(b, rng):
+        return rng.uniform(0, 1, (b, 32, 32, 3)).astype(np.float32), np.eye(10, dtype=np.float32)[rng.integers(0, 10, b)]
+
+    return params, forward, loss, data
+
+
 def adam_step(loss):
     b1, b2, eps, lr = 0.9, 0.999, 1e-7, 1e-3
 
@@ -186,6 +263,8 @@ def main():
         ("M3", m3, [1, 32], [32]),
         ("M4", m4, [1, 32, 256], [32, 256]),
         ("M5", m5, [1, 32, 256], [32, 256]),
+        ("M6", m6, [1, 32], [32]),
+        ("M7", m7, [1, 32], [32]),
     ]:
         params, forward, loss, data = build()
         fwd = jax.jit(forward)

@@ -45,8 +45,8 @@ PEERS = ["candle", "burn", "PyTorch", "JAX"]
 # The cells of BENCH.md: (model, task, batch). Inference at 1 and 32 (and 256 for M4), train at 32 and 256.
 CELLS = [
     (m, task, b)
-    for m in ["M1", "M2", "M3", "M4", "M5"]
-    for task, batches in [("inference", [1, 32, 256] if m == "M4" else [1, 32]), ("train", [32, 256])]
+    for m in ["M1", "M2", "M3", "M4", "M5", "M6", "M7"]
+    for task, batches in [("inference", [1, 32, 256] if m == "M4" else [1, 32]), ("train", [32] if m in ("M6", "M7") else [32, 256])]
     for b in batches
 ]
 
@@ -57,8 +57,10 @@ OUTPUTS = {
     "M3": [(3, "cce")],
     "M4": [(10, "cce")],
     "M5": [(1, "bce")],
+    "M6": [((64, 64, 1), "bce")],
+    "M7": [(10, "cce")],
 }
-INPUTS = {"M1": [(8,), (4,)], "M2": [(64,)], "M3": [(32, 32, 3), (6,)], "M4": [(784,)], "M5": [(128,), (128,)]}
+INPUTS = {"M1": [(8,), (4,)], "M2": [(64,)], "M3": [(32, 32, 3), (6,)], "M4": [(784,)], "M5": [(128,), (128,)], "M6": [(64, 64, 3)], "M7": [(32, 32, 3)]}
 
 
 def synthetic(model, batch, rng):
@@ -67,7 +69,8 @@ def synthetic(model, batch, rng):
     ys = []
     for width, loss in OUTPUTS[model]:
         if loss == "bce":
-            ys.append((rng.uniform(size=(batch, width)) > 0.5).astype(np.float32))
+            shape = (batch, *width) if isinstance(width, tuple) else (batch, width)
+            ys.append((rng.uniform(size=shape) > 0.5).astype(np.float32))
         else:
             ys.append(np.eye(width, dtype=np.float32)[rng.integers(0, width, batch)])
     return xs, ys
@@ -149,7 +152,51 @@ def torch_models():
         def forward(self, a, b):
             return [sigmoid(self.head(0.5 * (relu(self.encoder(a)) + relu(self.encoder(b)))))]
 
-    return {"M1": M1, "M2": M2, "M3": M3, "M4": M4, "M5": M5}
+    def glorot_(layer):
+        nn.init.xavier_uniform_(layer.weight)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+        return layer
+
+    class M6(nn.Module):
+        """The U-Net of issue #19 (NCHW; the mask is returned NHWC, a view, to meet NHWC targets)."""
+
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = conv(3, 16), conv(16, 32)
+            self.u2 = glorot_(nn.ConvTranspose2d(32, 32, 3, stride=2, padding=1, output_padding=1))
+            self.u1 = glorot_(nn.ConvTranspose2d(64, 16, 3, stride=2, padding=1, output_padding=1))
+            self.out = glorot_(nn.Conv2d(32, 1, 1))
+
+        def forward(self, image):
+            c1 = relu(self.c1(image))
+            c2 = relu(self.c2(nn.functional.max_pool2d(c1, 2)))
+            u2 = relu(self.u2(nn.functional.max_pool2d(c2, 2)))
+            u1 = relu(self.u1(torch.cat([u2, c2], dim=1)))
+            return [sigmoid(self.out(torch.cat([u1, c1], dim=1))).permute(0, 2, 3, 1)]
+
+    class M7(nn.Module):
+        """The MobileNet-like classifier of issue #19: depthwise 3×3 (groups = channels, no bias),
+        BatchNorm2d (eps 1e-3, as Keras), relu, pointwise 1×1 with relu; four times."""
+
+        def __init__(self):
+            super().__init__()
+            blocks = [(1, 3, 16), (2, 16, 32), (1, 32, 32), (2, 32, 64)]
+            layers = []
+            for stride, c, f in blocks:
+                layers += [
+                    glorot_(nn.Conv2d(c, c, 3, stride=stride, padding=1, groups=c, bias=False)),
+                    nn.BatchNorm2d(c, eps=1e-3, momentum=0.01),
+                    nn.ReLU(),
+                    glorot_(nn.Conv2d(c, f, 1)),
+                    nn.ReLU(),
+                ]
+            self.body, self.head = nn.Sequential(*layers), dense(64, 10)
+
+        def forward(self, image):
+            return [torch.softmax(self.head(self.body(image).mean(dim=(2, 3))), dim=1)]
+
+    return {"M1": M1, "M2": M2, "M3": M3, "M4": M4, "M5": M5, "M6": M6, "M7": M7}
 
 
 def time_torch(cells, min_time):
@@ -186,6 +233,7 @@ def time_torch(cells, min_time):
                     net(*xs)
 
         else:
+            net.train()
             opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=eps)
 
             def run():
@@ -207,7 +255,15 @@ def time_jax(cells, min_time):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import peers_jax
 
-    builders = {"M1": peers_jax.m1, "M2": peers_jax.m2, "M3": peers_jax.m3, "M4": peers_jax.m4, "M5": peers_jax.m5}
+    builders = {
+        "M1": peers_jax.m1,
+        "M2": peers_jax.m2,
+        "M3": peers_jax.m3,
+        "M4": peers_jax.m4,
+        "M5": peers_jax.m5,
+        "M6": peers_jax.m6,
+        "M7": peers_jax.m7,
+    }
     rng = np.random.default_rng(0)
     out = {}
     for m, task, b in cells:

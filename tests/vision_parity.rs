@@ -2,7 +2,8 @@
 //! ZeroPadding1D/2D, Cropping1D/2D and UpSampling1D/2D (nearest and bilinear), against the fixture written
 //! by `scripts/keras_vision.py` (Keras 3, JAX backend) in the format of tests/keras_parity.rs: outputs within
 //! 1e-5, the training loss, every gradient within 1e-4 relative, the weights after three Adam(1e-2) steps;
-//! likewise grouped, depthwise and transposed convolutions.
+//! likewise grouped, depthwise, transposed and separable convolutions, and the two benchmark models
+//! (U-Net, MobileNet-like) in small form.
 
 use std::collections::BTreeMap;
 
@@ -275,4 +276,151 @@ fn transposed_convolutions_match_keras() {
         let want = get(&fx, &format!("adam3/{}", spec.name));
         assert_close(&format!("{} after 3 Adam steps", spec.name), &got, want.as_slice().unwrap(), 1e-5, 1e-4);
     }
+}
+
+model! {
+    /// SeparableConv2D ('same' with depth_multiplier 2; strided without bias, gelu; dilated) and
+    /// SeparableConv1D (scripts/keras_vision.py, `separable`).
+    struct SeparableNet {
+        input image: [8, 8, 3];
+        input seq: [10, 4];
+        let x = SeparableConv2D(6, 3, padding = same, depth_multiplier = 2, activation = tanh)(image);
+        let y = SeparableConv2D(4, (2, 3), strides = 2, use_bias = false, activation = gelu)(x);
+        let z = SeparableConv2D(3, 3, dilation_rate = 2)(x);
+        let feats = Concatenate()([GlobalAveragePooling2D()(y), Flatten()(z)]);
+        output probs = Dense(3, activation = softmax)(feats);
+        let s = SeparableConv1D(5, 3, padding = same, depth_multiplier = 2, activation = tanh)(seq);
+        let s = SeparableConv1D(2, 2, strides = 2)(s);
+        output aux = Dense(2)(GlobalAveragePooling1D()(s));
+    }
+}
+
+#[test]
+fn separable_convolutions_match_keras() {
+    let path = format!("{}/tests/fixtures/separable.safetensors", env!("CARGO_MANIFEST_DIR"));
+    let fx = read_tensors(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut model = SeparableNet::new(0);
+    set_params(&mut model, &fx);
+    let inputs = SeparableNetInputs { image: view(&fx, "input/image"), seq: view(&fx, "input/seq") };
+
+    let out = model.predict(&inputs).unwrap();
+    assert_close("probs", out.probs.as_slice().unwrap(), get(&fx, "output/probs").as_slice().unwrap(), 1e-5, 0.0);
+    assert_close("aux", out.aux.as_slice().unwrap(), get(&fx, "output/aux").as_slice().unwrap(), 1e-5, 1e-5);
+
+    let out = model.forward(&inputs, true).unwrap();
+    let (l_probs, d_probs) = loss_and_grad(Loss::CategoricalCrossentropy, &out.probs.into_dyn(), get(&fx, "target/probs"));
+    let (l_aux, d_aux) = loss_and_grad(Loss::MeanSquaredError, &out.aux.into_dyn(), get(&fx, "target/aux"));
+    assert_close("loss", &[(l_probs + l_aux) as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+    let d = SeparableNetOutputs { probs: d_probs.into_dimensionality().unwrap(), aux: d_aux.into_dimensionality().unwrap() };
+    let grads = model.backward(&d).unwrap();
+    assert_grads_close(SeparableNet::PARAMS, &grads, &fx);
+
+    set_params(&mut model, &fx);
+    let targets = SeparableNetTargets { probs: view(&fx, "target/probs"), aux: view(&fx, "target/aux") };
+    let losses = SeparableNetLosses { probs: Loss::CategoricalCrossentropy, aux: Loss::MeanSquaredError };
+    let mut trainer = model.compile(Adam::new(1e-2), losses, &[]);
+    for _ in 0..3 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    assert_adam3_close(&model, &fx);
+}
+
+/// Every trainable gradient against the fixture's, with an absolute tolerance of 1e-6 of the tensor's
+/// largest gradient (at least 1e-6): elements near zero carry the f32 rounding of that scale.
+fn assert_grads_close(params: &[modelc::spec::ParamSpec], grads: &modelc::ops::Gradients, fx: &Fixture) {
+    for spec in params.iter().filter(|s| s.trainable) {
+        let got: Vec<f32> = grads.get(spec.name).unwrap().iter().copied().collect();
+        let want = get(fx, &format!("grad/{}", spec.name));
+        let scale = want.iter().fold(1.0f32, |a, v| a.max(v.abs()));
+        assert_close(&format!("gradient of {}", spec.name), &got, want.as_slice().unwrap(), 1e-6 * scale, 1e-4);
+    }
+}
+
+/// Every weight after three Adam(1e-2) steps against the fixture's.
+fn assert_adam3_close<N: Network>(model: &N, fx: &Fixture) {
+    for spec in N::PARAMS {
+        let got: Vec<f32> = modelc::ops::param(model, spec.name).unwrap().iter().copied().collect();
+        let want = get(fx, &format!("adam3/{}", spec.name));
+        assert_close(&format!("{} after 3 Adam steps", spec.name), &got, want.as_slice().unwrap(), 1e-5, 1e-4);
+    }
+}
+
+model! {
+    /// The benchmark U-Net (benches/bench_models) on a 16×16 image with a quarter of the width
+    /// (scripts/keras_vision.py, `unet`).
+    struct SmallUNet {
+        input image: [16, 16, 3];
+        let c1 = Conv2D(4, 3, padding = same, activation = relu)(image);
+        let c2 = Conv2D(8, 3, padding = same, activation = relu)(MaxPooling2D(2)(c1));
+        let u2 = Conv2DTranspose(8, 3, strides = 2, padding = same, activation = relu)(MaxPooling2D(2)(c2));
+        let u1 = Conv2DTranspose(4, 3, strides = 2, padding = same, activation = relu)(Concatenate()([u2, c2]));
+        output mask = Conv2D(1, 1, activation = sigmoid)(Concatenate()([u1, c1]));
+    }
+}
+
+#[test]
+fn the_benchmark_unet_matches_keras() {
+    let path = format!("{}/tests/fixtures/unet.safetensors", env!("CARGO_MANIFEST_DIR"));
+    let fx = read_tensors(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut model = SmallUNet::new(0);
+    set_params(&mut model, &fx);
+    let inputs = SmallUNetInputs { image: view(&fx, "input/image") };
+    let out = model.predict(&inputs).unwrap();
+    assert_close("mask", out.mask.as_slice().unwrap(), get(&fx, "output/mask").as_slice().unwrap(), 1e-5, 1e-5);
+
+    let out = model.forward(&inputs, true).unwrap();
+    let (loss, d) = loss_and_grad(Loss::BinaryCrossentropy, &out.mask.into_dyn(), get(&fx, "target/mask"));
+    assert_close("loss", &[loss as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+    let grads = model.backward(&SmallUNetOutputs { mask: d.into_dimensionality().unwrap() }).unwrap();
+    assert_grads_close(SmallUNet::PARAMS, &grads, &fx);
+
+    set_params(&mut model, &fx);
+    let targets = SmallUNetTargets { mask: view(&fx, "target/mask") };
+    let mut trainer = model.compile(Adam::new(1e-2), SmallUNetLosses { mask: Loss::BinaryCrossentropy }, &[]);
+    for _ in 0..3 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    assert_adam3_close(&model, &fx);
+}
+
+model! {
+    /// The benchmark MobileNet-like classifier on a 16×16 image with a quarter of the width
+    /// (scripts/keras_vision.py, `mobilenet`).
+    struct SmallMobileNet {
+        input image: [16, 16, 3];
+        let x = DepthwiseConv2D(3, padding = same, use_bias = false)(image);
+        let x = Conv2D(8, 1, activation = relu)(Activation(relu)(BatchNormalization()(x)));
+        let x = DepthwiseConv2D(3, strides = 2, padding = same, use_bias = false)(x);
+        let x = Conv2D(16, 1, activation = relu)(Activation(relu)(BatchNormalization()(x)));
+        let x = DepthwiseConv2D(3, padding = same, use_bias = false)(x);
+        let x = Conv2D(16, 1, activation = relu)(Activation(relu)(BatchNormalization()(x)));
+        let x = DepthwiseConv2D(3, strides = 2, padding = same, use_bias = false)(x);
+        let x = Conv2D(32, 1, activation = relu)(Activation(relu)(BatchNormalization()(x)));
+        output probs = Dense(10, activation = softmax)(GlobalAveragePooling2D()(x));
+    }
+}
+
+#[test]
+fn the_benchmark_mobilenet_matches_keras() {
+    let path = format!("{}/tests/fixtures/mobilenet.safetensors", env!("CARGO_MANIFEST_DIR"));
+    let fx = read_tensors(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut model = SmallMobileNet::new(0);
+    set_params(&mut model, &fx);
+    let inputs = SmallMobileNetInputs { image: view(&fx, "input/image") };
+    let out = model.predict(&inputs).unwrap();
+    assert_close("probs", out.probs.as_slice().unwrap(), get(&fx, "output/probs").as_slice().unwrap(), 1e-5, 1e-5);
+
+    let out = model.forward(&inputs, true).unwrap();
+    let (loss, d) = loss_and_grad(Loss::CategoricalCrossentropy, &out.probs.into_dyn(), get(&fx, "target/probs"));
+    assert_close("loss", &[loss as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+    let grads = model.backward(&SmallMobileNetOutputs { probs: d.into_dimensionality().unwrap() }).unwrap();
+    assert_grads_close(SmallMobileNet::PARAMS, &grads, &fx);
+
+    set_params(&mut model, &fx);
+    let targets = SmallMobileNetTargets { probs: view(&fx, "target/probs") };
+    let mut trainer = model.compile(Adam::new(1e-2), SmallMobileNetLosses { probs: Loss::CategoricalCrossentropy }, &[]);
+    for _ in 0..3 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    assert_adam3_close(&model, &fx);
 }

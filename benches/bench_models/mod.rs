@@ -1,4 +1,5 @@
-//! The five BENCH.md models as modelc graphs, shared by `benches/models.rs` and the peers package
+//! The five BENCH.md models and the two vision models of issue #19 (M6 U-Net, M7 MobileNet-like) as
+//! modelc graphs, shared by `benches/models.rs` and the peers package
 //! (`peers/`, through `#[path]`), so every comparison measures exactly the same modelc model.
 
 use modelc::prelude::*;
@@ -46,6 +47,39 @@ model! {
         layer encoder = Dense(64, activation = relu);
         let avg = Average()([encoder(a), encoder(b)]);
         output same = Dense(1, activation = sigmoid)(avg);
+    }
+}
+
+model! {
+    /// M6 (issue #19): a small U-Net on a 64×64 RGB image, two Conv2D + MaxPooling2D levels down, two
+    /// Conv2DTranspose levels up joined to the skips by Concatenate, a 1×1 sigmoid mask. The same
+    /// topology, narrower and on 16×16, is checked against Keras in tests/vision_parity.rs.
+    pub struct UNet {
+        input image: [64, 64, 3];
+        let c1 = Conv2D(16, 3, padding = same, activation = relu)(image);
+        let c2 = Conv2D(32, 3, padding = same, activation = relu)(MaxPooling2D(2)(c1));
+        let u2 = Conv2DTranspose(32, 3, strides = 2, padding = same, activation = relu)(MaxPooling2D(2)(c2));
+        let u1 = Conv2DTranspose(16, 3, strides = 2, padding = same, activation = relu)(Concatenate()([u2, c2]));
+        output mask = Conv2D(1, 1, activation = sigmoid)(Concatenate()([u1, c1]));
+    }
+}
+
+model! {
+    /// M7 (issue #19): a MobileNet-like classifier on a 32×32 RGB image, four times DepthwiseConv2D (3×3,
+    /// no bias, strides 1, 2, 1, 2), BatchNormalization and relu, then a pointwise Conv2D(1×1, relu);
+    /// global average pooling and a 10-way softmax. Checked against Keras (narrower, 16×16) in
+    /// tests/vision_parity.rs.
+    pub struct MobileNet {
+        input image: [32, 32, 3];
+        let x = DepthwiseConv2D(3, padding = same, use_bias = false)(image);
+        let x = Conv2D(16, 1, activation = relu)(Activation(relu)(BatchNormalization()(x)));
+        let x = DepthwiseConv2D(3, strides = 2, padding = same, use_bias = false)(x);
+        let x = Conv2D(32, 1, activation = relu)(Activation(relu)(BatchNormalization()(x)));
+        let x = DepthwiseConv2D(3, padding = same, use_bias = false)(x);
+        let x = Conv2D(32, 1, activation = relu)(Activation(relu)(BatchNormalization()(x)));
+        let x = DepthwiseConv2D(3, strides = 2, padding = same, use_bias = false)(x);
+        let x = Conv2D(64, 1, activation = relu)(Activation(relu)(BatchNormalization()(x)));
+        output probs = Dense(10, activation = softmax)(GlobalAveragePooling2D()(x));
     }
 }
 

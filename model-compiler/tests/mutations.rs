@@ -106,6 +106,14 @@ const SEEDS: &[&str] = &[
         let i = DepthwiseConv2D(3, padding = same, dilation_rate = 2, activation = gelu)(i);
         output y = Concatenate()([GlobalAveragePooling1D()(s), GlobalAveragePooling2D()(i)]);
     }",
+    "pub struct Separable {
+        input seq: [10, 3];
+        input image: [8, 8, 3];
+        let s = SeparableConv1D(4, 3, depth_multiplier = 2, padding = same, activation = relu)(seq);
+        let i = SeparableConv2D(6, (3, 3), strides = 2, use_bias = false)(image);
+        let i = SeparableConv2D(4, 3, padding = same, dilation_rate = 2, activation = gelu)(i);
+        output y = Concatenate()([GlobalAveragePooling1D()(s), GlobalAveragePooling2D()(i)]);
+    }",
     "pub struct UpPath {
         input seq: [6, 4];
         input image: [4, 4, 3];

@@ -251,31 +251,51 @@ impl LayerDef for ConvTranspose {
     }
 
     // The pre-activation when the activation needs it.
-    fn scratch(&self, _inputs: &[Shape], output: &Shape) -> Vec<usize> {
+    // [the GEMM path's col (every input pixel times every tap: h · w · taps · filters), the pre-activation
+    // when the activation needs it].
+    fn scratch(&self, inputs: &[Shape], output: &Shape) -> Vec<usize> {
+        let x = inputs.first().cloned().unwrap_or(Shape(Vec::new()));
+        let (h, w) = match x.dims() {
+            [w, _] => (1, *w),
+            [h, w, _] => (*h, *w),
+            _ => (0, 0),
+        };
+        let taps = self.window.size.iter().fold(1usize, |a, k| a.saturating_mul(*k));
+        let col = h.saturating_mul(w).saturating_mul(taps).saturating_mul(self.filters);
+        let mut s = vec![col];
         if self.activation.needs_input() {
-            vec![output.numel()]
-        } else {
-            Vec::new()
+            s.push(output.numel());
         }
+        s
     }
 
-    // conv_transpose::forward(&ConvT2d{..}, x, kernel, bias, act, pre, y, __b, filters)
+    // { take col; conv_transpose::forward(&ConvT2d{..}, x, kernel, bias, act, pre, col, y, __b, filters); put back }
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         let (geom, x, w, cout) = (self.geom(cx).tokens(), cx.x(0), cx.p(0), self.filters);
         let b = some_if(self.use_bias, cx.p(1));
-        let pre = some_if(self.activation.needs_input(), cx.scratch_mut(0));
+        let (col, col_len) = (cx.scratch.first().copied().unwrap_or(0), cx.scratch_len(0));
+        let pre = some_if(self.activation.needs_input(), cx.scratch_mut(1));
         let act = self.activation.tokens();
-        quote!(::modelc::__private::kernels::conv_transpose::forward(&#geom, #x, #w, #b, #act, #pre, &mut __y[..], __b, #cout);)
+        quote! {
+            let mut __col = ::core::mem::take(&mut __ws.scratch[#col]);
+            ::modelc::__private::kernels::conv_transpose::forward(&#geom, #x, #w, #b, #act, #pre, &mut __col[..__b * #col_len], &mut __y[..], __b, #cout);
+            __ws.scratch[#col] = __col;
+        }
     }
 
-    // conv_transpose::backward(&ConvT2d{..}, x, kernel, pre, y, dy, act, dx, dkernel, dbias, __b, filters)
+    // { take col; conv_transpose::backward(&ConvT2d{..}, x, kernel, pre, y, dy, act, col, dx, dkernel, dbias, __b, filters); put back }
     fn backward(&self, cx: &EmitCx) -> TokenStream {
         let (geom, x, y, w, gw, cout) = (self.geom(cx).tokens(), cx.x(0), cx.y(), cx.p(0), cx.g(0), self.filters);
         let gb = some_if(self.use_bias, cx.g(1));
-        let pre = some_if(self.activation.needs_input(), cx.scratch(0));
+        let (col, col_len) = (cx.scratch.first().copied().unwrap_or(0), cx.scratch_len(0));
+        let pre = some_if(self.activation.needs_input(), cx.scratch(1));
         let act = cx.backward_act(self.activation);
         let dx = cx.dx(0);
-        quote!(::modelc::__private::kernels::conv_transpose::backward(&#geom, #x, #w, #pre, #y, &mut __dy[..], #act, #dx, #gw, #gb, __b, #cout);)
+        quote! {
+            let mut __col = ::core::mem::take(&mut __ws.scratch[#col]);
+            ::modelc::__private::kernels::conv_transpose::backward(&#geom, #x, #w, #pre, #y, &mut __dy[..], #act, &mut __col[..__b * #col_len], #dx, #gw, #gb, __b, #cout);
+            __ws.scratch[#col] = __col;
+        }
     }
 
     fn output_activation(&self) -> Option<Act> {

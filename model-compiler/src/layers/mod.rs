@@ -19,6 +19,7 @@ pub mod padding;
 pub mod pooling;
 pub mod rescaling;
 pub mod reshape;
+pub mod separable;
 pub mod softmax;
 pub mod upsampling;
 
@@ -369,6 +370,9 @@ pub enum LayerKind {
     /// `Conv1DTranspose` / `Conv2DTranspose(filters, kernel_size, strides, padding, output_padding,
     /// dilation_rate, activation, use_bias)`.
     ConvTranspose(conv_transpose::ConvTranspose),
+    /// `SeparableConv1D` / `SeparableConv2D(filters, kernel_size, strides, padding, dilation_rate,
+    /// depth_multiplier, activation, use_bias)`.
+    Separable(separable::Separable),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -411,6 +415,8 @@ pub const KINDS: &[&str] = &[
     "DepthwiseConv2D",
     "Conv1DTranspose",
     "Conv2DTranspose",
+    "SeparableConv1D",
+    "SeparableConv2D",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -455,6 +461,8 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "DepthwiseConv2D" => depthwise::Depthwise::parse(r, 2).map(LayerKind::Depthwise),
         "Conv1DTranspose" => conv_transpose::ConvTranspose::parse(r, 1).map(LayerKind::ConvTranspose),
         "Conv2DTranspose" => conv_transpose::ConvTranspose::parse(r, 2).map(LayerKind::ConvTranspose),
+        "SeparableConv1D" => separable::Separable::parse(r, 1).map(LayerKind::Separable),
+        "SeparableConv2D" => separable::Separable::parse(r, 2).map(LayerKind::Separable),
         _ => return None,
     })
 }
@@ -507,6 +515,7 @@ macro_rules! dispatch {
             LayerKind::Rescaling($l) => $e,
             LayerKind::Depthwise($l) => $e,
             LayerKind::ConvTranspose($l) => $e,
+            LayerKind::Separable($l) => $e,
         }
     };
 }

@@ -201,7 +201,7 @@ pub fn col2im_accumulate(g: &Window2d, dcol: &[f32], dx: &mut [f32], batch: usiz
 /// Floats of im2col matrix handled at a time per thread: a chunk of samples whose im2col rows (1 MiB, the L2 of a Zen 4 core) stay in
 /// the L2 cache between being written and being read by the GEMM, instead of streaming the whole
 /// batch's matrix (18 MiB for BENCH M3's second convolution at batch 32) through memory.
-const CHUNK_FLOATS: usize = 1 << 18;
+pub(crate) const CHUNK_FLOATS: usize = 1 << 18;
 
 /// Samples per im2col chunk: as many as fit in [`CHUNK_FLOATS`] per GEMM thread (each thread's band of
 /// the chunk stays in its own core's L2), at least one.

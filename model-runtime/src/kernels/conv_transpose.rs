@@ -2,11 +2,28 @@
 //! `[kh, kw, filters, cin]` (output filters before input channels). A transposed convolution is the
 //! adjoint of a convolution: forward scatters every input pixel through the kernel taps onto the output
 //! (`y[iy·sh + ky·dh − crop_top, ix·sw + kx·dw − crop_left] += W[ky, kx] · x[iy, ix]`, taps landing
-//! outside the output dropped), and the input gradient gathers the same taps back. Direct loops, bias
-//! and activation fused as in [`super::conv`]. A 1D op is the 2D op with height 1. Forward next to
-//! backward; nothing is allocated.
+//! outside the output dropped), and the input gradient gathers the same taps back. Bias and activation
+//! fused as in [`super::conv`]. A 1D op is the 2D op with height 1. Forward next to backward; nothing is
+//! allocated.
+//!
+//! Given scratch `col` for at least one sample's [`ConvT2d::col_len`] values, the products run as GEMMs
+//! over chunks of samples: forward computes every input pixel times every tap's `[cout, c]` block at once
+//! (`col = X · Wᵀ`, rows × (taps · cout)) and scatters the rows of `col` onto the output (col2im);
+//! backward gathers dz into `col` (im2col of the output gradient) and takes dW += colᵀ · X and
+//! dX += col · W. With an empty `col` it runs direct loops over the taps, one small product per tap.
 
 use super::activation::{self, Activation};
+use super::gemm::sgemm;
+
+/// Samples per GEMM chunk: as many as `col_len` scratch values hold, and no more than keep a chunk's
+/// `col` in the L2 caches of the GEMM's threads (as the convolutions' im2col chunks), at least one;
+/// 0 (direct loops) when the scratch does not hold one sample.
+fn gemm_samples(g: &ConvT2d, cout: usize, col_len: usize) -> usize {
+    match g.col_len(cout) {
+        0 => 0,
+        per => (col_len / per).min((super::conv::CHUNK_FLOATS * super::gemm::num_threads() / per).max(1)),
+    }
+}
 
 /// The geometry of a transposed convolution over a channels-last `[h, w, c]` sample, fixed by the
 /// compiler from static shapes: window, strides, dilation, the rows and columns cropped before the
@@ -52,6 +69,11 @@ impl ConvT2d {
         self.oh * self.ow
     }
 
+    /// Scratch values per sample of the GEMM path with `cout` filters: every input pixel times every tap.
+    pub fn col_len(&self, cout: usize) -> usize {
+        self.h * self.w * self.kh * self.kw * cout
+    }
+
     /// The output row input row `iy` reaches through tap row `ky`, if inside the output.
     #[inline]
     fn out_row(&self, iy: usize, ky: usize) -> Option<usize> {
@@ -84,7 +106,8 @@ impl ConvT2d {
 }
 
 /// y = act(transposed convolution of x with w, plus b), the pre-activation stored into `pre` when given.
-/// `w` is `[kh, kw, cout, c]`.
+/// `w` is `[kh, kw, cout, c]`; `col` is scratch for the GEMM path (see the module's documentation), or
+/// empty for direct loops.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     g: &ConvT2d,
@@ -93,6 +116,7 @@ pub fn forward(
     b: Option<&[f32]>,
     act: Activation,
     pre: Option<&mut [f32]>,
+    col: &mut [f32],
     y: &mut [f32],
     batch: usize,
     cout: usize,
@@ -105,7 +129,22 @@ pub fn forward(
     if ol == 0 {
         return;
     }
-    if il > 0 {
+    let step = gemm_samples(g, cout, col.len());
+    if il > 0 && step > 0 {
+        let (cl, taps_out) = (g.col_len(cout), g.kh * g.kw * cout);
+        for (xs, ys) in x.chunks(step * il).zip(y.chunks_mut(step * ol)) {
+            let n = xs.len() / il;
+            let col = &mut col[..n * cl];
+            // col (n·h·w × taps·cout) = X (n·h·w × c) · Wᵀ, W stored (taps·cout) × c.
+            sgemm(n * g.h * g.w, c, taps_out, 1.0, xs, false, w, true, 0.0, col);
+            for (cs, ys) in col.chunks_exact(cl).zip(ys.chunks_exact_mut(ol)) {
+                g.taps(|i, o, t| {
+                    let src = &cs[(i * g.kh * g.kw + t) * cout..][..cout];
+                    ys[o * cout..(o + 1) * cout].iter_mut().zip(src).for_each(|(v, &s)| *v += s);
+                });
+            }
+        }
+    } else if il > 0 {
         for (xs, ys) in x.chunks_exact(il).zip(y.chunks_exact_mut(ol)) {
             g.taps(|i, o, t| {
                 let px = &xs[i * c..(i + 1) * c];
@@ -121,7 +160,7 @@ pub fn forward(
 }
 
 /// The backward of [`forward`]. `dy` is overwritten with dL/dz through the activation; then dw += and
-/// db += their gradients, and dx += the input gradient when given.
+/// db += their gradients, and dx += the input gradient when given. `col` as in [`forward`].
 ///
 /// # Panics
 /// When `pre` is `None` for an activation that needs it.
@@ -134,6 +173,7 @@ pub fn backward(
     y: &[f32],
     dy: &mut [f32],
     act: Activation,
+    col: &mut [f32],
     mut dx: Option<&mut [f32]>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
@@ -148,6 +188,11 @@ pub fn backward(
     }
     let dz = activation::backward_with_bias(act, pre, y, dy, cout, db);
     if il == 0 {
+        return;
+    }
+    let step = gemm_samples(g, cout, col.len());
+    if step > 0 {
+        backward_gemm(g, (x, w, dz), col, (dx, dw), step, cout);
         return;
     }
     for (n, (xs, dzs)) in x.chunks_exact(il).zip(dz.chunks_exact(ol)).enumerate() {
@@ -168,6 +213,35 @@ pub fn backward(
                 }
             }
         });
+    }
+}
+
+/// The GEMM path of [`backward`] from dz, `step` samples per chunk: col = the gathered dz (each input
+/// pixel's taps, zero where a tap falls outside the output), dW += colᵀ · X and dX += col · W.
+fn backward_gemm(
+    g: &ConvT2d,
+    (x, w, dz): (&[f32], &[f32], &[f32]),
+    col: &mut [f32],
+    (mut dx, dw): (Option<&mut [f32]>, &mut [f32]),
+    step: usize,
+    cout: usize,
+) {
+    let (il, ol, c) = (g.in_len(), g.positions() * cout, g.c);
+    let (cl, taps_out) = (g.col_len(cout), g.kh * g.kw * cout);
+    for (k, (xs, dzs)) in x.chunks(step * il).zip(dz.chunks(step * ol)).enumerate() {
+        let n = xs.len() / il;
+        let col = &mut col[..n * cl];
+        col.fill(0.0);
+        for (cs, ds) in col.chunks_exact_mut(cl).zip(dzs.chunks_exact(ol)) {
+            g.taps(|i, o, t| cs[(i * g.kh * g.kw + t) * cout..][..cout].copy_from_slice(&ds[o * cout..(o + 1) * cout]));
+        }
+        let rows = n * g.h * g.w;
+        // dW ((taps·cout) × c) += colᵀ · X (rows × c).
+        sgemm(taps_out, rows, c, 1.0, col, true, xs, false, 1.0, dw);
+        if let Some(dx) = dx.as_deref_mut() {
+            // dX (rows × c) += col (rows × taps·cout) · W ((taps·cout) × c).
+            sgemm(rows, taps_out, c, 1.0, col, false, w, false, 1.0, &mut dx[k * step * il..(k * step + n) * il]);
+        }
     }
 }
 
@@ -255,10 +329,14 @@ mod tests {
             let w = random_vec(&mut rng, g.kh * g.kw * cout * g.c, -1.0, 1.0);
             let b = random_vec(&mut rng, cout, -1.0, 1.0);
             let want = naive(&g, &x, &w, &b, batch, cout);
-            let mut y = vec![f32::NAN; want.len()];
-            forward(&g, &x, &w, Some(&b), Activation::Linear, None, &mut y, batch, cout);
-            for (i, (a, e)) in y.iter().zip(&want).enumerate() {
-                assert!((a - e).abs() < 1e-5, "{g:?} at {i}: {a} vs {e}");
+            // Direct loops, GEMM chunks of one sample, one chunk of the batch; stale scratch.
+            for per in [0, 1, batch] {
+                let mut col = vec![f32::NAN; per * g.col_len(cout)];
+                let mut y = vec![f32::NAN; want.len()];
+                forward(&g, &x, &w, Some(&b), Activation::Linear, None, &mut col, &mut y, batch, cout);
+                for (i, (a, e)) in y.iter().zip(&want).enumerate() {
+                    assert!((a - e).abs() < 1e-5, "{g:?} with scratch for {per} samples, at {i}: {a} vs {e}");
+                }
             }
         }
     }
@@ -275,18 +353,22 @@ mod tests {
             let act = Activation::Tanh;
             let run = |x: &[f32], w: &[f32], b: &[f32]| {
                 let mut y = vec![0.0; r.len()];
-                forward(&g, x, w, Some(b), act, None, &mut y, batch, cout);
+                forward(&g, x, w, Some(b), act, None, &mut [], &mut y, batch, cout);
                 weighted_sum(&r, &y)
             };
             let mut y = vec![0.0; r.len()];
-            forward(&g, &x, &w, Some(&b), act, None, &mut y, batch, cout);
-            let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; cout]);
-            let mut dy = r.clone();
-            backward(&g, &x, &w, None, &y, &mut dy, act, Some(&mut dx), &mut dw, Some(&mut db), batch, cout);
-            let what = format!("{g:?}");
-            check_grad(&format!("{what} dx"), &x, &dx, 1e-2, |x| run(x, &w, &b));
-            check_grad(&format!("{what} dw"), &w, &dw, 1e-2, |w| run(&x, w, &b));
-            check_grad(&format!("{what} db"), &b, &db, 1e-2, |b| run(&x, &w, b));
+            forward(&g, &x, &w, Some(&b), act, None, &mut [], &mut y, batch, cout);
+            // Direct loops, GEMM chunks of one sample, one chunk of the batch; stale scratch.
+            for per in [0, 1, batch] {
+                let mut col = vec![f32::NAN; per * g.col_len(cout)];
+                let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; cout]);
+                let mut dy = r.clone();
+                backward(&g, &x, &w, None, &y, &mut dy, act, &mut col, Some(&mut dx), &mut dw, Some(&mut db), batch, cout);
+                let what = format!("{g:?} with scratch for {per} samples");
+                check_grad(&format!("{what} dx"), &x, &dx, 1e-2, |x| run(x, &w, &b));
+                check_grad(&format!("{what} dw"), &w, &dw, 1e-2, |w| run(&x, w, &b));
+                check_grad(&format!("{what} db"), &b, &db, 1e-2, |b| run(&x, &w, b));
+            }
         }
     }
 
@@ -298,15 +380,18 @@ mod tests {
         let x = random_vec(&mut rng, g.in_len(), -1.0, 1.0);
         let w = random_vec(&mut rng, 9 * cout * g.c, -1.0, 1.0);
         let mut y = vec![0.0; g.positions() * cout];
-        forward(&g, &x, &w, None, Activation::Linear, None, &mut y, 1, cout);
+        forward(&g, &x, &w, None, Activation::Linear, None, &mut [], &mut y, 1, cout);
         let r = random_vec(&mut rng, y.len(), -1.0, 1.0);
-        let (mut dw1, mut dw2) = (vec![0.0; w.len()], vec![0.5; w.len()]);
-        let mut dy = r.clone();
-        backward(&g, &x, &w, None, &y, &mut dy, Activation::Linear, None, &mut dw1, None, 1, cout);
-        let mut dy = r.clone();
-        backward(&g, &x, &w, None, &y, &mut dy, Activation::Linear, None, &mut dw2, None, 1, cout);
-        for (a, b) in dw1.iter().zip(&dw2) {
-            assert!((a + 0.5 - b).abs() < 1e-6, "{a} + 0.5 vs {b}");
+        for per in [0, 1] {
+            let mut col = vec![f32::NAN; per * g.col_len(cout)];
+            let (mut dw1, mut dw2) = (vec![0.0; w.len()], vec![0.5; w.len()]);
+            let mut dy = r.clone();
+            backward(&g, &x, &w, None, &y, &mut dy, Activation::Linear, &mut col, None, &mut dw1, None, 1, cout);
+            let mut dy = r.clone();
+            backward(&g, &x, &w, None, &y, &mut dy, Activation::Linear, &mut col, None, &mut dw2, None, 1, cout);
+            for (a, b) in dw1.iter().zip(&dw2) {
+                assert!((a + 0.5 - b).abs() < 1e-6, "scratch for {per}: {a} + 0.5 vs {b}");
+            }
         }
     }
 }

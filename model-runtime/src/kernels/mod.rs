@@ -17,6 +17,7 @@ pub mod pad;
 pub mod pool;
 pub mod rescale;
 pub mod reshape;
+pub mod separable;
 pub mod upsample;
 
 /// How a backward kernel writes a gradient buffer: onto what it holds (another writer came first, or

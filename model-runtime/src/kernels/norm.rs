@@ -49,9 +49,39 @@ fn block_sums<const K: usize>(a: Axis, cs: std::ops::Range<usize>, term: impl Fn
     acc
 }
 
+/// The rows of a channels-last tensor (`inner == 1`): `outer` slices of the `n` channels. The
+/// channels-last paths below walk them with the block's per-channel values in arrays, so the inner loop
+/// runs along a row's channels and vectorizes; they add in the same order as the general paths (row
+/// after row for each channel), so the results are the same bit for bit.
+fn rows(a: Axis, x: &[f32]) -> std::slice::ChunksExact<'_, f32> {
+    x.chunks_exact(a.n.max(1))
+}
+
 /// Per-channel mean and biased variance of `x` (two passes in `f64`).
 fn channel_moments(a: Axis, x: &[f32], mean: &mut [f32], var: &mut [f32]) {
     let count = a.per_channel().max(1) as f64;
+    if a.inner == 1 {
+        for cs in blocks(a) {
+            let (c0, w) = (cs.start, cs.len());
+            let mut acc = [0.0f64; BLOCK];
+            for row in rows(a, x) {
+                acc[..w].iter_mut().zip(&row[cs.clone()]).for_each(|(s, &v)| *s += f64::from(v));
+            }
+            for c in cs.clone() {
+                mean[c] = (acc[c - c0] / count) as f32;
+            }
+            let mut acc = [0.0f64; BLOCK];
+            for row in rows(a, x) {
+                for ((s, &v), &m) in acc[..w].iter_mut().zip(&row[cs.clone()]).zip(&mean[cs.clone()]) {
+                    *s += (f64::from(v) - f64::from(m)).powi(2);
+                }
+            }
+            for c in cs {
+                var[c] = (acc[c - c0] / count) as f32;
+            }
+        }
+        return;
+    }
     for cs in blocks(a) {
         let sums = block_sums(a, cs.clone(), |_, e| [f64::from(x[e])]);
         for (c, [s]) in cs.clone().zip(sums) {
@@ -107,9 +137,26 @@ pub fn batch_norm_forward(
         }
     }
     let (mean, _, inv_std) = bn_stats(stats, n);
-    a.runs(|c, s| {
+    let scale_shift = |c: usize| {
         let scale = inv_std[c] * gamma.map_or(1.0, |g| g[c]);
-        let shift = beta.map_or(0.0, |b| b[c]) - mean[c] * scale;
+        (scale, beta.map_or(0.0, |b| b[c]) - mean[c] * scale)
+    };
+    if a.inner == 1 {
+        for cs in blocks(a) {
+            let (mut scale, mut shift) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
+            for c in cs.clone() {
+                (scale[c - cs.start], shift[c - cs.start]) = scale_shift(c);
+            }
+            for (yr, xr) in y.chunks_exact_mut(n.max(1)).zip(rows(a, x)) {
+                for (((o, &v), &k), &b) in yr[cs.clone()].iter_mut().zip(&xr[cs.clone()]).zip(&scale).zip(&shift) {
+                    *o = v * k + b;
+                }
+            }
+        }
+        return;
+    }
+    a.runs(|c, s| {
+        let (scale, shift) = scale_shift(c);
         for (o, &v) in y[s..s + a.inner].iter_mut().zip(&x[s..s + a.inner]) {
             *o = v * scale + shift;
         }
@@ -139,7 +186,11 @@ pub fn batch_norm_backward(
     // Block by block: Σ dy and Σ dy · x̂ of the block's channels, then their dx.
     for cs in blocks(a) {
         let c0 = cs.start;
-        let sums = block_sums(a, cs.clone(), |c, e| [f64::from(dy[e]), f64::from(dy[e]) * f64::from(xhat(c, e))]);
+        let sums = if a.inner == 1 {
+            row_sums(a, cs.clone(), (x, dy), (mean, inv_std))
+        } else {
+            block_sums(a, cs.clone(), |c, e| [f64::from(dy[e]), f64::from(dy[e]) * f64::from(xhat(c, e))])
+        };
         for (c, [s_dy, s_dyx]) in cs.clone().zip(sums) {
             if let Some(g) = dgamma.as_deref_mut() {
                 g[c] += s_dyx as f32;
@@ -150,6 +201,10 @@ pub fn batch_norm_backward(
         }
         let Some(dx) = dx.as_deref_mut() else { continue };
         debug_assert_eq!(dx.len(), a.len());
+        if a.inner == 1 {
+            row_dx(a, cs, (x, dy, dx), (mean, inv_std, gamma), training.then_some((&sums, count)));
+            continue;
+        }
         each_in(a, cs, |c, e| {
             let scale = gamma.map_or(1.0, |g| g[c]) * inv_std[c];
             dx[e] += if training {
@@ -159,6 +214,51 @@ pub fn batch_norm_backward(
                 scale * dy[e]
             };
         });
+    }
+}
+
+/// [`block_sums`] of Σ dy and Σ dy · x̂ for a channels-last tensor, row by row (see [`rows`]).
+fn row_sums(a: Axis, cs: std::ops::Range<usize>, (x, dy): (&[f32], &[f32]), (mean, inv_std): (&[f32], &[f32])) -> [[f64; 2]; BLOCK] {
+    let mut acc = [[0.0f64; 2]; BLOCK];
+    for (xr, dr) in rows(a, x).zip(rows(a, dy)) {
+        let parts = acc.iter_mut().zip(&xr[cs.clone()]).zip(&dr[cs.clone()]).zip(&mean[cs.clone()]).zip(&inv_std[cs.clone()]);
+        for ((((s, &xv), &d), &m), &inv) in parts {
+            s[0] += f64::from(d);
+            s[1] += f64::from(d) * f64::from((xv - m) * inv);
+        }
+    }
+    acc
+}
+
+/// The dx pass of [`batch_norm_backward`] for the channels `cs` of a channels-last tensor, row by row:
+/// with `sums` (training: Σ dy and Σ dy · x̂ per channel, and the count) through the batch statistics,
+/// else dx += dy · gamma · inv_std.
+fn row_dx(
+    a: Axis,
+    cs: std::ops::Range<usize>,
+    (x, dy, dx): (&[f32], &[f32], &mut [f32]),
+    (mean, inv_std, gamma): (&[f32], &[f32], Option<&[f32]>),
+    training: Option<(&[[f64; 2]; BLOCK], f64)>,
+) {
+    let (mut scale, mut m_dy, mut m_dyx) = ([0.0f32; BLOCK], [0.0f32; BLOCK], [0.0f32; BLOCK]);
+    for c in cs.clone() {
+        let k = c - cs.start;
+        scale[k] = gamma.map_or(1.0, |g| g[c]) * inv_std[c];
+        if let Some((sums, count)) = training {
+            (m_dy[k], m_dyx[k]) = ((sums[k][0] / count) as f32, (sums[k][1] / count) as f32);
+        }
+    }
+    let (mean, inv_std) = (&mean[cs.clone()], &inv_std[cs.clone()]);
+    for ((dxr, xr), dr) in dx.chunks_exact_mut(a.n.max(1)).zip(rows(a, x)).zip(rows(a, dy)) {
+        let (dxr, xr, dr) = (&mut dxr[cs.clone()], &xr[cs.clone()], &dr[cs.clone()]);
+        if training.is_some() {
+            for (k, v) in dxr.iter_mut().enumerate() {
+                let xhat = (xr[k] - mean[k]) * inv_std[k];
+                *v += scale[k] * (dr[k] - m_dy[k] - xhat * m_dyx[k]);
+            }
+        } else {
+            dxr.iter_mut().zip(dr).zip(&scale).for_each(|((v, &d), &k)| *v += k * d);
+        }
     }
 }
 
