@@ -391,6 +391,9 @@ fn apply_step<N: Network, O: Optimizer>(
     (epoch, batch): (usize, usize),
 ) -> Result<()> {
     optimizer.step(params, grads, N::PARAMS);
+    if !N::CONSTRAINTS.is_empty() {
+        crate::regularize::constrain(params, N::CONSTRAINTS);
+    }
     // One pass checks the new parameters and keeps them for the next step's undo.
     match check_and_copy(params, &mut rollback.next) {
         None => {
@@ -404,6 +407,20 @@ fn apply_step<N: Network, O: Optimizer>(
             Err(Error::NonFiniteParams { epoch, batch, param, value })
         }
     }
+}
+
+/// The regularizers' share of the loss, as Keras 3 adds it: every weight penalty, and in training every
+/// activity penalty of the batch's outputs in `ws` divided by the batch size. Zero without regularizers.
+fn regularization_loss<N: Network>(params: &[f32], ws: &crate::workspace::Workspace, batch: usize, training: bool) -> f64 {
+    let mut total = crate::regularize::weight_penalty(params, N::WEIGHT_PENALTIES);
+    if training {
+        for a in N::ACTIVITY_PENALTIES {
+            if let Some(y) = ws.values.get(a.buf).and_then(|v| v.get(..batch * a.len)) {
+                total += crate::regularize::activity_penalty(y, a.penalty, batch);
+            }
+        }
+    }
+    total
 }
 
 /// Checks the float inputs staged in the training workspace `ws` for NaN and infinities (after
@@ -823,6 +840,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 }
             }
         }
+        total += regularization_loss::<N>(params, ws, batch, training);
         if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval) {
             self.total.add_mean(total, batch);
         }
@@ -834,6 +852,9 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             N::update_state(params, ws);
             zero_param_grads::<N>(&mut self.grads);
             N::backward(params, ws, &mut self.grads);
+            if !N::WEIGHT_PENALTIES.is_empty() {
+                crate::regularize::add_weight_gradients(params, &mut self.grads, N::WEIGHT_PENALTIES);
+            }
             if apply {
                 self.iterations += 1;
                 apply_step::<N, O>(params, &mut self.optimizer, &self.grads, &mut self.rollback, (epoch, b))?;
