@@ -391,9 +391,8 @@ impl<'r, 'a, 'v> ObjArgs<'r, 'a, 'v> {
             Some(ArgValue { kind: ArgKind::Ident(id), .. }) if id == "None" && name == "max_value" => f32::INFINITY,
             Some(v) => {
                 self.fail(
-                    v.span,
-                    format!("`{name}` of {} must be a number, got {}", self.what, describe(&v.kind)),
-                    format!("write a number, like `{name} = {default:?}`"),
+                    Diagnostic::new(v.span, format!("`{name}` of {} must be a number, got {}", self.what, describe(&v.kind)))
+                        .help(format!("write a number, like `{name} = {default:?}`")),
                 );
                 default as f32
             }
@@ -406,9 +405,8 @@ impl<'r, 'a, 'v> ObjArgs<'r, 'a, 'v> {
             ArgValue { kind: ArgKind::Ident(id), .. } if id == "None" => None,
             v => {
                 self.fail(
-                    v.span,
-                    format!("`seed` of {} must be a non-negative integer, got {}", self.what, describe(&v.kind)),
-                    "write an integer, like `seed = 3`".into(),
+                    Diagnostic::new(v.span, format!("`seed` of {} must be a non-negative integer, got {}", self.what, describe(&v.kind)))
+                        .help("write an integer, like `seed = 3`"),
                 );
                 None
             }
@@ -426,9 +424,11 @@ impl<'r, 'a, 'v> ObjArgs<'r, 'a, 'v> {
             Some(c) => c,
             None => {
                 self.fail(
-                    v.span,
-                    format!("`{name}` of {} must be one of {}, got {}", self.what, list(choices), describe(&v.kind)),
-                    format!("write one of {}", list(choices)),
+                    Diagnostic::new(
+                        v.span,
+                        format!("`{name}` of {} must be one of {}, got {}", self.what, list(choices), describe(&v.kind)),
+                    )
+                    .help(format!("write one of {}", list(choices))),
                 );
                 default
             }
@@ -448,9 +448,11 @@ impl<'r, 'a, 'v> ObjArgs<'r, 'a, 'v> {
                 _ => {
                     let what = self.what.clone();
                     self.fail(
-                        it.span,
-                        format!("`axis` of {what} must be an axis of the weight of rank {rank}, got {}", describe(&it.kind)),
-                        format!("use an integer in [-{rank}, {}] or a tuple of them, like `axis = 0`", rank.saturating_sub(1)),
+                        Diagnostic::new(
+                            it.span,
+                            format!("`axis` of {what} must be an axis of the weight of rank {rank}, got {}", describe(&it.kind)),
+                        )
+                        .help(format!("use an integer in [-{rank}, {}] or a tuple of them, like `axis = 0`", rank.saturating_sub(1))),
                     );
                 }
             }
@@ -458,9 +460,9 @@ impl<'r, 'a, 'v> ObjArgs<'r, 'a, 'v> {
         out
     }
 
-    fn fail(&mut self, span: Span, message: String, help: String) {
+    fn fail(&mut self, d: Diagnostic) {
         self.failed = true;
-        self.r.error(Diagnostic::new(span, message).help(help));
+        self.r.error(d);
     }
 
     /// Reports unknown keywords and extra positionals; true when the arguments were all valid.
@@ -477,32 +479,55 @@ impl<'r, 'a, 'v> ObjArgs<'r, 'a, 'v> {
                         Some(s) => format!("did you mean `{s}`? {takes}"),
                         None => takes,
                     };
-                    self.fail(span, format!("{what} has no argument `{k}`"), help);
+                    self.fail(Diagnostic::new(span, format!("{what} has no argument `{k}`")).help(help));
                 }
-                None => self.fail(span, format!("too many positional arguments for {what}"), format!("pass them by keyword: {takes}")),
+                None => self.fail(
+                    Diagnostic::new(span, format!("too many positional arguments for {what}"))
+                        .help(format!("pass them by keyword: {takes}")),
+                ),
             }
         }
         !self.failed
     }
 }
 
-/// Reports `v` as not a `what` of `name`, with the choices and a suggestion.
-fn unknown(r: &mut ArgReader<'_>, name: &str, v: &ArgValue, what: &str, choices: &[&str], example: &str) {
+/// Which kind of Keras object an argument names, for [`unknown`].
+#[derive(Clone, Copy)]
+enum Family {
+    Initializer,
+    Regularizer,
+    Constraint,
+}
+
+/// Reports `v` as not an object of `family` for argument `name`, with the choices and a suggestion.
+fn unknown(r: &mut ArgReader<'_>, name: &str, v: &ArgValue, family: Family) {
+    let (choices, example) = match family {
+        Family::Initializer => (INITIALIZERS, "he_normal(seed = 3)"),
+        Family::Regularizer => (REGULARIZERS, "l2(1e-4)"),
+        Family::Constraint => (CONSTRAINTS, "max_norm(max_value = 2.0)"),
+    };
     let got = match object(v) {
         Some(o) => format!("`{}`", o.name),
         None => describe(&v.kind),
     };
+    let kind = r.kind();
     let help = match object(v).and_then(|o| did_you_mean(&o.name, choices.iter().copied())) {
-        Some(s) => format!("did you mean `{s}`? {what} is one of {}, e.g. `{name} = {example}`", list(choices)),
-        None => format!("{what} is one of {}, e.g. `{name} = {example}`", list(choices)),
+        Some(s) => format!("did you mean `{s}`? modelc supports {}, e.g. `{name} = {example}`", list(choices)),
+        None => format!("modelc supports {}, e.g. `{name} = {example}`", list(choices)),
     };
-    r.error(Diagnostic::new(v.span, format!("unknown {what} {got} for `{name}` of {}", r.kind())).help(help));
+    let d = match family {
+        Family::Initializer => Diagnostic::new(v.span, format!("unknown initializer {got} for `{name}` of {kind}")),
+        Family::Regularizer => Diagnostic::new(v.span, format!("unknown regularizer {got} for `{name}` of {kind}")),
+        Family::Constraint => Diagnostic::new(v.span, format!("unsupported constraint {got} for `{name}` of {kind}")),
+    };
+    let d = d.help(help);
+    r.error(d);
 }
 
 fn read_init_value(r: &mut ArgReader<'_>, role: Role, v: &ArgValue) -> Option<InitSpec> {
     let name = role.initializer;
     let Some(obj) = object(v).filter(|o| INITIALIZERS.contains(&o.name.as_str())) else {
-        unknown(r, name, v, "initializer", INITIALIZERS, "he_normal(seed = 3)");
+        unknown(r, name, v, Family::Initializer);
         return None;
     };
     let vs = |scale, mode, distribution| (scale, mode, distribution);
@@ -548,9 +573,8 @@ fn read_init_value(r: &mut ArgReader<'_>, role: Role, v: &ArgValue) -> Option<In
                 };
             if scale <= 0.0 {
                 a.fail(
-                    span,
-                    format!("`scale` of variance_scaling must be positive, got {scale}"),
-                    "use a positive scale, like `scale = 2.0`".into(),
+                    Diagnostic::new(span, format!("`scale` of variance_scaling must be positive, got {scale}"))
+                        .help("use a positive scale, like `scale = 2.0`"),
                 );
             }
             InitSpec::VarianceScaling { scale, mode, distribution, seed: a.seed() }
@@ -582,7 +606,7 @@ fn read_init_value(r: &mut ArgReader<'_>, role: Role, v: &ArgValue) -> Option<In
 
 fn read_regularizer(r: &mut ArgReader<'_>, name: &'static str, v: &ArgValue) -> Option<Penalty> {
     let Some(obj) = object(v).filter(|o| REGULARIZERS.contains(&o.name.as_str())) else {
-        unknown(r, name, v, "regularizer", REGULARIZERS, "l2(1e-4)");
+        unknown(r, name, v, Family::Regularizer);
         return None;
     };
     let span = obj.span;
@@ -595,9 +619,8 @@ fn read_regularizer(r: &mut ArgReader<'_>, name: &'static str, v: &ArgValue) -> 
     };
     if !(p.l1 >= 0.0 && p.l2 >= 0.0 && p.l1.is_finite() && p.l2.is_finite()) {
         a.fail(
-            span,
-            format!("the factors of {} must be finite and non-negative, got l1 = {}, l2 = {}", obj.name, p.l1, p.l2),
-            "use a small positive factor, like `l2(1e-4)`".into(),
+            Diagnostic::new(span, format!("the factors of {} must be finite and non-negative, got l1 = {}, l2 = {}", obj.name, p.l1, p.l2))
+                .help("use a small positive factor, like `l2(1e-4)`"),
         );
     }
     a.finish().then_some(p)
@@ -606,7 +629,7 @@ fn read_regularizer(r: &mut ArgReader<'_>, name: &'static str, v: &ArgValue) -> 
 fn read_constraint(r: &mut ArgReader<'_>, role: Role, v: &ArgValue) -> Option<ConstraintSpec> {
     let name = role.constraint;
     let Some(obj) = object(v).filter(|o| CONSTRAINTS.contains(&o.name.as_str())) else {
-        unknown(r, name, v, "constraint", CONSTRAINTS, "max_norm(max_value = 2.0)");
+        unknown(r, name, v, Family::Constraint);
         return None;
     };
     let mut a = ObjArgs::new(r, &obj);
@@ -638,5 +661,148 @@ impl ParamDecl {
         self.regularizer = w.regularizer;
         self.constraint = w.constraint.clone();
         self
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::layers::tests::{errors, typed_of};
+    use crate::layers::LayerDef;
+    use crate::shape::Shape;
+
+    fn dense(args: &str) -> String {
+        format!("struct M {{ input x: [4]; output y = Dense(3, {args})(x); }}")
+    }
+
+    fn params_of(src: &str) -> Vec<ParamDecl> {
+        let typed = typed_of(src);
+        let layer = typed.model.layers.iter().find(|l| l.keras_type != "Flatten").unwrap();
+        layer.kind.as_ref().unwrap().params(&[Shape(vec![4])])
+    }
+
+    #[test]
+    fn keras_fans_follow_compute_fans() {
+        assert_eq!(keras_fans(&[7]), (7, 7));
+        assert_eq!(keras_fans(&[4, 3]), (4, 3));
+        assert_eq!(keras_fans(&[3, 3, 2, 8]), (18, 72));
+    }
+
+    #[test]
+    fn named_initializers_are_variance_scaling_instances_with_seeds_and_aliases() {
+        let p = params_of(&dense("kernel_initializer = he_normal(seed = 3), bias_initializer = \"Constant\""));
+        assert_eq!(
+            p[0].init,
+            InitKind::VarianceScaling {
+                scale: 2.0,
+                mode: FanMode::FanIn,
+                distribution: Distribution::TruncatedNormal,
+                fan_in: 4,
+                fan_out: 3,
+                seed: Some(3)
+            }
+        );
+        assert_eq!(p[1].init, InitKind::Constant(0.0));
+        // Unseeded glorot_uniform is the default: the very same initializer.
+        assert_eq!(params_of(&dense("kernel_initializer = GlorotUniform"))[0].init, InitKind::GlorotUniform { fan_in: 4, fan_out: 3 });
+        let p = params_of(&dense("kernel_initializer = uniform, bias_initializer = constant(value = 0.5)"));
+        assert_eq!(p[0].init, InitKind::RandomUniform { minval: -0.05, maxval: 0.05, seed: None });
+        assert_eq!(p[1].init, InitKind::Constant(0.5));
+        let p = params_of(&dense("kernel_initializer = variance_scaling(3.0, mode = fan_out, distribution = \"uniform\", seed = 1)"));
+        assert!(matches!(p[0].init, InitKind::VarianceScaling { scale: 3.0, mode: FanMode::FanOut, distribution: Distribution::Uniform, .. }));
+        assert_eq!(params_of(&dense("kernel_initializer = identity(2.0)"))[0].init, InitKind::Identity { gain: 2.0, rows: 4, cols: 3 });
+    }
+
+    #[test]
+    fn regularizers_take_keras_defaults_positions_and_keywords() {
+        let p = params_of(&dense("kernel_regularizer = l2(1e-4), bias_regularizer = l1"));
+        assert_eq!(p[0].regularizer, Some(Penalty { l1: 0.0, l2: 1e-4 }));
+        assert_eq!(p[1].regularizer, Some(Penalty { l1: 0.01, l2: 0.0 }));
+        let p = params_of(&dense("kernel_regularizer = l1_l2(l2 = 0.5), bias_regularizer = L1L2(0.1, 0.2)"));
+        assert_eq!(p[0].regularizer, Some(Penalty { l1: 0.0, l2: 0.5 }));
+        assert_eq!(p[1].regularizer, Some(Penalty { l1: 0.1, l2: 0.2 }));
+    }
+
+    #[test]
+    fn constraints_keep_their_axes() {
+        let p = params_of(&dense("kernel_constraint = max_norm(3, axis = -1), bias_constraint = NonNeg"));
+        assert_eq!(p[0].constraint, Some(ConstraintSpec::MaxNorm { max_value: 3.0, axis: vec![-1] }));
+        assert_eq!(p[0].constraint.as_ref().unwrap().axes(2), vec![1]);
+        assert_eq!(p[1].constraint, Some(ConstraintSpec::NonNeg));
+        let c = ConstraintSpec::UnitNorm { axis: vec![0, 1, -2] };
+        assert_eq!(c.axes(4), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn every_layer_kind_with_weights_takes_its_keras_weight_arguments() {
+        let ok = [
+            "Conv2D(2, 2, kernel_initializer = orthogonal(seed = 1), bias_regularizer = l2(0.1))(Reshape((2, 2, 1))(x))",
+            "Conv1DTranspose(2, 3, kernel_constraint = unit_norm(axis = (0, 1)))(Reshape((4, 1))(x))",
+            "DepthwiseConv1D(2, depthwise_initializer = lecun_uniform, depthwise_regularizer = l1(0.1))(Reshape((4, 1))(x))",
+            "BatchNormalization(gamma_regularizer = l2(0.1), beta_constraint = non_neg, moving_variance_initializer = constant(2.0))(x)",
+            "LayerNormalization(gamma_initializer = random_normal(1.0, 0.1), beta_regularizer = l1)(x)",
+            "Dropout(0.5, dtype = \"float32\", activity_regularizer = l2(0.1))(x)",
+        ];
+        for layer in ok {
+            let src = format!("struct M {{ input x: [4]; output y = {layer}; }}");
+            assert_eq!(errors(&src), vec![], "{src}");
+        }
+        let emb = "struct M { input t: [3] as i32; output y = Flatten()(Embedding(10, 2, embeddings_initializer = he_uniform, embeddings_regularizer = l2(0.1))(t)); }";
+        assert_eq!(errors(emb), vec![]);
+    }
+
+    fn one_error(src: &str) -> (String, String) {
+        let e = errors(src);
+        assert_eq!(e.len(), 1, "{src}: {e:?}");
+        let (m, h) = e.into_iter().next().unwrap();
+        (m, h.unwrap_or_default())
+    }
+
+    #[test]
+    fn unknown_names_get_a_suggestion_and_the_list() {
+        let (m, h) = one_error(&dense("kernel_initializer = he_norml"));
+        assert_eq!(m, "unknown initializer `he_norml` for `kernel_initializer` of Dense");
+        assert!(h.starts_with("did you mean `he_normal`?"), "{h}");
+        let (m, h) = one_error(&dense("kernel_regularizer = l3(0.1)"));
+        assert_eq!(m, "unknown regularizer `l3` for `kernel_regularizer` of Dense");
+        assert!(h.contains("`l1`, `l2` or `l1_l2`"), "{h}");
+        let (m, _) = one_error(&dense("kernel_constraint = RadialConstraint"));
+        assert_eq!(m, "unsupported constraint `radial_constraint` for `kernel_constraint` of Dense");
+        let (m, _) = one_error(&dense("kernel_regularizer = 0.1"));
+        assert_eq!(m, "unknown regularizer the number 0.1 for `kernel_regularizer` of Dense");
+    }
+
+    #[test]
+    fn bad_object_arguments_are_reported_at_the_value() {
+        let (m, h) = one_error(&dense("kernel_initializer = he_normal(sed = 3)"));
+        assert_eq!((m.as_str(), h.as_str()), ("he_normal has no argument `sed`", "did you mean `seed`? he_normal takes `seed`"));
+        assert_eq!(one_error(&dense("kernel_regularizer = l2(0.1, 0.2)")).0, "too many positional arguments for l2");
+        assert!(one_error(&dense("kernel_initializer = he_normal(seed = -1)")).0.contains("must be a non-negative integer"));
+        assert!(one_error(&dense("kernel_regularizer = l1_l2(l1 = -0.1)")).0.contains("must be finite and non-negative"));
+        assert!(one_error(&dense("kernel_constraint = max_norm(axis = 2)")).0.contains("must be an axis of the weight of rank 2"));
+        assert!(one_error(&dense("kernel_initializer = variance_scaling(mode = fan_both)")).0.contains("must be one of"));
+        assert!(one_error(&dense("kernel_initializer = variance_scaling(0)")).0.contains("must be positive"));
+        assert!(one_error(&dense("bias_initializer = orthogonal")).0.contains("cannot initialize the rank-1 weight"));
+        let conv = "struct M { input x: [4, 4, 1]; output y = Conv2D(2, 3, kernel_initializer = identity)(x); }";
+        assert!(one_error(conv).0.contains("`identity` cannot initialize the rank-4 weight"));
+    }
+
+    #[test]
+    fn dtype_other_than_float32_is_an_error_with_the_fix() {
+        let (m, h) = one_error(&dense("dtype = \"mixed_float16\""));
+        assert_eq!(m, "Dense has dtype \"mixed_float16\", but modelc computes only in float32");
+        assert!(h.starts_with("write `dtype = \"float32\"` or leave it out"), "{h}");
+        assert!(one_error(&dense("dtype = 32")).0.contains("must be a string"));
+        assert_eq!(errors(&dense("dtype = float32")), vec![]);
+    }
+
+    #[test]
+    fn a_layer_with_an_activity_regularizer_does_not_fuse_its_activation_with_the_loss() {
+        let src = "struct M { input x: [4]; output y = Dense(3, activation = softmax, activity_regularizer = l2(0.1))(x); }";
+        let plan = crate::plan::plan(typed_of(src));
+        assert_eq!(plan.outputs[0].fusable, crate::layers::Act::Linear);
+        let src = "struct M { input x: [4]; output y = Dense(3, activation = softmax)(x); }";
+        assert_ne!(crate::plan::plan(typed_of(src)).outputs[0].fusable, crate::layers::Act::Linear);
     }
 }
