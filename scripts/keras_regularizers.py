@@ -8,6 +8,7 @@ Writes tests/fixtures/regularizers.safetensors holding, all as float32:
     loss                       Keras' training loss of the batch: the mean squared error plus every
                                kernel, bias and activity regularizer's penalty (`compute_loss_and_updates`)
     data_loss                  the mean squared error alone
+    eval_loss                  Keras' `evaluate` loss of the batch (inference mode; penalties included)
     grad/<weight>              the gradient of `loss` with respect to each trainable weight
     adam<k>/<weight>           every weight after k = 1, 2, 3 `train_on_batch` steps with Adam(0.05):
                                the constraints project the weights after each step
@@ -123,6 +124,7 @@ def regularized(fixture):
     fixture["loss"] = np.asarray(loss, dtype=np.float32).reshape(1)
     pred, _ = model.stateless_call(trainable, non_trainable, x, training=True)
     fixture["data_loss"] = np.asarray(np.mean((np.asarray(pred) - y) ** 2), dtype=np.float32).reshape(1)
+    fixture["eval_loss"] = np.asarray(model.evaluate(x, y, batch_size=4, verbose=0), dtype=np.float32).reshape(1)
     by_id = dict(zip([id(w) for w in model.weights], names))
     for v, g in zip(model.trainable_variables, grads):
         fixture[f"grad/{by_id[id(v)]}"] = np.asarray(g, dtype=np.float32)

@@ -15,6 +15,10 @@ use modelc::network::Network;
 use modelc::prelude::*;
 use modelc::spec::{Distribution, FanMode, Init};
 
+#[path = "counting_alloc/mod.rs"]
+mod counting_alloc;
+use counting_alloc::allocations_in;
+
 model! {
     /// The twin of `reg_model` in scripts/keras_regularizers.py.
     struct Reg {
@@ -80,9 +84,8 @@ fn only_the_weights_and_outputs_given_a_regularizer_or_constraint_are_listed() {
     assert_eq!(penalized, ["conv1d/kernel", "conv1d/bias", "batch_normalization/gamma", "dense/kernel", "dense_1/bias"]);
     let constrained = names(Reg::CONSTRAINTS.iter().map(|c| c.offset).collect());
     assert_eq!(constrained, ["conv1d/kernel", "batch_normalization/beta", "dense/kernel", "dense_1/bias"]);
-    assert_eq!(Reg::ACTIVITY_PENALTIES.len(), 2);
     // Nothing is emitted for a model without them: the training step pays nothing.
-    assert!(Plain::WEIGHT_PENALTIES.is_empty() && Plain::CONSTRAINTS.is_empty() && Plain::ACTIVITY_PENALTIES.is_empty());
+    assert!(Plain::WEIGHT_PENALTIES.is_empty() && Plain::CONSTRAINTS.is_empty());
 }
 
 #[test]
@@ -101,6 +104,19 @@ fn loss_with_every_regularizer_and_its_gradients_match_keras() {
         let g = &grads[spec.range()];
         assert_close(&format!("d loss / d {}", spec.name), g, get(&fx, &format!("grad/{}", spec.name)).as_slice().unwrap(), 2e-5, 1e-4);
     }
+}
+
+#[test]
+fn evaluation_loss_with_every_regularizer_matches_keras() {
+    let fx = fixture();
+    let mut model = keras_model(&fx);
+    let inputs = RegInputs { x: view(&fx, "input/x") };
+    let targets = RegTargets { y: view(&fx, "target/y") };
+    let mut trainer = model.compile(Adam::new(0.05), RegLosses { y: Loss::MeanSquaredError }, &[]);
+    let logs = trainer.evaluate(&inputs, &targets, 4).unwrap();
+    let loss = logs["loss"];
+    let want = f64::from(get(&fx, "eval_loss")[0]);
+    assert!((loss - want).abs() <= 1e-5 * want, "evaluation loss: modelc {loss} vs Keras {want}");
 }
 
 #[test]
@@ -225,4 +241,20 @@ fn orthogonal_gives_orthonormal_rows_or_columns_times_gain() {
             }
         }
     }
+}
+
+#[test]
+fn steady_state_training_with_regularizers_and_constraints_allocates_nothing() {
+    let fx = fixture();
+    let mut model = keras_model(&fx);
+    let inputs = RegInputs { x: view(&fx, "input/x") };
+    let targets = RegTargets { y: view(&fx, "target/y") };
+    let mut trainer = model.compile(Adam::new(0.01), RegLosses { y: Loss::MeanSquaredError }, &[]);
+    trainer.train_step(&inputs, &targets).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 10 steady-state training steps");
 }

@@ -172,24 +172,12 @@ fn regularization_items(plan: &Plan) -> TokenStream {
             Some(quote!(#r::ParamConstraint { offset: #offset, shape: &[#(#dims),*], constraint: #c }))
         })
         .collect();
-    let activity: Vec<TokenStream> = plan
-        .steps
-        .iter()
-        .filter_map(|step| {
-            let pen = penalty_tokens(plan.typed.model.layers.get(step.layer.0)?.activity?);
-            let (buf, len) = (step.cx.output.buf, step.cx.output.shape.numel());
-            Some(quote!(#r::ActivityPenalty { buf: #buf, len: #len, penalty: #pen }))
-        })
-        .collect();
     let mut out = TokenStream::new();
     if !weights.is_empty() {
         out.extend(quote!(const WEIGHT_PENALTIES: &'static [#r::WeightPenalty] = &[#(#weights),*];));
     }
     if !constraints.is_empty() {
         out.extend(quote!(const CONSTRAINTS: &'static [#r::ParamConstraint] = &[#(#constraints),*];));
-    }
-    if !activity.is_empty() {
-        out.extend(quote!(const ACTIVITY_PENALTIES: &'static [#r::ActivityPenalty] = &[#(#activity),*];));
     }
     out
 }
@@ -761,6 +749,11 @@ fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate
         let params = bind_params(plan, step.layer.0);
         let body = kind.forward(&cx);
         let doc = step_comment(plan, step);
+        // Keras' activity regularizer: the penalty of the output, divided by the batch size.
+        let activity = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.activity).map(|pen| {
+            let pen = penalty_tokens(pen);
+            quote!(__ws.activity_penalty += ::modelc::__private::regularize::activity_penalty(&__yv[..__b * #n], #pen, __b);)
+        });
         out.extend(quote! {
             {
                 let _ = #doc;
@@ -770,9 +763,13 @@ fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate
                     #params
                     #body
                 }
+                #activity
                 __ws.values[#y] = __yv;
             }
         });
+    }
+    if plan.typed.model.layers.iter().any(|l| l.activity.is_some()) {
+        return quote!(__ws.activity_penalty = 0.0; #out);
     }
     out
 }

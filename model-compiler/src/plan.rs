@@ -369,6 +369,10 @@ fn concat_parts(typed: &Typed, live: &[CallId]) -> BTreeMap<ValueId, Vec<ValueId
     for c in live {
         let Some(call) = m.calls.get(c.0) else { continue };
         let Some(LayerKind::Concatenate(concat)) = kind_of(call) else { continue };
+        // An activity regularizer reads the concatenation's values: it needs its buffer.
+        if m.layers.get(call.layer.0).is_some_and(|l| l.activity.is_some()) {
+            continue;
+        }
         let Some(Some(shape)) = typed.shapes.get(call.output.0) else { continue };
         if concat.sample_axis(shape.rank()) != Some(shape.rank().saturating_sub(1)) || m.outputs.iter().any(|o| o.value == call.output) {
             continue;

@@ -171,9 +171,6 @@ pub trait Network: Sized + 'static {
     /// The parameters with a weight regularizer (`kernel_regularizer = l2(1e-4)`): their penalties join
     /// the training and evaluation loss, their gradients the parameters' gradients. Empty by default.
     const WEIGHT_PENALTIES: &'static [crate::regularize::WeightPenalty] = &[];
-    /// The layer outputs with an activity regularizer (training workspace buffers): their penalties,
-    /// divided by the batch size, join the training loss; `backward` adds their gradients. Empty by default.
-    const ACTIVITY_PENALTIES: &'static [crate::regularize::ActivityPenalty] = &[];
     /// The parameters with a constraint, applied after every optimizer step. Empty by default.
     const CONSTRAINTS: &'static [crate::regularize::ParamConstraint] = &[];
     /// Keras-style summary table, computed at compile time.

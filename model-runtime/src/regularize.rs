@@ -2,8 +2,10 @@
 //! `non_neg`, `unit_norm`, `min_max_norm`), as the code `model!` generates lists them.
 //!
 //! Keras 3 adds `l1 * Σ|w| + l2 * Σw²` (no ½) of every regularized weight to the training loss, and an
-//! activity regularizer's penalty of a layer's output divided by the batch size; constraints project
-//! a weight after every optimizer step. A model that uses none of them has empty lists: no cost.
+//! activity regularizer's penalty of a layer's output divided by the batch size (the generated forward
+//! pass sums those into `Workspace::activity_penalty`, its backward adds their gradients); constraints
+//! project a weight after every optimizer step. A model that uses none of them has empty lists and
+//! emits no such code: no cost.
 
 /// A regularizer's factors: penalty `l1 * Σ|x| + l2 * Σx²`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,18 +51,6 @@ pub struct WeightPenalty {
     /// Offset of the parameter in the flat buffer.
     pub offset: usize,
     /// Its element count.
-    pub len: usize,
-    /// The regularizer.
-    pub penalty: Penalty,
-}
-
-/// A layer output with an activity regularizer: its penalty over the batch, divided by the batch size,
-/// joins the loss (Keras 3's `Layer.__call__`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ActivityPenalty {
-    /// The buffer of the training workspace holding the output.
-    pub buf: usize,
-    /// Per-sample element count of the output.
     pub len: usize,
     /// The regularizer.
     pub penalty: Penalty,

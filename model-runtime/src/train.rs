@@ -409,18 +409,10 @@ fn apply_step<N: Network, O: Optimizer>(
     }
 }
 
-/// The regularizers' share of the loss, as Keras 3 adds it: every weight penalty, and in training every
-/// activity penalty of the batch's outputs in `ws` divided by the batch size. Zero without regularizers.
-fn regularization_loss<N: Network>(params: &[f32], ws: &crate::workspace::Workspace, batch: usize, training: bool) -> f64 {
-    let mut total = crate::regularize::weight_penalty(params, N::WEIGHT_PENALTIES);
-    if training {
-        for a in N::ACTIVITY_PENALTIES {
-            if let Some(y) = ws.values.get(a.buf).and_then(|v| v.get(..batch * a.len)) {
-                total += crate::regularize::activity_penalty(y, a.penalty, batch);
-            }
-        }
-    }
-    total
+/// The regularizers' share of the loss, as Keras 3 adds it: every weight penalty, and the activity
+/// penalties the forward pass that filled `ws` summed (divided by the batch size). Zero without regularizers.
+fn regularization_loss<N: Network>(params: &[f32], ws: &crate::workspace::Workspace) -> f64 {
+    crate::regularize::weight_penalty(params, N::WEIGHT_PENALTIES) + ws.activity_penalty
 }
 
 /// Checks the float inputs staged in the training workspace `ws` for NaN and infinities (after
@@ -840,7 +832,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 }
             }
         }
-        total += regularization_loss::<N>(params, ws, batch, training);
+        total += regularization_loss::<N>(params, if training { ws } else { infer });
         if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval) {
             self.total.add_mean(total, batch);
         }

@@ -469,8 +469,12 @@ impl<'r, 'a, 'v> ObjArgs<'r, 'a, 'v> {
     fn finish(mut self) -> bool {
         let known = std::mem::take(&mut self.known);
         let what = self.what.clone();
-        let unused: Vec<(Span, Option<String>)> =
-            self.args.iter().filter(|(_, used)| !*used).map(|(a, _)| (a.value.span, a.key.as_ref().map(|k| k.to_string()))).collect();
+        let unused: Vec<(Span, Option<String>)> = self
+            .args
+            .iter()
+            .filter(|(_, used)| !*used)
+            .map(|(a, _)| (a.key.as_ref().map_or(a.value.span, |k| k.span()), a.key.as_ref().map(|k| k.to_string())))
+            .collect();
         for (span, key) in unused {
             let takes = if known.is_empty() { format!("{what} takes no arguments") } else { format!("{what} takes {}", list(&known)) };
             match key {
@@ -710,7 +714,10 @@ mod tests {
         assert_eq!(p[0].init, InitKind::RandomUniform { minval: -0.05, maxval: 0.05, seed: None });
         assert_eq!(p[1].init, InitKind::Constant(0.5));
         let p = params_of(&dense("kernel_initializer = variance_scaling(3.0, mode = fan_out, distribution = \"uniform\", seed = 1)"));
-        assert!(matches!(p[0].init, InitKind::VarianceScaling { scale: 3.0, mode: FanMode::FanOut, distribution: Distribution::Uniform, .. }));
+        assert!(matches!(
+            p[0].init,
+            InitKind::VarianceScaling { scale: 3.0, mode: FanMode::FanOut, distribution: Distribution::Uniform, .. }
+        ));
         assert_eq!(params_of(&dense("kernel_initializer = identity(2.0)"))[0].init, InitKind::Identity { gain: 2.0, rows: 4, cols: 3 });
     }
 
@@ -804,5 +811,26 @@ mod tests {
         assert_eq!(plan.outputs[0].fusable, crate::layers::Act::Linear);
         let src = "struct M { input x: [4]; output y = Dense(3, activation = softmax)(x); }";
         assert_ne!(crate::plan::plan(typed_of(src)).outputs[0].fusable, crate::layers::Act::Linear);
+    }
+
+    #[test]
+    fn a_model_without_them_emits_no_regularization_code() {
+        use std::str::FromStr;
+        let expand = |src: &str| crate::compile(proc_macro2::TokenStream::from_str(src).unwrap()).0.to_string();
+        let plain = expand("struct M { input x: [4]; output y = Dense(3, kernel_initializer = he_normal)(x); }");
+        assert!(!plain.contains("regularize"), "{plain}");
+        let reg = expand("struct M { input x: [4]; output y = Dense(3, kernel_regularizer = l2(0.1))(x); }");
+        assert!(reg.contains("WEIGHT_PENALTIES") && !reg.contains("CONSTRAINTS") && !reg.contains("activity_penalty"));
+        let act = expand("struct M { input x: [4]; output y = Dense(3, activity_regularizer = l1(0.1))(x); }");
+        assert!(act.contains("activity_penalty") && act.contains("add_activity_gradient") && !act.contains("WEIGHT_PENALTIES"));
+    }
+
+    #[test]
+    fn a_regularized_concatenation_keeps_its_buffer_and_step() {
+        let src = "struct M { input a: [2]; input b: [3]; output y = Dense(1)(Concatenate(activity_regularizer = l1(0.1))([a, b])); }";
+        let plan = crate::plan::plan(typed_of(src));
+        assert_eq!(plan.steps.len(), 2, "the Concatenate is not elided");
+        let src = "struct M { input a: [2]; input b: [3]; output y = Dense(1)(Concatenate()([a, b])); }";
+        assert_eq!(crate::plan::plan(typed_of(src)).steps.len(), 1);
     }
 }
