@@ -125,7 +125,7 @@ fn truncated_normal(rng: &mut Rng) -> f32 {
 }
 
 /// The standard deviation of the unit normal truncated to [-2, 2] (Keras' correction constant).
-const TRUNCATED_STDDEV: f32 = 0.879_625_66;
+const TRUNCATED_STDDEV: f32 = 0.879_625_7;
 
 /// Keras' `VarianceScaling`: scale / max(1, n), n the fan `mode` names, then a truncated normal of
 /// standard deviation sqrt(s) / 0.8796, a normal of standard deviation sqrt(s), or U(-l, l) with

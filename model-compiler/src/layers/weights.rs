@@ -122,7 +122,7 @@ impl InitSpec {
             InitSpec::RandomUniform { minval, maxval, seed } => InitKind::RandomUniform { minval, maxval, seed },
             InitSpec::TruncatedNormal { mean, stddev, seed } => InitKind::TruncatedNormal { mean, stddev, seed },
             // Unseeded `glorot_uniform` is the default kernel initializer: the same values as without it.
-            InitSpec::VarianceScaling { scale, mode: FanMode::FanAvg, distribution: Distribution::Uniform, seed: None } if scale == 1.0 => {
+            InitSpec::VarianceScaling { scale: 1.0, mode: FanMode::FanAvg, distribution: Distribution::Uniform, seed: None } => {
                 InitKind::GlorotUniform { fan_in, fan_out }
             }
             InitSpec::VarianceScaling { scale, mode, distribution, seed } => {
