@@ -142,6 +142,8 @@ pub enum ArgKind {
     Ident(Ident),
     /// `(3, 3)` or `[3, 3]`.
     Tuple(Vec<ArgValue>),
+    /// A call with arguments, as Keras' objects are written: `he_normal(seed = 3)`, `l2(1e-4)`.
+    Call(Ident, Args),
 }
 
 /// `let pat = expr;`

@@ -4,6 +4,7 @@
 //! type-checks and the only errors shown are the real ones.
 
 use crate::hir::DType;
+use crate::layers::weights::{ConstraintSpec, Distribution, FanMode, Penalty};
 use crate::layers::{InitKind, LayerDef};
 use crate::meta;
 use crate::plan::Plan;
@@ -125,11 +126,101 @@ fn dtype_tokens(d: DType) -> (TokenStream, TokenStream) {
 
 fn init_tokens(i: InitKind) -> TokenStream {
     let p = quote!(::modelc::__private::spec::Init);
+    let s = quote!(::modelc::__private::spec);
+    let seed = |seed: Option<u64>| match seed {
+        Some(v) => quote!(::core::option::Option::Some(#v)),
+        None => quote!(::core::option::Option::None),
+    };
     match i {
         InitKind::GlorotUniform { fan_in, fan_out } => quote!(#p::GlorotUniform { fan_in: #fan_in, fan_out: #fan_out }),
         InitKind::Uniform(limit) => quote!(#p::Uniform { limit: #limit }),
         InitKind::Zeros => quote!(#p::Zeros),
         InitKind::Ones => quote!(#p::Ones),
+        InitKind::Constant(value) => quote!(#p::Constant { value: #value }),
+        InitKind::RandomNormal { mean, stddev, seed: sd } => {
+            let sd = seed(sd);
+            quote!(#p::RandomNormal { mean: #mean, stddev: #stddev, seed: #sd })
+        }
+        InitKind::RandomUniform { minval, maxval, seed: sd } => {
+            let sd = seed(sd);
+            quote!(#p::RandomUniform { minval: #minval, maxval: #maxval, seed: #sd })
+        }
+        InitKind::TruncatedNormal { mean, stddev, seed: sd } => {
+            let sd = seed(sd);
+            quote!(#p::TruncatedNormal { mean: #mean, stddev: #stddev, seed: #sd })
+        }
+        InitKind::VarianceScaling { scale, mode, distribution, fan_in, fan_out, seed: sd } => {
+            let sd = seed(sd);
+            let mode = match mode {
+                FanMode::FanIn => quote!(#s::FanMode::FanIn),
+                FanMode::FanOut => quote!(#s::FanMode::FanOut),
+                FanMode::FanAvg => quote!(#s::FanMode::FanAvg),
+            };
+            let dist = match distribution {
+                Distribution::TruncatedNormal => quote!(#s::Distribution::TruncatedNormal),
+                Distribution::UntruncatedNormal => quote!(#s::Distribution::UntruncatedNormal),
+                Distribution::Uniform => quote!(#s::Distribution::Uniform),
+            };
+            quote!(#p::VarianceScaling { scale: #scale, mode: #mode, distribution: #dist, fan_in: #fan_in, fan_out: #fan_out, seed: #sd })
+        }
+        InitKind::Orthogonal { gain, rows, cols, seed: sd } => {
+            let sd = seed(sd);
+            quote!(#p::Orthogonal { gain: #gain, rows: #rows, cols: #cols, seed: #sd })
+        }
+        InitKind::Identity { gain, rows, cols } => quote!(#p::Identity { gain: #gain, rows: #rows, cols: #cols }),
+    }
+}
+
+/// `l1`, `l2` of a regularizer as emitted code.
+fn penalty_tokens(p: Penalty) -> TokenStream {
+    let (l1, l2) = (p.l1, p.l2);
+    quote!(::modelc::__private::regularize::Penalty { l1: #l1, l2: #l2 })
+}
+
+/// The regularization and constraint consts of the `Network` impl, each emitted only when the model
+/// uses it (the runtime's defaults are empty lists: a model without them pays nothing).
+fn regularization_items(plan: &Plan) -> TokenStream {
+    let r = quote!(::modelc::__private::regularize);
+    let weights: Vec<TokenStream> = plan
+        .params
+        .iter()
+        .filter(|s| s.trainable)
+        .filter_map(|s| {
+            let (offset, len, pen) = (s.offset, s.len, penalty_tokens(s.regularizer?));
+            Some(quote!(#r::WeightPenalty { offset: #offset, len: #len, penalty: #pen }))
+        })
+        .collect();
+    let constraints: Vec<TokenStream> = plan
+        .params
+        .iter()
+        .filter(|s| s.trainable)
+        .filter_map(|s| {
+            let c = constraint_tokens(s.constraint.as_ref()?, s.shape.len());
+            let (offset, dims) = (s.offset, &s.shape);
+            Some(quote!(#r::ParamConstraint { offset: #offset, shape: &[#(#dims),*], constraint: #c }))
+        })
+        .collect();
+    let mut out = TokenStream::new();
+    if !weights.is_empty() {
+        out.extend(quote!(const WEIGHT_PENALTIES: &'static [#r::WeightPenalty] = &[#(#weights),*];));
+    }
+    if !constraints.is_empty() {
+        out.extend(quote!(const CONSTRAINTS: &'static [#r::ParamConstraint] = &[#(#constraints),*];));
+    }
+    out
+}
+
+/// A constraint of a weight of rank `rank` as emitted code.
+fn constraint_tokens(c: &ConstraintSpec, rank: usize) -> TokenStream {
+    let r = quote!(::modelc::__private::regularize::Constraint);
+    let axes = c.axes(rank);
+    match *c {
+        ConstraintSpec::NonNeg => quote!(#r::NonNeg),
+        ConstraintSpec::MaxNorm { max_value, .. } => quote!(#r::MaxNorm { max_value: #max_value, axes: &[#(#axes),*] }),
+        ConstraintSpec::UnitNorm { .. } => quote!(#r::UnitNorm { axes: &[#(#axes),*] }),
+        ConstraintSpec::MinMaxNorm { min_value, max_value, rate, .. } => {
+            quote!(#r::MinMaxNorm { min_value: #min_value, max_value: #max_value, rate: #rate, axes: &[#(#axes),*] })
+        }
     }
 }
 
@@ -508,6 +599,7 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
     let backward = backward_body(plan);
     let update = update_body(plan);
     let id_bounds = id_bounds(plan);
+    let regularization = regularization_items(plan);
 
     quote_spanned! {span=>
         impl #p::network::Network for #name {
@@ -529,6 +621,7 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             const ID_BOUNDS: &'static [#p::spec::IdBound] = &[#(#id_bounds),*];
             const GRAD_ZERO: ::core::option::Option<&'static [usize]> = ::core::option::Option::Some(&[#(#grad_zero),*]);
             const PARAM_GRAD_ZERO: ::core::option::Option<&'static [(usize, usize)]> = ::core::option::Option::Some(&[#(#param_grad_zero),*]);
+            #regularization
             const SUMMARY: &'static str = #summary;
             const DOT: &'static str = #dot;
             type Inputs<'a> = #inputs_ty<'a>;
@@ -684,6 +777,11 @@ fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate
         let params = bind_params(plan, step.layer.0);
         let body = kind.forward(&cx);
         let doc = step_comment(plan, step);
+        // Keras' activity regularizer: the penalty of the output, divided by the batch size.
+        let activity = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.activity).map(|pen| {
+            let pen = penalty_tokens(pen);
+            quote!(__ws.activity_penalty += ::modelc::__private::regularize::activity_penalty(&__yv[..__b * #n], #pen, __b);)
+        });
         out.extend(quote! {
             {
                 let _ = #doc;
@@ -693,9 +791,13 @@ fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate
                     #params
                     #body
                 }
+                #activity
                 __ws.values[#y] = __yv;
             }
         });
+    }
+    if plan.typed.model.layers.iter().any(|l| l.activity.is_some()) {
+        return quote!(__ws.activity_penalty = 0.0; #out);
     }
     out
 }
@@ -715,10 +817,15 @@ fn backward_body(plan: &Plan) -> TokenStream {
         let grads = bind_grads(plan, step.layer.0);
         let body = kind.backward(&cx);
         let doc = step_comment(plan, step);
+        let activity = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.activity).map(|pen| {
+            let (pen, n) = (penalty_tokens(pen), step.cx.output.shape.numel());
+            quote!(::modelc::__private::regularize::add_activity_gradient(&__ws.values[#y][..__b * #n], &mut __dy[..__b * #n], #pen, __b);)
+        });
         out.extend(quote! {
             {
                 let _ = #doc;
                 let mut __dy = ::core::mem::take(&mut __ws.grads[#y]);
+                #activity
                 #params
                 #grads
                 #body

@@ -95,6 +95,8 @@ pub struct Layer {
     pub binding: Option<Ident>,
     /// False when frozen (`trainable = false`, or inside a frozen submodel).
     pub trainable: bool,
+    /// `activity_regularizer`: a penalty of the layer's output added to the training loss.
+    pub activity: Option<crate::layers::weights::Penalty>,
 }
 
 /// `layer(arg)`: one application of a layer.

@@ -639,6 +639,11 @@ fn parse_value(input: ParseStream, depth: usize) -> syn::Result<ArgValue> {
     if input.peek(Ident) {
         let ident: Ident = input.parse()?;
         let span = ident.span();
+        if input.peek(token::Paren) {
+            let args = parse_args(input, depth + 1)?;
+            let span = span.join(args.span).unwrap_or(span);
+            return Ok(ArgValue { kind: ArgKind::Call(ident, args), span });
+        }
         return Ok(ArgValue { kind: ArgKind::Ident(ident), span });
     }
     if input.peek(token::Paren) {
@@ -886,6 +891,17 @@ mod tests {
             ArgKind::Ident(i) => i.to_string(),
             ArgKind::Tuple(items) => {
                 format!("({})", items.iter().map(show_value).collect::<Vec<_>>().join(", "))
+            }
+            ArgKind::Call(name, args) => {
+                let items: Vec<String> = args
+                    .items
+                    .iter()
+                    .map(|arg| match &arg.key {
+                        Some(k) => format!("{k} = {}", show_value(&arg.value)),
+                        None => show_value(&arg.value),
+                    })
+                    .collect();
+                format!("{name}({})", items.join(", "))
             }
         }
     }

@@ -27,6 +27,10 @@ pub struct ParamSlot {
     pub trainable: bool,
     /// Declared non-trainable by its layer: a statistic the forward pass maintains.
     pub statistic: bool,
+    /// Its weight regularizer.
+    pub regularizer: Option<crate::layers::weights::Penalty>,
+    /// Its constraint.
+    pub constraint: Option<crate::layers::weights::ConstraintSpec>,
 }
 
 /// One scheduled layer call with everything its emitters need.
@@ -171,6 +175,8 @@ pub fn plan(typed: Typed) -> Plan {
                     init: p.init,
                     trainable: p.trainable && layer.trainable,
                     statistic: !p.trainable,
+                    regularizer: p.regularizer,
+                    constraint: p.constraint,
                 });
                 offset += len;
             }
@@ -212,11 +218,13 @@ pub fn plan(typed: Typed) -> Plan {
     for out in &m.outputs {
         let readers = m.calls.iter().enumerate().filter(|(i, c)| !dead.contains(&CallId(*i)) && c.inputs.contains(&out.value)).count();
         let shared = m.outputs.iter().filter(|o| o.value == out.value).count() > 1;
+        // A layer with an activity regularizer needs the gradient with respect to its output: no fusion.
         let act = match m.values.get(out.value.0).map(|v| v.producer) {
             Some(Producer::Call(c)) => m
                 .calls
                 .get(c.0)
                 .and_then(|call| m.layers.get(call.layer.0))
+                .filter(|l| l.activity.is_none())
                 .and_then(|l| l.kind.as_ref())
                 .and_then(|k| k.output_activation()),
             _ => None,
@@ -361,6 +369,10 @@ fn concat_parts(typed: &Typed, live: &[CallId]) -> BTreeMap<ValueId, Vec<ValueId
     for c in live {
         let Some(call) = m.calls.get(c.0) else { continue };
         let Some(LayerKind::Concatenate(concat)) = kind_of(call) else { continue };
+        // An activity regularizer reads the concatenation's values: it needs its buffer.
+        if m.layers.get(call.layer.0).is_some_and(|l| l.activity.is_some()) {
+            continue;
+        }
         let Some(Some(shape)) = typed.shapes.get(call.output.0) else { continue };
         if concat.sample_axis(shape.rank()) != Some(shape.rank().saturating_sub(1)) || m.outputs.iter().any(|o| o.value == call.output) {
             continue;

@@ -382,6 +382,7 @@ impl Resolver<'_> {
                 span: l.span,
                 binding: None,
                 trainable: l.trainable && trainable,
+                activity: l.activity,
             });
         }
         self.subs.push(Sub { model: sub, layers: ids, prefix, type_name: last });
@@ -455,14 +456,17 @@ impl Resolver<'_> {
             None => ctor.path.segments.iter().map(|s| s.ident.to_string()).collect::<Vec<_>>().join("::"),
         };
         let known = layers::KINDS.iter().find(|k| **k == kind_name).copied();
-        let (kind, keras_type, explicit, trainable) = match known {
+        let (kind, keras_type, explicit, trainable, activity) = match known {
             Some(k) => {
                 let mut reader = ArgReader::new(k, span, ctor.args.as_ref(), self.diags);
                 let explicit = reader.string("name");
                 let trainable = reader.bool_or("trainable", None, true).unwrap_or(true);
+                // Every Keras layer takes `dtype` and `activity_regularizer`.
+                let dtype_ok = layers::weights::read_dtype(&mut reader);
+                let activity = layers::weights::read_activity(&mut reader);
                 let kind = layers::parse_kind(k, &mut reader).flatten();
-                let ok = reader.finish();
-                (if ok { kind } else { None }, k, explicit, trainable)
+                let ok = reader.finish() && dtype_ok;
+                (if ok { kind } else { None }, k, explicit, trainable, activity.flatten())
             }
             None => {
                 let d = Diagnostic::new(span, format!("unknown layer `{kind_name}`"));
@@ -471,7 +475,7 @@ impl Resolver<'_> {
                     None => d.help(format!("layers: {}", layers::args::list(layers::KINDS))),
                 };
                 self.diags.push(d);
-                (None, "Unknown", None, true)
+                (None, "Unknown", None, true, None)
             }
         };
         let name = match explicit {
@@ -484,7 +488,7 @@ impl Resolver<'_> {
                 String::new()
             }
         };
-        self.out.layers.push(hir::Layer { name, kind, keras_type, span, binding, trainable });
+        self.out.layers.push(hir::Layer { name, kind, keras_type, span, binding, trainable, activity });
         id
     }
 

@@ -1,7 +1,7 @@
 //! Deterministic parameter initialization: a seeded PRNG, Keras' default initializers, and a
 //! stateless hash for dropout masks. `(seed, parameter specs) -> flat parameter values`.
 
-use crate::spec::{Init, ParamSpec};
+use crate::spec::{Distribution, FanMode, Init, ParamSpec};
 
 /// Golden-ratio increment of SplitMix64.
 const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -78,10 +78,12 @@ impl Rng {
     }
 }
 
-/// Fills `out` with values drawn by `init` from `rng`.
+/// Fills `out` with values drawn by `init` from `rng`, with Keras' distributions and fan rules
+/// (the same distributions as Keras, not the same random numbers).
 ///
 /// `GlorotUniform` draws from U(-l, l) with l = sqrt(6 / (fan_in + fan_out)) (Keras' default
-/// kernel initializer); `Uniform { limit }` from U(-limit, limit); `Zeros` and `Ones` are constant.
+/// kernel initializer); `Uniform { limit }` from U(-limit, limit); `Zeros`, `Ones` and `Constant` are
+/// constant; the others are documented on [`Init`].
 pub fn fill(init: Init, rng: &mut Rng, out: &mut [f32]) {
     match init {
         Init::GlorotUniform { fan_in, fan_out } => {
@@ -92,6 +94,98 @@ pub fn fill(init: Init, rng: &mut Rng, out: &mut [f32]) {
         Init::Uniform { limit } => out.iter_mut().for_each(|v| *v = rng.uniform(-limit, limit)),
         Init::Zeros => out.fill(0.0),
         Init::Ones => out.fill(1.0),
+        Init::Constant { value } => out.fill(value),
+        Init::RandomNormal { mean, stddev, .. } => out.iter_mut().for_each(|v| *v = mean + stddev * rng.normal()),
+        Init::RandomUniform { minval, maxval, .. } => out.iter_mut().for_each(|v| *v = rng.uniform(minval, maxval)),
+        Init::TruncatedNormal { mean, stddev, .. } => out.iter_mut().for_each(|v| *v = mean + stddev * truncated_normal(rng)),
+        Init::VarianceScaling { scale, mode, distribution, fan_in, fan_out, .. } => {
+            variance_scaling(scale, mode, distribution, (fan_in, fan_out), rng, out)
+        }
+        Init::Orthogonal { gain, rows, cols, .. } => orthogonal(gain, rows, cols, rng, out),
+        Init::Identity { gain, rows, cols } => {
+            out.fill(0.0);
+            for i in 0..rows.min(cols) {
+                if let Some(v) = out.get_mut(i * cols + i) {
+                    *v = gain;
+                }
+            }
+        }
+    }
+}
+
+/// A standard normal sample redrawn until it lies within two standard deviations (Keras' and JAX's
+/// `truncated_normal`).
+fn truncated_normal(rng: &mut Rng) -> f32 {
+    loop {
+        let x = rng.normal();
+        if x.abs() <= 2.0 {
+            return x;
+        }
+    }
+}
+
+/// The standard deviation of the unit normal truncated to [-2, 2] (Keras' correction constant).
+const TRUNCATED_STDDEV: f32 = 0.879_625_7;
+
+/// Keras' `VarianceScaling`: scale / max(1, n), n the fan `mode` names, then a truncated normal of
+/// standard deviation sqrt(s) / 0.8796, a normal of standard deviation sqrt(s), or U(-l, l) with
+/// l = sqrt(3 s).
+fn variance_scaling(
+    scale: f32,
+    mode: FanMode,
+    distribution: Distribution,
+    (fan_in, fan_out): (usize, usize),
+    rng: &mut Rng,
+    out: &mut [f32],
+) {
+    let n = match mode {
+        FanMode::FanIn => fan_in as f32,
+        FanMode::FanOut => fan_out as f32,
+        FanMode::FanAvg => (fan_in + fan_out) as f32 / 2.0,
+    };
+    let s = scale / n.max(1.0);
+    match distribution {
+        Distribution::TruncatedNormal => {
+            let stddev = s.sqrt() / TRUNCATED_STDDEV;
+            out.iter_mut().for_each(|v| *v = stddev * truncated_normal(rng));
+        }
+        Distribution::UntruncatedNormal => {
+            let stddev = s.sqrt();
+            out.iter_mut().for_each(|v| *v = stddev * rng.normal());
+        }
+        Distribution::Uniform => {
+            let limit = (3.0 * s).sqrt();
+            out.iter_mut().for_each(|v| *v = rng.uniform(-limit, limit));
+        }
+    }
+}
+
+/// Keras' `Orthogonal`: the Q factor (signs fixed so that R has a positive diagonal) of a normal
+/// matrix of `max(rows, cols) × min(rows, cols)`, transposed when `rows < cols`, times `gain`.
+/// Modified Gram–Schmidt in `f64` gives exactly that factor.
+fn orthogonal(gain: f32, rows: usize, cols: usize, rng: &mut Rng, out: &mut [f32]) {
+    let (tall, narrow) = (rows.max(cols), rows.min(cols));
+    // Column-major: column j is a[j * tall..(j + 1) * tall].
+    let mut a: Vec<f64> = (0..tall * narrow).map(|_| f64::from(rng.normal())).collect();
+    for j in 0..narrow {
+        let (done, rest) = a.split_at_mut(j * tall);
+        let col = &mut rest[..tall];
+        for k in 0..j {
+            let q = &done[k * tall..(k + 1) * tall];
+            let dot: f64 = q.iter().zip(col.iter()).map(|(x, y)| x * y).sum();
+            col.iter_mut().zip(q).for_each(|(c, x)| *c -= dot * x);
+        }
+        let norm = col.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+        col.iter_mut().for_each(|c| *c /= norm);
+    }
+    for r in 0..rows {
+        for c in 0..cols {
+            // Q is tall × narrow; the result is Q (rows ≥ cols) or Qᵀ (rows < cols).
+            let (i, j) = if rows >= cols { (r, c) } else { (c, r) };
+            if let (Some(v), Some(q)) = (out.get_mut(r * cols + c), a.get(j * tall + i)) {
+                *v = gain * *q as f32;
+            }
+        }
     }
 }
 
@@ -103,13 +197,16 @@ fn param_seed(seed: u64, index: usize) -> u64 {
 /// Initializes every parameter of `specs` in the flat buffer `params` (at each spec's offset).
 ///
 /// Parameter `i` draws from its own stream derived from `(seed, i)`, so appending a layer leaves
-/// the values of all earlier parameters unchanged.
+/// the values of all earlier parameters unchanged; a parameter whose initializer has its own seed
+/// draws from a stream derived from that seed alone.
 ///
 /// # Panics
 /// When a spec's range lies outside `params`.
 pub fn init_params(specs: &[ParamSpec], seed: u64, params: &mut [f32]) {
     for (i, spec) in specs.iter().enumerate() {
-        let mut rng = Rng::new(param_seed(seed, i));
+        // An initializer with its own seed draws the same values whatever the model's seed (Keras).
+        let stream = spec.init.seed().map_or_else(|| param_seed(seed, i), |s| mix64(s ^ 0x5EED_1A17_0000_0000));
+        let mut rng = Rng::new(stream);
         fill(spec.init, &mut rng, &mut params[spec.range()]);
     }
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod network;
 pub mod optim;
+pub mod regularize;
 pub mod spec;
 pub mod support;
 pub mod tensorboard;

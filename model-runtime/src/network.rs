@@ -168,6 +168,11 @@ pub trait Network: Sized + 'static {
     /// The `(offset, len)` ranges of the parameter gradients `backward` needs zeroed before it runs;
     /// the others are overwritten by their first writer. `None` (the default): all of them.
     const PARAM_GRAD_ZERO: Option<&'static [(usize, usize)]> = None;
+    /// The parameters with a weight regularizer (`kernel_regularizer = l2(1e-4)`): their penalties join
+    /// the training and evaluation loss, their gradients the parameters' gradients. Empty by default.
+    const WEIGHT_PENALTIES: &'static [crate::regularize::WeightPenalty] = &[];
+    /// The parameters with a constraint, applied after every optimizer step. Empty by default.
+    const CONSTRAINTS: &'static [crate::regularize::ParamConstraint] = &[];
     /// Keras-style summary table, computed at compile time.
     const SUMMARY: &'static str;
     /// The graph in Graphviz DOT, computed at compile time.

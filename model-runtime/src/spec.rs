@@ -76,6 +76,109 @@ pub enum Init {
     Zeros,
     /// All ones (`gamma`, moving variances).
     Ones,
+    /// Every value `value` (Keras' `constant(value = 0.5)`).
+    Constant {
+        /// The value.
+        value: f32,
+    },
+    /// N(mean, stddev²) (Keras' `random_normal`).
+    RandomNormal {
+        /// Mean.
+        mean: f32,
+        /// Standard deviation.
+        stddev: f32,
+        /// The initializer's own seed: the values then do not depend on the model's seed.
+        seed: Option<u64>,
+    },
+    /// U(minval, maxval) (Keras' `random_uniform`).
+    RandomUniform {
+        /// Lower bound.
+        minval: f32,
+        /// Upper bound.
+        maxval: f32,
+        /// The initializer's own seed.
+        seed: Option<u64>,
+    },
+    /// N(mean, stddev²) redrawn outside two standard deviations (Keras' `truncated_normal`).
+    TruncatedNormal {
+        /// Mean.
+        mean: f32,
+        /// Standard deviation before truncation.
+        stddev: f32,
+        /// The initializer's own seed.
+        seed: Option<u64>,
+    },
+    /// Keras' `variance_scaling`, of which `glorot_*`, `he_*` and `lecun_*` are instances.
+    VarianceScaling {
+        /// The variance's scale.
+        scale: f32,
+        /// Which fan divides it.
+        mode: FanMode,
+        /// The distribution drawn from.
+        distribution: Distribution,
+        /// Fan-in, computed from the shape as Keras does.
+        fan_in: usize,
+        /// Fan-out, computed from the shape as Keras does.
+        fan_out: usize,
+        /// The initializer's own seed.
+        seed: Option<u64>,
+    },
+    /// A random orthogonal matrix of `rows × cols` (the shape's leading axes flattened), times `gain`.
+    Orthogonal {
+        /// Multiplier.
+        gain: f32,
+        /// Product of every axis but the last.
+        rows: usize,
+        /// The last axis.
+        cols: usize,
+        /// The initializer's own seed.
+        seed: Option<u64>,
+    },
+    /// `gain` times the `rows × cols` identity matrix (ones on the main diagonal).
+    Identity {
+        /// Multiplier.
+        gain: f32,
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+    },
+}
+
+impl Init {
+    /// The initializer's own seed, when it was given one.
+    pub fn seed(&self) -> Option<u64> {
+        match *self {
+            Init::RandomNormal { seed, .. }
+            | Init::RandomUniform { seed, .. }
+            | Init::TruncatedNormal { seed, .. }
+            | Init::VarianceScaling { seed, .. }
+            | Init::Orthogonal { seed, .. } => seed,
+            _ => None,
+        }
+    }
+}
+
+/// Which fan `variance_scaling` divides its scale by (Keras' `mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FanMode {
+    /// `fan_in`.
+    FanIn,
+    /// `fan_out`.
+    FanOut,
+    /// `(fan_in + fan_out) / 2`.
+    FanAvg,
+}
+
+/// The distribution `variance_scaling` draws from (Keras' `distribution`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Distribution {
+    /// Normal truncated at two standard deviations, its standard deviation corrected for the truncation.
+    TruncatedNormal,
+    /// Normal.
+    UntruncatedNormal,
+    /// Uniform.
+    Uniform,
 }
 
 /// One named parameter tensor of a model, stored at `offset` in the model's flat `f32` buffer.

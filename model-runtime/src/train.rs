@@ -413,6 +413,9 @@ fn apply_step<N: Network, O: Optimizer>(
     (epoch, batch): (usize, usize),
 ) -> Result<()> {
     optimizer.step(params, grads, N::PARAMS);
+    if !N::CONSTRAINTS.is_empty() {
+        crate::regularize::constrain(params, N::CONSTRAINTS);
+    }
     // One pass checks the new parameters and keeps them for the next step's undo.
     match check_and_copy(params, &mut rollback.next) {
         None => {
@@ -426,6 +429,12 @@ fn apply_step<N: Network, O: Optimizer>(
             Err(Error::NonFiniteParams { epoch, batch, param, value })
         }
     }
+}
+
+/// The regularizers' share of the loss, as Keras 3 adds it: every weight penalty, and the activity
+/// penalties the forward pass that filled `ws` summed (divided by the batch size). Zero without regularizers.
+fn regularization_loss<N: Network>(params: &[f32], ws: &crate::workspace::Workspace) -> f64 {
+    crate::regularize::weight_penalty(params, N::WEIGHT_PENALTIES) + ws.activity_penalty
 }
 
 /// Checks the float inputs staged in the training workspace `ws` for NaN and infinities (after
@@ -845,6 +854,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 }
             }
         }
+        total += regularization_loss::<N>(params, if training { ws } else { infer });
         if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval) {
             self.total.add_mean(total, batch);
         }
@@ -856,6 +866,9 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             N::update_state(params, ws);
             zero_param_grads::<N>(&mut self.grads);
             N::backward(params, ws, &mut self.grads);
+            if !N::WEIGHT_PENALTIES.is_empty() {
+                crate::regularize::add_weight_gradients(params, &mut self.grads, N::WEIGHT_PENALTIES);
+            }
             if apply {
                 self.iterations += 1;
                 apply_step::<N, O>(params, &mut self.optimizer, &self.grads, &mut self.rollback, (epoch, b))?;

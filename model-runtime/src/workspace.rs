@@ -78,6 +78,9 @@ pub struct Workspace {
     pub batch_statistics: bool,
     /// Counter mixed into stochastic layers' seeds, advanced once per training step.
     pub step: u64,
+    /// The activity regularizers' penalty of the last forward pass (already divided by the batch size;
+    /// 0 for a model without activity regularizers, whose forward never writes it).
+    pub activity_penalty: f64,
 }
 
 impl Workspace {

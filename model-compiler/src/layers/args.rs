@@ -361,5 +361,6 @@ pub fn describe(kind: &ArgKind) -> String {
         ArgKind::Str(s) => format!("the string {s:?}"),
         ArgKind::Ident(id) => format!("`{id}`"),
         ArgKind::Tuple(items) => format!("a tuple of {} values", items.len()),
+        ArgKind::Call(name, _) => format!("`{name}(...)`"),
     }
 }

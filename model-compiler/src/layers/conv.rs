@@ -4,6 +4,7 @@
 //! geometry (Keras 'valid'/'same') shared with the pooling layers. A 1D op is the 2D op with height 1.
 
 use super::args::ArgReader;
+use super::weights::{role, WeightArgs};
 use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::shape::Shape;
@@ -326,6 +327,10 @@ pub struct Conv {
     pub activation: Act,
     /// Whether a bias is added.
     pub use_bias: bool,
+    /// `kernel_initializer`, `kernel_regularizer`, `kernel_constraint`.
+    pub kernel: WeightArgs,
+    /// `bias_initializer`, `bias_regularizer`, `bias_constraint`.
+    pub bias: WeightArgs,
     /// Channel groups (Keras `groups`): input and output channels split into this many blocks, each
     /// output block convolving only its input block. 1 is an ordinary convolution.
     pub groups: usize,
@@ -339,6 +344,8 @@ impl Conv {
         let groups = r.positive_or("groups", None, 1);
         let activation = Act::read(r, "activation", None, Act::Linear);
         let use_bias = r.bool_or("use_bias", None, true);
+        let kernel = WeightArgs::read(r, role!("kernel", rank + 2));
+        let bias = WeightArgs::read(r, role!("bias", 1));
         let (filters, groups) = (filters?, groups?);
         if filters % groups != 0 {
             let (span, kind) = (r.span(), r.kind());
@@ -348,7 +355,7 @@ impl Conv {
             );
             return None;
         }
-        Some(Conv { filters, window: window?, activation: activation?, use_bias: use_bias?, groups })
+        Some(Conv { filters, window: window?, activation: activation?, use_bias: use_bias?, groups, kernel: kernel?, bias: bias? })
     }
 
     fn kind(&self) -> &'static str {
@@ -418,14 +425,15 @@ impl LayerDef for Conv {
         let area = self.window.size.iter().fold(1usize, |a, k| a.saturating_mul(*k));
         let mut shape = self.window.size.clone();
         shape.extend([cin, self.filters]);
-        let mut p = vec![ParamDecl {
-            suffix: "kernel",
+        let mut p = vec![ParamDecl::new(
+            "kernel",
             shape,
-            init: InitKind::GlorotUniform { fan_in: area.saturating_mul(cin), fan_out: area.saturating_mul(self.filters) },
-            trainable: true,
-        }];
+            InitKind::GlorotUniform { fan_in: area.saturating_mul(cin), fan_out: area.saturating_mul(self.filters) },
+            true,
+        )
+        .with(&self.kernel)];
         if self.use_bias {
-            p.push(ParamDecl { suffix: "bias", shape: vec![self.filters], init: InitKind::Zeros, trainable: true });
+            p.push(ParamDecl::new("bias", vec![self.filters], InitKind::Zeros, true).with(&self.bias));
         }
         p
     }
@@ -588,6 +596,8 @@ pub(crate) mod tests {
             window: Window { rank: 2, size: vec![3, 3], strides: vec![1, 1], dilation: vec![1, 1], same: false },
             activation: Act::Linear,
             use_bias: true,
+            kernel: WeightArgs::default(),
+            bias: WeightArgs::default(),
             groups: 2,
         };
         let p = conv.params(&[Shape(vec![6, 6, 4])]);

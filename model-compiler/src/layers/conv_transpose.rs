@@ -7,6 +7,7 @@
 use super::args::{describe, ArgReader};
 use super::conv::Window;
 use super::padding::spatial;
+use super::weights::{role, WeightArgs};
 use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::ast::ArgKind;
 use crate::diag::Diagnostic;
@@ -55,6 +56,10 @@ pub struct ConvTranspose {
     pub activation: Act,
     /// Whether a bias is added.
     pub use_bias: bool,
+    /// `kernel_initializer`, `kernel_regularizer`, `kernel_constraint`.
+    pub kernel: WeightArgs,
+    /// `bias_initializer`, `bias_regularizer`, `bias_constraint`.
+    pub bias: WeightArgs,
 }
 
 /// The 2D geometry of a transposed convolution over one input (1D as height 1), mirroring the runtime's
@@ -103,7 +108,11 @@ impl ConvTranspose {
         let output_padding = Self::read_output_padding(r, rank, window.as_ref());
         let activation = Act::read(r, "activation", None, Act::Linear);
         let use_bias = r.bool_or("use_bias", None, true);
+        let kernel = WeightArgs::read(r, role!("kernel", rank + 2));
+        let bias = WeightArgs::read(r, role!("bias", 1));
         Some(ConvTranspose {
+            kernel: kernel?,
+            bias: bias?,
             filters: filters?,
             window: window?,
             output_padding: output_padding?,
@@ -238,14 +247,15 @@ impl LayerDef for ConvTranspose {
         let area = self.window.size.iter().fold(1usize, |a, k| a.saturating_mul(*k));
         let mut shape = self.window.size.clone();
         shape.extend([self.filters, cin]);
-        let mut p = vec![ParamDecl {
-            suffix: "kernel",
+        let mut p = vec![ParamDecl::new(
+            "kernel",
             shape,
-            init: InitKind::GlorotUniform { fan_in: area.saturating_mul(self.filters), fan_out: area.saturating_mul(cin) },
-            trainable: true,
-        }];
+            InitKind::GlorotUniform { fan_in: area.saturating_mul(self.filters), fan_out: area.saturating_mul(cin) },
+            true,
+        )
+        .with(&self.kernel)];
         if self.use_bias {
-            p.push(ParamDecl { suffix: "bias", shape: vec![self.filters], init: InitKind::Zeros, trainable: true });
+            p.push(ParamDecl::new("bias", vec![self.filters], InitKind::Zeros, true).with(&self.bias));
         }
         p
     }
@@ -346,6 +356,8 @@ mod tests {
             output_padding: None,
             activation: Act::Relu,
             use_bias: true,
+            kernel: WeightArgs::default(),
+            bias: WeightArgs::default(),
         };
         let p = ct.params(&[Shape(vec![4, 4, 5])]);
         assert_eq!(p[0].shape, vec![3, 2, 6, 5]);

@@ -1,6 +1,8 @@
-//! `Dense(units, activation = linear, use_bias = true)`: y = act(x · kernel + bias) on the last axis.
+//! `Dense(units, activation = linear, use_bias = true, kernel_*/bias_* initializer, regularizer and
+//! constraint)`: y = act(x · kernel + bias) on the last axis.
 
 use super::args::ArgReader;
+use super::weights::{role, WeightArgs};
 use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::shape::Shape;
@@ -16,6 +18,10 @@ pub struct Dense {
     pub activation: Act,
     /// Whether a bias is added.
     pub use_bias: bool,
+    /// `kernel_initializer`, `kernel_regularizer`, `kernel_constraint`.
+    pub kernel: WeightArgs,
+    /// `bias_initializer`, `bias_regularizer`, `bias_constraint`.
+    pub bias: WeightArgs,
 }
 
 impl Dense {
@@ -24,7 +30,9 @@ impl Dense {
         let units = r.required_positive("units", Some(0));
         let activation = Act::read(r, "activation", Some(1), Act::Linear);
         let use_bias = r.bool_or("use_bias", Some(2), true);
-        Some(Dense { units: units?, activation: activation?, use_bias: use_bias? })
+        let kernel = WeightArgs::read(r, role!("kernel", 2));
+        let bias = WeightArgs::read(r, role!("bias", 1));
+        Some(Dense { units: units?, activation: activation?, use_bias: use_bias?, kernel: kernel?, bias: bias? })
     }
 }
 
@@ -42,14 +50,10 @@ impl LayerDef for Dense {
 
     fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
         let fin = inputs.first().map(Shape::last).unwrap_or(0);
-        let mut p = vec![ParamDecl {
-            suffix: "kernel",
-            shape: vec![fin, self.units],
-            init: InitKind::GlorotUniform { fan_in: fin, fan_out: self.units },
-            trainable: true,
-        }];
+        let glorot = InitKind::GlorotUniform { fan_in: fin, fan_out: self.units };
+        let mut p = vec![ParamDecl::new("kernel", vec![fin, self.units], glorot, true).with(&self.kernel)];
         if self.use_bias {
-            p.push(ParamDecl { suffix: "bias", shape: vec![self.units], init: InitKind::Zeros, trainable: true });
+            p.push(ParamDecl::new("bias", vec![self.units], InitKind::Zeros, true).with(&self.bias));
         }
         p
     }

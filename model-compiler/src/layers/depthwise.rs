@@ -8,6 +8,7 @@
 
 use super::args::ArgReader;
 use super::conv::{Geom, Window};
+use super::weights::{role, WeightArgs};
 use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::shape::Shape;
@@ -25,6 +26,10 @@ pub struct Depthwise {
     pub activation: Act,
     /// Whether a bias (one per output channel) is added.
     pub use_bias: bool,
+    /// `depthwise_initializer`, `depthwise_regularizer`, `depthwise_constraint` (Keras names the weight `kernel`).
+    pub kernel: WeightArgs,
+    /// `bias_initializer`, `bias_regularizer`, `bias_constraint`.
+    pub bias: WeightArgs,
 }
 
 impl Depthwise {
@@ -34,7 +39,16 @@ impl Depthwise {
         let depth_multiplier = r.positive_or("depth_multiplier", Some(3), 1);
         let activation = Act::read(r, "activation", None, Act::Linear);
         let use_bias = r.bool_or("use_bias", None, true);
-        Some(Depthwise { window: window?, depth_multiplier: depth_multiplier?, activation: activation?, use_bias: use_bias? })
+        let kernel = WeightArgs::read(r, role!("depthwise", rank + 2));
+        let bias = WeightArgs::read(r, role!("bias", 1));
+        Some(Depthwise {
+            window: window?,
+            depth_multiplier: depth_multiplier?,
+            activation: activation?,
+            use_bias: use_bias?,
+            kernel: kernel?,
+            bias: bias?,
+        })
     }
 
     fn kind(&self) -> &'static str {
@@ -72,14 +86,15 @@ impl LayerDef for Depthwise {
         let dm = self.depth_multiplier;
         let mut shape = self.window.size.clone();
         shape.extend([c, dm]);
-        let mut p = vec![ParamDecl {
-            suffix: "kernel",
+        let mut p = vec![ParamDecl::new(
+            "kernel",
             shape,
-            init: InitKind::GlorotUniform { fan_in: area.saturating_mul(c), fan_out: area.saturating_mul(dm) },
-            trainable: true,
-        }];
+            InitKind::GlorotUniform { fan_in: area.saturating_mul(c), fan_out: area.saturating_mul(dm) },
+            true,
+        )
+        .with(&self.kernel)];
         if self.use_bias {
-            p.push(ParamDecl { suffix: "bias", shape: vec![c.saturating_mul(dm)], init: InitKind::Zeros, trainable: true });
+            p.push(ParamDecl::new("bias", vec![c.saturating_mul(dm)], InitKind::Zeros, true).with(&self.bias));
         }
         p
     }
@@ -133,6 +148,8 @@ mod tests {
             depth_multiplier: 4,
             activation: Act::Linear,
             use_bias: true,
+            kernel: WeightArgs::default(),
+            bias: WeightArgs::default(),
         };
         let p = d.params(&[Shape(vec![7, 6, 3])]);
         assert_eq!(p[0].shape, vec![3, 2, 3, 4]);

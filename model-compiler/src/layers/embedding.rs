@@ -4,6 +4,7 @@
 //! are staged, before anything runs.
 
 use super::args::ArgReader;
+use super::weights::{role, WeightArgs};
 use super::{EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::hir::DType;
@@ -18,6 +19,8 @@ pub struct Embedding {
     pub input_dim: usize,
     /// Length of each embedding vector.
     pub output_dim: usize,
+    /// `embeddings_initializer`, `embeddings_regularizer`, `embeddings_constraint`.
+    pub embeddings: WeightArgs,
 }
 
 impl Embedding {
@@ -25,7 +28,8 @@ impl Embedding {
     pub fn parse(r: &mut ArgReader<'_>) -> Option<Self> {
         let input_dim = r.required_positive("input_dim", Some(0));
         let output_dim = r.required_positive("output_dim", Some(1));
-        Some(Embedding { input_dim: input_dim?, output_dim: output_dim? })
+        let embeddings = WeightArgs::read(r, role!("embeddings", 2));
+        Some(Embedding { input_dim: input_dim?, output_dim: output_dim?, embeddings: embeddings? })
     }
 }
 
@@ -61,12 +65,7 @@ impl LayerDef for Embedding {
     }
 
     fn params(&self, _inputs: &[Shape]) -> Vec<ParamDecl> {
-        vec![ParamDecl {
-            suffix: "embeddings",
-            shape: vec![self.input_dim, self.output_dim],
-            init: InitKind::Uniform(0.05),
-            trainable: true,
-        }]
+        vec![ParamDecl::new("embeddings", vec![self.input_dim, self.output_dim], InitKind::Uniform(0.05), true).with(&self.embeddings)]
     }
 
     // embedding::forward(ids, table, output_dim, y)

@@ -22,6 +22,7 @@ pub mod reshape;
 pub mod separable;
 pub mod softmax;
 pub mod upsampling;
+pub mod weights;
 
 use crate::diag::Diagnostic;
 use crate::hir::DType;
@@ -62,6 +63,70 @@ pub enum InitKind {
     Zeros,
     /// Ones.
     Ones,
+    /// Every value the same.
+    Constant(f32),
+    /// N(mean, stddev²).
+    RandomNormal {
+        /// Mean.
+        mean: f32,
+        /// Standard deviation.
+        stddev: f32,
+        /// The initializer's own seed.
+        seed: Option<u64>,
+    },
+    /// U(minval, maxval).
+    RandomUniform {
+        /// Lower bound.
+        minval: f32,
+        /// Upper bound.
+        maxval: f32,
+        /// The initializer's own seed.
+        seed: Option<u64>,
+    },
+    /// N(mean, stddev²) within two standard deviations.
+    TruncatedNormal {
+        /// Mean.
+        mean: f32,
+        /// Standard deviation.
+        stddev: f32,
+        /// The initializer's own seed.
+        seed: Option<u64>,
+    },
+    /// Keras' `VarianceScaling` with the fans of the parameter's shape.
+    VarianceScaling {
+        /// Scale.
+        scale: f32,
+        /// Fan mode.
+        mode: weights::FanMode,
+        /// Distribution.
+        distribution: weights::Distribution,
+        /// Fan-in.
+        fan_in: usize,
+        /// Fan-out.
+        fan_out: usize,
+        /// The initializer's own seed.
+        seed: Option<u64>,
+    },
+    /// A random orthogonal `rows × cols` matrix times `gain`.
+    Orthogonal {
+        /// Gain.
+        gain: f32,
+        /// Product of all axes but the last.
+        rows: usize,
+        /// The last axis.
+        cols: usize,
+        /// The initializer's own seed.
+        seed: Option<u64>,
+    },
+    /// `gain` times the identity matrix.
+    Identity {
+        /// Gain.
+        gain: f32,
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+    },
 }
 
 /// A parameter tensor a layer owns once it is built on its input shapes.
@@ -75,6 +140,10 @@ pub struct ParamDecl {
     pub init: InitKind,
     /// False for statistics the optimizer must not touch (moving mean/variance).
     pub trainable: bool,
+    /// The weight regularizer written for it (`kernel_regularizer = l2(1e-4)`).
+    pub regularizer: Option<weights::Penalty>,
+    /// The constraint written for it (`kernel_constraint = max_norm(2.0)`).
+    pub constraint: Option<weights::ConstraintSpec>,
 }
 
 /// What a shape rule sees: the operands' shapes and names, for messages.

@@ -5,6 +5,7 @@
 //! the layer is frozen); the moving statistics move after each training forward.
 
 use super::args::ArgReader;
+use super::weights::{read_initializer, role, InitSpec, WeightArgs};
 use super::{some_if, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
@@ -21,10 +22,15 @@ pub struct Affine {
     pub center: bool,
     /// Learn `gamma`, a scale.
     pub scale: bool,
+    /// `gamma_initializer`, `gamma_regularizer`, `gamma_constraint`.
+    pub gamma: WeightArgs,
+    /// `beta_initializer`, `beta_regularizer`, `beta_constraint`.
+    pub beta: WeightArgs,
 }
 
 impl Affine {
-    fn parse(r: &mut ArgReader<'_>) -> Option<Self> {
+    /// The shared arguments; `rank` is the rank of `gamma` and `beta`.
+    fn parse(r: &mut ArgReader<'_>, rank: usize) -> Option<Self> {
         let epsilon = match r.raw("epsilon", None) {
             None => Some(1e-3),
             Some(ArgValue { kind: ArgKind::Float(e), span }) => positive_epsilon(r, e, span),
@@ -38,17 +44,19 @@ impl Affine {
         };
         let center = r.bool_or("center", None, true);
         let scale = r.bool_or("scale", None, true);
-        Some(Affine { epsilon: epsilon?, center: center?, scale: scale? })
+        let gamma = WeightArgs::read(r, role!("gamma", rank));
+        let beta = WeightArgs::read(r, role!("beta", rank));
+        Some(Affine { epsilon: epsilon?, center: center?, scale: scale?, gamma: gamma?, beta: beta? })
     }
 
     /// `gamma` then `beta` of shape `shape`, as present (Keras' order).
     fn params(&self, shape: Vec<usize>) -> Vec<ParamDecl> {
         let mut p = Vec::new();
         if self.scale {
-            p.push(ParamDecl { suffix: "gamma", shape: shape.clone(), init: InitKind::Ones, trainable: true });
+            p.push(ParamDecl::new("gamma", shape.clone(), InitKind::Ones, true).with(&self.gamma));
         }
         if self.center {
-            p.push(ParamDecl { suffix: "beta", shape, init: InitKind::Zeros, trainable: true });
+            p.push(ParamDecl::new("beta", shape, InitKind::Zeros, true).with(&self.beta));
         }
         p
     }
@@ -124,6 +132,10 @@ pub struct BatchNormalization {
     pub momentum: f32,
     /// epsilon, center, scale.
     pub affine: Affine,
+    /// `moving_mean_initializer`, when given (else zeros).
+    pub moving_mean: Option<InitSpec>,
+    /// `moving_variance_initializer`, when given (else ones).
+    pub moving_variance: Option<InitSpec>,
 }
 
 impl BatchNormalization {
@@ -142,8 +154,16 @@ impl BatchNormalization {
             }
         };
         let momentum = r.float_in_or("momentum", None, 0.99, 0.0, 1.0, false);
-        let affine = Affine::parse(r);
-        Some(BatchNormalization { axis: axis?, momentum: momentum? as f32, affine: affine? })
+        let affine = Affine::parse(r, 1);
+        let moving_mean = read_initializer(r, role!("moving_mean", 1));
+        let moving_variance = read_initializer(r, role!("moving_variance", 1));
+        Some(BatchNormalization {
+            axis: axis?,
+            momentum: momentum? as f32,
+            affine: affine?,
+            moving_mean: moving_mean?,
+            moving_variance: moving_variance?,
+        })
     }
 
     /// The channel axis of operand shape `x`, as a one-axis range.
@@ -174,8 +194,9 @@ impl LayerDef for BatchNormalization {
     fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
         let n = self.channels(inputs);
         let mut p = self.affine.params(vec![n]);
-        p.push(ParamDecl { suffix: "moving_mean", shape: vec![n], init: InitKind::Zeros, trainable: false });
-        p.push(ParamDecl { suffix: "moving_variance", shape: vec![n], init: InitKind::Ones, trainable: false });
+        let init = |spec: Option<InitSpec>, default| spec.map_or(default, |s| s.resolve(&[n]));
+        p.push(ParamDecl::new("moving_mean", vec![n], init(self.moving_mean, InitKind::Zeros), false));
+        p.push(ParamDecl::new("moving_variance", vec![n], init(self.moving_variance, InitKind::Ones), false));
         p
     }
 
@@ -235,7 +256,8 @@ impl LayerNormalization {
             None if r.failed() => None,
             None => Some(vec![-1]),
         };
-        let affine = Affine::parse(r);
+        let rank = axes.as_ref().map_or(1, Vec::len);
+        let affine = Affine::parse(r, rank);
         Some(LayerNormalization { axes: axes?, affine: affine? })
     }
 
