@@ -10,7 +10,8 @@ batch-normalization statistics included), and writes into tests/fixtures/keras_i
     <model>.h5                the same model in the legacy full-model HDF5 format
     <model>.io.safetensors    input/<name> (one fixed batch) and output/<name> (Keras' predictions)
 
-and one HDF5 file whose datasets are chunked and gzip-compressed (`chunked_gzip.weights.h5`, the
+`unsupported.keras` (a Lambda, an LSTM, a masking Embedding, a mixed-precision Dense: the importer
+must refuse it with every reason at once), and one HDF5 file whose datasets are chunked and gzip-compressed (`chunked_gzip.weights.h5`, the
 weights of `mlp` rewritten by h5py), to test the HDF5 reader on compressed data as well.
 
 Run from the repository root:
@@ -127,6 +128,16 @@ def nested():
 MODELS = [mlp, graph, vision, sequence, nested]
 
 
+def unsupported():
+    """What modelc cannot import, all in one model: the importer must list every reason at once."""
+    ids = keras.Input(shape=(6,), dtype="int32", name="ids")
+    e = layers.Embedding(10, 4, mask_zero=True, name="embed")(ids)
+    h = layers.LSTM(3, name="rnn")(e)
+    h = layers.Lambda(lambda t: t * 2.0, name="scale_by_two")(h)
+    y = layers.Dense(2, dtype="mixed_float16", name="half")(h)
+    return keras.Model(ids, y, name="unsupported")
+
+
 def randomize(model, rng):
     """Every weight drawn again so biases and moving statistics are not their trivial defaults."""
     for w in model.weights:
@@ -175,6 +186,7 @@ def main():
         save_file(tensors, os.path.join(OUT, f"{name}.io.safetensors"))
         model.save(os.path.join(OUT, f"{name}.keras"))
         model.save(os.path.join(OUT, f"{name}.h5"))
+    unsupported().save(os.path.join(OUT, "unsupported.keras"))
     chunked_copy(os.path.join(OUT, "mlp.keras"), os.path.join(OUT, "chunked_gzip.weights.h5"))
 
 

@@ -275,13 +275,15 @@ impl Cx<'_> {
             let (struct_name, outputs) = self.model(entry.raw, false)?;
             return Some((format!("{struct_name}({})", extra.join(", ")), outputs));
         }
-        let custom = entry.raw.get("registered_name").is_some_and(|r| !r.is_null())
-            || str_of(entry.raw, "module").is_some_and(|m| !m.starts_with("keras"));
-        let Some(map) = keras_import(entry.class).filter(|_| !custom) else {
+        let module = str_of(entry.raw, "module").unwrap_or("keras.layers");
+        let op = module.starts_with("keras.src.ops");
+        let custom = !op && (entry.raw.get("registered_name").is_some_and(|r| !r.is_null()) || !module.starts_with("keras"));
+        let Some(map) = keras_import(entry.class).filter(|_| !custom && !op) else {
             let fix = match entry.class {
                 "Lambda" => {
                     "a Lambda runs Python code modelc cannot translate: write it with built-in layers (merges, Activation, Rescaling, ...)"
                 }
+                _ if op => "a `keras.ops` operation in the graph (written as Python arithmetic, or added by Keras for a mask) is not a layer modelc has: write it with built-in layers (merges, Activation, Rescaling, ...)",
                 _ if custom => "a custom layer runs Python code modelc cannot translate: replace it with built-in layers",
                 _ => "modelc has no such layer: replace it with supported layers (see the layers chapter of the guide) and save again",
             };
@@ -362,12 +364,7 @@ impl Cx<'_> {
             consumed.extend(r.iter().cloned());
             node_refs.insert((i, k), r);
         }
-        let shared: BTreeSet<usize> = entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.nodes.len() > 1 || matches!(e.class, "Functional" | "Sequential" | "Model") && !e.nodes.is_empty())
-            .map(|(i, _)| i)
-            .collect();
+        let shared: BTreeSet<usize> = entries.iter().enumerate().filter(|(_, e)| e.nodes.len() > 1).map(|(i, _)| i).collect();
         let mut declared: BTreeSet<usize> = BTreeSet::new();
         let mut out_named: BTreeMap<TensorRef, String> = BTreeMap::new();
         let mut out_used: BTreeSet<String> = BTreeSet::new();
@@ -405,7 +402,7 @@ impl Cx<'_> {
                 ctor
             };
             let call = format!("{callee}({operand})");
-            let base = if k == 0 { ident(&e.name) } else { format!("{}_{k}", ident(&e.name)) };
+            let base = if shared.contains(&i) { format!("{}_{k}", ident(&e.name)) } else { ident(&e.name) };
             if n_out == 1 {
                 let t = (e.name.clone(), k, 0);
                 match out_named.get(&t) {
