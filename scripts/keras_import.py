@@ -9,6 +9,7 @@ batch-normalization statistics included), and writes into tests/fixtures/keras_i
     <model>.keras             the Keras 3 archive (config.json, metadata.json, model.weights.h5)
     <model>.h5                the same model in the legacy full-model HDF5 format
     <model>.io.safetensors    input/<name> (one fixed batch) and output/<name> (Keras' predictions)
+    nested.paths.safetensors  the nested model's weights under Keras' own `w.path` names
 
 `unsupported.keras` (a Lambda, an LSTM, a masking Embedding, a mixed-precision Dense: the importer
 must refuse it with every reason at once), and one HDF5 file whose datasets are chunked and gzip-compressed (`chunked_gzip.weights.h5`, the
@@ -184,6 +185,10 @@ def main():
         for oname, p in zip(output_names(model), preds):
             tensors[f"output/{oname}"] = np.asarray(p, dtype=np.float32)
         save_file(tensors, os.path.join(OUT, f"{name}.io.safetensors"))
+        if name == "nested":
+            # The weights under Keras 3's own paths (`tower_dense1/kernel`, no nested model prefix), as a
+            # user exports them: modelc's `load` must place them without a name map.
+            save_file({w.path: np.asarray(w.numpy()) for w in model.weights}, os.path.join(OUT, "nested.paths.safetensors"))
         model.save(os.path.join(OUT, f"{name}.keras"))
         model.save(os.path.join(OUT, f"{name}.h5"))
     unsupported().save(os.path.join(OUT, "unsupported.keras"))

@@ -105,3 +105,14 @@ fn imported_nested_functional_and_sequential_models_predict_what_keras_predicts(
     assert_eq!(m.param("tower/tower_dense1/kernel").unwrap().shape(), &[5, 8]);
     assert_eq!(m.param("head/head_dense2/bias").unwrap().shape(), &[2]);
 }
+
+#[test]
+fn weights_under_keras_own_nested_paths_load_without_a_name_map() {
+    // Keras 3 names a nested functional model's weights `tower_dense1/kernel` (no `tower/` prefix):
+    // `load` places them in `tower/tower_dense1/kernel` by themselves.
+    let t = io("nested");
+    let mut m = nested::Nested::new(0);
+    modelc::io::load(&mut m, path("nested.paths.safetensors")).unwrap();
+    let out = m.predict(&nested::NestedInputs { left: view::<Ix2>(&t, "input/left"), right: view::<Ix2>(&t, "input/right") }).unwrap();
+    assert_close("nested head", out.head.as_slice().unwrap(), &t["output/head"]);
+}

@@ -130,6 +130,36 @@ fn guess_ranks(typed: &infer::Typed) -> Vec<usize> {
     m.outputs.iter().map(|o| ranks.get(o.value.0).copied().flatten().unwrap_or(fallback)).collect()
 }
 
+/// Checks `source` (the statements of one `model!` invocation, as text) and returns the parameters of
+/// its last model, `(name, shape)` in the order of `Network::PARAMS`; or every diagnostic, as
+/// `message (help)` lines. The Keras importer uses it to check what it wrote and to name the weights.
+pub fn param_layout(source: &str) -> Result<Vec<(String, Vec<usize>)>, Vec<String>> {
+    let tokens: TokenStream = source.parse().map_err(|e| vec![format!("the generated source does not tokenize: {e}")])?;
+    let mut diags = Diagnostics::new();
+    let file = parse::parse(tokens, &mut diags);
+    let mut params = Vec::new();
+    for model in &file.models {
+        let hir = resolve::resolve(model, &file, &mut diags);
+        let graph = graph::build(&hir);
+        let typed = infer::infer(hir, graph, &mut diags);
+        if diags.is_empty() && !typed.model.nested_failed {
+            params = plan::plan(typed).params.into_iter().map(|p| (p.name, p.shape)).collect();
+        }
+    }
+    if diags.is_empty() {
+        Ok(params)
+    } else {
+        Err(diags
+            .items()
+            .iter()
+            .map(|d| match &d.help {
+                Some(h) => format!("{} ({h})", d.message),
+                None => d.message.clone(),
+            })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
@@ -160,35 +190,5 @@ mod tests {
         // A layer whose arguments are invalid keeps its operand's rank; a known shape is never guessed.
         let args = "struct M { input x: [4, 4]; output y = Dense(0)(x); output z = Dense(3)(x); }";
         assert_eq!(stub_ranks(args), (vec![2, 2], 1));
-    }
-}
-
-/// Checks `source` (the statements of one `model!` invocation, as text) and returns the parameters of
-/// its last model, `(name, shape)` in the order of `Network::PARAMS`; or every diagnostic, as
-/// `message (help)` lines. The Keras importer uses it to check what it wrote and to name the weights.
-pub fn param_layout(source: &str) -> Result<Vec<(String, Vec<usize>)>, Vec<String>> {
-    let tokens: TokenStream = source.parse().map_err(|e| vec![format!("the generated source does not tokenize: {e}")])?;
-    let mut diags = Diagnostics::new();
-    let file = parse::parse(tokens, &mut diags);
-    let mut params = Vec::new();
-    for model in &file.models {
-        let hir = resolve::resolve(model, &file, &mut diags);
-        let graph = graph::build(&hir);
-        let typed = infer::infer(hir, graph, &mut diags);
-        if diags.is_empty() && !typed.model.nested_failed {
-            params = plan::plan(typed).params.into_iter().map(|p| (p.name, p.shape)).collect();
-        }
-    }
-    if diags.is_empty() {
-        Ok(params)
-    } else {
-        Err(diags
-            .items()
-            .iter()
-            .map(|d| match &d.help {
-                Some(h) => format!("{} ({h})", d.message),
-                None => d.message.clone(),
-            })
-            .collect())
     }
 }

@@ -42,6 +42,9 @@ pub enum ImportError {
     Unsupported(Vec<String>),
 }
 
+/// One parameter: its name as the generated model expects it, its shape and its values.
+pub type Weight = (String, Vec<usize>, Vec<f32>);
+
 /// A converted model: the source and the weights, in memory.
 #[derive(Debug, Clone)]
 pub struct Conversion {
@@ -50,7 +53,7 @@ pub struct Conversion {
     /// The top model's struct name.
     pub model: String,
     /// Every parameter: name as the generated model expects it, shape, values.
-    pub weights: Vec<(String, Vec<usize>, Vec<f32>)>,
+    pub weights: Vec<Weight>,
 }
 
 /// The weights of each leaf layer (full modelc name, `tower/tower_dense1`), in Keras order.
@@ -104,7 +107,7 @@ fn read_keras(bytes: &[u8]) -> Result<(String, String, LayerWeights), ImportErro
 }
 
 /// Pairs each parameter of the generated model with the Keras weight of its layer at the same position.
-fn match_weights(layout: &[(String, Vec<usize>)], mut file: LayerWeights) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, ImportError> {
+fn match_weights(layout: &[(String, Vec<usize>)], mut file: LayerWeights) -> Result<Vec<Weight>, ImportError> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     let mut position: BTreeMap<String, usize> = BTreeMap::new();
@@ -137,7 +140,7 @@ fn match_weights(layout: &[(String, Vec<usize>)], mut file: LayerWeights) -> Res
 }
 
 /// The weights as a safetensors file (float32, little-endian).
-pub fn safetensors_bytes(weights: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>, ImportError> {
+pub fn safetensors_bytes(weights: &[Weight]) -> Result<Vec<u8>, ImportError> {
     let raw: Vec<(String, Vec<usize>, Vec<u8>)> =
         weights.iter().map(|(n, s, v)| (n.clone(), s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
     let mut views = Vec::new();

@@ -87,10 +87,9 @@ struct Entry<'v> {
 /// A reference to a tensor: (layer, node, tensor index).
 type TensorRef = (String, usize, usize);
 
-/// What a config's layer list holds, before emission.
+/// A model's statements, one per line.
 struct Body {
     lines: Vec<String>,
-    inputs: Vec<String>,
 }
 
 fn str_of<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
@@ -236,7 +235,6 @@ impl Cx<'_> {
         }
         text.push_str("    }\n");
         let outputs = body.lines.iter().filter(|l| l.starts_with("output ")).count();
-        let _ = &body.inputs;
         self.models.push(ModelSource { name: struct_name.clone(), body: text });
         Some((struct_name, outputs))
     }
@@ -311,7 +309,6 @@ impl Cx<'_> {
             entries.push(Entry { class, name, config: cfg, raw: l, nodes });
         }
         let mut lines = Vec::new();
-        let mut inputs = Vec::new();
         let mut names: BTreeMap<TensorRef, String> = BTreeMap::new();
         let mut used_idents: BTreeSet<String> = BTreeSet::new();
         for (_, (l, n, t)) in endpoints(config.get("input_layers")) {
@@ -322,8 +319,7 @@ impl Cx<'_> {
             if let Some(line) = self.input_line(&e.name, e.config) {
                 let id = ident(&e.name);
                 used_idents.insert(id.clone());
-                names.insert((l.clone(), n, t), id.clone());
-                inputs.push(id);
+                names.insert((l.clone(), n, t), id);
                 lines.push(line);
             }
         }
@@ -357,7 +353,8 @@ impl Cx<'_> {
             }
             let kwargs = node.get("kwargs").and_then(Value::as_object);
             for (kw, v) in kwargs.into_iter().flatten() {
-                if !v.is_null() && !(kw == "training" && v.is_boolean()) {
+                let harmless = v.is_null() || (kw == "training" && v.is_boolean());
+                if !harmless {
                     self.problem(&e.name, e.class, &format!("call argument `{kw}` = {v} is not supported: call the layer on tensors only"));
                 }
             }
@@ -434,7 +431,7 @@ impl Cx<'_> {
                 _ => self.problems.push(format!("model `{model}`: output `{}` is not computed by its graph", r.0)),
             }
         }
-        Some(Body { lines, inputs })
+        Some(Body { lines })
     }
 
     fn sequential(&mut self, model: &str, config: &Map<String, Value>) -> Option<Body> {
@@ -471,7 +468,7 @@ impl Cx<'_> {
                 }
             }
         }
-        let Some(mut current) = inputs.first().cloned() else { return None };
+        let mut current = inputs.first().cloned()?;
         let mut used: BTreeSet<String> = inputs.iter().cloned().collect();
         let count = rest.len();
         for (i, l) in rest.iter().enumerate() {
@@ -497,7 +494,7 @@ impl Cx<'_> {
         if count == 0 {
             self.problem(model, "Sequential", "the model has no layers");
         }
-        Some(Body { lines, inputs })
+        Some(Body { lines })
     }
 }
 
