@@ -566,4 +566,24 @@ mod tests {
              let h = Dense(4, activation = relu, name = \"h\")(x);\n        output y = Dense(1, use_bias = false, name = \"y\")(h);\n    }\n}\n"
         );
     }
+
+    #[test]
+    fn dict_outputs_take_their_keys_and_frozen_layers_stay_frozen() {
+        let cfg = serde_json::json!({
+            "class_name": "Functional",
+            "config": {
+                "name": "heads",
+                "layers": [
+                    {"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_shape": [null, 4], "dtype": "float32"}, "inbound_nodes": []},
+                    {"class_name": "Dense", "name": "d", "config": {"name": "d", "units": 2, "trainable": false},
+                     "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}], "kwargs": {}}]}
+                ],
+                "input_layers": [["x", 0, 0]],
+                "output_layers": {"score": ["d", 0, 0]}
+            }
+        });
+        let src = keras_to_source(&cfg.to_string(), &origin()).unwrap().source();
+        assert!(src.contains("output score = Dense(2, name = \"d\", trainable = false)(x);"), "{src}");
+        assert!(crate::param_layout(&keras_to_source(&cfg.to_string(), &origin()).unwrap().single_invocation()).is_ok());
+    }
 }
