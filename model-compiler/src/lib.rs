@@ -18,6 +18,7 @@ pub mod diag;
 pub mod emit;
 pub mod graph;
 pub mod hir;
+pub mod import;
 pub mod infer;
 pub mod layers;
 pub mod memory;
@@ -152,6 +153,36 @@ fn guess_ranks(typed: &infer::Typed) -> Vec<usize> {
         ranks.push(guess);
     }
     m.outputs.iter().map(|o| ranks.get(o.value.0).copied().flatten().unwrap_or(fallback)).collect()
+}
+
+/// Checks `source` (the statements of one `model!` invocation, as text) and returns the parameters of
+/// its last model, `(name, shape)` in the order of `Network::PARAMS`; or every diagnostic, as
+/// `message (help)` lines. The Keras importer uses it to check what it wrote and to name the weights.
+pub fn param_layout(source: &str) -> Result<Vec<(String, Vec<usize>)>, Vec<String>> {
+    let tokens: TokenStream = source.parse().map_err(|e| vec![format!("the generated source does not tokenize: {e}")])?;
+    let mut diags = Diagnostics::new();
+    let file = parse::parse(tokens, &mut diags);
+    let mut params = Vec::new();
+    for model in &file.models {
+        let hir = resolve::resolve(model, &file, &mut diags);
+        let graph = graph::build(&hir);
+        let typed = infer::infer(hir, graph, &mut diags);
+        if diags.is_empty() && !typed.model.nested_failed {
+            params = plan::plan(typed).params.into_iter().map(|p| (p.name, p.shape)).collect();
+        }
+    }
+    if diags.is_empty() {
+        Ok(params)
+    } else {
+        Err(diags
+            .items()
+            .iter()
+            .map(|d| match &d.help {
+                Some(h) => format!("{} ({h})", d.message),
+                None => d.message.clone(),
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -285,8 +285,26 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// every parameter present with its exact shape as `F32`, no unknown tensor, sound offsets. All
 /// problems found are reported together in one [`Error::WeightFile`]. Only the header and the
 /// bytes of the tensors that fill parameters are read.
+///
+/// A tensor named as Keras 3 names a nested model's weight, without the nested model's prefix
+/// (`tower_dense1/kernel` for parameter `tower/tower_dense1/kernel`), fills the one parameter whose
+/// name ends with `/` and that name, so files exported from Keras with `w.path` load as they are.
 pub fn load<N: Network>(model: &mut N, path: impl AsRef<Path>) -> Result<()> {
-    load_with(model, path, |name| Some((name.to_string(), false)))
+    load_with(model, path, |name| Some((keras_path::<N>(name), false)))
+}
+
+/// `name` if it is a parameter of `N`; else the only parameter named `.../name` (a Keras 3 weight path
+/// inside a nested model); else `name` (reported as unknown).
+fn keras_path<N: Network>(name: &str) -> String {
+    if N::PARAMS.iter().any(|p| p.name == name) {
+        return name.to_string();
+    }
+    let suffix = format!("/{name}");
+    let mut matches = N::PARAMS.iter().filter(|p| p.name.ends_with(&suffix));
+    match (matches.next(), matches.next()) {
+        (Some(p), None) => p.name.to_string(),
+        _ => name.to_string(),
+    }
 }
 
 /// [`load`] for files whose tensor names or layouts differ: `map` receives each name in the file

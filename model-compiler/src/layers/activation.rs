@@ -4,6 +4,7 @@ use super::args::{list, ArgReader};
 use super::{EmitCx, InferCx, LayerDef};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use crate::suggest::did_you_mean;
 use proc_macro2::TokenStream;
@@ -176,5 +177,12 @@ impl LayerDef for ActivationLayer {
 
     fn output_activation(&self) -> Option<Act> {
         Some(self.act)
+    }
+}
+
+impl ActivationLayer {
+    /// Keras import: `Activation(relu)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.activation("activation", true);
     }
 }

@@ -3,9 +3,11 @@
 use super::args::ArgReader;
 use super::{Arity, EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::json;
 
 /// Concatenation along `axis`, counted like Keras on the full tensor (batch is axis 0, -1 the last).
 #[derive(Clone, Debug, PartialEq)]
@@ -131,6 +133,13 @@ impl LayerDef for Concatenate {
             offset += n;
         }
         out
+    }
+}
+
+impl Concatenate {
+    /// Keras import: `Concatenate(axis = -1)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.kw("axis", json!(-1));
     }
 }
 

@@ -7,9 +7,11 @@ use super::args::ArgReader;
 use super::weights::{role, WeightArgs};
 use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::json;
 
 /// A sliding window over the spatial axes of a channels-last tensor: `rank` spatial axes (1 or 2).
 #[derive(Clone, Debug, PartialEq)]
@@ -512,6 +514,22 @@ impl LayerDef for Conv {
 
     fn output_activation(&self) -> Option<Act> {
         Some(self.activation)
+    }
+}
+
+impl Conv {
+    /// Keras import: `Conv1D` / `Conv2D(filters, kernel_size, strides, padding, dilation_rate, groups, activation, use_bias)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("filters");
+        a.positional("kernel_size");
+        a.kw_tuple("strides", 1);
+        a.kw("padding", json!("valid"));
+        a.channels_last();
+        a.kw_tuple("dilation_rate", 1);
+        a.kw("groups", json!(1));
+        a.activation("activation", false);
+        a.kw("use_bias", json!(true));
+        a.weights("kernel", "GlorotUniform");
     }
 }
 

@@ -11,9 +11,11 @@ use super::weights::{role, WeightArgs};
 use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::ast::ArgKind;
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::json;
 
 /// Keras' output size and the rows cropped before the output along one axis: `(out, crop)`.
 ///
@@ -310,6 +312,25 @@ impl LayerDef for ConvTranspose {
 
     fn output_activation(&self) -> Option<Act> {
         Some(self.activation)
+    }
+}
+
+impl ConvTranspose {
+    /// Keras import: `Conv1DTranspose` / `Conv2DTranspose(filters, kernel_size, strides, padding,
+    /// output_padding, dilation_rate, activation, use_bias)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("filters");
+        a.positional("kernel_size");
+        a.kw_tuple("strides", 1);
+        a.kw("padding", json!("valid"));
+        if let Some(v) = a.get("output_padding") {
+            a.args.push(format!("output_padding = {}", crate::import::args::dsl_value(v)));
+        }
+        a.channels_last();
+        a.kw_tuple("dilation_rate", 1);
+        a.activation("activation", false);
+        a.kw("use_bias", json!(true));
+        a.weights("kernel", "GlorotUniform");
     }
 }
 

@@ -6,6 +6,7 @@ use super::args::ArgReader;
 use super::padding::{border_tokens, hwc, read_margins, spatial, Margins};
 use super::{EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -87,6 +88,14 @@ impl LayerDef for Cropping {
 
     fn backward_sets_first_writes(&self) -> bool {
         true
+    }
+}
+
+impl Cropping {
+    /// Keras import: `Cropping{1,2}D(cropping)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("cropping");
+        a.channels_last();
     }
 }
 

@@ -5,9 +5,11 @@ use super::args::ArgReader;
 use super::weights::{role, WeightArgs};
 use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::json;
 
 /// A densely connected layer. Kernel layout `[in, units]` (Keras).
 #[derive(Clone, Debug, PartialEq)]
@@ -126,5 +128,15 @@ impl LayerDef for Dense {
 
     fn output_activation(&self) -> Option<Act> {
         Some(self.activation)
+    }
+}
+
+impl Dense {
+    /// Keras import: `Dense(units, activation, use_bias, ...)` from a Keras config.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("units");
+        a.activation("activation", false);
+        a.kw("use_bias", json!(true));
+        a.weights("kernel", "GlorotUniform");
     }
 }

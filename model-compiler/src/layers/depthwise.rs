@@ -11,9 +11,11 @@ use super::conv::{Geom, Window};
 use super::weights::{role, WeightArgs};
 use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::json;
 
 /// `DepthwiseConv1D` / `DepthwiseConv2D`.
 #[derive(Clone, Debug, PartialEq)]
@@ -129,6 +131,21 @@ impl LayerDef for Depthwise {
 
     fn output_activation(&self) -> Option<Act> {
         Some(self.activation)
+    }
+}
+
+impl Depthwise {
+    /// Keras import: `DepthwiseConv1D` / `DepthwiseConv2D(kernel_size, strides, padding, depth_multiplier, ...)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("kernel_size");
+        a.kw_tuple("strides", 1);
+        a.kw("padding", json!("valid"));
+        a.kw("depth_multiplier", json!(1));
+        a.channels_last();
+        a.kw_tuple("dilation_rate", 1);
+        a.activation("activation", false);
+        a.kw("use_bias", json!(true));
+        a.weights("depthwise", "GlorotUniform");
     }
 }
 

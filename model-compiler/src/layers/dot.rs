@@ -5,9 +5,11 @@ use super::args::ArgReader;
 use super::{Arity, EmitCx, InferCx, LayerDef};
 use crate::ast::ArgKind;
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::json;
 
 /// The dot product of two tensors of per-sample rank 1 or 2.
 #[derive(Clone, Debug, PartialEq)]
@@ -230,6 +232,14 @@ impl LayerDef for Dot {
             }
             _ => call(cx.dx(0), cx.dx(1)),
         }
+    }
+}
+
+impl Dot {
+    /// Keras import: `Dot(axes, normalize = false)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("axes");
+        a.kw("normalize", json!(false));
     }
 }
 

@@ -6,6 +6,7 @@ use super::args::ArgReader;
 use super::{EmitCx, InferCx, LayerDef};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -87,6 +88,17 @@ impl LayerDef for Dropout {
         let rate = self.rate;
         let (mask, dx) = (cx.scratch(0), cx.dx_mut(0));
         quote!(::modelc::__private::kernels::dropout::backward(#rate, __ws.training, #mask, &__dy[..], #dx);)
+    }
+}
+
+impl Dropout {
+    /// Keras import: `Dropout(rate, seed)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("rate");
+        if let Some(seed) = a.get("seed") {
+            a.args.push(format!("seed = {seed}"));
+        }
+        a.expect("noise_shape", serde_json::Value::Null, "modelc drops every element independently; remove noise_shape");
     }
 }
 

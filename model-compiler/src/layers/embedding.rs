@@ -8,9 +8,11 @@ use super::weights::{role, WeightArgs};
 use super::{EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::hir::DType;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::json;
 
 /// An embedding table.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +91,19 @@ impl LayerDef for Embedding {
 fn dims(s: &Shape) -> String {
     let d: Vec<String> = s.0.iter().map(usize::to_string).collect();
     format!("[{}]", d.join(", "))
+}
+
+impl Embedding {
+    /// Keras import: `Embedding(input_dim, output_dim)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("input_dim");
+        a.positional("output_dim");
+        a.initializer("embeddings_initializer", "RandomUniform");
+        a.optional_object("embeddings_regularizer");
+        a.optional_object("activity_regularizer");
+        a.optional_object("embeddings_constraint");
+        a.expect("mask_zero", json!(false), "modelc has no masks; remove mask_zero (pad with ids the model learns to ignore)");
+    }
 }
 
 #[cfg(test)]

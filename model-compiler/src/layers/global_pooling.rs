@@ -4,9 +4,11 @@
 use super::args::ArgReader;
 use super::{EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::json;
 
 /// A global pooling layer over `rank` spatial axes.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,6 +92,14 @@ impl LayerDef for GlobalPooling {
 
     fn backward_sets_first_writes(&self) -> bool {
         true
+    }
+}
+
+impl GlobalPooling {
+    /// Keras import: `GlobalAveragePooling{1,2}D()`, `GlobalMaxPooling{1,2}D()`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.channels_last();
+        a.expect("keepdims", json!(false), "modelc drops the pooled axes; add a Reshape after the pooling instead of keepdims=True");
     }
 }
 

@@ -4,6 +4,7 @@
 use super::args::ArgReader;
 use super::{Arity, EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -194,6 +195,11 @@ impl Merge {
         let y = &cx.output.shape.0;
         (shapes, quote!(&[__b, #(#y),*]))
     }
+}
+
+impl Merge {
+    /// Keras import: `Add()`, `Subtract()`, ... take no arguments.
+    pub fn from_keras(_a: &mut KerasArgs<'_>) {}
 }
 
 #[cfg(test)]

@@ -536,6 +536,37 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
     })
 }
 
+/// The Keras import mapping of layer class `class`: the function (in the layer kind's own file) that
+/// turns a Keras config into `model!` arguments. `None` when `class` is not a layer kind.
+pub fn keras_import(class: &str) -> Option<fn(&mut crate::import::args::KerasArgs<'_>)> {
+    Some(match class {
+        "Dense" => dense::Dense::from_keras,
+        "Activation" => activation::ActivationLayer::from_keras,
+        "Concatenate" => concatenate::Concatenate::from_keras,
+        "Add" | "Subtract" | "Multiply" | "Average" | "Maximum" | "Minimum" => merge::Merge::from_keras,
+        "Dot" => dot::Dot::from_keras,
+        "Conv1D" | "Conv2D" => conv::Conv::from_keras,
+        "MaxPooling1D" | "MaxPooling2D" | "AveragePooling1D" | "AveragePooling2D" => pooling::Pooling::from_keras,
+        "GlobalAveragePooling1D" | "GlobalAveragePooling2D" | "GlobalMaxPooling1D" | "GlobalMaxPooling2D" => {
+            global_pooling::GlobalPooling::from_keras
+        }
+        "Flatten" => reshape::Flatten::from_keras,
+        "Reshape" => reshape::Reshape::from_keras,
+        "Dropout" => dropout::Dropout::from_keras,
+        "BatchNormalization" => normalization::BatchNormalization::from_keras,
+        "LayerNormalization" => normalization::LayerNormalization::from_keras,
+        "Embedding" => embedding::Embedding::from_keras,
+        "Softmax" => softmax::Softmax::from_keras,
+        "ZeroPadding1D" | "ZeroPadding2D" => padding::ZeroPadding::from_keras,
+        "Cropping1D" | "Cropping2D" => cropping::Cropping::from_keras,
+        "UpSampling1D" | "UpSampling2D" => upsampling::UpSampling::from_keras,
+        "Rescaling" => rescaling::Rescaling::from_keras,
+        "DepthwiseConv1D" | "DepthwiseConv2D" => depthwise::Depthwise::from_keras,
+        "Conv1DTranspose" | "Conv2DTranspose" => conv_transpose::ConvTranspose::from_keras,
+        _ => return None,
+    })
+}
+
 /// Keras' default layer name prefix for a class: `GlobalAveragePooling2D` -> `global_average_pooling2d`.
 pub fn snake_case(kind: &str) -> String {
     let mut out = String::new();
@@ -657,6 +688,13 @@ pub(crate) mod tests {
     pub(crate) fn ok_shapes(src: &str) -> Vec<Vec<usize>> {
         let typed = typed_of(src);
         typed.model.outputs.iter().map(|o| typed.shapes[o.value.0].clone().expect("a shape").0).collect()
+    }
+
+    #[test]
+    fn every_layer_kind_has_a_keras_import_mapping() {
+        let missing: Vec<&str> = KINDS.iter().copied().filter(|k| keras_import(k).is_none()).collect();
+        assert!(missing.is_empty(), "layer kinds without a Keras import mapping (add `from_keras` in the kind's file and register it in `keras_import`): {missing:?}");
+        assert!(keras_import("Lambda").is_none());
     }
 
     #[test]

@@ -9,9 +9,11 @@ use super::weights::{read_initializer, role, InitSpec, WeightArgs};
 use super::{some_if, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
+use serde_json::json;
 
 /// The arguments both normalizations share.
 #[derive(Clone, Debug, PartialEq)]
@@ -312,6 +314,48 @@ impl LayerDef for LayerNormalization {
     }
 }
 
+/// Keras import: the arguments both normalizations share (epsilon, center, scale and their weights').
+fn affine_from_keras(a: &mut KerasArgs<'_>) {
+    a.kw("epsilon", json!(1e-3));
+    a.kw("center", json!(true));
+    a.kw("scale", json!(true));
+    a.initializer("beta_initializer", "Zeros");
+    a.initializer("gamma_initializer", "Ones");
+    for key in ["beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"] {
+        a.optional_object(key);
+    }
+}
+
+impl BatchNormalization {
+    /// Keras import: `BatchNormalization(axis, momentum, epsilon, center, scale)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.kw("axis", json!(-1));
+        a.kw("momentum", json!(0.99));
+        affine_from_keras(a);
+        a.initializer("moving_mean_initializer", "Zeros");
+        a.initializer("moving_variance_initializer", "Ones");
+        a.expect("renorm", json!(false), "modelc has no batch renormalization; remove renorm=True");
+        a.expect("synchronized", json!(false), "synchronized only matters across devices; remove it");
+        a.get("renorm_momentum");
+        a.get("renorm_clipping");
+    }
+}
+
+impl LayerNormalization {
+    /// Keras import: `LayerNormalization(axis, epsilon, center, scale)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        match a.get("axis") {
+            Some(v) if *v == json!(-1) || *v == json!([-1]) => {}
+            Some(v) => {
+                let v = crate::import::args::dsl_value(v);
+                a.args.push(format!("axis = {v}"));
+            }
+            None => {}
+        }
+        affine_from_keras(a);
+        a.expect("rms_scaling", json!(false), "modelc's LayerNormalization centers; remove rms_scaling=True");
+    }
+}
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {

@@ -6,6 +6,7 @@ use super::args::{describe, ArgReader};
 use super::{EmitCx, InferCx, LayerDef};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -179,6 +180,14 @@ impl LayerDef for ZeroPadding {
 
     fn backward_sets_first_writes(&self) -> bool {
         true
+    }
+}
+
+impl ZeroPadding {
+    /// Keras import: `ZeroPadding{1,2}D(padding)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("padding");
+        a.channels_last();
     }
 }
 

@@ -6,9 +6,11 @@ use super::args::ArgReader;
 use super::conv::{Geom, Window};
 use super::{EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::json;
 
 /// A windowed pooling layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,5 +80,21 @@ impl LayerDef for Pooling {
         } else {
             quote!(::modelc::__private::kernels::pool::avg_backward(&#geom, &__dy[..], #dx, __b);)
         }
+    }
+}
+
+impl Pooling {
+    /// Keras import: `{Max,Average}Pooling{1,2}D(pool_size, strides, padding)`; `strides` is written
+    /// only when it differs from `pool_size` (Keras' default).
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        let size = a.get("pool_size").cloned();
+        a.positional("pool_size");
+        if let Some(strides) = a.get("strides") {
+            if Some(strides) != size.as_ref() {
+                a.args.push(format!("strides = {}", crate::import::args::dsl_value(strides)));
+            }
+        }
+        a.kw("padding", json!("valid"));
+        a.channels_last();
     }
 }

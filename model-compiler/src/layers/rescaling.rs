@@ -5,9 +5,11 @@ use super::args::{describe, ArgReader};
 use super::{EmitCx, InferCx, LayerDef};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::json;
 
 /// `Rescaling(scale, offset)`.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,6 +78,14 @@ impl LayerDef for Rescaling {
 
     fn backward_sets_first_writes(&self) -> bool {
         true
+    }
+}
+
+impl Rescaling {
+    /// Keras import: `Rescaling(scale, offset = 0.0)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("scale");
+        a.kw("offset", json!(0.0));
     }
 }
 

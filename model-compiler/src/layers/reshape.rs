@@ -4,6 +4,7 @@
 use super::args::ArgReader;
 use super::{EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -151,6 +152,19 @@ impl LayerDef for Reshape {
     }
 }
 
+impl Reshape {
+    /// Keras import: `Reshape(target_shape)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("target_shape");
+    }
+}
+
+impl Flatten {
+    /// Keras import: `Flatten()`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.channels_last();
+    }
+}
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {

@@ -4,9 +4,11 @@
 use super::args::ArgReader;
 use super::{Act, EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::json;
 
 /// A softmax layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,6 +86,13 @@ impl LayerDef for Softmax {
     // `axis = -1` is always the last axis: a model output ending here fuses with categorical cross-entropy.
     fn output_activation(&self) -> Option<Act> {
         (self.axis == -1).then_some(Act::Softmax)
+    }
+}
+
+impl Softmax {
+    /// Keras import: `Softmax(axis = -1)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.kw("axis", json!(-1));
     }
 }
 

@@ -7,10 +7,12 @@ use super::padding::{hwc, spatial};
 use super::{EmitCx, InferCx, LayerDef};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
 use crate::shape::Shape;
 use crate::suggest::did_you_mean;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::json;
 
 /// `UpSampling1D` / `UpSampling2D`.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,6 +122,15 @@ impl LayerDef for UpSampling {
 
     fn backward_sets_first_writes(&self) -> bool {
         true
+    }
+}
+
+impl UpSampling {
+    /// Keras import: `UpSampling{1,2}D(size, interpolation = nearest)`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("size");
+        a.kw("interpolation", json!("nearest"));
+        a.channels_last();
     }
 }
 

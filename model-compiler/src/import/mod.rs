@@ -1,0 +1,589 @@
+//! Keras import: a Keras 3 model config (`config.json` of a `.keras` archive, or the `model_config`
+//! attribute of a legacy `.h5` file) becomes `model!` source, one block per functional or Sequential
+//! model. Each layer kind's argument mapping is its own `from_keras` (see [`crate::layers::keras_import`]);
+//! this module walks the graph. Every problem is collected, none stops the walk: [`keras_to_source`]
+//! returns all of them at once.
+
+pub mod args;
+
+use crate::layers::keras_import;
+use args::KerasArgs;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where a config came from, for the `///` line of each generated model.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    /// The file name (`model.keras`).
+    pub file: String,
+    /// The Keras version that wrote it (`3.15.1`).
+    pub keras_version: String,
+}
+
+/// One generated model: its struct name and its `model!` body (the struct, without `model! { }`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSource {
+    /// Struct name.
+    pub name: String,
+    /// The struct definition, indented as inside `model! { ... }`.
+    pub body: String,
+}
+
+/// The generated models, nested ones first, the top model last.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Imported {
+    /// Every model.
+    pub models: Vec<ModelSource>,
+}
+
+impl Imported {
+    /// The source file: one `model!` block per model, formatted as rustfmt leaves it.
+    pub fn source(&self) -> String {
+        let blocks: Vec<String> = self.models.iter().map(|m| format!("model! {{\n{}}}\n", m.body)).collect();
+        blocks.join("\n")
+    }
+
+    /// Every model in one invocation's tokens (for checking with the compiler, which resolves nested
+    /// models of the same invocation without the callback round).
+    pub fn single_invocation(&self) -> String {
+        self.models.iter().map(|m| m.body.as_str()).collect::<Vec<_>>().join("\n")
+    }
+
+    /// The top model's struct name.
+    pub fn top(&self) -> &str {
+        self.models.last().map(|m| m.name.as_str()).unwrap_or("")
+    }
+}
+
+/// Translates a Keras model config (JSON text) into `model!` source. `Err` lists every problem found,
+/// each naming the Keras layer and class and what to do.
+pub fn keras_to_source(config: &str, origin: &Origin) -> Result<Imported, Vec<String>> {
+    let root: Value = serde_json::from_str(config).map_err(|e| vec![format!("the model config is not valid JSON: {e}")])?;
+    let mut cx = Cx { origin, models: Vec::new(), problems: Vec::new(), struct_names: BTreeSet::new() };
+    cx.model(&root, true);
+    if cx.problems.is_empty() {
+        Ok(Imported { models: cx.models })
+    } else {
+        Err(cx.problems)
+    }
+}
+
+struct Cx<'a> {
+    origin: &'a Origin,
+    models: Vec<ModelSource>,
+    problems: Vec<String>,
+    struct_names: BTreeSet<String>,
+}
+
+/// A layer entry of a functional config.
+struct Entry<'v> {
+    class: &'v str,
+    name: String,
+    config: &'v Map<String, Value>,
+    raw: &'v Value,
+    nodes: Vec<&'v Value>,
+}
+
+/// A reference to a tensor: (layer, node, tensor index).
+type TensorRef = (String, usize, usize);
+
+/// A model's statements, one per line.
+struct Body {
+    lines: Vec<String>,
+}
+
+fn str_of<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// `tower_dense` -> `TowerDense`.
+fn camel(name: &str) -> String {
+    let mut out = String::new();
+    for part in name.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()) {
+        let mut cs = part.chars();
+        if let Some(f) = cs.next() {
+            out.push(f.to_ascii_uppercase());
+            out.extend(cs);
+        }
+    }
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, 'M');
+    }
+    out
+}
+
+/// A Keras name as a Rust identifier: other characters become `_`, keywords get a trailing `_`.
+pub fn ident(name: &str) -> String {
+    let mut s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert(0, 't');
+    }
+    const KEYWORDS: &[&str] = &[
+        "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for", "if", "impl", "in", "let", "loop",
+        "match", "mod", "move", "mut", "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
+        "unsafe", "use", "where", "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final", "macro", "override",
+        "priv", "typeof", "unsized", "virtual", "yield", "try", "input", "output", "layer",
+    ];
+    if KEYWORDS.contains(&s.as_str()) {
+        s.push('_');
+    }
+    s
+}
+
+/// The float32 check of a layer's `dtype` (a string or a `DTypePolicy`).
+fn dtype_problem(v: Option<&Value>) -> Option<String> {
+    let name = match v? {
+        Value::String(s) => s.clone(),
+        Value::Object(_) => v?.get("config").and_then(|c| str_of(c, "name")).unwrap_or("float32").to_string(),
+        _ => return None,
+    };
+    (name != "float32").then(|| {
+        format!("dtype policy `{name}` is not supported: modelc computes in float32; set the layer's dtype to \"float32\" and save again")
+    })
+}
+
+/// `[null, 8]` -> `[8]` (the batch dimension dropped), `None` when a dimension is not fixed.
+fn dims(batch_shape: &Value) -> Option<Vec<u64>> {
+    let all = batch_shape.as_array()?;
+    all.iter().skip(1).map(Value::as_u64).collect()
+}
+
+/// The tensor references in a node argument (a tensor or a list of tensors).
+fn refs(arg: &Value, out: &mut Vec<TensorRef>) -> bool {
+    match arg {
+        Value::Array(items) => items.iter().all(|i| refs(i, out)),
+        Value::Object(_) => {
+            let hist = arg.get("config").and_then(|c| c.get("keras_history")).and_then(Value::as_array);
+            match hist.map(|h| h.as_slice()) {
+                Some([l, n, t]) => {
+                    out.push((l.as_str().unwrap_or("").to_string(), n.as_u64().unwrap_or(0) as usize, t.as_u64().unwrap_or(0) as usize));
+                    true
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// `input_layers` / `output_layers`: one `[name, node, tensor]` or a list of them; or a dict of them
+/// (output names from the keys).
+fn endpoints(v: Option<&Value>) -> Vec<(Option<String>, TensorRef)> {
+    let one = |x: &Value| -> Option<TensorRef> {
+        match x.as_array().map(|a| a.as_slice()) {
+            Some([l, n, t]) if l.is_string() => {
+                Some((l.as_str().unwrap_or("").to_string(), n.as_u64().unwrap_or(0) as usize, t.as_u64().unwrap_or(0) as usize))
+            }
+            _ => None,
+        }
+    };
+    match v {
+        Some(Value::Object(m)) => m.iter().filter_map(|(k, x)| one(x).map(|r| (Some(k.clone()), r))).collect(),
+        Some(x) => match one(x) {
+            Some(r) => vec![(None, r)],
+            None => x.as_array().map(|a| a.iter().filter_map(one).map(|r| (None, r)).collect()).unwrap_or_default(),
+        },
+        None => Vec::new(),
+    }
+}
+
+impl Cx<'_> {
+    fn problem(&mut self, layer: &str, class: &str, msg: &str) {
+        self.problems.push(format!("layer `{layer}` ({class}): {msg}"));
+    }
+
+    fn struct_name(&mut self, model_name: &str) -> String {
+        let base = camel(model_name);
+        let mut name = base.clone();
+        let mut k = 1;
+        while !self.struct_names.insert(name.clone()) {
+            name = format!("{base}{k}");
+            k += 1;
+        }
+        name
+    }
+
+    /// Translates a model (functional or Sequential); returns its struct name and its output count.
+    fn model(&mut self, v: &Value, top: bool) -> Option<(String, usize)> {
+        let class = str_of(v, "class_name").unwrap_or("");
+        let config = v.get("config").and_then(Value::as_object);
+        let Some(config) = config else {
+            self.problems.push(String::from("the model config has no `config` object: is this a Keras 3 model file?"));
+            return None;
+        };
+        let name = config.get("name").and_then(Value::as_str).unwrap_or("model").to_string();
+        let body = match class {
+            "Functional" | "Model" => self.functional(&name, config)?,
+            "Sequential" => self.sequential(&name, config)?,
+            other => {
+                self.problem(&name, other, "only functional and Sequential models import; a subclassed model has no config to translate: rebuild it with the functional API");
+                return None;
+            }
+        };
+        let struct_name = self.struct_name(&name);
+        let file = &self.origin.file;
+        let version = &self.origin.keras_version;
+        let doc = if top {
+            format!("    /// Imported from `{file}` (Keras {version}) by `modelc import`.\n")
+        } else {
+            format!("    /// The nested model `{name}` of `{file}` (Keras {version}).\n")
+        };
+        let mut text = doc;
+        text.push_str(&format!("    pub struct {struct_name} {{\n"));
+        for l in &body.lines {
+            text.push_str(&format!("        {l}\n"));
+        }
+        text.push_str("    }\n");
+        let outputs = body.lines.iter().filter(|l| l.starts_with("output ")).count();
+        self.models.push(ModelSource { name: struct_name.clone(), body: text });
+        Some((struct_name, outputs))
+    }
+
+    /// `input x: [8];` of an `InputLayer` config.
+    fn input_line(&mut self, name: &str, config: &Map<String, Value>) -> Option<String> {
+        let shape = config.get("batch_shape").or_else(|| config.get("batch_input_shape"));
+        let Some(d) = shape.and_then(dims) else {
+            self.problem(name, "InputLayer", "every dimension but the batch must be fixed: give keras.Input a full shape");
+            return None;
+        };
+        let ty = match config.get("dtype").and_then(Value::as_str).unwrap_or("float32") {
+            "float32" => "",
+            "int32" | "int64" | "uint8" | "int16" | "int8" => " as i32",
+            other => {
+                self.problem(name, "InputLayer", &format!("input dtype `{other}` is not supported: use float32, or int32 for token ids"));
+                return None;
+            }
+        };
+        let d: Vec<String> = d.iter().map(u64::to_string).collect();
+        Some(format!("input {}: [{}]{ty};", ident(name), d.join(", ")))
+    }
+
+    /// The constructor text of a plain layer (`Dense(16, activation = relu, name = "hidden")`), or of a
+    /// nested model (`Tower(name = "tower")`) after translating it.
+    fn constructor(&mut self, entry: &Entry<'_>) -> Option<(String, usize)> {
+        if let Some(p) = dtype_problem(entry.config.get("dtype")) {
+            self.problem(&entry.name, entry.class, &p);
+        }
+        let trainable = entry.config.get("trainable").and_then(Value::as_bool).unwrap_or(true);
+        let mut extra = vec![format!("name = \"{}\"", entry.name)];
+        if !trainable {
+            extra.push(String::from("trainable = false"));
+        }
+        if matches!(entry.class, "Functional" | "Sequential" | "Model") {
+            let (struct_name, outputs) = self.model(entry.raw, false)?;
+            return Some((format!("{struct_name}({})", extra.join(", ")), outputs));
+        }
+        let module = str_of(entry.raw, "module").unwrap_or("keras.layers");
+        let op = module.starts_with("keras.src.ops");
+        let custom = !op && (entry.raw.get("registered_name").is_some_and(|r| !r.is_null()) || !module.starts_with("keras"));
+        let Some(map) = keras_import(entry.class).filter(|_| !custom && !op) else {
+            let fix = match entry.class {
+                "Lambda" => {
+                    "a Lambda runs Python code modelc cannot translate: write it with built-in layers (merges, Activation, Rescaling, ...)"
+                }
+                _ if op => "a `keras.ops` operation in the graph (written as Python arithmetic, or added by Keras for a mask) is not a layer modelc has: write it with built-in layers (merges, Activation, Rescaling, ...)",
+                _ if custom => "a custom layer runs Python code modelc cannot translate: replace it with built-in layers",
+                _ => "modelc has no such layer: replace it with supported layers (see the layers chapter of the guide) and save again",
+            };
+            self.problem(&entry.name, entry.class, fix);
+            return None;
+        };
+        let mut a = KerasArgs::new(entry.class, entry.config);
+        map(&mut a);
+        let (mut args, problems) = a.finish();
+        for p in problems {
+            self.problem(&entry.name, entry.class, &p);
+        }
+        args.extend(extra);
+        Some((format!("{}({})", entry.class, args.join(", ")), 1))
+    }
+
+    fn functional(&mut self, model: &str, config: &Map<String, Value>) -> Option<Body> {
+        let layers = config.get("layers").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        let mut entries = Vec::new();
+        for l in layers {
+            let class = str_of(l, "class_name").unwrap_or("");
+            let Some(cfg) = l.get("config").and_then(Value::as_object) else { continue };
+            let name = str_of(l, "name").or_else(|| cfg.get("name").and_then(Value::as_str)).unwrap_or("").to_string();
+            let nodes: Vec<&Value> = l.get("inbound_nodes").and_then(Value::as_array).map(|n| n.iter().collect()).unwrap_or_default();
+            entries.push(Entry { class, name, config: cfg, raw: l, nodes });
+        }
+        let mut lines = Vec::new();
+        let mut names: BTreeMap<TensorRef, String> = BTreeMap::new();
+        let mut used_idents: BTreeSet<String> = BTreeSet::new();
+        for (_, (l, n, t)) in endpoints(config.get("input_layers")) {
+            let Some(e) = entries.iter().find(|e| e.name == l && e.class == "InputLayer") else {
+                self.problem(&l, "InputLayer", &format!("model `{model}` names an input that is not an InputLayer"));
+                continue;
+            };
+            if let Some(line) = self.input_line(&e.name, e.config) {
+                let id = ident(&e.name);
+                used_idents.insert(id.clone());
+                names.insert((l.clone(), n, t), id);
+                lines.push(line);
+            }
+        }
+        let outputs = endpoints(config.get("output_layers"));
+        let out_refs: BTreeSet<TensorRef> = outputs.iter().map(|(_, r)| r.clone()).collect();
+        // Constructors and their output counts, then every call in an order where operands come first.
+        let mut ctors: BTreeMap<String, (String, usize)> = BTreeMap::new();
+        let mut pending: Vec<(usize, usize)> = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            if e.class == "InputLayer" {
+                continue;
+            }
+            if let Some(c) = self.constructor(e) {
+                ctors.insert(e.name.clone(), c);
+            }
+            pending.extend((0..e.nodes.len()).map(|k| (i, k)));
+        }
+        if !self.problems.is_empty() {
+            return None;
+        }
+        // Which tensors are read by a later call (an output read elsewhere needs a `let`).
+        let mut consumed: BTreeSet<TensorRef> = BTreeSet::new();
+        let mut node_refs: BTreeMap<(usize, usize), Vec<TensorRef>> = BTreeMap::new();
+        for &(i, k) in &pending {
+            let (Some(e), mut r) = (entries.get(i), Vec::new()) else { continue };
+            let node = e.nodes.get(k).copied().unwrap_or(&Value::Null);
+            let args = node.get("args").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+            let ok = matches!(args, [a] if refs(a, &mut r));
+            if !ok {
+                self.problem(&e.name, e.class, "a call with other than one tensor or one list of tensors is not supported");
+            }
+            let kwargs = node.get("kwargs").and_then(Value::as_object);
+            for (kw, v) in kwargs.into_iter().flatten() {
+                let harmless = v.is_null() || (kw == "training" && v.is_boolean());
+                if !harmless {
+                    self.problem(&e.name, e.class, &format!("call argument `{kw}` = {v} is not supported: call the layer on tensors only"));
+                }
+            }
+            consumed.extend(r.iter().cloned());
+            node_refs.insert((i, k), r);
+        }
+        let shared: BTreeSet<usize> = entries.iter().enumerate().filter(|(_, e)| e.nodes.len() > 1).map(|(i, _)| i).collect();
+        let mut declared: BTreeSet<usize> = BTreeSet::new();
+        let mut out_named: BTreeMap<TensorRef, String> = BTreeMap::new();
+        let mut out_used: BTreeSet<String> = BTreeSet::new();
+        for (key, r) in &outputs {
+            let base = ident(key.as_deref().unwrap_or(&r.0));
+            let mut name = if r.1 > 0 && key.is_none() { format!("{base}_{}", r.1) } else { base };
+            while !out_used.insert(name.clone()) {
+                name.push('_');
+            }
+            out_named.insert(r.clone(), name);
+        }
+        let mut emitted_outputs: BTreeSet<TensorRef> = BTreeSet::new();
+        while !pending.is_empty() {
+            let ready = pending.iter().position(|(i, k)| node_refs.get(&(*i, *k)).is_some_and(|r| r.iter().all(|t| names.contains_key(t))));
+            let Some(pos) = ready else {
+                self.problems.push(format!("model `{model}`: its graph refers to tensors no layer produces"));
+                return None;
+            };
+            let (i, k) = pending.remove(pos);
+            let Some(e) = entries.get(i) else { continue };
+            let Some((ctor, n_out)) = ctors.get(&e.name).cloned() else { continue };
+            let r = node_refs.get(&(i, k)).cloned().unwrap_or_default();
+            let node = e.nodes.get(k).copied().unwrap_or(&Value::Null);
+            let is_list = node.get("args").and_then(Value::as_array).and_then(|a| a.first()).is_some_and(Value::is_array);
+            let operand_names: Vec<String> = r.iter().filter_map(|t| names.get(t).cloned()).collect();
+            let operand = if is_list { format!("[{}]", operand_names.join(", ")) } else { operand_names.join(", ") };
+            let callee = if shared.contains(&i) {
+                let id = ident(&e.name);
+                if declared.insert(i) {
+                    used_idents.insert(id.clone());
+                    lines.push(format!("layer {id} = {ctor};"));
+                }
+                id
+            } else {
+                ctor
+            };
+            let call = format!("{callee}({operand})");
+            let base = if shared.contains(&i) { format!("{}_{k}", ident(&e.name)) } else { ident(&e.name) };
+            if n_out == 1 {
+                let t = (e.name.clone(), k, 0);
+                match out_named.get(&t) {
+                    Some(o) if !consumed.contains(&t) => {
+                        lines.push(format!("output {o} = {call};"));
+                        emitted_outputs.insert(t.clone());
+                        names.insert(t, o.clone());
+                    }
+                    _ => {
+                        let v = fresh(&base, &mut used_idents);
+                        lines.push(format!("let {v} = {call};"));
+                        names.insert(t, v);
+                    }
+                }
+            } else {
+                let vs: Vec<String> = (0..n_out).map(|j| fresh(&format!("{base}_{j}"), &mut used_idents)).collect();
+                lines.push(format!("let ({}) = {call};", vs.join(", ")));
+                for (j, v) in vs.into_iter().enumerate() {
+                    names.insert((e.name.clone(), k, j), v);
+                }
+            }
+        }
+        for (_, r) in &outputs {
+            if emitted_outputs.contains(r) || !out_refs.contains(r) {
+                continue;
+            }
+            match (out_named.get(r), names.get(r)) {
+                (Some(o), Some(v)) => lines.push(format!("output {o} = {v};")),
+                _ => self.problems.push(format!("model `{model}`: output `{}` is not computed by its graph", r.0)),
+            }
+        }
+        Some(Body { lines })
+    }
+
+    fn sequential(&mut self, model: &str, config: &Map<String, Value>) -> Option<Body> {
+        let layers = config.get("layers").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        let mut lines = Vec::new();
+        let mut inputs = Vec::new();
+        let mut rest = layers;
+        match layers.split_first() {
+            Some((first, tail)) if str_of(first, "class_name") == Some("InputLayer") => {
+                let cfg = first.get("config").and_then(Value::as_object);
+                let name = cfg.and_then(|c| c.get("name")).and_then(Value::as_str).unwrap_or("input").to_string();
+                if let Some(line) = cfg.and_then(|c| self.input_line(&name, c)) {
+                    inputs.push(ident(&name));
+                    lines.push(line);
+                }
+                rest = tail;
+            }
+            _ => {
+                let shape = config.get("build_input_shape");
+                match shape.and_then(dims) {
+                    Some(d) => {
+                        let d: Vec<String> = d.iter().map(u64::to_string).collect();
+                        inputs.push(String::from("x"));
+                        lines.push(format!("input x: [{}];", d.join(", ")));
+                    }
+                    None => {
+                        self.problem(
+                            model,
+                            "Sequential",
+                            "the model has no input shape: start it with keras.Input(shape=...) and save again",
+                        );
+                        return None;
+                    }
+                }
+            }
+        }
+        let mut current = inputs.first().cloned()?;
+        let mut used: BTreeSet<String> = inputs.iter().cloned().collect();
+        let count = rest.len();
+        for (i, l) in rest.iter().enumerate() {
+            let class = str_of(l, "class_name").unwrap_or("");
+            let Some(cfg) = l.get("config").and_then(Value::as_object) else { continue };
+            let name = cfg.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+            let entry = Entry { class, name: name.clone(), config: cfg, raw: l, nodes: Vec::new() };
+            let Some((ctor, n_out)) = self.constructor(&entry) else { continue };
+            if n_out != 1 {
+                self.problem(&name, class, "a model with several outputs cannot be a step of a Sequential model");
+                continue;
+            }
+            let call = format!("{ctor}({current})");
+            if i + 1 == count {
+                let out = fresh(&ident(&name), &mut used);
+                lines.push(format!("output {out} = {call};"));
+            } else {
+                let v = fresh(&ident(&name), &mut used);
+                lines.push(format!("let {v} = {call};"));
+                current = v;
+            }
+        }
+        if count == 0 {
+            self.problem(model, "Sequential", "the model has no layers");
+        }
+        Some(Body { lines })
+    }
+}
+
+/// `base`, or `base_` ... when taken.
+fn fresh(base: &str, used: &mut BTreeSet<String>) -> String {
+    let mut name = base.to_string();
+    while !used.insert(name.clone()) {
+        name.push('_');
+    }
+    name
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin { file: String::from("m.keras"), keras_version: String::from("3.0.0") }
+    }
+
+    #[test]
+    fn names_become_identifiers() {
+        assert_eq!(ident("dense-1"), "dense_1");
+        assert_eq!(ident("type"), "type_");
+        assert_eq!(ident("1x"), "t1x");
+        assert_eq!(camel("tower_dense"), "TowerDense");
+    }
+
+    #[test]
+    fn every_unsupported_layer_is_reported_at_once() {
+        let cfg = serde_json::json!({
+            "class_name": "Functional",
+            "config": {
+                "name": "m",
+                "layers": [
+                    {"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_shape": [null, 4], "dtype": "float32"}, "inbound_nodes": []},
+                    {"class_name": "Lambda", "name": "lam", "config": {"name": "lam", "function": "..."}, "inbound_nodes": []},
+                    {"class_name": "LSTM", "name": "rnn", "config": {"name": "rnn"}, "inbound_nodes": []},
+                    {"class_name": "Dense", "name": "d", "config": {"name": "d", "units": 2, "mask_zero": true,
+                        "dtype": {"class_name": "DTypePolicy", "config": {"name": "mixed_float16"}}}, "inbound_nodes": []}
+                ],
+                "input_layers": [["x", 0, 0]],
+                "output_layers": [["d", 0, 0]]
+            }
+        });
+        let errs = keras_to_source(&cfg.to_string(), &origin()).unwrap_err();
+        assert_eq!(errs.len(), 4, "{errs:#?}");
+        assert!(errs[0].contains("`lam` (Lambda)"), "{errs:#?}");
+        assert!(errs[1].contains("`rnn` (LSTM)"), "{errs:#?}");
+        assert!(errs.iter().any(|e| e.contains("`d` (Dense)") && e.contains("mixed_float16")), "{errs:#?}");
+        assert!(errs.iter().any(|e| e.contains("`d` (Dense)") && e.contains("mask_zero")), "{errs:#?}");
+    }
+
+    #[test]
+    fn a_sequential_model_is_a_chain() {
+        let cfg = serde_json::json!({
+            "class_name": "Sequential",
+            "config": {"name": "seq", "layers": [
+                {"class_name": "InputLayer", "config": {"name": "x", "batch_shape": [null, 3], "dtype": "float32"}},
+                {"class_name": "Dense", "config": {"name": "h", "units": 4, "activation": "relu", "use_bias": true}},
+                {"class_name": "Dense", "config": {"name": "y", "units": 1, "activation": "linear", "use_bias": false}}
+            ]}
+        });
+        let imported = keras_to_source(&cfg.to_string(), &origin()).unwrap();
+        assert_eq!(
+            imported.source(),
+            "model! {\n    /// Imported from `m.keras` (Keras 3.0.0) by `modelc import`.\n    pub struct Seq {\n        input x: [3];\n        \
+             let h = Dense(4, activation = relu, name = \"h\")(x);\n        output y = Dense(1, use_bias = false, name = \"y\")(h);\n    }\n}\n"
+        );
+    }
+
+    #[test]
+    fn dict_outputs_take_their_keys_and_frozen_layers_stay_frozen() {
+        let cfg = serde_json::json!({
+            "class_name": "Functional",
+            "config": {
+                "name": "heads",
+                "layers": [
+                    {"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_shape": [null, 4], "dtype": "float32"}, "inbound_nodes": []},
+                    {"class_name": "Dense", "name": "d", "config": {"name": "d", "units": 2, "trainable": false},
+                     "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}], "kwargs": {}}]}
+                ],
+                "input_layers": [["x", 0, 0]],
+                "output_layers": {"score": ["d", 0, 0]}
+            }
+        });
+        let src = keras_to_source(&cfg.to_string(), &origin()).unwrap().source();
+        assert!(src.contains("output score = Dense(2, name = \"d\", trainable = false)(x);"), "{src}");
+        assert!(crate::param_layout(&keras_to_source(&cfg.to_string(), &origin()).unwrap().single_invocation()).is_ok());
+    }
+}

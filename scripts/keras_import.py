@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Keras models for modelc's importer tests (tests/keras_import.rs, model-compiler's import goldens).
+
+Builds small Keras 3 models that together use every layer kind modelc supports and the graph patterns
+the importer must handle (several inputs and outputs, a shared layer, a nested functional model used
+twice, a nested Sequential model, a Sequential model), sets seeded non-trivial weights (biases and
+batch-normalization statistics included), and writes into tests/fixtures/keras_import/:
+
+    <model>.keras             the Keras 3 archive (config.json, metadata.json, model.weights.h5)
+    <model>.h5                the same model in the legacy full-model HDF5 format
+    <model>.io.safetensors    input/<name> (one fixed batch) and output/<name> (Keras' predictions)
+    nested.paths.safetensors  the nested model's weights under Keras' own `w.path` names
+
+`unsupported.keras` (a Lambda, an LSTM, a masking Embedding, a mixed-precision Dense: the importer
+must refuse it with every reason at once), and one HDF5 file whose datasets are chunked and gzip-compressed (`chunked_gzip.weights.h5`, the
+weights of `mlp` rewritten by h5py), to test the HDF5 reader on compressed data as well.
+
+Run from the repository root:
+
+    KERAS_BACKEND=jax python scripts/keras_import.py
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import h5py  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers  # noqa: E402
+from safetensors.numpy import save_file  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "keras_import")
+BATCH = 4
+
+
+def mlp():
+    """A Sequential chain."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=(8,), name="x"),
+            layers.Dense(16, activation="relu", name="hidden"),
+            layers.Dropout(0.25, name="drop"),
+            layers.Dense(4, activation="softmax", name="probs"),
+        ],
+        name="mlp",
+    )
+
+
+def graph():
+    """Two inputs, two outputs, a shared layer and every merge, normalization and reshaping layer."""
+    a = keras.Input(shape=(6,), name="a")
+    b = keras.Input(shape=(6,), name="b")
+    shared = layers.Dense(6, activation="tanh", name="shared")
+    sa, sb = shared(a), shared(b)
+    merged = [
+        layers.Add(name="add")([sa, sb]),
+        layers.Subtract(name="subtract")([sa, sb]),
+        layers.Multiply(name="multiply")([sa, sb]),
+        layers.Average(name="average")([sa, sb]),
+        layers.Maximum(name="maximum")([sa, sb]),
+        layers.Minimum(name="minimum")([sa, sb]),
+    ]
+    cat = layers.Concatenate(name="concat")(merged)
+    h = layers.Rescaling(0.5, offset=0.1, name="rescale")(cat)
+    h = layers.BatchNormalization(name="bn")(h)
+    h = layers.Dense(8, use_bias=False, name="proj")(h)
+    h = layers.Activation("gelu", name="act")(h)
+    h = layers.LayerNormalization(epsilon=1e-3, name="ln")(h)
+    r = layers.Reshape((2, 4), name="reshape")(h)
+    r = layers.Softmax(axis=1, name="softmax")(r)
+    flat = layers.Flatten(name="flatten")(r)
+    score = layers.Dense(1, activation="sigmoid", name="score")(flat)
+    sim = layers.Dot(axes=1, normalize=True, name="dot")([sa, sb])
+    return keras.Model([a, b], [score, sim], name="graph")
+
+
+def vision():
+    """2-D convolutions, pooling, padding, cropping, up-sampling."""
+    x = keras.Input(shape=(10, 10, 3), name="image")
+    h = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
+    h = layers.ZeroPadding2D(((1, 0), (0, 1)), name="pad")(h)
+    h = layers.Cropping2D(((0, 1), (1, 0)), name="crop")(h)
+    h = layers.DepthwiseConv2D(3, depth_multiplier=2, padding="valid", name="depthwise")(h)
+    h = layers.MaxPooling2D(2, name="maxpool")(h)
+    h = layers.Conv2DTranspose(3, 2, strides=2, name="deconv")(h)
+    h = layers.UpSampling2D(2, name="up")(h)
+    h = layers.AveragePooling2D(2, strides=2, padding="same", name="avgpool")(h)
+    h = layers.Conv2D(4, (2, 2), strides=(2, 2), use_bias=False, name="strided")(h)
+    avg = layers.GlobalAveragePooling2D(name="gap")(h)
+    mx = layers.GlobalMaxPooling2D(name="gmp")(h)
+    logits = layers.Dense(3, name="logits")(layers.Concatenate(name="pooled")([avg, mx]))
+    return keras.Model(x, logits, name="vision")
+
+
+def sequence():
+    """1-D convolutions, pooling, padding, cropping, up-sampling, and an embedding."""
+    ids = keras.Input(shape=(12,), dtype="int32", name="ids")
+    h = layers.Embedding(20, 5, name="embed")(ids)
+    h = layers.Conv1D(6, 3, padding="same", dilation_rate=2, activation="relu", name="conv")(h)
+    h = layers.ZeroPadding1D(1, name="pad")(h)
+    h = layers.Cropping1D((2, 0), name="crop")(h)
+    h = layers.DepthwiseConv1D(3, name="depthwise")(h)
+    h = layers.MaxPooling1D(2, name="maxpool")(h)
+    h = layers.Conv1DTranspose(4, 3, strides=2, padding="same", name="deconv")(h)
+    h = layers.UpSampling1D(2, name="up")(h)
+    h = layers.AveragePooling1D(3, name="avgpool")(h)
+    avg = layers.GlobalAveragePooling1D(name="gap")(h)
+    mx = layers.GlobalMaxPooling1D(name="gmp")(h)
+    y = layers.Dense(2, activation="softmax", name="y")(layers.Concatenate(name="pooled")([avg, mx]))
+    return keras.Model(ids, y, name="sequence")
+
+
+def nested():
+    """A functional tower used on two inputs (shared) and a Sequential head, inside a functional model."""
+    tx = keras.Input(shape=(5,), name="tower_in")
+    th = layers.Dense(8, activation="relu", name="tower_dense1")(tx)
+    tower = keras.Model(tx, layers.Dense(4, activation="tanh", name="tower_dense2")(th), name="tower")
+    head = keras.Sequential(
+        [keras.Input(shape=(8,)), layers.Dense(6, activation="relu", name="head_dense1"), layers.Dense(2, name="head_dense2")],
+        name="head",
+    )
+    left = keras.Input(shape=(5,), name="left")
+    right = keras.Input(shape=(5,), name="right")
+    joined = layers.Concatenate(name="joined")([tower(left), tower(right)])
+    return keras.Model([left, right], head(joined), name="nested")
+
+
+MODELS = [mlp, graph, vision, sequence, nested]
+
+
+def unsupported():
+    """What modelc cannot import, all in one model: the importer must list every reason at once."""
+    ids = keras.Input(shape=(6,), dtype="int32", name="ids")
+    e = layers.Embedding(10, 4, mask_zero=True, name="embed")(ids)
+    h = layers.LSTM(3, name="rnn")(e)
+    h = layers.Lambda(lambda t: t * 2.0, name="scale_by_two")(h)
+    y = layers.Dense(2, dtype="mixed_float16", name="half")(h)
+    return keras.Model(ids, y, name="unsupported")
+
+
+def randomize(model, rng):
+    """Every weight drawn again so biases and moving statistics are not their trivial defaults."""
+    for w in model.weights:
+        shape = tuple(w.shape)
+        if "variance" in w.path:
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.normal(0.0, 0.4, shape)
+        w.assign(value.astype(np.float32))
+
+
+def batch(model, rng):
+    """One fixed batch for each input."""
+    out = {}
+    for t in model.inputs:
+        name = t.name
+        shape = (BATCH, *t.shape[1:])
+        if "int" in str(t.dtype):
+            out[name] = rng.integers(0, 20, shape).astype(np.int32)
+        else:
+            out[name] = rng.normal(0.0, 1.0, shape).astype(np.float32)
+    return out
+
+
+def output_names(model):
+    """The name of the layer producing each output (the importer names outputs so)."""
+    return [t._keras_history.operation.name for t in model.outputs]
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    keras.utils.set_random_seed(7)
+    rng = np.random.default_rng(7)
+    for make in MODELS:
+        model = make()
+        name = model.name
+        randomize(model, rng)
+        inputs = batch(model, rng)
+        feed = [inputs[t.name] for t in model.inputs]
+        preds = model.predict(feed if len(feed) > 1 else feed[0], verbose=0)
+        if not isinstance(preds, (list, tuple)):
+            preds = [preds]
+        tensors = {f"input/{k}": v.astype(np.float32) for k, v in inputs.items()}
+        for oname, p in zip(output_names(model), preds):
+            tensors[f"output/{oname}"] = np.asarray(p, dtype=np.float32)
+        save_file(tensors, os.path.join(OUT, f"{name}.io.safetensors"))
+        if name == "nested":
+            # The weights under Keras 3's own paths (`tower_dense1/kernel`, no nested model prefix), as a
+            # user exports them: modelc's `load` must place them without a name map.
+            save_file({w.path: np.asarray(w.numpy()) for w in model.weights}, os.path.join(OUT, "nested.paths.safetensors"))
+        model.save(os.path.join(OUT, f"{name}.keras"))
+        model.save(os.path.join(OUT, f"{name}.h5"))
+    unsupported().save(os.path.join(OUT, "unsupported.keras"))
+    chunked_copy(os.path.join(OUT, "mlp.keras"), os.path.join(OUT, "chunked_gzip.weights.h5"))
+
+
+def chunked_copy(archive, out):
+    """Rewrites the weights of a .keras archive with chunked, gzip-compressed datasets."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(archive) as z:
+        raw = z.read("model.weights.h5")
+    with h5py.File(io.BytesIO(raw), "r") as src, h5py.File(out, "w") as dst:
+
+        def copy(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                chunks = tuple(max(1, d // 2) for d in obj.shape) if obj.shape else None
+                dst.create_dataset(name, data=obj[()], chunks=chunks, compression="gzip" if chunks else None, shuffle=bool(chunks))
+            else:
+                dst.require_group(name)
+
+        src.visititems(copy)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+//! Keras import, end to end: the golden sources `modelc import` wrote for the Keras models of
+//! `scripts/keras_import.py` (checked against the importer by `modelc-cli/tests/goldens.rs`) compile
+//! here, load the weights the importer wrote, and predict what Keras predicted on the same batch
+//! within 1e-5.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use modelc::io::read_tensors;
+use modelc::ndarray::{ArrayD, ArrayView, Dimension, Ix2, Ix4};
+use modelc::network::Network;
+use std::collections::BTreeMap;
+
+mod mlp {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/mlp.rs");
+}
+mod graph {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/graph.rs");
+}
+mod vision {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/vision.rs");
+}
+mod sequence {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/sequence.rs");
+}
+mod nested {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/nested.rs");
+}
+
+type Tensors = BTreeMap<String, ArrayD<f32>>;
+
+fn path(file: &str) -> String {
+    format!("{}/tests/fixtures/keras_import/{file}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The fixed batch and Keras' predictions on it.
+fn io(model: &str) -> Tensors {
+    read_tensors(path(&format!("{model}.io.safetensors"))).unwrap()
+}
+
+fn view<'f, D: Dimension>(t: &'f Tensors, key: &str) -> ArrayView<'f, f32, D> {
+    t.get(key).unwrap_or_else(|| panic!("no `{key}`")).view().into_dimensionality::<D>().unwrap()
+}
+
+/// A model with the weights the importer wrote, every parameter filled.
+fn loaded<N: Network>(mut model: N, name: &str) -> N {
+    modelc::io::load(&mut model, path(&format!("{name}.weights.safetensors"))).unwrap();
+    let file = read_tensors(path(&format!("{name}.weights.safetensors"))).unwrap();
+    assert_eq!(file.len(), N::PARAMS.len(), "{name}: every parameter comes from the file");
+    model
+}
+
+fn assert_close(what: &str, got: &[f32], want: &ArrayD<f32>) {
+    let want = want.as_slice().unwrap();
+    assert_eq!(got.len(), want.len(), "{what}: {} values vs {}", got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= 1e-5, "{what}[{i}]: modelc {g} vs Keras {w}");
+    }
+}
+
+#[test]
+fn imported_sequential_model_predicts_what_keras_predicts() {
+    let t = io("mlp");
+    let mut m = loaded(mlp::Mlp::new(0), "mlp");
+    let out = m.predict(&mlp::MlpInputs { x: view::<Ix2>(&t, "input/x") }).unwrap();
+    assert_close("mlp probs", out.probs.as_slice().unwrap(), &t["output/probs"]);
+}
+
+#[test]
+fn imported_graph_with_two_inputs_two_outputs_and_a_shared_layer_predicts_what_keras_predicts() {
+    let t = io("graph");
+    let mut m = loaded(graph::Graph::new(0), "graph");
+    let out = m.predict(&graph::GraphInputs { a: view::<Ix2>(&t, "input/a"), b: view::<Ix2>(&t, "input/b") }).unwrap();
+    assert_close("graph score", out.score.as_slice().unwrap(), &t["output/score"]);
+    assert_close("graph dot", out.dot.as_slice().unwrap(), &t["output/dot"]);
+}
+
+#[test]
+fn imported_convolutional_model_predicts_what_keras_predicts() {
+    let t = io("vision");
+    let mut m = loaded(vision::Vision::new(0), "vision");
+    let out = m.predict(&vision::VisionInputs { image: view::<Ix4>(&t, "input/image") }).unwrap();
+    assert_close("vision logits", out.logits.as_slice().unwrap(), &t["output/logits"]);
+}
+
+#[test]
+fn imported_sequence_model_with_token_ids_predicts_what_keras_predicts() {
+    let t = io("sequence");
+    let ids = view::<Ix2>(&t, "input/ids").mapv(|v| v as i32);
+    let mut m = loaded(sequence::Sequence::new(0), "sequence");
+    let out = m.predict(&sequence::SequenceInputs { ids: ids.view() }).unwrap();
+    assert_close("sequence y", out.y.as_slice().unwrap(), &t["output/y"]);
+}
+
+#[test]
+fn imported_nested_functional_and_sequential_models_predict_what_keras_predicts() {
+    let t = io("nested");
+    let mut m = loaded(nested::Nested::new(0), "nested");
+    let out = m.predict(&nested::NestedInputs { left: view::<Ix2>(&t, "input/left"), right: view::<Ix2>(&t, "input/right") }).unwrap();
+    assert_close("nested head", out.head.as_slice().unwrap(), &t["output/head"]);
+    // The nested models' weights are named as the generated model expects them.
+    assert_eq!(m.param("tower/tower_dense1/kernel").unwrap().shape(), &[5, 8]);
+    assert_eq!(m.param("head/head_dense2/bias").unwrap().shape(), &[2]);
+}
+
+#[test]
+fn weights_under_keras_own_nested_paths_load_without_a_name_map() {
+    // Keras 3 names a nested functional model's weights `tower_dense1/kernel` (no `tower/` prefix):
+    // `load` places them in `tower/tower_dense1/kernel` by themselves.
+    let t = io("nested");
+    let mut m = nested::Nested::new(0);
+    modelc::io::load(&mut m, path("nested.paths.safetensors")).unwrap();
+    let out = m.predict(&nested::NestedInputs { left: view::<Ix2>(&t, "input/left"), right: view::<Ix2>(&t, "input/right") }).unwrap();
+    assert_close("nested head", out.head.as_slice().unwrap(), &t["output/head"]);
+}
