@@ -122,6 +122,9 @@ pub use model_runtime::{datasets, fpenv, gradcheck, init, io, kernels, loss, met
 /// Re-exported so users name the same ndarray version the generated code uses.
 pub use ndarray;
 
+/// ONNX export of compiled models: `onnx::save(&model, path)`, the same as `model.save_onnx(path)`.
+pub use model_runtime::onnx;
+
 /// Everything a model file needs: `use modelc::prelude::*;`.
 pub mod prelude {
     pub use crate::model;

@@ -168,6 +168,9 @@ pub trait Network: Sized + 'static {
     /// The `(offset, len)` ranges of the parameter gradients `backward` needs zeroed before it runs;
     /// the others are overwritten by their first writer. `None` (the default): all of them.
     const PARAM_GRAD_ZERO: Option<&'static [(usize, usize)]> = None;
+    /// The model's inference graph as ONNX nodes (see [`crate::onnx`]); `Graph::UNAVAILABLE` for a
+    /// network the compiler did not describe.
+    const ONNX: crate::onnx::Graph = crate::onnx::Graph::UNAVAILABLE;
     /// Keras-style summary table, computed at compile time.
     const SUMMARY: &'static str;
     /// The graph in Graphviz DOT, computed at compile time.
