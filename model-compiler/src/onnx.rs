@@ -1,5 +1,5 @@
 //! ONNX export, compile-time half: each scheduled layer call describes itself as ONNX nodes
-//! ([`crate::layers::LayerDef::onnx`], in the layer's own file) through an [`OnnxCx`]; [`graph`] joins
+//! ([`crate::layers::LayerDef::onnx`], in the layer's own file) through an [`OnnxCx`]; [`graph_tokens`] joins
 //! them into the model's `Network::ONNX` constant. The runtime (`model_runtime::onnx`) adds the
 //! parameters and writes the protobuf.
 //!
