@@ -128,6 +128,9 @@ pub use model_runtime::{
 /// Re-exported so users name the same ndarray version the generated code uses.
 pub use ndarray;
 
+/// ONNX export of compiled models: `onnx::save(&model, path)`, the same as `model.save_onnx(path)`.
+pub use model_runtime::onnx;
+
 /// Everything a model file needs: `use modelc::prelude::*;`.
 pub mod prelude {
     pub use crate::model;

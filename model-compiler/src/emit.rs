@@ -432,6 +432,12 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
                 #p::io::load(self, __path)
             }
 
+            /// Writes the model as an ONNX file (opset 17, inference mode, dynamic batch, parameters under
+            /// their weight names), atomically; `Err` names a layer that cannot be exported.
+            pub fn save_onnx(&self, __path: impl ::core::convert::AsRef<::std::path::Path>) -> #p::Result<()> {
+                #p::onnx::save(self, __path)
+            }
+
             /// The summary table (also `SUMMARY`).
             pub fn summary(&self) -> &'static str {
                 Self::SUMMARY
@@ -600,6 +606,7 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
     let update = update_body(plan);
     let id_bounds = id_bounds(plan);
     let regularization = regularization_items(plan);
+    let onnx = crate::onnx::graph_tokens(plan);
 
     quote_spanned! {span=>
         impl #p::network::Network for #name {
@@ -624,6 +631,7 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             #regularization
             const SUMMARY: &'static str = #summary;
             const DOT: &'static str = #dot;
+            const ONNX: #p::onnx::Graph = #onnx;
             type Inputs<'a> = #inputs_ty<'a>;
             type Outputs = #outputs_ty;
             type Targets<'a> = #targets_ty<'a>;

@@ -23,6 +23,7 @@ pub mod infer;
 pub mod layers;
 pub mod memory;
 pub mod meta;
+pub mod onnx;
 pub mod parse;
 pub mod plan;
 pub mod resolve;

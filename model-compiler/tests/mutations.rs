@@ -336,3 +336,23 @@ fn mutated_models_never_panic() {
     // The mutations must mostly produce broken models, or they test little.
     assert!(with_errors > cases / 2, "only {with_errors} of {cases} mutated models had errors");
 }
+
+#[test]
+fn every_layer_kind_exports_to_onnx() {
+    // The seeds use every layer kind (`seeds_cover_every_layer_kind`): each of their models must have an
+    // ONNX description. A kind still on `LayerDef::onnx`'s default fails here, by name.
+    for src in SEEDS {
+        let mut diags = model_compiler::diag::Diagnostics::new();
+        let file = model_compiler::parse::parse(TokenStream::from_str(src).unwrap(), &mut diags);
+        for model in &file.models {
+            let hir = model_compiler::resolve::resolve(model, &file, &mut diags);
+            let graph = model_compiler::graph::build(&hir);
+            let typed = model_compiler::infer::infer(hir, graph, &mut diags);
+            assert!(diags.is_empty(), "seed does not compile: {src}");
+            let plan = model_compiler::plan::plan(typed);
+            if let Err(why) = model_compiler::onnx::describe(&plan) {
+                panic!("add an ONNX mapping (`LayerDef::onnx`): {why}");
+            }
+        }
+    }
+}

@@ -152,6 +152,15 @@ pub enum Error {
     },
 
     /// An I/O operation on a file failed.
+    /// The model cannot be written as ONNX (a layer without an ONNX mapping).
+    #[error("cannot export model `{model}` to ONNX: {reason}")]
+    Onnx {
+        /// The model's name.
+        model: String,
+        /// Why, naming the layer.
+        reason: String,
+    },
+
     #[error("{}: {source}", .path.display())]
     Io {
         /// The file.

@@ -15,6 +15,7 @@ pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod network;
+pub mod onnx;
 pub mod optim;
 pub mod regularize;
 pub mod spec;

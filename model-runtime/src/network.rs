@@ -173,6 +173,9 @@ pub trait Network: Sized + 'static {
     const WEIGHT_PENALTIES: &'static [crate::regularize::WeightPenalty] = &[];
     /// The parameters with a constraint, applied after every optimizer step. Empty by default.
     const CONSTRAINTS: &'static [crate::regularize::ParamConstraint] = &[];
+    /// The model's inference graph as ONNX nodes (see [`crate::onnx`]); `Graph::UNAVAILABLE` for a
+    /// network the compiler did not describe.
+    const ONNX: crate::onnx::Graph = crate::onnx::Graph::UNAVAILABLE;
     /// Keras-style summary table, computed at compile time.
     const SUMMARY: &'static str;
     /// The graph in Graphviz DOT, computed at compile time.

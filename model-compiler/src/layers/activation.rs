@@ -5,6 +5,7 @@ use super::{EmitCx, InferCx, LayerDef};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{Attr, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use crate::suggest::did_you_mean;
 use proc_macro2::TokenStream;
@@ -69,6 +70,36 @@ impl Act {
             Act::Elu => quote!(#a::Elu { alpha: 1.0 }),
             Act::LeakyRelu => quote!(#a::LeakyRelu { negative_slope: 0.2 }),
             Act::Softplus => quote!(#a::Softplus),
+        }
+    }
+
+    /// Writes `out = act(x)` as ONNX nodes (opset 17: `gelu` and `silu` are composed, exact erf gelu).
+    pub fn onnx(self, cx: &mut OnnxCx, x: &str, out: &str) {
+        let simple = |cx: &mut OnnxCx, op: &'static str, attrs: Vec<(&'static str, Attr)>| cx.node(op, &[x], &[out], attrs);
+        match self {
+            Act::Linear => simple(cx, "Identity", Vec::new()),
+            Act::Relu => simple(cx, "Relu", Vec::new()),
+            Act::Sigmoid => simple(cx, "Sigmoid", Vec::new()),
+            Act::Tanh => simple(cx, "Tanh", Vec::new()),
+            Act::Softplus => simple(cx, "Softplus", Vec::new()),
+            Act::Softmax => simple(cx, "Softmax", vec![("axis", Attr::Int(-1))]),
+            Act::Elu => simple(cx, "Elu", vec![("alpha", Attr::Float(1.0))]),
+            Act::LeakyRelu => simple(cx, "LeakyRelu", vec![("alpha", Attr::Float(0.2))]),
+            Act::Silu => {
+                let s = cx.op("Sigmoid", &[x], Vec::new());
+                cx.node("Mul", &[x, &s], &[out], Vec::new());
+            }
+            Act::Gelu => {
+                // 0.5 · x · (1 + erf(x / √2))
+                let r2 = cx.scalar(std::f32::consts::SQRT_2);
+                let t = cx.op("Div", &[x, &r2], Vec::new());
+                let e = cx.op("Erf", &[&t], Vec::new());
+                let one = cx.scalar(1.0);
+                let a = cx.op("Add", &[&e, &one], Vec::new());
+                let m = cx.op("Mul", &[x, &a], Vec::new());
+                let half = cx.scalar(0.5);
+                cx.node("Mul", &[&m, &half], &[out], Vec::new());
+            }
         }
     }
 
@@ -148,6 +179,11 @@ impl ActivationLayer {
 }
 
 impl LayerDef for ActivationLayer {
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        cx.activation(self.act, &cx.input(0), &cx.output());
+        Ok(())
+    }
+
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         cx.inputs.first().cloned().ok_or_else(|| Diagnostic::new(cx.span, "Activation takes one tensor"))
     }

@@ -4,6 +4,7 @@ use super::args::ArgReader;
 use super::{Arity, EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{Attr, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -38,6 +39,13 @@ impl Concatenate {
 }
 
 impl LayerDef for Concatenate {
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let ins: Vec<String> = (0..cx.n_inputs()).map(|i| cx.input(i)).collect();
+        let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+        cx.node("Concat", &refs, &[&cx.output()], vec![("axis", Attr::Int(self.axis))]);
+        Ok(())
+    }
+
     fn arity(&self) -> Arity {
         Arity::List { min: 2, max: None }
     }

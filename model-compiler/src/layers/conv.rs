@@ -8,6 +8,7 @@ use super::weights::{role, WeightArgs};
 use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{Attr, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -166,6 +167,33 @@ impl Window {
         } else {
             v.get(axis).copied().unwrap_or(1)
         }
+    }
+
+    /// The ONNX window attributes over channels-last `x`: `kernel_shape`, `strides`, `dilations` (when
+    /// `dilations`) and explicit `pads` reproducing Keras' 'valid'/'same' (the smaller half before).
+    pub fn onnx_attrs(&self, x: &Shape, dilations: bool) -> Vec<(&'static str, crate::onnx::Attr)> {
+        let n = self.rank.min(x.rank().saturating_sub(1));
+        let at = |v: &[usize], i: usize| if v.len() == 1 { v.first().copied().unwrap_or(1) } else { v.get(i).copied().unwrap_or(1) };
+        let (mut k, mut s, mut d, mut before, mut after) = (vec![], vec![], vec![], vec![], vec![]);
+        for i in 0..n {
+            let input = x.0.get(i).copied().unwrap_or(0);
+            let (ki, si, di) = (at(&self.size, i), at(&self.strides, i), if dilations { at(&self.dilation, i) } else { 1 });
+            let (out, pad) = axis_geometry(input, ki, si, di, self.same);
+            let span = ki.saturating_sub(1) * di + 1;
+            let total = (out.saturating_sub(1) * si.max(1) + span).saturating_sub(input);
+            k.push(ki);
+            s.push(si);
+            d.push(di);
+            before.push(pad);
+            after.push(if self.same { total - pad } else { 0 });
+        }
+        before.extend(after);
+        let mut attrs =
+            vec![("kernel_shape", crate::onnx::ints(&k)), ("strides", crate::onnx::ints(&s)), ("pads", crate::onnx::ints(&before))];
+        if dilations {
+            attrs.push(("dilations", crate::onnx::ints(&d)));
+        }
+        attrs
     }
 
     /// The 2D geometry over `x` (which the shape rule checked).
@@ -393,6 +421,26 @@ impl Conv {
 }
 
 impl LayerDef for Conv {
+    // Transpose(x) to channels-first, Conv(W = kernel transposed to (out, in/groups, k...), bias, group),
+    // Transpose back, then the activation.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let x = cx.input(0);
+        let mut attrs = self.window.onnx_attrs(&cx.input_shape(0), true);
+        attrs.push(("group", Attr::Int(self.groups.max(1) as i64)));
+        let mut perm = vec![self.window.rank + 1, self.window.rank];
+        perm.extend(0..self.window.rank);
+        let w = cx.transpose(&cx.param(0), &perm);
+        let mut extra = vec![w.as_str()];
+        let b = cx.param(1);
+        if self.use_bias {
+            extra.push(&b);
+        }
+        let y = cx.fresh("conv");
+        cx.channels_first_op("Conv", &x, &extra, attrs, &y);
+        cx.activation(self.activation, &y, &cx.output());
+        Ok(())
+    }
+
     // Rule: (None, h, w, cin) -> (None, oh, ow, filters) (1D: (None, steps, cin) -> (None, out, filters)),
     // with Keras 'valid'/'same' output sizes; a 'valid' window must fit.
     // With `groups`, the input channels split evenly into the groups.

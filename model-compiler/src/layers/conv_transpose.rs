@@ -12,6 +12,7 @@ use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::ast::ArgKind;
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{Attr, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -214,6 +215,50 @@ impl ConvTranspose {
 }
 
 impl LayerDef for ConvTranspose {
+    // ConvTranspose between channels-first transposes, the kernel (k..., filters, c) transposed to
+    // (c, filters, k...); explicit pads crop Keras' output out of the full one, `output_padding` adds
+    // what Keras keeps past it.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let x = cx.input(0);
+        let dims = cx.input_shape(0).0;
+        let r = self.window.rank;
+        let at = |v: &[usize], i: usize| v.get(i).copied().unwrap_or(1);
+        let (mut begin, mut end, mut extra_out) = (vec![], vec![], vec![]);
+        for i in 0..r {
+            let n = dims.get(i).copied().unwrap_or(0);
+            let (out, crop) = self.axis(i, n);
+            let kd = at(&self.window.size, i).saturating_sub(1) * at(&self.window.dilation, i) + 1;
+            let full = (n.saturating_sub(1) * at(&self.window.strides, i) + kd) as i64;
+            let rest = full - crop as i64 - out as i64;
+            begin.push(crop as i64);
+            end.push(rest.max(0));
+            extra_out.push((-rest).max(0));
+        }
+        begin.extend(end);
+        let size: Vec<usize> = (0..r).map(|i| at(&self.window.size, i)).collect();
+        let strides: Vec<usize> = (0..r).map(|i| at(&self.window.strides, i)).collect();
+        let dil: Vec<usize> = (0..r).map(|i| at(&self.window.dilation, i)).collect();
+        let attrs = vec![
+            ("kernel_shape", crate::onnx::ints(&size)),
+            ("strides", crate::onnx::ints(&strides)),
+            ("dilations", crate::onnx::ints(&dil)),
+            ("pads", Attr::Ints(begin)),
+            ("output_padding", Attr::Ints(extra_out)),
+        ];
+        let mut perm = vec![r + 1, r];
+        perm.extend(0..r);
+        let w = cx.transpose(&cx.param(0), &perm);
+        let mut extra = vec![w.as_str()];
+        let b = cx.param(1);
+        if self.use_bias {
+            extra.push(&b);
+        }
+        let y = cx.fresh("conv_transpose");
+        cx.channels_first_op("ConvTranspose", &x, &extra, attrs, &y);
+        cx.activation(self.activation, &y, &cx.output());
+        Ok(())
+    }
+
     // Rule: (None, h, w, cin) -> (None, oh, ow, filters) (1D: (None, steps, cin) -> (None, out, filters))
     // with Keras' sizes: 'valid' (in − 1)·s + max(kd, s), 'same' in·s; with `output_padding` op,
     // 'valid' (in − 1)·s + kd + op and 'same' (in − 1)·s + kd % 2 + op, which must not be empty.

@@ -7,6 +7,7 @@ use super::padding::{border_tokens, hwc, read_margins, spatial, Margins};
 use super::{EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -59,6 +60,17 @@ fn crop_axis(cx: &InferCx<'_>, kind: &str, n: usize, (a, b): (usize, usize), wha
 }
 
 impl LayerDef for Cropping {
+    // Slice of the spatial axes.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let dims = cx.input_shape(0).0;
+        let starts: Vec<i64> = self.cropping.iter().map(|m| m.0 as i64).collect();
+        let ends: Vec<i64> = self.cropping.iter().zip(&dims).map(|(m, d)| d.saturating_sub(m.1) as i64).collect();
+        let axes: Vec<i64> = (1..=self.cropping.len() as i64).collect();
+        let (s, e, a) = (cx.const_i64(&starts), cx.const_i64(&ends), cx.const_i64(&axes));
+        cx.node("Slice", &[&cx.input(0), &s, &e, &a], &[&cx.output()], Vec::new());
+        Ok(())
+    }
+
     // Rule: (None, h, w, c) -> (None, h − top − bottom, w − left − right, c) (1D: (None, steps − start −
     // end, c)); each axis keeps at least one element.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {

@@ -6,6 +6,7 @@ use super::weights::{role, WeightArgs};
 use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -39,6 +40,18 @@ impl Dense {
 }
 
 impl LayerDef for Dense {
+    // MatMul(x, kernel) on the last axis, Add(bias), the activation.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let (x, k) = (cx.input(0), cx.param(0));
+        let mut y = cx.op("MatMul", &[&x, &k], Vec::new());
+        if self.use_bias {
+            let b = cx.param(1);
+            y = cx.op("Add", &[&y, &b], Vec::new());
+        }
+        cx.activation(self.activation, &y, &cx.output());
+        Ok(())
+    }
+
     // Rule (Keras): Dense applies to the last axis of a tensor of any rank; (None, ..., n) becomes
     // (None, ..., units) with a kernel of shape (n, units) shared by every leading position.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {

@@ -12,6 +12,7 @@ use super::weights::{role, WeightArgs};
 use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{Attr, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -67,6 +68,34 @@ impl Depthwise {
 }
 
 impl LayerDef for Depthwise {
+    // Conv with one group per input channel: the kernel (k..., c, m) becomes (c·m, 1, k...), output
+    // channel c·m + j as the kernels order them.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let x = cx.input(0);
+        let c = cx.input_shape(0).last();
+        let r = self.window.rank;
+        let mut attrs = self.window.onnx_attrs(&cx.input_shape(0), true);
+        attrs.push(("group", Attr::Int(c as i64)));
+        let mut perm = vec![r, r + 1];
+        perm.extend(0..r);
+        let t = cx.transpose(&cx.param(0), &perm);
+        let mut dims = vec![(c * self.depth_multiplier) as i64, 1];
+        dims.extend(self.window.size.iter().map(|&k| k as i64));
+        if self.window.size.len() < r {
+            dims.extend(std::iter::repeat_n(self.window.size.first().copied().unwrap_or(1) as i64, r - self.window.size.len()));
+        }
+        let w = cx.reshape_exact(&t, &dims);
+        let mut extra = vec![w.as_str()];
+        let b = cx.param(1);
+        if self.use_bias {
+            extra.push(&b);
+        }
+        let y = cx.fresh("conv");
+        cx.channels_first_op("Conv", &x, &extra, attrs, &y);
+        cx.activation(self.activation, &y, &cx.output());
+        Ok(())
+    }
+
     // Rule: (None, h, w, c) -> (None, oh, ow, c · depth_multiplier) (1D: (None, steps, c) -> (None, out,
     // c · depth_multiplier)), with Keras 'valid'/'same' output sizes; a 'valid' window must fit.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {

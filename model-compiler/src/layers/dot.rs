@@ -6,6 +6,7 @@ use super::{Arity, EmitCx, InferCx, LayerDef};
 use crate::ast::ArgKind;
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -103,6 +104,34 @@ impl Dot {
 }
 
 impl LayerDef for Dot {
+    // Each operand arranged as a batch of matrices, x (m, k) and y (k, n) (l2-normalized along k first
+    // when `normalize`), MatMul, then Reshape to the output shape.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let (xs, ys) = (cx.input_shape(0), cx.input_shape(1));
+        let bad = || OnnxError::Unsupported("operands of an unexpected rank".into());
+        let (ax, ay) = (xs.sample_axis(self.axes.0).ok_or_else(bad)?, ys.sample_axis(self.axes.1).ok_or_else(bad)?);
+        let mut x = cx.input(0);
+        let mut y = cx.input(1);
+        if self.normalize {
+            x = l2_normalize(cx, &x, ax + 1);
+            y = l2_normalize(cx, &y, ay + 1);
+        }
+        let x = match (xs.0.as_slice(), ax) {
+            ([k], _) => cx.reshape_exact(&x, &[-1, 1, *k as i64]),
+            (_, 0) => cx.transpose(&x, &[0, 2, 1]),
+            _ => x,
+        };
+        let y = match (ys.0.as_slice(), ay) {
+            ([k], _) => cx.reshape_exact(&y, &[-1, *k as i64, 1]),
+            (_, 1) => cx.transpose(&y, &[0, 2, 1]),
+            _ => y,
+        };
+        let z = cx.op("MatMul", &[&x, &y], Vec::new());
+        let dims = cx.output_shape().0.clone();
+        cx.reshape_into(&z, &dims, &cx.output());
+        Ok(())
+    }
+
     fn arity(&self) -> Arity {
         Arity::List { min: 2, max: Some(2) }
     }
@@ -241,6 +270,17 @@ impl Dot {
         a.positional("axes");
         a.kw("normalize", json!(false));
     }
+}
+
+/// `x / max(‖x‖₂ along axis, ε)` as ONNX nodes, as the kernel normalizes.
+fn l2_normalize(cx: &mut OnnxCx, x: &str, axis: usize) -> String {
+    let sq = cx.op("Mul", &[x, x], Vec::new());
+    let axes = cx.const_i64(&[axis as i64]);
+    let sum = cx.op("ReduceSum", &[&sq, &axes], vec![("keepdims", crate::onnx::Attr::Int(1))]);
+    let norm = cx.op("Sqrt", &[&sum], Vec::new());
+    let eps = cx.scalar(1e-7);
+    let clamped = cx.op("Max", &[&norm, &eps], Vec::new());
+    cx.op("Div", &[x, &clamped], Vec::new())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use super::{EmitCx, InferCx, LayerDef};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -62,6 +63,12 @@ impl Dropout {
 }
 
 impl LayerDef for Dropout {
+    // Inference mode: the identity.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        cx.node("Identity", &[&cx.input(0)], &[&cx.output()], Vec::new());
+        Ok(())
+    }
+
     // Rule: any shape, unchanged.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         cx.inputs.first().cloned().ok_or_else(|| Diagnostic::new(cx.span, "Dropout takes one tensor"))

@@ -9,6 +9,7 @@ use super::{EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::hir::DType;
 use crate::import::args::KerasArgs;
+use crate::onnx::{Attr, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -36,6 +37,13 @@ impl Embedding {
 }
 
 impl LayerDef for Embedding {
+    // Gather(embeddings, ids as int64) along the table's rows.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let ids = cx.op("Cast", &[&cx.input(0)], vec![("to", Attr::Int(7))]);
+        cx.node("Gather", &[&cx.param(0), &ids], &[&cx.output()], vec![("axis", Attr::Int(0))]);
+        Ok(())
+    }
+
     // Rule: the operand is an integer model input of any shape S; the output is S + (output_dim,).
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, "Embedding takes one tensor"))?;

@@ -5,6 +5,7 @@ use super::args::ArgReader;
 use super::{EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{Attr, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -41,6 +42,14 @@ impl GlobalPooling {
 }
 
 impl LayerDef for GlobalPooling {
+    // ReduceMean / ReduceMax over the spatial axes of the channels-last input.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let axes: Vec<usize> = (1..cx.input_shape(0).rank()).collect();
+        let op = if self.max { "ReduceMax" } else { "ReduceMean" };
+        cx.node(op, &[&cx.input(0)], &[&cx.output()], vec![("axes", crate::onnx::ints(&axes)), ("keepdims", Attr::Int(0))]);
+        Ok(())
+    }
+
     // Rule: exactly `rank` spatial axes plus channels; the result is (None, channels).
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         let kind = self.kind();

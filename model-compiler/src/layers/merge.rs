@@ -5,6 +5,7 @@ use super::args::ArgReader;
 use super::{Arity, EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -93,6 +94,35 @@ fn padded(dims: &[usize], rank: usize) -> Vec<usize> {
 }
 
 impl LayerDef for Merge {
+    // Add, Average, Maximum, Minimum: the variadic Sum, Mean, Max, Min; Subtract: Sub; Multiply: a chain of Mul.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let ins: Vec<String> = (0..cx.n_inputs()).map(|i| cx.input(i)).collect();
+        let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+        let out = cx.output();
+        let op = match self.op {
+            MergeOp::Add => "Sum",
+            MergeOp::Average => "Mean",
+            MergeOp::Maximum => "Max",
+            MergeOp::Minimum => "Min",
+            MergeOp::Subtract => "Sub",
+            MergeOp::Multiply => {
+                let (first, rest) = refs.split_first().ok_or(OnnxError::Unsupported("no operands".into()))?;
+                let mut acc = first.to_string();
+                for (i, r) in rest.iter().enumerate() {
+                    let to = if i + 1 == rest.len() { out.clone() } else { cx.fresh("mul") };
+                    cx.node("Mul", &[&acc, r], &[&to], Vec::new());
+                    acc = to;
+                }
+                if rest.is_empty() {
+                    cx.node("Identity", &[&acc], &[&out], Vec::new());
+                }
+                return Ok(());
+            }
+        };
+        cx.node(op, &refs, &[&out], Vec::new());
+        Ok(())
+    }
+
     fn arity(&self) -> Arity {
         let max = if self.op == MergeOp::Subtract { Some(2) } else { None };
         Arity::List { min: 2, max }

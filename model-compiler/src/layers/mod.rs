@@ -26,6 +26,7 @@ pub mod weights;
 
 use crate::diag::Diagnostic;
 use crate::hir::DType;
+use crate::onnx::{OnnxCx, OnnxError};
 use crate::shape::Shape;
 use args::ArgReader;
 use proc_macro2::{Span, TokenStream};
@@ -389,6 +390,12 @@ pub trait LayerDef {
     fn backward_sets_first_writes(&self) -> bool {
         false
     }
+    /// The call as ONNX nodes in inference mode (see [`crate::onnx`]): reads `cx.input(i)` (batch first,
+    /// channels-last) and the parameters `cx.param(i)` (Keras names and layouts), and writes
+    /// `cx.output()`. Default: not exportable yet, an `Err` the export reports naming the layer.
+    fn onnx(&self, _cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        Err(OnnxError::NotYet)
+    }
 }
 
 /// A typed layer configuration. Exhaustive matches: a new kind does not compile until every
@@ -656,6 +663,9 @@ impl LayerDef for LayerKind {
     }
     fn backward_sets_first_writes(&self) -> bool {
         dispatch!(self, l => l.backward_sets_first_writes())
+    }
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        dispatch!(self, l => l.onnx(cx))
     }
 }
 

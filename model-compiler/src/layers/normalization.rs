@@ -10,6 +10,7 @@ use super::{some_if, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{Attr, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -186,6 +187,41 @@ impl BatchNormalization {
 }
 
 impl LayerDef for BatchNormalization {
+    // A BatchNormalization node (inference: the moving statistics) on the channel axis moved to position 1;
+    // ones and zeros stand for a missing gamma or beta.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let shape = cx.input_shape(0);
+        let (full, c) = (shape.rank() + 1, self.channel(&shape).start + 1);
+        let n = shape.0.get(c - 1).copied().unwrap_or(0);
+        let mut perm: Vec<usize> = vec![0, c];
+        perm.extend((1..full).filter(|&a| a != c));
+        let moved = perm.iter().enumerate().any(|(i, &p)| i != p);
+        let x = if moved { cx.transpose(&cx.input(0), &perm) } else { cx.input(0) };
+        let gamma = match cx.param_named("gamma") {
+            Some(g) => g,
+            None => cx.const_f32(&[n as i64], &vec![1.0; n]),
+        };
+        let beta = match cx.param_named("beta") {
+            Some(b) => b,
+            None => cx.const_f32(&[n as i64], &vec![0.0; n]),
+        };
+        let (mean, var) = (cx.param_named("moving_mean").unwrap_or_default(), cx.param_named("moving_variance").unwrap_or_default());
+        let attrs = vec![("epsilon", Attr::Float(self.affine.epsilon))];
+        if moved {
+            let y = cx.op("BatchNormalization", &[&x, &gamma, &beta, &mean, &var], attrs);
+            let mut inverse = vec![0; full];
+            for (i, &p) in perm.iter().enumerate() {
+                if let Some(slot) = inverse.get_mut(p) {
+                    *slot = i;
+                }
+            }
+            cx.node("Transpose", &[&y], &[&cx.output()], vec![("perm", crate::onnx::ints(&inverse))]);
+        } else {
+            cx.node("BatchNormalization", &[&x, &gamma, &beta, &mean, &var], &[&cx.output()], attrs);
+        }
+        Ok(())
+    }
+
     // Rule: any tensor with a feature axis at `axis`; the shape is unchanged.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         resolve_axes(cx, "BatchNormalization", &[self.axis])?;
@@ -275,6 +311,34 @@ impl LayerNormalization {
 }
 
 impl LayerDef for LayerNormalization {
+    // (x − mean) / √(var + ε) over the axes (ReduceMean), · gamma + beta broadcast over the other axes.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let shape = cx.input_shape(0);
+        let axes = self.axes(&shape);
+        let full: Vec<usize> = axes.clone().map(|a| a + 1).collect();
+        let reduce = vec![("axes", crate::onnx::ints(&full)), ("keepdims", Attr::Int(1))];
+        let x = cx.input(0);
+        let mean = cx.op("ReduceMean", &[&x], reduce.clone());
+        let d = cx.op("Sub", &[&x, &mean], Vec::new());
+        let sq = cx.op("Mul", &[&d, &d], Vec::new());
+        let var = cx.op("ReduceMean", &[&sq], reduce);
+        let eps = cx.scalar(self.affine.epsilon);
+        let ve = cx.op("Add", &[&var, &eps], Vec::new());
+        let sd = cx.op("Sqrt", &[&ve], Vec::new());
+        let mut y = cx.op("Div", &[&d, &sd], Vec::new());
+        // gamma and beta have the normalized axes' sizes: reshape them to broadcast over the rest.
+        let mut bshape = vec![1i64];
+        bshape.extend(shape.0.iter().enumerate().map(|(i, &n)| if axes.contains(&i) { n as i64 } else { 1 }));
+        for (name, op) in [("gamma", "Mul"), ("beta", "Add")] {
+            if let Some(p) = cx.param_named(name) {
+                let b = cx.reshape_exact(&p, &bshape);
+                y = cx.op(op, &[&y, &b], Vec::new());
+            }
+        }
+        cx.node("Identity", &[&y], &[&cx.output()], Vec::new());
+        Ok(())
+    }
+
     // Rule: the axes exist, are not the batch, and are consecutive; the shape is unchanged.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         resolve_axes(cx, "LayerNormalization", &self.axes)?;

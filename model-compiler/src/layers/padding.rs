@@ -7,6 +7,7 @@ use super::{EmitCx, InferCx, LayerDef};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -151,6 +152,18 @@ impl ZeroPadding {
 }
 
 impl LayerDef for ZeroPadding {
+    // Pad (constant zeros) on the channels-last input: nothing on the batch and channel axes.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let mut pads = vec![0i64];
+        pads.extend(self.padding.iter().map(|m| m.0 as i64));
+        pads.extend([0, 0]);
+        pads.extend(self.padding.iter().map(|m| m.1 as i64));
+        pads.push(0);
+        let p = cx.const_i64(&pads);
+        cx.node("Pad", &[&cx.input(0), &p], &[&cx.output()], Vec::new());
+        Ok(())
+    }
+
     // Rule: (None, h, w, c) -> (None, top + h + bottom, left + w + right, c); 1D: (None, steps, c) ->
     // (None, left + steps + right, c).
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {

@@ -7,6 +7,7 @@ use super::conv::{Geom, Window};
 use super::{EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -43,6 +44,14 @@ impl Pooling {
 }
 
 impl LayerDef for Pooling {
+    // MaxPool / AveragePool (padding excluded from the average, as Keras) between channels-first transposes.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let attrs = self.window.onnx_attrs(&cx.input_shape(0), false);
+        let op = if self.max { "MaxPool" } else { "AveragePool" };
+        cx.channels_first_op(op, &cx.input(0), &[], attrs, &cx.output());
+        Ok(())
+    }
+
     // Rule: (None, h, w, c) -> (None, oh, ow, c) (1D: (None, steps, c) -> (None, out, c)); a 'valid'
     // window must fit.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {

@@ -6,6 +6,7 @@ use super::{EmitCx, InferCx, LayerDef};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -56,6 +57,14 @@ impl Rescaling {
 }
 
 impl LayerDef for Rescaling {
+    // x · scale + offset.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let (s, o) = (cx.scalar(self.scale), cx.scalar(self.offset));
+        let y = cx.op("Mul", &[&cx.input(0), &s], Vec::new());
+        cx.node("Add", &[&y, &o], &[&cx.output()], Vec::new());
+        Ok(())
+    }
+
     // Rule: any shape, unchanged.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         cx.inputs.first().cloned().ok_or_else(|| Diagnostic::new(cx.span, "Rescaling takes one tensor"))

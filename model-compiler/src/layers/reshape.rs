@@ -5,6 +5,7 @@ use super::args::ArgReader;
 use super::{EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{Attr, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -36,6 +37,11 @@ fn copy_backward(cx: &EmitCx) -> TokenStream {
 }
 
 impl LayerDef for Flatten {
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        cx.node("Flatten", &[&cx.input(0)], &[&cx.output()], vec![("axis", Attr::Int(1))]);
+        Ok(())
+    }
+
     // Rule: any shape; the result holds all its elements in one axis.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, "Flatten takes one tensor"))?;
@@ -112,6 +118,12 @@ impl Reshape {
 }
 
 impl LayerDef for Reshape {
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let dims = cx.output_shape().0.clone();
+        cx.reshape_into(&cx.input(0), &dims, &cx.output());
+        Ok(())
+    }
+
     // Rule: the target holds as many elements as the input; a -1 takes the quotient, which must be exact.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, "Reshape takes one tensor"))?;

@@ -8,6 +8,7 @@
 
 use super::args::ArgReader;
 use super::conv::{Geom, Window};
+use super::weights::{role, WeightArgs};
 use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::shape::Shape;
@@ -27,6 +28,12 @@ pub struct Separable {
     pub activation: Act,
     /// Whether a bias (one per filter) is added.
     pub use_bias: bool,
+    /// `depthwise_initializer`, `depthwise_regularizer`, `depthwise_constraint`.
+    pub depthwise: WeightArgs,
+    /// `pointwise_initializer`, `pointwise_regularizer`, `pointwise_constraint`.
+    pub pointwise: WeightArgs,
+    /// `bias_initializer`, `bias_regularizer`, `bias_constraint`.
+    pub bias: WeightArgs,
 }
 
 impl Separable {
@@ -39,12 +46,18 @@ impl Separable {
         let depth_multiplier = r.positive_or("depth_multiplier", None, 1);
         let activation = Act::read(r, "activation", None, Act::Linear);
         let use_bias = r.bool_or("use_bias", None, true);
+        let depthwise = WeightArgs::read(r, role!("depthwise", rank + 2));
+        let pointwise = WeightArgs::read(r, role!("pointwise", rank + 2));
+        let bias = WeightArgs::read(r, role!("bias", 1));
         Some(Separable {
             filters: filters?,
             window: window?,
             depth_multiplier: depth_multiplier?,
             activation: activation?,
             use_bias: use_bias?,
+            depthwise: depthwise?,
+            pointwise: pointwise?,
+            bias: bias?,
         })
     }
 
@@ -92,22 +105,14 @@ impl LayerDef for Separable {
         depthwise.extend([c, dm]);
         let mut pointwise = vec![1; self.window.rank];
         pointwise.extend([inner, self.filters]);
+        let depthwise_init = InitKind::GlorotUniform { fan_in: area.saturating_mul(c), fan_out: area.saturating_mul(dm) };
+        let pointwise_init = InitKind::GlorotUniform { fan_in: inner, fan_out: self.filters };
         let mut p = vec![
-            ParamDecl {
-                suffix: "depthwise_kernel",
-                shape: depthwise,
-                init: InitKind::GlorotUniform { fan_in: area.saturating_mul(c), fan_out: area.saturating_mul(dm) },
-                trainable: true,
-            },
-            ParamDecl {
-                suffix: "pointwise_kernel",
-                shape: pointwise,
-                init: InitKind::GlorotUniform { fan_in: inner, fan_out: self.filters },
-                trainable: true,
-            },
+            ParamDecl::new("depthwise_kernel", depthwise, depthwise_init, true).with(&self.depthwise),
+            ParamDecl::new("pointwise_kernel", pointwise, pointwise_init, true).with(&self.pointwise),
         ];
         if self.use_bias {
-            p.push(ParamDecl { suffix: "bias", shape: vec![self.filters], init: InitKind::Zeros, trainable: true });
+            p.push(ParamDecl::new("bias", vec![self.filters], InitKind::Zeros, true).with(&self.bias));
         }
         p
     }
@@ -188,6 +193,9 @@ mod tests {
             depth_multiplier: 4,
             activation: Act::Linear,
             use_bias: true,
+            depthwise: WeightArgs::default(),
+            pointwise: WeightArgs::default(),
+            bias: WeightArgs::default(),
         };
         let p = s.params(&[Shape(vec![7, 6, 3])]);
         let names: Vec<&str> = p.iter().map(|d| d.suffix).collect();

@@ -5,6 +5,7 @@ use super::args::ArgReader;
 use super::{Act, EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{Attr, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -36,6 +37,11 @@ impl Softmax {
 }
 
 impl LayerDef for Softmax {
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        cx.node("Softmax", &[&cx.input(0)], &[&cx.output()], vec![("axis", Attr::Int(self.axis))]);
+        Ok(())
+    }
+
     // Rule: the axis exists and is not the batch; the shape is unchanged.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, "Softmax takes one tensor"))?;

@@ -8,6 +8,7 @@ use super::{EmitCx, InferCx, LayerDef};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
+use crate::onnx::{Attr, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use crate::suggest::did_you_mean;
 use proc_macro2::TokenStream;
@@ -93,6 +94,25 @@ impl UpSampling {
 }
 
 impl LayerDef for UpSampling {
+    // Resize of the spatial axes by the integer factors: nearest as `repeat` (asymmetric, floor), bilinear
+    // at half-pixel centers, as the kernels. Run channels-first: tract resizes only the trailing axes.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let mut scales = vec![1.0f32, 1.0];
+        scales.extend(self.size.iter().map(|&s| s as f32));
+        let sc = cx.const_f32(&[scales.len() as i64], &scales);
+        let attrs = if self.bilinear {
+            vec![("mode", Attr::Str("linear")), ("coordinate_transformation_mode", Attr::Str("half_pixel"))]
+        } else {
+            vec![
+                ("mode", Attr::Str("nearest")),
+                ("coordinate_transformation_mode", Attr::Str("asymmetric")),
+                ("nearest_mode", Attr::Str("floor")),
+            ]
+        };
+        cx.channels_first_op("Resize", &cx.input(0), &["", &sc], attrs, &cx.output());
+        Ok(())
+    }
+
     // Rule: (None, h, w, c) -> (None, h · size[0], w · size[1], c); 1D: (None, steps, c) -> (None, steps · size, c).
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         let (h, w, c) = spatial(cx, self.kind(), self.rank)?;
