@@ -76,12 +76,13 @@ def graph():
 
 
 def vision():
-    """2-D convolutions, pooling, padding, cropping, up-sampling."""
+    """2-D convolutions (plain, depthwise, separable, transposed), pooling, padding, cropping, up-sampling."""
     x = keras.Input(shape=(10, 10, 3), name="image")
     h = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
     h = layers.ZeroPadding2D(((1, 0), (0, 1)), name="pad")(h)
     h = layers.Cropping2D(((0, 1), (1, 0)), name="crop")(h)
     h = layers.DepthwiseConv2D(3, depth_multiplier=2, padding="valid", name="depthwise")(h)
+    h = layers.SeparableConv2D(4, 3, padding="same", depth_multiplier=2, activation="relu", name="separable")(h)
     h = layers.MaxPooling2D(2, name="maxpool")(h)
     h = layers.Conv2DTranspose(3, 2, strides=2, name="deconv")(h)
     h = layers.UpSampling2D(2, name="up")(h)

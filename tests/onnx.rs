@@ -236,7 +236,7 @@ model! {
 }
 
 model! {
-    /// 2D kinds: ZeroPadding2D, Conv2D, BatchNormalization, DepthwiseConv2D, Conv2DTranspose, Cropping2D,
+    /// 2D kinds: ZeroPadding2D, Conv2D, BatchNormalization, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose, Cropping2D,
     /// UpSampling2D, MaxPooling2D, AveragePooling2D, the global poolings.
     pub struct ImageKinds {
         input image: [7, 7, 2];
@@ -244,6 +244,7 @@ model! {
         let x = Conv2D(4, 3, strides = 2, padding = same, activation = relu)(x);
         let x = BatchNormalization()(x);
         let x = DepthwiseConv2D(3, padding = same, depth_multiplier = 2)(x);
+        let x = SeparableConv2D(5, 3, padding = same, depth_multiplier = 2, activation = relu)(x);
         let x = Conv2DTranspose(3, 3, strides = 2, padding = same)(x);
         let x = Cropping2D(1)(x);
         let n = UpSampling2D(2)(x);
@@ -258,13 +259,14 @@ model! {
 }
 
 model! {
-    /// 1D kinds: ZeroPadding1D, Conv1D, DepthwiseConv1D, Conv1DTranspose, Cropping1D, UpSampling1D,
+    /// 1D kinds: ZeroPadding1D, Conv1D, DepthwiseConv1D, SeparableConv1D, Conv1DTranspose, Cropping1D, UpSampling1D,
     /// MaxPooling1D, AveragePooling1D, the global poolings.
     pub struct SequenceKinds {
         input seq: [10, 3];
         let x = ZeroPadding1D(2)(seq);
         let x = Conv1D(4, 3, activation = relu)(x);
         let x = DepthwiseConv1D(3, padding = same)(x);
+        let x = SeparableConv1D(4, 3, dilation_rate = 2, use_bias = false)(x);
         let x = Conv1DTranspose(3, 3, strides = 2)(x);
         let x = Cropping1D((1, 2))(x);
         let x = UpSampling1D(2)(x);
@@ -332,6 +334,14 @@ model! {
 }
 
 model! {
+    /// One layer: `SeparableConv2D(4, 3, strides = 2, padding = same, depth_multiplier = 3)(x)`.
+    pub struct OneSeparable {
+        input x: [7, 6, 2];
+        output y = SeparableConv2D(4, 3, strides = 2, padding = same, depth_multiplier = 3)(x);
+    }
+}
+
+model! {
     /// One layer: `Conv2DTranspose(3, 3, strides = 2, padding = same)(x)`.
     pub struct OneConvT {
         input x: [4, 5, 2];
@@ -386,6 +396,7 @@ fn one_model_per_2d_layer_kind_runs_in_tract() {
     check!(OneMaxSame, OneMaxSameInputs { x: f32 });
     check!(OneConvSame, OneConvSameInputs { x: f32 });
     check!(OneDepthwise, OneDepthwiseInputs { x: f32 });
+    check!(OneSeparable, OneSeparableInputs { x: f32 });
     check!(OneConvT, OneConvTInputs { x: f32 });
     check!(OneConvTValid, OneConvTValidInputs { x: f32 });
     check!(OneBatchNorm, OneBatchNormInputs { x: f32 });

@@ -569,6 +569,7 @@ pub fn keras_import(class: &str) -> Option<fn(&mut crate::import::args::KerasArg
         "UpSampling1D" | "UpSampling2D" => upsampling::UpSampling::from_keras,
         "Rescaling" => rescaling::Rescaling::from_keras,
         "DepthwiseConv1D" | "DepthwiseConv2D" => depthwise::Depthwise::from_keras,
+        "SeparableConv1D" | "SeparableConv2D" => separable::Separable::from_keras,
         "Conv1DTranspose" | "Conv2DTranspose" => conv_transpose::ConvTranspose::from_keras,
         _ => return None,
     })

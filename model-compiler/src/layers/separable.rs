@@ -11,9 +11,12 @@ use super::conv::{Geom, Window};
 use super::weights::{role, WeightArgs};
 use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
+use crate::onnx::{Attr, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::json;
 
 /// `SeparableConv1D` / `SeparableConv2D`.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,6 +85,41 @@ impl Separable {
 }
 
 impl LayerDef for Separable {
+    // Channels-first: a grouped `Conv` (one group per input channel) with the depthwise kernel
+    // `[c · dm, 1, *k]`, then a 1×1 `Conv` with the pointwise kernel `[filters, c · dm, 1...]` and the
+    // bias, back to channels-last, then the activation.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let x = cx.input(0);
+        let shape = cx.input_shape(0);
+        let (r, c, full) = (self.window.rank, shape.last(), shape.rank() + 1);
+        let xt = cx.to_channels_first(&x, full);
+        let mut attrs = self.window.onnx_attrs(&shape, true);
+        attrs.push(("group", Attr::Int(c as i64)));
+        let mut perm = vec![r, r + 1];
+        perm.extend(0..r);
+        let t = cx.transpose(&cx.param(0), &perm);
+        let mut dims = vec![(c * self.depth_multiplier) as i64, 1];
+        dims.extend(self.window.size.iter().map(|&k| k as i64));
+        dims.resize(r + 2, self.window.size.first().copied().unwrap_or(1) as i64);
+        let wd = cx.reshape_exact(&t, &dims);
+        let mid = cx.op("Conv", &[&xt, &wd], attrs);
+        let mut perm = vec![r + 1, r];
+        perm.extend(0..r);
+        let wp = cx.transpose(&cx.param(1), &perm);
+        let b = cx.param(2);
+        let mut ins = vec![mid.as_str(), wp.as_str()];
+        if self.use_bias {
+            ins.push(&b);
+        }
+        let ones = vec![1; r];
+        let pointwise = vec![("kernel_shape", crate::onnx::ints(&ones)), ("pads", crate::onnx::ints(&vec![0; 2 * r]))];
+        let y = cx.op("Conv", &ins, pointwise);
+        let z = cx.fresh("separable");
+        cx.to_channels_last_into(&y, full, &z);
+        cx.activation(self.activation, &z, &cx.output());
+        Ok(())
+    }
+
     // Rule: (None, h, w, c) -> (None, oh, ow, filters) (1D: (None, steps, c) -> (None, out, filters)),
     // with Keras 'valid'/'same' output sizes of the depthwise window; a 'valid' window must fit.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
@@ -173,6 +211,28 @@ impl LayerDef for Separable {
 
     fn output_activation(&self) -> Option<Act> {
         Some(self.activation)
+    }
+}
+
+impl Separable {
+    /// Keras import: `SeparableConv1D` / `SeparableConv2D(filters, kernel_size, strides, padding,
+    /// dilation_rate, depth_multiplier, activation, use_bias)` with both kernels' initializers,
+    /// regularizers and constraints.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("filters");
+        a.positional("kernel_size");
+        a.kw_tuple("strides", 1);
+        a.kw("padding", json!("valid"));
+        a.channels_last();
+        a.kw_tuple("dilation_rate", 1);
+        a.kw("depth_multiplier", json!(1));
+        a.activation("activation", false);
+        a.kw("use_bias", json!(true));
+        a.initializer("pointwise_initializer", "GlorotUniform");
+        for what in ["pointwise_regularizer", "pointwise_constraint"] {
+            a.optional_object(what);
+        }
+        a.weights("depthwise", "GlorotUniform");
     }
 }
 
