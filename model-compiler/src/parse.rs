@@ -15,7 +15,7 @@
 //! ctor  := path ('(' args ')')?
 //! args  := (arg (',' arg)* ','?)?      arg := (Ident '=')? value
 //! value := '-'? int | '-'? float | 'true' | 'false' | string | Ident | '(' value,* ')' | '[' value,* ']'
-//! expr  := Ident | '[' expr,* ']' | callee '(' expr ')'
+//! expr  := Ident | '[' expr,* ']' | callee '(' expr (',' Ident '=' expr)* ','? ')'
 //! callee:= Ident                      (a layer instance: `enc(x)`)
 //!        | path '(' args ')'          (an inline constructor: `Dense(16)(x)`)
 //! ```
@@ -36,8 +36,8 @@ use syn::parse::{Parse, ParseBuffer, ParseStream, Parser};
 use syn::{braced, bracketed, parenthesized, token, Attribute, Ident, LitBool, LitFloat, LitInt, LitStr, Token};
 
 use crate::ast::{
-    Arg, ArgKind, ArgValue, Args, CallExpr, Callee, Ctor, Dep, Dim, Expr, File, InputDecl, LayerDecl, LetStmt, ListExpr, Model, OutputStmt,
-    Stmt,
+    Arg, ArgKind, ArgValue, Args, CallExpr, Callee, Ctor, Dep, Dim, Expr, File, InputDecl, KwArg, LayerDecl, LetStmt, ListExpr, Model,
+    OutputStmt, Stmt,
 };
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::suggest::did_you_mean;
@@ -730,8 +730,8 @@ fn parse_expr(input: ParseStream, depth: usize) -> syn::Result<Expr> {
         // Two groups: an inline constructor and its call, `Dense(16)(x)`.
         let args = parse_args(input, depth)?;
         let ctor = Ctor { path, args: Some(args) };
-        let (arg, paren_span) = parse_call_arg(input, depth)?;
-        return Ok(Expr::Call(CallExpr { callee: Callee::Ctor(ctor), arg: Box::new(arg), paren_span }));
+        let (arg, kwargs, paren_span) = parse_call_arg(input, depth)?;
+        return Ok(Expr::Call(CallExpr { callee: Callee::Ctor(ctor), arg: Box::new(arg), kwargs, paren_span }));
     }
     // One group: a call of a declared layer instance, `enc(x)`.
     let Some(name) = single_ident(&path) else {
@@ -745,7 +745,7 @@ fn parse_expr(input: ParseStream, depth: usize) -> syn::Result<Expr> {
         ));
     };
     let looks_like_type = name.to_string().starts_with(|c: char| c.is_ascii_uppercase());
-    let (arg, paren_span) = parse_call_arg(input, depth).map_err(|e| {
+    let (arg, kwargs, paren_span) = parse_call_arg(input, depth).map_err(|e| {
         if looks_like_type {
             // `Dense(16)` alone: the arguments were read as the tensor of an instance call.
             syn::Error::new(
@@ -759,27 +759,45 @@ fn parse_expr(input: ParseStream, depth: usize) -> syn::Result<Expr> {
             e
         }
     })?;
-    Ok(Expr::Call(CallExpr { callee: Callee::Instance(name), arg: Box::new(arg), paren_span }))
+    Ok(Expr::Call(CallExpr { callee: Callee::Instance(name), arg: Box::new(arg), kwargs, paren_span }))
 }
 
-/// `'(' expr ')'`: the single argument of a layer call `depth` levels deep, and the span of its parentheses.
-fn parse_call_arg(input: ParseStream, depth: usize) -> syn::Result<(Expr, Span)> {
+/// `'(' expr (',' Ident '=' expr)* ','? ')'`: the tensor a layer is called on `depth` levels deep, its
+/// keyword tensor arguments (`initial_state = [h, c]`), and the span of its parentheses.
+fn parse_call_arg(input: ParseStream, depth: usize) -> syn::Result<(Expr, Vec<KwArg>, Span)> {
     let content;
     let paren = parenthesized!(content in input);
-    let arg = within(&content, |c| {
+    let (arg, kwargs) = within(&content, |c| {
         if c.is_empty() {
             return Err(c.error("expected the tensor to call the layer on, like `(x)` or `([a, b])`"));
         }
         let expr = parse_expr(c, depth + 1)?;
-        if c.peek(Token![,]) {
-            return Err(c.error("a layer is called on one tensor: to pass several, put them in a list, like `([a, b])`"));
+        let mut kwargs = Vec::new();
+        while c.peek(Token![,]) {
+            let ahead = c.fork();
+            ahead.parse::<Token![,]>()?;
+            let keyword = ahead.peek(Ident) && ahead.peek2(Token![=]) && !ahead.peek2(Token![==]);
+            if !keyword && !ahead.is_empty() {
+                return Err(c.error(
+                    "a layer is called on one tensor: to pass several, put them in a list, like `([a, b])`; \
+                     further tensors go by keyword, like `(x, initial_state = [h, c])`",
+                ));
+            }
+            c.parse::<Token![,]>()?;
+            if c.is_empty() {
+                break;
+            }
+            let key: Ident = c.parse()?;
+            c.parse::<Token![=]>()?;
+            let value = parse_expr(c, depth + 1)?;
+            kwargs.push(KwArg { key, value });
         }
         if !c.is_empty() {
             return Err(c.error("expected `)` after the layer's argument"));
         }
-        Ok(expr)
+        Ok((expr, kwargs))
     })?;
-    Ok((arg, paren.span.join()))
+    Ok((arg, kwargs, paren.span.join()))
 }
 
 /// `(item (',' item)* ','?)?` up to the end of `input`, a group's content closed by `close`.

@@ -15,6 +15,7 @@ pub mod merge;
 pub mod norm;
 pub mod pad;
 pub mod pool;
+pub mod recurrent;
 pub mod rescale;
 pub mod reshape;
 pub mod upsample;
