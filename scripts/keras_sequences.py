@@ -5,7 +5,8 @@ Two models in Keras 3 (JAX backend): an encoder-decoder (`seq2seq`: an LSTM enco
 states start an LSTM decoder through `initial_state`), and one that uses every cell and option
 (`rnn_cells`: SimpleRNN with `go_backwards` and `return_sequences`, GRU with `return_state`, a GRU
 started from a computed state without bias, an LSTM with other activations and without
-`unit_forget_bias`, a sigmoid SimpleRNN). Writes tests/fixtures/{seq2seq,rnn_cells}.safetensors in the
+`unit_forget_bias`, a sigmoid SimpleRNN), and `Bidirectional` with every merge mode, states in and out
+(`bidirectional`). Writes tests/fixtures/{seq2seq,rnn_cells,bidirectional}.safetensors in the
 format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/) with its
 `export`; a recurrent layer's weights are named by their Keras path, through the cell
 (`lstm/lstm_cell/kernel`), as modelc names them.
@@ -57,8 +58,26 @@ def rnn_cells():
     return model, {"y": keras.losses.MeanSquaredError()}
 
 
-MODELS = {"seq2seq": seq2seq, "rnn_cells": rnn_cells}
+def bidirectional():
+    x = keras.Input(shape=(5, 3), name="x")
+    c = layers.Bidirectional(layers.LSTM(3, return_sequences=True, name="lstm"), name="bidirectional")(x)
+    f, b, hf, hb = layers.Bidirectional(layers.GRU(2, return_state=True, name="gru"), merge_mode=None, name="bidirectional_1")(c)
+    s = layers.Bidirectional(layers.SimpleRNN(2, return_sequences=True, name="simple_rnn"), merge_mode="sum", name="bidirectional_2")(
+        c, initial_state=[hf, hb]
+    )
+    m = layers.Bidirectional(layers.GRU(2, name="gru"), merge_mode="mul", name="bidirectional_3")(s)
+    a = layers.Bidirectional(layers.LSTM(2, name="lstm"), merge_mode="ave", name="bidirectional_4")(c)
+    pooled = layers.GlobalAveragePooling1D(name="global_average_pooling1d")(s)
+    y = layers.Concatenate(name="concatenate")([f, b, hf, hb, m, a, pooled])
+    model = keras.Model([x], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
+MODELS = {"seq2seq": seq2seq, "rnn_cells": rnn_cells, "bidirectional": bidirectional}
 
 if __name__ == "__main__":
+    # `keras_sequences.py [name ...]` rewrites only those fixtures; seeds stay tied to MODELS order.
+    wanted = set(sys.argv[1:])
     for i, (name, build) in enumerate(MODELS.items()):
-        keras_reference.export(name, build, seed=300 + i)
+        if not wanted or name in wanted:
+            keras_reference.export(name, build, seed=300 + i)

@@ -42,6 +42,19 @@ model! {
     }
 }
 
+model! {
+    /// Bidirectional with every merge mode, states in and out.
+    pub struct Both {
+        input x: [5, 3];
+        let c = Bidirectional(LSTM(3, return_sequences = true))(x);
+        let (f, b, hf, cf, hb, cb) = Bidirectional(LSTM(2, return_state = true), merge_mode = none)(c);
+        let s = Bidirectional(GRU(2, return_sequences = true), merge_mode = sum)(c, initial_state = [hf, hb]);
+        let m = Bidirectional(SimpleRNN(2), merge_mode = mul)(s);
+        let a = Bidirectional(GRU(2, go_backwards = true), merge_mode = ave)(c);
+        output y = Concatenate()([f, b, hf, cf, hb, cb, m, a, GlobalAveragePooling1D()(s)]);
+    }
+}
+
 fn random3(shape: (usize, usize, usize), seed: u64) -> Array3<f32> {
     let mut rng = Rng::new(seed);
     Array3::from_shape_fn(shape, |_| rng.uniform(-1.0, 1.0))
@@ -134,4 +147,18 @@ fn a_recurrent_model_trains() {
     let losses = h.get("loss").unwrap();
     let (a, b) = (losses[0], losses[losses.len() - 1]);
     assert!(b < a * 0.3, "loss {a} -> {b}");
+}
+
+#[test]
+fn bidirectional_gradients_match_finite_differences_for_every_merge_mode() {
+    let mut model = Both::new(8);
+    let x = random3((3, 5, 3), 12);
+    let out = model.predict(&BothInputs { x: x.view() }).unwrap();
+    assert_eq!(out.y.dim(), (3, 2 + 2 + 2 * 4 + 2 + 2 + 2));
+    let report = check_gradients(&mut model, &BothInputs { x: x.view() }, 1e-2, 2e-3, 2e-2, 7).unwrap();
+    assert_eq!(report.checked, model.count_params());
+    assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
+    assert_eq!(model.param("bidirectional/forward_lstm/lstm_cell/kernel").unwrap().shape(), &[3, 12]);
+    assert_eq!(model.param("bidirectional/backward_lstm/lstm_cell/recurrent_kernel").unwrap().shape(), &[3, 12]);
+    assert_eq!(model.param("bidirectional_2/backward_gru/gru_cell/bias").unwrap().shape(), &[2, 6]);
 }

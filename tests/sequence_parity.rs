@@ -1,7 +1,8 @@
 //! Parity of the recurrent layers (issue #17) with Keras itself, against the fixtures written by
 //! `scripts/keras_sequences.py` (Keras 3, JAX backend) in the format of tests/keras_parity.rs: outputs
 //! within 1e-5, the training loss, every gradient within 1e-4 relative, the weights after three
-//! Adam(1e-2) steps. An encoder-decoder (return_state, initial_state) and a model of every cell and option.
+//! Adam(1e-2) steps. An encoder-decoder (return_state, initial_state), a model of every cell and option, and
+//! `Bidirectional` with every merge mode.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +32,19 @@ model! {
         let l = LSTM(4, activation = relu, recurrent_activation = tanh, unit_forget_bias = false)(x);
         let s = SimpleRNN(2, activation = sigmoid, use_bias = false)(b);
         output y = Concatenate()([g, l, s, hb]);
+    }
+}
+
+model! {
+    /// Bidirectional with every merge mode, states in and out (scripts/keras_sequences.py, `bidirectional`).
+    struct Bidi {
+        input x: [5, 3];
+        let c = Bidirectional(LSTM(3, return_sequences = true))(x);
+        let (f, b, hf, hb) = Bidirectional(GRU(2, return_state = true), merge_mode = none)(c);
+        let s = Bidirectional(SimpleRNN(2, return_sequences = true), merge_mode = sum)(c, initial_state = [hf, hb]);
+        let m = Bidirectional(GRU(2), merge_mode = mul)(s);
+        let a = Bidirectional(LSTM(2), merge_mode = ave)(c);
+        output y = Concatenate()([f, b, hf, hb, m, a, GlobalAveragePooling1D()(s)]);
     }
 }
 
@@ -141,6 +155,30 @@ fn every_cell_and_option_matches_keras() {
     set_params(&mut model, &fx);
     let targets = RnnCellsTargets { y: view(&fx, "target/y") };
     let mut trainer = model.compile(Adam::new(1e-2), RnnCellsLosses { y: Loss::MeanSquaredError }, &[]);
+    for _ in 0..3 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    check_adam3(&model, &fx);
+}
+
+#[test]
+fn bidirectional_matches_keras() {
+    let fx = fixture("bidirectional");
+    let mut model = Bidi::new(0);
+    set_params(&mut model, &fx);
+    let inputs = BidiInputs { x: view(&fx, "input/x") };
+    let out = model.predict(&inputs).unwrap();
+    assert_close("y", out.y.as_slice().unwrap(), get(&fx, "output/y").as_slice().unwrap(), 1e-5, 1e-5);
+
+    let out = model.forward(&inputs, true).unwrap();
+    let (l, d) = loss_and_grad(Loss::MeanSquaredError, &out.y.into_dyn(), get(&fx, "target/y"));
+    assert_close("loss", &[l as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+    let grads = model.backward(&BidiOutputs { y: d.into_dimensionality().unwrap() }).unwrap();
+    check_grads::<Bidi>(&grads, &fx);
+
+    set_params(&mut model, &fx);
+    let targets = BidiTargets { y: view(&fx, "target/y") };
+    let mut trainer = model.compile(Adam::new(1e-2), BidiLosses { y: Loss::MeanSquaredError }, &[]);
     for _ in 0..3 {
         trainer.train_step(&inputs, &targets).unwrap();
     }

@@ -139,6 +139,8 @@ pub enum ArgKind {
     Ident(Ident),
     /// `(3, 3)` or `[3, 3]`.
     Tuple(Vec<ArgValue>),
+    /// A layer constructor given to a wrapper layer: `Bidirectional(LSTM(32))`.
+    Layer(Box<Ctor>),
 }
 
 /// `let pat = expr;`

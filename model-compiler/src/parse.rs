@@ -14,7 +14,7 @@
 //!        | 'output' Ident '=' expr ('as' Ident 'target')? ';'
 //! ctor  := path ('(' args ')')?
 //! args  := (arg (',' arg)* ','?)?      arg := (Ident '=')? value
-//! value := '-'? int | '-'? float | 'true' | 'false' | string | Ident | '(' value,* ')' | '[' value,* ']'
+//! value := '-'? int | '-'? float | 'true' | 'false' | string | Ident | Ident '(' args ')' | '(' value,* ')' | '[' value,* ']'
 //! expr  := Ident | '[' expr,* ']' | callee '(' expr (',' Ident '=' expr)* ','? ')'
 //! callee:= Ident                      (a layer instance: `enc(x)`)
 //!        | path '(' args ')'          (an inline constructor: `Dense(16)(x)`)
@@ -632,6 +632,14 @@ fn parse_value(input: ParseStream, depth: usize) -> syn::Result<ArgValue> {
         }
         return Ok(ArgValue { kind: ArgKind::Str(lit.value()), span: lit.span() });
     }
+    if input.peek(Ident) && input.peek2(token::Paren) {
+        // A layer given to a wrapper, `Bidirectional(LSTM(32))`.
+        let ident: Ident = input.parse()?;
+        let span = ident.span();
+        let args = parse_args(input, depth + 1)?;
+        let ctor = Ctor { path: syn::Path::from(ident), args: Some(args) };
+        return Ok(ArgValue { kind: ArgKind::Layer(Box::new(ctor)), span });
+    }
     if input.peek(Ident) {
         let ident: Ident = input.parse()?;
         let span = ident.span();
@@ -901,6 +909,7 @@ mod tests {
             ArgKind::Tuple(items) => {
                 format!("({})", items.iter().map(show_value).collect::<Vec<_>>().join(", "))
             }
+            ArgKind::Layer(c) => show_ctor(c),
         }
     }
 
@@ -925,10 +934,13 @@ mod tests {
         match e {
             Expr::Name(n) => n.to_string(),
             Expr::List(l) => format!("[{}]", l.items.iter().map(show_expr).collect::<Vec<_>>().join(", ")),
-            Expr::Call(c) => match &c.callee {
-                Callee::Instance(i) => format!("{i}<inst>({})", show_expr(&c.arg)),
-                Callee::Ctor(ctor) => format!("{}({})", show_ctor(ctor), show_expr(&c.arg)),
-            },
+            Expr::Call(c) => {
+                let kw: String = c.kwargs.iter().map(|k| format!(", {} = {}", k.key, show_expr(&k.value))).collect();
+                match &c.callee {
+                    Callee::Instance(i) => format!("{i}<inst>({}{kw})", show_expr(&c.arg)),
+                    Callee::Ctor(ctor) => format!("{}({}{kw})", show_ctor(ctor), show_expr(&c.arg)),
+                }
+            }
         }
     }
 
@@ -955,6 +967,28 @@ mod tests {
 
     fn show_all(body: &str) -> Vec<String> {
         stmts(body).iter().map(show_stmt).collect()
+    }
+
+    #[test]
+    fn parses_several_results_keyword_tensors_and_wrapped_layers() {
+        let file = parse_ok(
+            "struct S {
+                 input x: [5, 3];
+                 let (y, h, c) = LSTM(4, return_state = true)(x);
+                 let d = LSTM(4)(x, initial_state = [h, c],);
+                 output z = Bidirectional(GRU(2, return_sequences = true), merge_mode = sum)(d, initial_state = [h, enc(c)]);
+             }",
+        );
+        let shown: Vec<String> = file.models[0].stmts.iter().map(show_stmt).collect();
+        assert_eq!(
+            shown,
+            [
+                "input x: [5, 3]",
+                "let (y, h, c) = LSTM(4, return_state = true)(x)",
+                "let d = LSTM(4)(x, initial_state = [h, c])",
+                "output z = Bidirectional(GRU(2, return_sequences = true), merge_mode = sum)(d, initial_state = [h, enc<inst>(c)])",
+            ]
+        );
     }
 
     #[test]

@@ -609,6 +609,8 @@ impl Resolver<'_> {
         let keywords = self.keyword_operands(c, instance, &mut operands, &mut spans);
         let layer = match instance {
             Instance::Layer(l) => l,
+            // A nested model takes no keyword (reported): its call is poisoned, not miscounted.
+            Instance::Sub(_) if keywords.is_none() || operands.len() > positional => return None,
             Instance::Sub(k) => return self.call_sub(k, operands, spans, list, span),
             Instance::Poisoned => return None,
         };

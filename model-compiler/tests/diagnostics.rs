@@ -537,3 +537,24 @@ fn a_seq2seq_model_compiles() {
     );
     assert!(errors(&src).is_empty(), "{:#?}", errors(&src));
 }
+
+#[test]
+fn bidirectional_wraps_a_recurrent_layer() {
+    let e = one(&model("input x: [5, 3];\noutput y = Bidirectional(Dense(4))(x);"));
+    at(&e, 3, 26, "Bidirectional wraps a recurrent layer (`SimpleRNN`, `LSTM` or `GRU`), but is given `Dense`");
+    let e = one(&model("input x: [5, 3];\noutput y = Bidirectional(4)(x);"));
+    at(&e, 3, 26, "Bidirectional wraps a recurrent layer, but is given the integer 4");
+    let e = one(&model("input x: [5, 3];\noutput y = Bidirectional(merge_mode = sum)(x);"));
+    at(&e, 3, 12, "Bidirectional needs the recurrent layer it wraps");
+    let e = one(&model("input x: [5, 3];\ninput h: [4];\noutput y = Bidirectional(LSTM(4))(x, initial_state = [h, h]);"));
+    at(&e, 4, 38, "Bidirectional takes 4 initial states, but is given 2");
+    assert_eq!(e.help, "pass `initial_state = [h_fw, c_fw, h_bw, c_bw]`, each of shape (None, 4)");
+    let e = one(&model("input x: [5, 3];\noutput y = Bidirectional(GRU(4, return_sequence = true))(x);"));
+    assert_eq!(e.msg, "GRU has no argument `return_sequence`");
+    let e = one(&model("input x: [4];\nlayer inner = Dense(2);\noutput y = inner(x, initial_state = [x]);"));
+    at(&e, 4, 21, "`inner` takes no tensor argument `initial_state`");
+    let ok = model(
+        "input x: [5, 3];\nlet (f, b) = Bidirectional(GRU(4, return_sequences = true), merge_mode = none)(x);\noutput y = Add()([f, b]);",
+    );
+    assert!(errors(&ok).is_empty(), "{:#?}", errors(&ok));
+}

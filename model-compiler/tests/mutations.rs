@@ -122,7 +122,9 @@ const SEEDS: &[&str] = &[
         let dec = LSTM(8, go_backwards = true)(tgt, initial_state = [h, c]);
         let (g, hg) = GRU(4, return_state = true, recurrent_activation = sigmoid)(enc);
         let s = SimpleRNN(3, activation = relu, use_bias = false)(enc);
-        output y = Concatenate()([dec, g, hg, s]);
+        let (f, b) = Bidirectional(GRU(3, return_sequences = true), merge_mode = none)(enc);
+        let bi = Bidirectional(LSTM(2), merge_mode = ave)(Add()([f, b]));
+        output y = Concatenate()([dec, g, hg, s, bi]);
     }",
 ];
 

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod args;
+pub mod bidirectional;
 pub mod concatenate;
 pub mod conv;
 pub mod conv_transpose;
@@ -434,6 +435,8 @@ pub enum LayerKind {
     /// `SimpleRNN` / `LSTM` / `GRU(units, activation, recurrent_activation, use_bias, return_sequences,
     /// return_state, go_backwards, unit_forget_bias, reset_after)`.
     Recurrent(recurrent::Recurrent),
+    /// `Bidirectional(layer, merge_mode = concat)` around a recurrent layer.
+    Bidirectional(bidirectional::Bidirectional),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -479,6 +482,7 @@ pub const KINDS: &[&str] = &[
     "SimpleRNN",
     "LSTM",
     "GRU",
+    "Bidirectional",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -526,6 +530,7 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "SimpleRNN" => recurrent::Recurrent::parse(r, recurrent::CellKind::Simple).map(LayerKind::Recurrent),
         "LSTM" => recurrent::Recurrent::parse(r, recurrent::CellKind::Lstm).map(LayerKind::Recurrent),
         "GRU" => recurrent::Recurrent::parse(r, recurrent::CellKind::Gru).map(LayerKind::Recurrent),
+        "Bidirectional" => bidirectional::Bidirectional::parse(r).map(LayerKind::Bidirectional),
         _ => return None,
     })
 }
@@ -579,6 +584,7 @@ macro_rules! dispatch {
             LayerKind::Depthwise($l) => $e,
             LayerKind::ConvTranspose($l) => $e,
             LayerKind::Recurrent($l) => $e,
+            LayerKind::Bidirectional($l) => $e,
         }
     };
 }

@@ -29,7 +29,7 @@ pub enum CellKind {
 }
 
 impl CellKind {
-    fn gates(self) -> usize {
+    pub(crate) fn gates(self) -> usize {
         match self {
             CellKind::Simple => 1,
             CellKind::Lstm => 4,
@@ -37,14 +37,14 @@ impl CellKind {
         }
     }
 
-    fn states(self) -> usize {
+    pub(crate) fn states(self) -> usize {
         match self {
             CellKind::Lstm => 2,
             _ => 1,
         }
     }
 
-    fn keras(self) -> &'static str {
+    pub(crate) fn keras(self) -> &'static str {
         match self {
             CellKind::Simple => "SimpleRNN",
             CellKind::Lstm => "LSTM",
@@ -62,7 +62,7 @@ impl CellKind {
     }
 
     /// `[h]` or `[h, c]`, for messages.
-    fn state_list(self) -> &'static str {
+    pub(crate) fn state_list(self) -> &'static str {
         match self {
             CellKind::Lstm => "[h, c]",
             _ => "[h]",
@@ -132,14 +132,14 @@ impl Recurrent {
         self.cell.gates() * self.units
     }
 
-    fn steps_and_features(inputs: &[Shape]) -> (usize, usize) {
+    pub(crate) fn steps_and_features(inputs: &[Shape]) -> (usize, usize) {
         match inputs.first().map(|s| s.0.as_slice()) {
             Some([t, d]) => (*t, *d),
             _ => (0, 0),
         }
     }
 
-    fn scratch_len(&self, steps: usize) -> usize {
+    pub(crate) fn scratch_len(&self, steps: usize) -> usize {
         let (u, gu) = (self.units, self.gu());
         let (c, ac) = match self.cell {
             CellKind::Simple => (0, 0),
@@ -149,28 +149,126 @@ impl Recurrent {
         3 * steps * gu + (steps + 1) * u + c + ac
     }
 
-    fn work_len(&self, steps: usize) -> usize {
+    pub(crate) fn work_len(&self, steps: usize) -> usize {
         2 * steps * self.gu() + 3 * self.units
     }
 
     /// `Rnn { .. }` for the emitted code.
     fn config(&self, cx: &EmitCx) -> TokenStream {
+        self.config_as(cx, self.go_backwards)
+    }
+
+    /// `Rnn { .. }` running in direction `go_backwards` (`Bidirectional` runs both).
+    pub(crate) fn config_as(&self, cx: &EmitCx, go_backwards: bool) -> TokenStream {
         let (steps, input) = match cx.inputs.first().map(|o| o.shape.0.as_slice()) {
             Some([t, d]) => (*t, *d),
             _ => (0, 0),
         };
         let (cell, units, act, rec) = (self.cell.tokens(), self.units, self.activation.tokens(), self.recurrent_activation.tokens());
-        let (gb, rs) = (self.go_backwards, self.return_sequences);
+        let rs = self.return_sequences;
         quote!(::modelc::__private::kernels::recurrent::Rnn {
             cell: #cell, batch: __b, steps: #steps, input: #input, units: #units, act: #act, rec_act: #rec,
-            go_backwards: #gb, return_sequences: #rs,
+            go_backwards: #go_backwards, return_sequences: #rs,
         })
     }
 
+    /// How many parameters the layer has.
+    pub(crate) fn n_params(&self) -> usize {
+        if self.use_bias {
+            3
+        } else {
+            2
+        }
+    }
+
     fn weights(&self, cx: &EmitCx) -> TokenStream {
-        let (w, r) = (cx.p(0), cx.p(1));
-        let b = super::some_if(self.use_bias, cx.p(2));
+        self.weights_at(cx, 0)
+    }
+
+    /// `&Weights { .. }` of the parameters `__p{first}..`.
+    pub(crate) fn weights_at(&self, cx: &EmitCx, first: usize) -> TokenStream {
+        let (w, r) = (cx.p(first), cx.p(first + 1));
+        let b = super::some_if(self.use_bias, cx.p(first + 2));
         quote!(&::modelc::__private::kernels::recurrent::Weights { w: #w, r: #r, b: #b })
+    }
+
+    /// `WeightGrads { .. }` of the gradients `__g{first}..`.
+    pub(crate) fn grads_at(&self, cx: &EmitCx, first: usize) -> TokenStream {
+        let (gw, gr) = (cx.g(first), cx.g(first + 1));
+        let gb = super::some_if(self.use_bias, {
+            let g = cx.g(first + 2);
+            quote!(&mut #g[..])
+        });
+        quote!(::modelc::__private::kernels::recurrent::WeightGrads { w: &mut #gw[..], r: &mut #gr[..], b: #gb })
+    }
+
+    /// The parameters, named by `names` (kernel, recurrent kernel, bias), in Keras order.
+    pub(crate) fn param_decls(&self, fin: usize, names: [&'static str; 3]) -> Vec<ParamDecl> {
+        let (u, gu) = (self.units, self.gu());
+        let [kernel, recurrent, bias] = names;
+        let mut p = vec![
+            ParamDecl { suffix: kernel, shape: vec![fin, gu], init: InitKind::GlorotUniform { fan_in: fin, fan_out: gu }, trainable: true },
+            ParamDecl { suffix: recurrent, shape: vec![u, gu], init: InitKind::Orthogonal { rows: u, cols: gu }, trainable: true },
+        ];
+        if self.use_bias {
+            let (shape, init) = match self.cell {
+                CellKind::Gru => (vec![2, gu], InitKind::Zeros),
+                CellKind::Lstm if self.unit_forget_bias => (vec![gu], InitKind::ForgetBias { units: u }),
+                _ => (vec![gu], InitKind::Zeros),
+            };
+            p.push(ParamDecl { suffix: bias, shape, init, trainable: true });
+        }
+        p
+    }
+
+    /// The sequence rule shared with `Bidirectional`: the per-direction output shape, after checking the
+    /// operand is a sequence and the `want` initial states (a multiple of the cell's) are `(units,)`.
+    pub(crate) fn infer_as(&self, cx: &InferCx<'_>, kind: &str, want: usize, states: &str) -> Result<Shape, Diagnostic> {
+        let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, format!("{kind} takes one tensor")))?;
+        let [steps, _] = x.0.as_slice() else {
+            let name = cx.name(0);
+            let help = match x.0.as_slice() {
+                [n] => format!("make it a sequence first, e.g. `Reshape(({n}, 1))({name})` for {n} steps of one feature"),
+                [first, rest @ ..] => {
+                    let features: usize = rest.iter().product();
+                    format!(
+                        "make it a sequence first, e.g. `Reshape(({first}, {features}))({name})` for {first} steps of {features} features"
+                    )
+                }
+                [] => format!("make `{name}` a sequence (None, steps, features) first"),
+            };
+            return Err(Diagnostic::new(
+                cx.spans.first().copied().unwrap_or(cx.span),
+                format!("{kind} needs a sequence (None, steps, features), but {} has rank {}", cx.describe(0), x.rank() + 1),
+            )
+            .help(help));
+        };
+        if let Some(kw) = cx.keyword("initial_state") {
+            let given = kw.operands.len();
+            if given != want {
+                return Err(Diagnostic::new(
+                    kw.span,
+                    format!("{kind} takes {want} initial state{}, but is given {given}", if want == 1 { "" } else { "s" }),
+                )
+                .help(format!("pass `initial_state = {states}`, each of shape (None, {})", self.units)));
+            }
+            for i in kw.operands.clone() {
+                let s = cx.inputs.get(i).map(|s| s.0.as_slice());
+                if s != Some(&[self.units][..]) {
+                    return Err(Diagnostic::new(
+                        cx.spans.get(i).copied().unwrap_or(kw.span),
+                        format!(
+                            "initial state {} of {kind}({}) must be (None, {}), one value per unit",
+                            cx.describe(i),
+                            self.units,
+                            self.units
+                        ),
+                    )
+                    .help(format!("pass the states of a layer with {} units, e.g. from `return_state = true`", self.units)));
+                }
+            }
+        }
+        Ok(Shape(if self.return_sequences { vec![*steps, self.units] } else { vec![self.units] }))
     }
 }
 
@@ -237,53 +335,7 @@ impl LayerDef for Recurrent {
     // units) with `return_sequences`, else (None, units). Initial states are (None, units) each, one
     // per state of the cell (LSTM: h and c).
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
-        let kind = self.cell.keras();
-        let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, format!("{kind} takes one tensor")))?;
-        let [steps, _] = x.0.as_slice() else {
-            let name = cx.name(0);
-            let help = match x.0.as_slice() {
-                [n] => format!("make it a sequence first, e.g. `Reshape(({n}, 1))({name})` for {n} steps of one feature"),
-                [first, rest @ ..] => {
-                    let features: usize = rest.iter().product();
-                    format!(
-                        "make it a sequence first, e.g. `Reshape(({first}, {features}))({name})` for {first} steps of {features} features"
-                    )
-                }
-                [] => format!("make `{name}` a sequence (None, steps, features) first"),
-            };
-            return Err(Diagnostic::new(
-                cx.spans.first().copied().unwrap_or(cx.span),
-                format!("{kind} needs a sequence (None, steps, features), but {} has rank {}", cx.describe(0), x.rank() + 1),
-            )
-            .help(help));
-        };
-        if let Some(kw) = cx.keyword("initial_state") {
-            let given = kw.operands.len();
-            let want = self.cell.states();
-            if given != want {
-                return Err(Diagnostic::new(
-                    kw.span,
-                    format!("{kind} takes {want} initial state{}, but is given {given}", if want == 1 { "" } else { "s" }),
-                )
-                .help(format!("pass `initial_state = {}`, each of shape (None, {})", self.cell.state_list(), self.units)));
-            }
-            for i in kw.operands.clone() {
-                let s = cx.inputs.get(i).map(|s| s.0.as_slice());
-                if s != Some(&[self.units][..]) {
-                    return Err(Diagnostic::new(
-                        cx.spans.get(i).copied().unwrap_or(kw.span),
-                        format!(
-                            "initial state {} of {kind}({}) must be (None, {}), one value per unit",
-                            cx.describe(i),
-                            self.units,
-                            self.units
-                        ),
-                    )
-                    .help(format!("pass the states of a layer with {} units, e.g. from `return_state = true`", self.units)));
-                }
-            }
-        }
-        Ok(Shape(if self.return_sequences { vec![*steps, self.units] } else { vec![self.units] }))
+        self.infer_as(cx, self.cell.keras(), self.cell.states(), self.cell.state_list())
     }
 
     fn output_rank(&self, _inputs: &[Option<usize>]) -> Option<usize> {
@@ -316,25 +368,12 @@ impl LayerDef for Recurrent {
 
     fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
         let (_, fin) = Self::steps_and_features(inputs);
-        let (u, gu) = (self.units, self.gu());
-        let (kernel, recurrent, bias) = match self.cell {
-            CellKind::Simple => ("simple_rnn_cell/kernel", "simple_rnn_cell/recurrent_kernel", "simple_rnn_cell/bias"),
-            CellKind::Lstm => ("lstm_cell/kernel", "lstm_cell/recurrent_kernel", "lstm_cell/bias"),
-            CellKind::Gru => ("gru_cell/kernel", "gru_cell/recurrent_kernel", "gru_cell/bias"),
+        let names = match self.cell {
+            CellKind::Simple => ["simple_rnn_cell/kernel", "simple_rnn_cell/recurrent_kernel", "simple_rnn_cell/bias"],
+            CellKind::Lstm => ["lstm_cell/kernel", "lstm_cell/recurrent_kernel", "lstm_cell/bias"],
+            CellKind::Gru => ["gru_cell/kernel", "gru_cell/recurrent_kernel", "gru_cell/bias"],
         };
-        let mut p = vec![
-            ParamDecl { suffix: kernel, shape: vec![fin, gu], init: InitKind::GlorotUniform { fan_in: fin, fan_out: gu }, trainable: true },
-            ParamDecl { suffix: recurrent, shape: vec![u, gu], init: InitKind::Orthogonal { rows: u, cols: gu }, trainable: true },
-        ];
-        if self.use_bias {
-            let (shape, init) = match self.cell {
-                CellKind::Gru => (vec![2, gu], InitKind::Zeros),
-                CellKind::Lstm if self.unit_forget_bias => (vec![gu], InitKind::ForgetBias { units: u }),
-                _ => (vec![gu], InitKind::Zeros),
-            };
-            p.push(ParamDecl { suffix: bias, shape, init, trainable: true });
-        }
-        p
+        self.param_decls(fin, names)
     }
 
     fn scratch(&self, inputs: &[Shape], _output: &Shape) -> Vec<usize> {
@@ -386,11 +425,7 @@ impl LayerDef for Recurrent {
             })
         };
         let (dh_out, dc_out) = (res(1), res(2));
-        let (gw, gr) = (cx.g(0), cx.g(1));
-        let gb = super::some_if(self.use_bias, {
-            let g = cx.g(2);
-            quote!(&mut #g[..])
-        });
+        let grads = self.grads_at(cx, 0);
         let mut states = TokenStream::new();
         for (i, part) in [(1usize, quote!(0)), (2, quote!(1))] {
             if cx.inputs.len() > i && cx.needs_grad(i) {
@@ -403,7 +438,7 @@ impl LayerDef for Recurrent {
             let mut __work = ::core::mem::take(&mut __ws.scratch[#w]);
             __cfg.backward(
                 #x, #weights, #kept, &mut __work[..__b * #wn], &__dy[..], #dh_out, #dc_out, #dx,
-                ::modelc::__private::kernels::recurrent::WeightGrads { w: &mut #gw[..], r: &mut #gr[..], b: #gb },
+                #grads,
             );
             #states
             __ws.scratch[#w] = __work;
