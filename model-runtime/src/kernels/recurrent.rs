@@ -4,7 +4,7 @@
 //! Shapes: the input `x` is batch×steps×input; the kernel `w` is input×(G·units) and the recurrent
 //! kernel `r` units×(G·units), G the gate count (1, 4 for LSTM's i, f, c, o, 3 for GRU's z, r, h).
 //! The input projections of all steps are one GEMM; each step is one GEMM of the previous state by
-//! `r`. Forward keeps, in the caller's scratch ([`Scratch`]), what backward needs: the
+//! `r`. Forward keeps, in the caller's scratch (one buffer of [`Rnn::scratch_len`] per sample), what backward needs: the
 //! pre-activations and activations of every gate, and every state, time-major so each step's block
 //! is contiguous. Backward is one GEMM per step (the state's gradient through `r`) and three GEMMs for
 //! all steps (the gradients of `w`, `r` and `x`). Nothing allocates.
