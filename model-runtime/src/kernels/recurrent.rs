@@ -252,20 +252,20 @@ impl Rnn {
                         zrow[..2 * u].iter_mut().zip(&xrow[..2 * u]).for_each(|(z, &xv)| *z += xv);
                         let hr = &mut s.c[(st * rows + b) * u..][..u];
                         hr.copy_from_slice(&zrow[2 * u..]);
-                        activation::forward(self.rec_act, &zrow[..2 * u], &mut arow[..2 * u], u);
+                        gate_forward(self.rec_act, &zrow[..2 * u], &mut arow[..2 * u], u);
                         for j in 0..u {
                             zrow[2 * u + j] = xrow[2 * u + j] + arow[u + j] * hr[j];
                         }
-                        activation::forward(self.act, &zrow[2 * u..], &mut arow[2 * u..], u);
+                        gate_forward(self.act, &zrow[2 * u..], &mut arow[2 * u..], u);
                         continue;
                     }
                 }
                 match self.cell {
-                    Cell::Simple => activation::forward(self.act, zrow, arow, u),
+                    Cell::Simple => gate_forward(self.act, zrow, arow, u),
                     _ => {
-                        activation::forward(self.rec_act, &zrow[..2 * u], &mut arow[..2 * u], u);
-                        activation::forward(self.act, &zrow[2 * u..3 * u], &mut arow[2 * u..3 * u], u);
-                        activation::forward(self.rec_act, &zrow[3 * u..], &mut arow[3 * u..], u);
+                        gate_forward(self.rec_act, &zrow[..2 * u], &mut arow[..2 * u], u);
+                        gate_forward(self.act, &zrow[2 * u..3 * u], &mut arow[2 * u..3 * u], u);
+                        gate_forward(self.rec_act, &zrow[3 * u..], &mut arow[3 * u..], u);
                     }
                 }
             }
@@ -291,7 +291,7 @@ impl Rnn {
                         }
                     }
                     let ac = &mut s.ac[st * step_len..][..step_len];
-                    activation::forward(self.act, c_new, ac, u);
+                    gate_forward(self.act, c_new, ac, u);
                     for b in 0..rows {
                         for j in 0..u {
                             let k = b * u + j;
@@ -457,6 +457,63 @@ impl Rnn {
     }
 }
 
+/// y = act(x) for the gates: sigmoid and tanh through [`exp_fast`] in loops the compiler vectorizes
+/// (compiled for AVX2 + FMA where the CPU has them), other activations through [`activation::forward`].
+fn gate_forward(act: Activation, x: &[f32], y: &mut [f32], cols: usize) {
+    match act {
+        Activation::Sigmoid | Activation::Tanh => {
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA.
+                return unsafe { gates_avx2(act == Activation::Tanh, x, y) };
+            }
+            gates(act == Activation::Tanh, x, y)
+        }
+        _ => activation::forward(act, x, y, cols),
+    }
+}
+
+/// [`gates`] compiled for AVX2 + FMA. Safety: the CPU must have both.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gates_avx2(tanh: bool, x: &[f32], y: &mut [f32]) {
+    gates(tanh, x, y)
+}
+
+/// Sigmoid, or tanh(x) = 2·sigmoid(2x) − 1, element-wise.
+#[inline(always)]
+fn gates(tanh: bool, x: &[f32], y: &mut [f32]) {
+    if tanh {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = 2.0 / (1.0 + exp_fast(-2.0 * v)) - 1.0;
+        }
+    } else {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = 1.0 / (1.0 + exp_fast(-v));
+        }
+    }
+}
+
+/// e^x in f32 to about 2 ulp, branch-free so loops over it vectorize: x = n·ln 2 + r with |r| ≤ ln 2 / 2,
+/// a degree-6 polynomial for e^r, and 2^n put in the exponent bits. Clamped to [-87.3, 88.7]: the
+/// results stay finite and normal (a sigmoid's tail is then 0 or 1 to f32 precision anyway).
+#[inline(always)]
+pub fn exp_fast(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.7);
+    let n = (x * std::f32::consts::LOG2_E).round();
+    let r = n.mul_add(-0.693_145_75, x);
+    let r = n.mul_add(-1.428_606_8e-6, r);
+    let p = 1.0 / 720.0;
+    let p = p * r + 1.0 / 120.0;
+    let p = p * r + 1.0 / 24.0;
+    let p = p * r + 1.0 / 6.0;
+    let p = p * r + 0.5;
+    let p = p * r + 1.0;
+    let p = p * r + 1.0;
+    let bits = ((n as i32 + 127) as u32) << 23;
+    p * f32::from_bits(bits)
+}
+
 /// `dst += src` over `dst`'s length (an initial state's gradient from [`Rnn::state_grads`]).
 pub fn add_into(dst: &mut [f32], src: &[f32]) {
     dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
@@ -467,5 +524,29 @@ fn set_or_zero(dst: &mut [f32], src: Option<&[f32]>) {
     match src {
         Some(s) => dst.copy_from_slice(&s[..dst.len()]),
         None => dst.fill(0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_and_gates_match_the_library_functions() {
+        let mut worst = 0.0f32;
+        for i in -20000..=20000 {
+            let x = i as f32 * 0.004;
+            let (got, want) = (exp_fast(x), x.exp());
+            worst = worst.max(((got - want) / want).abs());
+        }
+        assert!(worst < 4e-7, "exp relative error {worst}");
+        let xs: Vec<f32> = (-400..=400).map(|i| i as f32 * 0.05).collect();
+        let (mut s, mut t) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
+        gate_forward(Activation::Sigmoid, &xs, &mut s, 1);
+        gate_forward(Activation::Tanh, &xs, &mut t, 1);
+        for ((&x, &sv), &tv) in xs.iter().zip(&s).zip(&t) {
+            assert!((sv - 1.0 / (1.0 + (-x).exp())).abs() < 3e-7, "sigmoid({x})");
+            assert!((tv - x.tanh()).abs() < 6e-7, "tanh({x}): {tv} vs {}", x.tanh());
+        }
     }
 }
