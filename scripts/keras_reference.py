@@ -291,7 +291,8 @@ def export(name, build, seed):
         fixture[f"output/{k}"] = np.asarray(v, dtype=np.float32)
 
     trainable = [w.value for w in model.trainable_weights]
-    non_trainable = [w.value for w in model.non_trainable_weights]
+    # Every non-trainable variable, not only weights: a recurrent layer also holds its seed generator's state.
+    non_trainable = [w.value for w in model.non_trainable_variables]
 
     def total_loss(tv):
         out, _ = model.stateless_call(tv, non_trainable, inputs, training=True)

@@ -28,6 +28,44 @@ model! {
     }
 }
 
+model! {
+    /// An encoder-decoder of every recurrent cell: several results, initial states, backward through time.
+    struct Recurrent {
+        input src: [7, 4];
+        input tgt: [5, 3];
+        let (enc, h, c) = LSTM(8, return_sequences = true, return_state = true)(src);
+        let dec = LSTM(8, go_backwards = true)(tgt, initial_state = [h, c]);
+        let (g, hg) = GRU(6, return_state = true)(enc);
+        output y = Dense(2)(Concatenate()([dec, g, hg, SimpleRNN(3)(enc)]));
+    }
+}
+
+#[test]
+fn recurrent_train_steps_and_predictions_allocate_nothing_after_warm_up() {
+    let mut rng = Rng::new(4);
+    let src = modelc::ndarray::Array3::from_shape_fn((16, 7, 4), |_| rng.uniform(-1.0, 1.0));
+    let tgt = modelc::ndarray::Array3::from_shape_fn((16, 5, 3), |_| rng.uniform(-1.0, 1.0));
+    let y = Array2::from_shape_fn((16, 2), |(i, k)| src[[i, 0, k]]);
+    let inputs = RecurrentInputs { src: src.view(), tgt: tgt.view() };
+    let targets = RecurrentTargets { y: y.view() };
+    let mut model = Recurrent::new(3);
+    let mut out = model.predict(&inputs).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            model.predict_into(&inputs, &mut out).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 10 steady-state predictions");
+    let mut trainer = model.compile(Adam::default(), RecurrentLosses { y: Loss::MeanSquaredError }, &[]);
+    trainer.train_step(&inputs, &targets).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..20 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 20 steady-state training steps");
+}
+
 #[test]
 fn merge_train_steps_allocate_nothing_after_warm_up() {
     let mut rng = Rng::new(2);

@@ -142,6 +142,8 @@ pub enum ArgKind {
     Ident(Ident),
     /// `(3, 3)` or `[3, 3]`.
     Tuple(Vec<ArgValue>),
+    /// A layer constructor given to a wrapper layer: `Bidirectional(LSTM(32))`.
+    Layer(Box<Ctor>),
 }
 
 /// `let pat = expr;`
@@ -189,10 +191,21 @@ pub struct ListExpr {
 pub struct CallExpr {
     /// What is called.
     pub callee: Callee,
-    /// The single argument: a tensor, a list of tensors or a nested call.
+    /// The positional argument: a tensor, a list of tensors or a nested call.
     pub arg: Box<Expr>,
+    /// Keyword tensor arguments after it, in source order: `initial_state = [h, c]`.
+    pub kwargs: Vec<KwArg>,
     /// Span of the argument's parentheses.
     pub paren_span: Span,
+}
+
+/// `key = expr` in a layer call: a tensor (or a list of tensors) passed by keyword.
+#[derive(Debug, Clone)]
+pub struct KwArg {
+    /// The keyword.
+    pub key: Ident,
+    /// The tensor or list of tensors.
+    pub value: Expr,
 }
 
 /// The layer being called.

@@ -130,6 +130,8 @@ fn init_tokens(i: InitKind) -> TokenStream {
         InitKind::Uniform(limit) => quote!(#p::Uniform { limit: #limit }),
         InitKind::Zeros => quote!(#p::Zeros),
         InitKind::Ones => quote!(#p::Ones),
+        InitKind::Orthogonal { rows, cols } => quote!(#p::Orthogonal { rows: #rows, cols: #cols }),
+        InitKind::ForgetBias { units } => quote!(#p::ForgetBias { units: #units }),
     }
 }
 
@@ -684,20 +686,40 @@ fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate
         let params = bind_params(plan, step.layer.0);
         let body = kind.forward(&cx);
         let doc = step_comment(plan, step);
+        let (take, bind, put) = extra_results(&cx.extra, quote!(values), "__y");
         out.extend(quote! {
             {
                 let _ = #doc;
                 let mut __yv = ::core::mem::take(&mut __ws.values[#y]);
+                #take
                 {
                     let __y = &mut __yv[..__b * #n];
+                    #bind
                     #params
                     #body
                 }
                 __ws.values[#y] = __yv;
+                #put
             }
         });
     }
     out
+}
+
+// The further results of a multi-result step (`return_state = true`): take each one's buffer out of
+// `__ws.<field>` (`values` in forward, `grads` in backward), bind `<prefix>1, <prefix>2, ...` to exactly
+// their part of it, and put the buffers back after the layer's code.
+fn extra_results(extra: &[crate::layers::Operand], field: TokenStream, prefix: &str) -> (TokenStream, TokenStream, TokenStream) {
+    let (mut take, mut bind, mut put) = (TokenStream::new(), TokenStream::new(), TokenStream::new());
+    for (i, r) in extra.iter().enumerate() {
+        let (buf, n) = (r.buf, r.shape.numel());
+        let holder = quote::format_ident!("{}v{}", prefix, i + 1);
+        let name = quote::format_ident!("{}{}", prefix, i + 1);
+        take.extend(quote!(let mut #holder = ::core::mem::take(&mut __ws.#field[#buf]);));
+        bind.extend(quote!(let #name = &mut #holder[..__b * #n];));
+        put.extend(quote!(__ws.#field[#buf] = #holder;));
+    }
+    (take, bind, put)
 }
 
 // Reverse order: take the output's gradient, bind parameters and their gradients, accumulate into operands.
@@ -715,14 +737,20 @@ fn backward_body(plan: &Plan) -> TokenStream {
         let grads = bind_grads(plan, step.layer.0);
         let body = kind.backward(&cx);
         let doc = step_comment(plan, step);
+        let (take, bind, put) = extra_results(&cx.extra, quote!(grads), "__dy");
         out.extend(quote! {
             {
                 let _ = #doc;
                 let mut __dy = ::core::mem::take(&mut __ws.grads[#y]);
-                #params
-                #grads
-                #body
+                #take
+                {
+                    #bind
+                    #params
+                    #grads
+                    #body
+                }
                 __ws.grads[#y] = __dy;
+                #put
             }
         });
     }

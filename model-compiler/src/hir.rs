@@ -102,16 +102,41 @@ pub struct Layer {
 pub struct Call {
     /// The layer applied.
     pub layer: LayerId,
-    /// The operands, in order.
+    /// The operands, in order: the positional ones, then each keyword's (`initial_state = [h, c]`).
     pub inputs: Vec<ValueId>,
     /// Span of each operand (for messages that blame one operand).
     pub input_spans: Vec<Span>,
-    /// Whether the operands were written as a list `[a, b]`.
+    /// Whether the positional operands were written as a list `[a, b]`.
     pub list: bool,
-    /// The value produced.
+    /// How many of `inputs` are positional; the rest belong to `keywords`.
+    pub positional: usize,
+    /// The keyword tensor arguments, each naming a range of `inputs`.
+    pub keywords: Vec<Keyword>,
+    /// The value produced (the layer's first result).
     pub output: ValueId,
+    /// The further results of a layer that returns several tensors (`return_state = true`), in the
+    /// layer's result order; empty for a single result.
+    pub extra: Vec<ValueId>,
     /// Span of the callee (the layer name or constructor): the call's location in messages.
     pub span: Span,
+}
+
+/// A keyword tensor argument of a call: `initial_state = [h, c]`.
+#[derive(Debug, Clone)]
+pub struct Keyword {
+    /// The keyword.
+    pub name: String,
+    /// Its operands within `Call::inputs`.
+    pub operands: std::ops::Range<usize>,
+    /// Span of the keyword.
+    pub span: Span,
+}
+
+impl Call {
+    /// Every value the call produces: its first result, then the others.
+    pub fn results(&self) -> impl Iterator<Item = ValueId> + '_ {
+        std::iter::once(self.output).chain(self.extra.iter().copied())
+    }
 }
 
 /// `output name = ...;`

@@ -104,6 +104,9 @@ impl MemoryPlan {
             op.buf = map(op.buf);
         }
         out.output.buf = map(out.output.buf);
+        for r in &mut out.extra {
+            r.buf = map(r.buf);
+        }
         let slots = self.step_scratch.get(k);
         for (j, s) in out.scratch.iter_mut().enumerate() {
             *s = slots.and_then(|v| v.get(j)).copied().flatten().unwrap_or(usize::MAX);
@@ -132,6 +135,9 @@ pub fn plan(plan: &Plan) -> MemoryPlan {
     for (k, step) in plan.steps.iter().enumerate() {
         let t = k + 1;
         touch(step.cx.output.buf, Some(t), t);
+        for r in &step.cx.extra {
+            touch(r.buf, Some(t), t);
+        }
         for op in &step.cx.inputs {
             touch(op.buf, None, t);
         }

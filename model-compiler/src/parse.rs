@@ -14,8 +14,8 @@
 //!        | 'output' Ident '=' expr ('as' Ident 'target')? ';'
 //! ctor  := path ('(' args ')')?
 //! args  := (arg (',' arg)* ','?)?      arg := (Ident '=')? value
-//! value := '-'? int | '-'? float | 'true' | 'false' | string | Ident | '(' value,* ')' | '[' value,* ']'
-//! expr  := Ident | '[' expr,* ']' | callee '(' expr ')'
+//! value := '-'? int | '-'? float | 'true' | 'false' | string | Ident | Ident '(' args ')' | '(' value,* ')' | '[' value,* ']'
+//! expr  := Ident | '[' expr,* ']' | callee '(' expr (',' Ident '=' expr)* ','? ')'
 //! callee:= Ident                      (a layer instance: `enc(x)`)
 //!        | path '(' args ')'          (an inline constructor: `Dense(16)(x)`)
 //! ```
@@ -36,8 +36,8 @@ use syn::parse::{Parse, ParseBuffer, ParseStream, Parser};
 use syn::{braced, bracketed, parenthesized, token, Attribute, Ident, LitBool, LitFloat, LitInt, LitStr, Token};
 
 use crate::ast::{
-    Arg, ArgKind, ArgValue, Args, CallExpr, Callee, Ctor, Dep, Dim, Expr, File, InputDecl, LayerDecl, LetStmt, ListExpr, Model, OutputStmt,
-    Stmt,
+    Arg, ArgKind, ArgValue, Args, CallExpr, Callee, Ctor, Dep, Dim, Expr, File, InputDecl, KwArg, LayerDecl, LetStmt, ListExpr, Model,
+    OutputStmt, Stmt,
 };
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::suggest::did_you_mean;
@@ -636,6 +636,14 @@ fn parse_value(input: ParseStream, depth: usize) -> syn::Result<ArgValue> {
         }
         return Ok(ArgValue { kind: ArgKind::Str(lit.value()), span: lit.span() });
     }
+    if input.peek(Ident) && input.peek2(token::Paren) {
+        // A layer given to a wrapper, `Bidirectional(LSTM(32))`.
+        let ident: Ident = input.parse()?;
+        let span = ident.span();
+        let args = parse_args(input, depth + 1)?;
+        let ctor = Ctor { path: syn::Path::from(ident), args: Some(args) };
+        return Ok(ArgValue { kind: ArgKind::Layer(Box::new(ctor)), span });
+    }
     if input.peek(Ident) {
         let ident: Ident = input.parse()?;
         let span = ident.span();
@@ -734,8 +742,8 @@ fn parse_expr(input: ParseStream, depth: usize) -> syn::Result<Expr> {
         // Two groups: an inline constructor and its call, `Dense(16)(x)`.
         let args = parse_args(input, depth)?;
         let ctor = Ctor { path, args: Some(args) };
-        let (arg, paren_span) = parse_call_arg(input, depth)?;
-        return Ok(Expr::Call(CallExpr { callee: Callee::Ctor(ctor), arg: Box::new(arg), paren_span }));
+        let (arg, kwargs, paren_span) = parse_call_arg(input, depth)?;
+        return Ok(Expr::Call(CallExpr { callee: Callee::Ctor(ctor), arg: Box::new(arg), kwargs, paren_span }));
     }
     // One group: a call of a declared layer instance, `enc(x)`.
     let Some(name) = single_ident(&path) else {
@@ -749,7 +757,7 @@ fn parse_expr(input: ParseStream, depth: usize) -> syn::Result<Expr> {
         ));
     };
     let looks_like_type = name.to_string().starts_with(|c: char| c.is_ascii_uppercase());
-    let (arg, paren_span) = parse_call_arg(input, depth).map_err(|e| {
+    let (arg, kwargs, paren_span) = parse_call_arg(input, depth).map_err(|e| {
         if looks_like_type {
             // `Dense(16)` alone: the arguments were read as the tensor of an instance call.
             syn::Error::new(
@@ -763,27 +771,45 @@ fn parse_expr(input: ParseStream, depth: usize) -> syn::Result<Expr> {
             e
         }
     })?;
-    Ok(Expr::Call(CallExpr { callee: Callee::Instance(name), arg: Box::new(arg), paren_span }))
+    Ok(Expr::Call(CallExpr { callee: Callee::Instance(name), arg: Box::new(arg), kwargs, paren_span }))
 }
 
-/// `'(' expr ')'`: the single argument of a layer call `depth` levels deep, and the span of its parentheses.
-fn parse_call_arg(input: ParseStream, depth: usize) -> syn::Result<(Expr, Span)> {
+/// `'(' expr (',' Ident '=' expr)* ','? ')'`: the tensor a layer is called on `depth` levels deep, its
+/// keyword tensor arguments (`initial_state = [h, c]`), and the span of its parentheses.
+fn parse_call_arg(input: ParseStream, depth: usize) -> syn::Result<(Expr, Vec<KwArg>, Span)> {
     let content;
     let paren = parenthesized!(content in input);
-    let arg = within(&content, |c| {
+    let (arg, kwargs) = within(&content, |c| {
         if c.is_empty() {
             return Err(c.error("expected the tensor to call the layer on, like `(x)` or `([a, b])`"));
         }
         let expr = parse_expr(c, depth + 1)?;
-        if c.peek(Token![,]) {
-            return Err(c.error("a layer is called on one tensor: to pass several, put them in a list, like `([a, b])`"));
+        let mut kwargs = Vec::new();
+        while c.peek(Token![,]) {
+            let ahead = c.fork();
+            ahead.parse::<Token![,]>()?;
+            let keyword = ahead.peek(Ident) && ahead.peek2(Token![=]) && !ahead.peek2(Token![==]);
+            if !keyword && !ahead.is_empty() {
+                return Err(c.error(
+                    "a layer is called on one tensor: to pass several, put them in a list, like `([a, b])`; \
+                     further tensors go by keyword, like `(x, initial_state = [h, c])`",
+                ));
+            }
+            c.parse::<Token![,]>()?;
+            if c.is_empty() {
+                break;
+            }
+            let key: Ident = c.parse()?;
+            c.parse::<Token![=]>()?;
+            let value = parse_expr(c, depth + 1)?;
+            kwargs.push(KwArg { key, value });
         }
         if !c.is_empty() {
             return Err(c.error("expected `)` after the layer's argument"));
         }
-        Ok(expr)
+        Ok((expr, kwargs))
     })?;
-    Ok((arg, paren.span.join()))
+    Ok((arg, kwargs, paren.span.join()))
 }
 
 /// `(item (',' item)* ','?)?` up to the end of `input`, a group's content closed by `close`.
@@ -887,6 +913,7 @@ mod tests {
             ArgKind::Tuple(items) => {
                 format!("({})", items.iter().map(show_value).collect::<Vec<_>>().join(", "))
             }
+            ArgKind::Layer(c) => show_ctor(c),
         }
     }
 
@@ -911,10 +938,13 @@ mod tests {
         match e {
             Expr::Name(n) => n.to_string(),
             Expr::List(l) => format!("[{}]", l.items.iter().map(show_expr).collect::<Vec<_>>().join(", ")),
-            Expr::Call(c) => match &c.callee {
-                Callee::Instance(i) => format!("{i}<inst>({})", show_expr(&c.arg)),
-                Callee::Ctor(ctor) => format!("{}({})", show_ctor(ctor), show_expr(&c.arg)),
-            },
+            Expr::Call(c) => {
+                let kw: String = c.kwargs.iter().map(|k| format!(", {} = {}", k.key, show_expr(&k.value))).collect();
+                match &c.callee {
+                    Callee::Instance(i) => format!("{i}<inst>({}{kw})", show_expr(&c.arg)),
+                    Callee::Ctor(ctor) => format!("{}({}{kw})", show_ctor(ctor), show_expr(&c.arg)),
+                }
+            }
         }
     }
 
@@ -941,6 +971,28 @@ mod tests {
 
     fn show_all(body: &str) -> Vec<String> {
         stmts(body).iter().map(show_stmt).collect()
+    }
+
+    #[test]
+    fn parses_several_results_keyword_tensors_and_wrapped_layers() {
+        let file = parse_ok(
+            "struct S {
+                 input x: [5, 3];
+                 let (y, h, c) = LSTM(4, return_state = true)(x);
+                 let d = LSTM(4)(x, initial_state = [h, c],);
+                 output z = Bidirectional(GRU(2, return_sequences = true), merge_mode = sum)(d, initial_state = [h, enc(c)]);
+             }",
+        );
+        let shown: Vec<String> = file.models[0].stmts.iter().map(show_stmt).collect();
+        assert_eq!(
+            shown,
+            [
+                "input x: [5, 3]",
+                "let (y, h, c) = LSTM(4, return_state = true)(x)",
+                "let d = LSTM(4)(x, initial_state = [h, c])",
+                "output z = Bidirectional(GRU(2, return_sequences = true), merge_mode = sum)(d, initial_state = [h, enc<inst>(c)])",
+            ]
+        );
     }
 
     #[test]

@@ -45,8 +45,12 @@ pub struct Step {
 pub struct StepCx {
     /// Operands.
     pub inputs: Vec<Operand>,
-    /// Result.
+    /// Result (the first).
     pub output: Operand,
+    /// Further results of a layer that returns several tensors.
+    pub extra: Vec<Operand>,
+    /// How many of `inputs` are positional.
+    pub positional: usize,
     /// Scratch buffer indices.
     pub scratch: Vec<usize>,
     /// Per-sample length of each scratch buffer.
@@ -67,6 +71,8 @@ impl StepCx {
         EmitCx {
             inputs: self.inputs.clone(),
             output: self.output.clone(),
+            extra: self.extra.clone(),
+            positional: self.positional,
             n_params,
             scratch: self.scratch.clone(),
             scratch_len: self.scratch_len.clone(),
@@ -194,8 +200,13 @@ pub fn plan(typed: Typed) -> Plan {
     }
     for c in &live {
         if let Some(call) = m.calls.get(c.0) {
-            if let (Some(Some(s)), false) = (typed.shapes.get(call.output.0), parts.contains_key(&call.output)) {
-                assign(call.output, s, &mut buffers);
+            if parts.contains_key(&call.output) {
+                continue;
+            }
+            for v in call.results() {
+                if let Some(Some(s)) = typed.shapes.get(v.0) {
+                    assign(v, s, &mut buffers);
+                }
             }
         }
     }
@@ -244,6 +255,10 @@ pub fn plan(typed: Typed) -> Plan {
             .map(|v| Operand { buf: buf_of(v), shape: shape_of(v), needs_grad: input_of(v).is_none(), input: input_of(v) })
             .collect();
         let output = Operand { buf: buf_of(call.output), shape: shape_of(call.output), needs_grad: true, input: None };
+        let extra: Vec<Operand> =
+            call.extra.iter().map(|&v| Operand { buf: buf_of(v), shape: shape_of(v), needs_grad: true, input: None }).collect();
+        // Concatenation parts expand operands in place, so positional operands are counted after expansion.
+        let positional = call.inputs.iter().take(call.positional).map(|v| parts.get(v).map_or(1, Vec::len)).sum();
         let in_shapes: Vec<Shape> = inputs.iter().map(|o| o.shape.clone()).collect();
         let mut scratch_ids = Vec::new();
         let scratch_len = kind.scratch(&in_shapes, &output.shape);
@@ -260,6 +275,8 @@ pub fn plan(typed: Typed) -> Plan {
             cx: StepCx {
                 inputs,
                 output,
+                extra,
+                positional,
                 scratch: scratch_ids,
                 scratch_len,
                 fused_output,

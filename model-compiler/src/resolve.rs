@@ -5,7 +5,7 @@
 use crate::ast::{self, Callee, Expr, Stmt};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::hir::{self, CallId, DType, LayerId, Producer, ValueId};
-use crate::layers::{self, args::ArgReader};
+use crate::layers::{self, args::ArgReader, LayerDef};
 use crate::suggest::did_you_mean;
 use proc_macro2::{Ident, Span};
 use std::collections::BTreeMap;
@@ -64,6 +64,7 @@ fn resolve_in(model: &ast::Model, file: &ast::File, stack: &[String], diags: &mu
         scope: BTreeMap::new(),
         instances: BTreeMap::new(),
         explicit_names: BTreeMap::new(),
+        unknown_results: std::collections::BTreeSet::new(),
         auto_layers: Vec::new(),
         called: std::collections::BTreeSet::new(),
         no_input_reported: false,
@@ -117,6 +118,9 @@ struct Resolver<'d> {
     no_input_reported: bool,
     /// `name = "..."` given explicitly, with where.
     explicit_names: BTreeMap<String, Span>,
+    /// Results of calls of layers whose arguments were invalid: how many tensors they return is
+    /// unknown, so binding them to several names is no further error.
+    unknown_results: std::collections::BTreeSet<ValueId>,
     /// Layers still needing a Keras default name, with their prefix.
     auto_layers: Vec<(LayerId, String)>,
     /// A cycle of nested models met below this model that starts further out (outermost first).
@@ -142,12 +146,18 @@ impl Resolver<'_> {
                             }
                         }
                         other => {
-                            if let Some(vs) = other {
+                            let unknown = matches!(other.as_deref(), Some([v]) if self.unknown_results.contains(v));
+                            if let (Some(vs), false) = (other, unknown) {
                                 let span = names.first().map(Ident::span).unwrap_or_else(|| l.expr.span());
                                 let what = if vs.len() == 1 { "one tensor".to_string() } else { format!("{} tensors", vs.len()) };
+                                let help = match vs.first().and_then(|v| self.result_names(*v)) {
+                                    Some(r) if r.len() > 1 => format!("bind one name per tensor: `let ({}) = ...;`", r.join(", ")),
+                                    Some(_) => "bind one name: `let y = ...;`".to_string(),
+                                    None => "bind one name per tensor".to_string(),
+                                };
                                 self.diags.push(
                                     Diagnostic::new(span, format!("this expression gives {what}, but {} names are bound", names.len()))
-                                        .help("bind one name per tensor"),
+                                        .help(help),
                                 );
                             }
                             for n in names {
@@ -437,11 +447,26 @@ impl Resolver<'_> {
         for c in calls {
             let inputs: Option<Vec<ValueId>> = c.inputs.iter().map(|v| map.get(v).copied()).collect();
             let (Some(inputs), Some(layer)) = (inputs, layers.get(c.layer.0).copied()) else { return None };
-            let binding = values.get(c.output.0).and_then(|v| v.binding.clone()).map(|b| format!("{prefix}/{b}"));
             let call_id = CallId(self.out.calls.len());
-            let output = self.new_value(binding, c.span, Producer::Call(call_id));
-            self.out.calls.push(hir::Call { layer, inputs, input_spans: c.input_spans.clone(), list: c.list, output, span: c.span });
-            map.insert(c.output, output);
+            let mut results = Vec::new();
+            for r in c.results() {
+                let binding = values.get(r.0).and_then(|v| v.binding.clone()).map(|b| format!("{prefix}/{b}"));
+                let fresh = self.new_value(binding, c.span, Producer::Call(call_id));
+                map.insert(r, fresh);
+                results.push(fresh);
+            }
+            let (&output, extra) = results.split_first()?;
+            self.out.calls.push(hir::Call {
+                layer,
+                inputs,
+                input_spans: c.input_spans.clone(),
+                list: c.list,
+                positional: c.positional,
+                keywords: c.keywords.clone(),
+                output,
+                extra: extra.to_vec(),
+                span: c.span,
+            });
         }
         outputs.iter().map(|v| map.get(v).copied()).collect()
     }
@@ -524,7 +549,10 @@ impl Resolver<'_> {
                 match values.as_slice() {
                     [v] => Some(*v),
                     vs => {
-                        let names: Vec<String> = (0..vs.len()).map(|i| format!("out{i}")).collect();
+                        let names: Vec<String> = match vs.first().and_then(|v| self.result_names(*v)) {
+                            Some(r) if r.len() == vs.len() => r.iter().map(|n| n.to_string()).collect(),
+                            _ => (0..vs.len()).map(|i| format!("out{i}")).collect(),
+                        };
                         self.diags.push(
                             Diagnostic::new(c.callee.span(), format!("this call returns {} tensors", vs.len()))
                                 .help(format!("bind them all: `let ({}) = ...;`", names.join(", "))),
@@ -582,19 +610,114 @@ impl Resolver<'_> {
             other => (vec![self.expr(other)], vec![other.span()], false),
         };
         let span = c.callee.span();
+        let positional = operands.len();
+        let (mut operands, mut spans) = (operands, spans);
+        let keywords = self.keyword_operands(c, instance, &mut operands, &mut spans);
         let layer = match instance {
             Instance::Layer(l) => l,
+            // A nested model takes no keyword (reported): its call is poisoned, not miscounted.
+            Instance::Sub(_) if keywords.is_none() || operands.len() > positional => return None,
             Instance::Sub(k) => return self.call_sub(k, operands, spans, list, span),
             Instance::Poisoned => return None,
         };
         let operands: Option<Vec<ValueId>> = operands.into_iter().collect();
-        let Some(inputs) = operands else {
+        let (Some(inputs), Some(keywords)) = (operands, keywords) else {
             return Some(vec![self.new_value(None, span, Producer::Poisoned)]);
         };
+        let kind = self.out.layers.get(layer.0).and_then(|l| l.kind.as_ref());
+        let n_results = kind.map(|k| k.result_names().len()).unwrap_or(1);
+        let known = kind.is_some();
         let call_id = CallId(self.out.calls.len());
-        let output = self.new_value(None, span, Producer::Call(call_id));
-        self.out.calls.push(hir::Call { layer, inputs, input_spans: spans, list, output, span });
-        Some(vec![output])
+        let results: Vec<ValueId> = (0..n_results.max(1)).map(|_| self.new_value(None, span, Producer::Call(call_id))).collect();
+        let (output, extra) = match results.split_first() {
+            Some((first, rest)) => (*first, rest.to_vec()),
+            None => return None,
+        };
+        if !known {
+            self.unknown_results.insert(output);
+        }
+        self.out.calls.push(hir::Call { layer, inputs, input_spans: spans, list, positional, keywords, output, extra, span });
+        Some(results)
+    }
+
+    /// Resolves the keyword tensor arguments of call `c` (`initial_state = [h, c]`), appending their
+    /// operands to `operands`. Checks each keyword against the layer's [`LayerDef::tensor_keywords`]:
+    /// `None` after an error (reported).
+    fn keyword_operands(
+        &mut self,
+        c: &ast::CallExpr,
+        instance: Instance,
+        operands: &mut Vec<Option<ValueId>>,
+        spans: &mut Vec<Span>,
+    ) -> Option<Vec<hir::Keyword>> {
+        let mut keywords: Vec<hir::Keyword> = Vec::new();
+        let mut ok = true;
+        for kw in &c.kwargs {
+            let name = kw.key.to_string();
+            let start = operands.len();
+            let items: Vec<&Expr> = match &kw.value {
+                Expr::List(l) => l.items.iter().collect(),
+                other => vec![other],
+            };
+            for item in items {
+                operands.push(self.expr(item));
+                spans.push(item.span());
+            }
+            let accepted: &[&str] = match instance {
+                Instance::Layer(l) => match self.out.layers.get(l.0) {
+                    Some(layer) => match &layer.kind {
+                        Some(kind) => kind.tensor_keywords(),
+                        None => continue,
+                    },
+                    None => continue,
+                },
+                Instance::Sub(k) => {
+                    let prefix = self.subs.get(k).map(|s| s.prefix.clone()).unwrap_or_default();
+                    self.diags.push(
+                        Diagnostic::new(kw.key.span(), format!("model `{prefix}` takes no keyword argument `{name}`"))
+                            .help(format!("pass its inputs as a list in input order: `{prefix}([a, b])`")),
+                    );
+                    ok = false;
+                    continue;
+                }
+                Instance::Poisoned => continue,
+            };
+            let (callee, call) = match &c.callee {
+                Callee::Instance(id) => (id.to_string(), format!("{id}(x)")),
+                Callee::Ctor(ctor) => {
+                    let path = crate::parse::path_text(&ctor.path);
+                    let call = format!("{path}(...)(x)");
+                    (path, call)
+                }
+            };
+            if let Some(first) = keywords.iter().find(|k| k.name == name) {
+                self.diags.push(
+                    Diagnostic::new(kw.key.span(), format!("keyword `{name}` is given twice in this call of `{callee}`"))
+                        .note(first.span, "first given here")
+                        .help(format!("give `{name}` once; several tensors go in one list, like `{name} = [h, c]`")),
+                );
+                ok = false;
+            } else if !accepted.contains(&name.as_str()) {
+                let d = Diagnostic::new(kw.key.span(), format!("`{callee}` takes no tensor argument `{name}`"));
+                let d = match (did_you_mean(&name, accepted.iter().copied()), accepted.is_empty()) {
+                    (Some(s), _) => d.help(format!("did you mean `{s}`?")),
+                    (None, true) => d.help(format!("call it on its tensor alone: `{call}`")),
+                    (None, false) => d.help(format!("it takes: {}", layers::args::list(accepted))),
+                };
+                self.diags.push(d);
+                ok = false;
+            }
+            keywords.push(hir::Keyword { name, operands: start..operands.len(), span: kw.key.span() });
+        }
+        ok.then_some(keywords)
+    }
+
+    /// The names of the results of the layer call that produced `v` (`["sequences", "h", "c"]`), when its
+    /// arguments are valid.
+    fn result_names(&self, v: ValueId) -> Option<Vec<&'static str>> {
+        let Producer::Call(c) = self.out.values.get(v.0)?.producer else { return None };
+        let call = self.out.calls.get(c.0)?;
+        self.out.layers.get(call.layer.0)?.kind.as_ref().map(|k| k.result_names())
     }
 
     fn unknown_layer(&mut self, id: &Ident) {

@@ -269,6 +269,15 @@ fn suggested_fixes_work() {
     let inner = "input a: [3, 8]; input b: [5, 8]; output y = Maximum()([a, b]);";
     check_fix(inner, "axis 1 has size 3 vs 5", &["Concatenate(axis = 1)([a, b])"], "Maximum()([a, b])", "Concatenate(axis = 1)([a, b])");
 
+    // A recurrent layer on a vector: a sequence of one feature; an image: its rows as steps.
+    let rnn = "input x: [8]; output y = LSTM(4)(x);";
+    check_fix(rnn, "LSTM needs a sequence", &["Reshape((8, 1))(x)"], "LSTM(4)(x)", "LSTM(4)(Reshape((8, 1))(x))");
+    let rnn_image = "input x: [4, 4, 3]; output y = GRU(4)(x);";
+    check_fix(rnn_image, "GRU needs a sequence", &["Reshape((4, 12))(x)"], "GRU(4)(x)", "GRU(4)(Reshape((4, 12))(x))");
+    // An LSTM given one state: both.
+    let states = "input x: [5, 3]; input h: [4]; input c: [4]; output y = Add()([LSTM(4)(x, initial_state = [h]), c]);";
+    check_fix(states, "takes 2 initial states", &["initial_state = [h, c]"], "initial_state = [h]", "initial_state = [h, c]");
+
     // Conv2D on a vector: a reshape the window accepts.
     let conv64 = "input x: [64]; output y = Conv2D(4, 3)(x);";
     check_fix(conv64, "Conv2D expects an image", &["Reshape((8, 8, 1))(x)"], "Conv2D(4, 3)(x)", "Conv2D(4, 3)(Reshape((8, 8, 1))(x))");

@@ -115,6 +115,17 @@ const SEEDS: &[&str] = &[
         let s = Conv1DTranspose(2, 3, strides = 2, dilation_rate = 1, use_bias = false, activation = tanh)(seq);
         output y = Concatenate()([GlobalAveragePooling1D()(s), GlobalMaxPooling2D()(i)]);
     }",
+    "struct Recurrent {
+        input src: [6, 4];
+        input tgt: [5, 3];
+        let (enc, h, c) = LSTM(8, return_sequences = true, return_state = true)(src);
+        let dec = LSTM(8, go_backwards = true)(tgt, initial_state = [h, c]);
+        let (g, hg) = GRU(4, return_state = true, recurrent_activation = sigmoid)(enc);
+        let s = SimpleRNN(3, activation = relu, use_bias = false)(enc);
+        let (f, b) = Bidirectional(GRU(3, return_sequences = true), merge_mode = none)(enc);
+        let bi = Bidirectional(LSTM(2), merge_mode = ave)(Add()([f, b]));
+        output y = Concatenate()([dec, g, hg, s, bi]);
+    }",
 ];
 
 const IDENTS: &[&str] = &[
@@ -292,6 +303,10 @@ fn each_layers_rank_guess_agrees_with_its_shape_rule() {
                 let ins: Vec<Option<usize>> = call.inputs.iter().map(|v| rank(v.0)).collect();
                 let guess = layer.kind.as_ref().unwrap().output_rank(&ins);
                 assert_eq!(guess, rank(call.output.0), "{} ({}) on ranks {ins:?}", layer.name, layer.keras_type);
+                for (k, v) in call.extra.iter().enumerate() {
+                    let guess = layer.kind.as_ref().unwrap().extra_rank(k + 1, &ins);
+                    assert_eq!(guess, rank(v.0), "result {} of {} ({})", k + 1, layer.name, layer.keras_type);
+                }
             }
         }
     }

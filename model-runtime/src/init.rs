@@ -92,6 +92,35 @@ pub fn fill(init: Init, rng: &mut Rng, out: &mut [f32]) {
         Init::Uniform { limit } => out.iter_mut().for_each(|v| *v = rng.uniform(-limit, limit)),
         Init::Zeros => out.fill(0.0),
         Init::Ones => out.fill(1.0),
+        Init::Orthogonal { rows, cols } => orthogonal(rng, rows, cols, out),
+        Init::ForgetBias { units } => {
+            out.fill(0.0);
+            out.iter_mut().skip(units).take(units).for_each(|v| *v = 1.0);
+        }
+    }
+}
+
+/// Keras' `Orthogonal`: a `rows`×`cols` matrix (row-major, into `out`) whose columns (rows ≥ cols) or
+/// rows (rows < cols) are orthonormal: the Q of a normal matrix's QR decomposition with R's diagonal
+/// made positive, which is what modified Gram-Schmidt gives. Allocates nothing: the vectors are
+/// orthonormalized where they lie in `out`.
+fn orthogonal(rng: &mut Rng, rows: usize, cols: usize, out: &mut [f32]) {
+    let out = &mut out[..rows * cols];
+    out.iter_mut().for_each(|v| *v = rng.normal());
+    // Vectors to orthonormalize: the columns (stride `cols`) when tall, else the rows (stride 1).
+    let (count, len) = if rows >= cols { (cols, rows) } else { (rows, cols) };
+    let at = |vec: usize, i: usize| if rows >= cols { i * cols + vec } else { vec * cols + i };
+    for v in 0..count {
+        for u in 0..v {
+            let dot: f64 = (0..len).map(|i| f64::from(out[at(u, i)]) * f64::from(out[at(v, i)])).sum();
+            for i in 0..len {
+                out[at(v, i)] -= (dot as f32) * out[at(u, i)];
+            }
+        }
+        let norm = (0..len).map(|i| f64::from(out[at(v, i)]).powi(2)).sum::<f64>().sqrt().max(1e-30) as f32;
+        for i in 0..len {
+            out[at(v, i)] /= norm;
+        }
     }
 }
 
@@ -263,5 +292,29 @@ mod tests {
         assert!((var - 1.0 / 12.0).abs() < 0.003, "var {var}");
         let kept = v.iter().filter(|&&x| x < 0.3).count() as f64 / v.len() as f64;
         assert!((kept - 0.3).abs() < 0.01, "fraction below 0.3: {kept}");
+    }
+
+    #[test]
+    fn orthogonal_init_gives_orthonormal_columns_or_rows() {
+        for (rows, cols) in [(6, 6), (8, 3), (4, 12)] {
+            let mut out = vec![0.0f32; rows * cols];
+            fill(Init::Orthogonal { rows, cols }, &mut Rng::new(3), &mut out);
+            let (count, len) = if rows >= cols { (cols, rows) } else { (rows, cols) };
+            let at = |v: usize, i: usize| if rows >= cols { out[i * cols + v] } else { out[v * cols + i] };
+            for a in 0..count {
+                for b in 0..count {
+                    let dot: f32 = (0..len).map(|i| at(a, i) * at(b, i)).sum();
+                    let want = if a == b { 1.0 } else { 0.0 };
+                    assert!((dot - want).abs() < 1e-4, "{rows}x{cols}: <{a},{b}> = {dot}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn forget_bias_sets_the_second_block_only() {
+        let mut out = vec![7.0f32; 12];
+        fill(Init::ForgetBias { units: 3 }, &mut Rng::new(1), &mut out);
+        assert_eq!(out, [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
     }
 }

@@ -76,6 +76,20 @@ pub enum Init {
     Zeros,
     /// All ones (`gamma`, moving variances).
     Ones,
+    /// Keras' `Orthogonal` (gain 1) for a `rows`×`cols` matrix: orthonormal columns when rows ≥ cols,
+    /// orthonormal rows otherwise (the recurrent kernels' default).
+    Orthogonal {
+        /// Rows of the matrix.
+        rows: usize,
+        /// Columns of the matrix.
+        cols: usize,
+    },
+    /// An LSTM bias with `unit_forget_bias`: zeros, except ones on the forget gate's block (the second
+    /// of four blocks of `units`).
+    ForgetBias {
+        /// Units of the LSTM.
+        units: usize,
+    },
 }
 
 /// One named parameter tensor of a model, stored at `offset` in the model's flat `f32` buffer.

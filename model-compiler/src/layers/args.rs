@@ -294,6 +294,17 @@ impl<'a> ArgReader<'a> {
         self.error(Diagnostic::new(v.span, format!("`{name}` of {kind} must be {expected}, got {}", describe(&v.kind))));
     }
 
+    /// Reads the arguments of a layer `ctor` given to this one (`Bidirectional(LSTM(32))`) as a `kind`
+    /// constructor with `read`; its problems count as this constructor's.
+    pub fn nested<T>(&mut self, kind: &'static str, ctor: &crate::ast::Ctor, read: impl FnOnce(&mut ArgReader<'_>) -> T) -> T {
+        let mut inner = ArgReader::new(kind, ctor.span(), ctor.args.as_ref(), self.diags);
+        let out = read(&mut inner);
+        if !inner.finish() {
+            self.errors += 1;
+        }
+        out
+    }
+
     /// Reports every argument no getter asked for (unknown keywords with a suggestion, extra positionals).
     pub fn finish(mut self) -> bool {
         let kind = self.kind;
@@ -361,5 +372,6 @@ pub fn describe(kind: &ArgKind) -> String {
         ArgKind::Str(s) => format!("the string {s:?}"),
         ArgKind::Ident(id) => format!("`{id}`"),
         ArgKind::Tuple(items) => format!("a tuple of {} values", items.len()),
+        ArgKind::Layer(c) => format!("the layer `{}(...)`", crate::parse::path_text(&c.path)),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod args;
+pub mod bidirectional;
 pub mod concatenate;
 pub mod conv;
 pub mod conv_transpose;
@@ -17,6 +18,7 @@ pub mod merge;
 pub mod normalization;
 pub mod padding;
 pub mod pooling;
+pub mod recurrent;
 pub mod rescaling;
 pub mod reshape;
 pub mod softmax;
@@ -61,6 +63,18 @@ pub enum InitKind {
     Zeros,
     /// Ones.
     Ones,
+    /// Keras' `Orthogonal` for a rows×cols matrix (recurrent kernels).
+    Orthogonal {
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+    },
+    /// Zeros with ones on the forget gate's block of an LSTM bias (`unit_forget_bias`).
+    ForgetBias {
+        /// Units.
+        units: usize,
+    },
 }
 
 /// A parameter tensor a layer owns once it is built on its input shapes.
@@ -88,9 +102,17 @@ pub struct InferCx<'a> {
     pub spans: &'a [Span],
     /// Span of the callee.
     pub span: Span,
+    /// The keyword tensor arguments, each naming a range of `inputs` (`initial_state = [h, c]`);
+    /// only keywords of [`LayerDef::tensor_keywords`] get here.
+    pub keywords: &'a [crate::hir::Keyword],
 }
 
 impl InferCx<'_> {
+    /// The operands passed by keyword `name`, when given.
+    pub fn keyword(&self, name: &str) -> Option<&crate::hir::Keyword> {
+        self.keywords.iter().find(|k| k.name == name)
+    }
+
     /// "`left` (None, 8)" for operand `i`.
     pub fn describe(&self, i: usize) -> String {
         match (self.names.get(i), self.inputs.get(i)) {
@@ -125,8 +147,13 @@ pub struct Operand {
 pub struct EmitCx {
     /// Operands.
     pub inputs: Vec<Operand>,
-    /// Result.
+    /// Result (the first, for a layer that returns several).
     pub output: Operand,
+    /// The further results of a layer that returns several tensors, bound as `__y1, __y2, ...` in
+    /// forward and their gradients as `__dy1, __dy2, ...` in backward (exactly their lengths).
+    pub extra: Vec<Operand>,
+    /// How many of `inputs` are positional; the rest were passed by keyword.
+    pub positional: usize,
     /// Number of parameters of the layer.
     pub n_params: usize,
     /// Scratch buffer indices.
@@ -190,6 +217,24 @@ impl EmitCx {
     /// How backward writes the layer's parameter gradients.
     pub fn params_write(&self) -> TokenStream {
         grad_write(self.params_set)
+    }
+
+    /// `__y{k}` (forward) for result `k >= 1`: `&mut [f32]`, exactly the result.
+    pub fn y_extra(&self, k: usize) -> TokenStream {
+        let id = quote::format_ident!("__y{}", k);
+        quote!(#id)
+    }
+
+    /// `__dy{k}` (backward) for result `k >= 1`: `&mut [f32]`, its gradient (may be overwritten).
+    pub fn dy_extra(&self, k: usize) -> TokenStream {
+        let id = quote::format_ident!("__dy{}", k);
+        quote!(#id)
+    }
+
+    /// Result `k >= 1`'s values (in backward).
+    pub fn y_extra_ref(&self, k: usize) -> TokenStream {
+        let (buf, n) = self.extra.get(k.wrapping_sub(1)).map(|o| (o.buf, o.shape.numel())).unwrap_or((0, 0));
+        quote!(&__ws.values[#buf][..__b * #n])
     }
 
     /// Whether operand `i` needs a gradient.
@@ -283,6 +328,24 @@ pub trait LayerDef {
     fn output_rank(&self, inputs: &[Option<usize>]) -> Option<usize> {
         same_rank(inputs)
     }
+    /// The per-sample rank of result `k >= 1` of a layer that returns several tensors, for the stub of a
+    /// failed model (as `output_rank` for the first result).
+    fn extra_rank(&self, _k: usize, _inputs: &[Option<usize>]) -> Option<usize> {
+        None
+    }
+    /// The names of the tensors a call returns, in order (`["sequences", "h", "c"]`): one name for a
+    /// single result. A call binds exactly this many names (`let (seq, h, c) = LSTM(..)(x);`).
+    fn result_names(&self) -> Vec<&'static str> {
+        vec!["y"]
+    }
+    /// Shapes of results `1..` (the first is `infer`'s), called once `infer` succeeded on `cx`.
+    fn extra_shapes(&self, _cx: &InferCx<'_>, _output: &Shape) -> Vec<Shape> {
+        Vec::new()
+    }
+    /// The keywords under which the layer takes further tensors in a call (`initial_state`).
+    fn tensor_keywords(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Parameters once built on these input shapes, in Keras' weight order.
     fn params(&self, _inputs: &[Shape]) -> Vec<ParamDecl> {
         Vec::new()
@@ -369,6 +432,11 @@ pub enum LayerKind {
     /// `Conv1DTranspose` / `Conv2DTranspose(filters, kernel_size, strides, padding, output_padding,
     /// dilation_rate, activation, use_bias)`.
     ConvTranspose(conv_transpose::ConvTranspose),
+    /// `SimpleRNN` / `LSTM` / `GRU(units, activation, recurrent_activation, use_bias, return_sequences,
+    /// return_state, go_backwards, unit_forget_bias, reset_after)`.
+    Recurrent(recurrent::Recurrent),
+    /// `Bidirectional(layer, merge_mode = concat)` around a recurrent layer.
+    Bidirectional(bidirectional::Bidirectional),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -411,6 +479,10 @@ pub const KINDS: &[&str] = &[
     "DepthwiseConv2D",
     "Conv1DTranspose",
     "Conv2DTranspose",
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
+    "Bidirectional",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -455,6 +527,10 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "DepthwiseConv2D" => depthwise::Depthwise::parse(r, 2).map(LayerKind::Depthwise),
         "Conv1DTranspose" => conv_transpose::ConvTranspose::parse(r, 1).map(LayerKind::ConvTranspose),
         "Conv2DTranspose" => conv_transpose::ConvTranspose::parse(r, 2).map(LayerKind::ConvTranspose),
+        "SimpleRNN" => recurrent::Recurrent::parse(r, recurrent::CellKind::Simple).map(LayerKind::Recurrent),
+        "LSTM" => recurrent::Recurrent::parse(r, recurrent::CellKind::Lstm).map(LayerKind::Recurrent),
+        "GRU" => recurrent::Recurrent::parse(r, recurrent::CellKind::Gru).map(LayerKind::Recurrent),
+        "Bidirectional" => bidirectional::Bidirectional::parse(r).map(LayerKind::Bidirectional),
         _ => return None,
     })
 }
@@ -507,6 +583,8 @@ macro_rules! dispatch {
             LayerKind::Rescaling($l) => $e,
             LayerKind::Depthwise($l) => $e,
             LayerKind::ConvTranspose($l) => $e,
+            LayerKind::Recurrent($l) => $e,
+            LayerKind::Bidirectional($l) => $e,
         }
     };
 }
@@ -520,6 +598,18 @@ impl LayerDef for LayerKind {
     }
     fn output_rank(&self, inputs: &[Option<usize>]) -> Option<usize> {
         dispatch!(self, l => l.output_rank(inputs))
+    }
+    fn extra_rank(&self, k: usize, inputs: &[Option<usize>]) -> Option<usize> {
+        dispatch!(self, l => l.extra_rank(k, inputs))
+    }
+    fn result_names(&self) -> Vec<&'static str> {
+        dispatch!(self, l => l.result_names())
+    }
+    fn extra_shapes(&self, cx: &InferCx<'_>, output: &Shape) -> Vec<Shape> {
+        dispatch!(self, l => l.extra_shapes(cx, output))
+    }
+    fn tensor_keywords(&self) -> &'static [&'static str] {
+        dispatch!(self, l => l.tensor_keywords())
     }
     fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
         dispatch!(self, l => l.params(inputs))

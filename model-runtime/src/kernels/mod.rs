@@ -1,6 +1,7 @@
 //! Kernels over flat row-major `f32` slices: each op's forward next to its backward.
 
 pub mod activation;
+pub mod bidirectional;
 pub mod concat;
 pub mod conv;
 pub mod conv_transpose;
@@ -15,6 +16,7 @@ pub mod merge;
 pub mod norm;
 pub mod pad;
 pub mod pool;
+pub mod recurrent;
 pub mod rescale;
 pub mod reshape;
 pub mod upsample;
