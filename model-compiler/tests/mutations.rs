@@ -115,6 +115,14 @@ const SEEDS: &[&str] = &[
         let s = Conv1DTranspose(2, 3, strides = 2, dilation_rate = 1, use_bias = false, activation = tanh)(seq);
         output y = Concatenate()([GlobalAveragePooling1D()(s), GlobalMaxPooling2D()(i)]);
     }",
+    "pub struct SeqGlue {
+        input v: [6];
+        input image: [4, 3, 2];
+        let s = RepeatVector(n = 5)(Dense(4)(v));
+        let t = Permute((2, 1))(s);
+        let i = Permute(dims = (3, 1, 2))(image);
+        output y = Concatenate()([GlobalAveragePooling1D()(t), Flatten()(i)]);
+    }",
 ];
 
 const IDENTS: &[&str] = &[
@@ -141,6 +149,9 @@ const IDENTS: &[&str] = &[
     "MaxPooling2D",
     "GlobalAveragePooling1D",
     "Reshape",
+    "RepeatVector",
+    "Permute",
+    "dims",
     "Flatten",
     "padding",
     "same",

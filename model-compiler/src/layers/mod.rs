@@ -16,7 +16,9 @@ pub mod global_pooling;
 pub mod merge;
 pub mod normalization;
 pub mod padding;
+pub mod permute;
 pub mod pooling;
+pub mod repeat_vector;
 pub mod rescaling;
 pub mod reshape;
 pub mod softmax;
@@ -369,6 +371,10 @@ pub enum LayerKind {
     /// `Conv1DTranspose` / `Conv2DTranspose(filters, kernel_size, strides, padding, output_padding,
     /// dilation_rate, activation, use_bias)`.
     ConvTranspose(conv_transpose::ConvTranspose),
+    /// `RepeatVector(n)`.
+    RepeatVector(repeat_vector::RepeatVector),
+    /// `Permute(dims)`.
+    Permute(permute::Permute),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -411,6 +417,8 @@ pub const KINDS: &[&str] = &[
     "DepthwiseConv2D",
     "Conv1DTranspose",
     "Conv2DTranspose",
+    "RepeatVector",
+    "Permute",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -455,6 +463,8 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "DepthwiseConv2D" => depthwise::Depthwise::parse(r, 2).map(LayerKind::Depthwise),
         "Conv1DTranspose" => conv_transpose::ConvTranspose::parse(r, 1).map(LayerKind::ConvTranspose),
         "Conv2DTranspose" => conv_transpose::ConvTranspose::parse(r, 2).map(LayerKind::ConvTranspose),
+        "RepeatVector" => repeat_vector::RepeatVector::parse(r).map(LayerKind::RepeatVector),
+        "Permute" => permute::Permute::parse(r).map(LayerKind::Permute),
         _ => return None,
     })
 }
@@ -507,6 +517,8 @@ macro_rules! dispatch {
             LayerKind::Rescaling($l) => $e,
             LayerKind::Depthwise($l) => $e,
             LayerKind::ConvTranspose($l) => $e,
+            LayerKind::RepeatVector($l) => $e,
+            LayerKind::Permute($l) => $e,
         }
     };
 }
