@@ -2,7 +2,8 @@
 """Keras reference fixtures for the sequence glue of issue #17 (tests/seq_parity.rs).
 
 `seq_glue`: RepeatVector and Permute (rank 3 and rank 4) between Dense layers on vectors and sequences,
-Conv2D and pooling. Writes tests/fixtures/<name>.safetensors in the format of scripts/keras_reference.py
+Conv2D and pooling. `time_distributed`: TimeDistributed around Conv2D, MaxPooling2D, Flatten and Dense, with
+a per-step loss. Writes tests/fixtures/<name>.safetensors in the format of scripts/keras_reference.py
 (param/, input/, target/, output/, loss, grad/, adam3/), using its `export`.
 
 Run from the repository root:
@@ -42,7 +43,23 @@ def seq_glue():
     return model, {"y": keras.losses.MeanSquaredError(), "z": keras.losses.BinaryCrossentropy()}
 
 
-MODELS = {"seq_glue": seq_glue}
+def time_distributed():
+    """Frames through TimeDistributed Conv2D, MaxPooling2D, Flatten and Dense, with a per-step softmax head
+    trained with a per-step categorical cross-entropy; and TimeDistributed(Dense) on a sequence, pooled."""
+    frames = keras.Input(shape=(4, 6, 6, 2), name="frames")
+    seq = keras.Input(shape=(5, 3), name="seq")
+    x = layers.TimeDistributed(layers.Conv2D(3, 3, activation="tanh", name="conv2d"), name="time_distributed")(frames)
+    x = layers.TimeDistributed(layers.MaxPooling2D(name="max_pooling2d"), name="time_distributed_1")(x)
+    x = layers.TimeDistributed(layers.Flatten(name="flatten"), name="time_distributed_2")(x)
+    x = layers.TimeDistributed(layers.Dense(5, activation="tanh", name="dense"), name="time_distributed_3")(x)
+    probs = layers.TimeDistributed(layers.Dense(3, activation="softmax", name="dense_1"), name="time_distributed_4")(x)
+    s = layers.TimeDistributed(layers.Dense(4, activation="tanh", name="dense_2"), name="time_distributed_5")(seq)
+    aux = layers.Dense(2, name="dense_3")(layers.GlobalAveragePooling1D(name="global_average_pooling1d")(s))
+    model = keras.Model([frames, seq], {"probs": probs, "aux": aux})
+    return model, {"probs": keras.losses.CategoricalCrossentropy(), "aux": keras.losses.MeanSquaredError()}
+
+
+MODELS = {"seq_glue": seq_glue, "time_distributed": time_distributed}
 
 if __name__ == "__main__":
     wanted = set(sys.argv[1:])

@@ -183,3 +183,77 @@ fn repeat_vector_and_permute_match_keras() {
     drop(trainer);
     assert_adam3(&model, &fx);
 }
+
+model! {
+    /// scripts/keras_seq.py, `time_distributed`: the wrapped layers take Keras' default names first.
+    struct Frames {
+        input frames: [4, 6, 6, 2];
+        input seq: [5, 3];
+        let x = TimeDistributed(Conv2D(3, 3, activation = tanh))(frames);
+        let x = TimeDistributed(MaxPooling2D())(x);
+        let x = TimeDistributed(Flatten())(x);
+        let x = TimeDistributed(Dense(5, activation = tanh))(x);
+        output probs = TimeDistributed(Dense(3, activation = softmax))(x);
+        let s = TimeDistributed(Dense(4, activation = tanh))(seq);
+        output aux = Dense(2)(GlobalAveragePooling1D()(s));
+    }
+}
+
+#[test]
+fn time_distributed_matches_keras_with_keras_weight_names() {
+    let names: Vec<&str> = Frames::PARAMS.iter().map(|s| s.name).collect();
+    assert!(names.contains(&"time_distributed/conv2d/kernel") && names.contains(&"time_distributed_4/dense_1/bias"), "{names:?}");
+    let fx = fixture("time_distributed");
+    let mut model = Frames::new(0);
+    set_params(&mut model, &fx);
+    let inputs = FramesInputs { frames: view(&fx, "input/frames"), seq: view(&fx, "input/seq") };
+
+    let out = model.predict(&inputs).unwrap();
+    assert_close("probs", out.probs.as_slice().unwrap(), get(&fx, "output/probs").as_slice().unwrap(), 1e-5, 0.0);
+    assert_close("aux", out.aux.as_slice().unwrap(), get(&fx, "output/aux").as_slice().unwrap(), 1e-5, 0.0);
+
+    let out = model.forward(&inputs, true).unwrap();
+    let (l_p, d_p) = loss_and_grad(Loss::CategoricalCrossentropy, &out.probs.into_dyn(), get(&fx, "target/probs"));
+    let (l_a, d_a) = loss_and_grad(Loss::MeanSquaredError, &out.aux.into_dyn(), get(&fx, "target/aux"));
+    assert_close("loss", &[(l_p + l_a) as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+    let grads =
+        model.backward(&FramesOutputs { probs: d_p.into_dimensionality().unwrap(), aux: d_a.into_dimensionality().unwrap() }).unwrap();
+    assert_gradients::<Frames>(&grads, &fx);
+
+    set_params(&mut model, &fx);
+    let targets = FramesTargets { probs: view(&fx, "target/probs"), aux: view(&fx, "target/aux") };
+    let losses = FramesLosses { probs: Loss::CategoricalCrossentropy, aux: Loss::MeanSquaredError };
+    let mut trainer = model.compile(Adam::new(1e-2), losses, &[]);
+    for _ in 0..3 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    drop(trainer);
+    assert_adam3(&model, &fx);
+}
+
+model! {
+    /// TimeDistributed around layers with parameters, scratch and state (Conv1D, BatchNormalization in
+    /// inference, LayerNormalization), a wrapped wrapper, an explicit inner name, and a shared wrapper.
+    pub struct TdGrad {
+        input seq: [3, 5, 2];
+        layer shared = TimeDistributed(Dense(2, activation = tanh, name = "per_step"));
+        let c = TimeDistributed(Conv1D(3, 2, activation = tanh))(seq);
+        let n = TimeDistributed(LayerNormalization())(c);
+        let b = TimeDistributed(TimeDistributed(Dense(4, activation = gelu)))(n);
+        let p = TimeDistributed(GlobalMaxPooling1D())(b);
+        output out = Dense(2)(Concatenate()([Flatten()(shared(p)), Flatten()(shared(Permute((2, 1))(Dense(3)(Permute((2, 1))(p)))))]));
+    }
+}
+
+#[test]
+fn time_distributed_gradients_match_finite_differences() {
+    let mut model = TdGrad::new(13);
+    assert_eq!(model.param("time_distributed/per_step/kernel").unwrap().shape(), &[4, 2]);
+    assert_eq!(model.param("time_distributed_4/time_distributed_3/dense/kernel").unwrap().shape(), &[3, 4]);
+    let mut rng = Rng::new(6);
+    let seq = Array4::from_shape_fn((2, 3, 5, 2), |_| rng.uniform(-1.0, 1.0));
+    let report = check_gradients(&mut model, &TdGradInputs { seq: seq.view() }, 1e-2, 2e-3, 2e-2, 10).unwrap();
+    assert_eq!(report.checked, model.count_params());
+    assert!(report.skipped * 20 < report.checked, "{} of {} elements sit on a kink", report.skipped, report.checked);
+    assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
+}

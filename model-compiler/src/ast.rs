@@ -139,6 +139,13 @@ pub enum ArgKind {
     Ident(Ident),
     /// `(3, 3)` or `[3, 3]`.
     Tuple(Vec<ArgValue>),
+    /// A layer constructor, the argument of a wrapper: `Dense(8)` in `TimeDistributed(Dense(8))`.
+    Layer {
+        /// The layer kind as written.
+        kind: Ident,
+        /// Its arguments.
+        args: Args,
+    },
 }
 
 /// `let pat = expr;`

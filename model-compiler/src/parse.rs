@@ -635,6 +635,11 @@ fn parse_value(input: ParseStream, depth: usize) -> syn::Result<ArgValue> {
     if input.peek(Ident) {
         let ident: Ident = input.parse()?;
         let span = ident.span();
+        if input.peek(token::Paren) {
+            let args = parse_args(input, depth + 1)?;
+            let span = span.join(args.span).unwrap_or(span);
+            return Ok(ArgValue { kind: ArgKind::Layer { kind: ident, args }, span });
+        }
         return Ok(ArgValue { kind: ArgKind::Ident(ident), span });
     }
     if input.peek(token::Paren) {
@@ -882,6 +887,9 @@ mod tests {
             ArgKind::Ident(i) => i.to_string(),
             ArgKind::Tuple(items) => {
                 format!("({})", items.iter().map(show_value).collect::<Vec<_>>().join(", "))
+            }
+            ArgKind::Layer { kind, args } => {
+                format!("{kind}({})", args.items.iter().map(|a| show_value(&a.value)).collect::<Vec<_>>().join(", "))
             }
         }
     }

@@ -338,6 +338,9 @@ fn suggested_fixes_work() {
         "Permute((2, 1))(x)",
         "Permute((3, 2, 1))(x)",
     );
+    // TimeDistributed on a vector: call the layer directly, or make steps first.
+    let td = "input x: [4]; output y = TimeDistributed(Dense(2))(x);";
+    check_fix(td, "TimeDistributed needs a sequence", &["RepeatVector(4)(x)"], "(x);", "(RepeatVector(4)(x));");
     // A 'valid' window that does not fit.
     check_fix(
         "input x: [2, 2, 1]; output y = MaxPooling2D(3)(x);",

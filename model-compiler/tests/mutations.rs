@@ -123,6 +123,16 @@ const SEEDS: &[&str] = &[
         let i = Permute(dims = (3, 1, 2))(image);
         output y = Concatenate()([GlobalAveragePooling1D()(t), Flatten()(i)]);
     }",
+    "pub struct Frames {
+        input frames: [3, 6, 6, 2];
+        layer step = TimeDistributed(Dense(4, activation = relu, name = \"step\"));
+        let f = TimeDistributed(Conv2D(2, 3, padding = same))(frames);
+        let f = TimeDistributed(layer = Flatten())(TimeDistributed(MaxPooling2D(2))(f));
+        let s = TimeDistributed(TimeDistributed(Dense(3)))(Reshape((3, 2, 9))(f));
+        output y = step(Reshape((3, 18))(Flatten()(f)));
+        output w = Flatten()(s);
+        output z = GlobalAveragePooling1D()(step(TimeDistributed(Dropout(0.5))(f)));
+    }",
 ];
 
 const IDENTS: &[&str] = &[
@@ -152,6 +162,7 @@ const IDENTS: &[&str] = &[
     "RepeatVector",
     "Permute",
     "dims",
+    "TimeDistributed",
     "Flatten",
     "padding",
     "same",

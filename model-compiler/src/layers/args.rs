@@ -289,6 +289,37 @@ impl<'a> ArgReader<'a> {
         Some((out, v.span))
     }
 
+    /// A layer constructor given as an argument (`TimeDistributed(Dense(8))`), parsed with its own
+    /// arguments into the same sink. `None` when absent (nothing reported) or invalid (reported).
+    pub fn layer(&mut self, name: &'static str, pos: Option<usize>) -> Option<Wrapped> {
+        let v = self.raw(name, pos)?;
+        let ArgKind::Layer { kind, args } = &v.kind else {
+            self.type_error(name, &v, "a layer, e.g. `Dense(8)`");
+            return None;
+        };
+        let word = kind.to_string();
+        let Some(k) = super::KINDS.iter().copied().find(|k| *k == word) else {
+            let d = Diagnostic::new(kind.span(), format!("unknown layer `{word}`"));
+            let d = match did_you_mean(&word, super::KINDS.iter().copied()) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help(format!("layers: {}", list(super::KINDS))),
+            };
+            self.error(d);
+            return None;
+        };
+        let mut inner = ArgReader::new(k, kind.span(), Some(args), &mut *self.diags);
+        let explicit = inner.string("name");
+        let parsed = super::parse_kind(k, &mut inner).flatten();
+        let ok = inner.finish();
+        match parsed {
+            Some(layer) if ok => Some(Wrapped { layer, keras_type: k, name: explicit, span: v.span }),
+            _ => {
+                self.errors += 1;
+                None
+            }
+        }
+    }
+
     fn type_error(&mut self, name: &'static str, v: &ArgValue, expected: &str) {
         let kind = self.kind;
         self.error(Diagnostic::new(v.span, format!("`{name}` of {kind} must be {expected}, got {}", describe(&v.kind))));
@@ -342,6 +373,18 @@ impl<'a> ArgReader<'a> {
     }
 }
 
+/// A layer given as an argument of a wrapper, as [`ArgReader::layer`] read it.
+pub struct Wrapped {
+    /// Its configuration.
+    pub layer: super::LayerKind,
+    /// Its Keras class name (`Dense`).
+    pub keras_type: &'static str,
+    /// Its `name = "..."`, when given.
+    pub name: Option<(String, Span)>,
+    /// Span of the whole constructor.
+    pub span: Span,
+}
+
 /// `a`, `b` or `c` with backticks.
 pub fn list(items: &[&str]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| format!("`{s}`")).collect();
@@ -361,5 +404,6 @@ pub fn describe(kind: &ArgKind) -> String {
         ArgKind::Str(s) => format!("the string {s:?}"),
         ArgKind::Ident(id) => format!("`{id}`"),
         ArgKind::Tuple(items) => format!("a tuple of {} values", items.len()),
+        ArgKind::Layer { kind, .. } => format!("the layer `{kind}(...)`"),
     }
 }
