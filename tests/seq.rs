@@ -12,6 +12,9 @@ use modelc::io::read_tensors;
 use modelc::ndarray::{arr2, arr3, Array2, Array4, ArrayD, ArrayView, Dimension};
 use modelc::network::Network;
 use modelc::prelude::*;
+#[path = "counting_alloc/mod.rs"]
+mod counting_alloc;
+use counting_alloc::allocations_in;
 
 model! {
     /// RepeatVector and Permute on tiny tensors.
@@ -256,4 +259,35 @@ fn time_distributed_gradients_match_finite_differences() {
     assert_eq!(report.checked, model.count_params());
     assert!(report.skipped * 20 < report.checked, "{} of {} elements sit on a kink", report.skipped, report.checked);
     assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
+}
+
+#[test]
+fn glue_and_time_distributed_train_steps_allocate_nothing_after_warm_up() {
+    let fx = fixture("time_distributed");
+    let mut model = Frames::new(1);
+    let inputs = FramesInputs { frames: view(&fx, "input/frames"), seq: view(&fx, "input/seq") };
+    let targets = FramesTargets { probs: view(&fx, "target/probs"), aux: view(&fx, "target/aux") };
+    let losses = FramesLosses { probs: Loss::CategoricalCrossentropy, aux: Loss::MeanSquaredError };
+    let mut trainer = model.compile(Adam::default(), losses, &[]);
+    trainer.train_step(&inputs, &targets).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 10 steady-state training steps of TimeDistributed layers");
+    drop(trainer);
+
+    let fx = fixture("seq_glue");
+    let mut model = SeqGlue::new(1);
+    let inputs = SeqGlueInputs { v: view(&fx, "input/v"), seq: view(&fx, "input/seq"), image: view(&fx, "input/image") };
+    let targets = SeqGlueTargets { y: view(&fx, "target/y"), z: view(&fx, "target/z") };
+    let mut trainer = model.compile(Adam::default(), SeqGlueLosses { y: Loss::MeanSquaredError, z: Loss::BinaryCrossentropy }, &[]);
+    trainer.train_step(&inputs, &targets).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 10 steady-state training steps of RepeatVector and Permute");
 }
