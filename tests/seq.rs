@@ -291,3 +291,56 @@ fn glue_and_time_distributed_train_steps_allocate_nothing_after_warm_up() {
     });
     assert_eq!(n, 0, "{n} allocations in 10 steady-state training steps of RepeatVector and Permute");
 }
+
+model! {
+    /// TimeDistributed around layers that act on the last axis computes what they compute on the whole
+    /// sequence: Dense, and BatchNormalization (statistics over batch and steps in both).
+    pub struct Wrapped {
+        input seq: [4, 3];
+        output d = TimeDistributed(Dense(2, activation = tanh))(seq);
+        output n = TimeDistributed(BatchNormalization(momentum = 0.5))(seq);
+    }
+}
+
+model! {
+    /// `Wrapped` without the wrappers.
+    pub struct Plain {
+        input seq: [4, 3];
+        output d = Dense(2, activation = tanh)(seq);
+        output n = BatchNormalization(momentum = 0.5)(seq);
+    }
+}
+
+#[test]
+fn time_distributed_dense_and_batch_normalization_equal_the_layers_on_the_sequence() {
+    let mut rng = Rng::new(8);
+    let seq = modelc::ndarray::Array3::from_shape_fn((5, 4, 3), |_| rng.uniform(-2.0, 2.0));
+    let target = modelc::ndarray::Array3::from_shape_fn((5, 4, 2), |_| rng.uniform(-1.0, 1.0));
+    let target_n = modelc::ndarray::Array3::from_shape_fn((5, 4, 3), |_| rng.uniform(-1.0, 1.0));
+    let (mut w, mut p) = (Wrapped::new(3), Plain::new(3));
+    let names = ["kernel", "bias"].map(|s| (format!("time_distributed/dense/{s}"), format!("dense/{s}")));
+    for (a, b) in &names {
+        let v = w.param(a).unwrap().to_owned();
+        p.set_param(b, v.view()).unwrap();
+    }
+    let mut tw = w.compile(Sgd::new(0.1), WrappedLosses { d: Loss::MeanSquaredError, n: Loss::MeanSquaredError }, &[]);
+    let mut tp = p.compile(Sgd::new(0.1), PlainLosses { d: Loss::MeanSquaredError, n: Loss::MeanSquaredError }, &[]);
+    for _ in 0..3 {
+        tw.train_step(&WrappedInputs { seq: seq.view() }, &WrappedTargets { d: target.view(), n: target_n.view() }).unwrap();
+        tp.train_step(&PlainInputs { seq: seq.view() }, &PlainTargets { d: target.view(), n: target_n.view() }).unwrap();
+    }
+    drop((tw, tp));
+    let pairs = [
+        ("time_distributed/dense/kernel", "dense/kernel"),
+        ("time_distributed_1/batch_normalization/gamma", "batch_normalization/gamma"),
+        ("time_distributed_1/batch_normalization/moving_mean", "batch_normalization/moving_mean"),
+        ("time_distributed_1/batch_normalization/moving_variance", "batch_normalization/moving_variance"),
+    ];
+    for (a, b) in pairs {
+        let (x, y) = (w.param(a).unwrap().to_owned(), p.param(b).unwrap().to_owned());
+        assert_close(a, x.as_slice().unwrap(), y.as_slice().unwrap(), 1e-6, 1e-5);
+    }
+    let (ow, op) = (w.predict(&WrappedInputs { seq: seq.view() }).unwrap(), p.predict(&PlainInputs { seq: seq.view() }).unwrap());
+    assert_close("d", ow.d.as_slice().unwrap(), op.d.as_slice().unwrap(), 1e-6, 1e-5);
+    assert_close("n", ow.n.as_slice().unwrap(), op.n.as_slice().unwrap(), 1e-6, 1e-5);
+}
