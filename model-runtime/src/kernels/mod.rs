@@ -11,6 +11,7 @@ pub mod dropout;
 pub mod embedding;
 pub mod gemm;
 pub mod grouped_conv;
+pub mod masking;
 pub mod merge;
 pub mod norm;
 pub mod pad;
