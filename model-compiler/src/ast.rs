@@ -142,7 +142,8 @@ pub enum ArgKind {
     Ident(Ident),
     /// `(3, 3)` or `[3, 3]`.
     Tuple(Vec<ArgValue>),
-    /// A layer constructor given to a wrapper layer: `Bidirectional(LSTM(32))`.
+    /// A layer constructor given to a wrapper layer: `Dense(8)` in `TimeDistributed(Dense(8))`,
+    /// `LSTM(32)` in `Bidirectional(LSTM(32))`.
     Layer(Box<Ctor>),
 }
 

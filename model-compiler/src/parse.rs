@@ -636,17 +636,16 @@ fn parse_value(input: ParseStream, depth: usize) -> syn::Result<ArgValue> {
         }
         return Ok(ArgValue { kind: ArgKind::Str(lit.value()), span: lit.span() });
     }
-    if input.peek(Ident) && input.peek2(token::Paren) {
-        // A layer given to a wrapper, `Bidirectional(LSTM(32))`.
-        let ident: Ident = input.parse()?;
-        let span = ident.span();
-        let args = parse_args(input, depth + 1)?;
-        let ctor = Ctor { path: syn::Path::from(ident), args: Some(args) };
-        return Ok(ArgValue { kind: ArgKind::Layer(Box::new(ctor)), span });
-    }
     if input.peek(Ident) {
         let ident: Ident = input.parse()?;
         let span = ident.span();
+        if input.peek(token::Paren) {
+            // A layer given to a wrapper: `TimeDistributed(Dense(8))`, `Bidirectional(LSTM(32))`.
+            let args = parse_args(input, depth + 1)?;
+            let span = span.join(args.span).unwrap_or(span);
+            let ctor = Ctor { path: syn::Path::from(ident), args: Some(args) };
+            return Ok(ArgValue { kind: ArgKind::Layer(Box::new(ctor)), span });
+        }
         return Ok(ArgValue { kind: ArgKind::Ident(ident), span });
     }
     if input.peek(token::Paren) {

@@ -170,7 +170,10 @@ pub fn plan(typed: Typed) -> Plan {
             for p in kind.params(ins) {
                 let len = p.shape.iter().product();
                 params.push(ParamSlot {
-                    name: format!("{}/{}", layer.name, p.suffix),
+                    name: match kind.param_scope() {
+                        Some(scope) => format!("{}/{scope}/{}", layer.name, p.suffix),
+                        None => format!("{}/{}", layer.name, p.suffix),
+                    },
                     shape: p.shape,
                     offset,
                     len,

@@ -121,8 +121,9 @@ struct Resolver<'d> {
     /// Results of calls of layers whose arguments were invalid: how many tensors they return is
     /// unknown, so binding them to several names is no further error.
     unknown_results: std::collections::BTreeSet<ValueId>,
-    /// Layers still needing a Keras default name, with their prefix.
-    auto_layers: Vec<(LayerId, String)>,
+    /// Layers still needing a Keras default name, with their prefix; `Some(depth)` for a layer a wrapper
+    /// wraps `depth` levels down (`TimeDistributed(Dense(8))`), `None` for the layer itself.
+    auto_layers: Vec<(LayerId, Option<usize>, String)>,
     /// A cycle of nested models met below this model that starts further out (outermost first).
     cycle: Option<Vec<String>>,
 }
@@ -499,13 +500,23 @@ impl Resolver<'_> {
                 (None, "Unknown", None, true)
             }
         };
+        // A wrapper's wrapped layers are created first in Keras (the innermost first), so they take their
+        // default names first.
+        let wrapped: Vec<(&'static str, String)> =
+            kind.as_ref().map(|k| (0..).map_while(|d| k.wrapped(d).map(|(t, n)| (t, n.to_string()))).collect()).unwrap_or_default();
+        for (depth, (inner_type, inner_name)) in wrapped.into_iter().enumerate().rev() {
+            match inner_name.as_str() {
+                "" => self.auto_layers.push((id, Some(depth), layers::snake_case(inner_type))),
+                n => self.claim_name(n, span),
+            }
+        }
         let name = match explicit {
             Some((n, nspan)) => {
                 self.claim_name(&n, nspan);
                 n
             }
             None => {
-                self.auto_layers.push((id, layers::snake_case(keras_type)));
+                self.auto_layers.push((id, None, layers::snake_case(keras_type)));
                 String::new()
             }
         };
@@ -819,7 +830,7 @@ impl Resolver<'_> {
     /// Keras default names (`dense`, `dense_1`, ...) in creation order, skipping names taken explicitly.
     fn assign_auto_names(&mut self) {
         let mut counters: BTreeMap<String, usize> = BTreeMap::new();
-        for (id, prefix) in std::mem::take(&mut self.auto_layers) {
+        for (id, wrapped, prefix) in std::mem::take(&mut self.auto_layers) {
             let n = counters.entry(prefix.clone()).or_insert(0);
             let name = loop {
                 let candidate = if *n == 0 { prefix.clone() } else { format!("{prefix}_{n}") };
@@ -828,8 +839,14 @@ impl Resolver<'_> {
                     break candidate;
                 }
             };
-            if let Some(l) = self.out.layers.get_mut(id.0) {
-                l.name = name;
+            match (self.out.layers.get_mut(id.0), wrapped) {
+                (Some(l), None) => l.name = name,
+                (Some(l), Some(depth)) => {
+                    if let Some(k) = l.kind.as_mut() {
+                        k.name_wrapped(depth, name);
+                    }
+                }
+                (None, _) => {}
             }
         }
     }

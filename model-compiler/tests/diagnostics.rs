@@ -551,6 +551,9 @@ fn bidirectional_wraps_a_recurrent_layer() {
     assert_eq!(e.help, "pass `initial_state = [h_fw, c_fw, h_bw, c_bw]`, each of shape (None, 4)");
     let e = one(&model("input x: [5, 3];\noutput y = Bidirectional(GRU(4, return_sequence = true))(x);"));
     assert_eq!(e.msg, "GRU has no argument `return_sequence`");
+    let e = one(&model("input x: [5, 3];\noutput y = Bidirectional(LSTM(4, name = \"enc\"))(x);"));
+    at(&e, 3, 41, "a name for the LSTM inside Bidirectional is not supported");
+    assert!(e.help.contains("`forward_lstm` and `backward_lstm`"), "{e:#?}");
     let e = one(&model("input x: [4];\nlayer inner = Dense(2);\noutput y = inner(x, initial_state = [x]);"));
     at(&e, 4, 21, "`inner` takes no tensor argument `initial_state`");
     let ok = model(

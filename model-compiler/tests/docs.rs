@@ -329,6 +329,27 @@ fn suggested_fixes_work() {
         "MaxPooling2D()(x)",
         "MaxPooling2D()(Reshape((4, 4, 1))(x))",
     );
+    // RepeatVector on a sequence: flatten or pool it first.
+    let rv = "input x: [4, 3]; output y = RepeatVector(2)(x);";
+    check_fix(
+        rv,
+        "RepeatVector expects a vector",
+        &["RepeatVector(2)(Flatten()(x))"],
+        "RepeatVector(2)(x)",
+        "RepeatVector(2)(Flatten()(x))",
+    );
+    check_fix(rv, "RepeatVector expects a vector", &["GlobalAveragePooling1D()(x)"], "(x)", "(GlobalAveragePooling1D()(x))");
+    // Permute with too few entries: one per axis.
+    check_fix(
+        "input x: [4, 3, 2]; output y = Permute((2, 1))(x);",
+        "reorders 2 axes after the batch",
+        &["Permute((3, 2, 1))(x)"],
+        "Permute((2, 1))(x)",
+        "Permute((3, 2, 1))(x)",
+    );
+    // TimeDistributed on a vector: call the layer directly, or make steps first.
+    let td = "input x: [4]; output y = TimeDistributed(Dense(2))(x);";
+    check_fix(td, "TimeDistributed needs a sequence", &["RepeatVector(4)(x)"], "(x);", "(RepeatVector(4)(x));");
     // A 'valid' window that does not fit.
     check_fix(
         "input x: [2, 2, 1]; output y = MaxPooling2D(3)(x);",

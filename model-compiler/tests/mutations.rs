@@ -126,6 +126,24 @@ const SEEDS: &[&str] = &[
         let bi = Bidirectional(LSTM(2), merge_mode = ave)(Add()([f, b]));
         output y = Concatenate()([dec, g, hg, s, bi]);
     }",
+    "pub struct SeqGlue {
+        input v: [6];
+        input image: [4, 3, 2];
+        let s = RepeatVector(n = 5)(Dense(4)(v));
+        let t = Permute((2, 1))(s);
+        let i = Permute(dims = (3, 1, 2))(image);
+        output y = Concatenate()([GlobalAveragePooling1D()(t), Flatten()(i)]);
+    }",
+    "pub struct Frames {
+        input frames: [3, 6, 6, 2];
+        layer step = TimeDistributed(Dense(4, activation = relu, name = \"step\"));
+        let f = TimeDistributed(Conv2D(2, 3, padding = same))(frames);
+        let f = TimeDistributed(layer = Flatten())(TimeDistributed(MaxPooling2D(2))(f));
+        let s = TimeDistributed(TimeDistributed(Dense(3)))(Reshape((3, 2, 9))(f));
+        output y = step(Reshape((3, 18))(Flatten()(f)));
+        output w = Flatten()(s);
+        output z = GlobalAveragePooling1D()(step(TimeDistributed(Dropout(0.5))(f)));
+    }",
 ];
 
 const IDENTS: &[&str] = &[
@@ -152,6 +170,10 @@ const IDENTS: &[&str] = &[
     "MaxPooling2D",
     "GlobalAveragePooling1D",
     "Reshape",
+    "RepeatVector",
+    "Permute",
+    "dims",
+    "TimeDistributed",
     "Flatten",
     "padding",
     "same",

@@ -10,7 +10,7 @@
 
 use super::args::ArgReader;
 use super::recurrent::{CellKind, Recurrent};
-use super::{EmitCx, InferCx, LayerDef, ParamDecl};
+use super::{EmitCx, InferCx, LayerDef, LayerKind, ParamDecl};
 use crate::ast::ArgKind;
 use crate::diag::Diagnostic;
 use crate::shape::Shape;
@@ -96,22 +96,31 @@ impl Bidirectional {
             }
         };
         let name = crate::parse::path_text(&ctor.path);
-        let (kind, cell) = match name.as_str() {
-            "SimpleRNN" => ("SimpleRNN", CellKind::Simple),
-            "LSTM" => ("LSTM", CellKind::Lstm),
-            "GRU" => ("GRU", CellKind::Gru),
-            _ => {
-                r.error(
-                    Diagnostic::new(
-                        v.span,
-                        format!("Bidirectional wraps a recurrent layer ({}), but is given `{name}`", super::args::list(WRAPPABLE)),
-                    )
-                    .help("wrap a recurrent layer, e.g. `Bidirectional(LSTM(32))`; apply other layers to its output"),
-                );
-                return None;
-            }
-        };
-        r.nested(kind, &ctor, |inner| Recurrent::parse(inner, cell))
+        if !WRAPPABLE.contains(&name.as_str()) {
+            r.error(
+                Diagnostic::new(
+                    v.span,
+                    format!("Bidirectional wraps a recurrent layer ({}), but is given `{name}`", super::args::list(WRAPPABLE)),
+                )
+                .help("wrap a recurrent layer, e.g. `Bidirectional(LSTM(32))`; apply other layers to its output"),
+            );
+            return None;
+        }
+        let w = r.layer_ctor(&ctor, v.span)?;
+        if let Some((given, span)) = w.name {
+            // Keras names the two copies `forward_<name>` and `backward_<name>`; modelc names them after the
+            // cell's default (`forward_lstm`), so a name of its own would be silently ignored.
+            r.error(Diagnostic::new(span, format!("a name for the {name} inside Bidirectional is not supported")).help(format!(
+                "remove `name = \"{given}\"`: modelc names its two copies `forward_{0}` and `backward_{0}`; name the \
+                     Bidirectional layer instead, `Bidirectional({name}(...), name = \"{given}\")`",
+                super::snake_case(&name)
+            )));
+            return None;
+        }
+        match w.layer {
+            LayerKind::Recurrent(layer) => Some(layer),
+            _ => None,
+        }
     }
 
     fn states(&self) -> usize {

@@ -17,11 +17,14 @@ pub mod global_pooling;
 pub mod merge;
 pub mod normalization;
 pub mod padding;
+pub mod permute;
 pub mod pooling;
 pub mod recurrent;
+pub mod repeat_vector;
 pub mod rescaling;
 pub mod reshape;
 pub mod softmax;
+pub mod time_distributed;
 pub mod upsampling;
 
 use crate::diag::Diagnostic;
@@ -382,6 +385,18 @@ pub trait LayerDef {
     fn backward_sets_first_writes(&self) -> bool {
         false
     }
+    /// A name between the layer's and each weight's in the weight names: a wrapper's wrapped layer
+    /// (`time_distributed/dense/kernel`; `a/b/dense/kernel` for wrappers wrapped). `None`: `layer/weight`.
+    fn param_scope(&self) -> Option<String> {
+        None
+    }
+    /// For a wrapper: the Keras class and name (empty until a default is assigned) of the layer it wraps
+    /// `depth` levels down (0: the one it wraps directly).
+    fn wrapped(&self, _depth: usize) -> Option<(&'static str, &str)> {
+        None
+    }
+    /// For a wrapper: sets the default name (Keras' `dense_1` numbering) of the layer `depth` levels down.
+    fn name_wrapped(&mut self, _depth: usize, _name: String) {}
 }
 
 /// A typed layer configuration. Exhaustive matches: a new kind does not compile until every
@@ -437,6 +452,12 @@ pub enum LayerKind {
     Recurrent(recurrent::Recurrent),
     /// `Bidirectional(layer, merge_mode = concat)` around a recurrent layer.
     Bidirectional(bidirectional::Bidirectional),
+    /// `RepeatVector(n)`.
+    RepeatVector(repeat_vector::RepeatVector),
+    /// `Permute(dims)`.
+    Permute(permute::Permute),
+    /// `TimeDistributed(layer)`.
+    TimeDistributed(time_distributed::TimeDistributed),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -483,6 +504,9 @@ pub const KINDS: &[&str] = &[
     "LSTM",
     "GRU",
     "Bidirectional",
+    "RepeatVector",
+    "Permute",
+    "TimeDistributed",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -531,6 +555,9 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "LSTM" => recurrent::Recurrent::parse(r, recurrent::CellKind::Lstm).map(LayerKind::Recurrent),
         "GRU" => recurrent::Recurrent::parse(r, recurrent::CellKind::Gru).map(LayerKind::Recurrent),
         "Bidirectional" => bidirectional::Bidirectional::parse(r).map(LayerKind::Bidirectional),
+        "RepeatVector" => repeat_vector::RepeatVector::parse(r).map(LayerKind::RepeatVector),
+        "Permute" => permute::Permute::parse(r).map(LayerKind::Permute),
+        "TimeDistributed" => time_distributed::TimeDistributed::parse(r).map(LayerKind::TimeDistributed),
         _ => return None,
     })
 }
@@ -585,6 +612,9 @@ macro_rules! dispatch {
             LayerKind::ConvTranspose($l) => $e,
             LayerKind::Recurrent($l) => $e,
             LayerKind::Bidirectional($l) => $e,
+            LayerKind::RepeatVector($l) => $e,
+            LayerKind::Permute($l) => $e,
+            LayerKind::TimeDistributed($l) => $e,
         }
     };
 }
@@ -637,6 +667,15 @@ impl LayerDef for LayerKind {
     }
     fn backward_sets_first_writes(&self) -> bool {
         dispatch!(self, l => l.backward_sets_first_writes())
+    }
+    fn param_scope(&self) -> Option<String> {
+        dispatch!(self, l => l.param_scope())
+    }
+    fn wrapped(&self, depth: usize) -> Option<(&'static str, &str)> {
+        dispatch!(self, l => l.wrapped(depth))
+    }
+    fn name_wrapped(&mut self, depth: usize, name: String) {
+        dispatch!(self, l => l.name_wrapped(depth, name))
     }
 }
 
