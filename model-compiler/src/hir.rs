@@ -112,6 +112,9 @@ pub struct Call {
     pub output: ValueId,
     /// Span of the callee (the layer name or constructor): the call's location in messages.
     pub span: Span,
+    /// The layer's configuration for this call when call-time keyword arguments change it
+    /// (`mha(q, v, use_causal_mask = true)`): same weights, this call's options. See [`Model::call_kind`].
+    pub config: Option<LayerKind>,
 }
 
 /// `output name = ...;`
@@ -138,6 +141,16 @@ pub enum Producer {
 }
 
 impl Model {
+    /// The configuration a call runs with: its call-time one, else its layer's (`None`: invalid arguments).
+    pub fn call_kind<'a>(&'a self, call: &'a Call) -> Option<&'a LayerKind> {
+        call.config.as_ref().or_else(|| self.layers.get(call.layer.0).and_then(|l| l.kind.as_ref()))
+    }
+
+    /// [`Model::call_kind`] by call id.
+    pub fn call_kind_of(&self, call: CallId) -> Option<&LayerKind> {
+        self.calls.get(call.0).and_then(|c| self.call_kind(c))
+    }
+
     /// The name users know value `v` by: its binding, else the producing layer's name.
     pub fn value_name(&self, v: ValueId) -> String {
         let Some(val) = self.values.get(v.0) else { return String::new() };

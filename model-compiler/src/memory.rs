@@ -161,9 +161,7 @@ pub fn plan(plan: &Plan) -> MemoryPlan {
         let backward_only = plan
             .typed
             .model
-            .layers
-            .get(step.layer.0)
-            .and_then(|l| l.kind.as_ref())
+            .call_kind_of(step.call)
             .map(LayerDef::backward_only_scratch)
             .unwrap_or_default();
         let mut used: Vec<(usize, usize)> = step

@@ -36,7 +36,7 @@ use syn::parse::{Parse, ParseBuffer, ParseStream, Parser};
 use syn::{braced, bracketed, parenthesized, token, Attribute, Ident, LitBool, LitFloat, LitInt, LitStr, Token};
 
 use crate::ast::{
-    Arg, ArgKind, ArgValue, Args, CallExpr, Callee, Ctor, Dep, Dim, Expr, File, InputDecl, LayerDecl, LetStmt, ListExpr, Model, OutputStmt,
+    Arg, ArgKind, ArgValue, Args, CallExpr, CallKeyword, CallValue, Callee, Ctor, Dep, Dim, Expr, File, InputDecl, LayerDecl, LetStmt, ListExpr, Model, OutputStmt,
     Stmt,
 };
 use crate::diag::{Diagnostic, Diagnostics};
@@ -731,7 +731,7 @@ fn parse_expr(input: ParseStream, depth: usize) -> syn::Result<Expr> {
         let args = parse_args(input, depth)?;
         let ctor = Ctor { path, args: Some(args) };
         let (arg, paren_span) = parse_call_arg(input, depth)?;
-        return Ok(Expr::Call(CallExpr { callee: Callee::Ctor(ctor), arg: Box::new(arg), paren_span }));
+        return Ok(Expr::Call(arg.into_call(Callee::Ctor(ctor), paren_span)));
     }
     // One group: a call of a declared layer instance, `enc(x)`.
     let Some(name) = single_ident(&path) else {
@@ -759,27 +759,62 @@ fn parse_expr(input: ParseStream, depth: usize) -> syn::Result<Expr> {
             e
         }
     })?;
-    Ok(Expr::Call(CallExpr { callee: Callee::Instance(name), arg: Box::new(arg), paren_span }))
+    Ok(Expr::Call(arg.into_call(Callee::Instance(name), paren_span)))
 }
 
-/// `'(' expr ')'`: the single argument of a layer call `depth` levels deep, and the span of its parentheses.
-fn parse_call_arg(input: ParseStream, depth: usize) -> syn::Result<(Expr, Span)> {
+/// The arguments of a layer call: positional tensors, then keyword arguments.
+struct CallArgs {
+    positional: Vec<Expr>,
+    keywords: Vec<CallKeyword>,
+}
+
+impl CallArgs {
+    fn into_call(self, callee: Callee, paren_span: Span) -> CallExpr {
+        let mut positional = self.positional.into_iter();
+        let first = positional.next().unwrap_or(Expr::List(ListExpr { items: Vec::new(), span: paren_span }));
+        CallExpr { callee, arg: Box::new(first), more: positional.collect(), keywords: self.keywords, paren_span }
+    }
+}
+
+/// One call-time keyword argument: `key = tensor` or `key = literal`.
+fn parse_call_keyword(input: ParseStream, depth: usize) -> syn::Result<CallKeyword> {
+    let key: Ident = input.parse()?;
+    input.parse::<Token![=]>()?;
+    let literal = input.peek(LitBool) || input.peek(LitInt) || input.peek(LitFloat) || input.peek(LitStr) || input.peek(Token![-]);
+    let value = if literal { CallValue::Literal(parse_value(input, depth + 1)?) } else { CallValue::Tensor(parse_expr(input, depth + 1)?) };
+    Ok(CallKeyword { key, value })
+}
+
+/// `'(' expr (',' expr)* (',' key '=' value)* ')'`: the arguments of a layer call `depth` levels deep
+/// (one tensor, a list, or Keras' several positional tensors and call-time keywords), and the span of
+/// its parentheses.
+fn parse_call_arg(input: ParseStream, depth: usize) -> syn::Result<(CallArgs, Span)> {
     let content;
     let paren = parenthesized!(content in input);
-    let arg = within(&content, |c| {
+    let args = within(&content, |c| {
         if c.is_empty() {
             return Err(c.error("expected the tensor to call the layer on, like `(x)` or `([a, b])`"));
         }
-        let expr = parse_expr(c, depth + 1)?;
-        if c.peek(Token![,]) {
-            return Err(c.error("a layer is called on one tensor: to pass several, put them in a list, like `([a, b])`"));
+        let mut args = CallArgs { positional: Vec::new(), keywords: Vec::new() };
+        for item in comma_separated(c, ')', |c| {
+            if c.peek(Ident) && c.peek2(Token![=]) {
+                parse_call_keyword(c, depth).map(Err)
+            } else {
+                parse_expr(c, depth + 1).map(Ok)
+            }
+        })? {
+            match item {
+                Ok(e) if args.keywords.is_empty() => args.positional.push(e),
+                Ok(e) => return Err(syn::Error::new(e.span(), "a positional tensor cannot follow a keyword argument: put it before them")),
+                Err(k) => args.keywords.push(k),
+            }
         }
-        if !c.is_empty() {
-            return Err(c.error("expected `)` after the layer's argument"));
+        if args.positional.is_empty() {
+            return Err(c.error("expected the tensor to call the layer on before the keyword arguments, like `(x, mask = m)`"));
         }
-        Ok(expr)
+        Ok(args)
     })?;
-    Ok((arg, paren.span.join()))
+    Ok((args, paren.span.join()))
 }
 
 /// `(item (',' item)* ','?)?` up to the end of `input`, a group's content closed by `close`.
@@ -1255,9 +1290,15 @@ mod tests {
 
     #[test]
     fn call_errors() {
-        let (l, c, msg) = one_error("struct M { let y = enc(a, b); }");
-        assert_eq!((l, c), (1, 25));
-        assert!(msg.starts_with("a layer is called on one tensor"), "{msg}");
+        // Several tensors parse (Keras' `mha(query, value)`): the layer decides in `resolve`.
+        let (file, _) = parse_src("struct M { let y = enc(a, b, mask = m, causal = true); }");
+        let crate::ast::Stmt::Let(l) = &file.models[0].stmts[0] else { panic!("not a let") };
+        let Expr::Call(call) = &l.expr else { panic!("not a call") };
+        assert_eq!((call.more.len(), call.keywords.len()), (1, 2));
+        assert!(matches!(call.keywords[1].value, CallValue::Literal(_)));
+        let (l, c, msg) = one_error("struct M { let y = enc(mask = m, a); }");
+        assert_eq!((l, c), (1, 34));
+        assert!(msg.starts_with("a positional tensor cannot follow a keyword argument"), "{msg}");
         let (l, c, msg) = one_error("struct M { let y = enc(); }");
         assert_eq!((l, c), (1, 24));
         assert!(msg.contains("expected the tensor to call the layer on"), "{msg}");
@@ -1307,10 +1348,10 @@ mod tests {
 }";
         let errs = errors(src);
         let at: Vec<(usize, usize)> = errs.iter().map(|e| (e.0, e.1)).collect();
-        assert_eq!(at, [(2, 17), (3, 21), (4, 22), (6, 5), (8, 26)], "{errs:?}");
+        assert_eq!(at, [(2, 17), (3, 21), (4, 22), (6, 5)], "{errs:?}");
         let (file, _) = parse_src(src);
         let shown: Vec<String> = file.models[0].stmts.iter().map(show_stmt).collect();
-        assert_eq!(shown, ["layer enc = Dense(8)", "let e = Concatenate()([c, enc<inst>(b)])", "output z = e"]);
+        assert_eq!(shown, ["layer enc = Dense(8)", "let e = Concatenate()([c, enc<inst>(b)])", "output y = Dense(1)(e)", "output z = e"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::ast::{self, Callee, Expr, Stmt};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::hir::{self, CallId, DType, LayerId, Producer, ValueId};
-use crate::layers::{self, args::ArgReader};
+use crate::layers::{self, args::ArgReader, LayerDef};
 use crate::suggest::did_you_mean;
 use proc_macro2::{Ident, Span};
 use std::collections::BTreeMap;
@@ -434,7 +434,7 @@ impl Resolver<'_> {
             let binding = values.get(c.output.0).and_then(|v| v.binding.clone()).map(|b| format!("{prefix}/{b}"));
             let call_id = CallId(self.out.calls.len());
             let output = self.new_value(binding, c.span, Producer::Call(call_id));
-            self.out.calls.push(hir::Call { layer, inputs, input_spans: c.input_spans.clone(), list: c.list, output, span: c.span });
+            self.out.calls.push(hir::Call { layer, inputs, input_spans: c.input_spans.clone(), list: c.list, output, span: c.span, config: c.config.clone() });
             map.insert(c.output, output);
         }
         outputs.iter().map(|v| map.get(v).copied()).collect()
@@ -576,10 +576,24 @@ impl Resolver<'_> {
             other => (vec![self.expr(other)], vec![other.span()], false),
         };
         let span = c.callee.span();
+        let (operands, spans) = self.call_extras(c, operands, spans);
         let layer = match instance {
             Instance::Layer(l) => l,
-            Instance::Sub(k) => return self.call_sub(k, operands, spans, list, span),
+            Instance::Sub(k) => {
+                if let Some(d) = Self::no_call_extras(c, "a model used as a layer") {
+                    self.diags.push(d);
+                    return None;
+                }
+                return self.call_sub(k, operands, spans, list, span);
+            }
             Instance::Poisoned => return None,
+        };
+        let config = match self.call_config(layer, c) {
+            Ok(config) => config,
+            Err(d) => {
+                self.diags.push(d);
+                return Some(vec![self.new_value(None, span, Producer::Poisoned)]);
+            }
         };
         let operands: Option<Vec<ValueId>> = operands.into_iter().collect();
         let Some(inputs) = operands else {
@@ -587,8 +601,68 @@ impl Resolver<'_> {
         };
         let call_id = CallId(self.out.calls.len());
         let output = self.new_value(None, span, Producer::Call(call_id));
-        self.out.calls.push(hir::Call { layer, inputs, input_spans: spans, list, output, span });
+        self.out.calls.push(hir::Call { layer, inputs, input_spans: spans, list, output, span, config });
         Some(vec![output])
+    }
+
+    /// The further positional tensors and the tensors of keyword arguments, resolved and appended to the
+    /// operands in the order written.
+    fn call_extras(&mut self, c: &ast::CallExpr, mut operands: Vec<Option<ValueId>>, mut spans: Vec<Span>) -> (Vec<Option<ValueId>>, Vec<Span>) {
+        let tensors = c.more.iter().chain(c.keywords.iter().filter_map(|k| match &k.value {
+            ast::CallValue::Tensor(e) => Some(e),
+            ast::CallValue::Literal(_) => None,
+        }));
+        for e in tensors {
+            let items: Vec<&Expr> = match e {
+                Expr::List(l) => l.items.iter().collect(),
+                other => vec![other],
+            };
+            for item in items {
+                operands.push(self.expr(item));
+                spans.push(item.span());
+            }
+        }
+        (operands, spans)
+    }
+
+    /// The error for further positional tensors or keyword arguments given to a callee taking none.
+    fn no_call_extras(c: &ast::CallExpr, what: &str) -> Option<Diagnostic> {
+        if let Some(e) = c.more.first() {
+            return Some(
+                Diagnostic::new(e.span(), "a layer is called on one tensor: to pass several, put them in a list, like `([a, b])`")
+                    .help(format!("{what} takes its operands in one argument")),
+            );
+        }
+        c.keywords.first().map(|k| {
+            Diagnostic::new(k.key.span(), format!("{what} takes no keyword argument `{}` when called", k.key))
+                .help("remove it, or pass the option to the layer's constructor if it has one")
+        })
+    }
+
+    /// This call's configuration when its keyword arguments or several positional tensors concern the
+    /// layer (`None`: the layer's own). The first such call also configures the layer (its weights
+    /// are built on the first call's operands).
+    fn call_config(&mut self, layer: LayerId, c: &ast::CallExpr) -> Result<Option<layers::LayerKind>, Diagnostic> {
+        let Some(kind) = self.out.layers.get(layer.0).and_then(|l| l.kind.clone()) else { return Ok(None) };
+        let keywords: Vec<(&Ident, &ast::CallValue)> = c.keywords.iter().map(|k| (&k.key, &k.value)).collect();
+        let call = layers::CallArgsCx { positional: 1 + c.more.len(), keywords: &keywords, span: c.callee.span() };
+        let config = match kind.call_args(&call) {
+            Some(r) => r?,
+            None => {
+                let what = format!("{}", self.out.layers.get(layer.0).map(|l| l.keras_type).unwrap_or("this layer"));
+                return match Self::no_call_extras(c, &what) {
+                    Some(d) => Err(d),
+                    None => Ok(None),
+                };
+            }
+        };
+        let first = !self.out.calls.iter().any(|k| k.layer == layer);
+        if first {
+            if let Some(l) = self.out.layers.get_mut(layer.0) {
+                l.kind = Some(config.clone());
+            }
+        }
+        Ok(Some(config))
     }
 
     fn unknown_layer(&mut self, id: &Ident) {

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod args;
+pub mod attention;
 pub mod concatenate;
 pub mod conv;
 pub mod conv_transpose;
@@ -268,11 +269,28 @@ pub fn some_if(cond: bool, tokens: TokenStream) -> TokenStream {
     }
 }
 
+/// What a layer sees of a call's arguments beyond its first tensor: `mha(q, v, k, attention_mask = m,
+/// use_causal_mask = true)`. Tensor keyword values were appended to the operands in the order written.
+pub struct CallArgsCx<'a> {
+    /// How many positional tensors were written (`1` for `layer(x)` and `layer([a, b])`).
+    pub positional: usize,
+    /// The keyword arguments as written.
+    pub keywords: &'a [(&'a proc_macro2::Ident, &'a crate::ast::CallValue)],
+    /// Span of the callee.
+    pub span: Span,
+}
+
 /// Everything the framework asks of a layer kind.
 pub trait LayerDef {
     /// Operand count.
     fn arity(&self) -> Arity {
         Arity::One
+    }
+    /// For a layer whose calls take several positional tensors or keyword arguments (Keras'
+    /// `MultiHeadAttention`): this call's configuration, or a diagnostic at the offending argument.
+    /// `None` (the default): the layer takes one argument and no keywords.
+    fn call_args(&self, _cx: &CallArgsCx<'_>) -> Option<Result<LayerKind, Diagnostic>> {
+        None
     }
     /// The shape rule: the output shape, or a diagnostic naming the operands and the fix.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic>;
@@ -369,6 +387,8 @@ pub enum LayerKind {
     /// `Conv1DTranspose` / `Conv2DTranspose(filters, kernel_size, strides, padding, output_padding,
     /// dilation_rate, activation, use_bias)`.
     ConvTranspose(conv_transpose::ConvTranspose),
+    /// `MultiHeadAttention(num_heads, key_dim, value_dim, dropout, use_bias, output_shape, attention_axes)`.
+    MultiHeadAttention(attention::MultiHeadAttention),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -411,6 +431,7 @@ pub const KINDS: &[&str] = &[
     "DepthwiseConv2D",
     "Conv1DTranspose",
     "Conv2DTranspose",
+    "MultiHeadAttention",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -455,6 +476,7 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "DepthwiseConv2D" => depthwise::Depthwise::parse(r, 2).map(LayerKind::Depthwise),
         "Conv1DTranspose" => conv_transpose::ConvTranspose::parse(r, 1).map(LayerKind::ConvTranspose),
         "Conv2DTranspose" => conv_transpose::ConvTranspose::parse(r, 2).map(LayerKind::ConvTranspose),
+        "MultiHeadAttention" => attention::MultiHeadAttention::parse(r).map(LayerKind::MultiHeadAttention),
         _ => return None,
     })
 }
@@ -507,6 +529,7 @@ macro_rules! dispatch {
             LayerKind::Rescaling($l) => $e,
             LayerKind::Depthwise($l) => $e,
             LayerKind::ConvTranspose($l) => $e,
+            LayerKind::MultiHeadAttention($l) => $e,
         }
     };
 }
@@ -514,6 +537,9 @@ macro_rules! dispatch {
 impl LayerDef for LayerKind {
     fn arity(&self) -> Arity {
         dispatch!(self, l => l.arity())
+    }
+    fn call_args(&self, cx: &CallArgsCx<'_>) -> Option<Result<LayerKind, Diagnostic>> {
+        dispatch!(self, l => l.call_args(cx))
     }
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         dispatch!(self, l => l.infer(cx))
