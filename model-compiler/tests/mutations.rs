@@ -115,6 +115,15 @@ const SEEDS: &[&str] = &[
         let s = Conv1DTranspose(2, 3, strides = 2, dilation_rate = 1, use_bias = false, activation = tanh)(seq);
         output y = Concatenate()([GlobalAveragePooling1D()(s), GlobalMaxPooling2D()(i)]);
     }",
+    "pub struct Attend {
+        input q: [4, 6];
+        input v: [5, 3];
+        input m: [4, 5];
+        layer mha = MultiHeadAttention(num_heads = 2, key_dim = 3, value_dim = 2, output_shape = 6);
+        let c = mha(q, v, v, attention_mask = m, use_causal_mask = true);
+        let s = MultiHeadAttention(2, 4, dropout = 0.1)(q, q);
+        output y = LayerNormalization()(Add()([c, s]));
+    }",
 ];
 
 const IDENTS: &[&str] = &[
@@ -135,6 +144,9 @@ const IDENTS: &[&str] = &[
     "Softmax",
     "Add",
     "Dot",
+    "MultiHeadAttention",
+    "attention_mask",
+    "use_causal_mask",
     "Dropout",
     "Conv1D",
     "Conv2D",
