@@ -463,4 +463,72 @@ mod tests {
             assert!(row[qi + 1..].iter().all(|&x| x == 0.0), "row {i} sees the future: {row:?}");
         }
     }
+
+    /// Σ r ⊙ forward(inputs, params) at a fixed training step.
+    fn objective(m: &Mha, x: &[Vec<f32>; 3], w: &[Vec<f32>; 8], mask: Option<Mask<'_>>, r: &[f32], batch: usize) -> f64 {
+        let p = Params { wq: &w[0], bq: Some(&w[1]), wk: &w[2], bk: Some(&w[3]), wv: &w[4], bv: Some(&w[5]), wo: &w[6], bo: Some(&w[7]) };
+        let mut keep = vec![0.0; batch * m.keep_len()];
+        let mut y = vec![0.0; batch * m.tq * m.out];
+        forward(m, &x[0], &x[1], &x[2], mask, &p, 3, true, &mut keep, &mut y, batch);
+        y.iter().zip(r).map(|(a, b)| f64::from(a * b)).sum()
+    }
+
+    #[test]
+    fn every_gradient_with_dropout_mask_and_causality_matches_finite_differences() {
+        let m = Mha { dropout: 0.3, ..dims(true) };
+        let batch = 2;
+        let mut x = [filled(batch * 15, 11), filled(batch * 8, 12), filled(batch * 12, 13)];
+        let sizes = [5 * 6, 6, 2 * 6, 6, 3 * 4, 4, 4 * 4, 4];
+        let mut w: [Vec<f32>; 8] = std::array::from_fn(|i| filled(sizes[i], 20 + i as u64));
+        let mask_values: Vec<f32> = (0..batch * 4).map(|i| if i == 3 || i == 6 { 0.0 } else { 1.0 }).collect();
+        let mask = Mask { values: &mask_values, rows: 1, cols: 4 };
+        let r = filled(batch * m.tq * m.out, 30);
+
+        let p = Params { wq: &w[0], bq: Some(&w[1]), wk: &w[2], bk: Some(&w[3]), wv: &w[4], bv: Some(&w[5]), wo: &w[6], bo: Some(&w[7]) };
+        let mut keep = vec![0.0; batch * m.keep_len()];
+        let mut y = vec![0.0; batch * m.tq * m.out];
+        forward(&m, &x[0], &x[1], &x[2], Some(mask), &p, 3, true, &mut keep, &mut y, batch);
+        let mut g: [Vec<f32>; 8] = std::array::from_fn(|i| vec![0.0; sizes[i]]);
+        let mut tmp = vec![0.0; batch * m.tmp_len()];
+        {
+            let [g0, g1, g2, g3, g4, g5, g6, g7] = &mut g;
+            let grads = Grads { wq: g0, bq: Some(g1), wk: g2, bk: Some(g3), wv: g4, bv: Some(g5), wo: g6, bo: Some(g7) };
+            backward(&m, &x[0], &x[1], &x[2], &p, 3, true, &keep, &r, grads, &mut tmp, batch);
+        }
+        let mut dx = [vec![0.0; x[0].len()], vec![0.0; x[1].len()], vec![0.0; x[2].len()]];
+        backward_input(&m, Proj::Query, &w[0], &tmp, &mut dx[0], batch);
+        backward_input(&m, Proj::Key, &w[2], &tmp, &mut dx[1], batch);
+        backward_input(&m, Proj::Value, &w[4], &tmp, &mut dx[2], batch);
+
+        let eps = 1e-2f32;
+        let close = |a: f32, n: f64, what: &str| {
+            let n = n as f32;
+            assert!((a - n).abs() <= 2e-3 + 2e-2 * a.abs().max(n.abs()), "{what}: analytic {a} vs numeric {n}");
+        };
+        for t in 0..3 {
+            for i in 0..x[t].len() {
+                let orig = x[t][i];
+                x[t][i] = orig + eps;
+                let up = objective(&m, &x, &w, Some(mask), &r, batch);
+                x[t][i] = orig - eps;
+                let down = objective(&m, &x, &w, Some(mask), &r, batch);
+                x[t][i] = orig;
+                close(dx[t][i], (up - down) / (2.0 * f64::from(eps)), &format!("input {t}[{i}]"));
+            }
+        }
+        for t in 0..8 {
+            for i in 0..w[t].len() {
+                let orig = w[t][i];
+                w[t][i] = orig + eps;
+                let up = objective(&m, &x, &w, Some(mask), &r, batch);
+                w[t][i] = orig - eps;
+                let down = objective(&m, &x, &w, Some(mask), &r, batch);
+                w[t][i] = orig;
+                close(g[t][i], (up - down) / (2.0 * f64::from(eps)), &format!("param {t}[{i}]"));
+            }
+        }
+        // Dropout really dropped something at this step.
+        let s = m.stream(3);
+        assert!((0..batch * m.heads * 12).any(|i| m.keep_factor(s, i) == 0.0));
+    }
 }
