@@ -80,7 +80,15 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
 fn loss_and_grad(loss: Loss, pred: &ArrayD<f32>, target: &ArrayD<f32>) -> (f64, ArrayD<f32>) {
     let cols = *pred.shape().last().unwrap();
     let mut grad = ArrayD::zeros(pred.shape());
-    let value = loss.compute(pred.as_slice().unwrap(), target.as_slice().unwrap(), pred.len() / cols, cols, Some(grad.as_slice_mut().unwrap()), 1.0, modelc::Activation::Linear);
+    let value = loss.compute(
+        pred.as_slice().unwrap(),
+        target.as_slice().unwrap(),
+        pred.len() / cols,
+        cols,
+        Some(grad.as_slice_mut().unwrap()),
+        1.0,
+        modelc::Activation::Linear,
+    );
     (value, grad)
 }
 
@@ -94,7 +102,13 @@ fn check_grads<N: Network>(grads: &modelc::ops::Gradients, fx: &Fixture) {
 fn check_adam3<N: Network>(model: &N, fx: &Fixture) {
     for spec in N::PARAMS {
         let got: Vec<f32> = modelc::ops::param(model, spec.name).unwrap().iter().copied().collect();
-        assert_close(&format!("{} after 3 Adam steps", spec.name), &got, get(fx, &format!("adam3/{}", spec.name)).as_slice().unwrap(), 1e-5, 1e-4);
+        assert_close(
+            &format!("{} after 3 Adam steps", spec.name),
+            &got,
+            get(fx, &format!("adam3/{}", spec.name)).as_slice().unwrap(),
+            1e-5,
+            1e-4,
+        );
     }
 }
 

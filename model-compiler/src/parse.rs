@@ -36,8 +36,8 @@ use syn::parse::{Parse, ParseBuffer, ParseStream, Parser};
 use syn::{braced, bracketed, parenthesized, token, Attribute, Ident, LitBool, LitFloat, LitInt, LitStr, Token};
 
 use crate::ast::{
-    Arg, ArgKind, ArgValue, Args, CallExpr, CallKeyword, CallValue, Callee, Ctor, Dep, Dim, Expr, File, InputDecl, LayerDecl, LetStmt, ListExpr, Model, OutputStmt,
-    Stmt,
+    Arg, ArgKind, ArgValue, Args, CallExpr, CallKeyword, CallValue, Callee, Ctor, Dep, Dim, Expr, File, InputDecl, LayerDecl, LetStmt,
+    ListExpr, Model, OutputStmt, Stmt,
 };
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::suggest::did_you_mean;

@@ -213,11 +213,7 @@ pub fn plan(typed: Typed) -> Plan {
         let readers = m.calls.iter().enumerate().filter(|(i, c)| !dead.contains(&CallId(*i)) && c.inputs.contains(&out.value)).count();
         let shared = m.outputs.iter().filter(|o| o.value == out.value).count() > 1;
         let act = match m.values.get(out.value.0).map(|v| v.producer) {
-            Some(Producer::Call(c)) => m
-                .calls
-                .get(c.0)
-                .and_then(|call| m.call_kind(call))
-                .and_then(|k| k.output_activation()),
+            Some(Producer::Call(c)) => m.calls.get(c.0).and_then(|call| m.call_kind(call)).and_then(|k| k.output_activation()),
             _ => None,
         };
         let fusable = match act {
@@ -315,8 +311,7 @@ fn first_writers(plan: &mut Plan) {
         if !plan.runs_backward(step) {
             continue;
         }
-        let sets =
-            plan.typed.model.call_kind_of(step.call).is_some_and(|kind| kind.backward_sets_first_writes());
+        let sets = plan.typed.model.call_kind_of(step.call).is_some_and(|kind| kind.backward_sets_first_writes());
         let mut dx_set = Vec::with_capacity(step.cx.inputs.len());
         for op in &step.cx.inputs {
             let first = op.needs_grad && written.get(op.buf) == Some(&false);

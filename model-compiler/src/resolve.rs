@@ -434,7 +434,15 @@ impl Resolver<'_> {
             let binding = values.get(c.output.0).and_then(|v| v.binding.clone()).map(|b| format!("{prefix}/{b}"));
             let call_id = CallId(self.out.calls.len());
             let output = self.new_value(binding, c.span, Producer::Call(call_id));
-            self.out.calls.push(hir::Call { layer, inputs, input_spans: c.input_spans.clone(), list: c.list, output, span: c.span, config: c.config.clone() });
+            self.out.calls.push(hir::Call {
+                layer,
+                inputs,
+                input_spans: c.input_spans.clone(),
+                list: c.list,
+                output,
+                span: c.span,
+                config: c.config.clone(),
+            });
             map.insert(c.output, output);
         }
         outputs.iter().map(|v| map.get(v).copied()).collect()
@@ -607,7 +615,12 @@ impl Resolver<'_> {
 
     /// The further positional tensors and the tensors of keyword arguments, resolved and appended to the
     /// operands in the order written.
-    fn call_extras(&mut self, c: &ast::CallExpr, mut operands: Vec<Option<ValueId>>, mut spans: Vec<Span>) -> (Vec<Option<ValueId>>, Vec<Span>) {
+    fn call_extras(
+        &mut self,
+        c: &ast::CallExpr,
+        mut operands: Vec<Option<ValueId>>,
+        mut spans: Vec<Span>,
+    ) -> (Vec<Option<ValueId>>, Vec<Span>) {
         let tensors = c.more.iter().chain(c.keywords.iter().filter_map(|k| match &k.value {
             ast::CallValue::Tensor(e) => Some(e),
             ast::CallValue::Literal(_) => None,
@@ -649,7 +662,7 @@ impl Resolver<'_> {
         let config = match kind.call_args(&call) {
             Some(r) => r?,
             None => {
-                let what = format!("{}", self.out.layers.get(layer.0).map(|l| l.keras_type).unwrap_or("this layer"));
+                let what = self.out.layers.get(layer.0).map(|l| l.keras_type).unwrap_or("this layer").to_string();
                 return match Self::no_call_extras(c, &what) {
                     Some(d) => Err(d),
                     None => Ok(None),

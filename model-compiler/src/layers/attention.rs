@@ -233,6 +233,11 @@ impl MultiHeadAttention {
     }
 }
 
+/// The dims before the features.
+fn positions(s: &Shape) -> &[usize] {
+    s.0.split_last().map(|(_, lead)| lead).unwrap_or(&[])
+}
+
 /// Whether an argument value is Python's `None`.
 fn is_none(kind: &ArgKind) -> bool {
     matches!(kind, ArgKind::Ident(i) if i == "None")
@@ -247,8 +252,14 @@ impl LayerDef for MultiHeadAttention {
                 2 => out.has_key = false,
                 3 => out.has_key = true,
                 n => {
-                    return Err(Diagnostic::new(cx.span, format!("MultiHeadAttention is called on a query, a value and optionally a key, but is given {n} tensor{}", if n == 1 { "" } else { "s" }))
-                        .help("call it as Keras does: `mha(query, value)` (self-attention: `mha(x, x)`), or `mha(query, value, key)`"));
+                    return Err(Diagnostic::new(
+                        cx.span,
+                        format!(
+                            "MultiHeadAttention is called on a query, a value and optionally a key, but is given {n} tensor{}",
+                            if n == 1 { "" } else { "s" }
+                        ),
+                    )
+                    .help("call it as Keras does: `mha(query, value)` (self-attention: `mha(x, x)`), or `mha(query, value, key)`"));
                 }
             }
             out.has_mask = false;
@@ -262,13 +273,19 @@ impl LayerDef for MultiHeadAttention {
                     ("attention_mask", CallValue::Tensor(_)) => out.has_mask = true,
                     ("use_causal_mask", CallValue::Literal(v)) => match v.kind {
                         ArgKind::Bool(b) => out.causal = b,
-                        _ => return Err(Diagnostic::new(v.span, "`use_causal_mask` must be `true` or `false`").help("write `use_causal_mask = true`")),
+                        _ => {
+                            return Err(Diagnostic::new(v.span, "`use_causal_mask` must be `true` or `false`")
+                                .help("write `use_causal_mask = true`"))
+                        }
                     },
                     ("attention_mask", CallValue::Literal(v)) => {
-                        return Err(Diagnostic::new(v.span, "`attention_mask` must be a tensor").help("declare the mask as an input, `input m: [8, 8];`, and pass `attention_mask = m`"));
+                        return Err(Diagnostic::new(v.span, "`attention_mask` must be a tensor")
+                            .help("declare the mask as an input, `input m: [8, 8];`, and pass `attention_mask = m`"));
                     }
                     ("use_causal_mask", CallValue::Tensor(e)) => {
-                        return Err(Diagnostic::new(e.span(), "`use_causal_mask` must be `true` or `false`").help("write `use_causal_mask = true`"));
+                        return Err(
+                            Diagnostic::new(e.span(), "`use_causal_mask` must be `true` or `false`").help("write `use_causal_mask = true`")
+                        );
                     }
                     ("return_attention_scores", _) => {
                         return Err(Diagnostic::new(key.span(), "`return_attention_scores` of MultiHeadAttention is not supported yet")
@@ -281,8 +298,10 @@ impl LayerDef for MultiHeadAttention {
                     (other, _) => {
                         let known = ["attention_mask", "use_causal_mask"];
                         let hint = crate::suggest::did_you_mean(other, known.iter().copied());
-                        return Err(Diagnostic::new(key.span(), format!("MultiHeadAttention takes no call argument `{other}`"))
-                            .help(hint.map(|h| format!("did you mean `{h}`?")).unwrap_or_else(|| "its call arguments are `attention_mask = m` and `use_causal_mask = true`".into())));
+                        return Err(Diagnostic::new(key.span(), format!("MultiHeadAttention takes no call argument `{other}`")).help(
+                            hint.map(|h| format!("did you mean `{h}`?"))
+                                .unwrap_or_else(|| "its call arguments are `attention_mask = m` and `use_causal_mask = true`".into()),
+                        ));
                     }
                 }
             }
@@ -304,26 +323,50 @@ impl LayerDef for MultiHeadAttention {
             if s.rank() < 2 {
                 return Err(Diagnostic::new(
                     cx.spans.get(i).copied().unwrap_or(cx.span),
-                    format!("MultiHeadAttention needs a sequence of feature vectors, (batch, positions, features), but {} has rank {}", cx.describe(i), s.rank() + 1),
+                    format!(
+                        "MultiHeadAttention needs a sequence of feature vectors, (batch, positions, features), but {} has rank {}",
+                        cx.describe(i),
+                        s.rank() + 1
+                    ),
                 )
-                .help(format!("give `{}` a positions axis, e.g. `Reshape(({}, 1))({})`", cx.name(i), s.numel(), cx.name(i))));
+                .help(format!(
+                    "give `{}` a positions axis, e.g. `Reshape(({}, 1))({})`",
+                    cx.name(i),
+                    s.numel(),
+                    cx.name(i)
+                )));
             }
         }
         for (i, s) in [(1, v), (ki, k)] {
             if s.rank() != q.rank() {
                 return Err(Diagnostic::new(
                     cx.spans.get(i).copied().unwrap_or(cx.span),
-                    format!("MultiHeadAttention needs query, value and key of one rank, but {} has rank {} and {} rank {}", cx.describe(0), q.rank() + 1, cx.describe(i), s.rank() + 1),
+                    format!(
+                        "MultiHeadAttention needs query, value and key of one rank, but {} has rank {} and {} rank {}",
+                        cx.describe(0),
+                        q.rank() + 1,
+                        cx.describe(i),
+                        s.rank() + 1
+                    ),
                 )
                 .help("reshape them to the same rank, e.g. (batch, positions, features) for each"));
             }
         }
-        if self.has_key && k.0[..k.rank() - 1] != v.0[..v.rank() - 1] {
+        if self.has_key && positions(k) != positions(v) {
             return Err(Diagnostic::new(
                 cx.spans.get(ki).copied().unwrap_or(cx.span),
-                format!("the key and the value of MultiHeadAttention must have the same positions, but {} and {} differ before their features", cx.describe(ki), cx.describe(1)),
+                format!(
+                    "the key and the value of MultiHeadAttention must have the same positions, but {} and {} differ before their features",
+                    cx.describe(ki),
+                    cx.describe(1)
+                ),
             )
-            .help(format!("each value needs its key: pass a key with the value's positions, like `mha(query, {}, {})` with both {}", cx.name(1), cx.name(1), Shape(v.0[..v.rank() - 1].to_vec()))));
+            .help(format!(
+                "each value needs its key: pass a key with the value's positions, like `mha(query, {}, {})` with both {}",
+                cx.name(1),
+                cx.name(1),
+                Shape(positions(v).to_vec())
+            )));
         }
         self.check_axes(cx, q)?;
         if self.has_mask {
@@ -350,17 +393,27 @@ impl LayerDef for MultiHeadAttention {
                 .help(format!("give the mask one value per query and value position, e.g. `input {}: [{tq}, {tv}];`", cx.name(mi))));
             }
             if cx.dtypes.get(mi).copied().flatten() == Some(DType::I32) {
-                return Err(Diagnostic::new(span, format!("the attention mask `{}` is an int32 input; masks are float 0/1 values", cx.name(mi)))
-                    .help(format!("declare it without `as i32`: `input {}: {};`", cx.name(mi), m.keras().replace("(None, ", "[").replace(')', "]"))));
+                return Err(Diagnostic::new(
+                    span,
+                    format!("the attention mask `{}` is an int32 input; masks are float 0/1 values", cx.name(mi)),
+                )
+                .help(format!(
+                    "declare it without `as i32`: `input {}: {};`",
+                    cx.name(mi),
+                    m.keras().replace("(None, ", "[").replace(')', "]")
+                )));
             }
         }
         for (i, s) in [(0, q), (1, v), (ki, k)] {
             if cx.dtypes.get(i).copied().flatten() == Some(DType::I32) {
-                return Err(Diagnostic::new(cx.spans.get(i).copied().unwrap_or(cx.span), format!("MultiHeadAttention needs float features, but {} is an int32 input", cx.describe(i)))
-                    .help(format!("embed the ids first, e.g. `Embedding(1000, 64)({})`; {s} then holds vectors", cx.name(i))));
+                return Err(Diagnostic::new(
+                    cx.spans.get(i).copied().unwrap_or(cx.span),
+                    format!("MultiHeadAttention needs float features, but {} is an int32 input", cx.describe(i)),
+                )
+                .help(format!("embed the ids first, e.g. `Embedding(1000, 64)({})`; {s} then holds vectors", cx.name(i))));
             }
         }
-        let mut dims = q.0[..q.rank() - 1].to_vec();
+        let mut dims = positions(q).to_vec();
         dims.extend(self.out_dims(q));
         Ok(Shape(dims))
     }
@@ -387,7 +440,12 @@ impl LayerDef for MultiHeadAttention {
         let mut wo = vec![h, vd];
         wo.extend(&out);
         let out_n: usize = out.iter().product();
-        let wo = ParamDecl { suffix: "attention_output/kernel", shape: wo, init: InitKind::GlorotUniform { fan_in: vd * h, fan_out: out_n * h }, trainable: true };
+        let wo = ParamDecl {
+            suffix: "attention_output/kernel",
+            shape: wo,
+            init: InitKind::GlorotUniform { fan_in: vd * h, fan_out: out_n * h },
+            trainable: true,
+        };
         if self.use_bias {
             vec![
                 proj("query/kernel", s.dq, kd),
@@ -494,7 +552,10 @@ mod tests {
         let e = errors("struct M { input q: [5, 8]; input v: [7, 8]; input k: [6, 8]; layer mha = MultiHeadAttention(2, 4); output y = mha(q, v, k); }");
         assert!(e[0].0.starts_with("the key and the value of MultiHeadAttention must have the same positions"), "{e:?}");
         let e = errors("struct M { input q: [5, 8]; layer mha = MultiHeadAttention(2, 4); output y = mha(q); }");
-        assert!(e[0].0.starts_with("MultiHeadAttention is called on a query, a value and optionally a key, but is given 1 tensor"), "{e:?}");
+        assert!(
+            e[0].0.starts_with("MultiHeadAttention is called on a query, a value and optionally a key, but is given 1 tensor"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -295,7 +295,8 @@ pub fn forward(
     let stream = m.drops(training).then(|| m.stream(step));
     for s in 0..batch {
         let kp = &mut keep[s * o.len..(s + 1) * o.len];
-        let (qs, ks, vs) = (&q[s * m.tq * m.dq..][..m.tq * m.dq], &k[s * m.tv * m.dk..][..m.tv * m.dk], &v[s * m.tv * m.dv..][..m.tv * m.dv]);
+        let (qs, ks, vs) =
+            (&q[s * m.tq * m.dq..][..m.tq * m.dq], &k[s * m.tv * m.dk..][..m.tv * m.dk], &v[s * m.tv * m.dv..][..m.tv * m.dv]);
         let (qt, rest) = kp.split_at_mut(o.k);
         let (kt, rest) = rest.split_at_mut(o.v - o.k);
         let (vt, rest) = rest.split_at_mut(o.p - o.v);
@@ -401,7 +402,8 @@ pub fn backward(
             sgemm(kd, m.tq, m.tv, scale, qh, false, dp, false, 0.0, &mut dkt[h * kd * m.tv..][..kd * m.tv]);
         }
         // Input projections' parameters: outT = wᵀ xᵀ + b, so dW += x... = xᵀ · (dT)ᵀ, db += row sums of dT.
-        let (qs, ks, vs) = (&q[s * m.tq * m.dq..][..m.tq * m.dq], &k[s * m.tv * m.dk..][..m.tv * m.dk], &v[s * m.tv * m.dv..][..m.tv * m.dv]);
+        let (qs, ks, vs) =
+            (&q[s * m.tq * m.dq..][..m.tq * m.dq], &k[s * m.tv * m.dk..][..m.tv * m.dk], &v[s * m.tv * m.dv..][..m.tv * m.dv]);
         sgemm(m.dq, m.tq, hk, 1.0, qs, true, dqt, true, 1.0, gwq);
         sgemm(m.dk, m.tv, hk, 1.0, ks, true, dkt, true, 1.0, gwk);
         sgemm(m.dv, m.tv, hv, 1.0, vs, true, dvt, true, 1.0, gwv);
