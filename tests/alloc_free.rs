@@ -216,3 +216,44 @@ fn convolution_train_steps_and_inference_allocate_nothing_after_warm_up() {
     });
     assert_eq!(n, 0, "{n} allocations in 10 convolution inference calls");
 }
+
+model! {
+    /// A transformer encoder block: causal multi-head self-attention with dropout, Add, LayerNormalization,
+    /// a gelu feed-forward, and a masked cross-attention.
+    struct Attend {
+        input x: [8, 16];
+        input m: [1, 8];
+        let a = MultiHeadAttention(num_heads = 4, key_dim = 4, dropout = 0.1)(x, x, use_causal_mask = true);
+        let h = LayerNormalization()(Add()([x, a]));
+        let f = Dense(16)(Dense(32, activation = gelu)(h));
+        let h = LayerNormalization()(Add()([h, f]));
+        let c = MultiHeadAttention(2, 8, value_dim = 4)(h, x, attention_mask = m);
+        output y = Dense(2, activation = softmax)(GlobalAveragePooling1D()(c));
+    }
+}
+
+#[test]
+fn attention_train_steps_and_inference_allocate_nothing_after_warm_up() {
+    let mut rng = Rng::new(10);
+    let x = modelc::ndarray::Array3::from_shape_fn((16, 8, 16), |_| rng.uniform(-1.0, 1.0));
+    let m = modelc::ndarray::Array3::from_shape_fn((16, 1, 8), |(i, _, j)| f32::from(u8::from(j + i % 3 < 8)));
+    let y = Array2::from_shape_fn((16, 2), |(i, k)| f32::from(u8::from(i % 2 == k)));
+    let inputs = AttendInputs { x: x.view(), m: m.view() };
+    let targets = AttendTargets { y: y.view() };
+    let mut model = Attend::new(11);
+    let mut trainer = model.compile(Adam::default(), AttendLosses { y: Loss::CategoricalCrossentropy }, &[]);
+    trainer.train_step(&inputs, &targets).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 10 steady-state attention training steps");
+    let mut out = model.predict(&inputs).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            model.predict_into(&inputs, &mut out).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 10 attention inference calls");
+}

@@ -192,21 +192,43 @@ pub struct ListExpr {
 pub struct CallExpr {
     /// What is called.
     pub callee: Callee,
-    /// The positional argument: a tensor, a list of tensors or a nested call.
+    /// The first argument: a tensor, a list of tensors or a nested call.
     pub arg: Box<Expr>,
-    /// Keyword tensor arguments after it, in source order: `initial_state = [h, c]`.
-    pub kwargs: Vec<KwArg>,
+    /// Further positional tensors, as Keras calls take them: `mha(query, value, key)`.
+    pub more: Vec<Expr>,
+    /// Keyword arguments, in source order: tensors (`initial_state = [h, c]`, `attention_mask = m`) or
+    /// call-time literals (`use_causal_mask = true`).
+    pub keywords: Vec<CallKeyword>,
     /// Span of the argument's parentheses.
     pub paren_span: Span,
 }
 
-/// `key = expr` in a layer call: a tensor (or a list of tensors) passed by keyword.
+/// `key = value` among a call's arguments.
 #[derive(Debug, Clone)]
-pub struct KwArg {
+pub struct CallKeyword {
     /// The keyword.
     pub key: Ident,
-    /// The tensor or list of tensors.
-    pub value: Expr,
+    /// A tensor expression or a literal.
+    pub value: CallValue,
+}
+
+/// The value of a call-time keyword argument.
+#[derive(Debug, Clone)]
+pub enum CallValue {
+    /// A tensor (or a list of tensors): `attention_mask = m`, `initial_state = [h, c]`.
+    Tensor(Expr),
+    /// A literal: `use_causal_mask = true`.
+    Literal(ArgValue),
+}
+
+impl CallValue {
+    /// Span of the value.
+    pub fn span(&self) -> Span {
+        match self {
+            CallValue::Tensor(e) => e.span(),
+            CallValue::Literal(v) => v.span,
+        }
+    }
 }
 
 /// The layer being called.

@@ -618,7 +618,7 @@ fn id_bounds(plan: &Plan) -> Vec<TokenStream> {
 fn update_body(plan: &Plan) -> TokenStream {
     let mut out = TokenStream::new();
     for step in &plan.steps {
-        let Some(kind) = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
+        let Some(kind) = plan.typed.model.call_kind_of(step.call) else { continue };
         let n_params = plan.layer_params.get(step.layer.0).map(|r| r.len()).unwrap_or(0);
         let body = kind.update(&step.cx.emit_cx(n_params));
         if body.is_empty() {
@@ -679,7 +679,7 @@ fn step_comment(plan: &Plan, step: &crate::plan::Step) -> String {
 fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate::plan::Step) -> crate::plan::StepCx) -> TokenStream {
     let mut out = TokenStream::new();
     for (k, step) in plan.steps.iter().enumerate() {
-        let Some(kind) = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
+        let Some(kind) = plan.typed.model.call_kind_of(step.call) else { continue };
         let n_params = plan.layer_params.get(step.layer.0).map(|r| r.len()).unwrap_or(0);
         let cx = crate::layers::EmitCx { inputs_in_place, ..cx_of(k, step).emit_cx(n_params) };
         let (y, n) = (cx.output.buf, cx.output.shape.numel());
@@ -726,7 +726,7 @@ fn extra_results(extra: &[crate::layers::Operand], field: TokenStream, prefix: &
 fn backward_body(plan: &Plan) -> TokenStream {
     let mut out = TokenStream::new();
     for step in plan.steps.iter().rev() {
-        let Some(kind) = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
+        let Some(kind) = plan.typed.model.call_kind_of(step.call) else { continue };
         if !plan.runs_backward(step) {
             continue;
         }

@@ -41,7 +41,7 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
     for &cid in &schedule {
         let Some(call) = model.calls.get(cid.0) else { continue };
         let Some(layer) = model.layers.get(call.layer.0) else { continue };
-        let Some(kind) = &layer.kind else { continue };
+        let Some(kind) = model.call_kind(call) else { continue };
         let ins: Option<Vec<Shape>> = call.inputs.iter().map(|v| shapes.get(v.0).cloned().flatten()).collect();
         let Some(ins) = ins else { continue };
         let names: Vec<String> = call.inputs.iter().map(|v| model.value_name(*v)).collect();

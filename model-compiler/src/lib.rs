@@ -143,7 +143,7 @@ fn guess_ranks(typed: &infer::Typed) -> Vec<usize> {
             hir::Producer::Call(c) => m.calls.get(c.0).and_then(|call| {
                 let ins: Vec<Option<usize>> = call.inputs.iter().map(|i| ranks.get(i.0).copied().flatten()).collect();
                 let k = call.results().position(|r| r.0 == v).unwrap_or(0);
-                match m.layers.get(call.layer.0).and_then(|l| l.kind.as_ref()) {
+                match m.call_kind(call) {
                     Some(kind) if k > 0 => kind.extra_rank(k, &ins),
                     Some(kind) => kind.output_rank(&ins),
                     None => layers::same_rank(&ins),

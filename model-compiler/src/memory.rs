@@ -164,14 +164,7 @@ pub fn plan(plan: &Plan) -> MemoryPlan {
     let mut step_scratch = Vec::with_capacity(n);
     let mut step_scratch_total = Vec::with_capacity(n);
     for step in &plan.steps {
-        let backward_only = plan
-            .typed
-            .model
-            .layers
-            .get(step.layer.0)
-            .and_then(|l| l.kind.as_ref())
-            .map(LayerDef::backward_only_scratch)
-            .unwrap_or_default();
+        let backward_only = plan.typed.model.call_kind_of(step.call).map(LayerDef::backward_only_scratch).unwrap_or_default();
         let mut used: Vec<(usize, usize)> = step
             .cx
             .scratch

@@ -227,12 +227,7 @@ pub fn plan(typed: Typed) -> Plan {
         let readers = m.calls.iter().enumerate().filter(|(i, c)| !dead.contains(&CallId(*i)) && c.inputs.contains(&out.value)).count();
         let shared = m.outputs.iter().filter(|o| o.value == out.value).count() > 1;
         let act = match m.values.get(out.value.0).map(|v| v.producer) {
-            Some(Producer::Call(c)) => m
-                .calls
-                .get(c.0)
-                .and_then(|call| m.layers.get(call.layer.0))
-                .and_then(|l| l.kind.as_ref())
-                .and_then(|k| k.output_activation()),
+            Some(Producer::Call(c)) => m.calls.get(c.0).and_then(|call| m.call_kind(call)).and_then(|k| k.output_activation()),
             _ => None,
         };
         let fusable = match act {
@@ -250,7 +245,7 @@ pub fn plan(typed: Typed) -> Plan {
         if parts.contains_key(&call.output) {
             continue;
         }
-        let Some(kind) = m.layers.get(call.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
+        let Some(kind) = m.call_kind(call) else { continue };
         let inputs: Vec<Operand> = call
             .inputs
             .iter()
@@ -336,8 +331,7 @@ fn first_writers(plan: &mut Plan) {
         if !plan.runs_backward(step) {
             continue;
         }
-        let sets =
-            plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()).is_some_and(|kind| kind.backward_sets_first_writes());
+        let sets = plan.typed.model.call_kind_of(step.call).is_some_and(|kind| kind.backward_sets_first_writes());
         let mut dx_set = Vec::with_capacity(step.cx.inputs.len());
         for op in &step.cx.inputs {
             let first = op.needs_grad && written.get(op.buf) == Some(&false);
@@ -376,17 +370,16 @@ fn first_writers(plan: &mut Plan) {
 /// gradient directly, so neither pass copies.
 fn concat_parts(typed: &Typed, live: &[CallId]) -> BTreeMap<ValueId, Vec<ValueId>> {
     let m = &typed.model;
-    let kind_of = |c: &crate::hir::Call| m.layers.get(c.layer.0).and_then(|l| l.kind.as_ref());
     let mut parts = BTreeMap::new();
     for c in live {
         let Some(call) = m.calls.get(c.0) else { continue };
-        let Some(LayerKind::Concatenate(concat)) = kind_of(call) else { continue };
+        let Some(LayerKind::Concatenate(concat)) = m.call_kind(call) else { continue };
         let Some(Some(shape)) = typed.shapes.get(call.output.0) else { continue };
         if concat.sample_axis(shape.rank()) != Some(shape.rank().saturating_sub(1)) || m.outputs.iter().any(|o| o.value == call.output) {
             continue;
         }
         let mut readers = live.iter().filter_map(|r| m.calls.get(r.0)).filter(|r| r.inputs.contains(&call.output)).peekable();
-        if readers.peek().is_some() && readers.all(|r| matches!(kind_of(r), Some(LayerKind::Dense(_)))) {
+        if readers.peek().is_some() && readers.all(|r| matches!(m.call_kind(r), Some(LayerKind::Dense(_)))) {
             parts.insert(call.output, call.inputs.clone());
         }
     }

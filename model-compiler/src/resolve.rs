@@ -98,6 +98,38 @@ fn nest_cycle(cycle: &[String], span: Span) -> Diagnostic {
         .help("a model cannot contain itself, even through other models: remove one of these uses")
 }
 
+/// The callee of `c` as written: `enc` or `LSTM`.
+fn callee_text(c: &ast::CallExpr) -> String {
+    match &c.callee {
+        Callee::Instance(id) => id.to_string(),
+        Callee::Ctor(ctor) => crate::parse::path_text(&ctor.path),
+    }
+}
+
+// Rule: a callee that takes its operands in one argument (a tensor or a list) is given no further
+// positional tensor; the error is at the first one.
+fn one_argument(extra: &Expr, what: &str) -> Diagnostic {
+    Diagnostic::new(extra.span(), "a layer is called on one tensor: to pass several, put them in a list, like `([a, b])`")
+        .help(format!("{what} takes its operands in one argument"))
+}
+
+// Rule: a call's keywords are the layer's `call_keywords`; the error is at the keyword, with the nearest
+// one, else what the layer takes.
+fn unknown_keyword(c: &ast::CallExpr, keras_type: &str, name: &str, span: Span, accepted: &[&str]) -> Diagnostic {
+    let d = Diagnostic::new(span, format!("{keras_type} takes no call argument `{name}`"));
+    match (did_you_mean(name, accepted.iter().copied()), accepted.is_empty()) {
+        (Some(s), _) => d.help(format!("did you mean `{s}`?")),
+        (None, true) => {
+            let call = match &c.callee {
+                Callee::Instance(id) => format!("{id}(x)"),
+                Callee::Ctor(ctor) => format!("{}(...)(x)", crate::parse::path_text(&ctor.path)),
+            };
+            d.help(format!("call it on its tensor alone: `{call}`"))
+        }
+        (None, false) => d.help(format!("it takes: {}", layers::args::list(accepted))),
+    }
+}
+
 struct Resolver<'d> {
     diags: &'d mut Diagnostics,
     /// The invocation being compiled (sibling models and dependencies).
@@ -467,6 +499,7 @@ impl Resolver<'_> {
                 output,
                 extra: extra.to_vec(),
                 span: c.span,
+                config: c.config.clone(),
             });
         }
         outputs.iter().map(|v| map.get(v).copied()).collect()
@@ -620,22 +653,27 @@ impl Resolver<'_> {
             }
             other => (vec![self.expr(other)], vec![other.span()], false),
         };
-        let span = c.callee.span();
-        let positional = operands.len();
         let (mut operands, mut spans) = (operands, spans);
-        let keywords = self.keyword_operands(c, instance, &mut operands, &mut spans);
+        // Further positional tensors, as Keras calls take them (`mha(query, value, key)`): one tensor each.
+        for e in &c.more {
+            operands.push(self.expr(e));
+            spans.push(e.span());
+        }
+        let positional = operands.len();
+        let span = c.callee.span();
+        let args = self.call_arguments(c, instance, &mut operands, &mut spans);
         let layer = match instance {
             Instance::Layer(l) => l,
-            // A nested model takes no keyword (reported): its call is poisoned, not miscounted.
-            Instance::Sub(_) if keywords.is_none() || operands.len() > positional => return None,
+            // Its keywords or further tensors were reported: the call is poisoned, not miscounted.
+            Instance::Sub(_) if args.is_none() => return None,
             Instance::Sub(k) => return self.call_sub(k, operands, spans, list, span),
             Instance::Poisoned => return None,
         };
         let operands: Option<Vec<ValueId>> = operands.into_iter().collect();
-        let (Some(inputs), Some(keywords)) = (operands, keywords) else {
+        let (Some(inputs), Some((keywords, config))) = (operands, args) else {
             return Some(vec![self.new_value(None, span, Producer::Poisoned)]);
         };
-        let kind = self.out.layers.get(layer.0).and_then(|l| l.kind.as_ref());
+        let kind = config.as_ref().or_else(|| self.out.layers.get(layer.0).and_then(|l| l.kind.as_ref()));
         let n_results = kind.map(|k| k.result_names().len()).unwrap_or(1);
         let known = kind.is_some();
         let call_id = CallId(self.out.calls.len());
@@ -647,80 +685,136 @@ impl Resolver<'_> {
         if !known {
             self.unknown_results.insert(output);
         }
-        self.out.calls.push(hir::Call { layer, inputs, input_spans: spans, list, positional, keywords, output, extra, span });
+        self.out.calls.push(hir::Call { layer, inputs, input_spans: spans, list, positional, keywords, output, extra, span, config });
         Some(results)
     }
 
-    /// Resolves the keyword tensor arguments of call `c` (`initial_state = [h, c]`), appending their
-    /// operands to `operands`. Checks each keyword against the layer's [`LayerDef::tensor_keywords`]:
-    /// `None` after an error (reported).
-    fn keyword_operands(
+    /// The arguments of call `c` after its first one, the same way for every callee: further positional
+    /// tensors (already in `operands`) and keyword arguments, each a tensor (a list of tensors:
+    /// `initial_state = [h, c]`, `attention_mask = m`) or a literal (`use_causal_mask = true`). The tensors
+    /// of keywords are resolved and appended to `operands`, each keyword naming its range. Then checked:
+    /// a nested model takes neither; a keyword is given once and is one of the layer's
+    /// [`LayerDef::call_keywords`]; the layer's [`LayerDef::call_args`] gives this call's configuration,
+    /// or, for a layer without one, the call has no further positional tensor and only tensor keywords.
+    /// Returns the keyword tensors and this call's configuration (`None`: the layer's own); `None` after
+    /// an error (reported).
+    fn call_arguments(
         &mut self,
         c: &ast::CallExpr,
         instance: Instance,
         operands: &mut Vec<Option<ValueId>>,
         spans: &mut Vec<Span>,
-    ) -> Option<Vec<hir::Keyword>> {
+    ) -> Option<(Vec<hir::Keyword>, Option<layers::LayerKind>)> {
         let mut keywords: Vec<hir::Keyword> = Vec::new();
-        let mut ok = true;
-        for kw in &c.kwargs {
-            let name = kw.key.to_string();
+        for kw in &c.keywords {
             let start = operands.len();
-            let items: Vec<&Expr> = match &kw.value {
-                Expr::List(l) => l.items.iter().collect(),
-                other => vec![other],
-            };
-            for item in items {
-                operands.push(self.expr(item));
-                spans.push(item.span());
+            if let ast::CallValue::Tensor(e) = &kw.value {
+                let items: Vec<&Expr> = match e {
+                    Expr::List(l) => l.items.iter().collect(),
+                    other => vec![other],
+                };
+                for item in items {
+                    operands.push(self.expr(item));
+                    spans.push(item.span());
+                }
+                keywords.push(hir::Keyword { name: kw.key.to_string(), operands: start..operands.len(), span: kw.key.span() });
             }
-            let accepted: &[&str] = match instance {
-                Instance::Layer(l) => match self.out.layers.get(l.0) {
-                    Some(layer) => match &layer.kind {
-                        Some(kind) => kind.tensor_keywords(),
-                        None => continue,
-                    },
-                    None => continue,
-                },
-                Instance::Sub(k) => {
-                    let prefix = self.subs.get(k).map(|s| s.prefix.clone()).unwrap_or_default();
+        }
+        let layer = match instance {
+            Instance::Layer(l) => l,
+            Instance::Sub(k) => {
+                let prefix = self.subs.get(k).map(|s| s.prefix.clone()).unwrap_or_default();
+                for kw in &c.keywords {
                     self.diags.push(
-                        Diagnostic::new(kw.key.span(), format!("model `{prefix}` takes no keyword argument `{name}`"))
+                        Diagnostic::new(kw.key.span(), format!("model `{prefix}` takes no keyword argument `{}`", kw.key))
                             .help(format!("pass its inputs as a list in input order: `{prefix}([a, b])`")),
                     );
-                    ok = false;
-                    continue;
                 }
-                Instance::Poisoned => continue,
-            };
-            let (callee, call) = match &c.callee {
-                Callee::Instance(id) => (id.to_string(), format!("{id}(x)")),
-                Callee::Ctor(ctor) => {
-                    let path = crate::parse::path_text(&ctor.path);
-                    let call = format!("{path}(...)(x)");
-                    (path, call)
+                if let Some(e) = c.more.first() {
+                    self.diags.push(one_argument(e, "a model used as a layer"));
                 }
-            };
-            if let Some(first) = keywords.iter().find(|k| k.name == name) {
+                return (c.keywords.is_empty() && c.more.is_empty()).then_some((keywords, None));
+            }
+            Instance::Poisoned => return None,
+        };
+        // A layer whose arguments were invalid (reported): nothing more to check against.
+        let Some(kind) = self.out.layers.get(layer.0).and_then(|l| l.kind.clone()) else { return Some((keywords, None)) };
+        let keras_type = self.out.layers.get(layer.0).map(|l| l.keras_type).unwrap_or("this layer");
+        if !self.no_keyword_twice(c) {
+            return None;
+        }
+        let mut ok = true;
+        // Checked by the layer first: it may reject a keyword it knows of with a reason
+        // (`return_attention_scores` of MultiHeadAttention), which is better than "takes no call argument".
+        let pairs: Vec<(&Ident, &ast::CallValue)> = c.keywords.iter().map(|k| (&k.key, &k.value)).collect();
+        let cx = layers::CallArgsCx { positional: 1 + c.more.len(), keywords: &pairs, span: c.callee.span() };
+        let config = match kind.call_args(&cx) {
+            Some(Ok(config)) => Some(config),
+            Some(Err(d)) => {
+                self.diags.push(d);
+                return None;
+            }
+            None => {
+                if let Some(e) = c.more.first() {
+                    self.diags.push(one_argument(e, keras_type));
+                    return None;
+                }
+                None
+            }
+        };
+        let accepted = kind.call_keywords();
+        for kw in &c.keywords {
+            let name = kw.key.to_string();
+            if !accepted.contains(&name.as_str()) {
+                self.diags.push(unknown_keyword(c, keras_type, &name, kw.key.span(), accepted));
+                ok = false;
+            } else if let (ast::CallValue::Literal(v), None) = (&kw.value, &config) {
+                // Rule: a layer that takes no call-time options takes tensors by keyword.
                 self.diags.push(
-                    Diagnostic::new(kw.key.span(), format!("keyword `{name}` is given twice in this call of `{callee}`"))
-                        .note(first.span, "first given here")
-                        .help(format!("give `{name}` once; several tensors go in one list, like `{name} = [h, c]`")),
+                    Diagnostic::new(
+                        v.span,
+                        format!("`{name}` of {keras_type} takes tensors, but is given {}", layers::args::describe(&v.kind)),
+                    )
+                    .help(format!("pass a tensor or a list of tensors, like `{name} = [a, b]`")),
                 );
                 ok = false;
-            } else if !accepted.contains(&name.as_str()) {
-                let d = Diagnostic::new(kw.key.span(), format!("`{callee}` takes no tensor argument `{name}`"));
-                let d = match (did_you_mean(&name, accepted.iter().copied()), accepted.is_empty()) {
-                    (Some(s), _) => d.help(format!("did you mean `{s}`?")),
-                    (None, true) => d.help(format!("call it on its tensor alone: `{call}`")),
-                    (None, false) => d.help(format!("it takes: {}", layers::args::list(accepted))),
-                };
-                self.diags.push(d);
-                ok = false;
             }
-            keywords.push(hir::Keyword { name, operands: start..operands.len(), span: kw.key.span() });
         }
-        ok.then_some(keywords)
+        if !ok {
+            return None;
+        }
+        // The first call with a configuration of its own also configures the layer: its weights are
+        // built on the first call's operands.
+        if let Some(config) = &config {
+            if !self.out.calls.iter().any(|k| k.layer == layer) {
+                if let Some(l) = self.out.layers.get_mut(layer.0) {
+                    l.kind = Some(config.clone());
+                }
+            }
+        }
+        Some((keywords, config))
+    }
+
+    // Rule: each keyword is given once in a call (several tensors go in one list). False after an error.
+    fn no_keyword_twice(&mut self, c: &ast::CallExpr) -> bool {
+        let mut ok = true;
+        for (i, kw) in c.keywords.iter().enumerate() {
+            let Some(first) = c.keywords.iter().take(i).find(|k| k.key == kw.key) else { continue };
+            let (name, callee) = (kw.key.to_string(), callee_text(c));
+            // Lists say several tensors were meant: they go in one list.
+            let lists = [first, kw].iter().all(|k| matches!(k.value, ast::CallValue::Tensor(Expr::List(_))));
+            let help = match lists {
+                true => format!("give `{name}` once; several tensors go in one list, like `{name} = [h, c]`"),
+                false => format!("give `{name}` once"),
+            };
+            self.diags.push(
+                Diagnostic::new(kw.key.span(), format!("keyword `{name}` is given twice in this call of `{callee}`"))
+                    .note(first.key.span(), "first given here")
+                    .help(help),
+            );
+            ok = false;
+        }
+        ok
     }
 
     /// The names of the results of the layer call that produced `v` (`["sequences", "h", "c"]`), when its
@@ -728,7 +822,7 @@ impl Resolver<'_> {
     fn result_names(&self, v: ValueId) -> Option<Vec<&'static str>> {
         let Producer::Call(c) = self.out.values.get(v.0)?.producer else { return None };
         let call = self.out.calls.get(c.0)?;
-        self.out.layers.get(call.layer.0)?.kind.as_ref().map(|k| k.result_names())
+        self.out.call_kind(call).map(|k| k.result_names())
     }
 
     fn unknown_layer(&mut self, id: &Ident) {
@@ -842,8 +936,10 @@ impl Resolver<'_> {
             match (self.out.layers.get_mut(id.0), wrapped) {
                 (Some(l), None) => l.name = name,
                 (Some(l), Some(depth)) => {
-                    if let Some(k) = l.kind.as_mut() {
-                        k.name_wrapped(depth, name);
+                    // The layer's configuration and every call's own one (call-time arguments) alike.
+                    let configs = self.out.calls.iter_mut().filter(|c| c.layer == id).filter_map(|c| c.config.as_mut());
+                    for k in l.kind.as_mut().into_iter().chain(configs) {
+                        k.name_wrapped(depth, name.clone());
                     }
                 }
                 (None, _) => {}

@@ -469,7 +469,7 @@ fn sizes_that_would_overflow_are_rejected() {
     at(&e, 3, 12, "the `kernel` of Conv2D would have shape (3, 9223372036854775807, 2, 4), which is too large");
 }
 
-// ---- recurrent layers, multi-result calls and keyword tensor arguments ----------------------------------
+// ---- recurrent layers, multi-result calls and keyword arguments ------------------------------------------
 
 #[test]
 fn recurrent_layer_on_a_vector_suggests_a_reshape() {
@@ -518,14 +518,48 @@ fn bound_names_must_match_the_results_of_a_call() {
 #[test]
 fn keyword_tensor_arguments_are_checked() {
     let e = one(&model("input x: [5, 3];\ninput h: [4];\noutput y = LSTM(4)(x, initial_states = [h, h]);"));
-    at(&e, 4, 23, "`LSTM` takes no tensor argument `initial_states`");
+    at(&e, 4, 23, "LSTM takes no call argument `initial_states`");
     assert_eq!(e.help, "did you mean `initial_state`?");
     let e = one(&model("input x: [5, 3];\ninput h: [4];\noutput y = Dense(4)(x, initial_state = [h]);"));
-    at(&e, 4, 24, "`Dense` takes no tensor argument `initial_state`");
+    at(&e, 4, 24, "Dense takes no call argument `initial_state`");
     assert_eq!(e.help, "call it on its tensor alone: `Dense(...)(x)`");
     let e = one(&model("input x: [5, 3];\ninput h: [4];\noutput y = GRU(4)(x, initial_state = [h], initial_state = [h]);"));
     at(&e, 4, 43, "keyword `initial_state` is given twice in this call of `GRU`");
     assert_eq!(e.notes.len(), 1);
+}
+
+#[test]
+fn call_arguments_are_checked_the_same_way_for_every_layer() {
+    // Tensor and literal keywords, further positional tensors: one set of rules, whatever the layer.
+    let e = one(&model("input x: [5, 3];\noutput y = LSTM(4)(x, initial_state = 0);"));
+    at(&e, 3, 39, "`initial_state` of LSTM takes tensors, but is given the integer 0");
+    assert_eq!(e.help, "pass a tensor or a list of tensors, like `initial_state = [a, b]`");
+    let e = one(&model("input x: [5, 3];\noutput y = LSTM(4)(x, use_causal_mask = true);"));
+    at(&e, 3, 23, "LSTM takes no call argument `use_causal_mask`");
+    assert_eq!(e.help, "it takes: `initial_state`");
+    let e = one(&model("input x: [5, 3];\ninput h: [4];\noutput y = LSTM(4)(x, h);"));
+    at(&e, 4, 23, "a layer is called on one tensor: to pass several, put them in a list, like `([a, b])`");
+    assert_eq!(e.help, "LSTM takes its operands in one argument");
+    let e = one(&model("input x: [5, 8];\nlayer mha = MultiHeadAttention(2, 4);\noutput y = mha(x, x, initial_state = [x]);"));
+    at(&e, 4, 22, "MultiHeadAttention takes no call argument `initial_state`");
+    assert_eq!(e.help, "it takes: `attention_mask` or `use_causal_mask`");
+    // Keras' call arguments modelc does not take are rejected by the layer, with the reason.
+    let e = one(&model("input x: [5, 8];\nlayer mha = MultiHeadAttention(2, 4);\noutput y = mha(x, x, return_attention_scores = true);"));
+    at(&e, 4, 22, "`return_attention_scores` of MultiHeadAttention is not supported yet");
+    let e = one(&model("input x: [5, 8];\nlayer mha = MultiHeadAttention(2, 4);\noutput y = mha(x, x, key = x);"));
+    at(&e, 4, 22, "pass `key` of MultiHeadAttention by position");
+    let e = one(&model(
+        "input x: [5, 8];\nlayer mha = MultiHeadAttention(2, 4);\noutput y = mha(x, x, attention_mask = x, attention_mask = x);",
+    ));
+    at(&e, 4, 42, "keyword `attention_mask` is given twice in this call of `mha`");
+    assert_eq!(e.help, "give `attention_mask` once");
+    // A nested model takes its inputs in one argument.
+    let e = one(&format!(
+        "{}\nstruct Inner {{ input a: [4]; output b = Dense(2)(a); }}",
+        model("input x: [4];\nlayer inner = Inner;\noutput y = inner(x, x);")
+    ));
+    at(&e, 4, 21, "a layer is called on one tensor: to pass several, put them in a list, like `([a, b])`");
+    assert_eq!(e.help, "a model used as a layer takes its operands in one argument");
 }
 
 #[test]
@@ -555,7 +589,8 @@ fn bidirectional_wraps_a_recurrent_layer() {
     at(&e, 3, 41, "a name for the LSTM inside Bidirectional is not supported");
     assert!(e.help.contains("`forward_lstm` and `backward_lstm`"), "{e:#?}");
     let e = one(&model("input x: [4];\nlayer inner = Dense(2);\noutput y = inner(x, initial_state = [x]);"));
-    at(&e, 4, 21, "`inner` takes no tensor argument `initial_state`");
+    at(&e, 4, 21, "Dense takes no call argument `initial_state`");
+    assert_eq!(e.help, "call it on its tensor alone: `inner(x)`");
     let ok = model(
         "input x: [5, 3];\nlet (f, b) = Bidirectional(GRU(4, return_sequences = true), merge_mode = none)(x);\noutput y = Add()([f, b]);",
     );

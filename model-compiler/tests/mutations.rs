@@ -144,6 +144,15 @@ const SEEDS: &[&str] = &[
         output w = Flatten()(s);
         output z = GlobalAveragePooling1D()(step(TimeDistributed(Dropout(0.5))(f)));
     }",
+    "pub struct Attend {
+        input q: [4, 6];
+        input v: [5, 3];
+        input m: [4, 5];
+        layer mha = MultiHeadAttention(num_heads = 2, key_dim = 3, value_dim = 2, output_shape = 6);
+        let c = mha(q, v, v, attention_mask = m, use_causal_mask = true);
+        let s = MultiHeadAttention(2, 4, dropout = 0.1)(q, q);
+        output y = LayerNormalization()(Add()([c, s]));
+    }",
 ];
 
 const IDENTS: &[&str] = &[
@@ -164,6 +173,9 @@ const IDENTS: &[&str] = &[
     "Softmax",
     "Add",
     "Dot",
+    "MultiHeadAttention",
+    "attention_mask",
+    "use_causal_mask",
     "Dropout",
     "Conv1D",
     "Conv2D",

@@ -228,7 +228,7 @@ impl LayerDef for Bidirectional {
         out
     }
 
-    fn tensor_keywords(&self) -> &'static [&'static str] {
+    fn call_keywords(&self) -> &'static [&'static str] {
         &["initial_state"]
     }
 

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod args;
+pub mod attention;
 pub mod bidirectional;
 pub mod concatenate;
 pub mod conv;
@@ -106,7 +107,7 @@ pub struct InferCx<'a> {
     /// Span of the callee.
     pub span: Span,
     /// The keyword tensor arguments, each naming a range of `inputs` (`initial_state = [h, c]`);
-    /// only keywords of [`LayerDef::tensor_keywords`] get here.
+    /// only keywords of [`LayerDef::call_keywords`] get here.
     pub keywords: &'a [crate::hir::Keyword],
 }
 
@@ -316,11 +317,39 @@ pub fn some_if(cond: bool, tokens: TokenStream) -> TokenStream {
     }
 }
 
+/// What [`LayerDef::call_args`] sees of a call's arguments beyond its first one: `mha(q, v, k,
+/// attention_mask = m, use_causal_mask = true)`. The framework has already appended the tensors of
+/// keyword arguments to the operands, in the order written, and checked that no keyword is given twice.
+pub struct CallArgsCx<'a> {
+    /// How many positional arguments were written (`1` for `layer(x)` and `layer([a, b])`).
+    pub positional: usize,
+    /// The keyword arguments as written, tensors and literals, in source order (keywords not in
+    /// [`LayerDef::call_keywords`] are reported by the framework after `call_args`: skip them).
+    pub keywords: &'a [(&'a proc_macro2::Ident, &'a crate::ast::CallValue)],
+    /// Span of the callee.
+    pub span: Span,
+}
+
 /// Everything the framework asks of a layer kind.
 pub trait LayerDef {
     /// Operand count.
     fn arity(&self) -> Arity {
         Arity::One
+    }
+    /// The keyword arguments a call of the layer takes, as Keras names them: tensors (`initial_state`,
+    /// `attention_mask`, read in `infer` through [`InferCx::keyword`] and in emission as operands) or,
+    /// for a layer with [`LayerDef::call_args`], literals (`use_causal_mask`). The framework rejects any
+    /// other keyword at the keyword, with the nearest of these. Default: none.
+    fn call_keywords(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// For a layer whose calls take several positional tensors or call-time literals (Keras'
+    /// `MultiHeadAttention`): checks the call's arguments and returns this call's configuration (same
+    /// weights, this call's options: [`crate::hir::Call::config`]), or a diagnostic at the offending
+    /// argument. `None` (the default): the layer's own configuration serves every call, which then takes
+    /// one positional argument (a tensor or a list) and only tensors by keyword.
+    fn call_args(&self, _cx: &CallArgsCx<'_>) -> Option<Result<LayerKind, Diagnostic>> {
+        None
     }
     /// The shape rule: the output shape, or a diagnostic naming the operands and the fix.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic>;
@@ -344,10 +373,6 @@ pub trait LayerDef {
     /// Shapes of results `1..` (the first is `infer`'s), called once `infer` succeeded on `cx`.
     fn extra_shapes(&self, _cx: &InferCx<'_>, _output: &Shape) -> Vec<Shape> {
         Vec::new()
-    }
-    /// The keywords under which the layer takes further tensors in a call (`initial_state`).
-    fn tensor_keywords(&self) -> &'static [&'static str] {
-        &[]
     }
     /// Parameters once built on these input shapes, in Keras' weight order.
     fn params(&self, _inputs: &[Shape]) -> Vec<ParamDecl> {
@@ -458,6 +483,8 @@ pub enum LayerKind {
     Permute(permute::Permute),
     /// `TimeDistributed(layer)`.
     TimeDistributed(time_distributed::TimeDistributed),
+    /// `MultiHeadAttention(num_heads, key_dim, value_dim, dropout, use_bias, output_shape, attention_axes)`.
+    MultiHeadAttention(attention::MultiHeadAttention),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -507,6 +534,7 @@ pub const KINDS: &[&str] = &[
     "RepeatVector",
     "Permute",
     "TimeDistributed",
+    "MultiHeadAttention",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -558,6 +586,7 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "RepeatVector" => repeat_vector::RepeatVector::parse(r).map(LayerKind::RepeatVector),
         "Permute" => permute::Permute::parse(r).map(LayerKind::Permute),
         "TimeDistributed" => time_distributed::TimeDistributed::parse(r).map(LayerKind::TimeDistributed),
+        "MultiHeadAttention" => attention::MultiHeadAttention::parse(r).map(LayerKind::MultiHeadAttention),
         _ => return None,
     })
 }
@@ -615,6 +644,7 @@ macro_rules! dispatch {
             LayerKind::RepeatVector($l) => $e,
             LayerKind::Permute($l) => $e,
             LayerKind::TimeDistributed($l) => $e,
+            LayerKind::MultiHeadAttention($l) => $e,
         }
     };
 }
@@ -622,6 +652,12 @@ macro_rules! dispatch {
 impl LayerDef for LayerKind {
     fn arity(&self) -> Arity {
         dispatch!(self, l => l.arity())
+    }
+    fn call_keywords(&self) -> &'static [&'static str] {
+        dispatch!(self, l => l.call_keywords())
+    }
+    fn call_args(&self, cx: &CallArgsCx<'_>) -> Option<Result<LayerKind, Diagnostic>> {
+        dispatch!(self, l => l.call_args(cx))
     }
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         dispatch!(self, l => l.infer(cx))
@@ -637,9 +673,6 @@ impl LayerDef for LayerKind {
     }
     fn extra_shapes(&self, cx: &InferCx<'_>, output: &Shape) -> Vec<Shape> {
         dispatch!(self, l => l.extra_shapes(cx, output))
-    }
-    fn tensor_keywords(&self) -> &'static [&'static str] {
-        dispatch!(self, l => l.tensor_keywords())
     }
     fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
         dispatch!(self, l => l.params(inputs))

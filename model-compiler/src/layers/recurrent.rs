@@ -362,7 +362,7 @@ impl LayerDef for Recurrent {
         }
     }
 
-    fn tensor_keywords(&self) -> &'static [&'static str] {
+    fn call_keywords(&self) -> &'static [&'static str] {
         &["initial_state"]
     }
 

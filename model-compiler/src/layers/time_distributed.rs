@@ -5,7 +5,7 @@
 //! `time_distributed/dense/kernel`: the wrapper's name, the wrapped layer's name, the weight.
 
 use super::args::ArgReader;
-use super::{Act, Arity, EmitCx, InferCx, LayerDef, LayerKind, Operand, ParamDecl};
+use super::{Act, Arity, CallArgsCx, EmitCx, InferCx, LayerDef, LayerKind, Operand, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
@@ -37,10 +37,15 @@ impl TimeDistributed {
             }
             return None;
         };
+        // A layer with call arguments of its own (`mha(query, value)`) is never called on one tensor alone.
+        let own_call = CallArgsCx { positional: 1, keywords: &[], span: w.span };
         let problem = match (w.layer.arity(), w.layer.id_limit(), w.layer.result_names().len()) {
             (Arity::List { .. }, _, _) => Some("it takes a list of tensors, and TimeDistributed applies a layer to one"),
             (_, Some(_), _) => Some("its operand must be an integer model input; apply it to the whole sequence instead"),
             (_, _, n) if n > 1 => Some("it returns several tensors, and TimeDistributed gives one"),
+            _ if w.layer.call_args(&own_call).is_some() => {
+                Some("it is called with arguments of its own (several tensors, call-time options), and TimeDistributed passes one tensor")
+            }
             _ => None,
         };
         if let Some(why) = problem {
@@ -217,6 +222,8 @@ mod tests {
         assert!(text.contains("TimeDistributed cannot wrap Embedding"), "{text}");
         let (_, _, text) = one_error("input x: [4, 3, 2];\noutput y = TimeDistributed(LSTM(2, return_state = true))(x);");
         assert!(text.contains("TimeDistributed cannot wrap LSTM: it returns several tensors"), "{text}");
+        let (_, _, text) = one_error("input x: [4, 3, 2];\noutput y = TimeDistributed(MultiHeadAttention(2, 4))(x);");
+        assert!(text.contains("TimeDistributed cannot wrap MultiHeadAttention: it is called with arguments of its own"), "{text}");
         let (_, _, text) = one_error("input x: [4, 2];\noutput y = TimeDistributed(Dense(0))(x);");
         assert!(text.contains("`units` of Dense must be a positive integer, got 0"), "{text}");
         let (_, _, text) = one_error("input x: [4, 2];\noutput y = TimeDistributed(Dnse(3))(x);");

@@ -1,6 +1,7 @@
 //! Kernels over flat row-major `f32` slices: each op's forward next to its backward.
 
 pub mod activation;
+pub mod attention;
 pub mod bidirectional;
 pub mod concat;
 pub mod conv;

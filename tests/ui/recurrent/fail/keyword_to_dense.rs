@@ -1,4 +1,4 @@
-// Proves: a layer that takes no keyword tensor arguments says so at the keyword.
+// Proves: a layer that takes no call arguments (keywords) says so at the keyword, and how to call it.
 use modelc::prelude::*;
 
 model! {

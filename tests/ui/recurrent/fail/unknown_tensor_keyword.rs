@@ -1,4 +1,4 @@
-// Proves: a keyword tensor argument the layer does not take is an error at the keyword, with the nearest one.
+// Proves: a keyword argument the layer does not take is an error at the keyword, with the nearest one it takes.
 use modelc::prelude::*;
 
 model! {
