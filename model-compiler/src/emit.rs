@@ -31,7 +31,7 @@ pub struct Signature {
 }
 
 /// Emits the full model. `source` is the whole invocation, carried by the model's callback macros;
-/// `first_round`: the invocation as written (see [`callbacks`]).
+/// `first_round`: the invocation as written (see `callbacks`, which writes the callback macros).
 pub fn emit(plan: &Plan, source: &TokenStream, first_round: bool) -> TokenStream {
     let m = &plan.typed.model;
     let sig = Signature {
