@@ -240,14 +240,17 @@ MODELS = {
 
 
 def weight_names(model):
-    """`<layer>/<weight>` (`<model>/<layer>/<weight>` inside a nested model) for every weight, in model.weights order."""
+    """`<layer>/<weight>` (`<model>/<layer>/<weight>` inside a nested model, `<wrapper>/<layer>/<weight>` for a
+    wrapped layer) for every weight, in model.weights order."""
     by_id = {}
     for layer in model.layers:
         inner = layer.layers if isinstance(layer, keras.Model) else [layer]
         prefix = f"{layer.name}/" if isinstance(layer, keras.Model) else ""
         for sub in inner:
+            # A wrapper (TimeDistributed) names its wrapped layer's weights `wrapper/wrapped/weight`.
+            scope = f"{sub.layer.name}/" if isinstance(sub, keras.layers.Wrapper) else ""
             for w in sub.weights:
-                by_id.setdefault(id(w), f"{prefix}{sub.name}/{w.name}")
+                by_id.setdefault(id(w), f"{prefix}{sub.name}/{scope}{w.name}")
     return [by_id[id(w)] for w in model.weights]
 
 
@@ -291,7 +294,8 @@ def export(name, build, seed):
         fixture[f"output/{k}"] = np.asarray(v, dtype=np.float32)
 
     trainable = [w.value for w in model.trainable_weights]
-    non_trainable = [w.value for w in model.non_trainable_weights]
+    # Every non-trainable variable, not only weights: a recurrent layer also holds its seed generator's state.
+    non_trainable = [w.value for w in model.non_trainable_variables]
 
     def total_loss(tv):
         out, _ = model.stateless_call(tv, non_trainable, inputs, training=True)

@@ -28,6 +28,44 @@ model! {
     }
 }
 
+model! {
+    /// An encoder-decoder of every recurrent cell: several results, initial states, backward through time.
+    struct Recurrent {
+        input src: [7, 4];
+        input tgt: [5, 3];
+        let (enc, h, c) = LSTM(8, return_sequences = true, return_state = true)(src);
+        let dec = LSTM(8, go_backwards = true)(tgt, initial_state = [h, c]);
+        let (g, hg) = GRU(6, return_state = true)(enc);
+        output y = Dense(2)(Concatenate()([dec, g, hg, SimpleRNN(3)(enc)]));
+    }
+}
+
+#[test]
+fn recurrent_train_steps_and_predictions_allocate_nothing_after_warm_up() {
+    let mut rng = Rng::new(4);
+    let src = modelc::ndarray::Array3::from_shape_fn((16, 7, 4), |_| rng.uniform(-1.0, 1.0));
+    let tgt = modelc::ndarray::Array3::from_shape_fn((16, 5, 3), |_| rng.uniform(-1.0, 1.0));
+    let y = Array2::from_shape_fn((16, 2), |(i, k)| src[[i, 0, k]]);
+    let inputs = RecurrentInputs { src: src.view(), tgt: tgt.view() };
+    let targets = RecurrentTargets { y: y.view() };
+    let mut model = Recurrent::new(3);
+    let mut out = model.predict(&inputs).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            model.predict_into(&inputs, &mut out).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 10 steady-state predictions");
+    let mut trainer = model.compile(Adam::default(), RecurrentLosses { y: Loss::MeanSquaredError }, &[]);
+    trainer.train_step(&inputs, &targets).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..20 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 20 steady-state training steps");
+}
+
 #[test]
 fn merge_train_steps_allocate_nothing_after_warm_up() {
     let mut rng = Rng::new(2);
@@ -189,6 +227,21 @@ impl Callback<Fusion> for ReadsBatchLogs {
     }
 }
 
+model! {
+    /// A transformer encoder block: causal multi-head self-attention with dropout, Add, LayerNormalization,
+    /// a gelu feed-forward, and a masked cross-attention.
+    struct Attend {
+        input x: [8, 16];
+        input m: [1, 8];
+        let a = MultiHeadAttention(num_heads = 4, key_dim = 4, dropout = 0.1)(x, x, use_causal_mask = true);
+        let h = LayerNormalization()(Add()([x, a]));
+        let f = Dense(16)(Dense(32, activation = gelu)(h));
+        let h = LayerNormalization()(Add()([h, f]));
+        let c = MultiHeadAttention(2, 8, value_dim = 4)(h, x, attention_mask = m);
+        output y = Dense(2, activation = softmax)(GlobalAveragePooling1D()(c));
+    }
+}
+
 #[test]
 fn fit_with_batch_callbacks_allocates_per_epoch_not_per_step() {
     // One epoch of 8 batches and one of 16 allocate the same: the steps and the batch logs the callbacks
@@ -214,4 +267,30 @@ fn fit_with_batch_callbacks_allocates_per_epoch_not_per_step() {
     count(64);
     let (short, long) = (count(64), count(128));
     assert_eq!(short, long, "{short} allocations for 8 steps, {long} for 16");
+}
+
+#[test]
+fn attention_train_steps_and_inference_allocate_nothing_after_warm_up() {
+    let mut rng = Rng::new(10);
+    let x = modelc::ndarray::Array3::from_shape_fn((16, 8, 16), |_| rng.uniform(-1.0, 1.0));
+    let m = modelc::ndarray::Array3::from_shape_fn((16, 1, 8), |(i, _, j)| f32::from(u8::from(j + i % 3 < 8)));
+    let y = Array2::from_shape_fn((16, 2), |(i, k)| f32::from(u8::from(i % 2 == k)));
+    let inputs = AttendInputs { x: x.view(), m: m.view() };
+    let targets = AttendTargets { y: y.view() };
+    let mut model = Attend::new(11);
+    let mut trainer = model.compile(Adam::default(), AttendLosses { y: Loss::CategoricalCrossentropy }, &[]);
+    trainer.train_step(&inputs, &targets).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 10 steady-state attention training steps");
+    let mut out = model.predict(&inputs).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            model.predict_into(&inputs, &mut out).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 10 attention inference calls");
 }

@@ -144,6 +144,21 @@ pub enum ArgKind {
     Tuple(Vec<ArgValue>),
     /// A call with arguments, as Keras' objects are written: `he_normal(seed = 3)`, `l2(1e-4)`.
     Call(Ident, Args),
+    /// A layer constructor given to a wrapper layer: `Dense(8)` in `TimeDistributed(Dense(8))`,
+    /// `LSTM(32)` in `Bidirectional(LSTM(32))`. The parser gives calls of a layer kind's name this form.
+    Layer(Box<Ctor>),
+}
+
+impl ArgKind {
+    /// The value read as a layer constructor: a [`ArgKind::Layer`], or a call of another name (a
+    /// misspelt layer such as `Dens(8)`, which the wrapper then reports as an unknown layer).
+    pub fn as_ctor(&self) -> Option<Ctor> {
+        match self {
+            ArgKind::Layer(ctor) => Some((**ctor).clone()),
+            ArgKind::Call(id, args) => Some(Ctor { path: syn::Path::from(id.clone()), args: Some(args.clone()) }),
+            _ => None,
+        }
+    }
 }
 
 /// `let pat = expr;`
@@ -191,10 +206,43 @@ pub struct ListExpr {
 pub struct CallExpr {
     /// What is called.
     pub callee: Callee,
-    /// The single argument: a tensor, a list of tensors or a nested call.
+    /// The first argument: a tensor, a list of tensors or a nested call.
     pub arg: Box<Expr>,
+    /// Further positional tensors, as Keras calls take them: `mha(query, value, key)`.
+    pub more: Vec<Expr>,
+    /// Keyword arguments, in source order: tensors (`initial_state = [h, c]`, `attention_mask = m`) or
+    /// call-time literals (`use_causal_mask = true`).
+    pub keywords: Vec<CallKeyword>,
     /// Span of the argument's parentheses.
     pub paren_span: Span,
+}
+
+/// `key = value` among a call's arguments.
+#[derive(Debug, Clone)]
+pub struct CallKeyword {
+    /// The keyword.
+    pub key: Ident,
+    /// A tensor expression or a literal.
+    pub value: CallValue,
+}
+
+/// The value of a call-time keyword argument.
+#[derive(Debug, Clone)]
+pub enum CallValue {
+    /// A tensor (or a list of tensors): `attention_mask = m`, `initial_state = [h, c]`.
+    Tensor(Expr),
+    /// A literal: `use_causal_mask = true`.
+    Literal(ArgValue),
+}
+
+impl CallValue {
+    /// Span of the value.
+    pub fn span(&self) -> Span {
+        match self {
+            CallValue::Tensor(e) => e.span(),
+            CallValue::Literal(v) => v.span,
+        }
+    }
 }
 
 /// The layer being called.

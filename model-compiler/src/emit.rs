@@ -32,7 +32,7 @@ pub struct Signature {
 }
 
 /// Emits the full model. `source` is the whole invocation, carried by the model's callback macros;
-/// `first_round`: the invocation as written (see [`callbacks`]).
+/// `first_round`: the invocation as written (see `callbacks`, which writes the callback macros).
 pub fn emit(plan: &Plan, source: &TokenStream, first_round: bool) -> TokenStream {
     let m = &plan.typed.model;
     let sig = Signature {
@@ -168,6 +168,7 @@ fn init_tokens(i: InitKind) -> TokenStream {
             quote!(#p::Orthogonal { gain: #gain, rows: #rows, cols: #cols, seed: #sd })
         }
         InitKind::Identity { gain, rows, cols } => quote!(#p::Identity { gain: #gain, rows: #rows, cols: #cols }),
+        InitKind::ForgetBias { units } => quote!(#p::ForgetBias { units: #units }),
     }
 }
 
@@ -717,7 +718,7 @@ fn id_bounds(plan: &Plan) -> Vec<TokenStream> {
 fn update_body(plan: &Plan) -> TokenStream {
     let mut out = TokenStream::new();
     for step in &plan.steps {
-        let Some(kind) = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
+        let Some(kind) = plan.typed.model.call_kind_of(step.call) else { continue };
         let n_params = plan.layer_params.get(step.layer.0).map(|r| r.len()).unwrap_or(0);
         let body = kind.update(&step.cx.emit_cx(n_params));
         if body.is_empty() {
@@ -778,7 +779,7 @@ fn step_comment(plan: &Plan, step: &crate::plan::Step) -> String {
 fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate::plan::Step) -> crate::plan::StepCx) -> TokenStream {
     let mut out = TokenStream::new();
     for (k, step) in plan.steps.iter().enumerate() {
-        let Some(kind) = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
+        let Some(kind) = plan.typed.model.call_kind_of(step.call) else { continue };
         let n_params = plan.layer_params.get(step.layer.0).map(|r| r.len()).unwrap_or(0);
         let cx = crate::layers::EmitCx { inputs_in_place, ..cx_of(k, step).emit_cx(n_params) };
         let (y, n) = (cx.output.buf, cx.output.shape.numel());
@@ -790,17 +791,21 @@ fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate
             let pen = penalty_tokens(pen);
             quote!(__ws.activity_penalty += ::modelc::__private::regularize::activity_penalty(&__yv[..__b * #n], #pen, __b);)
         });
+        let (take, bind, put) = extra_results(&cx.extra, quote!(values), "__y");
         out.extend(quote! {
             {
                 let _ = #doc;
                 let mut __yv = ::core::mem::take(&mut __ws.values[#y]);
+                #take
                 {
                     let __y = &mut __yv[..__b * #n];
+                    #bind
                     #params
                     #body
                 }
                 #activity
                 __ws.values[#y] = __yv;
+                #put
             }
         });
     }
@@ -810,11 +815,27 @@ fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate
     out
 }
 
+// The further results of a multi-result step (`return_state = true`): take each one's buffer out of
+// `__ws.<field>` (`values` in forward, `grads` in backward), bind `<prefix>1, <prefix>2, ...` to exactly
+// their part of it, and put the buffers back after the layer's code.
+fn extra_results(extra: &[crate::layers::Operand], field: TokenStream, prefix: &str) -> (TokenStream, TokenStream, TokenStream) {
+    let (mut take, mut bind, mut put) = (TokenStream::new(), TokenStream::new(), TokenStream::new());
+    for (i, r) in extra.iter().enumerate() {
+        let (buf, n) = (r.buf, r.shape.numel());
+        let holder = quote::format_ident!("{}v{}", prefix, i + 1);
+        let name = quote::format_ident!("{}{}", prefix, i + 1);
+        take.extend(quote!(let mut #holder = ::core::mem::take(&mut __ws.#field[#buf]);));
+        bind.extend(quote!(let #name = &mut #holder[..__b * #n];));
+        put.extend(quote!(__ws.#field[#buf] = #holder;));
+    }
+    (take, bind, put)
+}
+
 // Reverse order: take the output's gradient, bind parameters and their gradients, accumulate into operands.
 fn backward_body(plan: &Plan) -> TokenStream {
     let mut out = TokenStream::new();
     for step in plan.steps.iter().rev() {
-        let Some(kind) = plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
+        let Some(kind) = plan.typed.model.call_kind_of(step.call) else { continue };
         if !plan.runs_backward(step) {
             continue;
         }
@@ -829,15 +850,21 @@ fn backward_body(plan: &Plan) -> TokenStream {
             let (pen, n) = (penalty_tokens(pen), step.cx.output.shape.numel());
             quote!(::modelc::__private::regularize::add_activity_gradient(&__ws.values[#y][..__b * #n], &mut __dy[..__b * #n], #pen, __b);)
         });
+        let (take, bind, put) = extra_results(&cx.extra, quote!(grads), "__dy");
         out.extend(quote! {
             {
                 let _ = #doc;
                 let mut __dy = ::core::mem::take(&mut __ws.grads[#y]);
                 #activity
-                #params
-                #grads
-                #body
+                #take
+                {
+                    #bind
+                    #params
+                    #grads
+                    #body
+                }
                 __ws.grads[#y] = __dy;
+                #put
             }
         });
     }

@@ -99,21 +99,53 @@ pub struct Layer {
     pub activity: Option<crate::layers::weights::Penalty>,
 }
 
-/// `layer(arg)`: one application of a layer.
+/// `layer(arg)`: one application of a layer, with Keras' call arguments: positional tensors (one, a
+/// list, or several: `mha(query, value)`), keyword arguments that are tensors (`initial_state = [h, c]`,
+/// `attention_mask = m`) or literals (`use_causal_mask = true`), and possibly several results
+/// (`let (y, h, c) = LSTM(8, return_state = true)(x);`).
 #[derive(Debug, Clone)]
 pub struct Call {
     /// The layer applied.
     pub layer: LayerId,
-    /// The operands, in order.
+    /// The operands, in order: the positional ones, then each tensor keyword's (`initial_state = [h, c]`).
     pub inputs: Vec<ValueId>,
     /// Span of each operand (for messages that blame one operand).
     pub input_spans: Vec<Span>,
-    /// Whether the operands were written as a list `[a, b]`.
+    /// Whether the first positional argument was written as a list `[a, b]`.
     pub list: bool,
-    /// The value produced.
+    /// How many of `inputs` are positional; the rest belong to `keywords`.
+    pub positional: usize,
+    /// The keyword tensor arguments, each naming a range of `inputs`. Literal keywords are read by the
+    /// layer into `config` ([`crate::layers::LayerDef::call_args`]).
+    pub keywords: Vec<Keyword>,
+    /// The value produced (the layer's first result).
     pub output: ValueId,
+    /// The further results of a layer that returns several tensors (`return_state = true`), in the
+    /// layer's result order; empty for a single result.
+    pub extra: Vec<ValueId>,
     /// Span of the callee (the layer name or constructor): the call's location in messages.
     pub span: Span,
+    /// The layer's configuration for this call when its call arguments change it
+    /// (`mha(q, v, use_causal_mask = true)`): same weights, this call's options. See [`Model::call_kind`].
+    pub config: Option<LayerKind>,
+}
+
+/// A keyword tensor argument of a call: `initial_state = [h, c]`, `attention_mask = m`.
+#[derive(Debug, Clone)]
+pub struct Keyword {
+    /// The keyword.
+    pub name: String,
+    /// Its operands within `Call::inputs`.
+    pub operands: std::ops::Range<usize>,
+    /// Span of the keyword.
+    pub span: Span,
+}
+
+impl Call {
+    /// Every value the call produces: its first result, then the others.
+    pub fn results(&self) -> impl Iterator<Item = ValueId> + '_ {
+        std::iter::once(self.output).chain(self.extra.iter().copied())
+    }
 }
 
 /// `output name = ...;`
@@ -140,6 +172,16 @@ pub enum Producer {
 }
 
 impl Model {
+    /// The configuration a call runs with: its call-time one, else its layer's (`None`: invalid arguments).
+    pub fn call_kind<'a>(&'a self, call: &'a Call) -> Option<&'a LayerKind> {
+        call.config.as_ref().or_else(|| self.layers.get(call.layer.0).and_then(|l| l.kind.as_ref()))
+    }
+
+    /// [`Model::call_kind`] by call id.
+    pub fn call_kind_of(&self, call: CallId) -> Option<&LayerKind> {
+        self.calls.get(call.0).and_then(|c| self.call_kind(c))
+    }
+
     /// The name users know value `v` by: its binding, else the producing layer's name.
     pub fn value_name(&self, v: ValueId) -> String {
         let Some(val) = self.values.get(v.0) else { return String::new() };

@@ -41,7 +41,7 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
     for &cid in &schedule {
         let Some(call) = model.calls.get(cid.0) else { continue };
         let Some(layer) = model.layers.get(call.layer.0) else { continue };
-        let Some(kind) = &layer.kind else { continue };
+        let Some(kind) = model.call_kind(call) else { continue };
         let ins: Option<Vec<Shape>> = call.inputs.iter().map(|v| shapes.get(v.0).cloned().flatten()).collect();
         let Some(ins) = ins else { continue };
         let names: Vec<String> = call.inputs.iter().map(|v| model.value_name(*v)).collect();
@@ -72,11 +72,15 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
                 _ => None,
             })
             .collect();
-        let cx = InferCx { inputs: &ins, names: &names, dtypes: &dtypes, spans: &call.input_spans, span: call.span };
+        let cx =
+            InferCx { inputs: &ins, names: &names, dtypes: &dtypes, spans: &call.input_spans, span: call.span, keywords: &call.keywords };
         match kind.infer(&cx).and_then(|out| check_size(&out, kind, &ins, layer, call).map(|()| out)) {
             Ok(out) => {
-                if let Some(s) = shapes.get_mut(call.output.0) {
-                    *s = Some(out);
+                let extra = kind.extra_shapes(&cx, &out);
+                for (v, shape) in call.results().zip(std::iter::once(out).chain(extra)) {
+                    if let Some(s) = shapes.get_mut(v.0) {
+                        *s = Some(shape);
+                    }
                 }
                 check_expects(&model, &mut shapes, &mut expected, diags);
                 if let Some(b) = built.get_mut(call.layer.0) {
@@ -146,7 +150,7 @@ fn check_expects(model: &hir::Model, shapes: &mut [Option<Shape>], done: &mut [b
 
 // Rule: a single-tensor layer takes `layer(x)`; a merge takes `layer([a, b, ...])` within its bounds.
 fn check_arity(arity: Arity, kind: &str, call: &hir::Call, names: &[String]) -> Result<(), Diagnostic> {
-    let n = call.inputs.len();
+    let n = call.positional;
     match arity {
         Arity::One if call.list => Err(Diagnostic::new(call.span, format!("{kind} takes one tensor, but is called on a list of {n}"))
             .help(format!(

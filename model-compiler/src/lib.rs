@@ -144,7 +144,9 @@ fn guess_ranks(typed: &infer::Typed) -> Vec<usize> {
         let guess = known.or_else(|| match value.producer {
             hir::Producer::Call(c) => m.calls.get(c.0).and_then(|call| {
                 let ins: Vec<Option<usize>> = call.inputs.iter().map(|i| ranks.get(i.0).copied().flatten()).collect();
-                match m.layers.get(call.layer.0).and_then(|l| l.kind.as_ref()) {
+                let k = call.results().position(|r| r.0 == v).unwrap_or(0);
+                match m.call_kind(call) {
+                    Some(kind) if k > 0 => kind.extra_rank(k, &ins),
                     Some(kind) => kind.output_rank(&ins),
                     None => layers::same_rank(&ins),
                 }

@@ -104,6 +104,9 @@ impl MemoryPlan {
             op.buf = map(op.buf);
         }
         out.output.buf = map(out.output.buf);
+        for r in &mut out.extra {
+            r.buf = map(r.buf);
+        }
         let slots = self.step_scratch.get(k);
         for (j, s) in out.scratch.iter_mut().enumerate() {
             *s = slots.and_then(|v| v.get(j)).copied().flatten().unwrap_or(usize::MAX);
@@ -132,6 +135,9 @@ pub fn plan(plan: &Plan) -> MemoryPlan {
     for (k, step) in plan.steps.iter().enumerate() {
         let t = k + 1;
         touch(step.cx.output.buf, Some(t), t);
+        for r in &step.cx.extra {
+            touch(r.buf, Some(t), t);
+        }
         for op in &step.cx.inputs {
             touch(op.buf, None, t);
         }
@@ -158,14 +164,7 @@ pub fn plan(plan: &Plan) -> MemoryPlan {
     let mut step_scratch = Vec::with_capacity(n);
     let mut step_scratch_total = Vec::with_capacity(n);
     for step in &plan.steps {
-        let backward_only = plan
-            .typed
-            .model
-            .layers
-            .get(step.layer.0)
-            .and_then(|l| l.kind.as_ref())
-            .map(LayerDef::backward_only_scratch)
-            .unwrap_or_default();
+        let backward_only = plan.typed.model.call_kind_of(step.call).map(LayerDef::backward_only_scratch).unwrap_or_default();
         let mut used: Vec<(usize, usize)> = step
             .cx
             .scratch

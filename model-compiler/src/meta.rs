@@ -61,6 +61,16 @@ fn layer_params(plan: &Plan, l: LayerId) -> (usize, usize) {
     (total, trainable)
 }
 
+/// The shape of a call's result as Keras' summary prints it: `(None, 8)`, or a list of them for a layer
+/// that returns several tensors, `[(None, 5, 8), (None, 8), (None, 8)]`.
+fn results_shape(plan: &Plan, call: &crate::hir::Call) -> String {
+    if call.extra.is_empty() {
+        return shape(plan, call.output);
+    }
+    let all: Vec<String> = call.results().map(|v| shape(plan, v)).collect();
+    format!("[{}]", all.join(", "))
+}
+
 fn rows(plan: &Plan) -> Vec<Row> {
     let m = &plan.typed.model;
     let mut rows = Vec::new();
@@ -72,7 +82,7 @@ fn rows(plan: &Plan) -> Vec<Row> {
         let mut shapes: Vec<String> = Vec::new();
         let mut connected = Vec::new();
         for (_, call) in calls(plan).filter(|(_, call)| call.layer == l) {
-            let sh = shape(plan, call.output);
+            let sh = results_shape(plan, call);
             if !shapes.contains(&sh) {
                 shapes.push(sh);
             }
@@ -210,7 +220,7 @@ pub fn dot(plan: &Plan) -> String {
     }
     for l in layer_order(plan) {
         let Some(layer) = m.layers.get(l.0) else { continue };
-        let shape = calls(plan).find(|(_, call)| call.layer == l).map(|(_, call)| shape(plan, call.output)).unwrap_or_default();
+        let shape = calls(plan).find(|(_, call)| call.layer == l).map(|(_, call)| results_shape(plan, call)).unwrap_or_default();
         let (n, _) = layer_params(plan, l);
         let _ = writeln!(
             s,

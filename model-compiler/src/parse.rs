@@ -14,8 +14,9 @@
 //!        | 'output' Ident '=' expr ('as' Ident 'target')? ';'
 //! ctor  := path ('(' args ')')?
 //! args  := (arg (',' arg)* ','?)?      arg := (Ident '=')? value
-//! value := '-'? int | '-'? float | 'true' | 'false' | string | Ident | '(' value,* ')' | '[' value,* ']'
-//! expr  := Ident | '[' expr,* ']' | callee '(' expr ')'
+//! value := '-'? int | '-'? float | 'true' | 'false' | string | Ident | Ident '(' args ')' | '(' value,* ')' | '[' value,* ']'
+//! expr  := Ident | '[' expr,* ']' | callee '(' expr (',' expr)* (',' Ident '=' kwval)* ','? ')'
+//! kwval := expr | '-'? int | '-'? float | 'true' | 'false' | string   (a tensor or a call-time literal)
 //! callee:= Ident                      (a layer instance: `enc(x)`)
 //!        | path '(' args ')'          (an inline constructor: `Dense(16)(x)`)
 //! ```
@@ -36,8 +37,8 @@ use syn::parse::{Parse, ParseBuffer, ParseStream, Parser};
 use syn::{braced, bracketed, parenthesized, token, Attribute, Ident, LitBool, LitFloat, LitInt, LitStr, Token};
 
 use crate::ast::{
-    Arg, ArgKind, ArgValue, Args, CallExpr, Callee, Ctor, Dep, Dim, Expr, File, InputDecl, LayerDecl, LetStmt, ListExpr, Model, OutputStmt,
-    Stmt,
+    Arg, ArgKind, ArgValue, Args, CallExpr, CallKeyword, CallValue, Callee, Ctor, Dep, Dim, Expr, File, InputDecl, LayerDecl, LetStmt,
+    ListExpr, Model, OutputStmt, Stmt,
 };
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::suggest::did_you_mean;
@@ -642,6 +643,12 @@ fn parse_value(input: ParseStream, depth: usize) -> syn::Result<ArgValue> {
         if input.peek(token::Paren) {
             let args = parse_args(input, depth + 1)?;
             let span = span.join(args.span).unwrap_or(span);
+            // A layer given to a wrapper: `TimeDistributed(Dense(8))`, `Bidirectional(LSTM(32))`; any
+            // other call is an object such as an initializer: `he_normal(seed = 3)`, `l2(1e-4)`.
+            if crate::layers::KINDS.contains(&ident.to_string().as_str()) {
+                let ctor = Ctor { path: syn::Path::from(ident), args: Some(args) };
+                return Ok(ArgValue { kind: ArgKind::Layer(Box::new(ctor)), span });
+            }
             return Ok(ArgValue { kind: ArgKind::Call(ident, args), span });
         }
         return Ok(ArgValue { kind: ArgKind::Ident(ident), span });
@@ -740,7 +747,7 @@ fn parse_expr(input: ParseStream, depth: usize) -> syn::Result<Expr> {
         let args = parse_args(input, depth)?;
         let ctor = Ctor { path, args: Some(args) };
         let (arg, paren_span) = parse_call_arg(input, depth)?;
-        return Ok(Expr::Call(CallExpr { callee: Callee::Ctor(ctor), arg: Box::new(arg), paren_span }));
+        return Ok(Expr::Call(arg.into_call(Callee::Ctor(ctor), paren_span)));
     }
     // One group: a call of a declared layer instance, `enc(x)`.
     let Some(name) = single_ident(&path) else {
@@ -768,27 +775,62 @@ fn parse_expr(input: ParseStream, depth: usize) -> syn::Result<Expr> {
             e
         }
     })?;
-    Ok(Expr::Call(CallExpr { callee: Callee::Instance(name), arg: Box::new(arg), paren_span }))
+    Ok(Expr::Call(arg.into_call(Callee::Instance(name), paren_span)))
 }
 
-/// `'(' expr ')'`: the single argument of a layer call `depth` levels deep, and the span of its parentheses.
-fn parse_call_arg(input: ParseStream, depth: usize) -> syn::Result<(Expr, Span)> {
+/// The arguments of a layer call: positional tensors, then keyword arguments.
+struct CallArgs {
+    positional: Vec<Expr>,
+    keywords: Vec<CallKeyword>,
+}
+
+impl CallArgs {
+    fn into_call(self, callee: Callee, paren_span: Span) -> CallExpr {
+        let mut positional = self.positional.into_iter();
+        let first = positional.next().unwrap_or(Expr::List(ListExpr { items: Vec::new(), span: paren_span }));
+        CallExpr { callee, arg: Box::new(first), more: positional.collect(), keywords: self.keywords, paren_span }
+    }
+}
+
+/// One call-time keyword argument: `key = tensor` or `key = literal`.
+fn parse_call_keyword(input: ParseStream, depth: usize) -> syn::Result<CallKeyword> {
+    let key: Ident = input.parse()?;
+    input.parse::<Token![=]>()?;
+    let literal = input.peek(LitBool) || input.peek(LitInt) || input.peek(LitFloat) || input.peek(LitStr) || input.peek(Token![-]);
+    let value = if literal { CallValue::Literal(parse_value(input, depth + 1)?) } else { CallValue::Tensor(parse_expr(input, depth + 1)?) };
+    Ok(CallKeyword { key, value })
+}
+
+/// `'(' expr (',' expr)* (',' key '=' value)* ')'`: the arguments of a layer call `depth` levels deep
+/// (one tensor, a list, or Keras' several positional tensors and call-time keywords), and the span of
+/// its parentheses.
+fn parse_call_arg(input: ParseStream, depth: usize) -> syn::Result<(CallArgs, Span)> {
     let content;
     let paren = parenthesized!(content in input);
-    let arg = within(&content, |c| {
+    let args = within(&content, |c| {
         if c.is_empty() {
             return Err(c.error("expected the tensor to call the layer on, like `(x)` or `([a, b])`"));
         }
-        let expr = parse_expr(c, depth + 1)?;
-        if c.peek(Token![,]) {
-            return Err(c.error("a layer is called on one tensor: to pass several, put them in a list, like `([a, b])`"));
+        let mut args = CallArgs { positional: Vec::new(), keywords: Vec::new() };
+        for item in comma_separated(c, ')', |c| {
+            if c.peek(Ident) && c.peek2(Token![=]) {
+                parse_call_keyword(c, depth).map(Err)
+            } else {
+                parse_expr(c, depth + 1).map(Ok)
+            }
+        })? {
+            match item {
+                Ok(e) if args.keywords.is_empty() => args.positional.push(e),
+                Ok(e) => return Err(syn::Error::new(e.span(), "a positional tensor cannot follow a keyword argument: put it before them")),
+                Err(k) => args.keywords.push(k),
+            }
         }
-        if !c.is_empty() {
-            return Err(c.error("expected `)` after the layer's argument"));
+        if args.positional.is_empty() {
+            return Err(c.error("expected the tensor to call the layer on before the keyword arguments, like `(x, mask = m)`"));
         }
-        Ok(expr)
+        Ok(args)
     })?;
-    Ok((arg, paren.span.join()))
+    Ok((args, paren.span.join()))
 }
 
 /// `(item (',' item)* ','?)?` up to the end of `input`, a group's content closed by `close`.
@@ -903,6 +945,7 @@ mod tests {
                     .collect();
                 format!("{name}({})", items.join(", "))
             }
+            ArgKind::Layer(c) => show_ctor(c),
         }
     }
 
@@ -927,10 +970,21 @@ mod tests {
         match e {
             Expr::Name(n) => n.to_string(),
             Expr::List(l) => format!("[{}]", l.items.iter().map(show_expr).collect::<Vec<_>>().join(", ")),
-            Expr::Call(c) => match &c.callee {
-                Callee::Instance(i) => format!("{i}<inst>({})", show_expr(&c.arg)),
-                Callee::Ctor(ctor) => format!("{}({})", show_ctor(ctor), show_expr(&c.arg)),
-            },
+            Expr::Call(c) => {
+                let more: String = c.more.iter().map(|e| format!(", {}", show_expr(e))).collect();
+                let kw: String = c
+                    .keywords
+                    .iter()
+                    .map(|k| match &k.value {
+                        CallValue::Tensor(e) => format!(", {} = {}", k.key, show_expr(e)),
+                        CallValue::Literal(v) => format!(", {} = {}", k.key, show_value(v)),
+                    })
+                    .collect();
+                match &c.callee {
+                    Callee::Instance(i) => format!("{i}<inst>({}{more}{kw})", show_expr(&c.arg)),
+                    Callee::Ctor(ctor) => format!("{}({}{more}{kw})", show_ctor(ctor), show_expr(&c.arg)),
+                }
+            }
         }
     }
 
@@ -957,6 +1011,30 @@ mod tests {
 
     fn show_all(body: &str) -> Vec<String> {
         stmts(body).iter().map(show_stmt).collect()
+    }
+
+    #[test]
+    fn parses_several_results_call_arguments_and_wrapped_layers() {
+        let file = parse_ok(
+            "struct S {
+                 input x: [5, 3];
+                 let (y, h, c) = LSTM(4, return_state = true)(x);
+                 let d = LSTM(4)(x, initial_state = [h, c],);
+                 output z = Bidirectional(GRU(2, return_sequences = true), merge_mode = sum)(d, initial_state = [h, enc(c)]);
+                 output a = mha(d, y, attention_mask = m, use_causal_mask = true);
+             }",
+        );
+        let shown: Vec<String> = file.models[0].stmts.iter().map(show_stmt).collect();
+        assert_eq!(
+            shown,
+            [
+                "input x: [5, 3]",
+                "let (y, h, c) = LSTM(4, return_state = true)(x)",
+                "let d = LSTM(4)(x, initial_state = [h, c])",
+                "output z = Bidirectional(GRU(2, return_sequences = true), merge_mode = sum)(d, initial_state = [h, enc<inst>(c)])",
+                "output a = mha<inst>(d, y, attention_mask = m, use_causal_mask = true)",
+            ]
+        );
     }
 
     #[test]
@@ -1275,9 +1353,15 @@ mod tests {
 
     #[test]
     fn call_errors() {
-        let (l, c, msg) = one_error("struct M { let y = enc(a, b); }");
-        assert_eq!((l, c), (1, 25));
-        assert!(msg.starts_with("a layer is called on one tensor"), "{msg}");
+        // Several tensors parse (Keras' `mha(query, value)`): the layer decides in `resolve`.
+        let (file, _) = parse_src("struct M { let y = enc(a, b, mask = m, causal = true); }");
+        let crate::ast::Stmt::Let(l) = &file.models[0].stmts[0] else { panic!("not a let") };
+        let Expr::Call(call) = &l.expr else { panic!("not a call") };
+        assert_eq!((call.more.len(), call.keywords.len()), (1, 2));
+        assert!(matches!(call.keywords[1].value, CallValue::Literal(_)));
+        let (l, c, msg) = one_error("struct M { let y = enc(mask = m, a); }");
+        assert_eq!((l, c), (1, 34));
+        assert!(msg.starts_with("a positional tensor cannot follow a keyword argument"), "{msg}");
         let (l, c, msg) = one_error("struct M { let y = enc(); }");
         assert_eq!((l, c), (1, 24));
         assert!(msg.contains("expected the tensor to call the layer on"), "{msg}");
@@ -1327,10 +1411,13 @@ mod tests {
 }";
         let errs = errors(src);
         let at: Vec<(usize, usize)> = errs.iter().map(|e| (e.0, e.1)).collect();
-        assert_eq!(at, [(2, 17), (3, 21), (4, 22), (6, 5), (8, 26)], "{errs:?}");
+        assert_eq!(at, [(2, 17), (3, 21), (4, 22), (6, 5)], "{errs:?}");
         let (file, _) = parse_src(src);
         let shown: Vec<String> = file.models[0].stmts.iter().map(show_stmt).collect();
-        assert_eq!(shown, ["layer enc = Dense(8)", "let e = Concatenate()([c, enc<inst>(b)])", "output z = e"]);
+        assert_eq!(
+            shown,
+            ["layer enc = Dense(8)", "let e = Concatenate()([c, enc<inst>(b)])", "output y = Dense(1)(e, a)", "output z = e"]
+        );
     }
 
     #[test]

@@ -49,8 +49,12 @@ pub struct Step {
 pub struct StepCx {
     /// Operands.
     pub inputs: Vec<Operand>,
-    /// Result.
+    /// Result (the first).
     pub output: Operand,
+    /// Further results of a layer that returns several tensors.
+    pub extra: Vec<Operand>,
+    /// How many of `inputs` are positional.
+    pub positional: usize,
     /// Scratch buffer indices.
     pub scratch: Vec<usize>,
     /// Per-sample length of each scratch buffer.
@@ -71,6 +75,8 @@ impl StepCx {
         EmitCx {
             inputs: self.inputs.clone(),
             output: self.output.clone(),
+            extra: self.extra.clone(),
+            positional: self.positional,
             n_params,
             scratch: self.scratch.clone(),
             scratch_len: self.scratch_len.clone(),
@@ -168,7 +174,10 @@ pub fn plan(typed: Typed) -> Plan {
             for p in kind.params(ins) {
                 let len = p.shape.iter().product();
                 params.push(ParamSlot {
-                    name: format!("{}/{}", layer.name, p.suffix),
+                    name: match kind.param_scope() {
+                        Some(scope) => format!("{}/{scope}/{}", layer.name, p.suffix),
+                        None => format!("{}/{}", layer.name, p.suffix),
+                    },
                     shape: p.shape,
                     offset,
                     len,
@@ -200,8 +209,13 @@ pub fn plan(typed: Typed) -> Plan {
     }
     for c in &live {
         if let Some(call) = m.calls.get(c.0) {
-            if let (Some(Some(s)), false) = (typed.shapes.get(call.output.0), parts.contains_key(&call.output)) {
-                assign(call.output, s, &mut buffers);
+            if parts.contains_key(&call.output) {
+                continue;
+            }
+            for v in call.results() {
+                if let Some(Some(s)) = typed.shapes.get(v.0) {
+                    assign(v, s, &mut buffers);
+                }
             }
         }
     }
@@ -223,9 +237,8 @@ pub fn plan(typed: Typed) -> Plan {
             Some(Producer::Call(c)) => m
                 .calls
                 .get(c.0)
-                .and_then(|call| m.layers.get(call.layer.0))
-                .filter(|l| l.activity.is_none())
-                .and_then(|l| l.kind.as_ref())
+                .filter(|call| m.layers.get(call.layer.0).is_some_and(|l| l.activity.is_none()))
+                .and_then(|call| m.call_kind(call))
                 .and_then(|k| k.output_activation()),
             _ => None,
         };
@@ -244,7 +257,7 @@ pub fn plan(typed: Typed) -> Plan {
         if parts.contains_key(&call.output) {
             continue;
         }
-        let Some(kind) = m.layers.get(call.layer.0).and_then(|l| l.kind.as_ref()) else { continue };
+        let Some(kind) = m.call_kind(call) else { continue };
         let inputs: Vec<Operand> = call
             .inputs
             .iter()
@@ -252,6 +265,10 @@ pub fn plan(typed: Typed) -> Plan {
             .map(|v| Operand { buf: buf_of(v), shape: shape_of(v), needs_grad: input_of(v).is_none(), input: input_of(v) })
             .collect();
         let output = Operand { buf: buf_of(call.output), shape: shape_of(call.output), needs_grad: true, input: None };
+        let extra: Vec<Operand> =
+            call.extra.iter().map(|&v| Operand { buf: buf_of(v), shape: shape_of(v), needs_grad: true, input: None }).collect();
+        // Concatenation parts expand operands in place, so positional operands are counted after expansion.
+        let positional = call.inputs.iter().take(call.positional).map(|v| parts.get(v).map_or(1, Vec::len)).sum();
         let in_shapes: Vec<Shape> = inputs.iter().map(|o| o.shape.clone()).collect();
         let mut scratch_ids = Vec::new();
         let scratch_len = kind.scratch(&in_shapes, &output.shape);
@@ -268,6 +285,8 @@ pub fn plan(typed: Typed) -> Plan {
             cx: StepCx {
                 inputs,
                 output,
+                extra,
+                positional,
                 scratch: scratch_ids,
                 scratch_len,
                 fused_output,
@@ -324,8 +343,7 @@ fn first_writers(plan: &mut Plan) {
         if !plan.runs_backward(step) {
             continue;
         }
-        let sets =
-            plan.typed.model.layers.get(step.layer.0).and_then(|l| l.kind.as_ref()).is_some_and(|kind| kind.backward_sets_first_writes());
+        let sets = plan.typed.model.call_kind_of(step.call).is_some_and(|kind| kind.backward_sets_first_writes());
         let mut dx_set = Vec::with_capacity(step.cx.inputs.len());
         for op in &step.cx.inputs {
             let first = op.needs_grad && written.get(op.buf) == Some(&false);
@@ -364,11 +382,10 @@ fn first_writers(plan: &mut Plan) {
 /// gradient directly, so neither pass copies.
 fn concat_parts(typed: &Typed, live: &[CallId]) -> BTreeMap<ValueId, Vec<ValueId>> {
     let m = &typed.model;
-    let kind_of = |c: &crate::hir::Call| m.layers.get(c.layer.0).and_then(|l| l.kind.as_ref());
     let mut parts = BTreeMap::new();
     for c in live {
         let Some(call) = m.calls.get(c.0) else { continue };
-        let Some(LayerKind::Concatenate(concat)) = kind_of(call) else { continue };
+        let Some(LayerKind::Concatenate(concat)) = m.call_kind(call) else { continue };
         // An activity regularizer reads the concatenation's values: it needs its buffer.
         if m.layers.get(call.layer.0).is_some_and(|l| l.activity.is_some()) {
             continue;
@@ -378,7 +395,7 @@ fn concat_parts(typed: &Typed, live: &[CallId]) -> BTreeMap<ValueId, Vec<ValueId
             continue;
         }
         let mut readers = live.iter().filter_map(|r| m.calls.get(r.0)).filter(|r| r.inputs.contains(&call.output)).peekable();
-        if readers.peek().is_some() && readers.all(|r| matches!(kind_of(r), Some(LayerKind::Dense(_)))) {
+        if readers.peek().is_some() && readers.all(|r| matches!(m.call_kind(r), Some(LayerKind::Dense(_)))) {
             parts.insert(call.output, call.inputs.clone());
         }
     }

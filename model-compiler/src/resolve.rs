@@ -5,7 +5,7 @@
 use crate::ast::{self, Callee, Expr, Stmt};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::hir::{self, CallId, DType, LayerId, Producer, ValueId};
-use crate::layers::{self, args::ArgReader};
+use crate::layers::{self, args::ArgReader, LayerDef};
 use crate::suggest::did_you_mean;
 use proc_macro2::{Ident, Span};
 use std::collections::BTreeMap;
@@ -64,6 +64,7 @@ fn resolve_in(model: &ast::Model, file: &ast::File, stack: &[String], diags: &mu
         scope: BTreeMap::new(),
         instances: BTreeMap::new(),
         explicit_names: BTreeMap::new(),
+        unknown_results: std::collections::BTreeSet::new(),
         auto_layers: Vec::new(),
         called: std::collections::BTreeSet::new(),
         no_input_reported: false,
@@ -97,6 +98,38 @@ fn nest_cycle(cycle: &[String], span: Span) -> Diagnostic {
         .help("a model cannot contain itself, even through other models: remove one of these uses")
 }
 
+/// The callee of `c` as written: `enc` or `LSTM`.
+fn callee_text(c: &ast::CallExpr) -> String {
+    match &c.callee {
+        Callee::Instance(id) => id.to_string(),
+        Callee::Ctor(ctor) => crate::parse::path_text(&ctor.path),
+    }
+}
+
+// Rule: a callee that takes its operands in one argument (a tensor or a list) is given no further
+// positional tensor; the error is at the first one.
+fn one_argument(extra: &Expr, what: &str) -> Diagnostic {
+    Diagnostic::new(extra.span(), "a layer is called on one tensor: to pass several, put them in a list, like `([a, b])`")
+        .help(format!("{what} takes its operands in one argument"))
+}
+
+// Rule: a call's keywords are the layer's `call_keywords`; the error is at the keyword, with the nearest
+// one, else what the layer takes.
+fn unknown_keyword(c: &ast::CallExpr, keras_type: &str, name: &str, span: Span, accepted: &[&str]) -> Diagnostic {
+    let d = Diagnostic::new(span, format!("{keras_type} takes no call argument `{name}`"));
+    match (did_you_mean(name, accepted.iter().copied()), accepted.is_empty()) {
+        (Some(s), _) => d.help(format!("did you mean `{s}`?")),
+        (None, true) => {
+            let call = match &c.callee {
+                Callee::Instance(id) => format!("{id}(x)"),
+                Callee::Ctor(ctor) => format!("{}(...)(x)", crate::parse::path_text(&ctor.path)),
+            };
+            d.help(format!("call it on its tensor alone: `{call}`"))
+        }
+        (None, false) => d.help(format!("it takes: {}", layers::args::list(accepted))),
+    }
+}
+
 struct Resolver<'d> {
     diags: &'d mut Diagnostics,
     /// The invocation being compiled (sibling models and dependencies).
@@ -117,8 +150,12 @@ struct Resolver<'d> {
     no_input_reported: bool,
     /// `name = "..."` given explicitly, with where.
     explicit_names: BTreeMap<String, Span>,
-    /// Layers still needing a Keras default name, with their prefix.
-    auto_layers: Vec<(LayerId, String)>,
+    /// Results of calls of layers whose arguments were invalid: how many tensors they return is
+    /// unknown, so binding them to several names is no further error.
+    unknown_results: std::collections::BTreeSet<ValueId>,
+    /// Layers still needing a Keras default name, with their prefix; `Some(depth)` for a layer a wrapper
+    /// wraps `depth` levels down (`TimeDistributed(Dense(8))`), `None` for the layer itself.
+    auto_layers: Vec<(LayerId, Option<usize>, String)>,
     /// A cycle of nested models met below this model that starts further out (outermost first).
     cycle: Option<Vec<String>>,
 }
@@ -142,12 +179,18 @@ impl Resolver<'_> {
                             }
                         }
                         other => {
-                            if let Some(vs) = other {
+                            let unknown = matches!(other.as_deref(), Some([v]) if self.unknown_results.contains(v));
+                            if let (Some(vs), false) = (other, unknown) {
                                 let span = names.first().map(Ident::span).unwrap_or_else(|| l.expr.span());
                                 let what = if vs.len() == 1 { "one tensor".to_string() } else { format!("{} tensors", vs.len()) };
+                                let help = match vs.first().and_then(|v| self.result_names(*v)) {
+                                    Some(r) if r.len() > 1 => format!("bind one name per tensor: `let ({}) = ...;`", r.join(", ")),
+                                    Some(_) => "bind one name: `let y = ...;`".to_string(),
+                                    None => "bind one name per tensor".to_string(),
+                                };
                                 self.diags.push(
                                     Diagnostic::new(span, format!("this expression gives {what}, but {} names are bound", names.len()))
-                                        .help("bind one name per tensor"),
+                                        .help(help),
                                 );
                             }
                             for n in names {
@@ -438,11 +481,27 @@ impl Resolver<'_> {
         for c in calls {
             let inputs: Option<Vec<ValueId>> = c.inputs.iter().map(|v| map.get(v).copied()).collect();
             let (Some(inputs), Some(layer)) = (inputs, layers.get(c.layer.0).copied()) else { return None };
-            let binding = values.get(c.output.0).and_then(|v| v.binding.clone()).map(|b| format!("{prefix}/{b}"));
             let call_id = CallId(self.out.calls.len());
-            let output = self.new_value(binding, c.span, Producer::Call(call_id));
-            self.out.calls.push(hir::Call { layer, inputs, input_spans: c.input_spans.clone(), list: c.list, output, span: c.span });
-            map.insert(c.output, output);
+            let mut results = Vec::new();
+            for r in c.results() {
+                let binding = values.get(r.0).and_then(|v| v.binding.clone()).map(|b| format!("{prefix}/{b}"));
+                let fresh = self.new_value(binding, c.span, Producer::Call(call_id));
+                map.insert(r, fresh);
+                results.push(fresh);
+            }
+            let (&output, extra) = results.split_first()?;
+            self.out.calls.push(hir::Call {
+                layer,
+                inputs,
+                input_spans: c.input_spans.clone(),
+                list: c.list,
+                positional: c.positional,
+                keywords: c.keywords.clone(),
+                output,
+                extra: extra.to_vec(),
+                span: c.span,
+                config: c.config.clone(),
+            });
         }
         outputs.iter().map(|v| map.get(v).copied()).collect()
     }
@@ -478,13 +537,23 @@ impl Resolver<'_> {
                 (None, "Unknown", None, true, None)
             }
         };
+        // A wrapper's wrapped layers are created first in Keras (the innermost first), so they take their
+        // default names first.
+        let wrapped: Vec<(&'static str, String)> =
+            kind.as_ref().map(|k| (0..).map_while(|d| k.wrapped(d).map(|(t, n)| (t, n.to_string()))).collect()).unwrap_or_default();
+        for (depth, (inner_type, inner_name)) in wrapped.into_iter().enumerate().rev() {
+            match inner_name.as_str() {
+                "" => self.auto_layers.push((id, Some(depth), layers::snake_case(inner_type))),
+                n => self.claim_name(n, span),
+            }
+        }
         let name = match explicit {
             Some((n, nspan)) => {
                 self.claim_name(&n, nspan);
                 n
             }
             None => {
-                self.auto_layers.push((id, layers::snake_case(keras_type)));
+                self.auto_layers.push((id, None, layers::snake_case(keras_type)));
                 String::new()
             }
         };
@@ -528,7 +597,10 @@ impl Resolver<'_> {
                 match values.as_slice() {
                     [v] => Some(*v),
                     vs => {
-                        let names: Vec<String> = (0..vs.len()).map(|i| format!("out{i}")).collect();
+                        let names: Vec<String> = match vs.first().and_then(|v| self.result_names(*v)) {
+                            Some(r) if r.len() == vs.len() => r.iter().map(|n| n.to_string()).collect(),
+                            _ => (0..vs.len()).map(|i| format!("out{i}")).collect(),
+                        };
                         self.diags.push(
                             Diagnostic::new(c.callee.span(), format!("this call returns {} tensors", vs.len()))
                                 .help(format!("bind them all: `let ({}) = ...;`", names.join(", "))),
@@ -585,20 +657,176 @@ impl Resolver<'_> {
             }
             other => (vec![self.expr(other)], vec![other.span()], false),
         };
+        let (mut operands, mut spans) = (operands, spans);
+        // Further positional tensors, as Keras calls take them (`mha(query, value, key)`): one tensor each.
+        for e in &c.more {
+            operands.push(self.expr(e));
+            spans.push(e.span());
+        }
+        let positional = operands.len();
         let span = c.callee.span();
+        let args = self.call_arguments(c, instance, &mut operands, &mut spans);
         let layer = match instance {
             Instance::Layer(l) => l,
+            // Its keywords or further tensors were reported: the call is poisoned, not miscounted.
+            Instance::Sub(_) if args.is_none() => return None,
             Instance::Sub(k) => return self.call_sub(k, operands, spans, list, span),
             Instance::Poisoned => return None,
         };
         let operands: Option<Vec<ValueId>> = operands.into_iter().collect();
-        let Some(inputs) = operands else {
+        let (Some(inputs), Some((keywords, config))) = (operands, args) else {
             return Some(vec![self.new_value(None, span, Producer::Poisoned)]);
         };
+        let kind = config.as_ref().or_else(|| self.out.layers.get(layer.0).and_then(|l| l.kind.as_ref()));
+        let n_results = kind.map(|k| k.result_names().len()).unwrap_or(1);
+        let known = kind.is_some();
         let call_id = CallId(self.out.calls.len());
-        let output = self.new_value(None, span, Producer::Call(call_id));
-        self.out.calls.push(hir::Call { layer, inputs, input_spans: spans, list, output, span });
-        Some(vec![output])
+        let results: Vec<ValueId> = (0..n_results.max(1)).map(|_| self.new_value(None, span, Producer::Call(call_id))).collect();
+        let (output, extra) = match results.split_first() {
+            Some((first, rest)) => (*first, rest.to_vec()),
+            None => return None,
+        };
+        if !known {
+            self.unknown_results.insert(output);
+        }
+        self.out.calls.push(hir::Call { layer, inputs, input_spans: spans, list, positional, keywords, output, extra, span, config });
+        Some(results)
+    }
+
+    /// The arguments of call `c` after its first one, the same way for every callee: further positional
+    /// tensors (already in `operands`) and keyword arguments, each a tensor (a list of tensors:
+    /// `initial_state = [h, c]`, `attention_mask = m`) or a literal (`use_causal_mask = true`). The tensors
+    /// of keywords are resolved and appended to `operands`, each keyword naming its range. Then checked:
+    /// a nested model takes neither; a keyword is given once and is one of the layer's
+    /// [`LayerDef::call_keywords`]; the layer's [`LayerDef::call_args`] gives this call's configuration,
+    /// or, for a layer without one, the call has no further positional tensor and only tensor keywords.
+    /// Returns the keyword tensors and this call's configuration (`None`: the layer's own); `None` after
+    /// an error (reported).
+    fn call_arguments(
+        &mut self,
+        c: &ast::CallExpr,
+        instance: Instance,
+        operands: &mut Vec<Option<ValueId>>,
+        spans: &mut Vec<Span>,
+    ) -> Option<(Vec<hir::Keyword>, Option<layers::LayerKind>)> {
+        let mut keywords: Vec<hir::Keyword> = Vec::new();
+        for kw in &c.keywords {
+            let start = operands.len();
+            if let ast::CallValue::Tensor(e) = &kw.value {
+                let items: Vec<&Expr> = match e {
+                    Expr::List(l) => l.items.iter().collect(),
+                    other => vec![other],
+                };
+                for item in items {
+                    operands.push(self.expr(item));
+                    spans.push(item.span());
+                }
+                keywords.push(hir::Keyword { name: kw.key.to_string(), operands: start..operands.len(), span: kw.key.span() });
+            }
+        }
+        let layer = match instance {
+            Instance::Layer(l) => l,
+            Instance::Sub(k) => {
+                let prefix = self.subs.get(k).map(|s| s.prefix.clone()).unwrap_or_default();
+                for kw in &c.keywords {
+                    self.diags.push(
+                        Diagnostic::new(kw.key.span(), format!("model `{prefix}` takes no keyword argument `{}`", kw.key))
+                            .help(format!("pass its inputs as a list in input order: `{prefix}([a, b])`")),
+                    );
+                }
+                if let Some(e) = c.more.first() {
+                    self.diags.push(one_argument(e, "a model used as a layer"));
+                }
+                return (c.keywords.is_empty() && c.more.is_empty()).then_some((keywords, None));
+            }
+            Instance::Poisoned => return None,
+        };
+        // A layer whose arguments were invalid (reported): nothing more to check against.
+        let Some(kind) = self.out.layers.get(layer.0).and_then(|l| l.kind.clone()) else { return Some((keywords, None)) };
+        let keras_type = self.out.layers.get(layer.0).map(|l| l.keras_type).unwrap_or("this layer");
+        if !self.no_keyword_twice(c) {
+            return None;
+        }
+        let mut ok = true;
+        // Checked by the layer first: it may reject a keyword it knows of with a reason
+        // (`return_attention_scores` of MultiHeadAttention), which is better than "takes no call argument".
+        let pairs: Vec<(&Ident, &ast::CallValue)> = c.keywords.iter().map(|k| (&k.key, &k.value)).collect();
+        let cx = layers::CallArgsCx { positional: 1 + c.more.len(), keywords: &pairs, span: c.callee.span() };
+        let config = match kind.call_args(&cx) {
+            Some(Ok(config)) => Some(config),
+            Some(Err(d)) => {
+                self.diags.push(d);
+                return None;
+            }
+            None => {
+                if let Some(e) = c.more.first() {
+                    self.diags.push(one_argument(e, keras_type));
+                    return None;
+                }
+                None
+            }
+        };
+        let accepted = kind.call_keywords();
+        for kw in &c.keywords {
+            let name = kw.key.to_string();
+            if !accepted.contains(&name.as_str()) {
+                self.diags.push(unknown_keyword(c, keras_type, &name, kw.key.span(), accepted));
+                ok = false;
+            } else if let (ast::CallValue::Literal(v), None) = (&kw.value, &config) {
+                // Rule: a layer that takes no call-time options takes tensors by keyword.
+                self.diags.push(
+                    Diagnostic::new(
+                        v.span,
+                        format!("`{name}` of {keras_type} takes tensors, but is given {}", layers::args::describe(&v.kind)),
+                    )
+                    .help(format!("pass a tensor or a list of tensors, like `{name} = [a, b]`")),
+                );
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        // The first call with a configuration of its own also configures the layer: its weights are
+        // built on the first call's operands.
+        if let Some(config) = &config {
+            if !self.out.calls.iter().any(|k| k.layer == layer) {
+                if let Some(l) = self.out.layers.get_mut(layer.0) {
+                    l.kind = Some(config.clone());
+                }
+            }
+        }
+        Some((keywords, config))
+    }
+
+    // Rule: each keyword is given once in a call (several tensors go in one list). False after an error.
+    fn no_keyword_twice(&mut self, c: &ast::CallExpr) -> bool {
+        let mut ok = true;
+        for (i, kw) in c.keywords.iter().enumerate() {
+            let Some(first) = c.keywords.iter().take(i).find(|k| k.key == kw.key) else { continue };
+            let (name, callee) = (kw.key.to_string(), callee_text(c));
+            // Lists say several tensors were meant: they go in one list.
+            let lists = [first, kw].iter().all(|k| matches!(k.value, ast::CallValue::Tensor(Expr::List(_))));
+            let help = match lists {
+                true => format!("give `{name}` once; several tensors go in one list, like `{name} = [h, c]`"),
+                false => format!("give `{name}` once"),
+            };
+            self.diags.push(
+                Diagnostic::new(kw.key.span(), format!("keyword `{name}` is given twice in this call of `{callee}`"))
+                    .note(first.key.span(), "first given here")
+                    .help(help),
+            );
+            ok = false;
+        }
+        ok
+    }
+
+    /// The names of the results of the layer call that produced `v` (`["sequences", "h", "c"]`), when its
+    /// arguments are valid.
+    fn result_names(&self, v: ValueId) -> Option<Vec<&'static str>> {
+        let Producer::Call(c) = self.out.values.get(v.0)?.producer else { return None };
+        let call = self.out.calls.get(c.0)?;
+        self.out.call_kind(call).map(|k| k.result_names())
     }
 
     fn unknown_layer(&mut self, id: &Ident) {
@@ -700,7 +928,7 @@ impl Resolver<'_> {
     /// Keras default names (`dense`, `dense_1`, ...) in creation order, skipping names taken explicitly.
     fn assign_auto_names(&mut self) {
         let mut counters: BTreeMap<String, usize> = BTreeMap::new();
-        for (id, prefix) in std::mem::take(&mut self.auto_layers) {
+        for (id, wrapped, prefix) in std::mem::take(&mut self.auto_layers) {
             let n = counters.entry(prefix.clone()).or_insert(0);
             let name = loop {
                 let candidate = if *n == 0 { prefix.clone() } else { format!("{prefix}_{n}") };
@@ -709,8 +937,16 @@ impl Resolver<'_> {
                     break candidate;
                 }
             };
-            if let Some(l) = self.out.layers.get_mut(id.0) {
-                l.name = name;
+            match (self.out.layers.get_mut(id.0), wrapped) {
+                (Some(l), None) => l.name = name,
+                (Some(l), Some(depth)) => {
+                    // The layer's configuration and every call's own one (call-time arguments) alike.
+                    let configs = self.out.calls.iter_mut().filter(|c| c.layer == id).filter_map(|c| c.config.as_mut());
+                    for k in l.kind.as_mut().into_iter().chain(configs) {
+                        k.name_wrapped(depth, name.clone());
+                    }
+                }
+                (None, _) => {}
             }
         }
     }

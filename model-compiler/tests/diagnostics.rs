@@ -468,3 +468,131 @@ fn sizes_that_would_overflow_are_rejected() {
     let e = one(&model("input x: [8, 8, 2];\noutput y = Conv2D(4, (3, 9223372036854775807), padding = same)(x);"));
     at(&e, 3, 12, "the `kernel` of Conv2D would have shape (3, 9223372036854775807, 2, 4), which is too large");
 }
+
+// ---- recurrent layers, multi-result calls and keyword arguments ------------------------------------------
+
+#[test]
+fn recurrent_layer_on_a_vector_suggests_a_reshape() {
+    let e = one(&model("input x: [8];\noutput y = LSTM(4)(x);"));
+    at(&e, 3, 20, "LSTM needs a sequence (None, steps, features), but `x` (None, 8) has rank 2");
+    assert_eq!(e.help, "make it a sequence first, e.g. `Reshape((8, 1))(x)` for 8 steps of one feature");
+    let e = one(&model("input image: [4, 4, 3];\noutput y = GRU(4)(image);"));
+    assert!(e.help.contains("`Reshape((4, 12))(image)`"), "{e:#?}");
+}
+
+#[test]
+fn initial_states_are_counted_and_sized() {
+    let e = one(&model("input x: [5, 3];\ninput h: [4];\noutput y = LSTM(4)(x, initial_state = [h]);"));
+    at(&e, 4, 23, "LSTM takes 2 initial states, but is given 1");
+    assert_eq!(e.help, "pass `initial_state = [h, c]`, each of shape (None, 4)");
+    let e = one(&model("input x: [5, 3];\ninput h: [3];\noutput y = GRU(4)(x, initial_state = [h]);"));
+    at(&e, 4, 39, "initial state `h` (None, 3) of GRU(4) must be (None, 4), one value per unit");
+}
+
+#[test]
+fn unsupported_recurrent_options_are_errors_at_their_values() {
+    let e = one(&model("input x: [5, 3];\noutput y = LSTM(4, dropout = 0.2)(x);"));
+    at(&e, 3, 30, "LSTM's `dropout` is not supported by modelc yet");
+    let e = one(&model("input x: [5, 3];\noutput y = SimpleRNN(4, stateful = true)(x);"));
+    at(&e, 3, 36, "stateful SimpleRNN is not supported: modelc's batches are independent");
+    let e = one(&model("input x: [5, 3];\noutput y = GRU(4, reset_after = false)(x);"));
+    at(&e, 3, 33, "GRU with `reset_after = false` is not supported by modelc");
+    let e = one(&model("input x: [5, 3];\noutput y = LSTM(4, recurrent_activation = softmax)(x);"));
+    assert_eq!(e.msg, "LSTM's `recurrent_activation` must apply element-wise, and softmax does not");
+    // A zero rate is Keras' default: accepted.
+    assert!(errors(&model("input x: [5, 3];\noutput y = LSTM(4, dropout = 0.0, recurrent_dropout = 0)(x);")).is_empty());
+}
+
+#[test]
+fn bound_names_must_match_the_results_of_a_call() {
+    let e = one(&model("input x: [5, 3];\nlet (y, h) = LSTM(4, return_state = true)(x);\noutput out = Concatenate()([y, h]);"));
+    at(&e, 3, 6, "this expression gives 3 tensors, but 2 names are bound");
+    assert_eq!(e.help, "bind one name per tensor: `let (output, state_h, state_c) = ...;`");
+    let e = one(&model("input x: [5, 3];\nlet y = GRU(4, return_state = true)(x);\noutput out = Dense(1)(y);"));
+    at(&e, 3, 9, "this call returns 2 tensors");
+    assert_eq!(e.help, "bind them all: `let (output, state_h) = ...;`");
+    let e = one(&model("input x: [5, 3];\nlet (y, h) = GRU(4)(x);\noutput out = Dense(1)(y);"));
+    at(&e, 3, 6, "this expression gives one tensor, but 2 names are bound");
+}
+
+#[test]
+fn keyword_tensor_arguments_are_checked() {
+    let e = one(&model("input x: [5, 3];\ninput h: [4];\noutput y = LSTM(4)(x, initial_states = [h, h]);"));
+    at(&e, 4, 23, "LSTM takes no call argument `initial_states`");
+    assert_eq!(e.help, "did you mean `initial_state`?");
+    let e = one(&model("input x: [5, 3];\ninput h: [4];\noutput y = Dense(4)(x, initial_state = [h]);"));
+    at(&e, 4, 24, "Dense takes no call argument `initial_state`");
+    assert_eq!(e.help, "call it on its tensor alone: `Dense(...)(x)`");
+    let e = one(&model("input x: [5, 3];\ninput h: [4];\noutput y = GRU(4)(x, initial_state = [h], initial_state = [h]);"));
+    at(&e, 4, 43, "keyword `initial_state` is given twice in this call of `GRU`");
+    assert_eq!(e.notes.len(), 1);
+}
+
+#[test]
+fn call_arguments_are_checked_the_same_way_for_every_layer() {
+    // Tensor and literal keywords, further positional tensors: one set of rules, whatever the layer.
+    let e = one(&model("input x: [5, 3];\noutput y = LSTM(4)(x, initial_state = 0);"));
+    at(&e, 3, 39, "`initial_state` of LSTM takes tensors, but is given the integer 0");
+    assert_eq!(e.help, "pass a tensor or a list of tensors, like `initial_state = [a, b]`");
+    let e = one(&model("input x: [5, 3];\noutput y = LSTM(4)(x, use_causal_mask = true);"));
+    at(&e, 3, 23, "LSTM takes no call argument `use_causal_mask`");
+    assert_eq!(e.help, "it takes: `initial_state`");
+    let e = one(&model("input x: [5, 3];\ninput h: [4];\noutput y = LSTM(4)(x, h);"));
+    at(&e, 4, 23, "a layer is called on one tensor: to pass several, put them in a list, like `([a, b])`");
+    assert_eq!(e.help, "LSTM takes its operands in one argument");
+    let e = one(&model("input x: [5, 8];\nlayer mha = MultiHeadAttention(2, 4);\noutput y = mha(x, x, initial_state = [x]);"));
+    at(&e, 4, 22, "MultiHeadAttention takes no call argument `initial_state`");
+    assert_eq!(e.help, "it takes: `attention_mask` or `use_causal_mask`");
+    // Keras' call arguments modelc does not take are rejected by the layer, with the reason.
+    let e = one(&model("input x: [5, 8];\nlayer mha = MultiHeadAttention(2, 4);\noutput y = mha(x, x, return_attention_scores = true);"));
+    at(&e, 4, 22, "`return_attention_scores` of MultiHeadAttention is not supported yet");
+    let e = one(&model("input x: [5, 8];\nlayer mha = MultiHeadAttention(2, 4);\noutput y = mha(x, x, key = x);"));
+    at(&e, 4, 22, "pass `key` of MultiHeadAttention by position");
+    let e = one(&model(
+        "input x: [5, 8];\nlayer mha = MultiHeadAttention(2, 4);\noutput y = mha(x, x, attention_mask = x, attention_mask = x);",
+    ));
+    at(&e, 4, 42, "keyword `attention_mask` is given twice in this call of `mha`");
+    assert_eq!(e.help, "give `attention_mask` once");
+    // A nested model takes its inputs in one argument.
+    let e = one(&format!(
+        "{}\nstruct Inner {{ input a: [4]; output b = Dense(2)(a); }}",
+        model("input x: [4];\nlayer inner = Inner;\noutput y = inner(x, x);")
+    ));
+    at(&e, 4, 21, "a layer is called on one tensor: to pass several, put them in a list, like `([a, b])`");
+    assert_eq!(e.help, "a model used as a layer takes its operands in one argument");
+}
+
+#[test]
+fn a_seq2seq_model_compiles() {
+    let src = model(
+        "input src: [5, 3];\ninput tgt: [4, 2];\nlet (enc, h, c) = LSTM(6, return_state = true)(src);\n\
+         let dec = LSTM(6, return_sequences = true)(tgt, initial_state = [h, c]);\n\
+         output y = Dense(2)(Concatenate()([Dense(6)(enc), GlobalAveragePooling1D()(dec)]));",
+    );
+    assert!(errors(&src).is_empty(), "{:#?}", errors(&src));
+}
+
+#[test]
+fn bidirectional_wraps_a_recurrent_layer() {
+    let e = one(&model("input x: [5, 3];\noutput y = Bidirectional(Dense(4))(x);"));
+    at(&e, 3, 26, "Bidirectional wraps a recurrent layer (`SimpleRNN`, `LSTM` or `GRU`), but is given `Dense`");
+    let e = one(&model("input x: [5, 3];\noutput y = Bidirectional(4)(x);"));
+    at(&e, 3, 26, "Bidirectional wraps a recurrent layer, but is given the integer 4");
+    let e = one(&model("input x: [5, 3];\noutput y = Bidirectional(merge_mode = sum)(x);"));
+    at(&e, 3, 12, "Bidirectional needs the recurrent layer it wraps");
+    let e = one(&model("input x: [5, 3];\ninput h: [4];\noutput y = Bidirectional(LSTM(4))(x, initial_state = [h, h]);"));
+    at(&e, 4, 38, "Bidirectional takes 4 initial states, but is given 2");
+    assert_eq!(e.help, "pass `initial_state = [h_fw, c_fw, h_bw, c_bw]`, each of shape (None, 4)");
+    let e = one(&model("input x: [5, 3];\noutput y = Bidirectional(GRU(4, return_sequence = true))(x);"));
+    assert_eq!(e.msg, "GRU has no argument `return_sequence`");
+    let e = one(&model("input x: [5, 3];\noutput y = Bidirectional(LSTM(4, name = \"enc\"))(x);"));
+    at(&e, 3, 41, "a name for the LSTM inside Bidirectional is not supported");
+    assert!(e.help.contains("`forward_lstm` and `backward_lstm`"), "{e:#?}");
+    let e = one(&model("input x: [4];\nlayer inner = Dense(2);\noutput y = inner(x, initial_state = [x]);"));
+    at(&e, 4, 21, "Dense takes no call argument `initial_state`");
+    assert_eq!(e.help, "call it on its tensor alone: `inner(x)`");
+    let ok = model(
+        "input x: [5, 3];\nlet (f, b) = Bidirectional(GRU(4, return_sequences = true), merge_mode = none)(x);\noutput y = Add()([f, b]);",
+    );
+    assert!(errors(&ok).is_empty(), "{:#?}", errors(&ok));
+}

@@ -269,6 +269,15 @@ fn suggested_fixes_work() {
     let inner = "input a: [3, 8]; input b: [5, 8]; output y = Maximum()([a, b]);";
     check_fix(inner, "axis 1 has size 3 vs 5", &["Concatenate(axis = 1)([a, b])"], "Maximum()([a, b])", "Concatenate(axis = 1)([a, b])");
 
+    // A recurrent layer on a vector: a sequence of one feature; an image: its rows as steps.
+    let rnn = "input x: [8]; output y = LSTM(4)(x);";
+    check_fix(rnn, "LSTM needs a sequence", &["Reshape((8, 1))(x)"], "LSTM(4)(x)", "LSTM(4)(Reshape((8, 1))(x))");
+    let rnn_image = "input x: [4, 4, 3]; output y = GRU(4)(x);";
+    check_fix(rnn_image, "GRU needs a sequence", &["Reshape((4, 12))(x)"], "GRU(4)(x)", "GRU(4)(Reshape((4, 12))(x))");
+    // An LSTM given one state: both.
+    let states = "input x: [5, 3]; input h: [4]; input c: [4]; output y = Add()([LSTM(4)(x, initial_state = [h]), c]);";
+    check_fix(states, "takes 2 initial states", &["initial_state = [h, c]"], "initial_state = [h]", "initial_state = [h, c]");
+
     // Conv2D on a vector: a reshape the window accepts.
     let conv64 = "input x: [64]; output y = Conv2D(4, 3)(x);";
     check_fix(conv64, "Conv2D expects an image", &["Reshape((8, 8, 1))(x)"], "Conv2D(4, 3)(x)", "Conv2D(4, 3)(Reshape((8, 8, 1))(x))");
@@ -320,6 +329,27 @@ fn suggested_fixes_work() {
         "MaxPooling2D()(x)",
         "MaxPooling2D()(Reshape((4, 4, 1))(x))",
     );
+    // RepeatVector on a sequence: flatten or pool it first.
+    let rv = "input x: [4, 3]; output y = RepeatVector(2)(x);";
+    check_fix(
+        rv,
+        "RepeatVector expects a vector",
+        &["RepeatVector(2)(Flatten()(x))"],
+        "RepeatVector(2)(x)",
+        "RepeatVector(2)(Flatten()(x))",
+    );
+    check_fix(rv, "RepeatVector expects a vector", &["GlobalAveragePooling1D()(x)"], "(x)", "(GlobalAveragePooling1D()(x))");
+    // Permute with too few entries: one per axis.
+    check_fix(
+        "input x: [4, 3, 2]; output y = Permute((2, 1))(x);",
+        "reorders 2 axes after the batch",
+        &["Permute((3, 2, 1))(x)"],
+        "Permute((2, 1))(x)",
+        "Permute((3, 2, 1))(x)",
+    );
+    // TimeDistributed on a vector: call the layer directly, or make steps first.
+    let td = "input x: [4]; output y = TimeDistributed(Dense(2))(x);";
+    check_fix(td, "TimeDistributed needs a sequence", &["RepeatVector(4)(x)"], "(x);", "(RepeatVector(4)(x));");
     // A 'valid' window that does not fit.
     check_fix(
         "input x: [2, 2, 1]; output y = MaxPooling2D(3)(x);",

@@ -123,6 +123,44 @@ const SEEDS: &[&str] = &[
         let s = Conv1DTranspose(2, 3, strides = 2, dilation_rate = 1, use_bias = false, activation = tanh)(seq);
         output y = Concatenate()([GlobalAveragePooling1D()(s), GlobalMaxPooling2D()(i)]);
     }",
+    "struct Recurrent {
+        input src: [6, 4];
+        input tgt: [5, 3];
+        let (enc, h, c) = LSTM(8, return_sequences = true, return_state = true)(src);
+        let dec = LSTM(8, go_backwards = true)(tgt, initial_state = [h, c]);
+        let (g, hg) = GRU(4, return_state = true, recurrent_activation = sigmoid)(enc);
+        let s = SimpleRNN(3, activation = relu, use_bias = false)(enc);
+        let (f, b) = Bidirectional(GRU(3, return_sequences = true), merge_mode = none)(enc);
+        let bi = Bidirectional(LSTM(2), merge_mode = ave)(Add()([f, b]));
+        output y = Concatenate()([dec, g, hg, s, bi]);
+    }",
+    "pub struct SeqGlue {
+        input v: [6];
+        input image: [4, 3, 2];
+        let s = RepeatVector(n = 5)(Dense(4)(v));
+        let t = Permute((2, 1))(s);
+        let i = Permute(dims = (3, 1, 2))(image);
+        output y = Concatenate()([GlobalAveragePooling1D()(t), Flatten()(i)]);
+    }",
+    "pub struct Frames {
+        input frames: [3, 6, 6, 2];
+        layer step = TimeDistributed(Dense(4, activation = relu, name = \"step\"));
+        let f = TimeDistributed(Conv2D(2, 3, padding = same))(frames);
+        let f = TimeDistributed(layer = Flatten())(TimeDistributed(MaxPooling2D(2))(f));
+        let s = TimeDistributed(TimeDistributed(Dense(3)))(Reshape((3, 2, 9))(f));
+        output y = step(Reshape((3, 18))(Flatten()(f)));
+        output w = Flatten()(s);
+        output z = GlobalAveragePooling1D()(step(TimeDistributed(Dropout(0.5))(f)));
+    }",
+    "pub struct Attend {
+        input q: [4, 6];
+        input v: [5, 3];
+        input m: [4, 5];
+        layer mha = MultiHeadAttention(num_heads = 2, key_dim = 3, value_dim = 2, output_shape = 6);
+        let c = mha(q, v, v, attention_mask = m, use_causal_mask = true);
+        let s = MultiHeadAttention(2, 4, dropout = 0.1)(q, q);
+        output y = LayerNormalization()(Add()([c, s]));
+    }",
 ];
 
 const IDENTS: &[&str] = &[
@@ -143,12 +181,19 @@ const IDENTS: &[&str] = &[
     "Softmax",
     "Add",
     "Dot",
+    "MultiHeadAttention",
+    "attention_mask",
+    "use_causal_mask",
     "Dropout",
     "Conv1D",
     "Conv2D",
     "MaxPooling2D",
     "GlobalAveragePooling1D",
     "Reshape",
+    "RepeatVector",
+    "Permute",
+    "dims",
+    "TimeDistributed",
     "Flatten",
     "padding",
     "same",
@@ -300,6 +345,10 @@ fn each_layers_rank_guess_agrees_with_its_shape_rule() {
                 let ins: Vec<Option<usize>> = call.inputs.iter().map(|v| rank(v.0)).collect();
                 let guess = layer.kind.as_ref().unwrap().output_rank(&ins);
                 assert_eq!(guess, rank(call.output.0), "{} ({}) on ranks {ins:?}", layer.name, layer.keras_type);
+                for (k, v) in call.extra.iter().enumerate() {
+                    let guess = layer.kind.as_ref().unwrap().extra_rank(k + 1, &ins);
+                    assert_eq!(guess, rank(v.0), "result {} of {} ({})", k + 1, layer.name, layer.keras_type);
+                }
             }
         }
     }

@@ -1,4 +1,5 @@
-//! Datasets for examples and tests: the UCI 8×8 digits shipped in `data/`, MNIST IDX files, one-hot labels.
+//! Datasets for examples and tests: the UCI 8×8 digits and two time series shipped in `data/`, MNIST IDX
+//! files, one-hot labels, sliding windows over a series.
 //!
 //! Loaders take a path and return arrays in the layout generated models expect (batch first,
 //! channels-last images, `f32` pixels scaled to `0.0..=1.0`). A missing or malformed file is an
@@ -7,7 +8,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use ndarray::{Array2, Array4};
+use ndarray::{Array2, Array3, Array4};
 
 use crate::{Error, Result};
 
@@ -108,6 +109,72 @@ fn digit_label(value: f32) -> Option<u8> {
     }
     // Lossless: a whole number in 0..=9.
     Some(value as u8)
+}
+
+/// A time series as loaded by [`load_series`]: one key (a year, a date as `YYYYMMDD`) and one value per
+/// line, `None` where the value is missing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// The header's two column names.
+    pub columns: [String; 2],
+    /// The first column of each row.
+    pub keys: Vec<f64>,
+    /// The second column of each row; `None` for an empty field.
+    pub values: Vec<Option<f32>>,
+}
+
+/// Loads a two-column CSV time series with a header line (`data/series/sunspots.csv`,
+/// `data/series/co2.csv`): a numeric key, then a value that may be empty (missing). Quotes around the
+/// header's names are removed.
+///
+/// # Errors
+/// [`Error::Dataset`] when the file cannot be read or is not UTF-8, has no header or no row, or a row
+/// has other than two fields or a field that is not a finite number (the message names the line).
+pub fn load_series(path: impl AsRef<Path>) -> Result<Series> {
+    let path = path.as_ref();
+    let bytes = read_maybe_gzip(path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| dataset_error(path, format!("not a UTF-8 text file (invalid byte at offset {})", e.utf8_error().valid_up_to())))?;
+    parse_series_csv(&text).map_err(|message| dataset_error(path, message))
+}
+
+/// Parses the text of a series CSV; errors are messages naming the line.
+fn parse_series_csv(text: &str) -> std::result::Result<Series, String> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines.next().ok_or("the file is empty: expected a header line such as `year,value`")?;
+    let names: Vec<String> = header.split(',').map(|f| f.trim().trim_matches('"').to_string()).collect();
+    let [key, value]: [String; 2] =
+        names.try_into().map_err(|n: Vec<String>| format!("line 1: expected 2 column names, found {}", n.len()))?;
+    let (mut keys, mut values) = (Vec::new(), Vec::new());
+    for (index, line) in lines {
+        let line_no = index + 1;
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let [k, v] = fields[..] else {
+            return Err(format!("line {line_no}: expected 2 comma-separated values (key, value), found {}", fields.len()));
+        };
+        let number = |f: &str, column: usize| -> std::result::Result<f64, String> {
+            f.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| format!("line {line_no}, column {column}: `{f}` is not a finite number"))
+        };
+        keys.push(number(k, 1)?);
+        values.push(if v.is_empty() { None } else { Some(number(v, 2)? as f32) });
+    }
+    if keys.is_empty() {
+        return Err("the file holds a header but no rows".to_string());
+    }
+    Ok(Series { columns: [key, value], keys, values })
+}
+
+/// Sliding windows over a series for one-step-ahead forecasting: inputs `[n, steps, 1]` (each window of
+/// `steps` consecutive values) and targets `[n, 1]` (the value `horizon` steps after the window's last),
+/// `n = len − steps − horizon + 1`. Empty arrays when the series is too short.
+pub fn sliding_windows(values: &[f32], steps: usize, horizon: usize) -> (Array3<f32>, Array2<f32>) {
+    let n = (values.len() + 1).saturating_sub(steps + horizon.max(1));
+    let inputs = Array3::from_shape_fn((n, steps, 1), |(i, t, _)| values.get(i + t).copied().unwrap_or(0.0));
+    let targets = Array2::from_shape_fn((n, 1), |(i, _)| values.get(i + steps + horizon.max(1) - 1).copied().unwrap_or(0.0));
+    (inputs, targets)
 }
 
 /// Loads an MNIST-style pair of IDX files (plain or gzip-compressed, as distributed).
@@ -237,6 +304,44 @@ mod tests {
         0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0,
         4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0, 0,
     ];
+
+    #[test]
+    fn shipped_series_load_with_their_missing_values() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/series");
+        let sun = load_series(root.join("sunspots.csv")).unwrap();
+        assert_eq!(sun.columns, ["YEAR".to_string(), "SUNACTIVITY".to_string()]);
+        assert_eq!(
+            (sun.keys.len(), sun.keys[0], sun.values[0], sun.keys[308], sun.values[308]),
+            (309, 1700.0, Some(5.0), 2008.0, Some(2.9))
+        );
+        assert!(sun.values.iter().all(Option::is_some));
+        let co2 = load_series(root.join("co2.csv")).unwrap();
+        assert_eq!((co2.keys.len(), co2.keys[0], co2.values[0]), (2284, 19580329.0, Some(316.1)));
+        assert_eq!(co2.values.iter().filter(|v| v.is_none()).count(), 59);
+    }
+
+    #[test]
+    fn malformed_series_are_errors_naming_the_line() {
+        let err = |text: &str| parse_series_csv(text).unwrap_err();
+        assert!(err("").contains("the file is empty"));
+        assert!(err("a,b\n").contains("header but no rows"));
+        assert!(err("a,b,c\n1,2\n").contains("line 1: expected 2 column names, found 3"));
+        assert!(err("a,b\n1,2\n3\n").contains("line 3: expected 2 comma-separated values"));
+        assert!(err("a,b\n1,x\n").contains("line 2, column 2: `x` is not a finite number"));
+        assert!(err("a,b\n1,inf\n").contains("`inf` is not a finite number"));
+        assert_eq!(parse_series_csv("a,b\n1,\n2,3\n").unwrap().values, vec![None, Some(3.0)]);
+    }
+
+    #[test]
+    fn sliding_windows_pair_each_window_with_the_value_after_it() {
+        let (x, y) = sliding_windows(&[1.0, 2.0, 3.0, 4.0, 5.0], 2, 1);
+        assert_eq!(x.shape(), &[3, 2, 1]);
+        assert_eq!(x.iter().copied().collect::<Vec<_>>(), [1.0, 2.0, 2.0, 3.0, 3.0, 4.0]);
+        assert_eq!(y.iter().copied().collect::<Vec<_>>(), [3.0, 4.0, 5.0]);
+        let (_, y) = sliding_windows(&[1.0, 2.0, 3.0, 4.0, 5.0], 2, 2);
+        assert_eq!(y.iter().copied().collect::<Vec<_>>(), [4.0, 5.0]);
+        assert_eq!(sliding_windows(&[1.0], 2, 1).0.shape(), &[0, 2, 1]);
+    }
 
     #[test]
     fn split_is_a_seeded_partition() {

@@ -110,6 +110,10 @@ pub fn fill(init: Init, rng: &mut Rng, out: &mut [f32]) {
                 }
             }
         }
+        Init::ForgetBias { units } => {
+            out.fill(0.0);
+            out.iter_mut().skip(units).take(units).for_each(|v| *v = 1.0);
+        }
     }
 }
 
@@ -360,5 +364,29 @@ mod tests {
         assert!((var - 1.0 / 12.0).abs() < 0.003, "var {var}");
         let kept = v.iter().filter(|&&x| x < 0.3).count() as f64 / v.len() as f64;
         assert!((kept - 0.3).abs() < 0.01, "fraction below 0.3: {kept}");
+    }
+
+    #[test]
+    fn orthogonal_init_gives_orthonormal_columns_or_rows() {
+        for (rows, cols) in [(6, 6), (8, 3), (4, 12)] {
+            let mut out = vec![0.0f32; rows * cols];
+            fill(Init::Orthogonal { gain: 1.0, rows, cols, seed: None }, &mut Rng::new(3), &mut out);
+            let (count, len) = if rows >= cols { (cols, rows) } else { (rows, cols) };
+            let at = |v: usize, i: usize| if rows >= cols { out[i * cols + v] } else { out[v * cols + i] };
+            for a in 0..count {
+                for b in 0..count {
+                    let dot: f32 = (0..len).map(|i| at(a, i) * at(b, i)).sum();
+                    let want = if a == b { 1.0 } else { 0.0 };
+                    assert!((dot - want).abs() < 1e-4, "{rows}x{cols}: <{a},{b}> = {dot}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn forget_bias_sets_the_second_block_only() {
+        let mut out = vec![7.0f32; 12];
+        fill(Init::ForgetBias { units: 3 }, &mut Rng::new(1), &mut out);
+        assert_eq!(out, [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
     }
 }

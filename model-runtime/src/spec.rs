@@ -143,6 +143,12 @@ pub enum Init {
         /// Columns.
         cols: usize,
     },
+    /// An LSTM bias with `unit_forget_bias`: zeros, except ones on the forget gate's block (the second
+    /// of four blocks of `units`).
+    ForgetBias {
+        /// Units of the LSTM.
+        units: usize,
+    },
 }
 
 impl Init {

@@ -1,6 +1,6 @@
 //! Typed access to a constructor's arguments, with Keras-worded errors and "did you mean" hints.
 
-use crate::ast::{ArgKind, ArgValue, Args};
+use crate::ast::{ArgKind, ArgValue, Args, Ctor};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::suggest::did_you_mean;
 use proc_macro2::Span;
@@ -289,6 +289,44 @@ impl<'a> ArgReader<'a> {
         Some((out, v.span))
     }
 
+    /// A layer constructor given as an argument (`TimeDistributed(Dense(8))`), parsed with its own
+    /// arguments into the same sink. `None` when absent (nothing reported) or invalid (reported).
+    pub fn layer(&mut self, name: &'static str, pos: Option<usize>) -> Option<Wrapped> {
+        let v = self.raw(name, pos)?;
+        let Some(ctor) = v.kind.as_ctor() else {
+            self.type_error(name, &v, "a layer, e.g. `Dense(8)`");
+            return None;
+        };
+        self.layer_ctor(&ctor, v.span)
+    }
+
+    /// The layer constructor `ctor` given as an argument at `span`, read as that layer's own constructor
+    /// (its `name = "..."` included) into the same sink; its problems count as this constructor's.
+    /// For a wrapper that checks the value itself first (`Bidirectional` takes recurrent layers only).
+    pub fn layer_ctor(&mut self, ctor: &Ctor, span: Span) -> Option<Wrapped> {
+        let word = crate::parse::path_text(&ctor.path);
+        let Some(k) = super::KINDS.iter().copied().find(|k| *k == word) else {
+            let d = Diagnostic::new(ctor.span(), format!("unknown layer `{word}`"));
+            let d = match did_you_mean(&word, super::KINDS.iter().copied()) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help(format!("layers: {}", list(super::KINDS))),
+            };
+            self.error(d);
+            return None;
+        };
+        let mut inner = ArgReader::new(k, ctor.span(), ctor.args.as_ref(), &mut *self.diags);
+        let explicit = inner.string("name");
+        let parsed = super::parse_kind(k, &mut inner).flatten();
+        let ok = inner.finish();
+        match parsed {
+            Some(layer) if ok => Some(Wrapped { layer, keras_type: k, name: explicit, span }),
+            _ => {
+                self.errors += 1;
+                None
+            }
+        }
+    }
+
     fn type_error(&mut self, name: &'static str, v: &ArgValue, expected: &str) {
         let kind = self.kind;
         self.error(Diagnostic::new(v.span, format!("`{name}` of {kind} must be {expected}, got {}", describe(&v.kind))));
@@ -342,6 +380,18 @@ impl<'a> ArgReader<'a> {
     }
 }
 
+/// A layer given as an argument of a wrapper, as [`ArgReader::layer`] read it.
+pub struct Wrapped {
+    /// Its configuration.
+    pub layer: super::LayerKind,
+    /// Its Keras class name (`Dense`).
+    pub keras_type: &'static str,
+    /// Its `name = "..."`, when given.
+    pub name: Option<(String, Span)>,
+    /// Span of the whole constructor.
+    pub span: Span,
+}
+
 /// `a`, `b` or `c` with backticks.
 pub fn list(items: &[&str]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| format!("`{s}`")).collect();
@@ -362,5 +412,6 @@ pub fn describe(kind: &ArgKind) -> String {
         ArgKind::Ident(id) => format!("`{id}`"),
         ArgKind::Tuple(items) => format!("a tuple of {} values", items.len()),
         ArgKind::Call(name, _) => format!("`{name}(...)`"),
+        ArgKind::Layer(c) => format!("the layer `{}(...)`", crate::parse::path_text(&c.path)),
     }
 }

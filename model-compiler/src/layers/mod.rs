@@ -3,6 +3,8 @@
 
 pub mod activation;
 pub mod args;
+pub mod attention;
+pub mod bidirectional;
 pub mod concatenate;
 pub mod conv;
 pub mod conv_transpose;
@@ -16,11 +18,15 @@ pub mod global_pooling;
 pub mod merge;
 pub mod normalization;
 pub mod padding;
+pub mod permute;
 pub mod pooling;
+pub mod recurrent;
+pub mod repeat_vector;
 pub mod rescaling;
 pub mod reshape;
 pub mod separable;
 pub mod softmax;
+pub mod time_distributed;
 pub mod upsampling;
 pub mod weights;
 
@@ -128,6 +134,11 @@ pub enum InitKind {
         /// Columns.
         cols: usize,
     },
+    /// Zeros with ones on the forget gate's block of an LSTM bias (`unit_forget_bias`).
+    ForgetBias {
+        /// Units.
+        units: usize,
+    },
 }
 
 /// A parameter tensor a layer owns once it is built on its input shapes.
@@ -159,9 +170,17 @@ pub struct InferCx<'a> {
     pub spans: &'a [Span],
     /// Span of the callee.
     pub span: Span,
+    /// The keyword tensor arguments, each naming a range of `inputs` (`initial_state = [h, c]`);
+    /// only keywords of [`LayerDef::call_keywords`] get here.
+    pub keywords: &'a [crate::hir::Keyword],
 }
 
 impl InferCx<'_> {
+    /// The operands passed by keyword `name`, when given.
+    pub fn keyword(&self, name: &str) -> Option<&crate::hir::Keyword> {
+        self.keywords.iter().find(|k| k.name == name)
+    }
+
     /// "`left` (None, 8)" for operand `i`.
     pub fn describe(&self, i: usize) -> String {
         match (self.names.get(i), self.inputs.get(i)) {
@@ -196,8 +215,13 @@ pub struct Operand {
 pub struct EmitCx {
     /// Operands.
     pub inputs: Vec<Operand>,
-    /// Result.
+    /// Result (the first, for a layer that returns several).
     pub output: Operand,
+    /// The further results of a layer that returns several tensors, bound as `__y1, __y2, ...` in
+    /// forward and their gradients as `__dy1, __dy2, ...` in backward (exactly their lengths).
+    pub extra: Vec<Operand>,
+    /// How many of `inputs` are positional; the rest were passed by keyword.
+    pub positional: usize,
     /// Number of parameters of the layer.
     pub n_params: usize,
     /// Scratch buffer indices.
@@ -261,6 +285,24 @@ impl EmitCx {
     /// How backward writes the layer's parameter gradients.
     pub fn params_write(&self) -> TokenStream {
         grad_write(self.params_set)
+    }
+
+    /// `__y{k}` (forward) for result `k >= 1`: `&mut [f32]`, exactly the result.
+    pub fn y_extra(&self, k: usize) -> TokenStream {
+        let id = quote::format_ident!("__y{}", k);
+        quote!(#id)
+    }
+
+    /// `__dy{k}` (backward) for result `k >= 1`: `&mut [f32]`, its gradient (may be overwritten).
+    pub fn dy_extra(&self, k: usize) -> TokenStream {
+        let id = quote::format_ident!("__dy{}", k);
+        quote!(#id)
+    }
+
+    /// Result `k >= 1`'s values (in backward).
+    pub fn y_extra_ref(&self, k: usize) -> TokenStream {
+        let (buf, n) = self.extra.get(k.wrapping_sub(1)).map(|o| (o.buf, o.shape.numel())).unwrap_or((0, 0));
+        quote!(&__ws.values[#buf][..__b * #n])
     }
 
     /// Whether operand `i` needs a gradient.
@@ -339,11 +381,39 @@ pub fn some_if(cond: bool, tokens: TokenStream) -> TokenStream {
     }
 }
 
+/// What [`LayerDef::call_args`] sees of a call's arguments beyond its first one: `mha(q, v, k,
+/// attention_mask = m, use_causal_mask = true)`. The framework has already appended the tensors of
+/// keyword arguments to the operands, in the order written, and checked that no keyword is given twice.
+pub struct CallArgsCx<'a> {
+    /// How many positional arguments were written (`1` for `layer(x)` and `layer([a, b])`).
+    pub positional: usize,
+    /// The keyword arguments as written, tensors and literals, in source order (keywords not in
+    /// [`LayerDef::call_keywords`] are reported by the framework after `call_args`: skip them).
+    pub keywords: &'a [(&'a proc_macro2::Ident, &'a crate::ast::CallValue)],
+    /// Span of the callee.
+    pub span: Span,
+}
+
 /// Everything the framework asks of a layer kind.
 pub trait LayerDef {
     /// Operand count.
     fn arity(&self) -> Arity {
         Arity::One
+    }
+    /// The keyword arguments a call of the layer takes, as Keras names them: tensors (`initial_state`,
+    /// `attention_mask`, read in `infer` through [`InferCx::keyword`] and in emission as operands) or,
+    /// for a layer with [`LayerDef::call_args`], literals (`use_causal_mask`). The framework rejects any
+    /// other keyword at the keyword, with the nearest of these. Default: none.
+    fn call_keywords(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// For a layer whose calls take several positional tensors or call-time literals (Keras'
+    /// `MultiHeadAttention`): checks the call's arguments and returns this call's configuration (same
+    /// weights, this call's options: [`crate::hir::Call::config`]), or a diagnostic at the offending
+    /// argument. `None` (the default): the layer's own configuration serves every call, which then takes
+    /// one positional argument (a tensor or a list) and only tensors by keyword.
+    fn call_args(&self, _cx: &CallArgsCx<'_>) -> Option<Result<LayerKind, Diagnostic>> {
+        None
     }
     /// The shape rule: the output shape, or a diagnostic naming the operands and the fix.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic>;
@@ -353,6 +423,20 @@ pub trait LayerDef {
     /// that succeeds. Default: the rank of the first operand known (a layer that keeps its input's rank).
     fn output_rank(&self, inputs: &[Option<usize>]) -> Option<usize> {
         same_rank(inputs)
+    }
+    /// The per-sample rank of result `k >= 1` of a layer that returns several tensors, for the stub of a
+    /// failed model (as `output_rank` for the first result).
+    fn extra_rank(&self, _k: usize, _inputs: &[Option<usize>]) -> Option<usize> {
+        None
+    }
+    /// The names of the tensors a call returns, in order (`["sequences", "h", "c"]`): one name for a
+    /// single result. A call binds exactly this many names (`let (seq, h, c) = LSTM(..)(x);`).
+    fn result_names(&self) -> Vec<&'static str> {
+        vec!["y"]
+    }
+    /// Shapes of results `1..` (the first is `infer`'s), called once `infer` succeeded on `cx`.
+    fn extra_shapes(&self, _cx: &InferCx<'_>, _output: &Shape) -> Vec<Shape> {
+        Vec::new()
     }
     /// Parameters once built on these input shapes, in Keras' weight order.
     fn params(&self, _inputs: &[Shape]) -> Vec<ParamDecl> {
@@ -396,6 +480,18 @@ pub trait LayerDef {
     fn onnx(&self, _cx: &mut OnnxCx) -> Result<(), OnnxError> {
         Err(OnnxError::NotYet)
     }
+    /// A name between the layer's and each weight's in the weight names: a wrapper's wrapped layer
+    /// (`time_distributed/dense/kernel`; `a/b/dense/kernel` for wrappers wrapped). `None`: `layer/weight`.
+    fn param_scope(&self) -> Option<String> {
+        None
+    }
+    /// For a wrapper: the Keras class and name (empty until a default is assigned) of the layer it wraps
+    /// `depth` levels down (0: the one it wraps directly).
+    fn wrapped(&self, _depth: usize) -> Option<(&'static str, &str)> {
+        None
+    }
+    /// For a wrapper: sets the default name (Keras' `dense_1` numbering) of the layer `depth` levels down.
+    fn name_wrapped(&mut self, _depth: usize, _name: String) {}
 }
 
 /// A typed layer configuration. Exhaustive matches: a new kind does not compile until every
@@ -449,6 +545,19 @@ pub enum LayerKind {
     /// `SeparableConv1D` / `SeparableConv2D(filters, kernel_size, strides, padding, dilation_rate,
     /// depth_multiplier, activation, use_bias)`.
     Separable(separable::Separable),
+    /// `SimpleRNN` / `LSTM` / `GRU(units, activation, recurrent_activation, use_bias, return_sequences,
+    /// return_state, go_backwards, unit_forget_bias, reset_after)`.
+    Recurrent(recurrent::Recurrent),
+    /// `Bidirectional(layer, merge_mode = concat)` around a recurrent layer.
+    Bidirectional(bidirectional::Bidirectional),
+    /// `RepeatVector(n)`.
+    RepeatVector(repeat_vector::RepeatVector),
+    /// `Permute(dims)`.
+    Permute(permute::Permute),
+    /// `TimeDistributed(layer)`.
+    TimeDistributed(time_distributed::TimeDistributed),
+    /// `MultiHeadAttention(num_heads, key_dim, value_dim, dropout, use_bias, output_shape, attention_axes)`.
+    MultiHeadAttention(attention::MultiHeadAttention),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -493,6 +602,14 @@ pub const KINDS: &[&str] = &[
     "Conv2DTranspose",
     "SeparableConv1D",
     "SeparableConv2D",
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
+    "Bidirectional",
+    "RepeatVector",
+    "Permute",
+    "TimeDistributed",
+    "MultiHeadAttention",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -537,6 +654,14 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "DepthwiseConv2D" => depthwise::Depthwise::parse(r, 2).map(LayerKind::Depthwise),
         "Conv1DTranspose" => conv_transpose::ConvTranspose::parse(r, 1).map(LayerKind::ConvTranspose),
         "Conv2DTranspose" => conv_transpose::ConvTranspose::parse(r, 2).map(LayerKind::ConvTranspose),
+        "SimpleRNN" => recurrent::Recurrent::parse(r, recurrent::CellKind::Simple).map(LayerKind::Recurrent),
+        "LSTM" => recurrent::Recurrent::parse(r, recurrent::CellKind::Lstm).map(LayerKind::Recurrent),
+        "GRU" => recurrent::Recurrent::parse(r, recurrent::CellKind::Gru).map(LayerKind::Recurrent),
+        "Bidirectional" => bidirectional::Bidirectional::parse(r).map(LayerKind::Bidirectional),
+        "RepeatVector" => repeat_vector::RepeatVector::parse(r).map(LayerKind::RepeatVector),
+        "Permute" => permute::Permute::parse(r).map(LayerKind::Permute),
+        "TimeDistributed" => time_distributed::TimeDistributed::parse(r).map(LayerKind::TimeDistributed),
+        "MultiHeadAttention" => attention::MultiHeadAttention::parse(r).map(LayerKind::MultiHeadAttention),
         "SeparableConv1D" => separable::Separable::parse(r, 1).map(LayerKind::Separable),
         "SeparableConv2D" => separable::Separable::parse(r, 2).map(LayerKind::Separable),
         _ => return None,
@@ -624,6 +749,12 @@ macro_rules! dispatch {
             LayerKind::Depthwise($l) => $e,
             LayerKind::ConvTranspose($l) => $e,
             LayerKind::Separable($l) => $e,
+            LayerKind::Recurrent($l) => $e,
+            LayerKind::Bidirectional($l) => $e,
+            LayerKind::RepeatVector($l) => $e,
+            LayerKind::Permute($l) => $e,
+            LayerKind::TimeDistributed($l) => $e,
+            LayerKind::MultiHeadAttention($l) => $e,
         }
     };
 }
@@ -632,11 +763,26 @@ impl LayerDef for LayerKind {
     fn arity(&self) -> Arity {
         dispatch!(self, l => l.arity())
     }
+    fn call_keywords(&self) -> &'static [&'static str] {
+        dispatch!(self, l => l.call_keywords())
+    }
+    fn call_args(&self, cx: &CallArgsCx<'_>) -> Option<Result<LayerKind, Diagnostic>> {
+        dispatch!(self, l => l.call_args(cx))
+    }
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         dispatch!(self, l => l.infer(cx))
     }
     fn output_rank(&self, inputs: &[Option<usize>]) -> Option<usize> {
         dispatch!(self, l => l.output_rank(inputs))
+    }
+    fn extra_rank(&self, k: usize, inputs: &[Option<usize>]) -> Option<usize> {
+        dispatch!(self, l => l.extra_rank(k, inputs))
+    }
+    fn result_names(&self) -> Vec<&'static str> {
+        dispatch!(self, l => l.result_names())
+    }
+    fn extra_shapes(&self, cx: &InferCx<'_>, output: &Shape) -> Vec<Shape> {
+        dispatch!(self, l => l.extra_shapes(cx, output))
     }
     fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
         dispatch!(self, l => l.params(inputs))
@@ -667,6 +813,15 @@ impl LayerDef for LayerKind {
     }
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         dispatch!(self, l => l.onnx(cx))
+    }
+    fn param_scope(&self) -> Option<String> {
+        dispatch!(self, l => l.param_scope())
+    }
+    fn wrapped(&self, depth: usize) -> Option<(&'static str, &str)> {
+        dispatch!(self, l => l.wrapped(depth))
+    }
+    fn name_wrapped(&mut self, depth: usize, name: String) {
+        dispatch!(self, l => l.name_wrapped(depth, name))
     }
 }
 

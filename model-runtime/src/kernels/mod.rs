@@ -1,6 +1,8 @@
 //! Kernels over flat row-major `f32` slices: each op's forward next to its backward.
 
 pub mod activation;
+pub mod attention;
+pub mod bidirectional;
 pub mod concat;
 pub mod conv;
 pub mod conv_transpose;
@@ -11,10 +13,14 @@ pub mod dropout;
 pub mod embedding;
 pub mod gemm;
 pub mod grouped_conv;
+pub mod masking;
 pub mod merge;
 pub mod norm;
 pub mod pad;
+pub mod permute;
 pub mod pool;
+pub mod recurrent;
+pub mod repeat;
 pub mod rescale;
 pub mod reshape;
 pub mod separable;

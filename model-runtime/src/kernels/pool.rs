@@ -119,6 +119,41 @@ pub fn global_avg_forward(x: &[f32], y: &mut [f32], batch: usize, positions: usi
     }
 }
 
+/// Keras' `GlobalAveragePooling1D` with a step mask (docs/masks.md): `y[n, ch] = Σ_p m[n, p]·x[n, p, ch] /
+/// Σ_p m[n, p]`, the mean of the kept steps. A sample with every step masked gives 0 (Keras divides 0 by 0).
+pub fn global_avg_masked_forward(x: &[f32], mask: &[f32], y: &mut [f32], batch: usize, positions: usize, c: usize) {
+    if c == 0 || positions == 0 {
+        return;
+    }
+    for ((xs, ms), ys) in x.chunks_exact(positions * c).zip(mask.chunks_exact(positions)).zip(y.chunks_exact_mut(c)).take(batch) {
+        ys.fill(0.0);
+        for (row, &m) in xs.chunks_exact(c).zip(ms) {
+            ys.iter_mut().zip(row).for_each(|(v, &xv)| *v += m * xv);
+        }
+        let kept: f32 = ms.iter().sum();
+        let inv = if kept > 0.0 { 1.0 / kept } else { 0.0 };
+        ys.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+/// dx[n, p, ch] (+)= m[n, p]·dy[n, ch] / Σ_p m[n, p] (`=` when `write` is [`GradWrite::Set`]).
+pub fn global_avg_masked_backward(dy: &[f32], mask: &[f32], dx: &mut [f32], batch: usize, positions: usize, c: usize, write: GradWrite) {
+    if c == 0 || positions == 0 {
+        return;
+    }
+    for ((dxs, ms), d) in dx.chunks_exact_mut(positions * c).zip(mask.chunks_exact(positions)).zip(dy.chunks_exact(c)).take(batch) {
+        let kept: f32 = ms.iter().sum();
+        let inv = if kept > 0.0 { 1.0 / kept } else { 0.0 };
+        for (row, &m) in dxs.chunks_exact_mut(c).zip(ms) {
+            let s = m * inv;
+            match write {
+                GradWrite::Add => row.iter_mut().zip(d).for_each(|(v, &dv)| *v += dv * s),
+                GradWrite::Set => row.iter_mut().zip(d).for_each(|(v, &dv)| *v = dv * s),
+            }
+        }
+    }
+}
+
 /// dx[n, p, ch] += dy[n, ch] / positions (`=` when `write` is [`GradWrite::Set`]).
 pub fn global_avg_backward(dy: &[f32], dx: &mut [f32], batch: usize, positions: usize, c: usize, write: GradWrite) {
     debug_assert_eq!(dx.len(), batch * positions * c);
@@ -180,6 +215,39 @@ mod tests {
     use super::*;
     use crate::init::testing::{check_grad, random_vec, weighted_sum};
     use crate::init::Rng;
+
+    #[test]
+    fn masked_global_average_is_the_mean_of_kept_steps_with_finite_difference_gradients() {
+        // One sample, three steps, two channels; step 1 masked.
+        let (x, m) = ([1.0, 2.0, 100.0, 100.0, 3.0, 6.0], [1.0, 0.0, 1.0]);
+        let mut y = [f32::NAN; 2];
+        global_avg_masked_forward(&x, &m, &mut y, 1, 3, 2);
+        assert_eq!(y, [2.0, 4.0]);
+        global_avg_masked_forward(&x, &[0.0; 3], &mut y, 1, 3, 2);
+        assert_eq!(y, [0.0, 0.0]);
+        // All ones: the unmasked kernel.
+        let mut rng = Rng::new(47);
+        let (batch, steps, c) = (3, 4, 2);
+        let x = random_vec(&mut rng, batch * steps * c, -1.0, 1.0);
+        let (mut a, mut b) = (vec![0.0; batch * c], vec![0.0; batch * c]);
+        global_avg_masked_forward(&x, &vec![1.0; batch * steps], &mut a, batch, steps, c);
+        global_avg_forward(&x, &mut b, batch, steps, c);
+        assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-6));
+        let mask = [1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        let r = random_vec(&mut rng, batch * c, -1.0, 1.0);
+        let mut add = vec![0.5; x.len()];
+        global_avg_masked_backward(&r, &mask, &mut add, batch, steps, c, GradWrite::Add);
+        let add: Vec<f32> = add.iter().map(|v| v - 0.5).collect();
+        let mut set = vec![f32::NAN; x.len()];
+        global_avg_masked_backward(&r, &mask, &mut set, batch, steps, c, GradWrite::Set);
+        for (what, dx) in [("add", &add), ("set", &set)] {
+            check_grad(&format!("masked global average {what}"), &x, dx, 1e-3, |x| {
+                let mut y = vec![0.0; batch * c];
+                global_avg_masked_forward(x, &mask, &mut y, batch, steps, c);
+                weighted_sum(&r, &y)
+            });
+        }
+    }
 
     /// Direct pooling with explicit padding offsets: (max, average over valid positions).
     fn naive(g: &Window2d, x: &[f32], batch: usize) -> (Vec<f32>, Vec<f32>) {

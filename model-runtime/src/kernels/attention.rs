@@ -1,0 +1,536 @@
+//! Keras 3 `MultiHeadAttention`: per sample, the query, key and value projections, one scaled
+//! dot-product attention per head, and the output projection, all through the runtime GEMM.
+//!
+//! Per sample the projections are kept transposed, head after head: `qT` is `[heads·key_dim, tq]`, so
+//! head h's `Qhᵀ` is one contiguous `key_dim × tq` block and every per-head product is a plain GEMM
+//! with transposes as strides (no copy, no gather). What forward keeps for backward, per sample:
+//!
+//! `qT [H·Dk, tq] | kT [H·Dk, tv] | vT [H·Dv, tv] | probs [H, tq, tv] | ctxT [H·Dv, tq]`
+//! (and, with dropout, one head's dropped probabilities `[tq, tv]` as working space)
+//!
+//! `probs` are the attention scores Keras returns with `return_attention_scores = True` (after the
+//! masked softmax, before dropout), in Keras' `[heads, tq, tv]` order. Nothing else of size
+//! `tq × tv` per head is kept: the dropout mask is a stateless hash regenerated in backward.
+//!
+//! Masks follow Keras' `Softmax(mask)`: a position is kept where the mask is > 0.5 (and, with
+//! `causal`, its key index is not after its query index); masked scores become -1e9 before the
+//! softmax and the probabilities of masked positions are set to 0 after it.
+
+use super::gemm::sgemm;
+use crate::init::hash_uniform;
+
+/// Keras' `_large_negative_number` for float32.
+const MASKED: f32 = -1e9;
+
+/// The sizes and options of one attention layer call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Mha {
+    /// Query positions per sample.
+    pub tq: usize,
+    /// Key/value positions per sample.
+    pub tv: usize,
+    /// Query features.
+    pub dq: usize,
+    /// Key features.
+    pub dk: usize,
+    /// Value features.
+    pub dv: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Per-head query/key size.
+    pub key_dim: usize,
+    /// Per-head value size.
+    pub value_dim: usize,
+    /// Output features.
+    pub out: usize,
+    /// Whether a position may only attend to keys at or before its own index.
+    pub causal: bool,
+    /// Dropout rate on the attention probabilities (training only).
+    pub dropout: f32,
+    /// Dropout seed of the layer.
+    pub seed: u64,
+}
+
+/// An explicit attention mask of one call: per sample `rows × cols` values, each 1 or the full size
+/// (`tq`, `tv`), broadcast over heads (and over the axis of size 1).
+#[derive(Clone, Copy, Debug)]
+pub struct Mask<'a> {
+    /// The values, one block of `rows · cols` per sample.
+    pub values: &'a [f32],
+    /// 1 or `tq`.
+    pub rows: usize,
+    /// 1 or `tv`.
+    pub cols: usize,
+}
+
+/// The layer's parameters in Keras' order and layout (kernels `[in, heads, dim]` / `[heads, dim, out]`).
+#[derive(Clone, Copy, Debug)]
+pub struct Params<'a> {
+    /// `query/kernel` `[dq, H, Dk]`.
+    pub wq: &'a [f32],
+    /// `query/bias` `[H, Dk]`.
+    pub bq: Option<&'a [f32]>,
+    /// `key/kernel` `[dk, H, Dk]`.
+    pub wk: &'a [f32],
+    /// `key/bias`.
+    pub bk: Option<&'a [f32]>,
+    /// `value/kernel` `[dv, H, Dv]`.
+    pub wv: &'a [f32],
+    /// `value/bias`.
+    pub bv: Option<&'a [f32]>,
+    /// `attention_output/kernel` `[H, Dv, out]`.
+    pub wo: &'a [f32],
+    /// `attention_output/bias` `[out]`.
+    pub bo: Option<&'a [f32]>,
+}
+
+/// The parameters' gradients, accumulated into (`+=`).
+#[derive(Debug)]
+pub struct Grads<'a> {
+    /// d `query/kernel`.
+    pub wq: &'a mut [f32],
+    /// d `query/bias`.
+    pub bq: Option<&'a mut [f32]>,
+    /// d `key/kernel`.
+    pub wk: &'a mut [f32],
+    /// d `key/bias`.
+    pub bk: Option<&'a mut [f32]>,
+    /// d `value/kernel`.
+    pub wv: &'a mut [f32],
+    /// d `value/bias`.
+    pub bv: Option<&'a mut [f32]>,
+    /// d `attention_output/kernel`.
+    pub wo: &'a mut [f32],
+    /// d `attention_output/bias`.
+    pub bo: Option<&'a mut [f32]>,
+}
+
+/// Which projection an operand feeds, for [`backward_input`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proj {
+    /// The query.
+    Query,
+    /// The key.
+    Key,
+    /// The value.
+    Value,
+}
+
+/// Offsets of the kept blocks within one sample's forward scratch.
+#[derive(Clone, Copy, Debug)]
+struct Keep {
+    q: usize,
+    k: usize,
+    v: usize,
+    p: usize,
+    c: usize,
+    /// One head's dropped probabilities (only with dropout), after `ctxT`.
+    d: usize,
+    len: usize,
+}
+
+/// Offsets of the blocks within one sample's backward scratch.
+#[derive(Clone, Copy, Debug)]
+struct Tmp {
+    dq: usize,
+    dk: usize,
+    dv: usize,
+    dc: usize,
+    dp: usize,
+    pd: usize,
+    len: usize,
+}
+
+impl Mha {
+    fn hk(&self) -> usize {
+        self.heads * self.key_dim
+    }
+
+    fn hv(&self) -> usize {
+        self.heads * self.value_dim
+    }
+
+    fn keep(&self) -> Keep {
+        let q = 0;
+        let k = q + self.hk() * self.tq;
+        let v = k + self.hk() * self.tv;
+        let p = v + self.hv() * self.tv;
+        let c = p + self.heads * self.tq * self.tv;
+        let d = c + self.hv() * self.tq;
+        let dropped = if self.dropout > 0.0 { self.tq * self.tv } else { 0 };
+        Keep { q, k, v, p, c, d, len: d + dropped }
+    }
+
+    fn tmp(&self) -> Tmp {
+        let dq = 0;
+        let dk = dq + self.hk() * self.tq;
+        let dv = dk + self.hk() * self.tv;
+        let dc = dv + self.hv() * self.tv;
+        let dp = dc + self.hv() * self.tq;
+        let pd = dp + self.tq * self.tv;
+        Tmp { dq, dk, dv, dc, dp, pd, len: pd + self.tq * self.tv }
+    }
+
+    /// Per-sample length of the forward scratch (what backward needs kept).
+    pub fn keep_len(&self) -> usize {
+        self.keep().len
+    }
+
+    /// Offset of the attention probabilities `[heads, tq, tv]` within one sample's forward scratch.
+    pub fn scores_offset(&self) -> usize {
+        self.keep().p
+    }
+
+    /// Per-sample length of the backward-only scratch.
+    pub fn tmp_len(&self) -> usize {
+        self.tmp().len
+    }
+
+    /// Whether dropout is applied in this pass.
+    fn drops(&self, training: bool) -> bool {
+        training && self.dropout > 0.0
+    }
+
+    /// The dropout stream of a training step.
+    fn stream(&self, step: u64) -> u64 {
+        self.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+    }
+
+    /// The dropout factor (0 or 1 / (1 − rate)) of probability `idx` of the batch at one step.
+    fn keep_factor(&self, stream: u64, idx: usize) -> f32 {
+        if hash_uniform(stream, idx as u64) >= self.dropout {
+            1.0 / (1.0 - self.dropout)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// `outT [rows, t] = wᵀ · xᵀ + bias` for one sample: `x` is `[t, din]`, `w` is `[din, rows]`.
+fn project_t(x: &[f32], w: &[f32], bias: Option<&[f32]>, t: usize, din: usize, rows: usize, out: &mut [f32]) {
+    sgemm(rows, din, t, 1.0, w, true, x, true, 0.0, out);
+    if let Some(b) = bias {
+        for (row, &bv) in out.chunks_exact_mut(t).zip(b) {
+            row.iter_mut().for_each(|v| *v += bv);
+        }
+    }
+}
+
+/// Whether position (i, j) of sample `s` is kept.
+fn kept(m: &Mha, mask: Option<&Mask<'_>>, s: usize, i: usize, j: usize) -> bool {
+    if m.causal && j > i {
+        return false;
+    }
+    match mask {
+        Some(mk) => {
+            let r = if mk.rows == 1 { 0 } else { i };
+            let c = if mk.cols == 1 { 0 } else { j };
+            mk.values.get(s * mk.rows * mk.cols + r * mk.cols + c).is_some_and(|&v| v > 0.5)
+        }
+        None => true,
+    }
+}
+
+/// Masked softmax of one head's `tq × tv` scores in place (Keras `Softmax(mask)`).
+fn masked_softmax(m: &Mha, mask: Option<&Mask<'_>>, s: usize, p: &mut [f32]) {
+    let any_mask = m.causal || mask.is_some();
+    for (i, row) in p.chunks_exact_mut(m.tv).enumerate() {
+        if any_mask {
+            for (j, v) in row.iter_mut().enumerate() {
+                if !kept(m, mask, s, i, j) {
+                    *v = MASKED;
+                }
+            }
+        }
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v *= inv);
+        if any_mask {
+            for (j, v) in row.iter_mut().enumerate() {
+                if !kept(m, mask, s, i, j) {
+                    *v = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// The probabilities one head multiplies the values by: `probs`, or `probs ⊙ dropout mask` (into `buf`).
+fn dropped<'a>(m: &Mha, stream: Option<u64>, base: usize, probs: &'a [f32], buf: &'a mut [f32]) -> &'a [f32] {
+    match stream {
+        Some(st) => {
+            for (idx, (d, &p)) in buf.iter_mut().zip(probs).enumerate() {
+                *d = p * m.keep_factor(st, base + idx);
+            }
+            buf
+        }
+        None => probs,
+    }
+}
+
+/// Forward over `batch` samples: `q [batch, tq, dq]`, `k [batch, tv, dk]`, `v [batch, tv, dv]` into
+/// `y [batch, tq, out]`, keeping in `keep` (`batch ·` [`Mha::keep_len`]) what backward needs and the
+/// attention scores. Dropout (training only) draws from (seed, `step`, position).
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    m: &Mha,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<Mask<'_>>,
+    p: &Params<'_>,
+    step: u64,
+    training: bool,
+    keep: &mut [f32],
+    y: &mut [f32],
+    batch: usize,
+) {
+    let o = m.keep();
+    let (tt, hk, hv) = (m.tq * m.tv, m.hk(), m.hv());
+    let stream = m.drops(training).then(|| m.stream(step));
+    for s in 0..batch {
+        let kp = &mut keep[s * o.len..(s + 1) * o.len];
+        let (qs, ks, vs) =
+            (&q[s * m.tq * m.dq..][..m.tq * m.dq], &k[s * m.tv * m.dk..][..m.tv * m.dk], &v[s * m.tv * m.dv..][..m.tv * m.dv]);
+        let (qt, rest) = kp.split_at_mut(o.k);
+        let (kt, rest) = rest.split_at_mut(o.v - o.k);
+        let (vt, rest) = rest.split_at_mut(o.p - o.v);
+        let (probs, rest) = rest.split_at_mut(o.c - o.p);
+        let (ct, scratch_row) = rest.split_at_mut(o.d - o.c);
+        project_t(qs, p.wq, p.bq, m.tq, m.dq, hk, qt);
+        project_t(ks, p.wk, p.bk, m.tv, m.dk, hk, kt);
+        project_t(vs, p.wv, p.bv, m.tv, m.dv, hv, vt);
+        let scale = 1.0 / (m.key_dim as f32).sqrt();
+        for h in 0..m.heads {
+            let qh = &qt[h * m.key_dim * m.tq..][..m.key_dim * m.tq];
+            let kh = &kt[h * m.key_dim * m.tv..][..m.key_dim * m.tv];
+            let vh = &vt[h * m.value_dim * m.tv..][..m.value_dim * m.tv];
+            let ph = &mut probs[h * tt..][..tt];
+            // S = scale · Qh Khᵀ = scale · (Qhᵀ)ᵀ (Khᵀ)
+            sgemm(m.tq, m.key_dim, m.tv, scale, qh, true, kh, false, 0.0, ph);
+            masked_softmax(m, mask.as_ref(), s, ph);
+            let pd = dropped(m, stream, (s * m.heads + h) * tt, ph, scratch_row);
+            // Ohᵀ [Dv, tq] = Vhᵀ · P'ᵀ
+            sgemm(m.value_dim, m.tv, m.tq, 1.0, vh, false, pd, true, 0.0, &mut ct[h * m.value_dim * m.tq..][..m.value_dim * m.tq]);
+        }
+        // y = ctx · Wo + bo, ctx = (ctxT)ᵀ
+        let ys = &mut y[s * m.tq * m.out..][..m.tq * m.out];
+        sgemm(m.tq, hv, m.out, 1.0, ct, true, p.wo, false, 0.0, ys);
+        if let Some(b) = p.bo {
+            for row in ys.chunks_exact_mut(m.out) {
+                row.iter_mut().zip(b).for_each(|(v, &bv)| *v += bv);
+            }
+        }
+    }
+}
+
+/// Adds the row sums of `t [rows, cols]` to `g [rows]`.
+fn add_row_sums(t: &[f32], cols: usize, g: &mut [f32]) {
+    for (gv, row) in g.iter_mut().zip(t.chunks_exact(cols)) {
+        *gv += row.iter().sum::<f32>();
+    }
+}
+
+/// Backward of everything but the input projections' input gradients: accumulates the parameter
+/// gradients and leaves dQᵀ, dKᵀ, dVᵀ of every sample in `tmp` (`batch ·` [`Mha::tmp_len`]) for
+/// [`backward_input`]. `keep` is what the training forward of the same step kept.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    m: &Mha,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    p: &Params<'_>,
+    step: u64,
+    training: bool,
+    keep: &[f32],
+    dy: &[f32],
+    g: Grads<'_>,
+    tmp: &mut [f32],
+    batch: usize,
+) {
+    let (o, t) = (m.keep(), m.tmp());
+    let (tt, hk, hv) = (m.tq * m.tv, m.hk(), m.hv());
+    let stream = m.drops(training).then(|| m.stream(step));
+    let scale = 1.0 / (m.key_dim as f32).sqrt();
+    let Grads { wq: gwq, bq: mut gbq, wk: gwk, bk: mut gbk, wv: gwv, bv: mut gbv, wo: gwo, bo: mut gbo } = g;
+    for s in 0..batch {
+        let kp = &keep[s * o.len..(s + 1) * o.len];
+        let (qt, kt, vt, probs, ct) = (&kp[o.q..o.k], &kp[o.k..o.v], &kp[o.v..o.p], &kp[o.p..o.c], &kp[o.c..o.d]);
+        let tp = &mut tmp[s * t.len..(s + 1) * t.len];
+        let dys = &dy[s * m.tq * m.out..][..m.tq * m.out];
+        // Output projection: dWo += ctxᵀ... = ctxT · dy, dbo += Σ rows dy, dctxT = Wo · dyᵀ.
+        sgemm(hv, m.tq, m.out, 1.0, ct, false, dys, false, 1.0, gwo);
+        if let Some(gb) = gbo.as_deref_mut() {
+            for row in dys.chunks_exact(m.out) {
+                gb.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+            }
+        }
+        let (dqt, rest) = tp.split_at_mut(t.dk);
+        let (dkt, rest) = rest.split_at_mut(t.dv - t.dk);
+        let (dvt, rest) = rest.split_at_mut(t.dc - t.dv);
+        let (dct, rest) = rest.split_at_mut(t.dp - t.dc);
+        let (dp, pd_buf) = rest.split_at_mut(t.pd - t.dp);
+        sgemm(hv, m.out, m.tq, 1.0, p.wo, false, dys, true, 0.0, dct);
+        for h in 0..m.heads {
+            let (kd, vd) = (m.key_dim, m.value_dim);
+            let qh = &qt[h * kd * m.tq..][..kd * m.tq];
+            let kh = &kt[h * kd * m.tv..][..kd * m.tv];
+            let vh = &vt[h * vd * m.tv..][..vd * m.tv];
+            let ph = &probs[h * tt..][..tt];
+            let doh = &dct[h * vd * m.tq..][..vd * m.tq];
+            let base = (s * m.heads + h) * tt;
+            let pd = dropped(m, stream, base, ph, pd_buf);
+            // Ohᵀ = Vhᵀ P'ᵀ: dVhᵀ = dOhᵀ · P', dP' = (dOhᵀ)ᵀ · Vhᵀ.
+            sgemm(vd, m.tq, m.tv, 1.0, doh, false, pd, false, 0.0, &mut dvt[h * vd * m.tv..][..vd * m.tv]);
+            sgemm(m.tq, vd, m.tv, 1.0, doh, true, vh, false, 0.0, dp);
+            if let Some(st) = stream {
+                dp.iter_mut().enumerate().for_each(|(idx, d)| *d *= m.keep_factor(st, base + idx));
+            }
+            // Softmax: dS = P ⊙ (dP − Σ_j P dP).
+            for (dr, pr) in dp.chunks_exact_mut(m.tv).zip(ph.chunks_exact(m.tv)) {
+                let dot: f32 = dr.iter().zip(pr).map(|(d, p)| d * p).sum();
+                dr.iter_mut().zip(pr).for_each(|(d, &p)| *d = p * (*d - dot));
+            }
+            // S = scale (Qhᵀ)ᵀ Khᵀ: dQhᵀ = scale Khᵀ dSᵀ, dKhᵀ = scale Qhᵀ dS.
+            sgemm(kd, m.tv, m.tq, scale, kh, false, dp, true, 0.0, &mut dqt[h * kd * m.tq..][..kd * m.tq]);
+            sgemm(kd, m.tq, m.tv, scale, qh, false, dp, false, 0.0, &mut dkt[h * kd * m.tv..][..kd * m.tv]);
+        }
+        // Input projections' parameters: outT = wᵀ xᵀ + b, so dW += x... = xᵀ · (dT)ᵀ, db += row sums of dT.
+        let (qs, ks, vs) =
+            (&q[s * m.tq * m.dq..][..m.tq * m.dq], &k[s * m.tv * m.dk..][..m.tv * m.dk], &v[s * m.tv * m.dv..][..m.tv * m.dv]);
+        sgemm(m.dq, m.tq, hk, 1.0, qs, true, dqt, true, 1.0, gwq);
+        sgemm(m.dk, m.tv, hk, 1.0, ks, true, dkt, true, 1.0, gwk);
+        sgemm(m.dv, m.tv, hv, 1.0, vs, true, dvt, true, 1.0, gwv);
+        if let Some(gb) = gbq.as_deref_mut() {
+            add_row_sums(dqt, m.tq, gb);
+        }
+        if let Some(gb) = gbk.as_deref_mut() {
+            add_row_sums(dkt, m.tv, gb);
+        }
+        if let Some(gb) = gbv.as_deref_mut() {
+            add_row_sums(dvt, m.tv, gb);
+        }
+    }
+}
+
+/// Adds one operand's input gradient, `dx [batch, t, din] += (dT)ᵀ · wᵀ`, from the dQᵀ, dKᵀ or dVᵀ
+/// that [`backward`] left in `tmp`. Called once per operand, so an operand that is both query and
+/// value (self-attention) gets both contributions.
+pub fn backward_input(m: &Mha, which: Proj, w: &[f32], tmp: &[f32], dx: &mut [f32], batch: usize) {
+    let t = m.tmp();
+    let (off, rows, tlen, din) = match which {
+        Proj::Query => (t.dq, m.hk(), m.tq, m.dq),
+        Proj::Key => (t.dk, m.hk(), m.tv, m.dk),
+        Proj::Value => (t.dv, m.hv(), m.tv, m.dv),
+    };
+    for s in 0..batch {
+        let d = &tmp[s * t.len + off..][..rows * tlen];
+        sgemm(tlen, rows, din, 1.0, d, true, w, true, 1.0, &mut dx[s * tlen * din..][..tlen * din]);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn dims(causal: bool) -> Mha {
+        Mha { tq: 3, tv: 4, dq: 5, dk: 2, dv: 3, heads: 2, key_dim: 3, value_dim: 2, out: 4, causal, dropout: 0.0, seed: 1 }
+    }
+
+    fn filled(n: usize, seed: u64) -> Vec<f32> {
+        (0..n).map(|i| hash_uniform(seed, i as u64) * 2.0 - 1.0).collect()
+    }
+
+    #[test]
+    fn probabilities_are_rows_summing_to_one_and_causal_rows_see_no_future() {
+        let m = dims(true);
+        let (q, k, v) = (filled(2 * 15, 1), filled(2 * 8, 2), filled(2 * 12, 3));
+        let (wq, wk, wv, wo) = (filled(5 * 6, 4), filled(2 * 6, 5), filled(3 * 4, 6), filled(4 * 4, 7));
+        let p = Params { wq: &wq, bq: None, wk: &wk, bk: None, wv: &wv, bv: None, wo: &wo, bo: None };
+        let mut keep = vec![0.0; 2 * m.keep_len()];
+        let mut y = vec![0.0; 2 * 12];
+        forward(&m, &q, &k, &v, None, &p, 0, false, &mut keep, &mut y, 2);
+        let probs = &keep[m.scores_offset()..][..2 * 12];
+        for (i, row) in probs.chunks_exact(4).enumerate() {
+            let sum: f32 = row.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-5, "row {i} sums to {sum}");
+            let qi = i % 3;
+            assert!(row[qi + 1..].iter().all(|&x| x == 0.0), "row {i} sees the future: {row:?}");
+        }
+    }
+
+    /// Σ r ⊙ forward(inputs, params) at a fixed training step.
+    fn objective(m: &Mha, x: &[Vec<f32>; 3], w: &[Vec<f32>; 8], mask: Option<Mask<'_>>, r: &[f32], batch: usize) -> f64 {
+        let p = Params { wq: &w[0], bq: Some(&w[1]), wk: &w[2], bk: Some(&w[3]), wv: &w[4], bv: Some(&w[5]), wo: &w[6], bo: Some(&w[7]) };
+        let mut keep = vec![0.0; batch * m.keep_len()];
+        let mut y = vec![0.0; batch * m.tq * m.out];
+        forward(m, &x[0], &x[1], &x[2], mask, &p, 3, true, &mut keep, &mut y, batch);
+        y.iter().zip(r).map(|(a, b)| f64::from(a * b)).sum()
+    }
+
+    #[test]
+    fn every_gradient_with_dropout_mask_and_causality_matches_finite_differences() {
+        let m = Mha { dropout: 0.3, ..dims(true) };
+        let batch = 2;
+        let mut x = [filled(batch * 15, 11), filled(batch * 8, 12), filled(batch * 12, 13)];
+        let sizes = [5 * 6, 6, 2 * 6, 6, 3 * 4, 4, 4 * 4, 4];
+        let mut w: [Vec<f32>; 8] = std::array::from_fn(|i| filled(sizes[i], 20 + i as u64));
+        let mask_values: Vec<f32> = (0..batch * 4).map(|i| if i == 3 || i == 6 { 0.0 } else { 1.0 }).collect();
+        let mask = Mask { values: &mask_values, rows: 1, cols: 4 };
+        let r = filled(batch * m.tq * m.out, 30);
+
+        let p = Params { wq: &w[0], bq: Some(&w[1]), wk: &w[2], bk: Some(&w[3]), wv: &w[4], bv: Some(&w[5]), wo: &w[6], bo: Some(&w[7]) };
+        let mut keep = vec![0.0; batch * m.keep_len()];
+        let mut y = vec![0.0; batch * m.tq * m.out];
+        forward(&m, &x[0], &x[1], &x[2], Some(mask), &p, 3, true, &mut keep, &mut y, batch);
+        let mut g: [Vec<f32>; 8] = std::array::from_fn(|i| vec![0.0; sizes[i]]);
+        let mut tmp = vec![0.0; batch * m.tmp_len()];
+        {
+            let [g0, g1, g2, g3, g4, g5, g6, g7] = &mut g;
+            let grads = Grads { wq: g0, bq: Some(g1), wk: g2, bk: Some(g3), wv: g4, bv: Some(g5), wo: g6, bo: Some(g7) };
+            backward(&m, &x[0], &x[1], &x[2], &p, 3, true, &keep, &r, grads, &mut tmp, batch);
+        }
+        let mut dx = [vec![0.0; x[0].len()], vec![0.0; x[1].len()], vec![0.0; x[2].len()]];
+        backward_input(&m, Proj::Query, &w[0], &tmp, &mut dx[0], batch);
+        backward_input(&m, Proj::Key, &w[2], &tmp, &mut dx[1], batch);
+        backward_input(&m, Proj::Value, &w[4], &tmp, &mut dx[2], batch);
+
+        let eps = 1e-2f32;
+        let close = |a: f32, n: f64, what: &str| {
+            let n = n as f32;
+            assert!((a - n).abs() <= 2e-3 + 2e-2 * a.abs().max(n.abs()), "{what}: analytic {a} vs numeric {n}");
+        };
+        for t in 0..3 {
+            for i in 0..x[t].len() {
+                let orig = x[t][i];
+                x[t][i] = orig + eps;
+                let up = objective(&m, &x, &w, Some(mask), &r, batch);
+                x[t][i] = orig - eps;
+                let down = objective(&m, &x, &w, Some(mask), &r, batch);
+                x[t][i] = orig;
+                close(dx[t][i], (up - down) / (2.0 * f64::from(eps)), &format!("input {t}[{i}]"));
+            }
+        }
+        for t in 0..8 {
+            for i in 0..w[t].len() {
+                let orig = w[t][i];
+                w[t][i] = orig + eps;
+                let up = objective(&m, &x, &w, Some(mask), &r, batch);
+                w[t][i] = orig - eps;
+                let down = objective(&m, &x, &w, Some(mask), &r, batch);
+                w[t][i] = orig;
+                close(g[t][i], (up - down) / (2.0 * f64::from(eps)), &format!("param {t}[{i}]"));
+            }
+        }
+        // Dropout really dropped something at this step.
+        let s = m.stream(3);
+        assert!((0..batch * m.heads * 12).any(|i| m.keep_factor(s, i) == 0.0));
+    }
+}

@@ -1,0 +1,552 @@
+//! Keras `SimpleRNN`, `LSTM` and `GRU` (`reset_after = true`): forward over time and backward through
+//! time, with Keras 3's weight layouts and gate order.
+//!
+//! Shapes: the input `x` is batch×steps×input; the kernel `w` is input×(G·units) and the recurrent
+//! kernel `r` units×(G·units), G the gate count (1, 4 for LSTM's i, f, c, o, 3 for GRU's z, r, h).
+//! The input projections of all steps are one GEMM; each step is one GEMM of the previous state by
+//! `r`. Forward keeps, in the caller's scratch (one buffer of [`Rnn::scratch_len`] per sample), what backward needs: the
+//! pre-activations and activations of every gate, and every state, time-major so each step's block
+//! is contiguous. Backward is one GEMM per step (the state's gradient through `r`) and three GEMMs for
+//! all steps (the gradients of `w`, `r` and `x`). Nothing allocates.
+
+use super::activation::{self, Activation};
+use super::gemm::sgemm;
+
+/// The recurrent cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cell {
+    /// h = act(x·W + h·R + b).
+    Simple,
+    /// Keras' LSTM (gates i, f, c, o).
+    Lstm,
+    /// Keras' GRU with `reset_after = true` (gates z, r, h; bias `[2, 3·units]`).
+    Gru,
+}
+
+impl Cell {
+    /// Gates per unit.
+    pub fn gates(self) -> usize {
+        match self {
+            Cell::Simple => 1,
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+        }
+    }
+}
+
+/// The fixed configuration of one recurrent layer call.
+#[derive(Clone, Copy, Debug)]
+pub struct Rnn {
+    /// The cell.
+    pub cell: Cell,
+    /// Rows of the batch.
+    pub batch: usize,
+    /// Time steps.
+    pub steps: usize,
+    /// Features per step.
+    pub input: usize,
+    /// Units (the state size).
+    pub units: usize,
+    /// The cell's activation (Keras `activation`, default tanh).
+    pub act: Activation,
+    /// The gates' activation (Keras `recurrent_activation`, default sigmoid).
+    pub rec_act: Activation,
+    /// Process the steps last to first (the output sequence is in processing order, as Keras').
+    pub go_backwards: bool,
+    /// Whether `y` holds every step's state (batch×steps×units) or only the last (batch×units).
+    pub return_sequences: bool,
+}
+
+/// What forward keeps for backward, the parts of one buffer of [`Rnn::scratch_len`] per sample.
+struct Scratch<'a> {
+    /// Input projections x·W (+ input bias), rows in (batch, time) order.
+    pub xp: &'a mut [f32],
+    /// Gate pre-activations, time-major (processing order).
+    pub z: &'a mut [f32],
+    /// Gate activations, time-major.
+    pub a: &'a mut [f32],
+    /// States h, time-major, the initial state first.
+    pub h: &'a mut [f32],
+    /// LSTM: cell states c, time-major, the initial one first. GRU: the recurrent part of the
+    /// candidate, h·R_h + b_rh, time-major. SimpleRNN: unused (empty).
+    pub c: &'a mut [f32],
+    /// LSTM: act(c) per step. Others: unused (empty).
+    pub ac: &'a mut [f32],
+}
+
+/// Read-only view of [`Scratch`] for backward.
+struct Kept<'a> {
+    /// See [`Scratch::z`].
+    pub z: &'a [f32],
+    /// See [`Scratch::a`].
+    pub a: &'a [f32],
+    /// See [`Scratch::h`].
+    pub h: &'a [f32],
+    /// See [`Scratch::c`].
+    pub c: &'a [f32],
+    /// See [`Scratch::ac`].
+    pub ac: &'a [f32],
+}
+
+/// Backward's own buffers, the parts of one buffer of [`Rnn::work_len`] per sample.
+struct Work<'a> {
+    /// Recurrent-side gate gradients, time-major.
+    pub dg: &'a mut [f32],
+    /// Input-side gate gradients, rows in (batch, time) order.
+    pub dx: &'a mut [f32],
+    /// The state's gradient carried to the previous step.
+    pub dh: &'a mut [f32],
+    /// Its next value.
+    pub dh2: &'a mut [f32],
+    /// LSTM: the cell state's gradient carried back (others: unused).
+    pub dc: &'a mut [f32],
+}
+
+/// Parameters of a recurrent layer (Keras layout).
+pub struct Weights<'a> {
+    /// input×(G·units).
+    pub w: &'a [f32],
+    /// units×(G·units).
+    pub r: &'a [f32],
+    /// G·units values, or 2×3·units for GRU (input bias, then recurrent bias).
+    pub b: Option<&'a [f32]>,
+}
+
+/// Gradients of [`Weights`], added into.
+pub struct WeightGrads<'a> {
+    /// dL/dW.
+    pub w: &'a mut [f32],
+    /// dL/dR.
+    pub r: &'a mut [f32],
+    /// dL/db.
+    pub b: Option<&'a mut [f32]>,
+}
+
+impl Rnn {
+    /// Per-sample lengths of `xp, z, a, h, c, ac` (see `Scratch`).
+    fn scratch_sizes(cell: Cell, steps: usize, units: usize) -> [usize; 6] {
+        let gu = cell.gates() * units;
+        let (c, ac) = match cell {
+            Cell::Simple => (0, 0),
+            Cell::Lstm => ((steps + 1) * units, steps * units),
+            Cell::Gru => (steps * units, 0),
+        };
+        [steps * gu, steps * gu, steps * gu, (steps + 1) * units, c, ac]
+    }
+
+    /// Per-sample length of the buffer forward keeps for backward.
+    pub fn scratch_len(cell: Cell, steps: usize, units: usize) -> usize {
+        Self::scratch_sizes(cell, steps, units).iter().sum()
+    }
+
+    /// Per-sample length of backward's own buffer: after [`Rnn::backward`] it holds the initial
+    /// states' gradients ([`Rnn::state_grads`]).
+    pub fn work_len(cell: Cell, steps: usize, units: usize) -> usize {
+        2 * steps * cell.gates() * units + 3 * units
+    }
+
+    fn split_scratch<'a>(&self, buf: &'a mut [f32]) -> Scratch<'a> {
+        let [l0, l1, l2, l3, l4, l5] = Self::scratch_sizes(self.cell, self.steps, self.units).map(|l| l * self.batch);
+        let (xp, rest) = buf.split_at_mut(l0);
+        let (z, rest) = rest.split_at_mut(l1);
+        let (a, rest) = rest.split_at_mut(l2);
+        let (h, rest) = rest.split_at_mut(l3);
+        let (c, rest) = rest.split_at_mut(l4);
+        Scratch { xp, z, a, h, c, ac: &mut rest[..l5] }
+    }
+
+    fn split_kept<'a>(&self, buf: &'a [f32]) -> Kept<'a> {
+        let [l0, l1, l2, l3, l4, l5] = Self::scratch_sizes(self.cell, self.steps, self.units).map(|l| l * self.batch);
+        let (_, rest) = buf.split_at(l0);
+        let (z, rest) = rest.split_at(l1);
+        let (a, rest) = rest.split_at(l2);
+        let (h, rest) = rest.split_at(l3);
+        let (c, rest) = rest.split_at(l4);
+        Kept { z, a, h, c, ac: &rest[..l5] }
+    }
+
+    fn split_work<'a>(&self, buf: &'a mut [f32]) -> Work<'a> {
+        let (g, n) = (self.steps * self.gu() * self.batch, self.units * self.batch);
+        let (dg, rest) = buf.split_at_mut(g);
+        let (dx, rest) = rest.split_at_mut(g);
+        let (dh, rest) = rest.split_at_mut(n);
+        let (dh2, rest) = rest.split_at_mut(n);
+        Work { dg, dx, dh, dh2, dc: &mut rest[..n] }
+    }
+
+    /// The gradients of the initial states h0 and c0 (LSTM) that [`Rnn::backward`] left in `work`,
+    /// batch×units each.
+    pub fn state_grads<'a>(&self, work: &'a [f32]) -> (&'a [f32], &'a [f32]) {
+        let (g, n) = (self.steps * self.gu() * self.batch, self.units * self.batch);
+        let dh = &work[2 * g..2 * g + n];
+        let dc = &work[2 * g + 2 * n..2 * g + 3 * n];
+        (dh, dc)
+    }
+
+    fn gu(&self) -> usize {
+        self.cell.gates() * self.units
+    }
+
+    /// The input time step processed at step `s`.
+    fn time(&self, s: usize) -> usize {
+        if self.go_backwards {
+            self.steps - 1 - s
+        } else {
+            s
+        }
+    }
+
+    /// Runs the layer: `y` gets the output (see [`Rnn::return_sequences`]), `h_out` and `c_out` the
+    /// final states when asked. `h0` and `c0` are initial states (batch×units), zeros when `None`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        x: &[f32],
+        h0: Option<&[f32]>,
+        c0: Option<&[f32]>,
+        p: &Weights<'_>,
+        scratch: &mut [f32],
+        y: &mut [f32],
+        h_out: Option<&mut [f32]>,
+        c_out: Option<&mut [f32]>,
+    ) {
+        let s = self.split_scratch(scratch);
+        let (bt, u, gu, rows) = (self.batch * self.steps, self.units, self.gu(), self.batch);
+        let step_len = rows * u;
+        // All steps' input projections: one GEMM, then the input bias.
+        sgemm(bt, self.input, gu, 1.0, x, false, p.w, false, 0.0, s.xp);
+        if let Some(b) = p.b {
+            for row in s.xp.chunks_exact_mut(gu) {
+                row.iter_mut().zip(b).for_each(|(v, &bj)| *v += bj);
+            }
+        }
+        let rec_bias = match (self.cell, p.b) {
+            (Cell::Gru, Some(b)) => b.get(gu..2 * gu),
+            _ => None,
+        };
+        set_or_zero(&mut s.h[..step_len], h0);
+        if self.cell == Cell::Lstm {
+            set_or_zero(&mut s.c[..step_len], c0);
+        }
+        for st in 0..self.steps {
+            let t = self.time(st);
+            let (prev, _) = s.h.split_at_mut((st + 1) * step_len);
+            let h_prev = &prev[st * step_len..];
+            let zs = &mut s.z[st * rows * gu..(st + 1) * rows * gu];
+            // The recurrent product, then the input projection added.
+            sgemm(rows, u, gu, 1.0, h_prev, false, p.r, false, 0.0, zs);
+            if let Some(rb) = rec_bias {
+                for row in zs.chunks_exact_mut(gu) {
+                    row.iter_mut().zip(rb).for_each(|(v, &bj)| *v += bj);
+                }
+            }
+            let a = &mut s.a[st * rows * gu..(st + 1) * rows * gu];
+            for b in 0..rows {
+                let xrow = &s.xp[(b * self.steps + t) * gu..][..gu];
+                let zrow = &mut zs[b * gu..][..gu];
+                let arow = &mut a[b * gu..][..gu];
+                match self.cell {
+                    Cell::Simple | Cell::Lstm => zrow.iter_mut().zip(xrow).for_each(|(z, &xv)| *z += xv),
+                    Cell::Gru => {
+                        // z and r add their input parts; the candidate waits for r.
+                        zrow[..2 * u].iter_mut().zip(&xrow[..2 * u]).for_each(|(z, &xv)| *z += xv);
+                        let hr = &mut s.c[(st * rows + b) * u..][..u];
+                        hr.copy_from_slice(&zrow[2 * u..]);
+                        gate_forward(self.rec_act, &zrow[..2 * u], &mut arow[..2 * u], u);
+                        for j in 0..u {
+                            zrow[2 * u + j] = xrow[2 * u + j] + arow[u + j] * hr[j];
+                        }
+                        gate_forward(self.act, &zrow[2 * u..], &mut arow[2 * u..], u);
+                        continue;
+                    }
+                }
+                match self.cell {
+                    Cell::Simple => gate_forward(self.act, zrow, arow, u),
+                    _ => {
+                        gate_forward(self.rec_act, &zrow[..2 * u], &mut arow[..2 * u], u);
+                        gate_forward(self.act, &zrow[2 * u..3 * u], &mut arow[2 * u..3 * u], u);
+                        gate_forward(self.rec_act, &zrow[3 * u..], &mut arow[3 * u..], u);
+                    }
+                }
+            }
+            // The new state.
+            let (prev, next) = s.h.split_at_mut((st + 1) * step_len);
+            let h_prev = &prev[st * step_len..];
+            let h_new = &mut next[..step_len];
+            match self.cell {
+                Cell::Simple => {
+                    for b in 0..rows {
+                        h_new[b * u..][..u].copy_from_slice(&a[b * gu..][..u]);
+                    }
+                }
+                Cell::Lstm => {
+                    let (cprev, cnext) = s.c.split_at_mut((st + 1) * step_len);
+                    let c_prev = &cprev[st * step_len..];
+                    let c_new = &mut cnext[..step_len];
+                    for b in 0..rows {
+                        let g = &a[b * gu..][..gu];
+                        for j in 0..u {
+                            let k = b * u + j;
+                            c_new[k] = g[u + j] * c_prev[k] + g[j] * g[2 * u + j];
+                        }
+                    }
+                    let ac = &mut s.ac[st * step_len..][..step_len];
+                    gate_forward(self.act, c_new, ac, u);
+                    for b in 0..rows {
+                        for j in 0..u {
+                            let k = b * u + j;
+                            h_new[k] = a[b * gu + 3 * u + j] * ac[k];
+                        }
+                    }
+                }
+                Cell::Gru => {
+                    for b in 0..rows {
+                        let g = &a[b * gu..][..gu];
+                        for j in 0..u {
+                            let k = b * u + j;
+                            h_new[k] = g[j] * h_prev[k] + (1.0 - g[j]) * g[2 * u + j];
+                        }
+                    }
+                }
+            }
+            if self.return_sequences {
+                for b in 0..rows {
+                    y[(b * self.steps + st) * u..][..u].copy_from_slice(&h_new[b * u..][..u]);
+                }
+            }
+        }
+        let last = &s.h[self.steps * step_len..][..step_len];
+        if !self.return_sequences {
+            y[..step_len].copy_from_slice(last);
+        }
+        if let Some(h) = h_out {
+            h[..step_len].copy_from_slice(last);
+        }
+        if let Some(c) = c_out {
+            c[..step_len].copy_from_slice(&s.c[self.steps * step_len..][..step_len]);
+        }
+    }
+
+    /// Backward through time. `dy` is the output's gradient, `dh_out`/`dc_out` the final states'
+    /// (when they are results); `kept` is forward's scratch, `work` backward's own. Adds into `dx`
+    /// (when given) and the weight gradients, and leaves the initial states' gradients in `work`
+    /// ([`Rnn::state_grads`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        x: &[f32],
+        p: &Weights<'_>,
+        kept: &[f32],
+        work: &mut [f32],
+        dy: &[f32],
+        dh_out: Option<&[f32]>,
+        dc_out: Option<&[f32]>,
+        dx: Option<&mut [f32]>,
+        g: WeightGrads<'_>,
+    ) {
+        let k = &self.split_kept(kept);
+        let wk = self.split_work(work);
+        let (u, gu, rows, steps) = (self.units, self.gu(), self.batch, self.steps);
+        let step_len = rows * u;
+        let Work { dg, dx: dxp, dh, dh2, dc } = wk;
+        let (dh, dh2, dc) = (&mut dh[..step_len], &mut dh2[..step_len], &mut dc[..step_len]);
+        set_or_zero(dh, dh_out);
+        if !self.return_sequences {
+            dh.iter_mut().zip(&dy[..step_len]).for_each(|(d, &v)| *d += v);
+        }
+        set_or_zero(dc, dc_out.filter(|_| self.cell == Cell::Lstm));
+        for st in (0..steps).rev() {
+            let t = self.time(st);
+            if self.return_sequences {
+                for b in 0..rows {
+                    let src = &dy[(b * steps + st) * u..][..u];
+                    dh[b * u..][..u].iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+                }
+            }
+            let z = &k.z[st * rows * gu..][..rows * gu];
+            let a = &k.a[st * rows * gu..][..rows * gu];
+            let h_prev = &k.h[st * step_len..][..step_len];
+            let dgs = &mut dg[st * rows * gu..][..rows * gu];
+            for b in 0..rows {
+                let dgr = &mut dgs[b * gu..][..gu];
+                let (zr, ar) = (&z[b * gu..][..gu], &a[b * gu..][..gu]);
+                let dhr = &dh[b * u..][..u];
+                match self.cell {
+                    Cell::Simple => {
+                        dgr.copy_from_slice(dhr);
+                        activation::backward(self.act, Some(zr), ar, dgr, u);
+                    }
+                    Cell::Lstm => {
+                        let acr = &k.ac[st * step_len + b * u..][..u];
+                        let c_new = &k.c[(st + 1) * step_len + b * u..][..u];
+                        let c_prev = &k.c[st * step_len + b * u..][..u];
+                        let dcr = &mut dc[b * u..][..u];
+                        // Through h = o·act(c): the output gate, then c (reusing the o block as scratch).
+                        let (dfirst, dlast) = dgr.split_at_mut(3 * u);
+                        for j in 0..u {
+                            dlast[j] = dhr[j] * ar[3 * u + j];
+                        }
+                        activation::backward(self.act, Some(c_new), acr, dlast, u);
+                        for j in 0..u {
+                            dcr[j] += dlast[j];
+                        }
+                        for j in 0..u {
+                            dlast[j] = dhr[j] * acr[j];
+                            dfirst[j] = dcr[j] * ar[2 * u + j];
+                            dfirst[u + j] = dcr[j] * c_prev[j];
+                            dfirst[2 * u + j] = dcr[j] * ar[j];
+                            dcr[j] *= ar[u + j];
+                        }
+                        activation::backward(self.rec_act, Some(&zr[..2 * u]), &ar[..2 * u], &mut dgr[..2 * u], u);
+                        activation::backward(self.act, Some(&zr[2 * u..3 * u]), &ar[2 * u..3 * u], &mut dgr[2 * u..3 * u], u);
+                        activation::backward(self.rec_act, Some(&zr[3 * u..]), &ar[3 * u..], &mut dgr[3 * u..], u);
+                    }
+                    Cell::Gru => {
+                        let hp = &h_prev[b * u..][..u];
+                        let hr = &k.c[(st * rows + b) * u..][..u];
+                        for j in 0..u {
+                            dgr[j] = dhr[j] * (hp[j] - ar[2 * u + j]);
+                            dgr[2 * u + j] = dhr[j] * (1.0 - ar[j]);
+                        }
+                        activation::backward(self.act, Some(&zr[2 * u..]), &ar[2 * u..], &mut dgr[2 * u..], u);
+                        for j in 0..u {
+                            dgr[u + j] = dgr[2 * u + j] * hr[j];
+                        }
+                        activation::backward(self.rec_act, Some(&zr[..2 * u]), &ar[..2 * u], &mut dgr[..2 * u], u);
+                    }
+                }
+                // The input side's gradient, rows in (batch, time) order.
+                let dxr = &mut dxp[(b * steps + t) * gu..][..gu];
+                dxr.copy_from_slice(dgr);
+                if self.cell == Cell::Gru {
+                    // The recurrent side of the candidate is scaled by r.
+                    for j in 0..u {
+                        dgr[2 * u + j] *= ar[u + j];
+                    }
+                }
+            }
+            // The previous state's gradient: through R, plus GRU's direct path z·h_prev.
+            sgemm(rows, gu, u, 1.0, dgs, false, p.r, true, 0.0, dh2);
+            if self.cell == Cell::Gru {
+                for b in 0..rows {
+                    for j in 0..u {
+                        dh2[b * u + j] += dh[b * u + j] * a[b * gu + j];
+                    }
+                }
+            }
+            dh.copy_from_slice(dh2);
+        }
+        // Whole-sequence products.
+        let bt = rows * steps;
+        sgemm(u, bt, gu, 1.0, &k.h[..bt * u], true, dg, false, 1.0, g.r);
+        sgemm(self.input, bt, gu, 1.0, x, true, dxp, false, 1.0, g.w);
+        if let Some(dx) = dx {
+            sgemm(bt, gu, self.input, 1.0, dxp, false, p.w, true, 1.0, dx);
+        }
+        if let Some(db) = g.b {
+            let (din, drec) = db.split_at_mut(gu);
+            for row in dxp.chunks_exact(gu) {
+                din.iter_mut().zip(row).for_each(|(v, &d)| *v += d);
+            }
+            if self.cell == Cell::Gru {
+                for row in dg.chunks_exact(gu) {
+                    drec.iter_mut().zip(row).for_each(|(v, &d)| *v += d);
+                }
+            }
+        }
+    }
+}
+
+/// y = act(x) for the gates: sigmoid and tanh through [`exp_fast`] in loops the compiler vectorizes
+/// (compiled for AVX2 + FMA where the CPU has them), other activations through [`activation::forward`].
+fn gate_forward(act: Activation, x: &[f32], y: &mut [f32], cols: usize) {
+    match act {
+        Activation::Sigmoid | Activation::Tanh => {
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA.
+                return unsafe { gates_avx2(act == Activation::Tanh, x, y) };
+            }
+            gates(act == Activation::Tanh, x, y)
+        }
+        _ => activation::forward(act, x, y, cols),
+    }
+}
+
+/// [`gates`] compiled for AVX2 + FMA. Safety: the CPU must have both.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gates_avx2(tanh: bool, x: &[f32], y: &mut [f32]) {
+    gates(tanh, x, y)
+}
+
+/// Sigmoid, or tanh(x) = 2·sigmoid(2x) − 1, element-wise.
+#[inline(always)]
+fn gates(tanh: bool, x: &[f32], y: &mut [f32]) {
+    if tanh {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = 2.0 / (1.0 + exp_fast(-2.0 * v)) - 1.0;
+        }
+    } else {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = 1.0 / (1.0 + exp_fast(-v));
+        }
+    }
+}
+
+/// e^x in f32 to about 2 ulp, branch-free so loops over it vectorize: x = n·ln 2 + r with |r| ≤ ln 2 / 2,
+/// a degree-6 polynomial for e^r, and 2^n put in the exponent bits. Clamped to [-87.3, 88.7]: the
+/// results stay finite and normal (a sigmoid's tail is then 0 or 1 to f32 precision anyway).
+#[inline(always)]
+pub fn exp_fast(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.7);
+    let n = (x * std::f32::consts::LOG2_E).round();
+    let r = n.mul_add(-0.693_145_75, x);
+    let r = n.mul_add(-1.428_606_8e-6, r);
+    let p = 1.0 / 720.0;
+    let p = p * r + 1.0 / 120.0;
+    let p = p * r + 1.0 / 24.0;
+    let p = p * r + 1.0 / 6.0;
+    let p = p * r + 0.5;
+    let p = p * r + 1.0;
+    let p = p * r + 1.0;
+    let bits = ((n as i32 + 127) as u32) << 23;
+    p * f32::from_bits(bits)
+}
+
+/// `dst += src` over `dst`'s length (an initial state's gradient from [`Rnn::state_grads`]).
+pub fn add_into(dst: &mut [f32], src: &[f32]) {
+    dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+}
+
+/// `dst = src`, or zeros when there is none.
+fn set_or_zero(dst: &mut [f32], src: Option<&[f32]>) {
+    match src {
+        Some(s) => dst.copy_from_slice(&s[..dst.len()]),
+        None => dst.fill(0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_and_gates_match_the_library_functions() {
+        let mut worst = 0.0f32;
+        for i in -20000..=20000 {
+            let x = i as f32 * 0.004;
+            let (got, want) = (exp_fast(x), x.exp());
+            worst = worst.max(((got - want) / want).abs());
+        }
+        assert!(worst < 4e-7, "exp relative error {worst}");
+        let xs: Vec<f32> = (-400..=400).map(|i| i as f32 * 0.05).collect();
+        let (mut s, mut t) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
+        gate_forward(Activation::Sigmoid, &xs, &mut s, 1);
+        gate_forward(Activation::Tanh, &xs, &mut t, 1);
+        for ((&x, &sv), &tv) in xs.iter().zip(&s).zip(&t) {
+            assert!((sv - 1.0 / (1.0 + (-x).exp())).abs() < 3e-7, "sigmoid({x})");
+            assert!((tv - x.tanh()).abs() < 6e-7, "tanh({x}): {tv} vs {}", x.tanh());
+        }
+    }
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Keras reference fixtures for the recurrent layers of issue #17 (tests/sequence_parity.rs).
+
+Two models in Keras 3 (JAX backend): an encoder-decoder (`seq2seq`: an LSTM encoder's `return_state`
+states start an LSTM decoder through `initial_state`), and one that uses every cell and option
+(`rnn_cells`: SimpleRNN with `go_backwards` and `return_sequences`, GRU with `return_state`, a GRU
+started from a computed state without bias, an LSTM with other activations and without
+`unit_forget_bias`, a sigmoid SimpleRNN), and `Bidirectional` with every merge mode, states in and out
+(`bidirectional`). Writes tests/fixtures/{seq2seq,rnn_cells,bidirectional}.safetensors in the
+format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/) with its
+`export`; a recurrent layer's weights are named by their Keras path, through the cell
+(`lstm/lstm_cell/kernel`), as modelc names them.
+
+Run from the repository root:
+
+    KERAS_BACKEND=jax /work/kvenv/bin/python scripts/keras_sequences.py
+"""
+
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+import keras_reference  # noqa: E402
+
+
+def weight_names(model):
+    """`w.path` of every weight (`dense/kernel`, `lstm/lstm_cell/kernel`), in model.weights order."""
+    return [w.path for w in model.weights]
+
+
+keras_reference.weight_names = weight_names
+
+
+def seq2seq():
+    src = keras.Input(shape=(5, 3), name="src")
+    tgt = keras.Input(shape=(4, 2), name="tgt")
+    _, h, c = layers.LSTM(6, return_state=True, name="lstm")(src)
+    dec = layers.LSTM(6, return_sequences=True, name="lstm_1")(tgt, initial_state=[h, c])
+    y = layers.Dense(3, name="dense")(dec)
+    model = keras.Model([src, tgt], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
+def rnn_cells():
+    x = keras.Input(shape=(6, 3), name="x")
+    a = layers.SimpleRNN(4, return_sequences=True, go_backwards=True, name="simple_rnn")(x)
+    b, hb = layers.GRU(5, return_sequences=True, return_state=True, name="gru")(a)
+    h0 = layers.Dense(3, name="dense")(hb)
+    g = layers.GRU(3, go_backwards=True, use_bias=False, name="gru_1")(b, initial_state=[h0])
+    lstm = layers.LSTM(4, activation="relu", recurrent_activation="tanh", unit_forget_bias=False, name="lstm")(x)
+    s = layers.SimpleRNN(2, activation="sigmoid", use_bias=False, name="simple_rnn_1")(b)
+    y = layers.Concatenate(name="concatenate")([g, lstm, s, hb])
+    model = keras.Model([x], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
+def bidirectional():
+    x = keras.Input(shape=(5, 3), name="x")
+    c = layers.Bidirectional(layers.LSTM(3, return_sequences=True, name="lstm"), name="bidirectional")(x)
+    f, b, hf, hb = layers.Bidirectional(layers.GRU(2, return_state=True, name="gru"), merge_mode=None, name="bidirectional_1")(c)
+    s = layers.Bidirectional(layers.SimpleRNN(2, return_sequences=True, name="simple_rnn"), merge_mode="sum", name="bidirectional_2")(
+        c, initial_state=[hf, hb]
+    )
+    m = layers.Bidirectional(layers.GRU(2, name="gru"), merge_mode="mul", name="bidirectional_3")(s)
+    a = layers.Bidirectional(layers.LSTM(2, name="lstm"), merge_mode="ave", name="bidirectional_4")(c)
+    pooled = layers.GlobalAveragePooling1D(name="global_average_pooling1d")(s)
+    y = layers.Concatenate(name="concatenate")([f, b, hf, hb, m, a, pooled])
+    model = keras.Model([x], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
+MODELS = {"seq2seq": seq2seq, "rnn_cells": rnn_cells, "bidirectional": bidirectional}
+
+if __name__ == "__main__":
+    # `keras_sequences.py [name ...]` rewrites only those fixtures; seeds stay tied to MODELS order.
+    wanted = set(sys.argv[1:])
+    for i, (name, build) in enumerate(MODELS.items()):
+        if not wanted or name in wanted:
+            keras_reference.export(name, build, seed=300 + i)

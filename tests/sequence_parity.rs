@@ -1,0 +1,186 @@
+//! Parity of the recurrent layers (issue #17) with Keras itself, against the fixtures written by
+//! `scripts/keras_sequences.py` (Keras 3, JAX backend) in the format of tests/keras_parity.rs: outputs
+//! within 1e-5, the training loss, every gradient within 1e-4 relative, the weights after three
+//! Adam(1e-2) steps. An encoder-decoder (return_state, initial_state), a model of every cell and option, and
+//! `Bidirectional` with every merge mode.
+
+use std::collections::BTreeMap;
+
+use modelc::io::read_tensors;
+use modelc::ndarray::{ArrayD, ArrayView, Dimension};
+use modelc::network::Network;
+use modelc::prelude::*;
+
+model! {
+    /// The encoder's final states start the decoder (scripts/keras_sequences.py, `seq2seq`).
+    struct Seq2Seq {
+        input src: [5, 3];
+        input tgt: [4, 2];
+        let (enc, h, c) = LSTM(6, return_state = true)(src);
+        let dec = LSTM(6, return_sequences = true)(tgt, initial_state = [h, c]);
+        output y = Dense(3)(dec);
+    }
+}
+
+model! {
+    /// Every cell and option (scripts/keras_sequences.py, `rnn_cells`).
+    struct RnnCells {
+        input x: [6, 3];
+        let a = SimpleRNN(4, return_sequences = true, go_backwards = true)(x);
+        let (b, hb) = GRU(5, return_sequences = true, return_state = true)(a);
+        let g = GRU(3, go_backwards = true, use_bias = false)(b, initial_state = [Dense(3)(hb)]);
+        let l = LSTM(4, activation = relu, recurrent_activation = tanh, unit_forget_bias = false)(x);
+        let s = SimpleRNN(2, activation = sigmoid, use_bias = false)(b);
+        output y = Concatenate()([g, l, s, hb]);
+    }
+}
+
+model! {
+    /// Bidirectional with every merge mode, states in and out (scripts/keras_sequences.py, `bidirectional`).
+    struct Bidi {
+        input x: [5, 3];
+        let c = Bidirectional(LSTM(3, return_sequences = true))(x);
+        let (f, b, hf, hb) = Bidirectional(GRU(2, return_state = true), merge_mode = none)(c);
+        let s = Bidirectional(SimpleRNN(2, return_sequences = true), merge_mode = sum)(c, initial_state = [hf, hb]);
+        let m = Bidirectional(GRU(2), merge_mode = mul)(s);
+        let a = Bidirectional(LSTM(2), merge_mode = ave)(c);
+        output y = Concatenate()([f, b, hf, hb, m, a, GlobalAveragePooling1D()(s)]);
+    }
+}
+
+type Fixture = BTreeMap<String, ArrayD<f32>>;
+
+fn get<'f>(fx: &'f Fixture, key: &str) -> &'f ArrayD<f32> {
+    fx.get(key).unwrap_or_else(|| panic!("fixture has no `{key}`; it has {:?}", fx.keys().collect::<Vec<_>>()))
+}
+
+fn view<'f, D: Dimension>(fx: &'f Fixture, key: &str) -> ArrayView<'f, f32, D> {
+    get(fx, key).view().into_dimensionality::<D>().unwrap()
+}
+
+fn set_params<N: Network>(model: &mut N, fx: &Fixture) {
+    for spec in N::PARAMS {
+        modelc::ops::set_param(model, spec.name, get(fx, &format!("param/{}", spec.name)).view()).unwrap();
+    }
+    assert_eq!(fx.keys().filter(|k| k.starts_with("param/")).count(), N::PARAMS.len(), "the fixture and the model have different weights");
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: {} values vs {}", got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= atol + rtol * w.abs(), "{what}[{i}]: modelc {g} vs Keras {w}");
+    }
+}
+
+/// The loss value and its gradient with respect to the predictions, as Keras computes them.
+fn loss_and_grad(loss: Loss, pred: &ArrayD<f32>, target: &ArrayD<f32>) -> (f64, ArrayD<f32>) {
+    let cols = *pred.shape().last().unwrap();
+    let mut grad = ArrayD::zeros(pred.shape());
+    let value = loss.compute(
+        pred.as_slice().unwrap(),
+        target.as_slice().unwrap(),
+        pred.len() / cols,
+        cols,
+        Some(grad.as_slice_mut().unwrap()),
+        1.0,
+        modelc::Activation::Linear,
+    );
+    (value, grad)
+}
+
+fn fixture(name: &str) -> Fixture {
+    let path = format!("{}/tests/fixtures/{name}.safetensors", env!("CARGO_MANIFEST_DIR"));
+    read_tensors(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Checks every trainable parameter's gradient against the fixture's `grad/`: within 1e-4 relative, and
+/// 1e-6 of the tensor's largest gradient absolute (f32 rounding of elements near zero).
+fn check_grads<N: Network>(grads: &modelc::ops::Gradients, fx: &Fixture) {
+    for spec in N::PARAMS.iter().filter(|s| s.trainable) {
+        let got: Vec<f32> = grads.get(spec.name).unwrap().iter().copied().collect();
+        let want = get(fx, &format!("grad/{}", spec.name));
+        let scale = want.iter().fold(1.0f32, |a, v| a.max(v.abs()));
+        assert_close(&format!("gradient of {}", spec.name), &got, want.as_slice().unwrap(), 1e-6 * scale, 1e-4);
+    }
+}
+
+/// Checks every parameter after three Adam(1e-2) steps against the fixture's `adam3/`.
+fn check_adam3<N: Network>(model: &N, fx: &Fixture) {
+    for spec in N::PARAMS {
+        let got: Vec<f32> = modelc::ops::param(model, spec.name).unwrap().iter().copied().collect();
+        let want = get(fx, &format!("adam3/{}", spec.name));
+        assert_close(&format!("{} after 3 Adam steps", spec.name), &got, want.as_slice().unwrap(), 1e-5, 1e-4);
+    }
+}
+
+#[test]
+fn seq2seq_matches_keras() {
+    let fx = fixture("seq2seq");
+    let mut model = Seq2Seq::new(0);
+    set_params(&mut model, &fx);
+    let inputs = Seq2SeqInputs { src: view(&fx, "input/src"), tgt: view(&fx, "input/tgt") };
+    let out = model.predict(&inputs).unwrap();
+    assert_close("y", out.y.as_slice().unwrap(), get(&fx, "output/y").as_slice().unwrap(), 1e-5, 1e-5);
+
+    let out = model.forward(&inputs, true).unwrap();
+    let (l, d) = loss_and_grad(Loss::MeanSquaredError, &out.y.into_dyn(), get(&fx, "target/y"));
+    assert_close("loss", &[l as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+    let grads = model.backward(&Seq2SeqOutputs { y: d.into_dimensionality().unwrap() }).unwrap();
+    check_grads::<Seq2Seq>(&grads, &fx);
+
+    set_params(&mut model, &fx);
+    let targets = Seq2SeqTargets { y: view(&fx, "target/y") };
+    let mut trainer = model.compile(Adam::new(1e-2), Seq2SeqLosses { y: Loss::MeanSquaredError }, &[]);
+    for _ in 0..3 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    check_adam3(&model, &fx);
+}
+
+#[test]
+fn every_cell_and_option_matches_keras() {
+    let fx = fixture("rnn_cells");
+    let mut model = RnnCells::new(0);
+    set_params(&mut model, &fx);
+    let inputs = RnnCellsInputs { x: view(&fx, "input/x") };
+    let out = model.predict(&inputs).unwrap();
+    assert_close("y", out.y.as_slice().unwrap(), get(&fx, "output/y").as_slice().unwrap(), 1e-5, 1e-5);
+
+    let out = model.forward(&inputs, true).unwrap();
+    let (l, d) = loss_and_grad(Loss::MeanSquaredError, &out.y.into_dyn(), get(&fx, "target/y"));
+    assert_close("loss", &[l as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+    let grads = model.backward(&RnnCellsOutputs { y: d.into_dimensionality().unwrap() }).unwrap();
+    check_grads::<RnnCells>(&grads, &fx);
+
+    set_params(&mut model, &fx);
+    let targets = RnnCellsTargets { y: view(&fx, "target/y") };
+    let mut trainer = model.compile(Adam::new(1e-2), RnnCellsLosses { y: Loss::MeanSquaredError }, &[]);
+    for _ in 0..3 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    check_adam3(&model, &fx);
+}
+
+#[test]
+fn bidirectional_matches_keras() {
+    let fx = fixture("bidirectional");
+    let mut model = Bidi::new(0);
+    set_params(&mut model, &fx);
+    let inputs = BidiInputs { x: view(&fx, "input/x") };
+    let out = model.predict(&inputs).unwrap();
+    assert_close("y", out.y.as_slice().unwrap(), get(&fx, "output/y").as_slice().unwrap(), 1e-5, 1e-5);
+
+    let out = model.forward(&inputs, true).unwrap();
+    let (l, d) = loss_and_grad(Loss::MeanSquaredError, &out.y.into_dyn(), get(&fx, "target/y"));
+    assert_close("loss", &[l as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+    let grads = model.backward(&BidiOutputs { y: d.into_dimensionality().unwrap() }).unwrap();
+    check_grads::<Bidi>(&grads, &fx);
+
+    set_params(&mut model, &fx);
+    let targets = BidiTargets { y: view(&fx, "target/y") };
+    let mut trainer = model.compile(Adam::new(1e-2), BidiLosses { y: Loss::MeanSquaredError }, &[]);
+    for _ in 0..3 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    check_adam3(&model, &fx);
+}
