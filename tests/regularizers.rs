@@ -258,3 +258,30 @@ fn steady_state_training_with_regularizers_and_constraints_allocates_nothing() {
     });
     assert_eq!(n, 0, "{n} allocations in 10 steady-state training steps");
 }
+
+model! {
+    /// The weight arguments of the recurrent and attention layers: per-weight initializers, regularizers
+    /// and constraints, as Keras names them.
+    struct SeqWeights {
+        input x: [5, 3];
+        let h = LSTM(4, return_sequences = true, recurrent_initializer = zeros, kernel_regularizer = l2(0.01),
+                     bias_constraint = non_neg, unit_forget_bias = false)(x);
+        let a = MultiHeadAttention(2, 3, kernel_initializer = ones, bias_regularizer = l1(0.5))(h, h);
+        output y = Dense(1)(GRU(2, recurrent_constraint = max_norm(max_value = 1.0))(a));
+    }
+}
+
+#[test]
+fn recurrent_and_attention_layers_take_the_weight_arguments() {
+    let model = SeqWeights::new(2);
+    assert!(model.param("lstm/lstm_cell/recurrent_kernel").unwrap().iter().all(|&v| v == 0.0), "recurrent_initializer = zeros");
+    assert!(model.param("multi_head_attention/query/kernel").unwrap().iter().all(|&v| v == 1.0), "kernel_initializer = ones");
+    let offset = |name: &str| SeqWeights::PARAMS.iter().find(|p| p.name == name).unwrap().offset;
+    let penalized: Vec<usize> = SeqWeights::WEIGHT_PENALTIES.iter().map(|p| p.offset).collect();
+    let want: Vec<usize> =
+        ["lstm/lstm_cell/kernel", "multi_head_attention/query/bias", "multi_head_attention/key/bias"].iter().map(|n| offset(n)).collect();
+    assert!(want.iter().all(|o| penalized.contains(o)), "penalized offsets {penalized:?} lack some of {want:?}");
+    assert_eq!(penalized.len(), 5, "the LSTM kernel and the attention's four biases");
+    let constrained: Vec<usize> = SeqWeights::CONSTRAINTS.iter().map(|c| c.offset).collect();
+    assert_eq!(constrained, [offset("lstm/lstm_cell/bias"), offset("gru/gru_cell/recurrent_kernel")]);
+}
