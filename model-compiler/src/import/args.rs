@@ -215,6 +215,13 @@ impl<'a> KerasArgs<'a> {
         if dtype.is_some_and(|d| d.as_str().is_some_and(|n| n != "float32")) {
             self.problem(format!("its `{key}` {class} has dtype {}: modelc computes in float32", dtype.unwrap_or(&Value::Null)));
         }
+        let frozen = |c: &Map<String, Value>| c.get("trainable").and_then(Value::as_bool) == Some(false);
+        if frozen(config) && !frozen(self.config) {
+            self.problem(format!(
+                "its `{key}` {class} is frozen inside a trainable {}: modelc freezes the two together; set trainable on the {} instead and save again",
+                self.class, self.class
+            ));
+        }
         let mut inner = KerasArgs::new(class, config);
         map(&mut inner);
         let (mut args, problems) = inner.finish();
@@ -322,6 +329,14 @@ mod tests {
         a.layer("layer", true);
         let (_, problems) = a.finish();
         assert!(problems.len() == 1 && problems[0].starts_with("its `layer` Dense: argument `surprise`"), "{problems:?}");
+        let cfg = serde_json::json!({"layer": {"module": "keras.layers", "class_name": "Dense", "config": {"name": "d", "units": 2, "trainable": false}}});
+        let mut a = KerasArgs::new("TimeDistributed", cfg.as_object().unwrap());
+        a.layer("layer", true);
+        let (_, problems) = a.finish();
+        assert!(
+            problems.len() == 1 && problems[0].starts_with("its `layer` Dense is frozen inside a trainable TimeDistributed"),
+            "{problems:?}"
+        );
     }
 
     #[test]
