@@ -3,7 +3,7 @@
 
 Builds small Keras 3 models that together use every layer kind modelc supports and the graph patterns
 the importer must handle (several inputs and outputs, a shared layer, a nested functional model used
-twice, a nested Sequential model, a Sequential model), sets seeded non-trivial weights (biases and
+twice, a nested Sequential model, a Sequential model, calls with several tensors and call options), sets seeded non-trivial weights (biases and
 batch-normalization statistics included), and writes into tests/fixtures/keras_import/:
 
     <model>.keras             the Keras 3 archive (config.json, metadata.json, model.weights.h5)
@@ -127,7 +127,23 @@ def nested():
     return keras.Model([left, right], head(joined), name="nested")
 
 
-MODELS = [mlp, graph, vision, sequence, nested]
+def seq_attention():
+    """Causal self-attention, TimeDistributed(Dense), Permute and a RepeatVector branch."""
+    x = keras.Input(shape=(6, 8), name="x")
+    # value_dim != key_dim fails in Keras 3 on jax (its fused attention reshapes by key_dim): the ONNX
+    # tests cover it against modelc.
+    a = layers.MultiHeadAttention(2, 4, name="mha")(x, x, use_causal_mask=True)
+    h = layers.LayerNormalization(name="ln")(layers.Add(name="residual")([x, a]))
+    h = layers.TimeDistributed(layers.Dense(4, activation="tanh", name="step_dense"), name="per_step")(h)
+    p = layers.Permute((2, 1), name="permute")(h)
+    v = layers.GlobalAveragePooling1D(name="pool")(p)
+    r = layers.RepeatVector(3, name="repeat")(v)
+    r = layers.TimeDistributed(layers.Dense(2, name="out_dense"), name="out_steps")(r)
+    y = layers.Flatten(name="y")(r)
+    return keras.Model(x, y, name="seq_attention")
+
+
+MODELS = [mlp, graph, vision, sequence, nested, seq_attention]
 
 
 def unsupported():

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use modelc::io::read_tensors;
-use modelc::ndarray::{ArrayD, ArrayView, Dimension, Ix2, Ix4};
+use modelc::ndarray::{ArrayD, ArrayView, Dimension, Ix2, Ix3, Ix4};
 use modelc::network::Network;
 use std::collections::BTreeMap;
 
@@ -28,6 +28,11 @@ mod sequence {
 mod nested {
     use modelc::prelude::*;
     include!("fixtures/keras_import/nested.rs");
+}
+
+mod seq_attention {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/seq_attention.rs");
 }
 
 type Tensors = BTreeMap<String, ArrayD<f32>>;
@@ -115,4 +120,16 @@ fn weights_under_keras_own_nested_paths_load_without_a_name_map() {
     modelc::io::load(&mut m, path("nested.paths.safetensors")).unwrap();
     let out = m.predict(&nested::NestedInputs { left: view::<Ix2>(&t, "input/left"), right: view::<Ix2>(&t, "input/right") }).unwrap();
     assert_close("nested head", out.head.as_slice().unwrap(), &t["output/head"]);
+}
+
+#[test]
+fn imported_causal_attention_with_time_distributed_permute_and_repeat_predicts_what_keras_predicts() {
+    // `mha(x, x, use_causal_mask = true)` from the call's args and kwargs, `TimeDistributed(Dense(..))`
+    // from the nested config, and their weights from Keras' sublayer groups.
+    let t = io("seq_attention");
+    let mut m = loaded(seq_attention::SeqAttention::new(0), "seq_attention");
+    let out = m.predict(&seq_attention::SeqAttentionInputs { x: view::<Ix3>(&t, "input/x") }).unwrap();
+    assert_close("seq_attention y", out.y.as_slice().unwrap(), &t["output/y"]);
+    assert_eq!(m.param("mha/attention_output/kernel").unwrap().shape(), &[2, 4, 8]);
+    assert_eq!(m.param("per_step/step_dense/kernel").unwrap().shape(), &[8, 4]);
 }

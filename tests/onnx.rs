@@ -381,6 +381,64 @@ model! {
     }
 }
 
+model! {
+    /// Sequence glue on vectors: RepeatVector, TimeDistributed(Dense), Permute.
+    pub struct RepeatKinds {
+        input v: [5];
+        let r = RepeatVector(4)(v);
+        let t = TimeDistributed(Dense(3, activation = relu))(r);
+        output p = Permute((2, 1))(t);
+    }
+}
+
+model! {
+    /// TimeDistributed around Conv2D, MaxPooling2D and TimeDistributed(Dense) on frames, and a Permute of rank 4.
+    pub struct FrameKinds {
+        input frames: [3, 6, 5, 2];
+        let c = TimeDistributed(Conv2D(4, 3, padding = same, activation = relu))(frames);
+        let c = TimeDistributed(Conv2D(3, 2))(c);
+        output q = Permute((2, 3, 1, 4))(TimeDistributed(MaxPooling2D())(c));
+        output r = TimeDistributed(TimeDistributed(Dense(2, activation = tanh)))(c);
+    }
+}
+
+model! {
+    /// Causal self-attention.
+    pub struct SelfAttention {
+        input x: [6, 8];
+        layer mha = MultiHeadAttention(2, 4);
+        output y = mha(x, x, use_causal_mask = true);
+    }
+}
+
+model! {
+    /// Cross-attention with a key and an attention mask, value_dim != key_dim and an output_shape; a
+    /// second layer without biases, a broadcast mask and the causal mask together, on a query of rank 4
+    /// (attention over all its positions).
+    pub struct CrossAttention {
+        input q: [5, 8];
+        input v: [7, 6];
+        input k: [7, 3];
+        input m: [5, 7];
+        input row: [1, 7];
+        input grid: [2, 3, 4];
+        layer cross = MultiHeadAttention(3, 4, value_dim = 2, output_shape = 10);
+        output y = cross(q, v, k, attention_mask = m);
+        layer plain = MultiHeadAttention(2, 3, use_bias = false);
+        output z = plain(q, v, attention_mask = row, use_causal_mask = true);
+        layer wide = MultiHeadAttention(2, 2, value_dim = 5);
+        output w = wide(grid, grid, use_causal_mask = true);
+    }
+}
+
+#[test]
+fn sequence_glue_and_attention_export_and_run_in_tract() {
+    check!(RepeatKinds, RepeatKindsInputs { v: f32 });
+    check!(FrameKinds, FrameKindsInputs { frames: f32 });
+    check!(SelfAttention, SelfAttentionInputs { x: f32 });
+    check!(CrossAttention, CrossAttentionInputs { q: f32, v: f32, k: f32, m: f32, row: f32, grid: f32 });
+}
+
 /// Bilinear `UpSampling2D` exports as `Resize(mode = linear, coordinate_transformation_mode =
 /// half_pixel)`, which onnxruntime runs as the kernel does (checked through `MODELC_CI_PYTHON`), but
 /// tract 0.22 gives other values, in either layout: tract is not asked here.

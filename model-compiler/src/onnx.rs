@@ -229,6 +229,24 @@ impl OnnxCx {
         act.onnx(self, x, out)
     }
 
+    /// Runs `f` (a wrapped layer's `onnx`) in a context of its own that reads `inputs` and writes
+    /// `output` (names and per-sample shapes as that layer sees them), with this call's parameters and
+    /// names under this call's prefix; its nodes and constants are appended to this call's.
+    pub fn nested(
+        &mut self,
+        inputs: Vec<(String, Shape)>,
+        output: (String, Shape),
+        f: impl FnOnce(&mut OnnxCx) -> Result<(), OnnxError>,
+    ) -> Result<(), OnnxError> {
+        let prefix = self.fresh("inner");
+        let mut inner = OnnxCx::new(inputs, output, self.params.clone(), prefix);
+        f(&mut inner)?;
+        let (nodes, consts) = inner.finish();
+        self.nodes.extend(nodes);
+        self.consts.extend(consts);
+        Ok(())
+    }
+
     /// The nodes and constants written so far.
     pub fn finish(self) -> (Vec<Node>, Vec<Const>) {
         (self.nodes, self.consts)

@@ -45,24 +45,36 @@ pub fn keras_weights(bytes: Vec<u8>) -> Result<LayerWeights, ImportError> {
 fn walk(f: &File, layers: &str, prefix: &str, out: &mut LayerWeights) -> Result<(), ImportError> {
     let Ok(g) = f.group(layers) else { return Ok(()) };
     for sub in g.groups().map_err(|e| err(layers, e))? {
-        let path = format!("{layers}/{sub}");
-        let vars = format!("{path}/vars");
-        let attrs = f.group(&vars).and_then(|v| v.attrs()).map_err(|e| err(&vars, e))?;
-        let name = attrs.get("name").and_then(string).unwrap_or(sub.clone());
-        let full = format!("{prefix}{name}");
-        if f.group(&format!("{path}/layers")).is_ok() {
-            walk(f, &format!("{path}/layers"), &format!("{full}/"), out)?;
+        layer(f, &format!("{layers}/{sub}"), &sub, prefix, out)?;
+    }
+    Ok(())
+}
+
+/// One layer's weights (group `path`, Keras' auto name `sub`), and those of its nested model's layers
+/// and of its own sublayers (`time_distributed/layer` -> `td/dense`, `multi_head_attention/query_dense`
+/// -> `mha/query`).
+fn layer(f: &File, path: &str, sub: &str, prefix: &str, out: &mut LayerWeights) -> Result<(), ImportError> {
+    let vars = format!("{path}/vars");
+    let attrs = f.group(&vars).and_then(|v| v.attrs()).map_err(|e| err(&vars, e))?;
+    let name = attrs.get("name").and_then(string).unwrap_or(sub.to_string());
+    let full = format!("{prefix}{name}");
+    if f.group(&format!("{path}/layers")).is_ok() {
+        walk(f, &format!("{path}/layers"), &format!("{full}/"), out)?;
+    }
+    for inner in f.group(path).and_then(|g| g.groups()).map_err(|e| err(path, e))? {
+        if inner != "vars" && inner != "layers" && f.group(&format!("{path}/{inner}/vars")).is_ok() {
+            layer(f, &format!("{path}/{inner}"), &inner, &format!("{full}/"), out)?;
         }
-        let mut idx: Vec<usize> =
-            f.group(&vars).and_then(|v| v.datasets()).map_err(|e| err(&vars, e))?.iter().filter_map(|d| d.parse().ok()).collect();
-        idx.sort_unstable();
-        let mut ws = Vec::new();
-        for i in idx {
-            ws.push(read(f, &format!("{vars}/{i}"))?);
-        }
-        if !ws.is_empty() {
-            out.insert(full, ws);
-        }
+    }
+    let mut idx: Vec<usize> =
+        f.group(&vars).and_then(|v| v.datasets()).map_err(|e| err(&vars, e))?.iter().filter_map(|d| d.parse().ok()).collect();
+    idx.sort_unstable();
+    let mut ws = Vec::new();
+    for i in idx {
+        ws.push(read(f, &format!("{vars}/{i}"))?);
+    }
+    if !ws.is_empty() {
+        out.insert(full, ws);
     }
     Ok(())
 }

@@ -197,6 +197,42 @@ impl<'a> KerasArgs<'a> {
         }
     }
 
+    /// A layer given as an argument (`TimeDistributed`'s `layer`): its constructor with its Keras name,
+    /// `Dense(8, name = "dense")`, written by the wrapped class's own mapping; its problems are this
+    /// layer's, naming the argument.
+    pub fn layer(&mut self, key: &str, positional: bool) {
+        let Some(v) = self.get(key) else {
+            return self.problem(format!("`{key}` is missing from the config: re-save the model with Keras 3"));
+        };
+        let class = v.get("class_name").and_then(Value::as_str).unwrap_or("");
+        let module = v.get("module").and_then(Value::as_str).unwrap_or("keras.layers");
+        let custom = v.get("registered_name").is_some_and(|r| !r.is_null()) || !module.starts_with("keras.layers");
+        let map = crate::layers::keras_import(class).filter(|_| !custom);
+        let (Some(config), Some(map)) = (v.get("config").and_then(Value::as_object), map) else {
+            return self.problem(format!("its `{key}` is a {class}, which modelc has no layer for: wrap a built-in layer"));
+        };
+        let dtype = config.get("dtype").map(|d| d.get("config").and_then(|c| c.get("name")).unwrap_or(d));
+        if dtype.is_some_and(|d| d.as_str().is_some_and(|n| n != "float32")) {
+            self.problem(format!("its `{key}` {class} has dtype {}: modelc computes in float32", dtype.unwrap_or(&Value::Null)));
+        }
+        let frozen = |c: &Map<String, Value>| c.get("trainable").and_then(Value::as_bool) == Some(false);
+        if frozen(config) && !frozen(self.config) {
+            self.problem(format!(
+                "its `{key}` {class} is frozen inside a trainable {}: modelc freezes the two together; set trainable on the {} instead and save again",
+                self.class, self.class
+            ));
+        }
+        let mut inner = KerasArgs::new(class, config);
+        map(&mut inner);
+        let (mut args, problems) = inner.finish();
+        self.problems.extend(problems.into_iter().map(|p| format!("its `{key}` {class}: {p}")));
+        if let Some(name) = config.get("name").and_then(Value::as_str) {
+            args.push(format!("name = \"{name}\""));
+        }
+        let ctor = format!("{class}({})", args.join(", "));
+        self.args.push(if positional { ctor } else { format!("{key} = {ctor}") });
+    }
+
     /// Reports every key of the config that was not read and is not `null`.
     pub fn finish(mut self) -> (Vec<String>, Vec<String>) {
         for (k, v) in self.config {
@@ -272,6 +308,35 @@ mod tests {
         );
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("surprise"));
+    }
+
+    #[test]
+    fn a_wrapped_layer_is_written_by_its_own_mapping_with_its_name() {
+        let cfg = serde_json::json!({
+            "layer": {"module": "keras.layers", "class_name": "Dense", "registered_name": null,
+                      "config": {"name": "step", "units": 4, "activation": "tanh", "use_bias": true, "quantization_config": null}}
+        });
+        let mut a = KerasArgs::new("TimeDistributed", cfg.as_object().unwrap());
+        a.layer("layer", true);
+        assert_eq!(a.finish(), (vec![String::from("Dense(4, activation = tanh, name = \"step\")")], vec![]));
+        let cfg = serde_json::json!({"layer": {"module": "keras.layers", "class_name": "Lambda", "config": {"name": "f"}}});
+        let mut a = KerasArgs::new("TimeDistributed", cfg.as_object().unwrap());
+        a.layer("layer", true);
+        let (_, problems) = a.finish();
+        assert!(problems.len() == 1 && problems[0].contains("its `layer` is a Lambda"), "{problems:?}");
+        let cfg = serde_json::json!({"layer": {"module": "keras.layers", "class_name": "Dense", "config": {"name": "d", "units": 2, "surprise": 1}}});
+        let mut a = KerasArgs::new("TimeDistributed", cfg.as_object().unwrap());
+        a.layer("layer", true);
+        let (_, problems) = a.finish();
+        assert!(problems.len() == 1 && problems[0].starts_with("its `layer` Dense: argument `surprise`"), "{problems:?}");
+        let cfg = serde_json::json!({"layer": {"module": "keras.layers", "class_name": "Dense", "config": {"name": "d", "units": 2, "trainable": false}}});
+        let mut a = KerasArgs::new("TimeDistributed", cfg.as_object().unwrap());
+        a.layer("layer", true);
+        let (_, problems) = a.finish();
+        assert!(
+            problems.len() == 1 && problems[0].starts_with("its `layer` Dense is frozen inside a trainable TimeDistributed"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -343,23 +343,48 @@ impl Cx<'_> {
         // Which tensors are read by a later call (an output read elsewhere needs a `let`).
         let mut consumed: BTreeSet<TensorRef> = BTreeSet::new();
         let mut node_refs: BTreeMap<(usize, usize), Vec<TensorRef>> = BTreeMap::new();
+        let mut node_args: BTreeMap<(usize, usize), Vec<CallArg>> = BTreeMap::new();
         for &(i, k) in &pending {
             let (Some(e), mut r) = (entries.get(i), Vec::new()) else { continue };
             let node = e.nodes.get(k).copied().unwrap_or(&Value::Null);
             let args = node.get("args").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
-            let ok = matches!(args, [a] if refs(a, &mut r));
-            if !ok {
-                self.problem(&e.name, e.class, "a call with other than one tensor or one list of tensors is not supported");
+            // Keras' positional tensors (`mha(query, value, key)`), or one list of tensors.
+            let mut call_args = Vec::new();
+            let mut ok = !args.is_empty();
+            for a in args {
+                let mut t = Vec::new();
+                ok &= refs(a, &mut t) && (!a.is_array() || args.len() == 1);
+                r.extend(t.iter().cloned());
+                call_args.push(CallArg { key: None, value: CallValue::Tensors(t, a.is_array()) });
             }
+            if !ok {
+                self.problem(&e.name, e.class, "a call with other than tensors or one list of tensors is not supported");
+            }
+            // Call keywords: tensors (`attention_mask = m`) and flags (`use_causal_mask = true`), checked by
+            // the layer when the generated model compiles.
             let kwargs = node.get("kwargs").and_then(Value::as_object);
             for (kw, v) in kwargs.into_iter().flatten() {
-                let harmless = v.is_null() || (kw == "training" && v.is_boolean());
-                if !harmless {
-                    self.problem(&e.name, e.class, &format!("call argument `{kw}` = {v} is not supported: call the layer on tensors only"));
-                }
+                let mut t = Vec::new();
+                let value = match v {
+                    Value::Null => continue,
+                    Value::Bool(_) if kw == "training" => continue,
+                    Value::Bool(b) => CallValue::Literal(b.to_string()),
+                    Value::Object(_) if refs(v, &mut t) => CallValue::Tensors(t.clone(), false),
+                    _ => {
+                        self.problem(
+                            &e.name,
+                            e.class,
+                            &format!("call argument `{kw}` = {v} is not supported: call the layer on tensors only"),
+                        );
+                        continue;
+                    }
+                };
+                r.extend(t);
+                call_args.push(CallArg { key: Some(kw.clone()), value });
             }
             consumed.extend(r.iter().cloned());
             node_refs.insert((i, k), r);
+            node_args.insert((i, k), call_args);
         }
         let shared: BTreeSet<usize> = entries.iter().enumerate().filter(|(_, e)| e.nodes.len() > 1).map(|(i, _)| i).collect();
         let mut declared: BTreeSet<usize> = BTreeSet::new();
@@ -383,11 +408,8 @@ impl Cx<'_> {
             let (i, k) = pending.remove(pos);
             let Some(e) = entries.get(i) else { continue };
             let Some((ctor, n_out)) = ctors.get(&e.name).cloned() else { continue };
-            let r = node_refs.get(&(i, k)).cloned().unwrap_or_default();
-            let node = e.nodes.get(k).copied().unwrap_or(&Value::Null);
-            let is_list = node.get("args").and_then(Value::as_array).and_then(|a| a.first()).is_some_and(Value::is_array);
-            let operand_names: Vec<String> = r.iter().filter_map(|t| names.get(t).cloned()).collect();
-            let operand = if is_list { format!("[{}]", operand_names.join(", ")) } else { operand_names.join(", ") };
+            let operand: Vec<String> = node_args.get(&(i, k)).into_iter().flatten().map(|a| a.text(&names)).collect();
+            let operand = operand.join(", ");
             let callee = if shared.contains(&i) {
                 let id = ident(&e.name);
                 if declared.insert(i) {
@@ -498,6 +520,41 @@ impl Cx<'_> {
     }
 }
 
+/// One argument of a call node: positional (`key` `None`) or by keyword.
+struct CallArg {
+    key: Option<String>,
+    value: CallValue,
+}
+
+/// The value of a [`CallArg`].
+enum CallValue {
+    /// Tensors; `true` when written as a list (`[a, b]`).
+    Tensors(Vec<TensorRef>, bool),
+    /// A literal (`true`).
+    Literal(String),
+}
+
+impl CallArg {
+    /// The argument as the DSL writes it: `x`, `[a, b]`, `attention_mask = m`, `use_causal_mask = true`.
+    fn text(&self, names: &BTreeMap<TensorRef, String>) -> String {
+        let value = match &self.value {
+            CallValue::Tensors(t, list) => {
+                let ns: Vec<String> = t.iter().filter_map(|t| names.get(t).cloned()).collect();
+                if *list {
+                    format!("[{}]", ns.join(", "))
+                } else {
+                    ns.join(", ")
+                }
+            }
+            CallValue::Literal(l) => l.clone(),
+        };
+        match &self.key {
+            Some(k) => format!("{k} = {value}"),
+            None => value,
+        }
+    }
+}
+
 /// `base`, or `base_` ... when taken.
 fn fresh(base: &str, used: &mut BTreeSet<String>) -> String {
     let mut name = base.to_string();
@@ -565,6 +622,44 @@ mod tests {
             "model! {\n    /// Imported from `m.keras` (Keras 3.0.0) by `modelc import`.\n    pub struct Seq {\n        input x: [3];\n        \
              let h = Dense(4, activation = relu, name = \"h\")(x);\n        output y = Dense(1, use_bias = false, name = \"y\")(h);\n    }\n}\n"
         );
+    }
+
+    #[test]
+    fn several_tensors_and_call_options_are_written_as_keras_called_the_layer() {
+        let t = |name: &str| serde_json::json!({"class_name": "__keras_tensor__", "config": {"keras_history": [name, 0, 0]}});
+        let input = |name: &str, shape: serde_json::Value| serde_json::json!({"class_name": "InputLayer", "name": name, "config": {"name": name, "batch_shape": shape, "dtype": "float32"}, "inbound_nodes": []});
+        let mha = |name: &str, nodes: serde_json::Value| {
+            serde_json::json!({"module": "keras.layers", "class_name": "MultiHeadAttention", "name": name,
+                "config": {"name": name, "num_heads": 2, "key_dim": 4, "value_dim": 4, "use_gate": false, "attention_axes": [1], "seed": null},
+                "inbound_nodes": nodes})
+        };
+        let cfg = serde_json::json!({
+            "class_name": "Functional",
+            "config": {
+                "name": "attend",
+                "layers": [
+                    input("q", serde_json::json!([null, 5, 8])), input("v", serde_json::json!([null, 7, 8])),
+                    input("k", serde_json::json!([null, 7, 3])), input("m", serde_json::json!([null, 5, 7])),
+                    mha("self", serde_json::json!([{"args": [t("q"), t("q")], "kwargs": {"use_causal_mask": true, "training": false}}])),
+                    mha("cross", serde_json::json!([{"args": [t("self"), t("v"), t("k")], "kwargs": {"attention_mask": t("m"), "query_mask": null}}]))
+                ],
+                "input_layers": [["q", 0, 0], ["v", 0, 0], ["k", 0, 0], ["m", 0, 0]],
+                "output_layers": [["cross", 0, 0]]
+            }
+        });
+        let imported = keras_to_source(&cfg.to_string(), &origin()).unwrap();
+        let src = imported.source();
+        assert!(
+            src.contains("let self_ = MultiHeadAttention(2, 4, attention_axes = (1,), name = \"self\")(q, q, use_causal_mask = true);"),
+            "{src}"
+        );
+        assert!(
+            src.contains(
+                "output cross = MultiHeadAttention(2, 4, attention_axes = (1,), name = \"cross\")(self_, v, k, attention_mask = m);"
+            ),
+            "{src}"
+        );
+        assert!(crate::param_layout(&imported.single_invocation()).is_ok());
     }
 
     #[test]

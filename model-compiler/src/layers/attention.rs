@@ -11,9 +11,12 @@ use super::{CallArgsCx, EmitCx, InferCx, InitKind, LayerDef, LayerKind, ParamDec
 use crate::ast::{ArgKind, CallValue};
 use crate::diag::Diagnostic;
 use crate::hir::DType;
+use crate::import::args::KerasArgs;
+use crate::onnx::{OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::{json, Value};
 
 /// Multi-head scaled dot-product attention with its four projections.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,6 +119,29 @@ impl MultiHeadAttention {
             kernel: kernel?,
             bias: bias?,
         })
+    }
+
+    /// Keras import: `MultiHeadAttention(num_heads, key_dim, value_dim, dropout, use_bias, output_shape,
+    /// attention_axes, kernel_*/bias_* arguments, seed)` from a Keras config (the call's tensors and
+    /// options are the call's, written by the importer from the node).
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("num_heads");
+        a.positional("key_dim");
+        let key_dim = a.get("key_dim").cloned();
+        if let Some(v) = a.get("value_dim") {
+            if Some(v) != key_dim.as_ref() {
+                a.args.push(format!("value_dim = {}", crate::import::args::dsl_value(v)));
+            }
+        }
+        a.kw("dropout", json!(0.0));
+        a.kw("use_bias", json!(true));
+        a.expect("use_gate", json!(false), "modelc's MultiHeadAttention has no gate; rebuild the layer with use_gate=False");
+        a.expect("sliding_window", Value::Null, "modelc attends to every position; rebuild the layer with sliding_window=None");
+        a.expect("flash_attention", Value::Bool(false), "leave flash_attention unset (None)");
+        for key in ["output_shape", "attention_axes", "seed"] {
+            a.kw(key, Value::Null);
+        }
+        a.weights("kernel", "GlorotUniform");
     }
 
     /// Operand index of the key (the value when no key was given) and of the mask.
@@ -252,7 +278,100 @@ fn is_none(kind: &ArgKind) -> bool {
     matches!(kind, ArgKind::Ident(i) if i == "None")
 }
 
+/// One projection of a `(N, positions..., d)` operand for ONNX, heads split and moved before the
+/// positions: `MatMul(x, Reshape(kernel, (d, H·dh)))` + `Reshape(bias, (H·dh,))`, `Reshape (N, t, H, dh)`,
+/// `Transpose(perm)`.
+#[allow(clippy::too_many_arguments)]
+fn onnx_projection(
+    cx: &mut OnnxCx,
+    x: &str,
+    t: usize,
+    d: usize,
+    w: &str,
+    b: Option<&str>,
+    heads: usize,
+    dh: usize,
+    perm: &[usize],
+) -> String {
+    let (t, d, hd) = (t as i64, d as i64, (heads * dh) as i64);
+    let x = cx.reshape_exact(x, &[-1, t, d]);
+    let w = cx.reshape_exact(w, &[d, hd]);
+    let mut y = cx.op("MatMul", &[&x, &w], Vec::new());
+    if let Some(b) = b {
+        let b = cx.reshape_exact(b, &[hd]);
+        y = cx.op("Add", &[&y, &b], Vec::new());
+    }
+    let y = cx.reshape_exact(&y, &[-1, t, heads as i64, dh as i64]);
+    cx.transpose(&y, perm)
+}
+
 impl LayerDef for MultiHeadAttention {
+    // In inference mode (no dropout), as the kernel computes it: the three projections (heads first:
+    // Q (N, H, tq, dk), Kᵀ (N, H, dk, tv), V (N, H, tv, dv)); scores Mul(MatMul(Q, Kᵀ), 1/√key_dim);
+    // where a position is masked (causal: key index after query index; attention_mask <= 0.5)
+    // Where(keep, scores, -1e9), Softmax(axis = -1), Where(keep, probs, 0); MatMul(probs, V), Transpose
+    // to (N, tq, H, dv), Reshape (N, tq, H·dv), MatMul(Reshape(attention_output/kernel, (H·dv, out))) +
+    // bias, Reshape to the output's dims.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let ins: Vec<Shape> = (0..cx.n_inputs()).map(|i| cx.input_shape(i)).collect();
+        let s = self.sizes(&ins);
+        let (heads, kd, vd) = (self.num_heads, self.key_dim, self.value_dim);
+        let param = |cx: &OnnxCx, name: &str| cx.param_named(name).ok_or_else(|| OnnxError::Unsupported(format!("no parameter `{name}`")));
+        let bias = |cx: &OnnxCx, name: &str| if self.use_bias { param(cx, name).map(Some) } else { Ok(None) };
+        let (wq, bq, wk, bk) = (param(cx, "query/kernel")?, bias(cx, "query/bias")?, param(cx, "key/kernel")?, bias(cx, "key/bias")?);
+        let (wv, bv, wo, bo) = (
+            param(cx, "value/kernel")?,
+            bias(cx, "value/bias")?,
+            param(cx, "attention_output/kernel")?,
+            bias(cx, "attention_output/bias")?,
+        );
+        let (xq, xv, xk) = (cx.input(0), cx.input(1), cx.input(self.key_index()));
+        let q = onnx_projection(cx, &xq, s.tq, s.dq, &wq, bq.as_deref(), heads, kd, &[0, 2, 1, 3]);
+        let k = onnx_projection(cx, &xk, s.tv, s.dk, &wk, bk.as_deref(), heads, kd, &[0, 2, 3, 1]);
+        let v = onnx_projection(cx, &xv, s.tv, s.dv, &wv, bv.as_deref(), heads, vd, &[0, 2, 1, 3]);
+        let scores = cx.op("MatMul", &[&q, &k], Vec::new());
+        let scale = cx.scalar(1.0 / (kd as f32).sqrt());
+        let mut scores = cx.op("Mul", &[&scores, &scale], Vec::new());
+        let half = cx.scalar(0.5);
+        let mut keep: Option<String> = None;
+        if self.causal {
+            let lower: Vec<f32> = (0..s.tq * s.tv).map(|ij| if ij % s.tv <= ij / s.tv { 1.0 } else { 0.0 }).collect();
+            let c = cx.const_f32(&[s.tq as i64, s.tv as i64], &lower);
+            keep = Some(cx.op("Greater", &[&c, &half], Vec::new()));
+        }
+        if self.has_mask {
+            let m = cx.input(self.mask_index());
+            let m = cx.reshape_exact(&m, &[-1, 1, s.mask_rows as i64, s.mask_cols as i64]);
+            let m = cx.op("Greater", &[&m, &half], Vec::new());
+            keep = Some(match keep {
+                Some(c) => cx.op("And", &[&c, &m], Vec::new()),
+                None => m,
+            });
+        }
+        if let Some(keep) = &keep {
+            let neg = cx.scalar(-1e9);
+            scores = cx.op("Where", &[keep, &scores, &neg], Vec::new());
+        }
+        let mut probs = cx.op("Softmax", &[&scores], vec![("axis", crate::onnx::Attr::Int(-1))]);
+        if let Some(keep) = &keep {
+            let zero = cx.scalar(0.0);
+            probs = cx.op("Where", &[keep, &probs, &zero], Vec::new());
+        }
+        let ctx = cx.op("MatMul", &[&probs, &v], Vec::new());
+        let ctx = cx.transpose(&ctx, &[0, 2, 1, 3]);
+        let hv = (heads * vd) as i64;
+        let ctx = cx.reshape_exact(&ctx, &[-1, s.tq as i64, hv]);
+        let wo = cx.reshape_exact(&wo, &[hv, s.out as i64]);
+        let mut y = cx.op("MatMul", &[&ctx, &wo], Vec::new());
+        if let Some(bo) = bo {
+            let bo = cx.reshape_exact(&bo, &[s.out as i64]);
+            y = cx.op("Add", &[&y, &bo], Vec::new());
+        }
+        let dims = cx.output_shape().0.clone();
+        cx.reshape_into(&y, &dims, &cx.output());
+        Ok(())
+    }
+
     fn call_keywords(&self) -> &'static [&'static str] {
         &["attention_mask", "use_causal_mask"]
     }

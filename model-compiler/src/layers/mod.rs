@@ -696,6 +696,10 @@ pub fn keras_import(class: &str) -> Option<fn(&mut crate::import::args::KerasArg
         "DepthwiseConv1D" | "DepthwiseConv2D" => depthwise::Depthwise::from_keras,
         "SeparableConv1D" | "SeparableConv2D" => separable::Separable::from_keras,
         "Conv1DTranspose" | "Conv2DTranspose" => conv_transpose::ConvTranspose::from_keras,
+        "RepeatVector" => repeat_vector::RepeatVector::from_keras,
+        "Permute" => permute::Permute::from_keras,
+        "TimeDistributed" => time_distributed::TimeDistributed::from_keras,
+        "MultiHeadAttention" => attention::MultiHeadAttention::from_keras,
         _ => return None,
     })
 }

@@ -5,6 +5,8 @@
 use super::args::ArgReader;
 use super::{EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
+use crate::onnx::{ints, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -44,6 +46,15 @@ impl Permute {
         Some(Permute { perm: dims.iter().map(|d| (d - 1) as usize).collect() })
     }
 
+    /// Keras import: `Permute(dims)` from a Keras config, `dims` always a tuple (`(1,)` for one axis).
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        match a.get("dims") {
+            Some(v) if v.is_array() => a.args.push(crate::import::args::dsl_value(v)),
+            Some(v) => a.problem(format!("`dims` = {v} is not a list of axes")),
+            None => a.problem(String::from("`dims` is missing from the config: re-save the model with Keras 3")),
+        }
+    }
+
     /// Keras' `dims`, as written.
     fn show(&self) -> String {
         let dims: Vec<String> = self.perm.iter().map(|a| (a + 1).to_string()).collect();
@@ -65,6 +76,14 @@ impl Permute {
 }
 
 impl LayerDef for Permute {
+    // Transpose(x, perm = (0, dims...)): the batch axis stays first.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let perm: Vec<usize> = std::iter::once(0).chain(self.perm.iter().map(|a| a + 1)).collect();
+        let x = cx.input(0);
+        cx.node("Transpose", &[&x], &[&cx.output()], vec![("perm", ints(&perm))]);
+        Ok(())
+    }
+
     // Rule: the operand has `len(dims)` axes after the batch; output axis k has input axis dims[k]'s size.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, "Permute takes one tensor"))?;

@@ -4,6 +4,8 @@
 use super::args::ArgReader;
 use super::{EmitCx, InferCx, LayerDef};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
+use crate::onnx::{OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -22,6 +24,11 @@ impl RepeatVector {
         Some(RepeatVector { n })
     }
 
+    /// Keras import: `RepeatVector(n)` from a Keras config.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.positional("n");
+    }
+
     /// Features per step (the operand's length).
     fn features(cx: &EmitCx) -> usize {
         cx.inputs.first().map(|o| o.shape.numel()).unwrap_or(0)
@@ -29,6 +36,18 @@ impl RepeatVector {
 }
 
 impl LayerDef for RepeatVector {
+    // Unsqueeze(x, [1]): (N, f) -> (N, 1, f); Mul by ones (1, n, 1), broadcast -> (N, n, f), exact.
+    // (Expand or Tile would say it more directly, but tract 0.22's optimizer mis-rewrites either when a
+    // Reshape and a MatMul follow, as in `TimeDistributed(Dense(..))(RepeatVector(n)(x))`.)
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let x = cx.input(0);
+        let axes = cx.const_i64(&[1]);
+        let u = cx.op("Unsqueeze", &[&x, &axes], Vec::new());
+        let ones = cx.const_f32(&[1, self.n as i64, 1], &vec![1.0; self.n]);
+        cx.node("Mul", &[&u, &ones], &[&cx.output()], Vec::new());
+        Ok(())
+    }
+
     // Rule: (None, f) -> (None, n, f); any other rank is an error (Keras' input spec is ndim = 2).
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, "RepeatVector takes one tensor"))?;

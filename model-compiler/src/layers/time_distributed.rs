@@ -7,6 +7,8 @@
 use super::args::ArgReader;
 use super::{Act, Arity, CallArgsCx, EmitCx, InferCx, LayerDef, LayerKind, Operand, ParamDecl};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
+use crate::onnx::{OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -59,6 +61,12 @@ impl TimeDistributed {
         Some(TimeDistributed { inner: Box::new(w.layer), inner_type: w.keras_type, inner_name })
     }
 
+    /// Keras import: `TimeDistributed(Dense(8, name = "dense"))`, the wrapped layer written by its own
+    /// mapping from the nested `layer` config.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        a.layer("layer", true);
+    }
+
     /// Steps of the operand (its first axis after the batch).
     fn steps(cx: &EmitCx) -> usize {
         cx.inputs.first().and_then(|o| o.shape.0.first().copied()).unwrap_or(1)
@@ -104,6 +112,22 @@ fn step_shape(s: &Shape) -> Shape {
 }
 
 impl LayerDef for TimeDistributed {
+    // Reshape (N, steps, ...) -> (N·steps, ...); the wrapped layer's own nodes with the steps as samples;
+    // Reshape (N·steps, out...) -> (N, steps, out...).
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let (xs, ys) = (cx.input_shape(0), cx.output_shape().clone());
+        let steps = xs.0.first().copied().unwrap_or(1);
+        let (x_step, y_step) = (step_shape(&xs), step_shape(&ys));
+        let x = cx.input(0);
+        let merged = cx.fresh("steps_as_samples");
+        cx.reshape_into(&x, &x_step.0, &merged);
+        let per_step = cx.fresh("per_step");
+        let back: Vec<usize> = std::iter::once(steps).chain(y_step.0.iter().copied()).collect();
+        cx.nested(vec![(merged, x_step)], (per_step.clone(), y_step), |inner| self.inner.onnx(inner))?;
+        cx.reshape_into(&per_step, &back, &cx.output());
+        Ok(())
+    }
+
     // Rule: (None, steps, ...) with at least one axis after the steps; the wrapped layer's rule on
     // (None, ...) gives (None, out...), and the result is (None, steps, out...).
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
