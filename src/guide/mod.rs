@@ -10,6 +10,7 @@
 //! | [`api`] | what `model!` generates: `new`, `predict`/`predict_into`, `forward`/`backward`, parameters by name, `save`/`load`, ONNX export, `SUMMARY`, `DOT`, pictures |
 //! | [`training`] | `compile`, `fit`, `evaluate`, `train_step`; losses, metrics, optimizers, schedules, early stopping, checkpoints; several outputs |
 //! | [`keras`] | porting from Keras: a table of Keras calls and their modelc equivalents, and the differences |
+//! | [`import`] | bringing a Keras `.keras` or `.h5` model in as `model!` source and weights (`modelc import`) |
 //! | [`errors`] | compile-time errors (where they appear, how to read them) and run-time errors |
 //! | [`performance`] | release builds, threads, `MODELC_NUM_THREADS`, batch sizes, allocation-free calls, the inference plan |
 //! | [`editor`] | what the errors look like in an editor with rust-analyzer, and what it needs |
@@ -91,6 +92,9 @@ pub mod training {}
 
 #[doc = include_str!("keras.md")]
 pub mod keras {}
+
+#[doc = include_str!("import.md")]
+pub mod import {}
 
 #[doc = include_str!("errors.md")]
 pub mod errors {}
