@@ -29,6 +29,10 @@ mod nested {
     use modelc::prelude::*;
     include!("fixtures/keras_import/nested.rs");
 }
+mod recurrent {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/recurrent.rs");
+}
 
 type Tensors = BTreeMap<String, ArrayD<f32>>;
 
@@ -115,4 +119,17 @@ fn weights_under_keras_own_nested_paths_load_without_a_name_map() {
     modelc::io::load(&mut m, path("nested.paths.safetensors")).unwrap();
     let out = m.predict(&nested::NestedInputs { left: view::<Ix2>(&t, "input/left"), right: view::<Ix2>(&t, "input/right") }).unwrap();
     assert_close("nested head", out.head.as_slice().unwrap(), &t["output/head"]);
+}
+
+#[test]
+fn imported_recurrent_model_predicts_what_keras_predicts() {
+    // Bidirectional LSTM (concat) and SimpleRNN (ave), GRU with and without a bias, a backwards LSTM's
+    // sequence and final cell state: weights from the cells' groups of the archive.
+    let t = io("recurrent");
+    let ids = view::<Ix2>(&t, "input/ids").mapv(|v| v as i32);
+    let mut m = loaded(recurrent::Recurrent::new(0), "recurrent");
+    let out = m.predict(&recurrent::RecurrentInputs { ids: ids.view() }).unwrap();
+    assert_close("recurrent y", out.y.as_slice().unwrap(), &t["output/y"]);
+    assert_eq!(m.param("bilstm/backward_lstm/lstm_cell/recurrent_kernel").unwrap().shape(), &[4, 16]);
+    assert_eq!(m.param("gru/gru_cell/bias").unwrap().shape(), &[2, 9]);
 }

@@ -696,6 +696,8 @@ pub fn keras_import(class: &str) -> Option<fn(&mut crate::import::args::KerasArg
         "DepthwiseConv1D" | "DepthwiseConv2D" => depthwise::Depthwise::from_keras,
         "SeparableConv1D" | "SeparableConv2D" => separable::Separable::from_keras,
         "Conv1DTranspose" | "Conv2DTranspose" => conv_transpose::ConvTranspose::from_keras,
+        "SimpleRNN" | "LSTM" | "GRU" => recurrent::Recurrent::from_keras,
+        "Bidirectional" => bidirectional::Bidirectional::from_keras,
         _ => return None,
     })
 }
