@@ -128,8 +128,8 @@ def nested():
 
 
 def recurrent():
-    """The recurrent layers: Bidirectional LSTM and SimpleRNN (two merge modes), GRU with and without a bias,
-    an LSTM going backwards whose states are used (return_state)."""
+    """The recurrent layers: Bidirectional LSTM, SimpleRNN and GRU (every merge mode but sum, one returning
+    its states), GRU with and without a bias, an LSTM going backwards whose states are used."""
     ids = keras.Input(shape=(7,), dtype="int32", name="ids")
     e = layers.Embedding(20, 5, name="embed")(ids)
     h = layers.Bidirectional(layers.LSTM(4, return_sequences=True), name="bilstm")(e)
@@ -138,7 +138,9 @@ def recurrent():
     seq, _, c = layers.LSTM(4, return_sequences=True, return_state=True, go_backwards=True, name="enc")(h)
     last = layers.SimpleRNN(2, name="rnn")(seq)
     g = layers.GRU(2, use_bias=False, name="gru_nobias")(e)
-    y = layers.Dense(2, name="y")(layers.Concatenate(name="cat")([last, c, g]))
+    f, b = layers.Bidirectional(layers.GRU(2), merge_mode=None, name="bigru")(e)
+    m, _, fc, bh, _ = layers.Bidirectional(layers.LSTM(2, return_state=True), merge_mode="mul", name="bistate")(e)
+    y = layers.Dense(2, name="y")(layers.Concatenate(name="cat")([last, c, g, f, b, m, fc, bh]))
     return keras.Model(ids, y, name="recurrent")
 
 

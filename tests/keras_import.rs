@@ -123,8 +123,9 @@ fn weights_under_keras_own_nested_paths_load_without_a_name_map() {
 
 #[test]
 fn imported_recurrent_model_predicts_what_keras_predicts() {
-    // Bidirectional LSTM (concat) and SimpleRNN (ave), GRU with and without a bias, a backwards LSTM's
-    // sequence and final cell state: weights from the cells' groups of the archive.
+    // Bidirectional LSTM (concat), SimpleRNN (ave), GRU (none: both outputs) and LSTM (mul, with its
+    // states), GRU with and without a bias, a backwards LSTM's sequence and final cell state: weights
+    // from the cells' groups of the archive.
     let t = io("recurrent");
     let ids = view::<Ix2>(&t, "input/ids").mapv(|v| v as i32);
     let mut m = loaded(recurrent::Recurrent::new(0), "recurrent");
