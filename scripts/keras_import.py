@@ -11,7 +11,7 @@ batch-normalization statistics included), and writes into tests/fixtures/keras_i
     <model>.io.safetensors    input/<name> (one fixed batch) and output/<name> (Keras' predictions)
     nested.paths.safetensors  the nested model's weights under Keras' own `w.path` names
 
-`unsupported.keras` (a Lambda, an LSTM, a masking Embedding, a mixed-precision Dense: the importer
+`unsupported.keras` (a Lambda, an LSTM given a mask by a masking Embedding, a mixed-precision Dense: the importer
 must refuse it with every reason at once), and one HDF5 file whose datasets are chunked and gzip-compressed (`chunked_gzip.weights.h5`, the
 weights of `mlp` rewritten by h5py), to test the HDF5 reader on compressed data as well.
 
@@ -127,6 +127,23 @@ def nested():
     return keras.Model([left, right], head(joined), name="nested")
 
 
+def recurrent():
+    """The recurrent layers: Bidirectional LSTM, SimpleRNN and GRU (every merge mode but sum, one returning
+    its states), GRU with and without a bias, an LSTM going backwards whose states are used."""
+    ids = keras.Input(shape=(7,), dtype="int32", name="ids")
+    e = layers.Embedding(20, 5, name="embed")(ids)
+    h = layers.Bidirectional(layers.LSTM(4, return_sequences=True), name="bilstm")(e)
+    h = layers.GRU(3, return_sequences=True, name="gru")(h)
+    h = layers.Bidirectional(layers.SimpleRNN(3, activation="relu", return_sequences=True), merge_mode="ave", name="birnn")(h)
+    seq, _, c = layers.LSTM(4, return_sequences=True, return_state=True, go_backwards=True, name="enc")(h)
+    last = layers.SimpleRNN(2, name="rnn")(seq)
+    g = layers.GRU(2, use_bias=False, name="gru_nobias")(e)
+    f, b = layers.Bidirectional(layers.GRU(2), merge_mode=None, name="bigru")(e)
+    m, _, fc, bh, _ = layers.Bidirectional(layers.LSTM(2, return_state=True), merge_mode="mul", name="bistate")(e)
+    y = layers.Dense(2, name="y")(layers.Concatenate(name="cat")([last, c, g, f, b, m, fc, bh]))
+    return keras.Model(ids, y, name="recurrent")
+
+
 def seq_attention():
     """Causal self-attention, TimeDistributed(Dense), Permute and a RepeatVector branch."""
     x = keras.Input(shape=(6, 8), name="x")
@@ -143,7 +160,7 @@ def seq_attention():
     return keras.Model(x, y, name="seq_attention")
 
 
-MODELS = [mlp, graph, vision, sequence, nested, seq_attention]
+MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention]
 
 
 def unsupported():

@@ -29,6 +29,10 @@ mod nested {
     use modelc::prelude::*;
     include!("fixtures/keras_import/nested.rs");
 }
+mod recurrent {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/recurrent.rs");
+}
 
 mod seq_attention {
     use modelc::prelude::*;
@@ -132,4 +136,18 @@ fn imported_causal_attention_with_time_distributed_permute_and_repeat_predicts_w
     assert_close("seq_attention y", out.y.as_slice().unwrap(), &t["output/y"]);
     assert_eq!(m.param("mha/attention_output/kernel").unwrap().shape(), &[2, 4, 8]);
     assert_eq!(m.param("per_step/step_dense/kernel").unwrap().shape(), &[8, 4]);
+}
+
+#[test]
+fn imported_recurrent_model_predicts_what_keras_predicts() {
+    // Bidirectional LSTM (concat), SimpleRNN (ave), GRU (none: both outputs) and LSTM (mul, with its
+    // states), GRU with and without a bias, a backwards LSTM's sequence and final cell state: weights
+    // from the cells' groups of the archive.
+    let t = io("recurrent");
+    let ids = view::<Ix2>(&t, "input/ids").mapv(|v| v as i32);
+    let mut m = loaded(recurrent::Recurrent::new(0), "recurrent");
+    let out = m.predict(&recurrent::RecurrentInputs { ids: ids.view() }).unwrap();
+    assert_close("recurrent y", out.y.as_slice().unwrap(), &t["output/y"]);
+    assert_eq!(m.param("bilstm/backward_lstm/lstm_cell/recurrent_kernel").unwrap().shape(), &[4, 16]);
+    assert_eq!(m.param("gru/gru_cell/bias").unwrap().shape(), &[2, 9]);
 }

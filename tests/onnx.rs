@@ -392,6 +392,30 @@ model! {
 }
 
 model! {
+    /// Recurrent kinds with the default activations (tract runs those): LSTM with sequences, states and
+    /// initial states, GRU going backwards from a state, SimpleRNN without a bias, Bidirectional in every
+    /// merge mode, going backwards, with states and initial states.
+    pub struct RecurrentKinds {
+        input seq: [6, 3];
+        input h0: [4];
+        input c0: [4];
+        let (s, h, c) = LSTM(4, return_sequences = true, return_state = true)(seq, initial_state = [h0, c0]);
+        let g = GRU(4, return_sequences = true, go_backwards = true)(s, initial_state = [h]);
+        let r = SimpleRNN(3, use_bias = false)(g);
+        let b = Bidirectional(LSTM(3, return_sequences = true))(seq);
+        let bs = Bidirectional(GRU(2, return_sequences = true), merge_mode = sum)(b);
+        let bm = Bidirectional(SimpleRNN(2, return_sequences = true, go_backwards = true), merge_mode = mul)(bs);
+        let (fw, bw) = Bidirectional(GRU(2, go_backwards = true), merge_mode = none)(seq);
+        let (ba, fh, fc, bh, bc) = Bidirectional(LSTM(4, return_state = true), merge_mode = ave)(seq, initial_state = [h0, c0, c, h]);
+        output y = Concatenate()([r, fw, bw, ba, fh, fc, bh, bc, c]);
+        output m = bm;
+        let (sf, sb, sfh, sbh) = Bidirectional(SimpleRNN(3, return_sequences = true, return_state = true), merge_mode = none)(g);
+        output sq = Concatenate()([sf, sb]);
+        output sh = Concatenate()([sfh, sbh]);
+    }
+}
+
+model! {
     /// TimeDistributed around Conv2D, MaxPooling2D and TimeDistributed(Dense) on frames, and a Permute of rank 4.
     pub struct FrameKinds {
         input frames: [3, 6, 5, 2];
@@ -437,6 +461,34 @@ fn sequence_glue_and_attention_export_and_run_in_tract() {
     check!(FrameKinds, FrameKindsInputs { frames: f32 });
     check!(SelfAttention, SelfAttentionInputs { x: f32 });
     check!(CrossAttention, CrossAttentionInputs { q: f32, v: f32, k: f32, m: f32, row: f32, grid: f32 });
+}
+
+model! {
+    /// Recurrent layers with other activations than tanh and sigmoid, which ONNX writes in the
+    /// operators' `activations` attribute (with `activation_alpha` for elu, leaky_relu, linear).
+    pub struct RecurrentActivations {
+        input seq: [5, 3];
+        let a = SimpleRNN(3, activation = relu, return_sequences = true)(seq);
+        let b = LSTM(3, activation = elu, return_sequences = true)(a);
+        let c = GRU(3, activation = linear, recurrent_activation = relu, return_sequences = true)(b);
+        let d = LSTM(3, activation = softplus, recurrent_activation = tanh, return_sequences = true, go_backwards = true)(c);
+        output y = Bidirectional(GRU(2, activation = leaky_relu))(d);
+        output z = SimpleRNN(2, activation = linear)(c);
+    }
+}
+
+/// The recurrent layers export as ONNX `LSTM`, `GRU` and `RNN` (seq-major, one direction each,
+/// `go_backwards` as a reversal of the steps before the operator), which tract runs.
+#[test]
+fn recurrent_layers_export_and_run_in_tract() {
+    check!(RecurrentKinds, RecurrentKindsInputs { seq: f32, h0: f32, c0: f32 });
+}
+
+/// tract 0.22 reads neither `activations` nor `direction` of the recurrent operators (it always runs
+/// the ONNX defaults): the other activations are checked with onnxruntime (`MODELC_CI_PYTHON`).
+#[test]
+fn recurrent_activations_match_onnxruntime() {
+    check!(@tract false, RecurrentActivations, RecurrentActivationsInputs { seq: f32 });
 }
 
 /// Bilinear `UpSampling2D` exports as `Resize(mode = linear, coordinate_transformation_mode =

@@ -25,6 +25,10 @@ pub enum Attr {
     Float(f32),
     /// `STRING`.
     Str(&'static str),
+    /// `STRINGS`.
+    Strs(Vec<&'static str>),
+    /// `FLOATS`.
+    Floats(Vec<f32>),
 }
 
 /// One ONNX node.
@@ -79,6 +83,7 @@ pub struct OnnxCx {
     output: String,
     output_shape: Shape,
     params: Vec<String>,
+    extra_outputs: Vec<String>,
     prefix: String,
     fresh: usize,
     nodes: Vec<Node>,
@@ -96,6 +101,7 @@ impl OnnxCx {
             output: output.0,
             output_shape: output.1,
             params,
+            extra_outputs: Vec::new(),
             prefix,
             fresh: 0,
             nodes: Vec::new(),
@@ -121,6 +127,19 @@ impl OnnxCx {
     /// The value name the layer's last node must write.
     pub fn output(&self) -> String {
         self.output.clone()
+    }
+
+    /// The value names of the further results of a layer that returns several tensors
+    /// ([`LayerDef::result_names`] after the first), in result order.
+    pub fn with_extra_outputs(mut self, names: Vec<String>) -> Self {
+        self.extra_outputs = names;
+        self
+    }
+
+    /// The value name result `k >= 1` must be written to (as [`crate::layers::EmitCx::y_extra`]): a layer
+    /// that returns several tensors writes each of them.
+    pub fn extra_output(&self, k: usize) -> String {
+        self.extra_outputs.get(k.wrapping_sub(1)).cloned().unwrap_or_default()
     }
 
     /// The per-sample shape of the result.
@@ -305,7 +324,8 @@ pub fn describe(plan: &Plan) -> Result<Described, String> {
             .iter()
             .map(|p| p.name.clone())
             .collect();
-        let mut cx = OnnxCx::new(inputs, (value_name(plan, call.output), shape(call.output)), params, format!("{}/call{k}", layer.name));
+        let mut cx = OnnxCx::new(inputs, (value_name(plan, call.output), shape(call.output)), params, format!("{}/call{k}", layer.name))
+            .with_extra_outputs(call.extra.iter().map(|&v| value_name(plan, v)).collect());
         kind.onnx(&mut cx).map_err(|e| unsupported(&layer.name, layer.keras_type, e))?;
         let (n, c) = cx.finish();
         nodes.extend(n);
@@ -333,6 +353,11 @@ pub fn graph_tokens(plan: &Plan) -> TokenStream {
                     quote!(#p::AttrValue::Float(f32::from_bits(#bits)))
                 }
                 Attr::Str(t) => quote!(#p::AttrValue::Str(#t)),
+                Attr::Strs(v) => quote!(#p::AttrValue::Strs(&[#(#v),*])),
+                Attr::Floats(v) => {
+                    let bits = v.iter().map(|f| f.to_bits());
+                    quote!(#p::AttrValue::Floats(&[#(f32::from_bits(#bits)),*]))
+                }
             };
             quote!(#p::Attr { name: #k, value: #v })
         });

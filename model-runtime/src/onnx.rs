@@ -84,6 +84,10 @@ pub enum AttrValue {
     Float(f32),
     /// `STRING`.
     Str(&'static str),
+    /// `STRINGS` (a recurrent operator's `activations`).
+    Strs(&'static [&'static str]),
+    /// `FLOATS` (a recurrent operator's `activation_alpha`).
+    Floats(&'static [f32]),
 }
 
 /// A constant initializer that is not a parameter.
@@ -230,6 +234,14 @@ fn attr_proto(a: &Attr) -> proto::AttributeProto {
         AttrValue::Str(t) => {
             p.s = Some(t.as_bytes().to_vec());
             p.r#type = Some(AttributeType::String as i32);
+        }
+        AttrValue::Strs(v) => {
+            p.strings = v.iter().map(|t| t.as_bytes().to_vec()).collect();
+            p.r#type = Some(AttributeType::Strings as i32);
+        }
+        AttrValue::Floats(v) => {
+            p.floats = v.to_vec();
+            p.r#type = Some(AttributeType::Floats as i32);
         }
     }
     p

@@ -61,8 +61,20 @@ fn layer(f: &File, path: &str, sub: &str, prefix: &str, out: &mut LayerWeights) 
     if f.group(&format!("{path}/layers")).is_ok() {
         walk(f, &format!("{path}/layers"), &format!("{full}/"), out)?;
     }
+    // A recurrent layer's weights are its cell's (`lstm/cell/vars`, named `lstm_cell`); a Bidirectional
+    // layer's are its two layers' cells, keyed as modelc names them after the cell
+    // (`bi/forward_lstm/lstm_cell`, whatever Keras named the wrapped layer).
+    cell(f, path, &full, out)?;
+    for side in ["forward", "backward"] {
+        let wrapped = format!("{path}/{side}_layer");
+        if let Some(name) = cell(f, &wrapped, "", &mut LayerWeights::new())? {
+            let kind = name.strip_suffix("_cell").unwrap_or(&name);
+            cell(f, &wrapped, &format!("{full}/{side}_{kind}"), out)?;
+        }
+    }
+    const HANDLED: [&str; 5] = ["vars", "layers", "cell", "forward_layer", "backward_layer"];
     for inner in f.group(path).and_then(|g| g.groups()).map_err(|e| err(path, e))? {
-        if inner != "vars" && inner != "layers" && f.group(&format!("{path}/{inner}/vars")).is_ok() {
+        if !HANDLED.contains(&inner.as_str()) && f.group(&format!("{path}/{inner}/vars")).is_ok() {
             layer(f, &format!("{path}/{inner}"), &inner, &format!("{full}/"), out)?;
         }
     }
@@ -77,6 +89,42 @@ fn layer(f: &File, path: &str, sub: &str, prefix: &str, out: &mut LayerWeights) 
         out.insert(full, ws);
     }
     Ok(())
+}
+
+/// The weights of the recurrent cell of the layer at group `layer` (`<layer>/cell/vars`), under
+/// `<full>/<cell name>`: the cell's name, or `None` when the layer has no cell.
+fn cell(f: &File, layer: &str, full: &str, out: &mut LayerWeights) -> Result<Option<String>, ImportError> {
+    let vars = format!("{layer}/cell/vars");
+    let Ok(g) = f.group(&vars) else { return Ok(None) };
+    let attrs = g.attrs().map_err(|e| err(&vars, e))?;
+    let Some(name) = attrs.get("name").and_then(string) else { return Ok(None) };
+    let mut idx: Vec<usize> = g.datasets().map_err(|e| err(&vars, e))?.iter().filter_map(|d| d.parse().ok()).collect();
+    idx.sort_unstable();
+    let mut ws = Vec::new();
+    for i in idx {
+        ws.push(read(f, &format!("{vars}/{i}"))?);
+    }
+    if !ws.is_empty() {
+        out.insert(format!("{full}/{name}"), ws);
+    }
+    Ok(Some(name))
+}
+
+/// A Bidirectional layer's weight name as modelc names it: Keras names the wrapped copies after the
+/// wrapped layer (`bi/forward_lstm_1/lstm_cell/kernel`), modelc after the cell (`bi/forward_lstm/...`).
+fn wrapped_rnn_name(name: &str) -> String {
+    let mut parts: Vec<String> = name.split('/').map(str::to_string).collect();
+    for i in 0..parts.len().saturating_sub(1) {
+        let cell = parts.get(i + 1).and_then(|c| c.strip_suffix("_cell")).map(str::to_string);
+        if let (Some(part), Some(kind)) = (parts.get_mut(i), cell) {
+            for side in ["forward_", "backward_"] {
+                if part.starts_with(side) {
+                    *part = format!("{side}{kind}");
+                }
+            }
+        }
+    }
+    parts.join("/")
 }
 
 /// A legacy `.h5` file's config, Keras version and weights.
@@ -96,7 +144,7 @@ pub fn legacy(bytes: Vec<u8>) -> Result<(String, String, LayerWeights), ImportEr
         let gpath = format!("model_weights/{top}");
         let attrs = f.group(&gpath).and_then(|g| g.attrs()).map_err(|e| err(&gpath, e))?;
         for wn in attrs.get("weight_names").map(strings).unwrap_or_default() {
-            let full = legacy_name(&top, &wn);
+            let full = wrapped_rnn_name(&legacy_name(&top, &wn));
             let layer = full.rsplit_once('/').map(|(l, _)| l.to_string()).unwrap_or_default();
             let w = read(&f, &format!("{gpath}/{wn}"))?;
             out.entry(layer).or_default().push(w);
@@ -131,6 +179,9 @@ mod tests {
         assert_eq!(legacy_name("hidden", "mlp/hidden/kernel"), "hidden/kernel");
         assert_eq!(legacy_name("tower", "tower_dense1/kernel"), "tower/tower_dense1/kernel");
         assert_eq!(legacy_name("head", "head/head_dense1/bias"), "head/head_dense1/bias");
+        assert_eq!(wrapped_rnn_name("bi/forward_lstm_1/lstm_cell/kernel"), "bi/forward_lstm/lstm_cell/kernel");
+        assert_eq!(wrapped_rnn_name("bi/backward_enc/gru_cell/bias"), "bi/backward_gru/gru_cell/bias");
+        assert_eq!(wrapped_rnn_name("forward_dense/kernel"), "forward_dense/kernel");
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct KerasArgs<'a> {
     pub args: Vec<String>,
     /// What cannot be translated, each with what to do.
     pub problems: Vec<String>,
+    /// How many tensors a call of the layer returns (`return_state = True`: the output and the states).
+    pub results: usize,
 }
 
 /// A JSON value written as a `model!` argument value: `3`, `0.5`, `true`, `same`, `(3, 3)`, `(16,)`.
@@ -71,7 +73,7 @@ impl<'a> KerasArgs<'a> {
     /// `build_config` are the importer's business and count as read.
     pub fn new(class: &'a str, config: &'a Map<String, Value>) -> Self {
         let used = ["name", "trainable", "dtype"].iter().map(|s| s.to_string()).collect();
-        KerasArgs { class, config, used, args: Vec::new(), problems: Vec::new() }
+        KerasArgs { class, config, used, args: Vec::new(), problems: Vec::new(), results: 1 }
     }
 
     /// The Keras class being read.
@@ -231,6 +233,27 @@ impl<'a> KerasArgs<'a> {
         }
         let ctor = format!("{class}({})", args.join(", "));
         self.args.push(if positional { ctor } else { format!("{key} = {ctor}") });
+    }
+
+    /// The layer config nested under `key` (a wrapper's `{"class_name": "LSTM", "config": {..}}`), edited by
+    /// `edit`, translated by its class's own mapping: the class, the arguments and the result count of
+    /// its constructor. Its problems are this layer's, naming `key`; `None` when it cannot be translated.
+    pub fn nested_layer(&mut self, key: &str, edit: impl FnOnce(&mut Map<String, Value>)) -> Option<(String, Vec<String>, usize)> {
+        let v = self.get(key)?;
+        let class = v.get("class_name").and_then(Value::as_str).unwrap_or("");
+        let (Some(map), Some(config)) = (crate::layers::keras_import(class), v.get("config").and_then(Value::as_object)) else {
+            self.problem(format!("`{key}` = {v} is not a layer modelc has"));
+            return None;
+        };
+        let mut config = config.clone();
+        edit(&mut config);
+        let mut inner = KerasArgs::new(class, &config);
+        map(&mut inner);
+        let results = inner.results;
+        let (args, problems) = inner.finish();
+        let failed = !problems.is_empty();
+        self.problems.extend(problems.into_iter().map(|p| format!("`{key}` ({class}): {p}")));
+        (!failed).then(|| (class.to_string(), args, results))
     }
 
     /// Reports every key of the config that was not read and is not `null`.

@@ -290,12 +290,13 @@ impl Cx<'_> {
         };
         let mut a = KerasArgs::new(entry.class, entry.config);
         map(&mut a);
+        let results = a.results;
         let (mut args, problems) = a.finish();
         for p in problems {
             self.problem(&entry.name, entry.class, &p);
         }
         args.extend(extra);
-        Some((format!("{}({})", entry.class, args.join(", ")), 1))
+        Some((format!("{}({})", entry.class, args.join(", ")), results))
     }
 
     fn functional(&mut self, model: &str, config: &Map<String, Value>) -> Option<Body> {
@@ -337,9 +338,6 @@ impl Cx<'_> {
             }
             pending.extend((0..e.nodes.len()).map(|k| (i, k)));
         }
-        if !self.problems.is_empty() {
-            return None;
-        }
         // Which tensors are read by a later call (an output read elsewhere needs a `let`).
         let mut consumed: BTreeSet<TensorRef> = BTreeSet::new();
         let mut node_refs: BTreeMap<(usize, usize), Vec<TensorRef>> = BTreeMap::new();
@@ -348,6 +346,8 @@ impl Cx<'_> {
             let (Some(e), mut r) = (entries.get(i), Vec::new()) else { continue };
             let node = e.nodes.get(k).copied().unwrap_or(&Value::Null);
             let args = node.get("args").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+            // A layer refused already (it has no constructor) gets no second problem for its calls.
+            let translated = ctors.contains_key(&e.name);
             // Keras' positional tensors (`mha(query, value, key)`), or one list of tensors.
             let mut call_args = Vec::new();
             let mut ok = !args.is_empty();
@@ -357,19 +357,24 @@ impl Cx<'_> {
                 r.extend(t.iter().cloned());
                 call_args.push(CallArg { key: None, value: CallValue::Tensors(t, a.is_array()) });
             }
-            if !ok {
+            if !ok && translated {
                 self.problem(&e.name, e.class, "a call with other than tensors or one list of tensors is not supported");
             }
             // Call keywords: tensors (`attention_mask = m`) and flags (`use_causal_mask = true`), checked by
             // the layer when the generated model compiles.
             let kwargs = node.get("kwargs").and_then(Value::as_object);
-            for (kw, v) in kwargs.into_iter().flatten() {
+            for (kw, v) in kwargs.into_iter().flatten().filter(|_| translated) {
                 let mut t = Vec::new();
                 let value = match v {
                     Value::Null => continue,
                     Value::Bool(_) if kw == "training" => continue,
+                    _ if kw == "mask" => {
+                        self.problem(&e.name, e.class, "it is given a mask (by a masking Embedding or a Masking layer before it), and modelc has no masks: remove the masking and save again");
+                        continue;
+                    }
                     Value::Bool(b) => CallValue::Literal(b.to_string()),
                     Value::Object(_) if refs(v, &mut t) => CallValue::Tensors(t.clone(), false),
+                    Value::Array(_) if refs(v, &mut t) => CallValue::Tensors(t.clone(), true),
                     _ => {
                         self.problem(
                             &e.name,
@@ -385,6 +390,11 @@ impl Cx<'_> {
             consumed.extend(r.iter().cloned());
             node_refs.insert((i, k), r);
             node_args.insert((i, k), call_args);
+        }
+        // After the calls' checks too, so that a layer refused for how it is called (a mask) is listed
+        // with those refused for their arguments.
+        if !self.problems.is_empty() {
+            return None;
         }
         let shared: BTreeSet<usize> = entries.iter().enumerate().filter(|(_, e)| e.nodes.len() > 1).map(|(i, _)| i).collect();
         let mut declared: BTreeSet<usize> = BTreeSet::new();

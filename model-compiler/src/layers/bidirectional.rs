@@ -7,11 +7,16 @@
 //! before merging, and the weights are `bidirectional/forward_lstm/lstm_cell/kernel` and
 //! `bidirectional/backward_lstm/lstm_cell/kernel` (the wrapped layer's default name after `forward_`
 //! or `backward_`).
+//!
+//! Keras import nests the wrapped layer's constructor (`Bidirectional(LSTM(8), merge_mode = sum)`);
+//! ONNX export runs the wrapped layer's operator once per direction and merges with standard operators.
 
 use super::args::ArgReader;
 use super::recurrent::{CellKind, Recurrent};
 use super::{EmitCx, InferCx, LayerDef, LayerKind, ParamDecl};
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
+use crate::onnx::{Attr, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -179,7 +184,96 @@ impl Bidirectional {
     }
 }
 
+impl Bidirectional {
+    /// Keras import: `Bidirectional(LSTM(...), merge_mode = sum)`, the wrapped layer translated by its own
+    /// mapping. modelc's backward layer is the forward one going the other way, so Keras'
+    /// `backward_layer` must be that (Keras' default); `merge_mode = None` is `none`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        let forward = a.nested_layer("layer", |_| {});
+        let flip = |c: &mut serde_json::Map<String, serde_json::Value>| {
+            let backwards = c.get("go_backwards").and_then(serde_json::Value::as_bool).unwrap_or(false);
+            c.insert(String::from("go_backwards"), serde_json::Value::Bool(!backwards));
+        };
+        let backward = a.nested_layer("backward_layer", flip);
+        let merge = match a.get("merge_mode") {
+            None => Some("none"),
+            Some(serde_json::Value::String(m)) if m == "concat" => None,
+            Some(serde_json::Value::String(m)) => Some(m.as_str()),
+            Some(v) => {
+                a.problem(format!("`merge_mode` = {v} is not a merge mode"));
+                None
+            }
+        };
+        if let Some((class, args, results)) = forward {
+            if !WRAPPABLE.contains(&class.as_str()) {
+                a.problem(format!("Bidirectional wraps a recurrent layer ({}) in modelc, not {class}", super::args::list(WRAPPABLE)));
+                return;
+            }
+            if backward.as_ref().is_some_and(|b| b.1 != args) {
+                a.problem(String::from(
+                    "a `backward_layer` other than a copy of `layer` going backwards is not supported: build the Bidirectional layer without `backward_layer` and save again",
+                ));
+            }
+            a.args.push(format!("{class}({})", args.join(", ")));
+            if let Some(m) = merge {
+                a.args.push(format!("merge_mode = {m}"));
+            }
+            // The forward layer's results: its output (two with `none`) and, with `return_state`, both
+            // layers' states.
+            let outputs = if merge == Some("none") { 2 } else { 1 };
+            a.results = outputs + 2 * (results - 1);
+        }
+    }
+}
+
 impl LayerDef for Bidirectional {
+    // The wrapped layer's ONNX operator twice (see `Recurrent::onnx_run`): forward in its own direction,
+    // backward in the other, whose sequence is flipped back to time order (Gather on the steps); then
+    // the merge (`Concat` on the last axis, `Add`, `Mul`, `Add` then half, or both results with
+    // `none`) and the forward layer's, then the backward layer's, final states.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let s = self.states();
+        let states: Vec<String> = (1..cx.n_inputs()).map(|i| cx.input(i)).collect();
+        let (fs, bs) = (states.get(..s).unwrap_or(&[]), states.get(s..).unwrap_or(&[]));
+        let x = cx.input(0);
+        let n = self.layer.n_params();
+        let fw = self.layer.onnx_run(cx, &x, self.layer.go_backwards, 0, fs)?;
+        let bw = self.layer.onnx_run(cx, &x, !self.layer.go_backwards, n, bs)?;
+        let yb = match cx.input_shape(0).0.as_slice() {
+            [steps, _] if self.layer.return_sequences => {
+                let rev: Vec<i64> = (0..*steps as i64).rev().collect();
+                let idx = cx.const_i64(&rev);
+                cx.op("Gather", &[&bw.y, &idx], vec![("axis", Attr::Int(1))])
+            }
+            _ => bw.y.clone(),
+        };
+        let out = cx.output();
+        match self.merge {
+            Merge::Concat => cx.node("Concat", &[&fw.y, &yb], &[&out], vec![("axis", Attr::Int(-1))]),
+            Merge::Sum => cx.node("Add", &[&fw.y, &yb], &[&out], Vec::new()),
+            Merge::Mul => cx.node("Mul", &[&fw.y, &yb], &[&out], Vec::new()),
+            Merge::Ave => {
+                let sum = cx.op("Add", &[&fw.y, &yb], Vec::new());
+                let half = cx.scalar(0.5);
+                cx.node("Mul", &[&sum, &half], &[&out], Vec::new());
+            }
+            Merge::None => {
+                cx.node("Identity", &[&fw.y], &[&out], Vec::new());
+                cx.node("Identity", &[&yb], &[&cx.extra_output(1)], Vec::new());
+            }
+        }
+        if self.layer.return_state {
+            let mut k = self.first_state();
+            for run in [&fw, &bw] {
+                for v in std::iter::once(&run.h).chain(run.c.as_ref()) {
+                    cx.node("Identity", &[v], &[&cx.extra_output(k)], Vec::new());
+                    k += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
     // Rule (Keras): as the wrapped layer on a sequence; `concat` doubles the last axis, `none` returns
     // both directions' outputs; initial states are the forward layer's, then the backward layer's.
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
@@ -343,5 +437,46 @@ impl LayerDef for Bidirectional {
             __ws.scratch[#w6] = __dyf;
             __ws.scratch[#w7] = __dyb;
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn import(config: serde_json::Value) -> (Vec<String>, Vec<String>, usize) {
+        let mut a = KerasArgs::new("Bidirectional", config.as_object().unwrap());
+        Bidirectional::from_keras(&mut a);
+        let results = a.results;
+        let (args, problems) = a.finish();
+        (args, problems, results)
+    }
+
+    fn lstm(name: &str, go_backwards: bool) -> serde_json::Value {
+        json!({"class_name": "LSTM", "config": {"name": name, "units": 4, "return_state": true, "go_backwards": go_backwards}})
+    }
+
+    #[test]
+    fn keras_bidirectional_nests_the_wrapped_constructor() {
+        let (args, problems, results) =
+            import(json!({"merge_mode": null, "layer": lstm("forward_lstm_3", false), "backward_layer": lstm("backward_lstm_3", true)}));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(args, ["LSTM(4, return_state = true)", "merge_mode = none"]);
+        assert_eq!(results, 6, "two outputs, then h and c of each direction");
+        let (args, _, results) = import(json!({"merge_mode": "concat", "layer": lstm("f", true), "backward_layer": lstm("b", false)}));
+        assert_eq!((args, results), (vec![String::from("LSTM(4, return_state = true, go_backwards = true)")], 5));
+    }
+
+    #[test]
+    fn keras_bidirectional_with_another_backward_layer_or_a_refused_inner_argument_is_reported() {
+        let (_, problems, _) = import(json!({"merge_mode": "sum", "layer": lstm("f", false), "backward_layer": lstm("b", false)}));
+        assert!(problems.len() == 1 && problems[0].contains("backward_layer"), "{problems:#?}");
+        let inner = json!({"class_name": "GRU", "config": {"units": 3, "dropout": 0.5}});
+        let (_, problems, _) = import(json!({"layer": inner, "merge_mode": "mul"}));
+        assert!(problems.len() == 1 && problems[0].contains("`layer` (GRU): `dropout` = 0.5"), "{problems:#?}");
+        let (_, problems, _) = import(json!({"layer": {"class_name": "Dense", "config": {"units": 3}}}));
+        assert!(problems.iter().any(|p| p.contains("not Dense")), "{problems:#?}");
     }
 }

@@ -700,6 +700,8 @@ pub fn keras_import(class: &str) -> Option<fn(&mut crate::import::args::KerasArg
         "Permute" => permute::Permute::from_keras,
         "TimeDistributed" => time_distributed::TimeDistributed::from_keras,
         "MultiHeadAttention" => attention::MultiHeadAttention::from_keras,
+        "SimpleRNN" | "LSTM" | "GRU" => recurrent::Recurrent::from_keras,
+        "Bidirectional" => bidirectional::Bidirectional::from_keras,
         _ => return None,
     })
 }

@@ -8,15 +8,22 @@
 //! recurrent bias); gate order LSTM i, f, c, o and GRU z, r, h. The weights are named as Keras 3
 //! names them, through the cell: `lstm/lstm_cell/kernel`. With `return_state = true` a call returns
 //! the output and the final states: `let (y, h, c) = LSTM(8, return_state = true)(x);`.
+//!
+//! Keras import maps the config one to one (dropout, `stateful` and GRU's `reset_after = False` are
+//! refused). ONNX export is one forward `RNN` / `LSTM` / `GRU` operator per direction, the Keras weights
+//! converted in the graph (`Recurrent::onnx_run`).
 
 use super::args::ArgReader;
 use super::weights::{role, WeightArgs};
 use super::{Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::ast::ArgKind;
 use crate::diag::Diagnostic;
+use crate::import::args::KerasArgs;
+use crate::onnx::{Attr, OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
+use serde_json::{json, Value};
 
 /// The recurrent cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +55,15 @@ impl CellKind {
     pub(crate) fn keras(self) -> &'static str {
         match self {
             CellKind::Simple => "SimpleRNN",
+            CellKind::Lstm => "LSTM",
+            CellKind::Gru => "GRU",
+        }
+    }
+
+    /// The ONNX operator of the cell.
+    fn onnx_op(self) -> &'static str {
+        match self {
+            CellKind::Simple => "RNN",
             CellKind::Lstm => "LSTM",
             CellKind::Gru => "GRU",
         }
@@ -287,6 +303,238 @@ impl Recurrent {
     }
 }
 
+/// What one direction of a recurrent layer gives in ONNX (batch first): the output (`[N, T, u]` with
+/// `return_sequences`, in processing order as Keras returns it, else `[N, u]`) and the final states.
+pub(crate) struct OnnxRun {
+    /// The output.
+    pub y: String,
+    /// The final `h`, `[N, u]`.
+    pub h: String,
+    /// The final `c` of an LSTM, `[N, u]`.
+    pub c: Option<String>,
+}
+
+/// An activation of a recurrent ONNX operator: its name, and its alpha and beta when it takes them.
+type OnnxAct = (&'static str, Option<(f32, f32)>);
+
+/// The ONNX name of an activation as a recurrent operator's `activations` entry, with its alpha and beta
+/// when it takes them (ONNX consumes `activation_alpha`/`activation_beta` in order, one per activation
+/// that takes them).
+fn onnx_act(act: Act) -> Result<OnnxAct, OnnxError> {
+    Ok(match act {
+        Act::Tanh => ("Tanh", None),
+        Act::Sigmoid => ("Sigmoid", None),
+        Act::Relu => ("Relu", None),
+        Act::Softplus => ("Softplus", None),
+        Act::Linear => ("Affine", Some((1.0, 0.0))),
+        Act::Elu => ("Elu", Some((1.0, 0.0))),
+        Act::LeakyRelu => ("LeakyRelu", Some((0.2, 0.0))),
+        Act::Gelu | Act::Silu | Act::Softmax => {
+            return Err(OnnxError::Unsupported(format!(
+                "ONNX's recurrent operators have no `{}` activation (they take tanh, sigmoid, relu, softplus, elu, leaky_relu, linear)",
+                act.keras_name()
+            )))
+        }
+    })
+}
+
+/// Columns `[from, to)` of axis `axis` of `x`.
+fn slice(cx: &mut OnnxCx, x: &str, axis: i64, from: usize, to: usize) -> String {
+    let (s, e, a) = (cx.const_i64(&[from as i64]), cx.const_i64(&[to as i64]), cx.const_i64(&[axis]));
+    cx.op("Slice", &[x, &s, &e, &a], Vec::new())
+}
+
+impl Recurrent {
+    /// The `activations` (and `activation_alpha`, `activation_beta` when one takes them) of the ONNX
+    /// operator: LSTM f, g, h (gates, cell, output); GRU f, g; RNN f.
+    fn onnx_activations(&self) -> Result<Vec<(&'static str, Attr)>, OnnxError> {
+        let (rec, act) = (onnx_act(self.recurrent_activation)?, onnx_act(self.activation)?);
+        let all = match self.cell {
+            CellKind::Simple => vec![act],
+            CellKind::Gru => vec![rec, act],
+            CellKind::Lstm => vec![rec, act, act],
+        };
+        let mut attrs = vec![("activations", Attr::Strs(all.iter().map(|a| a.0).collect()))];
+        let params: Vec<(f32, f32)> = all.iter().filter_map(|a| a.1).collect();
+        if !params.is_empty() {
+            attrs.push(("activation_alpha", Attr::Floats(params.iter().map(|p| p.0).collect())));
+            attrs.push(("activation_beta", Attr::Floats(params.iter().map(|p| p.1).collect())));
+        }
+        Ok(attrs)
+    }
+
+    /// Keras' gate blocks of `w` along `axis` in ONNX's order: an LSTM's i, f, c, o become i, o, f, c;
+    /// SimpleRNN's one gate and GRU's z, r, h are already in ONNX's order.
+    fn onnx_gates(&self, cx: &mut OnnxCx, w: &str, axis: i64) -> String {
+        if self.cell != CellKind::Lstm {
+            return w.to_string();
+        }
+        let u = self.units;
+        let [i, f, c, o] = [0, 1, 2, 3].map(|g| slice(cx, w, axis, g * u, (g + 1) * u));
+        cx.op("Concat", &[&i, &o, &f, &c], vec![("axis", Attr::Int(axis))])
+    }
+
+    /// `W` `[1, G·u, F]`, `R` `[1, G·u, u]` and `B` `[1, 2·G·u]` (input then recurrent bias; `None`
+    /// without a bias) of the ONNX operator, from the Keras parameters `first..` (kernel `[F, G·u]`,
+    /// recurrent kernel `[u, G·u]`, bias `[G·u]`, or GRU's `[2, G·u]` of input and recurrent biases).
+    fn onnx_weights(&self, cx: &mut OnnxCx, first: usize, features: usize) -> (String, String, Option<String>) {
+        let (u, gu) = (self.units as i64, self.gu() as i64);
+        let matrix = |cx: &mut OnnxCx, p: usize, cols: i64| {
+            let w = self.onnx_gates(cx, &cx.param(p), 1);
+            let t = cx.transpose(&w, &[1, 0]);
+            cx.reshape_exact(&t, &[1, gu, cols])
+        };
+        let w = matrix(cx, first, features as i64);
+        let r = matrix(cx, first + 1, u);
+        let b = self.use_bias.then(|| match self.cell {
+            CellKind::Gru => cx.reshape_exact(&cx.param(first + 2), &[1, 2 * gu]),
+            _ => {
+                let wb = self.onnx_gates(cx, &cx.param(first + 2), 0);
+                let zeros = cx.const_f32(&[gu], &vec![0.0; self.gu()]);
+                let both = cx.op("Concat", &[&wb, &zeros], vec![("axis", Attr::Int(0))]);
+                cx.reshape_exact(&both, &[1, 2 * gu])
+            }
+        });
+        (w, r, b)
+    }
+
+    /// One direction of the layer on `x` (batch first, `[N, T, F]`) as a forward ONNX `RNN`, `LSTM` or
+    /// `GRU` with the parameters `first..` and the initial states `states` (`[N, u]` each, none or all
+    /// of the cell's). `go_backwards` reverses the sequence before the operator (Keras' semantics: the
+    /// output sequence stays in processing order), so no runtime needs the `direction` attribute.
+    pub(crate) fn onnx_run(
+        &self,
+        cx: &mut OnnxCx,
+        x: &str,
+        go_backwards: bool,
+        first: usize,
+        states: &[String],
+    ) -> Result<OnnxRun, OnnxError> {
+        let (steps, features) = match cx.input_shape(0).0.as_slice() {
+            [t, f] => (*t, *f),
+            _ => return Err(OnnxError::Unsupported(String::from("the operand is not a sequence (None, steps, features)"))),
+        };
+        let acts = self.onnx_activations()?;
+        let u = self.units as i64;
+        let xt = cx.transpose(x, &[1, 0, 2]);
+        let xt = if go_backwards {
+            let rev: Vec<i64> = (0..steps as i64).rev().collect();
+            let idx = cx.const_i64(&rev);
+            cx.op("Gather", &[&xt, &idx], vec![("axis", Attr::Int(0))])
+        } else {
+            xt
+        };
+        let (w, r, b) = self.onnx_weights(cx, first, features);
+        let state = |cx: &mut OnnxCx, i: usize| states.get(i).map(|s| cx.reshape_exact(s, &[1, -1, u])).unwrap_or_default();
+        let h0 = state(cx, 0);
+        let mut ins = vec![xt, w, r, b.unwrap_or_default(), String::new(), h0];
+        if self.cell == CellKind::Lstm {
+            ins.push(state(cx, 1));
+        }
+        while ins.last().is_some_and(String::is_empty) {
+            ins.pop();
+        }
+        let (y, yh) = (cx.fresh("y"), cx.fresh("y_h"));
+        let yc = (self.cell == CellKind::Lstm).then(|| cx.fresh("y_c"));
+        let mut outs = vec![y.as_str(), yh.as_str()];
+        outs.extend(yc.as_deref());
+        let mut attrs = vec![("hidden_size", Attr::Int(u))];
+        attrs.extend(acts);
+        if self.cell == CellKind::Gru {
+            attrs.push(("linear_before_reset", Attr::Int(1)));
+        }
+        let ins: Vec<&str> = ins.iter().map(String::as_str).collect();
+        cx.node(self.cell.onnx_op(), &ins, &outs, attrs);
+        let h = cx.reshape_exact(&yh, &[-1, u]);
+        let c = yc.map(|c| cx.reshape_exact(&c, &[-1, u]));
+        let y = if self.return_sequences {
+            // [T, 1, N, u] -> [N, T, 1, u] -> [N, T, u]
+            let t = cx.transpose(&y, &[2, 0, 1, 3]);
+            cx.reshape_exact(&t, &[-1, steps as i64, u])
+        } else {
+            h.clone()
+        };
+        Ok(OnnxRun { y, h, c })
+    }
+}
+
+impl Recurrent {
+    /// Keras import: `SimpleRNN` / `LSTM` / `GRU(units, activation, recurrent_activation, use_bias,
+    /// return_sequences, return_state, go_backwards, unit_forget_bias)` with the three weights'
+    /// initializers, regularizers and constraints. Refused: dropout (either kind) other than 0, a
+    /// stateful layer, a GRU with `reset_after = False`.
+    pub fn from_keras(a: &mut KerasArgs<'_>) {
+        let lstm = a.class() == "LSTM";
+        a.positional("units");
+        rnn_activation(a, "activation", "tanh");
+        if a.class() != "SimpleRNN" {
+            rnn_activation(a, "recurrent_activation", "sigmoid");
+        }
+        a.kw("use_bias", json!(true));
+        a.kw("return_sequences", json!(false));
+        a.kw("return_state", json!(false));
+        if a.get("return_state") == Some(&json!(true)) {
+            a.results = 1 + if lstm { 2 } else { 1 };
+        }
+        a.kw("go_backwards", json!(false));
+        if lstm {
+            a.kw("unit_forget_bias", json!(true));
+        }
+        if a.class() == "GRU" {
+            a.expect(
+                "reset_after",
+                json!(true),
+                "modelc implements Keras 3's GRU (reset_after=True): rebuild the layer with reset_after=True and retrain it",
+            );
+        }
+        a.initializer("kernel_initializer", "GlorotUniform");
+        a.initializer("recurrent_initializer", "Orthogonal");
+        a.initializer("bias_initializer", "Zeros");
+        for what in ["kernel", "recurrent", "bias", "activity"] {
+            a.optional_object(&format!("{what}_regularizer"));
+        }
+        for what in ["kernel", "recurrent", "bias"] {
+            a.optional_object(&format!("{what}_constraint"));
+        }
+        for what in ["dropout", "recurrent_dropout"] {
+            if let Some(v) = a.get(what) {
+                if v.as_f64() != Some(0.0) {
+                    a.problem(format!(
+                        "`{what}` = {v} is not supported by modelc: rebuild the layer with {what}=0 (to regularize, put a Dropout layer before or after it) and save again"
+                    ));
+                }
+            }
+        }
+        a.expect(
+            "stateful",
+            json!(false),
+            "modelc's batches are independent: rebuild the layer with stateful=False, and carry states with return_state and initial_state",
+        );
+        // An execution strategy only (the unrolled loop computes the same), and the seed of the dropout
+        // refused above; the mask a masking layer passes is refused at the call.
+        for ignored in ["unroll", "seed", "zero_output_for_mask"] {
+            a.get(ignored);
+        }
+    }
+}
+
+// Rule: a recurrent activation is written unless it is Keras' default (`tanh`, or `sigmoid` for the
+// gates); a configured or custom activation is not translated.
+fn rnn_activation(a: &mut KerasArgs<'_>, key: &str, default: &str) {
+    match a.get(key) {
+        Some(Value::String(s)) if s == default => {}
+        Some(Value::String(s)) => {
+            let arg = format!("{key} = {s}");
+            a.args.push(arg);
+        }
+        Some(v) => {
+            let msg = format!("`{key}` = {v} is a custom or configured activation: use a built-in one by name (tanh, relu, sigmoid, ...)");
+            a.problem(msg);
+        }
+        None => {}
+    }
+}
+
 /// An `activation =` argument that must apply element-wise (not softmax).
 fn elementwise(r: &mut ArgReader<'_>, name: &'static str, pos: Option<usize>, default: Act) -> Option<Act> {
     let act = Act::read(r, name, pos, default)?;
@@ -346,6 +594,23 @@ fn reset_after(r: &mut ArgReader<'_>) -> bool {
 }
 
 impl LayerDef for Recurrent {
+    // Batch-first `x` to seq-major, one forward ONNX `RNN` / `LSTM` / `GRU` (the Keras weights
+    // transposed, LSTM gates reordered i, o, f, c, zero recurrent biases but GRU's own; `go_backwards`
+    // reverses the steps first), `Y` back to batch first (or `Y_h` without `return_sequences`), and the
+    // final states as the further results with `return_state`.
+    fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        let states: Vec<String> = (1..cx.n_inputs()).map(|i| cx.input(i)).collect();
+        let run = self.onnx_run(cx, &cx.input(0), self.go_backwards, 0, &states)?;
+        cx.node("Identity", &[&run.y], &[&cx.output()], Vec::new());
+        if self.return_state {
+            cx.node("Identity", &[&run.h], &[&cx.extra_output(1)], Vec::new());
+            if let Some(c) = &run.c {
+                cx.node("Identity", &[c], &[&cx.extra_output(2)], Vec::new());
+            }
+        }
+        Ok(())
+    }
+
     // Rule (Keras): a recurrent layer reads a sequence (None, steps, features); it gives (None, steps,
     // units) with `return_sequences`, else (None, units). Initial states are (None, units) each, one
     // per state of the cell (LSTM: h and c).
@@ -457,6 +722,62 @@ impl LayerDef for Recurrent {
             );
             #states
             __ws.scratch[#w] = __work;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn import(class: &str, config: serde_json::Value) -> (Vec<String>, Vec<String>, usize) {
+        let mut a = KerasArgs::new(class, config.as_object().unwrap());
+        Recurrent::from_keras(&mut a);
+        let results = a.results;
+        let (args, problems) = a.finish();
+        (args, problems, results)
+    }
+
+    #[test]
+    fn keras_recurrent_configs_become_arguments_and_default_ones_are_left_out() {
+        let (args, problems, results) = import(
+            "LSTM",
+            json!({"units": 8, "activation": "tanh", "recurrent_activation": "relu", "use_bias": true, "return_sequences": true,
+                   "return_state": true, "go_backwards": false, "stateful": false, "unroll": false, "unit_forget_bias": false,
+                   "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": null}},
+                   "recurrent_initializer": {"class_name": "Orthogonal", "config": {"seed": null, "gain": 1.0}},
+                   "bias_initializer": {"class_name": "Zeros", "config": {}},
+                   "recurrent_regularizer": {"class_name": "L2", "config": {"l2": 0.01}},
+                   "dropout": 0.0, "recurrent_dropout": 0.0, "seed": null, "zero_output_for_mask": false}),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            args,
+            [
+                "8",
+                "recurrent_activation = relu",
+                "return_sequences = true",
+                "return_state = true",
+                "unit_forget_bias = false",
+                "recurrent_regularizer = l2(l2 = 0.01)"
+            ]
+        );
+        assert_eq!(results, 3, "output, h and c");
+        let (args, _, results) = import("GRU", json!({"units": 2, "activation": "linear", "return_state": true, "reset_after": true}));
+        assert_eq!((args, results), (vec![String::from("2"), String::from("activation = linear"), String::from("return_state = true")], 2));
+    }
+
+    #[test]
+    fn keras_recurrent_features_modelc_lacks_are_each_reported() {
+        let (_, problems, _) = import(
+            "GRU",
+            json!({"units": 2, "dropout": 0.2, "recurrent_dropout": 0.1, "stateful": true, "reset_after": false,
+                   "activation": {"class_name": "function"}}),
+        );
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+        for what in ["`dropout` = 0.2", "`recurrent_dropout` = 0.1", "`stateful`", "`reset_after`", "`activation`"] {
+            assert!(problems.iter().any(|p| p.contains(what)), "{what} in {problems:#?}");
         }
     }
 }
