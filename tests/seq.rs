@@ -4,14 +4,14 @@
 //! writer and as a later one); and Keras parity (outputs, gradients, three Adam steps) against the fixture
 //! written by `scripts/keras_seq.py`.
 
-use std::collections::BTreeMap;
-
 use modelc::gradcheck::check_gradients;
 use modelc::init::Rng;
-use modelc::io::read_tensors;
-use modelc::ndarray::{arr2, arr3, Array2, Array4, ArrayD, ArrayView, Dimension};
+use modelc::ndarray::{arr2, arr3, Array2, Array4};
 use modelc::network::Network;
 use modelc::prelude::*;
+
+mod parity;
+use parity::*;
 #[path = "counting_alloc/mod.rs"]
 mod counting_alloc;
 use counting_alloc::allocations_in;
@@ -96,68 +96,6 @@ model! {
     }
 }
 
-type Fixture = BTreeMap<String, ArrayD<f32>>;
-
-fn fixture(name: &str) -> Fixture {
-    let path = format!("{}/tests/fixtures/{name}.safetensors", env!("CARGO_MANIFEST_DIR"));
-    read_tensors(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn get<'f>(fx: &'f Fixture, key: &str) -> &'f ArrayD<f32> {
-    fx.get(key).unwrap_or_else(|| panic!("fixture has no `{key}`; it has {:?}", fx.keys().collect::<Vec<_>>()))
-}
-
-fn view<'f, D: Dimension>(fx: &'f Fixture, key: &str) -> ArrayView<'f, f32, D> {
-    get(fx, key).view().into_dimensionality::<D>().unwrap()
-}
-
-fn set_params<N: Network>(model: &mut N, fx: &Fixture) {
-    for spec in N::PARAMS {
-        modelc::ops::set_param(model, spec.name, get(fx, &format!("param/{}", spec.name)).view()).unwrap();
-    }
-    assert_eq!(fx.keys().filter(|k| k.starts_with("param/")).count(), N::PARAMS.len(), "the fixture and the model have different weights");
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: {} values vs {}", got.len(), want.len());
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= atol + rtol * w.abs(), "{what}[{i}]: modelc {g} vs Keras {w}");
-    }
-}
-
-/// The loss value and its gradient with respect to the predictions, as Keras computes them.
-fn loss_and_grad(loss: Loss, pred: &ArrayD<f32>, target: &ArrayD<f32>) -> (f64, ArrayD<f32>) {
-    let cols = *pred.shape().last().unwrap();
-    let mut grad = ArrayD::zeros(pred.shape());
-    let value = loss.compute(
-        pred.as_slice().unwrap(),
-        target.as_slice().unwrap(),
-        pred.len() / cols,
-        cols,
-        Some(grad.as_slice_mut().unwrap()),
-        1.0,
-        modelc::Activation::Linear,
-    );
-    (value, grad)
-}
-
-/// Every trainable parameter's gradient against the fixture's `grad/`.
-fn assert_gradients<N: Network>(grads: &modelc::ops::Gradients, fx: &Fixture) {
-    for spec in N::PARAMS.iter().filter(|s| s.trainable) {
-        let got: Vec<f32> = grads.get(spec.name).unwrap().iter().copied().collect();
-        assert_close(&format!("gradient of {}", spec.name), &got, get(fx, &format!("grad/{}", spec.name)).as_slice().unwrap(), 1e-6, 1e-4);
-    }
-}
-
-/// Every parameter after three Adam steps against the fixture's `adam3/`.
-fn assert_adam3<N: Network>(model: &N, fx: &Fixture) {
-    for spec in N::PARAMS {
-        let got: Vec<f32> = modelc::ops::param(model, spec.name).unwrap().iter().copied().collect();
-        let want = get(fx, &format!("adam3/{}", spec.name));
-        assert_close(&format!("{} after 3 Adam steps", spec.name), &got, want.as_slice().unwrap(), 1e-5, 1e-4);
-    }
-}
-
 #[test]
 fn repeat_vector_and_permute_match_keras() {
     let fx = fixture("seq_glue");
@@ -174,7 +112,7 @@ fn repeat_vector_and_permute_match_keras() {
     let (l_z, d_z) = loss_and_grad(Loss::BinaryCrossentropy, &out.z.into_dyn(), get(&fx, "target/z"));
     assert_close("loss", &[(l_y + l_z) as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
     let grads = model.backward(&SeqGlueOutputs { y: d_y.into_dimensionality().unwrap(), z: d_z.into_dimensionality().unwrap() }).unwrap();
-    assert_gradients::<SeqGlue>(&grads, &fx);
+    check_grads::<SeqGlue>(&grads, &fx);
 
     set_params(&mut model, &fx);
     let targets = SeqGlueTargets { y: view(&fx, "target/y"), z: view(&fx, "target/z") };
@@ -184,7 +122,7 @@ fn repeat_vector_and_permute_match_keras() {
         trainer.train_step(&inputs, &targets).unwrap();
     }
     drop(trainer);
-    assert_adam3(&model, &fx);
+    check_adam3(&model, &fx, 1e-5);
 }
 
 model! {
@@ -221,7 +159,7 @@ fn time_distributed_matches_keras_with_keras_weight_names() {
     assert_close("loss", &[(l_p + l_a) as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
     let grads =
         model.backward(&FramesOutputs { probs: d_p.into_dimensionality().unwrap(), aux: d_a.into_dimensionality().unwrap() }).unwrap();
-    assert_gradients::<Frames>(&grads, &fx);
+    check_grads::<Frames>(&grads, &fx);
 
     set_params(&mut model, &fx);
     let targets = FramesTargets { probs: view(&fx, "target/probs"), aux: view(&fx, "target/aux") };
@@ -231,7 +169,7 @@ fn time_distributed_matches_keras_with_keras_weight_names() {
         trainer.train_step(&inputs, &targets).unwrap();
     }
     drop(trainer);
-    assert_adam3(&model, &fx);
+    check_adam3(&model, &fx, 1e-5);
 }
 
 model! {

@@ -5,12 +5,12 @@
 //! likewise grouped, depthwise, transposed and separable convolutions, and the two benchmark models
 //! (U-Net, MobileNet-like) in small form.
 
-use std::collections::BTreeMap;
-
 use modelc::io::read_tensors;
-use modelc::ndarray::{ArrayD, ArrayView, Dimension};
 use modelc::network::Network;
 use modelc::prelude::*;
+
+mod parity;
+use parity::*;
 
 model! {
     /// Down by pooling, up by nearest and bilinear upsampling, a padded-then-cropped skip, and a 1D head
@@ -36,46 +36,6 @@ model! {
         let seq = UpSampling1D(3)(seq);
         output aux = Dense(2)(GlobalAveragePooling1D()(seq));
     }
-}
-
-type Fixture = BTreeMap<String, ArrayD<f32>>;
-
-fn get<'f>(fx: &'f Fixture, key: &str) -> &'f ArrayD<f32> {
-    fx.get(key).unwrap_or_else(|| panic!("fixture has no `{key}`; it has {:?}", fx.keys().collect::<Vec<_>>()))
-}
-
-fn view<'f, D: Dimension>(fx: &'f Fixture, key: &str) -> ArrayView<'f, f32, D> {
-    get(fx, key).view().into_dimensionality::<D>().unwrap()
-}
-
-fn set_params<N: Network>(model: &mut N, fx: &Fixture) {
-    for spec in N::PARAMS {
-        modelc::ops::set_param(model, spec.name, get(fx, &format!("param/{}", spec.name)).view()).unwrap();
-    }
-    assert_eq!(fx.keys().filter(|k| k.starts_with("param/")).count(), N::PARAMS.len(), "the fixture and the model have different weights");
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: {} values vs {}", got.len(), want.len());
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= atol + rtol * w.abs(), "{what}[{i}]: modelc {g} vs Keras {w}");
-    }
-}
-
-/// The loss value and its gradient with respect to the predictions, as Keras computes them.
-fn loss_and_grad(loss: Loss, pred: &ArrayD<f32>, target: &ArrayD<f32>) -> (f64, ArrayD<f32>) {
-    let cols = *pred.shape().last().unwrap();
-    let mut grad = ArrayD::zeros(pred.shape());
-    let value = loss.compute(
-        pred.as_slice().unwrap(),
-        target.as_slice().unwrap(),
-        pred.len() / cols,
-        cols,
-        Some(grad.as_slice_mut().unwrap()),
-        1.0,
-        modelc::Activation::Linear,
-    );
-    (value, grad)
 }
 
 #[test]
@@ -313,7 +273,7 @@ fn separable_convolutions_match_keras() {
     assert_close("loss", &[(l_probs + l_aux) as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
     let d = SeparableNetOutputs { probs: d_probs.into_dimensionality().unwrap(), aux: d_aux.into_dimensionality().unwrap() };
     let grads = model.backward(&d).unwrap();
-    assert_grads_close(SeparableNet::PARAMS, &grads, &fx);
+    check_grads_scaled::<SeparableNet>(&grads, &fx);
 
     set_params(&mut model, &fx);
     let targets = SeparableNetTargets { probs: view(&fx, "target/probs"), aux: view(&fx, "target/aux") };
@@ -322,27 +282,7 @@ fn separable_convolutions_match_keras() {
     for _ in 0..3 {
         trainer.train_step(&inputs, &targets).unwrap();
     }
-    assert_adam3_close(&model, &fx);
-}
-
-/// Every trainable gradient against the fixture's, with an absolute tolerance of 1e-6 of the tensor's
-/// largest gradient (at least 1e-6): elements near zero carry the f32 rounding of that scale.
-fn assert_grads_close(params: &[modelc::spec::ParamSpec], grads: &modelc::ops::Gradients, fx: &Fixture) {
-    for spec in params.iter().filter(|s| s.trainable) {
-        let got: Vec<f32> = grads.get(spec.name).unwrap().iter().copied().collect();
-        let want = get(fx, &format!("grad/{}", spec.name));
-        let scale = want.iter().fold(1.0f32, |a, v| a.max(v.abs()));
-        assert_close(&format!("gradient of {}", spec.name), &got, want.as_slice().unwrap(), 1e-6 * scale, 1e-4);
-    }
-}
-
-/// Every weight after three Adam(1e-2) steps against the fixture's.
-fn assert_adam3_close<N: Network>(model: &N, fx: &Fixture) {
-    for spec in N::PARAMS {
-        let got: Vec<f32> = modelc::ops::param(model, spec.name).unwrap().iter().copied().collect();
-        let want = get(fx, &format!("adam3/{}", spec.name));
-        assert_close(&format!("{} after 3 Adam steps", spec.name), &got, want.as_slice().unwrap(), 1e-5, 1e-4);
-    }
+    check_adam3(&model, &fx, 1e-5);
 }
 
 model! {
@@ -372,7 +312,7 @@ fn the_benchmark_unet_matches_keras() {
     let (loss, d) = loss_and_grad(Loss::BinaryCrossentropy, &out.mask.into_dyn(), get(&fx, "target/mask"));
     assert_close("loss", &[loss as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
     let grads = model.backward(&SmallUNetOutputs { mask: d.into_dimensionality().unwrap() }).unwrap();
-    assert_grads_close(SmallUNet::PARAMS, &grads, &fx);
+    check_grads_scaled::<SmallUNet>(&grads, &fx);
 
     set_params(&mut model, &fx);
     let targets = SmallUNetTargets { mask: view(&fx, "target/mask") };
@@ -380,7 +320,7 @@ fn the_benchmark_unet_matches_keras() {
     for _ in 0..3 {
         trainer.train_step(&inputs, &targets).unwrap();
     }
-    assert_adam3_close(&model, &fx);
+    check_adam3(&model, &fx, 1e-5);
 }
 
 model! {
@@ -414,7 +354,7 @@ fn the_benchmark_mobilenet_matches_keras() {
     let (loss, d) = loss_and_grad(Loss::CategoricalCrossentropy, &out.probs.into_dyn(), get(&fx, "target/probs"));
     assert_close("loss", &[loss as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
     let grads = model.backward(&SmallMobileNetOutputs { probs: d.into_dimensionality().unwrap() }).unwrap();
-    assert_grads_close(SmallMobileNet::PARAMS, &grads, &fx);
+    check_grads_scaled::<SmallMobileNet>(&grads, &fx);
 
     set_params(&mut model, &fx);
     let targets = SmallMobileNetTargets { probs: view(&fx, "target/probs") };
@@ -422,5 +362,5 @@ fn the_benchmark_mobilenet_matches_keras() {
     for _ in 0..3 {
         trainer.train_step(&inputs, &targets).unwrap();
     }
-    assert_adam3_close(&model, &fx);
+    check_adam3(&model, &fx, 1e-5);
 }
