@@ -330,3 +330,45 @@ fn per_output_weights_must_name_every_output_and_class_weight_needs_one_output()
     let per = t.compute_gradients_weighted(&inputs, &targets, &SampleWeight::per_output([("y", vec![2.0; 4]), ("z", vec![2.0; 4])]));
     assert!(one.is_finite() && per.is_ok());
 }
+
+model! {
+    /// Integer class ids as targets.
+    struct SparseHead {
+        input x: [3];
+        output y = Dense(4, activation = softmax)(x) as i32 target;
+    }
+}
+
+model! {
+    /// The same model with one-hot targets.
+    struct DenseHead {
+        input x: [3];
+        output y = Dense(4, activation = softmax)(x);
+    }
+}
+
+#[test]
+fn class_weight_reads_class_ids_and_one_hot_targets_alike() {
+    let x = Array2::from_shape_fn((10, 3), |(i, j)| ((i * 3 + j) as f32 * 0.37).sin());
+    let ids = modelc::ndarray::Array1::from_shape_fn(10, |i| (i % 4) as i32);
+    let onehot = Array2::from_shape_fn((10, 4), |(i, j)| f32::from(u8::from(i % 4 == j)));
+    // Class 3 is not listed: it weighs 1, as in Keras.
+    let cw = vec![(0, 0.5), (1, 2.0), (2, 0.0)];
+    let fit = Fit { epochs: 2, batch_size: 4, verbose: false, class_weight: Some(cw.clone()), ..Fit::default() };
+
+    let mut sparse = SparseHead::new(3);
+    let mut ts = sparse.compile(Adam::new(1e-2), SparseHeadLosses { y: Loss::SparseCategoricalCrossentropy }, &[]);
+    let weights = ts.class_weights(&SparseHeadTargets { y: ids.view() }, &cw).unwrap();
+    let want: Vec<f32> = (0..10).map(|i| [0.5, 2.0, 0.0, 1.0][i % 4]).collect();
+    assert_eq!(weights, SampleWeight::All(want.clone()));
+    let hs = ts.fit(&SparseHeadInputs { x: x.view() }, &SparseHeadTargets { y: ids.view() }, &fit).unwrap();
+
+    let mut dense = DenseHead::new(3);
+    let mut td = dense.compile(Adam::new(1e-2), DenseHeadLosses { y: Loss::CategoricalCrossentropy }, &[]);
+    assert_eq!(td.class_weights(&DenseHeadTargets { y: onehot.view() }, &cw).unwrap(), SampleWeight::All(want));
+    let hd = td.fit(&DenseHeadInputs { x: x.view() }, &DenseHeadTargets { y: onehot.view() }, &fit).unwrap();
+    for (a, b) in hs.get("loss").unwrap().iter().zip(hd.get("loss").unwrap()) {
+        assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+    }
+    assert_close("params", sparse.params(), dense.params(), 1e-7, 0.0);
+}
