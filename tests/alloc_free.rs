@@ -107,6 +107,28 @@ fn train_steps_allocate_nothing_after_warm_up() {
 }
 
 #[test]
+fn sample_weighted_train_steps_allocate_nothing_after_warm_up() {
+    let mut rng = Rng::new(6);
+    let l = Array2::from_shape_fn((32, 8), |_| rng.uniform(-1.0, 1.0));
+    let r = Array2::from_shape_fn((32, 4), |_| rng.uniform(-1.0, 1.0));
+    let y = Array2::from_shape_fn((32, 1), |(i, _)| f32::from(u8::from(l[[i, 0]] > 0.0)));
+    let inputs = FusionInputs { left_features: l.view(), right_features: r.view() };
+    let targets = FusionTargets { score: y.view() };
+    let mut model = Fusion::new(3);
+    let weighted = modelc::prelude::SampleWeight::from((0..32).map(|i| (i % 4) as f32 * 0.5).collect::<Vec<_>>());
+    let mut trainer = model
+        .compile(Adam::default(), FusionLosses { score: Loss::BinaryCrossentropy }, &[Metric::Accuracy])
+        .with_weighted_metrics(fusion::FusionPerOutput { score: vec![Metric::Accuracy, Metric::Auc(AucCurve::Roc)] });
+    trainer.train_step_weighted(&inputs, &targets, &weighted).unwrap();
+    let n = allocations_in(|| {
+        for _ in 0..50 {
+            trainer.train_step_weighted(&inputs, &targets, &weighted).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 50 steady-state sample-weighted training steps");
+}
+
+#[test]
 fn inference_into_reused_outputs_allocates_nothing_after_warm_up() {
     let mut rng = Rng::new(4);
     let l = Array2::from_shape_fn((16, 8), |_| rng.uniform(-1.0, 1.0));

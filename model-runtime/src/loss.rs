@@ -257,6 +257,30 @@ impl Loss {
         grad_scale: f32,
         fused: Activation,
     ) -> f64 {
+        self.compute_weighted(pred, target, rows, cols, None, grad, grad_scale, fused)
+    }
+
+    /// [`compute`](Self::compute) with per-sample weights (Keras' `sample_weight`): `weights` holds one
+    /// weight per sample, each sample being `rows / weights.len()` consecutive rows. Each row's loss is
+    /// multiplied by its sample's weight before the `"sum_over_batch_size"` reduction, which still divides
+    /// by the number of rows, not by the sum of the weights (Keras 3's `reduce_weighted_values`); the
+    /// gradient of every row scales by its weight, fused paths included. `None` (or an empty slice) is
+    /// [`compute`](Self::compute), bit for bit.
+    ///
+    /// # Panics
+    /// As [`compute`](Self::compute); also if `weights` is not empty and its length does not divide `rows`.
+    #[allow(clippy::too_many_arguments)] // a kernel entry point: flat slices and their dimensions
+    pub fn compute_weighted(
+        &self,
+        pred: &[f32],
+        target: &[f32],
+        rows: usize,
+        cols: usize,
+        weights: Option<&[f32]>,
+        grad: Option<&mut [f32]>,
+        grad_scale: f32,
+        fused: Activation,
+    ) -> f64 {
         let n = rows * cols;
         let pred = &pred[..n];
         let target = &target[..self.target_len(rows, cols)];
@@ -264,15 +288,16 @@ impl Loss {
         if n == 0 {
             return 0.0;
         }
+        let w = RowWeights::new(weights.filter(|w| !w.is_empty()), rows, cols);
         let fused = self.can_fuse(fused);
         let scale = f64::from(grad_scale);
         match self.kind {
-            LossKind::MeanSquaredError => mean_elementwise(pred, target, grad, scale, |p, y| {
+            LossKind::MeanSquaredError => mean_elementwise(pred, target, grad, scale, w, |p, y| {
                 let d = f64::from(p - y);
                 (d * d, 2.0 * d)
             }),
             // d|x|/dx = sign(x), 0 at 0 (as ops.abs' gradient in Keras' backends).
-            LossKind::MeanAbsoluteError => mean_elementwise(pred, target, grad, scale, |p, y| {
+            LossKind::MeanAbsoluteError => mean_elementwise(pred, target, grad, scale, w, |p, y| {
                 let d = p - y;
                 (f64::from(d.abs()), sign(d))
             }),
@@ -281,12 +306,12 @@ impl Loss {
                 let smooth = move |y: f32| y * (1.0 - s) + 0.5 * s;
                 if self.from_logits {
                     // -y ln σ(x) - (1 - y) ln σ(-x) = y softplus(-x) + (1 - y) softplus(x).
-                    mean_elementwise(pred, target, grad, scale, |x, y| {
+                    mean_elementwise(pred, target, grad, scale, w, |x, y| {
                         let (x, y) = (f64::from(x), f64::from(smooth(y)));
                         (y * softplus(-x) + (1.0 - y) * softplus(x), sigmoid(x) - y)
                     })
                 } else {
-                    mean_elementwise(pred, target, grad, scale, |p, y| {
+                    mean_elementwise(pred, target, grad, scale, w, |p, y| {
                         let y = f64::from(smooth(y));
                         let c = p.clamp(EPSILON, 1.0 - EPSILON);
                         let w = clip_grad(p, EPSILON, 1.0 - EPSILON);
@@ -306,14 +331,14 @@ impl Loss {
             LossKind::CategoricalCrossentropy => {
                 let s = self.label_smoothing;
                 let classes = cols as f32;
-                self.crossentropy(pred, rows, cols, grad, scale, fused, |r, j| target[r * cols + j] * (1.0 - s) + s / classes)
+                self.crossentropy(pred, rows, cols, grad, (scale, w), fused, |r, j| target[r * cols + j] * (1.0 - s) + s / classes)
             }
             LossKind::SparseCategoricalCrossentropy => {
-                self.crossentropy(pred, rows, cols, grad, scale, fused, |r, j| if j as f32 == target[r] { 1.0 } else { 0.0 })
+                self.crossentropy(pred, rows, cols, grad, (scale, w), fused, |r, j| if j as f32 == target[r] { 1.0 } else { 0.0 })
             }
             LossKind::Huber => {
                 let delta = f64::from(self.delta);
-                mean_elementwise(pred, target, grad, scale, |p, y| {
+                mean_elementwise(pred, target, grad, scale, w, |p, y| {
                     let e = f64::from(p - y);
                     if e.abs() <= delta {
                         (0.5 * e * e, e)
@@ -323,16 +348,16 @@ impl Loss {
                 })
             }
             // ln cosh x = |x| + ln(1 + e^{-2|x|}) - ln 2, stable for large |x|; derivative tanh x.
-            LossKind::LogCosh => mean_elementwise(pred, target, grad, scale, |p, y| {
+            LossKind::LogCosh => mean_elementwise(pred, target, grad, scale, w, |p, y| {
                 let x = f64::from(p - y);
                 (x.abs() + (-2.0 * x.abs()).exp().ln_1p() - std::f64::consts::LN_2, x.tanh())
             }),
-            LossKind::Poisson => mean_elementwise(pred, target, grad, scale, |p, y| {
+            LossKind::Poisson => mean_elementwise(pred, target, grad, scale, w, |p, y| {
                 let (p, y) = (f64::from(p), f64::from(y));
                 let pe = p + f64::from(EPSILON);
                 (p - y * pe.ln(), 1.0 - y / pe)
             }),
-            LossKind::KLDivergence => sum_rows(pred, target, rows, cols, grad, scale, |p, y, mut g, k| {
+            LossKind::KLDivergence => sum_rows(pred, target, rows, cols, grad, scale, w, |p, y, mut g, k| {
                 let mut row = 0.0f64;
                 for (j, (&pj, &yj)) in p.iter().zip(y).enumerate() {
                     let yc = f64::from(yj.clamp(EPSILON, 1.0));
@@ -344,7 +369,7 @@ impl Loss {
                 }
                 row
             }),
-            LossKind::CosineSimilarity => sum_rows(pred, target, rows, cols, grad, scale, |p, y, g, k| {
+            LossKind::CosineSimilarity => sum_rows(pred, target, rows, cols, grad, scale, w, |p, y, g, k| {
                 // normalize(x) = x * min(rsqrt(sum x^2), 1 / eps) (keras.ops.normalize).
                 let cap = 1.0 / f64::from(EPSILON);
                 let sp: f64 = p.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
@@ -372,25 +397,30 @@ impl Loss {
         rows: usize,
         cols: usize,
         mut grad: Option<&mut [f32]>,
-        scale: f64,
+        (scale, weights): (f64, RowWeights<'_>),
         fused: bool,
         y: impl Fn(usize, usize) -> f32,
     ) -> f64 {
-        let scale = scale / rows as f64;
+        let unit = scale / rows as f64;
         let mut sum = 0.0f64;
         for (r, p) in pred.chunks_exact(cols).enumerate() {
             let g = grad.as_deref_mut().map(|g| &mut g[r * cols..(r + 1) * cols]);
+            // The row's loss is `-Σ y ln q` times its sample's weight; so is its gradient.
+            let wr = weights.of_row(r);
+            let scale = unit * wr;
             if self.from_logits {
                 // -Σ y log_softmax(x); gradient softmax(x) Σy - y.
                 let m = p.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
                 let m64 = f64::from(m);
                 let lse = m64 + p.iter().map(|&x| (f64::from(x) - m64).exp()).sum::<f64>().ln();
                 let mut ysum = 0.0f64;
+                let mut row = 0.0f64;
                 for (j, &x) in p.iter().enumerate() {
                     let yj = f64::from(y(r, j));
                     ysum += yj;
-                    sum -= yj * (f64::from(x) - lse);
+                    row -= yj * (f64::from(x) - lse);
                 }
+                sum += row * wr;
                 if let Some(g) = g {
                     for (j, (gj, &x)) in g.iter_mut().zip(p).enumerate() {
                         *gj = (((f64::from(x) - lse).exp() * ysum - f64::from(y(r, j))) * scale) as f32;
@@ -400,13 +430,14 @@ impl Loss {
             }
             // Keras: q = output / sum(output), clipped to [eps, 1 - eps], then -Σ y ln q.
             let s: f32 = p.iter().sum();
-            let mut yw = 0.0f64;
+            let (mut yw, mut row) = (0.0f64, 0.0f64);
             for (j, &pj) in p.iter().enumerate() {
                 let q = pj / s;
                 let yj = f64::from(y(r, j));
-                sum -= yj * f64::from(q.clamp(EPSILON, 1.0 - EPSILON)).ln();
+                row -= yj * f64::from(q.clamp(EPSILON, 1.0 - EPSILON)).ln();
                 yw += yj * clip_grad(q, EPSILON, 1.0 - EPSILON);
             }
+            sum += row * wr;
             let Some(g) = g else { continue };
             let s64 = f64::from(s);
             if fused {
@@ -462,11 +493,68 @@ pub(crate) fn stage_target(output: &str, view: Input<'_>, rows: Rows<'_>, row_le
     Ok(())
 }
 
-/// Mean over every element of `f(p, y) = (value, d value / d p)`; writes `scale × d(mean)/d(p)`.
+/// The weight of each row of a batch: its sample's weight (Keras' `sample_weight`, one per sample of
+/// `rows / weights.len()` rows), or 1 for every row when there are none.
+#[derive(Clone, Copy)]
+struct RowWeights<'w> {
+    weights: Option<&'w [f32]>,
+    /// Rows per sample.
+    per_sample: usize,
+    cols: usize,
+}
+
+impl<'w> RowWeights<'w> {
+    fn new(weights: Option<&'w [f32]>, rows: usize, cols: usize) -> Self {
+        let per_sample = weights.map_or(1, |w| rows / w.len());
+        assert!(weights.is_none_or(|w| w.len() * per_sample == rows), "{rows} rows are not a whole number of weighted samples");
+        RowWeights { weights, per_sample, cols }
+    }
+
+    /// Row `r`'s weight (1 without weights).
+    #[inline(always)]
+    fn of_row(&self, r: usize) -> f64 {
+        self.weights.map_or(1.0, |w| f64::from(w[r / self.per_sample]))
+    }
+}
+
+/// Mean over every element of `f(p, y) = (value, d value / d p)`, each element's value weighted by its
+/// row's weight; writes `scale × d(mean)/d(p)`.
 #[inline(always)]
-fn mean_elementwise(pred: &[f32], target: &[f32], grad: Option<&mut [f32]>, scale: f64, f: impl Fn(f32, f32) -> (f64, f64)) -> f64 {
+fn mean_elementwise(
+    pred: &[f32],
+    target: &[f32],
+    grad: Option<&mut [f32]>,
+    scale: f64,
+    weights: RowWeights<'_>,
+    f: impl Fn(f32, f32) -> (f64, f64),
+) -> f64 {
     let inv = 1.0 / pred.len() as f64;
     let mut sum = 0.0f64;
+    if let Some(w) = weights.weights {
+        // One sample (`per_sample` rows of `cols`) at a time, at its weight.
+        let len = weights.per_sample * weights.cols;
+        let samples = pred.chunks_exact(len).zip(target.chunks_exact(len)).zip(w);
+        match grad {
+            Some(g) => {
+                for (((p, y), &wi), g) in samples.zip(g.chunks_exact_mut(len)) {
+                    let (wi, mut s) = (f64::from(wi), 0.0f64);
+                    let k = inv * scale * wi;
+                    for ((gi, &p), &y) in g.iter_mut().zip(p).zip(y) {
+                        let (v, d) = f(p, y);
+                        s += v;
+                        *gi = (d * k) as f32;
+                    }
+                    sum += s * wi;
+                }
+            }
+            None => {
+                for ((p, y), &wi) in samples {
+                    sum += p.iter().zip(y).map(|(&p, &y)| f(p, y).0).sum::<f64>() * f64::from(wi);
+                }
+            }
+        }
+        return sum * inv;
+    }
     match grad {
         Some(g) => {
             let k = inv * scale;
@@ -485,8 +573,9 @@ fn mean_elementwise(pred: &[f32], target: &[f32], grad: Option<&mut [f32]>, scal
     sum * inv
 }
 
-/// Mean over rows of `f(p_row, y_row, grad_row, k)`, which returns the row's value and, given a
-/// gradient row, writes `k × d(row value)/d(p)` into it, `k = scale / rows`.
+/// Mean over rows of `f(p_row, y_row, grad_row, k)` times the row's weight, where `f` returns the row's
+/// value and, given a gradient row, writes `k × d(row value)/d(p)` into it, `k = scale × weight / rows`.
+#[allow(clippy::too_many_arguments)]
 fn sum_rows(
     pred: &[f32],
     target: &[f32],
@@ -494,13 +583,15 @@ fn sum_rows(
     cols: usize,
     mut grad: Option<&mut [f32]>,
     scale: f64,
+    weights: RowWeights<'_>,
     mut f: impl FnMut(&[f32], &[f32], Option<&mut [f32]>, f64) -> f64,
 ) -> f64 {
     let k = scale / rows as f64;
     let mut sum = 0.0f64;
     for (r, (p, y)) in pred.chunks_exact(cols).zip(target.chunks_exact(cols)).enumerate() {
         let g = grad.as_deref_mut().map(|g| &mut g[r * cols..(r + 1) * cols]);
-        sum += f(p, y, g, k);
+        let wr = weights.of_row(r);
+        sum += f(p, y, g, k * wr) * wr;
     }
     sum / rows as f64
 }
@@ -823,5 +914,39 @@ mod tests {
         assert!(!Loss::BinaryCrossentropy.can_fuse(Activation::Softmax));
         assert!(!Loss::MeanSquaredError.can_fuse(Activation::Sigmoid));
         assert!(!Loss::CategoricalCrossentropy.can_fuse(Activation::Linear));
+    }
+
+    #[test]
+    fn sample_weights_scale_each_rows_loss_and_gradient_fused_or_not() {
+        // Two samples of two rows: Keras multiplies each row's loss by its sample's weight and still
+        // divides by the number of rows.
+        let (rows, cols, w) = (4, 3, [0.5f32, 2.0]);
+        let x: Vec<f32> = (0..12).map(|i| 0.05 + 0.075 * i as f32).collect();
+        let y: Vec<f32> = (0..12).map(|i| ((i * 5) % 7) as f32 / 7.0).collect();
+        for loss in ALL {
+            for fused in [Activation::Linear, Activation::Sigmoid, Activation::Softmax] {
+                let mut g = vec![0.0; rows * cols];
+                let v = loss.compute_weighted(&x, &y, rows, cols, Some(&w), Some(&mut g), 1.5, fused);
+                let mut want = 0.0;
+                for r in 0..rows {
+                    let (xr, yr) = (&x[r * cols..(r + 1) * cols], &y[r * cols..(r + 1) * cols]);
+                    let mut gr = vec![0.0; cols];
+                    let wr = w[r / 2];
+                    want += loss.compute(xr, yr, 1, cols, Some(&mut gr), 1.5, fused) * f64::from(wr) / rows as f64;
+                    for (j, &gj) in gr.iter().enumerate() {
+                        let expect = gj * wr / rows as f32;
+                        assert!((g[r * cols + j] - expect).abs() <= 1e-6 + 1e-5 * expect.abs(), "{loss:?} {fused:?} grad[{r}, {j}]");
+                    }
+                }
+                assert!((v - want).abs() <= 1e-9 * want.abs().max(1.0), "{loss:?} {fused:?}: {v} vs {want}");
+                // Unit weights give the unweighted gradient bit for bit (the value up to the order of the sums).
+                let mut g1 = vec![0.0; rows * cols];
+                let mut g2 = vec![0.0; rows * cols];
+                let a = loss.compute(&x, &y, rows, cols, Some(&mut g1), 1.5, fused);
+                let b = loss.compute_weighted(&x, &y, rows, cols, Some(&[1.0, 1.0]), Some(&mut g2), 1.5, fused);
+                assert_eq!(g1, g2, "{loss:?} {fused:?}");
+                assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{loss:?} {fused:?}: {a} vs {b}");
+            }
+        }
     }
 }

@@ -318,6 +318,57 @@ impl MetricTracker {
         }
     }
 
+    /// [`update`](Self::update) with per-sample weights (Keras' `sample_weight`): `weights` holds one
+    /// weight per sample, each sample being `rows / weights.len()` consecutive rows. As Keras' stateful
+    /// metrics weight them: a mean metric adds `Σ w·value` and `Σ w` (weighted accuracy is
+    /// `Σ w·correct / Σ w`); RMSE the weighted mean of each row's mean squared error; precision, recall
+    /// and AUC count every element at its sample's weight. `None` (or an empty slice) is `update`.
+    ///
+    /// # Panics
+    /// If `weights` is not empty and its length does not divide `rows` (a bug in the caller: the
+    /// runtime checks the weights first).
+    pub fn update_weighted(&mut self, pred: &[f32], target: &[f32], rows: usize, cols: usize, weights: Option<&[f32]>) {
+        let Some(w) = weights.filter(|w| !w.is_empty()) else {
+            return self.update(pred, target, rows, cols);
+        };
+        let per_sample = rows / w.len();
+        assert_eq!(w.len() * per_sample, rows, "{rows} rows are not a whole number of weighted samples");
+        if cols == 0 {
+            return;
+        }
+        let ylen = if self.metric.resolve(Loss::MeanSquaredError, cols).sparse() { 1 } else { cols };
+        for (r, (p, y)) in pred.chunks_exact(cols).zip(target.chunks_exact(ylen)).take(rows).enumerate() {
+            let wr = f64::from(w[r / per_sample]);
+            match self.metric {
+                Metric::RootMeanSquaredError => {
+                    self.sum += wr * p.iter().zip(y).map(|(&a, &b)| f64::from(a - b) * f64::from(a - b)).sum::<f64>() / cols as f64;
+                    self.count += wr;
+                }
+                Metric::Precision | Metric::Recall => {
+                    let (tp, pp, ap) = counts_at_half(p, y);
+                    self.sum += wr * tp;
+                    self.count += wr * if self.metric == Metric::Precision { pp } else { ap };
+                }
+                Metric::Auc(_) => {
+                    let (pos, neg) = self.buckets.split_at_mut(AUC_THRESHOLDS);
+                    let top = (AUC_THRESHOLDS - 1) as f32;
+                    for (&p, &y) in p.iter().zip(y) {
+                        let b = (((p.clamp(0.0, 1.0) * top).ceil() - 1.0).max(0.0) as usize).min(AUC_THRESHOLDS - 1);
+                        if y != 0.0 {
+                            pos[b] += wr;
+                        } else {
+                            neg[b] += wr;
+                        }
+                    }
+                }
+                m => {
+                    self.sum += wr * m.sum_over_rows(p, y, 1, cols);
+                    self.count += wr;
+                }
+            }
+        }
+    }
+
     /// The value over everything seen since the last reset (0 before any update, as Keras'
     /// `divide_no_nan`).
     pub fn result(&self) -> f64 {
@@ -552,5 +603,27 @@ mod tests {
         assert_eq!(s.result(), 0.75);
         s.reset();
         assert_eq!(s.count, 0.0);
+    }
+
+    #[test]
+    fn weighted_updates_weigh_each_sample_as_keras_weighted_metrics() {
+        // Three samples of one row, weights 1, 3, 0: weighted accuracy Σ w·correct / Σ w.
+        let pred = [0.9f32, 0.1, 0.2, 0.8, 0.6, 0.4];
+        let target = [1.0f32, 0.0, 1.0, 0.0, 0.0, 1.0];
+        let w = [1.0f32, 3.0, 0.0];
+        let mut acc = MetricTracker::new(Metric::CategoricalAccuracy);
+        acc.update_weighted(&pred, &target, 3, 2, Some(&w));
+        assert_eq!(acc.result(), 0.25);
+        // Precision counts each element at its sample's weight: tp 1 (w 1), fp 3 (w 3) + 1 (w 0) at 0.5.
+        let mut p = MetricTracker::new(Metric::Precision);
+        p.update_weighted(&pred, &target, 3, 2, Some(&w));
+        assert_eq!(p.result(), 0.25);
+        // Unit weights are the unweighted update.
+        for m in [Metric::MeanSquaredError, Metric::RootMeanSquaredError, Metric::Recall, Metric::Auc(AucCurve::Pr)] {
+            let (mut a, mut b) = (MetricTracker::new(m), MetricTracker::new(m));
+            a.update(&pred, &target, 3, 2);
+            b.update_weighted(&pred, &target, 3, 2, Some(&[1.0; 3]));
+            assert!((a.result() - b.result()).abs() < 1e-12, "{m:?}");
+        }
     }
 }

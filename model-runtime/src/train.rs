@@ -58,6 +58,151 @@ pub struct Fit {
     /// starts when one is used up, as Keras 3 iterates arrays; an epoch never spans two passes. More
     /// batches than a pass holds is an error.
     pub steps_per_epoch: Option<usize>,
+    /// Weights of the training samples in the loss and the weighted metrics (Keras' `sample_weight`): one per
+    /// row of the data, shuffled with the rows; the rows `validation_split` holds out keep theirs for
+    /// the `val_` values. See [`SampleWeight`].
+    pub sample_weight: Option<SampleWeight>,
+    /// A weight per class id (Keras' `class_weight={class: weight}`): each training sample is weighted
+    /// by its target's class (the integer class id, the one-hot target's argmax, or a single target
+    /// value rounded), 1 for classes not listed. Single-output models only, and not together with
+    /// `sample_weight` (as in Keras); validation rows are not weighted.
+    pub class_weight: Option<Vec<(usize, f32)>>,
+}
+
+/// Per-sample weights of the loss and the metrics (Keras' `sample_weight`).
+///
+/// Each sample's loss (reduced over its last axis) is multiplied by its weight, then the batch's values
+/// are summed and divided by the number of samples, not by the sum of the weights (Keras 3's
+/// `"sum_over_batch_size"`): the gradient of each sample scales by its weight. As in Keras 3, only the
+/// weighted metrics ([`Trainer::with_weighted_metrics`], Keras' `weighted_metrics`) weigh the samples
+/// (weighted accuracy is `Σ w·correct / Σ w`); the metrics of `compile` ignore the weights. The logged
+/// loss is each batch's weighted loss averaged over the batches by their number of samples, as Keras'
+/// loss tracker does (not by the sum of the weights).
+///
+/// Every weight must be finite and not negative, and there must be one per row of the data.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SampleWeight {
+    /// One weight per sample, applied to every output (Keras' single array, `sample_weight=w`).
+    All(Vec<f32>),
+    /// One array per output, by output name (Keras' dict, `sample_weight={"y": w, "z": v}`); every
+    /// output must be named, as Keras requires one array per output.
+    PerOutput(Vec<(String, Vec<f32>)>),
+}
+
+impl From<Vec<f32>> for SampleWeight {
+    fn from(w: Vec<f32>) -> Self {
+        SampleWeight::All(w)
+    }
+}
+
+impl From<&[f32]> for SampleWeight {
+    fn from(w: &[f32]) -> Self {
+        SampleWeight::All(w.to_vec())
+    }
+}
+
+impl From<ndarray::ArrayView1<'_, f32>> for SampleWeight {
+    fn from(w: ndarray::ArrayView1<'_, f32>) -> Self {
+        SampleWeight::All(w.iter().copied().collect())
+    }
+}
+
+impl SampleWeight {
+    /// One array per output, by output name (Keras' `sample_weight` dict).
+    pub fn per_output<S: Into<String>, W: Into<Vec<f32>>>(arrays: impl IntoIterator<Item = (S, W)>) -> Self {
+        SampleWeight::PerOutput(arrays.into_iter().map(|(s, w)| (s.into(), w.into())).collect())
+    }
+
+    /// The weights of output `name` (`None` when a per-output weighting does not name it).
+    fn of(&self, name: &str) -> Option<&[f32]> {
+        match self {
+            SampleWeight::All(w) => Some(w),
+            SampleWeight::PerOutput(v) => v.iter().find(|(n, _)| n == name).map(|(_, w)| w.as_slice()),
+        }
+    }
+
+    /// Checks the weights for outputs `outputs` and `n` rows of data: one array per output (every name
+    /// known, none missing or repeated), `n` weights each, every weight finite and not negative.
+    /// Allocates nothing unless it fails.
+    fn check(&self, outputs: &[TensorSpec], n: usize) -> Result<()> {
+        if let SampleWeight::PerOutput(v) = self {
+            for (i, (name, _)) in v.iter().enumerate() {
+                if !outputs.iter().any(|o| o.name == name) {
+                    return Err(Error::config(
+                        "sample_weight",
+                        name,
+                        format!(
+                            "names no output; the outputs are {}",
+                            outputs.iter().map(|o| format!("`{}`", o.name)).collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+                if v[..i].iter().any(|(m, _)| m == name) {
+                    return Err(Error::config("sample_weight", name, "names this output twice; give one array per output"));
+                }
+            }
+            if let Some(o) = outputs.iter().find(|o| self.of(o.name).is_none()) {
+                return Err(Error::config(
+                    "sample_weight",
+                    o.name,
+                    "has no array for this output; give one per output (as Keras requires), or one array for all",
+                ));
+            }
+        }
+        for o in outputs.iter().map(|o| o.name) {
+            let Some(w) = self.of(o) else { continue };
+            let whose = || if matches!(self, SampleWeight::All(_)) { String::new() } else { format!(" of output `{o}`") };
+            if w.len() != n {
+                return Err(Error::config(
+                    "sample_weight",
+                    format!("{} weights", w.len()),
+                    format!("the data has {n} samples; give one weight per sample{}", whose()),
+                ));
+            }
+            if let Some(i) = w.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+                return Err(Error::config(
+                    "sample_weight",
+                    w[i],
+                    format!("the weight of sample {i}{} must be finite and not negative", whose()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The class of one sample's target, as Keras' `class_weight_to_sample_weights` reads it: the value itself
+/// when there is one, else the position of the first largest value (the argmax of a one-hot target).
+fn class_of(values: impl Iterator<Item = f32>) -> f32 {
+    let (mut best, mut at, mut len) = (f32::NEG_INFINITY, 0usize, 0usize);
+    let mut first = 0.0;
+    for (i, v) in values.enumerate() {
+        if i == 0 {
+            first = v;
+        }
+        if v > best {
+            (best, at) = (v, i);
+        }
+        len += 1;
+    }
+    if len == 1 {
+        first
+    } else {
+        at as f32
+    }
+}
+
+/// Checks a `class_weight` list: each class once, every weight finite and not negative.
+fn check_class_weight(class_weight: &[(usize, f32)]) -> Result<()> {
+    for (i, &(c, w)) in class_weight.iter().enumerate() {
+        if class_weight[..i].iter().any(|&(d, _)| d == c) {
+            return Err(Error::config("class_weight", c, "lists this class twice; give one weight per class"));
+        }
+        if !(w.is_finite() && w >= 0.0) {
+            return Err(Error::config("class_weight", w, format!("the weight of class {c} must be finite and not negative")));
+        }
+    }
+    Ok(())
 }
 
 impl Default for Fit {
@@ -74,6 +219,8 @@ impl Default for Fit {
             checkpoint: None,
             initial_epoch: 0,
             steps_per_epoch: None,
+            sample_weight: None,
+            class_weight: None,
         }
     }
 }
@@ -471,7 +618,13 @@ struct OutputSlot {
     /// The output's activation when the loss gradient can skip it, else `Linear`.
     fused: Activation,
     /// Resolved metric and its log key (without `val_`).
+    /// The metrics of `compile`/`with_metrics` first, then the weighted metrics (Keras' order).
     metrics: Vec<(Metric, String)>,
+    /// The metrics as given (Keras' `metrics` and `weighted_metrics`), before resolving.
+    given: (Vec<Metric>, Vec<Metric>),
+    /// How many of `metrics` come from Keras' `metrics` (ignoring sample weights); the rest are
+    /// `weighted_metrics`.
+    unweighted: usize,
     loss_key: String,
     loss_state: MetricState,
     metric_states: Vec<MetricTracker>,
@@ -504,6 +657,10 @@ pub struct Trainer<'m, N: Network, O: Optimizer> {
     outputs: Vec<OutputSlot>,
     grads: Vec<f32>,
     targets: Vec<Vec<f32>>,
+    /// The staged batch's sample weights per output (one per sample), read when `weighted`.
+    weights: Vec<Vec<f32>>,
+    /// Whether the staged batch has sample weights.
+    weighted: bool,
     total: MetricState,
     rollback: Rollback,
     /// Optimizer steps taken through this trainer (Keras' `optimizer.iterations`), which schedules follow.
@@ -550,11 +707,13 @@ pub fn compile<'m, N: Network, O: Optimizer>(
                 weight: 1.0,
                 fused: if loss.can_fuse(act) { act } else { Activation::Linear },
                 metrics: Vec::new(),
+                given: (metrics.to_vec(), Vec::new()),
+                unweighted: 0,
                 loss_key: if multi { format!("{}_loss", spec.name) } else { "loss".to_string() },
                 loss_state: MetricState::default(),
                 metric_states: Vec::new(),
             };
-            set_metrics(&mut slot, metrics, multi);
+            set_metrics(&mut slot, multi);
             slot
         })
         .collect();
@@ -564,26 +723,35 @@ pub fn compile<'m, N: Network, O: Optimizer>(
         outputs,
         grads: vec![0.0; N::PARAM_COUNT],
         targets: vec![Vec::new(); N::OUTPUTS.len()],
+        weights: vec![Vec::new(); N::OUTPUTS.len()],
+        weighted: false,
         total: MetricState::default(),
         rollback: Rollback::default(),
         iterations: 0,
     }
 }
 
-/// Resolves `metrics` for one output and names their log keys (Keras: `<output>_<name>` with
-/// several outputs; a repeated name gets `_1`, `_2`, ...).
-fn set_metrics(slot: &mut OutputSlot, metrics: &[Metric], multi: bool) {
+/// Resolves an output's metrics (`slot.given`: Keras' `metrics`, then its `weighted_metrics`) and names
+/// their log keys as Keras does: `<output>_<name>` with several outputs; a repeated name gets `_1`, `_2`,
+/// ...; a weighted metric whose name is taken becomes `weighted_<name>` (`<output>_weighted_<name>`).
+fn set_metrics(slot: &mut OutputSlot, multi: bool) {
     slot.metrics.clear();
-    for m in metrics {
-        let base = if multi { format!("{}_{}", slot.name, m.keras_name()) } else { m.keras_name().to_string() };
+    let prefixed = |name: &str| if multi { format!("{}_{name}", slot.name) } else { name.to_string() };
+    let (plain, weighted) = (&slot.given.0, &slot.given.1);
+    for (i, m) in plain.iter().chain(weighted).enumerate() {
+        let mut base = prefixed(m.keras_name());
+        if i >= plain.len() && slot.metrics.iter().any(|(_, k)| *k == base) {
+            base = prefixed(&format!("weighted_{}", m.keras_name()));
+        }
         let mut key = base.clone();
-        let mut i = 1;
+        let mut n = 1;
         while slot.metrics.iter().any(|(_, k)| *k == key) {
-            key = format!("{base}_{i}");
-            i += 1;
+            key = format!("{base}_{n}");
+            n += 1;
         }
         slot.metrics.push((m.resolve(slot.loss, slot.cols), key));
     }
+    slot.unweighted = plain.len();
     slot.metric_states = slot.metrics.iter().map(|(m, _)| MetricTracker::new(*m)).collect();
 }
 
@@ -600,9 +768,80 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     pub fn with_metrics(mut self, metrics: N::PerOutput<Vec<Metric>>) -> Self {
         let multi = self.outputs.len() > 1;
         for (slot, m) in self.outputs.iter_mut().zip(N::per_output(&metrics)) {
-            set_metrics(slot, &m, multi);
+            slot.given.0 = m;
+            set_metrics(slot, multi);
         }
         self
+    }
+
+    /// Sets metrics per output that weigh each sample by its sample weight (Keras' `weighted_metrics`):
+    /// with [`SampleWeight`]s or [`Fit::class_weight`], a mean metric is `Σ w·value / Σ w` (weighted
+    /// accuracy is `Σ w·correct / Σ w`), RMSE the weighted mean of the squared errors, and precision,
+    /// recall and AUC count each sample at its weight. Without weights they equal the plain metrics. The
+    /// metrics of `compile` and [`with_metrics`](Self::with_metrics) ignore sample weights, as Keras'
+    /// `metrics` do. Logged after those, under the same keys, or as `weighted_<name>` (with several
+    /// outputs `<output>_weighted_<name>`) when the name is already logged.
+    pub fn with_weighted_metrics(mut self, metrics: N::PerOutput<Vec<Metric>>) -> Self {
+        let multi = self.outputs.len() > 1;
+        for (slot, m) in self.outputs.iter_mut().zip(N::per_output(&metrics)) {
+            slot.given.1 = m;
+            set_metrics(slot, multi);
+        }
+        self
+    }
+
+    /// Keras' `class_weight={class: weight}` as per-sample weights for the rows of `targets` (Keras'
+    /// `class_weight_to_sample_weights`): each sample weighs what its class does, 1 for a class not
+    /// listed. The class of a sample is its integer class id, the argmax of its one-hot (or
+    /// probability) target, or its single target value rounded (a binary target). What
+    /// [`Fit::class_weight`] uses; pass it to [`train_on_batch_weighted`](Self::train_on_batch_weighted)
+    /// for Keras' `train_on_batch(x, y, class_weight=...)`.
+    ///
+    /// An error for a model with several outputs (as in Keras), for targets holding more than one class
+    /// per sample, and for a class listed twice or a weight that is negative or not finite.
+    pub fn class_weights(&self, targets: &N::Targets<'_>, class_weight: &[(usize, f32)]) -> Result<SampleWeight> {
+        check_class_weight(class_weight)?;
+        if N::OUTPUTS.len() != 1 {
+            return Err(Error::config(
+                "class_weight",
+                format!("{class_weight:?}"),
+                format!(
+                    "is only supported for models with a single output (as in Keras); model `{}` has {}: give a `SampleWeight::PerOutput` instead",
+                    N::NAME,
+                    N::OUTPUTS.len()
+                ),
+            ));
+        }
+        let weight_of = |y: f32| {
+            let c = y.round_ties_even();
+            class_weight.iter().find(|&&(k, _)| c >= 0.0 && k as f32 == c).map_or(1.0, |&(_, w)| w)
+        };
+        let mut weights = Vec::new();
+        N::visit_targets(targets, &mut |o, target| {
+            let name = N::TARGETS.get(o).or(N::OUTPUTS.get(o)).map_or("?", |s| s.name);
+            let one_class = |shape: &[usize]| -> Result<()> {
+                match shape {
+                    [_] | [_, _] => Ok(()),
+                    _ => Err(Error::config(
+                        "class_weight",
+                        format!("{class_weight:?}"),
+                        format!("needs one class per sample; target `{name}` has shape {:?} per sample", &shape[1..]),
+                    )),
+                }
+            };
+            match target.view() {
+                InputView::F32(v) => {
+                    one_class(v.shape())?;
+                    weights.extend(v.outer_iter().map(|row| weight_of(class_of(row.iter().copied()))));
+                }
+                InputView::I32(v) => {
+                    one_class(v.shape())?;
+                    weights.extend(v.outer_iter().map(|row| weight_of(class_of(row.iter().map(|&c| c as f32)))));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(SampleWeight::All(weights))
     }
 
     /// The model.
@@ -676,7 +915,16 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// error before anything runs; a non-finite loss, before the step; a step that makes a parameter
     /// non-finite is undone ([`Error::NonFiniteParams`]).
     pub fn train_step(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<f64> {
-        let batch = self.stage_batch(inputs, targets)?;
+        let batch = self.stage_batch(inputs, targets, None)?;
+        self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false, apply: true })
+    }
+
+    /// [`train_step`](Self::train_step) with per-sample weights (Keras' `sample_weight`, see
+    /// [`SampleWeight`]): one per row of the batch. Wrong lengths and negative or non-finite weights
+    /// are an [`Error::Config`] before anything runs. Allocates nothing after the first call with a
+    /// given batch size.
+    pub fn train_step_weighted(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>, sample_weight: &SampleWeight) -> Result<f64> {
+        let batch = self.stage_batch(inputs, targets, Some(sample_weight))?;
         self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false, apply: true })
     }
 
@@ -687,7 +935,28 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// Loss and metrics are those of the forward pass, before the step. The step itself allocates
     /// nothing after warm-up, as `train_step`; the returned map does.
     pub fn train_on_batch(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<Logs> {
-        let batch = self.stage_batch(inputs, targets)?;
+        self.train_on_batch_with(inputs, targets, None)
+    }
+
+    /// [`train_on_batch`](Self::train_on_batch) with per-sample weights (Keras'
+    /// `train_on_batch(x, y, sample_weight=w)`; for Keras' `class_weight`, pass
+    /// [`class_weights`](Self::class_weights)). The loss and metrics returned are weighted as in Keras.
+    pub fn train_on_batch_weighted(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        sample_weight: &SampleWeight,
+    ) -> Result<Logs> {
+        self.train_on_batch_with(inputs, targets, Some(sample_weight))
+    }
+
+    fn train_on_batch_with(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        sample_weight: Option<&SampleWeight>,
+    ) -> Result<Logs> {
+        let batch = self.stage_batch(inputs, targets, sample_weight)?;
         self.reset_states();
         self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: true, apply: true })?;
         let mut logs = Logs::new();
@@ -699,9 +968,32 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// keyed as [`train_on_batch`](Self::train_on_batch); the same values as
     /// [`evaluate`](Self::evaluate) with a `batch_size` of at least the batch.
     pub fn test_on_batch(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<Logs> {
+        self.test_on_batch_with(inputs, targets, None)
+    }
+
+    /// [`test_on_batch`](Self::test_on_batch) with per-sample weights (Keras'
+    /// `test_on_batch(x, y, sample_weight=w)`).
+    pub fn test_on_batch_weighted(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        sample_weight: &SampleWeight,
+    ) -> Result<Logs> {
+        self.test_on_batch_with(inputs, targets, Some(sample_weight))
+    }
+
+    fn test_on_batch_with(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        sample_weight: Option<&SampleWeight>,
+    ) -> Result<Logs> {
         let n = self.check_batch(inputs, targets)?;
+        if let Some(sw) = sample_weight {
+            sw.check(N::OUTPUTS, n)?;
+        }
         self.reset_states();
-        self.stage_rows(inputs, Some(targets), Rows::Range(0, n), Mode::Eval)?;
+        self.stage_rows(inputs, Some(targets), Rows::Range(0, n), Mode::Eval, sample_weight)?;
         self.step_staged(n, Mode::Eval)?;
         let mut logs = Logs::new();
         self.logs("", &mut logs);
@@ -728,7 +1020,28 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// given batch size. The slice borrows the trainer: copy it (into a buffer of your own, reused)
     /// to change it or to keep it across calls.
     pub fn compute_gradients(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<(f64, &[f32])> {
-        let batch = self.stage_batch(inputs, targets)?;
+        self.compute_gradients_with(inputs, targets, None)
+    }
+
+    /// [`compute_gradients`](Self::compute_gradients) of the loss weighted by `sample_weight` (one per
+    /// row of the batch, see [`SampleWeight`]): what Keras' `compute_loss(x, y, y_pred, sample_weight)`
+    /// differentiates.
+    pub fn compute_gradients_weighted(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        sample_weight: &SampleWeight,
+    ) -> Result<(f64, &[f32])> {
+        self.compute_gradients_with(inputs, targets, Some(sample_weight))
+    }
+
+    fn compute_gradients_with(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        sample_weight: Option<&SampleWeight>,
+    ) -> Result<(f64, &[f32])> {
+        let batch = self.stage_batch(inputs, targets, sample_weight)?;
         let loss = self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false, apply: false })?;
         if self.rollback.valid {
             // The moving statistics moved outside a step: the undo copy takes them, so that it still
@@ -766,9 +1079,13 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
 
     /// Checks the settings and the batch and stages it (inputs in the training workspace, targets in
     /// the staging buffers), checking every value for NaN and infinities; returns the batch size.
-    fn stage_batch(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<usize> {
+    fn stage_batch(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>, sample_weight: Option<&SampleWeight>) -> Result<usize> {
         self.check_settings(None)?;
         let batch = self.check_batch(inputs, targets)?;
+        if let Some(sw) = sample_weight {
+            sw.check(N::OUTPUTS, batch)?;
+        }
+        self.stage_weights(sample_weight, Rows::Range(0, batch))?;
         let ws = &mut self.model.state_mut().ws;
         ws.set_layout(Layout::Training);
         stage_inputs::<N>(inputs, ws)?;
@@ -786,9 +1103,34 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         Ok(batch)
     }
 
+    /// Copies `rows` of the sample weights (checked) into the staging buffers, or marks the batch
+    /// unweighted. Allocates nothing once the buffers have room for the batch.
+    fn stage_weights(&mut self, sample_weight: Option<&SampleWeight>, rows: Rows<'_>) -> Result<()> {
+        self.weighted = sample_weight.is_some();
+        let Some(sw) = sample_weight else { return Ok(()) };
+        let batch = rows.len();
+        for (slot, buf) in self.outputs.iter().zip(&mut self.weights) {
+            try_reserve_len(buf, batch, || format!("the staging buffer of the sample weights of output `{}`", slot.name), batch)?;
+            buf.clear();
+            match sw.of(slot.name) {
+                Some(w) => buf.extend(rows.iter().map(|r| w[r])),
+                None => buf.resize(batch, 1.0),
+            }
+        }
+        Ok(())
+    }
+
     /// Copies `rows` of the inputs into the workspace of `mode` (the training one, or the inference one
-    /// for evaluation) and of the targets into the staging buffers.
-    fn stage_rows(&mut self, inputs: &N::Inputs<'_>, targets: Option<&N::Targets<'_>>, rows: Rows<'_>, mode: Mode) -> Result<()> {
+    /// for evaluation), of the targets into the staging buffers, and of the (checked) sample weights.
+    fn stage_rows(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: Option<&N::Targets<'_>>,
+        rows: Rows<'_>,
+        mode: Mode,
+        sample_weight: Option<&SampleWeight>,
+    ) -> Result<()> {
+        self.stage_weights(sample_weight, rows)?;
         let batch = rows.len();
         let state = self.model.state_mut();
         let ws = match mode {
@@ -839,7 +1181,8 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             let pred = if training { &ws.values[slot.buf][..n] } else { &infer.values[slot.infer_buf][..n] };
             let target = &self.targets[o][..batch * slot.target_len];
             let grad = if training { Some(&mut ws.grads[slot.buf][..n]) } else { None };
-            let value = slot.loss.compute(pred, target, rows, slot.cols, grad, slot.weight, slot.fused);
+            let weights = self.weighted.then(|| &self.weights[o][..batch]);
+            let value = slot.loss.compute_weighted(pred, target, rows, slot.cols, weights, grad, slot.weight, slot.fused);
             if let Mode::Train { epoch, batch: b, .. } = mode {
                 ws.fused[o] = slot.fused != Activation::Linear;
                 if !value.is_finite() {
@@ -849,8 +1192,10 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             total += f64::from(slot.weight) * value;
             if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval) {
                 slot.loss_state.add_mean(value, batch);
-                for st in &mut slot.metric_states {
-                    st.update(pred, target, rows, slot.cols);
+                let from = slot.unweighted;
+                for (i, st) in slot.metric_states.iter_mut().enumerate() {
+                    // Keras' `metrics` ignore the sample weights; its `weighted_metrics` use them.
+                    st.update_weighted(pred, target, rows, slot.cols, weights.filter(|_| i >= from));
                 }
             }
         }
@@ -906,12 +1251,13 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         rows: std::ops::Range<usize>,
         batch_size: usize,
         (prefix, into): (&str, &mut Logs),
+        sample_weight: Option<&SampleWeight>,
     ) -> Result<()> {
         self.reset_states();
         let (mut s, end) = (rows.start, rows.end);
         while s < end {
             let e = s.saturating_add(batch_size).min(end);
-            self.stage_rows(inputs, Some(targets), Rows::Range(s, e), Mode::Eval)?;
+            self.stage_rows(inputs, Some(targets), Rows::Range(s, e), Mode::Eval, sample_weight)?;
             self.step_staged(e - s, Mode::Eval)?;
             s = e;
         }
@@ -1011,6 +1357,25 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         order.extend(0..split_at);
         // Once over every value, before any step: far cheaper than an epoch, and nothing has moved when it fails.
         check_finite_data::<N>(inputs, targets)?;
+        let class_sample_weight;
+        let train_weight = match (&fit.sample_weight, &fit.class_weight) {
+            (None, None) => None,
+            (Some(sw), None) => {
+                sw.check(N::OUTPUTS, n)?;
+                Some(sw)
+            }
+            (None, Some(cw)) => {
+                class_sample_weight = self.class_weights(targets, cw)?;
+                Some(&class_sample_weight)
+            }
+            (Some(_), Some(cw)) => {
+                return Err(Error::config(
+                    "class_weight",
+                    format!("{cw:?}"),
+                    "cannot be given together with `sample_weight` (as in Keras); multiply the class weights into the sample weights",
+                ))
+            }
+        };
         if let Some((val_inputs, val_targets)) = validation {
             self.check_batch(val_inputs, val_targets)?;
         }
@@ -1088,7 +1453,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 }
                 stopped = self.notify(&mut all, schedule, |c, ctx| c.on_train_batch_begin(b, ctx))?;
                 let mode = Mode::Train { epoch, batch: b + 1, track: true, apply: true };
-                self.stage_rows(inputs, Some(targets), Rows::List(chunk), mode)?;
+                self.stage_rows(inputs, Some(targets), Rows::List(chunk), mode, train_weight)?;
                 if let Err(e) = self.step_staged(chunk.len(), mode) {
                     // A callback may turn a non-finite loss into a stop (TerminateOnNaN).
                     let Error::NonFiniteLoss { value, .. } = e else {
@@ -1129,9 +1494,9 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             }
             if let Some((val_inputs, val_targets)) = validation {
                 let m = self.check_batch(val_inputs, val_targets)?;
-                self.evaluate_rows((val_inputs, val_targets), 0..m, fit.batch_size, ("val_", &mut logs))?;
+                self.evaluate_rows((val_inputs, val_targets), 0..m, fit.batch_size, ("val_", &mut logs), None)?;
             } else if split_at < n {
-                self.evaluate_rows((inputs, targets), split_at..n, fit.batch_size, ("val_", &mut logs))?;
+                self.evaluate_rows((inputs, targets), split_at..n, fit.batch_size, ("val_", &mut logs), fit.sample_weight.as_ref())?;
             }
             history.push_epoch(epoch - 1, &logs);
             let view = LogsView::new(&logs, self.optimizer.learning_rate());
@@ -1202,12 +1567,37 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// Loss and metrics over all rows in inference mode, in chunks of `batch_size` (Keras'
     /// `evaluate(..., return_dict=True)`), keyed like the history without `val_`.
     pub fn evaluate(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>, batch_size: usize) -> Result<Logs> {
+        self.evaluate_with(inputs, targets, batch_size, None)
+    }
+
+    /// [`evaluate`](Self::evaluate) with per-sample weights (Keras' `evaluate(x, y, sample_weight=w)`,
+    /// see [`SampleWeight`]): one per row.
+    pub fn evaluate_weighted(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        batch_size: usize,
+        sample_weight: &SampleWeight,
+    ) -> Result<Logs> {
+        self.evaluate_with(inputs, targets, batch_size, Some(sample_weight))
+    }
+
+    fn evaluate_with(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        batch_size: usize,
+        sample_weight: Option<&SampleWeight>,
+    ) -> Result<Logs> {
         if batch_size == 0 {
             return Err(Error::config("batch_size", 0, "must be at least 1"));
         }
         let n = self.check_batch(inputs, targets)?;
+        if let Some(sw) = sample_weight {
+            sw.check(N::OUTPUTS, n)?;
+        }
         let mut logs = Logs::new();
-        self.evaluate_rows((inputs, targets), 0..n, batch_size, ("", &mut logs))?;
+        self.evaluate_rows((inputs, targets), 0..n, batch_size, ("", &mut logs), sample_weight)?;
         Ok(logs)
     }
 
