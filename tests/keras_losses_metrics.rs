@@ -9,27 +9,21 @@
 //!
 //! Also the `as i32 target` path end to end: sparse class ids train exactly like their one-hot form.
 
-use std::collections::BTreeMap;
-
-use modelc::io::read_tensors;
 use modelc::metrics::{AucCurve, MetricTracker};
 use modelc::ndarray::{Array1, Array2, ArrayD, Ix2};
 use modelc::network::Network;
 use modelc::prelude::*;
+
+mod parity;
 use modelc::Activation;
+use parity::*;
 #[path = "counting_alloc/mod.rs"]
 mod counting_alloc;
 use counting_alloc::allocations_in;
 
-type Fixture = BTreeMap<String, ArrayD<f32>>;
-
+/// `tests/fixtures/losses_metrics.safetensors`.
 fn fixture() -> Fixture {
-    let path = format!("{}/tests/fixtures/losses_metrics.safetensors", env!("CARGO_MANIFEST_DIR"));
-    read_tensors(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn get<'f>(fx: &'f Fixture, key: &str) -> &'f ArrayD<f32> {
-    fx.get(key).unwrap_or_else(|| panic!("fixture has no `{key}`"))
+    parity::fixture("losses_metrics")
 }
 
 fn slice<'f>(fx: &'f Fixture, key: &str) -> &'f [f32] {

@@ -8,13 +8,14 @@
 //! (seen: 3e-7; modelc evaluates them in f64, Keras in f32); the fusion model's weights after three
 //! training steps within 2e-6 absolute (seen: 3e-7).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use modelc::io::read_tensors;
-use modelc::ndarray::{ArrayD, ArrayView, Dimension};
 use modelc::network::Network;
 use modelc::prelude::*;
+
+mod parity;
 use modelc::spec::{Init, ParamSpec};
+use parity::*;
 
 #[path = "counting_alloc/mod.rs"]
 mod counting_alloc;
@@ -24,22 +25,9 @@ use counting_alloc::allocations_in;
 mod fusion;
 use fusion::{Fusion, FusionInputs, FusionLosses, FusionTargets};
 
-type Fixture = BTreeMap<String, ArrayD<f32>>;
-
+/// `tests/fixtures/optimizers.safetensors`.
 fn fixture() -> Fixture {
-    let path = format!("{}/tests/fixtures/optimizers.safetensors", env!("CARGO_MANIFEST_DIR"));
-    read_tensors(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn get<'f>(fx: &'f Fixture, key: &str) -> &'f ArrayD<f32> {
-    fx.get(key).unwrap_or_else(|| panic!("fixture has no `{key}`"))
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: {} values vs {}", got.len(), want.len());
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= atol + rtol * w.abs(), "{what}[{i}]: modelc {g} vs Keras {w}");
-    }
+    parity::fixture("optimizers")
 }
 
 /// The two Keras variables, with a frozen tensor between them that Keras never sees: it must not move,
@@ -157,10 +145,6 @@ fn invalid_schedules_are_config_errors() {
     assert!(e.contains("increasing"), "{e}");
     let e = Schedule::polynomial_decay(0.1, 0).validate().unwrap_err().to_string();
     assert!(e.contains("decay_steps"), "{e}");
-}
-
-fn view<'f, D: Dimension>(fx: &'f Fixture, key: &str) -> ArrayView<'f, f32, D> {
-    get(fx, key).view().into_dimensionality::<D>().unwrap()
 }
 
 /// BENCH M1 trained three steps through `compile`/`train_step` with `opt`, against Keras' `train_on_batch`.

@@ -6,14 +6,13 @@
 //! within 2e-5 absolute + 1e-4 relative, weights after three Adam steps within 2e-5 absolute. The
 //! initializers draw other random numbers than Keras: their statistics are compared instead.
 
-use std::collections::BTreeMap;
-
 use modelc::init::{fill, Rng};
-use modelc::io::read_tensors;
-use modelc::ndarray::{ArrayD, ArrayView, Dimension};
 use modelc::network::Network;
 use modelc::prelude::*;
+
+mod parity;
 use modelc::spec::{Distribution, FanMode, Init};
+use parity::*;
 
 #[path = "counting_alloc/mod.rs"]
 mod counting_alloc;
@@ -45,26 +44,9 @@ model! {
     }
 }
 
-type Fixture = BTreeMap<String, ArrayD<f32>>;
-
+/// `tests/fixtures/regularizers.safetensors`.
 fn fixture() -> Fixture {
-    let path = format!("{}/tests/fixtures/regularizers.safetensors", env!("CARGO_MANIFEST_DIR"));
-    read_tensors(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn get<'f>(fx: &'f Fixture, key: &str) -> &'f ArrayD<f32> {
-    fx.get(key).unwrap_or_else(|| panic!("fixture has no `{key}`"))
-}
-
-fn view<'f, D: Dimension>(fx: &'f Fixture, key: &str) -> ArrayView<'f, f32, D> {
-    get(fx, key).view().into_dimensionality::<D>().unwrap()
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: {} values vs {}", got.len(), want.len());
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= atol + rtol * w.abs(), "{what}[{i}]: modelc {g} vs Keras {w}");
-    }
+    parity::fixture("regularizers")
 }
 
 /// A `Reg` holding Keras' initial weights.

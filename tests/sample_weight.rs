@@ -9,12 +9,12 @@
 //! absolute + 1e-4 relative, weights after three Adam steps within 2e-5 absolute; logged values within
 //! 1e-5 absolute + 1e-5 relative.
 
-use std::collections::BTreeMap;
-
-use modelc::io::read_tensors;
-use modelc::ndarray::{Array2, ArrayD, ArrayView, Dimension};
+use modelc::ndarray::Array2;
 use modelc::network::Network;
 use modelc::prelude::*;
+
+mod parity;
+use parity::*;
 
 model! {
     /// The twin of `two_heads` in scripts/keras_sample_weight.py.
@@ -34,30 +34,13 @@ model! {
     }
 }
 
-type Fixture = BTreeMap<String, ArrayD<f32>>;
-
+/// `tests/fixtures/sample_weight.safetensors`.
 fn fixture() -> Fixture {
-    let path = format!("{}/tests/fixtures/sample_weight.safetensors", env!("CARGO_MANIFEST_DIR"));
-    read_tensors(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn get<'f>(fx: &'f Fixture, key: &str) -> &'f ArrayD<f32> {
-    fx.get(key).unwrap_or_else(|| panic!("fixture has no `{key}`"))
-}
-
-fn view<'f, D: Dimension>(fx: &'f Fixture, key: &str) -> ArrayView<'f, f32, D> {
-    get(fx, key).view().into_dimensionality::<D>().unwrap()
+    parity::fixture("sample_weight")
 }
 
 fn values(fx: &Fixture, key: &str) -> Vec<f32> {
     get(fx, key).iter().copied().collect()
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: {} values vs {}", got.len(), want.len());
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= atol + rtol * w.abs(), "{what}[{i}]: modelc {g} vs Keras {w}");
-    }
 }
 
 fn assert_log(what: &str, got: f64, want: f32) {
