@@ -673,6 +673,36 @@ mod tests {
     }
 
     #[test]
+    fn initial_states_given_by_keyword_are_written_as_a_list() {
+        // An encoder-decoder: the decoder LSTM starts from the encoder's two final states.
+        let t = |name: &str, k: usize| serde_json::json!({"class_name": "__keras_tensor__", "config": {"keras_history": [name, 0, k]}});
+        let input = |name: &str, shape: serde_json::Value| serde_json::json!({"class_name": "InputLayer", "name": name, "config": {"name": name, "batch_shape": shape, "dtype": "float32"}, "inbound_nodes": []});
+        let lstm = |name: &str, return_state: bool, nodes: serde_json::Value| {
+            serde_json::json!({"module": "keras.layers", "class_name": "LSTM", "name": name,
+                "config": {"name": name, "units": 4, "return_state": return_state}, "inbound_nodes": nodes})
+        };
+        let cfg = serde_json::json!({
+            "class_name": "Functional",
+            "config": {
+                "name": "translate",
+                "layers": [
+                    input("src", serde_json::json!([null, 6, 3])), input("tgt", serde_json::json!([null, 5, 2])),
+                    lstm("enc", true, serde_json::json!([{"args": [t("src", 0)], "kwargs": {}}])),
+                    lstm("dec", false, serde_json::json!([{"args": [t("tgt", 0)], "kwargs": {"initial_state": [t("enc", 1), t("enc", 2)], "training": false}}]))
+                ],
+                "input_layers": [["src", 0, 0], ["tgt", 0, 0]],
+                "output_layers": [["dec", 0, 0]]
+            }
+        });
+        let imported = keras_to_source(&cfg.to_string(), &origin()).unwrap();
+        let src = imported.source();
+        assert!(src.contains("= LSTM(4, return_state = true, name = \"enc\")(src);"), "{src}");
+        let dec = src.lines().find(|l| l.contains("name = \"dec\"")).unwrap_or_else(|| panic!("{src}"));
+        assert!(dec.contains("(tgt, initial_state = ["), "{src}");
+        assert!(crate::param_layout(&imported.single_invocation()).is_ok(), "{src}");
+    }
+
+    #[test]
     fn dict_outputs_take_their_keys_and_frozen_layers_stay_frozen() {
         let cfg = serde_json::json!({
             "class_name": "Functional",
