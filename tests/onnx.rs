@@ -9,6 +9,9 @@ use tract_onnx::prelude::{Datum, Framework, InferenceFact, InferenceModelExt, TV
 
 #[path = "../examples/branch_concat/model.rs"]
 mod branch_concat;
+#[allow(dead_code)]
+#[path = "../examples/denoise/model.rs"]
+mod denoise;
 #[path = "../examples/digits/model.rs"]
 mod digits;
 #[path = "../examples/fusion/model.rs"]
@@ -23,6 +26,9 @@ mod nested_models;
 mod residual;
 #[path = "../examples/shared_layer/model.rs"]
 mod shared_layer;
+#[allow(dead_code)]
+#[path = "../examples/sunspots/model.rs"]
+mod sunspots;
 #[allow(dead_code)]
 #[path = "../examples/token_topics/model.rs"]
 mod token_topics;
@@ -189,6 +195,7 @@ macro_rules! check {
 #[test]
 fn every_example_model_exports_and_runs_in_tract() {
     use branch_concat::{Branches, BranchesInputs};
+    use denoise::{Denoiser, DenoiserInputs};
     use digits::{DigitNet, DigitNetInputs};
     use fusion::{Fusion, FusionInputs};
     use merges::{Interactions, InteractionsInputs};
@@ -196,6 +203,7 @@ fn every_example_model_exports_and_runs_in_tract() {
     use nested_models::{Composed, ComposedInputs};
     use residual::{ResNet, ResNetInputs};
     use shared_layer::{Siamese, SiameseInputs};
+    use sunspots::{SunspotNet, SunspotNetInputs};
     use token_topics::{TokenTopics, TokenTopicsInputs};
     use vision_meta::{VisionMeta, VisionMetaInputs};
     check!(Branches, BranchesInputs { features: f32 });
@@ -208,6 +216,8 @@ fn every_example_model_exports_and_runs_in_tract() {
     check!(Siamese, SiameseInputs { a: f32, b: f32 });
     check!(TokenTopics, TokenTopicsInputs { tokens: i32 });
     check!(VisionMeta, VisionMetaInputs { image: f32, meta: f32 });
+    check!(Denoiser, DenoiserInputs { noisy: f32 });
+    check!(SunspotNet, SunspotNetInputs { past: f32 });
 }
 
 model! {
