@@ -67,24 +67,34 @@ impl Depthwise {
     }
 }
 
+/// The depthwise stage as an ONNX grouped `Conv` on the operand (shared with `SeparableConv`): the
+/// Keras kernel `kernel` `(k..., c, m)` reshaped to `(c·m, 1, k...)`, output channel `c·m + j` as the
+/// kernels order them, and the `Conv` attributes with one group per input channel.
+pub(crate) fn onnx_depthwise(
+    cx: &mut OnnxCx,
+    window: &Window,
+    depth_multiplier: usize,
+    kernel: &str,
+) -> (String, Vec<(&'static str, Attr)>) {
+    let shape = cx.input_shape(0);
+    let (r, c) = (window.rank, shape.last());
+    let mut attrs = window.onnx_attrs(&shape, true);
+    attrs.push(("group", Attr::Int(c as i64)));
+    let mut perm = vec![r, r + 1];
+    perm.extend(0..r);
+    let t = cx.transpose(kernel, &perm);
+    let mut dims = vec![(c * depth_multiplier) as i64, 1];
+    dims.extend(window.size.iter().map(|&k| k as i64));
+    dims.resize(r + 2, window.size.first().copied().unwrap_or(1) as i64);
+    (cx.reshape_exact(&t, &dims), attrs)
+}
+
 impl LayerDef for Depthwise {
     // Conv with one group per input channel: the kernel (k..., c, m) becomes (c·m, 1, k...), output
     // channel c·m + j as the kernels order them.
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         let x = cx.input(0);
-        let c = cx.input_shape(0).last();
-        let r = self.window.rank;
-        let mut attrs = self.window.onnx_attrs(&cx.input_shape(0), true);
-        attrs.push(("group", Attr::Int(c as i64)));
-        let mut perm = vec![r, r + 1];
-        perm.extend(0..r);
-        let t = cx.transpose(&cx.param(0), &perm);
-        let mut dims = vec![(c * self.depth_multiplier) as i64, 1];
-        dims.extend(self.window.size.iter().map(|&k| k as i64));
-        if self.window.size.len() < r {
-            dims.extend(std::iter::repeat_n(self.window.size.first().copied().unwrap_or(1) as i64, r - self.window.size.len()));
-        }
-        let w = cx.reshape_exact(&t, &dims);
+        let (w, attrs) = onnx_depthwise(cx, &self.window, self.depth_multiplier, &cx.param(0));
         let mut extra = vec![w.as_str()];
         let b = cx.param(1);
         if self.use_bias {

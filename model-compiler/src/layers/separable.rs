@@ -12,7 +12,7 @@ use super::weights::{role, WeightArgs};
 use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
-use crate::onnx::{Attr, OnnxCx, OnnxError};
+use crate::onnx::{OnnxCx, OnnxError};
 use crate::shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -91,17 +91,9 @@ impl LayerDef for Separable {
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         let x = cx.input(0);
         let shape = cx.input_shape(0);
-        let (r, c, full) = (self.window.rank, shape.last(), shape.rank() + 1);
+        let (r, full) = (self.window.rank, shape.rank() + 1);
         let xt = cx.to_channels_first(&x, full);
-        let mut attrs = self.window.onnx_attrs(&shape, true);
-        attrs.push(("group", Attr::Int(c as i64)));
-        let mut perm = vec![r, r + 1];
-        perm.extend(0..r);
-        let t = cx.transpose(&cx.param(0), &perm);
-        let mut dims = vec![(c * self.depth_multiplier) as i64, 1];
-        dims.extend(self.window.size.iter().map(|&k| k as i64));
-        dims.resize(r + 2, self.window.size.first().copied().unwrap_or(1) as i64);
-        let wd = cx.reshape_exact(&t, &dims);
+        let (wd, attrs) = super::depthwise::onnx_depthwise(cx, &self.window, self.depth_multiplier, &cx.param(0));
         let mid = cx.op("Conv", &[&xt, &wd], attrs);
         let mut perm = vec![r + 1, r];
         perm.extend(0..r);
