@@ -224,9 +224,7 @@ impl<'a> KerasArgs<'a> {
                 self.class, self.class
             ));
         }
-        let mut inner = KerasArgs::new(class, config);
-        map(&mut inner);
-        let (mut args, problems) = inner.finish();
+        let (mut args, problems, _) = translate(class, config, map);
         self.problems.extend(problems.into_iter().map(|p| format!("its `{key}` {class}: {p}")));
         if let Some(name) = config.get("name").and_then(Value::as_str) {
             args.push(format!("name = \"{name}\""));
@@ -247,10 +245,7 @@ impl<'a> KerasArgs<'a> {
         };
         let mut config = config.clone();
         edit(&mut config);
-        let mut inner = KerasArgs::new(class, &config);
-        map(&mut inner);
-        let results = inner.results;
-        let (args, problems) = inner.finish();
+        let (args, problems, results) = translate(class, &config, map);
         let failed = !problems.is_empty();
         self.problems.extend(problems.into_iter().map(|p| format!("`{key}` ({class}): {p}")));
         (!failed).then(|| (class.to_string(), args, results))
@@ -289,6 +284,16 @@ fn default_init_arg(class: &str, k: &str, v: &Value) -> bool {
         ("VarianceScaling", _) => false,
         _ => false,
     }
+}
+
+/// A nested layer's `config` translated by its class's mapping `map`: the constructor's arguments, the
+/// problems, and the number of results the constructor returns.
+fn translate(class: &str, config: &Map<String, Value>, map: fn(&mut KerasArgs<'_>)) -> (Vec<String>, Vec<String>, usize) {
+    let mut inner = KerasArgs::new(class, config);
+    map(&mut inner);
+    let results = inner.results;
+    let (args, problems) = inner.finish();
+    (args, problems, results)
 }
 
 #[cfg(test)]
