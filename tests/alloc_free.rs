@@ -119,13 +119,9 @@ fn sample_weighted_train_steps_allocate_nothing_after_warm_up() {
     let mut trainer = model
         .compile(Adam::default(), FusionLosses { score: Loss::BinaryCrossentropy }, &[Metric::Accuracy])
         .with_weighted_metrics(fusion::FusionPerOutput { score: vec![Metric::Accuracy, Metric::Auc(AucCurve::Roc)] });
-    trainer.train_step_weighted(&inputs, &targets, &weighted).unwrap();
-    let n = allocations_in(|| {
-        for _ in 0..50 {
-            trainer.train_step_weighted(&inputs, &targets, &weighted).unwrap();
-        }
+    assert_warm_calls_allocate_nothing("steady-state sample-weighted training steps", 50, || {
+        trainer.train_step_weighted(&inputs, &targets, &weighted).unwrap();
     });
-    assert_eq!(n, 0, "{n} allocations in 50 steady-state sample-weighted training steps");
 }
 
 #[test]
@@ -223,20 +219,11 @@ fn convolution_train_steps_and_inference_allocate_nothing_after_warm_up() {
     let targets = ConvsTargets { y: y.view() };
     let mut model = Convs::new(9);
     let mut trainer = model.compile(Adam::default(), ConvsLosses { y: Loss::CategoricalCrossentropy }, &[]);
-    trainer.train_step(&inputs, &targets).unwrap();
-    let n = allocations_in(|| {
-        for _ in 0..10 {
-            trainer.train_step(&inputs, &targets).unwrap();
-        }
+    assert_warm_calls_allocate_nothing("steady-state convolution training steps", 10, || {
+        trainer.train_step(&inputs, &targets).unwrap();
     });
-    assert_eq!(n, 0, "{n} allocations in 10 steady-state convolution training steps");
     let mut out = model.predict(&inputs).unwrap();
-    let n = allocations_in(|| {
-        for _ in 0..10 {
-            model.predict_into(&inputs, &mut out).unwrap();
-        }
-    });
-    assert_eq!(n, 0, "{n} allocations in 10 convolution inference calls");
+    assert_warm_calls_allocate_nothing("convolution inference calls", 10, || model.predict_into(&inputs, &mut out).unwrap());
 }
 
 /// Reads the batch logs after every step, as a user callback would.
@@ -301,18 +288,21 @@ fn attention_train_steps_and_inference_allocate_nothing_after_warm_up() {
     let targets = AttendTargets { y: y.view() };
     let mut model = Attend::new(11);
     let mut trainer = model.compile(Adam::default(), AttendLosses { y: Loss::CategoricalCrossentropy }, &[]);
-    trainer.train_step(&inputs, &targets).unwrap();
-    let n = allocations_in(|| {
-        for _ in 0..10 {
-            trainer.train_step(&inputs, &targets).unwrap();
-        }
+    assert_warm_calls_allocate_nothing("steady-state attention training steps", 10, || {
+        trainer.train_step(&inputs, &targets).unwrap();
     });
-    assert_eq!(n, 0, "{n} allocations in 10 steady-state attention training steps");
     let mut out = model.predict(&inputs).unwrap();
+    assert_warm_calls_allocate_nothing("attention inference calls", 10, || model.predict_into(&inputs, &mut out).unwrap());
+}
+
+/// Calls `f` once to warm up (buffers grow to the batch, thread pools start), then asserts that `times`
+/// more calls allocate nothing.
+fn assert_warm_calls_allocate_nothing(what: &str, times: usize, mut f: impl FnMut()) {
+    f();
     let n = allocations_in(|| {
-        for _ in 0..10 {
-            model.predict_into(&inputs, &mut out).unwrap();
+        for _ in 0..times {
+            f();
         }
     });
-    assert_eq!(n, 0, "{n} allocations in 10 attention inference calls");
+    assert_eq!(n, 0, "{n} allocations in {times} {what}");
 }
