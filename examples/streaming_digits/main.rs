@@ -8,7 +8,9 @@
 //! the model, the optimizer and early stopping are those of the in-memory example; for comparison this
 //! example then trains the same model on the same split in memory and prints both test accuracies.
 //!
-//! Run: `cargo run --release --example streaming_digits`
+//! Run: `cargo run --release --example streaming_digits`. On the busy 2-core development machine it printed
+//! `streamed: trained 26 epochs in 2.3 s; test accuracy 0.9889` and `in memory: trained 24 epochs in 2.7 s;
+//! test accuracy 0.9889` (the in-memory `examples/digits` run: about 0.98, README).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Lines};
