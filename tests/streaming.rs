@@ -17,6 +17,11 @@ use counting_alloc::allocations_in;
 
 #[path = "../examples/fusion/model.rs"]
 mod fusion;
+
+#[path = "../examples/digits/model.rs"]
+mod model;
+#[path = "../examples/streaming_digits/source.rs"]
+mod source;
 use fusion::{make_data, Fusion, FusionInputArrays, FusionInputs, FusionLosses, FusionTargetArrays, FusionTargets};
 
 type Item = Result<Batch<FusionInputArrays, FusionTargetArrays>, String>;
@@ -299,4 +304,56 @@ fn steady_state_streamed_steps_allocate_nothing_on_the_training_thread() {
         trainer.fit_stream(many, &fit).unwrap();
     });
     assert_eq!(n_many, n_few, "{n_few} allocations for 4 batches, {n_many} for 24: the steps allocate");
+}
+
+/// The example's source: the digits file streamed through gzip, a part of it, shuffled anew every pass.
+fn digits_file(keep: Vec<bool>, shuffle: bool) -> source::DigitsFile {
+    source::DigitsFile {
+        path: concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits/digits.csv.gz").into(),
+        keep: Arc::new(keep),
+        shuffle: shuffle.then(|| Arc::new(std::sync::atomic::AtomicU64::new(0))),
+        seed: 42,
+    }
+}
+
+#[test]
+fn the_streaming_digits_source_yields_every_kept_row_once_per_pass_and_trains_the_digits_model() {
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits/digits.csv.gz"));
+    let n = source::count_rows(path).unwrap();
+    let all = modelc::datasets::load_digits(path).unwrap();
+    assert_eq!(n, all.len());
+    // Every third sample, unshuffled: the same rows as loaded in memory, in order, in batches of 32.
+    let keep: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
+    let rows: Vec<usize> = (0..n).filter(|i| i % 3 == 0).collect();
+    let batches: Vec<_> = digits_file(keep.clone(), false).into_iter().map(Result::unwrap).collect();
+    assert_eq!(batches.len(), rows.len().div_ceil(source::BATCH));
+    let images: Vec<f32> = batches.iter().flat_map(|b| b.inputs.image.iter().copied()).collect();
+    let want: Vec<f32> =
+        rows.iter().flat_map(|&r| all.images.index_axis(modelc::ndarray::Axis(0), r).iter().copied().collect::<Vec<_>>()).collect();
+    assert_eq!(images, want);
+    // Shuffled: the same rows in another order, and another order on the next pass.
+    let shuffled = digits_file(keep, true);
+    let labels = |file: &source::DigitsFile| -> Vec<usize> {
+        file.clone()
+            .into_iter()
+            .flat_map(|b| b.unwrap().targets.digit.outer_iter().map(|r| r.iter().position(|&v| v == 1.0).unwrap()).collect::<Vec<_>>())
+            .collect()
+    };
+    let (first, second) = (labels(&shuffled), labels(&shuffled));
+    let mut sorted = first.clone();
+    sorted.sort_unstable();
+    let mut want: Vec<usize> = rows.iter().map(|&r| usize::from(all.labels[r])).collect();
+    want.sort_unstable();
+    assert_eq!(sorted, want);
+    assert_ne!(first, second, "each pass shuffles anew");
+    // Two epochs of the digits model on the stream: the loss falls.
+    let mut net = model::DigitNet::new(1);
+    let mut trainer = net.compile(Adam::new(2e-3), model::DigitNetLosses { digit: Loss::CategoricalCrossentropy }, &[Metric::Accuracy]);
+    let history = trainer.fit_stream(shuffled, &quiet(2)).unwrap();
+    let loss = history.get("loss").unwrap();
+    assert!(loss[1] < loss[0], "{loss:?}");
+    // A missing file is the source's error, not a panic.
+    let missing = source::DigitsFile { path: "/nonexistent/digits.csv.gz".into(), ..digits_file(vec![true; n], false) };
+    let e = trainer.fit_stream(missing, &quiet(1)).unwrap_err().error;
+    assert!(e.to_string().starts_with("the data source failed at batch 1 of epoch 1: /nonexistent/digits.csv.gz:"), "{e}");
 }
