@@ -303,6 +303,7 @@ fn steady_state_streamed_steps_allocate_nothing_on_the_training_thread() {
     let n_many = allocations_in(|| {
         trainer.fit_stream(many, &fit).unwrap();
     });
+    assert!(n_few > 0, "the counter sees the fit's own allocations (the thread, the channel, the history)");
     assert_eq!(n_many, n_few, "{n_few} allocations for 4 batches, {n_many} for 24: the steps allocate");
 }
 
@@ -356,4 +357,16 @@ fn the_streaming_digits_source_yields_every_kept_row_once_per_pass_and_trains_th
     let missing = source::DigitsFile { path: "/nonexistent/digits.csv.gz".into(), ..digits_file(vec![true; n], false) };
     let e = trainer.fit_stream(missing, &quiet(1)).unwrap_err().error;
     assert!(e.to_string().starts_with("the data source failed at batch 1 of epoch 1: /nonexistent/digits.csv.gz:"), "{e}");
+}
+
+#[test]
+fn an_error_of_the_validation_stream_names_the_validation_after_the_epoch() {
+    let data = make_data(16, 13);
+    let mut val = batches(&data, 8);
+    val[1] = Err("validation shard missing".to_string());
+    let mut model = Fusion::new(1);
+    let (error, history) =
+        compile(&mut model).fit_stream_with(batches(&data, 8), ValidationStream(val), &quiet(2), &mut []).unwrap_err().into_parts();
+    assert_eq!(error.to_string(), "the data source failed at batch 2 of the validation after epoch 1: validation shard missing");
+    assert_eq!(history.epochs(), 0, "the epoch whose validation failed is not recorded");
 }
