@@ -229,9 +229,33 @@ fn settings_a_stream_cannot_honour_are_errors() {
     let split = Fit { validation_split: 0.2, ..quiet(1) };
     let e = trainer.fit_stream(batches(&data, 8), &split).unwrap_err().error;
     assert!(e.to_string().contains("cannot split a stream"), "{e}");
-    let cw = Fit { class_weight: Some(vec![(0, 2.0)]), ..quiet(1) };
-    let e = trainer.fit_stream(batches(&data, 8), &cw).unwrap_err().error;
-    assert!(e.to_string().contains("give each batch its `sample_weight`"), "{e}");
+    let sw = Fit { sample_weight: Some(vec![1.0; 8].into()), ..quiet(1) };
+    let e = trainer.fit_stream(batches(&data, 8), &sw).unwrap_err().error;
+    assert!(e.to_string().contains("give each batch its `Batch::sample_weight`"), "{e}");
+    let bad = Fit { class_weight: Some(vec![(0, -2.0)]), ..quiet(1) };
+    let e = trainer.fit_stream(batches(&data, 8), &bad).unwrap_err().error;
+    assert!(e.to_string().contains("the weight of class 0 must be finite and not negative"), "{e}");
+}
+
+#[test]
+fn class_weight_on_a_stream_weighs_each_batch_as_the_array_fit_does() {
+    let data = make_data(40, 14);
+    let (l, r, y) = &data;
+    let fit = Fit { class_weight: Some(vec![(0, 1.0), (1, 4.0)]), ..quiet(2) };
+    let mut by_arrays = Fusion::new(8);
+    let history = compile(&mut by_arrays)
+        .fit(&FusionInputs { left_features: l.view(), right_features: r.view() }, &FusionTargets { score: y.view() }, &fit)
+        .unwrap();
+    let mut streamed = Fusion::new(8);
+    let streamed_history = compile(&mut streamed).fit_stream(batches(&data, 8), &fit).unwrap();
+    assert_eq!(streamed.params(), by_arrays.params());
+    assert_eq!(streamed_history, history);
+    // Weights of its own in a batch and class_weight together are an error, as in Keras.
+    let mut weighted = batches(&data, 8);
+    weighted[1] = Ok(batch(&data, 8, 16).with_sample_weight(vec![1.0; 8]));
+    let mut model = Fusion::new(8);
+    let e = compile(&mut model).fit_stream(weighted, &fit).unwrap_err().error;
+    assert!(e.to_string().starts_with("the data source failed at batch 2 of epoch 1: invalid configuration: `class_weight`"), "{e}");
 }
 
 #[test]

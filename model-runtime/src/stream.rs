@@ -274,8 +274,9 @@ impl<N: Network, O: Optimizer> Trainer<'_, N, O> {
     /// prefetch thread loads the next batches while the current one trains.
     ///
     /// The source decides the batches: `fit.batch_size` and `fit.shuffle` do not apply, and
-    /// `fit.validation_split` and `fit.class_weight` are errors (as Keras refuses a split of a generator;
-    /// give [`Batch::sample_weight`]s, [`class_weights`](Self::class_weights) computes them). Settings,
+    /// `fit.validation_split` and `fit.sample_weight` are errors (Keras refuses to split a generator; weights
+    /// ride in each [`Batch::sample_weight`]). `fit.class_weight` weighs each batch by its targets' classes,
+    /// computed on the prefetch thread (a batch with weights of its own is then an error, as in Keras). Settings,
     /// callbacks, `initial_epoch`, schedules and the checks of every batch (shapes, NaN and infinities,
     /// weights) are those of [`fit`](Self::fit). A source that returns an error or panics stops training
     /// with [`Error::Source`] naming the epoch and the batch; the prefetch thread has stopped when this
@@ -309,19 +310,42 @@ impl<N: Network, O: Optimizer> Trainer<'_, N, O> {
         V: ValidationData<N>,
     {
         let mut history = History::default();
-        let result = self.check_stream_fit(fit).and_then(|()| {
-            std::thread::scope(|scope| {
-                let rx = spawn_repeat(scope, source);
-                // Dropping the receiver first stops the prefetch thread; the scope then joins it.
-                let result = self.stream_epochs(&rx, &validation, fit, callbacks, &mut history);
-                drop(rx);
-                result
-            })
+        let result = self.check_stream_fit(fit).and_then(|()| match &fit.class_weight {
+            None => self.fit_stream_into(source, &validation, fit, callbacks, &mut history),
+            Some(cw) => {
+                let source = ClassWeighted { source, class_weight: cw.clone(), model: std::marker::PhantomData };
+                self.fit_stream_into(source, &validation, fit, callbacks, &mut history)
+            }
         });
         match result {
             Ok(()) => Ok(history),
             Err(error) => Err(FitError { error, history: Box::new(history) }),
         }
+    }
+
+    /// The streamed fit: a prefetch thread over `source` and the epochs, appending to `history`.
+    fn fit_stream_into<S, I, T, E, V>(
+        &mut self,
+        source: S,
+        validation: &V,
+        fit: &Fit,
+        callbacks: &mut [&mut dyn Callback<N>],
+        history: &mut History,
+    ) -> Result<()>
+    where
+        S: IntoIterator<Item = std::result::Result<Batch<I, T>, E>> + Clone + Send,
+        I: AsInputs<N> + Send,
+        T: AsTargets<N> + Send,
+        E: Into<SourceError>,
+        V: ValidationData<N>,
+    {
+        std::thread::scope(|scope| {
+            let rx = spawn_repeat(scope, source);
+            // Dropping the receiver first stops the prefetch thread; the scope then joins it.
+            let result = self.stream_epochs(&rx, validation, fit, callbacks, history);
+            drop(rx);
+            result
+        })
     }
 
     /// Rejects the settings of `fit` that a stream cannot honour.
@@ -334,11 +358,7 @@ impl<N: Network, O: Optimizer> Trainer<'_, N, O> {
             ));
         }
         if let Some(cw) = &fit.class_weight {
-            return Err(Error::config(
-                "class_weight",
-                format!("{cw:?}"),
-                "is not applied to a stream; give each batch its `sample_weight` (`Trainer::class_weights` computes them from its targets)",
-            ));
+            crate::train::check_class_weight(cw)?;
         }
         if fit.sample_weight.is_some() {
             return Err(Error::config(
@@ -538,5 +558,78 @@ fn begin_pass<B>(rx: &Prefetch<B>, pass: &mut PassState, during: &str, batch: us
         Msg::Batch(_) | Msg::End => {
             Err(source_error(during.to_string(), batch, "the prefetch thread skipped the start of a pass".into(), None))
         }
+    }
+}
+
+/// A source whose batches get `class_weight`'s sample weights (Keras' `fit(dataset, class_weight=...)`),
+/// computed on the prefetch thread as the batches arrive.
+struct ClassWeighted<S, N> {
+    source: S,
+    class_weight: Vec<(usize, f32)>,
+    model: std::marker::PhantomData<fn() -> N>,
+}
+
+impl<S: Clone, N> Clone for ClassWeighted<S, N> {
+    fn clone(&self) -> Self {
+        ClassWeighted { source: self.source.clone(), class_weight: self.class_weight.clone(), model: std::marker::PhantomData }
+    }
+}
+
+impl<S, I, T, E, N> IntoIterator for ClassWeighted<S, N>
+where
+    S: IntoIterator<Item = std::result::Result<Batch<I, T>, E>>,
+    T: AsTargets<N>,
+    E: Into<SourceError>,
+    N: Network,
+{
+    type Item = std::result::Result<Batch<I, T>, SourceError>;
+    type IntoIter = ClassWeightedIter<S::IntoIter, N>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        ClassWeightedIter { it: self.source.into_iter(), class_weight: self.class_weight, model: std::marker::PhantomData }
+    }
+}
+
+/// The iterator of a [`ClassWeighted`] source.
+struct ClassWeightedIter<It, N> {
+    it: It,
+    class_weight: Vec<(usize, f32)>,
+    model: std::marker::PhantomData<fn() -> N>,
+}
+
+impl<It, I, T, E, N> Iterator for ClassWeightedIter<It, N>
+where
+    It: Iterator<Item = std::result::Result<Batch<I, T>, E>>,
+    T: AsTargets<N>,
+    E: Into<SourceError>,
+    N: Network,
+{
+    type Item = std::result::Result<Batch<I, T>, SourceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let batch = match self.it.next()? {
+            Ok(batch) => batch,
+            Err(e) => return Some(Err(e.into())),
+        };
+        if batch.sample_weight.is_some() {
+            let e = Error::config(
+                "class_weight",
+                format!("{:?}", self.class_weight),
+                "cannot be given together with a batch's own `sample_weight` (as in Keras); multiply the class weights into them",
+            );
+            return Some(Err(Box::new(e)));
+        }
+        let weights = {
+            let targets = batch.targets.as_targets();
+            crate::train::class_weights_of::<N>(&targets, &self.class_weight)
+        };
+        Some(match weights {
+            Ok(w) => Ok(Batch { sample_weight: Some(w), ..batch }),
+            Err(e) => Err(Box::new(e)),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.it.size_hint()
     }
 }

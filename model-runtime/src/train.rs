@@ -192,8 +192,54 @@ fn class_of(values: impl Iterator<Item = f32>) -> f32 {
     }
 }
 
+/// [`Trainer::class_weights`] without a trainer (what a streamed fit applies to each batch on its prefetch thread).
+pub(crate) fn class_weights_of<N: Network>(targets: &N::Targets<'_>, class_weight: &[(usize, f32)]) -> Result<SampleWeight> {
+    check_class_weight(class_weight)?;
+    if N::OUTPUTS.len() != 1 {
+        return Err(Error::config(
+            "class_weight",
+            format!("{class_weight:?}"),
+            format!(
+                "is only supported for models with a single output (as in Keras); model `{}` has {}: give a `SampleWeight::PerOutput` instead",
+                N::NAME,
+                N::OUTPUTS.len()
+            ),
+        ));
+    }
+    let weight_of = |y: f32| {
+        let c = y.round_ties_even();
+        class_weight.iter().find(|&&(k, _)| c >= 0.0 && k as f32 == c).map_or(1.0, |&(_, w)| w)
+    };
+    let mut weights = Vec::new();
+    N::visit_targets(targets, &mut |o, target| {
+        let name = N::TARGETS.get(o).or(N::OUTPUTS.get(o)).map_or("?", |s| s.name);
+        let one_class = |shape: &[usize]| -> Result<()> {
+            match shape {
+                [_] | [_, _] => Ok(()),
+                _ => Err(Error::config(
+                    "class_weight",
+                    format!("{class_weight:?}"),
+                    format!("needs one class per sample; target `{name}` has shape {:?} per sample", &shape[1..]),
+                )),
+            }
+        };
+        match target.view() {
+            InputView::F32(v) => {
+                one_class(v.shape())?;
+                weights.extend(v.outer_iter().map(|row| weight_of(class_of(row.iter().copied()))));
+            }
+            InputView::I32(v) => {
+                one_class(v.shape())?;
+                weights.extend(v.outer_iter().map(|row| weight_of(class_of(row.iter().map(|&c| c as f32)))));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(SampleWeight::All(weights))
+}
+
 /// Checks a `class_weight` list: each class once, every weight finite and not negative.
-fn check_class_weight(class_weight: &[(usize, f32)]) -> Result<()> {
+pub(crate) fn check_class_weight(class_weight: &[(usize, f32)]) -> Result<()> {
     for (i, &(c, w)) in class_weight.iter().enumerate() {
         if class_weight[..i].iter().any(|&(d, _)| d == c) {
             return Err(Error::config("class_weight", c, "lists this class twice; give one weight per class"));
@@ -863,48 +909,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// An error for a model with several outputs (as in Keras), for targets holding more than one class
     /// per sample, and for a class listed twice or a weight that is negative or not finite.
     pub fn class_weights(&self, targets: &N::Targets<'_>, class_weight: &[(usize, f32)]) -> Result<SampleWeight> {
-        check_class_weight(class_weight)?;
-        if N::OUTPUTS.len() != 1 {
-            return Err(Error::config(
-                "class_weight",
-                format!("{class_weight:?}"),
-                format!(
-                    "is only supported for models with a single output (as in Keras); model `{}` has {}: give a `SampleWeight::PerOutput` instead",
-                    N::NAME,
-                    N::OUTPUTS.len()
-                ),
-            ));
-        }
-        let weight_of = |y: f32| {
-            let c = y.round_ties_even();
-            class_weight.iter().find(|&&(k, _)| c >= 0.0 && k as f32 == c).map_or(1.0, |&(_, w)| w)
-        };
-        let mut weights = Vec::new();
-        N::visit_targets(targets, &mut |o, target| {
-            let name = N::TARGETS.get(o).or(N::OUTPUTS.get(o)).map_or("?", |s| s.name);
-            let one_class = |shape: &[usize]| -> Result<()> {
-                match shape {
-                    [_] | [_, _] => Ok(()),
-                    _ => Err(Error::config(
-                        "class_weight",
-                        format!("{class_weight:?}"),
-                        format!("needs one class per sample; target `{name}` has shape {:?} per sample", &shape[1..]),
-                    )),
-                }
-            };
-            match target.view() {
-                InputView::F32(v) => {
-                    one_class(v.shape())?;
-                    weights.extend(v.outer_iter().map(|row| weight_of(class_of(row.iter().copied()))));
-                }
-                InputView::I32(v) => {
-                    one_class(v.shape())?;
-                    weights.extend(v.outer_iter().map(|row| weight_of(class_of(row.iter().map(|&c| c as f32)))));
-                }
-            }
-            Ok(())
-        })?;
-        Ok(SampleWeight::All(weights))
+        class_weights_of::<N>(targets, class_weight)
     }
 
     /// The model.
