@@ -74,7 +74,7 @@ pub(crate) enum Msg<B> {
     Failed(String, Option<Box<dyn std::error::Error + Send + Sync>>),
 }
 
-/// The receiving end of a prefetch thread, counting the batches of the current pass.
+/// The receiving end of a prefetch thread.
 pub(crate) struct Prefetch<B> {
     rx: Receiver<Msg<B>>,
 }
@@ -180,8 +180,8 @@ pub(crate) fn in_batch(e: Error, during: &str, batch: usize) -> Error {
     }
 }
 
-/// The error of a source that is not a `Result`-yielding iterator of batches; `Result<_, Infallible>` items
-/// say a source cannot fail.
+/// What a source's error converts into (any `std::error::Error + Send + Sync`, a `String`, a `&str`);
+/// `Result<_, Infallible>` items say that a source cannot fail.
 type SourceError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The validation data of a streamed `fit` ([`Trainer::fit_stream_with`]), evaluated after every epoch
