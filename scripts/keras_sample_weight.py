@@ -30,6 +30,17 @@ Writes tests/fixtures/sample_weight.safetensors holding, all as float32:
                                  weighted metrics weighted_accuracy, precision, auc
     cw/fit/<weight>              the weights after it
 
+  The two-output model again, trained unweighted with weighted validation data (`vd/`), Keras'
+  `fit(x, y, validation_data=(x_val, y_val, sample_weight_val))`:
+
+    vd/param/<weight>, vd/input/x, vd/target/y, vd/target/z (8 training samples)
+    vd/val/x, vd/val/y, vd/val/z, vd/val/weight/y, vd/val/weight/z (6 validation samples, one weight
+                                 array per output, zeros included)
+    vd/fit/<log>                 the history of `fit(..., epochs=2, batch_size=4, shuffle=False)` with
+                                 Adam(0.05): the training keys and the `val_` keys, where the validation
+                                 loss and weighted metrics weigh the samples and the plain metrics do not
+    vd/fit/<weight>              the weights after it
+
 The models are the twins of the `model!`s in tests/sample_weight.rs: change both together. Run from the
 repository root:
 
@@ -155,10 +166,41 @@ def class_weighted(fixture):
     print("cw:", {k: [round(float(a), 6) for a in v] for k, v in history.history.items()}, "weights", sw)
 
 
+def validation_weighted(fixture):
+    keras.utils.set_random_seed(23)
+    rng = np.random.default_rng(23)
+    model = two_heads()
+    save_weights(model, fixture, "vd/param")
+    x = rng.normal(size=(8, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, size=8)]
+    z = rng.normal(size=(8, 2)).astype(np.float32)
+    xv = rng.normal(size=(6, 5)).astype(np.float32)
+    yv = np.eye(3, dtype=np.float32)[rng.integers(0, 3, size=6)]
+    zv = rng.normal(size=(6, 2)).astype(np.float32)
+    wy = np.array([2.0, 0.0, 1.0, 0.5, 3.0, 1.0], dtype=np.float32)
+    wz = np.array([1.0, 0.25, 0.0, 2.0, 1.0, 4.0], dtype=np.float32)
+    arrays = {"input/x": x, "target/y": y, "target/z": z, "val/x": xv, "val/y": yv, "val/z": zv, "val/weight/y": wy, "val/weight/z": wz}
+    for k, v in arrays.items():
+        fixture[f"vd/{k}"] = v
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.05),
+        loss={"y": "categorical_crossentropy", "z": "mse"},
+        metrics={"y": ["accuracy"], "z": [keras.metrics.MeanAbsoluteError()]},
+        weighted_metrics={"y": ["accuracy"], "z": [keras.metrics.MeanAbsoluteError(), keras.metrics.RootMeanSquaredError()]},
+    )
+    validation = (xv, {"y": yv, "z": zv}, {"y": wy, "z": wz})
+    history = model.fit(x, {"y": y, "z": z}, validation_data=validation, epochs=2, batch_size=4, shuffle=False, verbose=0)
+    for key, v in history.history.items():
+        fixture[f"vd/fit/{key}"] = f32(v)
+    save_weights(model, fixture, "vd/fit")
+    print("vd:", {k: [round(float(a), 6) for a in v] for k, v in history.history.items()})
+
+
 if __name__ == "__main__":
     fixture = {}
     sample_weighted(fixture)
     class_weighted(fixture)
+    validation_weighted(fixture)
     path = os.path.join(OUT, "sample_weight.safetensors")
     save_file(fixture, path, metadata={"keras": keras.__version__, "backend": keras.backend.backend()})
     print(f"wrote {path}: {len(fixture)} tensors")

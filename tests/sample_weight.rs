@@ -355,3 +355,59 @@ fn class_weight_reads_class_ids_and_one_hot_targets_alike() {
     }
     assert_close("params", sparse.params(), dense.params(), 1e-7, 0.0);
 }
+
+#[test]
+fn weighted_validation_data_gives_kerass_val_loss_and_metrics() {
+    // Keras' `fit(x, y, validation_data=(x_val, y_val, sample_weight_val), epochs=2, batch_size=4,
+    // shuffle=False)`: the validation loss and weighted metrics weigh the validation samples, the plain
+    // metrics do not; training is unweighted.
+    let fx = fixture();
+    let mut model = TwoHeads::new(0);
+    load(&mut model, &fx, "vd/param");
+    let inputs = TwoHeadsInputs { x: view(&fx, "vd/input/x") };
+    let targets = TwoHeadsTargets { y: view(&fx, "vd/target/y"), z: view(&fx, "vd/target/z") };
+    let val_inputs = TwoHeadsInputs { x: view(&fx, "vd/val/x") };
+    let val_targets = TwoHeadsTargets { y: view(&fx, "vd/val/y"), z: view(&fx, "vd/val/z") };
+    let val_weight = SampleWeight::per_output([("y", values(&fx, "vd/val/weight/y")), ("z", values(&fx, "vd/val/weight/z"))]);
+    let mut trainer = model
+        .compile(Adam::new(0.05), two_heads_losses(), &[])
+        .with_metrics(two_heads_metrics())
+        .with_weighted_metrics(two_heads_weighted_metrics());
+    let fit = Fit { epochs: 2, batch_size: 4, shuffle: false, verbose: false, ..Fit::default() };
+    let history =
+        trainer.fit_with_weighted_validation_data(&inputs, &targets, (&val_inputs, &val_targets, &val_weight), &fit, &mut []).unwrap();
+    assert_eq!(history.keys().count(), 2 * TWO_HEADS_KEYS.len(), "{:?}", history.keys().collect::<Vec<_>>());
+    for key in TWO_HEADS_KEYS.iter().flat_map(|k| [k.to_string(), format!("val_{k}")]) {
+        let want = values(&fx, &format!("vd/fit/{key}"));
+        let got = history.get(&key).unwrap_or_else(|| panic!("no `{key}` in the history"));
+        for (epoch, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert_log(&format!("epoch {} {key}", epoch + 1), g, w);
+        }
+    }
+    assert_params(trainer.model(), &fx, "vd/fit");
+    // The weights matter: unweighted validation gives another val_loss.
+    let unweighted = trainer.evaluate(&val_inputs, &val_targets, 4).unwrap()["loss"];
+    let weighted = trainer.evaluate_weighted(&val_inputs, &val_targets, 4, &val_weight).unwrap()["loss"];
+    assert!((unweighted - weighted).abs() > 1e-3, "{unweighted} vs {weighted}");
+    assert_eq!(history.last("val_loss"), Some(weighted));
+}
+
+#[test]
+fn validation_weights_of_the_wrong_length_are_an_error_naming_the_validation_data() {
+    let fx = fixture();
+    let mut model = TwoHeads::new(0);
+    let inputs = TwoHeadsInputs { x: view(&fx, "vd/input/x") };
+    let targets = TwoHeadsTargets { y: view(&fx, "vd/target/y"), z: view(&fx, "vd/target/z") };
+    let mut trainer = model.compile(Adam::new(0.05), two_heads_losses(), &[]);
+    let fit = Fit { epochs: 1, verbose: false, ..Fit::default() };
+    // Eight weights (the training rows) for six validation rows.
+    let wrong = SampleWeight::from(vec![1.0f32; 8]);
+    let val_inputs = TwoHeadsInputs { x: view(&fx, "vd/val/x") };
+    let val_targets = TwoHeadsTargets { y: view(&fx, "vd/val/y"), z: view(&fx, "vd/val/z") };
+    let e = trainer.fit_with_weighted_validation_data(&inputs, &targets, (&val_inputs, &val_targets, &wrong), &fit, &mut []).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid configuration: `sample_weight` = 8 weights: the data has 6 samples; give one weight per sample (the weights of the validation data)"
+    );
+    assert_eq!(e.history.epochs(), 0, "checked before training");
+}

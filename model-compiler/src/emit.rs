@@ -249,6 +249,16 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             quote!(#nd::ArrayView<'a, #t, #d>)
         })
         .collect();
+    // The same element types and ranks, owned: the fields of `<Model>InputArrays`.
+    let in_owned: Vec<TokenStream> = sig
+        .inputs
+        .iter()
+        .map(|(_, dims, dt)| {
+            let d = rank_dim(dims.len() + 1);
+            let (t, _) = dtype_tokens(*dt);
+            quote!(#nd::Array<#t, #d>)
+        })
+        .collect();
     let in_docs: Vec<String> = sig.inputs.iter().map(|(n, dims, _)| format!("Input `{n}`, shape {}.", Shape(dims.clone()))).collect();
     let out_names: Vec<&Ident> = sig.outputs.iter().map(|o| &o.0).collect();
     let out_idx: Vec<usize> = (0..sig.outputs.len()).collect();
@@ -291,6 +301,20 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             }
         })
         .collect();
+    let target_owned: Vec<TokenStream> = out_ranks
+        .iter()
+        .enumerate()
+        .map(|(i, &rank)| match sig.targets.get(i) {
+            Some(DType::I32) => {
+                let d = rank_dim(rank);
+                quote!(#nd::Array<i32, #d>)
+            }
+            _ => {
+                let d = rank_dim(rank + 1);
+                quote!(#nd::Array<f32, #d>)
+            }
+        })
+        .collect();
     let target_docs: Vec<String> = sig
         .outputs
         .iter()
@@ -309,6 +333,18 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
     let doc_outputs =
         format!("Outputs of [`{name}`]: one array per output, batch first. Also the type of output gradients passed to `backward`.");
     let doc_targets = format!("Training targets of [`{name}`]: one view per output, the output's shape.");
+    let input_arrays_ty = format_ident!("{}InputArrays", name);
+    let target_arrays_ty = format_ident!("{}TargetArrays", name);
+    let doc_input_arrays = format!(
+        "Inputs of [`{name}`] as owned arrays, batch first: what a streamed source yields (`Batch::inputs`, \
+         `predict_stream`). `view()` gives the [`{inputs_ty}`] they hold."
+    );
+    let doc_target_arrays = format!(
+        "Training targets of [`{name}`] as owned arrays, batch first: what a streamed source yields (`Batch::targets`). \
+         `view()` gives the [`{targets_ty}`] they hold."
+    );
+    let in_marker_init = sig.inputs.is_empty().then(|| quote!(__marker: ::core::marker::PhantomData,));
+    let out_marker_init = sig.outputs.is_empty().then(|| quote!(__marker: ::core::marker::PhantomData,));
     let doc_per = format!("One value per output of [`{name}`], by output name: losses, loss weights, metrics.");
     let doc_losses = format!("The loss of each output of [`{name}`].");
     // Only a stub can lack inputs or outputs: a marker keeps its generic parameters used, so the failed
@@ -344,6 +380,60 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
         #vis struct #targets_ty<'a> {
             #( #[doc = #target_docs] pub #out_names: #target_types, )*
             #out_marker
+        }
+
+        #[doc = #doc_input_arrays]
+        #[derive(Clone, Debug)]
+        #[allow(dead_code)]
+        #vis struct #input_arrays_ty {
+            #( #[doc = #in_docs] pub #in_names: #in_owned, )*
+        }
+
+        #[allow(dead_code)]
+        impl #input_arrays_ty {
+            /// The views the model reads.
+            pub fn view(&self) -> #inputs_ty<'_> {
+                #inputs_ty { #( #in_names: self.#in_names.view(), )* #in_marker_init }
+            }
+        }
+
+        impl #p::stream::AsInputs<#name> for #input_arrays_ty {
+            fn as_inputs(&self) -> #inputs_ty<'_> {
+                self.view()
+            }
+        }
+
+        impl<'a> #p::stream::AsInputs<#name> for #inputs_ty<'a> {
+            fn as_inputs(&self) -> #inputs_ty<'_> {
+                #inputs_ty { #( #in_names: self.#in_names.view(), )* #in_marker_init }
+            }
+        }
+
+        #[doc = #doc_target_arrays]
+        #[derive(Clone, Debug)]
+        #[allow(dead_code)]
+        #vis struct #target_arrays_ty {
+            #( #[doc = #target_docs] pub #out_names: #target_owned, )*
+        }
+
+        #[allow(dead_code)]
+        impl #target_arrays_ty {
+            /// The views the losses read.
+            pub fn view(&self) -> #targets_ty<'_> {
+                #targets_ty { #( #out_names: self.#out_names.view(), )* #out_marker_init }
+            }
+        }
+
+        impl #p::stream::AsTargets<#name> for #target_arrays_ty {
+            fn as_targets(&self) -> #targets_ty<'_> {
+                self.view()
+            }
+        }
+
+        impl<'a> #p::stream::AsTargets<#name> for #targets_ty<'a> {
+            fn as_targets(&self) -> #targets_ty<'_> {
+                #targets_ty { #( #out_names: self.#out_names.view(), )* #out_marker_init }
+            }
         }
 
         #[doc = #doc_per]

@@ -232,6 +232,21 @@ pub enum Error {
         size: String,
     },
 
+    /// The data source of a streamed `fit`, `evaluate` or `predict` failed on a batch: it returned an
+    /// error, panicked, or yielded a batch that does not fit the model.
+    #[error("the data source failed at batch {batch} of {during}: {message}")]
+    Source {
+        /// What was running: `epoch 3`, `validation after epoch 2`, `evaluation`, `prediction`.
+        during: String,
+        /// The batch asked for, counted from 1 within `during`.
+        batch: usize,
+        /// The source's error, the panic's message, or what is wrong with the batch.
+        message: String,
+        /// The underlying error (`None` for a panic).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
     /// A class id outside `0..classes` in the integer targets of an output (`as i32 target`).
     #[error(
         "target `{output}` holds class id {value} (sample {sample}, position {index}), outside 0..{classes}: \

@@ -19,6 +19,7 @@ pub mod onnx;
 pub mod optim;
 pub mod regularize;
 pub mod spec;
+pub mod stream;
 pub mod support;
 pub mod tensorboard;
 pub mod train;

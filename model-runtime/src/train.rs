@@ -124,7 +124,7 @@ impl SampleWeight {
     /// Checks the weights for outputs `outputs` and `n` rows of data: one array per output (every name
     /// known, none missing or repeated), `n` weights each, every weight finite and not negative.
     /// Allocates nothing unless it fails.
-    fn check(&self, outputs: &[TensorSpec], n: usize) -> Result<()> {
+    pub(crate) fn check(&self, outputs: &[TensorSpec], n: usize) -> Result<()> {
         if let SampleWeight::PerOutput(v) = self {
             for (i, (name, _)) in v.iter().enumerate() {
                 if !outputs.iter().any(|o| o.name == name) {
@@ -192,8 +192,54 @@ fn class_of(values: impl Iterator<Item = f32>) -> f32 {
     }
 }
 
+/// [`Trainer::class_weights`] without a trainer (what a streamed fit applies to each batch on its prefetch thread).
+pub(crate) fn class_weights_of<N: Network>(targets: &N::Targets<'_>, class_weight: &[(usize, f32)]) -> Result<SampleWeight> {
+    check_class_weight(class_weight)?;
+    if N::OUTPUTS.len() != 1 {
+        return Err(Error::config(
+            "class_weight",
+            format!("{class_weight:?}"),
+            format!(
+                "is only supported for models with a single output (as in Keras); model `{}` has {}: give a `SampleWeight::PerOutput` instead",
+                N::NAME,
+                N::OUTPUTS.len()
+            ),
+        ));
+    }
+    let weight_of = |y: f32| {
+        let c = y.round_ties_even();
+        class_weight.iter().find(|&&(k, _)| c >= 0.0 && k as f32 == c).map_or(1.0, |&(_, w)| w)
+    };
+    let mut weights = Vec::new();
+    N::visit_targets(targets, &mut |o, target| {
+        let name = N::TARGETS.get(o).or(N::OUTPUTS.get(o)).map_or("?", |s| s.name);
+        let one_class = |shape: &[usize]| -> Result<()> {
+            match shape {
+                [_] | [_, _] => Ok(()),
+                _ => Err(Error::config(
+                    "class_weight",
+                    format!("{class_weight:?}"),
+                    format!("needs one class per sample; target `{name}` has shape {:?} per sample", &shape[1..]),
+                )),
+            }
+        };
+        match target.view() {
+            InputView::F32(v) => {
+                one_class(v.shape())?;
+                weights.extend(v.outer_iter().map(|row| weight_of(class_of(row.iter().copied()))));
+            }
+            InputView::I32(v) => {
+                one_class(v.shape())?;
+                weights.extend(v.outer_iter().map(|row| weight_of(class_of(row.iter().map(|&c| c as f32)))));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(SampleWeight::All(weights))
+}
+
 /// Checks a `class_weight` list: each class once, every weight finite and not negative.
-fn check_class_weight(class_weight: &[(usize, f32)]) -> Result<()> {
+pub(crate) fn check_class_weight(class_weight: &[(usize, f32)]) -> Result<()> {
     for (i, &(c, w)) in class_weight.iter().enumerate() {
         if class_weight[..i].iter().any(|&(d, _)| d == c) {
             return Err(Error::config("class_weight", c, "lists this class twice; give one weight per class"));
@@ -638,7 +684,7 @@ impl OutputSlot {
 
 /// Where a staged batch comes from, for error messages.
 #[derive(Clone, Copy)]
-enum Mode {
+pub(crate) enum Mode {
     /// A training forward and backward; `apply` also steps the optimizer (else the gradients stay in
     /// `Trainer::grads`); `track` adds the batch to the running loss and metrics.
     Train {
@@ -648,6 +694,69 @@ enum Mode {
         apply: bool,
     },
     Eval,
+}
+
+/// Explicit validation rows of an array `fit`: inputs, targets and optionally their sample weights.
+type ValidationArrays<'v, 'a, 'b, N> = (&'v <N as Network>::Inputs<'a>, &'v <N as Network>::Targets<'b>, Option<&'v SampleWeight>);
+
+/// Says that a validation sample weight is wrong (its own check names the rows of the validation data).
+pub(crate) fn validation_weight_error(e: Error) -> Error {
+    match e {
+        Error::Config { name: "sample_weight", value, reason } => {
+            Error::Config { name: "sample_weight", value, reason: format!("{reason} (the weights of the validation data)") }
+        }
+        e => e,
+    }
+}
+
+/// One epoch of `fit` in progress, shared by the array and the streamed paths.
+pub(crate) struct EpochRun<'f> {
+    /// The epoch, counted from 1.
+    pub(crate) epoch: usize,
+    schedule: Option<&'f Schedule>,
+    /// The batches it will hold, when known.
+    len: Option<usize>,
+    /// The batches trained so far.
+    pub(crate) done: usize,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    /// A callback asked to stop.
+    pub(crate) stopped: bool,
+    /// The non-finite loss a callback turned into a stop.
+    non_finite: Option<f64>,
+}
+
+impl EpochRun<'_> {
+    /// Leaves the bar as it is (training stopped on an error).
+    pub(crate) fn abandon(&self) {
+        if let Some(bar) = &self.bar {
+            bar.abandon();
+        }
+    }
+}
+
+/// The callbacks `Fit`'s shorthands stand for: the checkpoints, then early stopping.
+pub(crate) fn builtin_callbacks<N: Network>(fit: &Fit) -> Vec<Box<dyn Callback<N>>> {
+    let mut builtin: Vec<Box<dyn Callback<N>>> = Vec::new();
+    if let Some(c) = &fit.checkpoint {
+        for m in c.clone().into_callbacks() {
+            builtin.push(Box::new(m));
+        }
+    }
+    if let Some(e) = &fit.early_stopping {
+        builtin.push(Box::new(e.clone()));
+    }
+    builtin
+}
+
+/// `Fit`'s shorthands first, then the caller's callbacks, each told in order.
+pub(crate) fn all_callbacks<'a, N: Network>(
+    builtin: &'a mut [Box<dyn Callback<N>>],
+    callbacks: &'a mut [&mut dyn Callback<N>],
+) -> Vec<&'a mut dyn Callback<N>> {
+    let mut all: Vec<&mut dyn Callback<N>> = builtin.iter_mut().map(|b| &mut **b as &mut dyn Callback<N>).collect();
+    all.extend(callbacks.iter_mut().map(|c| &mut **c as &mut dyn Callback<N>));
+    all
 }
 
 /// A model compiled for training: optimizer, losses, loss weights and metrics (Keras' `compile`).
@@ -800,48 +909,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// An error for a model with several outputs (as in Keras), for targets holding more than one class
     /// per sample, and for a class listed twice or a weight that is negative or not finite.
     pub fn class_weights(&self, targets: &N::Targets<'_>, class_weight: &[(usize, f32)]) -> Result<SampleWeight> {
-        check_class_weight(class_weight)?;
-        if N::OUTPUTS.len() != 1 {
-            return Err(Error::config(
-                "class_weight",
-                format!("{class_weight:?}"),
-                format!(
-                    "is only supported for models with a single output (as in Keras); model `{}` has {}: give a `SampleWeight::PerOutput` instead",
-                    N::NAME,
-                    N::OUTPUTS.len()
-                ),
-            ));
-        }
-        let weight_of = |y: f32| {
-            let c = y.round_ties_even();
-            class_weight.iter().find(|&&(k, _)| c >= 0.0 && k as f32 == c).map_or(1.0, |&(_, w)| w)
-        };
-        let mut weights = Vec::new();
-        N::visit_targets(targets, &mut |o, target| {
-            let name = N::TARGETS.get(o).or(N::OUTPUTS.get(o)).map_or("?", |s| s.name);
-            let one_class = |shape: &[usize]| -> Result<()> {
-                match shape {
-                    [_] | [_, _] => Ok(()),
-                    _ => Err(Error::config(
-                        "class_weight",
-                        format!("{class_weight:?}"),
-                        format!("needs one class per sample; target `{name}` has shape {:?} per sample", &shape[1..]),
-                    )),
-                }
-            };
-            match target.view() {
-                InputView::F32(v) => {
-                    one_class(v.shape())?;
-                    weights.extend(v.outer_iter().map(|row| weight_of(class_of(row.iter().copied()))));
-                }
-                InputView::I32(v) => {
-                    one_class(v.shape())?;
-                    weights.extend(v.outer_iter().map(|row| weight_of(class_of(row.iter().map(|&c| c as f32)))));
-                }
-            }
-            Ok(())
-        })?;
-        Ok(SampleWeight::All(weights))
+        class_weights_of::<N>(targets, class_weight)
     }
 
     /// The model.
@@ -867,7 +935,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
 
     /// Checks the losses and metrics against the targets, then inputs and targets together; returns
     /// the common batch size.
-    fn check_batch(&self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<usize> {
+    pub(crate) fn check_batch(&self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<usize> {
         for slot in &self.outputs {
             slot.loss.check(slot.name, slot.sparse)?;
             slot.metrics.iter().try_for_each(|(m, _)| m.check(slot.name, slot.sparse))?;
@@ -894,7 +962,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
 
     /// Checks the settings training reads: a finite learning rate (the optimizer's, or every value of
     /// `schedule`'s settings when there is one) and finite loss weights.
-    fn check_settings(&self, schedule: Option<&Schedule>) -> Result<()> {
+    pub(crate) fn check_settings(&self, schedule: Option<&Schedule>) -> Result<()> {
         match schedule {
             Some(s) => check_schedule(s)?,
             None => check_learning_rate(self.optimizer.learning_rate())?,
@@ -988,16 +1056,26 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         targets: &N::Targets<'_>,
         sample_weight: Option<&SampleWeight>,
     ) -> Result<Logs> {
+        self.reset_states();
+        self.eval_batch(inputs, targets, sample_weight)?;
+        let mut logs = Logs::new();
+        self.logs("", &mut logs);
+        Ok(logs)
+    }
+
+    /// Adds one whole batch, checked, to the running loss and metrics in inference mode.
+    pub(crate) fn eval_batch(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        sample_weight: Option<&SampleWeight>,
+    ) -> Result<()> {
         let n = self.check_batch(inputs, targets)?;
         if let Some(sw) = sample_weight {
             sw.check(N::OUTPUTS, n)?;
         }
-        self.reset_states();
         self.stage_rows(inputs, Some(targets), Rows::Range(0, n), Mode::Eval, sample_weight)?;
-        self.step_staged(n, Mode::Eval)?;
-        let mut logs = Logs::new();
-        self.logs("", &mut logs);
-        Ok(logs)
+        self.step_staged(n, Mode::Eval).map(|_| ())
     }
 
     /// The model's outputs for one batch in inference mode (Keras' `predict_on_batch`), in one pass
@@ -1079,7 +1157,12 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
 
     /// Checks the settings and the batch and stages it (inputs in the training workspace, targets in
     /// the staging buffers), checking every value for NaN and infinities; returns the batch size.
-    fn stage_batch(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>, sample_weight: Option<&SampleWeight>) -> Result<usize> {
+    pub(crate) fn stage_batch(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        sample_weight: Option<&SampleWeight>,
+    ) -> Result<usize> {
         self.check_settings(None)?;
         let batch = self.check_batch(inputs, targets)?;
         if let Some(sw) = sample_weight {
@@ -1122,7 +1205,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
 
     /// Copies `rows` of the inputs into the workspace of `mode` (the training one, or the inference one
     /// for evaluation), of the targets into the staging buffers, and of the (checked) sample weights.
-    fn stage_rows(
+    pub(crate) fn stage_rows(
         &mut self,
         inputs: &N::Inputs<'_>,
         targets: Option<&N::Targets<'_>>,
@@ -1161,7 +1244,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
 
     /// Forward, losses and metrics on the staged batch; in training mode also backward and the
     /// optimizer step. Returns the weighted total loss.
-    fn step_staged(&mut self, batch: usize, mode: Mode) -> Result<f64> {
+    pub(crate) fn step_staged(&mut self, batch: usize, mode: Mode) -> Result<f64> {
         let _flush = crate::fpenv::FlushDenormals::new();
         let training = matches!(mode, Mode::Train { .. });
         let state = self.model.state_mut();
@@ -1222,7 +1305,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         Ok(total)
     }
 
-    fn reset_states(&mut self) {
+    pub(crate) fn reset_states(&mut self) {
         self.total.reset();
         for slot in &mut self.outputs {
             slot.loss_state.reset();
@@ -1231,7 +1314,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     }
 
     /// The current running values, keys prefixed with `prefix`.
-    fn logs(&self, prefix: &str, into: &mut Logs) {
+    pub(crate) fn logs(&self, prefix: &str, into: &mut Logs) {
         into.insert(format!("{prefix}loss"), self.total.result());
         for slot in &self.outputs {
             if self.outputs.len() > 1 {
@@ -1245,7 +1328,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
 
     /// Loss and metrics over `rows` in chunks of `batch_size`, in inference mode; the logs go into
     /// `into` with their keys prefixed by `prefix`.
-    fn evaluate_rows(
+    pub(crate) fn evaluate_rows(
         &mut self,
         (inputs, targets): (&N::Inputs<'_>, &N::Targets<'_>),
         rows: std::ops::Range<usize>,
@@ -1295,6 +1378,26 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         self.fit_with_callbacks(inputs, targets, Some((val_inputs, val_targets)), fit, &mut [])
     }
 
+    /// [`fit_with_validation_data`](Self::fit_with_validation_data) with the validation samples weighted
+    /// (Keras' `validation_data=(x_val, y_val, sample_weight_val)`): the `val_` loss and weighted metrics
+    /// are those of [`evaluate_weighted`](Self::evaluate_weighted) with `fit.batch_size`, as in Keras 3
+    /// (the metrics of `compile` ignore the weights). One weight per validation row; `callbacks` as in
+    /// [`fit_with_callbacks`](Self::fit_with_callbacks).
+    pub fn fit_with_weighted_validation_data(
+        &mut self,
+        inputs: &N::Inputs<'_>,
+        targets: &N::Targets<'_>,
+        (val_inputs, val_targets, val_weight): (&N::Inputs<'_>, &N::Targets<'_>, &SampleWeight),
+        fit: &Fit,
+        callbacks: &mut [&mut dyn Callback<N>],
+    ) -> Result<History, FitError> {
+        let mut history = History::default();
+        match self.fit_into(inputs, targets, Some((val_inputs, val_targets, Some(val_weight))), fit, callbacks, &mut history) {
+            Ok(()) => Ok(history),
+            Err(error) => Err(FitError { error, history: Box::new(history) }),
+        }
+    }
+
     /// [`fit`](Self::fit) telling `callbacks` (Keras' `callbacks=[...]`), in order, about the training,
     /// every epoch and every batch (see [`Callback`]), after `fit.checkpoint` and `fit.early_stopping`;
     /// `validation`, when given, replaces `fit.validation_split` as in
@@ -1312,18 +1415,19 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         callbacks: &mut [&mut dyn Callback<N>],
     ) -> Result<History, FitError> {
         let mut history = History::default();
-        match self.fit_into(inputs, targets, validation, fit, callbacks, &mut history) {
+        match self.fit_into(inputs, targets, validation.map(|(x, y)| (x, y, None)), fit, callbacks, &mut history) {
             Ok(()) => Ok(history),
             Err(error) => Err(FitError { error, history: Box::new(history) }),
         }
     }
 
-    /// [`fit`](Self::fit), appending each epoch's logs to `history`; `validation` replaces the split.
+    /// [`fit`](Self::fit), appending each epoch's logs to `history`; `validation` (with its sample
+    /// weights, if any) replaces the split.
     fn fit_into(
         &mut self,
         inputs: &N::Inputs<'_>,
         targets: &N::Targets<'_>,
-        validation: Option<(&N::Inputs<'_>, &N::Targets<'_>)>,
+        validation: Option<ValidationArrays<'_, '_, '_, N>>,
         fit: &Fit,
         callbacks: &mut [&mut dyn Callback<N>],
         history: &mut History,
@@ -1376,8 +1480,11 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 ))
             }
         };
-        if let Some((val_inputs, val_targets)) = validation {
-            self.check_batch(val_inputs, val_targets)?;
+        if let Some((val_inputs, val_targets, val_weight)) = validation {
+            let m = self.check_batch(val_inputs, val_targets)?;
+            if let Some(sw) = val_weight {
+                sw.check(N::OUTPUTS, m).map_err(validation_weight_error)?;
+            }
         }
         let mut rng = crate::init::Rng::new(fit.seed);
         let pass = split_at.div_ceil(fit.batch_size);
@@ -1398,19 +1505,8 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         };
         // The next batch of the current pass over the training rows (0: a new pass, shuffled anew).
         let mut next_batch = 0usize;
-        let terminal = std::io::stderr().is_terminal();
-        // `Fit`'s shorthands first, then the caller's callbacks, each told in order.
-        let mut builtin: Vec<Box<dyn Callback<N>>> = Vec::new();
-        if let Some(c) = &fit.checkpoint {
-            for m in c.clone().into_callbacks() {
-                builtin.push(Box::new(m));
-            }
-        }
-        if let Some(e) = &fit.early_stopping {
-            builtin.push(Box::new(e.clone()));
-        }
-        let mut all: Vec<&mut dyn Callback<N>> = builtin.iter_mut().map(|b| &mut **b as &mut dyn Callback<N>).collect();
-        all.extend(callbacks.iter_mut().map(|c| &mut **c as &mut dyn Callback<N>));
+        let mut builtin = builtin_callbacks::<N>(fit);
+        let mut all = all_callbacks(&mut builtin, callbacks);
         let schedule = fit.schedule.as_ref();
         let mut logs = Logs::new();
         // The running values after each batch, updated in place (no allocation once every key is in).
@@ -1424,103 +1520,178 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 rng.shuffle(&mut order);
             }
             let take = batches.min(pass - next_batch);
-            let started = Instant::now();
-            let bar = (fit.verbose && terminal).then(|| progress_bar(epoch, fit.epochs, take));
-            let abandon = |bar: &Option<ProgressBar>| {
-                if let Some(bar) = bar {
-                    bar.abandon();
-                }
-            };
-            self.reset_states();
-            stopped = self.notify(&mut all, schedule, |c, ctx| c.on_epoch_begin(epoch - 1, ctx))?;
-            let mut non_finite = None;
-            for (b, chunk) in order.chunks(fit.batch_size).skip(next_batch).take(take).enumerate() {
-                if stopped {
+            let mut run = self.begin_epoch(&mut all, fit, epoch, Some(take))?;
+            for chunk in order.chunks(fit.batch_size).skip(next_batch).take(take) {
+                if run.stopped {
                     break;
                 }
-                let step = self.iterations;
-                if let Some(schedule) = schedule {
-                    let lr = schedule.at(step);
-                    if !lr.is_finite() {
-                        abandon(&bar);
-                        return Err(Error::config(
-                            "schedule",
-                            format!("{schedule:?}"),
-                            format!("gives a non-finite learning rate ({lr}) at step {step} (epoch {epoch}, batch {})", b + 1),
-                        ));
-                    }
-                    self.optimizer.set_learning_rate(lr);
-                }
-                stopped = self.notify(&mut all, schedule, |c, ctx| c.on_train_batch_begin(b, ctx))?;
-                let mode = Mode::Train { epoch, batch: b + 1, track: true, apply: true };
-                self.stage_rows(inputs, Some(targets), Rows::List(chunk), mode, train_weight)?;
-                if let Err(e) = self.step_staged(chunk.len(), mode) {
-                    // A callback may turn a non-finite loss into a stop (TerminateOnNaN).
-                    let Error::NonFiniteLoss { value, .. } = e else {
-                        abandon(&bar);
-                        return Err(e);
-                    };
-                    if all.is_empty() {
-                        abandon(&bar);
-                        return Err(e);
-                    }
-                    self.refresh_logs(&mut batch_logs);
-                    set_log(&mut batch_logs, "loss", value);
-                    let view = LogsView::new(&batch_logs, self.optimizer.learning_rate());
-                    if !self.notify(&mut all, schedule, |c, ctx| c.on_train_batch_end(b, &view, ctx))? {
-                        abandon(&bar);
-                        return Err(e);
-                    }
-                    (stopped, non_finite) = (true, Some(value));
-                    break;
-                }
-                if !all.is_empty() {
-                    self.refresh_logs(&mut batch_logs);
-                    let view = LogsView::new(&batch_logs, self.optimizer.learning_rate());
-                    stopped |= self.notify(&mut all, schedule, |c, ctx| c.on_train_batch_end(b, &view, ctx))?;
-                }
-                if let Some(bar) = &bar {
-                    bar.inc(1);
-                    let mut logs = Logs::new();
-                    self.logs("", &mut logs);
-                    bar.set_message(format_logs(&logs));
-                }
+                self.fit_batch(&mut all, &mut run, &mut batch_logs, |t, mode| {
+                    t.stage_rows(inputs, Some(targets), Rows::List(chunk), mode, train_weight)?;
+                    Ok(chunk.len())
+                })?;
             }
             next_batch = (next_batch + take) % pass;
-            logs.clear();
-            self.logs("", &mut logs);
-            if let Some(value) = non_finite {
-                logs.insert("loss".into(), value);
-            }
-            if let Some((val_inputs, val_targets)) = validation {
-                let m = self.check_batch(val_inputs, val_targets)?;
-                self.evaluate_rows((val_inputs, val_targets), 0..m, fit.batch_size, ("val_", &mut logs), None)?;
-            } else if split_at < n {
-                self.evaluate_rows((inputs, targets), split_at..n, fit.batch_size, ("val_", &mut logs), fit.sample_weight.as_ref())?;
-            }
-            history.push_epoch(epoch - 1, &logs);
-            let view = LogsView::new(&logs, self.optimizer.learning_rate());
-            stopped |= self.notify(&mut all, schedule, |c, ctx| c.on_epoch_end(epoch - 1, &view, ctx))?;
-            if let Some(bar) = bar {
-                bar.finish_with_message(format_logs(&logs));
-            } else if fit.verbose {
-                let secs = started.elapsed().as_secs_f64();
-                let step = per_step(secs / take.max(1) as f64);
-                eprintln!("Epoch {epoch}/{} - {take}/{take} - {secs:.1}s - {step} - {}", fit.epochs, format_logs(&logs));
-            }
-            if stopped && fit.verbose {
-                eprintln!("Epoch {epoch}: early stopping");
-            }
+            stopped = self.end_epoch(&mut all, fit, run, (&mut logs, history), |t, logs| match validation {
+                Some((val_inputs, val_targets, val_weight)) => {
+                    let m = t.check_batch(val_inputs, val_targets)?;
+                    t.evaluate_rows((val_inputs, val_targets), 0..m, fit.batch_size, ("val_", logs), val_weight)
+                }
+                None if split_at < n => {
+                    t.evaluate_rows((inputs, targets), split_at..n, fit.batch_size, ("val_", logs), fit.sample_weight.as_ref())
+                }
+                None => Ok(()),
+            })?;
         }
         let view = LogsView::new(&logs, self.optimizer.learning_rate());
         self.notify(&mut all, schedule, |c, ctx| c.on_train_end(&view, ctx))?;
         Ok(())
     }
 
+    /// Starts epoch `epoch` (from 1) of `fit`: the progress bar (of `len` batches, when known), the running
+    /// values reset, the callbacks told. Shared by the array and the streamed `fit`.
+    pub(crate) fn begin_epoch<'f>(
+        &mut self,
+        all: &mut [&mut dyn Callback<N>],
+        fit: &'f Fit,
+        epoch: usize,
+        len: Option<usize>,
+    ) -> Result<EpochRun<'f>> {
+        let bar = (fit.verbose && std::io::stderr().is_terminal()).then(|| progress_bar(epoch, fit.epochs, len));
+        self.reset_states();
+        let mut run = EpochRun {
+            epoch,
+            schedule: fit.schedule.as_ref(),
+            len,
+            done: 0,
+            bar,
+            started: Instant::now(),
+            stopped: false,
+            non_finite: None,
+        };
+        match self.notify(all, run.schedule, |c, ctx| c.on_epoch_begin(epoch - 1, ctx)) {
+            Ok(stop) => run.stopped = stop,
+            Err(e) => {
+                run.abandon();
+                return Err(e);
+            }
+        }
+        Ok(run)
+    }
+
+    /// One training batch of an epoch, shared by the array and the streamed `fit`: sets the scheduled
+    /// learning rate, tells the callbacks, stages the batch through `stage` (which returns its size),
+    /// takes the step and updates the bar. A non-finite loss that a callback turns into a stop
+    /// (TerminateOnNaN) sets `run.stopped` and `run.non_finite`; any other error abandons the bar.
+    pub(crate) fn fit_batch(
+        &mut self,
+        all: &mut [&mut dyn Callback<N>],
+        run: &mut EpochRun<'_>,
+        batch_logs: &mut Logs,
+        stage: impl FnOnce(&mut Self, Mode) -> Result<usize>,
+    ) -> Result<()> {
+        let result = self.fit_batch_unguarded(all, run, batch_logs, stage);
+        if result.is_err() {
+            run.abandon();
+        }
+        result
+    }
+
+    /// [`fit_batch`](Self::fit_batch) without abandoning the bar on an error.
+    fn fit_batch_unguarded(
+        &mut self,
+        all: &mut [&mut dyn Callback<N>],
+        run: &mut EpochRun<'_>,
+        batch_logs: &mut Logs,
+        stage: impl FnOnce(&mut Self, Mode) -> Result<usize>,
+    ) -> Result<()> {
+        let (epoch, b, schedule) = (run.epoch, run.done, run.schedule);
+        let step = self.iterations;
+        if let Some(schedule) = schedule {
+            let lr = schedule.at(step);
+            if !lr.is_finite() {
+                return Err(Error::config(
+                    "schedule",
+                    format!("{schedule:?}"),
+                    format!("gives a non-finite learning rate ({lr}) at step {step} (epoch {epoch}, batch {})", b + 1),
+                ));
+            }
+            self.optimizer.set_learning_rate(lr);
+        }
+        run.stopped = self.notify(all, schedule, |c, ctx| c.on_train_batch_begin(b, ctx))?;
+        let mode = Mode::Train { epoch, batch: b + 1, track: true, apply: true };
+        let size = stage(self, mode)?;
+        run.done += 1;
+        if let Err(e) = self.step_staged(size, mode) {
+            // A callback may turn a non-finite loss into a stop (TerminateOnNaN).
+            let Error::NonFiniteLoss { value, .. } = e else { return Err(e) };
+            if all.is_empty() {
+                return Err(e);
+            }
+            self.refresh_logs(batch_logs);
+            set_log(batch_logs, "loss", value);
+            let view = LogsView::new(batch_logs, self.optimizer.learning_rate());
+            if !self.notify(all, schedule, |c, ctx| c.on_train_batch_end(b, &view, ctx))? {
+                return Err(e);
+            }
+            (run.stopped, run.non_finite) = (true, Some(value));
+            return Ok(());
+        }
+        if !all.is_empty() {
+            self.refresh_logs(batch_logs);
+            let view = LogsView::new(batch_logs, self.optimizer.learning_rate());
+            run.stopped |= self.notify(all, schedule, |c, ctx| c.on_train_batch_end(b, &view, ctx))?;
+        }
+        if let Some(bar) = &run.bar {
+            bar.inc(1);
+            let mut logs = Logs::new();
+            self.logs("", &mut logs);
+            bar.set_message(format_logs(&logs));
+        }
+        Ok(())
+    }
+
+    /// Ends epoch `run` of `fit`, shared by the array and the streamed `fit`: the epoch's logs into `logs`,
+    /// the `val_` values through `validate`, the history, the callbacks told, the bar finished (or one
+    /// line printed). Returns whether training stops.
+    pub(crate) fn end_epoch(
+        &mut self,
+        all: &mut [&mut dyn Callback<N>],
+        fit: &Fit,
+        run: EpochRun<'_>,
+        (logs, history): (&mut Logs, &mut History),
+        validate: impl FnOnce(&mut Self, &mut Logs) -> Result<()>,
+    ) -> Result<bool> {
+        logs.clear();
+        self.logs("", logs);
+        if let Some(value) = run.non_finite {
+            logs.insert("loss".into(), value);
+        }
+        if let Err(e) = validate(self, logs) {
+            run.abandon();
+            return Err(e);
+        }
+        let epoch = run.epoch;
+        history.push_epoch(epoch - 1, logs);
+        let view = LogsView::new(logs, self.optimizer.learning_rate());
+        let stopped = run.stopped | self.notify(all, run.schedule, |c, ctx| c.on_epoch_end(epoch - 1, &view, ctx))?;
+        if let Some(bar) = run.bar {
+            bar.finish_with_message(format_logs(logs));
+        } else if fit.verbose {
+            let secs = run.started.elapsed().as_secs_f64();
+            let step = per_step(secs / run.done.max(1) as f64);
+            let len = run.len.map_or_else(|| run.done.to_string(), |l| l.to_string());
+            eprintln!("Epoch {epoch}/{} - {}/{len} - {secs:.1}s - {step} - {}", fit.epochs, run.done, format_logs(logs));
+        }
+        if stopped && fit.verbose {
+            eprintln!("Epoch {epoch}: early stopping");
+        }
+        Ok(stopped)
+    }
+
     /// Tells every callback in `callbacks` about one event through `f`, in order, then applies what they
     /// asked: a new learning rate (checked; refused when a schedule sets the rate), and forgets the undo
     /// copy when one took the model mutably. Returns whether one asked to stop.
-    fn notify(
+    pub(crate) fn notify(
         &mut self,
         callbacks: &mut [&mut dyn Callback<N>],
         schedule: Option<&Schedule>,
@@ -1638,9 +1809,15 @@ pub fn predict_batched<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, batch_
     Ok(N::outputs_from(n, data))
 }
 
-fn progress_bar(epoch: usize, epochs: usize, batches: usize) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{prefix} {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}") {
+/// The bar of one epoch: of `batches` steps when known, else a spinner counting the batches (a stream
+/// whose length nobody knows).
+fn progress_bar(epoch: usize, epochs: usize, batches: Option<usize>) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(batches.map(|b| b as u64), ProgressDrawTarget::stderr());
+    let template = match batches {
+        Some(_) => "{prefix} {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        None => "{prefix} {spinner} {pos} batches [{elapsed_precise}] {msg}",
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(format!("Epoch {epoch}/{epochs}"));

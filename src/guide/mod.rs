@@ -8,7 +8,7 @@
 //! | [`dsl`] | the `model!` language: every statement form, shapes, integer inputs, shared layers, nested and frozen models |
 //! | [`layers`] | every layer kind with its arguments, defaults, weights and Keras equivalent; the activations |
 //! | [`api`] | what `model!` generates: `new`, `predict`/`predict_into`, `forward`/`backward`, parameters by name, `save`/`load`, ONNX export, `SUMMARY`, `DOT`, pictures |
-//! | [`training`] | `compile`, `fit`, `evaluate`, `train_step`; losses, metrics, optimizers, schedules, early stopping, checkpoints; several outputs |
+//! | [`training`] | `compile`, `fit`, `evaluate`, `train_step`; losses, metrics, optimizers, schedules, early stopping, checkpoints; several outputs; streaming data that does not fit in memory |
 //! | [`keras`] | porting from Keras: a table of Keras calls and their modelc equivalents, and the differences |
 //! | [`import`] | bringing a Keras `.keras` or `.h5` model in as `model!` source and weights (`modelc import`) |
 //! | [`errors`] | compile-time errors (where they appear, how to read them) and run-time errors |
