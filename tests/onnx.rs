@@ -437,11 +437,16 @@ model! {
 }
 
 model! {
-    /// Causal self-attention.
+    /// Causal self-attention, and cross-attention returning its scores (a second ONNX output).
     pub struct SelfAttention {
         input x: [6, 8];
+        input v: [4, 3];
         layer mha = MultiHeadAttention(2, 4);
         output y = mha(x, x, use_causal_mask = true);
+        layer cross = MultiHeadAttention(3, 2);
+        let (c, s) = cross(x, v, return_attention_scores = true);
+        output z = c;
+        output scores = s;
     }
 }
 
@@ -469,7 +474,7 @@ model! {
 fn sequence_glue_and_attention_export_and_run_in_tract() {
     check!(RepeatKinds, RepeatKindsInputs { v: f32 });
     check!(FrameKinds, FrameKindsInputs { frames: f32 });
-    check!(SelfAttention, SelfAttentionInputs { x: f32 });
+    check!(SelfAttention, SelfAttentionInputs { x: f32, v: f32 });
     check!(CrossAttention, CrossAttentionInputs { q: f32, v: f32, k: f32, m: f32, row: f32, grid: f32 });
 }
 
