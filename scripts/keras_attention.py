@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Keras reference fixtures for MultiHeadAttention (issue #18, tests/attention_parity.rs).
 
-Four models in Keras 3 (JAX backend): causal self-attention, cross-attention (query and value of
+Models in Keras 3 (JAX backend): causal self-attention, cross-attention (query and value of
 different lengths and widths) with a padding mask, a transformer encoder block (MultiHeadAttention,
 Add, LayerNormalization, Dense gelu, Dense, Add, LayerNormalization) on embedded tokens, and
 cross-attention returning its scores (`return_attention_scores=True`) as a second output with a loss of
-its own. Writes tests/fixtures/attention_{self_causal,cross_masked,encoder,cross_scores}.safetensors in the format of
+its own; and Keras' `Attention` layer: scaled causal dot-product attention with a key, returning its
+scores, and scaled "concat" (additive) self-attention. Writes tests/fixtures/attention_{self_causal,cross_masked,encoder,cross_scores,dot_scores,concat_self}.safetensors in the format of
 scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/). Masks are 0/1 (Keras'
 fused attention path reads any nonzero value as "keep", its softmax path values > 0.5) and keep at least
 one value position per query.
@@ -78,11 +79,33 @@ def cross_scores():
     return keras.Model([q, v], {"y": y, "scores": scores}), losses
 
 
+def dot_scores():
+    q = keras.Input(shape=(5, 3), name="q")
+    v = keras.Input(shape=(6, 2), name="v")
+    hq = layers.Dense(4, activation="tanh", name="dense")(q)
+    hv = layers.Dense(3, activation="tanh", name="dense_1")(v)
+    hk = layers.Dense(4, activation="tanh", name="dense_2")(v)
+    attention = layers.Attention(use_scale=True, name="attention")
+    y, scores = attention([hq, hv, hk], use_causal_mask=True, return_attention_scores=True)
+    losses = {"y": keras.losses.MeanSquaredError(), "scores": keras.losses.MeanSquaredError()}
+    return keras.Model([q, v], {"y": y, "scores": scores}), losses
+
+
+def concat_self():
+    x = keras.Input(shape=(5, 3), name="x")
+    h = layers.Dense(4, activation="tanh", name="dense")(x)
+    a = layers.Attention(use_scale=True, score_mode="concat", name="attention")([h, h])
+    y = layers.Dense(2, name="dense_1")(a)
+    return keras.Model([x], {"y": y}), {"y": keras.losses.MeanSquaredError()}
+
+
 MODELS = {
     "attention_self_causal": self_causal,
     "attention_cross_masked": cross_masked,
     "attention_encoder": encoder,
     "attention_cross_scores": cross_scores,
+    "attention_dot_scores": dot_scores,
+    "attention_concat_self": concat_self,
 }
 
 

@@ -470,11 +470,26 @@ model! {
     }
 }
 
+model! {
+    /// Keras' `Attention`: scaled causal dot-product with a key, returning its scores, and scaled
+    /// additive ("concat") self-attention.
+    pub struct DotAttention {
+        input q: [5, 4];
+        input v: [6, 3];
+        input k: [6, 4];
+        let (a, s) = Attention(use_scale = true)([q, v, k], use_causal_mask = true, return_attention_scores = true);
+        output y = a;
+        output scores = s;
+        output c = Attention(use_scale = true, score_mode = concat)([q, q]);
+    }
+}
+
 #[test]
 fn sequence_glue_and_attention_export_and_run_in_tract() {
     check!(RepeatKinds, RepeatKindsInputs { v: f32 });
     check!(FrameKinds, FrameKindsInputs { frames: f32 });
     check!(SelfAttention, SelfAttentionInputs { x: f32, v: f32 });
+    check!(DotAttention, DotAttentionInputs { q: f32, v: f32, k: f32 });
     check!(CrossAttention, CrossAttentionInputs { q: f32, v: f32, k: f32, m: f32, row: f32, grid: f32 });
 }
 

@@ -710,6 +710,34 @@ mod tests {
     }
 
     #[test]
+    fn an_attention_layer_imports_with_its_list_call_and_flags() {
+        let t = |name: &str| serde_json::json!({"class_name": "__keras_tensor__", "config": {"keras_history": [name, 0, 0]}});
+        let input = |name: &str| serde_json::json!({"class_name": "InputLayer", "name": name, "config": {"name": name, "batch_shape": [null, 5, 4], "dtype": "float32"}, "inbound_nodes": []});
+        let cfg = serde_json::json!({
+            "class_name": "Functional",
+            "config": {
+                "name": "luong",
+                "layers": [
+                    input("q"), input("v"),
+                    {"module": "keras.layers", "class_name": "Attention", "name": "att",
+                     "config": {"name": "att", "use_scale": true, "score_mode": "concat", "dropout": 0.0, "seed": null},
+                     "inbound_nodes": [{"args": [[t("q"), t("v")]], "kwargs": {"use_causal_mask": true, "return_attention_scores": true}}]}
+                ],
+                "input_layers": [["q", 0, 0], ["v", 0, 0]],
+                "output_layers": [["att", 0, 0], ["att", 0, 1]]
+            }
+        });
+        let imported = keras_to_source(&cfg.to_string(), &origin()).unwrap();
+        let src = imported.source();
+        assert!(
+            src.contains("let (att_0, att_1) = Attention(use_scale = true, score_mode = concat, name = \"att\")([q, v], return_attention_scores = true, use_causal_mask = true);"),
+            "{src}"
+        );
+        let layout = crate::param_layout(&imported.single_invocation());
+        assert!(layout.is_ok(), "{src}: {layout:?}");
+    }
+
+    #[test]
     fn initial_states_given_by_keyword_are_written_as_a_list() {
         // An encoder-decoder: the decoder LSTM starts from the encoder's two final states.
         let t = |name: &str, k: usize| serde_json::json!({"class_name": "__keras_tensor__", "config": {"keras_history": [name, 0, k]}});
