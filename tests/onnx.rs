@@ -34,6 +34,8 @@ mod sunspots;
 mod token_topics;
 #[path = "../examples/vision_meta/model.rs"]
 mod vision_meta;
+#[path = "../examples/vit_digits/model.rs"]
+mod vit_digits;
 
 /// A small deterministic generator (xorshift) for parameters and inputs.
 struct Rng(u64);
@@ -206,6 +208,7 @@ fn every_example_model_exports_and_runs_in_tract() {
     use sunspots::{SunspotNet, SunspotNetInputs};
     use token_topics::{TokenTopics, TokenTopicsInputs};
     use vision_meta::{VisionMeta, VisionMetaInputs};
+    use vit_digits::{DigitTransformer, DigitTransformerInputs};
     check!(Branches, BranchesInputs { features: f32 });
     check!(DigitNet, DigitNetInputs { image: f32, stats: f32 });
     check!(Fusion, FusionInputs { left_features: f32, right_features: f32 });
@@ -218,6 +221,7 @@ fn every_example_model_exports_and_runs_in_tract() {
     check!(VisionMeta, VisionMetaInputs { image: f32, meta: f32 });
     check!(Denoiser, DenoiserInputs { noisy: f32 });
     check!(SunspotNet, SunspotNetInputs { past: f32 });
+    check!(DigitTransformer, DigitTransformerInputs { rows: f32, positions: i32 });
 }
 
 model! {
