@@ -2,7 +2,7 @@
 //! the same model (`baseline`), in one criterion group per model and task so ratios come from one run.
 //!
 //! `cargo bench --bench models` (add `-- M1` to filter). M6 (U-Net) and M7 (MobileNet-like), the vision
-//! models of issue #19, have modelc cells only: their comparison is with the peers (scripts/peers_py.py). Each group holds `modelc` (1 thread),
+//! models of issue #19, and M8 (the transformer encoder of issue #18) have modelc cells only: their comparison is with the peers (scripts/peers_py.py). Each group holds `modelc` (1 thread),
 //! `modelc-2t` (GEMMs may use 2 threads) and `handwritten` (1 thread: ndarray's matrixmultiply is
 //! built without its threading feature) at every batch size; criterion reports time per call.
 //! Inference is `predict_into` (outputs written into reused arrays, nothing allocated), training
@@ -295,6 +295,43 @@ fn m7(c: &mut Criterion) {
     group.finish();
 }
 
+/// Token ids and their positions for M8.
+fn tokens(batch: usize, seed: u64) -> (modelc::ndarray::Array2<i32>, modelc::ndarray::Array2<i32>) {
+    let mut rng = Rng::new(seed);
+    let ids = modelc::ndarray::Array2::from_shape_fn((batch, 128), |_| ((rng.uniform(0.0, 1.0) * 2000.0) as i32).min(1999));
+    (ids, modelc::ndarray::Array2::from_shape_fn((batch, 128), |(_, t)| t as i32))
+}
+
+/// M8 (issue #18), the transformer encoder: inference at batch 1 and 32, a training step at 32.
+fn m8(c: &mut Criterion) {
+    let mut group = c.benchmark_group("M8 encoder inference");
+    group.sample_size(10);
+    for batch in [1usize, 32] {
+        let (ids, pos) = tokens(batch, 1);
+        group.throughput(Throughput::Elements(batch as u64));
+        for cell in MODELC_CELLS {
+            let mut model = TextEncoder::new(0);
+            let inputs = TextEncoderInputs { tokens: ids.view(), positions: pos.view() };
+            let mut out = model.predict(&inputs).unwrap();
+            bench_modelc(&mut group, cell, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
+        }
+    }
+    group.finish();
+    let mut group = c.benchmark_group("M8 encoder train step");
+    group.sample_size(10);
+    let batch = 32;
+    let ((ids, pos), y) = (tokens(batch, 1), one_hot(batch, 2, 3));
+    group.throughput(Throughput::Elements(batch as u64));
+    for cell in MODELC_CELLS {
+        let mut model = TextEncoder::new(0);
+        let inputs = TextEncoderInputs { tokens: ids.view(), positions: pos.view() };
+        let targets = TextEncoderTargets { probs: y.view() };
+        let mut trainer = model.compile(Adam::default(), TextEncoderLosses { probs: Loss::CategoricalCrossentropy }, &[]);
+        bench_modelc(&mut group, cell, batch, || trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap());
+    }
+    group.finish();
+}
+
 /// The modelc cells at every batch size: `modelc` with GEMMs on 1 thread, `modelc-2t` with GEMMs
 /// allowed 2 (products under the split threshold stay on one either way).
 const MODELC_CELLS: [(&str, usize); 2] = [("modelc", 1), ("modelc-2t", 2)];
@@ -313,5 +350,5 @@ fn handwritten<O>(group: &mut BenchmarkGroup<'_, WallTime>, batch: usize, mut f:
     group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| b.iter(&mut f));
 }
 
-criterion_group!(benches, m1, m2, m3, m4, m5, m6, m7);
+criterion_group!(benches, m1, m2, m3, m4, m5, m6, m7, m8);
 criterion_main!(benches);

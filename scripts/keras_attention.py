@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Keras reference fixtures for MultiHeadAttention (issue #18, tests/attention_parity.rs).
 
-Three models in Keras 3 (JAX backend): causal self-attention, cross-attention (query and value of
-different lengths and widths) with a padding mask, and a transformer encoder block (MultiHeadAttention,
-Add, LayerNormalization, Dense gelu, Dense, Add, LayerNormalization) on embedded tokens. Writes
-tests/fixtures/attention_{self_causal,cross_masked,encoder}.safetensors in the format of
+Models in Keras 3 (JAX backend): causal self-attention, cross-attention (query and value of
+different lengths and widths) with a padding mask, a transformer encoder block (MultiHeadAttention,
+Add, LayerNormalization, Dense gelu, Dense, Add, LayerNormalization) on embedded tokens, and
+cross-attention returning its scores (`return_attention_scores=True`) as a second output with a loss of
+its own; and Keras' `Attention` layer: scaled causal dot-product attention with a key, returning its
+scores, and scaled "concat" (additive) self-attention. Writes tests/fixtures/attention_{self_causal,cross_masked,encoder,cross_scores,dot_scores,concat_self}.safetensors in the format of
 scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/). Masks are 0/1 (Keras'
 fused attention path reads any nonzero value as "keep", its softmax path values > 0.5) and keep at least
 one value position per query.
@@ -14,7 +16,7 @@ four sublayers whose variables are all called `kernel` and `bias`.
 
 Run from the repository root:
 
-    KERAS_BACKEND=jax /work/kvenv/bin/python scripts/keras_attention.py
+    KERAS_BACKEND=jax /work/kvenv/bin/python scripts/keras_attention.py [fixture names]
 """
 
 import os
@@ -63,7 +65,48 @@ def encoder():
     return keras.Model([tokens], {"probs": probs}), {"probs": keras.losses.CategoricalCrossentropy()}
 
 
-MODELS = {"attention_self_causal": self_causal, "attention_cross_masked": cross_masked, "attention_encoder": encoder}
+def cross_scores():
+    q = keras.Input(shape=(4, 3), name="q")
+    v = keras.Input(shape=(6, 2), name="v")
+    hq = layers.Dense(5, activation="tanh", name="dense")(q)
+    hv = layers.Dense(4, activation="tanh", name="dense_1")(v)
+    mha = layers.MultiHeadAttention(num_heads=2, key_dim=3, name="multi_head_attention")
+    # No mask here: Keras attaches a causal or padding mask to the scores as a Keras mask, which its losses
+    # then fail to broadcast over (heads, Tq, Tv) (the kernel's finite-difference test covers masked scores).
+    y, scores = mha(hq, hv, return_attention_scores=True)
+    # The scores are a model output with a loss of their own: their gradient flows back through the softmax.
+    losses = {"y": keras.losses.MeanSquaredError(), "scores": keras.losses.MeanSquaredError()}
+    return keras.Model([q, v], {"y": y, "scores": scores}), losses
+
+
+def dot_scores():
+    q = keras.Input(shape=(5, 3), name="q")
+    v = keras.Input(shape=(6, 2), name="v")
+    hq = layers.Dense(4, activation="tanh", name="dense")(q)
+    hv = layers.Dense(3, activation="tanh", name="dense_1")(v)
+    hk = layers.Dense(4, activation="tanh", name="dense_2")(v)
+    attention = layers.Attention(use_scale=True, name="attention")
+    y, scores = attention([hq, hv, hk], use_causal_mask=True, return_attention_scores=True)
+    losses = {"y": keras.losses.MeanSquaredError(), "scores": keras.losses.MeanSquaredError()}
+    return keras.Model([q, v], {"y": y, "scores": scores}), losses
+
+
+def concat_self():
+    x = keras.Input(shape=(5, 3), name="x")
+    h = layers.Dense(4, activation="tanh", name="dense")(x)
+    a = layers.Attention(use_scale=True, score_mode="concat", name="attention")([h, h])
+    y = layers.Dense(2, name="dense_1")(a)
+    return keras.Model([x], {"y": y}), {"y": keras.losses.MeanSquaredError()}
+
+
+MODELS = {
+    "attention_self_causal": self_causal,
+    "attention_cross_masked": cross_masked,
+    "attention_encoder": encoder,
+    "attention_cross_scores": cross_scores,
+    "attention_dot_scores": dot_scores,
+    "attention_concat_self": concat_self,
+}
 
 
 def padding_mask(shape, rng):
@@ -125,5 +168,7 @@ def export(name, build, seed):
 
 
 if __name__ == "__main__":
+    # With names on the command line, only those fixtures are written.
     for i, (name, build) in enumerate(MODELS.items()):
-        export(name, build, seed=400 + i)
+        if len(sys.argv) == 1 or name in sys.argv[1:]:
+            export(name, build, seed=400 + i)

@@ -227,6 +227,56 @@ def m7(training=False):
     return params, forward, loss, data
 
 
+def m8():
+    """M8 (issue #18): the transformer encoder classifier of benches/bench_models on 128 token ids (and
+    their positions): Embedding(2000, 128) + position Embedding(128, 128), two encoder blocks (4 heads of
+    32, Add, LayerNorm eps 1e-3, Dense 256 exact gelu, Dense 128, Add, LayerNorm), mean, Dense 2 softmax."""
+    k = iter(jax.random.split(jax.random.PRNGKey(0), 32))
+    d, heads, dh = 128, 4, 32
+    params = {"tok": jax.random.uniform(next(k), (2000, d), jnp.float32, -0.05, 0.05),
+              "pos": jax.random.uniform(next(k), (128, d), jnp.float32, -0.05, 0.05)}
+    for b in range(2):
+        params[f"b{b}"] = {
+            **{n: dense_params(next(k), d, d) for n in ["q", "k", "v", "o"]},
+            "ln1": {"gamma": jnp.ones((d,), jnp.float32), "beta": jnp.zeros((d,), jnp.float32)},
+            "f1": dense_params(next(k), d, 256),
+            "f2": dense_params(next(k), 256, d),
+            "ln2": {"gamma": jnp.ones((d,), jnp.float32), "beta": jnp.zeros((d,), jnp.float32)},
+        }
+    params["head"] = dense_params(next(k), d, 2)
+
+    def layer_norm(p, x):
+        mean, var = jnp.mean(x, -1, keepdims=True), jnp.var(x, -1, keepdims=True)
+        return (x - mean) * jax.lax.rsqrt(var + 1e-3) * p["gamma"] + p["beta"]
+
+    def attention(p, x):
+        n, t, _ = x.shape
+        split = lambda y: y.reshape(n, t, heads, dh).transpose(0, 2, 1, 3)  # noqa: E731
+        q, kk, v = split(dense(p["q"], x)), split(dense(p["k"], x)), split(dense(p["v"], x))
+        probs = softmax(q @ kk.transpose(0, 1, 3, 2) / np.sqrt(dh), axis=-1)
+        return dense(p["o"], (probs @ v).transpose(0, 2, 1, 3).reshape(n, t, d))
+
+    def forward(p, x):
+        tokens, positions = x
+        h = p["tok"][tokens] + p["pos"][positions]
+        for b in range(2):
+            q = p[f"b{b}"]
+            h = layer_norm(q["ln1"], h + attention(q, h))
+            f = dense(q["f2"], jax.nn.gelu(dense(q["f1"], h), approximate=False))
+            h = layer_norm(q["ln2"], h + f)
+        return softmax(dense(p["head"], jnp.mean(h, axis=1)))
+
+    def loss(p, x, y):
+        return cce(forward(p, x), y)
+
+    def data(b, rng):
+        tokens = rng.integers(0, 2000, (b, 128)).astype(np.int32)
+        positions = np.broadcast_to(np.arange(128, dtype=np.int32), (b, 128)).copy()
+        return (tokens, positions), np.eye(2, dtype=np.float32)[rng.integers(0, 2, b)]
+
+    return params, forward, loss, data
+
+
 def adam_step(loss):
     b1, b2, eps, lr = 0.9, 0.999, 1e-7, 1e-3
 

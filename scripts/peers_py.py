@@ -45,8 +45,8 @@ PEERS = ["candle", "burn", "PyTorch", "JAX"]
 # The cells of BENCH.md: (model, task, batch). Inference at 1 and 32 (and 256 for M4), train at 32 and 256.
 CELLS = [
     (m, task, b)
-    for m in ["M1", "M2", "M3", "M4", "M5", "M6", "M7"]
-    for task, batches in [("inference", [1, 32, 256] if m == "M4" else [1, 32]), ("train", [32] if m in ("M6", "M7") else [32, 256])]
+    for m in ["M1", "M2", "M3", "M4", "M5", "M6", "M7", "M8"]
+    for task, batches in [("inference", [1, 32, 256] if m == "M4" else [1, 32]), ("train", [32] if m in ("M6", "M7", "M8") else [32, 256])]
     for b in batches
 ]
 
@@ -59,12 +59,18 @@ OUTPUTS = {
     "M5": [(1, "bce")],
     "M6": [((64, 64, 1), "bce")],
     "M7": [(10, "cce")],
+    "M8": [(2, "cce")],
 }
 INPUTS = {"M1": [(8,), (4,)], "M2": [(64,)], "M3": [(32, 32, 3), (6,)], "M4": [(784,)], "M5": [(128,), (128,)], "M6": [(64, 64, 3)], "M7": [(32, 32, 3)]}
 
 
 def synthetic(model, batch, rng):
-    """Inputs (NHWC images in [0, 1], features in [-1, 1]) and targets (0/1 labels, one-hot rows)."""
+    """Inputs (NHWC images in [0, 1], features in [-1, 1], M8's token ids and positions) and targets (0/1
+    labels, one-hot rows)."""
+    if model == "M8":
+        tokens = rng.integers(0, 2000, (batch, 128)).astype(np.int64)
+        positions = np.broadcast_to(np.arange(128, dtype=np.int64), (batch, 128)).copy()
+        return [tokens, positions], [np.eye(2, dtype=np.float32)[rng.integers(0, 2, batch)]]
     xs = [rng.uniform(0 if len(s) == 3 else -1, 1, (batch, *s)).astype(np.float32) for s in INPUTS[model]]
     ys = []
     for width, loss in OUTPUTS[model]:
@@ -196,7 +202,33 @@ def torch_models():
         def forward(self, image):
             return [torch.softmax(self.head(self.body(image).mean(dim=(2, 3))), dim=1)]
 
-    return {"M1": M1, "M2": M2, "M3": M3, "M4": M4, "M5": M5, "M6": M6, "M7": M7}
+    class Block(nn.Module):
+        """One encoder block: nn.MultiheadAttention (4 heads of 32), Add, LayerNorm (eps 1e-3, as Keras),
+        Linear 256 with exact gelu, Linear 128, Add, LayerNorm."""
+
+        def __init__(self):
+            super().__init__()
+            self.mha = nn.MultiheadAttention(128, 4, batch_first=True)
+            self.ln1, self.ln2 = nn.LayerNorm(128, eps=1e-3), nn.LayerNorm(128, eps=1e-3)
+            self.f1, self.f2 = dense(128, 256), dense(256, 128)
+
+        def forward(self, x):
+            x = self.ln1(x + self.mha(x, x, x, need_weights=False)[0])
+            return self.ln2(x + self.f2(nn.functional.gelu(self.f1(x))))
+
+    class M8(nn.Module):
+        """The transformer encoder of issue #18: token and position embeddings, two blocks, mean, softmax."""
+
+        def __init__(self):
+            super().__init__()
+            self.tok, self.pos = nn.Embedding(2000, 128), nn.Embedding(128, 128)
+            self.blocks, self.head = nn.Sequential(Block(), Block()), dense(128, 2)
+
+        def forward(self, tokens, positions):
+            h = self.blocks(self.tok(tokens) + self.pos(positions))
+            return [torch.softmax(self.head(h.mean(dim=1)), dim=1)]
+
+    return {"M1": M1, "M2": M2, "M3": M3, "M4": M4, "M5": M5, "M6": M6, "M7": M7, "M8": M8}
 
 
 def time_torch(cells, min_time):
@@ -263,6 +295,7 @@ def time_jax(cells, min_time):
         "M5": peers_jax.m5,
         "M6": peers_jax.m6,
         "M7": peers_jax.m7,
+        "M8": peers_jax.m8,
     }
     rng = np.random.default_rng(0)
     out = {}

@@ -238,7 +238,8 @@ impl Callback<Fusion> for ReadsBatchLogs {
 
 model! {
     /// A transformer encoder block: causal multi-head self-attention with dropout, Add, LayerNormalization,
-    /// a gelu feed-forward, and a masked cross-attention.
+    /// a gelu feed-forward, a masked cross-attention, and Keras' `Attention` (concat scores with dropout,
+    /// returned, and causal dot-product).
     struct Attend {
         input x: [8, 16];
         input m: [1, 8];
@@ -247,6 +248,9 @@ model! {
         let f = Dense(16)(Dense(32, activation = gelu)(h));
         let h = LayerNormalization()(Add()([h, f]));
         let c = MultiHeadAttention(2, 8, value_dim = 4)(h, x, attention_mask = m);
+        let (d, s) = Attention(use_scale = true, score_mode = concat, dropout = 0.1)([c, h], return_attention_scores = true);
+        let e = Attention()([h, x], use_causal_mask = true);
+        let c = Concatenate()([c, d, e, s]);
         output y = Dense(2, activation = softmax)(GlobalAveragePooling1D()(c));
     }
 }

@@ -34,6 +34,8 @@ mod sunspots;
 mod token_topics;
 #[path = "../examples/vision_meta/model.rs"]
 mod vision_meta;
+#[path = "../examples/vit_digits/model.rs"]
+mod vit_digits;
 
 /// A small deterministic generator (xorshift) for parameters and inputs.
 struct Rng(u64);
@@ -206,6 +208,7 @@ fn every_example_model_exports_and_runs_in_tract() {
     use sunspots::{SunspotNet, SunspotNetInputs};
     use token_topics::{TokenTopics, TokenTopicsInputs};
     use vision_meta::{VisionMeta, VisionMetaInputs};
+    use vit_digits::{DigitTransformer, DigitTransformerInputs};
     check!(Branches, BranchesInputs { features: f32 });
     check!(DigitNet, DigitNetInputs { image: f32, stats: f32 });
     check!(Fusion, FusionInputs { left_features: f32, right_features: f32 });
@@ -218,6 +221,7 @@ fn every_example_model_exports_and_runs_in_tract() {
     check!(VisionMeta, VisionMetaInputs { image: f32, meta: f32 });
     check!(Denoiser, DenoiserInputs { noisy: f32 });
     check!(SunspotNet, SunspotNetInputs { past: f32 });
+    check!(DigitTransformer, DigitTransformerInputs { rows: f32, positions: i32 });
 }
 
 model! {
@@ -437,11 +441,16 @@ model! {
 }
 
 model! {
-    /// Causal self-attention.
+    /// Causal self-attention, and cross-attention returning its scores (a second ONNX output).
     pub struct SelfAttention {
         input x: [6, 8];
+        input v: [4, 3];
         layer mha = MultiHeadAttention(2, 4);
         output y = mha(x, x, use_causal_mask = true);
+        layer cross = MultiHeadAttention(3, 2);
+        let (c, s) = cross(x, v, return_attention_scores = true);
+        output z = c;
+        output scores = s;
     }
 }
 
@@ -465,11 +474,26 @@ model! {
     }
 }
 
+model! {
+    /// Keras' `Attention`: scaled causal dot-product with a key, returning its scores, and scaled
+    /// additive ("concat") self-attention.
+    pub struct DotAttention {
+        input q: [5, 4];
+        input v: [6, 3];
+        input k: [6, 4];
+        let (a, s) = Attention(use_scale = true)([q, v, k], use_causal_mask = true, return_attention_scores = true);
+        output y = a;
+        output scores = s;
+        output c = Attention(use_scale = true, score_mode = concat)([q, q]);
+    }
+}
+
 #[test]
 fn sequence_glue_and_attention_export_and_run_in_tract() {
     check!(RepeatKinds, RepeatKindsInputs { v: f32 });
     check!(FrameKinds, FrameKindsInputs { frames: f32 });
-    check!(SelfAttention, SelfAttentionInputs { x: f32 });
+    check!(SelfAttention, SelfAttentionInputs { x: f32, v: f32 });
+    check!(DotAttention, DotAttentionInputs { q: f32, v: f32, k: f32 });
     check!(CrossAttention, CrossAttentionInputs { q: f32, v: f32, k: f32, m: f32, row: f32, grid: f32 });
 }
 

@@ -1,4 +1,5 @@
-//! The five BENCH.md models and the two vision models of issue #19 (M6 U-Net, M7 MobileNet-like) as
+//! The five BENCH.md models, the two vision models of issue #19 (M6 U-Net, M7 MobileNet-like) and the
+//! transformer encoder of issue #18 (M8) as
 //! modelc graphs, shared by `benches/models.rs` and the peers package
 //! (`peers/`, through `#[path]`), so every comparison measures exactly the same modelc model.
 
@@ -80,6 +81,27 @@ model! {
         let x = DepthwiseConv2D(3, strides = 2, padding = same, use_bias = false)(x);
         let x = Conv2D(64, 1, activation = relu)(Activation(relu)(BatchNormalization()(x)));
         output probs = Dense(10, activation = softmax)(GlobalAveragePooling2D()(x));
+    }
+}
+
+model! {
+    /// M8 (issue #18 item 5): a transformer encoder classifier on 128 token ids: Embedding(2000, 128) plus a
+    /// learned position embedding, two encoder blocks (MultiHeadAttention with 4 heads of key_dim 32, Add,
+    /// LayerNormalization, Dense 256 gelu, Dense 128, Add, LayerNormalization), the mean over the tokens
+    /// and a 2-way softmax.
+    pub struct TextEncoder {
+        input tokens: [128] as i32;
+        input positions: [128] as i32;
+        let x = Add()([Embedding(2000, 128)(tokens), Embedding(128, 128)(positions)]);
+        let a = MultiHeadAttention(num_heads = 4, key_dim = 32)(x, x);
+        let x = LayerNormalization()(Add()([x, a]));
+        let f = Dense(128)(Dense(256, activation = gelu)(x));
+        let x = LayerNormalization()(Add()([x, f]));
+        let a = MultiHeadAttention(num_heads = 4, key_dim = 32)(x, x);
+        let x = LayerNormalization()(Add()([x, a]));
+        let f = Dense(128)(Dense(256, activation = gelu)(x));
+        let x = LayerNormalization()(Add()([x, f]));
+        output probs = Dense(2, activation = softmax)(GlobalAveragePooling1D()(x));
     }
 }
 

@@ -150,7 +150,7 @@ struct Resolver<'d> {
     no_input_reported: bool,
     /// `name = "..."` given explicitly, with where.
     explicit_names: BTreeMap<String, Span>,
-    /// Results of calls of layers whose arguments were invalid: how many tensors they return is
+    /// Results of calls of layers whose arguments (or call arguments) were invalid: how many tensors they return is
     /// unknown, so binding them to several names is no further error.
     unknown_results: std::collections::BTreeSet<ValueId>,
     /// Layers still needing a Keras default name, with their prefix; `Some(depth)` for a layer a wrapper
@@ -675,7 +675,11 @@ impl Resolver<'_> {
         };
         let operands: Option<Vec<ValueId>> = operands.into_iter().collect();
         let (Some(inputs), Some((keywords, config))) = (operands, args) else {
-            return Some(vec![self.new_value(None, span, Producer::Poisoned)]);
+            // How many results the call has is unknown too (`return_attention_scores = 1`): no second error
+            // for the names bound to it.
+            let v = self.new_value(None, span, Producer::Poisoned);
+            self.unknown_results.insert(v);
+            return Some(vec![v]);
         };
         let kind = config.as_ref().or_else(|| self.out.layers.get(layer.0).and_then(|l| l.kind.as_ref()));
         let n_results = kind.map(|k| k.result_names().len()).unwrap_or(1);

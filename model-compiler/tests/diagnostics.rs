@@ -542,10 +542,11 @@ fn call_arguments_are_checked_the_same_way_for_every_layer() {
     assert_eq!(e.help, "LSTM takes its operands in one argument");
     let e = one(&model("input x: [5, 8];\nlayer mha = MultiHeadAttention(2, 4);\noutput y = mha(x, x, initial_state = [x]);"));
     at(&e, 4, 22, "MultiHeadAttention takes no call argument `initial_state`");
-    assert_eq!(e.help, "it takes: `attention_mask` or `use_causal_mask`");
+    assert_eq!(e.help, "it takes: `attention_mask`, `use_causal_mask` or `return_attention_scores`");
     // Keras' call arguments modelc does not take are rejected by the layer, with the reason.
-    let e = one(&model("input x: [5, 8];\nlayer mha = MultiHeadAttention(2, 4);\noutput y = mha(x, x, return_attention_scores = true);"));
-    at(&e, 4, 22, "`return_attention_scores` of MultiHeadAttention is not supported yet");
+    let e = one(&model("input x: [5, 8];\nlayer mha = MultiHeadAttention(2, 4);\noutput y = mha(x, x, return_attention_scores = 1);"));
+    at(&e, 4, 48, "`return_attention_scores` must be `true` or `false`");
+    assert_eq!(e.help, "write `let (y, scores) = mha(q, v, return_attention_scores = true);`");
     let e = one(&model("input x: [5, 8];\nlayer mha = MultiHeadAttention(2, 4);\noutput y = mha(x, x, key = x);"));
     at(&e, 4, 22, "pass `key` of MultiHeadAttention by position");
     let e = one(&model(

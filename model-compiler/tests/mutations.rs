@@ -161,6 +161,15 @@ const SEEDS: &[&str] = &[
         let s = MultiHeadAttention(2, 4, dropout = 0.1)(q, q);
         output y = LayerNormalization()(Add()([c, s]));
     }",
+    "pub struct DotAttend {
+        input q: [4, 6];
+        input v: [5, 3];
+        input k: [5, 6];
+        let (a, s) = Attention(use_scale = true)([q, v, k], use_causal_mask = true, return_attention_scores = true);
+        let c = Attention(score_mode = concat, dropout = 0.1)([q, q]);
+        output y = Concatenate()([a, c]);
+        output scores = s;
+    }",
 ];
 
 const IDENTS: &[&str] = &[
@@ -184,6 +193,9 @@ const IDENTS: &[&str] = &[
     "MultiHeadAttention",
     "attention_mask",
     "use_causal_mask",
+    "Attention",
+    "score_mode",
+    "return_attention_scores",
     "Dropout",
     "Conv1D",
     "Conv2D",

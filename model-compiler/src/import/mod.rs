@@ -418,6 +418,7 @@ impl Cx<'_> {
             let (i, k) = pending.remove(pos);
             let Some(e) = entries.get(i) else { continue };
             let Some((ctor, n_out)) = ctors.get(&e.name).cloned() else { continue };
+            let n_out = node_results(n_out, e.nodes.get(k).copied());
             let operand: Vec<String> = node_args.get(&(i, k)).into_iter().flatten().map(|a| a.text(&names)).collect();
             let operand = operand.join(", ");
             let callee = if shared.contains(&i) {
@@ -574,6 +575,14 @@ fn fresh(base: &str, used: &mut BTreeSet<String>) -> String {
     name
 }
 
+/// How many tensors one call gives: the layer's count (`return_state = True` is configuration), one more
+/// for a call with `return_attention_scores = True` (a call argument of the attention layers: Keras
+/// configs do not carry it, its node's keyword arguments do).
+fn node_results(layer_results: usize, node: Option<&Value>) -> usize {
+    let scores = node.and_then(|n| n.get("kwargs")).and_then(|k| k.get("return_attention_scores")).and_then(Value::as_bool);
+    layer_results + usize::from(scores == Some(true))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
@@ -670,6 +679,62 @@ mod tests {
             "{src}"
         );
         assert!(crate::param_layout(&imported.single_invocation()).is_ok());
+    }
+
+    #[test]
+    fn a_call_returning_attention_scores_binds_two_results() {
+        let t = |name: &str, k: usize| serde_json::json!({"class_name": "__keras_tensor__", "config": {"keras_history": [name, 0, k]}});
+        let cfg = serde_json::json!({
+            "class_name": "Functional",
+            "config": {
+                "name": "scores",
+                "layers": [
+                    {"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_shape": [null, 5, 8], "dtype": "float32"}, "inbound_nodes": []},
+                    {"module": "keras.layers", "class_name": "MultiHeadAttention", "name": "mha",
+                     "config": {"name": "mha", "num_heads": 2, "key_dim": 4, "value_dim": 4, "use_gate": false, "seed": null},
+                     "inbound_nodes": [{"args": [t("x", 0), t("x", 0)], "kwargs": {"return_attention_scores": true, "use_causal_mask": true}}]}
+                ],
+                "input_layers": [["x", 0, 0]],
+                "output_layers": [["mha", 0, 0], ["mha", 0, 1]]
+            }
+        });
+        let imported = keras_to_source(&cfg.to_string(), &origin()).unwrap();
+        let src = imported.source();
+        assert!(
+            src.contains("let (mha_0, mha_1) = MultiHeadAttention(2, 4, name = \"mha\")(x, x, return_attention_scores = true, use_causal_mask = true);"),
+            "{src}"
+        );
+        assert!(src.contains("output mha = mha_0;\n        output mha_ = mha_1;"), "{src}");
+        let layout = crate::param_layout(&imported.single_invocation());
+        assert!(layout.is_ok(), "{src}: {layout:?}");
+    }
+
+    #[test]
+    fn an_attention_layer_imports_with_its_list_call_and_flags() {
+        let t = |name: &str| serde_json::json!({"class_name": "__keras_tensor__", "config": {"keras_history": [name, 0, 0]}});
+        let input = |name: &str| serde_json::json!({"class_name": "InputLayer", "name": name, "config": {"name": name, "batch_shape": [null, 5, 4], "dtype": "float32"}, "inbound_nodes": []});
+        let cfg = serde_json::json!({
+            "class_name": "Functional",
+            "config": {
+                "name": "luong",
+                "layers": [
+                    input("q"), input("v"),
+                    {"module": "keras.layers", "class_name": "Attention", "name": "att",
+                     "config": {"name": "att", "use_scale": true, "score_mode": "concat", "dropout": 0.0, "seed": null},
+                     "inbound_nodes": [{"args": [[t("q"), t("v")]], "kwargs": {"use_causal_mask": true, "return_attention_scores": true}}]}
+                ],
+                "input_layers": [["q", 0, 0], ["v", 0, 0]],
+                "output_layers": [["att", 0, 0], ["att", 0, 1]]
+            }
+        });
+        let imported = keras_to_source(&cfg.to_string(), &origin()).unwrap();
+        let src = imported.source();
+        assert!(
+            src.contains("let (att_0, att_1) = Attention(use_scale = true, score_mode = concat, name = \"att\")([q, v], return_attention_scores = true, use_causal_mask = true);"),
+            "{src}"
+        );
+        let layout = crate::param_layout(&imported.single_invocation());
+        assert!(layout.is_ok(), "{src}: {layout:?}");
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct MultiHeadAttention {
     pub has_mask: bool,
     /// This call uses Keras' causal mask.
     pub causal: bool,
+    /// This call returns the attention scores `[heads, query positions..., value positions...]` as its
+    /// second result (`return_attention_scores = true`).
+    pub return_scores: bool,
     /// `kernel_initializer`, `kernel_regularizer`, `kernel_constraint` of the four projections.
     pub kernel: WeightArgs,
     /// `bias_initializer`, `bias_regularizer`, `bias_constraint` of the four projections.
@@ -116,6 +119,7 @@ impl MultiHeadAttention {
             has_key: false,
             has_mask: false,
             causal: false,
+            return_scores: false,
             kernel: kernel?,
             bias: bias?,
         })
@@ -311,7 +315,8 @@ impl LayerDef for MultiHeadAttention {
     // where a position is masked (causal: key index after query index; attention_mask <= 0.5)
     // Where(keep, scores, -1e9), Softmax(axis = -1), Where(keep, probs, 0); MatMul(probs, V), Transpose
     // to (N, tq, H, dv), Reshape (N, tq, H·dv), MatMul(Reshape(attention_output/kernel, (H·dv, out))) +
-    // bias, Reshape to the output's dims.
+    // bias, Reshape to the output's dims. With `return_attention_scores`, the probabilities (before
+    // dropout, which inference has not) reshaped to (N, H, query positions..., value positions...).
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         let ins: Vec<Shape> = (0..cx.n_inputs()).map(|i| cx.input_shape(i)).collect();
         let s = self.sizes(&ins);
@@ -357,6 +362,14 @@ impl LayerDef for MultiHeadAttention {
             let zero = cx.scalar(0.0);
             probs = cx.op("Where", &[keep, &probs, &zero], Vec::new());
         }
+        if self.return_scores {
+            let mut dims = vec![heads];
+            for s in ins.iter().take(2) {
+                dims.extend(positions(s));
+            }
+            let out = cx.extra_output(1);
+            cx.reshape_into(&probs, &dims, &out);
+        }
         let ctx = cx.op("MatMul", &[&probs, &v], Vec::new());
         let ctx = cx.transpose(&ctx, &[0, 2, 1, 3]);
         let hv = (heads * vd) as i64;
@@ -373,7 +386,34 @@ impl LayerDef for MultiHeadAttention {
     }
 
     fn call_keywords(&self) -> &'static [&'static str] {
-        &["attention_mask", "use_causal_mask"]
+        &["attention_mask", "use_causal_mask", "return_attention_scores"]
+    }
+
+    // One result, or the output and the scores with `return_attention_scores = true`.
+    fn result_names(&self) -> Vec<&'static str> {
+        if self.return_scores {
+            vec!["output", "scores"]
+        } else {
+            vec!["output"]
+        }
+    }
+
+    // Keras 3: the scores are (None, heads, query positions..., value positions...).
+    fn extra_shapes(&self, cx: &InferCx<'_>, _output: &Shape) -> Vec<Shape> {
+        if !self.return_scores {
+            return Vec::new();
+        }
+        let empty = Shape(Vec::new());
+        let (q, v) = (cx.inputs.first().unwrap_or(&empty), cx.inputs.get(1).unwrap_or(&empty));
+        let mut dims = vec![self.num_heads];
+        dims.extend(positions(q));
+        dims.extend(positions(v));
+        vec![Shape(dims)]
+    }
+
+    fn extra_rank(&self, _k: usize, inputs: &[Option<usize>]) -> Option<usize> {
+        let q = inputs.first().copied().flatten()?;
+        Some(1 + 2 * q.saturating_sub(1))
     }
 
     // Keras: `mha(query, value, key = value, attention_mask = None, use_causal_mask = False)`. Keras'
@@ -397,6 +437,7 @@ impl LayerDef for MultiHeadAttention {
             }
             out.has_mask = false;
             out.causal = false;
+            out.return_scores = false;
             for (key, value) in cx.keywords {
                 match (key.to_string().as_str(), value) {
                     ("attention_mask", CallValue::Tensor(crate::ast::Expr::List(l))) => {
@@ -420,9 +461,16 @@ impl LayerDef for MultiHeadAttention {
                             Diagnostic::new(e.span(), "`use_causal_mask` must be `true` or `false`").help("write `use_causal_mask = true`")
                         );
                     }
-                    ("return_attention_scores", _) => {
-                        return Err(Diagnostic::new(key.span(), "`return_attention_scores` of MultiHeadAttention is not supported yet")
-                            .help("remove it: the scores are computed and kept for backward, but a call cannot bind them yet"));
+                    ("return_attention_scores", CallValue::Literal(v)) => match v.kind {
+                        ArgKind::Bool(b) => out.return_scores = b,
+                        _ => {
+                            return Err(Diagnostic::new(v.span, "`return_attention_scores` must be `true` or `false`")
+                                .help("write `let (y, scores) = mha(q, v, return_attention_scores = true);`"))
+                        }
+                    },
+                    ("return_attention_scores", CallValue::Tensor(e)) => {
+                        return Err(Diagnostic::new(e.span(), "`return_attention_scores` must be `true` or `false`")
+                            .help("write `let (y, scores) = mha(q, v, return_attention_scores = true);`"));
                     }
                     ("query" | "value" | "key", _) => {
                         return Err(Diagnostic::new(key.span(), format!("pass `{key}` of MultiHeadAttention by position"))
@@ -593,7 +641,8 @@ impl LayerDef for MultiHeadAttention {
         vec![1]
     }
 
-    // attention::forward(&mha, q, k, v, mask, &params, step, training, keep, y, batch)
+    // attention::forward(&mha, q, k, v, mask, &params, step, training, keep, y, batch), then, with
+    // `return_attention_scores`, attention::scores(&mha, keep, y1, batch).
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         let s = self.sizes(&Self::shapes(cx));
         let m = self.mha_tokens(&s, self.salted_seed(cx));
@@ -606,14 +655,23 @@ impl LayerDef for MultiHeadAttention {
             quote!(::core::option::Option::None)
         };
         let keep = cx.scratch_mut(0);
+        let scores = match cx.extra.first() {
+            Some(_) => {
+                let (y1, kept) = (cx.y_extra(1), cx.scratch(0));
+                quote!(::modelc::__private::kernels::attention::scores(&__m, #kept, &mut #y1[..], __b);)
+            }
+            None => TokenStream::new(),
+        };
         quote!({
             let __m = #m;
             let __prm = #prm;
             ::modelc::__private::kernels::attention::forward(&__m, #q, #k, #v, #mask, &__prm, __ws.step, __ws.training, #keep, &mut __y[..], __b);
+            #scores
         })
     }
 
-    // attention::backward(.., keep, dy, grads, tmp, batch), then attention::backward_input per operand.
+    // attention::backward(.., keep, dy, dscores, grads, tmp, batch), then attention::backward_input per
+    // operand; `dscores` is the returned scores' gradient (`__dy1`) with `return_attention_scores`.
     fn backward(&self, cx: &EmitCx) -> TokenStream {
         let s = self.sizes(&Self::shapes(cx));
         let m = self.mha_tokens(&s, self.salted_seed(cx));
@@ -623,6 +681,10 @@ impl LayerDef for MultiHeadAttention {
         let (s0, s1) = (cx.scratch.first().copied().unwrap_or(0), cx.scratch.get(1).copied().unwrap_or(0));
         let (n0, n1) = (cx.scratch_len(0), cx.scratch_len(1));
         let a = quote!(::modelc::__private::kernels::attention);
+        let dscores = super::some_if(!cx.extra.is_empty(), {
+            let d = cx.dy_extra(1);
+            quote!(&#d[..])
+        });
         let mut inputs = TokenStream::new();
         let (pq, pk, pv) = if self.use_bias { (cx.p(0), cx.p(2), cx.p(4)) } else { (cx.p(0), cx.p(1), cx.p(2)) };
         for (i, which, w) in [(0, quote!(Query), pq), (1, quote!(Value), pv), (self.key_index(), quote!(Key), pk)] {
@@ -637,7 +699,7 @@ impl LayerDef for MultiHeadAttention {
             let __prm = #prm;
             {
                 let (__keep, __tmp) = ::modelc::__private::support::pair_mut(&mut __ws.scratch, #s0, #s1);
-                #a::backward(&__m, #q, #k, #v, &__prm, __ws.step, __ws.training, &__keep[..__b * #n0], &__dy[..], #g, &mut __tmp[..__b * #n1], __b);
+                #a::backward(&__m, #q, #k, #v, &__prm, __ws.step, __ws.training, &__keep[..__b * #n0], &__dy[..], #dscores, #g, &mut __tmp[..__b * #n1], __b);
             }
             #inputs
         })
@@ -657,6 +719,21 @@ mod tests {
             layer mha = MultiHeadAttention(2, 4, value_dim = 3, output_shape = 10);
             output y = mha(q, v, k, attention_mask = m, use_causal_mask = true); }";
         assert_eq!(ok_shapes(src), vec![vec![5, 10]]);
+    }
+
+    #[test]
+    fn returned_scores_are_heads_by_query_by_value_positions() {
+        let src = "struct M { input q: [5, 8]; input v: [7, 12]; layer mha = MultiHeadAttention(3, 4);
+            let (y, s) = mha(q, v, return_attention_scores = true); output out = y; output scores = s; }";
+        assert_eq!(ok_shapes(src), vec![vec![5, 8], vec![3, 5, 7]]);
+        let src = "struct M { input x: [2, 3, 8]; layer mha = MultiHeadAttention(2, 4);
+            let (y, s) = mha(x, x, return_attention_scores = true); output scores = s; }";
+        assert_eq!(ok_shapes(src), vec![vec![2, 2, 3, 2, 3]]);
+        let e = errors(
+            "struct M { input x: [5, 8]; layer mha = MultiHeadAttention(2, 4); output y = mha(x, x, return_attention_scores = true); }",
+        );
+        assert_eq!(e[0].0, "this call returns 2 tensors", "{e:?}");
+        assert_eq!(e[0].1.as_deref(), Some("bind them all: `let (output, scores) = ...;`"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod cropping;
 pub mod dense;
 pub mod depthwise;
 pub mod dot;
+pub mod dot_attention;
 pub mod dropout;
 pub mod embedding;
 pub mod global_pooling;
@@ -558,6 +559,8 @@ pub enum LayerKind {
     TimeDistributed(time_distributed::TimeDistributed),
     /// `MultiHeadAttention(num_heads, key_dim, value_dim, dropout, use_bias, output_shape, attention_axes)`.
     MultiHeadAttention(attention::MultiHeadAttention),
+    /// `Attention(use_scale, score_mode, dropout)`: Keras' dot-product attention without projections.
+    Attention(dot_attention::Attention),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -610,6 +613,7 @@ pub const KINDS: &[&str] = &[
     "Permute",
     "TimeDistributed",
     "MultiHeadAttention",
+    "Attention",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -662,6 +666,7 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "Permute" => permute::Permute::parse(r).map(LayerKind::Permute),
         "TimeDistributed" => time_distributed::TimeDistributed::parse(r).map(LayerKind::TimeDistributed),
         "MultiHeadAttention" => attention::MultiHeadAttention::parse(r).map(LayerKind::MultiHeadAttention),
+        "Attention" => dot_attention::Attention::parse(r).map(LayerKind::Attention),
         "SeparableConv1D" => separable::Separable::parse(r, 1).map(LayerKind::Separable),
         "SeparableConv2D" => separable::Separable::parse(r, 2).map(LayerKind::Separable),
         _ => return None,
@@ -700,6 +705,7 @@ pub fn keras_import(class: &str) -> Option<fn(&mut crate::import::args::KerasArg
         "Permute" => permute::Permute::from_keras,
         "TimeDistributed" => time_distributed::TimeDistributed::from_keras,
         "MultiHeadAttention" => attention::MultiHeadAttention::from_keras,
+        "Attention" => dot_attention::Attention::from_keras,
         "SimpleRNN" | "LSTM" | "GRU" => recurrent::Recurrent::from_keras,
         "Bidirectional" => bidirectional::Bidirectional::from_keras,
         _ => return None,
@@ -761,6 +767,7 @@ macro_rules! dispatch {
             LayerKind::Permute($l) => $e,
             LayerKind::TimeDistributed($l) => $e,
             LayerKind::MultiHeadAttention($l) => $e,
+            LayerKind::Attention($l) => $e,
         }
     };
 }

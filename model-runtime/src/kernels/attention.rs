@@ -329,6 +329,15 @@ pub fn forward(
     }
 }
 
+/// The attention scores of `batch` samples, `[batch, heads, tq, tv]`, copied out of what [`forward`]
+/// kept: what a call with `return_attention_scores = true` returns beside its output.
+pub fn scores(m: &Mha, keep: &[f32], out: &mut [f32], batch: usize) {
+    let (o, n) = (m.keep(), m.heads * m.tq * m.tv);
+    for (s, dst) in out.chunks_exact_mut(n).take(batch).enumerate() {
+        dst.copy_from_slice(&keep[s * o.len + o.p..][..n]);
+    }
+}
+
 /// Adds the row sums of `t [rows, cols]` to `g [rows]`.
 fn add_row_sums(t: &[f32], cols: usize, g: &mut [f32]) {
     for (gv, row) in g.iter_mut().zip(t.chunks_exact(cols)) {
@@ -338,7 +347,9 @@ fn add_row_sums(t: &[f32], cols: usize, g: &mut [f32]) {
 
 /// Backward of everything but the input projections' input gradients: accumulates the parameter
 /// gradients and leaves dQᵀ, dKᵀ, dVᵀ of every sample in `tmp` (`batch ·` [`Mha::tmp_len`]) for
-/// [`backward_input`]. `keep` is what the training forward of the same step kept.
+/// [`backward_input`]. `keep` is what the training forward of the same step kept. `dscores` is the
+/// gradient of the returned attention scores (`[batch, heads, tq, tv]`) when the call returns them: it
+/// joins the probabilities' gradient before the softmax (the scores are taken before dropout).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     m: &Mha,
@@ -350,6 +361,7 @@ pub fn backward(
     training: bool,
     keep: &[f32],
     dy: &[f32],
+    dscores: Option<&[f32]>,
     g: Grads<'_>,
     tmp: &mut [f32],
     batch: usize,
@@ -391,6 +403,9 @@ pub fn backward(
             sgemm(m.tq, vd, m.tv, 1.0, doh, true, vh, false, 0.0, dp);
             if let Some(st) = stream {
                 dp.iter_mut().enumerate().for_each(|(idx, d)| *d *= m.keep_factor(st, base + idx));
+            }
+            if let Some(ds) = dscores {
+                dp.iter_mut().zip(&ds[base..][..tt]).for_each(|(d, &g)| *d += g);
             }
             // Softmax: dS = P ⊙ (dP − Σ_j P dP).
             for (dr, pr) in dp.chunks_exact_mut(m.tv).zip(ph.chunks_exact(m.tv)) {
@@ -466,17 +481,20 @@ mod tests {
         }
     }
 
-    /// Σ r ⊙ forward(inputs, params) at a fixed training step.
-    fn objective(m: &Mha, x: &[Vec<f32>; 3], w: &[Vec<f32>; 8], mask: Option<Mask<'_>>, r: &[f32], batch: usize) -> f64 {
+    /// Σ r ⊙ forward(inputs, params) + Σ rs ⊙ scores at a fixed training step.
+    fn objective(m: &Mha, x: &[Vec<f32>; 3], w: &[Vec<f32>; 8], mask: Option<Mask<'_>>, r: &[f32], rs: &[f32], batch: usize) -> f64 {
         let p = Params { wq: &w[0], bq: Some(&w[1]), wk: &w[2], bk: Some(&w[3]), wv: &w[4], bv: Some(&w[5]), wo: &w[6], bo: Some(&w[7]) };
         let mut keep = vec![0.0; batch * m.keep_len()];
         let mut y = vec![0.0; batch * m.tq * m.out];
         forward(m, &x[0], &x[1], &x[2], mask, &p, 3, true, &mut keep, &mut y, batch);
-        y.iter().zip(r).map(|(a, b)| f64::from(a * b)).sum()
+        let mut sc = vec![0.0; batch * m.heads * m.tq * m.tv];
+        scores(m, &keep, &mut sc, batch);
+        let out: f64 = y.iter().zip(r).map(|(a, b)| f64::from(a * b)).sum();
+        out + sc.iter().zip(rs).map(|(a, b)| f64::from(a * b)).sum::<f64>()
     }
 
     #[test]
-    fn every_gradient_with_dropout_mask_and_causality_matches_finite_differences() {
+    fn every_gradient_with_dropout_mask_causality_and_returned_scores_matches_finite_differences() {
         let m = Mha { dropout: 0.3, ..dims(true) };
         let batch = 2;
         let mut x = [filled(batch * 15, 11), filled(batch * 8, 12), filled(batch * 12, 13)];
@@ -485,6 +503,8 @@ mod tests {
         let mask_values: Vec<f32> = (0..batch * 4).map(|i| if i == 3 || i == 6 { 0.0 } else { 1.0 }).collect();
         let mask = Mask { values: &mask_values, rows: 1, cols: 4 };
         let r = filled(batch * m.tq * m.out, 30);
+        // The returned scores are used downstream too: their gradient joins backward.
+        let rs = filled(batch * m.heads * m.tq * m.tv, 31);
 
         let p = Params { wq: &w[0], bq: Some(&w[1]), wk: &w[2], bk: Some(&w[3]), wv: &w[4], bv: Some(&w[5]), wo: &w[6], bo: Some(&w[7]) };
         let mut keep = vec![0.0; batch * m.keep_len()];
@@ -495,7 +515,7 @@ mod tests {
         {
             let [g0, g1, g2, g3, g4, g5, g6, g7] = &mut g;
             let grads = Grads { wq: g0, bq: Some(g1), wk: g2, bk: Some(g3), wv: g4, bv: Some(g5), wo: g6, bo: Some(g7) };
-            backward(&m, &x[0], &x[1], &x[2], &p, 3, true, &keep, &r, grads, &mut tmp, batch);
+            backward(&m, &x[0], &x[1], &x[2], &p, 3, true, &keep, &r, Some(&rs), grads, &mut tmp, batch);
         }
         let mut dx = [vec![0.0; x[0].len()], vec![0.0; x[1].len()], vec![0.0; x[2].len()]];
         backward_input(&m, Proj::Query, &w[0], &tmp, &mut dx[0], batch);
@@ -511,9 +531,9 @@ mod tests {
             for i in 0..x[t].len() {
                 let orig = x[t][i];
                 x[t][i] = orig + eps;
-                let up = objective(&m, &x, &w, Some(mask), &r, batch);
+                let up = objective(&m, &x, &w, Some(mask), &r, &rs, batch);
                 x[t][i] = orig - eps;
-                let down = objective(&m, &x, &w, Some(mask), &r, batch);
+                let down = objective(&m, &x, &w, Some(mask), &r, &rs, batch);
                 x[t][i] = orig;
                 close(dx[t][i], (up - down) / (2.0 * f64::from(eps)), &format!("input {t}[{i}]"));
             }
@@ -522,9 +542,9 @@ mod tests {
             for i in 0..w[t].len() {
                 let orig = w[t][i];
                 w[t][i] = orig + eps;
-                let up = objective(&m, &x, &w, Some(mask), &r, batch);
+                let up = objective(&m, &x, &w, Some(mask), &r, &rs, batch);
                 w[t][i] = orig - eps;
-                let down = objective(&m, &x, &w, Some(mask), &r, batch);
+                let down = objective(&m, &x, &w, Some(mask), &r, &rs, batch);
                 w[t][i] = orig;
                 close(g[t][i], (up - down) / (2.0 * f64::from(eps)), &format!("param {t}[{i}]"));
             }

@@ -9,6 +9,7 @@ pub mod conv_transpose;
 pub mod dense;
 pub mod depthwise;
 pub mod dot;
+pub mod dot_attention;
 pub mod dropout;
 pub mod embedding;
 pub mod gemm;

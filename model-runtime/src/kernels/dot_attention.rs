@@ -1,0 +1,394 @@
+//! Keras 3 `Attention`: dot-product (or additive "concat") attention of a query over a value, with
+//! no projections. Per sample, `q [tq, dim]`, `k [tv, dim]`, `v [tv, dv]`:
+//!
+//! - `dot`: `S = Q Kᵀ`, times the scalar `scale` with `use_scale`;
+//! - `concat`: `S[i, j] = concat_score_weight · Σ_d tanh(scale · (q[i, d] + k[j, d]))` (scale 1 without
+//!   `use_scale`);
+//!
+//! then, as Keras does, `1e9` subtracted from the masked scores (causal: key index after query index),
+//! `P = softmax(S)` over the values, dropout on `P` in training, and `y = P' V`. The scores Keras returns
+//! with `return_attention_scores = True` are `P'` (after dropout, as Keras' `_apply_scores` returns them).
+//!
+//! Forward keeps `P [tq, tv]` per sample (before dropout) and, with dropout, `P'` after it (the
+//! dropout factors are a stateless hash of (seed, step, position), regenerated in backward). Backward computes `dQ`, `dK`, `dV` into a working
+//! buffer, which [`backward_input`] then adds to each operand's gradient (one operand may be query,
+//! key and value at once).
+
+use super::gemm::sgemm;
+use crate::init::hash_uniform;
+
+/// What Keras subtracts from a masked score.
+const MASKED: f32 = 1e9;
+
+/// The sizes and options of one `Attention` call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Attn {
+    /// Query positions per sample.
+    pub tq: usize,
+    /// Key/value positions per sample.
+    pub tv: usize,
+    /// Query and key features.
+    pub dim: usize,
+    /// Value features (the output's).
+    pub dv: usize,
+    /// `score_mode = "concat"` (else `"dot"`).
+    pub concat: bool,
+    /// Whether a position may only attend to keys at or before its own index.
+    pub causal: bool,
+    /// Dropout rate on the attention probabilities (training only).
+    pub dropout: f32,
+    /// Dropout seed of the layer.
+    pub seed: u64,
+}
+
+/// Which operand a gradient goes to, for [`backward_input`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operand {
+    /// The query.
+    Query,
+    /// The key.
+    Key,
+    /// The value.
+    Value,
+}
+
+/// The scalar parameters: `scale` with `use_scale`, `concat_score_weight` with `score_mode = "concat"`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scalars<'a> {
+    /// `scale` (shape `[]`).
+    pub scale: Option<&'a [f32]>,
+    /// `concat_score_weight` (shape `[]`).
+    pub concat_weight: Option<&'a [f32]>,
+}
+
+/// Their gradients, accumulated into.
+#[derive(Debug, Default)]
+pub struct ScalarGrads<'a> {
+    /// d `scale`.
+    pub scale: Option<&'a mut [f32]>,
+    /// d `concat_score_weight`.
+    pub concat_weight: Option<&'a mut [f32]>,
+}
+
+fn first(s: Option<&[f32]>) -> Option<f32> {
+    s.and_then(|v| v.first().copied())
+}
+
+impl Attn {
+    /// Per-sample length of the forward scratch: `P`, and `P'` with dropout.
+    pub fn keep_len(&self) -> usize {
+        let tt = self.tq * self.tv;
+        if self.dropout > 0.0 {
+            2 * tt
+        } else {
+            tt
+        }
+    }
+
+    /// Per-sample length of backward's working space: `dQ | dK | dV | dP`.
+    pub fn tmp_len(&self) -> usize {
+        self.tq * self.dim + self.tv * self.dim + self.tv * self.dv + self.tq * self.tv
+    }
+
+    fn drops(&self, training: bool) -> bool {
+        training && self.dropout > 0.0
+    }
+
+    fn stream(&self, step: u64) -> u64 {
+        self.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+    }
+
+    /// The dropout factor (0 or 1 / (1 − rate)) of probability `idx` of the batch at one step.
+    fn keep_factor(&self, stream: u64, idx: usize) -> f32 {
+        if hash_uniform(stream, idx as u64) >= self.dropout {
+            1.0 / (1.0 - self.dropout)
+        } else {
+            0.0
+        }
+    }
+
+    /// The raw scores `S [tq, tv]` of one sample, unmasked.
+    fn scores(&self, q: &[f32], k: &[f32], p: &Scalars<'_>, s: &mut [f32]) {
+        let scale = first(p.scale);
+        if self.concat {
+            let (a, c) = (scale.unwrap_or(1.0), first(p.concat_weight).unwrap_or(1.0));
+            for (i, row) in s.chunks_exact_mut(self.tv).enumerate() {
+                let qi = &q[i * self.dim..][..self.dim];
+                for (j, sv) in row.iter_mut().enumerate() {
+                    let kj = &k[j * self.dim..][..self.dim];
+                    *sv = c * qi.iter().zip(kj).map(|(x, y)| (a * (x + y)).tanh()).sum::<f32>();
+                }
+            }
+        } else {
+            sgemm(self.tq, self.dim, self.tv, scale.unwrap_or(1.0), q, false, k, true, 0.0, s);
+        }
+    }
+
+    /// Masked softmax of one sample's scores in place.
+    fn softmax(&self, s: &mut [f32]) {
+        for (i, row) in s.chunks_exact_mut(self.tv).enumerate() {
+            if self.causal {
+                row.iter_mut().skip(i + 1).for_each(|v| *v -= MASKED);
+            }
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for v in row.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+    }
+}
+
+/// Forward over `batch` samples: `q [batch, tq, dim]`, `k [batch, tv, dim]`, `v [batch, tv, dv]` into
+/// `y [batch, tq, dv]`, keeping the probabilities in `keep` (`batch ·` [`Attn::keep_len`]) and, when
+/// given, writing the returned scores `[batch, tq, tv]` (after dropout) to `scores`.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    m: &Attn,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    p: &Scalars<'_>,
+    step: u64,
+    training: bool,
+    keep: &mut [f32],
+    y: &mut [f32],
+    mut scores: Option<&mut [f32]>,
+    batch: usize,
+) {
+    let (tt, n) = (m.tq * m.tv, m.keep_len());
+    let stream = m.drops(training).then(|| m.stream(step));
+    for s in 0..batch {
+        let (qs, ks, vs) =
+            (&q[s * m.tq * m.dim..][..m.tq * m.dim], &k[s * m.tv * m.dim..][..m.tv * m.dim], &v[s * m.tv * m.dv..][..m.tv * m.dv]);
+        let (ps, dropped) = keep[s * n..][..n].split_at_mut(tt);
+        m.scores(qs, ks, p, ps);
+        m.softmax(ps);
+        let used: &[f32] = match stream {
+            Some(st) => {
+                for (idx, (d, &pv)) in dropped.iter_mut().zip(ps.iter()).enumerate() {
+                    *d = pv * m.keep_factor(st, s * tt + idx);
+                }
+                dropped
+            }
+            None => ps,
+        };
+        sgemm(m.tq, m.tv, m.dv, 1.0, used, false, vs, false, 0.0, &mut y[s * m.tq * m.dv..][..m.tq * m.dv]);
+        if let Some(o) = scores.as_deref_mut() {
+            o[s * tt..][..tt].copy_from_slice(used);
+        }
+    }
+}
+
+/// Backward over `batch` samples: accumulates the scalar parameters' gradients and leaves dQ, dK and dV
+/// of every sample in `tmp` (`batch ·` [`Attn::tmp_len`]) for [`backward_input`]. `dscores` is the
+/// gradient of the returned scores when the call returns them.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    m: &Attn,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    p: &Scalars<'_>,
+    step: u64,
+    training: bool,
+    keep: &[f32],
+    dy: &[f32],
+    dscores: Option<&[f32]>,
+    g: ScalarGrads<'_>,
+    tmp: &mut [f32],
+    batch: usize,
+) {
+    let tt = m.tq * m.tv;
+    let stream = m.drops(training).then(|| m.stream(step));
+    let ScalarGrads { scale: mut gscale, concat_weight: mut gconcat } = g;
+    let (scale, cw) = (first(p.scale), first(p.concat_weight));
+    let n = m.tmp_len();
+    for s in 0..batch {
+        let (qs, ks, vs) =
+            (&q[s * m.tq * m.dim..][..m.tq * m.dim], &k[s * m.tv * m.dim..][..m.tv * m.dim], &v[s * m.tv * m.dv..][..m.tv * m.dv]);
+        let kp = &keep[s * m.keep_len()..][..m.keep_len()];
+        let ps = &kp[..tt];
+        let dys = &dy[s * m.tq * m.dv..][..m.tq * m.dv];
+        let tp = &mut tmp[s * n..][..n];
+        let (dq, rest) = tp.split_at_mut(m.tq * m.dim);
+        let (dk, rest) = rest.split_at_mut(m.tv * m.dim);
+        let (dv, dp) = rest.split_at_mut(m.tv * m.dv);
+        // y = P' V: dV = P'ᵀ dY, dP' = dY Vᵀ (+ the returned scores' gradient), dP = dP' ⊙ factors.
+        let used = if stream.is_some() { &kp[tt..] } else { ps };
+        sgemm(m.tv, m.tq, m.dv, 1.0, used, true, dys, false, 0.0, dv);
+        sgemm(m.tq, m.dv, m.tv, 1.0, dys, false, vs, true, 0.0, dp);
+        if let Some(ds) = dscores {
+            dp.iter_mut().zip(&ds[s * tt..][..tt]).for_each(|(d, &g)| *d += g);
+        }
+        if let Some(st) = stream {
+            dp.iter_mut().enumerate().for_each(|(idx, d)| *d *= m.keep_factor(st, s * tt + idx));
+        }
+        // Softmax: dS = P ⊙ (dP − Σ_j P dP).
+        for (dr, pr) in dp.chunks_exact_mut(m.tv).zip(ps.chunks_exact(m.tv)) {
+            let dot: f32 = dr.iter().zip(pr).map(|(d, p)| d * p).sum();
+            dr.iter_mut().zip(pr).for_each(|(d, &p)| *d = p * (*d - dot));
+        }
+        if m.concat {
+            concat_backward(m, qs, ks, scale, cw, dp, dq, dk, gscale.as_deref_mut(), gconcat.as_deref_mut());
+        } else {
+            // S = a Q Kᵀ: G = dS K, dQ = a G, dK = a dSᵀ Q, da = Σ Q ⊙ G.
+            sgemm(m.tq, m.tv, m.dim, 1.0, dp, false, ks, false, 0.0, dq);
+            if let Some(gs) = gscale.as_deref_mut().and_then(|g| g.first_mut()) {
+                *gs += qs.iter().zip(dq.iter()).map(|(a, b)| a * b).sum::<f32>();
+            }
+            let a = scale.unwrap_or(1.0);
+            dq.iter_mut().for_each(|x| *x *= a);
+            sgemm(m.tv, m.tq, m.dim, a, dp, true, qs, false, 0.0, dk);
+        }
+    }
+}
+
+/// The concat scores' backward for one sample: `S[i, j] = c Σ_d tanh(a (q[i, d] + k[j, d]))`.
+#[allow(clippy::too_many_arguments)]
+fn concat_backward(
+    m: &Attn,
+    q: &[f32],
+    k: &[f32],
+    scale: Option<f32>,
+    cw: Option<f32>,
+    ds: &[f32],
+    dq: &mut [f32],
+    dk: &mut [f32],
+    gscale: Option<&mut [f32]>,
+    gconcat: Option<&mut [f32]>,
+) {
+    let (a, c) = (scale.unwrap_or(1.0), cw.unwrap_or(1.0));
+    dq.fill(0.0);
+    dk.fill(0.0);
+    let (mut da, mut dc) = (0.0f32, 0.0f32);
+    for i in 0..m.tq {
+        let qi = &q[i * m.dim..][..m.dim];
+        for j in 0..m.tv {
+            let kj = &k[j * m.dim..][..m.dim];
+            let d = ds[i * m.tv + j];
+            for (e, (&x, &y)) in qi.iter().zip(kj).enumerate() {
+                let t = (a * (x + y)).tanh();
+                dc += d * t;
+                let gt = d * c * (1.0 - t * t);
+                da += gt * (x + y);
+                dq[i * m.dim + e] += gt * a;
+                dk[j * m.dim + e] += gt * a;
+            }
+        }
+    }
+    if let Some(g) = gscale.and_then(|g| g.first_mut()) {
+        *g += da;
+    }
+    if let Some(g) = gconcat.and_then(|g| g.first_mut()) {
+        *g += dc;
+    }
+}
+
+/// Adds one operand's gradient (`dx [batch, t, features] +=` the dQ, dK or dV that [`backward`] left
+/// in `tmp`). Called once per operand, so an operand that is query, key and value gets all three.
+pub fn backward_input(m: &Attn, which: Operand, tmp: &[f32], dx: &mut [f32], batch: usize) {
+    let (off, len) = match which {
+        Operand::Query => (0, m.tq * m.dim),
+        Operand::Key => (m.tq * m.dim, m.tv * m.dim),
+        Operand::Value => (m.tq * m.dim + m.tv * m.dim, m.tv * m.dv),
+    };
+    let n = m.tmp_len();
+    for s in 0..batch {
+        let src = &tmp[s * n + off..][..len];
+        dx[s * len..][..len].iter_mut().zip(src).for_each(|(d, &g)| *d += g);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn filled(n: usize, seed: u64) -> Vec<f32> {
+        (0..n).map(|i| hash_uniform(seed, i as u64) * 2.0 - 1.0).collect()
+    }
+
+    /// Σ r ⊙ y + Σ rs ⊙ scores at a fixed training step.
+    fn objective(m: &Attn, x: &[Vec<f32>; 3], w: &[Vec<f32>; 2], r: &[f32], rs: &[f32], batch: usize) -> f64 {
+        let p = Scalars { scale: Some(&w[0]), concat_weight: m.concat.then_some(&w[1][..]) };
+        let mut keep = vec![0.0; batch * m.keep_len()];
+        let mut y = vec![0.0; batch * m.tq * m.dv];
+        let mut sc = vec![0.0; batch * m.tq * m.tv];
+        forward(m, &x[0], &x[1], &x[2], &p, 5, true, &mut keep, &mut y, Some(&mut sc), batch);
+        let a: f64 = y.iter().zip(r).map(|(a, b)| f64::from(a * b)).sum();
+        a + sc.iter().zip(rs).map(|(a, b)| f64::from(a * b)).sum::<f64>()
+    }
+
+    fn check(m: Attn) {
+        let batch = 2;
+        let mut x = [filled(batch * m.tq * m.dim, 1), filled(batch * m.tv * m.dim, 2), filled(batch * m.tv * m.dv, 3)];
+        let mut w = [vec![0.7f32], vec![1.3f32]];
+        let r = filled(batch * m.tq * m.dv, 4);
+        let rs = filled(batch * m.tq * m.tv, 5);
+        let p = Scalars { scale: Some(&w[0]), concat_weight: m.concat.then_some(&w[1][..]) };
+        let mut keep = vec![0.0; batch * m.keep_len()];
+        let mut y = vec![0.0; batch * m.tq * m.dv];
+        let mut sc = vec![0.0; batch * m.tq * m.tv];
+        forward(&m, &x[0], &x[1], &x[2], &p, 5, true, &mut keep, &mut y, Some(&mut sc), batch);
+        let mut tmp = vec![0.0; batch * m.tmp_len()];
+        let (mut gs, mut gc) = (vec![0.0f32], vec![0.0f32]);
+        let g = ScalarGrads { scale: Some(&mut gs), concat_weight: m.concat.then_some(&mut gc[..]) };
+        backward(&m, &x[0], &x[1], &x[2], &p, 5, true, &keep, &r, Some(&rs), g, &mut tmp, batch);
+        let mut dx = [vec![0.0; x[0].len()], vec![0.0; x[1].len()], vec![0.0; x[2].len()]];
+        for (t, which) in [Operand::Query, Operand::Key, Operand::Value].into_iter().enumerate() {
+            backward_input(&m, which, &tmp, &mut dx[t], batch);
+        }
+        let eps = 1e-2f32;
+        let close = |a: f32, n: f64, what: &str| {
+            let n = n as f32;
+            assert!((a - n).abs() <= 2e-3 + 2e-2 * a.abs().max(n.abs()), "{what}: analytic {a} vs numeric {n}");
+        };
+        for t in 0..3 {
+            for i in 0..x[t].len() {
+                let orig = x[t][i];
+                x[t][i] = orig + eps;
+                let up = objective(&m, &x, &w, &r, &rs, batch);
+                x[t][i] = orig - eps;
+                let down = objective(&m, &x, &w, &r, &rs, batch);
+                x[t][i] = orig;
+                close(dx[t][i], (up - down) / (2.0 * f64::from(eps)), &format!("{m:?} input {t}[{i}]"));
+            }
+        }
+        let analytic = [gs[0], gc[0]];
+        for t in 0..if m.concat { 2 } else { 1 } {
+            let orig = w[t][0];
+            w[t][0] = orig + eps;
+            let up = objective(&m, &x, &w, &r, &rs, batch);
+            w[t][0] = orig - eps;
+            let down = objective(&m, &x, &w, &r, &rs, batch);
+            w[t][0] = orig;
+            close(analytic[t], (up - down) / (2.0 * f64::from(eps)), &format!("{m:?} scalar {t}"));
+        }
+    }
+
+    #[test]
+    fn dot_and_concat_gradients_with_dropout_causality_and_scores_match_finite_differences() {
+        let base = Attn { tq: 3, tv: 4, dim: 3, dv: 2, concat: false, causal: false, dropout: 0.0, seed: 9 };
+        check(base);
+        check(Attn { causal: true, dropout: 0.3, ..base });
+        check(Attn { concat: true, ..base });
+        check(Attn { concat: true, causal: true, dropout: 0.3, ..base });
+    }
+
+    #[test]
+    fn causal_rows_see_no_future_and_sum_to_one() {
+        let m = Attn { tq: 3, tv: 3, dim: 2, dv: 2, concat: false, causal: true, dropout: 0.0, seed: 0 };
+        let (q, k, v) = (filled(6, 1), filled(6, 2), filled(6, 3));
+        let mut keep = vec![0.0; 9];
+        let mut y = vec![0.0; 6];
+        forward(&m, &q, &k, &v, &Scalars::default(), 0, false, &mut keep, &mut y, None, 1);
+        for (i, row) in keep.chunks_exact(3).enumerate() {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+            assert!(row[i + 1..].iter().all(|&p| p == 0.0), "row {i}: {row:?}");
+        }
+    }
+}
