@@ -56,7 +56,7 @@ fn run(mpi: &Mpi) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     // The same settings as the single-process example; the seed gives every rank the same row order.
-    let both = train.then(val);
+    let both = train.then(&val);
     let settings = Fit {
         epochs: 60,
         batch_size: 32,

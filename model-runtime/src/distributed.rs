@@ -143,6 +143,20 @@ mod mpi_impl {
             any == 0
         }
 
+        /// Replaces `values` on every rank by their element-wise sum over the ranks (`MPI_Allreduce`), the
+        /// same bits on every rank: what `fit` does with the gradients, for a loop of your own
+        /// ([`Trainer::compute_gradients`](crate::train::Trainer::compute_gradients), then this, then
+        /// [`Trainer::apply_gradients`](crate::train::Trainer::apply_gradients)). Collective.
+        pub fn sum(&self, values: &mut [f32]) {
+            let sent = values.to_vec();
+            SimpleCommunicator::world().all_reduce_into(&sent[..], values, SystemOperation::sum());
+        }
+
+        /// Waits until every rank has called it (`MPI_Barrier`). Collective.
+        pub fn barrier(&self) {
+            SimpleCommunicator::world().barrier();
+        }
+
         /// Ends every process of the job with exit code `code` (`MPI_Abort`), after printing `message`
         /// with this rank: what a rank does on an error the others cannot know about.
         pub fn abort(&self, code: i32, message: &str) -> ! {
