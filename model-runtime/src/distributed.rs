@@ -18,7 +18,7 @@ use crate::error::Error;
 /// The collective operations the training loop calls, at a few fixed points: the start of `fit`
 /// (broadcasts), each step (one sum of the gradients and one of a flag), and the logs (one sum of
 /// the running states). Every rank calls them in the same order.
-pub(crate) trait Collective {
+pub(crate) trait Collective: Send {
     /// This process' rank, `0..size`.
     fn rank(&self) -> usize;
     /// Number of processes.
@@ -165,9 +165,10 @@ mod mpi_impl {
         }
     }
 
-    /// The MPI world as a [`Collective`], with the receive buffer of the gradient sum.
+    /// The MPI world as a [`Collective`], with the receive buffer of the gradient sum. It holds no
+    /// communicator handle (those are not `Send`), so that a trainer stays `Send`: it names the world
+    /// communicator at each call.
     pub(super) struct World {
-        world: SimpleCommunicator,
         rank: usize,
         size: usize,
         scratch: Vec<f32>,
@@ -182,7 +183,7 @@ mod mpi_impl {
             }
             let world = SimpleCommunicator::world();
             let (rank, size) = (usize::try_from(world.rank()).ok()?, usize::try_from(world.size()).ok()?);
-            (size > 1).then(|| World { world, rank, size, scratch: Vec::new(), scratch64: Vec::new() })
+            (size > 1).then(|| World { rank, size, scratch: Vec::new(), scratch64: Vec::new() })
         }
     }
 
@@ -194,21 +195,21 @@ mod mpi_impl {
             self.size
         }
         fn broadcast_f32(&mut self, buf: &mut [f32]) {
-            self.world.process_at_rank(0).broadcast_into(buf);
+            SimpleCommunicator::world().process_at_rank(0).broadcast_into(buf);
         }
         fn broadcast_f64(&mut self, buf: &mut [f64]) {
-            self.world.process_at_rank(0).broadcast_into(buf);
+            SimpleCommunicator::world().process_at_rank(0).broadcast_into(buf);
         }
         fn sum_f32(&mut self, buf: &mut Vec<f32>) {
             // Into the scratch buffer, then swapped in: no copy, and no allocation after the first step.
             self.scratch.resize(buf.len(), 0.0);
-            self.world.all_reduce_into(&buf[..], &mut self.scratch[..], SystemOperation::sum());
+            SimpleCommunicator::world().all_reduce_into(&buf[..], &mut self.scratch[..], SystemOperation::sum());
             std::mem::swap(buf, &mut self.scratch);
         }
         fn sum_f64(&mut self, buf: &mut [f64]) {
             self.scratch64.clear();
             self.scratch64.resize(buf.len(), 0.0);
-            self.world.all_reduce_into(&buf[..], &mut self.scratch64[..], SystemOperation::sum());
+            SimpleCommunicator::world().all_reduce_into(&buf[..], &mut self.scratch64[..], SystemOperation::sum());
             buf.copy_from_slice(&self.scratch64);
         }
     }
@@ -232,6 +233,12 @@ mod tests {
                 assert!(max.unwrap_or(0) - min.unwrap_or(0) <= 1, "len {len}, size {size}: {shards:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_trainer_stays_send() {
+        fn send<T: Send>() {}
+        send::<Box<dyn Collective>>();
     }
 
     #[test]
