@@ -118,7 +118,7 @@ pub use model_runtime::kernels::activation::Activation;
 pub use model_runtime::kernels::gemm::{num_threads, set_num_threads};
 pub use model_runtime::loss::Loss;
 pub use model_runtime::metrics::{AucCurve, Metric};
-pub use model_runtime::optim::{Adagrad, Adam, AdamW, Adamax, Clip, Lion, Nadam, Optimizer, RMSprop, Sgd};
+pub use model_runtime::optim::{Adagrad, Adam, AdamW, Adamax, Clip, Lion, Nadam, Optimizer, RMSprop, Sgd, StateMut};
 pub use model_runtime::stream::{Batch, NoValidation, ValidationArrays, ValidationData, ValidationStream};
 pub use model_runtime::tensorboard::{TensorBoard, UpdateFreq};
 pub use model_runtime::train::{Fit, FitError, History, SampleWeight, Trainer};
@@ -129,6 +129,8 @@ pub use model_runtime::{
 /// Re-exported so users name the same ndarray version the generated code uses.
 pub use ndarray;
 
+/// Data-parallel training on MPI (feature `mpi`): `distributed::Mpi`, and how `fit` shards the batches.
+pub use model_runtime::distributed;
 /// ONNX export of compiled models: `onnx::save(&model, path)`, the same as `model.save_onnx(path)`.
 pub use model_runtime::onnx;
 

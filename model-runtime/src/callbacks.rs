@@ -358,6 +358,14 @@ pub trait Callback<N: Network> {
         let _ = (batch, logs, ctx);
         Ok(())
     }
+
+    /// Whether only rank 0 runs this callback when `fit` trains data-parallel (feature `mpi`): true for
+    /// the ones that write files (checkpoints, CSV, TensorBoard), false (every rank) by default, as
+    /// callbacks that stop training or change the learning rate must decide alike everywhere. One
+    /// process is rank 0: it runs every callback.
+    fn root_only(&self) -> bool {
+        false
+    }
 }
 
 /// The monitored value in `logs`, or an error naming the logged keys.
@@ -543,6 +551,10 @@ impl ModelCheckpoint {
 }
 
 impl<N: Network> Callback<N> for ModelCheckpoint {
+    fn root_only(&self) -> bool {
+        true
+    }
+
     fn on_train_begin(&mut self, _: &mut Control<'_, N>) -> Result<()> {
         self.best = self.initial_value_threshold;
         Ok(())
@@ -749,6 +761,10 @@ pub fn python_float(v: f64) -> String {
 }
 
 impl<N: Network> Callback<N> for CsvLogger {
+    fn root_only(&self) -> bool {
+        true
+    }
+
     fn on_train_begin(&mut self, _: &mut Control<'_, N>) -> Result<()> {
         self.keys = None;
         self.text = if self.append {

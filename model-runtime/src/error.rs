@@ -264,6 +264,14 @@ pub enum Error {
         /// The number of classes (the output's last axis).
         classes: usize,
     },
+
+    /// Data-parallel training (feature `mpi`) could not go on: MPI could not start, or another rank
+    /// stopped on an error of its own.
+    #[error("distributed training: {message}")]
+    Distributed {
+        /// What happened, and where to look.
+        message: String,
+    },
 }
 
 impl Error {

@@ -5,6 +5,7 @@
 
 pub mod callbacks;
 pub mod datasets;
+pub mod distributed;
 pub mod error;
 pub mod fpenv;
 pub mod gradcheck;

@@ -380,6 +380,13 @@ impl MetricTracker {
         }
     }
 
+    /// Every number of the state (sums, counts, AUC buckets), in a fixed order: summing them
+    /// element-wise over several trackers of the same metric merges what they saw (data-parallel
+    /// training sums them over the processes).
+    pub fn state_mut(&mut self) -> impl Iterator<Item = &mut f64> {
+        [&mut self.sum, &mut self.count].into_iter().chain(self.buckets.iter_mut())
+    }
+
     /// Forgets everything (start of an epoch), keeping the buffers.
     pub fn reset(&mut self) {
         self.sum = 0.0;

@@ -44,6 +44,24 @@ pub trait Optimizer {
     fn learning_rate(&self) -> f32;
     /// Changes the learning rate (for schedules), keeping the state.
     fn set_learning_rate(&mut self, lr: f32);
+    /// Shows `f` every part of the state (step counter, moment buffers, running scalars), in a fixed
+    /// order, so that data-parallel training can copy rank 0's state to the other processes. The
+    /// default shows nothing: right for an optimizer without state; one with state must show it, or
+    /// processes that start from different states will diverge.
+    fn visit_state(&mut self, f: &mut dyn FnMut(StateMut<'_>)) {
+        let _ = f;
+    }
+}
+
+/// One part of an optimizer's state, as [`Optimizer::visit_state`] shows it.
+#[derive(Debug)]
+pub enum StateMut<'a> {
+    /// The number of steps taken.
+    Steps(&'a mut u64),
+    /// A buffer (empty before the first step, one value per parameter after).
+    Buffer(&'a mut Vec<f32>),
+    /// A running scalar (Nadam's product of momentum factors).
+    Scalar(&'a mut f32),
 }
 
 /// Calls `f(range)` for each maximal run of contiguous trainable elements.
@@ -180,7 +198,7 @@ trait Rule {
 /// Implements [`Optimizer`] through [`Common::begin`] and the type's [`Rule`], and the builder
 /// methods of the base Keras optimizer arguments.
 macro_rules! keras_optimizer {
-    ($name:ident) => {
+    ($name:ident [$($buf:ident $(. $sub:ident)?),*] [$($scalar:ident),*]) => {
         impl $name {
             /// Keras' `weight_decay`: decoupled decay `p -= p * weight_decay * learning_rate` before each update.
             pub fn with_weight_decay(mut self, weight_decay: f32) -> Self {
@@ -238,6 +256,12 @@ macro_rules! keras_optimizer {
             fn set_learning_rate(&mut self, lr: f32) {
                 self.learning_rate = lr;
             }
+
+            fn visit_state(&mut self, f: &mut dyn FnMut(StateMut<'_>)) {
+                f(StateMut::Steps(&mut self.common.iterations));
+                $(f(StateMut::Buffer(&mut self.$buf $(. $sub)?));)*
+                $(f(StateMut::Scalar(&mut self.$scalar));)*
+            }
         }
     };
 }
@@ -292,7 +316,7 @@ impl Default for Sgd {
     }
 }
 
-keras_optimizer!(Sgd);
+keras_optimizer!(Sgd [velocity] []);
 
 impl Rule for Sgd {
     fn update(&mut self, lr: f32, _t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
@@ -471,7 +495,7 @@ macro_rules! adam_like {
             }
         }
 
-        keras_optimizer!($name);
+        keras_optimizer!($name [state.m, state.v, state.v_hat] []);
 
         impl Rule for $name {
             fn update(&mut self, lr: f32, t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
@@ -599,7 +623,7 @@ impl Default for RMSprop {
     }
 }
 
-keras_optimizer!(RMSprop);
+keras_optimizer!(RMSprop [velocity, momentums, average_gradient] []);
 
 impl Rule for RMSprop {
     fn update(&mut self, lr: f32, _t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
@@ -675,7 +699,7 @@ impl Default for Adagrad {
     }
 }
 
-keras_optimizer!(Adagrad);
+keras_optimizer!(Adagrad [accumulators] []);
 
 impl Rule for Adagrad {
     fn update(&mut self, lr: f32, _t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
@@ -754,7 +778,7 @@ impl Default for Nadam {
     }
 }
 
-keras_optimizer!(Nadam);
+keras_optimizer!(Nadam [m, v] [u_product]);
 
 impl Rule for Nadam {
     fn update(&mut self, lr: f32, t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
@@ -832,7 +856,7 @@ impl Default for Adamax {
     }
 }
 
-keras_optimizer!(Adamax);
+keras_optimizer!(Adamax [m, u] []);
 
 impl Rule for Adamax {
     fn update(&mut self, lr: f32, t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
@@ -894,7 +918,7 @@ impl Default for Lion {
     }
 }
 
-keras_optimizer!(Lion);
+keras_optimizer!(Lion [momentums] []);
 
 /// `sign(x)` as Keras' `ops.sign`: 0 for zero, NaN for NaN (not `f32::signum`, which gives ±1 for ±0).
 fn sign(x: f32) -> f32 {
@@ -1104,5 +1128,53 @@ mod tests {
         let mut sgd = Sgd::default();
         sgd.set_learning_rate(0.2);
         assert_eq!(sgd.learning_rate(), 0.2);
+    }
+
+    /// Copies every part of `from`'s state into `to` through `visit_state`, as data-parallel training
+    /// broadcasts rank 0's optimizer.
+    fn copy_state<O: Optimizer>(from: &mut O, to: &mut O) {
+        let mut parts: Vec<(Vec<f32>, u64)> = Vec::new();
+        from.visit_state(&mut |part| match part {
+            StateMut::Steps(n) => parts.push((Vec::new(), *n)),
+            StateMut::Buffer(b) => parts.push((b.clone(), 0)),
+            StateMut::Scalar(x) => parts.push((vec![*x], 0)),
+        });
+        let mut parts = parts.into_iter();
+        to.visit_state(&mut |part| {
+            let (values, steps) = parts.next().unwrap_or_default();
+            match part {
+                StateMut::Steps(n) => *n = steps,
+                StateMut::Buffer(b) => *b = values,
+                StateMut::Scalar(x) => *x = values.first().copied().unwrap_or(0.0),
+            }
+        });
+    }
+
+    /// Two steps on `a`; `b`, fresh, takes `a`'s state; then both step on the same gradients and must
+    /// agree bit for bit (they would not if a part of the state were missing from `visit_state`).
+    fn state_copy_continues_identically<O: Optimizer + Clone>(fresh: O) {
+        let mut p = [1.0f32, -1.0, 5.0, 0.5];
+        let (g1, g2) = ([0.5f32, -2.0, 7.0, 1.0], [-0.3f32, 0.7, 1.0, 2.0]);
+        let mut a = fresh.clone();
+        a.step(&mut p, &g1, SPECS);
+        a.step(&mut p, &g2, SPECS);
+        let mut b = fresh;
+        copy_state(&mut a, &mut b);
+        let (mut pa, mut pb) = (p, p);
+        a.step(&mut pa, &g1, SPECS);
+        b.step(&mut pb, &g1, SPECS);
+        assert_eq!(pa.map(f32::to_bits), pb.map(f32::to_bits), "{pa:?} vs {pb:?}");
+    }
+
+    #[test]
+    fn visit_state_shows_every_part_of_every_optimizer() {
+        state_copy_continues_identically(Sgd::new(0.1).with_momentum(0.9));
+        state_copy_continues_identically(Adam::new(0.1).with_amsgrad(true));
+        state_copy_continues_identically(AdamW::new(0.1));
+        state_copy_continues_identically(RMSprop::new(0.1).with_momentum(0.5).with_centered(true));
+        state_copy_continues_identically(Adagrad::new(0.1));
+        state_copy_continues_identically(Nadam::new(0.1));
+        state_copy_continues_identically(Adamax::new(0.1));
+        state_copy_continues_identically(Lion::new(0.1));
     }
 }

@@ -310,7 +310,7 @@ impl<N: Network, O: Optimizer> Trainer<'_, N, O> {
         V: ValidationData<N>,
     {
         let mut history = History::default();
-        let result = self.check_stream_fit(fit).and_then(|()| match &fit.class_weight {
+        let result = self.single_process("fit_stream").and_then(|()| self.check_stream_fit(fit)).and_then(|()| match &fit.class_weight {
             None => self.fit_stream_into(source, &validation, fit, callbacks, &mut history),
             Some(cw) => {
                 let source = ClassWeighted { source, class_weight: cw.clone(), model: std::marker::PhantomData };
@@ -438,7 +438,7 @@ impl<N: Network, O: Optimizer> Trainer<'_, N, O> {
                 pass.fresh = false;
                 pass.left = pass.left.map(|l| l.saturating_sub(1));
                 let b = run.done + 1;
-                self.fit_batch(&mut all, &mut run, &mut batch_logs, |t, _| {
+                self.fit_batch(&mut all, &mut run, &mut batch_logs, None, |t, _| {
                     let (inputs, targets) = (batch.inputs.as_inputs(), batch.targets.as_targets());
                     t.stage_batch(&inputs, &targets, batch.sample_weight.as_ref()).map_err(|e| in_batch(e, &during, b))
                 })?;

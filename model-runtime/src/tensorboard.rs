@@ -169,6 +169,10 @@ impl TensorBoard {
 }
 
 impl<N: Network> Callback<N> for TensorBoard {
+    fn root_only(&self) -> bool {
+        true
+    }
+
     fn on_train_begin(&mut self, _: &mut Control<'_, N>) -> Result<()> {
         self.global_batch = 0;
         (self.train, self.validation) = (None, None);

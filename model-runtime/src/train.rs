@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::callbacks::{Callback, Checkpoint, Control, EarlyStopping, LogsView, Schedule};
+use crate::distributed::{Collective, Local};
 use crate::error::{Error, Result};
 use crate::kernels::activation::Activation;
 use crate::loss::Loss;
@@ -19,7 +20,7 @@ use crate::model::{
     stage_inputs, BatchCheck, Rows,
 };
 use crate::network::{zero_param_grads, Input, InputView, Network, State};
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, StateMut};
 use crate::spec::{DType, TensorSpec};
 use crate::workspace::{rows_len, try_reserve_len, Layout};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -624,6 +625,83 @@ fn apply_step<N: Network, O: Optimizer>(
     }
 }
 
+/// Data-parallel: whether every process' loss is finite. One that is not fails the step on every
+/// process ([`Error::NonFiniteLoss`], naming the output; the value is NaN on the processes whose own
+/// loss was finite), so that all stop at the same step. `fault` is this process' first non-finite
+/// output loss.
+fn agree_finite<N: Network>(c: &mut dyn Collective, fault: Option<(usize, f64)>, (epoch, batch): (usize, usize)) -> Result<()> {
+    let mut flags = [0.0f64; 2];
+    if let Some((o, _)) = fault {
+        flags = [1.0, o as f64];
+    }
+    c.sum_f64(&mut flags);
+    if flags[0] == 0.0 {
+        return Ok(());
+    }
+    let (o, value) = fault.unwrap_or((if flags[0] == 1.0 { flags[1] as usize } else { 0 }, f64::NAN));
+    let name = N::OUTPUTS.get(o).map_or("?", |s| s.name);
+    let output = if fault.is_some() { name.to_string() } else { format!("{name} (on another rank)") };
+    Err(Error::NonFiniteLoss { epoch, batch, output, value })
+}
+
+/// Data-parallel: makes `grads` (this process' gradient of its share's mean loss) the gradient of the
+/// global batch's mean loss, the same bits on every process. Each share is scaled by its rows over the
+/// global batch's (`share`: this process' rows and the global batch's), then the shares are summed in
+/// the flat buffer: with Keras' `sum_over_batch_size` reduction (sample weights included) that is the
+/// gradient one process computes on the whole batch. The moving statistics (BatchNormalization's) are
+/// averaged the same way, so that they too stay identical.
+fn sum_over_processes<N: Network>(
+    c: &mut dyn Collective,
+    params: &mut [f32],
+    grads: &mut Vec<f32>,
+    stat_buf: &mut Vec<f32>,
+    (local, global): (usize, usize),
+) {
+    let scale = local as f32 / global.max(1) as f32;
+    grads.iter_mut().for_each(|g| *g *= scale);
+    c.sum_f32(grads);
+    let stats = || N::PARAMS.iter().filter(|p| p.statistic);
+    if stats().next().is_none() {
+        return;
+    }
+    stat_buf.clear();
+    for p in stats() {
+        stat_buf.extend(params.get(p.range()).unwrap_or(&[]).iter().map(|v| v * scale));
+    }
+    c.sum_f32(stat_buf);
+    let mut at = 0;
+    for p in stats() {
+        let r = p.range();
+        if let (Some(dst), Some(src)) = (params.get_mut(r.clone()), stat_buf.get(at..at + r.len())) {
+            dst.copy_from_slice(src);
+        }
+        at += r.len();
+    }
+}
+
+/// Data-parallel: copies rank 0's parameters, optimizer state and step count to every process (the
+/// start of `fit`), so that all start from the same point. Buffers are sized to rank 0's first.
+fn broadcast_state<O: Optimizer>(c: &mut dyn Collective, params: &mut [f32], optimizer: &mut O, iterations: &mut u64) {
+    c.broadcast_f32(params);
+    let mut steps = [*iterations as f64];
+    c.broadcast_f64(&mut steps);
+    *iterations = steps[0] as u64;
+    optimizer.visit_state(&mut |part| match part {
+        StateMut::Steps(n) => {
+            let mut v = [*n as f64];
+            c.broadcast_f64(&mut v);
+            *n = v[0] as u64;
+        }
+        StateMut::Scalar(x) => c.broadcast_f32(std::slice::from_mut(x)),
+        StateMut::Buffer(buf) => {
+            let mut len = [buf.len() as f64];
+            c.broadcast_f64(&mut len);
+            buf.resize(len[0] as usize, 0.0);
+            c.broadcast_f32(buf);
+        }
+    });
+}
+
 /// The regularizers' share of the loss, as Keras 3 adds it: every weight penalty, and the activity
 /// penalties the forward pass that filled `ws` summed (divided by the batch size). Zero without regularizers.
 fn regularization_loss<N: Network>(params: &[f32], ws: &crate::workspace::Workspace) -> f64 {
@@ -686,12 +764,14 @@ impl OutputSlot {
 #[derive(Clone, Copy)]
 pub(crate) enum Mode {
     /// A training forward and backward; `apply` also steps the optimizer (else the gradients stay in
-    /// `Trainer::grads`); `track` adds the batch to the running loss and metrics.
+    /// `Trainer::grads`); `track` adds the batch to the running loss and metrics. `global` is the rows of
+    /// the global batch whose share this is when `fit` trains data-parallel (`None` outside `fit`).
     Train {
         epoch: usize,
         batch: usize,
         track: bool,
         apply: bool,
+        global: Option<usize>,
     },
     Eval,
 }
@@ -714,6 +794,8 @@ pub(crate) struct EpochRun<'f> {
     /// The epoch, counted from 1.
     pub(crate) epoch: usize,
     schedule: Option<&'f Schedule>,
+    /// Whether this process prints (`Fit::verbose`, and rank 0 under MPI).
+    verbose: bool,
     /// The batches it will hold, when known.
     len: Option<usize>,
     /// The batches trained so far.
@@ -774,6 +856,12 @@ pub struct Trainer<'m, N: Network, O: Optimizer> {
     rollback: Rollback,
     /// Optimizer steps taken through this trainer (Keras' `optimizer.iterations`), which schedules follow.
     iterations: u64,
+    /// The processes `fit` trains over ([`Local`] unless MPI runs, see [`crate::distributed`]).
+    collective: Box<dyn Collective>,
+    /// The running states packed for their sum over the processes (data-parallel only).
+    sync_buf: Vec<f64>,
+    /// The moving statistics packed for their average over the processes (data-parallel only).
+    stat_buf: Vec<f32>,
 }
 
 impl<N: Network, O: Optimizer + std::fmt::Debug> std::fmt::Debug for Trainer<'_, N, O> {
@@ -837,6 +925,9 @@ pub fn compile<'m, N: Network, O: Optimizer>(
         total: MetricState::default(),
         rollback: Rollback::default(),
         iterations: 0,
+        collective: Box::new(Local),
+        sync_buf: Vec::new(),
+        stat_buf: Vec::new(),
     }
 }
 
@@ -984,7 +1075,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// non-finite is undone ([`Error::NonFiniteParams`]).
     pub fn train_step(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<f64> {
         let batch = self.stage_batch(inputs, targets, None)?;
-        self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false, apply: true })
+        self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false, apply: true, global: None })
     }
 
     /// [`train_step`](Self::train_step) with per-sample weights (Keras' `sample_weight`, see
@@ -993,7 +1084,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// given batch size.
     pub fn train_step_weighted(&mut self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>, sample_weight: &SampleWeight) -> Result<f64> {
         let batch = self.stage_batch(inputs, targets, Some(sample_weight))?;
-        self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false, apply: true })
+        self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false, apply: true, global: None })
     }
 
     /// One gradient step on one batch, like [`train_step`](Self::train_step), returning the batch's
@@ -1026,7 +1117,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     ) -> Result<Logs> {
         let batch = self.stage_batch(inputs, targets, sample_weight)?;
         self.reset_states();
-        self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: true, apply: true })?;
+        self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: true, apply: true, global: None })?;
         let mut logs = Logs::new();
         self.logs("", &mut logs);
         Ok(logs)
@@ -1120,7 +1211,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         sample_weight: Option<&SampleWeight>,
     ) -> Result<(f64, &[f32])> {
         let batch = self.stage_batch(inputs, targets, sample_weight)?;
-        let loss = self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false, apply: false })?;
+        let loss = self.step_staged(batch, Mode::Train { epoch: 0, batch: 0, track: false, apply: false, global: None })?;
         if self.rollback.valid {
             // The moving statistics moved outside a step: the undo copy takes them, so that it still
             // holds the parameters (a copy of the non-trainable ones only).
@@ -1258,6 +1349,12 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             ws.zero_grads::<N>();
         }
         let mut total = 0.0f64;
+        // Data-parallel (several processes): the rows of the global batch this share belongs to.
+        let global = match mode {
+            Mode::Train { global: Some(g), .. } if self.collective.size() > 1 => Some(g),
+            _ => None,
+        };
+        let mut fault = None;
         for (o, slot) in self.outputs.iter_mut().enumerate() {
             let n = batch * slot.sample_len;
             let rows = slot.rows(batch);
@@ -1269,7 +1366,10 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             if let Mode::Train { epoch, batch: b, .. } = mode {
                 ws.fused[o] = slot.fused != Activation::Linear;
                 if !value.is_finite() {
-                    return Err(Error::NonFiniteLoss { epoch, batch: b, output: slot.name.to_string(), value });
+                    if global.is_none() {
+                        return Err(Error::NonFiniteLoss { epoch, batch: b, output: slot.name.to_string(), value });
+                    }
+                    fault = fault.or(Some((o, value)));
                 }
             }
             total += f64::from(slot.weight) * value;
@@ -1286,6 +1386,9 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval) {
             self.total.add_mean(total, batch);
         }
+        if let (Some(_), Mode::Train { epoch, batch: b, .. }) = (global, mode) {
+            agree_finite::<N>(&mut *self.collective, fault, (epoch, b))?;
+        }
         if let Mode::Train { epoch, batch: b, apply, .. } = mode {
             // Every loss is finite: the step is applied, moving statistics first (backward uses the batch's).
             if apply {
@@ -1296,6 +1399,10 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             N::backward(params, ws, &mut self.grads);
             if !N::WEIGHT_PENALTIES.is_empty() {
                 crate::regularize::add_weight_gradients(params, &mut self.grads, N::WEIGHT_PENALTIES);
+            }
+            if let Some(g) = global {
+                let share = (batch, g);
+                sum_over_processes::<N>(&mut *self.collective, params, &mut self.grads, &mut self.stat_buf, share);
             }
             if apply {
                 self.iterations += 1;
@@ -1311,6 +1418,53 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             slot.loss_state.reset();
             slot.metric_states.iter_mut().for_each(MetricTracker::reset);
         }
+    }
+
+    /// Every number of the running loss and metric states, in a fixed order.
+    fn for_each_state(&mut self, mut f: impl FnMut(&mut f64)) {
+        f(&mut self.total.sum);
+        f(&mut self.total.count);
+        for slot in &mut self.outputs {
+            f(&mut slot.loss_state.sum);
+            f(&mut slot.loss_state.count);
+            slot.metric_states.iter_mut().flat_map(MetricTracker::state_mut).for_each(&mut f);
+        }
+    }
+
+    /// `read` of the running loss and metric states summed over the processes (data-parallel; with one
+    /// process, the states as they are). Every process then holds the totals; after `read`, only rank 0
+    /// keeps them and the others start again from zero, so that the next sum counts every row once.
+    /// Collective: every rank calls it at the same point.
+    fn read_synced<R>(&mut self, read: impl FnOnce(&Self) -> R) -> R {
+        if self.collective.size() <= 1 {
+            return read(self);
+        }
+        let mut buf = std::mem::take(&mut self.sync_buf);
+        buf.clear();
+        self.for_each_state(|v| buf.push(*v));
+        self.collective.sum_f64(&mut buf);
+        let mut summed = buf.iter();
+        self.for_each_state(|v| *v = summed.next().copied().unwrap_or(0.0));
+        self.sync_buf = buf;
+        let out = read(self);
+        if self.collective.rank() != 0 {
+            self.reset_states();
+        }
+        out
+    }
+
+    /// Data-parallel: this process' share of a global batch of `global` rows is empty (a last batch
+    /// smaller than the number of processes); it still takes part in the step's collectives, with a
+    /// zero gradient, and takes the same step as the others.
+    fn idle_step(&mut self, global: usize, (epoch, batch): (usize, usize)) -> Result<()> {
+        let _flush = crate::fpenv::FlushDenormals::new();
+        agree_finite::<N>(&mut *self.collective, None, (epoch, batch))?;
+        let params = &mut self.model.state_mut().params;
+        prepare_rollback(&mut self.rollback, params)?;
+        self.grads.fill(0.0);
+        sum_over_processes::<N>(&mut *self.collective, params, &mut self.grads, &mut self.stat_buf, (0, global));
+        self.iterations += 1;
+        apply_step::<N, O>(params, &mut self.optimizer, &self.grads, &mut self.rollback, (epoch, batch))
     }
 
     /// The current running values, keys prefixed with `prefix`.
@@ -1486,6 +1640,14 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 sw.check(N::OUTPUTS, m).map_err(validation_weight_error)?;
             }
         }
+        // Data-parallel under MPI: every rank starts from rank 0's state and walks the same order.
+        self.collective = crate::distributed::current();
+        let (rank, ranks) = (self.collective.rank(), self.collective.size());
+        if ranks > 1 {
+            let params = &mut self.model.state_mut().params;
+            broadcast_state(&mut *self.collective, params, &mut self.optimizer, &mut self.iterations);
+            self.rollback.valid = false;
+        }
         let mut rng = crate::init::Rng::new(fit.seed);
         let pass = split_at.div_ceil(fit.batch_size);
         let batches = match fit.steps_per_epoch {
@@ -1525,9 +1687,13 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 if run.stopped {
                     break;
                 }
-                self.fit_batch(&mut all, &mut run, &mut batch_logs, |t, mode| {
-                    t.stage_rows(inputs, Some(targets), Rows::List(chunk), mode, train_weight)?;
-                    Ok(chunk.len())
+                // This process' share of the global batch (all of it with one process).
+                let rows = &chunk[crate::distributed::shard(chunk.len(), rank, ranks)];
+                self.fit_batch(&mut all, &mut run, &mut batch_logs, Some(chunk.len()), |t, mode| {
+                    if !rows.is_empty() {
+                        t.stage_rows(inputs, Some(targets), Rows::List(rows), mode, train_weight)?;
+                    }
+                    Ok(rows.len())
                 })?;
             }
             next_batch = (next_batch + take) % pass;
@@ -1547,6 +1713,24 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         Ok(())
     }
 
+    /// Makes this trainer run in this process alone, for the training entry points that do not (yet)
+    /// split their data across MPI processes (`fit_stream`): under `mpirun -n N` with `N > 1` each rank
+    /// would otherwise train on the whole stream by itself, so that is an error naming the way out.
+    pub(crate) fn single_process(&mut self, what: &str) -> Result<()> {
+        let ranks = crate::distributed::current().size();
+        if ranks > 1 {
+            return Err(Error::Distributed {
+                message: format!(
+                    "{what} runs in one process, but this is one of {ranks} MPI processes; \
+                     every rank would train on the whole stream alone. Use `fit` on arrays (it shards \
+                     every batch across the ranks), or run without `mpirun`"
+                ),
+            });
+        }
+        self.collective = Box::new(Local);
+        Ok(())
+    }
+
     /// Starts epoch `epoch` (from 1) of `fit`: the progress bar (of `len` batches, when known), the running
     /// values reset, the callbacks told. Shared by the array and the streamed `fit`.
     pub(crate) fn begin_epoch<'f>(
@@ -1556,10 +1740,13 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         epoch: usize,
         len: Option<usize>,
     ) -> Result<EpochRun<'f>> {
-        let bar = (fit.verbose && std::io::stderr().is_terminal()).then(|| progress_bar(epoch, fit.epochs, len));
+        // Under MPI only rank 0 prints.
+        let verbose = fit.verbose && self.collective.rank() == 0;
+        let bar = (verbose && std::io::stderr().is_terminal()).then(|| progress_bar(epoch, fit.epochs, len));
         self.reset_states();
         let mut run = EpochRun {
             epoch,
+            verbose,
             schedule: fit.schedule.as_ref(),
             len,
             done: 0,
@@ -1587,9 +1774,10 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         all: &mut [&mut dyn Callback<N>],
         run: &mut EpochRun<'_>,
         batch_logs: &mut Logs,
+        global: Option<usize>,
         stage: impl FnOnce(&mut Self, Mode) -> Result<usize>,
     ) -> Result<()> {
-        let result = self.fit_batch_unguarded(all, run, batch_logs, stage);
+        let result = self.fit_batch_unguarded(all, run, batch_logs, global, stage);
         if result.is_err() {
             run.abandon();
         }
@@ -1602,6 +1790,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         all: &mut [&mut dyn Callback<N>],
         run: &mut EpochRun<'_>,
         batch_logs: &mut Logs,
+        global: Option<usize>,
         stage: impl FnOnce(&mut Self, Mode) -> Result<usize>,
     ) -> Result<()> {
         let (epoch, b, schedule) = (run.epoch, run.done, run.schedule);
@@ -1618,16 +1807,21 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             self.optimizer.set_learning_rate(lr);
         }
         run.stopped = self.notify(all, schedule, |c, ctx| c.on_train_batch_begin(b, ctx))?;
-        let mode = Mode::Train { epoch, batch: b + 1, track: true, apply: true };
+        let mode = Mode::Train { epoch, batch: b + 1, track: true, apply: true, global };
         let size = stage(self, mode)?;
         run.done += 1;
-        if let Err(e) = self.step_staged(size, mode) {
+        let stepped = match global {
+            // A process whose share of this global batch is empty still takes part in its collectives.
+            Some(global) if size == 0 => self.idle_step(global, (epoch, b + 1)),
+            _ => self.step_staged(size, mode).map(|_| ()),
+        };
+        if let Err(e) = stepped {
             // A callback may turn a non-finite loss into a stop (TerminateOnNaN).
             let Error::NonFiniteLoss { value, .. } = e else { return Err(e) };
             if all.is_empty() {
                 return Err(e);
             }
-            self.refresh_logs(batch_logs);
+            self.read_synced(|t| t.refresh_logs(batch_logs));
             set_log(batch_logs, "loss", value);
             let view = LogsView::new(batch_logs, self.optimizer.learning_rate());
             if !self.notify(all, schedule, |c, ctx| c.on_train_batch_end(b, &view, ctx))? {
@@ -1637,7 +1831,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             return Ok(());
         }
         if !all.is_empty() {
-            self.refresh_logs(batch_logs);
+            self.read_synced(|t| t.refresh_logs(batch_logs));
             let view = LogsView::new(batch_logs, self.optimizer.learning_rate());
             run.stopped |= self.notify(all, schedule, |c, ctx| c.on_train_batch_end(b, &view, ctx))?;
         }
@@ -1662,7 +1856,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         validate: impl FnOnce(&mut Self, &mut Logs) -> Result<()>,
     ) -> Result<bool> {
         logs.clear();
-        self.logs("", logs);
+        self.read_synced(|t| t.logs("", logs));
         if let Some(value) = run.non_finite {
             logs.insert("loss".into(), value);
         }
@@ -1676,13 +1870,13 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         let stopped = run.stopped | self.notify(all, run.schedule, |c, ctx| c.on_epoch_end(epoch - 1, &view, ctx))?;
         if let Some(bar) = run.bar {
             bar.finish_with_message(format_logs(logs));
-        } else if fit.verbose {
+        } else if run.verbose {
             let secs = run.started.elapsed().as_secs_f64();
             let step = per_step(secs / run.done.max(1) as f64);
             let len = run.len.map_or_else(|| run.done.to_string(), |l| l.to_string());
             eprintln!("Epoch {epoch}/{} - {}/{len} - {secs:.1}s - {step} - {}", fit.epochs, run.done, format_logs(logs));
         }
-        if stopped && fit.verbose {
+        if stopped && run.verbose {
             eprintln!("Epoch {epoch}: early stopping");
         }
         Ok(stopped)
@@ -1700,11 +1894,27 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         if callbacks.is_empty() {
             return Ok(false);
         }
+        let root = self.collective.rank() == 0;
         let mut ctx = Control::new(&mut *self.model, self.optimizer.learning_rate());
-        for c in callbacks.iter_mut() {
-            f(&mut **c, &mut ctx)?;
+        let mut told = Ok(());
+        // Data-parallel: the callbacks that write files run on rank 0 only.
+        for c in callbacks.iter_mut().filter(|c| root || !c.root_only()) {
+            told = f(&mut **c, &mut ctx);
+            if told.is_err() {
+                break;
+            }
         }
-        let (stop, lr, changed) = (ctx.stop_requested(), ctx.changed_learning_rate(), ctx.model_changed());
+        let (mut stop, lr, changed) = (ctx.stop_requested(), ctx.changed_learning_rate(), ctx.model_changed());
+        if self.collective.size() > 1 {
+            // Every rank stops when one does, and fails when one does, rather than wait for it.
+            let mut flags = [f64::from(u8::from(stop)), f64::from(u8::from(told.is_err()))];
+            self.collective.sum_f64(&mut flags);
+            stop = flags[0] > 0.0;
+            if flags[1] > 0.0 && told.is_ok() {
+                told = Err(crate::distributed::peer_failed(flags[1] as usize));
+            }
+        }
+        told?;
         if changed {
             self.rollback.valid = false;
         }

@@ -9,6 +9,7 @@
 //! | [`layers`] | every layer kind with its arguments, defaults, weights and Keras equivalent; the activations |
 //! | [`api`] | what `model!` generates: `new`, `predict`/`predict_into`, `forward`/`backward`, parameters by name, `save`/`load`, ONNX export, `SUMMARY`, `DOT`, pictures |
 //! | [`training`] | `compile`, `fit`, `evaluate`, `train_step`; losses, metrics, optimizers, schedules, early stopping, checkpoints; several outputs; streaming data that does not fit in memory |
+//! | [`distributed`] | data-parallel training on MPI (feature `mpi`): `mpirun`, what `fit` does across processes, faults, when it pays |
 //! | [`keras`] | porting from Keras: a table of Keras calls and their modelc equivalents, and the differences |
 //! | [`import`] | bringing a Keras `.keras` or `.h5` model in as `model!` source and weights (`modelc import`) |
 //! | [`errors`] | compile-time errors (where they appear, how to read them) and run-time errors |
@@ -89,6 +90,9 @@ pub mod api {}
 
 #[doc = include_str!("training.md")]
 pub mod training {}
+
+#[doc = include_str!("distributed.md")]
+pub mod distributed {}
 
 #[doc = include_str!("keras.md")]
 pub mod keras {}

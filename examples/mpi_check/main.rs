@@ -1,0 +1,325 @@
+//! The checks of data-parallel training (feature `mpi`), run by `.ci/run` under `mpirun`:
+//!
+//! - `reference DIR` (one process, no `mpirun`): trains BENCH M2 for 3 epochs with a global batch of 64
+//!   and writes the weights and the history to `DIR`.
+//! - `compare DIR` (under `mpirun -n N`): trains the same data-parallel and checks that the weights
+//!   hold the same bits on every rank after every epoch, and that the weights and the history equal
+//!   the reference within 1e-5 (relative to the largest weight, resp. each logged value).
+//! - `crash DIR` (under `mpirun -n N`, N ≥ 2): trains with a checkpoint per epoch; rank 1 dies
+//!   (`abort`) at the start of the 4th epoch. `mpirun` must end the job, naming the rank.
+//! - `resume DIR`: loads the last checkpoint `crash` left (on rank 0 only: `fit` broadcasts it) and
+//!   trains on from it with `initial_epoch`, checking the weights on every rank after every epoch.
+//!
+//! The data make uneven shards: 962 training rows in batches of 64 leave a last batch of 2 rows,
+//! which 3 processes share as 0, 1 and 1 rows. Sample weights, validation data, accuracy and AUC
+//! (whose state is a histogram) are on, with EarlyStopping and ReduceLROnPlateau deciding every epoch.
+//!
+//! Run: `cargo build --features mpi --example mpi_check`, then
+//! `target/debug/examples/mpi_check reference out/mpi` and
+//! `mpirun --oversubscribe -n 3 target/debug/examples/mpi_check compare out/mpi`.
+
+use std::path::{Path, PathBuf};
+
+use modelc::distributed::Mpi;
+use modelc::ndarray::Array2;
+use modelc::prelude::*;
+
+model! {
+    /// BENCH M2.
+    pub struct Multitask {
+        input x: [64];
+        let h = Dense(128, activation = relu)(x);
+        let backbone = Dense(128, activation = relu)(h);
+        let trunk = Add()([backbone, Dense(128)(x)]);
+        output head_a = Dense(10, activation = softmax)(trunk);
+        output head_b = Dense(1, activation = sigmoid)(trunk);
+    }
+}
+
+const ROWS: usize = 962;
+const VAL_ROWS: usize = 100;
+const BATCH: usize = 64;
+const EPOCHS: usize = 3;
+const CRASH_EPOCHS: usize = 6;
+
+fn main() -> std::process::ExitCode {
+    let mpi = match Mpi::init() {
+        Ok(mpi) => mpi,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match run(&mpi) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // An error one rank alone may have must not leave the others waiting: end the whole job.
+        Err(e) if mpi.size() > 1 => mpi.abort(1, &format!("error: {e}")),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn run(mpi: &Mpi) -> BoxResult<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [mode, dir] = args.as_slice() else {
+        return Err("usage: mpi_check reference|compare|crash|resume DIR".into());
+    };
+    let dir = Path::new(dir);
+    match mode.as_str() {
+        "reference" if mpi.size() == 1 => reference(mpi, dir),
+        "reference" => Err("`reference` runs as one process, without mpirun".into()),
+        "compare" => compare(mpi, dir),
+        "crash" => crash(mpi, dir),
+        "resume" => resume(mpi, dir),
+        _ => Err(format!("unknown mode `{mode}`").into()),
+    }
+}
+
+/// Deterministic data: inputs in [-1, 1), a 10-way class and a binary flag that depend on them, and a
+/// positive weight per row.
+struct Data {
+    x: Array2<f32>,
+    class: Array2<f32>,
+    flag: Array2<f32>,
+    weight: Vec<f32>,
+}
+
+impl Data {
+    fn new(rows: usize, seed: u64) -> Data {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let x = Array2::from_shape_fn((rows, 64), |_| 2.0 * next() - 1.0);
+        let mut class = Array2::zeros((rows, 10));
+        let mut flag = Array2::zeros((rows, 1));
+        for (r, row) in x.outer_iter().enumerate() {
+            let s: f32 = row.iter().take(8).sum();
+            class[[r, ((s + 4.0) * 1.25).clamp(0.0, 9.0) as usize]] = 1.0;
+            flag[[r, 0]] = f32::from(u8::from(row[8] + row[9] > 0.0));
+        }
+        let weight = (0..rows).map(|_| 0.5 + next()).collect();
+        Data { x, class, flag, weight }
+    }
+
+    fn inputs(&self) -> MultitaskInputs<'_> {
+        MultitaskInputs { x: self.x.view() }
+    }
+
+    fn targets(&self) -> MultitaskTargets<'_> {
+        MultitaskTargets { head_a: self.class.view(), head_b: self.flag.view() }
+    }
+}
+
+fn compile(model: &mut Multitask) -> Trainer<'_, Multitask, Adam> {
+    let losses = MultitaskLosses { head_a: Loss::CategoricalCrossentropy, head_b: Loss::BinaryCrossentropy };
+    model
+        .compile(Adam::new(1e-3), losses, &[])
+        .with_metrics(MultitaskPerOutput { head_a: vec![Metric::Accuracy], head_b: vec![Metric::Accuracy, Metric::Auc(AucCurve::Roc)] })
+}
+
+fn settings(epochs: usize) -> Fit {
+    Fit {
+        epochs,
+        batch_size: BATCH,
+        seed: 7,
+        verbose: false,
+        sample_weight: Some(SampleWeight::All(Data::new(ROWS, 1).weight)),
+        early_stopping: Some(EarlyStopping { patience: 10, ..EarlyStopping::default() }),
+        ..Fit::default()
+    }
+}
+
+/// Checks after every epoch that the weights hold the same bits on every rank (a collective: every
+/// rank runs it).
+struct SameEverywhere<'a> {
+    mpi: &'a Mpi,
+    epochs_checked: usize,
+}
+
+impl Callback<Multitask> for SameEverywhere<'_> {
+    fn on_epoch_end(&mut self, epoch: usize, _: &LogsView<'_>, ctx: &mut Control<'_, Multitask>) -> modelc::Result<()> {
+        if !self.mpi.same_on_every_rank(&ctx.model().state().params) {
+            return Err(modelc::Error::Distributed { message: format!("the weights differ between ranks after epoch {}", epoch + 1) });
+        }
+        self.epochs_checked += 1;
+        Ok(())
+    }
+}
+
+/// Trains `model` for `fit` on the check's data, with ReduceLROnPlateau and the per-epoch check.
+fn train(mpi: &Mpi, model: &mut Multitask, fit: &Fit) -> BoxResult<History> {
+    let (data, val) = (Data::new(ROWS, 1), Data::new(VAL_ROWS, 2));
+    let mut trainer = compile(model);
+    let mut plateau = ReduceLROnPlateau { monitor: "val_loss".into(), patience: 1, factor: 0.5, ..ReduceLROnPlateau::default() };
+    let mut same = SameEverywhere { mpi, epochs_checked: 0 };
+    let history = {
+        let mut callbacks: [&mut dyn Callback<Multitask>; 2] = [&mut plateau, &mut same];
+        trainer.fit_with_callbacks(&data.inputs(), &data.targets(), Some((&val.inputs(), &val.targets())), fit, &mut callbacks)?
+    };
+    if same.epochs_checked != history.epochs() {
+        return Err(format!("checked {} epochs of {}", same.epochs_checked, history.epochs()).into());
+    }
+    Ok(history)
+}
+
+fn reference(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut model = Multitask::new(3);
+    let history = train(mpi, &mut model, &settings(EPOCHS))?;
+    model.save(dir.join("reference.safetensors"))?;
+    history.write_csv(dir.join("reference.csv"))?;
+    println!("reference: {} epochs, loss {:?}", history.epochs(), history.get("loss").unwrap_or(&[]));
+    Ok(())
+}
+
+fn compare(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
+    // Every rank starts from other weights: rank 0's must be broadcast.
+    let mut model = Multitask::new(if mpi.is_root() { 3 } else { 100 + mpi.rank() as u64 });
+    let history = train(mpi, &mut model, &settings(EPOCHS))?;
+    let mut reference = Multitask::new(0);
+    reference.load(dir.join("reference.safetensors"))?;
+    let (got, want) = (&model.state().params, &reference.state().params);
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let worst = got.iter().zip(want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    let relative = worst / scale;
+    let csv = std::fs::read_to_string(dir.join("reference.csv"))?;
+    let history_error = compare_history(&history, &csv)?;
+    if mpi.is_root() {
+        println!(
+            "{} processes: weights identical on every rank after each of {} epochs; max |w - w_ref| = {worst:.3e} \
+             ({relative:.3e} of the largest weight); history differences at most {history_error:.3} × their tolerance",
+            mpi.size(),
+            history.epochs()
+        );
+    }
+    if !(relative <= 1e-5) {
+        return Err(format!("weights differ from one process' by {relative:.3e} of the largest weight (limit 1e-5)").into());
+    }
+    if !(history_error <= 1.0) {
+        return Err(format!("the history differs from one process' by {history_error:.3} times its tolerance").into());
+    }
+    Ok(())
+}
+
+/// The largest difference between `history` and the reference CSV (`epoch,<keys...>`), relative to the
+/// tolerance of each key: 1e-5 relative for the losses; for the metrics, which count rows (accuracy,
+/// and AUC by threshold bucket), 2e-3 absolute: weights that differ from the reference by rounding
+/// (about 1e-7) may move one prediction across a threshold, which moves the value by a row's share.
+/// Below 1 passes.
+fn compare_history(history: &History, csv: &str) -> BoxResult<f64> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().ok_or("empty reference history")?.split(',').collect();
+    let mut worst = 0.0f64;
+    let mut epochs = 0;
+    for (e, line) in lines.enumerate() {
+        epochs += 1;
+        for (key, value) in header.iter().zip(line.split(',')).skip(1) {
+            let want: f64 = value.parse()?;
+            let got = history.get(key).and_then(|v| v.get(e)).copied().ok_or_else(|| format!("no `{key}` at epoch {e}"))?;
+            let error = if key.ends_with("loss") { (got - want).abs() / want.abs().max(1e-3) / 1e-5 } else { (got - want).abs() / 2e-3 };
+            if error > 1.0 {
+                eprintln!("`{key}` at epoch {}: {got} against {want} for one process", e + 1);
+            }
+            worst = worst.max(error);
+        }
+    }
+    if epochs != history.epochs() {
+        return Err(format!("{} epochs, the reference has {epochs}", history.epochs()).into());
+    }
+    Ok(worst)
+}
+
+/// Rank 1 dies at the start of this epoch (counted from 0).
+const CRASH_AT: usize = 3;
+
+struct DieOnRank1 {
+    rank: usize,
+}
+
+impl Callback<Multitask> for DieOnRank1 {
+    fn on_epoch_begin(&mut self, epoch: usize, _: &mut Control<'_, Multitask>) -> modelc::Result<()> {
+        if self.rank == 1 && epoch == CRASH_AT {
+            eprintln!("rank 1: dying on purpose at the start of epoch {}", epoch + 1);
+            std::process::abort();
+        }
+        Ok(())
+    }
+}
+
+fn checkpoint_path(dir: &Path) -> PathBuf {
+    dir.join("ckpt-{epoch:02d}.safetensors")
+}
+
+fn crash(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
+    if mpi.size() < 2 {
+        return Err("`crash` needs at least 2 processes".into());
+    }
+    if mpi.is_root() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut model = Multitask::new(3);
+    let (data, val) = (Data::new(ROWS, 1), Data::new(VAL_ROWS, 2));
+    let mut trainer = compile(&mut model);
+    let mut save = ModelCheckpoint::new(checkpoint_path(dir));
+    let mut die = DieOnRank1 { rank: mpi.rank() };
+    let mut callbacks: [&mut dyn Callback<Multitask>; 2] = [&mut save, &mut die];
+    trainer.fit_with_callbacks(
+        &data.inputs(),
+        &data.targets(),
+        Some((&val.inputs(), &val.targets())),
+        &settings(CRASH_EPOCHS),
+        &mut callbacks,
+    )?;
+    Err("training finished: rank 1 did not die".into())
+}
+
+/// The last checkpoint in `dir` and its epoch (counted from 1).
+fn last_checkpoint(dir: &Path) -> BoxResult<(PathBuf, usize)> {
+    let mut best = None;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some(epoch) = name.strip_prefix("ckpt-").and_then(|n| n.strip_suffix(".safetensors")).and_then(|n| n.parse::<usize>().ok()) {
+            if best.as_ref().is_none_or(|(_, e)| epoch > *e) {
+                best = Some((path, epoch));
+            }
+        }
+    }
+    best.ok_or_else(|| format!("no checkpoint in {}", dir.display()).into())
+}
+
+fn resume(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
+    let (path, epoch) = last_checkpoint(dir)?;
+    if epoch != CRASH_AT {
+        return Err(format!("the last checkpoint is of epoch {epoch}; rank 1 died after epoch {CRASH_AT}").into());
+    }
+    let mut model = Multitask::new(100 + mpi.rank() as u64);
+    if mpi.is_root() {
+        // A complete file: it loads (every tensor present, the right sizes).
+        model.load(&path)?;
+    }
+    let fit = Fit { initial_epoch: epoch, ..settings(CRASH_EPOCHS) };
+    let history = train(mpi, &mut model, &fit)?;
+    let expected: Vec<usize> = (epoch..CRASH_EPOCHS).collect();
+    if history.epoch != expected {
+        return Err(format!("resumed epochs {:?}, expected {expected:?}", history.epoch).into());
+    }
+    if mpi.is_root() {
+        println!(
+            "resumed from {} (epoch {epoch}) on {} processes: epochs {:?} trained, weights identical on every rank, val_loss {:.4}",
+            path.display(),
+            mpi.size(),
+            history.epoch.iter().map(|e| e + 1).collect::<Vec<_>>(),
+            history.last("val_loss").unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
+}
