@@ -1,6 +1,7 @@
 //! The checks of data-parallel training (feature `mpi`), run by `.ci/run` under `mpirun`:
 //!
-//! - `reference DIR` (one process, no `mpirun`): trains BENCH M2 for 3 epochs with a global batch of 64
+//! - `reference DIR` (one process, no `mpirun`): trains BENCH M2 (with a `Dropout(0.25)` on its trunk,
+//!   so the ranks must draw together the dropout masks of one process) for 3 epochs with a global batch of 64
 //!   and writes the weights and the history to `DIR`.
 //! - `compare DIR` (under `mpirun -n N`): trains the same data-parallel and checks that the weights
 //!   hold the same bits on every rank after every epoch, and that the weights and the history equal
@@ -25,12 +26,12 @@ use modelc::ndarray::Array2;
 use modelc::prelude::*;
 
 model! {
-    /// BENCH M2.
+    /// BENCH M2, with a Dropout on the trunk.
     pub struct Multitask {
         input x: [64];
         let h = Dense(128, activation = relu)(x);
         let backbone = Dense(128, activation = relu)(h);
-        let trunk = Add()([backbone, Dense(128)(x)]);
+        let trunk = Dropout(0.25)(Add()([backbone, Dense(128)(x)]));
         output head_a = Dense(10, activation = softmax)(trunk);
         output head_b = Dense(1, activation = sigmoid)(trunk);
     }

@@ -1338,7 +1338,12 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     pub(crate) fn step_staged(&mut self, batch: usize, mode: Mode) -> Result<f64> {
         let _flush = crate::fpenv::FlushDenormals::new();
         let training = matches!(mode, Mode::Train { .. });
+        let (rank, ranks) = (self.collective.rank(), self.collective.size());
         let state = self.model.state_mut();
+        state.ws.first_row = match mode {
+            Mode::Train { global: Some(g), .. } if ranks > 1 => crate::distributed::shard(g, rank, ranks).start,
+            _ => 0,
+        };
         if training {
             run_forward::<N>(state, true);
         } else {
@@ -1459,7 +1464,10 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     fn idle_step(&mut self, global: usize, (epoch, batch): (usize, usize)) -> Result<()> {
         let _flush = crate::fpenv::FlushDenormals::new();
         agree_finite::<N>(&mut *self.collective, None, (epoch, batch))?;
-        let params = &mut self.model.state_mut().params;
+        let state = self.model.state_mut();
+        // The other ranks' training forward advanced their step counter (the dropout masks mix it in).
+        state.ws.step = state.ws.step.wrapping_add(1);
+        let params = &mut state.params;
         prepare_rollback(&mut self.rollback, params)?;
         self.grads.fill(0.0);
         sum_over_processes::<N>(&mut *self.collective, params, &mut self.grads, &mut self.stat_buf, (0, global));

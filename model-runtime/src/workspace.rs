@@ -78,6 +78,10 @@ pub struct Workspace {
     pub batch_statistics: bool,
     /// Counter mixed into stochastic layers' seeds, advanced once per training step.
     pub step: u64,
+    /// The number, within the global batch, of the staged batch's first row: 0 in one process, the start
+    /// of this rank's share in data-parallel training. Dropout numbers its elements from it, so the
+    /// ranks together draw the masks of one process.
+    pub first_row: usize,
     /// The activity regularizers' penalty of the last forward pass (already divided by the batch size;
     /// 0 for a model without activity regularizers, whose forward never writes it).
     pub activity_penalty: f64,

@@ -79,12 +79,13 @@ impl LayerDef for Dropout {
         vec![output.numel()]
     }
 
-    // dropout::forward(rate, seed, __ws.step, __ws.training, x, mask, y)
+    // dropout::forward(rate, seed, __ws.step, first element in the global batch, __ws.training, x, mask, y)
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         let (rate, seed) = (self.rate, self.salted_seed(cx));
         let x = cx.x(0);
         let mask = cx.scratch_mut(0);
-        quote!(::modelc::__private::kernels::dropout::forward(#rate, #seed, __ws.step, __ws.training, #x, #mask, &mut __y[..]);)
+        let per_sample = cx.output.shape.numel() as u64;
+        quote!(::modelc::__private::kernels::dropout::forward(#rate, #seed, __ws.step, __ws.first_row as u64 * #per_sample, __ws.training, #x, #mask, &mut __y[..]);)
     }
 
     // dropout::backward(rate, __ws.training, mask, dy, dx)
