@@ -67,6 +67,11 @@ pub struct StepCx {
     pub dx_set: Vec<bool>,
     /// Whether this step's backward is the first writer of the layer's parameter gradients.
     pub params_set: bool,
+    /// The mask buffer each operand carries (docs/masks.md), indexed like `inputs`.
+    pub masks: Vec<Option<Operand>>,
+    /// The mask this step writes, and whether the framework computes it as the OR of `masks`
+    /// (`MaskRule::Any`) rather than the layer (`MaskRule::Produce`).
+    pub mask_out: Option<(Operand, bool)>,
 }
 
 impl StepCx {
@@ -85,6 +90,8 @@ impl StepCx {
             inputs_in_place: false,
             dx_set: self.dx_set.clone(),
             params_set: self.params_set,
+            masks: self.masks.clone(),
+            mask_out: self.mask_out.as_ref().map(|(o, _)| o.clone()),
         }
     }
 }
@@ -113,6 +120,8 @@ pub struct PlanOutput {
     pub buf: usize,
     /// The activation that may be fused with the loss (`Linear` when none).
     pub fusable: Act,
+    /// The buffer of the mask the output carries (its loss weighs each step by it), if any.
+    pub mask: Option<usize>,
 }
 
 /// Everything `emit` needs, decided.
@@ -147,6 +156,8 @@ pub struct Plan {
     pub grad_zero: Vec<usize>,
     /// The parameter-gradient ranges of the flat buffer backward needs zeroed first.
     pub param_grad_zero: Vec<std::ops::Range<usize>>,
+    /// The buffers holding masks (no gradient flows through them).
+    pub mask_bufs: Vec<usize>,
 }
 
 impl Plan {
@@ -217,8 +228,15 @@ pub fn plan(typed: Typed) -> Plan {
                     assign(v, s, &mut buffers);
                 }
             }
+            if let Some(Some(made)) = typed.made_masks.get(c.0) {
+                if let Some(Some(s)) = typed.shapes.get(made.value.0) {
+                    assign(made.value, s, &mut buffers);
+                }
+            }
         }
     }
+    let mask_bufs: Vec<usize> =
+        typed.made_masks.iter().flatten().filter_map(|made| value_buf.get(made.value.0).copied().flatten()).collect();
 
     let shape_of = |v: ValueId| typed.shapes.get(v.0).cloned().flatten().unwrap_or(Shape(Vec::new()));
     let buf_of = |v: ValueId| value_buf.get(v.0).copied().flatten().unwrap_or(0);
@@ -246,7 +264,8 @@ pub fn plan(typed: Typed) -> Plan {
             Some(a) if a.fusable() && readers == 0 && !shared => a,
             _ => Act::Linear,
         };
-        outputs.push(PlanOutput { name: out.name.clone(), shape: shape_of(out.value), buf: buf_of(out.value), fusable });
+        let mask = typed.masks.get(out.value.0).copied().flatten().map(buf_of);
+        outputs.push(PlanOutput { name: out.name.clone(), shape: shape_of(out.value), buf: buf_of(out.value), fusable, mask });
     }
 
     // Steps.
@@ -264,6 +283,17 @@ pub fn plan(typed: Typed) -> Plan {
             .flat_map(|v| parts.get(v).cloned().unwrap_or_else(|| vec![*v]))
             .map(|v| Operand { buf: buf_of(v), shape: shape_of(v), needs_grad: input_of(v).is_none(), input: input_of(v) })
             .collect();
+        let mask_operand = |m: ValueId| Operand { buf: buf_of(m), shape: shape_of(m), needs_grad: false, input: None };
+        let masks: Vec<Option<Operand>> = call
+            .inputs
+            .iter()
+            .flat_map(|v| match parts.get(v) {
+                Some(p) => vec![None; p.len()],
+                None => vec![typed.masks.get(v.0).copied().flatten().map(mask_operand)],
+            })
+            .collect();
+        let mask_out =
+            typed.made_masks.get(c.0).copied().flatten().map(|made| (mask_operand(made.value), made.rule == crate::layers::MaskRule::Any));
         let output = Operand { buf: buf_of(call.output), shape: shape_of(call.output), needs_grad: true, input: None };
         let extra: Vec<Operand> =
             call.extra.iter().map(|&v| Operand { buf: buf_of(v), shape: shape_of(v), needs_grad: true, input: None }).collect();
@@ -293,6 +323,8 @@ pub fn plan(typed: Typed) -> Plan {
                 trainable,
                 dx_set: Vec::new(),
                 params_set: false,
+                masks,
+                mask_out,
             },
         });
     }
@@ -317,6 +349,7 @@ pub fn plan(typed: Typed) -> Plan {
         inference: crate::memory::MemoryPlan::default(),
         grad_zero: Vec::new(),
         param_grad_zero: Vec::new(),
+        mask_bufs,
     };
     plan.inference = crate::memory::plan(&plan);
     first_writers(&mut plan);
@@ -365,7 +398,8 @@ fn first_writers(plan: &mut Plan) {
     }
     // Model inputs get no gradient: nothing writes or reads theirs.
     let inputs: Vec<usize> = plan.inputs.iter().map(|i| i.buf).collect();
-    plan.grad_zero = (0..plan.buffers.len()).filter(|b| set.get(*b) == Some(&false) && !inputs.contains(b)).collect();
+    plan.grad_zero =
+        (0..plan.buffers.len()).filter(|b| set.get(*b) == Some(&false) && !inputs.contains(b) && !plan.mask_bufs.contains(b)).collect();
     let slots = &plan.params;
     plan.param_grad_zero = plan
         .layer_params
@@ -388,6 +422,10 @@ fn concat_parts(typed: &Typed, live: &[CallId]) -> BTreeMap<ValueId, Vec<ValueId
         let Some(LayerKind::Concatenate(concat)) = m.call_kind(call) else { continue };
         // An activity regularizer reads the concatenation's values: it needs its buffer.
         if m.layers.get(call.layer.0).is_some_and(|l| l.activity.is_some()) {
+            continue;
+        }
+        // A concatenation that writes a mask (the OR of its operands') runs.
+        if typed.made_masks.get(c.0).is_some_and(Option::is_some) {
             continue;
         }
         let Some(Some(shape)) = typed.shapes.get(call.output.0) else { continue };
