@@ -9,7 +9,7 @@ started from a computed state without bias, an LSTM with other activations and w
 (`bidirectional`); and masks (docs/masks.md): padded token rows through `Embedding(mask_zero=True)` and
 `GlobalAveragePooling1D` (`masked_tokens`), `Masking` and a per-step loss on a masked sequence output
 (`masked_steps`), and masked LSTM, GRU (`go_backwards`) and Bidirectional SimpleRNN layers
-(`masked_lstm`), their inputs padded by `pad_ids` / `pad_steps`. Writes
+(`masked_lstm`), MultiHeadAttention reading its operands' masks (`masked_attention`), their inputs padded by `pad_ids` / `pad_steps`. Writes
 tests/fixtures/{seq2seq,rnn_cells,bidirectional,masked_*}.safetensors in the
 format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/) with its
 `export`; a recurrent layer's weights are named by their Keras path, through the cell
@@ -111,6 +111,28 @@ def masked_lstm():
     return model, {"y": keras.losses.MeanSquaredError()}
 
 
+def masked_attention():
+    """MultiHeadAttention reading the masks of its query and value (Keras' `_compute_attention_mask`):
+    causal self-attention over padded tokens, cross-attention to a Masking-masked sequence. No kept query
+    step has every key masked: there Keras' JAX path (`dot_product_attention`) averages all the values,
+    its `return_attention_scores` path and modelc give zero weights."""
+    ids = keras.Input(shape=(7,), dtype="int32", name="ids")
+    x = keras.Input(shape=(5, 3), name="x")
+    e = layers.Embedding(20, 8, mask_zero=True, name="embedding")(ids)
+    a = layers.MultiHeadAttention(2, 4, name="multi_head_attention")(e, e, use_causal_mask=True)
+    m = layers.Dense(8, name="dense")(layers.Masking(0.0, name="masking")(x))
+    c = layers.MultiHeadAttention(2, 3, name="multi_head_attention_1")(a, m)
+    pooled = layers.GlobalAveragePooling1D(name="global_average_pooling1d")(c)
+    y = layers.Dense(2, name="dense_1")(pooled)
+    model = keras.Model([ids, x], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
+def pad_both(name, v, rng):
+    """`pad_ids` for the ids, `pad_steps` for a sequence."""
+    return pad_ids(name, v, rng) if v.ndim == 2 else pad_steps(name, v, rng)
+
+
 def pad_ids(name, ids, rng):
     """Token rows of 1 to 6 ids padded with id 0, no 0 before the padding. (A row of padding only
     would make Keras' pooled mean 0/0 = NaN; modelc gives 0 there.)"""
@@ -136,8 +158,9 @@ MODELS = {
     "masked_tokens": masked_tokens,
     "masked_steps": masked_steps,
     "masked_lstm": masked_lstm,
+    "masked_attention": masked_attention,
 }
-PADS = {"masked_tokens": pad_ids, "masked_steps": pad_steps, "masked_lstm": pad_steps}
+PADS = {"masked_tokens": pad_ids, "masked_steps": pad_steps, "masked_lstm": pad_steps, "masked_attention": pad_both}
 
 if __name__ == "__main__":
     # `keras_sequences.py [name ...]` rewrites only those fixtures; seeds stay tied to MODELS order.

@@ -50,6 +50,21 @@ model! {
 }
 
 model! {
+    /// MultiHeadAttention reading its query's, value's and key's masks, with an explicit mask and the
+    /// causal one too.
+    pub struct MaskedAttend {
+        input ids: [6] as i32;
+        input x: [5, 4];
+        input m: [6, 5];
+        let e = Embedding(12, 4, mask_zero = true)(ids);
+        let s = MultiHeadAttention(2, 3)(e, e, use_causal_mask = true);
+        let v = Masking()(x);
+        let c = MultiHeadAttention(2, 2)(s, v, Dense(3)(v), attention_mask = m);
+        output y = Dense(2)(GlobalAveragePooling1D()(c));
+    }
+}
+
+model! {
     /// A masked LSTM's last state...
     pub struct Long {
         input x: [5, 2];
@@ -117,6 +132,18 @@ fn masks_of_ids_and_merges_gradients_match_finite_differences() {
     let ids = Array2::from_shape_vec((2, 6), vec![3, 0, 5, 7, 0, 0, 0, 1, 2, 11, 4, 9]).unwrap();
     let x = masked_input((2, 6, 4), 3, &[(0, 0), (0, 1), (1, 0), (1, 3)]);
     let report = check_gradients(&mut model, &TokensInputs { ids: ids.view(), x: x.view() }, 1e-2, 2e-3, 2e-2, 8).unwrap();
+    assert_eq!(report.checked, model.count_params());
+    assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
+}
+
+#[test]
+fn attention_reading_masks_gradients_match_finite_differences() {
+    let mut model = MaskedAttend::new(9);
+    let ids = Array2::from_shape_vec((2, 6), vec![3, 5, 0, 7, 0, 0, 1, 2, 11, 4, 9, 6]).unwrap();
+    let x = masked_input((2, 5, 4), 7, &[(0, 1), (1, 4)]);
+    let m = Array3::from_shape_fn((2, 6, 5), |(n, i, j)| if (n + i + j) % 7 == 0 { 0.0 } else { 1.0 });
+    let inputs = MaskedAttendInputs { ids: ids.view(), x: x.view(), m: m.view() };
+    let report = check_gradients(&mut model, &inputs, 1e-2, 2e-3, 2e-2, 10).unwrap();
     assert_eq!(report.checked, model.count_params());
     assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
 }

@@ -578,10 +578,21 @@ model! {
     }
 }
 
+model! {
+    /// Attention reading its operands' masks: its ONNX export does not read them yet.
+    pub struct MaskedAttentionOnnx {
+        input ids: [6] as i32;
+        let e = Embedding(9, 4, mask_zero = true)(ids);
+        output y = MultiHeadAttention(2, 2)(e, e);
+    }
+}
+
 #[test]
 fn masks_export_where_onnx_expresses_them_and_run_in_tract() {
     check!(MaskKinds, MaskKindsInputs { ids: i32, x: f32 });
     let err = modelc::onnx::to_bytes(&MaskedRecurrent::new(0)).unwrap_err().to_string();
     assert!(err.contains("layer `gru` (GRU) cannot be exported to ONNX: its input carries a mask"), "{err}");
     assert!(err.contains("sequence lengths, not per-step masks"), "{err}");
+    let err = modelc::onnx::to_bytes(&MaskedAttentionOnnx::new(0)).unwrap_err().to_string();
+    assert!(err.contains("(MultiHeadAttention) cannot be exported to ONNX: its operands carry masks"), "{err}");
 }

@@ -106,6 +106,31 @@ macro_rules! masked_parity {
     }};
 }
 
+model! {
+    /// MultiHeadAttention reading its operands' masks (scripts/keras_sequences.py, `masked_attention`).
+    struct MaskedAttention {
+        input ids: [7] as i32;
+        input x: [5, 3];
+        let e = Embedding(20, 8, mask_zero = true)(ids);
+        let a = MultiHeadAttention(2, 4)(e, e, use_causal_mask = true);
+        let m = Dense(8)(Masking(0.0)(x));
+        let c = MultiHeadAttention(2, 3)(a, m);
+        output y = Dense(2)(GlobalAveragePooling1D()(c));
+    }
+}
+
+#[test]
+fn attention_reading_masks_matches_keras() {
+    let ids = fixture("masked_attention")["input/ids"].mapv(|v| v as i32).into_dimensionality().unwrap();
+    masked_parity!(
+        "masked_attention",
+        MaskedAttention,
+        f => MaskedAttentionInputs { ids: ids.view(), x: view(&f, "input/x") },
+        MaskedAttentionTargets,
+        MaskedAttentionLosses
+    );
+}
+
 #[test]
 fn masked_token_rows_match_keras() {
     let ids = fixture("masked_tokens")["input/ids"].mapv(|v| v as i32).into_dimensionality().unwrap();
