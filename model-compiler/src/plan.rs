@@ -519,6 +519,37 @@ mod tests {
     }
 
     #[test]
+    fn a_mask_gets_a_buffer_without_gradient_and_lives_as_long_as_its_readers() {
+        // Masking makes the mask; Dense passes it on; the LSTM reads it; the pooling and the output's
+        // loss read the LSTM's (the same mask); the merge of two different masks makes a new one.
+        let p = plan_of(
+            "struct M { input x: [6, 3]; input t: [6] as i32; let m = Masking()(x); let d = Dense(3)(m); \
+             let s = LSTM(4, return_sequences = true)(d); let e = Embedding(5, 3, mask_zero = true)(t); \
+             let a = Add()([d, e]); output y = GlobalAveragePooling1D()(a); output z = s; }",
+        );
+        assert_eq!(kinds(&p), ["Masking", "Dense", "LSTM", "Embedding", "Add", "GlobalAveragePooling1D"]);
+        let (masking, dense, lstm, embed, add, pool) = (&p.steps[0], &p.steps[1], &p.steps[2], &p.steps[3], &p.steps[4], &p.steps[5]);
+        let mx = masking.cx.mask_out.as_ref().map(|(o, any)| (o.buf, o.shape.0.clone(), *any)).unwrap();
+        assert_eq!((mx.1, mx.2), (vec![6], false));
+        assert!(dense.cx.mask_out.is_none() && lstm.cx.mask_out.is_none(), "passing a mask on makes none");
+        assert_eq!(lstm.cx.masks[0].as_ref().map(|o| o.buf), Some(mx.0));
+        let me = embed.cx.mask_out.as_ref().map(|(o, _)| o.buf).unwrap();
+        let (ma, any) = add.cx.mask_out.as_ref().map(|(o, any)| (o.buf, *any)).unwrap();
+        assert!(any, "the merge ORs its operands' masks");
+        assert_eq!(add.cx.masks.iter().map(|m| m.as_ref().map(|o| o.buf)).collect::<Vec<_>>(), [Some(mx.0), Some(me)]);
+        assert_eq!(pool.cx.masks[0].as_ref().map(|o| o.buf), Some(ma));
+        // The output `z` carries the Masking's mask, for its loss; `y` (pooled) none.
+        assert_eq!((p.outputs[0].mask, p.outputs[1].mask), (None, Some(mx.0)));
+        // No gradient is zeroed for a mask; the inference plan keeps the Masking's mask to the end (an
+        // output's loss reads it) and the merged one from the Add to the pooling.
+        assert!(!p.grad_zero.iter().any(|b| [mx.0, me, ma].contains(b)));
+        let iv = |b: usize| p.inference.intervals[b].unwrap();
+        assert_eq!((iv(mx.0).start, iv(mx.0).end), (1, p.steps.len() + 1));
+        assert_eq!((iv(ma).start, iv(ma).end), (5, 6));
+        assert_eq!((iv(me).start, iv(me).end), (4, 5));
+    }
+
+    #[test]
     fn a_concatenation_only_dense_layers_read_is_elided_and_read_in_parts() {
         let p = plan_of(
             "struct M { input a: [8]; input b: [4]; let l = Dense(16)(a); let c = Concatenate()([l, b]); \
