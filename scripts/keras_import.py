@@ -11,7 +11,7 @@ batch-normalization statistics included), and writes into tests/fixtures/keras_i
     <model>.io.safetensors    input/<name> (one fixed batch) and output/<name> (Keras' predictions)
     nested.paths.safetensors  the nested model's weights under Keras' own `w.path` names
 
-`unsupported.keras` (a Lambda, an LSTM given a mask by a masking Embedding, a mixed-precision Dense: the importer
+`unsupported.keras` (a Lambda, an LSTM with input dropout, a mixed-precision Dense: the importer
 must refuse it with every reason at once), and one HDF5 file whose datasets are chunked and gzip-compressed (`chunked_gzip.weights.h5`, the
 weights of `mlp` rewritten by h5py), to test the HDF5 reader on compressed data as well.
 
@@ -21,6 +21,7 @@ Run from the repository root:
 """
 
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -160,14 +161,43 @@ def seq_attention():
     return keras.Model(x, y, name="seq_attention")
 
 
-MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention]
+def masked():
+    """Masks (docs/masks.md): padded ids through Embedding(mask_zero=True), Masking, the OR of two masks
+    by a merge, a masked LSTM, GRU and average pooling. Keras saves the ops computing the masks
+    (`NotEqual`, `Any`, `LogicalOr`) and passes each mask as a `mask` call argument; the importer leaves them
+    out, as modelc derives the masks from the graph."""
+    ids = keras.Input(shape=(6,), dtype="int32", name="ids")
+    x = keras.Input(shape=(6, 3), name="x")
+    e = layers.Embedding(20, 4, mask_zero=True, name="embed")(ids)
+    m = layers.Masking(0.0, name="masking")(x)
+    h = layers.Add(name="add")([e, layers.Dense(4, name="proj")(m)])
+    s = layers.LSTM(3, return_sequences=True, name="lstm")(h)
+    pooled = layers.GlobalAveragePooling1D(name="pool")(s)
+    y = layers.Dense(2, name="y")(layers.Concatenate(name="cat")([pooled, layers.GRU(2, name="gru")(m)]))
+    return keras.Model([ids, x], y, name="masked")
+
+
+def pad(name, inputs):
+    """For `masked`: ids padded with 0 at the end of each row and a 0 in between, steps of `x` set to 0."""
+    if name != "masked":
+        return inputs
+    ids, x = inputs["ids"], inputs["x"]
+    ids[ids == 0] = 1
+    for row in range(ids.shape[0]):
+        ids[row, 6 - row % 3:] = 0
+        x[row, (2 * row) % 6, :] = 0.0
+    ids[0, 1] = 0
+    return inputs
+
+
+MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention, masked]
 
 
 def unsupported():
     """What modelc cannot import, all in one model: the importer must list every reason at once."""
     ids = keras.Input(shape=(6,), dtype="int32", name="ids")
-    e = layers.Embedding(10, 4, mask_zero=True, name="embed")(ids)
-    h = layers.LSTM(3, name="rnn")(e)
+    e = layers.Embedding(10, 4, name="embed")(ids)
+    h = layers.LSTM(3, dropout=0.2, name="rnn")(e)
     h = layers.Lambda(lambda t: t * 2.0, name="scale_by_two")(h)
     y = layers.Dense(2, dtype="mixed_float16", name="half")(h)
     return keras.Model(ids, y, name="unsupported")
@@ -203,6 +233,9 @@ def output_names(model):
 
 
 def main():
+    # `keras_import.py [name ...]` rewrites only those files (`unsupported`, `chunked_gzip` included); the
+    # random draws stay those of a full run.
+    wanted = set(sys.argv[1:])
     os.makedirs(OUT, exist_ok=True)
     keras.utils.set_random_seed(7)
     rng = np.random.default_rng(7)
@@ -210,7 +243,9 @@ def main():
         model = make()
         name = model.name
         randomize(model, rng)
-        inputs = batch(model, rng)
+        inputs = pad(name, batch(model, rng))
+        if wanted and name not in wanted:
+            continue
         feed = [inputs[t.name] for t in model.inputs]
         preds = model.predict(feed if len(feed) > 1 else feed[0], verbose=0)
         if not isinstance(preds, (list, tuple)):
@@ -225,8 +260,10 @@ def main():
             save_file({w.path: np.asarray(w.numpy()) for w in model.weights}, os.path.join(OUT, "nested.paths.safetensors"))
         model.save(os.path.join(OUT, f"{name}.keras"))
         model.save(os.path.join(OUT, f"{name}.h5"))
-    unsupported().save(os.path.join(OUT, "unsupported.keras"))
-    chunked_copy(os.path.join(OUT, "mlp.keras"), os.path.join(OUT, "chunked_gzip.weights.h5"))
+    if not wanted or "unsupported" in wanted:
+        unsupported().save(os.path.join(OUT, "unsupported.keras"))
+    if not wanted or "chunked_gzip" in wanted:
+        chunked_copy(os.path.join(OUT, "mlp.keras"), os.path.join(OUT, "chunked_gzip.weights.h5"))
 
 
 def chunked_copy(archive, out):

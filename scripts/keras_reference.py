@@ -263,7 +263,9 @@ def targets_for(loss, shape, rng):
     return rng.normal(size=shape).astype(np.float32)
 
 
-def export(name, build, seed):
+def export(name, build, seed, pad=None):
+    """Writes fixture `name` of the model `build()` returns. `pad(name, array, rng)`, when given, edits
+    each drawn input (padding steps for the masked models of scripts/keras_sequences.py)."""
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     model, losses = build()
@@ -280,6 +282,8 @@ def export(name, build, seed):
         return rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
 
     inputs = {i.name: batch(i) for i in model.inputs}
+    if pad is not None:
+        inputs = {k: pad(k, v, rng) for k, v in inputs.items()}
     outputs = model(inputs, training=False)
     targets = {k: targets_for(losses[k], tuple(np.shape(v)), rng) for k, v in outputs.items()}
 

@@ -6,7 +6,11 @@ states start an LSTM decoder through `initial_state`), and one that uses every c
 (`rnn_cells`: SimpleRNN with `go_backwards` and `return_sequences`, GRU with `return_state`, a GRU
 started from a computed state without bias, an LSTM with other activations and without
 `unit_forget_bias`, a sigmoid SimpleRNN), and `Bidirectional` with every merge mode, states in and out
-(`bidirectional`). Writes tests/fixtures/{seq2seq,rnn_cells,bidirectional}.safetensors in the
+(`bidirectional`); and masks (docs/masks.md): padded token rows through `Embedding(mask_zero=True)` and
+`GlobalAveragePooling1D` (`masked_tokens`), `Masking` and a per-step loss on a masked sequence output
+(`masked_steps`), and masked LSTM, GRU (`go_backwards`) and Bidirectional SimpleRNN layers
+(`masked_lstm`), MultiHeadAttention reading its operands' masks (`masked_attention`), their inputs padded by `pad_ids` / `pad_steps`. Writes
+tests/fixtures/{seq2seq,rnn_cells,bidirectional,masked_*}.safetensors in the
 format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/) with its
 `export`; a recurrent layer's weights are named by their Keras path, through the cell
 (`lstm/lstm_cell/kernel`), as modelc names them.
@@ -23,6 +27,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 import keras_reference  # noqa: E402
 
@@ -73,11 +78,93 @@ def bidirectional():
     return model, {"y": keras.losses.MeanSquaredError()}
 
 
-MODELS = {"seq2seq": seq2seq, "rnn_cells": rnn_cells, "bidirectional": bidirectional}
+def masked_tokens():
+    """docs/masks.md: padded token rows, `mask_zero`, the mean of the kept steps."""
+    ids = keras.Input(shape=(7,), dtype="int32", name="ids")
+    e = layers.Embedding(20, 8, mask_zero=True, name="embedding")(ids)
+    pooled = layers.GlobalAveragePooling1D(name="global_average_pooling1d")(e)
+    y = layers.Dense(3, name="dense")(pooled)
+    model = keras.Model([ids], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
+def masked_steps():
+    """docs/masks.md: Masking, a per-step Dense and a per-step loss on the masked sequence output."""
+    x = keras.Input(shape=(6, 3), name="x")
+    m = layers.Masking(0.0, name="masking")(x)
+    h = layers.TimeDistributed(layers.Dense(4, activation="tanh", name="dense"), name="time_distributed")(m)
+    y = layers.Dense(2, name="dense_1")(h)
+    model = keras.Model([x], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
+def masked_lstm():
+    """Masked recurrent layers: steps masked at the start, in between and at the end."""
+    x = keras.Input(shape=(6, 3), name="x")
+    m = layers.Masking(0.0, name="masking")(x)
+    s = layers.LSTM(4, return_sequences=True, name="lstm")(m)
+    g = layers.GRU(3, go_backwards=True, name="gru")(s)
+    b = layers.Bidirectional(layers.SimpleRNN(2, return_sequences=True, name="simple_rnn"), name="bidirectional")(s)
+    pooled = layers.GlobalAveragePooling1D(name="global_average_pooling1d")(b)
+    y = layers.Dense(2, name="dense")(layers.Concatenate(name="concatenate")([g, pooled]))
+    model = keras.Model([x], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
+def masked_attention():
+    """MultiHeadAttention reading the masks of its query and value (Keras' `_compute_attention_mask`):
+    causal self-attention over padded tokens, cross-attention to a Masking-masked sequence. No kept query
+    step has every key masked: there Keras' JAX path (`dot_product_attention`) averages all the values,
+    its `return_attention_scores` path and modelc give zero weights."""
+    ids = keras.Input(shape=(7,), dtype="int32", name="ids")
+    x = keras.Input(shape=(5, 3), name="x")
+    e = layers.Embedding(20, 8, mask_zero=True, name="embedding")(ids)
+    a = layers.MultiHeadAttention(2, 4, name="multi_head_attention")(e, e, use_causal_mask=True)
+    m = layers.Dense(8, name="dense")(layers.Masking(0.0, name="masking")(x))
+    c = layers.MultiHeadAttention(2, 3, name="multi_head_attention_1")(a, m)
+    pooled = layers.GlobalAveragePooling1D(name="global_average_pooling1d")(c)
+    y = layers.Dense(2, name="dense_1")(pooled)
+    model = keras.Model([ids, x], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
+def pad_both(name, v, rng):
+    """`pad_ids` for the ids, `pad_steps` for a sequence."""
+    return pad_ids(name, v, rng) if v.ndim == 2 else pad_steps(name, v, rng)
+
+
+def pad_ids(name, ids, rng):
+    """Token rows of 1 to 6 ids padded with id 0, no 0 before the padding. (A row of padding only
+    would make Keras' pooled mean 0/0 = NaN; modelc gives 0 there.)"""
+    ids = np.where(ids == 0, 1, ids)
+    for row in range(ids.shape[0]):
+        ids[row, 1 + row % (ids.shape[1] - 1):] = 0
+    return ids
+
+
+def pad_steps(name, x, rng):
+    """Steps set to 0.0 everywhere (masked): gaps, a masked first step and masked suffixes."""
+    for row in range(x.shape[0]):
+        for t in range(x.shape[1]):
+            if (row + 2 * t) % 5 == 0 or t >= x.shape[1] - row % 3:
+                x[row, t, :] = 0.0
+    return x
+
+
+MODELS = {
+    "seq2seq": seq2seq,
+    "rnn_cells": rnn_cells,
+    "bidirectional": bidirectional,
+    "masked_tokens": masked_tokens,
+    "masked_steps": masked_steps,
+    "masked_lstm": masked_lstm,
+    "masked_attention": masked_attention,
+}
+PADS = {"masked_tokens": pad_ids, "masked_steps": pad_steps, "masked_lstm": pad_steps, "masked_attention": pad_both}
 
 if __name__ == "__main__":
     # `keras_sequences.py [name ...]` rewrites only those fixtures; seeds stay tied to MODELS order.
     wanted = set(sys.argv[1:])
     for i, (name, build) in enumerate(MODELS.items()):
         if not wanted or name in wanted:
-            keras_reference.export(name, build, seed=300 + i)
+            keras_reference.export(name, build, seed=300 + i, pad=PADS.get(name))

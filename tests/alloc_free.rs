@@ -299,6 +299,38 @@ fn attention_train_steps_and_inference_allocate_nothing_after_warm_up() {
     assert_warm_calls_allocate_nothing("attention inference calls", 10, || model.predict_into(&inputs, &mut out).unwrap());
 }
 
+model! {
+    /// Masks (docs/masks.md): padded ids, Masking, a merge ORing both masks, masked recurrent layers and
+    /// pooling, and a masked per-step output whose loss weighs its steps by the mask.
+    struct Masked {
+        input ids: [7] as i32;
+        input x: [7, 3];
+        let e = Embedding(20, 3, mask_zero = true)(ids);
+        let s = LSTM(4, return_sequences = true)(Add()([e, Masking()(x)]));
+        let b = Bidirectional(GRU(2, return_sequences = true))(s);
+        output y = Dense(2)(GlobalAveragePooling1D()(b));
+        output z = TimeDistributed(Dense(2))(s);
+    }
+}
+
+#[test]
+fn masked_train_steps_and_predictions_allocate_nothing_after_warm_up() {
+    let mut rng = Rng::new(12);
+    let ids = Array2::from_shape_fn((16, 7), |(i, t)| if t + i % 4 >= 7 { 0 } else { 1 + (i * 7 + t) as i32 % 19 });
+    let x = modelc::ndarray::Array3::from_shape_fn((16, 7, 3), |(i, t, _)| if (i + t) % 5 == 0 { 0.0 } else { rng.uniform(-1.0, 1.0) });
+    let y = Array2::from_shape_fn((16, 2), |(i, k)| f32::from(u8::from(i % 2 == k)));
+    let z = modelc::ndarray::Array3::from_shape_fn((16, 7, 2), |(i, t, k)| (i + t + k) as f32 * 0.1);
+    let inputs = MaskedInputs { ids: ids.view(), x: x.view() };
+    let targets = MaskedTargets { y: y.view(), z: z.view() };
+    let mut model = Masked::new(13);
+    let mut trainer = model.compile(Adam::default(), MaskedLosses { y: Loss::MeanSquaredError, z: Loss::MeanAbsoluteError }, &[]);
+    assert_warm_calls_allocate_nothing("steady-state masked training steps", 10, || {
+        trainer.train_step(&inputs, &targets).unwrap();
+    });
+    let mut out = model.predict(&inputs).unwrap();
+    assert_warm_calls_allocate_nothing("masked inference calls", 10, || model.predict_into(&inputs, &mut out).unwrap());
+}
+
 /// Calls `f` once to warm up (buffers grow to the batch, thread pools start), then asserts that `times`
 /// more calls allocate nothing.
 fn assert_warm_calls_allocate_nothing(what: &str, times: usize, mut f: impl FnMut()) {

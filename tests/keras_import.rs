@@ -29,6 +29,11 @@ mod nested {
     use modelc::prelude::*;
     include!("fixtures/keras_import/nested.rs");
 }
+mod masked {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/masked.rs");
+}
+
 mod recurrent {
     use modelc::prelude::*;
     include!("fixtures/keras_import/recurrent.rs");
@@ -150,4 +155,16 @@ fn imported_recurrent_model_predicts_what_keras_predicts() {
     assert_close("recurrent y", out.y.as_slice().unwrap(), &t["output/y"]);
     assert_eq!(m.param("bilstm/backward_lstm/lstm_cell/recurrent_kernel").unwrap().shape(), &[4, 16]);
     assert_eq!(m.param("gru/gru_cell/bias").unwrap().shape(), &[2, 9]);
+}
+
+#[test]
+fn imported_masked_model_predicts_what_keras_predicts() {
+    // Embedding(mask_zero=True) and Masking, their masks ORed by Add, a masked LSTM, pooling and GRU: the
+    // ops Keras saved to compute the masks are left out, modelc derives the same masks from the graph.
+    let t = io("masked");
+    let ids = view::<Ix2>(&t, "input/ids").mapv(|v| v as i32);
+    assert!(ids.iter().filter(|&&i| i == 0).count() >= 4, "the fixture pads its ids");
+    let mut m = loaded(masked::Masked::new(0), "masked");
+    let out = m.predict(&masked::MaskedInputs { ids: ids.view(), x: view(&t, "input/x") }).unwrap();
+    assert_close("masked y", out.y.as_slice().unwrap(), &t["output/y"]);
 }

@@ -577,3 +577,46 @@ fn the_file_keeps_the_interface_and_the_metadata() {
     assert!(g.node.iter().all(|n| n.op_type.as_deref() != Some("Dropout")), "Dropout is gone in inference mode");
     assert!(g.node.iter().all(|n| n.domain.as_deref().unwrap_or("").is_empty()), "standard operators only");
 }
+
+model! {
+    /// Masks (docs/masks.md): `mask_zero` and `Masking` make them, `Add` ORs them (`Max`), and masked
+    /// `GlobalAveragePooling1D` averages the kept steps (`ReduceSum` of the masked values over
+    /// `ReduceSum` of the mask). Token ids below 3 include padding id 0 often.
+    pub struct MaskKinds {
+        input ids: [6] as i32;
+        input x: [6, 4];
+        let e = Embedding(3, 4, mask_zero = true)(ids);
+        let m = Masking(mask_value = 0.5)(x);
+        let a = Add()([e, Dense(4)(m)]);
+        output y = GlobalAveragePooling1D()(a);
+        output z = GlobalAveragePooling1D()(Dense(2)(e));
+        output w = m;
+    }
+}
+
+model! {
+    /// A recurrent layer reading a mask: ONNX's recurrent operators take sequence lengths, not masks.
+    pub struct MaskedRecurrent {
+        input x: [6, 4];
+        output y = GRU(2)(Masking()(x));
+    }
+}
+
+model! {
+    /// Attention reading its operands' masks: its ONNX export does not read them yet.
+    pub struct MaskedAttentionOnnx {
+        input ids: [6] as i32;
+        let e = Embedding(9, 4, mask_zero = true)(ids);
+        output y = MultiHeadAttention(2, 2)(e, e);
+    }
+}
+
+#[test]
+fn masks_export_where_onnx_expresses_them_and_run_in_tract() {
+    check!(MaskKinds, MaskKindsInputs { ids: i32, x: f32 });
+    let err = modelc::onnx::to_bytes(&MaskedRecurrent::new(0)).unwrap_err().to_string();
+    assert!(err.contains("layer `gru` (GRU) cannot be exported to ONNX: its input carries a mask"), "{err}");
+    assert!(err.contains("sequence lengths, not per-step masks"), "{err}");
+    let err = modelc::onnx::to_bytes(&MaskedAttentionOnnx::new(0)).unwrap_err().to_string();
+    assert!(err.contains("(MultiHeadAttention) cannot be exported to ONNX: its operands carry masks"), "{err}");
+}

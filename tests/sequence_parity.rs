@@ -2,7 +2,9 @@
 //! `scripts/keras_sequences.py` (Keras 3, JAX backend) in the format of tests/keras_parity.rs: outputs
 //! within 1e-5, the training loss, every gradient within 1e-4 relative, the weights after three
 //! Adam(1e-2) steps. An encoder-decoder (return_state, initial_state), a model of every cell and option, and
-//! `Bidirectional` with every merge mode.
+//! `Bidirectional` with every merge mode. Masks (docs/masks.md): padded token rows through
+//! `Embedding(mask_zero = true)` and pooling, `Masking` with a per-step loss on a masked output, and
+//! masked LSTM, GRU and Bidirectional layers.
 
 use modelc::prelude::*;
 
@@ -44,6 +46,105 @@ model! {
         let a = Bidirectional(LSTM(2), merge_mode = ave)(c);
         output y = Concatenate()([f, b, hf, hb, m, a, GlobalAveragePooling1D()(s)]);
     }
+}
+
+model! {
+    /// Padded token rows (scripts/keras_sequences.py, `masked_tokens`).
+    struct MaskedTokens {
+        input ids: [7] as i32;
+        let e = Embedding(20, 8, mask_zero = true)(ids);
+        output y = Dense(3)(GlobalAveragePooling1D()(e));
+    }
+}
+
+model! {
+    /// A per-step loss on a masked sequence output (scripts/keras_sequences.py, `masked_steps`).
+    struct MaskedSteps {
+        input x: [6, 3];
+        let m = Masking(0.0)(x);
+        let h = TimeDistributed(Dense(4, activation = tanh))(m);
+        output y = Dense(2)(h);
+    }
+}
+
+model! {
+    /// Masked recurrent layers (scripts/keras_sequences.py, `masked_lstm`).
+    struct MaskedLstm {
+        input x: [6, 3];
+        let m = Masking(0.0)(x);
+        let s = LSTM(4, return_sequences = true)(m);
+        let g = GRU(3, go_backwards = true)(s);
+        let b = Bidirectional(SimpleRNN(2, return_sequences = true))(s);
+        output y = Dense(2)(Concatenate()([g, GlobalAveragePooling1D()(b)]));
+    }
+}
+
+/// Outputs, the loss and gradients (taken by the trainer, which weighs a masked output's steps as
+/// Keras' `apply_mask`), and three Adam steps, against fixture `name`.
+macro_rules! masked_parity {
+    ($name:literal, $model:ident, $fx:ident => $inputs:expr, $targets:ident, $losses:ident) => {{
+        let $fx = fixture($name);
+        let fx = &$fx;
+        let mut model = $model::new(0);
+        set_params(&mut model, fx);
+        let inputs = $inputs;
+        let out = model.predict(&inputs).unwrap();
+        assert_close("y", out.y.as_slice().unwrap(), get(&fx, "output/y").as_slice().unwrap(), 1e-5, 1e-5);
+        let targets = $targets { y: view(fx, "target/y") };
+        let mut trainer = model.compile(Adam::new(1e-2), $losses { y: Loss::MeanSquaredError }, &[]);
+        let (loss, grads) = trainer.compute_gradients(&inputs, &targets).unwrap();
+        assert_close("loss", &[loss as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+        for spec in <$model as modelc::network::Network>::PARAMS {
+            let want = get(&fx, &format!("grad/{}", spec.name));
+            let scale = want.iter().fold(1.0f32, |a, v| a.max(v.abs()));
+            assert_close(&format!("gradient of {}", spec.name), &grads[spec.range()], want.as_slice().unwrap(), 1e-6 * scale, 1e-4);
+        }
+        for _ in 0..3 {
+            trainer.train_step(&inputs, &targets).unwrap();
+        }
+        check_adam3(&model, fx, 1e-5);
+    }};
+}
+
+model! {
+    /// MultiHeadAttention reading its operands' masks (scripts/keras_sequences.py, `masked_attention`).
+    struct MaskedAttention {
+        input ids: [7] as i32;
+        input x: [5, 3];
+        let e = Embedding(20, 8, mask_zero = true)(ids);
+        let a = MultiHeadAttention(2, 4)(e, e, use_causal_mask = true);
+        let m = Dense(8)(Masking(0.0)(x));
+        let c = MultiHeadAttention(2, 3)(a, m);
+        output y = Dense(2)(GlobalAveragePooling1D()(c));
+    }
+}
+
+#[test]
+fn attention_reading_masks_matches_keras() {
+    let ids = fixture("masked_attention")["input/ids"].mapv(|v| v as i32).into_dimensionality().unwrap();
+    masked_parity!(
+        "masked_attention",
+        MaskedAttention,
+        f => MaskedAttentionInputs { ids: ids.view(), x: view(&f, "input/x") },
+        MaskedAttentionTargets,
+        MaskedAttentionLosses
+    );
+}
+
+#[test]
+fn masked_token_rows_match_keras() {
+    let ids = fixture("masked_tokens")["input/ids"].mapv(|v| v as i32).into_dimensionality().unwrap();
+    masked_parity!("masked_tokens", MaskedTokens, f => MaskedTokensInputs { ids: ids.view() }, MaskedTokensTargets, MaskedTokensLosses);
+}
+
+#[test]
+fn a_masked_per_step_loss_matches_keras() {
+    masked_parity!("masked_steps", MaskedSteps, f => MaskedStepsInputs { x: view(&f, "input/x") }, MaskedStepsTargets, MaskedStepsLosses);
+}
+
+#[test]
+fn masked_recurrent_layers_match_keras() {
+    masked_parity!("masked_lstm", MaskedLstm, f => MaskedLstmInputs { x: view(&f, "input/x") }, MaskedLstmTargets, MaskedLstmLosses);
 }
 
 #[test]

@@ -663,6 +663,17 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             quote!(#p::spec::ParamSpec { name: #n, shape: &[#(#dims),*], offset: #off, init: #init, trainable: #tr, statistic: #st })
         })
         .collect();
+    let output_masks: Vec<TokenStream> = plan
+        .outputs
+        .iter()
+        .map(|o| match o.mask {
+            Some(m) => {
+                let i = plan.inference.buffer_of.get(m).copied().flatten().unwrap_or(0);
+                quote!(::core::option::Option::Some((#m, #i)))
+            }
+            None => quote!(::core::option::Option::None),
+        })
+        .collect();
     let param_count = plan.param_count;
     let buffers = &plan.buffers;
     let scratch = &plan.scratch;
@@ -717,6 +728,7 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             const INFER_INPUT_BUFFERS: &'static [usize] = &[#(#infer_in_bufs),*];
             const INFER_OUTPUT_BUFFERS: &'static [usize] = &[#(#infer_out_bufs),*];
             const ID_BOUNDS: &'static [#p::spec::IdBound] = &[#(#id_bounds),*];
+            const OUTPUT_MASKS: &'static [::core::option::Option<(usize, usize)>] = &[#(#output_masks),*];
             const GRAD_ZERO: ::core::option::Option<&'static [usize]> = ::core::option::Option::Some(&[#(#grad_zero),*]);
             const PARAM_GRAD_ZERO: ::core::option::Option<&'static [(usize, usize)]> = ::core::option::Option::Some(&[#(#param_grad_zero),*]);
             #regularization
@@ -882,20 +894,24 @@ fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate
             quote!(__ws.activity_penalty += ::modelc::__private::regularize::activity_penalty(&__yv[..__b * #n], #pen, __b);)
         });
         let (take, bind, put) = extra_results(&cx.extra, quote!(values), "__y");
+        let (mtake, mbind, mput) = mask_out(&cx_of(k, step));
         out.extend(quote! {
             {
                 let _ = #doc;
                 let mut __yv = ::core::mem::take(&mut __ws.values[#y]);
                 #take
+                #mtake
                 {
                     let __y = &mut __yv[..__b * #n];
                     #bind
+                    #mbind
                     #params
                     #body
                 }
                 #activity
                 __ws.values[#y] = __yv;
                 #put
+                #mput
             }
         });
     }
@@ -903,6 +919,33 @@ fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate
         return quote!(__ws.activity_penalty = 0.0; #out);
     }
     out
+}
+
+// The mask a step writes (docs/masks.md): take its buffer out of `__ws.values`, bind `__m` to exactly
+// it, and put it back after the layer's code. For a merge (`MaskRule::Any`) the framework fills it with
+// the OR of the operands' masks before the layer runs; a producer writes it itself.
+fn mask_out(cx: &crate::plan::StepCx) -> (TokenStream, TokenStream, TokenStream) {
+    let Some((m, any)) = &cx.mask_out else { return (TokenStream::new(), TokenStream::new(), TokenStream::new()) };
+    let (buf, n) = (m.buf, m.shape.numel());
+    let fill = if *any {
+        let ins: Vec<TokenStream> = cx
+            .masks
+            .iter()
+            .flatten()
+            .map(|o| {
+                let (b, l) = (o.buf, o.shape.numel());
+                quote!(&__ws.values[#b][..__b * #l])
+            })
+            .collect();
+        quote!(::modelc::__private::kernels::masking::any(&[#(#ins),*], __m);)
+    } else {
+        TokenStream::new()
+    };
+    (
+        quote!(let mut __mv = ::core::mem::take(&mut __ws.values[#buf]);),
+        quote!(let __m = &mut __mv[..__b * #n]; #fill),
+        quote!(__ws.values[#buf] = __mv;),
+    )
 }
 
 // The further results of a multi-result step (`return_state = true`): take each one's buffer out of

@@ -4,8 +4,8 @@
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::graph::Graph;
-use crate::hir::{self, CallId, DType, Producer};
-use crate::layers::{Arity, InferCx, LayerDef, LayerKind};
+use crate::hir::{self, CallId, DType, Producer, ValueId};
+use crate::layers::{Arity, InferCx, LayerDef, LayerKind, MaskInfo, MaskRule};
 use crate::shape::{within_limit, Shape, MAX_ELEMENTS};
 
 /// A model whose every value has a shape (or is poisoned after a reported error).
@@ -21,6 +21,20 @@ pub struct Typed {
     pub shapes: Vec<Option<Shape>>,
     /// The input shapes each layer was built with (by its first call); `None` if never built.
     pub built: Vec<Option<Vec<Shape>>>,
+    /// The mask each value carries (docs/masks.md): a hidden value of shape `(steps,)`, 1.0 for a kept
+    /// step and 0.0 for a masked one. Indexed like `shapes`.
+    pub masks: Vec<Option<ValueId>>,
+    /// Per call: the hidden mask value it writes, if it makes a new one.
+    pub made_masks: Vec<Option<MadeMask>>,
+}
+
+/// A mask value a call writes next to its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MadeMask {
+    /// The hidden value.
+    pub value: ValueId,
+    /// `Produce`: the layer's forward writes it; `Any`: the framework ORs the operands' masks into it.
+    pub rule: MaskRule,
 }
 
 /// Infers and checks every shape of `model`.
@@ -37,6 +51,9 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
     let mut expected = vec![false; model.expects.len()];
     check_expects(&model, &mut shapes, &mut expected, diags);
     let mut built: Vec<Option<Vec<Shape>>> = vec![None; model.layers.len()];
+    let mut masks: Vec<Option<ValueId>> = vec![None; model.values.len()];
+    let mut made_masks: Vec<Option<MadeMask>> = vec![None; model.calls.len()];
+    let mut hidden: Vec<(hir::Value, Shape)> = Vec::new();
     let mut first_call: Vec<Option<CallId>> = vec![None; model.layers.len()];
     for &cid in &schedule {
         let Some(call) = model.calls.get(cid.0) else { continue };
@@ -72,10 +89,46 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
                 _ => None,
             })
             .collect();
-        let cx =
-            InferCx { inputs: &ins, names: &names, dtypes: &dtypes, spans: &call.input_spans, span: call.span, keywords: &call.keywords };
+        let in_masks: Vec<Option<ValueId>> = call.inputs.iter().map(|v| masks.get(v.0).copied().flatten()).collect();
+        let mask_info: Vec<Option<MaskInfo>> = in_masks
+            .iter()
+            .map(|m| m.and_then(|m| mask_shape(&shapes, &hidden, model.values.len(), m)).map(|steps| MaskInfo { steps }))
+            .collect();
+        let cx = InferCx {
+            inputs: &ins,
+            names: &names,
+            dtypes: &dtypes,
+            spans: &call.input_spans,
+            span: call.span,
+            keywords: &call.keywords,
+            masks: &mask_info,
+        };
         match kind.infer(&cx).and_then(|out| check_size(&out, kind, &ins, layer, call).map(|()| out)) {
             Ok(out) => {
+                let steps = out.0.first().copied().filter(|_| out.rank() >= 2);
+                let mask = match (kind.mask_rule(&cx), steps) {
+                    (_, None) | (MaskRule::Drop, _) => None,
+                    (MaskRule::Keep(i), Some(t)) => in_masks.get(i).copied().flatten().filter(|_| cx.mask(i).is_some_and(|m| m.steps == t)),
+                    (MaskRule::Any, Some(t)) => {
+                        let all: Option<Vec<ValueId>> = in_masks.iter().copied().collect();
+                        match all {
+                            Some(all) if mask_info.iter().all(|m| m.is_some_and(|m| m.steps == t)) => match all.split_first() {
+                                Some((first, rest)) if rest.iter().all(|m| m == first) => Some(*first),
+                                Some(_) => {
+                                    Some(new_mask(&mut hidden, &mut made_masks, model.values.len(), cid, call.span, t, MaskRule::Any))
+                                }
+                                None => None,
+                            },
+                            _ => None,
+                        }
+                    }
+                    (MaskRule::Produce, Some(t)) => {
+                        Some(new_mask(&mut hidden, &mut made_masks, model.values.len(), cid, call.span, t, MaskRule::Produce))
+                    }
+                };
+                if let Some(m) = masks.get_mut(call.output.0) {
+                    *m = mask;
+                }
                 let extra = kind.extra_shapes(&cx, &out);
                 for (v, shape) in call.results().zip(std::iter::once(out).chain(extra)) {
                     if let Some(s) = shapes.get_mut(v.0) {
@@ -100,7 +153,40 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
     if diags.is_empty() && !model.nested_failed {
         check_reachability(&model, &graph, diags);
     }
-    Typed { model, graph, schedule, shapes, built }
+    let mut model = model;
+    for (value, shape) in hidden {
+        model.values.push(value);
+        shapes.push(Some(shape));
+        masks.push(None);
+    }
+    Typed { model, graph, schedule, shapes, built, masks, made_masks }
+}
+
+/// Steps of mask value `m`: a hidden value (numbered from `n_values`, not pushed yet) or, never, a
+/// value of the model.
+fn mask_shape(shapes: &[Option<Shape>], hidden: &[(hir::Value, Shape)], n_values: usize, m: ValueId) -> Option<usize> {
+    match m.0.checked_sub(n_values) {
+        Some(h) => hidden.get(h).and_then(|(_, s)| s.0.first().copied()),
+        None => shapes.get(m.0).cloned().flatten().and_then(|s| s.0.first().copied()),
+    }
+}
+
+/// A new hidden mask value of `steps` written by call `cid` by `rule`.
+fn new_mask(
+    hidden: &mut Vec<(hir::Value, Shape)>,
+    made: &mut [Option<MadeMask>],
+    n_values: usize,
+    cid: CallId,
+    span: proc_macro2::Span,
+    steps: usize,
+    rule: MaskRule,
+) -> ValueId {
+    let value = ValueId(n_values + hidden.len());
+    hidden.push((hir::Value { binding: None, span, producer: Producer::Call(cid) }, Shape(vec![steps])));
+    if let Some(slot) = made.get_mut(cid.0) {
+        *slot = Some(MadeMask { value, rule });
+    }
+    value
 }
 
 // Rule: a result and every parameter of a layer have at most `MAX_ELEMENTS` elements, so planning (buffer

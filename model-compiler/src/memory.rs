@@ -107,6 +107,12 @@ impl MemoryPlan {
         for r in &mut out.extra {
             r.buf = map(r.buf);
         }
+        for m in out.masks.iter_mut().flatten() {
+            m.buf = map(m.buf);
+        }
+        if let Some((m, _)) = &mut out.mask_out {
+            m.buf = map(m.buf);
+        }
         let slots = self.step_scratch.get(k);
         for (j, s) in out.scratch.iter_mut().enumerate() {
             *s = slots.and_then(|v| v.get(j)).copied().flatten().unwrap_or(usize::MAX);
@@ -138,12 +144,18 @@ pub fn plan(plan: &Plan) -> MemoryPlan {
         for r in &step.cx.extra {
             touch(r.buf, Some(t), t);
         }
-        for op in &step.cx.inputs {
+        if let Some((m, _)) = &step.cx.mask_out {
+            touch(m.buf, Some(t), t);
+        }
+        for op in step.cx.inputs.iter().chain(step.cx.masks.iter().flatten()) {
             touch(op.buf, None, t);
         }
     }
     for output in &plan.outputs {
         touch(output.buf, None, end_of_run);
+        if let Some(m) = output.mask {
+            touch(m, None, end_of_run);
+        }
     }
 
     // Activations: colour the buffers that have an interval.

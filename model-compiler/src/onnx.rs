@@ -88,6 +88,8 @@ pub struct OnnxCx {
     fresh: usize,
     nodes: Vec<Node>,
     consts: Vec<Const>,
+    masks: Vec<Option<String>>,
+    mask_out: Option<String>,
 }
 
 impl OnnxCx {
@@ -106,7 +108,27 @@ impl OnnxCx {
             fresh: 0,
             nodes: Vec::new(),
             consts: Vec::new(),
+            masks: Vec::new(),
+            mask_out: None,
         }
+    }
+
+    /// The value names of the masks the operands carry (docs/masks.md: float, `[batch, steps]`, 1 kept
+    /// and 0 masked), and of the mask this call writes, if any.
+    pub fn with_masks(mut self, masks: Vec<Option<String>>, out: Option<String>) -> Self {
+        self.masks = masks;
+        self.mask_out = out;
+        self
+    }
+
+    /// The value name of the mask operand `i` carries (float `[batch, steps]`), if any.
+    pub fn mask_input(&self, i: usize) -> Option<String> {
+        self.masks.get(i).cloned().flatten()
+    }
+
+    /// The value name of the mask a producer writes (float `[batch, steps]`), when the call writes one.
+    pub fn mask_output(&self) -> Option<String> {
+        self.mask_out.clone()
     }
 
     /// The value name of operand `i`.
@@ -324,9 +346,18 @@ pub fn describe(plan: &Plan) -> Result<Described, String> {
             .iter()
             .map(|p| p.name.clone())
             .collect();
+        let masks = call.inputs.iter().map(|v| plan.typed.masks.get(v.0).copied().flatten().map(|m| value_name(plan, m))).collect();
+        let made = plan.typed.made_masks.get(call_id.0).copied().flatten();
         let mut cx = OnnxCx::new(inputs, (value_name(plan, call.output), shape(call.output)), params, format!("{}/call{k}", layer.name))
-            .with_extra_outputs(call.extra.iter().map(|&v| value_name(plan, v)).collect());
+            .with_extra_outputs(call.extra.iter().map(|&v| value_name(plan, v)).collect())
+            .with_masks(masks, made.map(|m| value_name(plan, m.value)));
         kind.onnx(&mut cx).map_err(|e| unsupported(&layer.name, layer.keras_type, e))?;
+        // A merge's mask: the OR (max) of its operands' masks.
+        if let Some(made) = made.filter(|m| m.rule == crate::layers::MaskRule::Any) {
+            let ins: Vec<String> = (0..cx.n_inputs()).filter_map(|i| cx.mask_input(i)).collect();
+            let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+            cx.node("Max", &refs, &[&value_name(plan, made.value)], Vec::new());
+        }
         let (n, c) = cx.finish();
         nodes.extend(n);
         consts.extend(c);

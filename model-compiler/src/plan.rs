@@ -67,6 +67,11 @@ pub struct StepCx {
     pub dx_set: Vec<bool>,
     /// Whether this step's backward is the first writer of the layer's parameter gradients.
     pub params_set: bool,
+    /// The mask buffer each operand carries (docs/masks.md), indexed like `inputs`.
+    pub masks: Vec<Option<Operand>>,
+    /// The mask this step writes, and whether the framework computes it as the OR of `masks`
+    /// (`MaskRule::Any`) rather than the layer (`MaskRule::Produce`).
+    pub mask_out: Option<(Operand, bool)>,
 }
 
 impl StepCx {
@@ -85,6 +90,8 @@ impl StepCx {
             inputs_in_place: false,
             dx_set: self.dx_set.clone(),
             params_set: self.params_set,
+            masks: self.masks.clone(),
+            mask_out: self.mask_out.as_ref().map(|(o, _)| o.clone()),
         }
     }
 }
@@ -113,6 +120,8 @@ pub struct PlanOutput {
     pub buf: usize,
     /// The activation that may be fused with the loss (`Linear` when none).
     pub fusable: Act,
+    /// The buffer of the mask the output carries (its loss weighs each step by it), if any.
+    pub mask: Option<usize>,
 }
 
 /// Everything `emit` needs, decided.
@@ -147,6 +156,8 @@ pub struct Plan {
     pub grad_zero: Vec<usize>,
     /// The parameter-gradient ranges of the flat buffer backward needs zeroed first.
     pub param_grad_zero: Vec<std::ops::Range<usize>>,
+    /// The buffers holding masks (no gradient flows through them).
+    pub mask_bufs: Vec<usize>,
 }
 
 impl Plan {
@@ -217,8 +228,15 @@ pub fn plan(typed: Typed) -> Plan {
                     assign(v, s, &mut buffers);
                 }
             }
+            if let Some(Some(made)) = typed.made_masks.get(c.0) {
+                if let Some(Some(s)) = typed.shapes.get(made.value.0) {
+                    assign(made.value, s, &mut buffers);
+                }
+            }
         }
     }
+    let mask_bufs: Vec<usize> =
+        typed.made_masks.iter().flatten().filter_map(|made| value_buf.get(made.value.0).copied().flatten()).collect();
 
     let shape_of = |v: ValueId| typed.shapes.get(v.0).cloned().flatten().unwrap_or(Shape(Vec::new()));
     let buf_of = |v: ValueId| value_buf.get(v.0).copied().flatten().unwrap_or(0);
@@ -246,7 +264,8 @@ pub fn plan(typed: Typed) -> Plan {
             Some(a) if a.fusable() && readers == 0 && !shared => a,
             _ => Act::Linear,
         };
-        outputs.push(PlanOutput { name: out.name.clone(), shape: shape_of(out.value), buf: buf_of(out.value), fusable });
+        let mask = typed.masks.get(out.value.0).copied().flatten().map(buf_of);
+        outputs.push(PlanOutput { name: out.name.clone(), shape: shape_of(out.value), buf: buf_of(out.value), fusable, mask });
     }
 
     // Steps.
@@ -264,6 +283,17 @@ pub fn plan(typed: Typed) -> Plan {
             .flat_map(|v| parts.get(v).cloned().unwrap_or_else(|| vec![*v]))
             .map(|v| Operand { buf: buf_of(v), shape: shape_of(v), needs_grad: input_of(v).is_none(), input: input_of(v) })
             .collect();
+        let mask_operand = |m: ValueId| Operand { buf: buf_of(m), shape: shape_of(m), needs_grad: false, input: None };
+        let masks: Vec<Option<Operand>> = call
+            .inputs
+            .iter()
+            .flat_map(|v| match parts.get(v) {
+                Some(p) => vec![None; p.len()],
+                None => vec![typed.masks.get(v.0).copied().flatten().map(mask_operand)],
+            })
+            .collect();
+        let mask_out =
+            typed.made_masks.get(c.0).copied().flatten().map(|made| (mask_operand(made.value), made.rule == crate::layers::MaskRule::Any));
         let output = Operand { buf: buf_of(call.output), shape: shape_of(call.output), needs_grad: true, input: None };
         let extra: Vec<Operand> =
             call.extra.iter().map(|&v| Operand { buf: buf_of(v), shape: shape_of(v), needs_grad: true, input: None }).collect();
@@ -293,6 +323,8 @@ pub fn plan(typed: Typed) -> Plan {
                 trainable,
                 dx_set: Vec::new(),
                 params_set: false,
+                masks,
+                mask_out,
             },
         });
     }
@@ -317,6 +349,7 @@ pub fn plan(typed: Typed) -> Plan {
         inference: crate::memory::MemoryPlan::default(),
         grad_zero: Vec::new(),
         param_grad_zero: Vec::new(),
+        mask_bufs,
     };
     plan.inference = crate::memory::plan(&plan);
     first_writers(&mut plan);
@@ -365,7 +398,8 @@ fn first_writers(plan: &mut Plan) {
     }
     // Model inputs get no gradient: nothing writes or reads theirs.
     let inputs: Vec<usize> = plan.inputs.iter().map(|i| i.buf).collect();
-    plan.grad_zero = (0..plan.buffers.len()).filter(|b| set.get(*b) == Some(&false) && !inputs.contains(b)).collect();
+    plan.grad_zero =
+        (0..plan.buffers.len()).filter(|b| set.get(*b) == Some(&false) && !inputs.contains(b) && !plan.mask_bufs.contains(b)).collect();
     let slots = &plan.params;
     plan.param_grad_zero = plan
         .layer_params
@@ -388,6 +422,10 @@ fn concat_parts(typed: &Typed, live: &[CallId]) -> BTreeMap<ValueId, Vec<ValueId
         let Some(LayerKind::Concatenate(concat)) = m.call_kind(call) else { continue };
         // An activity regularizer reads the concatenation's values: it needs its buffer.
         if m.layers.get(call.layer.0).is_some_and(|l| l.activity.is_some()) {
+            continue;
+        }
+        // A concatenation that writes a mask (the OR of its operands') runs.
+        if typed.made_masks.get(c.0).is_some_and(Option::is_some) {
             continue;
         }
         let Some(Some(shape)) = typed.shapes.get(call.output.0) else { continue };
@@ -478,6 +516,37 @@ mod tests {
         let p = plan_of("struct M { input x: [4, 4, 2]; let c = Conv2D(3, 3)(x); let f = Flatten()(c); output y = Dense(2)(f); }");
         assert_eq!(writes(&p)[1], (vec![true], false));
         assert!(!p.grad_zero.contains(&p.steps[0].cx.output.buf));
+    }
+
+    #[test]
+    fn a_mask_gets_a_buffer_without_gradient_and_lives_as_long_as_its_readers() {
+        // Masking makes the mask; Dense passes it on; the LSTM reads it; the pooling and the output's
+        // loss read the LSTM's (the same mask); the merge of two different masks makes a new one.
+        let p = plan_of(
+            "struct M { input x: [6, 3]; input t: [6] as i32; let m = Masking()(x); let d = Dense(3)(m); \
+             let s = LSTM(4, return_sequences = true)(d); let e = Embedding(5, 3, mask_zero = true)(t); \
+             let a = Add()([d, e]); output y = GlobalAveragePooling1D()(a); output z = s; }",
+        );
+        assert_eq!(kinds(&p), ["Masking", "Dense", "LSTM", "Embedding", "Add", "GlobalAveragePooling1D"]);
+        let (masking, dense, lstm, embed, add, pool) = (&p.steps[0], &p.steps[1], &p.steps[2], &p.steps[3], &p.steps[4], &p.steps[5]);
+        let mx = masking.cx.mask_out.as_ref().map(|(o, any)| (o.buf, o.shape.0.clone(), *any)).unwrap();
+        assert_eq!((mx.1, mx.2), (vec![6], false));
+        assert!(dense.cx.mask_out.is_none() && lstm.cx.mask_out.is_none(), "passing a mask on makes none");
+        assert_eq!(lstm.cx.masks[0].as_ref().map(|o| o.buf), Some(mx.0));
+        let me = embed.cx.mask_out.as_ref().map(|(o, _)| o.buf).unwrap();
+        let (ma, any) = add.cx.mask_out.as_ref().map(|(o, any)| (o.buf, *any)).unwrap();
+        assert!(any, "the merge ORs its operands' masks");
+        assert_eq!(add.cx.masks.iter().map(|m| m.as_ref().map(|o| o.buf)).collect::<Vec<_>>(), [Some(mx.0), Some(me)]);
+        assert_eq!(pool.cx.masks[0].as_ref().map(|o| o.buf), Some(ma));
+        // The output `z` carries the Masking's mask, for its loss; `y` (pooled) none.
+        assert_eq!((p.outputs[0].mask, p.outputs[1].mask), (None, Some(mx.0)));
+        // No gradient is zeroed for a mask; the inference plan keeps the Masking's mask to the end (an
+        // output's loss reads it) and the merged one from the Add to the pooling.
+        assert!(!p.grad_zero.iter().any(|b| [mx.0, me, ma].contains(b)));
+        let iv = |b: usize| p.inference.intervals[b].unwrap();
+        assert_eq!((iv(mx.0).start, iv(mx.0).end), (1, p.steps.len() + 1));
+        assert_eq!((iv(ma).start, iv(ma).end), (5, 6));
+        assert_eq!((iv(me).start, iv(me).end), (4, 5));
     }
 
     #[test]

@@ -170,6 +170,15 @@ const SEEDS: &[&str] = &[
         output y = Concatenate()([a, c]);
         output scores = s;
     }",
+    "pub struct Masked {
+        input x: [5, 3];
+        input tokens: [5] as i32;
+        let m = Masking(mask_value = 0.0)(x);
+        let e = Embedding(20, 3, mask_zero = true)(tokens);
+        let a = Add()([m, e]);
+        output y = GlobalAveragePooling1D()(Dense(4)(a));
+        output z = Dense(2)(Concatenate()([a, m]));
+    }",
 ];
 
 const IDENTS: &[&str] = &[
@@ -185,6 +194,9 @@ const IDENTS: &[&str] = &[
     "Concatenate",
     "Activation",
     "Embedding",
+    "Masking",
+    "mask_zero",
+    "mask_value",
     "BatchNormalization",
     "LayerNormalization",
     "Softmax",

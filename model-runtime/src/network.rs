@@ -160,6 +160,10 @@ pub trait Network: Sized + 'static {
     const INFER_INPUT_BUFFERS: &'static [usize] = Self::INPUT_BUFFERS;
     /// The inference buffer holding each output after `forward_inference`, in output order.
     const INFER_OUTPUT_BUFFERS: &'static [usize] = Self::OUTPUT_BUFFERS;
+    /// Per output: the buffers (training, inference) of the mask it carries (docs/masks.md: `steps`
+    /// values per sample, 1 kept and 0 masked), whose masked steps its loss leaves out as Keras'
+    /// `apply_mask` does; `None` (and the default, empty) for an output without one.
+    const OUTPUT_MASKS: &'static [Option<(usize, usize)>] = &[];
     /// Token-id ranges of integer inputs read by `Embedding` layers.
     const ID_BOUNDS: &'static [IdBound] = &[];
     /// The activation-gradient buffers `backward` needs zeroed before it runs; the others are

@@ -761,6 +761,22 @@ impl OutputSlot {
 }
 
 /// Where a staged batch comes from, for error messages.
+/// The loss weight of each of `rows` rows of an output that carries `mask` (one value per step of each
+/// sample; a step may span several rows): Keras 3's `apply_mask`, `m · total / valid` (0 everywhere when
+/// no step is kept), times the row's sample weight when there are `sample` weights (one per sample).
+fn masked_row_weights(mask: &[f32], sample: Option<&[f32]>, rows: usize, out: &mut Vec<f32>) {
+    let valid: f32 = mask.iter().sum();
+    let scale = if valid > 0.0 { mask.len() as f32 / valid } else { 0.0 };
+    let per_step = (rows / mask.len().max(1)).max(1);
+    let steps_per_sample = sample.map_or(1, |w| (mask.len() / w.len().max(1)).max(1));
+    out.clear();
+    out.extend((0..rows).map(|r| {
+        let step = r / per_step;
+        let w = sample.and_then(|w| w.get(step / steps_per_sample)).copied().unwrap_or(1.0);
+        mask.get(step).copied().unwrap_or(0.0) * scale * w
+    }));
+}
+
 #[derive(Clone, Copy)]
 pub(crate) enum Mode {
     /// A training forward and backward; `apply` also steps the optimizer (else the gradients stay in
@@ -852,6 +868,9 @@ pub struct Trainer<'m, N: Network, O: Optimizer> {
     weights: Vec<Vec<f32>>,
     /// Whether the staged batch has sample weights.
     weighted: bool,
+    /// Per output: the loss weight of each row of a masked output (its mask, scaled as Keras'
+    /// `apply_mask`, times the sample weights).
+    mask_weights: Vec<Vec<f32>>,
     total: MetricState,
     rollback: Rollback,
     /// Optimizer steps taken through this trainer (Keras' `optimizer.iterations`), which schedules follow.
@@ -922,6 +941,7 @@ pub fn compile<'m, N: Network, O: Optimizer>(
         targets: vec![Vec::new(); N::OUTPUTS.len()],
         weights: vec![Vec::new(); N::OUTPUTS.len()],
         weighted: false,
+        mask_weights: vec![Vec::new(); N::OUTPUTS.len()],
         total: MetricState::default(),
         rollback: Rollback::default(),
         iterations: 0,
@@ -1367,7 +1387,18 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             let target = &self.targets[o][..batch * slot.target_len];
             let grad = if training { Some(&mut ws.grads[slot.buf][..n]) } else { None };
             let weights = self.weighted.then(|| &self.weights[o][..batch]);
-            let value = slot.loss.compute_weighted(pred, target, rows, slot.cols, weights, grad, slot.weight, slot.fused);
+            let loss_weights = match N::OUTPUT_MASKS.get(o).copied().flatten() {
+                Some((train_buf, infer_buf)) => {
+                    let steps = N::OUTPUTS[o].shape.first().copied().unwrap_or(1);
+                    let mask = if training { &ws.values[train_buf][..batch * steps] } else { &infer.values[infer_buf][..batch * steps] };
+                    let out = &mut self.mask_weights[o];
+                    try_reserve_len(out, rows, || format!("the loss weights of the masked output `{}`", slot.name), batch)?;
+                    masked_row_weights(mask, weights, rows, out);
+                    Some(&out[..rows])
+                }
+                None => weights,
+            };
+            let value = slot.loss.compute_weighted(pred, target, rows, slot.cols, loss_weights, grad, slot.weight, slot.fused);
             if let Mode::Train { epoch, batch: b, .. } = mode {
                 ws.fused[o] = slot.fused != Activation::Linear;
                 if !value.is_finite() {

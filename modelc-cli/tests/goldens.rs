@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-const MODELS: &[&str] = &["mlp", "graph", "vision", "sequence", "nested", "recurrent", "seq_attention"];
+const MODELS: &[&str] = &["mlp", "graph", "vision", "sequence", "nested", "recurrent", "seq_attention", "masked"];
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/keras_import")
@@ -45,7 +45,7 @@ fn an_unsupported_model_is_reported_whole_and_nothing_is_written() {
     let (out, weights) = (tmp.join("model.rs"), tmp.join("model.safetensors"));
     let _ = std::fs::remove_file(&out);
     let err = modelc_cli::import(&dir().join("unsupported.keras"), &out, &weights).unwrap_err().to_string();
-    for expected in ["`scale_by_two` (Lambda)", "`rnn` (LSTM)", "`embed` (Embedding)", "mask_zero", "`half` (Dense)", "mixed_float16"] {
+    for expected in ["`scale_by_two` (Lambda)", "`rnn` (LSTM)", "dropout", "`half` (Dense)", "mixed_float16"] {
         assert!(err.contains(expected), "missing {expected} in:\n{err}");
     }
     assert!(!out.exists() && !weights.exists(), "nothing may be written");

@@ -168,6 +168,42 @@ fn refs(arg: &Value, out: &mut Vec<TensorRef>) -> bool {
 
 /// `input_layers` / `output_layers`: one `[name, node, tensor]` or a list of them; or a dict of them
 /// (output names from the keys).
+/// The `keras.ops` entries Keras adds to compute masks (`NotEqual`, `Any`, `LogicalOr`, ...): op layers
+/// whose results only reach calls as their `mask` keyword or through other such ops, and no output.
+/// modelc computes masks itself (docs/masks.md), so the importer leaves them out.
+fn mask_only_ops(entries: &[Entry<'_>], outputs: &BTreeSet<TensorRef>) -> BTreeSet<String> {
+    // The legacy `.h5` config gives no module: there an op is a class that is no layer kind.
+    let is_op = |e: &Entry<'_>| match str_of(e.raw, "module") {
+        Some(m) => m.starts_with("keras.src.ops"),
+        None => keras_import(e.class).is_none() && !matches!(e.class, "InputLayer" | "Functional" | "Sequential" | "Model" | "Lambda"),
+    };
+    let mut set: BTreeSet<String> = entries.iter().filter(|e| is_op(e)).map(|e| e.name.clone()).collect();
+    set.retain(|n| !outputs.iter().any(|r| &r.0 == n));
+    loop {
+        // A tensor read other than as a mask by an entry outside the set takes its producer out.
+        let mut data_uses: BTreeSet<String> = BTreeSet::new();
+        for e in entries.iter().filter(|e| !set.contains(&e.name)) {
+            for node in &e.nodes {
+                let mut t = Vec::new();
+                for a in node.get("args").and_then(Value::as_array).into_iter().flatten() {
+                    refs(a, &mut t);
+                }
+                for (kw, v) in node.get("kwargs").and_then(Value::as_object).into_iter().flatten() {
+                    if kw != "mask" {
+                        refs(v, &mut t);
+                    }
+                }
+                data_uses.extend(t.into_iter().map(|r| r.0));
+            }
+        }
+        let before = set.len();
+        set.retain(|n| !data_uses.contains(n));
+        if set.len() == before {
+            return set;
+        }
+    }
+}
+
 fn endpoints(v: Option<&Value>) -> Vec<(Option<String>, TensorRef)> {
     let one = |x: &Value| -> Option<TensorRef> {
         match x.as_array().map(|a| a.as_slice()) {
@@ -329,8 +365,9 @@ impl Cx<'_> {
         // Constructors and their output counts, then every call in an order where operands come first.
         let mut ctors: BTreeMap<String, (String, usize)> = BTreeMap::new();
         let mut pending: Vec<(usize, usize)> = Vec::new();
+        let mask_ops = mask_only_ops(&entries, &out_refs);
         for (i, e) in entries.iter().enumerate() {
-            if e.class == "InputLayer" {
+            if e.class == "InputLayer" || mask_ops.contains(&e.name) {
                 continue;
             }
             if let Some(c) = self.constructor(e) {
@@ -368,8 +405,11 @@ impl Cx<'_> {
                 let value = match v {
                     Value::Null => continue,
                     Value::Bool(_) if kw == "training" => continue,
+                    // The mask Keras passes implicitly (computed by the ops it adds for a mask, skipped
+                    // above): modelc derives it from the graph the same way (docs/masks.md).
+                    _ if kw == "mask" && { refs(v, &mut t) && t.iter().all(|r| mask_ops.contains(&r.0)) } => continue,
                     _ if kw == "mask" => {
-                        self.problem(&e.name, e.class, "it is given a mask (by a masking Embedding or a Masking layer before it), and modelc has no masks: remove the masking and save again");
+                        self.problem(&e.name, e.class, "it is given an explicit `mask` tensor, which modelc does not take: let a Masking layer or Embedding(mask_zero = True) make the mask and save again");
                         continue;
                     }
                     Value::Bool(b) => CallValue::Literal(b.to_string()),

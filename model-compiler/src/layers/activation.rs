@@ -1,7 +1,7 @@
 //! Activations: the `activation =` argument of other layers and the `Activation(...)` layer.
 
 use super::args::{list, ArgReader};
-use super::{EmitCx, InferCx, LayerDef};
+use super::{EmitCx, InferCx, LayerDef, MaskRule};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
@@ -179,6 +179,11 @@ impl ActivationLayer {
 }
 
 impl LayerDef for ActivationLayer {
+    // Keras: `supports_masking`, so the operand's mask passes through (docs/masks.md).
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        MaskRule::Keep(0)
+    }
+
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         cx.activation(self.act, &cx.input(0), &cx.output());
         Ok(())

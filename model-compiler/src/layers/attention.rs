@@ -7,7 +7,7 @@
 
 use super::args::ArgReader;
 use super::weights::{role, WeightArgs};
-use super::{CallArgsCx, EmitCx, InferCx, InitKind, LayerDef, LayerKind, ParamDecl};
+use super::{CallArgsCx, EmitCx, InferCx, InitKind, LayerDef, LayerKind, MaskRule, ParamDecl};
 use crate::ast::{ArgKind, CallValue};
 use crate::diag::Diagnostic;
 use crate::hir::DType;
@@ -185,6 +185,30 @@ impl MultiHeadAttention {
         Sizes { tq, tv, dq: q.last(), dk: k.last(), dv: v.last(), out: self.out_dims(q).iter().product(), mask_rows, mask_cols }
     }
 
+    /// The kernel's `Option<Mask>`: the explicit `attention_mask` and the step masks the query, value and
+    /// key carry (docs/masks.md: Keras' `_compute_attention_mask`), each only on a sequence operand.
+    fn mask_tokens(&self, cx: &EmitCx, s: &Sizes) -> TokenStream {
+        let a = quote!(::modelc::__private::kernels::attention);
+        let step = |i: usize, t: usize| match cx.mask(i) {
+            Some(m) if cx.inputs.get(i).is_some_and(|o| o.shape.rank() == 2 && o.shape.lead() == t) => {
+                quote!(::core::option::Option::Some(#m))
+            }
+            _ => quote!(::core::option::Option::None),
+        };
+        let key = if self.has_key { step(self.key_index(), s.tv) } else { quote!(::core::option::Option::None) };
+        let (query, value) = (step(0, s.tq), step(1, s.tv));
+        let steps = quote!(#a::StepMasks { query: #query, value: #value, key: #key });
+        let any_step = (0..cx.inputs.len()).any(|i| cx.mask(i).is_some());
+        match (self.has_mask, any_step) {
+            (true, _) => {
+                let (x, r, c) = (cx.x(self.mask_index()), s.mask_rows, s.mask_cols);
+                quote!(::core::option::Option::Some(#a::Mask { values: #x, rows: #r, cols: #c, steps: #steps }))
+            }
+            (false, true) => quote!(::core::option::Option::Some(#a::Mask { values: &[], rows: 1, cols: 1, steps: #steps })),
+            (false, false) => quote!(::core::option::Option::None),
+        }
+    }
+
     fn mha_tokens(&self, s: &Sizes, seed: u64) -> TokenStream {
         let Sizes { tq, tv, dq, dk, dv, out, .. } = *s;
         let (heads, key_dim, value_dim, causal, dropout) = (self.num_heads, self.key_dim, self.value_dim, self.causal, self.dropout);
@@ -310,6 +334,11 @@ fn onnx_projection(
 }
 
 impl LayerDef for MultiHeadAttention {
+    // Keras: the result carries the query's mask (docs/masks.md).
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        MaskRule::Keep(0)
+    }
+
     // In inference mode (no dropout), as the kernel computes it: the three projections (heads first:
     // Q (N, H, tq, dk), Kᵀ (N, H, dk, tv), V (N, H, tv, dv)); scores Mul(MatMul(Q, Kᵀ), 1/√key_dim);
     // where a position is masked (causal: key index after query index; attention_mask <= 0.5)
@@ -318,6 +347,11 @@ impl LayerDef for MultiHeadAttention {
     // bias, Reshape to the output's dims. With `return_attention_scores`, the probabilities (before
     // dropout, which inference has not) reshaped to (N, H, query positions..., value positions...).
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        if (0..cx.n_inputs()).any(|i| cx.mask_input(i).is_some()) {
+            return Err(OnnxError::Unsupported(String::from(
+                "its operands carry masks (docs/masks.md), which its ONNX export does not read yet; pass the mask as `attention_mask`",
+            )));
+        }
         let ins: Vec<Shape> = (0..cx.n_inputs()).map(|i| cx.input_shape(i)).collect();
         let s = self.sizes(&ins);
         let (heads, kd, vd) = (self.num_heads, self.key_dim, self.value_dim);
@@ -648,12 +682,7 @@ impl LayerDef for MultiHeadAttention {
         let m = self.mha_tokens(&s, self.salted_seed(cx));
         let prm = self.params_tokens(cx);
         let (q, v, k) = (cx.x(0), cx.x(1), cx.x(self.key_index()));
-        let mask = if self.has_mask {
-            let (x, r, c) = (cx.x(self.mask_index()), s.mask_rows, s.mask_cols);
-            quote!(::core::option::Option::Some(::modelc::__private::kernels::attention::Mask { values: #x, rows: #r, cols: #c }))
-        } else {
-            quote!(::core::option::Option::None)
-        };
+        let mask = self.mask_tokens(cx, &s);
         let keep = cx.scratch_mut(0);
         let scores = match cx.extra.first() {
             Some(_) => {

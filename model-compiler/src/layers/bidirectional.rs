@@ -13,7 +13,7 @@
 
 use super::args::ArgReader;
 use super::recurrent::{CellKind, Recurrent};
-use super::{EmitCx, InferCx, LayerDef, LayerKind, ParamDecl};
+use super::{EmitCx, InferCx, LayerDef, LayerKind, MaskRule, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
 use crate::onnx::{Attr, OnnxCx, OnnxError};
@@ -227,6 +227,15 @@ impl Bidirectional {
 }
 
 impl LayerDef for Bidirectional {
+    // Keras' `Bidirectional.compute_mask`: a sequence output keeps the input's mask.
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        if self.layer.return_sequences {
+            MaskRule::Keep(0)
+        } else {
+            MaskRule::Drop
+        }
+    }
+
     // The wrapped layer's ONNX operator twice (see `Recurrent::onnx_run`): forward in its own direction,
     // backward in the other, whose sequence is flipped back to time order (Gather on the steps); then
     // the merge (`Concat` on the last axis, `Add`, `Mul`, `Add` then half, or both results with
@@ -375,10 +384,12 @@ impl LayerDef for Bidirectional {
         };
         let ((t0, p0, n0), (t1, p1, n1), (t4, p4, n4), (t5, p5, n5)) = (take(0), take(1), take(4), take(5));
         let (mode, layout) = (self.merge.tokens(), self.layout(cx));
+        // Keras sets `zero_output_for_mask = return_sequences` on both directions.
+        let (fwd, _, m) = Recurrent::masked_methods(cx, self.layer.return_sequences);
         quote! {
             let (mut __kf, mut __kb, mut __yf, mut __yb) = (#t0, #t1, #t4, #t5);
-            #fw.forward(#x, #h0f, #c0f, #wf, &mut __kf[..__b * #n0], &mut __yf[..__b * #n4], #hf, #cf);
-            #bw.forward(#x, #h0b, #c0b, #wb, &mut __kb[..__b * #n1], &mut __yb[..__b * #n5], #hb, #cb);
+            #fw.#fwd(#x, #m #h0f, #c0f, #wf, &mut __kf[..__b * #n0], &mut __yf[..__b * #n4], #hf, #cf);
+            #bw.#fwd(#x, #m #h0b, #c0b, #wb, &mut __kb[..__b * #n1], &mut __yb[..__b * #n5], #hb, #cb);
             ::modelc::__private::kernels::bidirectional::merge(#mode, #layout, &__yf[..__b * #n4], &__yb[..__b * #n5], &mut __y[..], #y_back);
             (#p0, #p1, #p4, #p5) = (__kf, __kb, __yf, __yb);
         }
@@ -422,6 +433,7 @@ impl LayerDef for Bidirectional {
             }
         }
         let (mode, layout) = (self.merge.tokens(), self.layout(cx));
+        let (_, bwd, m) = Recurrent::masked_methods(cx, self.layer.return_sequences);
         quote! {
             let (__cf, __cb) = (#fw, #bw);
             let mut __wf = ::core::mem::take(&mut __ws.scratch[#w2]);
@@ -429,8 +441,8 @@ impl LayerDef for Bidirectional {
             let mut __dyf = ::core::mem::take(&mut __ws.scratch[#w6]);
             let mut __dyb = ::core::mem::take(&mut __ws.scratch[#w7]);
             ::modelc::__private::kernels::bidirectional::split(#mode, #layout, #yf, #yb, &__dy[..], #dy_back, &mut __dyf[..__b * #ny], &mut __dyb[..__b * #ny]);
-            __cf.backward(#x, #wf, #kf, &mut __wf[..__b * #nw], &__dyf[..__b * #ny], #dhf, #dcf, #dx, #gf);
-            __cb.backward(#x, #wb, #kb, &mut __wb[..__b * #nw], &__dyb[..__b * #ny], #dhb, #dcb, #dx, #gb);
+            __cf.#bwd(#x, #m #wf, #kf, &mut __wf[..__b * #nw], &__dyf[..__b * #ny], #dhf, #dcf, #dx, #gf);
+            __cb.#bwd(#x, #m #wb, #kb, &mut __wb[..__b * #nw], &__dyb[..__b * #ny], #dhb, #dcb, #dx, #gb);
             #states
             __ws.scratch[#w2] = __wf;
             __ws.scratch[#w3] = __wb;

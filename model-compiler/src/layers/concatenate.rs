@@ -1,7 +1,7 @@
 //! `Concatenate(axis = -1)`: joins a list of tensors along one axis.
 
 use super::args::ArgReader;
-use super::{Arity, EmitCx, InferCx, LayerDef};
+use super::{Arity, EmitCx, InferCx, LayerDef, MaskRule};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
 use crate::onnx::{Attr, OnnxCx, OnnxError};
@@ -39,6 +39,16 @@ impl Concatenate {
 }
 
 impl LayerDef for Concatenate {
+    // Keras' `Concatenate.compute_mask` along the features (the last axis of a sequence): the OR of the
+    // operands' masks when each has one. Along the steps axis modelc carries no mask (docs/masks.md).
+    fn mask_rule(&self, cx: &InferCx<'_>) -> MaskRule {
+        let rank = cx.inputs.first().map_or(0, Shape::rank);
+        match self.sample_axis(rank) {
+            Some(a) if rank >= 2 && a + 1 == rank => MaskRule::Any,
+            _ => MaskRule::Drop,
+        }
+    }
+
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         let ins: Vec<String> = (0..cx.n_inputs()).map(|i| cx.input(i)).collect();
         let refs: Vec<&str> = ins.iter().map(String::as_str).collect();

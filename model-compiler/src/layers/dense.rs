@@ -3,7 +3,7 @@
 
 use super::args::ArgReader;
 use super::weights::{role, WeightArgs};
-use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
+use super::{some_if, Act, EmitCx, InferCx, InitKind, LayerDef, MaskRule, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
 use crate::onnx::{OnnxCx, OnnxError};
@@ -40,6 +40,11 @@ impl Dense {
 }
 
 impl LayerDef for Dense {
+    // Keras: `supports_masking`, so the operand's mask passes through (docs/masks.md).
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        MaskRule::Keep(0)
+    }
+
     // MatMul(x, kernel) on the last axis, Add(bias), the activation.
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         let (x, k) = (cx.input(0), cx.param(0));

@@ -3,7 +3,7 @@
 //! The mask is drawn from (seed, layer, `ws.step`) without state and kept in a scratch buffer.
 
 use super::args::ArgReader;
-use super::{EmitCx, InferCx, LayerDef};
+use super::{EmitCx, InferCx, LayerDef, MaskRule};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
@@ -63,6 +63,11 @@ impl Dropout {
 }
 
 impl LayerDef for Dropout {
+    // Keras: `supports_masking`, so the operand's mask passes through (docs/masks.md).
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        MaskRule::Keep(0)
+    }
+
     // Inference mode: the identity.
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         cx.node("Identity", &[&cx.input(0)], &[&cx.output()], Vec::new());

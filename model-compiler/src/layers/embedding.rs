@@ -5,7 +5,7 @@
 
 use super::args::ArgReader;
 use super::weights::{role, WeightArgs};
-use super::{EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
+use super::{EmitCx, InferCx, InitKind, LayerDef, MaskRule, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::hir::DType;
 use crate::import::args::KerasArgs;
@@ -24,15 +24,18 @@ pub struct Embedding {
     pub output_dim: usize,
     /// `embeddings_initializer`, `embeddings_regularizer`, `embeddings_constraint`.
     pub embeddings: WeightArgs,
+    /// `mask_zero`: id 0 is padding, and the result carries the mask `ids != 0` (docs/masks.md).
+    pub mask_zero: bool,
 }
 
 impl Embedding {
-    /// `Embedding(input_dim, output_dim)`.
+    /// `Embedding(input_dim, output_dim, mask_zero = false)`.
     pub fn parse(r: &mut ArgReader<'_>) -> Option<Self> {
         let input_dim = r.required_positive("input_dim", Some(0));
         let output_dim = r.required_positive("output_dim", Some(1));
         let embeddings = WeightArgs::read(r, role!("embeddings", 2));
-        Some(Embedding { input_dim: input_dim?, output_dim: output_dim?, embeddings: embeddings? })
+        let mask_zero = r.bool_or("mask_zero", None, false);
+        Some(Embedding { input_dim: input_dim?, output_dim: output_dim?, embeddings: embeddings?, mask_zero: mask_zero? })
     }
 }
 
@@ -41,6 +44,12 @@ impl LayerDef for Embedding {
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         let ids = cx.op("Cast", &[&cx.input(0)], vec![("to", Attr::Int(7))]);
         cx.node("Gather", &[&cx.param(0), &ids], &[&cx.output()], vec![("axis", Attr::Int(0))]);
+        if let Some(m) = cx.mask_output() {
+            let zero = cx.const_i64(&[0]);
+            let eq = cx.op("Equal", &[&ids, &zero], Vec::new());
+            let ne = cx.op("Not", &[&eq], Vec::new());
+            cx.node("Cast", &[&ne], &[&m], vec![("to", Attr::Int(1))]);
+        }
         Ok(())
     }
 
@@ -64,9 +73,32 @@ impl LayerDef for Embedding {
                 return Err(Diagnostic::new(span, msg).help(help));
             }
         }
+        if self.mask_zero && x.rank() != 1 {
+            return Err(Diagnostic::new(
+                span,
+                format!(
+                    "Embedding(mask_zero = true) masks the steps of a sequence of ids (None, steps), but {} is not one",
+                    cx.describe(0)
+                ),
+            )
+            .help(format!(
+                "feed it ids of shape (None, steps), e.g. `input {}: [{}] as i32;`, or remove `mask_zero = true`",
+                cx.name(0),
+                x.numel()
+            )));
+        }
         let mut dims = x.0.clone();
         dims.push(self.output_dim);
         Ok(Shape(dims))
+    }
+
+    // A producer with `mask_zero` (its mask: ids != 0).
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        if self.mask_zero {
+            MaskRule::Produce
+        } else {
+            MaskRule::Drop
+        }
     }
 
     // One axis more than the ids.
@@ -81,7 +113,14 @@ impl LayerDef for Embedding {
     // embedding::forward(ids, table, output_dim, y)
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         let (ids, table, dim) = (cx.x(0), cx.p(0), self.output_dim);
-        quote!(::modelc::__private::kernels::embedding::forward(#ids, #table, #dim, &mut __y[..]);)
+        let mask = match cx.mask_out.is_some() {
+            true => {
+                let m = cx.mask_out();
+                quote!(::modelc::__private::kernels::masking::from_float_ids(#ids, #m);)
+            }
+            false => TokenStream::new(),
+        };
+        quote!(::modelc::__private::kernels::embedding::forward(#ids, #table, #dim, &mut __y[..]); #mask)
     }
 
     // embedding::backward(ids, dy, output_dim, dtable): ids have no gradient.
@@ -102,7 +141,7 @@ fn dims(s: &Shape) -> String {
 }
 
 impl Embedding {
-    /// Keras import: `Embedding(input_dim, output_dim)`.
+    /// Keras import: `Embedding(input_dim, output_dim, mask_zero)`.
     pub fn from_keras(a: &mut KerasArgs<'_>) {
         a.positional("input_dim");
         a.positional("output_dim");
@@ -110,7 +149,7 @@ impl Embedding {
         a.optional_object("embeddings_regularizer");
         a.optional_object("activity_regularizer");
         a.optional_object("embeddings_constraint");
-        a.expect("mask_zero", json!(false), "modelc has no masks; remove mask_zero (pad with ids the model learns to ignore)");
+        a.kw("mask_zero", json!(false));
     }
 }
 
@@ -125,6 +164,26 @@ mod tests {
         let src = "struct M { input tokens: [12] as i32; input grid: [3, 4] as i32; \
                    output a = Embedding(50, 8)(tokens); output b = Embedding(input_dim = 9, output_dim = 2)(grid); }";
         assert_eq!(ok_shapes(src), [vec![12, 8], vec![3, 4, 2]]);
+    }
+
+    #[test]
+    fn mask_zero_needs_a_sequence_of_ids_and_its_result_carries_a_mask() {
+        let typed = crate::layers::tests::typed_of(
+            "struct M { input t: [6] as i32; let e = Embedding(9, 4, mask_zero = true)(t); let d = Dense(3)(e); \
+             output y = d; output z = Embedding(9, 4)(t); }",
+        );
+        let out = |i: usize| typed.model.outputs[i].value;
+        let m = typed.masks[out(0).0].expect("Dense passes the mask on");
+        assert_eq!(typed.shapes[m.0].as_ref().map(|s| s.0.clone()), Some(vec![6]));
+        assert!(typed.masks[out(1).0].is_none());
+        let (_, _, text) = one_error("input t: [2, 3] as i32;\noutput y = Embedding(9, 4, mask_zero = true)(t);");
+        assert!(
+            text.contains(
+                "Embedding(mask_zero = true) masks the steps of a sequence of ids (None, steps), but `t` (None, 2, 3) is not one"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("`input t: [6] as i32;`"), "{text}");
     }
 
     #[test]

@@ -43,7 +43,20 @@ impl GlobalPooling {
 
 impl LayerDef for GlobalPooling {
     // ReduceMean / ReduceMax over the spatial axes of the channels-last input.
+    // With a mask (average only): Σ_t m·x / max(Σ_t m, tiny), 0 for a sample without a kept step.
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
+        if let Some(mask) = cx.mask_input(0).filter(|_| !self.max) {
+            let last = cx.const_i64(&[-1]);
+            let m = cx.op("Unsqueeze", &[&mask, &last], Vec::new());
+            let xm = cx.op("Mul", &[&cx.input(0), &m], Vec::new());
+            let steps = cx.const_i64(&[1]);
+            let num = cx.op("ReduceSum", &[&xm, &steps], vec![("keepdims", Attr::Int(0))]);
+            let den = cx.op("ReduceSum", &[&m, &steps], vec![("keepdims", Attr::Int(0))]);
+            let tiny = cx.scalar(f32::MIN_POSITIVE);
+            let den = cx.op("Max", &[&den, &tiny], Vec::new());
+            cx.node("Div", &[&num, &den], &[&cx.output()], Vec::new());
+            return Ok(());
+        }
         let axes: Vec<usize> = (1..cx.input_shape(0).rank()).collect();
         let op = if self.max { "ReduceMax" } else { "ReduceMean" };
         cx.node(op, &[&cx.input(0)], &[&cx.output()], vec![("axes", crate::onnx::ints(&axes)), ("keepdims", Attr::Int(0))]);
@@ -73,10 +86,14 @@ impl LayerDef for GlobalPooling {
         Some(1)
     }
 
-    // pool::global_{avg,max}_forward(x, y, __b, positions, channels)
+    // pool::global_{avg,max}_forward(x, y, __b, positions, channels); global_avg_masked_forward with a
+    // mask (Keras' GlobalAveragePooling1D averages the kept steps; GlobalMaxPooling1D ignores the mask).
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         let (positions, c) = Self::layout(cx);
         let x = cx.x(0);
+        if let Some(m) = cx.mask(0).filter(|_| !self.max) {
+            return quote!(::modelc::__private::kernels::pool::global_avg_masked_forward(#x, #m, &mut __y[..], __b, #positions, #c););
+        }
         if self.max {
             quote!(::modelc::__private::kernels::pool::global_max_forward(#x, &mut __y[..], __b, #positions, #c);)
         } else {
@@ -91,6 +108,9 @@ impl LayerDef for GlobalPooling {
         }
         let (positions, c) = Self::layout(cx);
         let (dx, wr) = (cx.dx_mut(0), cx.dx_write(0));
+        if let Some(m) = cx.mask(0).filter(|_| !self.max) {
+            return quote!(::modelc::__private::kernels::pool::global_avg_masked_backward(&__dy[..], #m, #dx, __b, #positions, #c, #wr););
+        }
         if self.max {
             let (x, y) = (cx.x(0), cx.y());
             quote!(::modelc::__private::kernels::pool::global_max_backward(#x, #y, &__dy[..], #dx, __b, #positions, #c, #wr);)

@@ -2,7 +2,7 @@
 //! (Keras' broadcasting) and one emitter, parameterized by the operation, as in the runtime's `merge.rs`.
 
 use super::args::ArgReader;
-use super::{Arity, EmitCx, InferCx, LayerDef};
+use super::{Arity, EmitCx, InferCx, LayerDef, MaskRule};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
 use crate::onnx::{OnnxCx, OnnxError};
@@ -94,6 +94,11 @@ fn padded(dims: &[usize], rank: usize) -> Vec<usize> {
 }
 
 impl LayerDef for Merge {
+    // Keras' `Merge.compute_mask`: the OR of the operands' masks when each has one.
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        MaskRule::Any
+    }
+
     // Add, Average, Maximum, Minimum: the variadic Sum, Mean, Max, Min; Subtract: Sub; Multiply: a chain of Mul.
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         let ins: Vec<String> = (0..cx.n_inputs()).map(|i| cx.input(i)).collect();

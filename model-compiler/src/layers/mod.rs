@@ -16,6 +16,7 @@ pub mod dot_attention;
 pub mod dropout;
 pub mod embedding;
 pub mod global_pooling;
+pub mod masking;
 pub mod merge;
 pub mod normalization;
 pub mod padding;
@@ -174,9 +175,42 @@ pub struct InferCx<'a> {
     /// The keyword tensor arguments, each naming a range of `inputs` (`initial_state = [h, c]`);
     /// only keywords of [`LayerDef::call_keywords`] get here.
     pub keywords: &'a [crate::hir::Keyword],
+    /// The mask each operand carries (docs/masks.md), indexed like `inputs`; empty when none does.
+    pub masks: &'a [Option<MaskInfo>],
+}
+
+/// A mask an operand carries at compile time: one 0/1 value per step of its first axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaskInfo {
+    /// Steps (the operand's first axis after the batch).
+    pub steps: usize,
+}
+
+/// What a call's result carries as its mask, given its operands' masks (Keras' `compute_mask`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskRule {
+    /// No mask (every layer that does not support masking, and the consumers that use it up).
+    Drop,
+    /// Operand `i`'s mask, unchanged (Keras' `supports_masking` without `compute_mask`).
+    Keep(usize),
+    /// The OR of the operands' masks when every operand carries one, else none (Keras' merges, whose
+    /// `compute_mask` ORs them; a missing mask makes the result all-true, which is no mask).
+    Any,
+    /// A new mask the layer's forward writes through [`EmitCx::mask_out`] (`Masking`, `Embedding(mask_zero = true)`).
+    Produce,
 }
 
 impl InferCx<'_> {
+    /// The mask operand `i` carries, if any.
+    pub fn mask(&self, i: usize) -> Option<MaskInfo> {
+        self.masks.get(i).copied().flatten()
+    }
+
+    /// Whether any operand carries a mask.
+    pub fn any_mask(&self) -> bool {
+        self.masks.iter().any(Option::is_some)
+    }
+
     /// The operands passed by keyword `name`, when given.
     pub fn keyword(&self, name: &str) -> Option<&crate::hir::Keyword> {
         self.keywords.iter().find(|k| k.name == name)
@@ -240,9 +274,41 @@ pub struct EmitCx {
     pub dx_set: Vec<bool>,
     /// Whether backward is the first writer of the layer's parameter gradients.
     pub params_set: bool,
+    /// The mask buffer of each operand (its shape is `(steps,)`), indexed like `inputs`; may be shorter.
+    pub masks: Vec<Option<Operand>>,
+    /// The mask this call writes ([`MaskRule::Produce`]), bound to `__m` in forward.
+    pub mask_out: Option<Operand>,
 }
 
 impl EmitCx {
+    /// `Some(&__ws.values[m][..__b * steps])`, the mask operand `i` carries (1.0 kept, 0.0 masked; row
+    /// `b` at `[b * steps..(b + 1) * steps]`), or `None` when it carries none.
+    pub fn mask(&self, i: usize) -> Option<TokenStream> {
+        let m = self.masks.get(i)?.as_ref()?;
+        let (buf, n) = (m.buf, m.shape.numel());
+        Some(quote!(&__ws.values[#buf][..__b * #n]))
+    }
+
+    /// [`EmitCx::mask`] as an `Option<&[f32]>` expression.
+    pub fn mask_arg(&self, i: usize) -> TokenStream {
+        match self.mask(i) {
+            Some(m) => quote!(::core::option::Option::Some(#m)),
+            None => quote!(::core::option::Option::None),
+        }
+    }
+
+    /// The mask this call wrote ([`MaskRule::Produce`]), read-only, for backward: `&__ws.values[m][..__b * steps]`.
+    pub fn mask_of_output(&self) -> Option<TokenStream> {
+        let m = self.mask_out.as_ref()?;
+        let (buf, n) = (m.buf, m.shape.numel());
+        Some(quote!(&__ws.values[#buf][..__b * #n]))
+    }
+
+    /// `__m`: the mask this call writes (forward only, `&mut [f32]` of `__b * steps`), for a producer.
+    pub fn mask_out(&self) -> TokenStream {
+        quote!(__m)
+    }
+
     /// `&__ws.values[buf][..__b * n]` of operand `i` (`n` its per-sample length): exactly the operand,
     /// also when the buffer is longer because inference shares it with larger values.
     /// In the inference forward a model input is read in place when the runtime passes it in
@@ -439,6 +505,11 @@ pub trait LayerDef {
     fn extra_shapes(&self, _cx: &InferCx<'_>, _output: &Shape) -> Vec<Shape> {
         Vec::new()
     }
+    /// The mask of the call's result given its operands' (`cx.masks`; Keras' `compute_mask`, see
+    /// docs/masks.md), asked only when the call's shape rule succeeded. Default: drop it.
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        MaskRule::Drop
+    }
     /// Parameters once built on these input shapes, in Keras' weight order.
     fn params(&self, _inputs: &[Shape]) -> Vec<ParamDecl> {
         Vec::new()
@@ -561,6 +632,8 @@ pub enum LayerKind {
     MultiHeadAttention(attention::MultiHeadAttention),
     /// `Attention(use_scale, score_mode, dropout)`: Keras' dot-product attention without projections.
     Attention(dot_attention::Attention),
+    /// `Masking(mask_value = 0.0)`.
+    Masking(masking::Masking),
 }
 
 /// Keras class names of every layer kind, for "did you mean".
@@ -614,6 +687,7 @@ pub const KINDS: &[&str] = &[
     "TimeDistributed",
     "MultiHeadAttention",
     "Attention",
+    "Masking",
 ];
 
 /// Parses the arguments of layer kind `name`; `None` when `name` is not a layer kind.
@@ -667,6 +741,7 @@ pub fn parse_kind(name: &str, r: &mut ArgReader<'_>) -> Option<Option<LayerKind>
         "TimeDistributed" => time_distributed::TimeDistributed::parse(r).map(LayerKind::TimeDistributed),
         "MultiHeadAttention" => attention::MultiHeadAttention::parse(r).map(LayerKind::MultiHeadAttention),
         "Attention" => dot_attention::Attention::parse(r).map(LayerKind::Attention),
+        "Masking" => masking::Masking::parse(r).map(LayerKind::Masking),
         "SeparableConv1D" => separable::Separable::parse(r, 1).map(LayerKind::Separable),
         "SeparableConv2D" => separable::Separable::parse(r, 2).map(LayerKind::Separable),
         _ => return None,
@@ -708,6 +783,7 @@ pub fn keras_import(class: &str) -> Option<fn(&mut crate::import::args::KerasArg
         "Attention" => dot_attention::Attention::from_keras,
         "SimpleRNN" | "LSTM" | "GRU" => recurrent::Recurrent::from_keras,
         "Bidirectional" => bidirectional::Bidirectional::from_keras,
+        "Masking" => masking::Masking::from_keras,
         _ => return None,
     })
 }
@@ -768,6 +844,7 @@ macro_rules! dispatch {
             LayerKind::TimeDistributed($l) => $e,
             LayerKind::MultiHeadAttention($l) => $e,
             LayerKind::Attention($l) => $e,
+            LayerKind::Masking($l) => $e,
         }
     };
 }
@@ -796,6 +873,9 @@ impl LayerDef for LayerKind {
     }
     fn extra_shapes(&self, cx: &InferCx<'_>, output: &Shape) -> Vec<Shape> {
         dispatch!(self, l => l.extra_shapes(cx, output))
+    }
+    fn mask_rule(&self, cx: &InferCx<'_>) -> MaskRule {
+        dispatch!(self, l => l.mask_rule(cx))
     }
     fn params(&self, inputs: &[Shape]) -> Vec<ParamDecl> {
         dispatch!(self, l => l.params(inputs))

@@ -6,7 +6,7 @@
 
 use super::args::ArgReader;
 use super::weights::{read_initializer, role, InitSpec, WeightArgs};
-use super::{some_if, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
+use super::{some_if, EmitCx, InferCx, InitKind, LayerDef, MaskRule, ParamDecl};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
@@ -187,6 +187,11 @@ impl BatchNormalization {
 }
 
 impl LayerDef for BatchNormalization {
+    // Keras: `supports_masking`, so the operand's mask passes through (docs/masks.md).
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        MaskRule::Keep(0)
+    }
+
     // A BatchNormalization node (inference: the moving statistics) on the channel axis moved to position 1;
     // ones and zeros stand for a missing gamma or beta.
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
@@ -311,6 +316,11 @@ impl LayerNormalization {
 }
 
 impl LayerDef for LayerNormalization {
+    // Keras: `supports_masking`, so the operand's mask passes through (docs/masks.md).
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        MaskRule::Keep(0)
+    }
+
     // (x − mean) / √(var + ε) over the axes (ReduceMean), · gamma + beta broadcast over the other axes.
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         let shape = cx.input_shape(0);

@@ -15,7 +15,7 @@
 
 use super::args::ArgReader;
 use super::weights::{role, WeightArgs};
-use super::{Act, EmitCx, InferCx, InitKind, LayerDef, ParamDecl};
+use super::{Act, EmitCx, InferCx, InitKind, LayerDef, MaskRule, ParamDecl};
 use crate::ast::ArgKind;
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
@@ -200,6 +200,20 @@ impl Recurrent {
             cell: #cell, batch: __b, steps: #steps, input: #input, units: #units, act: #act, rec_act: #rec,
             go_backwards: #go_backwards, return_sequences: #rs,
         })
+    }
+
+    /// The kernel methods (forward, backward) of a call and the mask argument they take after `x`:
+    /// `forward_masked(x, Masked { mask, zero_outputs }, ..)` when operand 0 carries a mask
+    /// (docs/masks.md), else the plain `forward(x, ..)`. `zero_outputs`: Keras' `zero_output_for_mask`.
+    pub(crate) fn masked_methods(cx: &EmitCx, zero_outputs: bool) -> (TokenStream, TokenStream, TokenStream) {
+        match cx.mask(0) {
+            Some(m) => (
+                quote!(forward_masked),
+                quote!(backward_masked),
+                quote!(::modelc::__private::kernels::recurrent::Masked { mask: ::core::option::Option::Some(#m), zero_outputs: #zero_outputs },),
+            ),
+            None => (quote!(forward), quote!(backward), TokenStream::new()),
+        }
     }
 
     /// How many parameters the layer has.
@@ -410,6 +424,15 @@ impl Recurrent {
         first: usize,
         states: &[String],
     ) -> Result<OnnxRun, OnnxError> {
+        // ONNX's recurrent operators skip padding through `sequence_lens` (a suffix per sample), not a
+        // per-step mask that may hold gaps, and a mask is data: the export cannot know it is a suffix.
+        if cx.mask_input(0).is_some() {
+            return Err(OnnxError::Unsupported(String::from(
+                "its input carries a mask (from Masking or Embedding(mask_zero = true)), and ONNX's recurrent operators \
+                 take sequence lengths, not per-step masks; export a copy of the model without the mask producer \
+                 and pass sequences padded at the end",
+            )));
+        }
         let (steps, features) = match cx.input_shape(0).0.as_slice() {
             [t, f] => (*t, *f),
             _ => return Err(OnnxError::Unsupported(String::from("the operand is not a sequence (None, steps, features)"))),
@@ -622,6 +645,15 @@ impl LayerDef for Recurrent {
         Some(if self.return_sequences { 2 } else { 1 })
     }
 
+    // Keras' `RNN.compute_mask`: a sequence output keeps the input's mask; the states carry none.
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        if self.return_sequences {
+            MaskRule::Keep(0)
+        } else {
+            MaskRule::Drop
+        }
+    }
+
     fn extra_rank(&self, _k: usize, _inputs: &[Option<usize>]) -> Option<usize> {
         Some(1)
     }
@@ -681,9 +713,10 @@ impl LayerDef for Recurrent {
         let (h_out, c_out) = (res(1), res(2));
         let s = cx.scratch.first().copied().unwrap_or(0);
         let n = cx.scratch_len(0);
+        let (fwd, _, masked) = Self::masked_methods(cx, false);
         quote! {
             let mut __rnn = ::core::mem::take(&mut __ws.scratch[#s]);
-            #cfg.forward(#x, #h0, #c0, #weights, &mut __rnn[..__b * #n], &mut __y[..], #h_out, #c_out);
+            #cfg.#fwd(#x, #masked #h0, #c0, #weights, &mut __rnn[..__b * #n], &mut __y[..], #h_out, #c_out);
             __ws.scratch[#s] = __rnn;
         }
     }
@@ -713,11 +746,12 @@ impl LayerDef for Recurrent {
                 states.extend(quote!(::modelc::__private::kernels::recurrent::add_into(#d, __cfg.state_grads(&__work[..]).#part);));
             }
         }
+        let (_, bwd, masked) = Self::masked_methods(cx, false);
         quote! {
             let __cfg = #cfg;
             let mut __work = ::core::mem::take(&mut __ws.scratch[#w]);
-            __cfg.backward(
-                #x, #weights, #kept, &mut __work[..__b * #wn], &__dy[..], #dh_out, #dc_out, #dx,
+            __cfg.#bwd(
+                #x, #masked #weights, #kept, &mut __work[..__b * #wn], &__dy[..], #dh_out, #dc_out, #dx,
                 #grads,
             );
             #states

@@ -2,7 +2,7 @@
 //! training and inference alike). `scale` is a number: Keras' per-channel array form is not supported.
 
 use super::args::{describe, ArgReader};
-use super::{EmitCx, InferCx, LayerDef};
+use super::{EmitCx, InferCx, LayerDef, MaskRule};
 use crate::ast::{ArgKind, ArgValue};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
@@ -57,6 +57,11 @@ impl Rescaling {
 }
 
 impl LayerDef for Rescaling {
+    // Keras: `supports_masking`, so the operand's mask passes through (docs/masks.md).
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        MaskRule::Keep(0)
+    }
+
     // x · scale + offset.
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         let (s, o) = (cx.scalar(self.scale), cx.scalar(self.offset));

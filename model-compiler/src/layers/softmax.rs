@@ -2,7 +2,7 @@
 //! model output ending in it fuses with categorical cross-entropy.
 
 use super::args::ArgReader;
-use super::{Act, EmitCx, InferCx, LayerDef};
+use super::{Act, EmitCx, InferCx, LayerDef, MaskRule};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
 use crate::onnx::{Attr, OnnxCx, OnnxError};
@@ -37,6 +37,11 @@ impl Softmax {
 }
 
 impl LayerDef for Softmax {
+    // Keras: `supports_masking`, so the operand's mask passes through (docs/masks.md).
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        MaskRule::Keep(0)
+    }
+
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         cx.node("Softmax", &[&cx.input(0)], &[&cx.output()], vec![("axis", Attr::Int(self.axis))]);
         Ok(())

@@ -5,7 +5,7 @@
 //! `time_distributed/dense/kernel`: the wrapper's name, the wrapped layer's name, the weight.
 
 use super::args::ArgReader;
-use super::{Act, Arity, CallArgsCx, EmitCx, InferCx, LayerDef, LayerKind, Operand, ParamDecl};
+use super::{Act, Arity, CallArgsCx, EmitCx, InferCx, LayerDef, LayerKind, MaskRule, Operand, ParamDecl};
 use crate::diag::Diagnostic;
 use crate::import::args::KerasArgs;
 use crate::onnx::{OnnxCx, OnnxError};
@@ -90,6 +90,8 @@ impl TimeDistributed {
             inputs_in_place: cx.inputs_in_place,
             dx_set: cx.dx_set.clone(),
             params_set: cx.params_set,
+            masks: Vec::new(),
+            mask_out: None,
         }
     }
 
@@ -112,6 +114,11 @@ fn step_shape(s: &Shape) -> Shape {
 }
 
 impl LayerDef for TimeDistributed {
+    // Keras: `supports_masking`, so the operand's mask passes through (docs/masks.md).
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        MaskRule::Keep(0)
+    }
+
     // Reshape (N, steps, ...) -> (N·steps, ...); the wrapped layer's own nodes with the steps as samples;
     // Reshape (N·steps, out...) -> (N, steps, out...).
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
@@ -145,7 +152,8 @@ impl LayerDef for TimeDistributed {
         }
         let steps = x.0.first().copied().unwrap_or(0);
         let inner_in = [step_shape(x)];
-        let inner = InferCx { inputs: &inner_in, names: cx.names, dtypes: cx.dtypes, spans: cx.spans, span: cx.span, keywords: &[] };
+        let inner =
+            InferCx { inputs: &inner_in, names: cx.names, dtypes: cx.dtypes, spans: cx.spans, span: cx.span, keywords: &[], masks: &[] };
         let out = self.inner.infer(&inner)?;
         Ok(Shape(std::iter::once(steps).chain(out.0).collect()))
     }

@@ -61,6 +61,23 @@ pub struct Mask<'a> {
     pub rows: usize,
     /// 1 or `tv`.
     pub cols: usize,
+    /// The operands' step masks (none: `StepMasks::default()`). With no explicit mask, `values` is
+    /// empty and only these apply.
+    pub steps: StepMasks<'a>,
+}
+
+/// The step masks the operands carry (docs/masks.md: `tq` or `tv` values per sample, 1 kept and 0
+/// masked): Keras' MultiHeadAttention keeps position (i, j) only where the query keeps step i and the
+/// value and key keep step j (`q_mask[:, :, None] & v_mask[:, None, :] & k_mask[:, None, :]`), ANDed with
+/// the explicit mask and the causal one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepMasks<'a> {
+    /// The query's mask.
+    pub query: Option<&'a [f32]>,
+    /// The value's mask.
+    pub value: Option<&'a [f32]>,
+    /// The key's mask (when the key is another tensor than the value).
+    pub key: Option<&'a [f32]>,
 }
 
 /// The layer's parameters in Keras' order and layout (kernels `[in, heads, dim]` / `[heads, dim, out]`).
@@ -223,6 +240,14 @@ fn kept(m: &Mha, mask: Option<&Mask<'_>>, s: usize, i: usize, j: usize) -> bool 
     }
     match mask {
         Some(mk) => {
+            let step = |v: Option<&[f32]>, t: usize, at: usize| v.is_none_or(|v| v.get(s * t + at).is_some_and(|&x| x > 0.5));
+            let sm = &mk.steps;
+            if !(step(sm.query, m.tq, i) && step(sm.value, m.tv, j) && step(sm.key, m.tv, j)) {
+                return false;
+            }
+            if mk.values.is_empty() {
+                return true;
+            }
             let r = if mk.rows == 1 { 0 } else { i };
             let c = if mk.cols == 1 { 0 } else { j };
             mk.values.get(s * mk.rows * mk.cols + r * mk.cols + c).is_some_and(|&v| v > 0.5)
@@ -501,7 +526,7 @@ mod tests {
         let sizes = [5 * 6, 6, 2 * 6, 6, 3 * 4, 4, 4 * 4, 4];
         let mut w: [Vec<f32>; 8] = std::array::from_fn(|i| filled(sizes[i], 20 + i as u64));
         let mask_values: Vec<f32> = (0..batch * 4).map(|i| if i == 3 || i == 6 { 0.0 } else { 1.0 }).collect();
-        let mask = Mask { values: &mask_values, rows: 1, cols: 4 };
+        let mask = Mask { values: &mask_values, rows: 1, cols: 4, steps: StepMasks::default() };
         let r = filled(batch * m.tq * m.out, 30);
         // The returned scores are used downstream too: their gradient joins backward.
         let rs = filled(batch * m.heads * m.tq * m.tv, 31);

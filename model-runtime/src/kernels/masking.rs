@@ -1,7 +1,8 @@
 //! Keras `Masking(mask_value)` and the step masks of docs/masks.md: a mask is `batch · steps` values,
 //! `1.0` for a kept step and `0.0` for a masked one. Forward writes the mask and the output (masked
 //! steps set to 0, as Keras' `where(mask, x, 0)`); backward passes the gradient of kept steps only.
-//! The compiler does not emit these yet (docs/masks.md is the design that will).
+//! The compiler emits them for `Masking`, `Embedding(mask_zero = true)`, the merges and the losses of
+//! masked outputs (docs/masks.md).
 
 use super::GradWrite;
 
@@ -34,6 +35,20 @@ pub fn backward(dy: &[f32], mask: &[f32], dx: &mut [f32], batch: usize, steps: u
             GradWrite::Set => gs.iter_mut().zip(ds).for_each(|(g, &d)| *g = m * d),
         }
     }
+}
+
+/// The mask of a merge of masked tensors (Keras' `Merge.compute_mask`): `out[i] = 1` where any of
+/// `masks` keeps step `i`.
+pub fn any(masks: &[&[f32]], out: &mut [f32]) {
+    out.fill(0.0);
+    for m in masks {
+        out.iter_mut().zip(m.iter()).for_each(|(o, &v)| *o = o.max(v));
+    }
+}
+
+/// The mask of `Embedding(mask_zero = true)` over ids staged as floats: `mask[i] = 1` where `ids[i] != 0`.
+pub fn from_float_ids(ids: &[f32], mask: &mut [f32]) {
+    mask.iter_mut().zip(ids).for_each(|(m, &id)| *m = if id != 0.0 { 1.0 } else { 0.0 });
 }
 
 /// The mask of `Embedding(mask_zero = true)`: `mask[i] = 1` where `ids[i] != 0`.

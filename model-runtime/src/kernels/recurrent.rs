@@ -210,6 +210,25 @@ impl Rnn {
         h_out: Option<&mut [f32]>,
         c_out: Option<&mut [f32]>,
     ) {
+        self.forward_masked(x, Masked::NONE, h0, c0, p, scratch, y, h_out, c_out)
+    }
+
+    /// [`Rnn::forward`] skipping the steps `mask` masks (Keras 3): at a masked step every state is
+    /// carried over unchanged; a sequence output holds the carried state there, or 0 with
+    /// [`Masked::zero_outputs`] (Keras' `zero_output_for_mask`, which `Bidirectional` sets).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_masked(
+        &self,
+        x: &[f32],
+        masked: Masked<'_>,
+        h0: Option<&[f32]>,
+        c0: Option<&[f32]>,
+        p: &Weights<'_>,
+        scratch: &mut [f32],
+        y: &mut [f32],
+        h_out: Option<&mut [f32]>,
+        c_out: Option<&mut [f32]>,
+    ) {
         let s = self.split_scratch(scratch);
         let (bt, u, gu, rows) = (self.batch * self.steps, self.units, self.gu(), self.batch);
         let step_len = rows * u;
@@ -309,9 +328,22 @@ impl Rnn {
                     }
                 }
             }
+            if let Some(m) = masked.mask {
+                for b in (0..rows).filter(|&b| m[b * self.steps + t] == 0.0) {
+                    carry(s.h, st, step_len, b * u, u);
+                    if self.cell == Cell::Lstm {
+                        carry(s.c, st, step_len, b * u, u);
+                    }
+                }
+            }
             if self.return_sequences {
+                let h_new = &s.h[(st + 1) * step_len..][..step_len];
                 for b in 0..rows {
-                    y[(b * self.steps + st) * u..][..u].copy_from_slice(&h_new[b * u..][..u]);
+                    let out = &mut y[(b * self.steps + st) * u..][..u];
+                    match masked.zero_outputs && masked.is_masked(b * self.steps + t) {
+                        true => out.fill(0.0),
+                        false => out.copy_from_slice(&h_new[b * u..][..u]),
+                    }
                 }
             }
         }
@@ -344,6 +376,25 @@ impl Rnn {
         dx: Option<&mut [f32]>,
         g: WeightGrads<'_>,
     ) {
+        self.backward_masked(x, Masked::NONE, p, kept, work, dy, dh_out, dc_out, dx, g)
+    }
+
+    /// The backward of [`Rnn::forward_masked`] with the same `masked`: at a masked step the states'
+    /// gradients pass straight through to the previous step and nothing reaches the gates or `x`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_masked(
+        &self,
+        x: &[f32],
+        masked: Masked<'_>,
+        p: &Weights<'_>,
+        kept: &[f32],
+        work: &mut [f32],
+        dy: &[f32],
+        dh_out: Option<&[f32]>,
+        dc_out: Option<&[f32]>,
+        dx: Option<&mut [f32]>,
+        g: WeightGrads<'_>,
+    ) {
         let k = &self.split_kept(kept);
         let wk = self.split_work(work);
         let (u, gu, rows, steps) = (self.units, self.gu(), self.batch, self.steps);
@@ -358,7 +409,7 @@ impl Rnn {
         for st in (0..steps).rev() {
             let t = self.time(st);
             if self.return_sequences {
-                for b in 0..rows {
+                for b in (0..rows).filter(|&b| !(masked.zero_outputs && masked.is_masked(b * steps + t))) {
                     let src = &dy[(b * steps + st) * u..][..u];
                     dh[b * u..][..u].iter_mut().zip(src).for_each(|(d, &v)| *d += v);
                 }
@@ -369,6 +420,12 @@ impl Rnn {
             let dgs = &mut dg[st * rows * gu..][..rows * gu];
             for b in 0..rows {
                 let dgr = &mut dgs[b * gu..][..gu];
+                if masked.is_masked(b * steps + t) {
+                    // A carried step: no gate saw it; the states' gradients pass through below.
+                    dgr.fill(0.0);
+                    dxp[(b * steps + t) * gu..][..gu].fill(0.0);
+                    continue;
+                }
                 let (zr, ar) = (&z[b * gu..][..gu], &a[b * gu..][..gu]);
                 let dhr = &dh[b * u..][..u];
                 match self.cell {
@@ -428,11 +485,14 @@ impl Rnn {
             // The previous state's gradient: through R, plus GRU's direct path z·h_prev.
             sgemm(rows, gu, u, 1.0, dgs, false, p.r, true, 0.0, dh2);
             if self.cell == Cell::Gru {
-                for b in 0..rows {
+                for b in (0..rows).filter(|&b| !masked.is_masked(b * steps + t)) {
                     for j in 0..u {
                         dh2[b * u + j] += dh[b * u + j] * a[b * gu + j];
                     }
                 }
+            }
+            for b in (0..rows).filter(|&b| masked.is_masked(b * steps + t)) {
+                dh2[b * u..][..u].copy_from_slice(&dh[b * u..][..u]);
             }
             dh.copy_from_slice(dh2);
         }
@@ -455,6 +515,34 @@ impl Rnn {
             }
         }
     }
+}
+
+/// The step mask a recurrent call runs with (docs/masks.md): `batch · steps` values in input time order,
+/// 1 for a kept step and 0 for a masked one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Masked<'a> {
+    /// The mask; `None`: every step is kept.
+    pub mask: Option<&'a [f32]>,
+    /// Whether a sequence output is 0 at a masked step (Keras' `zero_output_for_mask`), else the
+    /// carried state.
+    pub zero_outputs: bool,
+}
+
+impl Masked<'_> {
+    /// No mask.
+    pub const NONE: Masked<'static> = Masked { mask: None, zero_outputs: false };
+
+    /// Whether entry `i` (sample·steps + time) is masked.
+    #[inline]
+    fn is_masked(&self, i: usize) -> bool {
+        self.mask.is_some_and(|m| m[i] == 0.0)
+    }
+}
+
+/// Copies row block `[off..off + u]` of time-major state `st` into state `st + 1` (a carried step).
+fn carry(states: &mut [f32], st: usize, step_len: usize, off: usize, u: usize) {
+    let (prev, next) = states.split_at_mut((st + 1) * step_len);
+    next[off..off + u].copy_from_slice(&prev[st * step_len + off..][..u]);
 }
 
 /// y = act(x) for the gates: sigmoid and tanh through [`exp_fast`] in loops the compiler vectorizes
