@@ -3,7 +3,8 @@
 //! `Attention()([query, value])` or `Attention()([query, value, key])`, with `use_causal_mask = true` and
 //! `return_attention_scores = true`. Weights: the scalar `scale` (shape `[]`, ones) with `use_scale`, the
 //! scalar `concat_score_weight` with `score_mode = concat`. Keras' padding masks (`mask = [q_mask,
-//! v_mask]`) are not taken yet: modelc has no mask flow. The kernel is
+//! v_mask]`, or masks flowing in from `Masking`/`mask_zero`) are not read yet: an operand that carries a
+//! mask is a compile error rather than a silent difference from Keras. The kernel is
 //! `model-runtime/src/kernels/dot_attention.rs`.
 
 use super::args::ArgReader;
@@ -292,6 +293,19 @@ impl LayerDef for Attention {
             )
             .help(format!("each value needs its key: pass a key with {} positions", v.lead())));
         }
+        if let Some(i) = cx.masks.iter().position(Option::is_some) {
+            return Err(Diagnostic::new(
+                cx.spans.get(i).copied().unwrap_or(cx.span),
+                format!(
+                    "Attention does not read padding masks yet, but {} carries one (from `Masking` or `mask_zero = true` upstream); \
+                     Keras would mask the scores with it",
+                    cx.describe(i)
+                ),
+            )
+            .help(
+                "use `MultiHeadAttention`, which reads the query's and value's masks as Keras does, or drop `mask_zero`/`Masking` upstream",
+            ));
+        }
         Ok(Shape(vec![q.lead(), v.last()]))
     }
 
@@ -423,6 +437,16 @@ impl LayerDef for Attention {
 mod tests {
     use crate::layers::tests::{errors, ok_shapes};
 
+    #[test]
+    fn an_operand_carrying_a_mask_is_an_error_not_a_silent_difference() {
+        let errs = errors(
+            "struct M { input t: [5] as i32; input q: [4, 6];\n let e = Embedding(20, 6, mask_zero = true)(t);\n output y = Attention()([q, e]); }",
+        );
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        let (text, help) = (&errs[0].0, errs[0].1.as_deref().unwrap_or_default());
+        assert!(text.contains("Attention does not read padding masks yet, but `e` (None, 5, 6) carries one"), "{text}");
+        assert!(help.contains("use `MultiHeadAttention`"), "{help}");
+    }
     #[test]
     fn output_is_query_positions_by_value_features_and_scores_tq_by_tv() {
         let src = "struct M { input q: [5, 8]; input v: [7, 3]; input k: [7, 8];
