@@ -17,7 +17,6 @@
 //! softmax and the probabilities of masked positions are set to 0 after it.
 
 use super::gemm::sgemm;
-use crate::init::hash_uniform;
 
 /// Keras' `_large_negative_number` for float32.
 const MASKED: f32 = -1e9;
@@ -208,18 +207,14 @@ impl Mha {
         training && self.dropout > 0.0
     }
 
-    /// The dropout stream of a training step.
+    /// The dropout stream of a training step (Dropout's).
     fn stream(&self, step: u64) -> u64 {
-        self.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+        super::dropout::stream(self.seed, step)
     }
 
     /// The dropout factor (0 or 1 / (1 − rate)) of probability `idx` of the batch at one step.
     fn keep_factor(&self, stream: u64, idx: usize) -> f32 {
-        if hash_uniform(stream, idx as u64) >= self.dropout {
-            1.0 / (1.0 - self.dropout)
-        } else {
-            0.0
-        }
+        super::dropout::keep_factor(stream, idx as u64, self.dropout)
     }
 }
 
@@ -485,7 +480,7 @@ mod tests {
     }
 
     fn filled(n: usize, seed: u64) -> Vec<f32> {
-        (0..n).map(|i| hash_uniform(seed, i as u64) * 2.0 - 1.0).collect()
+        (0..n).map(|i| crate::init::hash_uniform(seed, i as u64) * 2.0 - 1.0).collect()
     }
 
     #[test]

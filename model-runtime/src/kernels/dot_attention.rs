@@ -15,7 +15,6 @@
 //! key and value at once).
 
 use super::gemm::sgemm;
-use crate::init::hash_uniform;
 
 /// What Keras subtracts from a masked score.
 const MASKED: f32 = 1e9;
@@ -94,17 +93,14 @@ impl Attn {
         training && self.dropout > 0.0
     }
 
+    /// The dropout stream of a training step (Dropout's).
     fn stream(&self, step: u64) -> u64 {
-        self.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+        super::dropout::stream(self.seed, step)
     }
 
     /// The dropout factor (0 or 1 / (1 − rate)) of probability `idx` of the batch at one step.
     fn keep_factor(&self, stream: u64, idx: usize) -> f32 {
-        if hash_uniform(stream, idx as u64) >= self.dropout {
-            1.0 / (1.0 - self.dropout)
-        } else {
-            0.0
-        }
+        super::dropout::keep_factor(stream, idx as u64, self.dropout)
     }
 
     /// The raw scores `S [tq, tv]` of one sample, unmasked.
@@ -309,7 +305,7 @@ mod tests {
     use super::*;
 
     fn filled(n: usize, seed: u64) -> Vec<f32> {
-        (0..n).map(|i| hash_uniform(seed, i as u64) * 2.0 - 1.0).collect()
+        (0..n).map(|i| crate::init::hash_uniform(seed, i as u64) * 2.0 - 1.0).collect()
     }
 
     /// Σ r ⊙ y + Σ rs ⊙ scores at a fixed training step.

@@ -6,9 +6,18 @@
 
 use crate::init::hash_uniform;
 
-/// The mask stream of one layer at one training step.
-fn stream(seed: u64, step: u64) -> u64 {
+/// The mask stream of one layer at one training step (also the attention layers' dropout stream).
+pub(crate) fn stream(seed: u64, step: u64) -> u64 {
     seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+}
+
+/// The dropout factor of element `idx` of `stream`: 0 (dropped, probability `rate`) or 1 / (1 − rate).
+pub(crate) fn keep_factor(stream: u64, idx: u64, rate: f32) -> f32 {
+    if hash_uniform(stream, idx) >= rate {
+        1.0 / (1.0 - rate)
+    } else {
+        0.0
+    }
 }
 
 /// y = x ⊙ mask when `training` (mask written to `mask`: 0 or 1 / (1 − rate)), else y = x. `first` is
@@ -21,10 +30,9 @@ pub fn forward(rate: f32, seed: u64, step: u64, first: u64, training: bool, x: &
         return;
     }
     debug_assert!(mask.len() >= x.len());
-    let scale = 1.0 / (1.0 - rate);
     let s = stream(seed, step);
     for (i, ((yv, m), &xv)) in y.iter_mut().zip(mask.iter_mut()).zip(x).enumerate() {
-        *m = if hash_uniform(s, first + i as u64) >= rate { scale } else { 0.0 };
+        *m = keep_factor(s, first + i as u64, rate);
         *yv = xv * *m;
     }
 }
