@@ -25,22 +25,8 @@ const SEED: u64 = 42;
 const OUT: &str = "out/distributed_digits";
 
 fn main() -> std::process::ExitCode {
-    let mpi = match Mpi::init() {
-        Ok(mpi) => mpi,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match run(&mpi) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        // An error of one rank alone must not leave the others waiting: end the whole job.
-        Err(e) if mpi.size() > 1 => mpi.abort(1, &format!("error: {e}")),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    // An error of one rank alone ends the whole job rather than leave the others waiting.
+    Mpi::run(run)
 }
 
 fn run(mpi: &Mpi) -> Result<(), Box<dyn std::error::Error>> {

@@ -44,22 +44,8 @@ const EPOCHS: usize = 3;
 const CRASH_EPOCHS: usize = 6;
 
 fn main() -> std::process::ExitCode {
-    let mpi = match Mpi::init() {
-        Ok(mpi) => mpi,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match run(&mpi) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        // An error one rank alone may have must not leave the others waiting: end the whole job.
-        Err(e) if mpi.size() > 1 => mpi.abort(1, &format!("error: {e}")),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    // An error of one rank alone ends the whole job rather than leave the others waiting.
+    Mpi::run(run)
 }
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -201,10 +187,11 @@ fn compare(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
             history.epochs()
         );
     }
-    if !(relative <= 1e-5) {
+    // NaN fails too.
+    if relative.is_nan() || relative > 1e-5 {
         return Err(format!("weights differ from one process' by {relative:.3e} of the largest weight (limit 1e-5)").into());
     }
-    if !(history_error <= 1.0) {
+    if history_error.is_nan() || history_error > 1.0 {
         return Err(format!("the history differs from one process' by {history_error:.3} times its tolerance").into());
     }
     Ok(())

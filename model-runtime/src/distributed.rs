@@ -115,6 +115,37 @@ mod mpi_impl {
             }
         }
 
+        /// The whole `main` of a data-parallel program: initializes MPI, runs `program`, and turns its
+        /// error into the exit status. An error on one rank alone would leave the others waiting in
+        /// their next collective, so with several processes it ends the whole job
+        /// ([`abort`](Self::abort)), naming the rank and the error.
+        ///
+        /// ```no_run
+        /// fn main() -> std::process::ExitCode {
+        ///     modelc::distributed::Mpi::run(|mpi| {
+        ///         println!("rank {} of {}", mpi.rank(), mpi.size());
+        ///         Ok(())
+        ///     })
+        /// }
+        /// ```
+        pub fn run(program: impl FnOnce(&Mpi) -> std::result::Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+            let mpi = match Mpi::init() {
+                Ok(mpi) => mpi,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            match program(&mpi) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) if mpi.size() > 1 => mpi.abort(1, &format!("error: {e}")),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+
         /// This process' rank, `0..size()`.
         pub fn rank(&self) -> usize {
             usize::try_from(SimpleCommunicator::world().rank()).unwrap_or(0)
