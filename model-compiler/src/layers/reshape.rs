@@ -128,7 +128,8 @@ impl LayerDef for Reshape {
     fn infer(&self, cx: &InferCx<'_>) -> Result<Shape, Diagnostic> {
         let x = cx.inputs.first().ok_or_else(|| Diagnostic::new(cx.span, "Reshape takes one tensor"))?;
         let n = x.numel();
-        let known: usize = self.target.iter().filter_map(|d| usize::try_from(*d).ok()).product();
+        // Saturating: an absurd target (`Reshape((3, 9223372036854775807))`) is a size error, not an overflow.
+        let known = self.target.iter().filter_map(|d| usize::try_from(*d).ok()).fold(1usize, usize::saturating_mul);
         let free = self.target.contains(&-1);
         let name = cx.name(0);
         let fill = if free && known > 0 && n % known == 0 { Some(n / known) } else { None };
@@ -181,6 +182,12 @@ impl Flatten {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use crate::layers::conv::tests::one_error;
+
+    #[test]
+    fn an_absurd_target_is_a_size_error_not_an_overflow() {
+        let (_, _, text) = one_error("input x: [6];\noutput y = Reshape((3, 9223372036854775807))(x);");
+        assert!(text.contains("needs 18446744073709551615 elements per sample, but `x` (None, 6) has 6"), "{text}");
+    }
 
     #[test]
     fn reshape_checks_the_element_count_at_compile_time() {
