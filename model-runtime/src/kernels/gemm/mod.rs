@@ -10,12 +10,14 @@
 //! (the worker threads and the thread count), `implicit` (convolution products whose left operand
 //! is gathered from a padded image instead of stored); this file checks arguments and dispatches.
 
+mod bf16;
 mod driver;
 mod implicit;
 mod pool;
 mod scratch;
 mod simd;
 
+pub use bf16::{avx512_bf16_available, from_bf16, round_bf16, to_bf16, Bf16Kernel, Bf16Scope};
 pub use implicit::{gather_gemm, gather_gemm_tn, Gather};
 pub use pool::{num_threads, set_num_threads, THREADS_ENV};
 
@@ -77,6 +79,10 @@ pub fn sgemm_fused(
     epi: Epilogue<'_>,
 ) {
     let par = Par { threads: num_threads(), min_work: driver::PAR_MIN_WORK };
+    // Hook of the `mixed_bfloat16` dtype policy (bf16.rs): the only change to this file's paths.
+    if let Some(kernel) = bf16::active() {
+        return bf16::gemm(kernel, par, bf16::Args { m, k, n, alpha, a, trans_a, b, trans_b, beta, epi }, c);
+    }
     sgemm_on(isa(), par, m, k, n, alpha, a, trans_a, b, trans_b, beta, c, epi);
 }
 
@@ -116,6 +122,10 @@ const NARROW_MAX_BLOCKS: usize = 8;
 /// When `a` and `k` differ in length, or a slice is shorter than its matrix.
 pub fn sgemm_blocks(m: usize, n: usize, a: &[&[f32]], k: &[usize], b: &[f32], c: &mut [f32], epi: Epilogue<'_>) {
     let par = Par { threads: num_threads(), min_work: driver::PAR_MIN_WORK };
+    // Hook of the `mixed_bfloat16` dtype policy (bf16.rs).
+    if let Some(kernel) = bf16::active() {
+        return bf16::blocks(kernel, par, m, n, a, k, b, c, epi);
+    }
     blocks_on(isa(), par, m, n, a, k, b, c, epi);
 }
 

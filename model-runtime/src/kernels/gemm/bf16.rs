@@ -1,0 +1,558 @@
+//! The GEMM of Keras' `mixed_bfloat16` dtype policy: both operands rounded to bfloat16 (round to
+//! nearest, ties to even), products summed in f32. Weights and C stay f32; only the operands are
+//! rounded, as they are packed.
+//!
+//! Two kernels compute the same sums in the same order, so their results agree to the last bit up
+//! to the flushing of subnormals (the hardware always flushes them, see [`crate::fpenv`]):
+//! - AVX512_BF16 (`vdpbf16ps`): each 32-bit lane holds a pair of bf16 values along k, and one
+//!   instruction adds both products of the pair to an f32 accumulator, odd element first;
+//! - a portable emulation of that instruction, so that the numerics are the same on every CPU and
+//!   testable where the instruction is missing.
+//!
+//! Layout: op(A) is packed into panels of [`MR`] rows and op(B) into panels of [`NR`] columns, k
+//! in pairs (a zero pads an odd k); tiles of MR×NR are summed over blocks of [`KC`] pairs, the
+//! first block overwriting C (with `beta`), the last applying the epilogue. The packed operands
+//! live in the calling thread's GEMM scratch, so steady-state calls allocate nothing; large
+//! products share their column panels among the GEMM's threads.
+//!
+//! Which products run here is a per-thread setting ([`Bf16Scope`]), entered by the runtime's entry
+//! points from the model's dtype policy (`crate::precision`); every [`super::sgemm`] and
+//! [`super::sgemm_blocks`] on that thread then comes here. The convolutions' implicit products
+//! ([`super::gather_gemm`]) stay in f32.
+
+use super::{pool, scratch, Epilogue, Par};
+use std::cell::Cell;
+use std::marker::PhantomData;
+
+/// Rows of a tile.
+const MR: usize = 8;
+/// Columns of a tile: two 16-lane vectors.
+const NR: usize = 32;
+/// Pairs of k summed per block (256 values of k): a block of a B panel is 16 KB, in L1.
+const KC: usize = 128;
+
+/// Which kernel computes the bf16 products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bf16Kernel {
+    /// `vdpbf16ps` on AVX512_BF16 (x86_64 only; never chosen where the CPU lacks it).
+    Avx512Bf16,
+    /// The portable emulation: the same rounding and the same order of sums, in scalar code.
+    Emulated,
+}
+
+/// Whether this CPU has AVX512_BF16 (and AVX-512F).
+pub fn avx512_bf16_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+thread_local! {
+    /// The kernel the GEMMs of this thread run in bf16 with, or `None` for f32.
+    static ACTIVE: Cell<Option<Bf16Kernel>> = const { Cell::new(None) };
+}
+
+/// The bf16 kernel this thread's GEMMs use, if a [`Bf16Scope`] set one.
+#[inline]
+pub fn active() -> Option<Bf16Kernel> {
+    ACTIVE.try_with(Cell::get).ok().flatten()
+}
+
+/// Makes this thread's [`super::sgemm`] and [`super::sgemm_blocks`] calls run in bf16 with the
+/// given kernel (`None`: f32) until it is dropped, which restores the previous setting.
+pub struct Bf16Scope {
+    previous: Option<Bf16Kernel>,
+    /// The setting is per thread: the guard must be dropped on the thread that made it.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Bf16Scope {
+    /// Sets this thread's kernel to `kernel`. An [`Bf16Kernel::Avx512Bf16`] on a CPU without
+    /// AVX512_BF16 is taken as [`Bf16Kernel::Emulated`], so that no call faults.
+    pub fn new(kernel: Option<Bf16Kernel>) -> Self {
+        let kernel = match kernel {
+            Some(Bf16Kernel::Avx512Bf16) if !avx512_bf16_available() => Some(Bf16Kernel::Emulated),
+            k => k,
+        };
+        let previous = ACTIVE.try_with(|a| a.replace(kernel)).ok().flatten();
+        Bf16Scope { previous, _not_send: PhantomData }
+    }
+}
+
+impl Drop for Bf16Scope {
+    fn drop(&mut self) {
+        let _ = ACTIVE.try_with(|a| a.set(self.previous));
+    }
+}
+
+/// `x` rounded to bfloat16 (to nearest, ties to even; a NaN stays a quiet NaN), as its 16 bits.
+#[inline]
+pub fn to_bf16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    let round = 0x7FFF + ((bits >> 16) & 1);
+    (bits.wrapping_add(round) >> 16) as u16
+}
+
+/// The f32 value of the bf16 `h` (exact).
+#[inline]
+pub fn from_bf16(h: u16) -> f32 {
+    f32::from_bits(u32::from(h) << 16)
+}
+
+/// `x` rounded to bfloat16 and back: the value the bf16 products see.
+#[inline]
+pub fn round_bf16(x: f32) -> f32 {
+    from_bf16(to_bf16(x))
+}
+
+/// Two bf16 values in one 32-bit lane: `even` (element 2i) in the low half, `odd` above.
+#[inline]
+fn pair(even: f32, odd: f32) -> u32 {
+    u32::from(to_bf16(even)) | (u32::from(to_bf16(odd)) << 16)
+}
+
+/// A product as [`super::sgemm_fused`] takes it: C (m×n) = epi(alpha·op(A)·op(B) + beta·C).
+#[derive(Clone, Copy)]
+pub(super) struct Args<'a> {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub alpha: f32,
+    pub a: &'a [f32],
+    pub trans_a: bool,
+    pub b: &'a [f32],
+    pub trans_b: bool,
+    pub beta: f32,
+    pub epi: Epilogue<'a>,
+}
+
+/// [`super::sgemm_fused`] in bf16 with `kernel`, split at most as `par` allows.
+///
+/// # Panics
+/// As [`super::sgemm`].
+pub(super) fn gemm(kernel: Bf16Kernel, par: Par, x: Args<'_>, c: &mut [f32]) {
+    let Args { m, k, n, a, b, .. } = x;
+    assert!(a.len() >= m * k, "sgemm: a has {} elements, needs {}", a.len(), m * k);
+    assert!(b.len() >= k * n, "sgemm: b has {} elements, needs {}", b.len(), k * n);
+    assert!(c.len() >= m * n, "sgemm: c has {} elements, needs {}", c.len(), m * n);
+    if let Some(bias) = x.epi.bias {
+        assert!(bias.len() >= n, "sgemm: bias has {} elements, needs {}", bias.len(), n);
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // Nothing to multiply or round: C = epi(beta·C), as the f32 path computes it.
+        let Args { alpha, trans_a, trans_b, beta, epi, .. } = x;
+        super::sgemm_on(super::isa(), par, m, k, n, alpha, a, trans_a, b, trans_b, beta, c, epi);
+        return;
+    }
+    let kp = k.div_ceil(2);
+    let (mp, np) = (m.div_ceil(MR), n.div_ceil(NR));
+    let a_len = mp * kp * MR;
+    let len = a_len + np * kp * NR;
+    scratch::with(len, |buf| {
+        // SAFETY: u32 and f32 have the same size and alignment, and every bit pattern is valid
+        // for both; the borrow of `buf` is carried over.
+        let buf: &mut [u32] = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u32>(), buf.len()) };
+        let (ap, bp) = buf.split_at_mut(a_len);
+        pack_a(&x, ap);
+        pack_b(&x, bp);
+        let job = Job { x, kp, ap, bp, c: c.as_mut_ptr(), kernel };
+        let parts = parts(par, m, k, n, np);
+        // SAFETY (both): `job.c` is `c`, checked above to hold m·n values and uniquely borrowed;
+        // the parts write disjoint column panels of it, and `try_run` returns after all are done.
+        if parts > 1 && pool::try_run(par.threads, parts, &|i| unsafe { job.columns(i * np / parts, (i + 1) * np / parts) }) {
+            return;
+        }
+        unsafe { job.columns(0, np) }
+    });
+}
+
+/// [`super::sgemm_blocks`] in bf16: one [`gemm`] per block of A, the first overwriting C, the last
+/// applying the epilogue.
+///
+/// # Panics
+/// As [`super::sgemm_blocks`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn blocks(
+    kernel: Bf16Kernel,
+    par: Par,
+    m: usize,
+    n: usize,
+    a: &[&[f32]],
+    k: &[usize],
+    b: &[f32],
+    c: &mut [f32],
+    epi: Epilogue<'_>,
+) {
+    assert_eq!(a.len(), k.len(), "sgemm_blocks: {} blocks of A but {} sizes", a.len(), k.len());
+    let k_total: usize = k.iter().sum();
+    assert!(b.len() >= k_total * n, "sgemm_blocks: b has {} elements, needs {}", b.len(), k_total * n);
+    if a.is_empty() || k_total == 0 {
+        // Nothing to multiply: C is the epilogue of zero, as the f32 path computes it.
+        return super::blocks_on(super::isa(), par, m, n, a, k, b, c, epi);
+    }
+    let mut row0 = 0;
+    for (i, (&ai, &ki)) in a.iter().zip(k).enumerate() {
+        let e = if i + 1 == a.len() { epi } else { Epilogue::NONE };
+        let beta = if i == 0 { 0.0 } else { 1.0 };
+        let bi = &b[row0 * n..(row0 + ki) * n];
+        gemm(kernel, par, Args { m, k: ki, n, alpha: 1.0, a: ai, trans_a: false, b: bi, trans_b: false, beta, epi: e }, c);
+        row0 += ki;
+    }
+}
+
+/// How many parts (column-panel ranges) to split a product into: as many as the threads allow
+/// with at least `par.min_work` multiply-adds each, and at most one per panel.
+fn parts(par: Par, m: usize, k: usize, n: usize, np: usize) -> usize {
+    let work = m.saturating_mul(k).saturating_mul(n);
+    (work / par.min_work.max(1)).min(par.threads).min(np).max(1)
+}
+
+/// Packs op(A) into `ap`: panel `ip` holds rows `ip*MR..`, pair after pair, MR lanes per pair
+/// (rows past m and the odd k's partner are zeros).
+fn pack_a(x: &Args<'_>, ap: &mut [u32]) {
+    let (m, k) = (x.m, x.k);
+    let kp = k.div_ceil(2);
+    // op(A)[i][l] is a[i*rs + l*cs]; a one-row op(A) is contiguous either way.
+    let (rs, cs) = if x.trans_a && m > 1 { (1, m) } else { (k, 1) };
+    let at = |i: usize, l: usize| if l < k { x.a[i * rs + l * cs] } else { 0.0 };
+    for (ip, panel) in ap.chunks_exact_mut(kp * MR).enumerate() {
+        for r in 0..MR {
+            let i = ip * MR + r;
+            for p in 0..kp {
+                panel[p * MR + r] = if i < m { pair(at(i, 2 * p), at(i, 2 * p + 1)) } else { 0 };
+            }
+        }
+    }
+}
+
+/// Packs op(B) into `bp`: panel `jp` holds columns `jp*NR..`, pair after pair, NR lanes per pair
+/// (columns past n and the odd k's partner are zeros).
+fn pack_b(x: &Args<'_>, bp: &mut [u32]) {
+    let (k, n) = (x.k, x.n);
+    let kp = k.div_ceil(2);
+    let (rs, cs) = if x.trans_b { (1, k) } else { (n, 1) };
+    let at = |l: usize, j: usize| if l < k { x.b[l * rs + j * cs] } else { 0.0 };
+    for (jp, panel) in bp.chunks_exact_mut(kp * NR).enumerate() {
+        let j0 = jp * NR;
+        let cols = NR.min(n - j0);
+        for p in 0..kp {
+            let out = &mut panel[p * NR..(p + 1) * NR];
+            if !x.trans_b && 2 * p + 1 < k {
+                // Two contiguous rows of B: the loop vectorizes.
+                let (r0, r1) = (&x.b[2 * p * n + j0..][..cols], &x.b[(2 * p + 1) * n + j0..][..cols]);
+                out.iter_mut().zip(r0.iter().zip(r1)).for_each(|(o, (&e, &d))| *o = pair(e, d));
+            } else {
+                (0..cols).for_each(|j| out[j] = pair(at(2 * p, j0 + j), at(2 * p + 1, j0 + j)));
+            }
+            out[cols..].fill(0);
+        }
+    }
+}
+
+/// One packed product, shared by the threads that compute its column panels.
+struct Job<'a> {
+    x: Args<'a>,
+    kp: usize,
+    ap: &'a [u32],
+    bp: &'a [u32],
+    c: *mut f32,
+    kernel: Bf16Kernel,
+}
+
+// SAFETY: the parts write disjoint column panels of C through `c` (see `Job::columns`).
+unsafe impl Sync for Job<'_> {}
+
+impl Job<'_> {
+    /// Computes column panels `jp0..jp1` of C.
+    ///
+    /// # Safety
+    /// `c` must hold m·n values that nothing else reads or writes meanwhile, except other calls
+    /// on disjoint panel ranges.
+    unsafe fn columns(&self, jp0: usize, jp1: usize) {
+        let Args { m, n, alpha, beta, epi, .. } = self.x;
+        let kp = self.kp;
+        let mut tile = [[0.0f32; NR]; MR];
+        for kb in (0..kp).step_by(KC) {
+            let kc = KC.min(kp - kb);
+            let store = Store { alpha, beta, first: kb == 0, last: kb + kc == kp, epi };
+            for jp in jp0..jp1 {
+                let b = &self.bp[(jp * kp + kb) * NR..][..kc * NR];
+                let cols = NR.min(n - jp * NR);
+                for ip in 0..m.div_ceil(MR) {
+                    let a = &self.ap[(ip * kp + kb) * MR..][..kc * MR];
+                    tile_on(self.kernel, kc, a, b, &mut tile);
+                    let rows = MR.min(m - ip * MR);
+                    for (r, t) in tile.iter().enumerate().take(rows) {
+                        let i = ip * MR + r;
+                        // SAFETY: row i < m and columns jp·NR.. + cols ≤ n lie inside C's m·n
+                        // values, in this call's panels only (the contract).
+                        let row = unsafe { std::slice::from_raw_parts_mut(self.c.add(i * n + jp * NR), cols) };
+                        store.row(&t[..cols], row, jp * NR);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How a block's tile is stored into C.
+struct Store<'a> {
+    alpha: f32,
+    beta: f32,
+    /// The first block of k: C is overwritten (beta·C added, unless beta is 0).
+    first: bool,
+    /// The last block of k: the epilogue is applied.
+    last: bool,
+    epi: Epilogue<'a>,
+}
+
+impl Store<'_> {
+    /// Stores one row of a tile into `c`, whose first column is column `j0` of C.
+    #[inline]
+    fn row(&self, t: &[f32], c: &mut [f32], j0: usize) {
+        for (cv, &tv) in c.iter_mut().zip(t) {
+            let prior = if !self.first {
+                *cv
+            } else if self.beta == 0.0 {
+                0.0
+            } else {
+                self.beta * *cv
+            };
+            *cv = prior + self.alpha * tv;
+        }
+        if self.last {
+            if let Some(bias) = self.epi.bias {
+                c.iter_mut().zip(&bias[j0..]).for_each(|(v, &b)| *v += b);
+            }
+            if self.epi.relu {
+                c.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        }
+    }
+}
+
+/// One MR×NR tile over `kc` pairs of packed A (`a`, MR lanes per pair) and B (`b`, NR lanes).
+#[inline]
+fn tile_on(kernel: Bf16Kernel, kc: usize, a: &[u32], b: &[u32], tile: &mut [[f32; NR]; MR]) {
+    assert!(a.len() >= kc * MR && b.len() >= kc * NR, "bf16 tile: packed operands too short");
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the lengths are checked above; a `Bf16Scope` never sets this kernel on a CPU
+        // without AVX512_BF16, and the tests only run it where it is detected.
+        Bf16Kernel::Avx512Bf16 => unsafe { tile_avx512(kc, a.as_ptr(), b.as_ptr(), tile) },
+        _ => tile_emulated(kc, a, b, tile),
+    }
+}
+
+/// The portable kernel: per lane, what `vdpbf16ps` computes, `acc + odd·odd` then `+ even·even`
+/// (each product of two bf16 values is exact in f32, so only the sums round).
+fn tile_emulated(kc: usize, a: &[u32], b: &[u32], tile: &mut [[f32; NR]; MR]) {
+    let mut acc = [[0.0f32; NR]; MR];
+    for p in 0..kc {
+        let bl = &b[p * NR..(p + 1) * NR];
+        for (r, row) in acc.iter_mut().enumerate() {
+            let av = a[p * MR + r];
+            let (a0, a1) = (from_bf16(av as u16), from_bf16((av >> 16) as u16));
+            for (v, &bv) in row.iter_mut().zip(bl) {
+                let (b0, b1) = (from_bf16(bv as u16), from_bf16((bv >> 16) as u16));
+                *v = (*v + a1 * b1) + a0 * b0;
+            }
+        }
+    }
+    *tile = acc;
+}
+
+/// The AVX512_BF16 kernel: 16 accumulators (MR rows × two vectors), one `vdpbf16ps` per row and
+/// vector per pair of k.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX512_BF16; `a` must hold `kc·MR` values and `b` `kc·NR`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn tile_avx512(kc: usize, a: *const u32, b: *const u32, tile: &mut [[f32; NR]; MR]) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    // SAFETY: every load reads inside the lengths of the contract; the transmutes reinterpret 512
+    // bits as 32 pairs of bf16, which is what the packed lanes hold.
+    unsafe {
+        for p in 0..kc {
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR).cast()));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR + 16).cast()));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(p * MR + r) as i32));
+                row[0] = _mm512_dpbf16_ps(row[0], av, b0);
+                row[1] = _mm512_dpbf16_ps(row[1], av, b1);
+            }
+        }
+        for (t, row) in tile.iter_mut().zip(&acc) {
+            _mm512_storeu_ps(t.as_mut_ptr(), row[0]);
+            _mm512_storeu_ps(t.as_mut_ptr().add(16), row[1]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_is_to_nearest_even() {
+        assert_eq!(round_bf16(1.0), 1.0);
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even one, 1.
+        assert_eq!(round_bf16(1.0 + 1.0 / 256.0), 1.0);
+        // 1 + 3·2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: ties go to the even, 1 + 2^-6.
+        assert_eq!(round_bf16(1.0 + 3.0 / 256.0), 1.0 + 1.0 / 64.0);
+        assert_eq!(round_bf16(1.0 + 1.5 / 256.0), 1.0 + 1.0 / 128.0);
+        assert!(round_bf16(f32::NAN).is_nan());
+        assert_eq!(round_bf16(f32::INFINITY), f32::INFINITY);
+        assert_eq!(round_bf16(-2.5), -2.5);
+    }
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// C = epi(alpha·op(A)·op(B) + beta·C0) in f64, with the operands rounded to bf16 first when
+    /// `round`; also Σ|alpha·a·b| per element, the scale of the rounding errors.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(x: &Args<'_>, c0: &[f32], round: bool) -> (Vec<f64>, Vec<f64>) {
+        let Args { m, k, n, alpha, a, trans_a, b, trans_b, beta, epi } = *x;
+        let r = |v: f32| f64::from(if round { round_bf16(v) } else { v });
+        let (mut c, mut scale) = (vec![0.0; m * n], vec![0.0; m * n]);
+        for i in 0..m {
+            for j in 0..n {
+                let (mut s, mut t) = (0.0, 0.0);
+                for l in 0..k {
+                    let av = if trans_a { a[l * m + i] } else { a[i * k + l] };
+                    let bv = if trans_b { b[j * k + l] } else { b[l * n + j] };
+                    s += r(av) * r(bv);
+                    t += (f64::from(av) * f64::from(bv)).abs();
+                }
+                let mut v = f64::from(alpha) * s + if beta == 0.0 { 0.0 } else { f64::from(beta) * f64::from(c0[i * n + j]) };
+                v += epi.bias.map_or(0.0, |bias| f64::from(bias[j]));
+                if epi.relu {
+                    v = v.max(0.0);
+                }
+                c[i * n + j] = v;
+                scale[i * n + j] = f64::from(alpha.abs()) * t + 1e-30;
+            }
+        }
+        (c, scale)
+    }
+
+    /// Shapes with partial tiles, odd k, more than one block of k, and splits across threads.
+    const SHAPES: &[(usize, usize, usize)] = &[(1, 1, 1), (3, 5, 7), (8, 2, 32), (9, 33, 17), (17, 300, 70), (64, 257, 65), (100, 784, 48)];
+
+    /// Runs `kernel` on every shape and transpose and checks it against [`reference`]: within
+    /// `exact_tol`·Σ|a·b| of the rounded operands' product, and within `bf16_tol`·Σ|a·b| of the
+    /// f32 operands' one.
+    fn check(kernel: Bf16Kernel, exact_tol: f64, bf16_tol: f64) {
+        let bias = values(128, 99);
+        for (s, &(m, k, n)) in SHAPES.iter().enumerate() {
+            for (t, &(trans_a, trans_b, alpha, beta, relu)) in [
+                (false, false, 1.0, 0.0, false),
+                (true, false, 0.5, 1.0, true),
+                (false, true, -1.0, 0.25, false),
+                (true, true, 2.0, 0.0, true),
+            ]
+            .iter()
+            .enumerate()
+            {
+                let (a, b, c0) = (values(m * k, s as u64), values(k * n, 7 + t as u64), values(m * n, 3));
+                let epi = Epilogue { bias: relu.then_some(&bias[..n.min(128)]).filter(|b| b.len() == n), relu };
+                let x = Args { m, k, n, alpha, a: &a, trans_a, b: &b, trans_b, beta, epi };
+                let mut c = c0.clone();
+                let par = Par { threads: 2, min_work: 1000 };
+                gemm(kernel, par, x, &mut c);
+                for (round, tol) in [(true, exact_tol), (false, bf16_tol)] {
+                    let (want, scale) = reference(&x, &c0, round);
+                    for (i, ((&got, &w), &sc)) in c.iter().zip(&want).zip(&scale).enumerate() {
+                        let err = (f64::from(got) - w).abs() / sc.max(1e-6);
+                        assert!(
+                            err <= tol,
+                            "{kernel:?} {m}x{k}x{n} case {t} at {i}: {got} against {w} (rounded operands: {round}), error {err:e}·Σ|ab|"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The relative bound used against f32: bf16 keeps 8 significant bits, so each operand is off
+    /// by at most u = 2⁻⁸ relatively, a product by at most 2u + u², and the sum by that times
+    /// Σ|a·b| (7.8e-3), plus f32 rounding: 8e-3·Σ|a·b|.
+    const BF16_TOL: f64 = 8.0e-3;
+
+    #[test]
+    fn emulated_is_the_f32_sum_of_rounded_operands() {
+        // f32 accumulation over k ≤ 784 terms: well under 1e-4 of Σ|a·b|.
+        check(Bf16Kernel::Emulated, 1e-4, BF16_TOL);
+    }
+
+    #[test]
+    fn avx512_bf16_matches_the_emulation() {
+        if !avx512_bf16_available() {
+            eprintln!("skipped: this CPU has no AVX512_BF16");
+            return;
+        }
+        check(Bf16Kernel::Avx512Bf16, 1e-4, BF16_TOL);
+        // And the two kernels agree to f32 rounding (the same sums in the same order; only the
+        // hardware's flushing of subnormals could differ, and these values have none).
+        for &(m, k, n) in SHAPES {
+            let (a, b) = (values(m * k, 5), values(k * n, 6));
+            let x = Args { m, k, n, alpha: 1.0, a: &a, trans_a: false, b: &b, trans_b: false, beta: 0.0, epi: Epilogue::NONE };
+            let (mut hw, mut emu) = (vec![0.0; m * n], vec![0.0; m * n]);
+            gemm(Bf16Kernel::Avx512Bf16, Par::SERIAL, x, &mut hw);
+            gemm(Bf16Kernel::Emulated, Par::SERIAL, x, &mut emu);
+            let worst = hw.iter().zip(&emu).map(|(h, e)| (h - e).abs() / e.abs().max(1.0)).fold(0.0f32, f32::max);
+            assert!(worst <= 1e-6, "{m}x{k}x{n}: the kernels differ by {worst:e}");
+        }
+    }
+
+    #[test]
+    fn blocks_and_the_hook_follow_the_scope() {
+        let (m, n) = (5, 12);
+        let (a0, a1, b) = (values(m * 3, 1), values(m * 4, 2), values(7 * n, 3));
+        let bias = values(n, 4);
+        let epi = Epilogue { bias: Some(&bias), relu: true };
+        let mut f32c = vec![0.0; m * n];
+        super::super::sgemm_blocks(m, n, &[&a0, &a1], &[3, 4], &b, &mut f32c, epi);
+        let mut bf = vec![0.0; m * n];
+        {
+            let _scope = Bf16Scope::new(Some(Bf16Kernel::Emulated));
+            assert_eq!(active(), Some(Bf16Kernel::Emulated));
+            super::super::sgemm_blocks(m, n, &[&a0, &a1], &[3, 4], &b, &mut bf, epi);
+        }
+        assert_eq!(active(), None);
+        // The same product through the bf16 kernel directly: one A of 7 columns.
+        let a: Vec<f32> = (0..m).flat_map(|i| a0[i * 3..i * 3 + 3].iter().chain(&a1[i * 4..i * 4 + 4]).copied()).collect();
+        let mut direct = vec![0.0; m * n];
+        let x = Args { m, k: 7, n, alpha: 1.0, a: &a, trans_a: false, b: &b, trans_b: false, beta: 0.0, epi };
+        gemm(Bf16Kernel::Emulated, Par::SERIAL, x, &mut direct);
+        for ((&g, &d), &f) in bf.iter().zip(&direct).zip(&f32c) {
+            assert!((g - d).abs() <= 1e-5 * (1.0 + d.abs()), "blocks {g} against one product {d}");
+            assert!((g - f).abs() <= 2e-2 * (1.0 + f.abs()), "bf16 {g} against f32 {f}");
+        }
+        assert!(bf != f32c, "the scope made no difference: the hook is not taken");
+    }
+}
