@@ -119,11 +119,13 @@ pub use model_runtime::kernels::gemm::{num_threads, set_num_threads};
 pub use model_runtime::loss::Loss;
 pub use model_runtime::metrics::{AucCurve, Metric};
 pub use model_runtime::optim::{Adagrad, Adam, AdamW, Adamax, Clip, Lion, Nadam, Optimizer, RMSprop, Sgd, StateMut};
+pub use model_runtime::precision::{Bf16Mode, DTypePolicy, PolicyStatus};
 pub use model_runtime::stream::{Batch, NoValidation, ValidationArrays, ValidationData, ValidationStream};
 pub use model_runtime::tensorboard::{TensorBoard, UpdateFreq};
 pub use model_runtime::train::{Fit, FitError, History, SampleWeight, Trainer};
 pub use model_runtime::{
-    datasets, fpenv, gradcheck, init, io, kernels, loss, metrics, model as ops, network, optim, spec, stream, tensorboard, train, viz,
+    datasets, fpenv, gradcheck, init, io, kernels, loss, metrics, model as ops, network, optim, precision, spec, stream, tensorboard,
+    train, viz,
 };
 
 /// Re-exported so users name the same ndarray version the generated code uses.
@@ -139,7 +141,8 @@ pub mod prelude {
     pub use crate::model;
     pub use crate::{Adagrad, AdamW, Adamax, Lion, Nadam, RMSprop};
     pub use crate::{
-        Adam, AucCurve, Batch, Checkpoint, EarlyStopping, Fit, History, Loss, Metric, Optimizer, SampleWeight, Schedule, Sgd, Trainer,
+        Adam, AucCurve, Batch, Checkpoint, DTypePolicy, EarlyStopping, Fit, History, Loss, Metric, Optimizer, SampleWeight, Schedule, Sgd,
+        Trainer,
     };
     pub use crate::{Callback, Control, CsvLogger, LogsView, ModelCheckpoint, ReduceLROnPlateau, TensorBoard, TerminateOnNaN};
     pub use model_runtime::network::Network;

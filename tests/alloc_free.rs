@@ -342,3 +342,43 @@ fn assert_warm_calls_allocate_nothing(what: &str, times: usize, mut f: impl FnMu
     });
     assert_eq!(n, 0, "{n} allocations in {times} {what}");
 }
+
+/// The bf16 kernel of this CPU: AVX512_BF16 where it exists, else the portable emulation (the same
+/// packing and scratch), so the check runs everywhere.
+fn bf16_mode() -> modelc::Bf16Mode {
+    match modelc::kernels::gemm::avx512_bf16_available() {
+        true => modelc::Bf16Mode::Auto,
+        false => modelc::Bf16Mode::Emulate,
+    }
+}
+
+#[test]
+fn mixed_bfloat16_steps_and_predictions_allocate_nothing_after_warm_up() {
+    // Recurrent layers (many small products, sgemm) and a wide Dense model on two threads (large
+    // products split across the pool, the packed operands in the caller's scratch).
+    let mut rng = Rng::new(4);
+    let src = modelc::ndarray::Array3::from_shape_fn((16, 7, 4), |_| rng.uniform(-1.0, 1.0));
+    let tgt = modelc::ndarray::Array3::from_shape_fn((16, 5, 3), |_| rng.uniform(-1.0, 1.0));
+    let y = Array2::from_shape_fn((16, 2), |(i, k)| src[[i, 0, k]]);
+    let (inputs, targets) = (RecurrentInputs { src: src.view(), tgt: tgt.view() }, RecurrentTargets { y: y.view() });
+    let mut model = Recurrent::new(3);
+    let status = modelc::precision::set_dtype_policy_with(&mut model, DTypePolicy::MixedBfloat16, bf16_mode());
+    assert!(status.kernel.is_some(), "{status:?}");
+    let mut out = model.predict(&inputs).unwrap();
+    assert_warm_calls_allocate_nothing("bf16 recurrent predictions", 10, || model.predict_into(&inputs, &mut out).unwrap());
+    let mut trainer = model.compile(Adam::default(), RecurrentLosses { y: Loss::MeanSquaredError }, &[]);
+    assert_warm_calls_allocate_nothing("bf16 recurrent training steps", 10, || {
+        trainer.train_step(&inputs, &targets).unwrap();
+    });
+
+    modelc::set_num_threads(2);
+    let x = Array2::from_shape_fn((64, 256), |_| rng.uniform(-1.0, 1.0));
+    let y = Array2::from_shape_fn((64, 4), |(i, k)| f32::from(u8::from(i % 4 == k)));
+    let (inputs, targets) = (WideInputs { x: x.view() }, WideTargets { y: y.view() });
+    let mut model = Wide::new(7);
+    modelc::precision::set_dtype_policy_with(&mut model, DTypePolicy::MixedBfloat16, bf16_mode());
+    let mut trainer = model.compile(Adam::default(), WideLosses { y: Loss::CategoricalCrossentropy }, &[]);
+    assert_warm_calls_allocate_nothing("bf16 training steps on 2 threads", 10, || {
+        trainer.train_step(&inputs, &targets).unwrap();
+    });
+}

@@ -538,6 +538,18 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             pub fn count_params(&self) -> usize {
                 <Self as #p::network::Network>::PARAM_COUNT
             }
+
+            /// Sets the dtype policy, like Keras' `dtype="mixed_bfloat16"`: under `MixedBfloat16` the weights
+            /// stay f32 and the matrix products run in bf16 with f32 sums. Returns the policy in effect and why
+            /// (f32 on a CPU without AVX512_BF16).
+            pub fn set_dtype_policy(&mut self, __policy: #p::precision::DTypePolicy) -> #p::precision::PolicyStatus {
+                #p::precision::set_dtype_policy(self, __policy)
+            }
+
+            /// The dtype policy asked for, the one in effect and why.
+            pub fn dtype_policy(&self) -> #p::precision::PolicyStatus {
+                self.__state.dtype_policy
+            }
         }
 
         impl ::core::fmt::Debug for #name {
@@ -550,6 +562,7 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             fn clone(&self) -> Self {
                 let mut __state = #p::network::State::default();
                 __state.params = self.__state.params.clone();
+                __state.dtype_policy = self.__state.dtype_policy;
                 Self { __state }
             }
         }

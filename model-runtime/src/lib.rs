@@ -18,6 +18,7 @@ pub mod model;
 pub mod network;
 pub mod onnx;
 pub mod optim;
+pub mod precision;
 pub mod regularize;
 pub mod spec;
 pub mod stream;

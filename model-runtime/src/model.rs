@@ -454,6 +454,7 @@ fn largest_batch<N: Network>(inputs: &N::Inputs<'_>) -> usize {
 pub fn predict_staged<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Result<usize> {
     let _flush = crate::fpenv::FlushDenormals::new();
     let state = model.state_mut();
+    let _bf16 = state.dtype_policy.scope();
     state.infer.set_layout(Layout::Inference);
     let mut direct: InPlace<'_> = [None; IN_PLACE_MAX];
     let batch = stage_for_inference::<N>(inputs, &mut state.infer, &mut direct)?;
@@ -473,6 +474,7 @@ pub fn forward<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, training: bool
 pub fn forward_with<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, mode: ForwardMode) -> Result<N::Outputs> {
     let _flush = crate::fpenv::FlushDenormals::new();
     let state = model.state_mut();
+    let _bf16 = state.dtype_policy.scope();
     state.ws.set_layout(Layout::Training);
     stage_inputs::<N>(inputs, &mut state.ws)?;
     run_forward_with::<N>(state, mode);
@@ -487,7 +489,8 @@ pub fn forward_with<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, mode: For
 /// [`forward`]) and returns the gradient w.r.t. every parameter.
 pub fn backward<N: Network>(model: &mut N, d_outputs: &N::Outputs) -> Result<Gradients> {
     let _flush = crate::fpenv::FlushDenormals::new();
-    let State { params, ws, .. } = model.state_mut();
+    let State { params, ws, dtype_policy, .. } = model.state_mut();
+    let _bf16 = dtype_policy.scope();
     if ws.batch == 0 || ws.values.len() != N::BUFFERS.len() {
         return Err(Error::BackwardBeforeForward);
     }

@@ -116,11 +116,18 @@ pub struct State {
     pub ws: Workspace,
     /// The inference-layout workspace of the last `predict` / `evaluate` (buffers shared by liveness).
     pub infer: Workspace,
+    /// The dtype policy the model computes with (`crate::precision`); `float32` by default.
+    pub dtype_policy: crate::precision::PolicyStatus,
 }
 
 impl Default for State {
     fn default() -> Self {
-        State { params: Vec::new(), ws: Workspace::with_layout(Layout::Training), infer: Workspace::with_layout(Layout::Inference) }
+        State {
+            params: Vec::new(),
+            ws: Workspace::with_layout(Layout::Training),
+            infer: Workspace::with_layout(Layout::Inference),
+            dtype_policy: Default::default(),
+        }
     }
 }
 

@@ -1360,6 +1360,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         let training = matches!(mode, Mode::Train { .. });
         let (rank, ranks) = (self.collective.rank(), self.collective.size());
         let state = self.model.state_mut();
+        let _bf16 = state.dtype_policy.scope();
         state.ws.first_row = match mode {
             Mode::Train { global: Some(g), .. } if ranks > 1 => crate::distributed::shard(g, rank, ranks).start,
             _ => 0,
@@ -1369,7 +1370,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         } else {
             run_inference::<N>(state);
         }
-        let State { params, ws, infer } = state;
+        let State { params, ws, infer, .. } = state;
         if training {
             ws.zero_grads::<N>();
         }
@@ -2041,6 +2042,7 @@ pub fn predict_batched<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, batch_
     while s < n {
         let e = s.saturating_add(batch_size).min(n);
         let state = model.state_mut();
+        let _bf16 = state.dtype_policy.scope();
         state.infer.set_layout(Layout::Inference);
         state.infer.resize::<N>(e - s)?;
         N::visit_inputs(inputs, &mut |i, view| {
