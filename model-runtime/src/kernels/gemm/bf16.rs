@@ -29,7 +29,7 @@ const MR: usize = 8;
 /// Columns of a tile: two 16-lane vectors.
 const NR: usize = 32;
 /// Pairs of k summed per block (256 values of k): a block of a B panel is 16 KB, in L1.
-const KC: usize = 128;
+const KC: usize = 512;
 
 /// Which kernel computes the bf16 products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,11 +40,11 @@ pub enum Bf16Kernel {
     Emulated,
 }
 
-/// Whether this CPU has AVX512_BF16 (and AVX-512F).
+/// Whether this CPU has AVX512_BF16 (and AVX-512F and BW, which the packing uses).
 pub fn avx512_bf16_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512bf16")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -164,8 +164,8 @@ pub(super) fn gemm(kernel: Bf16Kernel, par: Par, x: Args<'_>, c: &mut [f32]) {
         // for both; the borrow of `buf` is carried over.
         let buf: &mut [u32] = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u32>(), buf.len()) };
         let (ap, bp) = buf.split_at_mut(a_len);
-        pack_a(&x, ap);
-        pack_b(&x, bp);
+        pack_a(kernel, &x, ap);
+        pack_b(kernel, &x, bp);
         let job = Job { x, kp, ap, bp, c: c.as_mut_ptr(), kernel };
         let parts = parts(par, m, k, n, np);
         // SAFETY (both): `job.c` is `c`, checked above to hold m·n values and uniquely borrowed;
@@ -218,27 +218,50 @@ fn parts(par: Par, m: usize, k: usize, n: usize, np: usize) -> usize {
     (work / par.min_work.max(1)).min(par.threads).min(np).max(1)
 }
 
-/// Packs op(A) into `ap`: panel `ip` holds rows `ip*MR..`, pair after pair, MR lanes per pair
-/// (rows past m and the odd k's partner are zeros).
-fn pack_a(x: &Args<'_>, ap: &mut [u32]) {
+/// Packs op(A) into `ap`: row after row of `kp` pairs (the odd k's partner is a zero; rows past m,
+/// up to a whole panel of MR, are zeros). A row-major A converts row by row, in order.
+fn pack_a(kernel: Bf16Kernel, x: &Args<'_>, ap: &mut [u32]) {
     let (m, k) = (x.m, x.k);
     let kp = k.div_ceil(2);
-    // op(A)[i][l] is a[i*rs + l*cs]; a one-row op(A) is contiguous either way.
-    let (rs, cs) = if x.trans_a && m > 1 { (1, m) } else { (k, 1) };
-    let at = |i: usize, l: usize| if l < k { x.a[i * rs + l * cs] } else { 0.0 };
-    for (ip, panel) in ap.chunks_exact_mut(kp * MR).enumerate() {
-        for r in 0..MR {
-            let i = ip * MR + r;
-            for p in 0..kp {
-                panel[p * MR + r] = if i < m { pair(at(i, 2 * p), at(i, 2 * p + 1)) } else { 0 };
+    let (rows, pad) = ap.split_at_mut(m * kp);
+    pad.fill(0);
+    if !x.trans_a || m == 1 {
+        // A one-row op(A) is the same k contiguous values whether or not it is transposed.
+        for (row, src) in rows.chunks_exact_mut(kp).zip(x.a.chunks_exact(k)) {
+            pack_row(kernel, src, row);
+        }
+    } else {
+        // op(A)[i][l] = a[l*m + i]: a gather, row by row.
+        for (i, row) in rows.chunks_exact_mut(kp).enumerate() {
+            for (p, v) in row.iter_mut().enumerate() {
+                let odd = if 2 * p + 1 < k { x.a[(2 * p + 1) * m + i] } else { 0.0 };
+                *v = pair(x.a[2 * p * m + i], odd);
             }
         }
     }
 }
 
+/// Converts the contiguous values `src` into pairs (`dst` holds `src.len().div_ceil(2)`).
+fn pack_row(kernel: Bf16Kernel, src: &[f32], dst: &mut [u32]) {
+    let done = match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the kernel is only set where the CPU has AVX512_BF16 (see `tile_on`).
+        Bf16Kernel::Avx512Bf16 => unsafe { pack_row_avx512(src, dst) },
+        _ => 0,
+    };
+    let (src, dst) = (&src[2 * done..], &mut dst[done..]);
+    let mut two = src.chunks_exact(2);
+    for (d, s) in dst.iter_mut().zip(two.by_ref()) {
+        *d = pair(s[0], s[1]);
+    }
+    if let [last] = two.remainder() {
+        dst[src.len() / 2] = pair(*last, 0.0);
+    }
+}
+
 /// Packs op(B) into `bp`: panel `jp` holds columns `jp*NR..`, pair after pair, NR lanes per pair
 /// (columns past n and the odd k's partner are zeros).
-fn pack_b(x: &Args<'_>, bp: &mut [u32]) {
+fn pack_b(kernel: Bf16Kernel, x: &Args<'_>, bp: &mut [u32]) {
     let (k, n) = (x.k, x.n);
     let kp = k.div_ceil(2);
     let (rs, cs) = if x.trans_b { (1, k) } else { (n, 1) };
@@ -248,7 +271,14 @@ fn pack_b(x: &Args<'_>, bp: &mut [u32]) {
         let cols = NR.min(n - j0);
         for p in 0..kp {
             let out = &mut panel[p * NR..(p + 1) * NR];
-            if !x.trans_b && 2 * p + 1 < k {
+            if !x.trans_b && 2 * p + 1 < k && cols == NR && kernel == Bf16Kernel::Avx512Bf16 {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the kernel is only set where the CPU has AVX512_BF16 (see `tile_on`);
+                // both rows hold NR values from column j0 (cols == NR).
+                unsafe {
+                    pack_b_avx512(&x.b[2 * p * n + j0..][..NR], &x.b[(2 * p + 1) * n + j0..][..NR], out)
+                };
+            } else if !x.trans_b && 2 * p + 1 < k {
                 // Two contiguous rows of B: the loop vectorizes.
                 let (r0, r1) = (&x.b[2 * p * n + j0..][..cols], &x.b[(2 * p + 1) * n + j0..][..cols]);
                 out.iter_mut().zip(r0.iter().zip(r1)).for_each(|(o, (&e, &d))| *o = pair(e, d));
@@ -256,6 +286,60 @@ fn pack_b(x: &Args<'_>, bp: &mut [u32]) {
                 (0..cols).for_each(|j| out[j] = pair(at(2 * p, j0 + j), at(2 * p + 1, j0 + j)));
             }
             out[cols..].fill(0);
+        }
+    }
+}
+
+/// Converts 32 values at a time of `src` into pairs with `vcvtne2ps2bf16` (the same rounding as
+/// [`to_bf16`], but subnormals flushed); returns how many pairs it wrote.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX512_BF16; `dst` must hold `src.len() / 2` pairs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn pack_row_avx512(src: &[f32], dst: &mut [u32]) -> usize {
+    use std::arch::x86_64::*;
+    let blocks = src.len() / 32;
+    assert!(dst.len() >= blocks * 16);
+    for i in 0..blocks {
+        // SAFETY: block i reads src[32i..32i+32] and writes dst[16i..16i+16], inside both.
+        unsafe {
+            let v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src.as_ptr().add(32 * i + 16)), _mm512_loadu_ps(src.as_ptr().add(32 * i)));
+            _mm512_storeu_si512(dst.as_mut_ptr().add(16 * i).cast(), std::mem::transmute::<__m512bh, __m512i>(v));
+        }
+    }
+    blocks * 16
+}
+
+/// Packs one pair of rows of a B panel: `out[j]` is `r0[j]` (low half) and `r1[j]` (high half)
+/// in bf16, for NR columns, with `vcvtne2ps2bf16` and an interleaving `vpermw`.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW and AVX512_BF16; `r0`, `r1` and `out` hold NR values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pack_b_avx512(r0: &[f32], r1: &[f32], out: &mut [u32]) {
+    use std::arch::x86_64::*;
+    assert!(r0.len() >= NR && r1.len() >= NR && out.len() >= NR);
+    // 16-bit lane 2j takes lane j (a value of r0), lane 2j+1 lane 16+j (the same column of r1).
+    const IDX: [i16; 32] = {
+        let mut idx = [0i16; 32];
+        let mut j = 0;
+        while j < 16 {
+            idx[2 * j] = j as i16;
+            idx[2 * j + 1] = 16 + j as i16;
+            j += 1;
+        }
+        idx
+    };
+    // SAFETY: every load and store stays inside the NR values of the contract.
+    unsafe {
+        let idx = _mm512_loadu_si512(IDX.as_ptr().cast());
+        for half in 0..2 {
+            let at = 16 * half;
+            let v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(r1.as_ptr().add(at)), _mm512_loadu_ps(r0.as_ptr().add(at)));
+            let v = _mm512_permutexvar_epi16(idx, std::mem::transmute::<__m512bh, __m512i>(v));
+            _mm512_storeu_si512(out.as_mut_ptr().add(at).cast(), v);
         }
     }
 }
@@ -290,8 +374,8 @@ impl Job<'_> {
                 let b = &self.bp[(jp * kp + kb) * NR..][..kc * NR];
                 let cols = NR.min(n - jp * NR);
                 for ip in 0..m.div_ceil(MR) {
-                    let a = &self.ap[(ip * kp + kb) * MR..][..kc * MR];
-                    tile_on(self.kernel, kc, a, b, &mut tile);
+                    let a = &self.ap[ip * MR * kp + kb..][..(MR - 1) * kp + kc];
+                    tile_on(self.kernel, kc, kp, a, b, &mut tile);
                     let rows = MR.min(m - ip * MR);
                     for (r, t) in tile.iter().enumerate().take(rows) {
                         let i = ip * MR + r;
@@ -342,27 +426,28 @@ impl Store<'_> {
     }
 }
 
-/// One MR×NR tile over `kc` pairs of packed A (`a`, MR lanes per pair) and B (`b`, NR lanes).
+/// One MR×NR tile over `kc` pairs of packed A (`a`: MR rows, `lda` pairs apart) and B (`b`, NR
+/// lanes per pair).
 #[inline]
-fn tile_on(kernel: Bf16Kernel, kc: usize, a: &[u32], b: &[u32], tile: &mut [[f32; NR]; MR]) {
-    assert!(a.len() >= kc * MR && b.len() >= kc * NR, "bf16 tile: packed operands too short");
+fn tile_on(kernel: Bf16Kernel, kc: usize, lda: usize, a: &[u32], b: &[u32], tile: &mut [[f32; NR]; MR]) {
+    assert!(kc <= lda && a.len() >= (MR - 1) * lda + kc && b.len() >= kc * NR, "bf16 tile: packed operands too short");
     match kernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the lengths are checked above; a `Bf16Scope` never sets this kernel on a CPU
         // without AVX512_BF16, and the tests only run it where it is detected.
-        Bf16Kernel::Avx512Bf16 => unsafe { tile_avx512(kc, a.as_ptr(), b.as_ptr(), tile) },
-        _ => tile_emulated(kc, a, b, tile),
+        Bf16Kernel::Avx512Bf16 => unsafe { tile_avx512(kc, lda, a.as_ptr(), b.as_ptr(), tile) },
+        _ => tile_emulated(kc, lda, a, b, tile),
     }
 }
 
 /// The portable kernel: per lane, what `vdpbf16ps` computes, `acc + odd·odd` then `+ even·even`
 /// (each product of two bf16 values is exact in f32, so only the sums round).
-fn tile_emulated(kc: usize, a: &[u32], b: &[u32], tile: &mut [[f32; NR]; MR]) {
+fn tile_emulated(kc: usize, lda: usize, a: &[u32], b: &[u32], tile: &mut [[f32; NR]; MR]) {
     let mut acc = [[0.0f32; NR]; MR];
     for p in 0..kc {
         let bl = &b[p * NR..(p + 1) * NR];
         for (r, row) in acc.iter_mut().enumerate() {
-            let av = a[p * MR + r];
+            let av = a[r * lda + p];
             let (a0, a1) = (from_bf16(av as u16), from_bf16((av >> 16) as u16));
             for (v, &bv) in row.iter_mut().zip(bl) {
                 let (b0, b1) = (from_bf16(bv as u16), from_bf16((bv >> 16) as u16));
@@ -377,10 +462,11 @@ fn tile_emulated(kc: usize, a: &[u32], b: &[u32], tile: &mut [[f32; NR]; MR]) {
 /// vector per pair of k.
 ///
 /// # Safety
-/// The CPU must support AVX-512F and AVX512_BF16; `a` must hold `kc·MR` values and `b` `kc·NR`.
+/// The CPU must support AVX-512F and AVX512_BF16; `a` must hold `(MR-1)·lda + kc` values and `b`
+/// `kc·NR`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn tile_avx512(kc: usize, a: *const u32, b: *const u32, tile: &mut [[f32; NR]; MR]) {
+unsafe fn tile_avx512(kc: usize, lda: usize, a: *const u32, b: *const u32, tile: &mut [[f32; NR]; MR]) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY: every load reads inside the lengths of the contract; the transmutes reinterpret 512
@@ -390,7 +476,7 @@ unsafe fn tile_avx512(kc: usize, a: *const u32, b: *const u32, tile: &mut [[f32;
             let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR).cast()));
             let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR + 16).cast()));
             for (r, row) in acc.iter_mut().enumerate() {
-                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(p * MR + r) as i32));
+                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(r * lda + p) as i32));
                 row[0] = _mm512_dpbf16_ps(row[0], av, b0);
                 row[1] = _mm512_dpbf16_ps(row[1], av, b1);
             }

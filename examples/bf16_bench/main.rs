@@ -1,0 +1,117 @@
+//! The `mixed_bfloat16` dtype policy against f32 on this CPU, 1 thread:
+//! `cargo run --release --example bf16_bench [-- ROUNDS]`.
+//!
+//! - The GEMM (C = A·B) at 256×784×512 and 1024³, f32 (the default instruction set, or
+//!   `MODELC_GEMM_ISA`) against bf16 (AVX512_BF16 where the CPU has it, else the emulation);
+//! - BENCH M4 (784 → 512 → 512 → 10 with a residual Add) at batch 256: inference and a training
+//!   step, under `float32` and `mixed_bfloat16`.
+//!
+//! Every figure is the best of ROUNDS (default 7) rounds over the thread's CPU time (Linux), which
+//! on a machine shared with other work still shows what the CPU does while it runs this code.
+
+use modelc::kernels::gemm::{avx512_bf16_available, set_num_threads, sgemm, Bf16Kernel, Bf16Scope};
+use modelc::ndarray::Array2;
+use modelc::prelude::*;
+use modelc::Bf16Mode;
+use std::hint::black_box;
+
+model! {
+    /// BENCH M4 (as in benches/bench_models).
+    pub struct WideMlp {
+        input x: [784];
+        let h1 = Dense(512, activation = relu)(x);
+        let h2 = Dense(512, activation = relu)(h1);
+        output probs = Dense(10, activation = softmax)(Add()([h1, h2]));
+    }
+}
+
+fn main() {
+    let rounds: usize = std::env::args().nth(1).and_then(|r| r.parse().ok()).unwrap_or(7).max(1);
+    set_num_threads(1);
+    let kernel = if avx512_bf16_available() { Bf16Kernel::Avx512Bf16 } else { Bf16Kernel::Emulated };
+    println!("bf16 kernel: {kernel:?}; 1 thread; best of {rounds} rounds over thread CPU time");
+    println!();
+    println!("| GEMM m×k×n | f32 GFLOP/s | bf16 GFLOP/s | bf16 / f32 |");
+    println!("|---|---|---|---|");
+    for (m, k, n) in [(256usize, 784usize, 512usize), (1024, 1024, 1024)] {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let mut c = vec![0.0f32; m * n];
+        let mut run = |bf16: Option<Bf16Kernel>| {
+            let _scope = Bf16Scope::new(bf16);
+            let reps = (2e8 / (m * k * n) as f64).ceil() as usize;
+            let secs = best(rounds, || {
+                for _ in 0..reps {
+                    sgemm(m, k, n, 1.0, black_box(&a), false, black_box(&b), false, 0.0, &mut c);
+                }
+            });
+            2.0 * (m * k * n * reps) as f64 / secs / 1e9
+        };
+        let (f, h) = (run(None), run(Some(kernel)));
+        println!("| {m}×{k}×{n} | {f:.1} | {h:.1} | {:.2}× |", h / f);
+    }
+    println!();
+    println!("| M4, batch 256 | float32 µs | mixed_bfloat16 µs | speed-up |");
+    println!("|---|---|---|---|");
+    let x = Array2::from_shape_fn((256, 784), |(i, j)| ((i * 31 + j * 17) % 97) as f32 / 97.0);
+    let y = Array2::from_shape_fn((256, 10), |(i, j)| f32::from(u8::from(i % 10 == j)));
+    let inputs = WideMlpInputs { x: x.view() };
+    let targets = WideMlpTargets { probs: y.view() };
+    let mode = if kernel == Bf16Kernel::Avx512Bf16 { Bf16Mode::Auto } else { Bf16Mode::Emulate };
+    let model = |bf16: bool| {
+        let mut model = WideMlp::new(0);
+        if bf16 {
+            modelc::precision::set_dtype_policy_with(&mut model, DTypePolicy::MixedBfloat16, mode);
+        }
+        model
+    };
+    let infer = |mut model: WideMlp| {
+        let mut out = model.predict(&inputs).unwrap();
+        best(rounds, || model.predict_into(black_box(&inputs), &mut out).unwrap()) * 1e6
+    };
+    let (f, h) = (infer(model(false)), infer(model(true)));
+    println!("| inference | {f:.0} | {h:.0} | {:.2}× |", f / h);
+    let step = |mut model: WideMlp| {
+        let mut trainer = model.compile(Adam::default(), WideMlpLosses { probs: Loss::CategoricalCrossentropy }, &[]);
+        best(rounds, || {
+            trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap();
+        }) * 1e6
+    };
+    let (f, h) = (step(model(false)), step(model(true)));
+    println!("| training step | {f:.0} | {h:.0} | {:.2}× |", f / h);
+}
+
+/// The least thread CPU time, in seconds, of `rounds` calls of `f` (after one warm-up call).
+fn best(rounds: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..rounds)
+        .map(|_| {
+            let t = thread_cpu_seconds();
+            f();
+            thread_cpu_seconds() - t
+        })
+        .fold(f64::INFINITY, f64::min)
+        .max(1e-9)
+}
+
+/// This thread's CPU time (Linux; elsewhere wall-clock time).
+fn thread_cpu_seconds() -> f64 {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        unsafe extern "C" {
+            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+        }
+        let mut t = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: `t` is a valid, writable timespec for the call; 3 is CLOCK_THREAD_CPUTIME_ID.
+        if unsafe { clock_gettime(3, &mut t) } == 0 {
+            return t.sec as f64 + t.nsec as f64 * 1e-9;
+        }
+    }
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+}
