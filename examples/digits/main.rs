@@ -9,6 +9,8 @@
 //!
 //! Run: `cargo run --release --example digits`
 //! Evaluate saved weights without training: `cargo run --release --example digits -- --eval out/digits/digits.safetensors`
+//! Under Keras' `mixed_bfloat16` dtype policy (bf16 products where the CPU has AVX512_BF16, else f32 with
+//! the reason printed; outputs go to `out/digits_bf16/`): `cargo run --release --example digits -- --bf16`
 
 use std::path::Path;
 use std::time::Instant;
@@ -21,6 +23,8 @@ use model::*;
 
 const SEED: u64 = 42;
 const OUT: &str = "out/digits";
+/// Where `--bf16` writes instead, so that it never replaces the f32 run's files.
+const OUT_BF16: &str = "out/digits_bf16";
 
 fn main() -> std::process::ExitCode {
     match run() {
@@ -33,18 +37,24 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let bf16 = args.iter().any(|a| a == "--bf16");
+    args.retain(|a| a != "--bf16");
     let (train, val, test) = load_split(SEED)?;
     println!("digits: {} training, {} validation, {} test samples", train.len(), val.len(), test.len());
 
     let mut model = DigitNet::new(SEED);
+    if bf16 {
+        let status = model.set_dtype_policy(DTypePolicy::MixedBfloat16);
+        println!("dtype policy: {} asked for, {} in effect: {}", status.requested, status.effective, status.reason);
+    }
     match args.as_slice() {
         [flag, weights] if flag == "--eval" => {
             model.load(weights)?;
             println!("loaded {weights}");
         }
-        [] => train_and_save(&mut model, &train, &val)?,
-        _ => return Err("usage: digits [--eval <weights.safetensors>]".into()),
+        [] => train_and_save(&mut model, &train, &val, if bf16 { OUT_BF16 } else { OUT })?,
+        _ => return Err("usage: digits [--bf16] [--eval <weights.safetensors>]".into()),
     }
 
     let probs = model.predict(&test.inputs())?;
@@ -54,7 +64,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn train_and_save(model: &mut DigitNet, train: &Part, val: &Part) -> Result<(), Box<dyn std::error::Error>> {
+fn train_and_save(model: &mut DigitNet, train: &Part, val: &Part, dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     print!("{}", DigitNet::SUMMARY);
     // Training rows first, validation rows last: `validation_split` holds out the end, before shuffling.
     let both = train.then(val);
@@ -77,12 +87,12 @@ fn train_and_save(model: &mut DigitNet, train: &Part, val: &Part) -> Result<(), 
         history.get("val_loss").unwrap_or(&[]).iter().copied().fold(f64::INFINITY, f64::min)
     );
 
-    std::fs::create_dir_all(OUT)?;
-    let out = Path::new(OUT);
+    std::fs::create_dir_all(dir)?;
+    let out = Path::new(dir);
     model.save(out.join("digits.safetensors"))?;
     modelc::viz::write_graph_svg(DigitNet::DOT, out.join("digits.svg"))?;
     modelc::viz::write_history_svg(&history, out.join("digits_history.svg"))?;
     history.write_csv(out.join("digits_history.csv"))?;
-    println!("wrote {OUT}/digits.safetensors, digits.svg, digits_history.svg, digits_history.csv");
+    println!("wrote {dir}/digits.safetensors, digits.svg, digits_history.svg, digits_history.csv");
     Ok(())
 }

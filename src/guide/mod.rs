@@ -14,6 +14,7 @@
 //! | [`import`] | bringing a Keras `.keras` or `.h5` model in as `model!` source and weights (`modelc import`) |
 //! | [`errors`] | compile-time errors (where they appear, how to read them) and run-time errors |
 //! | [`performance`] | release builds, threads, `MODELC_NUM_THREADS`, batch sizes, allocation-free calls, the inference plan |
+//! | [`mixed_precision`] | Keras' `mixed_bfloat16` dtype policy: bf16 products with f32 weights and losses, the hardware it uses, the fallback |
 //! | [`editor`] | what the errors look like in an editor with rust-analyzer, and what it needs |
 //!
 //! For the compiler's inner workings (passes, invariants, where a layer kind lives) read
@@ -105,6 +106,9 @@ pub mod errors {}
 
 #[doc = include_str!("performance.md")]
 pub mod performance {}
+
+#[doc = include_str!("mixed_precision.md")]
+pub mod mixed_precision {}
 
 #[doc = include_str!("editor.md")]
 pub mod editor {}
