@@ -1,6 +1,7 @@
 //! The `mixed_bfloat16` dtype policy against f32 on this CPU, 1 thread:
 //! `cargo run --release --example bf16_bench [-- ROUNDS]`.
 //!
+//! - the `vdpbf16ps` peak: 24 independent chains in registers (where the CPU has AVX512_BF16);
 //! - The GEMM (C = A·B) at 256×784×512 and 1024³, f32 (the default instruction set, or
 //!   `MODELC_GEMM_ISA`) against bf16 (AVX512_BF16 where the CPU has it, else the emulation);
 //! - BENCH M4 (784 → 512 → 512 → 10 with a residual Add) at batch 256: inference and a training
@@ -30,6 +31,16 @@ fn main() {
     set_num_threads(1);
     let kernel = if avx512_bf16_available() { Bf16Kernel::Avx512Bf16 } else { Bf16Kernel::Emulated };
     println!("bf16 kernel: {kernel:?}; 1 thread; best of {rounds} rounds over thread CPU time");
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Bf16Kernel::Avx512Bf16 {
+        let iters = 2_000_000;
+        // SAFETY: the CPU has AVX512_BF16 (checked above).
+        let secs = best(rounds, || {
+            black_box(unsafe { dpbf16_chains(iters) });
+        });
+        // Each vdpbf16ps: 16 lanes × 2 multiply-adds = 64 flops.
+        println!("vdpbf16ps peak: {:.1} GFLOP/s", (24 * 64 * iters) as f64 / secs / 1e9);
+    }
     println!();
     println!("| GEMM m×k×n | f32 GFLOP/s | bf16 GFLOP/s | bf16 / f32 |");
     println!("|---|---|---|---|");
@@ -79,6 +90,25 @@ fn main() {
     };
     let (f, h) = (step(model(false)), step(model(true)));
     println!("| training step | {f:.0} | {h:.0} | {:.2}× |", f / h);
+}
+
+/// `iters` rounds of 24 independent `vdpbf16ps` chains; returns a value to keep.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX512_BF16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn dpbf16_chains(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(black_box(0x3F80_3F80)));
+    let b: __m512bh = std::mem::transmute(_mm512_set1_epi32(black_box(0x3C00_3C00)));
+    let mut acc = [_mm512_setzero_ps(); 24];
+    for _ in 0..black_box(iters) {
+        for v in acc.iter_mut() {
+            *v = _mm512_dpbf16_ps(*v, a, b);
+        }
+    }
+    acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
 }
 
 /// The least thread CPU time, in seconds, of `rounds` calls of `f` (after one warm-up call).
