@@ -86,9 +86,14 @@ pub enum Bf16Mode {
 impl Bf16Mode {
     /// The mode `MODELC_BF16` asks for (see [`BF16_ENV`]).
     pub fn from_env() -> Bf16Mode {
-        match std::env::var(BF16_ENV).map(|v| v.trim().to_ascii_lowercase()) {
-            Ok(v) if matches!(v.as_str(), "off" | "0" | "false" | "no" | "f32" | "float32") => Bf16Mode::Off,
-            Ok(v) if v == "emulate" => Bf16Mode::Emulate,
+        std::env::var(BF16_ENV).map_or(Bf16Mode::Auto, |v| Bf16Mode::parse(&v))
+    }
+
+    /// The mode a value of `MODELC_BF16` asks for.
+    fn parse(value: &str) -> Bf16Mode {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "off" | "0" | "false" | "no" | "f32" | "float32" => Bf16Mode::Off,
+            "emulate" => Bf16Mode::Emulate,
             _ => Bf16Mode::Auto,
         }
     }
@@ -164,6 +169,16 @@ mod tests {
         let err = "mixed_float16".parse::<DTypePolicy>().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("mixed_bfloat16"), "{err}");
         assert_eq!(DTypePolicy::MixedBfloat16.to_string(), "mixed_bfloat16");
+    }
+
+    #[test]
+    fn the_environment_variable_forces_the_fallback_or_the_emulation() {
+        for v in ["off", " OFF", "0", "false", "no", "float32"] {
+            assert_eq!(Bf16Mode::parse(v), Bf16Mode::Off, "{v}");
+        }
+        assert_eq!(Bf16Mode::parse("emulate"), Bf16Mode::Emulate);
+        assert_eq!(Bf16Mode::parse("auto"), Bf16Mode::Auto);
+        assert_eq!(Bf16Mode::parse(""), Bf16Mode::Auto);
     }
 
     #[test]
