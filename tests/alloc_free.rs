@@ -354,8 +354,8 @@ fn bf16_mode() -> modelc::Bf16Mode {
 
 #[test]
 fn mixed_bfloat16_steps_and_predictions_allocate_nothing_after_warm_up() {
-    // Recurrent layers (many small products, sgemm) and a wide Dense model on two threads (large
-    // products split across the pool, the packed operands in the caller's scratch).
+    // Recurrent layers (many small products, sgemm), convolutions, and a wide Dense model on two
+    // threads (large products split across the pool, the packed operands in the caller's scratch).
     let mut rng = Rng::new(4);
     let src = modelc::ndarray::Array3::from_shape_fn((16, 7, 4), |_| rng.uniform(-1.0, 1.0));
     let tgt = modelc::ndarray::Array3::from_shape_fn((16, 5, 3), |_| rng.uniform(-1.0, 1.0));
@@ -368,6 +368,19 @@ fn mixed_bfloat16_steps_and_predictions_allocate_nothing_after_warm_up() {
     assert_warm_calls_allocate_nothing("bf16 recurrent predictions", 10, || model.predict_into(&inputs, &mut out).unwrap());
     let mut trainer = model.compile(Adam::default(), RecurrentLosses { y: Loss::MeanSquaredError }, &[]);
     assert_warm_calls_allocate_nothing("bf16 recurrent training steps", 10, || {
+        trainer.train_step(&inputs, &targets).unwrap();
+    });
+
+    // Convolutions: the im2col path, which the policy takes instead of the direct one.
+    let image = modelc::ndarray::Array4::from_shape_fn((16, 12, 12, 3), |_| rng.uniform(0.0, 1.0));
+    let y = Array2::from_shape_fn((16, 2), |(i, k)| f32::from(u8::from(i % 2 == k)));
+    let (inputs, targets) = (ConvsInputs { image: image.view() }, ConvsTargets { y: y.view() });
+    let mut model = Convs::new(9);
+    modelc::precision::set_dtype_policy_with(&mut model, DTypePolicy::MixedBfloat16, bf16_mode());
+    let mut out = model.predict(&inputs).unwrap();
+    assert_warm_calls_allocate_nothing("bf16 convolution inference calls", 10, || model.predict_into(&inputs, &mut out).unwrap());
+    let mut trainer = model.compile(Adam::default(), ConvsLosses { y: Loss::CategoricalCrossentropy }, &[]);
+    assert_warm_calls_allocate_nothing("bf16 convolution training steps", 10, || {
         trainer.train_step(&inputs, &targets).unwrap();
     });
 

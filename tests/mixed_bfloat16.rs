@@ -186,3 +186,34 @@ fn a_short_training_run_learns_as_in_f32() {
         assert!(p != p32, "{mode:?}: the training was f32's to the bit");
     }
 }
+
+model! {
+    /// 3×3 convolutions (the direct path in f32, im2col + GEMM under the policy).
+    struct Convs {
+        input image: [8, 8, 2];
+        let v = Conv2D(8, 3, padding = same, activation = tanh)(image);
+        let v = Conv2D(8, 3, activation = tanh)(v);
+        output y = Flatten()(v);
+    }
+}
+
+#[test]
+fn convolution_outputs_and_gradients_are_f32_within_bf16_tolerance() {
+    let mut rng = Rng::new(12);
+    let image = modelc::ndarray::Array4::from_shape_fn((6, 8, 8, 2), |_| rng.uniform(-1.0, 1.0));
+    let inputs = ConvsInputs { image: image.view() };
+    let run = |model: &mut Convs| {
+        let out = model.forward(&inputs, false).unwrap();
+        let d = ConvsOutputs { y: Array2::from_shape_fn(out.y.dim(), |(i, k)| ((i + 2 * k) % 5) as f32 - 2.0) };
+        (out.y.iter().copied().collect::<Vec<f32>>(), model.backward(&d).unwrap().as_slice().to_vec())
+    };
+    let (y32, g32) = run(&mut Convs::new(4));
+    for mode in modes() {
+        let mut model = Convs::new(4);
+        set_dtype_policy_with(&mut model, DTypePolicy::MixedBfloat16, mode);
+        let (y, g) = run(&mut model);
+        let (ey, eg) = (rel_err(&y, &y32), rel_err(&g, &g32));
+        assert!(ey <= 2e-2 && eg <= 2e-2, "{mode:?}: outputs off by {ey:e}, gradients by {eg:e}");
+        assert!(y != y32 && g != g32, "{mode:?}: the convolutions ran in f32");
+    }
+}

@@ -3,11 +3,12 @@
 //! Under `mixed_bfloat16`, as in Keras, the weights (variables) stay f32 and the matrix products
 //! compute in bfloat16: both operands of every product that goes through the runtime's GEMM
 //! ([`crate::kernels::gemm::sgemm`], [`crate::kernels::gemm::sgemm_blocks`]: Dense, the attention
-//! projections and scores, the recurrent layers, the convolutions' explicit products) are rounded
-//! to bf16, and the products are summed in f32. That holds for the forward pass and for the
-//! backward products (gradients of inputs and weights), as TensorFlow computes the gradients of a
-//! bf16 matmul in bf16. Everything else stays f32: activations between layers, the losses, metrics,
-//! normalizations, softmax, optimizer steps, and the convolutions' implicit (gathered) products.
+//! projections and scores, the recurrent layers, and the convolutions, which take their im2col
+//! path under the policy) are rounded to bf16, and the products are summed in f32. That holds for
+//! the forward pass and for the backward products (gradients of inputs and weights), as TensorFlow
+//! computes the gradients of a bf16 matmul in bf16. Everything else stays f32: activations between
+//! layers, the losses, metrics, normalizations, softmax, optimizer steps, and the depthwise and
+//! grouped convolutions (direct loops, no GEMM).
 //!
 //! The policy is set on a model, `model.set_dtype_policy(DTypePolicy::MixedBfloat16)` (Keras:
 //! `dtype="mixed_bfloat16"` on a layer or model, or `keras.config.set_dtype_policy`), and applies

@@ -417,6 +417,8 @@ fn backward_direct(
 /// `direct_plan`) the chunk's zero-padded samples are copied into `col` and one gathered GEMM
 /// writes `y`, or the chunk's im2col matrix is written into `col` and one GEMM writes `y`; bias and
 /// activation follow in one pass, storing the pre-activation into `pre` when given. Allocates nothing.
+/// Under `mixed_bfloat16` (a [`super::gemm::Bf16Scope`] on this thread) always the im2col way, so
+/// that the product is bf16.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     g: &Window2d,
@@ -430,7 +432,7 @@ pub fn forward(
     batch: usize,
     cout: usize,
 ) {
-    match direct_plan(g, cout, col.len(), 0, false) {
+    match direct_plan(g, cout, col.len(), 0, false).filter(|_| super::gemm::bf16_kernel().is_none()) {
         Some(step) => forward_direct(g, (x, w, b), act, pre, col, y, batch, cout, step),
         None => forward_chunked(g, (x, w, b), act, pre, col, y, batch, cout, chunk_samples(g)),
     }
@@ -492,7 +494,9 @@ pub fn backward(
     batch: usize,
     cout: usize,
 ) {
-    match direct_plan(g, cout, col.len(), dcol.len(), dx.is_some()) {
+    // Under `mixed_bfloat16` (crate::precision) the im2col path, whose products are sgemm's and so
+    // bf16; the direct path's gathered products are f32 only.
+    match direct_plan(g, cout, col.len(), dcol.len(), dx.is_some()).filter(|_| super::gemm::bf16_kernel().is_none()) {
         Some(step) => backward_direct(g, (x, w, dy), (act, pre, y), (col, dcol), (dx, dw, db), batch, cout, step),
         None => {
             activation::backward(act, pre, y, dy, cout);

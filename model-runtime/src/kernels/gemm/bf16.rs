@@ -17,8 +17,8 @@
 //!
 //! Which products run here is a per-thread setting ([`Bf16Scope`]), entered by the runtime's entry
 //! points from the model's dtype policy (`crate::precision`); every [`super::sgemm`] and
-//! [`super::sgemm_blocks`] on that thread then comes here. The convolutions' implicit products
-//! ([`super::gather_gemm`]) stay in f32.
+//! [`super::sgemm_blocks`] on that thread then comes here. [`super::gather_gemm`] has no bf16
+//! form: the convolutions take their im2col path instead while a scope is set.
 
 use super::{pool, scratch, Epilogue, Par};
 use std::cell::Cell;
@@ -61,7 +61,8 @@ thread_local! {
     static ACTIVE: Cell<Option<Bf16Kernel>> = const { Cell::new(None) };
 }
 
-/// The bf16 kernel this thread's GEMMs use, if a [`Bf16Scope`] set one.
+/// The bf16 kernel this thread's GEMMs use, if a [`Bf16Scope`] set one. Kernels with a product of
+/// their own in f32 (the convolutions' gathered products) ask it to take the [`super::sgemm`] way.
 #[inline]
 pub fn active() -> Option<Bf16Kernel> {
     ACTIVE.try_with(Cell::get).ok().flatten()
