@@ -236,13 +236,36 @@ fn pack_a(kernel: Bf16Kernel, x: &Args<'_>, ap: &mut [u32]) {
             pack_row(kernel, src, row);
         }
     } else {
-        // op(A)[i][l] = a[l*m + i]: a gather, row by row.
-        for (i, row) in rows.chunks_exact_mut(kp).enumerate() {
-            for (p, v) in row.iter_mut().enumerate() {
-                let odd = if 2 * p + 1 < k { x.a[(2 * p + 1) * m + i] } else { 0.0 };
-                *v = pair(x.a[2 * p * m + i], odd);
+        // op(A)[i][l] = a[l*m + i]: two stored rows (l = 2p, 2p+1) at a time, read in order and
+        // converted a vector at a time, each pair written to its row of op(A) (kp apart; the
+        // lines of one p are the next p's, so they stay in L1).
+        let mut buf = [0u32; NR];
+        for p in 0..kp {
+            let r0 = &x.a[2 * p * m..][..m];
+            let r1 = if 2 * p + 1 < k { Some(&x.a[(2 * p + 1) * m..][..m]) } else { None };
+            for i0 in (0..m).step_by(NR) {
+                let cols = NR.min(m - i0);
+                pair_rows(kernel, &r0[i0..i0 + cols], r1.map(|r| &r[i0..i0 + cols]), &mut buf[..cols]);
+                for (c, &v) in buf[..cols].iter().enumerate() {
+                    rows[(i0 + c) * kp + p] = v;
+                }
             }
         }
+    }
+}
+
+/// `out[j]` = the pair (`r0[j]`, `r1[j]`, or 0 without `r1`), for the `r0.len()` ≤ NR values.
+#[inline]
+fn pair_rows(kernel: Bf16Kernel, r0: &[f32], r1: Option<&[f32]>, out: &mut [u32]) {
+    match r1 {
+        #[cfg(target_arch = "x86_64")]
+        Some(r1) if r0.len() == NR && kernel == Bf16Kernel::Avx512Bf16 => {
+            // SAFETY: the kernel is only set where the CPU has AVX512_BF16 (see `tile_on`); the
+            // three slices hold NR values.
+            unsafe { pack_b_avx512(r0, r1, out) }
+        }
+        Some(r1) => out.iter_mut().zip(r0.iter().zip(r1)).for_each(|(o, (&e, &d))| *o = pair(e, d)),
+        None => out.iter_mut().zip(r0).for_each(|(o, &e)| *o = pair(e, 0.0)),
     }
 }
 
@@ -269,28 +292,40 @@ fn pack_row(kernel: Bf16Kernel, src: &[f32], dst: &mut [u32]) {
 fn pack_b(kernel: Bf16Kernel, x: &Args<'_>, bp: &mut [u32]) {
     let (k, n) = (x.k, x.n);
     let kp = k.div_ceil(2);
-    let (rs, cs) = if x.trans_b { (1, k) } else { (n, 1) };
-    let at = |l: usize, j: usize| if l < k { x.b[l * rs + j * cs] } else { 0.0 };
     for (jp, panel) in bp.chunks_exact_mut(kp * NR).enumerate() {
-        let j0 = jp * NR;
-        let cols = NR.min(n - j0);
-        for p in 0..kp {
-            let out = &mut panel[p * NR..(p + 1) * NR];
-            if !x.trans_b && 2 * p + 1 < k && cols == NR && kernel == Bf16Kernel::Avx512Bf16 {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the kernel is only set where the CPU has AVX512_BF16 (see `tile_on`);
-                // both rows hold NR values from column j0 (cols == NR).
-                unsafe {
-                    pack_b_avx512(&x.b[2 * p * n + j0..][..NR], &x.b[(2 * p + 1) * n + j0..][..NR], out)
-                };
-            } else if !x.trans_b && 2 * p + 1 < k {
-                // Two contiguous rows of B: the loop vectorizes.
-                let (r0, r1) = (&x.b[2 * p * n + j0..][..cols], &x.b[(2 * p + 1) * n + j0..][..cols]);
-                out.iter_mut().zip(r0.iter().zip(r1)).for_each(|(o, (&e, &d))| *o = pair(e, d));
-            } else {
-                (0..cols).for_each(|j| out[j] = pair(at(2 * p, j0 + j), at(2 * p + 1, j0 + j)));
-            }
+        let (j0, cols) = (jp * NR, NR.min(n - jp * NR));
+        if x.trans_b {
+            pack_b_transposed(kernel, x, j0, cols, panel);
+            continue;
+        }
+        // Two contiguous rows of B per pair.
+        for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
+            let r0 = &x.b[2 * p * n + j0..][..cols];
+            let r1 = (2 * p + 1 < k).then(|| &x.b[(2 * p + 1) * n + j0..][..cols]);
+            pair_rows(kernel, r0, r1, &mut out[..cols]);
             out[cols..].fill(0);
+        }
+    }
+}
+
+/// One panel of a transposed B (stored n×k, so column j of op(B) is the contiguous row j): each
+/// row converted into pairs 16 at a time and written down its lane of the panel.
+fn pack_b_transposed(kernel: Bf16Kernel, x: &Args<'_>, j0: usize, cols: usize, panel: &mut [u32]) {
+    let k = x.k;
+    let kp = k.div_ceil(2);
+    let mut buf = [0u32; 16];
+    for j in 0..NR {
+        if j >= cols {
+            (0..kp).for_each(|p| panel[p * NR + j] = 0);
+            continue;
+        }
+        let row = &x.b[(j0 + j) * k..][..k];
+        for (q, chunk) in row.chunks(32).enumerate() {
+            let pairs = chunk.len().div_ceil(2);
+            pack_row(kernel, chunk, &mut buf[..pairs]);
+            for (t, &v) in buf[..pairs].iter().enumerate() {
+                panel[(16 * q + t) * NR + j] = v;
+            }
         }
     }
 }
