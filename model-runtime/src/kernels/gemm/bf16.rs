@@ -257,6 +257,8 @@ fn pack_a(kernel: Bf16Kernel, x: &Args<'_>, ap: &mut [u32]) {
 /// `out[j]` = the pair (`r0[j]`, `r1[j]`, or 0 without `r1`), for the `r0.len()` ≤ NR values.
 #[inline]
 fn pair_rows(kernel: Bf16Kernel, r0: &[f32], r1: Option<&[f32]>, out: &mut [u32]) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = kernel; // one kernel only: the emulation
     match r1 {
         #[cfg(target_arch = "x86_64")]
         Some(r1) if r0.len() == NR && kernel == Bf16Kernel::Avx512Bf16 => {
