@@ -386,12 +386,6 @@ fn tuned() -> &'static Tuned {
     TUNED.get_or_init(detect)
 }
 
-/// The instruction set for wide products (the convolution kernels' choice).
-#[inline]
-fn isa() -> Isa {
-    tuned().choice.wide
-}
-
 /// [`tuned`] on its first call: reads `MODELC_GEMM_ISA`, the flags and caches, probes the FMA
 /// widths when that can change the choice, and decides.
 #[cold]
