@@ -327,7 +327,9 @@ fn sgemm_tiled(
         // from the first split call (warm-up) on and a later call never allocates, whoever claims what.
         let part_len = |i| driver::plan(&driver::part(&p, tiles, split, i, parts), tiles).1;
         scratch::reserve((0..parts).map(part_len).fold(driver::plan(&p, tiles).1, usize::max));
-        if pool::try_run(par.threads, parts, &|i| unsafe { run_one(isa, tiles, &driver::part(&p, tiles, split, i, parts)) }) {
+        if !pool::backing_off()
+            && pool::try_run(par.threads, parts, &|i| unsafe { run_one(isa, tiles, &driver::part(&p, tiles, split, i, parts)) })
+        {
             return true;
         }
     }

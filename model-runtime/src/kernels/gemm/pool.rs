@@ -14,10 +14,16 @@
 //!
 //! One split GEMM runs at a time: a caller that finds the pool busy (another thread's GEMM is
 //! split across it) runs its product on its own thread instead of waiting.
+//!
+//! Splits that do not pay back off: each split is timed, and when it took at least 9/10 of what the
+//! caller alone would have taken at its own pace (the other cores are busy with other processes, so
+//! a worker wakes late or is descheduled holding a chunk), the next 1, 2, 4, … up to 256 products
+//! that would be split run on the caller's thread instead ([`backing_off`]); one split that pays
+//! ends the back-off.
 
 use std::cell::UnsafeCell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, TryLockError};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -69,6 +75,52 @@ fn first_num_threads() -> usize {
 fn default_threads() -> usize {
     let from_env = std::env::var(THREADS_ENV).ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&n| n > 0);
     from_env.unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get())).min(MAX_THREADS)
+}
+
+/// Products that would be split still to run on the caller's thread (see the module docs).
+static SKIP: AtomicU32 = AtomicU32::new(0);
+/// Splits in a row that did not pay.
+static POOR: AtomicU32 = AtomicU32::new(0);
+
+/// A split pays when it takes less than this share of the time the caller alone would have taken.
+/// Measured on 2 Zen 4 cores shared with other builds (BENCHMARKS.md, "Zen 4, December 2026"): with
+/// the other core busy, M4's cells at batch 256 (splits of 100 M multiply-adds) took 1.19–1.45× their
+/// 1-thread time on 2 threads; with it free, splits from 2 M multiply-adds up ran 1.4–2× faster
+/// (BENCHMARKS.md, "Threads"), i.e. in 0.5–0.7× the time, well under 0.9.
+const PAY_RATIO: f64 = 0.9;
+/// The longest back-off, in products: about 40 of M4's training steps, after which a split is tried
+/// again.
+const MAX_SKIP: u32 = 256;
+
+/// Whether the product about to be split should run on the caller's thread, because recent splits
+/// did not pay; counts the back-off down.
+pub(super) fn backing_off() -> bool {
+    let skip = SKIP.load(Ordering::Relaxed);
+    if skip == 0 {
+        return false;
+    }
+    SKIP.store(skip - 1, Ordering::Relaxed);
+    true
+}
+
+/// Records how a split went: `chunks` chunks, `own` of them run by the caller in `run` seconds, the
+/// whole split taking `total` seconds.
+fn record(chunks: usize, own: usize, run: f64, total: f64) {
+    // The caller's pace times every chunk: what the product would have taken on its thread alone.
+    let alone = if own == 0 { f64::INFINITY } else { run * chunks as f64 / own as f64 };
+    let (poor, skip) = backoff_after(POOR.load(Ordering::Relaxed), total < PAY_RATIO * alone);
+    POOR.store(poor, Ordering::Relaxed);
+    SKIP.store(skip, Ordering::Relaxed);
+}
+
+/// After `poor` splits in a row that did not pay, and one that did (`pays`) or did not: the new
+/// streak and how many products to keep on the caller's thread (1, 2, 4, … [`MAX_SKIP`]).
+fn backoff_after(poor: u32, pays: bool) -> (u32, u32) {
+    if pays {
+        return (0, 0);
+    }
+    let poor = (poor + 1).min(MAX_SKIP.ilog2() + 1);
+    (poor, 1 << (poor - 1))
 }
 
 /// The job being run: `call(data, chunk)` for each chunk, by whichever thread claims it.
@@ -149,9 +201,11 @@ fn claim(epoch_seen: u64) -> Option<usize> {
     }
 }
 
-/// Runs every chunk of the job numbered `epoch_seen` that this thread can claim.
-fn run_chunks(epoch_seen: u64) {
+/// Runs every chunk of the job numbered `epoch_seen` that this thread can claim; returns how many.
+fn run_chunks(epoch_seen: u64) -> usize {
+    let mut ran = 0;
     while let Some(chunk) = claim(epoch_seen) {
+        ran += 1;
         // SAFETY: this thread claimed a chunk of the job published with that epoch (Acquired),
         // so `job` holds that job, and its caller keeps it and the closure alive and unchanged
         // until `done` counts this chunk.
@@ -165,13 +219,14 @@ fn run_chunks(epoch_seen: u64) {
         }
         SHARED.done.fetch_add(1, Ordering::Release);
     }
+    ran
 }
 
 /// Runs chunks `f(0..chunks)`: across the pool when there is more than one and it is free (see
 /// [`try_run`]), else one after another on this thread, with the same chunks and so the same
 /// scratch sizes as a split run.
 pub(super) fn run_parts<F: Fn(usize) + Sync>(threads: usize, chunks: usize, f: &F) {
-    if chunks > 1 && try_run(threads, chunks, f) {
+    if chunks > 1 && !backing_off() && try_run(threads, chunks, f) {
         return;
     }
     (0..chunks).for_each(f);
@@ -220,7 +275,9 @@ pub(super) fn try_run<F: Fn(usize) + Sync>(threads: usize, chunks: usize, f: &F)
     for w in &workers[..helpers] {
         w.unpark();
     }
-    run_chunks(epoch_next);
+    let start = Instant::now();
+    let own = run_chunks(epoch_next);
+    let run = start.elapsed().as_secs_f64();
     // Every chunk is claimed now; wait for the ones still running on workers.
     let mut spins = 0u32;
     while SHARED.done.load(Ordering::Acquire) != chunks {
@@ -232,6 +289,7 @@ pub(super) fn try_run<F: Fn(usize) + Sync>(threads: usize, chunks: usize, f: &F)
             thread::yield_now();
         }
     }
+    record(chunks, own, run, start.elapsed().as_secs_f64());
     if SHARED.panicked.load(Ordering::Relaxed) {
         panic!("a part of a split GEMM panicked");
     }
@@ -277,6 +335,20 @@ fn wait_for_job(seen: u64) -> u64 {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn splits_that_do_not_pay_back_off_longer_each_time_until_one_pays() {
+        let mut poor = 0;
+        let mut skips = Vec::new();
+        for _ in 0..12 {
+            let (p, s) = backoff_after(poor, false);
+            poor = p;
+            skips.push(s);
+        }
+        assert_eq!(skips, [1, 2, 4, 8, 16, 32, 64, 128, 256, 256, 256, 256]);
+        assert_eq!(backoff_after(poor, true), (0, 0));
+        assert_eq!(backoff_after(0, true), (0, 0));
+    }
 
     #[test]
     fn try_run_runs_every_chunk_once() {
