@@ -35,8 +35,10 @@ use std::sync::OnceLock;
 /// nothing, on this thread and on the pool's workers.
 ///
 /// Products of at least 8 M multiply-adds (m·k·n) are split across up to
-/// [`num_threads`] threads (one band of rows or columns of C per thread); every element of C is
-/// computed by one thread, so results match the single-threaded ones up to f32 rounding.
+/// [`num_threads`] threads (one band of rows or columns of C per thread), unless recent splits did
+/// not pay (the pool backs off, see `pool`); every element of C is computed by one thread, so
+/// results match the single-threaded ones up to f32 rounding. The instruction set depends on n
+/// (see [`tuning_report`]).
 ///
 /// # Panics
 /// When a slice is shorter than its matrix (`a.len() < m*k`, `b.len() < k*n`, `c.len() < m*n`).
@@ -153,7 +155,8 @@ fn blocks_on(isa: Isa, par: Par, m: usize, n: usize, a: &[&[f32]], k: &[usize], 
     let bias = epi.bias.map_or(std::ptr::null(), <[f32]>::as_ptr);
     let c = c.as_mut_ptr();
     // SAFETY: the asserts above bound every block of A, B, the bias and C; `c` is uniquely
-    // borrowed, so it aliases no input; `isa()` is supported by this CPU.
+    // borrowed, so it aliases no input; `isa` is supported by this CPU (`tuned()` and the tests pick
+    // only detected ones).
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -320,7 +323,7 @@ fn sgemm_tiled(
     // (m, k, n) and the strides lies inside `a`, `b` and `c`, and a part addresses a sub-band of
     // that; `c` is uniquely borrowed, so it aliases neither input, and the parts' bands of C are
     // disjoint; `try_run` returns only after every part is done, while the slices are borrowed;
-    // `isa` is supported (see `isa()` and the tests, which only pass detected ones).
+    // `isa` is supported (see `tuned()` and the tests, which only pass detected ones).
     if parts > 1 {
         // This thread runs whichever parts it claims first, or the whole product when the pool is
         // busy (another thread's product): size its scratch for all of them now, so that it is there

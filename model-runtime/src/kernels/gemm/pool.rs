@@ -44,7 +44,8 @@ const SPIN: Duration = Duration::from_micros(100);
 
 /// Sets how many threads (the caller included) a large GEMM may be split across, from now on, for
 /// the whole process. `1` makes every GEMM single-threaded; `0` is taken as 1. Products below
-/// a measured size (8 M multiply-adds) always run on the calling thread.
+/// a measured size (8 M multiply-adds) always run on the calling thread, and larger ones too for a
+/// while after splits that did not pay (other processes busy on the other cores).
 ///
 /// The default is the `MODELC_NUM_THREADS` environment variable when set to a positive number,
 /// else [`std::thread::available_parallelism`].
