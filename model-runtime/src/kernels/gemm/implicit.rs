@@ -197,7 +197,7 @@ fn gather_gemm_on(
         // uniquely borrowed, and `try_run` returns after every part; `isa` is supported.
         scratch::with(panels, |buf| unsafe { fwd_isa(isa, src.as_ptr(), g, lo, hi, taps, cin, w.as_ptr(), n, beta, cp as *mut f32, buf) });
     };
-    pool::run_parts(par.threads, parts, &run);
+    pool::run_parts(m * k * n, par.threads, parts, &run);
 }
 
 /// # Safety
@@ -429,7 +429,7 @@ fn gather_gemm_tn_on(
         // dw, which is uniquely borrowed; `try_run` returns after every part; `isa` is supported.
         unsafe { tn_isa(isa, src.as_ptr(), g, m / g.cols, taps, cin, dz.as_ptr(), n, wp as *mut f32, lo, hi) };
     };
-    pool::run_parts(par.threads, parts, &run);
+    pool::run_parts(m * k * n, par.threads, parts, &run);
 }
 
 /// # Safety

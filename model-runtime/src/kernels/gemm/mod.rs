@@ -322,7 +322,7 @@ fn sgemm_tiled(
     // SAFETY (both calls of `run_one`): the asserts above guarantee every element addressed by
     // (m, k, n) and the strides lies inside `a`, `b` and `c`, and a part addresses a sub-band of
     // that; `c` is uniquely borrowed, so it aliases neither input, and the parts' bands of C are
-    // disjoint; `try_run` returns only after every part is done, while the slices are borrowed;
+    // disjoint; `split_or_serial` returns only after every part is done, while the slices are borrowed;
     // `isa` is supported (see `tuned()` and the tests, which only pass detected ones).
     if parts > 1 {
         // This thread runs whichever parts it claims first, or the whole product when the pool is
@@ -330,11 +330,9 @@ fn sgemm_tiled(
         // from the first split call (warm-up) on and a later call never allocates, whoever claims what.
         let part_len = |i| driver::plan(&driver::part(&p, tiles, split, i, parts), tiles).1;
         scratch::reserve((0..parts).map(part_len).fold(driver::plan(&p, tiles).1, usize::max));
-        if !pool::backing_off()
-            && pool::try_run(par.threads, parts, &|i| unsafe { run_one(isa, tiles, &driver::part(&p, tiles, split, i, parts)) })
-        {
-            return true;
-        }
+        let work = m.saturating_mul(k).saturating_mul(n);
+        let chunk = |i| unsafe { run_one(isa, tiles, &driver::part(&p, tiles, split, i, parts)) };
+        return pool::split_or_serial(work, par.threads, parts, &chunk, || unsafe { run_one(isa, tiles, &p) });
     }
     unsafe { run_one(isa, tiles, &p) };
     false
