@@ -11,9 +11,10 @@
 //! Every figure is the best of ROUNDS (default 7) timed rounds, given twice: over wall-clock time, and
 //! over CPU time (Linux: the thread's, or the process's divided by the threads for a split GEMM,
 //! spinning included), which on a machine shared with other work still shows what a CPU does while
-//! it runs this code. `MODELC_GEMM_ISA` picks the GEMM's instruction set as in the runtime.
+//! it runs this code. `MODELC_GEMM_ISA` picks the GEMM's instruction set as in the runtime; the
+//! first lines say what the GEMM chose on this CPU and why (`tuning_report`).
 
-use modelc::kernels::gemm::{set_num_threads, sgemm};
+use modelc::kernels::gemm::{set_num_threads, sgemm, tuning_report};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ fn main() {
     println!("CPU: {}", cpu_model());
     println!("features: {}", features());
     println!("CPUs available: {cpus}; best of {rounds} rounds per figure");
+    println!("GEMM choice: {}", tuning_report());
     println!();
 
     let two = cpus.min(2);

@@ -13,7 +13,7 @@
 //! | [`keras`] | porting from Keras: a table of Keras calls and their modelc equivalents, and the differences |
 //! | [`import`] | bringing a Keras `.keras` or `.h5` model in as `model!` source and weights (`modelc import`) |
 //! | [`errors`] | compile-time errors (where they appear, how to read them) and run-time errors |
-//! | [`performance`] | release builds, threads, `MODELC_NUM_THREADS`, batch sizes, allocation-free calls, the inference plan |
+//! | [`performance`] | release builds, threads, `MODELC_NUM_THREADS`, the instruction set (`MODELC_GEMM_ISA`), batch sizes, allocation-free calls, the inference plan |
 //! | [`mixed_precision`] | Keras' `mixed_bfloat16` dtype policy: bf16 products with f32 weights and losses, the hardware it uses, the fallback |
 //! | [`editor`] | what the errors look like in an editor with rust-analyzer, and what it needs |
 //!

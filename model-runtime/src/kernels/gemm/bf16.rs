@@ -157,7 +157,7 @@ pub(super) fn gemm(kernel: Bf16Kernel, par: Par, x: Args<'_>, c: &mut [f32]) {
     if k == 0 {
         // Nothing to multiply or round: C = epi(beta·C), as the f32 path computes it.
         let Args { alpha, trans_a, trans_b, beta, epi, .. } = x;
-        super::sgemm_on(super::isa(), par, m, k, n, alpha, a, trans_a, b, trans_b, beta, c, epi);
+        super::sgemm_on(super::tuned().choice.for_n(n), par, m, k, n, alpha, a, trans_a, b, trans_b, beta, c, epi);
         return;
     }
     let kp = k.div_ceil(2);
@@ -173,9 +173,12 @@ pub(super) fn gemm(kernel: Bf16Kernel, par: Par, x: Args<'_>, c: &mut [f32]) {
         pack_b(kernel, &x, bp);
         let job = Job { x, kp, ap, bp, c: c.as_mut_ptr(), kernel };
         let parts = parts(par, m, k, n, np);
-        // SAFETY (both): `job.c` is `c`, checked above to hold m·n values and uniquely borrowed;
-        // the parts write disjoint column panels of it, and `try_run` returns after all are done.
-        if parts > 1 && pool::try_run(par.threads, parts, &|i| unsafe { job.columns(i * np / parts, (i + 1) * np / parts) }) {
+        // SAFETY (all): `job.c` is `c`, checked above to hold m·n values and uniquely borrowed;
+        // the parts write disjoint column panels of it, and `split_or_serial` returns after all are
+        // done (or after running the whole product on this thread, when a split does not pay).
+        if parts > 1 {
+            let split = |i: usize| unsafe { job.columns(i * np / parts, (i + 1) * np / parts) };
+            pool::split_or_serial(m * k * n, par.threads, parts, &split, || unsafe { job.columns(0, np) });
             return;
         }
         unsafe { job.columns(0, np) }
@@ -204,7 +207,7 @@ pub(super) fn blocks(
     assert!(b.len() >= k_total * n, "sgemm_blocks: b has {} elements, needs {}", b.len(), k_total * n);
     if a.is_empty() || k_total == 0 {
         // Nothing to multiply: C is the epilogue of zero, as the f32 path computes it.
-        return super::blocks_on(super::isa(), par, m, n, a, k, b, c, epi);
+        return super::blocks_on(super::tuned().choice.for_n(n), par, m, n, a, k, b, c, epi);
     }
     let mut row0 = 0;
     for (i, (&ai, &ki)) in a.iter().zip(k).enumerate() {

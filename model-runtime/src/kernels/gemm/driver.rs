@@ -16,13 +16,6 @@
 
 use super::simd::Simd;
 
-/// Upper bound on the k-block: a packed B micro-panel (KC×NR) stays in L1 while an A micro-panel
-/// streams past it.
-const KC_MAX: usize = 256;
-/// Upper bound on the m-block: a packed A block (MC×KC) stays in L2.
-const MC_MAX: usize = 96;
-/// Upper bound on the n-block: a packed B block (KC×NC) stays in L3.
-const NC_MAX: usize = 4096;
 /// Below this many multiply-adds (m·k·n) the direct path is used even for a tall A.
 const DIRECT_MAX_WORK: usize = 64 * 128 * 128;
 /// Up to this many rows of op(A) the direct path is used whatever the size (B read in place
@@ -88,13 +81,21 @@ pub(super) enum Path {
     DotRows,
 }
 
-/// Tile and block sizes of one instruction set's kernels.
-#[derive(Clone, Copy, Debug)]
+/// Tile and block sizes of one instruction set's kernels (the block sizes come from the caches:
+/// `cpu::tiles_for`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Tiles {
     /// Rows of the packed microkernel.
     pub mr: usize,
     /// Columns of the packed microkernel (vectors × lanes).
     pub nr: usize,
+    /// Upper bound on the k-block: a packed B micro-panel (kc×nr) stays in L1 while an A
+    /// micro-panel streams past it.
+    pub kc: usize,
+    /// Upper bound on the m-block (a multiple of `mr`): a packed A block (mc×kc) stays in L2.
+    pub mc: usize,
+    /// Upper bound on the n-block (a multiple of `nr`): a packed B block (kc×nc) stays in L3.
+    pub nc: usize,
 }
 
 /// The path for `p` and the scratch it needs (in `f32`s).
@@ -192,14 +193,14 @@ pub(super) fn part(p: &Problem, t: Tiles, split: Split, i: usize, parts: usize) 
 }
 
 /// Runs `p` along `path`. Tiles are given as const parameters: `MR` rows by `NV` vectors for
-/// both the packed microkernel and the direct kernel.
+/// both the packed microkernel and the direct kernel; `t` (the same tile) gives the block sizes.
 ///
 /// # Safety
 /// Every element addressed by `p` (m×k of A, k×n of B, m×n of C) must be valid, C writable and
-/// aliasing neither input; `scratch` must hold at least what [`plan`] returned for this `path`;
-/// the CPU must support `S`.
+/// aliasing neither input; `scratch` must hold at least what [`plan`] returned for this `path` and
+/// `t`; the CPU must support `S`.
 #[inline(always)]
-pub(super) unsafe fn run<S: Simd, const MR: usize, const NV: usize>(p: &Problem, path: Path, scratch: &mut [f32]) {
+pub(super) unsafe fn run<S: Simd, const MR: usize, const NV: usize>(p: &Problem, path: Path, t: Tiles, scratch: &mut [f32]) {
     // SAFETY: forwarded from this function's contract.
     unsafe {
         match path {
@@ -208,7 +209,7 @@ pub(super) unsafe fn run<S: Simd, const MR: usize, const NV: usize>(p: &Problem,
             // A panel no wider than one vector: a one-vector-wide tile instead of padding to NR.
             Path::Direct if p.n <= S::LANES => direct_panels::<S, 8, 1>(p, scratch),
             Path::Direct => direct_panels::<S, MR, NV>(p, scratch),
-            Path::Packed => packed::<S, MR, NV>(p, scratch),
+            Path::Packed => packed::<S, MR, NV>(p, t, scratch),
         }
     }
 }
@@ -527,16 +528,17 @@ impl Blocks {
             let parts = len.div_ceil(max).max(1);
             len.div_ceil(parts).div_ceil(unit) * unit
         };
-        Blocks { mc: even(p.m, MC_MAX, t.mr), kc: even(p.k, KC_MAX, 1), nc: even(p.n, NC_MAX, t.nr) }
+        Blocks { mc: even(p.m, t.mc, t.mr), kc: even(p.k, t.kc, 1), nc: even(p.n, t.nc, t.nr) }
     }
 }
 
 /// The BLIS loop nest: n-blocks, k-blocks (B panel packed), m-blocks (A block packed), then
 /// micro-tiles. Scratch holds the A block (mc×kc) then the B block (kc×nc).
 #[inline(always)]
-unsafe fn packed<S: Simd, const MR: usize, const NV: usize>(p: &Problem, scratch: &mut [f32]) {
+unsafe fn packed<S: Simd, const MR: usize, const NV: usize>(p: &Problem, t: Tiles, scratch: &mut [f32]) {
     let nr_full = NV * S::LANES;
-    let bl = Blocks::new(p, Tiles { mr: MR, nr: nr_full });
+    debug_assert_eq!((t.mr, t.nr), (MR, nr_full), "tiles of another kernel");
+    let bl = Blocks::new(p, t);
     let (abuf, rest) = scratch.split_at_mut(bl.mc * bl.kc);
     let bbuf = &mut rest[..bl.kc * bl.nc];
     // SAFETY: blocks stay inside m×k, k×n and m×n; the buffers were sized by `plan` from the

@@ -17,7 +17,7 @@
 
 use super::driver::{self, store_tile, Epi, PAR_MIN_WORK};
 use super::simd::{self, Simd};
-use super::{isa, num_threads, pool, scratch, Isa, Par};
+use super::{num_threads, pool, scratch, tuned, Isa, Par};
 
 /// The kernels' instruction set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +27,9 @@ enum Kern {
     /// AVX2+FMA.
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 /// Where the rows of a gathered matrix start in the source buffer: row `i` is output pixel `i` of
@@ -81,16 +84,18 @@ fn check(src: &[f32], g: &Gather, m: usize, taps: &[usize], cin: usize) {
     assert!(src.len() >= reach, "gather: source has {} values, the windows reach {}", src.len(), reach);
 }
 
-/// The kernels to use: AVX2+FMA wherever the GEMM uses a vector instruction set, else portable
-/// code. AVX-512 machines too: neither 512-bit tiles nor 256-bit tiles twice as large in AVX-512VL's
-/// 32 registers (12×16, 6×32) measured faster on M3's convolutions than 6×16.
-fn kern() -> Kern {
-    match isa() {
+/// The kernels for a product with `n` output columns: the GEMM's choice for that width
+/// (`cpu::Choice::for_n`), so AVX-512 only for wide products on a CPU whose 512-bit FMAs pay, or
+/// when `MODELC_GEMM_ISA` forces it. On Zen 4 (double-pumped AVX-512) forcing it measured no faster
+/// on M3's convolutions (an earlier sitting: neither 512-bit tiles nor larger 256-bit ones beat
+/// 6×16; this one: see BENCHMARKS.md), which is what the probe-based choice keeps.
+fn kern(n: usize) -> Kern {
+    match tuned().choice.for_n(n) {
         Isa::Portable => Kern::Portable,
         #[cfg(target_arch = "x86_64")]
-        _ if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") => Kern::Avx2,
+        Isa::Avx2 => Kern::Avx2,
         #[cfg(target_arch = "x86_64")]
-        _ => Kern::Portable,
+        Isa::Avx512 => Kern::Avx512,
     }
 }
 
@@ -113,7 +118,7 @@ fn default_par() -> Par {
 /// When a slice is shorter than its matrix, or a window reaches past the end of `src`.
 #[allow(clippy::too_many_arguments)]
 pub fn gather_gemm(src: &[f32], g: &Gather, m: usize, taps: &[usize], cin: usize, w: &[f32], n: usize, beta: f32, c: &mut [f32]) {
-    gather_gemm_on(kern(), default_par(), src, g, m, taps, cin, w, n, beta, c);
+    gather_gemm_on(kern(n), default_par(), src, g, m, taps, cin, w, n, beta, c);
 }
 
 /// The row tile of [`gather_gemm`] for `n` columns (must match the kernels `fwd_isa` runs): a
@@ -125,8 +130,28 @@ fn fwd_mr(isa: Kern, n: usize) -> usize {
         Kern::Avx2 if n <= 8 => 8,
         #[cfg(target_arch = "x86_64")]
         Kern::Avx2 => 6,
+        #[cfg(target_arch = "x86_64")]
+        Kern::Avx512 if n <= 16 => 8,
+        #[cfg(target_arch = "x86_64")]
+        Kern::Avx512 => AVX512_MR,
     }
 }
+
+/// The width of [`gather_gemm`]'s W panels (must match the kernels `fwd_isa` runs).
+fn fwd_nr(isa: Kern, n: usize) -> usize {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Kern::Avx512 if n <= 16 => 16,
+        #[cfg(target_arch = "x86_64")]
+        Kern::Avx512 => 32,
+        _ => 16,
+    }
+}
+
+/// Rows of the AVX-512 tiles, forward and weight gradient: 12 rows × 2 vectors are 24 of the 32
+/// registers, as in the GEMM.
+#[cfg(target_arch = "x86_64")]
+const AVX512_MR: usize = 12;
 
 #[allow(clippy::too_many_arguments)]
 fn gather_gemm_on(
@@ -166,13 +191,13 @@ fn gather_gemm_on(
     let run = |i: usize| {
         let lo = (units * i / parts * mr).min(m);
         let hi = (units * (i + 1) / parts * mr).min(m);
-        let panels = k * n.div_ceil(16) * 16;
+        let panels = k * n.div_ceil(fwd_nr(isa, n)) * fwd_nr(isa, n);
         // SAFETY: `check` and the asserts above bound every address the kernels form from
         // (src, g, m, taps, cin), w (k×n) and c (m×n); parts write disjoint row bands of c, which is
         // uniquely borrowed, and `try_run` returns after every part; `isa` is supported.
         scratch::with(panels, |buf| unsafe { fwd_isa(isa, src.as_ptr(), g, lo, hi, taps, cin, w.as_ptr(), n, beta, cp as *mut f32, buf) });
     };
-    pool::run_parts(par.threads, parts, &run);
+    pool::run_parts(m * k * n, par.threads, parts, &run);
 }
 
 /// # Safety
@@ -197,6 +222,8 @@ unsafe fn fwd_isa(
         match isa {
             #[cfg(target_arch = "x86_64")]
             Kern::Avx2 => fwd_avx2(src, g, lo, hi, taps, cin, w, n, beta, c, buf),
+            #[cfg(target_arch = "x86_64")]
+            Kern::Avx512 => fwd_avx512(src, g, lo, hi, taps, cin, w, n, beta, c, buf),
             Kern::Portable => fwd::<simd::Portable, 4, 2>(src, g, lo, hi, taps, cin, w, n, beta, c, buf),
         }
     }
@@ -226,6 +253,34 @@ unsafe fn fwd_avx2(
             fwd::<simd::Avx2, 8, 1>(src, g, lo, hi, taps, cin, w, n, beta, c, buf)
         } else {
             fwd::<simd::Avx2, 6, 2>(src, g, lo, hi, taps, cin, w, n, beta, c, buf)
+        }
+    }
+}
+
+/// The forward kernel compiled for AVX-512F: 8×16 tiles for outputs up to one vector wide, 12×32
+/// otherwise. Safety: as [`fwd`], on a CPU with AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn fwd_avx512(
+    src: *const f32,
+    g: &Gather,
+    lo: usize,
+    hi: usize,
+    taps: &[usize],
+    cin: usize,
+    w: *const f32,
+    n: usize,
+    beta: f32,
+    c: *mut f32,
+    buf: &mut [f32],
+) {
+    // SAFETY: forwarded; the tile shapes match `fwd_mr` and `fwd_nr`.
+    unsafe {
+        if n <= 16 {
+            fwd::<simd::Avx512, 8, 1>(src, g, lo, hi, taps, cin, w, n, beta, c, buf)
+        } else {
+            fwd::<simd::Avx512, AVX512_MR, 2>(src, g, lo, hi, taps, cin, w, n, beta, c, buf)
         }
     }
 }
@@ -327,7 +382,7 @@ unsafe fn fwd_tap<S: Simd, const MR: usize, const NV: usize>(
 /// a multiple of `g.cols`.
 #[allow(clippy::too_many_arguments)]
 pub fn gather_gemm_tn(src: &[f32], g: &Gather, m: usize, taps: &[usize], cin: usize, dz: &[f32], n: usize, dw: &mut [f32]) {
-    gather_gemm_tn_on(kern(), default_par(), src, g, m, taps, cin, dz, n, dw);
+    gather_gemm_tn_on(kern(n), default_par(), src, g, m, taps, cin, dz, n, dw);
 }
 
 /// The dW row tile of [`gather_gemm_tn`] (must match the kernels `tn_isa` runs).
@@ -336,6 +391,8 @@ fn tn_mr(isa: Kern) -> usize {
         Kern::Portable => 4,
         #[cfg(target_arch = "x86_64")]
         Kern::Avx2 => 6,
+        #[cfg(target_arch = "x86_64")]
+        Kern::Avx512 => AVX512_MR,
     }
 }
 
@@ -372,7 +429,7 @@ fn gather_gemm_tn_on(
         // dw, which is uniquely borrowed; `try_run` returns after every part; `isa` is supported.
         unsafe { tn_isa(isa, src.as_ptr(), g, m / g.cols, taps, cin, dz.as_ptr(), n, wp as *mut f32, lo, hi) };
     };
-    pool::run_parts(par.threads, parts, &run);
+    pool::run_parts(m * k * n, par.threads, parts, &run);
 }
 
 /// # Safety
@@ -396,6 +453,8 @@ unsafe fn tn_isa(
         match isa {
             #[cfg(target_arch = "x86_64")]
             Kern::Avx2 => tn_avx2(src, g, segs, taps, cin, dz, n, dw, lo, hi),
+            #[cfg(target_arch = "x86_64")]
+            Kern::Avx512 => tn_avx512(src, g, segs, taps, cin, dz, n, dw, lo, hi),
             Kern::Portable => tn::<simd::Portable, 4, 2>(src, g, segs, taps, cin, dz, n, dw, lo, hi),
         }
     }
@@ -420,6 +479,27 @@ unsafe fn tn_avx2(
 ) {
     // SAFETY: forwarded; the tile shape matches `tn_mr`.
     unsafe { tn::<simd::Avx2, 6, 2>(src, g, segs, taps, cin, dz, n, dw, lo, hi) }
+}
+
+/// The weight-gradient kernel compiled for AVX-512F, 12×32 tiles. Safety: as [`tn`], on a CPU with
+/// AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tn_avx512(
+    src: *const f32,
+    g: &Gather,
+    segs: usize,
+    taps: &[usize],
+    cin: usize,
+    dz: *const f32,
+    n: usize,
+    dw: *mut f32,
+    lo: usize,
+    hi: usize,
+) {
+    // SAFETY: forwarded; the tile shape matches `tn_mr`.
+    unsafe { tn::<simd::Avx512, AVX512_MR, 2>(src, g, segs, taps, cin, dz, n, dw, lo, hi) }
 }
 
 /// Floats of dZ per block of output rows: the block's dZ rows and source windows stay in L1 while
@@ -573,6 +653,9 @@ mod tests {
         {
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
                 v.push(Kern::Avx2);
+            }
+            if is_x86_feature_detected!("avx512f") {
+                v.push(Kern::Avx512);
             }
         }
         v

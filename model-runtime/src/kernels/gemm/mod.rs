@@ -1,16 +1,19 @@
 //! Single-precision GEMM on flat row-major slices, our own: transposes as strides, a direct
 //! (unpacked) path for small and skinny products, a BLIS-style packed path for large ones, and a
-//! dot-product path for batch-1 backward. Vector width is picked at run time (AVX2+FMA or portable
-//! code); packing scratch is thread-local and reused, so steady-state calls allocate
-//! nothing. Large products are split into bands of rows or columns of C across a small persistent
+//! dot-product path for batch-1 backward. The instruction set (AVX-512, AVX2+FMA or portable code),
+//! per product width, and the block sizes are chosen at first use from the CPU's flags, caches and
+//! a short FMA probe (`cpu`); packing scratch is thread-local and reused, so steady-state calls
+//! allocate nothing. Large products are split into bands of rows or columns of C across a small persistent
 //! thread pool ([`set_num_threads`], `MODELC_NUM_THREADS`); small ones stay on the calling thread.
 //!
-//! Layout: `simd` (one vector trait, one impl per instruction set), `driver` (the algorithm,
+//! Layout: `cpu` (what the kernels are tuned to, and the rules), `simd` (one vector trait, one impl
+//! per instruction set), `driver` (the algorithm,
 //! generic over the trait, and how a product is split), `scratch` (the reusable buffer), `pool`
 //! (the worker threads and the thread count), `implicit` (convolution products whose left operand
 //! is gathered from a padded image instead of stored); this file checks arguments and dispatches.
 
 mod bf16;
+mod cpu;
 mod driver;
 mod implicit;
 mod pool;
@@ -22,7 +25,7 @@ pub use implicit::{gather_gemm, gather_gemm_tn, Gather};
 pub use pool::{num_threads, set_num_threads, THREADS_ENV};
 
 use driver::{Path, Problem, Tiles};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 /// C (m×n, row-major) = alpha·op(A)·op(B) + beta·C.
 ///
@@ -34,8 +37,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// nothing, on this thread and on the pool's workers.
 ///
 /// Products of at least 8 M multiply-adds (m·k·n) are split across up to
-/// [`num_threads`] threads (one band of rows or columns of C per thread); every element of C is
-/// computed by one thread, so results match the single-threaded ones up to f32 rounding.
+/// [`num_threads`] threads (one band of rows or columns of C per thread), unless recent splits did
+/// not pay (the pool backs off, see `pool`); every element of C is computed by one thread, so
+/// results match the single-threaded ones up to f32 rounding. The instruction set depends on n
+/// (see [`tuning_report`]).
 ///
 /// # Panics
 /// When a slice is shorter than its matrix (`a.len() < m*k`, `b.len() < k*n`, `c.len() < m*n`).
@@ -83,7 +88,7 @@ pub fn sgemm_fused(
     if let Some(kernel) = bf16::active() {
         return bf16::gemm(kernel, par, bf16::Args { m, k, n, alpha, a, trans_a, b, trans_b, beta, epi }, c);
     }
-    sgemm_on(isa(), par, m, k, n, alpha, a, trans_a, b, trans_b, beta, c, epi);
+    sgemm_on(tuned().choice.for_n(n), par, m, k, n, alpha, a, trans_a, b, trans_b, beta, c, epi);
 }
 
 /// How far one [`sgemm`] call may be split.
@@ -126,7 +131,7 @@ pub fn sgemm_blocks(m: usize, n: usize, a: &[&[f32]], k: &[usize], b: &[f32], c:
     if let Some(kernel) = bf16::active() {
         return bf16::blocks(kernel, par, m, n, a, k, b, c, epi);
     }
-    blocks_on(isa(), par, m, n, a, k, b, c, epi);
+    blocks_on(tuned().choice.for_n(n), par, m, n, a, k, b, c, epi);
 }
 
 /// [`sgemm_blocks`] on a given instruction set, split at most as `par` allows.
@@ -160,7 +165,8 @@ fn blocks_on(isa: Isa, par: Par, m: usize, n: usize, a: &[&[f32]], k: &[usize], 
     let bias = epi.bias.map_or(std::ptr::null(), <[f32]>::as_ptr);
     let c = c.as_mut_ptr();
     // SAFETY: the asserts above bound every block of A, B, the bias and C; `c` is uniquely
-    // borrowed, so it aliases no input; `isa()` is supported by this CPU.
+    // borrowed, so it aliases no input; `isa` is supported by this CPU (`tuned()` and the tests pick
+    // only detected ones).
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -238,10 +244,33 @@ unsafe fn narrow_avx512(blocks: &[driver::Block], m: usize, n: usize, bias: *con
 }
 
 /// [`sgemm`] on a given instruction set, which must be supported (tests run every one there is),
-/// split at most as `par` allows. Returns whether the product was split across threads.
+/// with its tiles for this CPU's caches, split at most as `par` allows. Returns whether the product
+/// was split across threads.
 #[allow(clippy::too_many_arguments)]
 fn sgemm_on(
     isa: Isa,
+    par: Par,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    beta: f32,
+    c: &mut [f32],
+    epi: Epilogue<'_>,
+) -> bool {
+    sgemm_tiled(isa, isa.tiles(), par, m, k, n, alpha, a, trans_a, b, trans_b, beta, c, epi)
+}
+
+/// [`sgemm_on`] with given block sizes (`tiles` must have `isa`'s register tile; the tests pass
+/// small blocks, so that every loop of the packed path turns more than once).
+#[allow(clippy::too_many_arguments)]
+fn sgemm_tiled(
+    isa: Isa,
+    tiles: Tiles,
     par: Par,
     m: usize,
     k: usize,
@@ -299,35 +328,34 @@ fn sgemm_on(
         bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
         relu: epi.relu,
     };
-    let tiles = isa.tiles();
     let (split, parts) = driver::split_plan(&p, tiles, par.threads, par.min_work);
     // SAFETY (both calls of `run_one`): the asserts above guarantee every element addressed by
     // (m, k, n) and the strides lies inside `a`, `b` and `c`, and a part addresses a sub-band of
     // that; `c` is uniquely borrowed, so it aliases neither input, and the parts' bands of C are
-    // disjoint; `try_run` returns only after every part is done, while the slices are borrowed;
-    // `isa` is supported (see `isa()` and the tests, which only pass detected ones).
+    // disjoint; `split_or_serial` returns only after every part is done, while the slices are borrowed;
+    // `isa` is supported (see `tuned()` and the tests, which only pass detected ones).
     if parts > 1 {
         // This thread runs whichever parts it claims first, or the whole product when the pool is
         // busy (another thread's product): size its scratch for all of them now, so that it is there
         // from the first split call (warm-up) on and a later call never allocates, whoever claims what.
         let part_len = |i| driver::plan(&driver::part(&p, tiles, split, i, parts), tiles).1;
         scratch::reserve((0..parts).map(part_len).fold(driver::plan(&p, tiles).1, usize::max));
-        if pool::try_run(par.threads, parts, &|i| unsafe { run_one(isa, &driver::part(&p, tiles, split, i, parts)) }) {
-            return true;
-        }
+        let work = m.saturating_mul(k).saturating_mul(n);
+        let chunk = |i| unsafe { run_one(isa, tiles, &driver::part(&p, tiles, split, i, parts)) };
+        return pool::split_or_serial(work, par.threads, parts, &chunk, || unsafe { run_one(isa, tiles, &p) });
     }
-    unsafe { run_one(isa, &p) };
+    unsafe { run_one(isa, tiles, &p) };
     false
 }
 
 /// Plans `p`, borrows this thread's scratch and runs it.
 ///
 /// # Safety
-/// As [`driver::run`], and the CPU must support `isa`.
-unsafe fn run_one(isa: Isa, p: &Problem) {
-    let (path, len) = driver::plan(p, isa.tiles());
+/// As [`driver::run`], and the CPU must support `isa`, whose register tile `tiles` has.
+unsafe fn run_one(isa: Isa, tiles: Tiles, p: &Problem) {
+    let (path, len) = driver::plan(p, tiles);
     // SAFETY: forwarded from this function's contract; `buf` has the length `plan` asked for.
-    scratch::with(len, |buf| unsafe { isa.run(p, path, buf) });
+    scratch::with(len, |buf| unsafe { isa.run(p, path, tiles, buf) });
 }
 
 /// c = beta·c, where beta == 0 writes zeros regardless of c's old contents.
@@ -349,32 +377,72 @@ enum Isa {
     Avx512,
 }
 
-/// Environment variable naming the instruction set to use instead of the default (AVX2+FMA where the
-/// CPU has it): `avx512`, `avx2` or `portable` (ignored when the CPU lacks it).
+/// Environment variable naming the instruction set every product uses instead of the one chosen
+/// for this CPU (see `cpu::choose`): `avx512`, `avx2` or `portable` (ignored when the CPU lacks it).
 pub const ISA_ENV: &str = "MODELC_GEMM_ISA";
 
-/// The detected [`Isa`] as `Isa::code`, or 0 before the first call.
-static DETECTED: AtomicU8 = AtomicU8::new(0);
-
-/// The best instruction set this CPU supports, detected once.
-#[inline]
-fn isa() -> Isa {
-    match DETECTED.load(Ordering::Relaxed) {
-        0 => detect_isa(),
-        code => Isa::from_code(code),
-    }
+/// What the kernels run with on this CPU: the choice and each instruction set's tiles.
+struct Tuned {
+    /// What it was decided from.
+    desc: cpu::CpuDesc,
+    choice: cpu::Choice,
+    /// Indexed by `Isa::code() - 1`.
+    tiles: [Tiles; 3],
 }
 
-/// [`isa`] on its first call: detects and records the instruction set.
+/// Detected once, at the first product.
+static TUNED: OnceLock<Tuned> = OnceLock::new();
+
+/// This CPU's [`Tuned`], detected (and probed) on first use.
+#[inline]
+fn tuned() -> &'static Tuned {
+    TUNED.get_or_init(detect)
+}
+
+/// [`tuned`] on its first call: reads `MODELC_GEMM_ISA`, the flags and caches, probes the FMA
+/// widths when that can change the choice, and decides.
 #[cold]
-fn detect_isa() -> Isa {
-    // `MODELC_GEMM_ISA` picks another instruction set than the default, to compare them.
+fn detect() -> Tuned {
     let wanted = std::env::var(ISA_ENV).ok();
     let available = Isa::available();
-    let chosen = available.iter().copied().find(|i| wanted.as_deref() == Some(i.name()));
-    let best = chosen.or_else(|| available.iter().copied().rfind(|i| i.default_choice())).unwrap_or(Isa::Portable);
-    DETECTED.store(best.code(), Ordering::Relaxed);
-    best
+    let forced = available.iter().copied().find(|i| wanted.as_deref() == Some(i.name()));
+    #[cfg(target_arch = "x86_64")]
+    let (avx2_fma, avx512f) = (available.contains(&Isa::Avx2), available.contains(&Isa::Avx512));
+    #[cfg(not(target_arch = "x86_64"))]
+    let (avx2_fma, avx512f) = (false, false);
+    let wide_ratio = if forced.is_none() && avx512f { cpu::probe_wide_ratio() } else { None };
+    let desc = cpu::CpuDesc { avx2_fma, avx512f, caches: cpu::detect_caches(), wide_ratio };
+    let choice = cpu::choose(&desc, forced);
+    let tiles = [1, 2, 3].map(|code| {
+        let (mr, nr) = Isa::from_code(code).micro();
+        cpu::tiles_for(mr, nr, choice.caches)
+    });
+    Tuned { desc, choice, tiles }
+}
+
+/// One line saying what the GEMM chose on this CPU and from what: the instruction set for wide and
+/// for thin products, the caches, the measured 512-bit over 256-bit FMA throughput, and the
+/// packed path's block sizes (for benchmark reports; `examples/peak` prints it).
+pub fn tuning_report() -> String {
+    let t = tuned();
+    let c = t.desc.caches;
+    let ratio = t.desc.wide_ratio.map_or("not measured".to_string(), |r| format!("{r:.2}"));
+    let wide = t.choice.wide.tiles();
+    format!(
+        "wide products (n ≥ {}): {}, thin ones: {}; L1d {} KiB, L2 {} KiB, L3 {} KiB; AVX-512/AVX2 FMA throughput {}; {}×{} tile, blocks kc {} mc {} nc {}",
+        cpu::WIDE_MIN_N,
+        t.choice.wide.name(),
+        t.choice.narrow.name(),
+        c.l1d >> 10,
+        c.l2 >> 10,
+        c.l3 >> 10,
+        ratio,
+        wide.mr,
+        wide.nr,
+        wide.kc,
+        wide.mc,
+        wide.nc
+    )
 }
 
 impl Isa {
@@ -392,18 +460,6 @@ impl Isa {
             }
         }
         v
-    }
-
-    /// Whether it may be picked without being asked for. AVX-512 is opt-in: on the Zen 4 machines
-    /// measured, its 12×32 tile was slower than AVX2's 6×16 on the narrow products of convolutions
-    /// (n = 16 or 32 channels: M3's training step took 25 ms against 21–22 ms) and not reliably faster
-    /// on large square ones, where Zen 4 splits each 512-bit FMA into two 256-bit halves anyway.
-    fn default_choice(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if self == Isa::Avx512 {
-            return false;
-        }
-        true
     }
 
     /// The name `MODELC_GEMM_ISA` selects it by.
@@ -437,28 +493,34 @@ impl Isa {
         }
     }
 
-    /// Microkernel shape; must match the const parameters in [`Isa::run`].
-    fn tiles(self) -> Tiles {
+    /// Microkernel shape (rows, columns); must match the const parameters in [`Isa::run`].
+    fn micro(self) -> (usize, usize) {
         match self {
-            Isa::Portable => Tiles { mr: 4, nr: 16 },
+            Isa::Portable => (4, 16),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => Tiles { mr: 6, nr: 16 },
+            Isa::Avx2 => (6, 16),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => Tiles { mr: AVX512_MR, nr: 32 },
+            Isa::Avx512 => (AVX512_MR, 32),
         }
+    }
+
+    /// The microkernel shape and this CPU's block sizes for it.
+    #[inline]
+    fn tiles(self) -> Tiles {
+        tuned().tiles[usize::from(self.code()) - 1]
     }
 
     /// # Safety
     /// As [`driver::run`], and the CPU must support `self`.
-    unsafe fn run(self, p: &Problem, path: Path, buf: &mut [f32]) {
+    unsafe fn run(self, p: &Problem, path: Path, t: Tiles, buf: &mut [f32]) {
         // SAFETY: forwarded from this function's contract.
         unsafe {
             match self {
-                Isa::Portable => driver::run::<simd::Portable, 4, 2>(p, path, buf),
+                Isa::Portable => driver::run::<simd::Portable, 4, 2>(p, path, t, buf),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => run_avx2(p, path, buf),
+                Isa::Avx2 => run_avx2(p, path, t, buf),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => run_avx512(p, path, buf),
+                Isa::Avx512 => run_avx512(p, path, t, buf),
             }
         }
     }
@@ -467,9 +529,9 @@ impl Isa {
 /// The driver compiled for AVX2+FMA. Safety: as [`driver::run`], on a CPU with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn run_avx2(p: &Problem, path: Path, buf: &mut [f32]) {
+unsafe fn run_avx2(p: &Problem, path: Path, t: Tiles, buf: &mut [f32]) {
     // SAFETY: forwarded from this function's contract.
-    unsafe { driver::run::<simd::Avx2, 6, 2>(p, path, buf) }
+    unsafe { driver::run::<simd::Avx2, 6, 2>(p, path, t, buf) }
 }
 
 /// Rows of the AVX-512 register tile: 12 rows × 2 vectors is 24 of the 32 registers for accumulators.
@@ -479,9 +541,9 @@ const AVX512_MR: usize = 12;
 /// The driver compiled for AVX-512F. Safety: as [`driver::run`], on a CPU with AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn run_avx512(p: &Problem, path: Path, buf: &mut [f32]) {
+unsafe fn run_avx512(p: &Problem, path: Path, t: Tiles, buf: &mut [f32]) {
     // SAFETY: forwarded from this function's contract.
-    unsafe { driver::run::<simd::Avx512, AVX512_MR, 2>(p, path, buf) }
+    unsafe { driver::run::<simd::Avx512, AVX512_MR, 2>(p, path, t, buf) }
 }
 
 #[cfg(test)]
@@ -613,6 +675,92 @@ mod tests {
                 check_random(&mut rng, m, k, n, ta, tb, 1.0, 1.0);
                 check_random(&mut rng, m, k, n, ta, tb, 0.5, 0.0);
             }
+        }
+    }
+
+    #[test]
+    fn sgemm_matches_f64_reference_with_the_block_sizes_of_other_caches_on_every_isa() {
+        let mut rng = Rng::new(17);
+        // Packed-path shapes (more than 32 rows and 1 M multiply-adds), ragged everywhere.
+        let shapes = [(97, 300, 130), (200, 513, 77), (129, 1030, 33), (300, 70, 90)];
+        let small = cpu::Caches { l1d: 16 << 10, l2: 256 << 10, l3: 256 << 10 };
+        let sapphire_rapids = cpu::Caches { l1d: 48 << 10, l2: 2 << 20, l3: 105 << 20 };
+        for isa in Isa::available() {
+            let (mr, nr) = isa.micro();
+            // Tiny blocks, so that every loop of the packed path turns several times, and the
+            // blocks `cpu::tiles_for` gives for other machines' caches.
+            let tilings = [
+                Tiles { mr, nr, kc: 16, mc: 2 * mr, nc: nr },
+                Tiles { mr, nr, kc: 33, mc: 3 * mr, nc: 2 * nr },
+                cpu::tiles_for(mr, nr, small),
+                cpu::tiles_for(mr, nr, sapphire_rapids),
+                isa.tiles(),
+            ];
+            for tiles in tilings {
+                for &(m, k, n) in &shapes {
+                    for (ta, tb) in [(false, false), (true, true)] {
+                        let a = random(&mut rng, m * k);
+                        let b = random(&mut rng, k * n);
+                        let mut c0 = random(&mut rng, m * n);
+                        c0.push(-7.0);
+                        let want = naive(m, k, n, 0.5, &a, ta, &b, tb, 1.0, &c0);
+                        let mut c = c0.clone();
+                        assert_eq!(driver::plan(&problem_of(m, k, n), tiles).0, Path::Packed, "{m}×{k}×{n}");
+                        sgemm_tiled(isa, tiles, Par::SERIAL, m, k, n, 0.5, &a, ta, &b, tb, 1.0, &mut c, Epilogue::NONE);
+                        let err = max_rel_err(&c[..m * n], &want);
+                        assert!(err <= 2e-6 * (k as f32 + 4.0), "{isa:?} {tiles:?} m={m} k={k} n={n} ta={ta} tb={tb}: error {err}");
+                        assert_eq!(c[m * n], -7.0, "wrote past m*n");
+                    }
+                }
+            }
+        }
+    }
+
+    /// An m×k×n product with no transposes and null pointers, for planning only.
+    fn problem_of(m: usize, k: usize, n: usize) -> Problem {
+        Problem {
+            m,
+            k,
+            n,
+            alpha: 1.0,
+            beta: 0.0,
+            a: std::ptr::null(),
+            rsa: k,
+            csa: 1,
+            b: std::ptr::null(),
+            rsb: n,
+            csb: 1,
+            c: std::ptr::null_mut(),
+            ldc: n,
+            bias: std::ptr::null(),
+            relu: false,
+        }
+    }
+
+    #[test]
+    fn sgemm_and_sgemm_blocks_run_on_the_instruction_set_chosen_for_their_width() {
+        let t = tuned();
+        // Whatever this CPU is, thin products take the narrow choice and wide ones the wide one,
+        // and both are instruction sets it has.
+        let available = Isa::available();
+        assert!(available.contains(&t.choice.wide) && available.contains(&t.choice.narrow), "{:?}", t.choice);
+        assert_eq!(t.choice.for_n(8), t.choice.narrow);
+        assert_eq!(t.choice.for_n(512), t.choice.wide);
+        for isa in available {
+            assert_eq!((isa.tiles().mr, isa.tiles().nr), isa.micro());
+        }
+        // Through the public entry points, on both sides of the width threshold.
+        let mut rng = Rng::new(23);
+        for (m, k, n) in [(32, 16, 8), (32, 16, cpu::WIDE_MIN_N - 1), (64, 100, cpu::WIDE_MIN_N), (40, 300, 200)] {
+            let a = random(&mut rng, m * k);
+            let b = random(&mut rng, k * n);
+            let want = naive(m, k, n, 1.0, &a, false, &b, false, 0.0, &vec![0.0; m * n]);
+            let mut c = vec![f32::NAN; m * n];
+            sgemm(m, k, n, 1.0, &a, false, &b, false, 0.0, &mut c);
+            assert!(max_rel_err(&c, &want) <= 2e-6 * (k as f32 + 4.0), "sgemm {m}×{k}×{n}");
+            let mut c = vec![f32::NAN; m * n];
+            sgemm_blocks(m, n, &[&a], &[k], &b, &mut c, Epilogue::NONE);
+            assert!(max_rel_err(&c, &want) <= 2e-6 * (k as f32 + 4.0), "sgemm_blocks {m}×{k}×{n}");
         }
     }
 
@@ -773,7 +921,7 @@ mod tests {
 
     #[test]
     fn split_plan_cuts_the_larger_operand_only_above_the_threshold() {
-        let t = Tiles { mr: 6, nr: 16 };
+        let t = Tiles { mr: 6, nr: 16, kc: 256, mc: 96, nc: 4096 };
         let p = |m, k, n| Problem {
             m,
             k,
@@ -836,7 +984,7 @@ mod tests {
             bias: std::ptr::null(),
             relu: false,
         };
-        let t = Tiles { mr: 6, nr: 16 };
+        let t = Tiles { mr: 6, nr: 16, kc: 256, mc: 96, nc: 4096 };
         assert_eq!(driver::plan(&p(32, 8, 16, 1), t), (Path::Direct, 8 * 16));
         assert_eq!(driver::plan(&p(3, 8, 16, 1), t), (Path::Direct, 0));
         assert_eq!(driver::plan(&p(32, 8, 16, 8), t), (Path::Direct, 8 * 16));

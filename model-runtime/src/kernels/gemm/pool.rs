@@ -14,10 +14,17 @@
 //!
 //! One split GEMM runs at a time: a caller that finds the pool busy (another thread's GEMM is
 //! split across it) runs its product on its own thread instead of waiting.
+//!
+//! Splits that do not pay back off ([`split_or_serial`]): each split is timed against the pace of
+//! the last products of that size class run on the caller's thread alone (one in
+//! [`CALIBRATE_EVERY`] is, to keep that pace current), and when it took at least 9/10 of that (the
+//! other cores are busy with other processes, so a worker wakes late, is descheduled holding a
+//! chunk, or shares the caller's core), the next 1, 2, 4, … up to 256 products that would be split
+//! run on the caller's thread instead; one split that pays ends the back-off.
 
 use std::cell::UnsafeCell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, TryLockError};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -38,7 +45,8 @@ const SPIN: Duration = Duration::from_micros(100);
 
 /// Sets how many threads (the caller included) a large GEMM may be split across, from now on, for
 /// the whole process. `1` makes every GEMM single-threaded; `0` is taken as 1. Products below
-/// a measured size (8 M multiply-adds) always run on the calling thread.
+/// a measured size (8 M multiply-adds) always run on the calling thread, and larger ones too for a
+/// while after splits that did not pay (other processes busy on the other cores).
 ///
 /// The default is the `MODELC_NUM_THREADS` environment variable when set to a positive number,
 /// else [`std::thread::available_parallelism`].
@@ -69,6 +77,90 @@ fn first_num_threads() -> usize {
 fn default_threads() -> usize {
     let from_env = std::env::var(THREADS_ENV).ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&n| n > 0);
     from_env.unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get())).min(MAX_THREADS)
+}
+
+/// Products that would be split still to run on the caller's thread (see the module docs).
+static SKIP: AtomicU32 = AtomicU32::new(0);
+/// Splits in a row that did not pay.
+static POOR: AtomicU32 = AtomicU32::new(0);
+
+/// A split pays when it takes less than this share of the time the caller alone would have taken
+/// (the product's work at the last 1-thread pace of its size class).
+/// Measured on 2 Zen 4 cores shared with other builds (BENCHMARKS.md, "Zen 4, December 2026"): with
+/// the other core busy, M4's cells at batch 256 (splits of 100 M multiply-adds) took 1.19–1.45× their
+/// 1-thread time on 2 threads; with it free, splits from 2 M multiply-adds up ran 1.4–2× faster
+/// (BENCHMARKS.md, "Threads"), i.e. in 0.5–0.7× the time, well under 0.9.
+const PAY_RATIO: f64 = 0.9;
+/// The longest back-off, in products: about 40 of M4's training steps, after which a split is tried
+/// again.
+const MAX_SKIP: u32 = 256;
+
+/// One product in this many that would be split runs on the caller's thread alone instead, timed,
+/// so that splits are judged against a current 1-thread pace.
+const CALIBRATE_EVERY: u32 = 16;
+/// Products that would be split so far (for [`CALIBRATE_EVERY`]).
+static TURN: AtomicU32 = AtomicU32::new(0);
+/// Seconds per multiply-add of the products last run on the caller's thread alone ([`f64`] bits;
+/// 0: none yet), per size class ([`size_class`]).
+static SERIAL_PACE: [AtomicU64; 4] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// The size class of a product of `work` multiply-adds: under 16 M, under 64 M, under 256 M, more
+/// (a product's pace depends on its size: small ones pay more per multiply-add for packing).
+fn size_class(work: usize) -> usize {
+    match work {
+        w if w < 1 << 24 => 0,
+        w if w < 1 << 26 => 1,
+        w if w < 1 << 28 => 2,
+        _ => 3,
+    }
+}
+
+/// Runs a product of `work` multiply-adds, cut into `chunks` chunks `f(0..chunks)`, across the pool
+/// (see [`try_run_timed`]), or runs `serial` (the same product on this thread) when recent splits did not
+/// pay, when it is this size's turn to be timed alone, or when the pool is busy. Returns whether it
+/// was split.
+pub(super) fn split_or_serial<F: Fn(usize) + Sync>(work: usize, threads: usize, chunks: usize, f: &F, serial: impl FnOnce()) -> bool {
+    let class = size_class(work);
+    let pace = f64::from_bits(SERIAL_PACE[class].load(Ordering::Relaxed));
+    let turn = TURN.fetch_add(1, Ordering::Relaxed).is_multiple_of(CALIBRATE_EVERY);
+    if backing_off() || turn || pace == 0.0 {
+        let start = Instant::now();
+        serial();
+        let per_mac = start.elapsed().as_secs_f64() / work.max(1) as f64;
+        // Half the old pace and half the new: one run slowed by another process moves it by half.
+        let mixed = if pace == 0.0 { per_mac } else { 0.5 * (pace + per_mac) };
+        SERIAL_PACE[class].store(mixed.to_bits(), Ordering::Relaxed);
+        return false;
+    }
+    let Some(total) = try_run_timed(threads, chunks, f) else {
+        serial();
+        return false;
+    };
+    let (poor, skip) = backoff_after(POOR.load(Ordering::Relaxed), total < PAY_RATIO * pace * work as f64);
+    POOR.store(poor, Ordering::Relaxed);
+    SKIP.store(skip, Ordering::Relaxed);
+    true
+}
+
+/// Whether the product about to be split should run on the caller's thread, because recent splits
+/// did not pay; counts the back-off down.
+fn backing_off() -> bool {
+    let skip = SKIP.load(Ordering::Relaxed);
+    if skip == 0 {
+        return false;
+    }
+    SKIP.store(skip - 1, Ordering::Relaxed);
+    true
+}
+
+/// After `poor` splits in a row that did not pay, and one that did (`pays`) or did not: the new
+/// streak and how many products to keep on the caller's thread (1, 2, 4, … [`MAX_SKIP`]).
+fn backoff_after(poor: u32, pays: bool) -> (u32, u32) {
+    if pays {
+        return (0, 0);
+    }
+    let poor = (poor + 1).min(MAX_SKIP.ilog2() + 1);
+    (poor, 1 << (poor - 1))
 }
 
 /// The job being run: `call(data, chunk)` for each chunk, by whichever thread claims it.
@@ -167,19 +259,20 @@ fn run_chunks(epoch_seen: u64) {
     }
 }
 
-/// Runs chunks `f(0..chunks)`: across the pool when there is more than one and it is free (see
-/// [`try_run`]), else one after another on this thread, with the same chunks and so the same
-/// scratch sizes as a split run.
-pub(super) fn run_parts<F: Fn(usize) + Sync>(threads: usize, chunks: usize, f: &F) {
-    if chunks > 1 && try_run(threads, chunks, f) {
-        return;
+/// Runs chunks `f(0..chunks)` of a product of `work` multiply-adds: across the pool when there is
+/// more than one and a split pays (see [`split_or_serial`]), else one after another on this thread,
+/// with the same chunks and so the same scratch sizes as a split run.
+pub(super) fn run_parts<F: Fn(usize) + Sync>(work: usize, threads: usize, chunks: usize, f: &F) {
+    if chunks > 1 {
+        split_or_serial(work, threads, chunks, f, || (0..chunks).for_each(f));
+    } else {
+        (0..chunks).for_each(f);
     }
-    (0..chunks).for_each(f);
 }
 
 /// Runs `f(0)`, …, `f(chunks - 1)`, each exactly once, on this thread and on up to
-/// `threads - 1` workers, and returns `true` once all have finished; returns `false` without
-/// running anything when the pool is busy with another thread's job (or no worker could be
+/// `threads - 1` workers, and returns the seconds it took once all have finished; returns `None`
+/// without running anything when the pool is busy with another thread's job (or no worker could be
 /// started), so the caller does the work itself.
 ///
 /// Chunks are handed out one at a time to whichever thread asks first, the caller included: a
@@ -190,12 +283,12 @@ pub(super) fn run_parts<F: Fn(usize) + Sync>(threads: usize, chunks: usize, f: &
 ///
 /// # Panics
 /// Re-raises a panic of any chunk, after every chunk has finished.
-pub(super) fn try_run<F: Fn(usize) + Sync>(threads: usize, chunks: usize, f: &F) -> bool {
+fn try_run_timed<F: Fn(usize) + Sync>(threads: usize, chunks: usize, f: &F) -> Option<f64> {
     let mut workers = match WORKERS.try_lock() {
         Ok(w) => w,
         // A chunk panicked in an earlier job; the pool itself is still consistent.
         Err(TryLockError::Poisoned(e)) => e.into_inner(),
-        Err(TryLockError::WouldBlock) => return false,
+        Err(TryLockError::WouldBlock) => return None,
     };
     let chunks = chunks.min(MAX_CHUNKS);
     let threads = threads.min(chunks).min(MAX_THREADS);
@@ -208,7 +301,7 @@ pub(super) fn try_run<F: Fn(usize) + Sync>(threads: usize, chunks: usize, f: &F)
     }
     let helpers = (threads - 1).min(workers.len());
     if helpers == 0 {
-        return false;
+        return None;
     }
     let epoch_next = epoch_now + 1;
     // SAFETY: we hold the lock and every chunk of the previous job has finished (its caller
@@ -220,6 +313,7 @@ pub(super) fn try_run<F: Fn(usize) + Sync>(threads: usize, chunks: usize, f: &F)
     for w in &workers[..helpers] {
         w.unpark();
     }
+    let start = Instant::now();
     run_chunks(epoch_next);
     // Every chunk is claimed now; wait for the ones still running on workers.
     let mut spins = 0u32;
@@ -232,10 +326,11 @@ pub(super) fn try_run<F: Fn(usize) + Sync>(threads: usize, chunks: usize, f: &F)
             thread::yield_now();
         }
     }
+    let total = start.elapsed().as_secs_f64();
     if SHARED.panicked.load(Ordering::Relaxed) {
         panic!("a part of a split GEMM panicked");
     }
-    true
+    Some(total)
 }
 
 /// Starts worker `index`, which has seen jobs up to `epoch`.
@@ -273,10 +368,41 @@ fn wait_for_job(seen: u64) -> u64 {
     }
 }
 
+/// [`try_run_timed`], saying whether it ran.
+#[cfg(test)]
+fn try_run<F: Fn(usize) + Sync>(threads: usize, chunks: usize, f: &F) -> bool {
+    try_run_timed(threads, chunks, f).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn splits_that_do_not_pay_back_off_longer_each_time_until_one_pays() {
+        let mut poor = 0;
+        let mut skips = Vec::new();
+        for _ in 0..12 {
+            let (p, s) = backoff_after(poor, false);
+            poor = p;
+            skips.push(s);
+        }
+        assert_eq!(skips, [1, 2, 4, 8, 16, 32, 64, 128, 256, 256, 256, 256]);
+        assert_eq!(backoff_after(poor, true), (0, 0));
+        assert_eq!(backoff_after(0, true), (0, 0));
+    }
+
+    #[test]
+    fn splits_are_judged_against_products_of_their_size_class() {
+        assert_eq!(size_class(1 << 23), 0);
+        assert_eq!(size_class(32 * 784 * 512), 0);
+        assert_eq!(size_class((1 << 24) - 1), 0);
+        assert_eq!(size_class(1 << 24), 1);
+        assert_eq!(size_class(256 * 784 * 512), 2);
+        assert_eq!(size_class(1 << 30), 3);
+        assert_eq!(size_class(usize::MAX), 3);
+    }
 
     #[test]
     fn try_run_runs_every_chunk_once() {
