@@ -177,9 +177,24 @@ def masked():
     return keras.Model([ids, x], y, name="masked")
 
 
+def masked_attention():
+    """Keras' `Attention` reading masks: Keras saves the query's and value's masks as its `mask` call
+    argument (a list of the ops computing them); the importer leaves them out, modelc derives them."""
+    ids = keras.Input(shape=(6,), dtype="int32", name="ids")
+    x = keras.Input(shape=(6, 3), name="x")
+    e = layers.Embedding(20, 4, mask_zero=True, name="embed")(ids)
+    m = layers.Masking(0.0, name="masking")(x)
+    v = layers.Dense(4, name="proj")(m)
+    a = layers.Attention(use_scale=True, name="self_attention")([e, e], use_causal_mask=True)
+    c = layers.Attention(name="cross_attention")([a, v])
+    y = layers.Dense(2, name="y")(layers.Flatten(name="flat")(c))
+    return keras.Model([ids, x], y, name="masked_attention")
+
+
 def pad(name, inputs):
-    """For `masked`: ids padded with 0 at the end of each row and a 0 in between, steps of `x` set to 0."""
-    if name != "masked":
+    """For `masked` and `masked_attention`: ids padded with 0 at the end of each row and a 0 in between,
+    steps of `x` set to 0."""
+    if name not in ("masked", "masked_attention"):
         return inputs
     ids, x = inputs["ids"], inputs["x"]
     ids[ids == 0] = 1
@@ -190,7 +205,7 @@ def pad(name, inputs):
     return inputs
 
 
-MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention, masked]
+MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention, masked, masked_attention]
 
 
 def unsupported():

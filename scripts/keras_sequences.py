@@ -9,7 +9,8 @@ started from a computed state without bias, an LSTM with other activations and w
 (`bidirectional`); and masks (docs/masks.md): padded token rows through `Embedding(mask_zero=True)` and
 `GlobalAveragePooling1D` (`masked_tokens`), `Masking` and a per-step loss on a masked sequence output
 (`masked_steps`), and masked LSTM, GRU (`go_backwards`) and Bidirectional SimpleRNN layers
-(`masked_lstm`), MultiHeadAttention reading its operands' masks (`masked_attention`), their inputs padded by `pad_ids` / `pad_steps`. Writes
+(`masked_lstm`), MultiHeadAttention reading its operands' masks (`masked_attention`), Keras' `Attention` reading them
+(`masked_dot_attention`), their inputs padded by `pad_ids` / `pad_steps`. Writes
 tests/fixtures/{seq2seq,rnn_cells,bidirectional,masked_*}.safetensors in the
 format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/) with its
 `export`; a recurrent layer's weights are named by their Keras path, through the cell
@@ -128,6 +129,26 @@ def masked_attention():
     return model, {"y": keras.losses.MeanSquaredError()}
 
 
+def masked_dot_attention():
+    """Keras' `Attention` reading its operands' masks (`mask = [query_mask, value_mask]`, docs/masks.md):
+    causal self-attention over padded tokens (masked query steps output 0), additive cross-attention
+    to a Masking-masked sequence, and causal attention of an unmasked query over that masked sequence,
+    whose first query step of sample 0 has every key masked (its scores all become s − 1e9). Flatten
+    drops the masks, so the zeroed query steps reach the output."""
+    ids = keras.Input(shape=(7,), dtype="int32", name="ids")
+    x = keras.Input(shape=(5, 6), name="x")
+    e = layers.Embedding(20, 6, mask_zero=True, name="embedding")(ids)
+    a = layers.Attention(use_scale=True, name="attention")([e, e], use_causal_mask=True)
+    m = layers.Masking(0.0, name="masking")(x)
+    c = layers.Attention(score_mode="concat", name="attention_1")([a, m])
+    q = layers.Dense(6, name="dense")(x)
+    d = layers.Attention(name="attention_2")([q, m], use_causal_mask=True)
+    flat = layers.Concatenate(name="concatenate")([layers.Flatten(name="flatten")(c), layers.Flatten(name="flatten_1")(d)])
+    y = layers.Dense(2, name="dense_1")(flat)
+    model = keras.Model([ids, x], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
 def pad_both(name, v, rng):
     """`pad_ids` for the ids, `pad_steps` for a sequence."""
     return pad_ids(name, v, rng) if v.ndim == 2 else pad_steps(name, v, rng)
@@ -159,8 +180,9 @@ MODELS = {
     "masked_steps": masked_steps,
     "masked_lstm": masked_lstm,
     "masked_attention": masked_attention,
+    "masked_dot_attention": masked_dot_attention,
 }
-PADS = {"masked_tokens": pad_ids, "masked_steps": pad_steps, "masked_lstm": pad_steps, "masked_attention": pad_both}
+PADS = {"masked_tokens": pad_ids, "masked_steps": pad_steps, "masked_lstm": pad_steps, "masked_attention": pad_both, "masked_dot_attention": pad_both}
 
 if __name__ == "__main__":
     # `keras_sequences.py [name ...]` rewrites only those fixtures; seeds stay tied to MODELS order.

@@ -34,6 +34,11 @@ mod masked {
     include!("fixtures/keras_import/masked.rs");
 }
 
+mod masked_attention {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/masked_attention.rs");
+}
+
 mod recurrent {
     use modelc::prelude::*;
     include!("fixtures/keras_import/recurrent.rs");
@@ -167,4 +172,16 @@ fn imported_masked_model_predicts_what_keras_predicts() {
     let mut m = loaded(masked::Masked::new(0), "masked");
     let out = m.predict(&masked::MaskedInputs { ids: ids.view(), x: view(&t, "input/x") }).unwrap();
     assert_close("masked y", out.y.as_slice().unwrap(), &t["output/y"]);
+}
+
+#[test]
+fn imported_attention_reading_masks_predicts_what_keras_predicts() {
+    // Keras' `Attention` on operands carrying masks (mask_zero, Masking): Keras saves no `mask` argument
+    // for it; modelc derives the query's and value's masks from the graph.
+    let t = io("masked_attention");
+    let ids = view::<Ix2>(&t, "input/ids").mapv(|v| v as i32);
+    assert!(ids.iter().filter(|&&i| i == 0).count() >= 4, "the fixture pads its ids");
+    let mut m = loaded(masked_attention::MaskedAttention::new(0), "masked_attention");
+    let out = m.predict(&masked_attention::MaskedAttentionInputs { ids: ids.view(), x: view(&t, "input/x") }).unwrap();
+    assert_close("masked_attention y", out.y.as_slice().unwrap(), &t["output/y"]);
 }

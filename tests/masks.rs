@@ -65,6 +65,21 @@ model! {
 }
 
 model! {
+    /// Keras' `Attention` reading its query's and value's masks: causal self-attention over padded
+    /// tokens, additive cross-attention to a masked sequence, with a key and returned scores.
+    pub struct MaskedDotAttend {
+        input ids: [6] as i32;
+        input x: [5, 4];
+        let e = Embedding(12, 4, mask_zero = true)(ids);
+        let s = Attention(use_scale = true)([e, e], use_causal_mask = true);
+        let v = Masking()(x);
+        let (c, p) = Attention(score_mode = concat)([s, v, Dense(4)(x)], return_attention_scores = true);
+        output y = Dense(2)(Flatten()(c));
+        output scores = Flatten()(p);
+    }
+}
+
+model! {
     /// A masked LSTM's last state...
     pub struct Long {
         input x: [5, 2];
@@ -146,6 +161,28 @@ fn attention_reading_masks_gradients_match_finite_differences() {
     let report = check_gradients(&mut model, &inputs, 1e-2, 2e-3, 2e-2, 10).unwrap();
     assert_eq!(report.checked, model.count_params());
     assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
+}
+
+#[test]
+fn dot_attention_reading_masks_gradients_match_finite_differences() {
+    let mut model = MaskedDotAttend::new(11);
+    let ids = Array2::from_shape_vec((2, 6), vec![3, 5, 0, 7, 0, 0, 1, 2, 11, 4, 9, 6]).unwrap();
+    let x = masked_input((2, 5, 4), 7, &[(0, 1), (1, 4)]);
+    let inputs = MaskedDotAttendInputs { ids: ids.view(), x: x.view() };
+    let report = check_gradients(&mut model, &inputs, 1e-2, 2e-3, 2e-2, 12).unwrap();
+    assert_eq!(report.checked, model.count_params());
+    assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
+    // Masked query steps (ids 0) output 0 before the Dense; the scores of a masked value step are 0.
+    let out = model.predict(&inputs).unwrap();
+    let scores = out.scores.into_shape_with_order((2, 6, 5)).unwrap();
+    for n in 0..2 {
+        for i in 0..6 {
+            for j in 0..5 {
+                let masked = x.slice(modelc::ndarray::s![n, j, ..]).iter().all(|v| *v == 0.0);
+                assert_eq!(scores[[n, i, j]] == 0.0, masked, "sample {n} query {i} key {j}");
+            }
+        }
+    }
 }
 
 #[test]

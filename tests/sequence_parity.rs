@@ -131,6 +131,37 @@ fn attention_reading_masks_matches_keras() {
     );
 }
 
+model! {
+    /// Keras' `Attention` reading its operands' masks (scripts/keras_sequences.py, `masked_dot_attention`).
+    struct MaskedDotAttention {
+        input ids: [7] as i32;
+        input x: [5, 6];
+        let e = Embedding(20, 6, mask_zero = true)(ids);
+        let a = Attention(use_scale = true)([e, e], use_causal_mask = true);
+        let m = Masking(0.0)(x);
+        let c = Attention(score_mode = concat)([a, m]);
+        let d = Attention()([Dense(6)(x), m], use_causal_mask = true);
+        output y = Dense(2)(Concatenate()([Flatten()(c), Flatten()(d)]));
+    }
+}
+
+#[test]
+fn dot_attention_reading_masks_matches_keras() {
+    // Masked query steps output 0, masked value steps get no weight, and a kept query step whose every
+    // key is masked (causal, over a value masked at its first step) gets Keras' s − 1e9 softmax.
+    let fx = fixture("masked_dot_attention");
+    let x = get(&fx, "input/x");
+    assert!(x.slice(modelc::ndarray::s![0, 0, ..]).iter().all(|v| *v == 0.0), "the fixture masks the first step of sample 0");
+    let ids = fx["input/ids"].mapv(|v| v as i32).into_dimensionality().unwrap();
+    masked_parity!(
+        "masked_dot_attention",
+        MaskedDotAttention,
+        f => MaskedDotAttentionInputs { ids: ids.view(), x: view(&f, "input/x") },
+        MaskedDotAttentionTargets,
+        MaskedDotAttentionLosses
+    );
+}
+
 #[test]
 fn masked_token_rows_match_keras() {
     let ids = fixture("masked_tokens")["input/ids"].mapv(|v| v as i32).into_dimensionality().unwrap();
