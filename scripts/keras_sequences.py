@@ -156,7 +156,7 @@ def pad_both(name, v, rng):
 
 def pad_ids(name, ids, rng):
     """Token rows of 1 to 6 ids padded with id 0, no 0 before the padding. (A row of padding only
-    would make Keras' pooled mean 0/0 = NaN; modelc gives 0 there.)"""
+    would make the pooled mean 0/0 = NaN, in Keras and modelc alike.)"""
     ids = np.where(ids == 0, 1, ids)
     for row in range(ids.shape[0]):
         ids[row, 1 + row % (ids.shape[1] - 1):] = 0

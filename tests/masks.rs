@@ -80,6 +80,14 @@ model! {
 }
 
 model! {
+    /// The mean of the kept steps of padded token rows.
+    pub struct PoolRows {
+        input ids: [4] as i32;
+        output y = GlobalAveragePooling1D()(Embedding(5, 3, mask_zero = true)(ids));
+    }
+}
+
+model! {
     /// A masked LSTM's last state...
     pub struct Long {
         input x: [5, 2];
@@ -183,6 +191,29 @@ fn dot_attention_reading_masks_gradients_match_finite_differences() {
             }
         }
     }
+}
+
+#[test]
+fn a_fully_masked_row_pools_to_keras_nan_and_passes_no_gradient() {
+    // Keras 3: `sum(where(m, x, 0)) / sum(m)` is 0 / 0 = NaN for a row without a kept step, and the
+    // gradient of `where` gives its steps 0 (checked in Keras 3.15, JAX: docs/masks.md).
+    let mut model = PoolRows::new(3);
+    let both = Array2::from_shape_vec((2, 4), vec![0, 0, 0, 0, 2, 0, 4, 1]).unwrap();
+    let y = model.predict(&PoolRowsInputs { ids: both.view() }).unwrap().y;
+    assert!(y.row(0).iter().all(|v| v.is_nan()), "{y:?}");
+    let emb: Vec<f32> = model.param("embedding/embeddings").unwrap().iter().copied().collect();
+    for (c, v) in y.row(1).iter().enumerate() {
+        let want = (emb[2 * 3 + c] + emb[4 * 3 + c] + emb[3 + c]) / 3.0;
+        assert!((v - want).abs() < 1e-6, "channel {c}: {v} vs {want}");
+    }
+    let mut grads = |ids: &Array2<i32>| {
+        model.forward(&PoolRowsInputs { ids: ids.view() }, true).unwrap();
+        model.backward(&PoolRowsOutputs { y: Array2::ones((ids.nrows(), 3)) }).unwrap().into_vec()
+    };
+    let kept = Array2::from_shape_vec((1, 4), vec![2, 0, 4, 1]).unwrap();
+    let (g_both, g_kept) = (grads(&both), grads(&kept));
+    assert!(g_both.iter().all(|g| g.is_finite()));
+    assert_eq!(g_both, g_kept, "the masked row passes no gradient");
 }
 
 #[test]
