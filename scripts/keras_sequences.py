@@ -10,7 +10,8 @@ started from a computed state without bias, an LSTM with other activations and w
 `GlobalAveragePooling1D` (`masked_tokens`), `Masking` and a per-step loss on a masked sequence output
 (`masked_steps`), and masked LSTM, GRU (`go_backwards`) and Bidirectional SimpleRNN layers
 (`masked_lstm`), MultiHeadAttention reading its operands' masks (`masked_attention`), Keras' `Attention` reading them
-(`masked_dot_attention`), their inputs padded by `pad_ids` / `pad_steps`. Writes
+(`masked_dot_attention`), masks joined by Concatenate along the steps and both sequences of
+`Bidirectional(merge_mode=None)` carrying the mask (`masked_glue`), their inputs padded by `pad_ids` / `pad_steps`. Writes
 tests/fixtures/{seq2seq,rnn_cells,bidirectional,masked_*}.safetensors in the
 format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/) with its
 `export`; a recurrent layer's weights are named by their Keras path, through the cell
@@ -149,6 +150,23 @@ def masked_dot_attention():
     return model, {"y": keras.losses.MeanSquaredError()}
 
 
+def masked_glue():
+    """Masks through the sequence glue (docs/masks.md): Concatenate along the steps joins a masked and
+    an unmasked sequence's masks (all kept for the unmasked one) and a masked LSTM reads the joined mask;
+    `Bidirectional(..., merge_mode=None)` gives both its sequences the input's mask, which two poolings
+    read."""
+    x = keras.Input(shape=(5, 3), name="x")
+    z = keras.Input(shape=(4, 3), name="z")
+    m = layers.Masking(0.0, name="masking")(x)
+    j = layers.Concatenate(axis=1, name="join_steps")([m, z])
+    s = layers.LSTM(4, return_sequences=True, name="lstm")(j)
+    f, b = layers.Bidirectional(layers.GRU(3, return_sequences=True, name="gru"), merge_mode=None, name="bidirectional")(m)
+    pools = [layers.GlobalAveragePooling1D(name=f"global_average_pooling1d{k}")(t) for k, t in (("", s), ("_1", f), ("_2", b))]
+    y = layers.Dense(2, name="dense")(layers.Concatenate(name="join_pools")(pools))
+    model = keras.Model([x, z], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
 def pad_both(name, v, rng):
     """`pad_ids` for the ids, `pad_steps` for a sequence."""
     return pad_ids(name, v, rng) if v.ndim == 2 else pad_steps(name, v, rng)
@@ -181,8 +199,9 @@ MODELS = {
     "masked_lstm": masked_lstm,
     "masked_attention": masked_attention,
     "masked_dot_attention": masked_dot_attention,
+    "masked_glue": masked_glue,
 }
-PADS = {"masked_tokens": pad_ids, "masked_steps": pad_steps, "masked_lstm": pad_steps, "masked_attention": pad_both, "masked_dot_attention": pad_both}
+PADS = {"masked_tokens": pad_ids, "masked_steps": pad_steps, "masked_lstm": pad_steps, "masked_attention": pad_both, "masked_dot_attention": pad_both, "masked_glue": pad_steps}
 
 if __name__ == "__main__":
     # `keras_sequences.py [name ...]` rewrites only those fixtures; seeds stay tied to MODELS order.

@@ -80,6 +80,20 @@ model! {
 }
 
 model! {
+    /// Masks joined along the steps (one operand unmasked), and both sequences of
+    /// `Bidirectional(merge_mode = none)` masked.
+    pub struct MaskedGlue {
+        input x: [4, 3];
+        input z: [3, 3];
+        let m = Masking()(x);
+        let s = GRU(3, return_sequences = true)(Concatenate(axis = 1)([z, m]));
+        let (f, b) = Bidirectional(SimpleRNN(2, return_sequences = true), merge_mode = none)(m);
+        output y = Dense(2)(Concatenate()([GlobalAveragePooling1D()(s), GlobalAveragePooling1D()(f), GlobalAveragePooling1D()(b)]));
+        output steps = b;
+    }
+}
+
+model! {
     /// The mean of the kept steps of padded token rows.
     pub struct PoolRows {
         input ids: [4] as i32;
@@ -189,6 +203,25 @@ fn dot_attention_reading_masks_gradients_match_finite_differences() {
                 let masked = x.slice(modelc::ndarray::s![n, j, ..]).iter().all(|v| *v == 0.0);
                 assert_eq!(scores[[n, i, j]] == 0.0, masked, "sample {n} query {i} key {j}");
             }
+        }
+    }
+}
+
+#[test]
+fn masks_through_concatenate_on_steps_and_bidirectional_without_merge_gradients_match_finite_differences() {
+    let mut model = MaskedGlue::new(13);
+    let x = masked_input((3, 4, 3), 5, &[(0, 0), (1, 2), (2, 3)]);
+    let z = masked_input((3, 3, 3), 6, &[]);
+    let inputs = MaskedGlueInputs { x: x.view(), z: z.view() };
+    let report = check_gradients(&mut model, &inputs, 1e-2, 2e-3, 2e-2, 14).unwrap();
+    assert_eq!(report.checked, model.count_params());
+    assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
+    // The backward sequence is 0 at masked steps (Keras' zero_output_for_mask inside Bidirectional).
+    let steps = model.predict(&inputs).unwrap().steps;
+    for n in 0..3 {
+        for t in 0..4 {
+            let zero = steps.slice(modelc::ndarray::s![n, t, ..]).iter().all(|v| *v == 0.0);
+            assert_eq!(zero, x.slice(modelc::ndarray::s![n, t, ..]).iter().all(|v| *v == 0.0), "sample {n} step {t}");
         }
     }
 }

@@ -162,6 +162,31 @@ fn dot_attention_reading_masks_matches_keras() {
     );
 }
 
+model! {
+    /// Masks joined along the steps, and both sequences of `Bidirectional(merge_mode = none)` masked
+    /// (scripts/keras_sequences.py, `masked_glue`).
+    struct MaskedGlue {
+        input x: [5, 3];
+        input z: [4, 3];
+        let m = Masking(0.0)(x);
+        let s = LSTM(4, return_sequences = true)(Concatenate(axis = 1)([m, z]));
+        let (f, b) = Bidirectional(GRU(3, return_sequences = true), merge_mode = none)(m);
+        let pools = Concatenate()([GlobalAveragePooling1D()(s), GlobalAveragePooling1D()(f), GlobalAveragePooling1D()(b)]);
+        output y = Dense(2)(pools);
+    }
+}
+
+#[test]
+fn masks_through_concatenate_on_steps_and_bidirectional_without_merge_match_keras() {
+    masked_parity!(
+        "masked_glue",
+        MaskedGlue,
+        f => MaskedGlueInputs { x: view(&f, "input/x"), z: view(&f, "input/z") },
+        MaskedGlueTargets,
+        MaskedGlueLosses
+    );
+}
+
 #[test]
 fn masked_token_rows_match_keras() {
     let ids = fixture("masked_tokens")["input/ids"].mapv(|v| v as i32).into_dimensionality().unwrap();
