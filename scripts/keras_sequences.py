@@ -32,6 +32,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 import keras_reference  # noqa: E402
+from safetensors.numpy import save_file  # noqa: E402
 
 
 def weight_names(model):
@@ -190,6 +191,31 @@ def pad_steps(name, x, rng):
     return x
 
 
+def masked_metrics():
+    """The compiled metrics of a masked per-step output (docs/masks.md): Keras 3 passes the mask to its
+    mean metrics as sample weights (`MeanMetricWrapper.update_state`: `apply_mask(..., reduction="sum")`),
+    so `mae`, `mse` and `categorical_accuracy` are `Σ m·v / Σ m` streamed over the batches; the squared
+    errors of `RootMeanSquaredError` lose the mask. Writes tests/fixtures/masked_metrics.safetensors:
+    param/<path>, input/x, target/y, and metric/<name> from `evaluate(batch_size=4)` on 6 samples
+    (a full and a partial batch, so a mean of the batch means would differ)."""
+    keras.utils.set_random_seed(400)
+    rng = np.random.default_rng(400)
+    x = keras.Input(shape=(4, 3), name="x")
+    y = layers.Dense(3, name="dense")(layers.Masking(0.0, name="masking")(x))
+    model = keras.Model(x, y)
+    model.compile("sgd", "mse", metrics=["mae", "mse", "categorical_accuracy", keras.metrics.RootMeanSquaredError()])
+    xs = pad_steps("x", rng.normal(size=(6, 4, 3)).astype(np.float32), rng)
+    xs[5, 1:] = 0.0
+    ys = rng.normal(size=(6, 4, 3)).astype(np.float32)
+    logs = model.evaluate(xs, ys, batch_size=4, verbose=0, return_dict=True)
+    out = {f"param/{w.path}": np.asarray(w.numpy()) for w in model.weights}
+    out.update({"input/x": xs, "target/y": ys})
+    out.update({f"metric/{k}": np.asarray([v], dtype=np.float32) for k, v in logs.items()})
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "masked_metrics.safetensors")
+    save_file(out, path)
+    print(f"wrote {path}: {logs}")
+
+
 MODELS = {
     "seq2seq": seq2seq,
     "rnn_cells": rnn_cells,
@@ -209,3 +235,5 @@ if __name__ == "__main__":
     for i, (name, build) in enumerate(MODELS.items()):
         if not wanted or name in wanted:
             keras_reference.export(name, build, seed=300 + i, pad=PADS.get(name))
+    if not wanted or "masked_metrics" in wanted:
+        masked_metrics()

@@ -187,6 +187,59 @@ fn masks_through_concatenate_on_steps_and_bidirectional_without_merge_match_kera
     );
 }
 
+model! {
+    /// A masked per-step output for the metrics (scripts/keras_sequences.py, `masked_metrics`).
+    struct MaskedMetrics {
+        input x: [4, 3];
+        output y = Dense(3)(Masking(0.0)(x));
+    }
+}
+
+#[test]
+fn metrics_of_a_masked_output_weigh_its_steps_by_the_mask_as_keras() {
+    // Keras 3 passes the mask to its mean metrics as sample weights: Σ m·v / Σ m over every batch (two
+    // here, the second partial); RootMeanSquaredError's squared errors lose the mask.
+    let fx = fixture("masked_metrics");
+    let mut model = MaskedMetrics::new(0);
+    set_params(&mut model, &fx);
+    let inputs = MaskedMetricsInputs { x: view(&fx, "input/x") };
+    let targets = MaskedMetricsTargets { y: view(&fx, "target/y") };
+    let metrics = [Metric::MeanAbsoluteError, Metric::MeanSquaredError, Metric::CategoricalAccuracy, Metric::RootMeanSquaredError];
+    let mut trainer = model.compile(Sgd::new(0.01), MaskedMetricsLosses { y: Loss::MeanSquaredError }, &metrics);
+    let logs = trainer.evaluate(&inputs, &targets, 4).unwrap();
+    for (ours, keras) in [
+        ("loss", "loss"),
+        ("mean_absolute_error", "mae"),
+        ("mean_squared_error", "mse"),
+        ("categorical_accuracy", "categorical_accuracy"),
+        ("root_mean_squared_error", "root_mean_squared_error"),
+    ] {
+        let got = logs.get(ours).copied().unwrap_or_else(|| panic!("no `{ours}` in {logs:?}"));
+        assert_close(ours, &[got as f32], get(&fx, &format!("metric/{keras}")).as_slice().unwrap(), 1e-5, 1e-5);
+    }
+    // A weighted metric weighs each step by mask · sample weight (Keras refuses per-sample weights with
+    // a per-step mask: broadcasting (batch,) against (batch, steps)), here against the sum by hand.
+    let x = view::<modelc::ndarray::Ix3>(&fx, "input/x");
+    let y = view::<modelc::ndarray::Ix3>(&fx, "target/y");
+    let w = vec![1.0f32, 2.0, 0.5, 1.0, 3.0, 1.0];
+    let pred = model.predict(&inputs).unwrap().y;
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for n in 0..6 {
+        for t in 0..4 {
+            if x.slice(modelc::ndarray::s![n, t, ..]).iter().any(|v| *v != 0.0) {
+                let e: f32 = (0..3).map(|c| (pred[[n, t, c]] - y[[n, t, c]]).abs()).sum::<f32>() / 3.0;
+                num += f64::from(w[n] * e);
+                den += f64::from(w[n]);
+            }
+        }
+    }
+    let mut trainer = model
+        .compile(Sgd::new(0.01), MaskedMetricsLosses { y: Loss::MeanSquaredError }, &[])
+        .with_weighted_metrics(MaskedMetricsPerOutput { y: vec![Metric::MeanAbsoluteError] });
+    let logs = trainer.evaluate_weighted(&inputs, &targets, 4, &SampleWeight::All(w)).unwrap();
+    assert_close("weighted mae", &[logs["mean_absolute_error"] as f32], &[(num / den) as f32], 1e-5, 1e-5);
+}
+
 #[test]
 fn masked_token_rows_match_keras() {
     let ids = fixture("masked_tokens")["input/ids"].mapv(|v| v as i32).into_dimensionality().unwrap();

@@ -767,14 +767,21 @@ impl OutputSlot {
 fn masked_row_weights(mask: &[f32], sample: Option<&[f32]>, rows: usize, out: &mut Vec<f32>) {
     let valid: f32 = mask.iter().sum();
     let scale = if valid > 0.0 { mask.len() as f32 / valid } else { 0.0 };
+    out.clear();
+    out.resize(rows, 0.0);
+    step_row_weights(mask, sample, rows, scale, out);
+}
+
+/// `out[r] = scale · m[step of r] · w[sample of r]` for each of `rows` rows (a step may span several
+/// rows; `w` 1 without `sample` weights).
+fn step_row_weights(mask: &[f32], sample: Option<&[f32]>, rows: usize, scale: f32, out: &mut [f32]) {
     let per_step = (rows / mask.len().max(1)).max(1);
     let steps_per_sample = sample.map_or(1, |w| (mask.len() / w.len().max(1)).max(1));
-    out.clear();
-    out.extend((0..rows).map(|r| {
+    for (r, o) in out.iter_mut().take(rows).enumerate() {
         let step = r / per_step;
         let w = sample.and_then(|w| w.get(step / steps_per_sample)).copied().unwrap_or(1.0);
-        mask.get(step).copied().unwrap_or(0.0) * scale * w
-    }));
+        *o = mask.get(step).copied().unwrap_or(0.0) * scale * w;
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -871,6 +878,9 @@ pub struct Trainer<'m, N: Network, O: Optimizer> {
     /// Per output: the loss weight of each row of a masked output (its mask, scaled as Keras'
     /// `apply_mask`, times the sample weights).
     mask_weights: Vec<Vec<f32>>,
+    /// Per masked output: the metrics' row weights, the mask (0/1) then the mask times the sample
+    /// weights (`2 · rows`; Keras passes the mask to its mean metrics as sample weights).
+    metric_weights: Vec<Vec<f32>>,
     total: MetricState,
     rollback: Rollback,
     /// Optimizer steps taken through this trainer (Keras' `optimizer.iterations`), which schedules follow.
@@ -942,6 +952,7 @@ pub fn compile<'m, N: Network, O: Optimizer>(
         weights: vec![Vec::new(); N::OUTPUTS.len()],
         weighted: false,
         mask_weights: vec![Vec::new(); N::OUTPUTS.len()],
+        metric_weights: vec![Vec::new(); N::OUTPUTS.len()],
         total: MetricState::default(),
         rollback: Rollback::default(),
         iterations: 0,
@@ -1387,16 +1398,35 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             let target = &self.targets[o][..batch * slot.target_len];
             let grad = if training { Some(&mut ws.grads[slot.buf][..n]) } else { None };
             let weights = self.weighted.then(|| &self.weights[o][..batch]);
-            let loss_weights = match N::OUTPUT_MASKS.get(o).copied().flatten() {
-                Some((train_buf, infer_buf)) => {
-                    let steps = N::OUTPUTS[o].shape.first().copied().unwrap_or(1);
-                    let mask = if training { &ws.values[train_buf][..batch * steps] } else { &infer.values[infer_buf][..batch * steps] };
+            let mask = N::OUTPUT_MASKS.get(o).copied().flatten().map(|(train_buf, infer_buf)| {
+                let steps = N::OUTPUTS[o].shape.first().copied().unwrap_or(1);
+                if training {
+                    &ws.values[train_buf][..batch * steps]
+                } else {
+                    &infer.values[infer_buf][..batch * steps]
+                }
+            });
+            let loss_weights = match mask {
+                Some(mask) => {
                     let out = &mut self.mask_weights[o];
                     try_reserve_len(out, rows, || format!("the loss weights of the masked output `{}`", slot.name), batch)?;
                     masked_row_weights(mask, weights, rows, out);
                     Some(&out[..rows])
                 }
                 None => weights,
+            };
+            let tracks = matches!(mode, Mode::Train { track: true, .. } | Mode::Eval);
+            let metric_weights = match mask.filter(|_| tracks && slot.metric_states.iter().any(MetricTracker::reads_mask)) {
+                Some(mask) => {
+                    let out = &mut self.metric_weights[o];
+                    try_reserve_len(out, 2 * rows, || format!("the metric weights of the masked output `{}`", slot.name), batch)?;
+                    out.resize(out.len().max(2 * rows), 0.0);
+                    let (plain, weighted) = out[..2 * rows].split_at_mut(rows);
+                    step_row_weights(mask, None, rows, 1.0, plain);
+                    step_row_weights(mask, weights, rows, 1.0, weighted);
+                    Some((&out[..rows], &out[rows..2 * rows]))
+                }
+                None => None,
             };
             let value = slot.loss.compute_weighted(pred, target, rows, slot.cols, loss_weights, grad, slot.weight, slot.fused);
             if let Mode::Train { epoch, batch: b, .. } = mode {
@@ -1413,8 +1443,14 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 slot.loss_state.add_mean(value, batch);
                 let from = slot.unweighted;
                 for (i, st) in slot.metric_states.iter_mut().enumerate() {
-                    // Keras' `metrics` ignore the sample weights; its `weighted_metrics` use them.
-                    st.update_weighted(pred, target, rows, slot.cols, weights.filter(|_| i >= from));
+                    // Keras' `metrics` ignore the sample weights; its `weighted_metrics` use them. A masked
+                    // output's mask weighs the mean metrics' rows (0 at a masked step), times the sample
+                    // weights for the weighted ones.
+                    let w = match metric_weights.filter(|_| st.reads_mask()) {
+                        Some((plain, weighted)) => Some(if i >= from && weights.is_some() { weighted } else { plain }),
+                        None => weights.filter(|_| i >= from),
+                    };
+                    st.update_weighted(pred, target, rows, slot.cols, w);
                 }
             }
         }
