@@ -10,6 +10,7 @@ batch-normalization statistics included), and writes into tests/fixtures/keras_i
     <model>.h5                the same model in the legacy full-model HDF5 format
     <model>.io.safetensors    input/<name> (one fixed batch) and output/<name> (Keras' predictions)
     nested.paths.safetensors  the nested model's weights under Keras' own `w.path` names
+    seq2seq.grads.safetensors a target, the loss and Keras' gradients of the encoder-decoder
 
 `unsupported.keras` (a Lambda, an LSTM with input dropout, a mixed-precision Dense: the importer
 must refuse it with every reason at once), and one HDF5 file whose datasets are chunked and gzip-compressed (`chunked_gzip.weights.h5`, the
@@ -191,6 +192,38 @@ def masked_attention():
     return keras.Model([ids, x], y, name="masked_attention")
 
 
+def seq2seq():
+    """An encoder-decoder (issue #16): the encoder LSTM's `return_state` states start the decoder LSTM,
+    called with the keyword `initial_state=[h, c]`; tests/keras_import.rs checks outputs and, with
+    `seq2seq.grads.safetensors` (`grads`), the gradients of a mean squared error."""
+    src = keras.Input(shape=(5, 3), name="src")
+    tgt = keras.Input(shape=(4, 2), name="tgt")
+    _, h, c = layers.LSTM(6, return_state=True, name="encoder")(src)
+    dec = layers.LSTM(6, return_sequences=True, name="decoder")(tgt, initial_state=[h, c])
+    y = layers.Dense(3, name="y")(dec)
+    return keras.Model([src, tgt], y, name="seq2seq")
+
+
+def grads(model, inputs, rng):
+    """`target/y`, `loss` and `grad/<w.path>`: Keras' (JAX) gradients of `mean((model(x) - target)²)` in
+    training mode."""
+    import jax
+
+    feed = [inputs[t.name] for t in model.inputs]
+    target = rng.normal(0.0, 1.0, (BATCH, *model.outputs[0].shape[1:])).astype(np.float32)
+    trainable = [w.value for w in model.trainable_weights]
+    non_trainable = [w.value for w in model.non_trainable_variables]
+
+    def loss(tv):
+        out, _ = model.stateless_call(tv, non_trainable, feed, training=True)
+        return keras.ops.mean(keras.ops.square(out - target))
+
+    value, g = jax.value_and_grad(loss)(trainable)
+    out = {"target/y": target, "loss": np.asarray([value], dtype=np.float32)}
+    out.update({f"grad/{w.path}": np.asarray(d, dtype=np.float32) for w, d in zip(model.trainable_weights, g)})
+    return out
+
+
 def pad(name, inputs):
     """For `masked` and `masked_attention`: ids padded with 0 at the end of each row and a 0 in between,
     steps of `x` set to 0."""
@@ -205,7 +238,7 @@ def pad(name, inputs):
     return inputs
 
 
-MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention, masked, masked_attention]
+MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention, masked, masked_attention, seq2seq]
 
 
 def unsupported():
@@ -269,6 +302,8 @@ def main():
         for oname, p in zip(output_names(model), preds):
             tensors[f"output/{oname}"] = np.asarray(p, dtype=np.float32)
         save_file(tensors, os.path.join(OUT, f"{name}.io.safetensors"))
+        if name == "seq2seq":
+            save_file(grads(model, inputs, rng), os.path.join(OUT, "seq2seq.grads.safetensors"))
         if name == "nested":
             # The weights under Keras 3's own paths (`tower_dense1/kernel`, no nested model prefix), as a
             # user exports them: modelc's `load` must place them without a name map.
