@@ -68,6 +68,15 @@ pub struct Fit {
     /// value rounded), 1 for classes not listed. Single-output models only, and not together with
     /// `sample_weight` (as in Keras); validation rows are not weighted.
     pub class_weight: Option<Vec<(usize, f32)>>,
+    /// Validate after every `validation_freq`-th epoch only (Keras' integer `validation_freq`, default
+    /// 1): after epochs `validation_freq`, `2 · validation_freq`, ... counted from 1, so the `val_` keys
+    /// of the history have one value per validated epoch, as in Keras. Must be at least 1.
+    pub validation_freq: usize,
+    /// At most this many batches of the validation data per validation (Keras' `validation_steps`):
+    /// the first `validation_steps` batches of a validation stream (a fresh pass of it each time), or of
+    /// the validation rows in batches of `batch_size`; `None` (the default) for all of them. Must be at
+    /// least 1.
+    pub validation_steps: Option<usize>,
 }
 
 /// Per-sample weights of the loss and the metrics (Keras' `sample_weight`).
@@ -268,7 +277,35 @@ impl Default for Fit {
             steps_per_epoch: None,
             sample_weight: None,
             class_weight: None,
+            validation_freq: 1,
+            validation_steps: None,
         }
+    }
+}
+
+impl Fit {
+    /// Whether epoch `epoch` (from 1) validates (Keras' `_should_eval` with an integer frequency).
+    pub(crate) fn validates(&self, epoch: usize) -> bool {
+        epoch.is_multiple_of(self.validation_freq.max(1))
+    }
+
+    /// The validation rows `rows` limited to `validation_steps` batches of `batch_size`.
+    pub(crate) fn validation_rows(&self, rows: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        match self.validation_steps {
+            Some(steps) => rows.start..rows.end.min(rows.start.saturating_add(steps.saturating_mul(self.batch_size))),
+            None => rows,
+        }
+    }
+
+    /// Checks `validation_freq` and `validation_steps`.
+    pub(crate) fn check_validation(&self) -> Result<()> {
+        if self.validation_freq == 0 {
+            return Err(Error::config("validation_freq", 0, "must be at least 1 (validate after every epoch with 1)"));
+        }
+        if self.validation_steps == Some(0) {
+            return Err(Error::config("validation_steps", 0, "must be at least 1 (`None` validates on all the batches)"));
+        }
+        Ok(())
     }
 }
 
@@ -1664,6 +1701,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         if fit.batch_size == 0 {
             return Err(Error::config("batch_size", 0, "must be at least 1"));
         }
+        fit.check_validation()?;
         let vs = if validation.is_some() { 0.0 } else { fit.validation_split };
         if !(0.0..1.0).contains(&vs) {
             return Err(Error::config("validation_split", vs, "must be in [0, 1)"));
@@ -1775,11 +1813,15 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             stopped = self.end_epoch(&mut all, fit, run, (&mut logs, history), |t, logs| match validation {
                 Some((val_inputs, val_targets, val_weight)) => {
                     let m = t.check_batch(val_inputs, val_targets)?;
-                    t.evaluate_rows((val_inputs, val_targets), 0..m, fit.batch_size, ("val_", logs), val_weight)
+                    t.evaluate_rows((val_inputs, val_targets), fit.validation_rows(0..m), fit.batch_size, ("val_", logs), val_weight)
                 }
-                None if split_at < n => {
-                    t.evaluate_rows((inputs, targets), split_at..n, fit.batch_size, ("val_", logs), fit.sample_weight.as_ref())
-                }
+                None if split_at < n => t.evaluate_rows(
+                    (inputs, targets),
+                    fit.validation_rows(split_at..n),
+                    fit.batch_size,
+                    ("val_", logs),
+                    fit.sample_weight.as_ref(),
+                ),
                 None => Ok(()),
             })?;
         }
@@ -1935,13 +1977,16 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         if let Some(value) = run.non_finite {
             logs.insert("loss".into(), value);
         }
-        if let Err(e) = validate(self, logs) {
+        if !fit.validates(run.epoch) {
+            // Keras' `validation_freq`: this epoch logs no `val_` values.
+        } else if let Err(e) = validate(self, logs) {
             run.abandon();
             return Err(e);
         }
         let epoch = run.epoch;
         history.push_epoch(epoch - 1, logs);
         let view = LogsView::new(logs, self.optimizer.learning_rate());
+        let view = if fit.validates(epoch) { view } else { view.without_validation() };
         let stopped = run.stopped | self.notify(all, run.schedule, |c, ctx| c.on_epoch_end(epoch - 1, &view, ctx))?;
         if let Some(bar) = run.bar {
             bar.finish_with_message(format_logs(logs));
