@@ -411,6 +411,13 @@ fn validation_freq_and_validation_steps_validate_every_nth_epoch_on_the_first_ba
     let history = trainer.fit_stream_with(batches(&data, 8), ValidationStream(batches(&val, 8)), &fit, &mut []).unwrap();
     assert_eq!(history.get("loss").map(<[f64]>::len), Some(4));
     assert_eq!(history.get("val_loss").map(<[f64]>::len), Some(2), "{history:?}");
+    assert_eq!(history.logged_at.get("val_loss").map(Vec::as_slice), Some(&[1, 3][..]));
+    // The CSV leaves the epochs without validation empty in the `val_` columns and aligns the others.
+    let csv = history.to_csv();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "epoch,accuracy,loss,val_accuracy,val_loss");
+    assert!(rows[1].starts_with("0,") && rows[1].ends_with(",,"), "{csv}");
+    assert!(rows[4].ends_with(&format!(",{}", history.last("val_loss").unwrap())), "{csv}");
     let (inputs, targets) = first(16);
     let evaluated = trainer.evaluate(&inputs, &FusionTargets { score: targets }, 8).unwrap();
     assert_eq!(history.last("val_loss"), Some(evaluated["loss"]));

@@ -324,6 +324,10 @@ pub struct History {
     /// The index of each epoch recorded, counted from 0 as Keras' `history.epoch`: from
     /// `initial_epoch` on when training resumes.
     pub epoch: Vec<usize>,
+    /// Per key, the epochs (as in [`epoch`](Self::epoch)) its values belong to: every recorded epoch,
+    /// except for the `val_` keys when `Fit::validation_freq` skipped some (Keras' history then holds
+    /// fewer values for them too).
+    pub logged_at: BTreeMap<String, Vec<usize>>,
 }
 
 impl History {
@@ -357,6 +361,7 @@ impl History {
     pub fn push_epoch(&mut self, epoch: usize, logs: &Logs) {
         self.epoch.push(epoch);
         for (k, &v) in logs {
+            self.logged_at.entry(k.clone()).or_default().push(epoch);
             self.history.entry(k.clone()).or_default().push(v);
         }
     }
@@ -371,10 +376,16 @@ impl History {
         }
         out.push('\n');
         for e in 0..self.epochs() {
-            out.push_str(&self.epoch.get(e).copied().unwrap_or(e).to_string());
-            for v in self.history.values() {
+            let at = self.epoch.get(e).copied().unwrap_or(e);
+            out.push_str(&at.to_string());
+            for (k, v) in &self.history {
                 out.push(',');
-                if let Some(x) = v.get(e) {
+                // A key logged at fewer epochs (`validation_freq`) leaves the others empty.
+                let i = match self.logged_at.get(k) {
+                    Some(epochs) if epochs.len() == v.len() => epochs.iter().position(|&x| x == at),
+                    _ => Some(e),
+                };
+                if let Some(x) = i.and_then(|i| v.get(i)) {
                     out.push_str(&x.to_string());
                 }
             }
