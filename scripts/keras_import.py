@@ -204,6 +204,20 @@ def seq2seq():
     return keras.Model([src, tgt], y, name="seq2seq")
 
 
+def masked_glue():
+    """Masks through the sequence glue: Concatenate along the steps of a masked and an unmasked sequence
+    (Keras saves the ops joining the masks: ExpandDims, ZerosLike, LogicalOr, OnesLike, Concatenate, Any),
+    and the second sequence of `Bidirectional(merge_mode=None)` pooled over the mask."""
+    x = keras.Input(shape=(5, 3), name="x")
+    z = keras.Input(shape=(4, 3), name="z")
+    m = layers.Masking(0.0, name="masking")(x)
+    s = layers.LSTM(3, name="lstm")(layers.Concatenate(axis=1, name="join_steps")([m, z]))
+    _, b = layers.Bidirectional(layers.GRU(2, return_sequences=True, name="gru"), merge_mode=None, name="bidi")(m)
+    pooled = layers.GlobalAveragePooling1D(name="pool")(b)
+    y = layers.Dense(2, name="y")(layers.Concatenate(name="cat")([s, pooled]))
+    return keras.Model([x, z], y, name="masked_glue")
+
+
 def grads(model, inputs, rng):
     """`target/y`, `loss` and `grad/<w.path>`: Keras' (JAX) gradients of `mean((model(x) - target)²)` in
     training mode."""
@@ -227,6 +241,11 @@ def grads(model, inputs, rng):
 def pad(name, inputs):
     """For `masked` and `masked_attention`: ids padded with 0 at the end of each row and a 0 in between,
     steps of `x` set to 0."""
+    if name == "masked_glue":
+        for row in range(BATCH):
+            inputs["x"][row, (2 * row) % 5, :] = 0.0
+            inputs["x"][row, 5 - row % 2:, :] = 0.0
+        return inputs
     if name not in ("masked", "masked_attention"):
         return inputs
     ids, x = inputs["ids"], inputs["x"]
@@ -238,7 +257,7 @@ def pad(name, inputs):
     return inputs
 
 
-MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention, masked, masked_attention, seq2seq]
+MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention, masked, masked_attention, seq2seq, masked_glue]
 
 
 def unsupported():

@@ -44,6 +44,11 @@ mod seq2seq {
     include!("fixtures/keras_import/seq2seq.rs");
 }
 
+mod masked_glue {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/masked_glue.rs");
+}
+
 mod recurrent {
     use modelc::prelude::*;
     include!("fixtures/keras_import/recurrent.rs");
@@ -213,4 +218,14 @@ fn imported_encoder_decoder_with_keyword_initial_state_matches_keras_outputs_and
             assert!((a - b).abs() <= 1e-6 * scale + 1e-4 * b.abs(), "gradient of {}[{i}]: modelc {a} vs Keras {b}", spec.name);
         }
     }
+}
+
+#[test]
+fn imported_masks_joined_along_the_steps_and_of_bidirectional_without_merge_predict_what_keras_predicts() {
+    // Keras saves the ops joining the masks (ExpandDims, ZerosLike, LogicalOr, OnesLike, a Concatenate
+    // op, Any); the importer leaves them out, in the .keras and the legacy .h5 format alike.
+    let t = io("masked_glue");
+    let mut m = loaded(masked_glue::MaskedGlue::new(0), "masked_glue");
+    let out = m.predict(&masked_glue::MaskedGlueInputs { x: view(&t, "input/x"), z: view(&t, "input/z") }).unwrap();
+    assert_close("masked_glue y", out.y.as_slice().unwrap(), &t["output/y"]);
 }
