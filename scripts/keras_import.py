@@ -10,6 +10,7 @@ batch-normalization statistics included), and writes into tests/fixtures/keras_i
     <model>.h5                the same model in the legacy full-model HDF5 format
     <model>.io.safetensors    input/<name> (one fixed batch) and output/<name> (Keras' predictions)
     nested.paths.safetensors  the nested model's weights under Keras' own `w.path` names
+    seq2seq.grads.safetensors a target, the loss and Keras' gradients of the encoder-decoder
 
 `unsupported.keras` (a Lambda, an LSTM with input dropout, a mixed-precision Dense: the importer
 must refuse it with every reason at once), and one HDF5 file whose datasets are chunked and gzip-compressed (`chunked_gzip.weights.h5`, the
@@ -177,9 +178,75 @@ def masked():
     return keras.Model([ids, x], y, name="masked")
 
 
+def masked_attention():
+    """Keras' `Attention` reading masks: Keras saves the query's and value's masks as its `mask` call
+    argument (a list of the ops computing them); the importer leaves them out, modelc derives them."""
+    ids = keras.Input(shape=(6,), dtype="int32", name="ids")
+    x = keras.Input(shape=(6, 3), name="x")
+    e = layers.Embedding(20, 4, mask_zero=True, name="embed")(ids)
+    m = layers.Masking(0.0, name="masking")(x)
+    v = layers.Dense(4, name="proj")(m)
+    a = layers.Attention(use_scale=True, name="self_attention")([e, e], use_causal_mask=True)
+    c = layers.Attention(name="cross_attention")([a, v])
+    y = layers.Dense(2, name="y")(layers.Flatten(name="flat")(c))
+    return keras.Model([ids, x], y, name="masked_attention")
+
+
+def seq2seq():
+    """An encoder-decoder (issue #16): the encoder LSTM's `return_state` states start the decoder LSTM,
+    called with the keyword `initial_state=[h, c]`; tests/keras_import.rs checks outputs and, with
+    `seq2seq.grads.safetensors` (`grads`), the gradients of a mean squared error."""
+    src = keras.Input(shape=(5, 3), name="src")
+    tgt = keras.Input(shape=(4, 2), name="tgt")
+    _, h, c = layers.LSTM(6, return_state=True, name="encoder")(src)
+    dec = layers.LSTM(6, return_sequences=True, name="decoder")(tgt, initial_state=[h, c])
+    y = layers.Dense(3, name="y")(dec)
+    return keras.Model([src, tgt], y, name="seq2seq")
+
+
+def masked_glue():
+    """Masks through the sequence glue: Concatenate along the steps of a masked and an unmasked sequence
+    (Keras saves the ops joining the masks: ExpandDims, ZerosLike, LogicalOr, OnesLike, Concatenate, Any),
+    and the second sequence of `Bidirectional(merge_mode=None)` pooled over the mask."""
+    x = keras.Input(shape=(5, 3), name="x")
+    z = keras.Input(shape=(4, 3), name="z")
+    m = layers.Masking(0.0, name="masking")(x)
+    s = layers.LSTM(3, name="lstm")(layers.Concatenate(axis=1, name="join_steps")([m, z]))
+    _, b = layers.Bidirectional(layers.GRU(2, return_sequences=True, name="gru"), merge_mode=None, name="bidi")(m)
+    pooled = layers.GlobalAveragePooling1D(name="pool")(b)
+    y = layers.Dense(2, name="y")(layers.Concatenate(name="cat")([s, pooled]))
+    return keras.Model([x, z], y, name="masked_glue")
+
+
+def grads(model, inputs, rng):
+    """`target/y`, `loss` and `grad/<w.path>`: Keras' (JAX) gradients of `mean((model(x) - target)²)` in
+    training mode."""
+    import jax
+
+    feed = [inputs[t.name] for t in model.inputs]
+    target = rng.normal(0.0, 1.0, (BATCH, *model.outputs[0].shape[1:])).astype(np.float32)
+    trainable = [w.value for w in model.trainable_weights]
+    non_trainable = [w.value for w in model.non_trainable_variables]
+
+    def loss(tv):
+        out, _ = model.stateless_call(tv, non_trainable, feed, training=True)
+        return keras.ops.mean(keras.ops.square(out - target))
+
+    value, g = jax.value_and_grad(loss)(trainable)
+    out = {"target/y": target, "loss": np.asarray([value], dtype=np.float32)}
+    out.update({f"grad/{w.path}": np.asarray(d, dtype=np.float32) for w, d in zip(model.trainable_weights, g)})
+    return out
+
+
 def pad(name, inputs):
-    """For `masked`: ids padded with 0 at the end of each row and a 0 in between, steps of `x` set to 0."""
-    if name != "masked":
+    """For `masked` and `masked_attention`: ids padded with 0 at the end of each row and a 0 in between,
+    steps of `x` set to 0."""
+    if name == "masked_glue":
+        for row in range(BATCH):
+            inputs["x"][row, (2 * row) % 5, :] = 0.0
+            inputs["x"][row, 5 - row % 2:, :] = 0.0
+        return inputs
+    if name not in ("masked", "masked_attention"):
         return inputs
     ids, x = inputs["ids"], inputs["x"]
     ids[ids == 0] = 1
@@ -190,7 +257,7 @@ def pad(name, inputs):
     return inputs
 
 
-MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention, masked]
+MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention, masked, masked_attention, seq2seq, masked_glue]
 
 
 def unsupported():
@@ -254,6 +321,8 @@ def main():
         for oname, p in zip(output_names(model), preds):
             tensors[f"output/{oname}"] = np.asarray(p, dtype=np.float32)
         save_file(tensors, os.path.join(OUT, f"{name}.io.safetensors"))
+        if name == "seq2seq":
+            save_file(grads(model, inputs, rng), os.path.join(OUT, "seq2seq.grads.safetensors"))
         if name == "nested":
             # The weights under Keras 3's own paths (`tower_dense1/kernel`, no nested model prefix), as a
             # user exports them: modelc's `load` must place them without a name map.

@@ -9,7 +9,9 @@ started from a computed state without bias, an LSTM with other activations and w
 (`bidirectional`); and masks (docs/masks.md): padded token rows through `Embedding(mask_zero=True)` and
 `GlobalAveragePooling1D` (`masked_tokens`), `Masking` and a per-step loss on a masked sequence output
 (`masked_steps`), and masked LSTM, GRU (`go_backwards`) and Bidirectional SimpleRNN layers
-(`masked_lstm`), MultiHeadAttention reading its operands' masks (`masked_attention`), their inputs padded by `pad_ids` / `pad_steps`. Writes
+(`masked_lstm`), MultiHeadAttention reading its operands' masks (`masked_attention`), Keras' `Attention` reading them
+(`masked_dot_attention`), masks joined by Concatenate along the steps and both sequences of
+`Bidirectional(merge_mode=None)` carrying the mask (`masked_glue`), their inputs padded by `pad_ids` / `pad_steps`. Writes
 tests/fixtures/{seq2seq,rnn_cells,bidirectional,masked_*}.safetensors in the
 format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/) with its
 `export`; a recurrent layer's weights are named by their Keras path, through the cell
@@ -30,6 +32,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 import keras_reference  # noqa: E402
+from safetensors.numpy import save_file  # noqa: E402
 
 
 def weight_names(model):
@@ -128,6 +131,43 @@ def masked_attention():
     return model, {"y": keras.losses.MeanSquaredError()}
 
 
+def masked_dot_attention():
+    """Keras' `Attention` reading its operands' masks (`mask = [query_mask, value_mask]`, docs/masks.md):
+    causal self-attention over padded tokens (masked query steps output 0), additive cross-attention
+    to a Masking-masked sequence, and causal attention of an unmasked query over that masked sequence,
+    whose first query step of sample 0 has every key masked (its scores all become s − 1e9). Flatten
+    drops the masks, so the zeroed query steps reach the output."""
+    ids = keras.Input(shape=(7,), dtype="int32", name="ids")
+    x = keras.Input(shape=(5, 6), name="x")
+    e = layers.Embedding(20, 6, mask_zero=True, name="embedding")(ids)
+    a = layers.Attention(use_scale=True, name="attention")([e, e], use_causal_mask=True)
+    m = layers.Masking(0.0, name="masking")(x)
+    c = layers.Attention(score_mode="concat", name="attention_1")([a, m])
+    q = layers.Dense(6, name="dense")(x)
+    d = layers.Attention(name="attention_2")([q, m], use_causal_mask=True)
+    flat = layers.Concatenate(name="concatenate")([layers.Flatten(name="flatten")(c), layers.Flatten(name="flatten_1")(d)])
+    y = layers.Dense(2, name="dense_1")(flat)
+    model = keras.Model([ids, x], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
+def masked_glue():
+    """Masks through the sequence glue (docs/masks.md): Concatenate along the steps joins a masked and
+    an unmasked sequence's masks (all kept for the unmasked one) and a masked LSTM reads the joined mask;
+    `Bidirectional(..., merge_mode=None)` gives both its sequences the input's mask, which two poolings
+    read."""
+    x = keras.Input(shape=(5, 3), name="x")
+    z = keras.Input(shape=(4, 3), name="z")
+    m = layers.Masking(0.0, name="masking")(x)
+    j = layers.Concatenate(axis=1, name="join_steps")([m, z])
+    s = layers.LSTM(4, return_sequences=True, name="lstm")(j)
+    f, b = layers.Bidirectional(layers.GRU(3, return_sequences=True, name="gru"), merge_mode=None, name="bidirectional")(m)
+    pools = [layers.GlobalAveragePooling1D(name=f"global_average_pooling1d{k}")(t) for k, t in (("", s), ("_1", f), ("_2", b))]
+    y = layers.Dense(2, name="dense")(layers.Concatenate(name="join_pools")(pools))
+    model = keras.Model([x, z], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
 def pad_both(name, v, rng):
     """`pad_ids` for the ids, `pad_steps` for a sequence."""
     return pad_ids(name, v, rng) if v.ndim == 2 else pad_steps(name, v, rng)
@@ -135,7 +175,7 @@ def pad_both(name, v, rng):
 
 def pad_ids(name, ids, rng):
     """Token rows of 1 to 6 ids padded with id 0, no 0 before the padding. (A row of padding only
-    would make Keras' pooled mean 0/0 = NaN; modelc gives 0 there.)"""
+    would make the pooled mean 0/0 = NaN, in Keras and modelc alike.)"""
     ids = np.where(ids == 0, 1, ids)
     for row in range(ids.shape[0]):
         ids[row, 1 + row % (ids.shape[1] - 1):] = 0
@@ -151,6 +191,31 @@ def pad_steps(name, x, rng):
     return x
 
 
+def masked_metrics():
+    """The compiled metrics of a masked per-step output (docs/masks.md): Keras 3 passes the mask to its
+    mean metrics as sample weights (`MeanMetricWrapper.update_state`: `apply_mask(..., reduction="sum")`),
+    so `mae`, `mse` and `categorical_accuracy` are `Σ m·v / Σ m` streamed over the batches; the squared
+    errors of `RootMeanSquaredError` lose the mask. Writes tests/fixtures/masked_metrics.safetensors:
+    param/<path>, input/x, target/y, and metric/<name> from `evaluate(batch_size=4)` on 6 samples
+    (a full and a partial batch, so a mean of the batch means would differ)."""
+    keras.utils.set_random_seed(400)
+    rng = np.random.default_rng(400)
+    x = keras.Input(shape=(4, 3), name="x")
+    y = layers.Dense(3, name="dense")(layers.Masking(0.0, name="masking")(x))
+    model = keras.Model(x, y)
+    model.compile("sgd", "mse", metrics=["mae", "mse", "categorical_accuracy", keras.metrics.RootMeanSquaredError()])
+    xs = pad_steps("x", rng.normal(size=(6, 4, 3)).astype(np.float32), rng)
+    xs[5, 1:] = 0.0
+    ys = rng.normal(size=(6, 4, 3)).astype(np.float32)
+    logs = model.evaluate(xs, ys, batch_size=4, verbose=0, return_dict=True)
+    out = {f"param/{w.path}": np.asarray(w.numpy()) for w in model.weights}
+    out.update({"input/x": xs, "target/y": ys})
+    out.update({f"metric/{k}": np.asarray([v], dtype=np.float32) for k, v in logs.items()})
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "masked_metrics.safetensors")
+    save_file(out, path)
+    print(f"wrote {path}: {logs}")
+
+
 MODELS = {
     "seq2seq": seq2seq,
     "rnn_cells": rnn_cells,
@@ -159,8 +224,10 @@ MODELS = {
     "masked_steps": masked_steps,
     "masked_lstm": masked_lstm,
     "masked_attention": masked_attention,
+    "masked_dot_attention": masked_dot_attention,
+    "masked_glue": masked_glue,
 }
-PADS = {"masked_tokens": pad_ids, "masked_steps": pad_steps, "masked_lstm": pad_steps, "masked_attention": pad_both}
+PADS = {"masked_tokens": pad_ids, "masked_steps": pad_steps, "masked_lstm": pad_steps, "masked_attention": pad_both, "masked_dot_attention": pad_both, "masked_glue": pad_steps}
 
 if __name__ == "__main__":
     # `keras_sequences.py [name ...]` rewrites only those fixtures; seeds stay tied to MODELS order.
@@ -168,3 +235,5 @@ if __name__ == "__main__":
     for i, (name, build) in enumerate(MODELS.items()):
         if not wanted or name in wanted:
             keras_reference.export(name, build, seed=300 + i, pad=PADS.get(name))
+    if not wanted or "masked_metrics" in wanted:
+        masked_metrics()

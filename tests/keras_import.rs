@@ -34,6 +34,21 @@ mod masked {
     include!("fixtures/keras_import/masked.rs");
 }
 
+mod masked_attention {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/masked_attention.rs");
+}
+
+mod seq2seq {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/seq2seq.rs");
+}
+
+mod masked_glue {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/masked_glue.rs");
+}
+
 mod recurrent {
     use modelc::prelude::*;
     include!("fixtures/keras_import/recurrent.rs");
@@ -167,4 +182,50 @@ fn imported_masked_model_predicts_what_keras_predicts() {
     let mut m = loaded(masked::Masked::new(0), "masked");
     let out = m.predict(&masked::MaskedInputs { ids: ids.view(), x: view(&t, "input/x") }).unwrap();
     assert_close("masked y", out.y.as_slice().unwrap(), &t["output/y"]);
+}
+
+#[test]
+fn imported_attention_reading_masks_predicts_what_keras_predicts() {
+    // Keras' `Attention` on operands carrying masks (mask_zero, Masking): Keras saves no `mask` argument
+    // for it; modelc derives the query's and value's masks from the graph.
+    let t = io("masked_attention");
+    let ids = view::<Ix2>(&t, "input/ids").mapv(|v| v as i32);
+    assert!(ids.iter().filter(|&&i| i == 0).count() >= 4, "the fixture pads its ids");
+    let mut m = loaded(masked_attention::MaskedAttention::new(0), "masked_attention");
+    let out = m.predict(&masked_attention::MaskedAttentionInputs { ids: ids.view(), x: view(&t, "input/x") }).unwrap();
+    assert_close("masked_attention y", out.y.as_slice().unwrap(), &t["output/y"]);
+}
+
+#[test]
+fn imported_encoder_decoder_with_keyword_initial_state_matches_keras_outputs_and_gradients() {
+    // Issue #16: `LSTM(...)(tgt, initial_state=[h, c])` from the encoder's `return_state`, saved by
+    // Keras with the states as a keyword argument; the importer binds them as `initial_state = [..]`.
+    use modelc::prelude::{Loss, Sgd};
+    let t = io("seq2seq");
+    let g = read_tensors(path("seq2seq.grads.safetensors")).unwrap();
+    let mut m = loaded(seq2seq::Seq2seq::new(0), "seq2seq");
+    let inputs = seq2seq::Seq2seqInputs { src: view(&t, "input/src"), tgt: view(&t, "input/tgt") };
+    let out = m.predict(&inputs).unwrap();
+    assert_close("seq2seq y", out.y.as_slice().unwrap(), &t["output/y"]);
+    let targets = seq2seq::Seq2seqTargets { y: view(&g, "target/y") };
+    let mut trainer = m.compile(Sgd::new(0.01), seq2seq::Seq2seqLosses { y: Loss::MeanSquaredError }, &[]);
+    let (loss, grads) = trainer.compute_gradients(&inputs, &targets).unwrap();
+    assert!((loss as f32 - g["loss"].as_slice().unwrap()[0]).abs() <= 1e-5, "loss {loss} vs Keras {}", g["loss"]);
+    for spec in <seq2seq::Seq2seq as Network>::PARAMS {
+        let want = &g[&format!("grad/{}", spec.name)];
+        let scale = want.iter().fold(1.0f32, |a, v| a.max(v.abs()));
+        for (i, (a, b)) in grads[spec.range()].iter().zip(want.iter()).enumerate() {
+            assert!((a - b).abs() <= 1e-6 * scale + 1e-4 * b.abs(), "gradient of {}[{i}]: modelc {a} vs Keras {b}", spec.name);
+        }
+    }
+}
+
+#[test]
+fn imported_masks_joined_along_the_steps_and_of_bidirectional_without_merge_predict_what_keras_predicts() {
+    // Keras saves the ops joining the masks (ExpandDims, ZerosLike, LogicalOr, OnesLike, a Concatenate
+    // op, Any); the importer leaves them out, in the .keras and the legacy .h5 format alike.
+    let t = io("masked_glue");
+    let mut m = loaded(masked_glue::MaskedGlue::new(0), "masked_glue");
+    let out = m.predict(&masked_glue::MaskedGlueInputs { x: view(&t, "input/x"), z: view(&t, "input/z") }).unwrap();
+    assert_close("masked_glue y", out.y.as_slice().unwrap(), &t["output/y"]);
 }

@@ -65,6 +65,43 @@ model! {
 }
 
 model! {
+    /// Keras' `Attention` reading its query's and value's masks: causal self-attention over padded
+    /// tokens, additive cross-attention to a masked sequence, with a key and returned scores.
+    pub struct MaskedDotAttend {
+        input ids: [6] as i32;
+        input x: [5, 4];
+        let e = Embedding(12, 4, mask_zero = true)(ids);
+        let s = Attention(use_scale = true)([e, e], use_causal_mask = true);
+        let v = Masking()(x);
+        let (c, p) = Attention(score_mode = concat)([s, v, Dense(4)(x)], return_attention_scores = true);
+        output y = Dense(2)(Flatten()(c));
+        output scores = Flatten()(p);
+    }
+}
+
+model! {
+    /// Masks joined along the steps (one operand unmasked), and both sequences of
+    /// `Bidirectional(merge_mode = none)` masked.
+    pub struct MaskedGlue {
+        input x: [4, 3];
+        input z: [3, 3];
+        let m = Masking()(x);
+        let s = GRU(3, return_sequences = true)(Concatenate(axis = 1)([z, m]));
+        let (f, b) = Bidirectional(SimpleRNN(2, return_sequences = true), merge_mode = none)(m);
+        output y = Dense(2)(Concatenate()([GlobalAveragePooling1D()(s), GlobalAveragePooling1D()(f), GlobalAveragePooling1D()(b)]));
+        output steps = b;
+    }
+}
+
+model! {
+    /// The mean of the kept steps of padded token rows.
+    pub struct PoolRows {
+        input ids: [4] as i32;
+        output y = GlobalAveragePooling1D()(Embedding(5, 3, mask_zero = true)(ids));
+    }
+}
+
+model! {
     /// A masked LSTM's last state...
     pub struct Long {
         input x: [5, 2];
@@ -146,6 +183,70 @@ fn attention_reading_masks_gradients_match_finite_differences() {
     let report = check_gradients(&mut model, &inputs, 1e-2, 2e-3, 2e-2, 10).unwrap();
     assert_eq!(report.checked, model.count_params());
     assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
+}
+
+#[test]
+fn dot_attention_reading_masks_gradients_match_finite_differences() {
+    let mut model = MaskedDotAttend::new(11);
+    let ids = Array2::from_shape_vec((2, 6), vec![3, 5, 0, 7, 0, 0, 1, 2, 11, 4, 9, 6]).unwrap();
+    let x = masked_input((2, 5, 4), 7, &[(0, 1), (1, 4)]);
+    let inputs = MaskedDotAttendInputs { ids: ids.view(), x: x.view() };
+    let report = check_gradients(&mut model, &inputs, 1e-2, 2e-3, 2e-2, 12).unwrap();
+    assert_eq!(report.checked, model.count_params());
+    assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
+    // Masked query steps (ids 0) output 0 before the Dense; the scores of a masked value step are 0.
+    let out = model.predict(&inputs).unwrap();
+    let scores = out.scores.into_shape_with_order((2, 6, 5)).unwrap();
+    for n in 0..2 {
+        for i in 0..6 {
+            for j in 0..5 {
+                let masked = x.slice(modelc::ndarray::s![n, j, ..]).iter().all(|v| *v == 0.0);
+                assert_eq!(scores[[n, i, j]] == 0.0, masked, "sample {n} query {i} key {j}");
+            }
+        }
+    }
+}
+
+#[test]
+fn masks_through_concatenate_on_steps_and_bidirectional_without_merge_gradients_match_finite_differences() {
+    let mut model = MaskedGlue::new(13);
+    let x = masked_input((3, 4, 3), 5, &[(0, 0), (1, 2), (2, 3)]);
+    let z = masked_input((3, 3, 3), 6, &[]);
+    let inputs = MaskedGlueInputs { x: x.view(), z: z.view() };
+    let report = check_gradients(&mut model, &inputs, 1e-2, 2e-3, 2e-2, 14).unwrap();
+    assert_eq!(report.checked, model.count_params());
+    assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
+    // The backward sequence is 0 at masked steps (Keras' zero_output_for_mask inside Bidirectional).
+    let steps = model.predict(&inputs).unwrap().steps;
+    for n in 0..3 {
+        for t in 0..4 {
+            let zero = steps.slice(modelc::ndarray::s![n, t, ..]).iter().all(|v| *v == 0.0);
+            assert_eq!(zero, x.slice(modelc::ndarray::s![n, t, ..]).iter().all(|v| *v == 0.0), "sample {n} step {t}");
+        }
+    }
+}
+
+#[test]
+fn a_fully_masked_row_pools_to_keras_nan_and_passes_no_gradient() {
+    // Keras 3: `sum(where(m, x, 0)) / sum(m)` is 0 / 0 = NaN for a row without a kept step, and the
+    // gradient of `where` gives its steps 0 (checked in Keras 3.15, JAX: docs/masks.md).
+    let mut model = PoolRows::new(3);
+    let both = Array2::from_shape_vec((2, 4), vec![0, 0, 0, 0, 2, 0, 4, 1]).unwrap();
+    let y = model.predict(&PoolRowsInputs { ids: both.view() }).unwrap().y;
+    assert!(y.row(0).iter().all(|v| v.is_nan()), "{y:?}");
+    let emb: Vec<f32> = model.param("embedding/embeddings").unwrap().iter().copied().collect();
+    for (c, v) in y.row(1).iter().enumerate() {
+        let want = (emb[2 * 3 + c] + emb[4 * 3 + c] + emb[3 + c]) / 3.0;
+        assert!((v - want).abs() < 1e-6, "channel {c}: {v} vs {want}");
+    }
+    let mut grads = |ids: &Array2<i32>| {
+        model.forward(&PoolRowsInputs { ids: ids.view() }, true).unwrap();
+        model.backward(&PoolRowsOutputs { y: Array2::ones((ids.nrows(), 3)) }).unwrap().into_vec()
+    };
+    let kept = Array2::from_shape_vec((1, 4), vec![2, 0, 4, 1]).unwrap();
+    let (g_both, g_kept) = (grads(&both), grads(&kept));
+    assert!(g_both.iter().all(|g| g.is_finite()));
+    assert_eq!(g_both, g_kept, "the masked row passes no gradient");
 }
 
 #[test]

@@ -611,9 +611,46 @@ model! {
     }
 }
 
+model! {
+    /// Keras' `Attention` reading its query's and value's masks, causal and not, with scores.
+    pub struct MaskedDotAttentionOnnx {
+        input ids: [6] as i32;
+        input x: [6, 4];
+        let e = Embedding(3, 4, mask_zero = true)(ids);
+        let (a, s) = Attention(use_scale = true)([Dense(4)(x), e], use_causal_mask = true, return_attention_scores = true);
+        output y = a;
+        output scores = s;
+        output z = Attention(score_mode = concat)([e, Dense(4)(x)]);
+        output w = Attention()([e, e, Dense(4)(e)]);
+    }
+}
+
+model! {
+    /// Two masked sequences joined along the steps: their masks joined.
+    pub struct JoinedMasks {
+        input ids: [6] as i32;
+        input x: [3, 4];
+        let j = Concatenate(axis = 1)([Embedding(3, 4, mask_zero = true)(ids), Masking(mask_value = 0.5)(x)]);
+        output y = GlobalAveragePooling1D()(j);
+    }
+}
+
+model! {
+    /// A masked and an unmasked sequence joined along the steps: the all-kept part is not exported yet.
+    pub struct HalfMasked {
+        input ids: [6] as i32;
+        input x: [3, 4];
+        output y = GlobalAveragePooling1D()(Concatenate(axis = 1)([Embedding(3, 4, mask_zero = true)(ids), x]));
+    }
+}
+
 #[test]
 fn masks_export_where_onnx_expresses_them_and_run_in_tract() {
+    check!(JoinedMasks, JoinedMasksInputs { ids: i32, x: f32 });
+    let err = modelc::onnx::to_bytes(&HalfMasked::new(0)).unwrap_err().to_string();
+    assert!(err.contains("(Concatenate) cannot be exported to ONNX: it joins along the steps a masked and an unmasked sequence"), "{err}");
     check!(MaskKinds, MaskKindsInputs { ids: i32, x: f32 });
+    check!(MaskedDotAttentionOnnx, MaskedDotAttentionOnnxInputs { ids: i32, x: f32 });
     let err = modelc::onnx::to_bytes(&MaskedRecurrent::new(0)).unwrap_err().to_string();
     assert!(err.contains("layer `gru` (GRU) cannot be exported to ONNX: its input carries a mask"), "{err}");
     assert!(err.contains("sequence lengths, not per-step masks"), "{err}");

@@ -131,6 +131,115 @@ fn attention_reading_masks_matches_keras() {
     );
 }
 
+model! {
+    /// Keras' `Attention` reading its operands' masks (scripts/keras_sequences.py, `masked_dot_attention`).
+    struct MaskedDotAttention {
+        input ids: [7] as i32;
+        input x: [5, 6];
+        let e = Embedding(20, 6, mask_zero = true)(ids);
+        let a = Attention(use_scale = true)([e, e], use_causal_mask = true);
+        let m = Masking(0.0)(x);
+        let c = Attention(score_mode = concat)([a, m]);
+        let d = Attention()([Dense(6)(x), m], use_causal_mask = true);
+        output y = Dense(2)(Concatenate()([Flatten()(c), Flatten()(d)]));
+    }
+}
+
+#[test]
+fn dot_attention_reading_masks_matches_keras() {
+    // Masked query steps output 0, masked value steps get no weight, and a kept query step whose every
+    // key is masked (causal, over a value masked at its first step) gets Keras' s − 1e9 softmax.
+    let fx = fixture("masked_dot_attention");
+    let x = get(&fx, "input/x");
+    assert!(x.slice(modelc::ndarray::s![0, 0, ..]).iter().all(|v| *v == 0.0), "the fixture masks the first step of sample 0");
+    let ids = fx["input/ids"].mapv(|v| v as i32).into_dimensionality().unwrap();
+    masked_parity!(
+        "masked_dot_attention",
+        MaskedDotAttention,
+        f => MaskedDotAttentionInputs { ids: ids.view(), x: view(&f, "input/x") },
+        MaskedDotAttentionTargets,
+        MaskedDotAttentionLosses
+    );
+}
+
+model! {
+    /// Masks joined along the steps, and both sequences of `Bidirectional(merge_mode = none)` masked
+    /// (scripts/keras_sequences.py, `masked_glue`).
+    struct MaskedGlue {
+        input x: [5, 3];
+        input z: [4, 3];
+        let m = Masking(0.0)(x);
+        let s = LSTM(4, return_sequences = true)(Concatenate(axis = 1)([m, z]));
+        let (f, b) = Bidirectional(GRU(3, return_sequences = true), merge_mode = none)(m);
+        let pools = Concatenate()([GlobalAveragePooling1D()(s), GlobalAveragePooling1D()(f), GlobalAveragePooling1D()(b)]);
+        output y = Dense(2)(pools);
+    }
+}
+
+#[test]
+fn masks_through_concatenate_on_steps_and_bidirectional_without_merge_match_keras() {
+    masked_parity!(
+        "masked_glue",
+        MaskedGlue,
+        f => MaskedGlueInputs { x: view(&f, "input/x"), z: view(&f, "input/z") },
+        MaskedGlueTargets,
+        MaskedGlueLosses
+    );
+}
+
+model! {
+    /// A masked per-step output for the metrics (scripts/keras_sequences.py, `masked_metrics`).
+    struct MaskedMetrics {
+        input x: [4, 3];
+        output y = Dense(3)(Masking(0.0)(x));
+    }
+}
+
+#[test]
+fn metrics_of_a_masked_output_weigh_its_steps_by_the_mask_as_keras() {
+    // Keras 3 passes the mask to its mean metrics as sample weights: Σ m·v / Σ m over every batch (two
+    // here, the second partial); RootMeanSquaredError's squared errors lose the mask.
+    let fx = fixture("masked_metrics");
+    let mut model = MaskedMetrics::new(0);
+    set_params(&mut model, &fx);
+    let inputs = MaskedMetricsInputs { x: view(&fx, "input/x") };
+    let targets = MaskedMetricsTargets { y: view(&fx, "target/y") };
+    let metrics = [Metric::MeanAbsoluteError, Metric::MeanSquaredError, Metric::CategoricalAccuracy, Metric::RootMeanSquaredError];
+    let mut trainer = model.compile(Sgd::new(0.01), MaskedMetricsLosses { y: Loss::MeanSquaredError }, &metrics);
+    let logs = trainer.evaluate(&inputs, &targets, 4).unwrap();
+    for (ours, keras) in [
+        ("loss", "loss"),
+        ("mean_absolute_error", "mae"),
+        ("mean_squared_error", "mse"),
+        ("categorical_accuracy", "categorical_accuracy"),
+        ("root_mean_squared_error", "root_mean_squared_error"),
+    ] {
+        let got = logs.get(ours).copied().unwrap_or_else(|| panic!("no `{ours}` in {logs:?}"));
+        assert_close(ours, &[got as f32], get(&fx, &format!("metric/{keras}")).as_slice().unwrap(), 1e-5, 1e-5);
+    }
+    // A weighted metric weighs each step by mask · sample weight (Keras refuses per-sample weights with
+    // a per-step mask: broadcasting (batch,) against (batch, steps)), here against the sum by hand.
+    let x = view::<modelc::ndarray::Ix3>(&fx, "input/x");
+    let y = view::<modelc::ndarray::Ix3>(&fx, "target/y");
+    let w = vec![1.0f32, 2.0, 0.5, 1.0, 3.0, 1.0];
+    let pred = model.predict(&inputs).unwrap().y;
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for n in 0..6 {
+        for t in 0..4 {
+            if x.slice(modelc::ndarray::s![n, t, ..]).iter().any(|v| *v != 0.0) {
+                let e: f32 = (0..3).map(|c| (pred[[n, t, c]] - y[[n, t, c]]).abs()).sum::<f32>() / 3.0;
+                num += f64::from(w[n] * e);
+                den += f64::from(w[n]);
+            }
+        }
+    }
+    let mut trainer = model
+        .compile(Sgd::new(0.01), MaskedMetricsLosses { y: Loss::MeanSquaredError }, &[])
+        .with_weighted_metrics(MaskedMetricsPerOutput { y: vec![Metric::MeanAbsoluteError] });
+    let logs = trainer.evaluate_weighted(&inputs, &targets, 4, &SampleWeight::All(w)).unwrap();
+    assert_close("weighted mae", &[logs["mean_absolute_error"] as f32], &[(num / den) as f32], 1e-5, 1e-5);
+}
+
 #[test]
 fn masked_token_rows_match_keras() {
     let ids = fixture("masked_tokens")["input/ids"].mapv(|v| v as i32).into_dimensionality().unwrap();

@@ -394,3 +394,64 @@ fn an_error_of_the_validation_stream_names_the_validation_after_the_epoch() {
     assert_eq!(error.to_string(), "the data source failed at batch 2 of the validation after epoch 1: validation shard missing");
     assert_eq!(history.epochs(), 0, "the epoch whose validation failed is not recorded");
 }
+
+#[test]
+fn validation_freq_and_validation_steps_validate_every_nth_epoch_on_the_first_batches() {
+    // Keras' `validation_freq=2`: epochs 2 and 4 of 4 validate, so `val_loss` has two values; with
+    // `validation_steps=2` each validation is the first two batches of a fresh pass of the stream (as
+    // a `keras.utils.PyDataset` restarts), here 16 of the 20 validation rows.
+    let data = make_data(32, 14);
+    let val = make_data(20, 15);
+    let (vl, vr, vy) = &val;
+    let first =
+        |n: usize| (FusionInputs { left_features: vl.slice(s![..n, ..]), right_features: vr.slice(s![..n, ..]) }, vy.slice(s![..n, ..]));
+    let fit = Fit { validation_freq: 2, validation_steps: Some(2), ..quiet(4) };
+    let mut model = Fusion::new(3);
+    let mut trainer = compile(&mut model);
+    let history = trainer.fit_stream_with(batches(&data, 8), ValidationStream(batches(&val, 8)), &fit, &mut []).unwrap();
+    assert_eq!(history.get("loss").map(<[f64]>::len), Some(4));
+    assert_eq!(history.get("val_loss").map(<[f64]>::len), Some(2), "{history:?}");
+    assert_eq!(history.logged_at.get("val_loss").map(Vec::as_slice), Some(&[1, 3][..]));
+    // The CSV leaves the epochs without validation empty in the `val_` columns and aligns the others.
+    let csv = history.to_csv();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "epoch,accuracy,loss,val_accuracy,val_loss");
+    assert!(rows[1].starts_with("0,") && rows[1].ends_with(",,"), "{csv}");
+    assert!(rows[4].ends_with(&format!(",{}", history.last("val_loss").unwrap())), "{csv}");
+    let (inputs, targets) = first(16);
+    let evaluated = trainer.evaluate(&inputs, &FusionTargets { score: targets }, 8).unwrap();
+    assert_eq!(history.last("val_loss"), Some(evaluated["loss"]));
+    let (all_in, all_t) = first(20);
+    let all = trainer.evaluate(&all_in, &FusionTargets { score: all_t }, 8).unwrap();
+    assert_ne!(all["loss"], evaluated["loss"], "the steps limit must matter for this data");
+
+    // Validation arrays: the first `validation_steps` batches of `batch_size` rows; an early stop on
+    // `val_loss` skips the epochs without validation, as Keras' callbacks skip a missing value.
+    let (val_inputs, val_targets) = first(20);
+    let val_targets = FusionTargets { score: val_targets };
+    let stop = EarlyStopping { monitor: "val_loss".into(), patience: 5, ..EarlyStopping::default() };
+    let fit = Fit { validation_freq: 3, validation_steps: Some(1), early_stopping: Some(stop), ..quiet(3) };
+    let validation = ValidationArrays::new(&val_inputs, &val_targets);
+    let history = trainer.fit_stream_with(batches(&data, 8), validation, &fit, &mut []).unwrap();
+    assert_eq!(history.get("val_loss").map(<[f64]>::len), Some(1));
+    let (inputs, targets) = first(8);
+    assert_eq!(history.last("val_loss"), Some(trainer.evaluate(&inputs, &FusionTargets { score: targets }, 8).unwrap()["loss"]));
+
+    // The array `fit` takes both as well.
+    let (dl, dr, dy) = &data;
+    let train_inputs = FusionInputs { left_features: dl.view(), right_features: dr.view() };
+    let fit = Fit { validation_freq: 2, validation_steps: Some(1), ..quiet(4) };
+    let history =
+        trainer.fit_with_validation_data(&train_inputs, &FusionTargets { score: dy.view() }, (&val_inputs, &val_targets), &fit).unwrap();
+    assert_eq!(history.get("val_loss").map(<[f64]>::len), Some(2));
+    assert_eq!(history.last("val_loss"), Some(trainer.evaluate(&inputs, &FusionTargets { score: targets }, 8).unwrap()["loss"]));
+
+    for (bad, key) in
+        [(Fit { validation_freq: 0, ..quiet(1) }, "validation_freq"), (Fit { validation_steps: Some(0), ..quiet(1) }, "validation_steps")]
+    {
+        let e = trainer.fit_stream(batches(&data, 8), &bad).unwrap_err().error.to_string();
+        assert!(e.contains(key), "{e}");
+        let e = trainer.fit(&train_inputs, &FusionTargets { score: dy.view() }, &bad).unwrap_err().error.to_string();
+        assert!(e.contains(key), "{e}");
+    }
+}

@@ -936,23 +936,42 @@ fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate
 
 // The mask a step writes (docs/masks.md): take its buffer out of `__ws.values`, bind `__m` to exactly
 // it, and put it back after the layer's code. For a merge (`MaskRule::Any`) the framework fills it with
-// the OR of the operands' masks before the layer runs; a producer writes it itself.
+// the OR of the operands' masks before the layer runs, for a concatenation along the steps
+// (`MaskRule::Concat`) with the operands' masks joined; a producer writes it itself.
 fn mask_out(cx: &crate::plan::StepCx) -> (TokenStream, TokenStream, TokenStream) {
-    let Some((m, any)) = &cx.mask_out else { return (TokenStream::new(), TokenStream::new(), TokenStream::new()) };
+    use crate::layers::MaskRule;
+    let Some((m, rule)) = &cx.mask_out else { return (TokenStream::new(), TokenStream::new(), TokenStream::new()) };
     let (buf, n) = (m.buf, m.shape.numel());
-    let fill = if *any {
-        let ins: Vec<TokenStream> = cx
-            .masks
-            .iter()
-            .flatten()
-            .map(|o| {
-                let (b, l) = (o.buf, o.shape.numel());
-                quote!(&__ws.values[#b][..__b * #l])
-            })
-            .collect();
-        quote!(::modelc::__private::kernels::masking::any(&[#(#ins),*], __m);)
-    } else {
-        TokenStream::new()
+    let slice = |o: &crate::layers::Operand| {
+        let (b, l) = (o.buf, o.shape.numel());
+        quote!(&__ws.values[#b][..__b * #l])
+    };
+    let k = quote!(::modelc::__private::kernels::masking);
+    let fill = match rule {
+        MaskRule::Any => {
+            let ins: Vec<TokenStream> = cx.masks.iter().flatten().map(slice).collect();
+            quote!(#k::any(&[#(#ins),*], __m);)
+        }
+        MaskRule::Concat => {
+            let parts: Vec<TokenStream> = cx
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    let steps = x.shape.lead();
+                    let m = match cx.masks.get(i).and_then(Option::as_ref) {
+                        Some(o) => {
+                            let s = slice(o);
+                            quote!(::core::option::Option::Some(#s))
+                        }
+                        None => quote!(::core::option::Option::None),
+                    };
+                    quote!((#m, #steps))
+                })
+                .collect();
+            quote!(#k::concat(&[#(#parts),*], __m, __b);)
+        }
+        _ => TokenStream::new(),
     };
     (
         quote!(let mut __mv = ::core::mem::take(&mut __ws.values[#buf]);),

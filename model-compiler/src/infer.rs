@@ -33,7 +33,8 @@ pub struct Typed {
 pub struct MadeMask {
     /// The hidden value.
     pub value: ValueId,
-    /// `Produce`: the layer's forward writes it; `Any`: the framework ORs the operands' masks into it.
+    /// `Produce`: the layer's forward writes it; `Any`: the framework ORs the operands' masks into it;
+    /// `Concat`: the framework joins them along the steps.
     pub rule: MaskRule,
 }
 
@@ -122,6 +123,10 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
                             _ => None,
                         }
                     }
+                    (MaskRule::Concat, Some(t)) if mask_info.iter().any(Option::is_some) => {
+                        Some(new_mask(&mut hidden, &mut made_masks, model.values.len(), cid, call.span, t, MaskRule::Concat))
+                    }
+                    (MaskRule::Concat, Some(_)) => None,
                     (MaskRule::Produce, Some(t)) => {
                         Some(new_mask(&mut hidden, &mut made_masks, model.values.len(), cid, call.span, t, MaskRule::Produce))
                     }
@@ -130,6 +135,14 @@ pub fn infer(model: hir::Model, graph: Graph, diags: &mut Diagnostics) -> Typed 
                     *m = mask;
                 }
                 let extra = kind.extra_shapes(&cx, &out);
+                for (k, (v, shape)) in call.extra.iter().zip(&extra).enumerate() {
+                    let MaskRule::Keep(i) = kind.extra_mask_rule(k + 1, &cx) else { continue };
+                    let steps = shape.0.first().copied().filter(|_| shape.rank() >= 2);
+                    let keep = in_masks.get(i).copied().flatten().filter(|_| steps.is_some() && cx.mask(i).map(|m| m.steps) == steps);
+                    if let Some(slot) = masks.get_mut(v.0) {
+                        *slot = keep;
+                    }
+                }
                 for (v, shape) in call.results().zip(std::iter::once(out).chain(extra)) {
                     if let Some(s) = shapes.get_mut(v.0) {
                         *s = Some(shape);

@@ -352,11 +352,24 @@ pub fn describe(plan: &Plan) -> Result<Described, String> {
             .with_extra_outputs(call.extra.iter().map(|&v| value_name(plan, v)).collect())
             .with_masks(masks, made.map(|m| value_name(plan, m.value)));
         kind.onnx(&mut cx).map_err(|e| unsupported(&layer.name, layer.keras_type, e))?;
-        // A merge's mask: the OR (max) of its operands' masks.
-        if let Some(made) = made.filter(|m| m.rule == crate::layers::MaskRule::Any) {
-            let ins: Vec<String> = (0..cx.n_inputs()).filter_map(|i| cx.mask_input(i)).collect();
-            let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-            cx.node("Max", &refs, &[&value_name(plan, made.value)], Vec::new());
+        // A merge's mask: the OR (max) of its operands' masks; a concatenation's along the steps: the
+        // operands' masks joined (each operand must carry one: ONNX has no batch-sized ones here).
+        match made.map(|m| (m.rule, m.value)) {
+            Some((crate::layers::MaskRule::Any, v)) => {
+                let ins: Vec<String> = (0..cx.n_inputs()).filter_map(|i| cx.mask_input(i)).collect();
+                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+                cx.node("Max", &refs, &[&value_name(plan, v)], Vec::new());
+            }
+            Some((crate::layers::MaskRule::Concat, v)) => {
+                let ins: Option<Vec<String>> = (0..cx.n_inputs()).map(|i| cx.mask_input(i)).collect();
+                let Some(ins) = ins else {
+                    let why = "it joins along the steps a masked and an unmasked sequence, whose mask (all kept) its ONNX export does not build yet; put `Masking()` on the unmasked operand";
+                    return Err(unsupported(&layer.name, layer.keras_type, OnnxError::Unsupported(why.to_string())));
+                };
+                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+                cx.node("Concat", &refs, &[&value_name(plan, v)], vec![("axis", Attr::Int(1))]);
+            }
+            _ => {}
         }
         let (n, c) = cx.finish();
         nodes.extend(n);

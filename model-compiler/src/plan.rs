@@ -69,9 +69,9 @@ pub struct StepCx {
     pub params_set: bool,
     /// The mask buffer each operand carries (docs/masks.md), indexed like `inputs`.
     pub masks: Vec<Option<Operand>>,
-    /// The mask this step writes, and whether the framework computes it as the OR of `masks`
-    /// (`MaskRule::Any`) rather than the layer (`MaskRule::Produce`).
-    pub mask_out: Option<(Operand, bool)>,
+    /// The mask this step writes, and its rule: the framework computes it from `masks` (`MaskRule::Any`:
+    /// their OR; `MaskRule::Concat`: joined along the steps), or the layer writes it (`MaskRule::Produce`).
+    pub mask_out: Option<(Operand, crate::layers::MaskRule)>,
 }
 
 impl StepCx {
@@ -292,8 +292,7 @@ pub fn plan(typed: Typed) -> Plan {
                 None => vec![typed.masks.get(v.0).copied().flatten().map(mask_operand)],
             })
             .collect();
-        let mask_out =
-            typed.made_masks.get(c.0).copied().flatten().map(|made| (mask_operand(made.value), made.rule == crate::layers::MaskRule::Any));
+        let mask_out = typed.made_masks.get(c.0).copied().flatten().map(|made| (mask_operand(made.value), made.rule));
         let output = Operand { buf: buf_of(call.output), shape: shape_of(call.output), needs_grad: true, input: None };
         let extra: Vec<Operand> =
             call.extra.iter().map(|&v| Operand { buf: buf_of(v), shape: shape_of(v), needs_grad: true, input: None }).collect();
@@ -530,12 +529,12 @@ mod tests {
         assert_eq!(kinds(&p), ["Masking", "Dense", "LSTM", "Embedding", "Add", "GlobalAveragePooling1D"]);
         let (masking, dense, lstm, embed, add, pool) = (&p.steps[0], &p.steps[1], &p.steps[2], &p.steps[3], &p.steps[4], &p.steps[5]);
         let mx = masking.cx.mask_out.as_ref().map(|(o, any)| (o.buf, o.shape.0.clone(), *any)).unwrap();
-        assert_eq!((mx.1, mx.2), (vec![6], false));
+        assert_eq!((mx.1, mx.2), (vec![6], crate::layers::MaskRule::Produce));
         assert!(dense.cx.mask_out.is_none() && lstm.cx.mask_out.is_none(), "passing a mask on makes none");
         assert_eq!(lstm.cx.masks[0].as_ref().map(|o| o.buf), Some(mx.0));
         let me = embed.cx.mask_out.as_ref().map(|(o, _)| o.buf).unwrap();
         let (ma, any) = add.cx.mask_out.as_ref().map(|(o, any)| (o.buf, *any)).unwrap();
-        assert!(any, "the merge ORs its operands' masks");
+        assert_eq!(any, crate::layers::MaskRule::Any, "the merge ORs its operands' masks");
         assert_eq!(add.cx.masks.iter().map(|m| m.as_ref().map(|o| o.buf)).collect::<Vec<_>>(), [Some(mx.0), Some(me)]);
         assert_eq!(pool.cx.masks[0].as_ref().map(|o| o.buf), Some(ma));
         // The output `z` carries the Masking's mask, for its loss; `y` (pooled) none.

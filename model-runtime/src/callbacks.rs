@@ -198,12 +198,20 @@ impl Direction {
 pub struct LogsView<'a> {
     logs: &'a Logs,
     learning_rate: f32,
+    unvalidated: bool,
 }
 
 impl<'a> LogsView<'a> {
     /// A view of `logs` with the optimizer's current `learning_rate`.
     pub fn new(logs: &'a Logs, learning_rate: f32) -> Self {
-        LogsView { logs, learning_rate }
+        LogsView { logs, learning_rate, unvalidated: false }
+    }
+
+    /// The logs of an epoch that `Fit::validation_freq` left without validation: a callback monitoring a
+    /// `val_` key skips it, as Keras' do (they warn and skip a missing monitored value).
+    pub(crate) fn without_validation(mut self) -> Self {
+        self.unvalidated = true;
+        self
     }
 
     /// The weighted total loss (`loss`).
@@ -368,9 +376,13 @@ pub trait Callback<N: Network> {
     }
 }
 
-/// The monitored value in `logs`, or an error naming the logged keys.
-fn monitored(logs: &LogsView<'_>, monitor: &str) -> Result<f64> {
-    logs.get(monitor).ok_or_else(|| {
+/// The monitored value in `logs`, `None` for a `val_` key after an epoch `validation_freq` did not
+/// validate (the callback skips the epoch, as Keras'), or an error naming the logged keys.
+fn monitored(logs: &LogsView<'_>, monitor: &str) -> Result<Option<f64>> {
+    if logs.unvalidated && monitor.starts_with("val_") && logs.get(monitor).is_none() {
+        return Ok(None);
+    }
+    logs.get(monitor).map(Some).ok_or_else(|| {
         let keys: Vec<&str> = logs.iter().map(|(k, _)| k).collect();
         Error::config(
             "monitor",
@@ -441,7 +453,7 @@ impl<N: Network> Callback<N> for EarlyStopping {
     }
 
     fn on_epoch_end(&mut self, epoch: usize, logs: &LogsView<'_>, ctx: &mut Control<'_, N>) -> Result<()> {
-        let current = monitored(logs, &self.monitor)?;
+        let Some(current) = monitored(logs, &self.monitor)? else { return Ok(()) };
         if epoch < self.start_from_epoch {
             return Ok(());
         }
@@ -562,7 +574,7 @@ impl<N: Network> Callback<N> for ModelCheckpoint {
 
     fn on_epoch_end(&mut self, epoch: usize, logs: &LogsView<'_>, ctx: &mut Control<'_, N>) -> Result<()> {
         if self.save_best_only {
-            let current = monitored(logs, &self.monitor)?;
+            let Some(current) = monitored(logs, &self.monitor)? else { return Ok(()) };
             if !self.direction.is_improvement(&self.monitor, 0.0, current, self.best) {
                 return Ok(());
             }
@@ -670,7 +682,7 @@ impl<N: Network> Callback<N> for ReduceLROnPlateau {
     }
 
     fn on_epoch_end(&mut self, _: usize, logs: &LogsView<'_>, ctx: &mut Control<'_, N>) -> Result<()> {
-        let current = monitored(logs, &self.monitor)?;
+        let Some(current) = monitored(logs, &self.monitor)? else { return Ok(()) };
         if self.cooldown_counter > 0 {
             self.cooldown_counter -= 1;
             self.wait = 0;

@@ -273,6 +273,14 @@ pub struct MetricTracker {
 }
 
 impl MetricTracker {
+    /// Whether the metric reads a model output's mask, as Keras 3's do: the mean metrics
+    /// (`MeanMetricWrapper`: accuracies, `mse`, `mae`, `mape`) take it as their sample weights (0 for a
+    /// masked step); `RootMeanSquaredError` (whose squared errors lose the mask), `Precision`, `Recall`
+    /// and `AUC` ignore it.
+    pub fn reads_mask(&self) -> bool {
+        !matches!(self.metric, Metric::RootMeanSquaredError | Metric::Precision | Metric::Recall | Metric::Auc(_))
+    }
+
     /// A fresh state for `metric` (resolved: not `Accuracy`).
     pub fn new(metric: Metric) -> Self {
         let buckets = if matches!(metric, Metric::Auc(_)) { vec![0.0; 2 * AUC_THRESHOLDS] } else { Vec::new() };

@@ -184,13 +184,14 @@ pub(crate) fn in_batch(e: Error, during: &str, batch: usize) -> Error {
 /// `Result<_, Infallible>` items say that a source cannot fail.
 type SourceError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The validation data of a streamed `fit` ([`Trainer::fit_stream_with`]), evaluated after every epoch
-/// into the `val_` keys: [`NoValidation`], rows in memory ([`ValidationArrays`]) or another stream
-/// ([`ValidationStream`]). Implement it to validate in a way of your own (write `val_` keys into `logs`).
+/// The validation data of a streamed `fit` ([`Trainer::fit_stream_with`]), evaluated after every
+/// `Fit::validation_freq`-th epoch into the `val_` keys: [`NoValidation`], rows in memory
+/// ([`ValidationArrays`]) or another stream ([`ValidationStream`]). Implement it to validate in a way of
+/// your own (write `val_` keys into `logs`).
 pub trait ValidationData<N: Network> {
-    /// Evaluates the model after epoch `epoch` (from 1) and adds the `val_` values to `logs`; `batch_size`
-    /// is `Fit::batch_size`.
-    fn validate<O: Optimizer>(&self, trainer: &mut Trainer<'_, N, O>, epoch: usize, batch_size: usize, logs: &mut Logs) -> Result<()>;
+    /// Evaluates the model after epoch `epoch` (from 1) and adds the `val_` values to `logs`; `fit` gives
+    /// `batch_size` (of validation arrays) and `validation_steps` (at most that many batches).
+    fn validate<O: Optimizer>(&self, trainer: &mut Trainer<'_, N, O>, epoch: usize, fit: &Fit, logs: &mut Logs) -> Result<()>;
 }
 
 /// No validation: the history holds the training values only.
@@ -198,7 +199,7 @@ pub trait ValidationData<N: Network> {
 pub struct NoValidation;
 
 impl<N: Network> ValidationData<N> for NoValidation {
-    fn validate<O: Optimizer>(&self, _: &mut Trainer<'_, N, O>, _: usize, _: usize, _: &mut Logs) -> Result<()> {
+    fn validate<O: Optimizer>(&self, _: &mut Trainer<'_, N, O>, _: usize, _: &Fit, _: &mut Logs) -> Result<()> {
         Ok(())
     }
 }
@@ -228,17 +229,18 @@ impl<'v, 'a, 'b, N: Network> ValidationArrays<'v, 'a, 'b, N> {
 }
 
 impl<N: Network> ValidationData<N> for ValidationArrays<'_, '_, '_, N> {
-    fn validate<O: Optimizer>(&self, trainer: &mut Trainer<'_, N, O>, _: usize, batch_size: usize, logs: &mut Logs) -> Result<()> {
+    fn validate<O: Optimizer>(&self, trainer: &mut Trainer<'_, N, O>, _: usize, fit: &Fit, logs: &mut Logs) -> Result<()> {
         let m = trainer.check_batch(self.inputs, self.targets)?;
         if let Some(sw) = self.sample_weight {
             sw.check(N::OUTPUTS, m).map_err(crate::train::validation_weight_error)?;
         }
-        trainer.evaluate_rows((self.inputs, self.targets), 0..m, batch_size, ("val_", logs), self.sample_weight)
+        trainer.evaluate_rows((self.inputs, self.targets), fit.validation_rows(0..m), fit.batch_size, ("val_", logs), self.sample_weight)
     }
 }
 
 /// A stream of validation batches (Keras' `validation_data=generator`), iterated once (a clone of it) after
-/// every epoch on a prefetch thread of its own; a batch's `sample_weight` weighs its samples.
+/// every validated epoch on a prefetch thread of its own, for at most `Fit::validation_steps` batches (a
+/// `keras.utils.PyDataset` restarts each validation as well); a batch's `sample_weight` weighs its samples.
 #[derive(Clone, Debug)]
 pub struct ValidationStream<S>(pub S);
 
@@ -250,8 +252,9 @@ where
     T: AsTargets<N> + Send,
     E: Into<SourceError>,
 {
-    fn validate<O: Optimizer>(&self, trainer: &mut Trainer<'_, N, O>, epoch: usize, _: usize, logs: &mut Logs) -> Result<()> {
-        trainer.evaluate_stream_into(self.0.clone(), &format!("the validation after epoch {epoch}"), ("val_", logs))
+    fn validate<O: Optimizer>(&self, trainer: &mut Trainer<'_, N, O>, epoch: usize, fit: &Fit, logs: &mut Logs) -> Result<()> {
+        let during = format!("the validation after epoch {epoch}");
+        trainer.evaluate_stream_into(self.0.clone(), fit.validation_steps, &during, ("val_", logs))
     }
 }
 
@@ -370,6 +373,7 @@ impl<N: Network, O: Optimizer> Trainer<'_, N, O> {
         if fit.steps_per_epoch == Some(0) {
             return Err(Error::config("steps_per_epoch", 0, "must be at least 1"));
         }
+        fit.check_validation()?;
         if fit.batch_size == 0 {
             return Err(Error::config("batch_size", 0, "must be at least 1 (it sizes the batches of validation arrays)"));
         }
@@ -443,8 +447,7 @@ impl<N: Network, O: Optimizer> Trainer<'_, N, O> {
                     t.stage_batch(&inputs, &targets, batch.sample_weight.as_ref()).map_err(|e| in_batch(e, &during, b))
                 })?;
             }
-            stopped =
-                self.end_epoch(&mut all, fit, run, (&mut logs, history), |t, logs| validation.validate(t, epoch, fit.batch_size, logs))?;
+            stopped = self.end_epoch(&mut all, fit, run, (&mut logs, history), |t, logs| validation.validate(t, epoch, fit, logs))?;
         }
         let view = LogsView::new(&logs, self.optimizer().learning_rate());
         self.notify(&mut all, fit.schedule.as_ref(), |c, ctx| c.on_train_end(&view, ctx))?;
@@ -463,12 +466,18 @@ impl<N: Network, O: Optimizer> Trainer<'_, N, O> {
         E: Into<SourceError>,
     {
         let mut logs = Logs::new();
-        self.evaluate_stream_into(source, "the evaluation", ("", &mut logs))?;
+        self.evaluate_stream_into(source, None, "the evaluation", ("", &mut logs))?;
         Ok(logs)
     }
 
     /// [`evaluate_stream`](Self::evaluate_stream) into `into`, keys prefixed; `during` names the pass in errors.
-    pub(crate) fn evaluate_stream_into<S, I, T, E>(&mut self, source: S, during: &str, (prefix, into): (&str, &mut Logs)) -> Result<()>
+    pub(crate) fn evaluate_stream_into<S, I, T, E>(
+        &mut self,
+        source: S,
+        steps: Option<usize>,
+        during: &str,
+        (prefix, into): (&str, &mut Logs),
+    ) -> Result<()>
     where
         S: IntoIterator<Item = std::result::Result<Batch<I, T>, E>> + Send,
         I: AsInputs<N> + Send,
@@ -479,7 +488,7 @@ impl<N: Network, O: Optimizer> Trainer<'_, N, O> {
         let mut seen = 0usize;
         std::thread::scope(|scope| {
             let rx = spawn_once(scope, source);
-            let result = drain(&rx, during, |batch: Batch<I, T>| {
+            let result = drain(&rx, steps, during, |batch: Batch<I, T>| {
                 seen += 1;
                 let (inputs, targets) = (batch.inputs.as_inputs(), batch.targets.as_targets());
                 self.eval_batch(&inputs, &targets, batch.sample_weight.as_ref()).map_err(|e| in_batch(e, during, seen))
@@ -516,7 +525,7 @@ where
     let (mut rows, mut seen) = (0usize, 0usize);
     std::thread::scope(|scope| {
         let rx = spawn_once(scope, source);
-        let result = drain(&rx, "the prediction", |inputs: I| {
+        let result = drain(&rx, None, "the prediction", |inputs: I| {
             seen += 1;
             let n = crate::model::predict_staged(model, &inputs.as_inputs()).map_err(|e| in_batch(e, "the prediction", seen))?;
             for (o, d) in data.iter_mut().enumerate() {
@@ -532,9 +541,13 @@ where
 }
 
 /// Reads the one pass of a [`spawn_once`] thread, calling `f` on every batch.
-fn drain<B>(rx: &Prefetch<B>, during: &str, mut f: impl FnMut(B) -> Result<()>) -> Result<()> {
+fn drain<B>(rx: &Prefetch<B>, steps: Option<usize>, during: &str, mut f: impl FnMut(B) -> Result<()>) -> Result<()> {
     let mut seen = 0usize;
     loop {
+        if steps.is_some_and(|s| seen >= s) {
+            // `validation_steps` batches: the caller drops the receiver, which stops the prefetch thread.
+            return Ok(());
+        }
         match rx.next() {
             Msg::Pass(_) => {}
             Msg::Batch(b) => {

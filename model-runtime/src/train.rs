@@ -68,6 +68,15 @@ pub struct Fit {
     /// value rounded), 1 for classes not listed. Single-output models only, and not together with
     /// `sample_weight` (as in Keras); validation rows are not weighted.
     pub class_weight: Option<Vec<(usize, f32)>>,
+    /// Validate after every `validation_freq`-th epoch only (Keras' integer `validation_freq`, default
+    /// 1): after epochs `validation_freq`, `2 · validation_freq`, ... counted from 1, so the `val_` keys
+    /// of the history have one value per validated epoch, as in Keras. Must be at least 1.
+    pub validation_freq: usize,
+    /// At most this many batches of the validation data per validation (Keras' `validation_steps`):
+    /// the first `validation_steps` batches of a validation stream (a fresh pass of it each time), or of
+    /// the validation rows in batches of `batch_size`; `None` (the default) for all of them. Must be at
+    /// least 1.
+    pub validation_steps: Option<usize>,
 }
 
 /// Per-sample weights of the loss and the metrics (Keras' `sample_weight`).
@@ -268,7 +277,35 @@ impl Default for Fit {
             steps_per_epoch: None,
             sample_weight: None,
             class_weight: None,
+            validation_freq: 1,
+            validation_steps: None,
         }
+    }
+}
+
+impl Fit {
+    /// Whether epoch `epoch` (from 1) validates (Keras' `_should_eval` with an integer frequency).
+    pub(crate) fn validates(&self, epoch: usize) -> bool {
+        epoch.is_multiple_of(self.validation_freq.max(1))
+    }
+
+    /// The validation rows `rows` limited to `validation_steps` batches of `batch_size`.
+    pub(crate) fn validation_rows(&self, rows: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        match self.validation_steps {
+            Some(steps) => rows.start..rows.end.min(rows.start.saturating_add(steps.saturating_mul(self.batch_size))),
+            None => rows,
+        }
+    }
+
+    /// Checks `validation_freq` and `validation_steps`.
+    pub(crate) fn check_validation(&self) -> Result<()> {
+        if self.validation_freq == 0 {
+            return Err(Error::config("validation_freq", 0, "must be at least 1 (validate after every epoch with 1)"));
+        }
+        if self.validation_steps == Some(0) {
+            return Err(Error::config("validation_steps", 0, "must be at least 1 (`None` validates on all the batches)"));
+        }
+        Ok(())
     }
 }
 
@@ -287,6 +324,10 @@ pub struct History {
     /// The index of each epoch recorded, counted from 0 as Keras' `history.epoch`: from
     /// `initial_epoch` on when training resumes.
     pub epoch: Vec<usize>,
+    /// Per key, the epochs (as in [`epoch`](Self::epoch)) its values belong to: every recorded epoch,
+    /// except for the `val_` keys when `Fit::validation_freq` skipped some (Keras' history then holds
+    /// fewer values for them too).
+    pub logged_at: BTreeMap<String, Vec<usize>>,
 }
 
 impl History {
@@ -320,6 +361,7 @@ impl History {
     pub fn push_epoch(&mut self, epoch: usize, logs: &Logs) {
         self.epoch.push(epoch);
         for (k, &v) in logs {
+            self.logged_at.entry(k.clone()).or_default().push(epoch);
             self.history.entry(k.clone()).or_default().push(v);
         }
     }
@@ -334,10 +376,16 @@ impl History {
         }
         out.push('\n');
         for e in 0..self.epochs() {
-            out.push_str(&self.epoch.get(e).copied().unwrap_or(e).to_string());
-            for v in self.history.values() {
+            let at = self.epoch.get(e).copied().unwrap_or(e);
+            out.push_str(&at.to_string());
+            for (k, v) in &self.history {
                 out.push(',');
-                if let Some(x) = v.get(e) {
+                // A key logged at fewer epochs (`validation_freq`) leaves the others empty.
+                let i = match self.logged_at.get(k) {
+                    Some(epochs) if epochs.len() == v.len() => epochs.iter().position(|&x| x == at),
+                    _ => Some(e),
+                };
+                if let Some(x) = i.and_then(|i| v.get(i)) {
                     out.push_str(&x.to_string());
                 }
             }
@@ -767,14 +815,21 @@ impl OutputSlot {
 fn masked_row_weights(mask: &[f32], sample: Option<&[f32]>, rows: usize, out: &mut Vec<f32>) {
     let valid: f32 = mask.iter().sum();
     let scale = if valid > 0.0 { mask.len() as f32 / valid } else { 0.0 };
+    out.clear();
+    out.resize(rows, 0.0);
+    step_row_weights(mask, sample, rows, scale, out);
+}
+
+/// `out[r] = scale · m[step of r] · w[sample of r]` for each of `rows` rows (a step may span several
+/// rows; `w` 1 without `sample` weights).
+fn step_row_weights(mask: &[f32], sample: Option<&[f32]>, rows: usize, scale: f32, out: &mut [f32]) {
     let per_step = (rows / mask.len().max(1)).max(1);
     let steps_per_sample = sample.map_or(1, |w| (mask.len() / w.len().max(1)).max(1));
-    out.clear();
-    out.extend((0..rows).map(|r| {
+    for (r, o) in out.iter_mut().take(rows).enumerate() {
         let step = r / per_step;
         let w = sample.and_then(|w| w.get(step / steps_per_sample)).copied().unwrap_or(1.0);
-        mask.get(step).copied().unwrap_or(0.0) * scale * w
-    }));
+        *o = mask.get(step).copied().unwrap_or(0.0) * scale * w;
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -871,6 +926,9 @@ pub struct Trainer<'m, N: Network, O: Optimizer> {
     /// Per output: the loss weight of each row of a masked output (its mask, scaled as Keras'
     /// `apply_mask`, times the sample weights).
     mask_weights: Vec<Vec<f32>>,
+    /// Per masked output: the metrics' row weights, the mask (0/1) then the mask times the sample
+    /// weights (`2 · rows`; Keras passes the mask to its mean metrics as sample weights).
+    metric_weights: Vec<Vec<f32>>,
     total: MetricState,
     rollback: Rollback,
     /// Optimizer steps taken through this trainer (Keras' `optimizer.iterations`), which schedules follow.
@@ -942,6 +1000,7 @@ pub fn compile<'m, N: Network, O: Optimizer>(
         weights: vec![Vec::new(); N::OUTPUTS.len()],
         weighted: false,
         mask_weights: vec![Vec::new(); N::OUTPUTS.len()],
+        metric_weights: vec![Vec::new(); N::OUTPUTS.len()],
         total: MetricState::default(),
         rollback: Rollback::default(),
         iterations: 0,
@@ -1388,16 +1447,35 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             let target = &self.targets[o][..batch * slot.target_len];
             let grad = if training { Some(&mut ws.grads[slot.buf][..n]) } else { None };
             let weights = self.weighted.then(|| &self.weights[o][..batch]);
-            let loss_weights = match N::OUTPUT_MASKS.get(o).copied().flatten() {
-                Some((train_buf, infer_buf)) => {
-                    let steps = N::OUTPUTS[o].shape.first().copied().unwrap_or(1);
-                    let mask = if training { &ws.values[train_buf][..batch * steps] } else { &infer.values[infer_buf][..batch * steps] };
+            let mask = N::OUTPUT_MASKS.get(o).copied().flatten().map(|(train_buf, infer_buf)| {
+                let steps = N::OUTPUTS[o].shape.first().copied().unwrap_or(1);
+                if training {
+                    &ws.values[train_buf][..batch * steps]
+                } else {
+                    &infer.values[infer_buf][..batch * steps]
+                }
+            });
+            let loss_weights = match mask {
+                Some(mask) => {
                     let out = &mut self.mask_weights[o];
                     try_reserve_len(out, rows, || format!("the loss weights of the masked output `{}`", slot.name), batch)?;
                     masked_row_weights(mask, weights, rows, out);
                     Some(&out[..rows])
                 }
                 None => weights,
+            };
+            let tracks = matches!(mode, Mode::Train { track: true, .. } | Mode::Eval);
+            let metric_weights = match mask.filter(|_| tracks && slot.metric_states.iter().any(MetricTracker::reads_mask)) {
+                Some(mask) => {
+                    let out = &mut self.metric_weights[o];
+                    try_reserve_len(out, 2 * rows, || format!("the metric weights of the masked output `{}`", slot.name), batch)?;
+                    out.resize(out.len().max(2 * rows), 0.0);
+                    let (plain, weighted) = out[..2 * rows].split_at_mut(rows);
+                    step_row_weights(mask, None, rows, 1.0, plain);
+                    step_row_weights(mask, weights, rows, 1.0, weighted);
+                    Some((&out[..rows], &out[rows..2 * rows]))
+                }
+                None => None,
             };
             let value = slot.loss.compute_weighted(pred, target, rows, slot.cols, loss_weights, grad, slot.weight, slot.fused);
             if let Mode::Train { epoch, batch: b, .. } = mode {
@@ -1414,8 +1492,14 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 slot.loss_state.add_mean(value, batch);
                 let from = slot.unweighted;
                 for (i, st) in slot.metric_states.iter_mut().enumerate() {
-                    // Keras' `metrics` ignore the sample weights; its `weighted_metrics` use them.
-                    st.update_weighted(pred, target, rows, slot.cols, weights.filter(|_| i >= from));
+                    // Keras' `metrics` ignore the sample weights; its `weighted_metrics` use them. A masked
+                    // output's mask weighs the mean metrics' rows (0 at a masked step), times the sample
+                    // weights for the weighted ones.
+                    let w = match metric_weights.filter(|_| st.reads_mask()) {
+                        Some((plain, weighted)) => Some(if i >= from && weights.is_some() { weighted } else { plain }),
+                        None => weights.filter(|_| i >= from),
+                    };
+                    st.update_weighted(pred, target, rows, slot.cols, w);
                 }
             }
         }
@@ -1629,6 +1713,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         if fit.batch_size == 0 {
             return Err(Error::config("batch_size", 0, "must be at least 1"));
         }
+        fit.check_validation()?;
         let vs = if validation.is_some() { 0.0 } else { fit.validation_split };
         if !(0.0..1.0).contains(&vs) {
             return Err(Error::config("validation_split", vs, "must be in [0, 1)"));
@@ -1740,11 +1825,15 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             stopped = self.end_epoch(&mut all, fit, run, (&mut logs, history), |t, logs| match validation {
                 Some((val_inputs, val_targets, val_weight)) => {
                     let m = t.check_batch(val_inputs, val_targets)?;
-                    t.evaluate_rows((val_inputs, val_targets), 0..m, fit.batch_size, ("val_", logs), val_weight)
+                    t.evaluate_rows((val_inputs, val_targets), fit.validation_rows(0..m), fit.batch_size, ("val_", logs), val_weight)
                 }
-                None if split_at < n => {
-                    t.evaluate_rows((inputs, targets), split_at..n, fit.batch_size, ("val_", logs), fit.sample_weight.as_ref())
-                }
+                None if split_at < n => t.evaluate_rows(
+                    (inputs, targets),
+                    fit.validation_rows(split_at..n),
+                    fit.batch_size,
+                    ("val_", logs),
+                    fit.sample_weight.as_ref(),
+                ),
                 None => Ok(()),
             })?;
         }
@@ -1900,13 +1989,16 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         if let Some(value) = run.non_finite {
             logs.insert("loss".into(), value);
         }
-        if let Err(e) = validate(self, logs) {
+        if !fit.validates(run.epoch) {
+            // Keras' `validation_freq`: this epoch logs no `val_` values.
+        } else if let Err(e) = validate(self, logs) {
             run.abandon();
             return Err(e);
         }
         let epoch = run.epoch;
         history.push_epoch(epoch - 1, logs);
         let view = LogsView::new(logs, self.optimizer.learning_rate());
+        let view = if fit.validates(epoch) { view } else { view.without_validation() };
         let stopped = run.stopped | self.notify(all, run.schedule, |c, ctx| c.on_epoch_end(epoch - 1, &view, ctx))?;
         if let Some(bar) = run.bar {
             bar.finish_with_message(format_logs(logs));

@@ -172,10 +172,15 @@ fn refs(arg: &Value, out: &mut Vec<TensorRef>) -> bool {
 /// whose results only reach calls as their `mask` keyword or through other such ops, and no output.
 /// modelc computes masks itself (docs/masks.md), so the importer leaves them out.
 fn mask_only_ops(entries: &[Entry<'_>], outputs: &BTreeSet<TensorRef>) -> BTreeSet<String> {
-    // The legacy `.h5` config gives no module: there an op is a class that is no layer kind.
+    // The legacy `.h5` config gives no module: there an op is a class that is no layer kind, or the
+    // `Concatenate` op joining masks along the steps, whose config has no `trainable` (every layer's has).
     let is_op = |e: &Entry<'_>| match str_of(e.raw, "module") {
         Some(m) => m.starts_with("keras.src.ops"),
-        None => keras_import(e.class).is_none() && !matches!(e.class, "InputLayer" | "Functional" | "Sequential" | "Model" | "Lambda"),
+        None => {
+            let concat_op = e.class == "Concatenate" && e.raw.get("config").is_some_and(|c| c.get("trainable").is_none());
+            concat_op
+                || (keras_import(e.class).is_none() && !matches!(e.class, "InputLayer" | "Functional" | "Sequential" | "Model" | "Lambda"))
+        }
     };
     let mut set: BTreeSet<String> = entries.iter().filter(|e| is_op(e)).map(|e| e.name.clone()).collect();
     set.retain(|n| !outputs.iter().any(|r| &r.0 == n));

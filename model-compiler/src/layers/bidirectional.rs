@@ -236,6 +236,16 @@ impl LayerDef for Bidirectional {
         }
     }
 
+    // Keras: with `merge_mode = None` and `return_sequences`, both sequences (results 0 and 1) keep the
+    // input's mask; the states carry none.
+    fn extra_mask_rule(&self, k: usize, _cx: &InferCx<'_>) -> MaskRule {
+        if k == 1 && self.merge == Merge::None && self.layer.return_sequences {
+            MaskRule::Keep(0)
+        } else {
+            MaskRule::Drop
+        }
+    }
+
     // The wrapped layer's ONNX operator twice (see `Recurrent::onnx_run`): forward in its own direction,
     // backward in the other, whose sequence is flipped back to time order (Gather on the steps); then
     // the merge (`Concat` on the last axis, `Add`, `Mul`, `Add` then half, or both results with
@@ -457,6 +467,16 @@ impl LayerDef for Bidirectional {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn without_a_merge_both_sequences_carry_the_mask_and_the_states_none() {
+        let src = "struct M { input x: [5, 3];
+            let (f, b, hf, hb) = Bidirectional(GRU(2, return_sequences = true, return_state = true), merge_mode = none)(Masking()(x));
+            output a = f; output c = b; output d = hf; output e = hb; }";
+        let typed = crate::layers::tests::typed_of(src);
+        let carries: Vec<bool> = typed.model.outputs.iter().map(|o| typed.masks[o.value.0].is_some()).collect();
+        assert_eq!(carries, [true, true, false, false]);
+    }
 
     fn import(config: serde_json::Value) -> (Vec<String>, Vec<String>, usize) {
         let mut a = KerasArgs::new("Bidirectional", config.as_object().unwrap());

@@ -39,12 +39,14 @@ impl Concatenate {
 }
 
 impl LayerDef for Concatenate {
-    // Keras' `Concatenate.compute_mask` along the features (the last axis of a sequence): the OR of the
-    // operands' masks when each has one. Along the steps axis modelc carries no mask (docs/masks.md).
+    // Keras' `Concatenate.compute_mask` (docs/masks.md): along the features (the last axis of a
+    // sequence), the OR of the operands' masks when each has one; along the steps of sequences
+    // (batch, steps, features), the masks joined, all kept for an operand without one.
     fn mask_rule(&self, cx: &InferCx<'_>) -> MaskRule {
         let rank = cx.inputs.first().map_or(0, Shape::rank);
         match self.sample_axis(rank) {
             Some(a) if rank >= 2 && a + 1 == rank => MaskRule::Any,
+            Some(0) if rank == 2 => MaskRule::Concat,
             _ => MaskRule::Drop,
         }
     }
@@ -164,7 +166,24 @@ impl Concatenate {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
-    use crate::layers::tests::{errors, ok_shapes};
+    use crate::layers::tests::{errors, ok_shapes, typed_of};
+    use crate::layers::MaskRule;
+
+    #[test]
+    fn along_the_steps_the_masks_are_joined_into_a_new_mask_when_any_operand_has_one() {
+        let src = "struct M { input t: [5] as i32; input x: [3, 4]; input z: [3, 4];
+            let e = Embedding(20, 4, mask_zero = true)(t);
+            output a = Concatenate(axis = 1)([e, x]); output b = Concatenate(axis = 1)([x, z]);
+            output c = Concatenate()([e, e]); }";
+        let typed = typed_of(src);
+        let out = |k: usize| typed.model.outputs[k].value;
+        let a = typed.masks[out(0).0].expect("the joined mask");
+        assert_eq!(typed.shapes[a.0].as_ref().map(|s| s.0.clone()), Some(vec![8]));
+        let made: Vec<MaskRule> = typed.made_masks.iter().flatten().map(|m| m.rule).collect();
+        assert_eq!(made, [MaskRule::Produce, MaskRule::Concat], "c is e's own mask: no new value");
+        assert!(typed.masks[out(1).0].is_none(), "no operand carries a mask");
+        assert!(typed.masks[out(2).0].is_some());
+    }
 
     #[test]
     fn concatenate_joins_any_axis_of_rank_two_to_four_tensors() {

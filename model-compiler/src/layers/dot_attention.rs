@@ -2,13 +2,13 @@
 //! additive, `score_mode = concat`) attention without projections, called as Keras calls it on a list:
 //! `Attention()([query, value])` or `Attention()([query, value, key])`, with `use_causal_mask = true` and
 //! `return_attention_scores = true`. Weights: the scalar `scale` (shape `[]`, ones) with `use_scale`, the
-//! scalar `concat_score_weight` with `score_mode = concat`. Keras' padding masks (`mask = [q_mask,
-//! v_mask]`, or masks flowing in from `Masking`/`mask_zero`) are not read yet: an operand that carries a
-//! mask is a compile error rather than a silent difference from Keras. The kernel is
-//! `model-runtime/src/kernels/dot_attention.rs`.
+//! scalar `concat_score_weight` with `score_mode = concat`. Masks flowing in from `Masking`/`mask_zero`
+//! are read as Keras' `mask = [query_mask, value_mask]` (docs/masks.md): the value's mask masks the
+//! scores, the query's zeroes the masked query steps' outputs and is the result's mask; a key's mask is
+//! ignored, as in Keras. The kernel is `model-runtime/src/kernels/dot_attention.rs`.
 
 use super::args::ArgReader;
-use super::{Arity, CallArgsCx, EmitCx, InferCx, InitKind, LayerDef, LayerKind, ParamDecl};
+use super::{Arity, CallArgsCx, EmitCx, InferCx, InitKind, LayerDef, LayerKind, MaskRule, ParamDecl};
 use crate::ast::{ArgKind, CallValue};
 use crate::diag::Diagnostic;
 use crate::hir::DType;
@@ -119,6 +119,12 @@ impl Attention {
         quote!(::modelc::__private::kernels::dot_attention::ScalarGrads { scale: #scale, concat_weight: #concat })
     }
 
+    /// `Masks { query, value }`: the masks the query and the value carry (Keras reads no key mask).
+    fn masks_tokens(cx: &EmitCx) -> TokenStream {
+        let (q, v) = (cx.mask_arg(0), cx.mask_arg(1));
+        quote!(::modelc::__private::kernels::dot_attention::Masks { query: #q, value: #v })
+    }
+
     fn salted_seed(&self, cx: &EmitCx) -> u64 {
         self.seed ^ ((cx.output.buf as u64).wrapping_add(1)).wrapping_mul(0xD1B5_4A32_D192_ED03)
     }
@@ -181,6 +187,28 @@ fn flag(v: &CallValue, name: &str) -> Result<bool, Diagnostic> {
     }
 }
 
+impl Attention {
+    /// The scores with Keras' `where(keep, s, s − 1e9)`: `keep` the causal mask and the value's mask
+    /// (`[batch, 1, tv]`); `s − (1 − keep) · 1e9`, which is `s` or `s − 1e9` exactly, as the kernel computes.
+    fn onnx_masked_scores(&self, cx: &mut OnnxCx, s: &Sizes, scores: &str) -> String {
+        let causal = self.causal.then(|| {
+            let keep: Vec<f32> = (0..s.tq * s.tv).map(|ij| if ij % s.tv > ij / s.tv { 0.0 } else { 1.0 }).collect();
+            cx.const_f32(&[s.tq as i64, s.tv as i64], &keep)
+        });
+        let value = cx.mask_input(1).map(|m| cx.reshape_exact(&m, &[-1, 1, s.tv as i64]));
+        let keep = match (causal, value) {
+            (Some(c), Some(v)) => cx.op("Mul", &[&c, &v], Vec::new()),
+            (Some(k), None) | (None, Some(k)) => k,
+            (None, None) => return scores.to_string(),
+        };
+        let one = cx.const_f32(&[], &[1.0]);
+        let big = cx.const_f32(&[], &[1e9]);
+        let dropped = cx.op("Sub", &[&one, &keep], Vec::new());
+        let shift = cx.op("Mul", &[&dropped, &big], Vec::new());
+        cx.op("Sub", &[scores, &shift], Vec::new())
+    }
+}
+
 impl LayerDef for Attention {
     fn arity(&self) -> Arity {
         Arity::List { min: 2, max: Some(3) }
@@ -209,10 +237,13 @@ impl LayerDef for Attention {
                     "use_causal_mask" => out.causal = flag(value, "use_causal_mask")?,
                     "return_attention_scores" => out.return_scores = flag(value, "return_attention_scores")?,
                     "mask" => {
-                        return Err(Diagnostic::new(key.span(), "`mask` of Attention is not supported yet: modelc has no padding masks")
-                            .help(
-                                "leave `mask` out (every position is attended to), or use `MultiHeadAttention` with `attention_mask = m`",
-                            ));
+                        return Err(Diagnostic::new(
+                            key.span(),
+                            "`mask` of Attention is not an argument in modelc: the masks come from the operands",
+                        )
+                        .help(
+                            "leave `mask` out and let `Masking(..)` or `Embedding(.., mask_zero = true)` upstream of the query and value make their masks",
+                        ));
                     }
                     _ => {}
                 }
@@ -293,20 +324,12 @@ impl LayerDef for Attention {
             )
             .help(format!("each value needs its key: pass a key with {} positions", v.lead())));
         }
-        if let Some(i) = cx.masks.iter().position(Option::is_some) {
-            return Err(Diagnostic::new(
-                cx.spans.get(i).copied().unwrap_or(cx.span),
-                format!(
-                    "Attention does not read padding masks yet, but {} carries one (from `Masking` or `mask_zero = true` upstream); \
-                     Keras would mask the scores with it",
-                    cx.describe(i)
-                ),
-            )
-            .help(
-                "use `MultiHeadAttention`, which reads the query's and value's masks as Keras does, or drop `mask_zero`/`Masking` upstream",
-            ));
-        }
         Ok(Shape(vec![q.lead(), v.last()]))
+    }
+
+    // Keras' `compute_mask`: the query's mask (`mask[0]`); the scores carry none.
+    fn mask_rule(&self, _cx: &InferCx<'_>) -> MaskRule {
+        MaskRule::Keep(0)
     }
 
     fn params(&self, _inputs: &[Shape]) -> Vec<ParamDecl> {
@@ -330,12 +353,13 @@ impl LayerDef for Attention {
         vec![1]
     }
 
-    // dot_attention::forward(&attn, q, k, v, &scalars, step, training, keep, y, scores, batch)
+    // dot_attention::forward(&attn, q, k, v, &scalars, &masks, step, training, keep, y, scores, batch)
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         let s = Self::sizes(&Self::shapes(cx));
         let m = self.kernel_tokens(&s, self.salted_seed(cx));
         let prm = self.scalars_tokens(cx);
         let (q, v, k) = (cx.x(0), cx.x(1), cx.x(Self::key_index(cx.positional)));
+        let mk = Self::masks_tokens(cx);
         let keep = cx.scratch_mut(0);
         let scores = super::some_if(!cx.extra.is_empty(), {
             let y1 = cx.y_extra(1);
@@ -344,7 +368,8 @@ impl LayerDef for Attention {
         quote!({
             let __m = #m;
             let __prm = #prm;
-            ::modelc::__private::kernels::dot_attention::forward(&__m, #q, #k, #v, &__prm, __ws.step, __ws.training, #keep, &mut __y[..], #scores, __b);
+            let __mk = #mk;
+            ::modelc::__private::kernels::dot_attention::forward(&__m, #q, #k, #v, &__prm, &__mk, __ws.step, __ws.training, #keep, &mut __y[..], #scores, __b);
         })
     }
 
@@ -354,6 +379,7 @@ impl LayerDef for Attention {
         let m = self.kernel_tokens(&s, self.salted_seed(cx));
         let prm = self.scalars_tokens(cx);
         let g = self.grads_tokens(cx);
+        let mk = Self::masks_tokens(cx);
         let ki = Self::key_index(cx.positional);
         let (q, v, k) = (cx.x(0), cx.x(1), cx.x(ki));
         let (s0, s1) = (cx.scratch.first().copied().unwrap_or(0), cx.scratch.get(1).copied().unwrap_or(0));
@@ -378,17 +404,18 @@ impl LayerDef for Attention {
             let __m = #m;
             let __prm = #prm;
             {
+                let __mk = #mk;
                 let (__keep, __tmp) = ::modelc::__private::support::pair_mut(&mut __ws.scratch, #s0, #s1);
-                #a::backward(&__m, #q, #k, #v, &__prm, __ws.step, __ws.training, &__keep[..__b * #n0], &__dy[..], #dscores, #g, &mut __tmp[..__b * #n1], __b);
+                #a::backward(&__m, #q, #k, #v, &__prm, &__mk, __ws.step, __ws.training, &__keep[..__b * #n0], &__dy[..], #dscores, #g, &mut __tmp[..__b * #n1], __b);
             }
             #inputs
         })
     }
 
     // Inference mode: dot: `MatMul(q, Transpose(k))` (× scale); concat: `Tanh(scale · (q[:, :, None] +
-    // k[:, None]))` summed over the features (× concat_score_weight); causal: `Add` of −1e9 above the
-    // diagonal; `Softmax(axis = -1)`; `MatMul(probs, v)`. With `return_attention_scores`, the
-    // probabilities are the second output.
+    // k[:, None]))` summed over the features (× concat_score_weight); −1e9 where the causal mask or the
+    // value's mask drops a score; `Softmax(axis = -1)`; `MatMul(probs, v)`, times the query's mask. With
+    // `return_attention_scores`, the probabilities are the second output.
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         let ins: Vec<Shape> = (0..cx.n_inputs()).map(|i| cx.input_shape(i)).collect();
         let s = Self::sizes(&ins);
@@ -416,18 +443,22 @@ impl LayerDef for Attention {
                 None => r,
             }
         };
-        if self.causal {
-            let above: Vec<f32> = (0..s.tq * s.tv).map(|ij| if ij % s.tv > ij / s.tv { -1e9 } else { 0.0 }).collect();
-            let c = cx.const_f32(&[s.tq as i64, s.tv as i64], &above);
-            scores = cx.op("Add", &[&scores, &c], Vec::new());
-        }
+        scores = self.onnx_masked_scores(cx, &s, &scores);
         let probs = cx.op("Softmax", &[&scores], vec![("axis", Attr::Int(-1))]);
         if self.return_scores {
             let out = cx.extra_output(1);
             cx.node("Identity", &[&probs], &[&out], Vec::new());
         }
         let y = cx.output();
-        cx.node("MatMul", &[&probs, &v], &[&y], Vec::new());
+        match cx.mask_input(0) {
+            // Keras' `where(q_mask[..., None], output, 0)`.
+            Some(qm) => {
+                let o = cx.op("MatMul", &[&probs, &v], Vec::new());
+                let qm = cx.reshape_exact(&qm, &[-1, s.tq as i64, 1]);
+                cx.node("Mul", &[&o, &qm], &[&y], Vec::new());
+            }
+            None => cx.node("MatMul", &[&probs, &v], &[&y], Vec::new()),
+        }
         Ok(())
     }
 }
@@ -435,17 +466,20 @@ impl LayerDef for Attention {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
-    use crate::layers::tests::{errors, ok_shapes};
+    use crate::layers::tests::{errors, ok_shapes, typed_of};
 
     #[test]
-    fn an_operand_carrying_a_mask_is_an_error_not_a_silent_difference() {
-        let errs = errors(
-            "struct M { input t: [5] as i32; input q: [4, 6];\n let e = Embedding(20, 6, mask_zero = true)(t);\n output y = Attention()([q, e]); }",
-        );
-        assert_eq!(errs.len(), 1, "{errs:#?}");
-        let (text, help) = (&errs[0].0, errs[0].1.as_deref().unwrap_or_default());
-        assert!(text.contains("Attention does not read padding masks yet, but `e` (None, 5, 6) carries one"), "{text}");
-        assert!(help.contains("use `MultiHeadAttention`"), "{help}");
+    fn the_result_carries_the_query_s_mask_and_an_explicit_mask_is_an_error() {
+        let src = "struct M { input t: [5] as i32; input q: [4, 6];
+            let e = Embedding(20, 6, mask_zero = true)(t);
+            let (y, s) = Attention()([e, q], return_attention_scores = true);
+            output a = y; output b = Attention()([q, e]); output c = s; }";
+        assert_eq!(ok_shapes(src), vec![vec![5, 6], vec![4, 6], vec![5, 4]]);
+        let typed = typed_of(src);
+        let carries: Vec<bool> = typed.model.outputs.iter().map(|o| typed.masks[o.value.0].is_some()).collect();
+        assert_eq!(carries, [true, false, false]);
+        let errs = errors("struct M { input q: [4, 6]; output y = Attention()([q, q], mask = [q, q]); }");
+        assert!(errs[0].0.starts_with("`mask` of Attention is not an argument in modelc"), "{errs:?}");
     }
     #[test]
     fn output_is_query_positions_by_value_features_and_scores_tq_by_tv() {

@@ -43,7 +43,7 @@ impl GlobalPooling {
 
 impl LayerDef for GlobalPooling {
     // ReduceMean / ReduceMax over the spatial axes of the channels-last input.
-    // With a mask (average only): Σ_t m·x / max(Σ_t m, tiny), 0 for a sample without a kept step.
+    // With a mask (average only): Σ_t m·x / Σ_t m, Keras' 0 / 0 = NaN for a sample without a kept step.
     fn onnx(&self, cx: &mut OnnxCx) -> Result<(), OnnxError> {
         if let Some(mask) = cx.mask_input(0).filter(|_| !self.max) {
             let last = cx.const_i64(&[-1]);
@@ -52,8 +52,6 @@ impl LayerDef for GlobalPooling {
             let steps = cx.const_i64(&[1]);
             let num = cx.op("ReduceSum", &[&xm, &steps], vec![("keepdims", Attr::Int(0))]);
             let den = cx.op("ReduceSum", &[&m, &steps], vec![("keepdims", Attr::Int(0))]);
-            let tiny = cx.scalar(f32::MIN_POSITIVE);
-            let den = cx.op("Max", &[&den, &tiny], Vec::new());
             cx.node("Div", &[&num, &den], &[&cx.output()], Vec::new());
             return Ok(());
         }

@@ -196,6 +196,10 @@ pub enum MaskRule {
     /// The OR of the operands' masks when every operand carries one, else none (Keras' merges, whose
     /// `compute_mask` ORs them; a missing mask makes the result all-true, which is no mask).
     Any,
+    /// The operands' masks joined along the steps (an operand without one counts as all kept), when
+    /// any operand carries one: Keras' `Concatenate.compute_mask` along the steps axis. A new hidden
+    /// value the framework computes.
+    Concat,
     /// A new mask the layer's forward writes through [`EmitCx::mask_out`] (`Masking`, `Embedding(mask_zero = true)`).
     Produce,
 }
@@ -500,6 +504,11 @@ pub trait LayerDef {
     /// single result. A call binds exactly this many names (`let (seq, h, c) = LSTM(..)(x);`).
     fn result_names(&self) -> Vec<&'static str> {
         vec!["y"]
+    }
+    /// The mask of result `k >= 1` of a layer that returns several tensors (as [`LayerDef::mask_rule`]
+    /// for the first; only `Drop` and `Keep` apply): Keras' `compute_mask` returns a list.
+    fn extra_mask_rule(&self, _k: usize, _cx: &InferCx<'_>) -> MaskRule {
+        MaskRule::Drop
     }
     /// Shapes of results `1..` (the first is `infer`'s), called once `infer` succeeded on `cx`.
     fn extra_shapes(&self, _cx: &InferCx<'_>, _output: &Shape) -> Vec<Shape> {
@@ -870,6 +879,9 @@ impl LayerDef for LayerKind {
     }
     fn result_names(&self) -> Vec<&'static str> {
         dispatch!(self, l => l.result_names())
+    }
+    fn extra_mask_rule(&self, k: usize, cx: &InferCx<'_>) -> MaskRule {
+        dispatch!(self, l => l.extra_mask_rule(k, cx))
     }
     fn extra_shapes(&self, cx: &InferCx<'_>, output: &Shape) -> Vec<Shape> {
         dispatch!(self, l => l.extra_shapes(cx, output))

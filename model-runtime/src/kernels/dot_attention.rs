@@ -5,9 +5,11 @@
 //! - `concat`: `S[i, j] = concat_score_weight · Σ_d tanh(scale · (q[i, d] + k[j, d]))` (scale 1 without
 //!   `use_scale`);
 //!
-//! then, as Keras does, `1e9` subtracted from the masked scores (causal: key index after query index),
-//! `P = softmax(S)` over the values, dropout on `P` in training, and `y = P' V`. The scores Keras returns
-//! with `return_attention_scores = True` are `P'` (after dropout, as Keras' `_apply_scores` returns them).
+//! then, as Keras does, `1e9` subtracted (once) from the masked scores (causal: key index after query
+//! index; a value step its mask leaves out), `P = softmax(S)` over the values, dropout on `P` in
+//! training, and `y = P' V`, set to 0 at the query steps the query's mask leaves out. The scores Keras
+//! returns with `return_attention_scores = True` are `P'` (after dropout, as Keras' `_apply_scores`
+//! returns them; the query mask does not touch them).
 //!
 //! Forward keeps `P [tq, tv]` per sample (before dropout) and, with dropout, `P'` after it (the
 //! dropout factors are a stateless hash of (seed, step, position), regenerated in backward). Backward computes `dQ`, `dK`, `dV` into a working
@@ -69,6 +71,47 @@ pub struct ScalarGrads<'a> {
     pub concat_weight: Option<&'a mut [f32]>,
 }
 
+/// The padding masks of the query and the value (`[batch, tq]` and `[batch, tv]`, 1.0 kept, 0.0
+/// masked), as Keras' `Attention.call(inputs, mask = [query_mask, value_mask])` reads them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Masks<'a> {
+    /// The query's mask: a masked query step's output is 0.
+    pub query: Option<&'a [f32]>,
+    /// The value's mask: a masked value step gets score − 1e9.
+    pub value: Option<&'a [f32]>,
+}
+
+impl<'a> Masks<'a> {
+    /// The query mask of sample `s` (`tq` long), if any.
+    fn query_row(&self, m: &Attn, s: usize) -> Option<&'a [f32]> {
+        self.query.map(|q| &q[s * m.tq..][..m.tq])
+    }
+
+    /// The value mask of sample `s` (`tv` long), if any.
+    fn value_row(&self, m: &Attn, s: usize) -> Option<&'a [f32]> {
+        self.value.map(|v| &v[s * m.tv..][..m.tv])
+    }
+}
+
+/// The runs `[a, b)` of consecutive kept query steps (all of them without a mask).
+fn kept_runs(mask: Option<&[f32]>, n: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let kept = move |i: usize| mask.is_none_or(|m| m[i] != 0.0);
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < n && !kept(i) {
+            i += 1;
+        }
+        if i >= n {
+            return None;
+        }
+        let a = i;
+        while i < n && kept(i) {
+            i += 1;
+        }
+        Some((a, i))
+    })
+}
+
 fn first(s: Option<&[f32]>) -> Option<f32> {
     s.and_then(|v| v.first().copied())
 }
@@ -120,11 +163,13 @@ impl Attn {
         }
     }
 
-    /// Masked softmax of one sample's scores in place.
-    fn softmax(&self, s: &mut [f32]) {
+    /// Masked softmax of one sample's scores in place: Keras' `where(not(v_mask & causal), s − 1e9, s)`.
+    fn softmax(&self, s: &mut [f32], vmask: Option<&[f32]>) {
         for (i, row) in s.chunks_exact_mut(self.tv).enumerate() {
-            if self.causal {
-                row.iter_mut().skip(i + 1).for_each(|v| *v -= MASKED);
+            for (j, v) in row.iter_mut().enumerate() {
+                if (self.causal && j > i) || vmask.is_some_and(|m| m[j] == 0.0) {
+                    *v -= MASKED;
+                }
             }
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0;
@@ -140,7 +185,8 @@ impl Attn {
 
 /// Forward over `batch` samples: `q [batch, tq, dim]`, `k [batch, tv, dim]`, `v [batch, tv, dv]` into
 /// `y [batch, tq, dv]`, keeping the probabilities in `keep` (`batch ·` [`Attn::keep_len`]) and, when
-/// given, writing the returned scores `[batch, tq, tv]` (after dropout) to `scores`.
+/// given, writing the returned scores `[batch, tq, tv]` (after dropout) to `scores`. `masks` are the
+/// query's and value's padding masks.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     m: &Attn,
@@ -148,6 +194,7 @@ pub fn forward(
     k: &[f32],
     v: &[f32],
     p: &Scalars<'_>,
+    masks: &Masks<'_>,
     step: u64,
     training: bool,
     keep: &mut [f32],
@@ -162,7 +209,7 @@ pub fn forward(
             (&q[s * m.tq * m.dim..][..m.tq * m.dim], &k[s * m.tv * m.dim..][..m.tv * m.dim], &v[s * m.tv * m.dv..][..m.tv * m.dv]);
         let (ps, dropped) = keep[s * n..][..n].split_at_mut(tt);
         m.scores(qs, ks, p, ps);
-        m.softmax(ps);
+        m.softmax(ps, masks.value_row(m, s));
         let used: &[f32] = match stream {
             Some(st) => {
                 for (idx, (d, &pv)) in dropped.iter_mut().zip(ps.iter()).enumerate() {
@@ -172,7 +219,12 @@ pub fn forward(
             }
             None => ps,
         };
-        sgemm(m.tq, m.tv, m.dv, 1.0, used, false, vs, false, 0.0, &mut y[s * m.tq * m.dv..][..m.tq * m.dv]);
+        let ys = &mut y[s * m.tq * m.dv..][..m.tq * m.dv];
+        sgemm(m.tq, m.tv, m.dv, 1.0, used, false, vs, false, 0.0, ys);
+        if let Some(qm) = masks.query_row(m, s) {
+            // Keras: `where(q_mask[..., None], output, 0)`.
+            ys.chunks_exact_mut(m.dv).zip(qm).filter(|(_, &k)| k == 0.0).for_each(|(r, _)| r.fill(0.0));
+        }
         if let Some(o) = scores.as_deref_mut() {
             o[s * tt..][..tt].copy_from_slice(used);
         }
@@ -181,7 +233,9 @@ pub fn forward(
 
 /// Backward over `batch` samples: accumulates the scalar parameters' gradients and leaves dQ, dK and dV
 /// of every sample in `tmp` (`batch ·` [`Attn::tmp_len`]) for [`backward_input`]. `dscores` is the
-/// gradient of the returned scores when the call returns them.
+/// gradient of the returned scores when the call returns them. The value's mask needs no work here (a
+/// masked score's gradient is the softmax's, as in Keras' `where`); a masked query step's output was
+/// set to 0, so its `dY` row is left out.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     m: &Attn,
@@ -189,6 +243,7 @@ pub fn backward(
     k: &[f32],
     v: &[f32],
     p: &Scalars<'_>,
+    masks: &Masks<'_>,
     step: u64,
     training: bool,
     keep: &[f32],
@@ -215,8 +270,20 @@ pub fn backward(
         let (dv, dp) = rest.split_at_mut(m.tv * m.dv);
         // y = P' V: dV = P'ᵀ dY, dP' = dY Vᵀ (+ the returned scores' gradient), dP = dP' ⊙ factors.
         let used = if stream.is_some() { &kp[tt..] } else { ps };
-        sgemm(m.tv, m.tq, m.dv, 1.0, used, true, dys, false, 0.0, dv);
-        sgemm(m.tq, m.dv, m.tv, 1.0, dys, false, vs, true, 0.0, dp);
+        let qm = masks.query_row(m, s);
+        if qm.is_some() {
+            // Only the kept query steps' rows of dY reach dV and dP.
+            dv.fill(0.0);
+            dp.fill(0.0);
+            for (a, b) in kept_runs(qm, m.tq) {
+                let (rows, u, d) = (b - a, &used[a * m.tv..b * m.tv], &dys[a * m.dv..b * m.dv]);
+                sgemm(m.tv, rows, m.dv, 1.0, u, true, d, false, 1.0, dv);
+                sgemm(rows, m.dv, m.tv, 1.0, d, false, vs, true, 0.0, &mut dp[a * m.tv..b * m.tv]);
+            }
+        } else {
+            sgemm(m.tv, m.tq, m.dv, 1.0, used, true, dys, false, 0.0, dv);
+            sgemm(m.tq, m.dv, m.tv, 1.0, dys, false, vs, true, 0.0, dp);
+        }
         if let Some(ds) = dscores {
             dp.iter_mut().zip(&ds[s * tt..][..tt]).for_each(|(d, &g)| *d += g);
         }
@@ -309,17 +376,18 @@ mod tests {
     }
 
     /// Σ r ⊙ y + Σ rs ⊙ scores at a fixed training step.
-    fn objective(m: &Attn, x: &[Vec<f32>; 3], w: &[Vec<f32>; 2], r: &[f32], rs: &[f32], batch: usize) -> f64 {
+    #[allow(clippy::too_many_arguments)]
+    fn objective(m: &Attn, x: &[Vec<f32>; 3], w: &[Vec<f32>; 2], mk: &Masks<'_>, r: &[f32], rs: &[f32], batch: usize) -> f64 {
         let p = Scalars { scale: Some(&w[0]), concat_weight: m.concat.then_some(&w[1][..]) };
         let mut keep = vec![0.0; batch * m.keep_len()];
         let mut y = vec![0.0; batch * m.tq * m.dv];
         let mut sc = vec![0.0; batch * m.tq * m.tv];
-        forward(m, &x[0], &x[1], &x[2], &p, 5, true, &mut keep, &mut y, Some(&mut sc), batch);
+        forward(m, &x[0], &x[1], &x[2], &p, mk, 5, true, &mut keep, &mut y, Some(&mut sc), batch);
         let a: f64 = y.iter().zip(r).map(|(a, b)| f64::from(a * b)).sum();
         a + sc.iter().zip(rs).map(|(a, b)| f64::from(a * b)).sum::<f64>()
     }
 
-    fn check(m: Attn) {
+    fn check(m: Attn, mk: &Masks<'_>) {
         let batch = 2;
         let mut x = [filled(batch * m.tq * m.dim, 1), filled(batch * m.tv * m.dim, 2), filled(batch * m.tv * m.dv, 3)];
         let mut w = [vec![0.7f32], vec![1.3f32]];
@@ -329,11 +397,11 @@ mod tests {
         let mut keep = vec![0.0; batch * m.keep_len()];
         let mut y = vec![0.0; batch * m.tq * m.dv];
         let mut sc = vec![0.0; batch * m.tq * m.tv];
-        forward(&m, &x[0], &x[1], &x[2], &p, 5, true, &mut keep, &mut y, Some(&mut sc), batch);
+        forward(&m, &x[0], &x[1], &x[2], &p, mk, 5, true, &mut keep, &mut y, Some(&mut sc), batch);
         let mut tmp = vec![0.0; batch * m.tmp_len()];
         let (mut gs, mut gc) = (vec![0.0f32], vec![0.0f32]);
         let g = ScalarGrads { scale: Some(&mut gs), concat_weight: m.concat.then_some(&mut gc[..]) };
-        backward(&m, &x[0], &x[1], &x[2], &p, 5, true, &keep, &r, Some(&rs), g, &mut tmp, batch);
+        backward(&m, &x[0], &x[1], &x[2], &p, mk, 5, true, &keep, &r, Some(&rs), g, &mut tmp, batch);
         let mut dx = [vec![0.0; x[0].len()], vec![0.0; x[1].len()], vec![0.0; x[2].len()]];
         for (t, which) in [Operand::Query, Operand::Key, Operand::Value].into_iter().enumerate() {
             backward_input(&m, which, &tmp, &mut dx[t], batch);
@@ -347,9 +415,9 @@ mod tests {
             for i in 0..x[t].len() {
                 let orig = x[t][i];
                 x[t][i] = orig + eps;
-                let up = objective(&m, &x, &w, &r, &rs, batch);
+                let up = objective(&m, &x, &w, mk, &r, &rs, batch);
                 x[t][i] = orig - eps;
-                let down = objective(&m, &x, &w, &r, &rs, batch);
+                let down = objective(&m, &x, &w, mk, &r, &rs, batch);
                 x[t][i] = orig;
                 close(dx[t][i], (up - down) / (2.0 * f64::from(eps)), &format!("{m:?} input {t}[{i}]"));
             }
@@ -358,9 +426,9 @@ mod tests {
         for t in 0..if m.concat { 2 } else { 1 } {
             let orig = w[t][0];
             w[t][0] = orig + eps;
-            let up = objective(&m, &x, &w, &r, &rs, batch);
+            let up = objective(&m, &x, &w, mk, &r, &rs, batch);
             w[t][0] = orig - eps;
-            let down = objective(&m, &x, &w, &r, &rs, batch);
+            let down = objective(&m, &x, &w, mk, &r, &rs, batch);
             w[t][0] = orig;
             close(analytic[t], (up - down) / (2.0 * f64::from(eps)), &format!("{m:?} scalar {t}"));
         }
@@ -369,10 +437,46 @@ mod tests {
     #[test]
     fn dot_and_concat_gradients_with_dropout_causality_and_scores_match_finite_differences() {
         let base = Attn { tq: 3, tv: 4, dim: 3, dv: 2, concat: false, causal: false, dropout: 0.0, seed: 9 };
-        check(base);
-        check(Attn { causal: true, dropout: 0.3, ..base });
-        check(Attn { concat: true, ..base });
-        check(Attn { concat: true, causal: true, dropout: 0.3, ..base });
+        let none = Masks::default();
+        check(base, &none);
+        check(Attn { causal: true, dropout: 0.3, ..base }, &none);
+        check(Attn { concat: true, ..base }, &none);
+        check(Attn { concat: true, causal: true, dropout: 0.3, ..base }, &none);
+    }
+
+    /// Query steps masked in two runs (sample 0) and at the end (1); value steps masked first and in
+    /// between.
+    const QMASK: [f32; 6] = [0.0, 1.0, 0.0, 1.0, 1.0, 0.0];
+    const VMASK: [f32; 8] = [0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0];
+    /// With the causal mask a row whose every key is masked has scores s − 1e9 that f32 rounds to one
+    /// value, which finite differences cannot see (its analytic gradient is the softmax's, as Keras'
+    /// autodiff of `where`; tests/sequence_parity.rs checks it against Keras): the first key is kept.
+    const VMASK_CAUSAL: [f32; 8] = [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0];
+
+    #[test]
+    fn padding_masks_gradients_match_finite_differences() {
+        let base = Attn { tq: 3, tv: 4, dim: 3, dv: 2, concat: false, causal: false, dropout: 0.0, seed: 9 };
+        let both = Masks { query: Some(&QMASK), value: Some(&VMASK) };
+        check(base, &both);
+        check(Attn { causal: true, dropout: 0.3, ..base }, &Masks { query: Some(&QMASK), value: Some(&VMASK_CAUSAL) });
+        check(Attn { concat: true, causal: true, ..base }, &Masks { query: Some(&QMASK), value: None });
+        check(base, &Masks { query: None, value: Some(&VMASK) });
+    }
+
+    #[test]
+    fn masked_queries_output_zero_and_masked_values_get_no_weight() {
+        let m = Attn { tq: 3, tv: 4, dim: 2, dv: 2, concat: false, causal: false, dropout: 0.0, seed: 0 };
+        let (q, k, v) = (filled(12, 1), filled(16, 2), filled(16, 3));
+        let mut keep = vec![0.0; 24];
+        let (mut y, mut sc) = (vec![0.0; 12], vec![0.0; 24]);
+        let mk = Masks { query: Some(&QMASK), value: Some(&VMASK) };
+        forward(&m, &q, &k, &v, &Scalars::default(), &mk, 0, false, &mut keep, &mut y, Some(&mut sc), 2);
+        for (i, (row, probs)) in y.chunks_exact(2).zip(sc.chunks_exact(4)).enumerate() {
+            assert_eq!(row.iter().all(|&x| x == 0.0), QMASK[i] == 0.0, "query step {i}: {row:?}");
+            let vm = &VMASK[(i / 3) * 4..][..4];
+            assert!(probs.iter().zip(vm).all(|(&p, &k)| k != 0.0 || p < 1e-30), "row {i}: {probs:?}");
+            assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-6, "the scores are not zeroed: {probs:?}");
+        }
     }
 
     #[test]
@@ -381,7 +485,7 @@ mod tests {
         let (q, k, v) = (filled(6, 1), filled(6, 2), filled(6, 3));
         let mut keep = vec![0.0; 9];
         let mut y = vec![0.0; 6];
-        forward(&m, &q, &k, &v, &Scalars::default(), 0, false, &mut keep, &mut y, None, 1);
+        forward(&m, &q, &k, &v, &Scalars::default(), &Masks::default(), 0, false, &mut keep, &mut y, None, 1);
         for (i, row) in keep.chunks_exact(3).enumerate() {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
             assert!(row[i + 1..].iter().all(|&p| p == 0.0), "row {i}: {row:?}");

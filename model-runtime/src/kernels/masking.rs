@@ -46,6 +46,24 @@ pub fn any(masks: &[&[f32]], out: &mut [f32]) {
     }
 }
 
+/// The mask of a concatenation along the steps (Keras' `Concatenate.compute_mask`): each row of `out`
+/// (`Σ steps` long) is the operands' mask rows joined, all kept (1) for an operand without a mask.
+/// `parts` are (mask `[batch, steps]` if any, steps) per operand.
+pub fn concat(parts: &[(Option<&[f32]>, usize)], out: &mut [f32], batch: usize) {
+    let total: usize = parts.iter().map(|p| p.1).sum();
+    for (b, row) in out.chunks_exact_mut(total).take(batch).enumerate() {
+        let mut at = 0;
+        for &(m, steps) in parts {
+            let dst = &mut row[at..at + steps];
+            match m {
+                Some(m) => dst.copy_from_slice(&m[b * steps..(b + 1) * steps]),
+                None => dst.fill(1.0),
+            }
+            at += steps;
+        }
+    }
+}
+
 /// The mask of `Embedding(mask_zero = true)` over ids staged as floats: `mask[i] = 1` where `ids[i] != 0`.
 pub fn from_float_ids(ids: &[f32], mask: &mut [f32]) {
     mask.iter_mut().zip(ids).for_each(|(m, &id)| *m = if id != 0.0 { 1.0 } else { 0.0 });
@@ -70,6 +88,15 @@ mod tests {
     use super::*;
     use crate::init::testing::{check_grad, random_vec, weighted_sum};
     use crate::init::Rng;
+
+    #[test]
+    fn a_concatenation_along_the_steps_joins_the_masks_and_keeps_every_step_of_an_unmasked_operand() {
+        // Two samples: a masked operand of 2 steps, an unmasked one of 1, a masked one of 3.
+        let (a, c) = ([1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+        let mut out = [f32::NAN; 12];
+        concat(&[(Some(&a), 2), (None, 1), (Some(&c), 3)], &mut out, 2);
+        assert_eq!(out, [1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+    }
 
     #[test]
     fn masking_marks_steps_equal_to_the_value_everywhere_and_zeroes_them() {

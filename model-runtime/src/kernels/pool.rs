@@ -120,23 +120,24 @@ pub fn global_avg_forward(x: &[f32], y: &mut [f32], batch: usize, positions: usi
 }
 
 /// Keras' `GlobalAveragePooling1D` with a step mask (docs/masks.md): `y[n, ch] = Σ_p m[n, p]·x[n, p, ch] /
-/// Σ_p m[n, p]`, the mean of the kept steps. A sample with every step masked gives 0 (Keras divides 0 by 0).
+/// Σ_p m[n, p]`, the mean of the kept steps, computed as Keras does (`sum(where(m, x, 0)) / sum(m)`).
+/// A sample with every step masked gives Keras' 0 / 0 = NaN.
 pub fn global_avg_masked_forward(x: &[f32], mask: &[f32], y: &mut [f32], batch: usize, positions: usize, c: usize) {
     if c == 0 || positions == 0 {
         return;
     }
     for ((xs, ms), ys) in x.chunks_exact(positions * c).zip(mask.chunks_exact(positions)).zip(y.chunks_exact_mut(c)).take(batch) {
         ys.fill(0.0);
-        for (row, &m) in xs.chunks_exact(c).zip(ms) {
-            ys.iter_mut().zip(row).for_each(|(v, &xv)| *v += m * xv);
+        for (row, _) in xs.chunks_exact(c).zip(ms).filter(|(_, &m)| m != 0.0) {
+            ys.iter_mut().zip(row).for_each(|(v, &xv)| *v += xv);
         }
         let kept: f32 = ms.iter().sum();
-        let inv = if kept > 0.0 { 1.0 / kept } else { 0.0 };
-        ys.iter_mut().for_each(|v| *v *= inv);
+        ys.iter_mut().for_each(|v| *v /= kept);
     }
 }
 
-/// dx[n, p, ch] (+)= m[n, p]·dy[n, ch] / Σ_p m[n, p] (`=` when `write` is [`GradWrite::Set`]).
+/// dx[n, p, ch] (+)= m[n, p]·dy[n, ch] / Σ_p m[n, p] (`=` when `write` is [`GradWrite::Set`]); 0 for a
+/// sample with every step masked, as Keras' gradient of `where(m, x, 0)`.
 pub fn global_avg_masked_backward(dy: &[f32], mask: &[f32], dx: &mut [f32], batch: usize, positions: usize, c: usize, write: GradWrite) {
     if c == 0 || positions == 0 {
         return;
@@ -223,8 +224,12 @@ mod tests {
         let mut y = [f32::NAN; 2];
         global_avg_masked_forward(&x, &m, &mut y, 1, 3, 2);
         assert_eq!(y, [2.0, 4.0]);
+        // Every step masked: Keras' 0 / 0, and no gradient.
         global_avg_masked_forward(&x, &[0.0; 3], &mut y, 1, 3, 2);
-        assert_eq!(y, [0.0, 0.0]);
+        assert!(y.iter().all(|v| v.is_nan()), "{y:?}");
+        let mut dx = [f32::NAN; 6];
+        global_avg_masked_backward(&[1.0, -2.0], &[0.0; 3], &mut dx, 1, 3, 2, GradWrite::Set);
+        assert_eq!(dx, [0.0; 6]);
         // All ones: the unmasked kernel.
         let mut rng = Rng::new(47);
         let (batch, steps, c) = (3, 4, 2);
