@@ -1044,6 +1044,29 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         &mut self.optimizer
     }
 
+    /// Optimizer steps taken through this trainer (Keras' `optimizer.iterations`): the position of
+    /// `Fit::schedule`. Restored by [`load_checkpoint`](Self::load_checkpoint).
+    pub fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    /// Saves a training checkpoint to `path` atomically: the weights, the optimizer's state (its
+    /// moments, step counter and learning rate) and this trainer's step count, which learning-rate
+    /// schedules follow (Keras' `model.save`, for training state). See [`crate::checkpoint`].
+    pub fn save_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        crate::checkpoint::save(&*self.model, &mut self.optimizer, self.iterations, path)
+    }
+
+    /// Loads a checkpoint [`save_checkpoint`](Self::save_checkpoint) (or a `ModelCheckpoint` with
+    /// `save_weights_only: false`) wrote: training then goes on exactly as if it had not stopped (with
+    /// `Fit::initial_epoch` set to the epochs done). A file of weights only, of another optimizer kind
+    /// or another model is an error, and then nothing changes. See [`crate::checkpoint`].
+    pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        self.iterations = crate::checkpoint::load(&mut *self.model, &mut self.optimizer, path)?;
+        self.rollback.valid = false;
+        Ok(())
+    }
+
     /// Checks the losses and metrics against the targets, then inputs and targets together; returns
     /// the common batch size.
     pub(crate) fn check_batch(&self, inputs: &N::Inputs<'_>, targets: &N::Targets<'_>) -> Result<usize> {
@@ -1935,7 +1958,8 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             return Ok(false);
         }
         let root = self.collective.rank() == 0;
-        let mut ctx = Control::new(&mut *self.model, self.optimizer.learning_rate());
+        let lr = self.optimizer.learning_rate();
+        let mut ctx = Control::new(&mut *self.model, lr).with_optimizer(&mut self.optimizer, self.iterations);
         let mut told = Ok(());
         // Data-parallel: the callbacks that write files run on rank 0 only.
         for c in callbacks.iter_mut().filter(|c| root || !c.root_only()) {
