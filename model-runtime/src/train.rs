@@ -679,10 +679,14 @@ fn sum_over_processes<N: Network>(
     }
 }
 
-/// Data-parallel: copies rank 0's parameters, optimizer state and step count to every process (the
-/// start of `fit`), so that all start from the same point. Buffers are sized to rank 0's first.
+/// Data-parallel: copies rank 0's parameters, optimizer state, learning rate and step count to every
+/// process (the start of `fit`), so that all start from the same point, also when only rank 0 loaded a
+/// checkpoint ([`Trainer::load_checkpoint`]). Buffers are sized to rank 0's first.
 fn broadcast_state<O: Optimizer>(c: &mut dyn Collective, params: &mut [f32], optimizer: &mut O, iterations: &mut u64) {
     c.broadcast_f32(params);
+    let mut lr = [optimizer.learning_rate()];
+    c.broadcast_f32(&mut lr);
+    optimizer.set_learning_rate(lr[0]);
     let mut steps = [*iterations as f64];
     c.broadcast_f64(&mut steps);
     *iterations = steps[0] as u64;
