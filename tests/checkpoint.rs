@@ -36,14 +36,15 @@ fn dir(name: &str) -> std::path::PathBuf {
     d
 }
 
-/// Settings with a schedule (so its position must be restored too); no shuffling, so that the batches
-/// of the resumed epochs are those of the uninterrupted run.
+/// Settings with a schedule (so its position must be restored too), shuffled (`fit` replays the skipped
+/// epochs' shuffles), and 4 of the 6 batches of a pass per epoch (so a resumed epoch starts mid-pass).
 fn settings(epochs: usize, initial_epoch: usize) -> Fit {
     Fit {
         epochs,
         initial_epoch,
         batch_size: 16,
-        shuffle: false,
+        seed: 11,
+        steps_per_epoch: Some(4),
         verbose: false,
         schedule: Some(Schedule::ExponentialDecay { initial: 0.05, decay_steps: 4, decay_rate: 0.7, staircase: false }),
         ..Fit::default()

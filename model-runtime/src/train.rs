@@ -53,6 +53,9 @@ pub struct Fit {
     pub checkpoint: Option<Checkpoint>,
     /// Epoch to start from (Keras' `initial_epoch`): epochs `initial_epoch + 1 ..= epochs` run, and the
     /// history holds only those. The schedule follows the optimizer steps already taken, not the epoch.
+    /// The skipped epochs' shuffles are drawn (and their batches counted) without training, so the
+    /// resumed epochs see the batches an uninterrupted run with the same `seed` sees: with a training
+    /// checkpoint ([`Trainer::load_checkpoint`]) the weights are those of one run, bit for bit.
     pub initial_epoch: usize,
     /// Batches per epoch (Keras' `steps_per_epoch`); `None` for one pass over the training rows. With
     /// fewer, the next epoch goes on from the next batch of the same pass, and a new (shuffled) pass
@@ -1740,6 +1743,13 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         let mut logs = Logs::new();
         // The running values after each batch, updated in place (no allocation once every key is in).
         let mut batch_logs = Logs::new();
+        // Resuming: the skipped epochs' shuffles and batches, so that the resumed ones match one run's.
+        for _ in 0..fit.initial_epoch.min(fit.epochs) {
+            if next_batch == 0 && fit.shuffle {
+                rng.shuffle(&mut order);
+            }
+            next_batch = (next_batch + batches.min(pass - next_batch)) % pass;
+        }
         let mut stopped = self.notify(&mut all, schedule, |c, ctx| c.on_train_begin(ctx))?;
         for epoch in fit.initial_epoch.saturating_add(1)..=fit.epochs {
             if stopped {
