@@ -1,6 +1,7 @@
 //! Training checkpoints with the optimizer's state: training k epochs, checkpointing, loading into a
 //! fresh model and training the rest gives the weights of one uninterrupted run, bit for bit; a
-//! checkpoint that does not fit the model or optimizer is a clear error that changes nothing.
+//! checkpoint that does not fit the model or optimizer is a clear error that changes nothing. The model
+//! has a Dropout, whose masks follow the model's step counter: the checkpoint restores it too.
 
 use modelc::init::Rng;
 use modelc::ndarray::Array2;
@@ -11,7 +12,8 @@ model! {
     struct Small {
         input x: [3];
         let h = Dense(8, activation = tanh)(x);
-        output y = Dense(1, activation = sigmoid)(h);
+        let d = Dropout(0.25)(h);
+        output y = Dense(1, activation = sigmoid)(d);
     }
 }
 

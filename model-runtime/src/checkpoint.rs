@@ -14,6 +14,7 @@
 //! | `__metadata__` `optimizer` | the optimizer's kind ([`Optimizer::kind`]) |
 //! | `__metadata__` `optimizer.iterations` | the optimizer's step counter (decimal) |
 //! | `__metadata__` `trainer.iterations` | the steps the trainer took, which learning-rate schedules follow |
+//! | `__metadata__` `model.step` | the model's training-step counter, which Dropout's masks mix in |
 //!
 //! [`io::load`](crate::io::load) skips the `optimizer/` tensors, so a checkpoint also loads as weights.
 //! Loading a checkpoint checks everything before changing anything: a file saved without the optimizer
@@ -33,6 +34,8 @@ pub const PREFIX: &str = "optimizer/";
 const KIND: &str = "optimizer";
 /// The metadata key of the trainer's step counter.
 const TRAINER_STEPS: &str = "trainer.iterations";
+/// The metadata key of the model's training-step counter (`Workspace::step`).
+const MODEL_STEP: &str = "model.step";
 /// The tensor of the learning rate.
 const LEARNING_RATE: &str = "optimizer/learning_rate";
 
@@ -71,7 +74,11 @@ pub fn save<N: Network, O: Optimizer + ?Sized>(model: &N, optimizer: &mut O, ite
     let names: Vec<String> = (0..parts.len()).map(|i| part_name(optimizer, i)).collect();
     let lr = [optimizer.learning_rate()];
     let mut extra: Vec<crate::io::Extra<'_>> = vec![(LEARNING_RATE.to_string(), &lr[..])];
-    let mut meta: Vec<(String, String)> = vec![(KIND.into(), optimizer.kind().into()), (TRAINER_STEPS.into(), iterations.to_string())];
+    let mut meta: Vec<(String, String)> = vec![
+        (KIND.into(), optimizer.kind().into()),
+        (TRAINER_STEPS.into(), iterations.to_string()),
+        (MODEL_STEP.into(), model.state().ws.step.to_string()),
+    ];
     for (name, part) in names.iter().zip(&parts) {
         match part {
             Part::Steps(n) => meta.push((format!("optimizer.{name}"), n.to_string())),
@@ -112,11 +119,12 @@ pub fn load<N: Network, O: Optimizer + ?Sized>(model: &mut N, optimizer: &mut O,
             0
         }
         None => {
-            problems.push(format!("missing metadata `{key}` (the optimizer's step count)"));
+            problems.push(format!("missing metadata `{key}` (a step count)"));
             0
         }
     };
     let trainer_steps = steps(TRAINER_STEPS, &mut problems);
+    let model_step = steps(MODEL_STEP, &mut problems);
     let lr = match tensors.remove(LEARNING_RATE).as_deref() {
         Some(&[lr]) => lr,
         other => {
@@ -162,6 +170,7 @@ pub fn load<N: Network, O: Optimizer + ?Sized>(model: &mut N, optimizer: &mut O,
     }
     // The weights are checked (and swapped in whole) by `io::load`; the state only once they are in.
     crate::io::load(model, path)?;
+    model.state_mut().ws.step = model_step;
     let mut loaded = loaded.into_iter();
     optimizer.visit_state(&mut |part| match (part, loaded.next()) {
         (StateMut::Steps(n), Some(Part::Steps(v))) => *n = v,

@@ -682,17 +682,19 @@ fn sum_over_processes<N: Network>(
     }
 }
 
-/// Data-parallel: copies rank 0's parameters, optimizer state, learning rate and step count to every
+/// Data-parallel: copies rank 0's parameters, optimizer state, learning rate and step counts to every
 /// process (the start of `fit`), so that all start from the same point, also when only rank 0 loaded a
 /// checkpoint ([`Trainer::load_checkpoint`]). Buffers are sized to rank 0's first.
-fn broadcast_state<O: Optimizer>(c: &mut dyn Collective, params: &mut [f32], optimizer: &mut O, iterations: &mut u64) {
-    c.broadcast_f32(params);
+fn broadcast_state<O: Optimizer>(c: &mut dyn Collective, state: &mut crate::network::State, optimizer: &mut O, iterations: &mut u64) {
+    c.broadcast_f32(&mut state.params);
     let mut lr = [optimizer.learning_rate()];
     c.broadcast_f32(&mut lr);
     optimizer.set_learning_rate(lr[0]);
-    let mut steps = [*iterations as f64];
+    // The trainer's steps, and the model's (the dropout masks mix it in).
+    let mut steps = [*iterations as f64, state.ws.step as f64];
     c.broadcast_f64(&mut steps);
     *iterations = steps[0] as u64;
+    state.ws.step = steps[1] as u64;
     optimizer.visit_state(&mut |part| match part {
         StateMut::Steps(n) => {
             let mut v = [*n as f64];
@@ -1714,8 +1716,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         self.collective = crate::distributed::current();
         let (rank, ranks) = (self.collective.rank(), self.collective.size());
         if ranks > 1 {
-            let params = &mut self.model.state_mut().params;
-            broadcast_state(&mut *self.collective, params, &mut self.optimizer, &mut self.iterations);
+            broadcast_state(&mut *self.collective, self.model.state_mut(), &mut self.optimizer, &mut self.iterations);
             self.rollback.valid = false;
         }
         let mut rng = crate::init::Rng::new(fit.seed);
