@@ -39,6 +39,12 @@ const MODEL_STEP: &str = "model.step";
 /// The tensor of the learning rate.
 const LEARNING_RATE: &str = "optimizer/learning_rate";
 
+/// Whether the tensor `name` of a checkpoint is optimizer state: under [`PREFIX`] and not a parameter
+/// of `N` (a layer named `optimizer` keeps its weights).
+pub fn is_state<N: Network>(name: &str) -> bool {
+    name.starts_with(PREFIX) && !N::PARAMS.iter().any(|p| p.name == name)
+}
+
 /// The name of part `i` of `optimizer`'s state: its [`Optimizer::state_names`] entry without a struct
 /// path (`state.m` is `m`), or `part_<i>`.
 fn part_name<O: Optimizer + ?Sized>(optimizer: &O, i: usize) -> String {
@@ -108,7 +114,7 @@ pub fn load<N: Network, O: Optimizer + ?Sized>(model: &mut N, optimizer: &mut O,
     }
     let mut tensors: BTreeMap<String, Vec<f32>> = crate::io::read_tensors(path)?
         .into_iter()
-        .filter(|(name, _)| name.starts_with(PREFIX))
+        .filter(|(name, _)| is_state::<N>(name))
         .map(|(name, a)| (name, a.into_iter().collect()))
         .collect();
     let mut problems = Vec::new();

@@ -321,7 +321,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// The optimizer state a training checkpoint holds beside the weights (tensors named `optimizer/...`,
 /// see [`crate::checkpoint`]) is skipped: such a file loads as weights too.
 pub fn load<N: Network>(model: &mut N, path: impl AsRef<Path>) -> Result<()> {
-    load_with(model, path, |name| (!name.starts_with(crate::checkpoint::PREFIX)).then(|| (keras_path::<N>(name), false)))
+    load_with(model, path, |name| (!crate::checkpoint::is_state::<N>(name)).then(|| (keras_path::<N>(name), false)))
 }
 
 /// `name` if it is a parameter of `N`; else the only parameter named `.../name` (a Keras 3 weight path
