@@ -124,8 +124,8 @@ pub use model_runtime::stream::{Batch, NoValidation, ValidationArrays, Validatio
 pub use model_runtime::tensorboard::{TensorBoard, UpdateFreq};
 pub use model_runtime::train::{Fit, FitError, History, SampleWeight, Trainer};
 pub use model_runtime::{
-    datasets, fpenv, gradcheck, init, io, kernels, loss, metrics, model as ops, network, optim, precision, spec, stream, tensorboard,
-    train, viz,
+    checkpoint, datasets, fpenv, gradcheck, init, io, kernels, loss, metrics, model as ops, network, optim, precision, spec, stream,
+    tensorboard, train, viz,
 };
 
 /// Re-exported so users name the same ndarray version the generated code uses.

@@ -6,10 +6,12 @@
 //! - `compare DIR` (under `mpirun -n N`): trains the same data-parallel and checks that the weights
 //!   hold the same bits on every rank after every epoch, and that the weights and the history equal
 //!   the reference within 1e-5 (relative to the largest weight, resp. each logged value).
-//! - `crash DIR` (under `mpirun -n N`, N ≥ 2): trains with a checkpoint per epoch; rank 1 dies
-//!   (`abort`) at the start of the 4th epoch. `mpirun` must end the job, naming the rank.
-//! - `resume DIR`: loads the last checkpoint `crash` left (on rank 0 only: `fit` broadcasts it) and
-//!   trains on from it with `initial_epoch`, checking the weights on every rank after every epoch.
+//! - `crash DIR` (under `mpirun -n N`, N ≥ 2): trains with a training checkpoint per epoch (weights and
+//!   Adam's state); rank 1 dies (`abort`) at the start of the 4th epoch. `mpirun` must end the job,
+//!   naming the rank.
+//! - `resume DIR`: loads the last checkpoint `crash` left with `Trainer::load_checkpoint` (on rank 0
+//!   only: `fit` broadcasts the weights, the optimizer's state and its learning rate) and trains on from
+//!   it with `initial_epoch`, checking the weights on every rank after every epoch.
 //!
 //! The data make uneven shards: 962 training rows in batches of 64 leave a last batch of 2 rows,
 //! which 3 processes share as 0, 1 and 1 rows. Sample weights, validation data, accuracy and AUC
@@ -142,9 +144,15 @@ impl Callback<Multitask> for SameEverywhere<'_> {
 }
 
 /// Trains `model` for `fit` on the check's data, with ReduceLROnPlateau and the per-epoch check.
-fn train(mpi: &Mpi, model: &mut Multitask, fit: &Fit) -> BoxResult<History> {
+/// Trains `model` with `fit`; from the training checkpoint `resume_from` when given (loaded on rank 0
+/// only: `fit` broadcasts the weights, the optimizer's state and its learning rate).
+fn train(mpi: &Mpi, model: &mut Multitask, fit: &Fit, resume_from: Option<&Path>) -> BoxResult<History> {
     let (data, val) = (Data::new(ROWS, 1), Data::new(VAL_ROWS, 2));
     let mut trainer = compile(model);
+    if let (Some(path), true) = (resume_from, mpi.is_root()) {
+        // A complete file: it loads (every tensor present, the right sizes, Adam's state).
+        trainer.load_checkpoint(path)?;
+    }
     let mut plateau = ReduceLROnPlateau { monitor: "val_loss".into(), patience: 1, factor: 0.5, ..ReduceLROnPlateau::default() };
     let mut same = SameEverywhere { mpi, epochs_checked: 0 };
     let history = {
@@ -160,7 +168,7 @@ fn train(mpi: &Mpi, model: &mut Multitask, fit: &Fit) -> BoxResult<History> {
 fn reference(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
     std::fs::create_dir_all(dir)?;
     let mut model = Multitask::new(3);
-    let history = train(mpi, &mut model, &settings(EPOCHS))?;
+    let history = train(mpi, &mut model, &settings(EPOCHS), None)?;
     model.save(dir.join("reference.safetensors"))?;
     history.write_csv(dir.join("reference.csv"))?;
     println!("reference: {} epochs, loss {:?}", history.epochs(), history.get("loss").unwrap_or(&[]));
@@ -170,7 +178,7 @@ fn reference(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
 fn compare(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
     // Every rank starts from other weights: rank 0's must be broadcast.
     let mut model = Multitask::new(if mpi.is_root() { 3 } else { 100 + mpi.rank() as u64 });
-    let history = train(mpi, &mut model, &settings(EPOCHS))?;
+    let history = train(mpi, &mut model, &settings(EPOCHS), None)?;
     let mut reference = Multitask::new(0);
     reference.load(dir.join("reference.safetensors"))?;
     let (got, want) = (&model.state().params, &reference.state().params);
@@ -256,7 +264,7 @@ fn crash(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
     let mut model = Multitask::new(3);
     let (data, val) = (Data::new(ROWS, 1), Data::new(VAL_ROWS, 2));
     let mut trainer = compile(&mut model);
-    let mut save = ModelCheckpoint::new(checkpoint_path(dir));
+    let mut save = ModelCheckpoint::new(checkpoint_path(dir)).with_optimizer_state();
     let mut die = DieOnRank1 { rank: mpi.rank() };
     let mut callbacks: [&mut dyn Callback<Multitask>; 2] = [&mut save, &mut die];
     trainer.fit_with_callbacks(
@@ -290,12 +298,8 @@ fn resume(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
         return Err(format!("the last checkpoint is of epoch {epoch}; rank 1 died after epoch {CRASH_AT}").into());
     }
     let mut model = Multitask::new(100 + mpi.rank() as u64);
-    if mpi.is_root() {
-        // A complete file: it loads (every tensor present, the right sizes).
-        model.load(&path)?;
-    }
     let fit = Fit { initial_epoch: epoch, ..settings(CRASH_EPOCHS) };
-    let history = train(mpi, &mut model, &fit)?;
+    let history = train(mpi, &mut model, &fit, Some(&path))?;
     let expected: Vec<usize> = (epoch..CRASH_EPOCHS).collect();
     if history.epoch != expected {
         return Err(format!("resumed epochs {:?}, expected {expected:?}", history.epoch).into());

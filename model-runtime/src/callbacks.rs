@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::network::Network;
+use crate::optim::Optimizer;
 use crate::train::Logs;
 
 /// A learning rate that changes with the optimizer step, as `keras.optimizers.schedules`.
@@ -255,6 +256,8 @@ impl<'a> LogsView<'a> {
 /// goes on (Keras' `self.model`, `self.model.optimizer.learning_rate` and `self.model.stop_training`).
 pub struct Control<'a, N: Network> {
     model: &'a mut N,
+    /// The optimizer and the trainer's step count, for checkpoints of the training state.
+    optimizer: Option<(&'a mut dyn Optimizer, u64)>,
     learning_rate: f32,
     lr_changed: bool,
     stop: bool,
@@ -274,7 +277,28 @@ impl<N: Network> std::fmt::Debug for Control<'_, N> {
 impl<'a, N: Network> Control<'a, N> {
     /// A control over `model` whose optimizer's rate is `learning_rate`.
     pub fn new(model: &'a mut N, learning_rate: f32) -> Self {
-        Control { model, learning_rate, lr_changed: false, stop: false, params_changed: false }
+        Control { model, optimizer: None, learning_rate, lr_changed: false, stop: false, params_changed: false }
+    }
+
+    /// Gives the control the trainer's `optimizer` and step count `iterations`, so that callbacks can
+    /// save the training state ([`save_checkpoint`](Self::save_checkpoint)). `fit` always does.
+    pub fn with_optimizer(mut self, optimizer: &'a mut dyn Optimizer, iterations: u64) -> Self {
+        self.optimizer = Some((optimizer, iterations));
+        self
+    }
+
+    /// Saves the weights and, when the control has the optimizer (always under `fit`), its state and
+    /// the step count, as [`Trainer::save_checkpoint`](crate::train::Trainer::save_checkpoint) does.
+    /// Without the optimizer it is an error rather than a weights-only file that cannot resume.
+    pub fn save_checkpoint(&mut self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        match &mut self.optimizer {
+            Some((optimizer, iterations)) => crate::checkpoint::save(&*self.model, &mut **optimizer, *iterations, path),
+            None => Err(Error::config(
+                "save_weights_only",
+                false,
+                "this callback control has no optimizer to save (made with `Control::new` without `with_optimizer`)",
+            )),
+        }
     }
 
     /// The model.
@@ -546,6 +570,10 @@ pub struct ModelCheckpoint {
     pub initial_value_threshold: Option<f64>,
     /// The best value so far.
     pub best: Option<f64>,
+    /// Save the weights only (default true, a file [`io::load`](crate::io::load) reads). False, as
+    /// Keras' `save_weights_only=False`, also saves the optimizer's state and step count, so that
+    /// [`Trainer::load_checkpoint`](crate::train::Trainer::load_checkpoint) resumes training exactly.
+    pub save_weights_only: bool,
 }
 
 impl ModelCheckpoint {
@@ -558,7 +586,15 @@ impl ModelCheckpoint {
             save_best_only: false,
             initial_value_threshold: None,
             best: None,
+            save_weights_only: true,
         }
+    }
+
+    /// Saves the optimizer's state with the weights (Keras' `save_weights_only=False`): see
+    /// [`save_weights_only`](Self::save_weights_only).
+    pub fn with_optimizer_state(mut self) -> Self {
+        self.save_weights_only = false;
+        self
     }
 }
 
@@ -581,7 +617,11 @@ impl<N: Network> Callback<N> for ModelCheckpoint {
             self.best = Some(current);
         }
         let path = format_filepath(&self.filepath, epoch + 1, logs)?;
-        crate::io::save(ctx.model(), path)
+        if self.save_weights_only {
+            crate::io::save(ctx.model(), path)
+        } else {
+            ctx.save_checkpoint(path)
+        }
     }
 }
 

@@ -73,9 +73,17 @@ const MAX_SHOWN_NAME: usize = 120;
 /// per tensor (or `unsafe` reinterpretation); `serialize_to_file` also syncs neither the file nor its
 /// directory.
 pub fn save<N: Network>(model: &N, path: impl AsRef<Path>) -> Result<()> {
-    let path = path.as_ref();
+    save_with_extra(model, path.as_ref(), &[], &[])
+}
+
+/// A tensor written after the parameters by [`save_with_extra`]: its name and its values (one dimension).
+pub(crate) type Extra<'a> = (String, &'a [f32]);
+
+/// [`save`], with `extra` tensors (1-D `F32`) after the parameters and `meta` entries added to the
+/// header's `__metadata__`, all in one atomic write.
+pub(crate) fn save_with_extra<N: Network>(model: &N, path: &Path, extra: &[Extra<'_>], meta: &[(&str, &str)]) -> Result<()> {
     let params = &model.state().params;
-    let mut tensors = Vec::with_capacity(N::PARAMS.len());
+    let mut tensors = Vec::with_capacity(N::PARAMS.len() + extra.len());
     let mut offset = 0usize;
     for spec in N::PARAMS {
         let bytes = spec.len().checked_mul(4).ok_or_else(|| bad_file(path, vec![format!("parameter `{}` is too large", spec.name)]))?;
@@ -86,13 +94,19 @@ pub fn save<N: Network>(model: &N, path: impl AsRef<Path>) -> Result<()> {
         tensors.push((spec.name.to_string(), info));
         offset += bytes;
     }
+    for (name, values) in extra {
+        let bytes = values.len() * 4;
+        tensors.push((name.clone(), TensorInfo { dtype: Dtype::F32, shape: vec![values.len()], data_offsets: (offset, offset + bytes) }));
+        offset += bytes;
+    }
     let refused = |e: &dyn fmt::Display| bad_file(path, vec![format!("the safetensors crate refused the header: {e}")]);
     // The crate's rules for the table (offsets contiguous from 0, sizes matching shapes)...
     Metadata::new(None, tensors.clone()).map_err(|e| refused(&e))?;
     // ...and its `TensorInfo` serializer, in the crate's layout (`__metadata__` first, then the
     // tensors), but in a fixed order: the crate's `Metadata` keeps `__metadata__` in a `HashMap`,
     // whose order changes from run to run, and two saves of one model must give the same bytes.
-    let about = [("format", "modelc"), ("model", N::NAME)];
+    let mut about = vec![("format", "modelc"), ("model", N::NAME)];
+    about.extend_from_slice(meta);
     let mut header = serde_json::to_vec(&HeaderOut { about: &about, tensors: &tensors }).map_err(|e| refused(&e))?;
     // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
     header.resize(header.len().next_multiple_of(8), b' ');
@@ -112,8 +126,22 @@ pub fn save<N: Network>(model: &N, path: impl AsRef<Path>) -> Result<()> {
                 w.write_all(&chunk[..part.len() * 4])?;
             }
         }
+        for (_, values) in extra {
+            write_f32s(w, values, &mut chunk)?;
+        }
         Ok(())
     })
+}
+
+/// Writes `values` little-endian through `chunk`.
+fn write_f32s(w: &mut dyn Write, values: &[f32], chunk: &mut [u8; 64 * 1024]) -> io::Result<()> {
+    for part in values.chunks(chunk.len() / 4) {
+        for (dst, v) in chunk.chunks_exact_mut(4).zip(part) {
+            dst.copy_from_slice(&v.to_le_bytes());
+        }
+        w.write_all(&chunk[..part.len() * 4])?;
+    }
+    Ok(())
 }
 
 /// A header to write: `{"__metadata__": {...}, name: TensorInfo, ...}` in the given order.
@@ -289,8 +317,11 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// A tensor named as Keras 3 names a nested model's weight, without the nested model's prefix
 /// (`tower_dense1/kernel` for parameter `tower/tower_dense1/kernel`), fills the one parameter whose
 /// name ends with `/` and that name, so files exported from Keras with `w.path` load as they are.
+///
+/// The optimizer state a training checkpoint holds beside the weights (tensors named `optimizer/...`,
+/// see [`crate::checkpoint`]) is skipped: such a file loads as weights too.
 pub fn load<N: Network>(model: &mut N, path: impl AsRef<Path>) -> Result<()> {
-    load_with(model, path, |name| Some((keras_path::<N>(name), false)))
+    load_with(model, path, |name| (!crate::checkpoint::is_state::<N>(name)).then(|| (keras_path::<N>(name), false)))
 }
 
 /// `name` if it is a parameter of `N`; else the only parameter named `.../name` (a Keras 3 weight path
@@ -399,6 +430,39 @@ pub fn load_with<N: Network>(model: &mut N, path: impl AsRef<Path>, map: impl Fn
     }
     model.state_mut().params = params;
     Ok(())
+}
+
+/// The `__metadata__` map of the safetensors file at `path` (empty when it has none), after the whole
+/// file was checked as [`load`] checks it.
+pub fn read_metadata(path: impl AsRef<Path>) -> Result<BTreeMap<String, String>> {
+    let path = path.as_ref();
+    let file = WeightFile::open(path)?;
+    let header = file.map.get(8..file.data_start).unwrap_or_default();
+    let mut de = serde_json::Deserializer::from_slice(header);
+    de::Deserializer::deserialize_map(&mut de, MetadataOnly).map_err(|e| bad_file(path, vec![format!("unreadable `__metadata__`: {e}")]))
+}
+
+/// Reads a header's `__metadata__` and skips its tensors without storing them.
+struct MetadataOnly;
+
+impl<'de> Visitor<'de> for MetadataOnly {
+    type Value = BTreeMap<String, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a safetensors header")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        let mut meta = BTreeMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "__metadata__" {
+                meta = map.next_value()?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(meta)
+    }
 }
 
 /// One tensor read by [`read_typed_tensors`], in an element type a model input can have

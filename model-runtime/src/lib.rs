@@ -4,6 +4,7 @@
 //! weight I/O) lives here and works on the flat parameter buffer and the [`workspace::Workspace`].
 
 pub mod callbacks;
+pub mod checkpoint;
 pub mod datasets;
 pub mod distributed;
 pub mod error;

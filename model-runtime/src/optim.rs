@@ -51,6 +51,17 @@ pub trait Optimizer {
     fn visit_state(&mut self, f: &mut dyn FnMut(StateMut<'_>)) {
         let _ = f;
     }
+    /// A name for each part [`visit_state`](Self::visit_state) shows, in its order (`iterations`, `m`,
+    /// `v`, ...): the tensor names of the optimizer's state in a checkpoint
+    /// ([`crate::checkpoint`]). The default names none, and the parts are then named `part_<i>`.
+    fn state_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// The optimizer's kind, recorded in a checkpoint so that loading into another optimizer is refused:
+    /// the type's name by default.
+    fn kind(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
 }
 
 /// One part of an optimizer's state, as [`Optimizer::visit_state`] shows it.
@@ -261,6 +272,10 @@ macro_rules! keras_optimizer {
                 f(StateMut::Steps(&mut self.common.iterations));
                 $(f(StateMut::Buffer(&mut self.$buf $(. $sub)?));)*
                 $(f(StateMut::Scalar(&mut self.$scalar));)*
+            }
+
+            fn state_names(&self) -> &'static [&'static str] {
+                &["iterations" $(, concat!(stringify!($buf) $(, ".", stringify!($sub))?))* $(, stringify!($scalar))*]
             }
         }
     };

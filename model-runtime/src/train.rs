@@ -53,6 +53,9 @@ pub struct Fit {
     pub checkpoint: Option<Checkpoint>,
     /// Epoch to start from (Keras' `initial_epoch`): epochs `initial_epoch + 1 ..= epochs` run, and the
     /// history holds only those. The schedule follows the optimizer steps already taken, not the epoch.
+    /// The skipped epochs' shuffles are drawn (and their batches counted) without training, so the
+    /// resumed epochs see the batches an uninterrupted run with the same `seed` sees: with a training
+    /// checkpoint ([`Trainer::load_checkpoint`]) the weights are those of one run, bit for bit.
     pub initial_epoch: usize,
     /// Batches per epoch (Keras' `steps_per_epoch`); `None` for one pass over the training rows. With
     /// fewer, the next epoch goes on from the next batch of the same pass, and a new (shuffled) pass
@@ -727,13 +730,19 @@ fn sum_over_processes<N: Network>(
     }
 }
 
-/// Data-parallel: copies rank 0's parameters, optimizer state and step count to every process (the
-/// start of `fit`), so that all start from the same point. Buffers are sized to rank 0's first.
-fn broadcast_state<O: Optimizer>(c: &mut dyn Collective, params: &mut [f32], optimizer: &mut O, iterations: &mut u64) {
-    c.broadcast_f32(params);
-    let mut steps = [*iterations as f64];
+/// Data-parallel: copies rank 0's parameters, optimizer state, learning rate and step counts to every
+/// process (the start of `fit`), so that all start from the same point, also when only rank 0 loaded a
+/// checkpoint ([`Trainer::load_checkpoint`]). Buffers are sized to rank 0's first.
+fn broadcast_state<O: Optimizer>(c: &mut dyn Collective, state: &mut crate::network::State, optimizer: &mut O, iterations: &mut u64) {
+    c.broadcast_f32(&mut state.params);
+    let mut lr = [optimizer.learning_rate()];
+    c.broadcast_f32(&mut lr);
+    optimizer.set_learning_rate(lr[0]);
+    // The trainer's steps, and the model's (the dropout masks mix it in).
+    let mut steps = [*iterations as f64, state.ws.step as f64];
     c.broadcast_f64(&mut steps);
     *iterations = steps[0] as u64;
+    state.ws.step = steps[1] as u64;
     optimizer.visit_state(&mut |part| match part {
         StateMut::Steps(n) => {
             let mut v = [*n as f64];
@@ -1101,6 +1110,29 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// The optimizer, mutably (to change the learning rate).
     pub fn optimizer_mut(&mut self) -> &mut O {
         &mut self.optimizer
+    }
+
+    /// Optimizer steps taken through this trainer (Keras' `optimizer.iterations`): the position of
+    /// `Fit::schedule`. Restored by [`load_checkpoint`](Self::load_checkpoint).
+    pub fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    /// Saves a training checkpoint to `path` atomically: the weights, the optimizer's state (its
+    /// moments, step counter and learning rate) and this trainer's step count, which learning-rate
+    /// schedules follow (Keras' `model.save`, for training state). See [`crate::checkpoint`].
+    pub fn save_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        crate::checkpoint::save(&*self.model, &mut self.optimizer, self.iterations, path)
+    }
+
+    /// Loads a checkpoint [`save_checkpoint`](Self::save_checkpoint) (or a `ModelCheckpoint` with
+    /// `save_weights_only: false`) wrote: training then goes on exactly as if it had not stopped (with
+    /// `Fit::initial_epoch` set to the epochs done). A file of weights only, of another optimizer kind
+    /// or another model is an error, and then nothing changes. See [`crate::checkpoint`].
+    pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        self.iterations = crate::checkpoint::load(&mut *self.model, &mut self.optimizer, path)?;
+        self.rollback.valid = false;
+        Ok(())
     }
 
     /// Checks the losses and metrics against the targets, then inputs and targets together; returns
@@ -1769,8 +1801,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         self.collective = crate::distributed::current();
         let (rank, ranks) = (self.collective.rank(), self.collective.size());
         if ranks > 1 {
-            let params = &mut self.model.state_mut().params;
-            broadcast_state(&mut *self.collective, params, &mut self.optimizer, &mut self.iterations);
+            broadcast_state(&mut *self.collective, self.model.state_mut(), &mut self.optimizer, &mut self.iterations);
             self.rollback.valid = false;
         }
         let mut rng = crate::init::Rng::new(fit.seed);
@@ -1798,6 +1829,13 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         let mut logs = Logs::new();
         // The running values after each batch, updated in place (no allocation once every key is in).
         let mut batch_logs = Logs::new();
+        // Resuming: the skipped epochs' shuffles and batches, so that the resumed ones match one run's.
+        for _ in 0..fit.initial_epoch.min(fit.epochs) {
+            if next_batch == 0 && fit.shuffle {
+                rng.shuffle(&mut order);
+            }
+            next_batch = (next_batch + batches.min(pass - next_batch)) % pass;
+        }
         let mut stopped = self.notify(&mut all, schedule, |c, ctx| c.on_train_begin(ctx))?;
         for epoch in fit.initial_epoch.saturating_add(1)..=fit.epochs {
             if stopped {
@@ -2027,7 +2065,8 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             return Ok(false);
         }
         let root = self.collective.rank() == 0;
-        let mut ctx = Control::new(&mut *self.model, self.optimizer.learning_rate());
+        let lr = self.optimizer.learning_rate();
+        let mut ctx = Control::new(&mut *self.model, lr).with_optimizer(&mut self.optimizer, self.iterations);
         let mut told = Ok(());
         // Data-parallel: the callbacks that write files run on rank 0 only.
         for c in callbacks.iter_mut().filter(|c| root || !c.root_only()) {
