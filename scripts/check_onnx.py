@@ -1,6 +1,6 @@
 """Checks an ONNX file modelc exported, independently of tract: the `onnx` checker (with full shape
 inference), standard operators of one opset >= 17 only, then onnxruntime's outputs against the outputs of
-modelc's `predict` recorded in each case file (JSON written by tests/onnx.rs), within 1e-5 (relative to the
+modelc's `predict` recorded in each case file (JSON written by onnx-tract/tests/onnx.rs), within 1e-5 (relative to the
 value's size past 1).
 
     python scripts/check_onnx.py model.onnx case_b1.json case_b7.json

@@ -8,7 +8,7 @@
 
 use modelc::prelude::*;
 
-mod parity;
+use crate::parity;
 use parity::*;
 
 model! {

@@ -5,13 +5,12 @@
 //! inference calls through them allocate nothing. Keras parity is in
 //! tests/vision_parity.rs.
 
+use crate::counting_alloc;
+use counting_alloc::allocations_in;
 use modelc::gradcheck::check_gradients;
 use modelc::init::Rng;
 use modelc::ndarray::{Array3, Array4};
 use modelc::prelude::*;
-#[path = "counting_alloc/mod.rs"]
-mod counting_alloc;
-use counting_alloc::allocations_in;
 
 model! {
     /// Every transposed-convolution option behind a first conv; `a` feeds four of them.

@@ -3,14 +3,13 @@
 //! apart, and the `fit` options `validation_data`, `initial_epoch` and `steps_per_epoch`. Each is checked
 //! against the path it must agree with (fit, evaluate, predict, train_step), bit for bit.
 
+use crate::counting_alloc;
+use counting_alloc::allocations_in;
 use modelc::init::Rng;
 use modelc::ndarray::{s, Array2};
 use modelc::network::Network;
 use modelc::ops::{forward, forward_with, ForwardMode};
 use modelc::prelude::*;
-#[path = "counting_alloc/mod.rs"]
-mod counting_alloc;
-use counting_alloc::allocations_in;
 
 model! {
     /// Two outputs through BatchNormalization and Dropout, so that the moving statistics and the dropout

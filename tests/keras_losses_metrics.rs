@@ -14,12 +14,11 @@ use modelc::ndarray::{Array1, Array2, ArrayD, Ix2};
 use modelc::network::Network;
 use modelc::prelude::*;
 
-mod parity;
+use crate::counting_alloc;
+use crate::parity;
+use counting_alloc::allocations_in;
 use modelc::Activation;
 use parity::*;
-#[path = "counting_alloc/mod.rs"]
-mod counting_alloc;
-use counting_alloc::allocations_in;
 
 /// `tests/fixtures/losses_metrics.safetensors`.
 fn fixture() -> Fixture {

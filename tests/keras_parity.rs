@@ -4,7 +4,7 @@
 
 use modelc::prelude::*;
 
-mod parity;
+use crate::parity;
 use parity::*;
 
 // The examples' own models (their `model.rs`), the ones scripts/keras_reference.py rebuilt in Keras.

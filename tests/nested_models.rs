@@ -5,7 +5,7 @@ use modelc::gradcheck::check_gradients;
 use modelc::ndarray::Array2;
 use modelc::prelude::*;
 
-mod common;
+use crate::common;
 use common::random;
 
 mod towers {

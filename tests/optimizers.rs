@@ -13,12 +13,11 @@ use std::collections::BTreeSet;
 use modelc::network::Network;
 use modelc::prelude::*;
 
-mod parity;
+use crate::parity;
 use modelc::spec::{Init, ParamSpec};
 use parity::*;
 
-#[path = "counting_alloc/mod.rs"]
-mod counting_alloc;
+use crate::counting_alloc;
 use counting_alloc::allocations_in;
 
 #[path = "../examples/fusion/model.rs"]

@@ -10,12 +10,11 @@ use modelc::init::{fill, Rng};
 use modelc::network::Network;
 use modelc::prelude::*;
 
-mod parity;
+use crate::parity;
 use modelc::spec::{Distribution, FanMode, Init};
 use parity::*;
 
-#[path = "counting_alloc/mod.rs"]
-mod counting_alloc;
+use crate::counting_alloc;
 use counting_alloc::allocations_in;
 
 model! {

@@ -13,7 +13,7 @@ use modelc::ndarray::Array2;
 use modelc::network::Network;
 use modelc::prelude::*;
 
-mod parity;
+use crate::parity;
 use parity::*;
 
 model! {

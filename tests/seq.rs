@@ -10,11 +10,10 @@ use modelc::ndarray::{arr2, arr3, Array2, Array4};
 use modelc::network::Network;
 use modelc::prelude::*;
 
-mod parity;
-use parity::*;
-#[path = "counting_alloc/mod.rs"]
-mod counting_alloc;
+use crate::counting_alloc;
+use crate::parity;
 use counting_alloc::allocations_in;
+use parity::*;
 
 model! {
     /// RepeatVector and Permute on tiny tensors.

@@ -9,7 +9,7 @@ use modelc::prelude::*;
 mod model;
 use model::*;
 
-mod common;
+use crate::common;
 use common::random;
 
 model! {

@@ -11,8 +11,7 @@ use modelc::ndarray::{s, Array2};
 use modelc::prelude::*;
 use modelc::{ValidationArrays, ValidationStream};
 
-#[path = "counting_alloc/mod.rs"]
-mod counting_alloc;
+use crate::counting_alloc;
 use counting_alloc::allocations_in;
 
 #[path = "../examples/fusion/model.rs"]

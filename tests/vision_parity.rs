@@ -9,7 +9,7 @@ use modelc::io::read_tensors;
 use modelc::network::Network;
 use modelc::prelude::*;
 
-mod parity;
+use crate::parity;
 use parity::*;
 
 model! {

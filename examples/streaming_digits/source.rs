@@ -13,7 +13,7 @@ use modelc::init::Rng;
 use modelc::ndarray::{Array2, Array4};
 use modelc::prelude::*;
 
-use crate::model::{ink_statistics, DigitNetInputArrays, DigitNetTargetArrays};
+use super::model::{ink_statistics, DigitNetInputArrays, DigitNetTargetArrays};
 
 /// Rows per batch, as in the in-memory example.
 pub const BATCH: usize = 32;

@@ -9,6 +9,7 @@ model! {
     }
 }
 
-fn main() {
+#[test]
+fn compiles_and_runs() {
     assert!(Stack::SUMMARY.contains("(None, 5, 8)"), "{}", Stack::SUMMARY);
 }

@@ -14,7 +14,8 @@ model! {
     }
 }
 
-fn main() {
+#[test]
+fn compiles_and_runs() {
     let mut model = Fusion::new(42);
     let left = Array2::<f32>::zeros((2, 8));
     let right = Array2::<f32>::zeros((2, 4));

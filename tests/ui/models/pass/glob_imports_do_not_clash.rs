@@ -25,7 +25,8 @@ model! {
     }
 }
 
-fn main() {
+#[test]
+fn compiles_and_runs() {
     let x = modelc::ndarray::Array2::<f32>::zeros((3, 4));
     let mut net = Net::new(0);
     let mut out = net.predict(&NetInputs { x: x.view() }).unwrap();

@@ -26,7 +26,8 @@ model! {
     }
 }
 
-fn main() {
+#[test]
+fn compiles_and_runs() {
     let names: Vec<&str> = <Siamese as Network>::PARAMS.iter().map(|p| p.name).collect();
     assert!(names.contains(&"tower/dense/kernel"), "{names:?}");
     assert!(Sequence::SUMMARY.contains("(None, 5, 2)"), "{}", Sequence::SUMMARY);

@@ -7,34 +7,34 @@ use modelc::ndarray::{ArrayD, IxDyn};
 use modelc::prelude::*;
 use tract_onnx::prelude::{Datum, Framework, InferenceFact, InferenceModelExt, TValue, Tensor};
 
-#[path = "../examples/branch_concat/model.rs"]
+#[path = "../../examples/branch_concat/model.rs"]
 mod branch_concat;
 #[allow(dead_code)]
-#[path = "../examples/denoise/model.rs"]
+#[path = "../../examples/denoise/model.rs"]
 mod denoise;
-#[path = "../examples/digits/model.rs"]
+#[path = "../../examples/digits/model.rs"]
 mod digits;
-#[path = "../examples/fusion/model.rs"]
+#[path = "../../examples/fusion/model.rs"]
 mod fusion;
-#[path = "../examples/merges/model.rs"]
+#[path = "../../examples/merges/model.rs"]
 mod merges;
-#[path = "../examples/multitask/model.rs"]
+#[path = "../../examples/multitask/model.rs"]
 mod multitask;
-#[path = "../examples/nested_models/model.rs"]
+#[path = "../../examples/nested_models/model.rs"]
 mod nested_models;
-#[path = "../examples/residual/model.rs"]
+#[path = "../../examples/residual/model.rs"]
 mod residual;
-#[path = "../examples/shared_layer/model.rs"]
+#[path = "../../examples/shared_layer/model.rs"]
 mod shared_layer;
 #[allow(dead_code)]
-#[path = "../examples/sunspots/model.rs"]
+#[path = "../../examples/sunspots/model.rs"]
 mod sunspots;
 #[allow(dead_code)]
-#[path = "../examples/token_topics/model.rs"]
+#[path = "../../examples/token_topics/model.rs"]
 mod token_topics;
-#[path = "../examples/vision_meta/model.rs"]
+#[path = "../../examples/vision_meta/model.rs"]
 mod vision_meta;
-#[path = "../examples/vit_digits/model.rs"]
+#[path = "../../examples/vit_digits/model.rs"]
 mod vit_digits;
 
 /// A small deterministic generator (xorshift) for parameters and inputs.
@@ -141,7 +141,7 @@ fn check_in_python(onnx: &std::path::Path, cases: &[std::path::PathBuf]) {
         eprintln!("MODELC_CI_PYTHON is unset: skipping the onnxruntime check of {}", onnx.display());
         return;
     };
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check_onnx.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/check_onnx.py");
     let out = std::process::Command::new(python).arg(script).arg(onnx).args(cases).output().expect("run python");
     assert!(
         out.status.success(),
