@@ -26,6 +26,7 @@ mod inference_plan;
 mod layers;
 mod masks;
 mod merges;
+mod mixed_bfloat16;
 mod multitask;
 mod nested_models;
 mod normalization;

@@ -11,6 +11,7 @@ mod parity;
 
 mod attention_parity;
 mod callbacks;
+mod checkpoint;
 mod custom_loops;
 mod keras_import;
 mod keras_losses_metrics;
