@@ -17,28 +17,14 @@ use modelc::ndarray::{Array2, Array4};
 use modelc::ops;
 use modelc::prelude::Network;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-#[repr(C)]
-struct Timespec {
-    sec: i64,
-    nsec: i64,
-}
-
-unsafe extern "C" {
-    fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-}
+#[path = "support/cputime.rs"]
+mod cputime;
 
 /// This thread's time on a CPU (`CLOCK_THREAD_CPUTIME_ID`), or the wall clock if that fails.
 fn now() -> Duration {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3; // Linux
-    let mut t = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `t` is a valid, writable timespec for the call's duration.
-    match unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) } {
-        0 => Duration::new(t.sec.max(0) as u64, t.nsec.clamp(0, 999_999_999) as u32),
-        _ => EPOCH.get_or_init(Instant::now).elapsed(),
-    }
+    cputime::duration(cputime::THREAD)
 }
 
 fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {

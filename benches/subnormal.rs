@@ -174,31 +174,12 @@ impl Measurement for ThreadCpuTime {
     }
 }
 
-#[cfg(target_os = "linux")]
-#[repr(C)]
-struct Timespec {
-    sec: i64,
-    nsec: i64,
-}
-
-#[cfg(target_os = "linux")]
-unsafe extern "C" {
-    fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-}
+#[path = "support/cputime.rs"]
+mod cputime;
 
 /// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`, Linux), or the wall clock.
 fn cpu_now() -> Duration {
-    #[cfg(target_os = "linux")]
-    {
-        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-        let mut t = Timespec { sec: 0, nsec: 0 };
-        // SAFETY: `t` is a valid, writable timespec for the call's duration.
-        if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0 {
-            return Duration::new(t.sec.max(0) as u64, t.nsec.clamp(0, 999_999_999) as u32);
-        }
-    }
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    EPOCH.get_or_init(std::time::Instant::now).elapsed()
+    cputime::duration(cputime::THREAD)
 }
 
 criterion_group! {

@@ -16,6 +16,9 @@ use modelc::prelude::*;
 use modelc::Bf16Mode;
 use std::hint::black_box;
 
+#[path = "../../benches/support/cputime.rs"]
+mod cputime;
+
 model! {
     /// BENCH M4 (as in benches/bench_models).
     pub struct WideMlp {
@@ -126,22 +129,5 @@ fn best(rounds: usize, mut f: impl FnMut()) -> f64 {
 
 /// This thread's CPU time (Linux; elsewhere wall-clock time).
 fn thread_cpu_seconds() -> f64 {
-    #[cfg(target_os = "linux")]
-    {
-        #[repr(C)]
-        struct Timespec {
-            sec: i64,
-            nsec: i64,
-        }
-        unsafe extern "C" {
-            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-        }
-        let mut t = Timespec { sec: 0, nsec: 0 };
-        // SAFETY: `t` is a valid, writable timespec for the call; 3 is CLOCK_THREAD_CPUTIME_ID.
-        if unsafe { clock_gettime(3, &mut t) } == 0 {
-            return t.sec as f64 + t.nsec as f64 * 1e-9;
-        }
-    }
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+    cputime::seconds(cputime::THREAD)
 }

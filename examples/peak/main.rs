@@ -106,13 +106,13 @@ fn best(rounds: usize, mut f: impl FnMut() -> Rates) -> Rates {
 fn timed(at_least: Duration, threads: usize, mut f: impl FnMut()) -> (u64, Secs) {
     let clock = if threads == 1 { cputime::THREAD } else { cputime::PROCESS };
     f();
-    let (start, cpu_start) = (Instant::now(), cputime::now(clock));
+    let (start, cpu_start) = (Instant::now(), cputime::seconds(clock));
     let mut calls = 0u64;
     while start.elapsed() < at_least {
         f();
         calls += 1;
     }
-    let cpu = (cputime::now(clock) - cpu_start) / threads as f64;
+    let cpu = (cputime::seconds(clock) - cpu_start) / threads as f64;
     (calls, Secs { wall: start.elapsed().as_secs_f64(), cpu })
 }
 
@@ -127,10 +127,10 @@ fn on_threads(threads: usize, kernel: fn(u64) -> (f64, f32)) -> Rates {
             .map(|_| {
                 s.spawn(|| {
                     barrier.wait();
-                    let (start, cpu) = (Instant::now(), cputime::now(cputime::THREAD));
+                    let (start, cpu) = (Instant::now(), cputime::seconds(cputime::THREAD));
                     let (flops, sink) = kernel(ITERS);
                     black_box(sink);
-                    (flops, start.elapsed().as_secs_f64(), cputime::now(cputime::THREAD) - cpu)
+                    (flops, start.elapsed().as_secs_f64(), cputime::seconds(cputime::THREAD) - cpu)
                 })
             })
             .collect();
@@ -143,40 +143,8 @@ fn on_threads(threads: usize, kernel: fn(u64) -> (f64, f32)) -> Rates {
     }
 }
 
-/// CPU-time clocks.
-mod cputime {
-    /// `CLOCK_THREAD_CPUTIME_ID` (Linux).
-    pub const THREAD: i32 = 3;
-    /// `CLOCK_PROCESS_CPUTIME_ID` (Linux).
-    pub const PROCESS: i32 = 2;
-
-    #[cfg(target_os = "linux")]
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-
-    #[cfg(target_os = "linux")]
-    unsafe extern "C" {
-        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-    }
-
-    /// Seconds on `clock`; elsewhere than Linux, or if the clock fails, wall-clock seconds.
-    pub fn now(clock: i32) -> f64 {
-        #[cfg(target_os = "linux")]
-        {
-            let mut t = Timespec { sec: 0, nsec: 0 };
-            // SAFETY: `t` is a valid, writable timespec for the call's duration.
-            if unsafe { clock_gettime(clock, &mut t) } == 0 {
-                return t.sec as f64 + t.nsec as f64 * 1e-9;
-            }
-        }
-        let _ = clock;
-        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        EPOCH.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
-    }
-}
+#[path = "../../benches/support/cputime.rs"]
+mod cputime;
 
 /// One FMA-peak kernel: `run(iters)` returns the flops it did and a value to keep.
 struct FmaKernel {
