@@ -19,10 +19,10 @@ use crate::{Error, Result};
 use prost::Message;
 use std::path::Path;
 
-/// The prost-generated ONNX message types (package `onnx`).
+/// The prost-generated ONNX message types (package `onnx`), committed in `onnx_proto.rs` (see its header).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod proto {
-    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+    include!("onnx_proto.rs");
 }
 
 /// The operator set every exported file imports (default domain).
