@@ -577,7 +577,7 @@ fn decode(view: &TensorView<'_>) -> std::result::Result<Tensor, String> {
     match dtype {
         Dtype::F32 => float(collect(bytes, dtype, |c: [u8; 4]| Ok(f32::from_le_bytes(c)))?),
         Dtype::F16 => float(collect(bytes, dtype, |c: [u8; 2]| Ok(f16_to_f32(u16::from_le_bytes(c))))?),
-        Dtype::BF16 => float(collect(bytes, dtype, |c: [u8; 2]| Ok(f32::from_bits(u32::from(u16::from_le_bytes(c)) << 16)))?),
+        Dtype::BF16 => float(collect(bytes, dtype, |c: [u8; 2]| Ok(crate::kernels::gemm::from_bf16(u16::from_le_bytes(c))))?),
         Dtype::I32 => int(collect(bytes, dtype, |c: [u8; 4]| Ok(i32::from_le_bytes(c)))?),
         Dtype::BOOL => int(collect(bytes, dtype, |[b]: [u8; 1]| Ok(i32::from(b != 0)))?),
         Dtype::I8 => int(collect(bytes, dtype, |c: [u8; 1]| Ok(i32::from(i8::from_le_bytes(c))))?),
