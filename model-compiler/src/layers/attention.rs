@@ -675,7 +675,7 @@ impl LayerDef for MultiHeadAttention {
         vec![1]
     }
 
-    // attention::forward(&mha, q, k, v, mask, &params, step, training, keep, y, batch), then, with
+    // attention::forward(&mha, q, k, v, mask, &params, step, first_row, training, keep, y, batch), then, with
     // `return_attention_scores`, attention::scores(&mha, keep, y1, batch).
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         let s = self.sizes(&Self::shapes(cx));
@@ -694,7 +694,7 @@ impl LayerDef for MultiHeadAttention {
         quote!({
             let __m = #m;
             let __prm = #prm;
-            ::modelc::__private::kernels::attention::forward(&__m, #q, #k, #v, #mask, &__prm, __ws.step, __ws.training, #keep, &mut __y[..], __b);
+            ::modelc::__private::kernels::attention::forward(&__m, #q, #k, #v, #mask, &__prm, __ws.step, __ws.first_row, __ws.training, #keep, &mut __y[..], __b);
             #scores
         })
     }
@@ -728,7 +728,7 @@ impl LayerDef for MultiHeadAttention {
             let __prm = #prm;
             {
                 let (__keep, __tmp) = ::modelc::__private::support::pair_mut(&mut __ws.scratch, #s0, #s1);
-                #a::backward(&__m, #q, #k, #v, &__prm, __ws.step, __ws.training, &__keep[..__b * #n0], &__dy[..], #dscores, #g, &mut __tmp[..__b * #n1], __b);
+                #a::backward(&__m, #q, #k, #v, &__prm, __ws.step, __ws.first_row, __ws.training, &__keep[..__b * #n0], &__dy[..], #dscores, #g, &mut __tmp[..__b * #n1], __b);
             }
             #inputs
         })

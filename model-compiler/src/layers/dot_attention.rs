@@ -353,7 +353,7 @@ impl LayerDef for Attention {
         vec![1]
     }
 
-    // dot_attention::forward(&attn, q, k, v, &scalars, &masks, step, training, keep, y, scores, batch)
+    // dot_attention::forward(&attn, q, k, v, &scalars, &masks, step, first_row, training, keep, y, scores, batch)
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         let s = Self::sizes(&Self::shapes(cx));
         let m = self.kernel_tokens(&s, self.salted_seed(cx));
@@ -369,7 +369,7 @@ impl LayerDef for Attention {
             let __m = #m;
             let __prm = #prm;
             let __mk = #mk;
-            ::modelc::__private::kernels::dot_attention::forward(&__m, #q, #k, #v, &__prm, &__mk, __ws.step, __ws.training, #keep, &mut __y[..], #scores, __b);
+            ::modelc::__private::kernels::dot_attention::forward(&__m, #q, #k, #v, &__prm, &__mk, __ws.step, __ws.first_row, __ws.training, #keep, &mut __y[..], #scores, __b);
         })
     }
 
@@ -406,7 +406,7 @@ impl LayerDef for Attention {
             {
                 let __mk = #mk;
                 let (__keep, __tmp) = ::modelc::__private::support::pair_mut(&mut __ws.scratch, #s0, #s1);
-                #a::backward(&__m, #q, #k, #v, &__prm, &__mk, __ws.step, __ws.training, &__keep[..__b * #n0], &__dy[..], #dscores, #g, &mut __tmp[..__b * #n1], __b);
+                #a::backward(&__m, #q, #k, #v, &__prm, &__mk, __ws.step, __ws.first_row, __ws.training, &__keep[..__b * #n0], &__dy[..], #dscores, #g, &mut __tmp[..__b * #n1], __b);
             }
             #inputs
         })

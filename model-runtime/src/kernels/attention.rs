@@ -295,7 +295,9 @@ fn dropped<'a>(m: &Mha, stream: Option<u64>, base: usize, probs: &'a [f32], buf:
 
 /// Forward over `batch` samples: `q [batch, tq, dq]`, `k [batch, tv, dk]`, `v [batch, tv, dv]` into
 /// `y [batch, tq, out]`, keeping in `keep` (`batch ·` [`Mha::keep_len`]) what backward needs and the
-/// attention scores. Dropout (training only) draws from (seed, `step`, position).
+/// attention scores. Dropout (training only) draws from (seed, `step`, position), the position counted
+/// within the global batch: sample 0 is row `first_row` of it (not 0 when this is one rank's share of a
+/// data-parallel step), so the ranks draw together the masks one process draws.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     m: &Mha,
@@ -305,6 +307,7 @@ pub fn forward(
     mask: Option<Mask<'_>>,
     p: &Params<'_>,
     step: u64,
+    first_row: usize,
     training: bool,
     keep: &mut [f32],
     y: &mut [f32],
@@ -334,7 +337,7 @@ pub fn forward(
             // S = scale · Qh Khᵀ = scale · (Qhᵀ)ᵀ (Khᵀ)
             sgemm(m.tq, m.key_dim, m.tv, scale, qh, true, kh, false, 0.0, ph);
             masked_softmax(m, mask.as_ref(), s, ph);
-            let pd = dropped(m, stream, (s * m.heads + h) * tt, ph, scratch_row);
+            let pd = dropped(m, stream, ((first_row + s) * m.heads + h) * tt, ph, scratch_row);
             // Ohᵀ [Dv, tq] = Vhᵀ · P'ᵀ
             sgemm(m.value_dim, m.tv, m.tq, 1.0, vh, false, pd, true, 0.0, &mut ct[h * m.value_dim * m.tq..][..m.value_dim * m.tq]);
         }
@@ -378,6 +381,7 @@ pub fn backward(
     v: &[f32],
     p: &Params<'_>,
     step: u64,
+    first_row: usize,
     training: bool,
     keep: &[f32],
     dy: &[f32],
@@ -416,7 +420,7 @@ pub fn backward(
             let vh = &vt[h * vd * m.tv..][..vd * m.tv];
             let ph = &probs[h * tt..][..tt];
             let doh = &dct[h * vd * m.tq..][..vd * m.tq];
-            let base = (s * m.heads + h) * tt;
+            let base = ((first_row + s) * m.heads + h) * tt;
             let pd = dropped(m, stream, base, ph, pd_buf);
             // Ohᵀ = Vhᵀ P'ᵀ: dVhᵀ = dOhᵀ · P', dP' = (dOhᵀ)ᵀ · Vhᵀ.
             sgemm(vd, m.tq, m.tv, 1.0, doh, false, pd, false, 0.0, &mut dvt[h * vd * m.tv..][..vd * m.tv]);
@@ -491,7 +495,7 @@ mod tests {
         let p = Params { wq: &wq, bq: None, wk: &wk, bk: None, wv: &wv, bv: None, wo: &wo, bo: None };
         let mut keep = vec![0.0; 2 * m.keep_len()];
         let mut y = vec![0.0; 2 * 12];
-        forward(&m, &q, &k, &v, None, &p, 0, false, &mut keep, &mut y, 2);
+        forward(&m, &q, &k, &v, None, &p, 0, 0, false, &mut keep, &mut y, 2);
         let probs = &keep[m.scores_offset()..][..2 * 12];
         for (i, row) in probs.chunks_exact(4).enumerate() {
             let sum: f32 = row.iter().sum();
@@ -501,12 +505,45 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_share_of_the_batch_draws_the_dropout_masks_of_the_whole_batch() {
+        // Data-parallel: a rank holding rows 1..3 of a batch of 3 (first_row 1) computes what one process
+        // computes for those rows, forward and backward (the masks follow the row in the global batch).
+        let m = Mha { dropout: 0.4, ..dims(false) };
+        let sizes = [5 * 6, 6, 2 * 6, 6, 3 * 4, 4, 4 * 4, 4];
+        let w: [Vec<f32>; 8] = std::array::from_fn(|i| filled(sizes[i], 40 + i as u64));
+        let p = Params { wq: &w[0], bq: Some(&w[1]), wk: &w[2], bk: Some(&w[3]), wv: &w[4], bv: Some(&w[5]), wo: &w[6], bo: Some(&w[7]) };
+        let x = [filled(3 * 15, 41), filled(3 * 8, 42), filled(3 * 12, 43)];
+        let dy = filled(3 * m.tq * m.out, 44);
+        let run = |rows: std::ops::Range<usize>, first_row: usize| {
+            let b = rows.len();
+            let part = |v: &[f32], per: usize| v[rows.start * per..rows.end * per].to_vec();
+            let (q, k, v) = (part(&x[0], 15), part(&x[1], 8), part(&x[2], 12));
+            let (mut keep, mut y) = (vec![0.0; b * m.keep_len()], vec![0.0; b * m.tq * m.out]);
+            forward(&m, &q, &k, &v, None, &p, 9, first_row, true, &mut keep, &mut y, b);
+            let mut g: [Vec<f32>; 8] = std::array::from_fn(|i| vec![0.0; sizes[i]]);
+            let [gwq, gbq, gwk, gbk, gwv, gbv, gwo, gbo] = &mut g;
+            let grads = Grads { wq: gwq, bq: Some(gbq), wk: gwk, bk: Some(gbk), wv: gwv, bv: Some(gbv), wo: gwo, bo: Some(gbo) };
+            let mut tmp = vec![0.0; b * m.tmp_len()];
+            backward(&m, &q, &k, &v, &p, 9, first_row, true, &keep, &part(&dy, m.tq * m.out), None, grads, &mut tmp, b);
+            (y, tmp)
+        };
+        let (whole_y, whole_tmp) = run(0..3, 0);
+        let (share_y, share_tmp) = run(1..3, 1);
+        let (y_len, tmp_len) = (m.tq * m.out, m.tmp_len());
+        assert_eq!(share_y, whole_y[y_len..], "forward of the share");
+        assert_eq!(share_tmp, whole_tmp[tmp_len..], "input gradients of the share");
+        // Keyed by the row in the share instead (first_row 0), the masks differ: the test can fail.
+        let (local_y, _) = run(1..3, 0);
+        assert_ne!(local_y, whole_y[y_len..]);
+    }
+
     /// Σ r ⊙ forward(inputs, params) + Σ rs ⊙ scores at a fixed training step.
     fn objective(m: &Mha, x: &[Vec<f32>; 3], w: &[Vec<f32>; 8], mask: Option<Mask<'_>>, r: &[f32], rs: &[f32], batch: usize) -> f64 {
         let p = Params { wq: &w[0], bq: Some(&w[1]), wk: &w[2], bk: Some(&w[3]), wv: &w[4], bv: Some(&w[5]), wo: &w[6], bo: Some(&w[7]) };
         let mut keep = vec![0.0; batch * m.keep_len()];
         let mut y = vec![0.0; batch * m.tq * m.out];
-        forward(m, &x[0], &x[1], &x[2], mask, &p, 3, true, &mut keep, &mut y, batch);
+        forward(m, &x[0], &x[1], &x[2], mask, &p, 3, 0, true, &mut keep, &mut y, batch);
         let mut sc = vec![0.0; batch * m.heads * m.tq * m.tv];
         scores(m, &keep, &mut sc, batch);
         let out: f64 = y.iter().zip(r).map(|(a, b)| f64::from(a * b)).sum();
@@ -529,13 +566,13 @@ mod tests {
         let p = Params { wq: &w[0], bq: Some(&w[1]), wk: &w[2], bk: Some(&w[3]), wv: &w[4], bv: Some(&w[5]), wo: &w[6], bo: Some(&w[7]) };
         let mut keep = vec![0.0; batch * m.keep_len()];
         let mut y = vec![0.0; batch * m.tq * m.out];
-        forward(&m, &x[0], &x[1], &x[2], Some(mask), &p, 3, true, &mut keep, &mut y, batch);
+        forward(&m, &x[0], &x[1], &x[2], Some(mask), &p, 3, 0, true, &mut keep, &mut y, batch);
         let mut g: [Vec<f32>; 8] = std::array::from_fn(|i| vec![0.0; sizes[i]]);
         let mut tmp = vec![0.0; batch * m.tmp_len()];
         {
             let [g0, g1, g2, g3, g4, g5, g6, g7] = &mut g;
             let grads = Grads { wq: g0, bq: Some(g1), wk: g2, bk: Some(g3), wv: g4, bv: Some(g5), wo: g6, bo: Some(g7) };
-            backward(&m, &x[0], &x[1], &x[2], &p, 3, true, &keep, &r, Some(&rs), grads, &mut tmp, batch);
+            backward(&m, &x[0], &x[1], &x[2], &p, 3, 0, true, &keep, &r, Some(&rs), grads, &mut tmp, batch);
         }
         let mut dx = [vec![0.0; x[0].len()], vec![0.0; x[1].len()], vec![0.0; x[2].len()]];
         backward_input(&m, Proj::Query, &w[0], &tmp, &mut dx[0], batch);

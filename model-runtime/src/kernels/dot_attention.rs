@@ -186,7 +186,9 @@ impl Attn {
 /// Forward over `batch` samples: `q [batch, tq, dim]`, `k [batch, tv, dim]`, `v [batch, tv, dv]` into
 /// `y [batch, tq, dv]`, keeping the probabilities in `keep` (`batch ·` [`Attn::keep_len`]) and, when
 /// given, writing the returned scores `[batch, tq, tv]` (after dropout) to `scores`. `masks` are the
-/// query's and value's padding masks.
+/// query's and value's padding masks. Dropout (training only) draws from (seed, `step`, position), the
+/// position counted within the global batch: sample 0 is row `first_row` of it (not 0 when this is one
+/// rank's share of a data-parallel step), so the ranks draw together the masks one process draws.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     m: &Attn,
@@ -196,6 +198,7 @@ pub fn forward(
     p: &Scalars<'_>,
     masks: &Masks<'_>,
     step: u64,
+    first_row: usize,
     training: bool,
     keep: &mut [f32],
     y: &mut [f32],
@@ -213,7 +216,7 @@ pub fn forward(
         let used: &[f32] = match stream {
             Some(st) => {
                 for (idx, (d, &pv)) in dropped.iter_mut().zip(ps.iter()).enumerate() {
-                    *d = pv * m.keep_factor(st, s * tt + idx);
+                    *d = pv * m.keep_factor(st, (first_row + s) * tt + idx);
                 }
                 dropped
             }
@@ -245,6 +248,7 @@ pub fn backward(
     p: &Scalars<'_>,
     masks: &Masks<'_>,
     step: u64,
+    first_row: usize,
     training: bool,
     keep: &[f32],
     dy: &[f32],
@@ -288,7 +292,7 @@ pub fn backward(
             dp.iter_mut().zip(&ds[s * tt..][..tt]).for_each(|(d, &g)| *d += g);
         }
         if let Some(st) = stream {
-            dp.iter_mut().enumerate().for_each(|(idx, d)| *d *= m.keep_factor(st, s * tt + idx));
+            dp.iter_mut().enumerate().for_each(|(idx, d)| *d *= m.keep_factor(st, (first_row + s) * tt + idx));
         }
         // Softmax: dS = P ⊙ (dP − Σ_j P dP).
         for (dr, pr) in dp.chunks_exact_mut(m.tv).zip(ps.chunks_exact(m.tv)) {
@@ -382,9 +386,39 @@ mod tests {
         let mut keep = vec![0.0; batch * m.keep_len()];
         let mut y = vec![0.0; batch * m.tq * m.dv];
         let mut sc = vec![0.0; batch * m.tq * m.tv];
-        forward(m, &x[0], &x[1], &x[2], &p, mk, 5, true, &mut keep, &mut y, Some(&mut sc), batch);
+        forward(m, &x[0], &x[1], &x[2], &p, mk, 5, 0, true, &mut keep, &mut y, Some(&mut sc), batch);
         let a: f64 = y.iter().zip(r).map(|(a, b)| f64::from(a * b)).sum();
         a + sc.iter().zip(rs).map(|(a, b)| f64::from(a * b)).sum::<f64>()
+    }
+
+    #[test]
+    fn a_share_of_the_batch_draws_the_dropout_masks_of_the_whole_batch() {
+        // Rows 1..3 of a batch of 3 (first_row 1) get the outputs, scores and gradients one process
+        // computes for them.
+        let m = Attn { tq: 3, tv: 4, dim: 2, dv: 3, concat: false, causal: false, dropout: 0.5, seed: 7 };
+        let x = [filled(3 * m.tq * m.dim, 1), filled(3 * m.tv * m.dim, 2), filled(3 * m.tv * m.dv, 3)];
+        let dy = filled(3 * m.tq * m.dv, 4);
+        let w = [vec![0.7f32], vec![1.3f32]];
+        let run = |rows: std::ops::Range<usize>, first_row: usize| {
+            let b = rows.len();
+            let part = |v: &[f32], per: usize| v[rows.start * per..rows.end * per].to_vec();
+            let (q, k, v) = (part(&x[0], m.tq * m.dim), part(&x[1], m.tv * m.dim), part(&x[2], m.tv * m.dv));
+            let p = Scalars { scale: Some(&w[0]), concat_weight: None };
+            let (mut keep, mut y, mut sc) = (vec![0.0; b * m.keep_len()], vec![0.0; b * m.tq * m.dv], vec![0.0; b * m.tq * m.tv]);
+            forward(&m, &q, &k, &v, &p, &Masks::default(), 3, first_row, true, &mut keep, &mut y, Some(&mut sc), b);
+            let mut tmp = vec![0.0; b * m.tmp_len()];
+            let mut gs = vec![0.0f32];
+            let g = ScalarGrads { scale: Some(&mut gs), concat_weight: None };
+            backward(&m, &q, &k, &v, &p, &Masks::default(), 3, first_row, true, &keep, &part(&dy, m.tq * m.dv), None, g, &mut tmp, b);
+            (y, sc, tmp)
+        };
+        let (y, sc, tmp) = run(0..3, 0);
+        let (ys, scs, tmps) = run(1..3, 1);
+        assert_eq!(ys, y[m.tq * m.dv..]);
+        assert_eq!(scs, sc[m.tq * m.tv..]);
+        assert_eq!(tmps, tmp[m.tmp_len()..]);
+        let (local, ..) = run(1..3, 0);
+        assert_ne!(local, y[m.tq * m.dv..], "keyed by the row of the share, the masks differ");
     }
 
     fn check(m: Attn, mk: &Masks<'_>) {
@@ -397,11 +431,11 @@ mod tests {
         let mut keep = vec![0.0; batch * m.keep_len()];
         let mut y = vec![0.0; batch * m.tq * m.dv];
         let mut sc = vec![0.0; batch * m.tq * m.tv];
-        forward(&m, &x[0], &x[1], &x[2], &p, mk, 5, true, &mut keep, &mut y, Some(&mut sc), batch);
+        forward(&m, &x[0], &x[1], &x[2], &p, mk, 5, 0, true, &mut keep, &mut y, Some(&mut sc), batch);
         let mut tmp = vec![0.0; batch * m.tmp_len()];
         let (mut gs, mut gc) = (vec![0.0f32], vec![0.0f32]);
         let g = ScalarGrads { scale: Some(&mut gs), concat_weight: m.concat.then_some(&mut gc[..]) };
-        backward(&m, &x[0], &x[1], &x[2], &p, mk, 5, true, &keep, &r, Some(&rs), g, &mut tmp, batch);
+        backward(&m, &x[0], &x[1], &x[2], &p, mk, 5, 0, true, &keep, &r, Some(&rs), g, &mut tmp, batch);
         let mut dx = [vec![0.0; x[0].len()], vec![0.0; x[1].len()], vec![0.0; x[2].len()]];
         for (t, which) in [Operand::Query, Operand::Key, Operand::Value].into_iter().enumerate() {
             backward_input(&m, which, &tmp, &mut dx[t], batch);
@@ -470,7 +504,7 @@ mod tests {
         let mut keep = vec![0.0; 24];
         let (mut y, mut sc) = (vec![0.0; 12], vec![0.0; 24]);
         let mk = Masks { query: Some(&QMASK), value: Some(&VMASK) };
-        forward(&m, &q, &k, &v, &Scalars::default(), &mk, 0, false, &mut keep, &mut y, Some(&mut sc), 2);
+        forward(&m, &q, &k, &v, &Scalars::default(), &mk, 0, 0, false, &mut keep, &mut y, Some(&mut sc), 2);
         for (i, (row, probs)) in y.chunks_exact(2).zip(sc.chunks_exact(4)).enumerate() {
             assert_eq!(row.iter().all(|&x| x == 0.0), QMASK[i] == 0.0, "query step {i}: {row:?}");
             let vm = &VMASK[(i / 3) * 4..][..4];
@@ -485,7 +519,7 @@ mod tests {
         let (q, k, v) = (filled(6, 1), filled(6, 2), filled(6, 3));
         let mut keep = vec![0.0; 9];
         let mut y = vec![0.0; 6];
-        forward(&m, &q, &k, &v, &Scalars::default(), &Masks::default(), 0, false, &mut keep, &mut y, None, 1);
+        forward(&m, &q, &k, &v, &Scalars::default(), &Masks::default(), 0, 0, false, &mut keep, &mut y, None, 1);
         for (i, row) in keep.chunks_exact(3).enumerate() {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
             assert!(row[i + 1..].iter().all(|&p| p == 0.0), "row {i}: {row:?}");
