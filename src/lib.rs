@@ -110,8 +110,8 @@ pub use model_macros::model;
 pub use model_runtime::{Error, Result};
 
 pub use model_runtime::callbacks::{
-    Callback, Checkpoint, Control, CsvLogger, Direction, EarlyStopping, LogsView, ModelCheckpoint, ReduceLROnPlateau, Schedule,
-    TerminateOnNaN,
+    Callback, CallbackState, Checkpoint, Control, CsvLogger, Direction, EarlyStopping, LogsView, ModelCheckpoint, ReduceLROnPlateau,
+    Schedule, TerminateOnNaN,
 };
 pub use model_runtime::fpenv::{flush_denormals, set_flush_denormals};
 pub use model_runtime::kernels::activation::Activation;
@@ -144,7 +144,9 @@ pub mod prelude {
         Adam, AucCurve, Batch, Checkpoint, DTypePolicy, EarlyStopping, Fit, History, Loss, Metric, Optimizer, SampleWeight, Schedule, Sgd,
         Trainer,
     };
-    pub use crate::{Callback, Control, CsvLogger, LogsView, ModelCheckpoint, ReduceLROnPlateau, TensorBoard, TerminateOnNaN};
+    pub use crate::{
+        Callback, CallbackState, Control, CsvLogger, LogsView, ModelCheckpoint, ReduceLROnPlateau, TensorBoard, TerminateOnNaN,
+    };
     pub use model_runtime::network::Network;
 }
 

@@ -211,3 +211,111 @@ fn write_safetensors(
     }
     std::fs::write(path, bytes).unwrap();
 }
+
+/// The callbacks whose decisions depend on the epochs before: early stopping (restoring the best weights,
+/// an array in the checkpoint) and a plateau schedule with a cooldown.
+fn deciding_callbacks() -> (EarlyStopping, ReduceLROnPlateau) {
+    let early = EarlyStopping { patience: 3, min_delta: 1e-3, restore_best_weights: true, ..EarlyStopping::default() };
+    let plateau = ReduceLROnPlateau { patience: 1, factor: 0.5, cooldown: 1, min_delta: 1e-3, ..ReduceLROnPlateau::default() };
+    (early, plateau)
+}
+
+/// Settings without a schedule (the plateau callback sets the rate), validating on the last quarter.
+fn deciding_settings(initial_epoch: usize) -> Fit {
+    Fit { epochs: 40, initial_epoch, batch_size: 16, seed: 3, validation_split: 0.25, verbose: false, ..Fit::default() }
+}
+
+/// Trains with the deciding callbacks from `initial_epoch`, after loading `resume_from`; returns the
+/// history, the callbacks and the final learning rate.
+fn train_deciding(
+    model: &mut Small,
+    resume_from: Option<&std::path::Path>,
+    save_to: &std::path::Path,
+    epochs: usize,
+    initial_epoch: usize,
+) -> (History, EarlyStopping, ReduceLROnPlateau, f32) {
+    let (x, y) = data();
+    let (inputs, targets) = (SmallInputs { x: x.view() }, SmallTargets { y: y.view() });
+    let mut trainer = model.compile(Adam::new(0.08), SmallLosses { y: Loss::BinaryCrossentropy }, &[]);
+    if let Some(path) = resume_from {
+        trainer.load_checkpoint(path).unwrap();
+    }
+    let (mut early, mut plateau) = deciding_callbacks();
+    let mut save = ModelCheckpoint::new(save_to.join("epoch{epoch}.safetensors")).with_optimizer_state();
+    let fit = Fit { epochs, ..deciding_settings(initial_epoch) };
+    let history = trainer.fit_with_callbacks(&inputs, &targets, None, &fit, &mut [&mut save, &mut early, &mut plateau]).unwrap();
+    let lr = trainer.optimizer().learning_rate();
+    (history, early, plateau, lr)
+}
+
+#[test]
+fn a_run_resumed_from_a_checkpoint_stops_and_reduces_the_rate_as_the_uninterrupted_one() {
+    let d = dir("deciding");
+    let (whole_dir, part_dir, resumed_dir) = (d.join("whole"), d.join("part"), d.join("resumed"));
+    for p in [&whole_dir, &part_dir, &resumed_dir] {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    let mut whole = Small::new(21);
+    let (full, early, plateau, lr) = train_deciding(&mut whole, None, &whole_dir, 40, 0);
+    let stopped = early.stopped_epoch.expect("the uninterrupted run stops early");
+    eprintln!("uninterrupted: stopped at {stopped}, lr {lr}, val_loss {:?}", full.get("val_loss"));
+    assert!(lr < 0.08, "the plateau callback reduced the rate");
+    // Split where early stopping is waiting (the plateau callback has reduced the rate before, or will).
+    let k = (1..stopped)
+        .rev()
+        .find(|&k| {
+            let meta = modelc::io::read_metadata(whole_dir.join(format!("epoch{k}.safetensors"))).unwrap();
+            meta.get("callback.1.wait").is_some_and(|w| w != "0")
+        })
+        .expect("an epoch at which early stopping waits");
+    let mut part = Small::new(21);
+    train_deciding(&mut part, None, &part_dir, k, 0);
+    let saved = part_dir.join(format!("epoch{k}.safetensors"));
+
+    let mut resumed = Small::new(99);
+    let (rest, early2, plateau2, lr2) = train_deciding(&mut resumed, Some(&saved), &resumed_dir, 40, k);
+    assert_eq!(rest.epoch, (k..=stopped).collect::<Vec<_>>(), "the resumed run stops at the same epoch");
+    assert_eq!(rest.get("val_loss").unwrap(), &full.get("val_loss").unwrap()[k..], "the same validation losses");
+    assert_eq!(rest.get("loss").unwrap(), &full.get("loss").unwrap()[k..]);
+    assert_eq!((early2.stopped_epoch, early2.best_epoch, early2.best), (early.stopped_epoch, early.best_epoch, early.best));
+    assert_eq!((plateau2.wait, plateau2.cooldown_counter, plateau2.best), (plateau.wait, plateau.cooldown_counter, plateau.best));
+    assert_eq!(lr2.to_bits(), lr.to_bits(), "the same learning rate");
+    assert_eq!(bits(&resumed), bits(&whole), "the same (best) weights restored at the end");
+
+    // Without the callbacks' states (the same file, its `callback.` entries dropped), the resumed run decides
+    // otherwise: the test can fail.
+    let mut tensors = modelc::io::read_tensors(&saved).unwrap();
+    tensors.retain(|name, _| !name.starts_with("callback/"));
+    let mut meta = modelc::io::read_metadata(&saved).unwrap();
+    meta.retain(|key, _| !key.starts_with("callback."));
+    let cut = d.join("without-callbacks.safetensors");
+    write_safetensors(&cut, &meta, &tensors);
+    let mut fresh = Small::new(99);
+    let (other, ..) = train_deciding(&mut fresh, Some(&cut), &resumed_dir, 40, k);
+    assert_ne!(other.epoch, rest.epoch, "fresh callbacks should stop elsewhere");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn a_callback_state_restored_into_another_kind_is_an_error() {
+    let d = dir("wrong-kind");
+    let (x, y) = data();
+    let (inputs, targets) = (SmallInputs { x: x.view() }, SmallTargets { y: y.view() });
+    let mut model = Small::new(1);
+    let mut trainer = model.compile(Adam::new(0.01), SmallLosses { y: Loss::BinaryCrossentropy }, &[]);
+    let (mut early, mut plateau) = deciding_callbacks();
+    let fit = Fit { epochs: 1, ..deciding_settings(0) };
+    trainer.fit_with_callbacks(&inputs, &targets, None, &fit, &mut [&mut early, &mut plateau]).unwrap();
+    let path = d.join("c.safetensors");
+    trainer.save_checkpoint_with(&path, &[&early, &plateau]).unwrap();
+    let meta = modelc::io::read_metadata(&path).unwrap();
+    assert_eq!(meta.get("callback.0.kind").map(String::as_str), Some("EarlyStopping"));
+    assert_eq!(meta.get("callback.1.kind").map(String::as_str), Some("ReduceLROnPlateau"));
+    trainer.load_checkpoint(&path).unwrap();
+    // The callbacks swapped: each position holds the other kind.
+    let fit = Fit { epochs: 2, ..deciding_settings(1) };
+    let (mut early, mut plateau) = deciding_callbacks();
+    let err = trainer.fit_with_callbacks(&inputs, &targets, None, &fit, &mut [&mut plateau, &mut early]).unwrap_err().to_string();
+    assert!(err.contains("EarlyStopping") && err.contains("ReduceLROnPlateau"), "{err}");
+    let _ = std::fs::remove_dir_all(d);
+}

@@ -10,11 +10,16 @@
 //!   Adam's state); rank 1 dies (`abort`) at the start of the 4th epoch. `mpirun` must end the job,
 //!   naming the rank.
 //! - `resume DIR`: loads the last checkpoint `crash` left with `Trainer::load_checkpoint` (on rank 0
-//!   only: `fit` broadcasts the weights, the optimizer's state and its learning rate) and trains on from
-//!   it with `initial_epoch`, checking the weights on every rank after every epoch.
+//!   only: `fit` broadcasts the weights, the optimizer's state, its learning rate and the callbacks'
+//!   states: EarlyStopping's and ReduceLROnPlateau's) and trains on from it with `initial_epoch`,
+//!   checking the weights and the learning rate on every rank after every epoch, and the plateau
+//!   callback's state before every epoch.
 //!
 //! The data make uneven shards: 962 training rows in batches of 64 leave a last batch of 2 rows,
-//! which 3 processes share as 0, 1 and 1 rows. Sample weights, validation data, accuracy and AUC
+//! which 3 processes share as 0, 1 and 1 rows; the 130 validation rows leave a last batch of 2 too
+//! (validation is sharded across the ranks as training is). `reference` and `compare` also train a
+//! tagger of padded token rows whose per-step output carries the tokens' mask (the loss normalized by
+//! the kept steps of the global batch) and whose MultiHeadAttention and Attention drop probabilities. Sample weights, validation data, accuracy and AUC
 //! (whose state is a histogram) are on, with EarlyStopping and ReduceLROnPlateau deciding every epoch.
 //!
 //! Run: `cargo build --features mpi --example mpi_check`, then
@@ -39,8 +44,21 @@ model! {
     }
 }
 
+model! {
+    /// Padded token rows tagged step by step: the tokens' mask (`mask_zero`) weighs the per-step loss,
+    /// normalized by the kept steps of the global batch, and both attention layers drop probabilities
+    /// (their masks keyed by the row in the global batch).
+    pub struct Tagger {
+        input ids: [8] as i32;
+        let e = Embedding(20, 8, mask_zero = true)(ids);
+        let a = MultiHeadAttention(num_heads = 2, key_dim = 4, dropout = 0.3)(e, e);
+        let d = Attention(dropout = 0.3)([a, e]);
+        output tags = Dense(3, activation = softmax)(Add()([a, d])) as i32 target;
+    }
+}
+
 const ROWS: usize = 962;
-const VAL_ROWS: usize = 100;
+const VAL_ROWS: usize = 130;
 const BATCH: usize = 64;
 const EPOCHS: usize = 3;
 const CRASH_EPOCHS: usize = 6;
@@ -133,10 +151,15 @@ struct SameEverywhere<'a> {
     epochs_checked: usize,
 }
 
-impl Callback<Multitask> for SameEverywhere<'_> {
-    fn on_epoch_end(&mut self, epoch: usize, _: &LogsView<'_>, ctx: &mut Control<'_, Multitask>) -> modelc::Result<()> {
-        if !self.mpi.same_on_every_rank(&ctx.model().state().params) {
-            return Err(modelc::Error::Distributed { message: format!("the weights differ between ranks after epoch {}", epoch + 1) });
+impl<N: Network> Callback<N> for SameEverywhere<'_> {
+    fn on_epoch_end(&mut self, epoch: usize, _: &LogsView<'_>, ctx: &mut Control<'_, N>) -> modelc::Result<()> {
+        // The weights and the learning rate (which ReduceLROnPlateau sets from its state).
+        let mut values = ctx.model().state().params.clone();
+        values.push(ctx.learning_rate());
+        if !self.mpi.same_on_every_rank(&values) {
+            return Err(modelc::Error::Distributed {
+                message: format!("the weights or the learning rate differ between ranks after epoch {}", epoch + 1),
+            });
         }
         self.epochs_checked += 1;
         Ok(())
@@ -153,7 +176,7 @@ fn train(mpi: &Mpi, model: &mut Multitask, fit: &Fit, resume_from: Option<&Path>
         // A complete file: it loads (every tensor present, the right sizes, Adam's state).
         trainer.load_checkpoint(path)?;
     }
-    let mut plateau = ReduceLROnPlateau { monitor: "val_loss".into(), patience: 1, factor: 0.5, ..ReduceLROnPlateau::default() };
+    let mut plateau = plateau(mpi);
     let mut same = SameEverywhere { mpi, epochs_checked: 0 };
     let history = {
         let mut callbacks: [&mut dyn Callback<Multitask>; 2] = [&mut plateau, &mut same];
@@ -165,6 +188,47 @@ fn train(mpi: &Mpi, model: &mut Multitask, fit: &Fit, resume_from: Option<&Path>
     Ok(history)
 }
 
+/// The learning-rate callback of every run, told after Fit's EarlyStopping (position 1 of the callbacks,
+/// where the checkpoints of `crash` save its state).
+fn plateau(mpi: &Mpi) -> Plateau<'_> {
+    Plateau { inner: ReduceLROnPlateau { monitor: "val_loss".into(), patience: 1, factor: 0.5, ..ReduceLROnPlateau::default() }, mpi }
+}
+
+/// ReduceLROnPlateau, checking at the start of every epoch that its state is the same on every rank: a
+/// resumed run restores it from the checkpoint rank 0 loaded, so `fit` must have broadcast it.
+struct Plateau<'a> {
+    inner: ReduceLROnPlateau,
+    mpi: &'a Mpi,
+}
+
+impl<N: Network> Callback<N> for Plateau<'_> {
+    fn on_train_begin(&mut self, ctx: &mut Control<'_, N>) -> modelc::Result<()> {
+        Callback::<N>::on_train_begin(&mut self.inner, ctx)
+    }
+
+    fn on_epoch_begin(&mut self, epoch: usize, _: &mut Control<'_, N>) -> modelc::Result<()> {
+        let p = &self.inner;
+        let state = [p.wait as f32, p.cooldown_counter as f32, p.best.map_or(-1.0, |b| b as f32)];
+        if self.mpi.same_on_every_rank(&state) {
+            Ok(())
+        } else {
+            Err(modelc::Error::Distributed { message: format!("ReduceLROnPlateau's state differs between ranks at epoch {}", epoch + 1) })
+        }
+    }
+
+    fn on_epoch_end(&mut self, epoch: usize, logs: &LogsView<'_>, ctx: &mut Control<'_, N>) -> modelc::Result<()> {
+        Callback::<N>::on_epoch_end(&mut self.inner, epoch, logs, ctx)
+    }
+
+    fn state(&self) -> Option<CallbackState> {
+        Callback::<N>::state(&self.inner)
+    }
+
+    fn restore_state(&mut self, state: &CallbackState) -> modelc::Result<()> {
+        Callback::<N>::restore_state(&mut self.inner, state)
+    }
+}
+
 fn reference(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
     std::fs::create_dir_all(dir)?;
     let mut model = Multitask::new(3);
@@ -172,7 +236,59 @@ fn reference(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
     model.save(dir.join("reference.safetensors"))?;
     history.write_csv(dir.join("reference.csv"))?;
     println!("reference: {} epochs, loss {:?}", history.epochs(), history.get("loss").unwrap_or(&[]));
+    let mut tagger = Tagger::new(5);
+    let history = train_tagger(mpi, &mut tagger)?;
+    tagger.save(dir.join("tagger.safetensors"))?;
+    history.write_csv(dir.join("tagger.csv"))?;
+    println!("tagger reference: loss {:?}, val_loss {:?}", history.get("loss").unwrap_or(&[]), history.get("val_loss").unwrap_or(&[]));
     Ok(())
+}
+
+/// Tagger rows: token ids 1..20 then padding (0) from a random length of 2 to 8 on, so that the shares of
+/// a batch keep different numbers of steps; each step's tag depends on its token and the previous one.
+fn tagger_data(rows: usize, seed: u64) -> (Array2<i32>, Array2<i32>) {
+    let mut state = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 33) % n
+    };
+    let mut ids = Array2::zeros((rows, 8));
+    let mut tags = Array2::zeros((rows, 8));
+    for r in 0..rows {
+        let len = 2 + next(7) as usize;
+        for t in 0..len {
+            ids[[r, t]] = 1 + next(19) as i32;
+            let previous = if t > 0 { ids[[r, t - 1]] } else { 0 };
+            tags[[r, t]] = (ids[[r, t]] + previous) % 3;
+        }
+    }
+    (ids, tags)
+}
+
+/// Trains the tagger 3 epochs with a global batch of 16 (66 rows: the last batch of 2 rows leaves one
+/// of 3 ranks an empty share), validating on 35 rows (a last batch of 3), checking after every epoch
+/// that the weights are the same on every rank.
+fn train_tagger(mpi: &Mpi, model: &mut Tagger) -> BoxResult<History> {
+    if Tagger::OUTPUT_MASKS.first().copied().flatten().is_none() {
+        return Err("the tagger's output carries no mask: the check would not test the masked loss".into());
+    }
+    let ((ids, tags), (val_ids, val_tags)) = (tagger_data(66, 1), tagger_data(35, 2));
+    let mut trainer = model.compile(Adam::new(1e-2), TaggerLosses { tags: Loss::SparseCategoricalCrossentropy }, &[Metric::Accuracy]);
+    let fit = Fit { epochs: EPOCHS, batch_size: 16, seed: 5, verbose: false, ..Fit::default() };
+    let mut same = SameEverywhere { mpi, epochs_checked: 0 };
+    let history = trainer.fit_with_callbacks(
+        &TaggerInputs { ids: ids.view() },
+        &TaggerTargets { tags: tags.view() },
+        Some((&TaggerInputs { ids: val_ids.view() }, &TaggerTargets { tags: val_tags.view() })),
+        &fit,
+        &mut [&mut same],
+    )?;
+    if same.epochs_checked != history.epochs() {
+        return Err(format!("checked {} epochs of {}", same.epochs_checked, history.epochs()).into());
+    }
+    Ok(history)
 }
 
 fn compare(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
@@ -201,6 +317,33 @@ fn compare(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
     }
     if history_error.is_nan() || history_error > 1.0 {
         return Err(format!("the history differs from one process' by {history_error:.3} times its tolerance").into());
+    }
+    compare_tagger(mpi, dir)
+}
+
+/// The tagger trained data-parallel against one process: the masked per-step loss and the attention
+/// layers' dropout must give the same weights and history.
+fn compare_tagger(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
+    let mut model = Tagger::new(if mpi.is_root() { 5 } else { 200 + mpi.rank() as u64 });
+    let history = train_tagger(mpi, &mut model)?;
+    let mut reference = Tagger::new(0);
+    reference.load(dir.join("tagger.safetensors"))?;
+    let (got, want) = (&model.state().params, &reference.state().params);
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let relative = got.iter().zip(want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+    let history_error = compare_history(&history, &std::fs::read_to_string(dir.join("tagger.csv"))?)?;
+    if mpi.is_root() {
+        println!(
+            "{} processes, masked tagger with attention dropout: weights within {relative:.3e} of one process' \
+             (of the largest weight); history differences at most {history_error:.3} × their tolerance",
+            mpi.size()
+        );
+    }
+    if relative.is_nan() || relative > 1e-5 {
+        return Err(format!("tagger: weights differ from one process' by {relative:.3e} of the largest weight (limit 1e-5)").into());
+    }
+    if history_error.is_nan() || history_error > 1.0 {
+        return Err(format!("tagger: the history differs from one process' by {history_error:.3} times its tolerance").into());
     }
     Ok(())
 }
@@ -264,9 +407,12 @@ fn crash(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
     let mut model = Multitask::new(3);
     let (data, val) = (Data::new(ROWS, 1), Data::new(VAL_ROWS, 2));
     let mut trainer = compile(&mut model);
+    // The callbacks of `train` at the same positions (Fit's EarlyStopping, then the plateau one): the
+    // checkpoints hold their states, and `resume` restores them.
+    let mut plateau = plateau(mpi);
     let mut save = ModelCheckpoint::new(checkpoint_path(dir)).with_optimizer_state();
     let mut die = DieOnRank1 { rank: mpi.rank() };
-    let mut callbacks: [&mut dyn Callback<Multitask>; 2] = [&mut save, &mut die];
+    let mut callbacks: [&mut dyn Callback<Multitask>; 3] = [&mut plateau, &mut save, &mut die];
     trainer.fit_with_callbacks(
         &data.inputs(),
         &data.targets(),
@@ -299,6 +445,12 @@ fn resume(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
     }
     let mut model = Multitask::new(100 + mpi.rank() as u64);
     let fit = Fit { initial_epoch: epoch, ..settings(CRASH_EPOCHS) };
+    let meta = modelc::io::read_metadata(&path)?;
+    let saved = |key: &str| meta.get(key).map(String::as_str);
+    if (saved("callback.0.kind"), saved("callback.1.kind")) != (Some("EarlyStopping"), Some("ReduceLROnPlateau")) {
+        return Err(format!("the checkpoint lacks the callbacks' states: {meta:?}").into());
+    }
+    // Rank 0 loads the callbacks' states; `Plateau` checks every rank has them from the first epoch on.
     let history = train(mpi, &mut model, &fit, Some(&path))?;
     let expected: Vec<usize> = (epoch..CRASH_EPOCHS).collect();
     if history.epoch != expected {

@@ -3,6 +3,7 @@
 //! ([`EarlyStopping`], [`ModelCheckpoint`], [`ReduceLROnPlateau`], [`CsvLogger`], [`TerminateOnNaN`],
 //! [`TensorBoard`](crate::tensorboard::TensorBoard)); and the learning-rate schedules.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
@@ -252,6 +253,88 @@ impl<'a> LogsView<'a> {
     }
 }
 
+/// What a callback carries from one epoch to the next (EarlyStopping's `wait` and `best`,
+/// ReduceLROnPlateau's `cooldown_counter`, ...), saved in training checkpoints
+/// ([`ModelCheckpoint::with_optimizer_state`], [`Trainer::save_checkpoint_with`]) so that a resumed `fit`
+/// decides exactly as an uninterrupted one (what Keras' `BackupAndRestore` is for). See
+/// [`Callback::state`].
+///
+/// [`Trainer::save_checkpoint_with`]: crate::train::Trainer::save_checkpoint_with
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallbackState {
+    /// The kind of callback (`EarlyStopping`): a state is restored only into a callback of the same kind.
+    pub kind: String,
+    /// Named numbers (counters and best values); a value that is not set (`None`) is left out.
+    pub values: BTreeMap<String, f64>,
+    /// Named arrays (EarlyStopping's best weights).
+    pub arrays: BTreeMap<String, Vec<f32>>,
+}
+
+impl CallbackState {
+    /// An empty state of callback kind `kind`.
+    pub fn new(kind: impl Into<String>) -> Self {
+        CallbackState { kind: kind.into(), ..CallbackState::default() }
+    }
+
+    /// With value `name` set to `value`.
+    pub fn with(mut self, name: &str, value: f64) -> Self {
+        self.values.insert(name.to_string(), value);
+        self
+    }
+
+    /// With value `name` set when `value` is `Some` (left out when `None`).
+    pub fn with_option(self, name: &str, value: Option<f64>) -> Self {
+        match value {
+            Some(v) => self.with(name, v),
+            None => self,
+        }
+    }
+
+    /// With array `name` set when `value` is `Some`.
+    pub fn with_array(mut self, name: &str, value: Option<&[f32]>) -> Self {
+        if let Some(v) = value {
+            self.arrays.insert(name.to_string(), v.to_vec());
+        }
+        self
+    }
+
+    /// Value `name`, `None` when it was not set.
+    pub fn value(&self, name: &str) -> Option<f64> {
+        self.values.get(name).copied()
+    }
+
+    /// Value `name` as a count (an epoch, a number of epochs): an error when it is missing, negative or
+    /// not a whole number.
+    pub fn count(&self, name: &str) -> Result<usize> {
+        match self.value(name) {
+            Some(v) if v >= 0.0 && v.fract() == 0.0 && v < 2f64.powi(53) => Ok(v as usize),
+            other => Err(Error::config(
+                "callback state",
+                format!("{}.{name} = {other:?}", self.kind),
+                "must be a count (a whole number, not negative); the checkpoint is damaged or of another version",
+            )),
+        }
+    }
+
+    /// Value `name` as an optional count (`None` when it was not set).
+    pub fn count_option(&self, name: &str) -> Result<Option<usize>> {
+        self.values.contains_key(name).then(|| self.count(name)).transpose()
+    }
+
+    /// Checks that this state is of kind `kind`.
+    pub fn expect_kind(&self, kind: &str) -> Result<()> {
+        if self.kind == kind {
+            Ok(())
+        } else {
+            Err(Error::config(
+                "callback state",
+                &self.kind,
+                format!("is restored into a `{kind}`; pass the callbacks in the order of the run that saved the checkpoint"),
+            ))
+        }
+    }
+}
+
 /// What a [`Callback`] may act on: the model (its weights), the learning rate and whether training
 /// goes on (Keras' `self.model`, `self.model.optimizer.learning_rate` and `self.model.stop_training`).
 pub struct Control<'a, N: Network> {
@@ -262,6 +345,9 @@ pub struct Control<'a, N: Network> {
     lr_changed: bool,
     stop: bool,
     params_changed: bool,
+    /// Under `fit`: the checkpoints asked for during this event, written once every callback has been
+    /// told (so that they hold every callback's state after the event).
+    deferred: Option<Vec<PathBuf>>,
 }
 
 impl<N: Network> std::fmt::Debug for Control<'_, N> {
@@ -277,7 +363,20 @@ impl<N: Network> std::fmt::Debug for Control<'_, N> {
 impl<'a, N: Network> Control<'a, N> {
     /// A control over `model` whose optimizer's rate is `learning_rate`.
     pub fn new(model: &'a mut N, learning_rate: f32) -> Self {
-        Control { model, optimizer: None, learning_rate, lr_changed: false, stop: false, params_changed: false }
+        Control { model, optimizer: None, learning_rate, lr_changed: false, stop: false, params_changed: false, deferred: None }
+    }
+
+    /// Makes [`save_checkpoint`](Self::save_checkpoint) ask for the checkpoint instead of writing it:
+    /// `fit` writes the ones asked for ([`take_checkpoints`](Self::take_checkpoints)) once every callback
+    /// has been told about the event, with every callback's state.
+    pub(crate) fn deferring_checkpoints(mut self) -> Self {
+        self.deferred = Some(Vec::new());
+        self
+    }
+
+    /// The checkpoints asked for during the event (deferred), in order.
+    pub(crate) fn take_checkpoints(&mut self) -> Vec<PathBuf> {
+        self.deferred.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Gives the control the trainer's `optimizer` and step count `iterations`, so that callbacks can
@@ -290,9 +389,18 @@ impl<'a, N: Network> Control<'a, N> {
     /// Saves the weights and, when the control has the optimizer (always under `fit`), its state and
     /// the step count, as [`Trainer::save_checkpoint`](crate::train::Trainer::save_checkpoint) does.
     /// Without the optimizer it is an error rather than a weights-only file that cannot resume.
+    ///
+    /// Under `fit` the file is written once every callback has been told about the current event (an
+    /// error writing it stops training as an error of the callback would), and it holds the state of
+    /// every callback ([`Callback::state`]) and the learning rate as they are after the event: a run
+    /// resumed from it decides exactly as the uninterrupted one.
     pub fn save_checkpoint(&mut self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        if let (Some(deferred), Some(_)) = (&mut self.deferred, &self.optimizer) {
+            deferred.push(path.as_ref().to_path_buf());
+            return Ok(());
+        }
         match &mut self.optimizer {
-            Some((optimizer, iterations)) => crate::checkpoint::save(&*self.model, &mut **optimizer, *iterations, path),
+            Some((optimizer, iterations)) => crate::checkpoint::save(&*self.model, &mut **optimizer, *iterations, path, &[]),
             None => Err(Error::config(
                 "save_weights_only",
                 false,
@@ -397,6 +505,27 @@ pub trait Callback<N: Network> {
     /// process is rank 0: it runs every callback.
     fn root_only(&self) -> bool {
         false
+    }
+
+    /// What this callback carries from one epoch to the next, saved in training checkpoints
+    /// ([`ModelCheckpoint::with_optimizer_state`], [`Trainer::save_checkpoint_with`]); `None` (the
+    /// default) for a callback without such state. A `fit` resumed from a checkpoint (its
+    /// `initial_epoch` above 0, after [`Trainer::load_checkpoint`]) hands each callback the state saved
+    /// for the callback at its position, after [`on_train_begin`](Self::on_train_begin), through
+    /// [`restore_state`](Self::restore_state). EarlyStopping, ReduceLROnPlateau, ModelCheckpoint
+    /// (`save_best_only`) and TensorBoard implement it.
+    ///
+    /// [`Trainer::save_checkpoint_with`]: crate::train::Trainer::save_checkpoint_with
+    /// [`Trainer::load_checkpoint`]: crate::train::Trainer::load_checkpoint
+    fn state(&self) -> Option<CallbackState> {
+        None
+    }
+
+    /// Takes back the state [`state`](Self::state) gave (when training resumes from a checkpoint); an
+    /// error for a state of another kind or with a missing or wrong value.
+    fn restore_state(&mut self, state: &CallbackState) -> Result<()> {
+        let _ = state;
+        Ok(())
     }
 }
 
@@ -508,6 +637,36 @@ impl<N: Network> Callback<N> for EarlyStopping {
         if let (true, Some(best)) = (self.restore_best_weights, &self.best_weights) {
             ctx.model_mut().state_mut().params.copy_from_slice(best);
         }
+        Ok(())
+    }
+
+    fn state(&self) -> Option<CallbackState> {
+        let epoch = |e: Option<usize>| e.map(|e| e as f64);
+        Some(
+            CallbackState::new("EarlyStopping")
+                .with("wait", self.wait as f64)
+                .with_option("best", self.best)
+                .with_option("stopped_epoch", epoch(self.stopped_epoch))
+                .with_option("best_epoch", epoch(self.best_epoch))
+                .with_array("best_weights", self.best_weights.as_deref()),
+        )
+    }
+
+    fn restore_state(&mut self, state: &CallbackState) -> Result<()> {
+        state.expect_kind("EarlyStopping")?;
+        let best_weights = state.arrays.get("best_weights").cloned();
+        if let Some(w) = &best_weights {
+            if w.len() != N::PARAM_COUNT {
+                return Err(Error::config(
+                    "callback state",
+                    format!("EarlyStopping.best_weights ({} values)", w.len()),
+                    format!("model `{}` has {} parameters", N::NAME, N::PARAM_COUNT),
+                ));
+            }
+        }
+        (self.wait, self.stopped_epoch, self.best_epoch) =
+            (state.count("wait")?, state.count_option("stopped_epoch")?, state.count_option("best_epoch")?);
+        (self.best, self.best_weights) = (state.value("best"), best_weights);
         Ok(())
     }
 }
@@ -622,6 +781,16 @@ impl<N: Network> Callback<N> for ModelCheckpoint {
         } else {
             ctx.save_checkpoint(path)
         }
+    }
+
+    fn state(&self) -> Option<CallbackState> {
+        self.save_best_only.then(|| CallbackState::new("ModelCheckpoint").with_option("best", self.best))
+    }
+
+    fn restore_state(&mut self, state: &CallbackState) -> Result<()> {
+        state.expect_kind("ModelCheckpoint")?;
+        self.best = state.value("best");
+        Ok(())
     }
 }
 
@@ -741,6 +910,21 @@ impl<N: Network> Callback<N> for ReduceLROnPlateau {
                 self.wait = 0;
             }
         }
+        Ok(())
+    }
+
+    fn state(&self) -> Option<CallbackState> {
+        Some(
+            CallbackState::new("ReduceLROnPlateau")
+                .with("wait", self.wait as f64)
+                .with("cooldown_counter", self.cooldown_counter as f64)
+                .with_option("best", self.best),
+        )
+    }
+
+    fn restore_state(&mut self, state: &CallbackState) -> Result<()> {
+        state.expect_kind("ReduceLROnPlateau")?;
+        (self.wait, self.cooldown_counter, self.best) = (state.count("wait")?, state.count("cooldown_counter")?, state.value("best"));
         Ok(())
     }
 }

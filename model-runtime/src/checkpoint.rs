@@ -15,8 +15,12 @@
 //! | `__metadata__` `optimizer.iterations` | the optimizer's step counter (decimal) |
 //! | `__metadata__` `trainer.iterations` | the steps the trainer took, which learning-rate schedules follow |
 //! | `__metadata__` `model.step` | the model's training-step counter, which Dropout's masks mix in |
+//! | `__metadata__` `callback.<i>.kind` | the kind of the `i`-th callback of `fit` (Fit's shorthands first) that carries state ([`Callback::state`](crate::callbacks::Callback::state)) |
+//! | `__metadata__` `callback.<i>.<name>` | each of its numbers (`callback.2.wait` = `"3"`), as Rust prints an `f64` (exact) |
+//! | tensor `callback/<i>/<name>` (`F32`, 1-D) | each of its arrays (EarlyStopping's `best_weights`) |
 //!
-//! [`io::load`](crate::io::load) skips the `optimizer/` tensors, so a checkpoint also loads as weights.
+//! [`io::load`](crate::io::load) skips the `optimizer/` and `callback/` tensors, so a checkpoint also
+//! loads as weights.
 //! Loading a checkpoint checks everything before changing anything: a file saved without the optimizer
 //! state, by another kind of optimizer, for another model, or with a missing, unknown or wrongly sized
 //! part is an [`Error::WeightFile`] listing every problem, and the model and optimizer stay as they were.
@@ -24,12 +28,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::callbacks::CallbackState;
 use crate::error::{Error, Result};
 use crate::network::Network;
 use crate::optim::{Optimizer, StateMut};
 
 /// The prefix of the optimizer's tensors in a checkpoint.
 pub const PREFIX: &str = "optimizer/";
+/// The prefix of the callbacks' tensors in a checkpoint.
+pub const CALLBACK_PREFIX: &str = "callback/";
+/// The prefix of the callbacks' metadata keys.
+const CALLBACK_META: &str = "callback.";
 /// The metadata key of the optimizer's kind.
 const KIND: &str = "optimizer";
 /// The metadata key of the trainer's step counter.
@@ -39,10 +48,67 @@ const MODEL_STEP: &str = "model.step";
 /// The tensor of the learning rate.
 const LEARNING_RATE: &str = "optimizer/learning_rate";
 
-/// Whether the tensor `name` of a checkpoint is optimizer state: under [`PREFIX`] and not a parameter
-/// of `N` (a layer named `optimizer` keeps its weights).
+/// Whether the tensor `name` of a checkpoint is training state (the optimizer's or a callback's): under
+/// [`PREFIX`] or [`CALLBACK_PREFIX`] and not a parameter of `N` (a layer named `optimizer` keeps its
+/// weights).
 pub fn is_state<N: Network>(name: &str) -> bool {
-    name.starts_with(PREFIX) && !N::PARAMS.iter().any(|p| p.name == name)
+    (name.starts_with(PREFIX) || name.starts_with(CALLBACK_PREFIX)) && !N::PARAMS.iter().any(|p| p.name == name)
+}
+
+/// The state of the callbacks of a `fit`, each with its position among them (Fit's shorthands first).
+pub type CallbackStates = Vec<(usize, CallbackState)>;
+
+/// The checkpoint metadata and tensors of `callbacks`' states.
+fn callback_entries(callbacks: &[(usize, CallbackState)]) -> (Vec<(String, String)>, Vec<crate::io::Extra<'_>>) {
+    let (mut meta, mut tensors) = (Vec::new(), Vec::new());
+    for (i, state) in callbacks {
+        meta.push((format!("{CALLBACK_META}{i}.kind"), state.kind.clone()));
+        meta.extend(state.values.iter().map(|(k, v)| (format!("{CALLBACK_META}{i}.{k}"), v.to_string())));
+        tensors.extend(state.arrays.iter().map(|(k, v)| (format!("{CALLBACK_PREFIX}{i}/{k}"), v.as_slice())));
+    }
+    (meta, tensors)
+}
+
+/// The callbacks' states of a checkpoint from its metadata and (taken out of `tensors`) its `callback/`
+/// tensors; a malformed entry is a problem.
+fn read_callbacks(meta: &BTreeMap<String, String>, tensors: &mut BTreeMap<String, Vec<f32>>, problems: &mut Vec<String>) -> CallbackStates {
+    let mut states: BTreeMap<usize, CallbackState> = BTreeMap::new();
+    let position = |s: &str| s.parse::<usize>().ok();
+    for (key, value) in meta {
+        let Some(rest) = key.strip_prefix(CALLBACK_META) else { continue };
+        let Some((i, name)) = rest.split_once('.').and_then(|(i, n)| Some((position(i)?, n))) else {
+            problems.push(format!("metadata `{key}`: expected `{CALLBACK_META}<position>.<name>`"));
+            continue;
+        };
+        let state = states.entry(i).or_default();
+        if name == "kind" {
+            state.kind = value.clone();
+        } else {
+            match value.parse::<f64>() {
+                Ok(v) => {
+                    state.values.insert(name.to_string(), v);
+                }
+                Err(_) => problems.push(format!("metadata `{key}` = {value:?} is not a number")),
+            }
+        }
+    }
+    let names: Vec<String> = tensors.keys().filter(|k| k.starts_with(CALLBACK_PREFIX)).cloned().collect();
+    for key in names {
+        let values = tensors.remove(&key).unwrap_or_default();
+        let rest = &key[CALLBACK_PREFIX.len()..];
+        match rest.split_once('/').and_then(|(i, n)| Some((position(i)?, n))) {
+            Some((i, name)) => {
+                states.entry(i).or_default().arrays.insert(name.to_string(), values);
+            }
+            None => problems.push(format!("tensor `{key}`: expected `{CALLBACK_PREFIX}<position>/<name>`")),
+        }
+    }
+    for (i, state) in &states {
+        if state.kind.is_empty() {
+            problems.push(format!("the state of callback {i} has no `{CALLBACK_META}{i}.kind`"));
+        }
+    }
+    states.into_iter().collect()
 }
 
 /// The name of part `i` of `optimizer`'s state: its [`Optimizer::state_names`] entry without a struct
@@ -72,10 +138,17 @@ fn parts<O: Optimizer + ?Sized>(optimizer: &mut O) -> Vec<Part> {
     out
 }
 
-/// Saves `model`'s weights, `optimizer`'s state and the trainer's step count `iterations` to `path`
-/// atomically (see the [module](self) for the layout).
-/// [`Trainer::save_checkpoint`](crate::train::Trainer::save_checkpoint) calls it.
-pub fn save<N: Network, O: Optimizer + ?Sized>(model: &N, optimizer: &mut O, iterations: u64, path: impl AsRef<Path>) -> Result<()> {
+/// Saves `model`'s weights, `optimizer`'s state, the trainer's step count `iterations` and the
+/// `callbacks`' states (each with its position among the callbacks of `fit`) to `path` atomically (see
+/// the [module](self) for the layout). [`Trainer::save_checkpoint`](crate::train::Trainer::save_checkpoint)
+/// calls it.
+pub fn save<N: Network, O: Optimizer + ?Sized>(
+    model: &N,
+    optimizer: &mut O,
+    iterations: u64,
+    path: impl AsRef<Path>,
+    callbacks: &[(usize, CallbackState)],
+) -> Result<()> {
     let parts = parts(optimizer);
     let names: Vec<String> = (0..parts.len()).map(|i| part_name(optimizer, i)).collect();
     let lr = [optimizer.learning_rate()];
@@ -92,14 +165,17 @@ pub fn save<N: Network, O: Optimizer + ?Sized>(model: &N, optimizer: &mut O, ite
             Part::Scalar(x) => extra.push((format!("{PREFIX}{name}"), std::slice::from_ref(x))),
         }
     }
+    let (callback_meta, callback_tensors) = callback_entries(callbacks);
+    meta.extend(callback_meta);
+    extra.extend(callback_tensors);
     let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     crate::io::save_with_extra(model, path.as_ref(), &extra, &meta)
 }
 
 /// Loads a checkpoint [`save`] wrote into `model` and `optimizer`, and returns the trainer's step count
-/// it holds. Everything is checked first; on an error nothing has changed.
+/// and the callbacks' states it holds. Everything is checked first; on an error nothing has changed.
 /// [`Trainer::load_checkpoint`](crate::train::Trainer::load_checkpoint) calls it.
-pub fn load<N: Network, O: Optimizer + ?Sized>(model: &mut N, optimizer: &mut O, path: impl AsRef<Path>) -> Result<u64> {
+pub fn load<N: Network, O: Optimizer + ?Sized>(model: &mut N, optimizer: &mut O, path: impl AsRef<Path>) -> Result<(u64, CallbackStates)> {
     let path = path.as_ref();
     let meta = crate::io::read_metadata(path)?;
     let bad = |problems: Vec<String>| Error::WeightFile { path: path.to_path_buf(), problems };
@@ -170,6 +246,7 @@ pub fn load<N: Network, O: Optimizer + ?Sized>(model: &mut N, optimizer: &mut O,
             }
         }
     }
+    let callbacks = read_callbacks(&meta, &mut tensors, &mut problems);
     problems.extend(tensors.keys().map(|k| format!("unknown tensor `{k}`: a `{kind}` has no such state")));
     if !problems.is_empty() {
         return Err(bad(problems));
@@ -185,5 +262,5 @@ pub fn load<N: Network, O: Optimizer + ?Sized>(model: &mut N, optimizer: &mut O,
         _ => {}
     });
     optimizer.set_learning_rate(lr);
-    Ok(trainer_steps)
+    Ok((trainer_steps, callbacks))
 }

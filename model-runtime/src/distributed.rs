@@ -13,6 +13,8 @@
 //!
 //! [`Trainer::fit`]: crate::train::Trainer::fit
 
+use crate::callbacks::CallbackState;
+use crate::checkpoint::CallbackStates;
 use crate::error::Error;
 
 /// The collective operations the training loop calls, at a few fixed points: the start of `fit`
@@ -27,6 +29,8 @@ pub(crate) trait Collective: Send {
     fn broadcast_f32(&mut self, buf: &mut [f32]);
     /// Replaces `buf` on every rank by rank 0's.
     fn broadcast_f64(&mut self, buf: &mut [f64]);
+    /// Replaces `buf` on every rank by rank 0's.
+    fn broadcast_u8(&mut self, buf: &mut [u8]);
     /// Replaces `buf` on every rank by the element-wise sum over the ranks (the same bits on every
     /// rank). May swap `buf` with a buffer of its own of the same length.
     fn sum_f32(&mut self, buf: &mut Vec<f32>);
@@ -47,6 +51,7 @@ impl Collective for Local {
     }
     fn broadcast_f32(&mut self, _: &mut [f32]) {}
     fn broadcast_f64(&mut self, _: &mut [f64]) {}
+    fn broadcast_u8(&mut self, _: &mut [u8]) {}
     fn sum_f32(&mut self, _: &mut Vec<f32>) {}
     fn sum_f64(&mut self, _: &mut [f64]) {}
 }
@@ -66,6 +71,89 @@ pub(crate) fn current() -> Box<dyn Collective> {
 pub(crate) fn shard(len: usize, rank: usize, size: usize) -> std::ops::Range<usize> {
     let size = size.max(1);
     (rank * len / size)..((rank + 1) * len / size)
+}
+
+/// Replaces `states` on every rank by rank 0's (the callbacks' states of the checkpoint rank 0 loaded):
+/// their length, then their bytes ([`encode_states`]).
+pub(crate) fn broadcast_callback_states(c: &mut dyn Collective, states: &mut CallbackStates) {
+    let mut bytes = encode_states(states);
+    let mut len = [bytes.len() as f64];
+    c.broadcast_f64(&mut len);
+    bytes.resize(len[0] as usize, 0);
+    c.broadcast_u8(&mut bytes);
+    if c.rank() != 0 {
+        *states = decode_states(&bytes);
+    }
+}
+
+/// `states` as bytes: per state its position, kind, values (name, `f64` bits) and arrays (name, `f32`s),
+/// every length and number little-endian.
+fn encode_states(states: &CallbackStates) -> Vec<u8> {
+    fn text(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(&(states.len() as u64).to_le_bytes());
+    for (i, st) in states {
+        out.extend_from_slice(&(*i as u64).to_le_bytes());
+        text(&mut out, &st.kind);
+        out.extend_from_slice(&(st.values.len() as u64).to_le_bytes());
+        for (k, v) in &st.values {
+            text(&mut out, k);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&(st.arrays.len() as u64).to_le_bytes());
+        for (k, v) in &st.arrays {
+            text(&mut out, k);
+            out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+        }
+    }
+    out
+}
+
+/// The states [`encode_states`] wrote (what it cannot read ends the list: the bytes come from rank 0's
+/// encoder, never from a user).
+fn decode_states(bytes: &[u8]) -> CallbackStates {
+    struct Reader<'a>(&'a [u8]);
+    impl Reader<'_> {
+        fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+            let (head, rest) = self.0.split_first_chunk::<N>()?;
+            self.0 = rest;
+            Some(*head)
+        }
+        fn len(&mut self) -> Option<usize> {
+            self.take::<8>().map(|b| u64::from_le_bytes(b) as usize)
+        }
+        fn text(&mut self) -> Option<String> {
+            let n = self.len()?;
+            let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+            self.0 = rest;
+            Some(String::from_utf8_lossy(head).into_owned())
+        }
+    }
+    let mut r = Reader(bytes);
+    let mut read = || -> Option<CallbackStates> {
+        let mut states = Vec::new();
+        for _ in 0..r.len()? {
+            let i = r.len()?;
+            let mut st = CallbackState::new(r.text()?);
+            for _ in 0..r.len()? {
+                let k = r.text()?;
+                st.values.insert(k, f64::from_le_bytes(r.take::<8>()?));
+            }
+            for _ in 0..r.len()? {
+                let k = r.text()?;
+                let n = r.len()?;
+                let v = (0..n).map(|_| r.take::<4>().map(f32::from_le_bytes)).collect::<Option<Vec<f32>>>()?;
+                st.arrays.insert(k, v);
+            }
+            states.push((i, st));
+        }
+        Some(states)
+    };
+    read().unwrap_or_default()
 }
 
 /// The error every rank but the failing ones returns when another rank stopped training on an error.
@@ -231,6 +319,9 @@ mod mpi_impl {
         fn broadcast_f64(&mut self, buf: &mut [f64]) {
             SimpleCommunicator::world().process_at_rank(0).broadcast_into(buf);
         }
+        fn broadcast_u8(&mut self, buf: &mut [u8]) {
+            SimpleCommunicator::world().process_at_rank(0).broadcast_into(buf);
+        }
         fn sum_f32(&mut self, buf: &mut Vec<f32>) {
             // Into the scratch buffer, then swapped in: no copy, and no allocation after the first step.
             self.scratch.resize(buf.len(), 0.0);
@@ -264,6 +355,22 @@ mod tests {
                 assert!(max.unwrap_or(0) - min.unwrap_or(0) <= 1, "len {len}, size {size}: {shards:?}");
             }
         }
+    }
+
+    #[test]
+    fn callback_states_encode_and_decode_exactly() {
+        let states: CallbackStates = vec![
+            (
+                1,
+                CallbackState::new("EarlyStopping")
+                    .with("wait", 2.0)
+                    .with("best", 0.1f64.sqrt())
+                    .with_array("best_weights", Some(&[1.5, -0.25])),
+            ),
+            (3, CallbackState::new("ReduceLROnPlateau").with("best", f64::INFINITY)),
+        ];
+        assert_eq!(decode_states(&encode_states(&states)), states);
+        assert_eq!(decode_states(&encode_states(&Vec::new())), Vec::new());
     }
 
     #[test]

@@ -394,6 +394,7 @@ impl<N: Network, O: Optimizer> Trainer<'_, N, O> {
         let (mut logs, mut batch_logs) = (Logs::new(), Logs::new());
         let mut pass = PassState { at_boundary: true, left: None, fresh: true };
         let mut stopped = self.notify(&mut all, fit.schedule.as_ref(), |c, ctx| c.on_train_begin(ctx))?;
+        self.restore_callbacks(&mut all, fit)?;
         for epoch in fit.initial_epoch.saturating_add(1)..=fit.epochs {
             if stopped {
                 break;

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 
-use crate::callbacks::{Callback, Control, LogsView};
+use crate::callbacks::{Callback, CallbackState, Control, LogsView};
 use crate::error::{Error, Result};
 use crate::network::Network;
 
@@ -221,6 +221,17 @@ impl<N: Network> Callback<N> for TensorBoard {
             w.flush()?;
         }
         (self.train, self.validation) = (None, None);
+        Ok(())
+    }
+
+    fn state(&self) -> Option<CallbackState> {
+        // The batch counter, the step of the batch values.
+        Some(CallbackState::new("TensorBoard").with("global_batch", self.global_batch as f64))
+    }
+
+    fn restore_state(&mut self, state: &CallbackState) -> Result<()> {
+        state.expect_kind("TensorBoard")?;
+        self.global_batch = state.count("global_batch")? as u64;
         Ok(())
     }
 }

@@ -817,16 +817,49 @@ impl OutputSlot {
     }
 }
 
-/// Where a staged batch comes from, for error messages.
 /// The loss weight of each of `rows` rows of an output that carries `mask` (one value per step of each
 /// sample; a step may span several rows): Keras 3's `apply_mask`, `m · total / valid` (0 everywhere when
 /// no step is kept), times the row's sample weight when there are `sample` weights (one per sample).
-fn masked_row_weights(mask: &[f32], sample: Option<&[f32]>, rows: usize, out: &mut Vec<f32>) {
-    let valid: f32 = mask.iter().sum();
-    let scale = if valid > 0.0 { mask.len() as f32 / valid } else { 0.0 };
+/// `counts` is `(total, valid)`, the steps and the kept steps of the whole batch: those of `mask` in one
+/// process; data-parallel, those of the global batch (the sum over the ranks, [`mask_counts`]), so that
+/// each rank's share is weighted as one process weighs those rows of the whole batch.
+fn masked_row_weights(mask: &[f32], sample: Option<&[f32]>, rows: usize, (total, valid): (f32, f32), out: &mut Vec<f32>) {
+    let scale = if valid > 0.0 { total / valid } else { 0.0 };
     out.clear();
     out.resize(rows, 0.0);
     step_row_weights(mask, sample, rows, scale, out);
+}
+
+/// The steps and kept steps `(total, valid)` of masked output `o`'s `mask` in a batch: its own, or with
+/// `global` (data-parallel: this share's part of a global batch of `global` rows, over `batch` rows)
+/// the global batch's, `summed[o]` holding the kept steps summed over the ranks.
+fn mask_counts(mask: &[f32], steps: usize, global: Option<(usize, &[f64])>, o: usize) -> (f32, f32) {
+    match global {
+        Some((g, summed)) => ((steps * g) as f32, summed.get(o).copied().unwrap_or(0.0) as f32),
+        None => (mask.len() as f32, mask.iter().sum()),
+    }
+}
+
+/// Whether the model has an output that carries a mask.
+fn has_masked_outputs<N: Network>() -> bool {
+    N::OUTPUT_MASKS.iter().any(Option::is_some)
+}
+
+/// Data-parallel: the kept steps of each masked output of the staged share of `batch` rows (0 for an
+/// output without a mask, and for an empty share), summed over the ranks into `sums` (one per output).
+/// `training` picks the workspace holding the masks. Collective: every rank calls it for every step of
+/// a model with masked outputs, in the same order.
+fn sum_mask_steps<N: Network>(c: &mut dyn Collective, state: &State, batch: usize, training: bool, sums: &mut Vec<f64>) {
+    sums.clear();
+    for (o, spec) in N::OUTPUTS.iter().enumerate() {
+        let steps = spec.shape.first().copied().unwrap_or(1);
+        let kept = N::OUTPUT_MASKS.get(o).copied().flatten().map_or(0.0, |(train_buf, infer_buf)| {
+            let (ws, buf) = if training { (&state.ws, train_buf) } else { (&state.infer, infer_buf) };
+            ws.values.get(buf).and_then(|v| v.get(..batch * steps)).map_or(0.0, |m| m.iter().map(|&x| f64::from(x)).sum())
+        });
+        sums.push(kept);
+    }
+    c.sum_f64(sums);
 }
 
 /// `out[r] = scale · m[step of r] · w[sample of r]` for each of `rows` rows (a step may span several
@@ -846,14 +879,19 @@ pub(crate) enum Mode {
     /// A training forward and backward; `apply` also steps the optimizer (else the gradients stay in
     /// `Trainer::grads`); `track` adds the batch to the running loss and metrics. `global` is the rows of
     /// the global batch whose share this is when `fit` trains data-parallel (`None` outside `fit`).
-    Train {
-        epoch: usize,
-        batch: usize,
-        track: bool,
-        apply: bool,
-        global: Option<usize>,
-    },
-    Eval,
+    Train { epoch: usize, batch: usize, track: bool, apply: bool, global: Option<usize> },
+    /// An inference forward, adding the batch to the running loss and metrics. `global` is the rows of
+    /// the global batch whose share this is when `fit` validates data-parallel.
+    Eval { global: Option<usize> },
+}
+
+impl Mode {
+    /// The rows of the global batch whose share this is, data-parallel.
+    fn global(self) -> Option<usize> {
+        match self {
+            Mode::Train { global, .. } | Mode::Eval { global } => global,
+        }
+    }
 }
 
 /// Explicit validation rows of an array `fit`: inputs, targets and optionally their sample weights.
@@ -948,6 +986,11 @@ pub struct Trainer<'m, N: Network, O: Optimizer> {
     sync_buf: Vec<f64>,
     /// The moving statistics packed for their average over the processes (data-parallel only).
     stat_buf: Vec<f32>,
+    /// The callbacks' states of the checkpoint loaded last, which the next `fit` resuming from it
+    /// (`initial_epoch` above 0) hands to its callbacks.
+    resume_callbacks: crate::checkpoint::CallbackStates,
+    /// Data-parallel: the kept steps of each masked output over the global batch (one per output).
+    mask_sums: Vec<f64>,
 }
 
 impl<N: Network, O: Optimizer + std::fmt::Debug> std::fmt::Debug for Trainer<'_, N, O> {
@@ -1016,6 +1059,8 @@ pub fn compile<'m, N: Network, O: Optimizer>(
         collective: Box::new(Local),
         sync_buf: Vec::new(),
         stat_buf: Vec::new(),
+        resume_callbacks: Vec::new(),
+        mask_sums: Vec::new(),
     }
 }
 
@@ -1122,16 +1167,59 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// moments, step counter and learning rate) and this trainer's step count, which learning-rate
     /// schedules follow (Keras' `model.save`, for training state). See [`crate::checkpoint`].
     pub fn save_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        crate::checkpoint::save(&*self.model, &mut self.optimizer, self.iterations, path)
+        self.save_checkpoint_with(path, &[])
+    }
+
+    /// [`save_checkpoint`](Self::save_checkpoint) with the state of `callbacks` (the ones a loop of your
+    /// own passes to `fit`, in the same order, Fit's shorthands first: see [`Callback::state`]), so that a
+    /// `fit` resumed from the file hands it back to them.
+    pub fn save_checkpoint_with(&mut self, path: impl AsRef<Path>, callbacks: &[&dyn Callback<N>]) -> Result<()> {
+        let states: crate::checkpoint::CallbackStates =
+            callbacks.iter().enumerate().filter_map(|(i, c)| c.state().map(|s| (i, s))).collect();
+        crate::checkpoint::save(&*self.model, &mut self.optimizer, self.iterations, path, &states)
     }
 
     /// Loads a checkpoint [`save_checkpoint`](Self::save_checkpoint) (or a `ModelCheckpoint` with
     /// `save_weights_only: false`) wrote: training then goes on exactly as if it had not stopped (with
     /// `Fit::initial_epoch` set to the epochs done). A file of weights only, of another optimizer kind
     /// or another model is an error, and then nothing changes. See [`crate::checkpoint`].
+    ///
+    /// The callbacks' states the file holds ([`Callback::state`]: EarlyStopping's `wait` and `best`,
+    /// ReduceLROnPlateau's, ...) go to the callbacks of the next `fit` with `initial_epoch` above 0, each
+    /// to the callback at the position it was saved from (pass the same callbacks, in the same order):
+    /// a callback of another kind there is an error.
     pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        self.iterations = crate::checkpoint::load(&mut *self.model, &mut self.optimizer, path)?;
+        (self.iterations, self.resume_callbacks) = crate::checkpoint::load(&mut *self.model, &mut self.optimizer, path)?;
         self.rollback.valid = false;
+        Ok(())
+    }
+
+    /// Resuming (`initial_epoch` above 0): hands the callbacks' states of the checkpoint loaded last to
+    /// the callbacks at their positions (after `on_train_begin`), rank 0's to every rank. Otherwise
+    /// forgets them.
+    pub(crate) fn restore_callbacks(&mut self, all: &mut [&mut dyn Callback<N>], fit: &Fit) -> Result<()> {
+        let mut states = std::mem::take(&mut self.resume_callbacks);
+        if fit.initial_epoch == 0 {
+            return Ok(());
+        }
+        if self.collective.size() > 1 {
+            crate::distributed::broadcast_callback_states(&mut *self.collective, &mut states);
+        }
+        for (i, state) in &states {
+            let Some(c) = all.get_mut(*i) else {
+                return Err(Error::config(
+                    "callbacks",
+                    all.len(),
+                    format!(
+                        "the checkpoint holds the state of callback {i} (a `{}`), but this fit has {} callbacks \
+                         (Fit's shorthands first); pass the callbacks of the run that saved it, in its order",
+                        state.kind,
+                        all.len()
+                    ),
+                ));
+            };
+            c.restore_state(state)?;
+        }
         Ok(())
     }
 
@@ -1276,8 +1364,8 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         if let Some(sw) = sample_weight {
             sw.check(N::OUTPUTS, n)?;
         }
-        self.stage_rows(inputs, Some(targets), Rows::Range(0, n), Mode::Eval, sample_weight)?;
-        self.step_staged(n, Mode::Eval).map(|_| ())
+        self.stage_rows(inputs, Some(targets), Rows::Range(0, n), Mode::Eval { global: None }, sample_weight)?;
+        self.step_staged(n, Mode::Eval { global: None }).map(|_| ())
     }
 
     /// The model's outputs for one batch in inference mode (Keras' `predict_on_batch`), in one pass
@@ -1420,11 +1508,11 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         let state = self.model.state_mut();
         let ws = match mode {
             Mode::Train { .. } => &mut state.ws,
-            Mode::Eval => &mut state.infer,
+            Mode::Eval { .. } => &mut state.infer,
         };
         ws.set_layout(match mode {
             Mode::Train { .. } => Layout::Training,
-            Mode::Eval => Layout::Inference,
+            Mode::Eval { .. } => Layout::Inference,
         });
         ws.resize::<N>(batch)?;
         N::visit_inputs(inputs, &mut |i, view| {
@@ -1461,16 +1549,16 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         } else {
             run_inference::<N>(state);
         }
+        // Data-parallel (several processes): the rows of the global batch this share belongs to.
+        let global = mode.global().filter(|_| ranks > 1);
+        if global.is_some() && has_masked_outputs::<N>() {
+            sum_mask_steps::<N>(&mut *self.collective, state, batch, training, &mut self.mask_sums);
+        }
         let State { params, ws, infer, .. } = state;
         if training {
             ws.zero_grads::<N>();
         }
         let mut total = 0.0f64;
-        // Data-parallel (several processes): the rows of the global batch this share belongs to.
-        let global = match mode {
-            Mode::Train { global: Some(g), .. } if self.collective.size() > 1 => Some(g),
-            _ => None,
-        };
         let mut fault = None;
         for (o, slot) in self.outputs.iter_mut().enumerate() {
             let n = batch * slot.sample_len;
@@ -1479,8 +1567,8 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             let target = &self.targets[o][..batch * slot.target_len];
             let grad = if training { Some(&mut ws.grads[slot.buf][..n]) } else { None };
             let weights = self.weighted.then(|| &self.weights[o][..batch]);
+            let steps = N::OUTPUTS[o].shape.first().copied().unwrap_or(1);
             let mask = N::OUTPUT_MASKS.get(o).copied().flatten().map(|(train_buf, infer_buf)| {
-                let steps = N::OUTPUTS[o].shape.first().copied().unwrap_or(1);
                 if training {
                     &ws.values[train_buf][..batch * steps]
                 } else {
@@ -1491,12 +1579,13 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 Some(mask) => {
                     let out = &mut self.mask_weights[o];
                     try_reserve_len(out, rows, || format!("the loss weights of the masked output `{}`", slot.name), batch)?;
-                    masked_row_weights(mask, weights, rows, out);
+                    let counts = mask_counts(mask, steps, global.map(|g| (g, &self.mask_sums[..])), o);
+                    masked_row_weights(mask, weights, rows, counts, out);
                     Some(&out[..rows])
                 }
                 None => weights,
             };
-            let tracks = matches!(mode, Mode::Train { track: true, .. } | Mode::Eval);
+            let tracks = matches!(mode, Mode::Train { track: true, .. } | Mode::Eval { .. });
             let metric_weights = match mask.filter(|_| tracks && slot.metric_states.iter().any(MetricTracker::reads_mask)) {
                 Some(mask) => {
                     let out = &mut self.metric_weights[o];
@@ -1520,7 +1609,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
                 }
             }
             total += f64::from(slot.weight) * value;
-            if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval) {
+            if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval { .. }) {
                 slot.loss_state.add_mean(value, batch);
                 let from = slot.unweighted;
                 for (i, st) in slot.metric_states.iter_mut().enumerate() {
@@ -1536,7 +1625,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             }
         }
         total += regularization_loss::<N>(params, if training { ws } else { infer });
-        if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval) {
+        if matches!(mode, Mode::Train { track: true, .. } | Mode::Eval { .. }) {
             self.total.add_mean(total, batch);
         }
         if let (Some(_), Mode::Train { epoch, batch: b, .. }) = (global, mode) {
@@ -1611,6 +1700,9 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
     /// zero gradient, and takes the same step as the others.
     fn idle_step(&mut self, global: usize, (epoch, batch): (usize, usize)) -> Result<()> {
         let _flush = crate::fpenv::FlushDenormals::new();
+        if has_masked_outputs::<N>() {
+            sum_mask_steps::<N>(&mut *self.collective, self.model.state(), 0, true, &mut self.mask_sums);
+        }
         agree_finite::<N>(&mut *self.collective, None, (epoch, batch))?;
         let state = self.model.state_mut();
         // The other ranks' training forward advanced their step counter (the dropout masks mix it in).
@@ -1636,6 +1728,43 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         }
     }
 
+    /// [`evaluate_rows`](Self::evaluate_rows) data-parallel (the validation of `fit`): each rank evaluates
+    /// its share of every batch of `batch_size` rows (the batches one process evaluates, shared as
+    /// training shares them, so that masked outputs are normalized by the same steps), and the loss and
+    /// metric states are summed over the ranks: every rank logs the values one process logs. A rank whose
+    /// share of a batch is empty skips it (taking part in its collective when outputs are masked). With one
+    /// process, `evaluate_rows` itself.
+    pub(crate) fn validate_rows(
+        &mut self,
+        data: (&N::Inputs<'_>, &N::Targets<'_>),
+        rows: std::ops::Range<usize>,
+        batch_size: usize,
+        (prefix, into): (&str, &mut Logs),
+        sample_weight: Option<&SampleWeight>,
+    ) -> Result<()> {
+        let (rank, ranks) = (self.collective.rank(), self.collective.size());
+        if ranks <= 1 {
+            return self.evaluate_rows(data, rows, batch_size, (prefix, into), sample_weight);
+        }
+        self.reset_states();
+        let (mut s, end) = (rows.start, rows.end);
+        while s < end {
+            let e = s.saturating_add(batch_size).min(end);
+            let share = crate::distributed::shard(e - s, rank, ranks);
+            let (a, b) = (s + share.start, s + share.end);
+            let mode = Mode::Eval { global: Some(e - s) };
+            if a < b {
+                self.stage_rows(data.0, Some(data.1), Rows::Range(a, b), mode, sample_weight)?;
+                self.step_staged(b - a, mode)?;
+            } else if has_masked_outputs::<N>() {
+                sum_mask_steps::<N>(&mut *self.collective, self.model.state(), 0, false, &mut self.mask_sums);
+            }
+            s = e;
+        }
+        self.read_synced(|t| t.logs(prefix, into));
+        Ok(())
+    }
+
     /// Loss and metrics over `rows` in chunks of `batch_size`, in inference mode; the logs go into
     /// `into` with their keys prefixed by `prefix`.
     pub(crate) fn evaluate_rows(
@@ -1650,8 +1779,8 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         let (mut s, end) = (rows.start, rows.end);
         while s < end {
             let e = s.saturating_add(batch_size).min(end);
-            self.stage_rows(inputs, Some(targets), Rows::Range(s, e), Mode::Eval, sample_weight)?;
-            self.step_staged(e - s, Mode::Eval)?;
+            self.stage_rows(inputs, Some(targets), Rows::Range(s, e), Mode::Eval { global: None }, sample_weight)?;
+            self.step_staged(e - s, Mode::Eval { global: None })?;
             s = e;
         }
         self.logs(prefix, into);
@@ -1837,6 +1966,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             next_batch = (next_batch + batches.min(pass - next_batch)) % pass;
         }
         let mut stopped = self.notify(&mut all, schedule, |c, ctx| c.on_train_begin(ctx))?;
+        self.restore_callbacks(&mut all, fit)?;
         for epoch in fit.initial_epoch.saturating_add(1)..=fit.epochs {
             if stopped {
                 break;
@@ -1863,9 +1993,9 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             stopped = self.end_epoch(&mut all, fit, run, (&mut logs, history), |t, logs| match validation {
                 Some((val_inputs, val_targets, val_weight)) => {
                     let m = t.check_batch(val_inputs, val_targets)?;
-                    t.evaluate_rows((val_inputs, val_targets), fit.validation_rows(0..m), fit.batch_size, ("val_", logs), val_weight)
+                    t.validate_rows((val_inputs, val_targets), fit.validation_rows(0..m), fit.batch_size, ("val_", logs), val_weight)
                 }
-                None if split_at < n => t.evaluate_rows(
+                None if split_at < n => t.validate_rows(
                     (inputs, targets),
                     fit.validation_rows(split_at..n),
                     fit.batch_size,
@@ -2066,7 +2196,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         }
         let root = self.collective.rank() == 0;
         let lr = self.optimizer.learning_rate();
-        let mut ctx = Control::new(&mut *self.model, lr).with_optimizer(&mut self.optimizer, self.iterations);
+        let mut ctx = Control::new(&mut *self.model, lr).with_optimizer(&mut self.optimizer, self.iterations).deferring_checkpoints();
         let mut told = Ok(());
         // Data-parallel: the callbacks that write files run on rank 0 only.
         for c in callbacks.iter_mut().filter(|c| root || !c.root_only()) {
@@ -2076,6 +2206,21 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             }
         }
         let (mut stop, lr, changed) = (ctx.stop_requested(), ctx.changed_learning_rate(), ctx.model_changed());
+        let saves = ctx.take_checkpoints();
+        if changed {
+            self.rollback.valid = false;
+        }
+        if let (Ok(()), Some(lr)) = (&told, lr) {
+            told = self.set_callback_learning_rate(lr, schedule);
+        }
+        if told.is_ok() && !saves.is_empty() {
+            // After every callback and the new rate: the files hold the state the next event starts from.
+            let states: crate::checkpoint::CallbackStates =
+                callbacks.iter().enumerate().filter_map(|(i, c)| c.state().map(|s| (i, s))).collect();
+            told = saves
+                .iter()
+                .try_for_each(|path| crate::checkpoint::save(&*self.model, &mut self.optimizer, self.iterations, path, &states));
+        }
         if self.collective.size() > 1 {
             // Every rank stops when one does, and fails when one does, rather than wait for it.
             let mut flags = [f64::from(u8::from(stop)), f64::from(u8::from(told.is_err()))];
@@ -2086,21 +2231,21 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             }
         }
         told?;
-        if changed {
-            self.rollback.valid = false;
-        }
-        if let Some(lr) = lr {
-            if schedule.is_some() {
-                return Err(Error::config(
-                    "learning_rate",
-                    lr,
-                    "a callback cannot set it while `Fit::schedule` sets the rate of every step; drop the schedule or the callback",
-                ));
-            }
-            check_learning_rate(lr)?;
-            self.optimizer.set_learning_rate(lr);
-        }
         Ok(stop)
+    }
+
+    /// Applies the learning rate a callback set (checked; refused when a schedule sets the rate).
+    fn set_callback_learning_rate(&mut self, lr: f32, schedule: Option<&Schedule>) -> Result<()> {
+        if schedule.is_some() {
+            return Err(Error::config(
+                "learning_rate",
+                lr,
+                "a callback cannot set it while `Fit::schedule` sets the rate of every step; drop the schedule or the callback",
+            ));
+        }
+        check_learning_rate(lr)?;
+        self.optimizer.set_learning_rate(lr);
+        Ok(())
     }
 
     /// The running values, updated in place: no allocation once every key is present.
