@@ -1,12 +1,16 @@
 //! Scaling of data-parallel training (feature `mpi`) on BENCH M4 (`wide_mlp`, 670k parameters) at a
 //! global batch of 256: the time of a training step (forward, backward, gradient sum, Adam) per global
-//! batch, and the time of the gradient sum alone (`MPI_Allreduce` of the 670k-float gradient buffer).
+//! batch, the time of the gradient sum alone (`MPI_Allreduce` of the 670k-float gradient buffer), and
+//! the time of a validation pass over the 10,240 rows (sharded across the ranks).
 //! Rank 0 prints one line. Run with 1 and 2 processes, one thread each, and compare:
 //!
 //! `MODELC_NUM_THREADS=1 mpirun -n 1 target/release/examples/mpi_scaling`
 //! `MODELC_NUM_THREADS=1 mpirun -n 2 target/release/examples/mpi_scaling`
 
 use std::time::Instant;
+
+#[path = "../../benches/support/cputime.rs"]
+mod cputime;
 
 use modelc::distributed::Mpi;
 use modelc::ndarray::Array2;
@@ -41,6 +45,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     trainer.fit(&inputs, &targets, &fit(3))?;
     let step = started.elapsed().as_secs_f64() / (3 * STEPS) as f64;
 
+    // Validation (sharded across the ranks): one step of training and a validation pass over all the
+    // rows, less the step.
+    let reps_val = 3;
+    mpi.barrier();
+    let (started, cpu) = (Instant::now(), cputime::seconds(cputime::PROCESS));
+    for _ in 0..reps_val {
+        let one_step = Fit { steps_per_epoch: Some(1), shuffle: false, ..fit(1) };
+        trainer.fit_with_validation_data(&inputs, &targets, (&inputs, &targets), &one_step)?;
+    }
+    let validation = (started.elapsed().as_secs_f64() / reps_val as f64 - step).max(0.0);
+    // This rank's CPU time for the same (its share of the step and of the validation, and its waits).
+    let validation_cpu = (cputime::seconds(cputime::PROCESS) - cpu) / reps_val as f64;
+
     let mut grads = vec![1e-3f32; WideMlp::PARAM_COUNT];
     let reps = 50;
     mpi.barrier();
@@ -54,13 +71,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if mpi.is_root() {
         println!(
-            "M4, global batch {BATCH}, {} process(es), {} thread(s) each: {:.2} ms per step; gradient sum of {} floats {:.3} ms ({:.0}% of the step)",
+            "M4, global batch {BATCH}, {} process(es), {} thread(s) each: {:.2} ms per step; gradient sum of {} floats {:.3} ms ({:.0}% of the step); validation of {rows} rows {:.1} ms (one step and the validation: rank 0's CPU {:.1} ms)",
             mpi.size(),
             modelc::num_threads(),
             step * 1e3,
             WideMlp::PARAM_COUNT,
             sum * 1e3,
-            100.0 * sum / step
+            100.0 * sum / step,
+            validation * 1e3,
+            validation_cpu * 1e3
         );
     }
     Ok(())
