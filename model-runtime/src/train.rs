@@ -2485,6 +2485,28 @@ mod tests {
     }
 
     #[test]
+    fn masked_shares_weighted_by_the_global_batch_give_the_whole_batch_s_weights() {
+        // Two samples of 4 steps, one row per step: sample 0 keeps 1 step, sample 1 keeps 3.
+        let mask = [1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0];
+        let sample = [0.5, 2.0];
+        let mut whole = Vec::new();
+        masked_row_weights(&mask, Some(&sample), 8, mask_counts(&mask, 4, None, 0), &mut whole);
+        // Each share (one sample per rank) with the kept steps summed over the ranks (4).
+        let summed = [4.0];
+        for (r, rows) in [(0usize, 0..4), (1, 4..8)] {
+            let mut share = Vec::new();
+            let counts = mask_counts(&mask[rows.clone()], 4, Some((2, &summed[..])), 0);
+            masked_row_weights(&mask[rows.clone()], Some(&sample[r..r + 1]), 4, counts, &mut share);
+            assert_eq!(share, whole[rows.clone()], "share {r}");
+            // Weighted by its own kept steps instead, a share differs: what data-parallel training did before.
+            let mut local = Vec::new();
+            masked_row_weights(&mask[rows.clone()], Some(&sample[r..r + 1]), 4, mask_counts(&mask[rows.clone()], 4, None, 0), &mut local);
+            assert_ne!(local, whole[rows], "share {r}");
+        }
+        assert_eq!(whole, [0.5 * 2.0, 0.0, 0.0, 0.0, 2.0 * 2.0, 2.0 * 2.0, 2.0 * 2.0, 0.0]);
+    }
+
+    #[test]
     fn logs_format_in_key_order() {
         let mut logs = Logs::new();
         logs.insert("loss".into(), 0.5);
