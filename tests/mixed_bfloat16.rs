@@ -28,10 +28,11 @@ model! {
 
 model! {
     /// Recurrent and attention products (the sgemm entry point from other layers than Dense).
+    /// Sizes large enough for the policy's threshold (`kernels::gemm::bf16_pays`): k ≥ 32.
     struct Seq {
-        input s: [6, 8];
-        let r = LSTM(16, return_sequences = true)(s);
-        let a = MultiHeadAttention(num_heads = 2, key_dim = 8)(r, r);
+        input s: [6, 32];
+        let r = LSTM(32, return_sequences = true)(s);
+        let a = MultiHeadAttention(num_heads = 2, key_dim = 16)(r, r);
         output y = Dense(3)(GlobalAveragePooling1D()(a));
     }
 }
@@ -115,7 +116,7 @@ fn dense_outputs_and_gradients_are_f32_within_bf16_tolerance() {
 #[test]
 fn recurrent_and_attention_outputs_are_f32_within_bf16_tolerance() {
     let mut rng = Rng::new(9);
-    let s = Array3::from_shape_fn((5, 6, 8), |_| rng.uniform(-1.0, 1.0));
+    let s = Array3::from_shape_fn((8, 6, 32), |_| rng.uniform(-1.0, 1.0));
     let inputs = SeqInputs { s: s.view() };
     let y32 = Seq::new(2).predict(&inputs).unwrap().y.iter().copied().collect::<Vec<f32>>();
     for mode in modes() {
@@ -188,11 +189,12 @@ fn a_short_training_run_learns_as_in_f32() {
 }
 
 model! {
-    /// 3×3 convolutions (the direct path in f32, im2col + GEMM under the policy).
+    /// 3×3 convolutions (the direct path in f32, im2col + GEMM under the policy), with products
+    /// large enough for the policy's threshold (patch 36 and 288, 32 filters).
     struct Convs {
-        input image: [8, 8, 2];
-        let v = Conv2D(8, 3, padding = same, activation = tanh)(image);
-        let v = Conv2D(8, 3, activation = tanh)(v);
+        input image: [8, 8, 4];
+        let v = Conv2D(32, 3, padding = same, activation = tanh)(image);
+        let v = Conv2D(32, 3, activation = tanh)(v);
         output y = Flatten()(v);
     }
 }
@@ -200,7 +202,7 @@ model! {
 #[test]
 fn convolution_outputs_and_gradients_are_f32_within_bf16_tolerance() {
     let mut rng = Rng::new(12);
-    let image = modelc::ndarray::Array4::from_shape_fn((6, 8, 8, 2), |_| rng.uniform(-1.0, 1.0));
+    let image = modelc::ndarray::Array4::from_shape_fn((6, 8, 8, 4), |_| rng.uniform(-1.0, 1.0));
     let inputs = ConvsInputs { image: image.view() };
     let run = |model: &mut Convs| {
         let out = model.forward(&inputs, false).unwrap();
@@ -215,5 +217,35 @@ fn convolution_outputs_and_gradients_are_f32_within_bf16_tolerance() {
         let (ey, eg) = (rel_err(&y, &y32), rel_err(&g, &g32));
         assert!(ey <= 2e-2 && eg <= 2e-2, "{mode:?}: outputs off by {ey:e}, gradients by {eg:e}");
         assert!(y != y32 && g != g32, "{mode:?}: the convolutions ran in f32");
+    }
+}
+
+model! {
+    /// Products too small to gain from bf16 (`kernels::gemm::bf16_pays`): a convolution of patch 9
+    /// and dense layers of 4 rows.
+    struct Small {
+        input image: [8, 8, 1];
+        let v = Conv2D(16, 3, padding = same, activation = relu)(image);
+        let v = Flatten()(v);
+        output y = Dense(10, activation = softmax)(Dense(64, activation = relu)(v));
+    }
+}
+
+#[test]
+fn products_too_small_to_gain_run_in_f32_to_the_bit_under_the_policy() {
+    let mut rng = Rng::new(21);
+    let image = modelc::ndarray::Array4::from_shape_fn((4, 8, 8, 1), |_| rng.uniform(-1.0, 1.0));
+    let inputs = SmallInputs { image: image.view() };
+    let run = |model: &mut Small| {
+        let out = model.forward(&inputs, false).unwrap();
+        let d = SmallOutputs { y: Array2::from_shape_fn(out.y.dim(), |(i, k)| ((i + 2 * k) % 5) as f32 - 2.0) };
+        (out.y.iter().copied().collect::<Vec<f32>>(), model.backward(&d).unwrap().as_slice().to_vec())
+    };
+    let (y32, g32) = run(&mut Small::new(5));
+    for mode in modes() {
+        let mut model = Small::new(5);
+        set_dtype_policy_with(&mut model, DTypePolicy::MixedBfloat16, mode);
+        let (y, g) = run(&mut model);
+        assert!(y == y32 && g == g32, "{mode:?}: small products left f32 (outputs equal: {})", y == y32);
     }
 }

@@ -315,6 +315,14 @@ fn direct_plan(g: &Window2d, cout: usize, col_len: usize, dcol_len: usize, with_
     Some(step.min(col_len / pin.max(1)).min(dx_room).max(1))
 }
 
+/// Whether this convolution runs its im2col path for bf16: a `mixed_bfloat16` scope is set on this
+/// thread and the forward product of one im2col chunk (rows × patch × cout) gains from bf16
+/// ([`super::gemm::bf16_pays`]). Otherwise the convolution computes as under `float32`, bit for
+/// bit; the backward decides the same way, so that both passes take the same path.
+fn bf16_im2col(g: &Window2d, cout: usize, batch: usize) -> bool {
+    super::gemm::bf16_kernel().is_some() && super::gemm::bf16_pays(batch.min(chunk_samples(g)) * g.positions(), g.patch(), cout)
+}
+
 /// [`forward`] by the direct path, `step` samples per chunk: pad the chunk's samples into `col`,
 /// one gathered GEMM into `y`, then bias + activation while the chunk's `y` is in cache.
 #[allow(clippy::too_many_arguments)]
@@ -417,8 +425,8 @@ fn backward_direct(
 /// `direct_plan`) the chunk's zero-padded samples are copied into `col` and one gathered GEMM
 /// writes `y`, or the chunk's im2col matrix is written into `col` and one GEMM writes `y`; bias and
 /// activation follow in one pass, storing the pre-activation into `pre` when given. Allocates nothing.
-/// Under `mixed_bfloat16` (a [`super::gemm::Bf16Scope`] on this thread) always the im2col way, so
-/// that the product is bf16.
+/// Under `mixed_bfloat16` (a [`super::gemm::Bf16Scope`] on this thread) the im2col way when its
+/// product gains from bf16 (see [`bf16_im2col`]), so that the product is bf16.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     g: &Window2d,
@@ -432,7 +440,7 @@ pub fn forward(
     batch: usize,
     cout: usize,
 ) {
-    match direct_plan(g, cout, col.len(), 0, false).filter(|_| super::gemm::bf16_kernel().is_none()) {
+    match direct_plan(g, cout, col.len(), 0, false).filter(|_| !bf16_im2col(g, cout, batch)) {
         Some(step) => forward_direct(g, (x, w, b), act, pre, col, y, batch, cout, step),
         None => forward_chunked(g, (x, w, b), act, pre, col, y, batch, cout, chunk_samples(g)),
     }
@@ -494,9 +502,9 @@ pub fn backward(
     batch: usize,
     cout: usize,
 ) {
-    // Under `mixed_bfloat16` (crate::precision) the im2col path, whose products are sgemm's and so
-    // bf16; the direct path's gathered products are f32 only.
-    match direct_plan(g, cout, col.len(), dcol.len(), dx.is_some()).filter(|_| super::gemm::bf16_kernel().is_none()) {
+    // Under `mixed_bfloat16` (crate::precision) the im2col path when it pays, whose products are
+    // sgemm's and so bf16; the direct path's gathered products are f32 only.
+    match direct_plan(g, cout, col.len(), dcol.len(), dx.is_some()).filter(|_| !bf16_im2col(g, cout, batch)) {
         Some(step) => backward_direct(g, (x, w, dy), (act, pre, y), (col, dcol), (dx, dw, db), batch, cout, step),
         None => {
             activation::backward(act, pre, y, dy, cout);
