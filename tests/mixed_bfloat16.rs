@@ -189,12 +189,14 @@ fn a_short_training_run_learns_as_in_f32() {
 }
 
 model! {
-    /// 3×3 convolutions (the direct path in f32, im2col + GEMM under the policy), with products
-    /// large enough for the policy's threshold (patch 36 and 288, 32 filters).
+    /// Convolutions that run im2col + GEMM in f32 too, so bf16 under the policy: a 3×3 window over
+    /// 64 channels (a patch of 576, over the direct path's 512) and a pointwise one, both with
+    /// products large enough for the threshold (`kernels::gemm::bf16_pays`). (Convolutions on the
+    /// direct path stay f32 under the policy: see `Small`.)
     struct Convs {
-        input image: [8, 8, 4];
+        input image: [6, 6, 64];
         let v = Conv2D(32, 3, padding = same, activation = tanh)(image);
-        let v = Conv2D(32, 3, activation = tanh)(v);
+        let v = Conv2D(32, 1, activation = tanh)(v);
         output y = Flatten()(v);
     }
 }
@@ -202,7 +204,7 @@ model! {
 #[test]
 fn convolution_outputs_and_gradients_are_f32_within_bf16_tolerance() {
     let mut rng = Rng::new(12);
-    let image = modelc::ndarray::Array4::from_shape_fn((6, 8, 8, 4), |_| rng.uniform(-1.0, 1.0));
+    let image = modelc::ndarray::Array4::from_shape_fn((6, 6, 6, 64), |_| rng.uniform(-1.0, 1.0));
     let inputs = ConvsInputs { image: image.view() };
     let run = |model: &mut Convs| {
         let out = model.forward(&inputs, false).unwrap();
@@ -221,11 +223,12 @@ fn convolution_outputs_and_gradients_are_f32_within_bf16_tolerance() {
 }
 
 model! {
-    /// Products too small to gain from bf16 (`kernels::gemm::bf16_pays`): a convolution of patch 9
-    /// and dense layers of 4 rows.
+    /// Products that stay f32 under the policy: a convolution on its direct path (faster than
+    /// im2col + bf16, see `kernels::conv`), and dense layers of 4 rows, too few for bf16
+    /// (`kernels::gemm::bf16_pays`).
     struct Small {
         input image: [8, 8, 1];
-        let v = Conv2D(16, 3, padding = same, activation = relu)(image);
+        let v = Conv2D(32, 3, padding = same, activation = relu)(image);
         let v = Flatten()(v);
         output y = Dense(10, activation = softmax)(Dense(64, activation = relu)(v));
     }

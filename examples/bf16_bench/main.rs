@@ -41,7 +41,8 @@ fn main() {
     set_num_threads(1);
     let kernel = if avx512_bf16_available() { Bf16Kernel::Avx512Bf16 } else { Bf16Kernel::Emulated };
     if grid_mode {
-        return grid(kernel, rounds);
+        grid(kernel, rounds);
+        return conv_grid(kernel, rounds);
     }
     println!("bf16 kernel: {kernel:?}; 1 thread; best of {rounds} rounds over thread CPU time");
     #[cfg(target_arch = "x86_64")]
@@ -139,6 +140,52 @@ fn grid(kernel: Bf16Kernel, rounds: usize) {
                 println!("| {m} | {k} | {n} | {} | {f:.2} | {h:.2} | {:.2} |", m * k * n, f / h);
             }
         }
+    }
+}
+
+/// A 3×3 'same' convolution's forward and backward (dx included) at batch 32, f32 (the direct path
+/// where it applies) against bf16 (im2col + the bf16 GEMM), 1 thread: µs per forward + backward,
+/// the best of `rounds` alternating rounds. Run with `MODELC_BF16_THRESHOLD=off`, so that the bf16
+/// side takes im2col whatever the size.
+fn conv_grid(kernel: Bf16Kernel, rounds: usize) {
+    use modelc::kernels::activation::Activation;
+    use modelc::kernels::conv::{backward, forward, Window2d};
+    println!();
+    println!("| conv 3×3 same, batch 32: h×w×cin → cout | m×k×n of its GEMM | f32 µs | bf16 µs | f32 / bf16 |");
+    println!("|---|---|---|---|---|");
+    let batch = 32;
+    for (h, cin, cout) in [(8usize, 1usize, 32usize), (8, 32, 32), (8, 64, 64), (16, 16, 32), (16, 32, 64), (32, 3, 16), (32, 16, 32)] {
+        let g = Window2d::new(h, h, cin, [3, 3], [1, 1], [1, 1], true);
+        let (rows, patch) = (batch * g.positions(), g.patch());
+        let x: Vec<f32> = (0..batch * g.in_len()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let w: Vec<f32> = (0..patch * cout).map(|i| ((i * 104_729) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let (mut y, mut dy) = (vec![0.0f32; rows * cout], vec![0.0f32; rows * cout]);
+        let (mut col, mut dcol) = (vec![0.0f32; rows * patch], vec![0.0f32; rows * patch]);
+        let (mut dx, mut dw) = (vec![0.0f32; x.len()], vec![0.0f32; w.len()]);
+        let mut step = |bf16: Option<Bf16Kernel>| {
+            let _scope = Bf16Scope::new(bf16);
+            forward(&g, &x, &w, None, Activation::Linear, None, &mut col, &mut y, batch, cout);
+            dy.copy_from_slice(&y);
+            backward(&g, &x, &w, None, &y, &mut dy, Activation::Linear, &mut col, &mut dcol, Some(&mut dx), &mut dw, None, batch, cout);
+        };
+        let (mut f, mut b) = (f64::INFINITY, f64::INFINITY);
+        for round in 0..=rounds {
+            let t = thread_cpu_seconds();
+            for _ in 0..5 {
+                step(None);
+            }
+            let t1 = thread_cpu_seconds();
+            for _ in 0..5 {
+                step(Some(kernel));
+            }
+            let t2 = thread_cpu_seconds();
+            if round > 0 {
+                f = f.min(t1 - t);
+                b = b.min(t2 - t1);
+            }
+        }
+        let (f, b) = (f * 1e6 / 5.0, b * 1e6 / 5.0);
+        println!("| {h}×{h}×{cin} → {cout} | {rows}×{patch}×{cout} | {f:.0} | {b:.0} | {:.2} |", f / b);
     }
 }
 

@@ -18,7 +18,7 @@
 //! Which products run here is a per-thread setting ([`Bf16Scope`]), entered by the runtime's entry
 //! points from the model's dtype policy (`crate::precision`); every [`super::sgemm`] and
 //! [`super::sgemm_blocks`] on that thread large enough to gain ([`pays`]) then comes here. [`super::gather_gemm`] has no bf16
-//! form: the convolutions take their im2col path instead while a scope is set.
+//! form: a convolution on its direct path stays f32 (faster than im2col + bf16, see `conv.rs`).
 
 use super::{pool, scratch, Epilogue, Par};
 use std::cell::Cell;
@@ -124,8 +124,19 @@ const PAYS_NARROW_MIN_MK: usize = 1 << 17;
 /// 2048}, k ∈ {9, 16, 32, 128, 512, 1024}, n ∈ {10, 16, 32, 128, 512}. Every product this accepts
 /// ran 1.0–3.1× faster in bf16 (8×32×32 broke even); every one it rejects ran slower in bf16, but
 /// for k < 32 with n ≥ 128 and m ≥ 32 (1.1–1.5×, once 0.8×), left to f32 for a simpler rule.
+///
+/// `MODELC_BF16_THRESHOLD=off` (read once) sends every product to bf16, as before the threshold: to
+/// measure what it saves.
 pub fn pays(m: usize, k: usize, n: usize) -> bool {
-    m >= PAYS_MIN_M && k >= PAYS_MIN_K && (n >= PAYS_MIN_N || m.saturating_mul(k) >= PAYS_NARROW_MIN_MK)
+    let sized = m >= PAYS_MIN_M && k >= PAYS_MIN_K && (n >= PAYS_MIN_N || m.saturating_mul(k) >= PAYS_NARROW_MIN_MK);
+    sized || threshold_off()
+}
+
+/// Whether `MODELC_BF16_THRESHOLD=off` (or `0`) turned the size threshold off: every product in
+/// bf16, and the convolutions through im2col to make theirs so (the policy's first form, to measure).
+pub fn threshold_off() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var("MODELC_BF16_THRESHOLD").is_ok_and(|v| matches!(v.trim(), "off" | "0")))
 }
 
 /// `x` rounded to bfloat16 (to nearest, ties to even; a NaN stays a quiet NaN), as its 16 bits.
