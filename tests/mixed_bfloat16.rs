@@ -252,3 +252,49 @@ fn products_too_small_to_gain_run_in_f32_to_the_bit_under_the_policy() {
         assert!(y == y32 && g == g32, "{mode:?}: small products left f32 (outputs equal: {})", y == y32);
     }
 }
+
+model! {
+    /// The model's policy as an attribute, and one layer kept in float32 (Keras: `dtype="float32"`).
+    #[dtype_policy = "mixed_bfloat16"]
+    struct KeptF32 {
+        input x: [48];
+        output y = Dense(64, activation = tanh, dtype = "float32")(x);
+    }
+}
+
+model! {
+    /// The same layer following the model's policy.
+    #[dtype_policy = "mixed_bfloat16"]
+    struct Follows {
+        input x: [48];
+        output y = Dense(64, activation = tanh)(x);
+    }
+}
+
+#[test]
+fn the_policy_attribute_sets_the_policy_and_a_float32_layer_stays_f32_to_the_bit() {
+    assert_eq!(KeptF32::new(3).dtype_policy().requested, DTypePolicy::MixedBfloat16);
+    assert_eq!(Follows::new(3).dtype_policy().requested, DTypePolicy::MixedBfloat16);
+    let (x, _) = data(32, 8);
+    let d = |rows: usize| Array2::from_shape_fn((rows, 64), |(i, k)| ((i + 3 * k) % 7) as f32 - 3.0);
+    macro_rules! run {
+        ($ty:ident, $inputs:ident, $outputs:ident, $mode:expr) => {{
+            let mut model = $ty::new(3);
+            set_dtype_policy_with(&mut model, $mode.0, $mode.1);
+            let out = model.forward(&$inputs { x: x.view() }, false).unwrap();
+            let y = out.y.iter().copied().collect::<Vec<f32>>();
+            let g = model.backward(&$outputs { y: d(out.y.nrows()) }).unwrap().as_slice().to_vec();
+            (y, g)
+        }};
+    }
+    let f32_mode = (DTypePolicy::Float32, Bf16Mode::Auto);
+    let (y32, g32) = run!(KeptF32, KeptF32Inputs, KeptF32Outputs, f32_mode);
+    for mode in modes() {
+        let policy = (DTypePolicy::MixedBfloat16, mode);
+        let (y, g) = run!(KeptF32, KeptF32Inputs, KeptF32Outputs, policy);
+        assert!(y == y32 && g == g32, "{mode:?}: the float32 layer did not compute in f32");
+        let (yf, gf) = run!(Follows, FollowsInputs, FollowsOutputs, policy);
+        assert!(yf != y32 && gf != g32, "{mode:?}: without `dtype`, the layer follows the policy (bf16)");
+        assert!(rel_err(&yf, &y32) <= 2e-2, "{mode:?}");
+    }
+}
