@@ -433,7 +433,7 @@ fn backward_direct(
 /// writes `y`, or the chunk's im2col matrix is written into `col` and one GEMM writes `y`; bias and
 /// activation follow in one pass, storing the pre-activation into `pre` when given. Allocates nothing.
 /// Under `mixed_bfloat16` (a [`super::gemm::Bf16Scope`] on this thread) the same path: the direct
-/// one stays f32, faster than im2col + bf16 (see [`bf16_im2col`]); im2col's GEMM is bf16 where it pays.
+/// one stays f32, faster than im2col + bf16 (see `bf16_im2col`); im2col's GEMM is bf16 where it pays.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     g: &Window2d,
