@@ -12,6 +12,10 @@ batch-normalization statistics included), and writes into tests/fixtures/keras_i
     nested.paths.safetensors  the nested model's weights under Keras' own `w.path` names
     seq2seq.grads.safetensors a target, the loss and Keras' gradients of the encoder-decoder
 
+`mixed.keras` / `mixed.h5` / `mixed.io.safetensors`: a model saved under the `mixed_bfloat16` dtype
+policy with a float32 output layer, Keras' (bf16) predictions on a batch of 32, and the predictions of
+the same weights all in float32 (`output/probs_f32`).
+
 `unsupported.keras` (a Lambda, an LSTM with input dropout, a mixed-precision Dense: the importer
 must refuse it with every reason at once), and one HDF5 file whose datasets are chunked and gzip-compressed (`chunked_gzip.weights.h5`, the
 weights of `mlp` rewritten by h5py), to test the HDF5 reader on compressed data as well.
@@ -270,6 +274,43 @@ def unsupported():
     return keras.Model(ids, y, name="unsupported")
 
 
+def mixed(policy="mixed_bfloat16"):
+    """Keras' mixed precision guide: built under the global `mixed_bfloat16` policy (f32 weights, bf16
+    computations), with the output layer kept in float32. The importer must set the model's policy and
+    keep that layer in float32 (`dtype = "float32"`). `policy="float32"`: the same model all in float32."""
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        x = keras.Input(shape=(32,), name="x")
+        h = layers.Dense(64, activation="relu", name="hidden")(x)
+        h = layers.Dense(64, activation="tanh", name="hidden2")(h)
+        y = layers.Dense(32, activation="softmax", dtype="float32", name="probs")(h)
+        return keras.Model(x, y, name="mixed")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+# Rows of the mixed model's batch: enough for modelc's bf16 products (`kernels::gemm::bf16_pays`).
+MIXED_BATCH = 32
+
+
+def write_mixed():
+    """`mixed.keras`, `mixed.h5` and `mixed.io.safetensors` (its own random draws: the other fixtures'
+    stay those they were)."""
+    rng = np.random.default_rng(16)
+    model = mixed()
+    randomize(model, rng)
+    x = rng.normal(0.0, 1.0, (MIXED_BATCH, 32)).astype(np.float32)
+    pred = np.asarray(model.predict(x, verbose=0), dtype=np.float32)
+    # The same weights all in float32: what modelc must give exactly where the policy falls back.
+    exact = mixed("float32")
+    exact.set_weights(model.get_weights())
+    pred_f32 = np.asarray(exact.predict(x, verbose=0), dtype=np.float32)
+    tensors = {"input/x": x, "output/probs": pred, "output/probs_f32": pred_f32}
+    save_file(tensors, os.path.join(OUT, "mixed.io.safetensors"))
+    model.save(os.path.join(OUT, "mixed.keras"))
+    model.save(os.path.join(OUT, "mixed.h5"))
+
+
 def randomize(model, rng):
     """Every weight drawn again so biases and moving statistics are not their trivial defaults."""
     for w in model.weights:
@@ -329,6 +370,8 @@ def main():
             save_file({w.path: np.asarray(w.numpy()) for w in model.weights}, os.path.join(OUT, "nested.paths.safetensors"))
         model.save(os.path.join(OUT, f"{name}.keras"))
         model.save(os.path.join(OUT, f"{name}.h5"))
+    if not wanted or "mixed" in wanted:
+        write_mixed()
     if not wanted or "unsupported" in wanted:
         unsupported().save(os.path.join(OUT, "unsupported.keras"))
     if not wanted or "chunked_gzip" in wanted:

@@ -201,6 +201,16 @@ fn train_steps_split_across_two_threads_allocate_nothing_after_warm_up() {
 }
 
 model! {
+    /// A 3×3 convolution over 64 channels: a patch of 576 values, over the direct path's 512, so
+    /// im2col + GEMM, and bf16 under the policy (the product is large enough).
+    struct BigPatch {
+        input image: [6, 6, 64];
+        let v = Conv2D(16, 3, padding = same, activation = relu)(image);
+        output y = Dense(2, activation = softmax)(GlobalAveragePooling2D()(v));
+    }
+}
+
+model! {
     /// Two 3×3 convolutions (direct path; the first one's input gradient is not needed) and global pooling.
     struct Convs {
         input image: [12, 12, 3];
@@ -371,15 +381,16 @@ fn mixed_bfloat16_steps_and_predictions_allocate_nothing_after_warm_up() {
         trainer.train_step(&inputs, &targets).unwrap();
     });
 
-    // Convolutions: the im2col path, which the policy takes instead of the direct one.
-    let image = modelc::ndarray::Array4::from_shape_fn((16, 12, 12, 3), |_| rng.uniform(0.0, 1.0));
+    // Convolutions: the im2col path with its GEMM in bf16 (one the direct path cannot take: under
+    // the policy a convolution keeps the path it takes in f32).
+    let image = modelc::ndarray::Array4::from_shape_fn((16, 6, 6, 64), |_| rng.uniform(0.0, 1.0));
     let y = Array2::from_shape_fn((16, 2), |(i, k)| f32::from(u8::from(i % 2 == k)));
-    let (inputs, targets) = (ConvsInputs { image: image.view() }, ConvsTargets { y: y.view() });
-    let mut model = Convs::new(9);
+    let (inputs, targets) = (BigPatchInputs { image: image.view() }, BigPatchTargets { y: y.view() });
+    let mut model = BigPatch::new(9);
     modelc::precision::set_dtype_policy_with(&mut model, DTypePolicy::MixedBfloat16, bf16_mode());
     let mut out = model.predict(&inputs).unwrap();
     assert_warm_calls_allocate_nothing("bf16 convolution inference calls", 10, || model.predict_into(&inputs, &mut out).unwrap());
-    let mut trainer = model.compile(Adam::default(), ConvsLosses { y: Loss::CategoricalCrossentropy }, &[]);
+    let mut trainer = model.compile(Adam::default(), BigPatchLosses { y: Loss::CategoricalCrossentropy }, &[]);
     assert_warm_calls_allocate_nothing("bf16 convolution training steps", 10, || {
         trainer.train_step(&inputs, &targets).unwrap();
     });

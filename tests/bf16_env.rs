@@ -5,15 +5,16 @@ use modelc::ndarray::Array2;
 use modelc::prelude::*;
 
 model! {
+    /// Large enough for bf16 (`kernels::gemm::bf16_pays`): 16 rows, k = n = 32.
     struct Tiny {
-        input x: [8];
-        output y = Dense(4)(x);
+        input x: [32];
+        output y = Dense(32)(x);
     }
 }
 
 #[test]
 fn the_environment_variable_forces_the_fallback_and_the_emulation() {
-    let x = Array2::from_shape_fn((3, 8), |(i, j)| (i as f32 - j as f32) / 7.0);
+    let x = Array2::from_shape_fn((16, 32), |(i, j)| (i as f32 - j as f32) / 7.0);
     let f32_out = Tiny::new(2).predict(&TinyInputs { x: x.view() }).unwrap();
 
     std::env::set_var(modelc::precision::BF16_ENV, "off");

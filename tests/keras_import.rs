@@ -59,6 +59,11 @@ mod seq_attention {
     include!("fixtures/keras_import/seq_attention.rs");
 }
 
+mod mixed {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/mixed.rs");
+}
+
 type Tensors = BTreeMap<String, ArrayD<f32>>;
 
 fn path(file: &str) -> String {
@@ -228,4 +233,41 @@ fn imported_masks_joined_along_the_steps_and_of_bidirectional_without_merge_pred
     let mut m = loaded(masked_glue::MaskedGlue::new(0), "masked_glue");
     let out = m.predict(&masked_glue::MaskedGlueInputs { x: view(&t, "input/x"), z: view(&t, "input/z") }).unwrap();
     assert_close("masked_glue y", out.y.as_slice().unwrap(), &t["output/y"]);
+}
+
+#[test]
+fn imported_mixed_bfloat16_model_takes_the_policy_and_predicts_what_keras_predicts_within_bf16_tolerance() {
+    use modelc::precision::{set_dtype_policy_with, Bf16Mode, DTypePolicy};
+    let t = io("mixed");
+    let model = loaded(mixed::Mixed::new(0), "mixed");
+    // `#[dtype_policy = "mixed_bfloat16"]` in the generated source: the policy is the model's from `new`
+    // (in effect where the CPU has AVX512_BF16, float32 with the reason elsewhere).
+    let status = model.dtype_policy();
+    assert_eq!(status.requested, DTypePolicy::MixedBfloat16, "{status:?}");
+    eprintln!("mixed: {} in effect: {}", status.effective, status.reason);
+    let inputs = mixed::MixedInputs { x: view::<Ix2>(&t, "input/x") };
+    // The float32 fallback (a CPU without AVX512_BF16, or MODELC_BF16=off) is the same weights in
+    // float32, which Keras computed too: to 1e-5, as every import.
+    let mut f32_model = model.clone();
+    set_dtype_policy_with(&mut f32_model, DTypePolicy::MixedBfloat16, Bf16Mode::Off);
+    assert_close("mixed probs in float32", f32_model.predict(&inputs).unwrap().probs.as_slice().unwrap(), &t["output/probs_f32"]);
+    // Keras computed in bf16 (its activations are bf16 tensors, modelc's stay f32): both lie within
+    // bf16's tolerance of the exact values, so of each other; the fallback's f32 values differ from
+    // Keras' bf16 ones by 1.2e-2 at most. The outputs are probabilities: 2e-2, as tests/mixed_bfloat16.rs.
+    let want = t["output/probs"].as_slice().unwrap().to_vec();
+    let mut modes = vec![None, Some(Bf16Mode::Off), Some(Bf16Mode::Emulate)];
+    if modelc::kernels::gemm::avx512_bf16_available() {
+        modes.push(Some(Bf16Mode::Auto));
+    }
+    for mode in modes {
+        let mut m = model.clone();
+        if let Some(mode) = mode {
+            set_dtype_policy_with(&mut m, DTypePolicy::MixedBfloat16, mode);
+        }
+        let out = m.predict(&inputs).unwrap();
+        let got = out.probs.as_slice().unwrap();
+        let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+        eprintln!("mixed, {mode:?}: largest difference from Keras {worst:e}");
+        assert!(worst <= 2e-2, "{mode:?}: modelc differs from Keras by {worst}");
+    }
 }

@@ -28,10 +28,11 @@ model! {
 
 model! {
     /// Recurrent and attention products (the sgemm entry point from other layers than Dense).
+    /// Sizes large enough for the policy's threshold (`kernels::gemm::bf16_pays`): k ≥ 32.
     struct Seq {
-        input s: [6, 8];
-        let r = LSTM(16, return_sequences = true)(s);
-        let a = MultiHeadAttention(num_heads = 2, key_dim = 8)(r, r);
+        input s: [6, 32];
+        let r = LSTM(32, return_sequences = true)(s);
+        let a = MultiHeadAttention(num_heads = 2, key_dim = 16)(r, r);
         output y = Dense(3)(GlobalAveragePooling1D()(a));
     }
 }
@@ -115,7 +116,7 @@ fn dense_outputs_and_gradients_are_f32_within_bf16_tolerance() {
 #[test]
 fn recurrent_and_attention_outputs_are_f32_within_bf16_tolerance() {
     let mut rng = Rng::new(9);
-    let s = Array3::from_shape_fn((5, 6, 8), |_| rng.uniform(-1.0, 1.0));
+    let s = Array3::from_shape_fn((8, 6, 32), |_| rng.uniform(-1.0, 1.0));
     let inputs = SeqInputs { s: s.view() };
     let y32 = Seq::new(2).predict(&inputs).unwrap().y.iter().copied().collect::<Vec<f32>>();
     for mode in modes() {
@@ -188,11 +189,14 @@ fn a_short_training_run_learns_as_in_f32() {
 }
 
 model! {
-    /// 3×3 convolutions (the direct path in f32, im2col + GEMM under the policy).
+    /// Convolutions that run im2col + GEMM in f32 too, so bf16 under the policy: a 3×3 window over
+    /// 64 channels (a patch of 576, over the direct path's 512) and a pointwise one, both with
+    /// products large enough for the threshold (`kernels::gemm::bf16_pays`). (Convolutions on the
+    /// direct path stay f32 under the policy: see `Small`.)
     struct Convs {
-        input image: [8, 8, 2];
-        let v = Conv2D(8, 3, padding = same, activation = tanh)(image);
-        let v = Conv2D(8, 3, activation = tanh)(v);
+        input image: [6, 6, 64];
+        let v = Conv2D(32, 3, padding = same, activation = tanh)(image);
+        let v = Conv2D(32, 1, activation = tanh)(v);
         output y = Flatten()(v);
     }
 }
@@ -200,7 +204,7 @@ model! {
 #[test]
 fn convolution_outputs_and_gradients_are_f32_within_bf16_tolerance() {
     let mut rng = Rng::new(12);
-    let image = modelc::ndarray::Array4::from_shape_fn((6, 8, 8, 2), |_| rng.uniform(-1.0, 1.0));
+    let image = modelc::ndarray::Array4::from_shape_fn((6, 6, 6, 64), |_| rng.uniform(-1.0, 1.0));
     let inputs = ConvsInputs { image: image.view() };
     let run = |model: &mut Convs| {
         let out = model.forward(&inputs, false).unwrap();
@@ -215,5 +219,82 @@ fn convolution_outputs_and_gradients_are_f32_within_bf16_tolerance() {
         let (ey, eg) = (rel_err(&y, &y32), rel_err(&g, &g32));
         assert!(ey <= 2e-2 && eg <= 2e-2, "{mode:?}: outputs off by {ey:e}, gradients by {eg:e}");
         assert!(y != y32 && g != g32, "{mode:?}: the convolutions ran in f32");
+    }
+}
+
+model! {
+    /// Products that stay f32 under the policy: a convolution on its direct path (faster than
+    /// im2col + bf16, see `kernels::conv`), and dense layers of 4 rows, too few for bf16
+    /// (`kernels::gemm::bf16_pays`).
+    struct Small {
+        input image: [8, 8, 1];
+        let v = Conv2D(32, 3, padding = same, activation = relu)(image);
+        let v = Flatten()(v);
+        output y = Dense(10, activation = softmax)(Dense(64, activation = relu)(v));
+    }
+}
+
+#[test]
+fn products_too_small_to_gain_run_in_f32_to_the_bit_under_the_policy() {
+    let mut rng = Rng::new(21);
+    let image = modelc::ndarray::Array4::from_shape_fn((4, 8, 8, 1), |_| rng.uniform(-1.0, 1.0));
+    let inputs = SmallInputs { image: image.view() };
+    let run = |model: &mut Small| {
+        let out = model.forward(&inputs, false).unwrap();
+        let d = SmallOutputs { y: Array2::from_shape_fn(out.y.dim(), |(i, k)| ((i + 2 * k) % 5) as f32 - 2.0) };
+        (out.y.iter().copied().collect::<Vec<f32>>(), model.backward(&d).unwrap().as_slice().to_vec())
+    };
+    let (y32, g32) = run(&mut Small::new(5));
+    for mode in modes() {
+        let mut model = Small::new(5);
+        set_dtype_policy_with(&mut model, DTypePolicy::MixedBfloat16, mode);
+        let (y, g) = run(&mut model);
+        assert!(y == y32 && g == g32, "{mode:?}: small products left f32 (outputs equal: {})", y == y32);
+    }
+}
+
+model! {
+    /// The model's policy as an attribute, and one layer kept in float32 (Keras: `dtype="float32"`).
+    #[dtype_policy = "mixed_bfloat16"]
+    struct KeptF32 {
+        input x: [48];
+        output y = Dense(64, activation = tanh, dtype = "float32")(x);
+    }
+}
+
+model! {
+    /// The same layer following the model's policy.
+    #[dtype_policy = "mixed_bfloat16"]
+    struct Follows {
+        input x: [48];
+        output y = Dense(64, activation = tanh)(x);
+    }
+}
+
+#[test]
+fn the_policy_attribute_sets_the_policy_and_a_float32_layer_stays_f32_to_the_bit() {
+    assert_eq!(KeptF32::new(3).dtype_policy().requested, DTypePolicy::MixedBfloat16);
+    assert_eq!(Follows::new(3).dtype_policy().requested, DTypePolicy::MixedBfloat16);
+    let (x, _) = data(32, 8);
+    let d = |rows: usize| Array2::from_shape_fn((rows, 64), |(i, k)| ((i + 3 * k) % 7) as f32 - 3.0);
+    macro_rules! run {
+        ($ty:ident, $inputs:ident, $outputs:ident, $mode:expr) => {{
+            let mut model = $ty::new(3);
+            set_dtype_policy_with(&mut model, $mode.0, $mode.1);
+            let out = model.forward(&$inputs { x: x.view() }, false).unwrap();
+            let y = out.y.iter().copied().collect::<Vec<f32>>();
+            let g = model.backward(&$outputs { y: d(out.y.nrows()) }).unwrap().as_slice().to_vec();
+            (y, g)
+        }};
+    }
+    let f32_mode = (DTypePolicy::Float32, Bf16Mode::Auto);
+    let (y32, g32) = run!(KeptF32, KeptF32Inputs, KeptF32Outputs, f32_mode);
+    for mode in modes() {
+        let policy = (DTypePolicy::MixedBfloat16, mode);
+        let (y, g) = run!(KeptF32, KeptF32Inputs, KeptF32Outputs, policy);
+        assert!(y == y32 && g == g32, "{mode:?}: the float32 layer did not compute in f32");
+        let (yf, gf) = run!(Follows, FollowsInputs, FollowsOutputs, policy);
+        assert!(yf != y32 && gf != g32, "{mode:?}: without `dtype`, the layer follows the policy (bf16)");
+        assert!(rel_err(&yf, &y32) <= 2e-2, "{mode:?}");
     }
 }

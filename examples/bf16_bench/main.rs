@@ -1,6 +1,10 @@
 //! The `mixed_bfloat16` dtype policy against f32 on this CPU, 1 thread:
 //! `cargo run --release --example bf16_bench [-- ROUNDS]`.
 //!
+//! `cargo run --release --example bf16_bench -- --grid [ROUNDS]` instead times f32 against bf16 over
+//! a grid of GEMM sizes (m×k×n), the measurement behind the dtype policy's size threshold
+//! (`modelc::kernels::gemm::bf16_pays`): bf16 always ([`sgemm_bf16`]), whatever the threshold.
+//!
 //! - the `vdpbf16ps` peak: 24 independent chains in registers (where the CPU has AVX512_BF16);
 //! - The GEMM (C = A·B) at 256×784×512 and 1024³, f32 (the default instruction set, or
 //!   `MODELC_GEMM_ISA`) against bf16 (AVX512_BF16 where the CPU has it, else the emulation);
@@ -10,7 +14,7 @@
 //! Every figure is the best of ROUNDS (default 7) rounds over the thread's CPU time (Linux), which
 //! on a machine shared with other work still shows what the CPU does while it runs this code.
 
-use modelc::kernels::gemm::{avx512_bf16_available, set_num_threads, sgemm, Bf16Kernel, Bf16Scope};
+use modelc::kernels::gemm::{avx512_bf16_available, set_num_threads, sgemm, sgemm_bf16, Bf16Kernel, Bf16Scope};
 use modelc::ndarray::Array2;
 use modelc::prelude::*;
 use modelc::Bf16Mode;
@@ -30,9 +34,16 @@ model! {
 }
 
 fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|r| r.parse().ok()).unwrap_or(7).max(1);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let grid_mode = args.iter().any(|a| a == "--grid");
+    args.retain(|a| a != "--grid");
+    let rounds: usize = args.first().and_then(|r| r.parse().ok()).unwrap_or(7).max(1);
     set_num_threads(1);
     let kernel = if avx512_bf16_available() { Bf16Kernel::Avx512Bf16 } else { Bf16Kernel::Emulated };
+    if grid_mode {
+        grid(kernel, rounds);
+        return conv_grid(kernel, rounds);
+    }
     println!("bf16 kernel: {kernel:?}; 1 thread; best of {rounds} rounds over thread CPU time");
     #[cfg(target_arch = "x86_64")]
     if kernel == Bf16Kernel::Avx512Bf16 {
@@ -93,6 +104,89 @@ fn main() {
     };
     let (f, h) = (step(model(false)), step(model(true)));
     println!("| training step | {f:.0} | {h:.0} | {:.2}× |", f / h);
+}
+
+/// f32 against bf16 (always, [`sgemm_bf16`]) over a grid of m×k×n, 1 thread: µs per call, the best
+/// of `rounds` rounds, the two taken in turn in every round so that both see the same load.
+fn grid(kernel: Bf16Kernel, rounds: usize) {
+    println!("bf16 kernel: {kernel:?}; 1 thread; best of {rounds} alternating rounds over thread CPU time");
+    println!("| m | k | n | m·k·n | f32 µs | bf16 µs | f32 / bf16 |");
+    println!("|---|---|---|---|---|---|---|");
+    for m in [1usize, 4, 8, 32, 128, 512, 2048] {
+        for k in [9usize, 16, 32, 128, 512, 1024] {
+            for n in [10usize, 16, 32, 128, 512] {
+                let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 1000) as f32 / 1000.0 - 0.5).collect();
+                let mut c = vec![0.0f32; m * n];
+                let reps = (2e7 / (m * k * n) as f64).ceil() as usize;
+                let (mut f, mut h) = (f64::INFINITY, f64::INFINITY);
+                for round in 0..=rounds {
+                    let t = thread_cpu_seconds();
+                    for _ in 0..reps {
+                        sgemm(m, k, n, 1.0, black_box(&a), false, black_box(&b), false, 0.0, &mut c);
+                    }
+                    let t1 = thread_cpu_seconds();
+                    for _ in 0..reps {
+                        sgemm_bf16(kernel, m, k, n, 1.0, black_box(&a), false, black_box(&b), false, 0.0, &mut c);
+                    }
+                    let t2 = thread_cpu_seconds();
+                    // Round 0 warms the caches and the scratch.
+                    if round > 0 {
+                        f = f.min(t1 - t);
+                        h = h.min(t2 - t1);
+                    }
+                }
+                let (f, h) = (f * 1e6 / reps as f64, h * 1e6 / reps as f64);
+                println!("| {m} | {k} | {n} | {} | {f:.2} | {h:.2} | {:.2} |", m * k * n, f / h);
+            }
+        }
+    }
+}
+
+/// A 3×3 'same' convolution's forward and backward (dx included) at batch 32, f32 (the direct path
+/// where it applies) against bf16 (im2col + the bf16 GEMM), 1 thread: µs per forward + backward,
+/// the best of `rounds` alternating rounds. Run with `MODELC_BF16_THRESHOLD=off`, so that the bf16
+/// side takes im2col whatever the size.
+fn conv_grid(kernel: Bf16Kernel, rounds: usize) {
+    use modelc::kernels::activation::Activation;
+    use modelc::kernels::conv::{backward, forward, Window2d};
+    println!();
+    println!("| conv 3×3 same, batch 32: h×w×cin → cout | m×k×n of its GEMM | f32 µs | bf16 µs | f32 / bf16 |");
+    println!("|---|---|---|---|---|");
+    let batch = 32;
+    for (h, cin, cout) in [(8usize, 1usize, 32usize), (8, 32, 32), (8, 64, 64), (16, 16, 32), (16, 32, 64), (32, 3, 16), (32, 16, 32)] {
+        let g = Window2d::new(h, h, cin, [3, 3], [1, 1], [1, 1], true);
+        let (rows, patch) = (batch * g.positions(), g.patch());
+        let x: Vec<f32> = (0..batch * g.in_len()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let w: Vec<f32> = (0..patch * cout).map(|i| ((i * 104_729) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let (mut y, mut dy) = (vec![0.0f32; rows * cout], vec![0.0f32; rows * cout]);
+        let (mut col, mut dcol) = (vec![0.0f32; rows * patch], vec![0.0f32; rows * patch]);
+        let (mut dx, mut dw) = (vec![0.0f32; x.len()], vec![0.0f32; w.len()]);
+        let mut step = |bf16: Option<Bf16Kernel>| {
+            let _scope = Bf16Scope::new(bf16);
+            forward(&g, &x, &w, None, Activation::Linear, None, &mut col, &mut y, batch, cout);
+            dy.copy_from_slice(&y);
+            backward(&g, &x, &w, None, &y, &mut dy, Activation::Linear, &mut col, &mut dcol, Some(&mut dx), &mut dw, None, batch, cout);
+        };
+        let (mut f, mut b) = (f64::INFINITY, f64::INFINITY);
+        for round in 0..=rounds {
+            let t = thread_cpu_seconds();
+            for _ in 0..5 {
+                step(None);
+            }
+            let t1 = thread_cpu_seconds();
+            for _ in 0..5 {
+                step(Some(kernel));
+            }
+            let t2 = thread_cpu_seconds();
+            if round > 0 {
+                f = f.min(t1 - t);
+                b = b.min(t2 - t1);
+            }
+        }
+        let (f, b) = (f * 1e6 / 5.0, b * 1e6 / 5.0);
+        println!("| {h}×{h}×{cin} → {cout} | {rows}×{patch}×{cout} | {f:.0} | {b:.0} | {:.2} |", f / b);
+    }
 }
 
 /// `iters` rounds of 24 independent `vdpbf16ps` chains; returns a value to keep.

@@ -29,6 +29,8 @@ pub struct Signature {
     pub output_ranks: Vec<usize>,
     /// The element type of each output's targets (`I32`: class ids, `output y = ... as i32 target`).
     pub targets: Vec<DType>,
+    /// `#[dtype_policy = "mixed_bfloat16"]`: `new()` sets that policy.
+    pub mixed_bfloat16: bool,
 }
 
 /// Emits the full model. `source` is the whole invocation, carried by the model's callback macros;
@@ -43,6 +45,7 @@ pub fn emit(plan: &Plan, source: &TokenStream, first_round: bool) -> TokenStream
         outputs: plan.outputs.iter().map(|o| (o.name.clone(), Some(o.shape.clone()))).collect(),
         output_ranks: plan.outputs.iter().map(|o| o.shape.rank()).collect(),
         targets: m.outputs.iter().map(|o| o.target).collect(),
+        mixed_bfloat16: m.mixed_bfloat16,
     };
     let mut out = items(&sig, Some(plan));
     out.extend(callbacks(&sig.name, source, first_round));
@@ -229,6 +232,10 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
     let p = quote!(::modelc::__private);
     let nd = quote!(#p::ndarray);
     let Signature { attrs, vis, name, .. } = sig;
+    // `#[dtype_policy = "mixed_bfloat16"]`: the policy, settled on this CPU (`MODELC_BF16` read).
+    let set_policy = sig
+        .mixed_bfloat16
+        .then(|| quote!(let _ = #p::precision::set_dtype_policy(&mut __model, #p::precision::DTypePolicy::MixedBfloat16);));
     // Blamed on the model name, resolved at the call site: the items declare locals (`__ws`, `batch`) that
     // kernel code emitted with `quote!` must see, even when `model!` is re-invoked by a callback macro.
     let span = proc_macro2::Span::call_site().located_at(name.span());
@@ -461,7 +468,10 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
 
             /// A model with Keras-default initial weights (Glorot-uniform kernels, zero biases) drawn from `seed`.
             pub fn new(__seed: u64) -> Self {
-                Self { __state: #p::model::new_state::<Self>(__seed) }
+                #[allow(unused_mut)]
+                let mut __model = Self { __state: #p::model::new_state::<Self>(__seed) };
+                #set_policy
+                __model
             }
 
             /// Runs the model in inference mode on a batch.
@@ -908,6 +918,7 @@ fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate
         });
         let (take, bind, put) = extra_results(&cx.extra, quote!(values), "__y");
         let (mtake, mbind, mput) = mask_out(&cx_of(k, step));
+        let f32_scope = float32_scope(plan, step.layer.0);
         out.extend(quote! {
             {
                 let _ = #doc;
@@ -919,6 +930,7 @@ fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate
                     #bind
                     #mbind
                     #params
+                    #f32_scope
                     #body
                 }
                 #activity
@@ -997,6 +1009,18 @@ fn extra_results(extra: &[crate::layers::Operand], field: TokenStream, prefix: &
 }
 
 // Reverse order: take the output's gradient, bind parameters and their gradients, accumulate into operands.
+/// For a layer written with `dtype = "float32"`: a guard that keeps its products in f32 under the
+/// model's `mixed_bfloat16` policy until the end of the layer's block (Keras: a layer with its own
+/// `float32` policy in a mixed model, as its mixed precision guide advises for the output layer).
+fn float32_scope(plan: &Plan, layer: usize) -> Option<TokenStream> {
+    plan.typed
+        .model
+        .layers
+        .get(layer)
+        .filter(|l| l.float32)
+        .map(|_| quote!(let __float32 = ::modelc::__private::kernels::gemm::Bf16Scope::new(::core::option::Option::None);))
+}
+
 fn backward_body(plan: &Plan) -> TokenStream {
     let mut out = TokenStream::new();
     for step in plan.steps.iter().rev() {
@@ -1016,6 +1040,7 @@ fn backward_body(plan: &Plan) -> TokenStream {
             quote!(::modelc::__private::regularize::add_activity_gradient(&__ws.values[#y][..__b * #n], &mut __dy[..__b * #n], #pen, __b);)
         });
         let (take, bind, put) = extra_results(&cx.extra, quote!(grads), "__dy");
+        let f32_scope = float32_scope(plan, step.layer.0);
         out.extend(quote! {
             {
                 let _ = #doc;
@@ -1026,6 +1051,7 @@ fn backward_body(plan: &Plan) -> TokenStream {
                     #bind
                     #params
                     #grads
+                    #f32_scope
                     #body
                 }
                 __ws.grads[#y] = __dy;

@@ -52,6 +52,8 @@ pub struct Model {
     /// Set when a nested model instance failed for errors reported elsewhere (at the nested model's
     /// definition): the model cannot be generated, but has nothing of its own to report.
     pub nested_failed: bool,
+    /// `#[dtype_policy = "mixed_bfloat16"]` on the model: `new()` sets Keras' `mixed_bfloat16` policy.
+    pub mixed_bfloat16: bool,
 }
 
 /// A nested model's input contract: `value` must have per-sample shape `dims`.
@@ -97,6 +99,9 @@ pub struct Layer {
     pub trainable: bool,
     /// `activity_regularizer`: a penalty of the layer's output added to the training loss.
     pub activity: Option<crate::layers::weights::Penalty>,
+    /// `dtype = "float32"` written on the layer: it computes in f32 even under the model's
+    /// `mixed_bfloat16` policy, as a Keras layer with its own `float32` policy does.
+    pub float32: bool,
 }
 
 /// `layer(arg)`: one application of a layer, with Keras' call arguments: positional tensors (one, a

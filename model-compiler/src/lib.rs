@@ -126,6 +126,7 @@ fn signature(typed: &infer::Typed) -> emit::Signature {
         outputs: m.outputs.iter().map(|o| (o.name.clone(), typed.shapes.get(o.value.0).cloned().flatten())).collect(),
         output_ranks: guess_ranks(typed),
         targets: m.outputs.iter().map(|o| o.target).collect(),
+        mixed_bfloat16: m.mixed_bfloat16,
     }
 }
 

@@ -38,18 +38,53 @@ pub fn resolve(model: &ast::Model, file: &ast::File, diags: &mut Diagnostics) ->
     resolve_in(model, file, &[], diags).0
 }
 
+/// The model attribute that sets its dtype policy: `#[dtype_policy = "mixed_bfloat16"]`.
+const POLICY_ATTR: &str = "dtype_policy";
+
+/// Whether the model's attributes set the `mixed_bfloat16` policy (`#[dtype_policy = "..."]`, Keras'
+/// `keras.config.set_dtype_policy` for this model); an attribute of another form or value is reported.
+fn model_policy(attrs: &[syn::Attribute], diags: &mut Diagnostics) -> bool {
+    let mut mixed = false;
+    for a in attrs.iter().filter(|a| a.path().is_ident(POLICY_ATTR)) {
+        let value = match &a.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some((s.value(), s.span())),
+                _ => None,
+            },
+            _ => None,
+        };
+        match value {
+            Some((v, _)) if v == "mixed_bfloat16" => mixed = true,
+            Some((v, _)) if v == "float32" => mixed = false,
+            other => {
+                let (got, span) = match other {
+                    Some((v, span)) => (format!("\"{v}\""), span),
+                    None => (String::from("another form"), syn::spanned::Spanned::span(a)),
+                };
+                diags.push(
+                    Diagnostic::new(span, format!("the model's dtype policy must be \"float32\" or \"mixed_bfloat16\", got {got}")).help(
+                        "write `#[dtype_policy = \"mixed_bfloat16\"]` (f32 weights, bf16 matrix products) or leave it out for float32",
+                    ),
+                );
+            }
+        }
+    }
+    mixed
+}
+
 /// Resolves `model` nested in the models of `stack` (outermost first). Also returns a cycle of nested
 /// models found below it that does not start at it (outermost first), for the model where it starts.
 fn resolve_in(model: &ast::Model, file: &ast::File, stack: &[String], diags: &mut Diagnostics) -> (hir::Model, Option<Vec<String>>) {
     let mut stack = stack.to_vec();
     stack.push(model.name.to_string());
+    let mixed_bfloat16 = model_policy(&model.attrs, diags);
     let mut r = Resolver {
         diags,
         file,
         stack,
         subs: Vec::new(),
         out: hir::Model {
-            attrs: model.attrs.clone(),
+            attrs: model.attrs.iter().filter(|a| !a.path().is_ident(POLICY_ATTR)).cloned().collect(),
             vis: model.vis.clone(),
             name: model.name.clone(),
             inputs: Vec::new(),
@@ -60,6 +95,7 @@ fn resolve_in(model: &ast::Model, file: &ast::File, stack: &[String], diags: &mu
             expects: Vec::new(),
             externals: Vec::new(),
             nested_failed: false,
+            mixed_bfloat16,
         },
         scope: BTreeMap::new(),
         instances: BTreeMap::new(),
@@ -426,6 +462,7 @@ impl Resolver<'_> {
                 binding: None,
                 trainable: l.trainable && trainable,
                 activity: l.activity,
+                float32: l.float32,
             });
         }
         self.subs.push(Sub { model: sub, layers: ids, prefix, type_name: last });
@@ -515,17 +552,17 @@ impl Resolver<'_> {
             None => ctor.path.segments.iter().map(|s| s.ident.to_string()).collect::<Vec<_>>().join("::"),
         };
         let known = layers::KINDS.iter().find(|k| **k == kind_name).copied();
-        let (kind, keras_type, explicit, trainable, activity) = match known {
+        let (kind, keras_type, explicit, trainable, activity, float32) = match known {
             Some(k) => {
                 let mut reader = ArgReader::new(k, span, ctor.args.as_ref(), self.diags);
                 let explicit = reader.string("name");
                 let trainable = reader.bool_or("trainable", None, true).unwrap_or(true);
                 // Every Keras layer takes `dtype` and `activity_regularizer`.
-                let dtype_ok = layers::weights::read_dtype(&mut reader);
+                let dtype = layers::weights::read_dtype(&mut reader);
                 let activity = layers::weights::read_activity(&mut reader);
                 let kind = layers::parse_kind(k, &mut reader).flatten();
-                let ok = reader.finish() && dtype_ok;
-                (if ok { kind } else { None }, k, explicit, trainable, activity.flatten())
+                let ok = reader.finish() && dtype.is_some();
+                (if ok { kind } else { None }, k, explicit, trainable, activity.flatten(), dtype == Some(true))
             }
             None => {
                 let d = Diagnostic::new(span, format!("unknown layer `{kind_name}`"));
@@ -534,7 +571,7 @@ impl Resolver<'_> {
                     None => d.help(format!("layers: {}", layers::args::list(layers::KINDS))),
                 };
                 self.diags.push(d);
-                (None, "Unknown", None, true, None)
+                (None, "Unknown", None, true, None, false)
             }
         };
         // A wrapper's wrapped layers are created first in Keras (the innermost first), so they take their
@@ -557,7 +594,7 @@ impl Resolver<'_> {
                 String::new()
             }
         };
-        self.out.layers.push(hir::Layer { name, kind, keras_type, span, binding, trainable, activity });
+        self.out.layers.push(hir::Layer { name, kind, keras_type, span, binding, trainable, activity, float32 });
         id
     }
 

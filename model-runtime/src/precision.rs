@@ -3,8 +3,11 @@
 //! Under `mixed_bfloat16`, as in Keras, the weights (variables) stay f32 and the matrix products
 //! compute in bfloat16: both operands of every product that goes through the runtime's GEMM
 //! ([`crate::kernels::gemm::sgemm`], [`crate::kernels::gemm::sgemm_blocks`]: Dense, the attention
-//! projections and scores, the recurrent layers, and the convolutions, which take their im2col
-//! path under the policy) are rounded to bf16, and the products are summed in f32. That holds for
+//! projections and scores, the recurrent layers, and the convolutions that run im2col + GEMM) are
+//! rounded to bf16, and the products are summed in f32, when the product is large enough to gain
+//! from it ([`crate::kernels::gemm::bf16_pays`], a threshold measured on the GEMM); smaller ones, and
+//! the convolutions' direct path (faster than im2col + bf16), stay f32. A layer written with
+//! `dtype = "float32"` keeps its products in f32 (Keras' float32 layer in a mixed model). That holds for
 //! the forward pass and for the backward products (gradients of inputs and weights), as TensorFlow
 //! computes the gradients of a bf16 matmul in bf16. Everything else stays f32: activations between
 //! layers, the losses, metrics, normalizations, softmax, optimizer steps, and the depthwise and

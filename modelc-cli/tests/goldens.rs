@@ -6,8 +6,20 @@
 
 use std::path::PathBuf;
 
-const MODELS: &[&str] =
-    &["mlp", "graph", "vision", "sequence", "nested", "recurrent", "seq_attention", "masked", "masked_attention", "seq2seq", "masked_glue"];
+const MODELS: &[&str] = &[
+    "mlp",
+    "graph",
+    "vision",
+    "sequence",
+    "nested",
+    "recurrent",
+    "seq_attention",
+    "masked",
+    "masked_attention",
+    "seq2seq",
+    "masked_glue",
+    "mixed",
+];
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/keras_import")

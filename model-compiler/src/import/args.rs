@@ -214,8 +214,13 @@ impl<'a> KerasArgs<'a> {
             return self.problem(format!("its `{key}` is a {class}, which modelc has no layer for: wrap a built-in layer"));
         };
         let dtype = config.get("dtype").map(|d| d.get("config").and_then(|c| c.get("name")).unwrap_or(d));
-        if dtype.is_some_and(|d| d.as_str().is_some_and(|n| n != "float32")) {
-            self.problem(format!("its `{key}` {class} has dtype {}: modelc computes in float32", dtype.unwrap_or(&Value::Null)));
+        // The wrapper's own policy is the one the layer computes with (the model's `mixed_bfloat16`,
+        // or float32): the wrapped layer's may be either.
+        if dtype.is_some_and(|d| d.as_str().is_some_and(|n| n != "float32" && n != "mixed_bfloat16")) {
+            self.problem(format!(
+                "its `{key}` {class} has dtype {}: modelc computes in float32 or under mixed_bfloat16",
+                dtype.unwrap_or(&Value::Null)
+            ));
         }
         let frozen = |c: &Map<String, Value>| c.get("trainable").and_then(Value::as_bool) == Some(false);
         if frozen(config) && !frozen(self.config) {

@@ -59,7 +59,8 @@ impl Imported {
 /// each naming the Keras layer and class and what to do.
 pub fn keras_to_source(config: &str, origin: &Origin) -> Result<Imported, Vec<String>> {
     let root: Value = serde_json::from_str(config).map_err(|e| vec![format!("the model config is not valid JSON: {e}")])?;
-    let mut cx = Cx { origin, models: Vec::new(), problems: Vec::new(), struct_names: BTreeSet::new() };
+    let mixed = uses_mixed(&root);
+    let mut cx = Cx { origin, models: Vec::new(), problems: Vec::new(), struct_names: BTreeSet::new(), mixed };
     cx.model(&root, true);
     if cx.problems.is_empty() {
         Ok(Imported { models: cx.models })
@@ -73,6 +74,8 @@ struct Cx<'a> {
     models: Vec<ModelSource>,
     problems: Vec<String>,
     struct_names: BTreeSet<String>,
+    /// Some layer computes under `mixed_bfloat16` (see [`uses_mixed`]).
+    mixed: bool,
 }
 
 /// A layer entry of a functional config.
@@ -130,16 +133,28 @@ pub fn ident(name: &str) -> String {
     s
 }
 
-/// The float32 check of a layer's `dtype` (a string or a `DTypePolicy`).
-fn dtype_problem(v: Option<&Value>) -> Option<String> {
-    let name = match v? {
-        Value::String(s) => s.clone(),
-        Value::Object(_) => v?.get("config").and_then(|c| str_of(c, "name")).unwrap_or("float32").to_string(),
-        _ => return None,
-    };
-    (name != "float32").then(|| {
-        format!("dtype policy `{name}` is not supported: modelc computes in float32; set the layer's dtype to \"float32\" and save again")
-    })
+/// The Keras name of a layer's dtype policy (`dtype`: a string or a `DTypePolicy`); `float32` when
+/// not given.
+fn policy_name(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(d @ Value::Object(_)) => d.get("config").and_then(|c| str_of(c, "name")).unwrap_or("float32").to_string(),
+        _ => String::from("float32"),
+    }
+}
+
+/// The policy modelc has besides `float32`: Keras' `mixed_bfloat16`.
+const MIXED: &str = "mixed_bfloat16";
+
+/// Whether any layer of the config (nested models and wrapped layers included) computes under
+/// `mixed_bfloat16`: then every generated model takes that policy (`#[dtype_policy]`), and the
+/// layers Keras kept in float32 say so (`dtype = "float32"`), as the model meant it.
+fn uses_mixed(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.iter().any(|(k, x)| (k == "dtype" && policy_name(Some(x)) == MIXED) || uses_mixed(x)),
+        Value::Array(items) => items.iter().any(uses_mixed),
+        _ => false,
+    }
 }
 
 /// `[null, 8]` -> `[8]` (the batch dimension dropped), `None` when a dimension is not fixed.
@@ -270,6 +285,9 @@ impl Cx<'_> {
             format!("    /// The nested model `{name}` of `{file}` (Keras {version}).\n")
         };
         let mut text = doc;
+        if self.mixed {
+            text.push_str(&format!("    #[dtype_policy = \"{MIXED}\"]\n"));
+        }
         text.push_str(&format!("    pub struct {struct_name} {{\n"));
         for l in &body.lines {
             text.push_str(&format!("        {l}\n"));
@@ -302,15 +320,24 @@ impl Cx<'_> {
     /// The constructor text of a plain layer (`Dense(16, activation = relu, name = "hidden")`), or of a
     /// nested model (`Tower(name = "tower")`) after translating it.
     fn constructor(&mut self, entry: &Entry<'_>) -> Option<(String, usize)> {
-        if let Some(p) = dtype_problem(entry.config.get("dtype")) {
-            self.problem(&entry.name, entry.class, &p);
-        }
+        let model = matches!(entry.class, "Functional" | "Sequential" | "Model");
         let trainable = entry.config.get("trainable").and_then(Value::as_bool).unwrap_or(true);
         let mut extra = vec![format!("name = \"{}\"", entry.name)];
         if !trainable {
             extra.push(String::from("trainable = false"));
         }
-        if matches!(entry.class, "Functional" | "Sequential" | "Model") {
+        // A layer's policy: the model's (nothing to write), or float32 in a mixed model.
+        match policy_name(entry.config.get("dtype")).as_str() {
+            _ if model => {}
+            "float32" if self.mixed => extra.push(String::from("dtype = \"float32\"")),
+            "float32" | MIXED => {}
+            other => self.problem(
+                &entry.name,
+                entry.class,
+                &format!("dtype policy `{other}` is not supported: modelc computes in float32 or under mixed_bfloat16 (f32 weights, bf16 matrix products); set the layer's dtype to one of them and save again"),
+            ),
+        }
+        if model {
             let (struct_name, outputs) = self.model(entry.raw, false)?;
             return Some((format!("{struct_name}({})", extra.join(", ")), outputs));
         }
@@ -830,5 +857,37 @@ mod tests {
         let src = keras_to_source(&cfg.to_string(), &origin()).unwrap().source();
         assert!(src.contains("output score = Dense(2, name = \"d\", trainable = false)(x);"), "{src}");
         assert!(crate::param_layout(&keras_to_source(&cfg.to_string(), &origin()).unwrap().single_invocation()).is_ok());
+    }
+
+    #[test]
+    fn a_mixed_bfloat16_model_takes_the_policy_and_keeps_its_float32_layers() {
+        let policy = |name: &str| serde_json::json!({"module": "keras", "class_name": "DTypePolicy", "config": {"name": name}});
+        let cfg = |out_policy: serde_json::Value| {
+            serde_json::json!({
+                "class_name": "Sequential",
+                "config": {"name": "m", "layers": [
+                    {"class_name": "InputLayer", "config": {"name": "x", "batch_shape": [null, 3], "dtype": "float32"}},
+                    {"class_name": "Dense", "config": {"name": "h", "units": 4, "dtype": policy("mixed_bfloat16")}},
+                    {"class_name": "Dense", "config": {"name": "y", "units": 2, "activation": "softmax", "dtype": out_policy}}
+                ]}
+            })
+        };
+        let src = keras_to_source(&cfg(policy("float32")).to_string(), &origin()).unwrap();
+        let text = src.source();
+        assert!(text.contains("    #[dtype_policy = \"mixed_bfloat16\"]\n    pub struct M {"), "{text}");
+        assert!(text.contains("let h = Dense(4, name = \"h\")(x);"), "{text}");
+        assert!(text.contains("output y = Dense(2, activation = softmax, name = \"y\", dtype = \"float32\")(h);"), "{text}");
+        assert!(crate::param_layout(&src.single_invocation()).is_ok(), "{text}");
+        // Another policy is refused, naming the layer and both policies modelc has.
+        let errs = keras_to_source(&cfg(policy("mixed_float16")).to_string(), &origin()).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].contains("`y` (Dense)") && errs[0].contains("mixed_float16") && errs[0].contains("mixed_bfloat16"), "{errs:#?}");
+        // A float32 model has no attribute and no `dtype`.
+        let plain = serde_json::json!({"class_name": "Sequential", "config": {"name": "p", "layers": [
+            {"class_name": "InputLayer", "config": {"name": "x", "batch_shape": [null, 3], "dtype": "float32"}},
+            {"class_name": "Dense", "config": {"name": "y", "units": 2, "dtype": policy("float32")}}
+        ]}});
+        let text = keras_to_source(&plain.to_string(), &origin()).unwrap().source();
+        assert!(!text.contains("dtype"), "{text}");
     }
 }

@@ -323,9 +323,11 @@ pub fn read_activity(r: &mut ArgReader<'_>) -> Option<Option<Penalty>> {
     }
 }
 
-/// `dtype`, which every Keras layer takes: only `"float32"` (or `float32`, or a `float32` policy).
-pub fn read_dtype(r: &mut ArgReader<'_>) -> bool {
-    let Some(v) = r.raw("dtype", None) else { return true };
+/// `dtype`, which every Keras layer takes: only `"float32"` (or `float32`, or a `float32` policy),
+/// which keeps the layer in f32 under the model's `mixed_bfloat16` policy (as a Keras layer with its
+/// own `float32` policy in a mixed model). `None` when invalid (reported), else whether it was given.
+pub fn read_dtype(r: &mut ArgReader<'_>) -> Option<bool> {
+    let Some(v) = r.raw("dtype", None) else { return Some(false) };
     let kind = r.kind();
     let word = match &v.kind {
         ArgKind::Str(s) => s.clone(),
@@ -335,16 +337,22 @@ pub fn read_dtype(r: &mut ArgReader<'_>) -> bool {
                 Diagnostic::new(v.span, format!("`dtype` of {kind} must be a string, got {}", describe(other)))
                     .help("write `dtype = \"float32\"` or leave it out"),
             );
-            return false;
+            return None;
         }
     };
     if word == "float32" {
-        return true;
+        return Some(true);
     }
-    r.error(Diagnostic::new(v.span, format!("{kind} has dtype \"{word}\", but modelc computes only in float32")).help(
-        "write `dtype = \"float32\"` or leave it out (in Keras, set the layer's or the global dtype policy to \"float32\" before saving)",
-    ));
-    false
+    let help = if word == "mixed_bfloat16" {
+        "write `dtype = \"float32\"` or leave it out, and set the model's policy instead: `#[dtype_policy = \"mixed_bfloat16\"]` on the model (its layers follow it)"
+    } else {
+        "write `dtype = \"float32\"` or leave it out (in Keras, set the layer's or the global dtype policy to \"float32\" before saving)"
+    };
+    r.error(
+        Diagnostic::new(v.span, format!("{kind} has dtype \"{word}\", but a layer computes in float32 or in its model's policy"))
+            .help(help),
+    );
+    None
 }
 
 /// The problems of one object's arguments, reported against `what` (`he_normal`).
@@ -798,7 +806,7 @@ mod tests {
     #[test]
     fn dtype_other_than_float32_is_an_error_with_the_fix() {
         let (m, h) = one_error(&dense("dtype = \"mixed_float16\""));
-        assert_eq!(m, "Dense has dtype \"mixed_float16\", but modelc computes only in float32");
+        assert_eq!(m, "Dense has dtype \"mixed_float16\", but a layer computes in float32 or in its model's policy");
         assert!(h.starts_with("write `dtype = \"float32\"` or leave it out"), "{h}");
         assert!(one_error(&dense("dtype = 32")).0.contains("must be a string"));
         assert_eq!(errors(&dense("dtype = float32")), vec![]);

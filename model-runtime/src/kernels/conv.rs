@@ -315,6 +315,21 @@ fn direct_plan(g: &Window2d, cout: usize, col_len: usize, dcol_len: usize, with_
     Some(step.min(col_len / pin.max(1)).min(dx_room).max(1))
 }
 
+/// Whether this convolution leaves its direct path for im2col + the bf16 GEMM under a
+/// `mixed_bfloat16` scope: never, unless the size threshold is turned off
+/// (`MODELC_BF16_THRESHOLD=off`, see [`super::gemm::bf16_pays`]). Measured with
+/// `MODELC_BF16_THRESHOLD=off cargo run --release --example bf16_bench -- --grid` (Zen 4, 1 thread,
+/// busy machine, 2026-12-06): forward + backward of 3×3 'same' convolutions at batch 32 where the
+/// direct path applies took 1.2–2.4× longer through im2col + bf16 (8×8×1 → 32: 0.86× f32's speed,
+/// 8×8×32 → 32: 0.81×, 16×16×16 → 32: 0.77×, 32×32×3 → 16: 0.41×, 32×32×16 → 32: 0.66×): the direct
+/// path reads the padded image in place, which is worth more than bf16's products. Where the
+/// direct path does not apply (patches over 512 values, a strided dx, pointwise windows) the f32
+/// path is im2col + GEMM already, and the GEMM's threshold decides: 8×8×64 → 64 ran 1.58× faster
+/// in bf16, 16×16×32 → 64 1.38×.
+fn bf16_im2col() -> bool {
+    super::gemm::bf16_kernel().is_some() && super::gemm::bf16_threshold_off()
+}
+
 /// [`forward`] by the direct path, `step` samples per chunk: pad the chunk's samples into `col`,
 /// one gathered GEMM into `y`, then bias + activation while the chunk's `y` is in cache.
 #[allow(clippy::too_many_arguments)]
@@ -417,8 +432,8 @@ fn backward_direct(
 /// `direct_plan`) the chunk's zero-padded samples are copied into `col` and one gathered GEMM
 /// writes `y`, or the chunk's im2col matrix is written into `col` and one GEMM writes `y`; bias and
 /// activation follow in one pass, storing the pre-activation into `pre` when given. Allocates nothing.
-/// Under `mixed_bfloat16` (a [`super::gemm::Bf16Scope`] on this thread) always the im2col way, so
-/// that the product is bf16.
+/// Under `mixed_bfloat16` (a [`super::gemm::Bf16Scope`] on this thread) the same path: the direct
+/// one stays f32, faster than im2col + bf16 (see `bf16_im2col`); im2col's GEMM is bf16 where it pays.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     g: &Window2d,
@@ -432,7 +447,7 @@ pub fn forward(
     batch: usize,
     cout: usize,
 ) {
-    match direct_plan(g, cout, col.len(), 0, false).filter(|_| super::gemm::bf16_kernel().is_none()) {
+    match direct_plan(g, cout, col.len(), 0, false).filter(|_| !bf16_im2col()) {
         Some(step) => forward_direct(g, (x, w, b), act, pre, col, y, batch, cout, step),
         None => forward_chunked(g, (x, w, b), act, pre, col, y, batch, cout, chunk_samples(g)),
     }
@@ -494,9 +509,9 @@ pub fn backward(
     batch: usize,
     cout: usize,
 ) {
-    // Under `mixed_bfloat16` (crate::precision) the im2col path, whose products are sgemm's and so
-    // bf16; the direct path's gathered products are f32 only.
-    match direct_plan(g, cout, col.len(), dcol.len(), dx.is_some()).filter(|_| super::gemm::bf16_kernel().is_none()) {
+    // Under `mixed_bfloat16` (crate::precision) the same path as in f32 (see `bf16_im2col`): the
+    // direct path's gathered products are f32; im2col's are sgemm's, bf16 where they pay.
+    match direct_plan(g, cout, col.len(), dcol.len(), dx.is_some()).filter(|_| !bf16_im2col()) {
         Some(step) => backward_direct(g, (x, w, dy), (act, pre, y), (col, dcol), (dx, dw, db), batch, cout, step),
         None => {
             activation::backward(act, pre, y, dy, cout);

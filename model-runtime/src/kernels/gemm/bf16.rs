@@ -17,8 +17,8 @@
 //!
 //! Which products run here is a per-thread setting ([`Bf16Scope`]), entered by the runtime's entry
 //! points from the model's dtype policy (`crate::precision`); every [`super::sgemm`] and
-//! [`super::sgemm_blocks`] on that thread then comes here. [`super::gather_gemm`] has no bf16
-//! form: the convolutions take their im2col path instead while a scope is set.
+//! [`super::sgemm_blocks`] on that thread large enough to gain ([`pays`]) then comes here. [`super::gather_gemm`] has no bf16
+//! form: a convolution on its direct path stays f32 (faster than im2col + bf16, see `conv.rs`).
 
 use super::{pool, scratch, Epilogue, Par};
 use std::cell::Cell;
@@ -80,12 +80,19 @@ impl Bf16Scope {
     /// Sets this thread's kernel to `kernel`. An [`Bf16Kernel::Avx512Bf16`] on a CPU without
     /// AVX512_BF16 is taken as [`Bf16Kernel::Emulated`], so that no call faults.
     pub fn new(kernel: Option<Bf16Kernel>) -> Self {
-        let kernel = match kernel {
-            Some(Bf16Kernel::Avx512Bf16) if !avx512_bf16_available() => Some(Bf16Kernel::Emulated),
-            k => k,
-        };
+        let kernel = kernel.map(Bf16Scope::usable);
         let previous = ACTIVE.try_with(|a| a.replace(kernel)).ok().flatten();
         Bf16Scope { previous, _not_send: PhantomData }
+    }
+}
+
+impl Bf16Scope {
+    /// `kernel`, or the emulation where it is [`Bf16Kernel::Avx512Bf16`] and the CPU lacks it.
+    pub(super) fn usable(kernel: Bf16Kernel) -> Bf16Kernel {
+        match kernel {
+            Bf16Kernel::Avx512Bf16 if !avx512_bf16_available() => Bf16Kernel::Emulated,
+            k => k,
+        }
     }
 }
 
@@ -93,6 +100,43 @@ impl Drop for Bf16Scope {
     fn drop(&mut self) {
         let _ = ACTIVE.try_with(|a| a.set(self.previous));
     }
+}
+
+/// Fewest rows of C (m) for which bf16 pays: every call packs op(B), for a layer its weights, into
+/// bf16, which a product of few rows does not repay (at m = 1 bf16 took 1.5–6× f32's time, at
+/// m = 4 0.5–1.1×).
+const PAYS_MIN_M: usize = 8;
+/// Shortest sums (k) for which bf16 pays: below, storing C and packing cost more than the pairs of
+/// `vdpbf16ps` save (k = 9 and 16 lost up to 3× where n < 128, and gained at most 1.5× above).
+const PAYS_MIN_K: usize = 32;
+/// Narrowest C (n) that pays on its own: the f32 narrow path (n ≤ 16, two AVX2 vectors) and a
+/// third-full bf16 tile at n = 10 make narrower products lose (0.4–0.9×) ...
+const PAYS_MIN_N: usize = 32;
+/// ... unless op(A) is large: m·k ≥ 2¹⁷ gained 1.5–2.5× at n = 10 and 16 (and 2¹⁶ lost, 0.8–0.9×).
+const PAYS_NARROW_MIN_MK: usize = 1 << 17;
+
+/// Whether an m×k×n product gains from the bf16 kernel on a CPU with AVX512_BF16: the size
+/// threshold of the `mixed_bfloat16` policy. Products it rejects stay f32 under the policy, so
+/// their results are the f32 path's, bit for bit.
+///
+/// Measured with `cargo run --release --example bf16_bench -- --grid` (AMD EPYC, Zen 4, 1 thread,
+/// busy machine, 2026-12-06; BENCHMARKS.md): f32 against bf16 over m ∈ {1, 4, 8, 32, 128, 512,
+/// 2048}, k ∈ {9, 16, 32, 128, 512, 1024}, n ∈ {10, 16, 32, 128, 512}. Every product this accepts
+/// ran 1.0–3.1× faster in bf16 (8×32×32 broke even); every one it rejects ran slower in bf16, but
+/// for k < 32 with n ≥ 128 and m ≥ 32 (1.1–1.5×, once 0.8×), left to f32 for a simpler rule.
+///
+/// `MODELC_BF16_THRESHOLD=off` (read once) sends every product to bf16, as before the threshold: to
+/// measure what it saves.
+pub fn pays(m: usize, k: usize, n: usize) -> bool {
+    let sized = m >= PAYS_MIN_M && k >= PAYS_MIN_K && (n >= PAYS_MIN_N || m.saturating_mul(k) >= PAYS_NARROW_MIN_MK);
+    sized || threshold_off()
+}
+
+/// Whether `MODELC_BF16_THRESHOLD=off` (or `0`) turned the size threshold off: every product in
+/// bf16, and the convolutions through im2col to make theirs so (the policy's first form, to measure).
+pub fn threshold_off() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var("MODELC_BF16_THRESHOLD").is_ok_and(|v| matches!(v.trim(), "off" | "0")))
 }
 
 /// `x` rounded to bfloat16 (to nearest, ties to even; a NaN stays a quiet NaN), as its 16 bits.
@@ -663,28 +707,80 @@ mod tests {
 
     #[test]
     fn blocks_and_the_hook_follow_the_scope() {
-        let (m, n) = (5, 12);
-        let (a0, a1, b) = (values(m * 3, 1), values(m * 4, 2), values(7 * n, 3));
+        // Large enough to gain from bf16 (m = 9, k = 37, n = 40), so the hook is taken.
+        let (m, n) = (9, 40);
+        assert!(pays(m, 37, n));
+        let (a0, a1, b) = (values(m * 30, 1), values(m * 7, 2), values(37 * n, 3));
         let bias = values(n, 4);
         let epi = Epilogue { bias: Some(&bias), relu: true };
         let mut f32c = vec![0.0; m * n];
-        super::super::sgemm_blocks(m, n, &[&a0, &a1], &[3, 4], &b, &mut f32c, epi);
+        super::super::sgemm_blocks(m, n, &[&a0, &a1], &[30, 7], &b, &mut f32c, epi);
         let mut bf = vec![0.0; m * n];
         {
             let _scope = Bf16Scope::new(Some(Bf16Kernel::Emulated));
             assert_eq!(active(), Some(Bf16Kernel::Emulated));
-            super::super::sgemm_blocks(m, n, &[&a0, &a1], &[3, 4], &b, &mut bf, epi);
+            super::super::sgemm_blocks(m, n, &[&a0, &a1], &[30, 7], &b, &mut bf, epi);
         }
         assert_eq!(active(), None);
-        // The same product through the bf16 kernel directly: one A of 7 columns.
-        let a: Vec<f32> = (0..m).flat_map(|i| a0[i * 3..i * 3 + 3].iter().chain(&a1[i * 4..i * 4 + 4]).copied()).collect();
+        // The same product through the bf16 kernel directly: one A of 37 columns.
+        let a: Vec<f32> = (0..m).flat_map(|i| a0[i * 30..i * 30 + 30].iter().chain(&a1[i * 7..i * 7 + 7]).copied()).collect();
         let mut direct = vec![0.0; m * n];
-        let x = Args { m, k: 7, n, alpha: 1.0, a: &a, trans_a: false, b: &b, trans_b: false, beta: 0.0, epi };
+        let x = Args { m, k: 37, n, alpha: 1.0, a: &a, trans_a: false, b: &b, trans_b: false, beta: 0.0, epi };
         gemm(Bf16Kernel::Emulated, Par::SERIAL, x, &mut direct);
         for ((&g, &d), &f) in bf.iter().zip(&direct).zip(&f32c) {
             assert!((g - d).abs() <= 1e-5 * (1.0 + d.abs()), "blocks {g} against one product {d}");
             assert!((g - f).abs() <= 2e-2 * (1.0 + f.abs()), "bf16 {g} against f32 {f}");
         }
         assert!(bf != f32c, "the scope made no difference: the hook is not taken");
+    }
+
+    /// Under a scope, `sgemm` of m×k×n, f32 and the bf16 kernel directly, for `kernel`.
+    fn three_ways(kernel: Bf16Kernel, m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (a, b) = (values(m * k, 11), values(k * n, 12));
+        let run = |f: &dyn Fn(&mut [f32])| {
+            let mut c = vec![0.0; m * n];
+            f(&mut c);
+            c
+        };
+        let scoped = run(&|c| {
+            let _scope = Bf16Scope::new(Some(kernel));
+            super::super::sgemm(m, k, n, 1.0, &a, false, &b, false, 0.0, c);
+        });
+        let f32c = run(&|c| super::super::sgemm(m, k, n, 1.0, &a, false, &b, false, 0.0, c));
+        let bf = run(&|c| super::super::sgemm_bf16(kernel, m, k, n, 1.0, &a, false, &b, false, 0.0, c));
+        (scoped, f32c, bf)
+    }
+
+    #[test]
+    fn products_too_small_to_gain_stay_f32_to_the_bit() {
+        let mut kernels = vec![Bf16Kernel::Emulated];
+        if avx512_bf16_available() {
+            kernels.push(Bf16Kernel::Avx512Bf16);
+        }
+        // Below the threshold: few rows, a short k, a narrow C with a small op(A).
+        for (m, k, n) in [(1, 784, 512), (4, 512, 512), (32, 16, 128), (2048, 9, 32), (32, 64, 10), (512, 128, 16)] {
+            assert!(!pays(m, k, n), "{m}x{k}x{n}");
+            for &kernel in &kernels {
+                let (scoped, f32c, bf) = three_ways(kernel, m, k, n);
+                assert!(scoped == f32c, "{kernel:?} {m}x{k}x{n}: not the f32 result");
+                assert!(bf != f32c, "{kernel:?} {m}x{k}x{n}: bf16 gave f32's result, the test shows nothing");
+            }
+        }
+    }
+
+    #[test]
+    fn products_large_enough_take_the_bf16_kernel() {
+        let mut kernels = vec![Bf16Kernel::Emulated];
+        if avx512_bf16_available() {
+            kernels.push(Bf16Kernel::Avx512Bf16);
+        }
+        for (m, k, n) in [(8, 32, 32), (64, 257, 65), (128, 1024, 10), (512, 256, 16)] {
+            assert!(pays(m, k, n), "{m}x{k}x{n}");
+            for &kernel in &kernels {
+                let (scoped, f32c, bf) = three_ways(kernel, m, k, n);
+                assert!(scoped == bf, "{kernel:?} {m}x{k}x{n}: not the bf16 kernel's result");
+                assert!(scoped != f32c, "{kernel:?} {m}x{k}x{n}: f32's result to the bit");
+            }
+        }
     }
 }

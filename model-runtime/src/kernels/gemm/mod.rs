@@ -20,7 +20,10 @@ mod pool;
 mod scratch;
 mod simd;
 
-pub use bf16::{active as bf16_kernel, avx512_bf16_available, from_bf16, round_bf16, to_bf16, Bf16Kernel, Bf16Scope};
+pub use bf16::{
+    active as bf16_kernel, avx512_bf16_available, from_bf16, pays as bf16_pays, round_bf16, threshold_off as bf16_threshold_off, to_bf16,
+    Bf16Kernel, Bf16Scope,
+};
 pub use implicit::{gather_gemm, gather_gemm_tn, Gather};
 pub use pool::{num_threads, set_num_threads, THREADS_ENV};
 
@@ -85,10 +88,37 @@ pub fn sgemm_fused(
 ) {
     let par = Par { threads: num_threads(), min_work: driver::PAR_MIN_WORK };
     // Hook of the `mixed_bfloat16` dtype policy (bf16.rs): the only change to this file's paths.
-    if let Some(kernel) = bf16::active() {
+    // Products too small to gain from bf16 stay f32.
+    if let Some(kernel) = bf16::active().filter(|_| bf16::pays(m, k, n)) {
         return bf16::gemm(kernel, par, bf16::Args { m, k, n, alpha, a, trans_a, b, trans_b, beta, epi }, c);
     }
     sgemm_on(tuned().choice.for_n(n), par, m, k, n, alpha, a, trans_a, b, trans_b, beta, c, epi);
+}
+
+/// [`sgemm`] in bf16 with `kernel`, whatever the size of the product and whatever this thread's
+/// [`Bf16Scope`]: both operands rounded to bf16, the products summed in f32. The dtype policy's hook
+/// in [`sgemm_fused`] sends only products large enough to gain here (see [`bf16_pays`]); this entry
+/// point is for measuring that choice and for tests.
+///
+/// # Panics
+/// As [`sgemm`].
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_bf16(
+    kernel: Bf16Kernel,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    beta: f32,
+    c: &mut [f32],
+) {
+    let kernel = Bf16Scope::usable(kernel);
+    let par = Par { threads: num_threads(), min_work: driver::PAR_MIN_WORK };
+    bf16::gemm(kernel, par, bf16::Args { m, k, n, alpha, a, trans_a, b, trans_b, beta, epi: Epilogue::NONE }, c);
 }
 
 /// How far one [`sgemm`] call may be split.
@@ -127,8 +157,9 @@ const NARROW_MAX_BLOCKS: usize = 8;
 /// When `a` and `k` differ in length, or a slice is shorter than its matrix.
 pub fn sgemm_blocks(m: usize, n: usize, a: &[&[f32]], k: &[usize], b: &[f32], c: &mut [f32], epi: Epilogue<'_>) {
     let par = Par { threads: num_threads(), min_work: driver::PAR_MIN_WORK };
-    // Hook of the `mixed_bfloat16` dtype policy (bf16.rs).
-    if let Some(kernel) = bf16::active() {
+    // Hook of the `mixed_bfloat16` dtype policy (bf16.rs), for products that gain from bf16 (the
+    // size of the whole product, the blocks' k summed).
+    if let Some(kernel) = bf16::active().filter(|_| bf16::pays(m, k.iter().sum(), n)) {
         return bf16::blocks(kernel, par, m, n, a, k, b, c, epi);
     }
     blocks_on(tuned().choice.for_n(n), par, m, n, a, k, b, c, epi);

@@ -1,4 +1,4 @@
-// modelc computes in float32 only: any other dtype or dtype policy is an error with the fix.
+// A layer computes in float32 or in its model's policy: any other dtype is an error with the fix.
 use modelc::prelude::*;
 
 model! {
