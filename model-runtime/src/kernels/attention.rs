@@ -16,6 +16,7 @@
 //! `causal`, its key index is not after its query index); masked scores become -1e9 before the
 //! softmax and the probabilities of masked positions are set to 0 after it.
 
+use super::activation::softmax_row;
 use super::gemm::sgemm;
 
 /// Keras' `_large_negative_number` for float32.
@@ -251,32 +252,84 @@ fn kept(m: &Mha, mask: Option<&Mask<'_>>, s: usize, i: usize, j: usize) -> bool 
     }
 }
 
-/// Masked softmax of one head's `tq × tv` scores in place (Keras `Softmax(mask)`).
+/// Masked softmax of one head's `tq × tv` scores in place (Keras `Softmax(mask)`), compiled for
+/// AVX2 where the CPU has it.
 fn masked_softmax(m: &Mha, mask: Option<&Mask<'_>>, s: usize, p: &mut [f32]) {
-    let any_mask = m.causal || mask.is_some();
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { masked_softmax_avx2(m, mask, s, p) };
+    }
+    masked_softmax_on(m, mask, s, p)
+}
+
+/// [`masked_softmax_on`] compiled for AVX2. Safety: the CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn masked_softmax_avx2(m: &Mha, mask: Option<&Mask<'_>>, s: usize, p: &mut [f32]) {
+    masked_softmax_on(m, mask, s, p)
+}
+
+/// [`masked_softmax`]'s work. With only the causal mask, row i's softmax runs over its first i + 1
+/// scores and the rest are set to 0: the same values as scoring them −1e9 (their exponentials are 0
+/// in f32), without touching them. An explicit or step mask marks each position as Keras does.
+#[inline(always)]
+fn masked_softmax_on(m: &Mha, mask: Option<&Mask<'_>>, s: usize, p: &mut [f32]) {
     for (i, row) in p.chunks_exact_mut(m.tv).enumerate() {
-        if any_mask {
+        if mask.is_some() {
             for (j, v) in row.iter_mut().enumerate() {
                 if !kept(m, mask, s, i, j) {
                     *v = MASKED;
                 }
             }
-        }
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for v in row.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
-        row.iter_mut().for_each(|v| *v *= inv);
-        if any_mask {
+            softmax_row(row);
             for (j, v) in row.iter_mut().enumerate() {
                 if !kept(m, mask, s, i, j) {
                     *v = 0.0;
                 }
             }
+        } else if m.causal {
+            let (live, future) = row.split_at_mut((i + 1).min(m.tv));
+            softmax_row(live);
+            future.fill(0.0);
+        } else {
+            softmax_row(row);
         }
+    }
+}
+
+/// One head's gradient through the softmax in place: `dS = P ⊙ (dP − Σ_j P dP)` row by row, compiled
+/// for AVX2 where the CPU has it.
+fn softmax_backward(tv: usize, dp: &mut [f32], probs: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { softmax_backward_avx2(tv, dp, probs) };
+    }
+    softmax_backward_on(tv, dp, probs)
+}
+
+/// [`softmax_backward_on`] compiled for AVX2. Safety: the CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn softmax_backward_avx2(tv: usize, dp: &mut [f32], probs: &[f32]) {
+    softmax_backward_on(tv, dp, probs)
+}
+
+/// [`softmax_backward`]'s work, the dot product in 8 lanes so that it vectorizes.
+#[inline(always)]
+fn softmax_backward_on(tv: usize, dp: &mut [f32], probs: &[f32]) {
+    for (dr, pr) in dp.chunks_exact_mut(tv).zip(probs.chunks_exact(tv)) {
+        let mut acc = [0.0f32; 8];
+        let (mut dc, mut pc) = (dr.chunks_exact(8), pr.chunks_exact(8));
+        for (d, p) in (&mut dc).zip(&mut pc) {
+            for ((a, &d), &p) in acc.iter_mut().zip(d).zip(p) {
+                *a += d * p;
+            }
+        }
+        let tail: f32 = dc.remainder().iter().zip(pc.remainder()).map(|(d, p)| d * p).sum();
+        let dot = tail + acc.iter().sum::<f32>();
+        dr.iter_mut().zip(pr).for_each(|(d, &p)| *d = p * (*d - dot));
     }
 }
 
@@ -428,10 +481,7 @@ pub fn backward(
                 dp.iter_mut().zip(&ds[base..][..tt]).for_each(|(d, &g)| *d += g);
             }
             // Softmax: dS = P ⊙ (dP − Σ_j P dP).
-            for (dr, pr) in dp.chunks_exact_mut(m.tv).zip(ph.chunks_exact(m.tv)) {
-                let dot: f32 = dr.iter().zip(pr).map(|(d, p)| d * p).sum();
-                dr.iter_mut().zip(pr).for_each(|(d, &p)| *d = p * (*d - dot));
-            }
+            softmax_backward(m.tv, dp, ph);
             // S = scale (Qhᵀ)ᵀ Khᵀ: dQhᵀ = scale Khᵀ dSᵀ, dKhᵀ = scale Qhᵀ dS.
             sgemm(kd, m.tv, m.tq, scale, kh, false, dp, true, 0.0, &mut dqt[h * kd * m.tq..][..kd * m.tq]);
             sgemm(kd, m.tq, m.tv, scale, qh, false, dp, false, 0.0, &mut dkt[h * kd * m.tv..][..kd * m.tv]);
