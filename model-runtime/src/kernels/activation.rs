@@ -295,8 +295,27 @@ enum Grad<'a> {
     Accumulate { dy: &'a [f32], dx: &'a mut [f32] },
 }
 
-/// Applies the chain rule through `act`: dL/dx = dL/dy · act'(x).
+/// Applies the chain rule through `act`: dL/dx = dL/dy · act'(x), compiled for AVX2 where the CPU
+/// has it (the same arithmetic, eight lanes at a time where the derivative vectorizes: gelu's does).
 fn chain(act: Activation, x: Option<&[f32]>, y: &[f32], grad: Grad<'_>, cols: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { chain_avx2(act, x, y, grad, cols) };
+    }
+    chain_on(act, x, y, grad, cols)
+}
+
+/// [`chain_on`] compiled for AVX2. Safety: the CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn chain_avx2(act: Activation, x: Option<&[f32]>, y: &[f32], grad: Grad<'_>, cols: usize) {
+    chain_on(act, x, y, grad, cols)
+}
+
+/// [`chain`]'s work.
+#[inline(always)]
+fn chain_on(act: Activation, x: Option<&[f32]>, y: &[f32], grad: Grad<'_>, cols: usize) {
     if act.needs_input() {
         assert!(x.is_some(), "activation {:?} needs its pre-activation input in backward", act);
     }
@@ -331,6 +350,7 @@ fn chain(act: Activation, x: Option<&[f32]>, y: &[f32], grad: Grad<'_>, cols: us
 }
 
 /// The element-wise chain rule with derivative `d(x, y)`, one specialized loop per destination.
+#[inline(always)]
 fn pointwise(x: &[f32], y: &[f32], grad: Grad<'_>, d: impl Fn(f32, f32) -> f32) {
     match grad {
         Grad::InPlace(dy) => {
