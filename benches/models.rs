@@ -16,6 +16,8 @@
 
 mod baseline;
 mod bench_models;
+#[path = "support/cputime.rs"]
+mod cputime;
 
 use bench_models::*;
 use criterion::measurement::WallTime;
@@ -337,9 +339,25 @@ fn m8(c: &mut Criterion) {
 const MODELC_CELLS: [(&str, usize); 2] = [("modelc", 1), ("modelc-2t", 2)];
 
 /// Benches `f` as the modelc cell `id` with GEMMs allowed `threads` threads, then restores 1 thread.
+/// With `MODELC_BENCH_CLOCK=cpu` a call is timed by the process's CPU time (every thread's, as
+/// `scripts/peers_py.py --clock cpu` times the peers) instead of the wall clock: steadier on a
+/// machine shared with other work.
 fn bench_modelc<O>(group: &mut BenchmarkGroup<'_, WallTime>, (id, threads): (&str, usize), batch: usize, mut f: impl FnMut() -> O) {
     modelc::set_num_threads(threads);
-    group.bench_with_input(BenchmarkId::new(id, batch), &batch, |b, _| b.iter(&mut f));
+    let cpu = std::env::var("MODELC_BENCH_CLOCK").is_ok_and(|v| v == "cpu");
+    group.bench_with_input(BenchmarkId::new(id, batch), &batch, |b, _| {
+        if cpu {
+            b.iter_custom(|iters| {
+                let start = cputime::duration(cputime::PROCESS);
+                for _ in 0..iters {
+                    black_box(f());
+                }
+                cputime::duration(cputime::PROCESS).saturating_sub(start)
+            })
+        } else {
+            b.iter(&mut f)
+        }
+    });
     modelc::set_num_threads(1);
 }
 

@@ -93,6 +93,13 @@ pub fn check_adam3<N: Network>(model: &N, fx: &Fixture, atol: f32) {
     for spec in N::PARAMS {
         let got: Vec<f32> = modelc::ops::param(model, spec.name).unwrap().iter().copied().collect();
         let want = get(fx, &format!("adam3/{}", spec.name));
+        // A parameter whose gradient is zero up to rounding (MultiHeadAttention's key bias: it adds
+        // the same q·b to every score of a row, which the softmax ignores) takes Adam steps that follow
+        // the sign of the rounding noise, amplified by 1 / epsilon: both frameworks move it by up to
+        // about lr / 100 per step, in directions set by their summation orders. Its gradient is
+        // checked to the noise level by the callers; its steps are held to that size only.
+        let noise = fx.get(&format!("grad/{}", spec.name)).is_some_and(|g| g.iter().all(|v| v.abs() < 1e-7));
+        let atol = if noise { atol.max(1e-3) } else { atol };
         assert_close(&format!("{} after 3 Adam steps", spec.name), &got, want.as_slice().unwrap(), atol, 1e-4);
     }
 }

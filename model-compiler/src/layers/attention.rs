@@ -260,7 +260,8 @@ impl MultiHeadAttention {
         cx.inputs.iter().map(|o| o.shape.clone()).collect()
     }
 
-    /// Per-sample lengths of the kept state and of backward's working space (the runtime's layout).
+    /// Per-sample lengths of the kept state and of backward's working space (the runtime's
+    /// `Mha::keep_len` and `Mha::tmp_len`: a batch takes at most these times its size).
     fn lengths(&self, s: &Sizes) -> (usize, usize) {
         let (hk, hv) = (self.num_heads * self.key_dim, self.num_heads * self.value_dim);
         let tt = s.tq * s.tv;
@@ -268,14 +269,6 @@ impl MultiHeadAttention {
         let keep = hk * s.tq + hk * s.tv + hv * s.tv + self.num_heads * tt + hv * s.tq + dropped;
         let tmp = hk * s.tq + hk * s.tv + hv * s.tv + hv * s.tq + 2 * tt;
         (keep, tmp)
-    }
-
-    /// Offset of the attention scores `[heads, tq, tv]` in one sample's kept state (scratch 0): what
-    /// `return_attention_scores = true` returns.
-    pub fn scores_offset(&self, ins: &[Shape]) -> usize {
-        let s = self.sizes(ins);
-        let (hk, hv) = (self.num_heads * self.key_dim, self.num_heads * self.value_dim);
-        hk * s.tq + hk * s.tv + hv * s.tv
     }
 
     fn check_axes(&self, cx: &InferCx<'_>, q: &Shape) -> Result<(), Diagnostic> {

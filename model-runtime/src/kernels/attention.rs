@@ -1,11 +1,13 @@
-//! Keras 3 `MultiHeadAttention`: per sample, the query, key and value projections, one scaled
-//! dot-product attention per head, and the output projection, all through the runtime GEMM.
+//! Keras 3 `MultiHeadAttention`: the query, key and value projections, one scaled dot-product
+//! attention per head and sample, and the output projection, all through the runtime GEMM.
 //!
-//! Per sample the projections are kept transposed, head after head: `qT` is `[heads·key_dim, tq]`, so
-//! head h's `Qhᵀ` is one contiguous `key_dim × tq` block and every per-head product is a plain GEMM
-//! with transposes as strides (no copy, no gather). What forward keeps for backward, per sample:
+//! The projections of the whole batch are one GEMM each (`[batch·t, features] · [features, heads·dim]`,
+//! Keras' kernel layout `[features, heads, dim]` is that matrix already, and the bias is the GEMM's
+//! epilogue), so head h of sample s is a block of columns of the result: every per-head product reads
+//! and writes those blocks in place through [`sgemm_view`] (strides, no copy, no gather). What forward
+//! keeps for backward, for the whole batch:
 //!
-//! `qT [H·Dk, tq] | kT [H·Dk, tv] | vT [H·Dv, tv] | probs [H, tq, tv] | ctxT [H·Dv, tq]`
+//! `q [B·tq, H·Dk] | k [B·tv, H·Dk] | v [B·tv, H·Dv] | probs [B, H, tq, tv] | ctx [B·tq, H·Dv]`
 //! (and, with dropout, one head's dropped probabilities `[tq, tv]` as working space)
 //!
 //! `probs` are the attention scores Keras returns with `return_attention_scores = True` (after the
@@ -16,7 +18,8 @@
 //! `causal`, its key index is not after its query index); masked scores become -1e9 before the
 //! softmax and the probabilities of masked positions are set to 0 after it.
 
-use super::gemm::sgemm;
+use super::activation::softmax_row;
+use super::gemm::{sgemm, sgemm_fused, sgemm_view, Epilogue, View};
 
 /// Keras' `_large_negative_number` for float32.
 const MASKED: f32 = -1e9;
@@ -132,7 +135,7 @@ pub enum Proj {
     Value,
 }
 
-/// Offsets of the kept blocks within one sample's forward scratch.
+/// Offsets of the kept blocks within the forward scratch of a batch.
 #[derive(Clone, Copy, Debug)]
 struct Keep {
     q: usize,
@@ -140,12 +143,12 @@ struct Keep {
     v: usize,
     p: usize,
     c: usize,
-    /// One head's dropped probabilities (only with dropout), after `ctxT`.
+    /// One head's dropped probabilities (only with dropout), after `ctx`.
     d: usize,
     len: usize,
 }
 
-/// Offsets of the blocks within one sample's backward scratch.
+/// Offsets of the blocks within the backward scratch of a batch.
 #[derive(Clone, Copy, Debug)]
 struct Tmp {
     dq: usize,
@@ -166,40 +169,46 @@ impl Mha {
         self.heads * self.value_dim
     }
 
-    fn keep(&self) -> Keep {
+    /// The forward scratch of `batch` samples: at most `batch ·` [`Mha::keep_len`].
+    fn keep(&self, batch: usize) -> Keep {
         let q = 0;
-        let k = q + self.hk() * self.tq;
-        let v = k + self.hk() * self.tv;
-        let p = v + self.hv() * self.tv;
-        let c = p + self.heads * self.tq * self.tv;
-        let d = c + self.hv() * self.tq;
+        let k = q + batch * self.hk() * self.tq;
+        let v = k + batch * self.hk() * self.tv;
+        let p = v + batch * self.hv() * self.tv;
+        let c = p + batch * self.heads * self.tq * self.tv;
+        let d = c + batch * self.hv() * self.tq;
         let dropped = if self.dropout > 0.0 { self.tq * self.tv } else { 0 };
         Keep { q, k, v, p, c, d, len: d + dropped }
     }
 
-    fn tmp(&self) -> Tmp {
+    /// The backward scratch of `batch` samples: at most `batch ·` [`Mha::tmp_len`].
+    fn tmp(&self, batch: usize) -> Tmp {
         let dq = 0;
-        let dk = dq + self.hk() * self.tq;
-        let dv = dk + self.hk() * self.tv;
-        let dc = dv + self.hv() * self.tv;
-        let dp = dc + self.hv() * self.tq;
+        let dk = dq + batch * self.hk() * self.tq;
+        let dv = dk + batch * self.hk() * self.tv;
+        let dc = dv + batch * self.hv() * self.tv;
+        let dp = dc + batch * self.hv() * self.tq;
         let pd = dp + self.tq * self.tv;
         Tmp { dq, dk, dv, dc, dp, pd, len: pd + self.tq * self.tv }
     }
 
-    /// Per-sample length of the forward scratch (what backward needs kept).
+    /// Per-sample length of the forward scratch (what backward needs kept); a batch takes at most
+    /// this times its size.
     pub fn keep_len(&self) -> usize {
-        self.keep().len
+        let tt = self.tq * self.tv;
+        let dropped = if self.dropout > 0.0 { tt } else { 0 };
+        self.hk() * (self.tq + self.tv) + self.hv() * (self.tv + self.tq) + self.heads * tt + dropped
     }
 
-    /// Offset of the attention probabilities `[heads, tq, tv]` within one sample's forward scratch.
-    pub fn scores_offset(&self) -> usize {
-        self.keep().p
+    /// Offset of the attention probabilities `[batch, heads, tq, tv]` within the forward scratch of
+    /// `batch` samples.
+    pub fn scores_offset(&self, batch: usize) -> usize {
+        self.keep(batch).p
     }
 
-    /// Per-sample length of the backward-only scratch.
+    /// Per-sample length of the backward-only scratch; a batch takes at most this times its size.
     pub fn tmp_len(&self) -> usize {
-        self.tmp().len
+        self.hk() * (self.tq + self.tv) + self.hv() * (self.tv + self.tq) + 2 * self.tq * self.tv
     }
 
     /// Whether dropout is applied in this pass.
@@ -218,14 +227,20 @@ impl Mha {
     }
 }
 
-/// `outT [rows, t] = wᵀ · xᵀ + bias` for one sample: `x` is `[t, din]`, `w` is `[din, rows]`.
-fn project_t(x: &[f32], w: &[f32], bias: Option<&[f32]>, t: usize, din: usize, rows: usize, out: &mut [f32]) {
-    sgemm(rows, din, t, 1.0, w, true, x, true, 0.0, out);
-    if let Some(b) = bias {
-        for (row, &bv) in out.chunks_exact_mut(t).zip(b) {
-            row.iter_mut().for_each(|v| *v += bv);
-        }
-    }
+/// `out [rows, cols] = x · w + bias`: one projection of the whole batch (`x` is `[rows, din]`, `w`
+/// is `[din, cols]`), the bias added as the GEMM stores its tiles.
+fn project(x: &[f32], w: &[f32], bias: Option<&[f32]>, rows: usize, din: usize, cols: usize, out: &mut [f32]) {
+    sgemm_fused(rows, din, cols, 1.0, x, false, w, false, 0.0, out, Epilogue { bias, relu: false });
+}
+
+/// Head `h` of sample `s` of a `[batch·t, heads·dim]` matrix: its `t × dim` block of columns.
+fn head(x: &[f32], s: usize, h: usize, t: usize, dim: usize, width: usize) -> View<'_> {
+    View::columns(&x[s * t * width..], t, width, h * dim, dim)
+}
+
+/// Where head `h` of sample `s` of a `[batch·t, heads·dim]` matrix starts, for writing it (row stride `width`).
+fn head_mut(x: &mut [f32], s: usize, h: usize, t: usize, dim: usize, width: usize) -> &mut [f32] {
+    &mut x[s * t * width + h * dim..]
 }
 
 /// Whether position (i, j) of sample `s` is kept.
@@ -251,32 +266,84 @@ fn kept(m: &Mha, mask: Option<&Mask<'_>>, s: usize, i: usize, j: usize) -> bool 
     }
 }
 
-/// Masked softmax of one head's `tq × tv` scores in place (Keras `Softmax(mask)`).
+/// Masked softmax of one head's `tq × tv` scores in place (Keras `Softmax(mask)`), compiled for
+/// AVX2 where the CPU has it.
 fn masked_softmax(m: &Mha, mask: Option<&Mask<'_>>, s: usize, p: &mut [f32]) {
-    let any_mask = m.causal || mask.is_some();
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { masked_softmax_avx2(m, mask, s, p) };
+    }
+    masked_softmax_on(m, mask, s, p)
+}
+
+/// [`masked_softmax_on`] compiled for AVX2. Safety: the CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn masked_softmax_avx2(m: &Mha, mask: Option<&Mask<'_>>, s: usize, p: &mut [f32]) {
+    masked_softmax_on(m, mask, s, p)
+}
+
+/// [`masked_softmax`]'s work. With only the causal mask, row i's softmax runs over its first i + 1
+/// scores and the rest are set to 0: the same values as scoring them −1e9 (their exponentials are 0
+/// in f32), without touching them. An explicit or step mask marks each position as Keras does.
+#[inline(always)]
+fn masked_softmax_on(m: &Mha, mask: Option<&Mask<'_>>, s: usize, p: &mut [f32]) {
     for (i, row) in p.chunks_exact_mut(m.tv).enumerate() {
-        if any_mask {
+        if mask.is_some() {
             for (j, v) in row.iter_mut().enumerate() {
                 if !kept(m, mask, s, i, j) {
                     *v = MASKED;
                 }
             }
-        }
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for v in row.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
-        row.iter_mut().for_each(|v| *v *= inv);
-        if any_mask {
+            softmax_row(row);
             for (j, v) in row.iter_mut().enumerate() {
                 if !kept(m, mask, s, i, j) {
                     *v = 0.0;
                 }
             }
+        } else if m.causal {
+            let (live, future) = row.split_at_mut((i + 1).min(m.tv));
+            softmax_row(live);
+            future.fill(0.0);
+        } else {
+            softmax_row(row);
         }
+    }
+}
+
+/// One head's gradient through the softmax in place: `dS = P ⊙ (dP − Σ_j P dP)` row by row, compiled
+/// for AVX2 where the CPU has it.
+fn softmax_backward(tv: usize, dp: &mut [f32], probs: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { softmax_backward_avx2(tv, dp, probs) };
+    }
+    softmax_backward_on(tv, dp, probs)
+}
+
+/// [`softmax_backward_on`] compiled for AVX2. Safety: the CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn softmax_backward_avx2(tv: usize, dp: &mut [f32], probs: &[f32]) {
+    softmax_backward_on(tv, dp, probs)
+}
+
+/// [`softmax_backward`]'s work, the dot product in 8 lanes so that it vectorizes.
+#[inline(always)]
+fn softmax_backward_on(tv: usize, dp: &mut [f32], probs: &[f32]) {
+    for (dr, pr) in dp.chunks_exact_mut(tv).zip(probs.chunks_exact(tv)) {
+        let mut acc = [0.0f32; 8];
+        let (mut dc, mut pc) = (dr.chunks_exact(8), pr.chunks_exact(8));
+        for (d, p) in (&mut dc).zip(&mut pc) {
+            for ((a, &d), &p) in acc.iter_mut().zip(d).zip(p) {
+                *a += d * p;
+            }
+        }
+        let tail: f32 = dc.remainder().iter().zip(pc.remainder()).map(|(d, p)| d * p).sum();
+        let dot = tail + acc.iter().sum::<f32>();
+        dr.iter_mut().zip(pr).for_each(|(d, &p)| *d = p * (*d - dot));
     }
 }
 
@@ -313,63 +380,52 @@ pub fn forward(
     y: &mut [f32],
     batch: usize,
 ) {
-    let o = m.keep();
-    let (tt, hk, hv) = (m.tq * m.tv, m.hk(), m.hv());
+    let o = m.keep(batch);
+    let (tt, hk, hv, kd, vd) = (m.tq * m.tv, m.hk(), m.hv(), m.key_dim, m.value_dim);
     let stream = m.drops(training).then(|| m.stream(step));
+    let kp = &mut keep[..o.len];
+    let (qp, rest) = kp.split_at_mut(o.k);
+    let (kpj, rest) = rest.split_at_mut(o.v - o.k);
+    let (vp, rest) = rest.split_at_mut(o.p - o.v);
+    let (probs, rest) = rest.split_at_mut(o.c - o.p);
+    let (ctx, scratch_row) = rest.split_at_mut(o.d - o.c);
+    project(&q[..batch * m.tq * m.dq], p.wq, p.bq, batch * m.tq, m.dq, hk, qp);
+    project(&k[..batch * m.tv * m.dk], p.wk, p.bk, batch * m.tv, m.dk, hk, kpj);
+    project(&v[..batch * m.tv * m.dv], p.wv, p.bv, batch * m.tv, m.dv, hv, vp);
+    let scale = 1.0 / (kd as f32).sqrt();
     for s in 0..batch {
-        let kp = &mut keep[s * o.len..(s + 1) * o.len];
-        let (qs, ks, vs) =
-            (&q[s * m.tq * m.dq..][..m.tq * m.dq], &k[s * m.tv * m.dk..][..m.tv * m.dk], &v[s * m.tv * m.dv..][..m.tv * m.dv]);
-        let (qt, rest) = kp.split_at_mut(o.k);
-        let (kt, rest) = rest.split_at_mut(o.v - o.k);
-        let (vt, rest) = rest.split_at_mut(o.p - o.v);
-        let (probs, rest) = rest.split_at_mut(o.c - o.p);
-        let (ct, scratch_row) = rest.split_at_mut(o.d - o.c);
-        project_t(qs, p.wq, p.bq, m.tq, m.dq, hk, qt);
-        project_t(ks, p.wk, p.bk, m.tv, m.dk, hk, kt);
-        project_t(vs, p.wv, p.bv, m.tv, m.dv, hv, vt);
-        let scale = 1.0 / (m.key_dim as f32).sqrt();
         for h in 0..m.heads {
-            let qh = &qt[h * m.key_dim * m.tq..][..m.key_dim * m.tq];
-            let kh = &kt[h * m.key_dim * m.tv..][..m.key_dim * m.tv];
-            let vh = &vt[h * m.value_dim * m.tv..][..m.value_dim * m.tv];
-            let ph = &mut probs[h * tt..][..tt];
-            // S = scale · Qh Khᵀ = scale · (Qhᵀ)ᵀ (Khᵀ)
-            sgemm(m.tq, m.key_dim, m.tv, scale, qh, true, kh, false, 0.0, ph);
+            let ph = &mut probs[(s * m.heads + h) * tt..][..tt];
+            // S = scale · Qh Khᵀ
+            let kh = head(kpj, s, h, m.tv, kd, hk);
+            sgemm_view(scale, head(qp, s, h, m.tq, kd, hk), kh.t(), 0.0, ph, m.tv);
             masked_softmax(m, mask.as_ref(), s, ph);
             let pd = dropped(m, stream, ((first_row + s) * m.heads + h) * tt, ph, scratch_row);
-            // Ohᵀ [Dv, tq] = Vhᵀ · P'ᵀ
-            sgemm(m.value_dim, m.tv, m.tq, 1.0, vh, false, pd, true, 0.0, &mut ct[h * m.value_dim * m.tq..][..m.value_dim * m.tq]);
-        }
-        // y = ctx · Wo + bo, ctx = (ctxT)ᵀ
-        let ys = &mut y[s * m.tq * m.out..][..m.tq * m.out];
-        sgemm(m.tq, hv, m.out, 1.0, ct, true, p.wo, false, 0.0, ys);
-        if let Some(b) = p.bo {
-            for row in ys.chunks_exact_mut(m.out) {
-                row.iter_mut().zip(b).for_each(|(v, &bv)| *v += bv);
-            }
+            // Oh [tq, Dv] = P' Vh, into its columns of ctx.
+            let vh = head(vp, s, h, m.tv, vd, hv);
+            sgemm_view(1.0, View::new(pd, m.tq, m.tv, false), vh, 0.0, head_mut(ctx, s, h, m.tq, vd, hv), hv);
         }
     }
+    // y = ctx · Wo + bo
+    project(ctx, p.wo, p.bo, batch * m.tq, hv, m.out, &mut y[..batch * m.tq * m.out]);
 }
 
 /// The attention scores of `batch` samples, `[batch, heads, tq, tv]`, copied out of what [`forward`]
 /// kept: what a call with `return_attention_scores = true` returns beside its output.
 pub fn scores(m: &Mha, keep: &[f32], out: &mut [f32], batch: usize) {
-    let (o, n) = (m.keep(), m.heads * m.tq * m.tv);
-    for (s, dst) in out.chunks_exact_mut(n).take(batch).enumerate() {
-        dst.copy_from_slice(&keep[s * o.len + o.p..][..n]);
-    }
+    let n = batch * m.heads * m.tq * m.tv;
+    out[..n].copy_from_slice(&keep[m.keep(batch).p..][..n]);
 }
 
-/// Adds the row sums of `t [rows, cols]` to `g [rows]`.
-fn add_row_sums(t: &[f32], cols: usize, g: &mut [f32]) {
-    for (gv, row) in g.iter_mut().zip(t.chunks_exact(cols)) {
-        *gv += row.iter().sum::<f32>();
+/// Adds the column sums of `t [rows, cols]` to `g [cols]`.
+fn add_col_sums(t: &[f32], cols: usize, g: &mut [f32]) {
+    for row in t.chunks_exact(cols) {
+        g.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
     }
 }
 
 /// Backward of everything but the input projections' input gradients: accumulates the parameter
-/// gradients and leaves dQᵀ, dKᵀ, dVᵀ of every sample in `tmp` (`batch ·` [`Mha::tmp_len`]) for
+/// gradients and leaves dQ, dK, dV of the batch in `tmp` (`batch ·` [`Mha::tmp_len`]) for
 /// [`backward_input`]. `keep` is what the training forward of the same step kept. `dscores` is the
 /// gradient of the returned attention scores (`[batch, heads, tq, tv]`) when the call returns them: it
 /// joins the probabilities' gradient before the softmax (the scores are taken before dropout).
@@ -390,88 +446,74 @@ pub fn backward(
     tmp: &mut [f32],
     batch: usize,
 ) {
-    let (o, t) = (m.keep(), m.tmp());
-    let (tt, hk, hv) = (m.tq * m.tv, m.hk(), m.hv());
+    let (o, t) = (m.keep(batch), m.tmp(batch));
+    let (tt, hk, hv, kd, vd) = (m.tq * m.tv, m.hk(), m.hv(), m.key_dim, m.value_dim);
+    let (rq, rv) = (batch * m.tq, batch * m.tv);
     let stream = m.drops(training).then(|| m.stream(step));
-    let scale = 1.0 / (m.key_dim as f32).sqrt();
-    let Grads { wq: gwq, bq: mut gbq, wk: gwk, bk: mut gbk, wv: gwv, bv: mut gbv, wo: gwo, bo: mut gbo } = g;
+    let scale = 1.0 / (kd as f32).sqrt();
+    let Grads { wq: gwq, bq: gbq, wk: gwk, bk: gbk, wv: gwv, bv: gbv, wo: gwo, bo: gbo } = g;
+    let (qp, kpj, vp, probs, ctx) = (&keep[o.q..o.k], &keep[o.k..o.v], &keep[o.v..o.p], &keep[o.p..o.c], &keep[o.c..o.d]);
+    let dy = &dy[..rq * m.out];
+    let tp = &mut tmp[..t.len];
+    let (dq, rest) = tp.split_at_mut(t.dk);
+    let (dk, rest) = rest.split_at_mut(t.dv - t.dk);
+    let (dv, rest) = rest.split_at_mut(t.dc - t.dv);
+    let (dc, rest) = rest.split_at_mut(t.dp - t.dc);
+    let (dp, pd_buf) = rest.split_at_mut(t.pd - t.dp);
+    // Output projection: dWo += ctxᵀ dy, dbo += column sums of dy, dctx = dy Woᵀ.
+    sgemm(hv, rq, m.out, 1.0, ctx, true, dy, false, 1.0, gwo);
+    if let Some(gb) = gbo {
+        add_col_sums(dy, m.out, gb);
+    }
+    sgemm(rq, m.out, hv, 1.0, dy, false, p.wo, true, 0.0, dc);
     for s in 0..batch {
-        let kp = &keep[s * o.len..(s + 1) * o.len];
-        let (qt, kt, vt, probs, ct) = (&kp[o.q..o.k], &kp[o.k..o.v], &kp[o.v..o.p], &kp[o.p..o.c], &kp[o.c..o.d]);
-        let tp = &mut tmp[s * t.len..(s + 1) * t.len];
-        let dys = &dy[s * m.tq * m.out..][..m.tq * m.out];
-        // Output projection: dWo += ctxᵀ... = ctxT · dy, dbo += Σ rows dy, dctxT = Wo · dyᵀ.
-        sgemm(hv, m.tq, m.out, 1.0, ct, false, dys, false, 1.0, gwo);
-        if let Some(gb) = gbo.as_deref_mut() {
-            for row in dys.chunks_exact(m.out) {
-                gb.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
-            }
-        }
-        let (dqt, rest) = tp.split_at_mut(t.dk);
-        let (dkt, rest) = rest.split_at_mut(t.dv - t.dk);
-        let (dvt, rest) = rest.split_at_mut(t.dc - t.dv);
-        let (dct, rest) = rest.split_at_mut(t.dp - t.dc);
-        let (dp, pd_buf) = rest.split_at_mut(t.pd - t.dp);
-        sgemm(hv, m.out, m.tq, 1.0, p.wo, false, dys, true, 0.0, dct);
         for h in 0..m.heads {
-            let (kd, vd) = (m.key_dim, m.value_dim);
-            let qh = &qt[h * kd * m.tq..][..kd * m.tq];
-            let kh = &kt[h * kd * m.tv..][..kd * m.tv];
-            let vh = &vt[h * vd * m.tv..][..vd * m.tv];
-            let ph = &probs[h * tt..][..tt];
-            let doh = &dct[h * vd * m.tq..][..vd * m.tq];
-            let base = ((first_row + s) * m.heads + h) * tt;
-            let pd = dropped(m, stream, base, ph, pd_buf);
-            // Ohᵀ = Vhᵀ P'ᵀ: dVhᵀ = dOhᵀ · P', dP' = (dOhᵀ)ᵀ · Vhᵀ.
-            sgemm(vd, m.tq, m.tv, 1.0, doh, false, pd, false, 0.0, &mut dvt[h * vd * m.tv..][..vd * m.tv]);
-            sgemm(m.tq, vd, m.tv, 1.0, doh, true, vh, false, 0.0, dp);
+            let base = (s * m.heads + h) * tt;
+            // Dropout is keyed by the position in the global batch.
+            let gbase = ((first_row + s) * m.heads + h) * tt;
+            let ph = &probs[base..][..tt];
+            let pd = dropped(m, stream, gbase, ph, pd_buf);
+            let doh = head(dc, s, h, m.tq, vd, hv);
+            // Oh = P' Vh: dVh = P'ᵀ dOh, dP' = dOh Vhᵀ.
+            sgemm_view(1.0, View::new(pd, m.tq, m.tv, false).t(), doh, 0.0, head_mut(dv, s, h, m.tv, vd, hv), hv);
+            sgemm_view(1.0, doh, head(vp, s, h, m.tv, vd, hv).t(), 0.0, dp, m.tv);
             if let Some(st) = stream {
-                dp.iter_mut().enumerate().for_each(|(idx, d)| *d *= m.keep_factor(st, base + idx));
+                dp.iter_mut().enumerate().for_each(|(idx, d)| *d *= m.keep_factor(st, gbase + idx));
             }
             if let Some(ds) = dscores {
                 dp.iter_mut().zip(&ds[base..][..tt]).for_each(|(d, &g)| *d += g);
             }
             // Softmax: dS = P ⊙ (dP − Σ_j P dP).
-            for (dr, pr) in dp.chunks_exact_mut(m.tv).zip(ph.chunks_exact(m.tv)) {
-                let dot: f32 = dr.iter().zip(pr).map(|(d, p)| d * p).sum();
-                dr.iter_mut().zip(pr).for_each(|(d, &p)| *d = p * (*d - dot));
-            }
-            // S = scale (Qhᵀ)ᵀ Khᵀ: dQhᵀ = scale Khᵀ dSᵀ, dKhᵀ = scale Qhᵀ dS.
-            sgemm(kd, m.tv, m.tq, scale, kh, false, dp, true, 0.0, &mut dqt[h * kd * m.tq..][..kd * m.tq]);
-            sgemm(kd, m.tq, m.tv, scale, qh, false, dp, false, 0.0, &mut dkt[h * kd * m.tv..][..kd * m.tv]);
+            softmax_backward(m.tv, dp, ph);
+            // S = scale Qh Khᵀ: dQh = scale dS Kh, dKh = scale dSᵀ Qh.
+            let ds = View::new(dp, m.tq, m.tv, false);
+            sgemm_view(scale, ds, head(kpj, s, h, m.tv, kd, hk), 0.0, head_mut(dq, s, h, m.tq, kd, hk), hk);
+            sgemm_view(scale, ds.t(), head(qp, s, h, m.tq, kd, hk), 0.0, head_mut(dk, s, h, m.tv, kd, hk), hk);
         }
-        // Input projections' parameters: outT = wᵀ xᵀ + b, so dW += x... = xᵀ · (dT)ᵀ, db += row sums of dT.
-        let (qs, ks, vs) =
-            (&q[s * m.tq * m.dq..][..m.tq * m.dq], &k[s * m.tv * m.dk..][..m.tv * m.dk], &v[s * m.tv * m.dv..][..m.tv * m.dv]);
-        sgemm(m.dq, m.tq, hk, 1.0, qs, true, dqt, true, 1.0, gwq);
-        sgemm(m.dk, m.tv, hk, 1.0, ks, true, dkt, true, 1.0, gwk);
-        sgemm(m.dv, m.tv, hv, 1.0, vs, true, dvt, true, 1.0, gwv);
-        if let Some(gb) = gbq.as_deref_mut() {
-            add_row_sums(dqt, m.tq, gb);
-        }
-        if let Some(gb) = gbk.as_deref_mut() {
-            add_row_sums(dkt, m.tv, gb);
-        }
-        if let Some(gb) = gbv.as_deref_mut() {
-            add_row_sums(dvt, m.tv, gb);
+    }
+    // Input projections' parameters: T = x W + b, so dW += xᵀ dT, db += column sums of dT.
+    sgemm(m.dq, rq, hk, 1.0, &q[..rq * m.dq], true, dq, false, 1.0, gwq);
+    sgemm(m.dk, rv, hk, 1.0, &k[..rv * m.dk], true, dk, false, 1.0, gwk);
+    sgemm(m.dv, rv, hv, 1.0, &v[..rv * m.dv], true, dv, false, 1.0, gwv);
+    for (gb, d, w) in [(gbq, &*dq, hk), (gbk, &*dk, hk), (gbv, &*dv, hv)] {
+        if let Some(gb) = gb {
+            add_col_sums(d, w, gb);
         }
     }
 }
 
-/// Adds one operand's input gradient, `dx [batch, t, din] += (dT)ᵀ · wᵀ`, from the dQᵀ, dKᵀ or dVᵀ
-/// that [`backward`] left in `tmp`. Called once per operand, so an operand that is both query and
-/// value (self-attention) gets both contributions.
+/// Adds one operand's input gradient, `dx [batch, t, din] += dT · Wᵀ`, from the dQ, dK or dV that
+/// [`backward`] left in `tmp`. Called once per operand, so an operand that is both query and value
+/// (self-attention) gets both contributions.
 pub fn backward_input(m: &Mha, which: Proj, w: &[f32], tmp: &[f32], dx: &mut [f32], batch: usize) {
-    let t = m.tmp();
-    let (off, rows, tlen, din) = match which {
+    let t = m.tmp(batch);
+    let (off, cols, tlen, din) = match which {
         Proj::Query => (t.dq, m.hk(), m.tq, m.dq),
         Proj::Key => (t.dk, m.hk(), m.tv, m.dk),
         Proj::Value => (t.dv, m.hv(), m.tv, m.dv),
     };
-    for s in 0..batch {
-        let d = &tmp[s * t.len + off..][..rows * tlen];
-        sgemm(tlen, rows, din, 1.0, d, true, w, true, 1.0, &mut dx[s * tlen * din..][..tlen * din]);
-    }
+    let rows = batch * tlen;
+    sgemm(rows, cols, din, 1.0, &tmp[off..][..rows * cols], false, w, true, 1.0, &mut dx[..rows * din]);
 }
 
 #[cfg(test)]
@@ -496,7 +538,7 @@ mod tests {
         let mut keep = vec![0.0; 2 * m.keep_len()];
         let mut y = vec![0.0; 2 * 12];
         forward(&m, &q, &k, &v, None, &p, 0, 0, false, &mut keep, &mut y, 2);
-        let probs = &keep[m.scores_offset()..][..2 * 12];
+        let probs = &keep[m.scores_offset(2)..][..2 * 12];
         for (i, row) in probs.chunks_exact(4).enumerate() {
             let sum: f32 = row.iter().sum();
             assert!((sum - 1.0).abs() < 1e-5, "row {i} sums to {sum}");
@@ -530,9 +572,14 @@ mod tests {
         };
         let (whole_y, whole_tmp) = run(0..3, 0);
         let (share_y, share_tmp) = run(1..3, 1);
-        let (y_len, tmp_len) = (m.tq * m.out, m.tmp_len());
+        let y_len = m.tq * m.out;
         assert_eq!(share_y, whole_y[y_len..], "forward of the share");
-        assert_eq!(share_tmp, whole_tmp[tmp_len..], "input gradients of the share");
+        // dQ, dK and dV are batch-major regions of tmp: the share's rows are the whole's last two.
+        let (tw, ts) = (m.tmp(3), m.tmp(2));
+        for (name, (w0, w1), (s0, s1)) in [("dQ", (tw.dq, tw.dk), (ts.dq, ts.dk)), ("dK", (tw.dk, tw.dv), (ts.dk, ts.dv)), ("dV", (tw.dv, tw.dc), (ts.dv, ts.dc))] {
+            let per = (w1 - w0) / 3;
+            assert_eq!(share_tmp[s0..s1], whole_tmp[w0 + per..w1], "{name} of the share");
+        }
         // Keyed by the row in the share instead (first_row 0), the masks differ: the test can fail.
         let (local_y, _) = run(1..3, 0);
         assert_ne!(local_y, whole_y[y_len..]);

@@ -52,6 +52,107 @@ pub fn sgemm(m: usize, k: usize, n: usize, alpha: f32, a: &[f32], trans_a: bool,
     sgemm_fused(m, k, n, alpha, a, trans_a, b, trans_b, beta, c, Epilogue::NONE);
 }
 
+/// A matrix inside a slice: element (i, j) of the `rows`×`cols` matrix is `data[i·rs + j·cs]`. A
+/// row-major matrix is `rs = cols, cs = 1`, its transpose `rs = 1, cs = rows`; a block of columns of
+/// a wider row-major matrix (one head of a `[t, heads·dim]` projection) keeps that matrix's row stride.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    /// The values the matrix lies in.
+    pub data: &'a [f32],
+    /// Rows of the matrix.
+    pub rows: usize,
+    /// Columns of the matrix.
+    pub cols: usize,
+    /// Distance between rows.
+    pub rs: usize,
+    /// Distance between columns.
+    pub cs: usize,
+}
+
+impl<'a> View<'a> {
+    /// The `rows`×`cols` row-major matrix at the start of `data`, or its transpose (`data` then holds
+    /// `cols`×`rows` row-major) when `trans`.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize, trans: bool) -> View<'a> {
+        if trans {
+            View { data, rows, cols, rs: 1, cs: rows }
+        } else {
+            View { data, rows, cols, rs: cols, cs: 1 }
+        }
+    }
+
+    /// Columns `c0..c0 + cols` of the `rows`×`width` row-major matrix at the start of `data`.
+    pub fn columns(data: &'a [f32], rows: usize, width: usize, c0: usize, cols: usize) -> View<'a> {
+        View { data: data.get(c0..).unwrap_or(&[]), rows, cols, rs: width, cs: 1 }
+    }
+
+    /// The transpose (no copy).
+    pub fn t(self) -> View<'a> {
+        View { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+    }
+
+    /// Whether every element lies inside `data`.
+    fn fits(&self) -> bool {
+        self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// C = alpha·A·B + beta·C over [`View`]s: A is m×k, B k×n, and C(i, j) is `c[i·ldc + j]` (ldc ≥ n),
+/// so C may be a block of columns of a wider matrix too. The products of attention heads, which are
+/// column blocks of the projections, run through this without copying a head out. Always f32 (the
+/// `mixed_bfloat16` policy applies to [`sgemm`] only); split across threads as [`sgemm`] is.
+///
+/// # Panics
+/// When the inner sizes differ, `ldc < n`, or a matrix does not lie inside its slice.
+pub fn sgemm_view(alpha: f32, a: View<'_>, b: View<'_>, beta: f32, c: &mut [f32], ldc: usize) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(k, b.rows, "sgemm_view: A is {m}×{k} but B is {}×{n}", b.rows);
+    assert!(a.fits() && b.fits(), "sgemm_view: a matrix does not lie inside its slice");
+    assert!(ldc >= n, "sgemm_view: ldc {ldc} < n {n}");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() >= (m - 1) * ldc + n, "sgemm_view: c has {} elements, needs {}", c.len(), (m - 1) * ldc + n);
+    if k == 0 {
+        for row in c.chunks_mut(ldc).take(m) {
+            scale(beta, &mut row[..n]);
+        }
+        return;
+    }
+    let p = Problem {
+        m,
+        k,
+        n,
+        alpha,
+        beta,
+        a: a.data.as_ptr(),
+        rsa: a.rs,
+        csa: a.cs,
+        b: b.data.as_ptr(),
+        rsb: b.rs,
+        csb: b.cs,
+        c: c.as_mut_ptr(),
+        ldc,
+        bias: std::ptr::null(),
+        relu: false,
+    };
+    let isa = tuned().choice.for_n(n);
+    let tiles = isa.tiles();
+    let threads = num_threads();
+    let (split, parts) = driver::split_plan(&p, tiles, threads, driver::PAR_MIN_WORK);
+    // SAFETY: as in `sgemm_tiled`: the asserts above keep every addressed element of A, B and C
+    // inside its slice (`fits`, and C's last row ends within `c`), `c` is uniquely borrowed and the
+    // parts' bands of C are disjoint; `isa` is a supported one (`tuned()`).
+    if parts > 1 {
+        let part_len = |i| driver::plan(&driver::part(&p, tiles, split, i, parts), tiles).1;
+        scratch::reserve((0..parts).map(part_len).fold(driver::plan(&p, tiles).1, usize::max));
+        let work = m.saturating_mul(k).saturating_mul(n);
+        let chunk = |i| unsafe { run_one(isa, tiles, &driver::part(&p, tiles, split, i, parts)) };
+        pool::split_or_serial(work, threads, parts, &chunk, || unsafe { run_one(isa, tiles, &p) });
+        return;
+    }
+    unsafe { run_one(isa, tiles, &p) };
+}
+
 /// What [`sgemm_fused`] does to each value of C as its tile leaves the registers: add `bias[j]` to
 /// column j, then, with `relu`, take max(·, 0). This is how a dense layer's bias and activation cost
 /// no pass of their own over its output.
@@ -603,6 +704,42 @@ mod tests {
 
     fn random(rng: &mut Rng, len: usize) -> Vec<f32> {
         (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
+    }
+
+    #[test]
+    fn sgemm_view_multiplies_column_blocks_and_transposes_into_a_column_block_of_c() {
+        let mut rng = Rng::new(8);
+        // A head of width `d` at column `c0` of [rows, width] row-major matrices, as attention uses them.
+        for &(t, u, d, width, c0) in &[(5, 7, 3, 12, 6), (128, 128, 32, 128, 64), (33, 17, 16, 64, 16), (1, 9, 4, 8, 4)] {
+            let (q, k) = (random(&mut rng, t * width), random(&mut rng, u * width));
+            let c_old = random(&mut rng, t * width);
+            for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0)] {
+                // S [t, u] = alpha · Q_h K_hᵀ
+                let mut s = vec![f32::NAN; t * u];
+                let (qh, kh) = (View::columns(&q, t, width, c0, d), View::columns(&k, u, width, c0, d));
+                sgemm_view(alpha, qh, kh.t(), 0.0, &mut s, u);
+                // O_h [t, d] (columns c0.. of a [t, width] C) = S · K_h + beta · O_h
+                let mut o = c_old.clone();
+                sgemm_view(1.0, View::new(&s, t, u, false), kh, beta, &mut o[c0..], width);
+                for i in 0..t {
+                    for j in 0..u {
+                        let want: f64 = (0..d).map(|p| f64::from(q[i * width + c0 + p]) * f64::from(k[j * width + c0 + p])).sum::<f64>()
+                            * f64::from(alpha);
+                        assert!((f64::from(s[i * u + j]) - want).abs() < 1e-4, "S[{i}, {j}] = {} vs {want}", s[i * u + j]);
+                    }
+                    for j in 0..width {
+                        let want = if (c0..c0 + d).contains(&j) {
+                            let p = j - c0;
+                            (0..u).map(|r| f64::from(s[i * u + r]) * f64::from(k[r * width + c0 + p])).sum::<f64>()
+                                + f64::from(beta) * f64::from(c_old[i * width + j])
+                        } else {
+                            f64::from(c_old[i * width + j])
+                        };
+                        assert!((f64::from(o[i * width + j]) - want).abs() < 1e-3, "O[{i}, {j}] = {} vs {want}", o[i * width + j]);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
