@@ -10,7 +10,7 @@
 //! all steps (the gradients of `w`, `r` and `x`). Nothing allocates.
 
 use super::activation::{self, Activation};
-use super::gemm::{sgemm, sgemv, sgemv_t};
+use super::gemm::{sgemm, sgemm_small, sgemv, sgemv_t};
 
 mod fused;
 
@@ -63,7 +63,7 @@ pub struct Rnn {
 struct Scratch<'a> {
     /// Input projections x·W (+ input bias), rows in (batch, time) order.
     pub xp: &'a mut [f32],
-    /// Gate pre-activations, time-major (processing order).
+    /// Gate pre-activations, time-major (processing order); unused by the fused cells.
     pub z: &'a mut [f32],
     /// Gate activations, time-major.
     pub a: &'a mut [f32],
@@ -251,15 +251,20 @@ impl Rnn {
         }
         for st in 0..self.steps {
             let t = self.time(st);
-            let zs = &mut s.z[st * rows * gu..(st + 1) * rows * gu];
-            // The recurrent product, its bias, then the cell (which adds the input projection).
+            // The recurrent product, its bias, then the cell (which adds the input projection). The
+            // fused cells take the product where their gates go and keep no pre-activations.
+            let fused = self.fused();
+            let zs = match fused {
+                true => &mut s.a[st * rows * gu..(st + 1) * rows * gu],
+                false => &mut s.z[st * rows * gu..(st + 1) * rows * gu],
+            };
             recurrent_product(rows, u, gu, &s.h[st * step_len..][..step_len], p.r, zs);
             if let Some(rb) = rec_bias {
                 for row in zs.chunks_exact_mut(gu) {
                     row.iter_mut().zip(rb).for_each(|(v, &bj)| *v += bj);
                 }
             }
-            match self.fused() {
+            match fused {
                 true => self.fused_step(&mut s, st, t),
                 false => self.general_step(&mut s, st, t),
             }
@@ -300,28 +305,27 @@ impl Rnn {
     }
 
     /// The cell of step `st` (input time `t`) with the default activations, one [`fused`] loop per
-    /// sample: `s.z` holds the step's recurrent product (and bias) on entry.
+    /// sample: `s.a` holds the step's recurrent product (and bias) on entry, `s.z` stays unused.
     fn fused_step(&self, s: &mut Scratch<'_>, st: usize, t: usize) {
         let (u, gu, rows) = (self.units, self.gu(), self.batch);
         let step_len = rows * u;
-        let zs = &mut s.z[st * rows * gu..][..rows * gu];
         let a = &mut s.a[st * rows * gu..][..rows * gu];
         let (prev, next) = s.h.split_at_mut((st + 1) * step_len);
         let (h_prev, h_new) = (&prev[st * step_len..], &mut next[..step_len]);
         for b in 0..rows {
             let x = &s.xp[(b * self.steps + t) * gu..][..gu];
-            let (z, ab, h) = (&mut zs[b * gu..][..gu], &mut a[b * gu..][..gu], &mut h_new[b * u..][..u]);
+            let (ab, h) = (&mut a[b * gu..][..gu], &mut h_new[b * u..][..u]);
             match self.cell {
-                Cell::Simple => fused::simple_forward(u, z, x, ab, h),
+                Cell::Simple => fused::simple_forward(u, ab, x, h),
                 Cell::Lstm => {
                     let (cprev, cnext) = s.c.split_at_mut((st + 1) * step_len);
                     let (c_prev, c) = (&cprev[st * step_len + b * u..][..u], &mut cnext[b * u..][..u]);
                     let ac = &mut s.ac[st * step_len + b * u..][..u];
-                    fused::lstm_forward(u, z, x, ab, c_prev, c, ac, h)
+                    fused::lstm_forward(u, ab, x, c_prev, c, ac, h)
                 }
                 Cell::Gru => {
                     let hr = &mut s.c[(st * rows + b) * u..][..u];
-                    fused::gru_forward(u, z, x, ab, hr, &h_prev[b * u..][..u], h)
+                    fused::gru_forward(u, ab, x, hr, &h_prev[b * u..][..u], h)
                 }
             }
         }
@@ -602,11 +606,12 @@ impl Masked<'_> {
     }
 }
 
-/// The step's recurrent product `out` (rows×gu) = `h` (rows×u) · `r` (u×gu): a GEMV for one row.
+/// The step's recurrent product `out` (rows×gu) = `h` (rows×u) · `r` (u×gu): a GEMV for one row,
+/// else the small GEMM that reads `r` in place (it stays in cache from step to step).
 fn recurrent_product(rows: usize, u: usize, gu: usize, h: &[f32], r: &[f32], out: &mut [f32]) {
     match rows {
         1 => sgemv(u, gu, h, r, out),
-        _ => sgemm(rows, u, gu, 1.0, h, false, r, false, 0.0, out),
+        _ => sgemm_small(rows, u, gu, h, r, out),
     }
 }
 

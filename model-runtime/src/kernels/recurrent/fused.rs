@@ -4,8 +4,10 @@
 //! instead of one per gate, and no call per gate. [`super::Rnn`] runs these when the layer uses the
 //! defaults and its general per-gate code otherwise; both compute the same formulas.
 //!
-//! Row layouts are those of [`super::Rnn`]'s scratch: `z` and `a` hold the G gates' blocks of `u`
-//! values side by side (Keras' gate order), `x` the input projection of the step.
+//! Row layouts are those of [`super::Rnn`]'s scratch: `a` holds the G gates' blocks of `u` values
+//! side by side (Keras' gate order), `x` the input projection of the step. The step's recurrent
+//! product is written where its gates go and overwritten in place: backward needs only the gates
+//! for these activations, so the pre-activations are not kept.
 
 use super::exp_fast;
 
@@ -44,22 +46,20 @@ macro_rules! dispatched {
 }
 
 dispatched!(
-    /// LSTM forward: `z` (h·R on entry) gets the pre-activations z + x, `a` the gates i, f, c, o,
-    /// then c = f·c_prev + i·g, `ac` = tanh(c) and h = o·tanh(c).
+    /// LSTM forward: `a` holds h·R on entry and gets the gates i, f, c, o of h·R + x, then
+    /// c = f·c_prev + i·g, `ac` = tanh(c) and h = o·tanh(c).
     lstm_forward, lstm_forward_avx2, lstm_forward_body,
-    (u: usize, z: &mut [f32], x: &[f32], a: &mut [f32], c_prev: &[f32], c: &mut [f32], ac: &mut [f32], h: &mut [f32])
+    (u: usize, a: &mut [f32], x: &[f32], c_prev: &[f32], c: &mut [f32], ac: &mut [f32], h: &mut [f32])
 );
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn lstm_forward_body(u: usize, z: &mut [f32], x: &[f32], a: &mut [f32], c_prev: &[f32], c: &mut [f32], ac: &mut [f32], h: &mut [f32]) {
-    let (zi, zf, zg, zo) = split4_mut(&mut z[..4 * u], u);
+fn lstm_forward_body(u: usize, a: &mut [f32], x: &[f32], c_prev: &[f32], c: &mut [f32], ac: &mut [f32], h: &mut [f32]) {
     let (ai, af, ag, ao) = split4_mut(&mut a[..4 * u], u);
     let (xi, xf, xg, xo) = (&x[..u], &x[u..2 * u], &x[2 * u..3 * u], &x[3 * u..4 * u]);
     let (c_prev, c, ac, h) = (&c_prev[..u], &mut c[..u], &mut ac[..u], &mut h[..u]);
     for j in 0..u {
-        let (vi, vf, vg, vo) = (zi[j] + xi[j], zf[j] + xf[j], zg[j] + xg[j], zo[j] + xo[j]);
-        (zi[j], zf[j], zg[j], zo[j]) = (vi, vf, vg, vo);
+        let (vi, vf, vg, vo) = (ai[j] + xi[j], af[j] + xf[j], ag[j] + xg[j], ao[j] + xo[j]);
         let (i, f, g, o) = (sigmoid(vi), sigmoid(vf), tanh(vg), sigmoid(vo));
         (ai[j], af[j], ag[j], ao[j]) = (i, f, g, o);
         let cj = f * c_prev[j] + i * g;
@@ -96,25 +96,23 @@ fn lstm_backward_body(u: usize, dh: &[f32], dc: &mut [f32], a: &[f32], ac: &[f32
 }
 
 dispatched!(
-    /// GRU (`reset_after`) forward: `z` holds h·R + b_r on entry; `hr` gets its candidate part
-    /// h·R_h + b_rh, `z` the pre-activations (the candidate's x_h + r·hr), `a` the gates z, r, h, and
-    /// `h` = z·h_prev + (1 − z)·h̃.
+    /// GRU (`reset_after`) forward: `a` holds h·R + b_r on entry and gets the gates z, r, h; `hr`
+    /// gets the candidate's recurrent part h·R_h + b_rh, and `h` = z·h_prev + (1 − z)·h̃.
     gru_forward, gru_forward_avx2, gru_forward_body,
-    (u: usize, z: &mut [f32], x: &[f32], a: &mut [f32], hr: &mut [f32], h_prev: &[f32], h: &mut [f32])
+    (u: usize, a: &mut [f32], x: &[f32], hr: &mut [f32], h_prev: &[f32], h: &mut [f32])
 );
 
 #[inline(always)]
-fn gru_forward_body(u: usize, z: &mut [f32], x: &[f32], a: &mut [f32], hr: &mut [f32], h_prev: &[f32], h: &mut [f32]) {
-    let (zz, zr, zh) = split3_mut(&mut z[..3 * u], u);
+fn gru_forward_body(u: usize, a: &mut [f32], x: &[f32], hr: &mut [f32], h_prev: &[f32], h: &mut [f32]) {
     let (az, ar, ah) = split3_mut(&mut a[..3 * u], u);
     let (xz, xr, xh) = (&x[..u], &x[u..2 * u], &x[2 * u..3 * u]);
     let (hr, h_prev, h) = (&mut hr[..u], &h_prev[..u], &mut h[..u]);
     for j in 0..u {
-        let (vz, vr, rec) = (zz[j] + xz[j], zr[j] + xr[j], zh[j]);
+        let (vz, vr, rec) = (az[j] + xz[j], ar[j] + xr[j], ah[j]);
         let (gz, gr) = (sigmoid(vz), sigmoid(vr));
         let vh = xh[j] + gr * rec;
         let gh = tanh(vh);
-        (zz[j], zr[j], zh[j], hr[j]) = (vz, vr, vh, rec);
+        hr[j] = rec;
         (az[j], ar[j], ah[j]) = (gz, gr, gh);
         h[j] = gz * h_prev[j] + (1.0 - gz) * gh;
     }
@@ -144,18 +142,17 @@ fn gru_backward_body(u: usize, dh: &[f32], a: &[f32], hr: &[f32], h_prev: &[f32]
 }
 
 dispatched!(
-    /// SimpleRNN (tanh) forward: `z` (h·R on entry) gets z + x, `a` and `h` tanh of it.
+    /// SimpleRNN (tanh) forward: `a` (h·R on entry) and `h` get tanh(h·R + x).
     simple_forward, simple_forward_avx2, simple_forward_body,
-    (u: usize, z: &mut [f32], x: &[f32], a: &mut [f32], h: &mut [f32])
+    (u: usize, a: &mut [f32], x: &[f32], h: &mut [f32])
 );
 
 #[inline(always)]
-fn simple_forward_body(u: usize, z: &mut [f32], x: &[f32], a: &mut [f32], h: &mut [f32]) {
-    let (z, x, a, h) = (&mut z[..u], &x[..u], &mut a[..u], &mut h[..u]);
+fn simple_forward_body(u: usize, a: &mut [f32], x: &[f32], h: &mut [f32]) {
+    let (x, a, h) = (&x[..u], &mut a[..u], &mut h[..u]);
     for j in 0..u {
-        let v = z[j] + x[j];
-        let t = tanh(v);
-        (z[j], a[j], h[j]) = (v, t, t);
+        let t = tanh(a[j] + x[j]);
+        (a[j], h[j]) = (t, t);
     }
 }
 
