@@ -149,6 +149,22 @@ fn a_recurrent_model_trains() {
     assert!(b < a * 0.3, "loss {a} -> {b}");
 }
 
+/// A batch of one runs each step's products as matrix-vector products (`sgemv`, `sgemv_t`) instead
+/// of the GEMM: every cell and option, and Bidirectional, against finite differences there too.
+#[test]
+fn every_cell_gradients_match_finite_differences_at_batch_one() {
+    let mut cells = Cells::new(5);
+    let x = random3((1, 6, 3), 13);
+    let report = check_gradients(&mut cells, &CellsInputs { x: x.view() }, 1e-2, 2e-3, 2e-2, 6).unwrap();
+    assert_eq!(report.checked, cells.count_params());
+    assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
+    let mut both = Both::new(8);
+    let x = random3((1, 5, 3), 14);
+    let report = check_gradients(&mut both, &BothInputs { x: x.view() }, 1e-2, 2e-3, 2e-2, 7).unwrap();
+    assert_eq!(report.checked, both.count_params());
+    assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
+}
+
 #[test]
 fn bidirectional_gradients_match_finite_differences_for_every_merge_mode() {
     let mut model = Both::new(8);

@@ -10,7 +10,9 @@
 //! all steps (the gradients of `w`, `r` and `x`). Nothing allocates.
 
 use super::activation::{self, Activation};
-use super::gemm::sgemm;
+use super::gemm::{sgemm, sgemm_small, sgemv, sgemv_t};
+
+mod fused;
 
 /// The recurrent cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +63,7 @@ pub struct Rnn {
 struct Scratch<'a> {
     /// Input projections x·W (+ input bias), rows in (batch, time) order.
     pub xp: &'a mut [f32],
-    /// Gate pre-activations, time-major (processing order).
+    /// Gate pre-activations, time-major (processing order); unused by the fused cells.
     pub z: &'a mut [f32],
     /// Gate activations, time-major.
     pub a: &'a mut [f32],
@@ -229,7 +231,7 @@ impl Rnn {
         h_out: Option<&mut [f32]>,
         c_out: Option<&mut [f32]>,
     ) {
-        let s = self.split_scratch(scratch);
+        let mut s = self.split_scratch(scratch);
         let (bt, u, gu, rows) = (self.batch * self.steps, self.units, self.gu(), self.batch);
         let step_len = rows * u;
         // All steps' input projections: one GEMM, then the input bias.
@@ -249,84 +251,22 @@ impl Rnn {
         }
         for st in 0..self.steps {
             let t = self.time(st);
-            let (prev, _) = s.h.split_at_mut((st + 1) * step_len);
-            let h_prev = &prev[st * step_len..];
-            let zs = &mut s.z[st * rows * gu..(st + 1) * rows * gu];
-            // The recurrent product, then the input projection added.
-            sgemm(rows, u, gu, 1.0, h_prev, false, p.r, false, 0.0, zs);
+            // The recurrent product, its bias, then the cell (which adds the input projection). The
+            // fused cells take the product where their gates go and keep no pre-activations.
+            let fused = self.fused();
+            let zs = match fused {
+                true => &mut s.a[st * rows * gu..(st + 1) * rows * gu],
+                false => &mut s.z[st * rows * gu..(st + 1) * rows * gu],
+            };
+            recurrent_product(rows, u, gu, &s.h[st * step_len..][..step_len], p.r, zs);
             if let Some(rb) = rec_bias {
                 for row in zs.chunks_exact_mut(gu) {
                     row.iter_mut().zip(rb).for_each(|(v, &bj)| *v += bj);
                 }
             }
-            let a = &mut s.a[st * rows * gu..(st + 1) * rows * gu];
-            for b in 0..rows {
-                let xrow = &s.xp[(b * self.steps + t) * gu..][..gu];
-                let zrow = &mut zs[b * gu..][..gu];
-                let arow = &mut a[b * gu..][..gu];
-                match self.cell {
-                    Cell::Simple | Cell::Lstm => zrow.iter_mut().zip(xrow).for_each(|(z, &xv)| *z += xv),
-                    Cell::Gru => {
-                        // z and r add their input parts; the candidate waits for r.
-                        zrow[..2 * u].iter_mut().zip(&xrow[..2 * u]).for_each(|(z, &xv)| *z += xv);
-                        let hr = &mut s.c[(st * rows + b) * u..][..u];
-                        hr.copy_from_slice(&zrow[2 * u..]);
-                        gate_forward(self.rec_act, &zrow[..2 * u], &mut arow[..2 * u], u);
-                        for j in 0..u {
-                            zrow[2 * u + j] = xrow[2 * u + j] + arow[u + j] * hr[j];
-                        }
-                        gate_forward(self.act, &zrow[2 * u..], &mut arow[2 * u..], u);
-                        continue;
-                    }
-                }
-                match self.cell {
-                    Cell::Simple => gate_forward(self.act, zrow, arow, u),
-                    _ => {
-                        gate_forward(self.rec_act, &zrow[..2 * u], &mut arow[..2 * u], u);
-                        gate_forward(self.act, &zrow[2 * u..3 * u], &mut arow[2 * u..3 * u], u);
-                        gate_forward(self.rec_act, &zrow[3 * u..], &mut arow[3 * u..], u);
-                    }
-                }
-            }
-            // The new state.
-            let (prev, next) = s.h.split_at_mut((st + 1) * step_len);
-            let h_prev = &prev[st * step_len..];
-            let h_new = &mut next[..step_len];
-            match self.cell {
-                Cell::Simple => {
-                    for b in 0..rows {
-                        h_new[b * u..][..u].copy_from_slice(&a[b * gu..][..u]);
-                    }
-                }
-                Cell::Lstm => {
-                    let (cprev, cnext) = s.c.split_at_mut((st + 1) * step_len);
-                    let c_prev = &cprev[st * step_len..];
-                    let c_new = &mut cnext[..step_len];
-                    for b in 0..rows {
-                        let g = &a[b * gu..][..gu];
-                        for j in 0..u {
-                            let k = b * u + j;
-                            c_new[k] = g[u + j] * c_prev[k] + g[j] * g[2 * u + j];
-                        }
-                    }
-                    let ac = &mut s.ac[st * step_len..][..step_len];
-                    gate_forward(self.act, c_new, ac, u);
-                    for b in 0..rows {
-                        for j in 0..u {
-                            let k = b * u + j;
-                            h_new[k] = a[b * gu + 3 * u + j] * ac[k];
-                        }
-                    }
-                }
-                Cell::Gru => {
-                    for b in 0..rows {
-                        let g = &a[b * gu..][..gu];
-                        for j in 0..u {
-                            let k = b * u + j;
-                            h_new[k] = g[j] * h_prev[k] + (1.0 - g[j]) * g[2 * u + j];
-                        }
-                    }
-                }
+            match fused {
+                true => self.fused_step(&mut s, st, t),
+                false => self.general_step(&mut s, st, t),
             }
             if let Some(m) = masked.mask {
                 for b in (0..rows).filter(|&b| m[b * self.steps + t] == 0.0) {
@@ -356,6 +296,115 @@ impl Rnn {
         }
         if let Some(c) = c_out {
             c[..step_len].copy_from_slice(&s.c[self.steps * step_len..][..step_len]);
+        }
+    }
+
+    /// Whether the cell runs [`fused`]'s single-loop step: Keras' default activations.
+    fn fused(&self) -> bool {
+        self.act == Activation::Tanh && (self.cell == Cell::Simple || self.rec_act == Activation::Sigmoid)
+    }
+
+    /// The cell of step `st` (input time `t`) with the default activations, one [`fused`] loop per
+    /// sample: `s.a` holds the step's recurrent product (and bias) on entry, `s.z` stays unused.
+    fn fused_step(&self, s: &mut Scratch<'_>, st: usize, t: usize) {
+        let (u, gu, rows) = (self.units, self.gu(), self.batch);
+        let step_len = rows * u;
+        let a = &mut s.a[st * rows * gu..][..rows * gu];
+        let (prev, next) = s.h.split_at_mut((st + 1) * step_len);
+        let (h_prev, h_new) = (&prev[st * step_len..], &mut next[..step_len]);
+        for b in 0..rows {
+            let x = &s.xp[(b * self.steps + t) * gu..][..gu];
+            let (ab, h) = (&mut a[b * gu..][..gu], &mut h_new[b * u..][..u]);
+            match self.cell {
+                Cell::Simple => fused::simple_forward(u, ab, x, h),
+                Cell::Lstm => {
+                    let (cprev, cnext) = s.c.split_at_mut((st + 1) * step_len);
+                    let (c_prev, c) = (&cprev[st * step_len + b * u..][..u], &mut cnext[b * u..][..u]);
+                    let ac = &mut s.ac[st * step_len + b * u..][..u];
+                    fused::lstm_forward(u, ab, x, c_prev, c, ac, h)
+                }
+                Cell::Gru => {
+                    let hr = &mut s.c[(st * rows + b) * u..][..u];
+                    fused::gru_forward(u, ab, x, hr, &h_prev[b * u..][..u], h)
+                }
+            }
+        }
+    }
+
+    /// The cell of step `st` (input time `t`) for any activations, gate by gate: `s.z` holds the
+    /// step's recurrent product (and bias) on entry.
+    fn general_step(&self, s: &mut Scratch<'_>, st: usize, t: usize) {
+        let (u, gu, rows) = (self.units, self.gu(), self.batch);
+        let step_len = rows * u;
+        let zs = &mut s.z[st * rows * gu..(st + 1) * rows * gu];
+        let a = &mut s.a[st * rows * gu..(st + 1) * rows * gu];
+        for b in 0..rows {
+            let xrow = &s.xp[(b * self.steps + t) * gu..][..gu];
+            let zrow = &mut zs[b * gu..][..gu];
+            let arow = &mut a[b * gu..][..gu];
+            match self.cell {
+                Cell::Simple | Cell::Lstm => zrow.iter_mut().zip(xrow).for_each(|(z, &xv)| *z += xv),
+                Cell::Gru => {
+                    // z and r add their input parts; the candidate waits for r.
+                    zrow[..2 * u].iter_mut().zip(&xrow[..2 * u]).for_each(|(z, &xv)| *z += xv);
+                    let hr = &mut s.c[(st * rows + b) * u..][..u];
+                    hr.copy_from_slice(&zrow[2 * u..]);
+                    gate_forward(self.rec_act, &zrow[..2 * u], &mut arow[..2 * u], u);
+                    for j in 0..u {
+                        zrow[2 * u + j] = xrow[2 * u + j] + arow[u + j] * hr[j];
+                    }
+                    gate_forward(self.act, &zrow[2 * u..], &mut arow[2 * u..], u);
+                    continue;
+                }
+            }
+            match self.cell {
+                Cell::Simple => gate_forward(self.act, zrow, arow, u),
+                _ => {
+                    gate_forward(self.rec_act, &zrow[..2 * u], &mut arow[..2 * u], u);
+                    gate_forward(self.act, &zrow[2 * u..3 * u], &mut arow[2 * u..3 * u], u);
+                    gate_forward(self.rec_act, &zrow[3 * u..], &mut arow[3 * u..], u);
+                }
+            }
+        }
+        // The new state.
+        let (prev, next) = s.h.split_at_mut((st + 1) * step_len);
+        let h_prev = &prev[st * step_len..];
+        let h_new = &mut next[..step_len];
+        match self.cell {
+            Cell::Simple => {
+                for b in 0..rows {
+                    h_new[b * u..][..u].copy_from_slice(&a[b * gu..][..u]);
+                }
+            }
+            Cell::Lstm => {
+                let (cprev, cnext) = s.c.split_at_mut((st + 1) * step_len);
+                let c_prev = &cprev[st * step_len..];
+                let c_new = &mut cnext[..step_len];
+                for b in 0..rows {
+                    let g = &a[b * gu..][..gu];
+                    for j in 0..u {
+                        let k = b * u + j;
+                        c_new[k] = g[u + j] * c_prev[k] + g[j] * g[2 * u + j];
+                    }
+                }
+                let ac = &mut s.ac[st * step_len..][..step_len];
+                gate_forward(self.act, c_new, ac, u);
+                for b in 0..rows {
+                    for j in 0..u {
+                        let k = b * u + j;
+                        h_new[k] = a[b * gu + 3 * u + j] * ac[k];
+                    }
+                }
+            }
+            Cell::Gru => {
+                for b in 0..rows {
+                    let g = &a[b * gu..][..gu];
+                    for j in 0..u {
+                        let k = b * u + j;
+                        h_new[k] = g[j] * h_prev[k] + (1.0 - g[j]) * g[2 * u + j];
+                    }
+                }
+            }
         }
     }
 
@@ -406,6 +455,7 @@ impl Rnn {
             dh.iter_mut().zip(&dy[..step_len]).for_each(|(d, &v)| *d += v);
         }
         set_or_zero(dc, dc_out.filter(|_| self.cell == Cell::Lstm));
+        let fused = self.fused();
         for st in (0..steps).rev() {
             let t = self.time(st);
             if self.return_sequences {
@@ -428,6 +478,23 @@ impl Rnn {
                 }
                 let (zr, ar) = (&z[b * gu..][..gu], &a[b * gu..][..gu]);
                 let dhr = &dh[b * u..][..u];
+                if fused {
+                    // The input side's gradient goes straight to its (batch, time) row.
+                    let dxr = &mut dxp[(b * steps + t) * gu..][..gu];
+                    match self.cell {
+                        Cell::Simple => fused::simple_backward(u, dhr, ar, dgr, dxr),
+                        Cell::Lstm => {
+                            let acr = &k.ac[st * step_len + b * u..][..u];
+                            let c_prev = &k.c[st * step_len + b * u..][..u];
+                            fused::lstm_backward(u, dhr, &mut dc[b * u..][..u], ar, acr, c_prev, dgr, dxr)
+                        }
+                        Cell::Gru => {
+                            let hr = &k.c[(st * rows + b) * u..][..u];
+                            fused::gru_backward(u, dhr, ar, hr, &h_prev[b * u..][..u], dgr, dxr)
+                        }
+                    }
+                    continue;
+                }
                 match self.cell {
                     Cell::Simple => {
                         dgr.copy_from_slice(dhr);
@@ -483,7 +550,7 @@ impl Rnn {
                 }
             }
             // The previous state's gradient: through R, plus GRU's direct path z·h_prev.
-            sgemm(rows, gu, u, 1.0, dgs, false, p.r, true, 0.0, dh2);
+            recurrent_product_t(rows, u, gu, dgs, p.r, dh2);
             if self.cell == Cell::Gru {
                 for b in (0..rows).filter(|&b| !masked.is_masked(b * steps + t)) {
                     for j in 0..u {
@@ -539,6 +606,23 @@ impl Masked<'_> {
     }
 }
 
+/// The step's recurrent product `out` (rows×gu) = `h` (rows×u) · `r` (u×gu): a GEMV for one row,
+/// else the small GEMM that reads `r` in place (it stays in cache from step to step).
+fn recurrent_product(rows: usize, u: usize, gu: usize, h: &[f32], r: &[f32], out: &mut [f32]) {
+    match rows {
+        1 => sgemv(u, gu, h, r, out),
+        _ => sgemm_small(rows, u, gu, h, r, out),
+    }
+}
+
+/// The previous state's gradient `out` (rows×u) = `dg` (rows×gu) · `r`ᵀ: a GEMV for one row.
+fn recurrent_product_t(rows: usize, u: usize, gu: usize, dg: &[f32], r: &[f32], out: &mut [f32]) {
+    match rows {
+        1 => sgemv_t(u, gu, dg, r, out),
+        _ => sgemm(rows, gu, u, 1.0, dg, false, r, true, 0.0, out),
+    }
+}
+
 /// Copies row block `[off..off + u]` of time-major state `st` into state `st + 1` (a carried step).
 fn carry(states: &mut [f32], st: usize, step_len: usize, off: usize, u: usize) {
     let (prev, next) = states.split_at_mut((st + 1) * step_len);
@@ -583,7 +667,8 @@ fn gates(tanh: bool, x: &[f32], y: &mut [f32]) {
 }
 
 /// e^x in f32 to about 2 ulp, branch-free so loops over it vectorize: x = n·ln 2 + r with |r| ≤ ln 2 / 2,
-/// a degree-6 polynomial for e^r, and 2^n put in the exponent bits. Clamped to [-87.3, 88.7]: the
+/// a degree-6 polynomial for e^r, and 2^n put in the exponent bits (with float adds and a shift, so
+/// that it vectorizes). Clamped to [-87.3, 88.7]: the
 /// results stay finite and normal (a sigmoid's tail is then 0 or 1 to f32 precision anyway).
 #[inline(always)]
 pub fn exp_fast(x: f32) -> f32 {
@@ -598,7 +683,9 @@ pub fn exp_fast(x: f32) -> f32 {
     let p = p * r + 0.5;
     let p = p * r + 1.0;
     let p = p * r + 1.0;
-    let bits = ((n as i32 + 127) as u32) << 23;
+    // 2^n from the bits of n + 127 + 1.5·2^23, whose low mantissa bits hold the integer n + 127 (in
+    // 1..=255 after the clamp): vector adds and shifts, where `n as i32` (saturating) would not vectorize.
+    let bits = (n + (127.0 + 12_582_912.0)).to_bits() << 23;
     p * f32::from_bits(bits)
 }
 

@@ -10,22 +10,28 @@
 //! per instruction set), `driver` (the algorithm,
 //! generic over the trait, and how a product is split), `scratch` (the reusable buffer), `pool`
 //! (the worker threads and the thread count), `implicit` (convolution products whose left operand
-//! is gathered from a padded image instead of stored); this file checks arguments and dispatches.
+//! is gathered from a padded image instead of stored), `gemv` (one-row products without packing), `small` (few-row products on a B that stays in
+//! cache, without packing);
+//! this file checks arguments and dispatches.
 
 mod bf16;
 mod cpu;
 mod driver;
+mod gemv;
 mod implicit;
 mod pool;
 mod scratch;
 mod simd;
+mod small;
 
 pub use bf16::{
     active as bf16_kernel, avx512_bf16_available, from_bf16, pays as bf16_pays, round_bf16, threshold_off as bf16_threshold_off, to_bf16,
     Bf16Kernel, Bf16Scope,
 };
+pub use gemv::{sgemv, sgemv_t};
 pub use implicit::{gather_gemm, gather_gemm_tn, Gather};
 pub use pool::{num_threads, set_num_threads, THREADS_ENV};
+pub use small::sgemm_small;
 
 use driver::{Path, Problem, Tiles};
 use std::sync::OnceLock;
