@@ -576,7 +576,9 @@ mod tests {
         assert_eq!(share_y, whole_y[y_len..], "forward of the share");
         // dQ, dK and dV are batch-major regions of tmp: the share's rows are the whole's last two.
         let (tw, ts) = (m.tmp(3), m.tmp(2));
-        for (name, (w0, w1), (s0, s1)) in [("dQ", (tw.dq, tw.dk), (ts.dq, ts.dk)), ("dK", (tw.dk, tw.dv), (ts.dk, ts.dv)), ("dV", (tw.dv, tw.dc), (ts.dv, ts.dc))] {
+        for (name, (w0, w1), (s0, s1)) in
+            [("dQ", (tw.dq, tw.dk), (ts.dq, ts.dk)), ("dK", (tw.dk, tw.dv), (ts.dk, ts.dv)), ("dV", (tw.dv, tw.dc), (ts.dv, ts.dc))]
+        {
             let per = (w1 - w0) / 3;
             assert_eq!(share_tmp[s0..s1], whole_tmp[w0 + per..w1], "{name} of the share");
         }
