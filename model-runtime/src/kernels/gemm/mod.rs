@@ -21,7 +21,7 @@ mod scratch;
 mod simd;
 
 pub use bf16::{active as bf16_kernel, avx512_bf16_available, from_bf16, round_bf16, to_bf16, Bf16Kernel, Bf16Scope};
-pub use implicit::{gather_gemm, gather_gemm_tn, Gather};
+pub use implicit::{gather_gemm, gather_gemm_fused, gather_gemm_tn, Gather};
 pub use pool::{num_threads, set_num_threads, THREADS_ENV};
 
 use driver::{Path, Problem, Tiles};
