@@ -6,7 +6,13 @@
 //! fused as in [`super::conv`]. A 1D op is the 2D op with height 1. Forward next to backward; nothing is
 //! allocated.
 //!
-//! Given scratch `col` for at least one sample's [`ConvT2d::col_len`] values, the products run as GEMMs
+//! Forward, when the scratch holds a sample's zero-padded input and the outputs of its largest phase:
+//! by output phases. The output pixels `(py + sh·qy, px + sw·qx)` of phase `(py, px)` are each reached
+//! by the same few taps (for 3×3 at stride 2: 4, 2, 2 and 1), from input pixels `(qy + ry, qx + rx)`, so
+//! a phase is a stride-1 convolution of the padded input, one implicit GEMM (`gather_gemm`), whose
+//! results are interleaved into the output; no matrix of every input pixel times every tap is built.
+//!
+//! Otherwise, given scratch `col` for at least one sample's [`ConvT2d::col_len`] values, the products run as GEMMs
 //! over chunks of samples: forward computes every input pixel times every tap's `[cout, c]` block at once
 //! (`col = X · Wᵀ`, rows × (taps · cout)), then builds the output one row at a time from the taps of
 //! `col` that land on it (col2im), adding the bias and activation while the row is in cache;
@@ -338,7 +344,8 @@ fn pad_input(g: &ConvT2d, ph: &Phases, xs: &[f32], dst: &mut [f32], n: usize) {
 /// y = act(transposed convolution of x with w, plus b), the pre-activation stored into `pre` when given.
 /// `w` is `[kh, kw, cout, c]`; `col` is scratch for the GEMM paths (see the module's documentation), or
 /// empty for direct loops. When the scratch holds a sample's padded input and largest phase, the
-/// product runs by output phases ([`Phases`]), otherwise as `col = X · Wᵀ` and col2im.
+/// product runs by output phases (see the module's documentation), otherwise as `col = X · Wᵀ` and
+/// col2im.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     g: &ConvT2d,
