@@ -23,15 +23,10 @@ const EMBED: usize = 64;
 const UNITS: usize = 128;
 const GATES: usize = 4 * UNITS;
 
-model! {
-    /// The benchmark model.
-    pub struct Sentiment {
-        input tokens: [64] as i32;
-        let e = Embedding(1000, 64)(tokens);
-        let h = LSTM(128)(e);
-        output score = Dense(1, activation = sigmoid)(h);
-    }
-}
+// The model itself is shared with the peers bench (`peers/`).
+#[path = "bench_models/recurrent.rs"]
+mod recurrent_model;
+use recurrent_model::*;
 
 model! {
     /// The benchmark model with a GRU (Keras' `reset_after = true`).

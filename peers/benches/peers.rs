@@ -1,5 +1,7 @@
-//! modelc beside candle and burn on the BENCH.md models, one criterion group per (model, task, batch)
-//! cell so the ratios in a cell come from one run.
+//! modelc beside candle and burn on the BENCH.md models (M1–M5), the vision models of issue #19 (M6,
+//! M7), the transformer encoder of issue #18 (M8) and the recurrent model of issue #17 (R1), one
+//! criterion group per (model, task, batch) cell so the ratios in a cell come from one run. A framework
+//! without one of a model's layers has no function in that model's groups (candle: no M8).
 //!
 //! ```sh
 //! cd peers && RAYON_NUM_THREADS=1 cargo bench --bench peers -- --warm-up-time 1 --measurement-time 2
@@ -14,6 +16,7 @@
 use criterion::{criterion_group, Criterion};
 use modelc::prelude::*;
 use modelc_peers::modelc_models::*;
+use modelc_peers::modelc_recurrent::*;
 use modelc_peers::{burn_peer, candle_peer, Batch, Runner, Spec};
 use std::hint::black_box;
 
@@ -36,7 +39,8 @@ impl Task {
 /// Times modelc's graph of `spec` on `batch` under `name` in `group`.
 fn bench_modelc(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, spec: Spec, task: Task, batch: &Batch) {
     let flat = |i| batch.flat(i).expect("flat input");
-    let y = &batch.targets;
+    let y: Vec<_> = (0..batch.targets.len()).map(|o| batch.target2(o)).collect();
+    let y2 = |o: usize| y[o].as_ref().expect("2-D target").view();
     let bce = Loss::BinaryCrossentropy;
     let cce = Loss::CategoricalCrossentropy;
     // One arm per model: the inputs, targets and losses structs are generated per model by `model!`.
@@ -48,7 +52,9 @@ fn bench_modelc(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement
                 Task::Inference => {
                     // `predict_into`: inference into reused output arrays, as a serving loop would run it.
                     let mut out = model.predict(&inputs).expect("modelc predict");
-                    group.bench_function("modelc", |b| b.iter(|| model.predict_into(black_box(&inputs), &mut out).expect("modelc predict_into")))
+                    group.bench_function("modelc", |b| {
+                        b.iter(|| model.predict_into(black_box(&inputs), &mut out).expect("modelc predict_into"))
+                    })
                 }
                 Task::Train => {
                     let targets = $targets;
@@ -60,22 +66,18 @@ fn bench_modelc(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement
             };
         }};
     }
+    let ids = &batch.ids;
     match spec {
         Spec::M1 => {
             let (l, r) = (flat(0), flat(1));
-            run!(
-                Fusion,
-                FusionInputs { left: l.view(), right: r.view() },
-                FusionTargets { score: y[0].view() },
-                FusionLosses { score: bce }
-            )
+            run!(Fusion, FusionInputs { left: l.view(), right: r.view() }, FusionTargets { score: y2(0) }, FusionLosses { score: bce })
         }
         Spec::M2 => {
             let x = flat(0);
             run!(
                 Multitask,
                 MultitaskInputs { x: x.view() },
-                MultitaskTargets { head_a: y[0].view(), head_b: y[1].view() },
+                MultitaskTargets { head_a: y2(0), head_b: y2(1) },
                 MultitaskLosses { head_a: cce, head_b: bce }
             )
         }
@@ -84,17 +86,36 @@ fn bench_modelc(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement
             run!(
                 VisionMeta,
                 VisionMetaInputs { image: image.view(), meta: meta.view() },
-                VisionMetaTargets { probs: y[0].view() },
+                VisionMetaTargets { probs: y2(0) },
                 VisionMetaLosses { probs: cce }
             )
         }
         Spec::M4 => {
             let x = flat(0);
-            run!(WideMlp, WideMlpInputs { x: x.view() }, WideMlpTargets { probs: y[0].view() }, WideMlpLosses { probs: cce })
+            run!(WideMlp, WideMlpInputs { x: x.view() }, WideMlpTargets { probs: y2(0) }, WideMlpLosses { probs: cce })
         }
         Spec::M5 => {
             let (a, b_) = (flat(0), flat(1));
-            run!(Siamese, SiameseInputs { a: a.view(), b: b_.view() }, SiameseTargets { same: y[0].view() }, SiameseLosses { same: bce })
+            run!(Siamese, SiameseInputs { a: a.view(), b: b_.view() }, SiameseTargets { same: y2(0) }, SiameseLosses { same: bce })
+        }
+        Spec::M6 => {
+            let (image, mask) = (batch.image(0).expect("image input"), batch.target4(0).expect("4-D mask"));
+            run!(UNet, UNetInputs { image: image.view() }, UNetTargets { mask: mask.view() }, UNetLosses { mask: bce })
+        }
+        Spec::M7 => {
+            let image = batch.image(0).expect("image input");
+            run!(MobileNet, MobileNetInputs { image: image.view() }, MobileNetTargets { probs: y2(0) }, MobileNetLosses { probs: cce })
+        }
+        Spec::M8 => {
+            run!(
+                TextEncoder,
+                TextEncoderInputs { tokens: ids[0].view(), positions: ids[1].view() },
+                TextEncoderTargets { probs: y2(0) },
+                TextEncoderLosses { probs: cce }
+            )
+        }
+        Spec::R1 => {
+            run!(Sentiment, SentimentInputs { tokens: ids[0].view() }, SentimentTargets { score: y2(0) }, SentimentLosses { score: bce })
         }
     }
 }
@@ -116,11 +137,14 @@ fn peers(c: &mut Criterion) {
         for (task, rows) in cells {
             let batch = spec.batch(rows);
             let mut group = c.benchmark_group(format!("{} {} b{rows}", spec.id(), task.name()));
-            if spec == Spec::M3 || rows == 256 {
+            if !matches!(spec, Spec::M1 | Spec::M2 | Spec::M4 | Spec::M5) || rows == 256 {
                 group.sample_size(10);
             }
             bench_modelc(&mut group, spec, task, &batch);
-            bench_peer(&mut group, task, candle_peer::runner(spec, &batch).expect("candle model"));
+            match candle_peer::supports(spec) {
+                Ok(()) => bench_peer(&mut group, task, candle_peer::runner(spec, &batch).expect("candle model")),
+                Err(why) => eprintln!("{} {} b{rows}: no candle cell ({why})", spec.id(), task.name()),
+            }
             bench_peer(&mut group, task, burn_peer::runner(spec, &batch).expect("burn model"));
             group.finish();
         }

@@ -1,17 +1,25 @@
-//! The BENCH.md models in burn 0.22 on its NdArray backend (f32, CPU).
+//! The benchmark models in burn 0.22 on its NdArray backend (f32, CPU).
 //!
 //! Training runs on `Device::ndarray().autodiff()`; inference runs on `model.valid()`, the same
-//! weights on the plain NdArray device, so no autodiff graph is recorded there. Layers are burn-nn's
-//! `Linear` and `Conv2d` (NCHW input, `PaddingConfig2d::Same`) with Glorot-uniform (Xavier) kernels;
+//! weights on the plain NdArray device, so no autodiff graph is recorded there (and batch
+//! normalization uses its running statistics). Layers are burn-nn's: `Linear`, `Conv2d` (NCHW input,
+//! `PaddingConfig2d::Same`; `groups` = channels for depthwise ones), `ConvTranspose2d` (padding 1,
+//! output padding 1: Keras' "same" output size at stride 2), `MaxPool2d`, `BatchNorm`, `Embedding`,
+//! `MultiHeadAttention` (dropout 0), `LayerNorm` and `Lstm`, with Glorot-uniform (Xavier) kernels;
 //! Adam is burn-optim's with ε set to Keras' 1e-7.
 
 use crate::{Batch, LossKind, Runner, Spec, ADAM_EPSILON, CLIP, LEARNING_RATE};
 use burn::module::{Initializer, Module};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, Lstm, LstmConfig,
+    PaddingConfig2d,
+};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::activation::{relu, sigmoid, softmax};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::activation::{gelu, relu, sigmoid, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 /// Keras' default kernel initializer.
 const GLOROT: Initializer = Initializer::XavierUniform { gain: 1.0 };
@@ -24,6 +32,24 @@ fn conv(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
     Conv2dConfig::new([c_in, c_out], [3, 3]).with_padding(PaddingConfig2d::Same).with_initializer(GLOROT).init(device)
 }
 
+/// A 3×3 stride-2 transposed convolution with bias: Keras' "same" output size (twice the input).
+/// burn's `ConvTranspose2d` gives its initializer no fan-out, so Xavier panics there: the Glorot-uniform
+/// limit is given explicitly (burn then draws the bias from it too).
+fn conv_t(c_in: usize, c_out: usize, device: &Device) -> ConvTranspose2d {
+    let limit = crate::glorot_limit(9 * c_in, 9 * c_out);
+    ConvTranspose2dConfig::new([c_in, c_out], [3, 3])
+        .with_stride([2, 2])
+        .with_padding([1, 1])
+        .with_padding_out([1, 1])
+        .with_initializer(Initializer::Uniform { min: -limit, max: limit })
+        .init(device)
+}
+
+/// Keras' default embedding initializer: uniform in [-0.05, 0.05].
+fn embedding(vocab: usize, width: usize, device: &Device) -> Embedding {
+    EmbeddingConfig::new(vocab, width).with_initializer(Initializer::Uniform { min: -0.05, max: 0.05 }).init(device)
+}
+
 /// One model input on a burn device.
 #[derive(Clone, Debug)]
 pub enum Input {
@@ -31,6 +57,8 @@ pub enum Input {
     Flat(Tensor<2>),
     /// batch × channels × height × width.
     Image(Tensor<4>),
+    /// batch × sequence of token ids.
+    Ids(Tensor<2, Int>),
 }
 
 impl Input {
@@ -38,13 +66,21 @@ impl Input {
         match self {
             Input::Flat(x) => x.clone(),
             Input::Image(x) => x.clone().flatten(1, 3),
+            Input::Ids(x) => x.clone().float(),
         }
     }
 
     fn image(&self) -> crate::Result<Tensor<4>> {
         match self {
             Input::Image(x) => Ok(x.clone()),
-            Input::Flat(_) => Err("expected an image input".into()),
+            _ => Err("expected an image input".into()),
+        }
+    }
+
+    fn ids(&self) -> crate::Result<Tensor<2, Int>> {
+        match self {
+            Input::Ids(x) => Ok(x.clone()),
+            _ => Err("expected token ids".into()),
         }
     }
 }
@@ -166,6 +202,170 @@ impl Net for Siamese {
     }
 }
 
+/// M6 (issue #19): the U-Net.
+#[derive(Module, Debug)]
+pub struct UNet {
+    c1: Conv2d,
+    c2: Conv2d,
+    pool: MaxPool2d,
+    u2: ConvTranspose2d,
+    u1: ConvTranspose2d,
+    out: Conv2d,
+}
+
+impl Net for UNet {
+    fn init(d: &Device) -> Self {
+        UNet {
+            c1: conv(3, 16, d),
+            c2: conv(16, 32, d),
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            u2: conv_t(32, 32, d),
+            u1: conv_t(64, 16, d),
+            out: Conv2dConfig::new([32, 1], [1, 1]).with_initializer(GLOROT).init(d),
+        }
+    }
+
+    fn forward(&self, xs: &[Input]) -> crate::Result<Vec<Tensor<2>>> {
+        let [image] = xs else { return Err("M6 takes one input".into()) };
+        let c1 = relu(self.c1.forward(image.image()?));
+        let c2 = relu(self.c2.forward(self.pool.forward(c1.clone())));
+        let u2 = relu(self.u2.forward(self.pool.forward(c2.clone())));
+        let u1 = relu(self.u1.forward(Tensor::cat(vec![u2, c2], 1)));
+        let mask = sigmoid(self.out.forward(Tensor::cat(vec![u1, c1], 1)));
+        // One channel: NCHW [n, 1, h, w] has the element order of the NHWC mask.
+        Ok(vec![mask.flatten(1, 3)])
+    }
+}
+
+/// One MobileNet-like block of M7: depthwise 3×3 (no bias) → BatchNorm (ε 1e-3, momentum 0.01 as
+/// Keras' 0.99) → relu → pointwise 1×1 with bias and relu.
+#[derive(Module, Debug)]
+pub struct MobileBlock {
+    dw: Conv2d,
+    bn: BatchNorm,
+    pw: Conv2d,
+}
+
+impl MobileBlock {
+    fn init((stride, c, f): (usize, usize, usize), d: &Device) -> Self {
+        let dw = Conv2dConfig::new([c, c], [3, 3])
+            .with_groups(c)
+            .with_stride([stride, stride])
+            // Padding 1: the output size of Keras' "same" at strides 1 and 2.
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_bias(false)
+            .with_initializer(GLOROT)
+            .init(d);
+        let bn = BatchNormConfig::new(c).with_epsilon(1e-3).with_momentum(0.01).init(d);
+        let pw = Conv2dConfig::new([c, f], [1, 1]).with_initializer(GLOROT).init(d);
+        MobileBlock { dw, bn, pw }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.pw.forward(relu(self.bn.forward(self.dw.forward(x)))))
+    }
+}
+
+/// M7 (issue #19): the MobileNet-like classifier.
+#[derive(Module, Debug)]
+pub struct MobileNet {
+    blocks: Vec<MobileBlock>,
+    head: Linear,
+}
+
+impl Net for MobileNet {
+    fn init(d: &Device) -> Self {
+        let blocks = [(1, 3, 16), (2, 16, 32), (1, 32, 32), (2, 32, 64)].into_iter().map(|b| MobileBlock::init(b, d)).collect();
+        MobileNet { blocks, head: dense(64, 10, d) }
+    }
+
+    fn forward(&self, xs: &[Input]) -> crate::Result<Vec<Tensor<2>>> {
+        let [image] = xs else { return Err("M7 takes one input".into()) };
+        let x = self.blocks.iter().fold(image.image()?, |x, block| block.forward(x));
+        let pooled: Tensor<2> = x.mean_dims(&[2, 3]).flatten(1, 3);
+        Ok(vec![softmax(self.head.forward(pooled), 1)])
+    }
+}
+
+/// One encoder block of M8: 4-head self-attention (dropout 0), Add, LayerNorm (ε 1e-3, as Keras), Dense
+/// 256 gelu, Dense 128, Add, LayerNorm.
+#[derive(Module, Debug)]
+pub struct EncoderBlock {
+    mha: MultiHeadAttention,
+    ln1: LayerNorm,
+    f1: Linear,
+    f2: Linear,
+    ln2: LayerNorm,
+}
+
+impl EncoderBlock {
+    fn init(d: &Device) -> Self {
+        EncoderBlock {
+            mha: MultiHeadAttentionConfig::new(128, 4).with_dropout(0.0).with_initializer(GLOROT).init(d),
+            ln1: LayerNormConfig::new(128).with_epsilon(1e-3).init(d),
+            f1: dense(128, 256, d),
+            f2: dense(256, 128, d),
+            ln2: LayerNormConfig::new(128).with_epsilon(1e-3).init(d),
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let a = self.mha.forward(MhaInput::self_attn(x.clone())).context;
+        let x = self.ln1.forward(x + a);
+        let f = self.f2.forward(gelu(self.f1.forward(x.clone())));
+        self.ln2.forward(x + f)
+    }
+}
+
+/// M8 (issue #18): the transformer encoder classifier.
+#[derive(Module, Debug)]
+pub struct TextEncoder {
+    tokens: Embedding,
+    positions: Embedding,
+    blocks: Vec<EncoderBlock>,
+    head: Linear,
+}
+
+impl Net for TextEncoder {
+    fn init(d: &Device) -> Self {
+        TextEncoder {
+            tokens: embedding(2000, 128, d),
+            positions: embedding(128, 128, d),
+            blocks: vec![EncoderBlock::init(d), EncoderBlock::init(d)],
+            head: dense(128, 2, d),
+        }
+    }
+
+    fn forward(&self, xs: &[Input]) -> crate::Result<Vec<Tensor<2>>> {
+        let [tokens, positions] = xs else { return Err("M8 takes two inputs".into()) };
+        let x = self.tokens.forward(tokens.ids()?) + self.positions.forward(positions.ids()?);
+        let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
+        let pooled: Tensor<2> = x.mean_dim(1).flatten(1, 2);
+        Ok(vec![softmax(self.head.forward(pooled), 1)])
+    }
+}
+
+/// R1 (issue #17): Embedding(1000, 64) → LSTM(128), its last hidden state → Dense(1, sigmoid).
+#[derive(Module, Debug)]
+pub struct Recurrent {
+    embedding: Embedding,
+    lstm: Lstm,
+    head: Linear,
+}
+
+impl Net for Recurrent {
+    fn init(d: &Device) -> Self {
+        let lstm = LstmConfig::new(64, 128, true).with_initializer(GLOROT).init(d);
+        Recurrent { embedding: embedding(1000, 64, d), lstm, head: dense(128, 1, d) }
+    }
+
+    fn forward(&self, xs: &[Input]) -> crate::Result<Vec<Tensor<2>>> {
+        let [tokens] = xs else { return Err("R1 takes one input".into()) };
+        let (_, state) = self.lstm.forward(self.embedding.forward(tokens.ids()?), None);
+        Ok(vec![sigmoid(self.head.forward(state.hidden))])
+    }
+}
+
 /// Mean cross-entropy of probabilities `p` against targets `y`, probabilities clipped as Keras does.
 fn cross_entropy(p: Tensor<2>, y: Tensor<2>, kind: LossKind) -> Tensor<1> {
     let p = p.clamp(CLIP, 1.0 - CLIP);
@@ -191,7 +391,7 @@ pub struct BurnRunner<M: Net> {
 }
 
 fn inputs(batch: &Batch, device: &Device) -> crate::Result<Vec<Input>> {
-    (0..batch.inputs.len())
+    let mut inputs = (0..batch.inputs.len())
         .map(|i| {
             let (data, shape) = batch.peer_input(i)?;
             Ok(match *shape.as_slice() {
@@ -200,7 +400,12 @@ fn inputs(batch: &Batch, device: &Device) -> crate::Result<Vec<Input>> {
                 _ => return Err(format!("unsupported input shape {shape:?}").into()),
             })
         })
-        .collect()
+        .collect::<crate::Result<Vec<_>>>()?;
+    for ids in &batch.ids {
+        let data = TensorData::new(ids.iter().map(|&t| i64::from(t)).collect::<Vec<i64>>(), [ids.nrows(), ids.ncols()]);
+        inputs.push(Input::Ids(Tensor::from_data(data, device)));
+    }
+    Ok(inputs)
 }
 
 impl<M: Net> BurnRunner<M> {
@@ -212,11 +417,12 @@ impl<M: Net> BurnRunner<M> {
         let device = plain.clone().autodiff();
         let model = M::init(&device);
         let inference = model.valid();
-        let targets = batch
-            .targets
-            .iter()
-            .map(|y| Tensor::from_data(TensorData::new(y.iter().copied().collect::<Vec<f32>>(), [y.nrows(), y.ncols()]), &device))
-            .collect();
+        let targets = (0..batch.targets.len())
+            .map(|o| {
+                let (data, shape) = batch.peer_target(o)?;
+                Ok(Tensor::from_data(TensorData::new(data, shape), &device))
+            })
+            .collect::<crate::Result<Vec<_>>>()?;
         Ok(BurnRunner {
             spec,
             model: Some(model),
@@ -263,5 +469,9 @@ pub fn runner(spec: Spec, batch: &Batch) -> crate::Result<Box<dyn Runner>> {
         Spec::M3 => Box::new(BurnRunner::<VisionMeta>::new(spec, batch)?),
         Spec::M4 => Box::new(BurnRunner::<WideMlp>::new(spec, batch)?),
         Spec::M5 => Box::new(BurnRunner::<Siamese>::new(spec, batch)?),
+        Spec::M6 => Box::new(BurnRunner::<UNet>::new(spec, batch)?),
+        Spec::M7 => Box::new(BurnRunner::<MobileNet>::new(spec, batch)?),
+        Spec::M8 => Box::new(BurnRunner::<TextEncoder>::new(spec, batch)?),
+        Spec::R1 => Box::new(BurnRunner::<Recurrent>::new(spec, batch)?),
     })
 }

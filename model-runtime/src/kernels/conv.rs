@@ -12,7 +12,7 @@
 //! with height 1.
 
 use super::activation::{self, Activation};
-use super::gemm::{gather_gemm, gather_gemm_tn, sgemm, Gather};
+use super::gemm::{gather_gemm, gather_gemm_fused, gather_gemm_tn, sgemm, sgemm_fused, Epilogue, Gather};
 
 /// The geometry of a 2D sliding window over a channels-last `[h, w, c]` sample: window size, strides,
 /// dilation, the padding before each axis (Keras 'same' pads asymmetrically, the extra at the end) and the
@@ -330,8 +330,18 @@ fn bf16_im2col() -> bool {
     super::gemm::bf16_kernel().is_some() && super::gemm::bf16_threshold_off()
 }
 
+/// The bias and activation a forward GEMM applies as it stores `y` (the bias always; relu when
+/// nothing needs the pre-activation), and whether a pass over `y` must follow for the rest of the
+/// activation (or to store the pre-activation).
+fn fused_epilogue<'a>(act: Activation, b: Option<&'a [f32]>, with_pre: bool) -> (Epilogue<'a>, bool) {
+    let relu = matches!(act, Activation::Relu) && !with_pre;
+    let done = relu || (matches!(act, Activation::Linear) && !with_pre);
+    (Epilogue { bias: b, relu }, !done)
+}
+
 /// [`forward`] by the direct path, `step` samples per chunk: pad the chunk's samples into `col`,
-/// one gathered GEMM into `y`, then bias + activation while the chunk's `y` is in cache.
+/// one gathered GEMM into `y` whose stores add the bias (and apply relu, see `fused_epilogue`), then
+/// any other activation while the chunk's `y` is in cache.
 #[allow(clippy::too_many_arguments)]
 fn forward_direct(
     g: &Window2d,
@@ -356,9 +366,12 @@ fn forward_direct(
         let n = xs.len() / g.in_len();
         let src = &mut col[..n * pad.len(g.c)];
         pad.fill((g.h, g.w, g.c), xs, src, n);
-        gather_gemm(src, &gather, n * g.positions(), &taps[..nt], g.c, w, cout, 0.0, ys);
-        let pre = pre.as_deref_mut().map(|p| &mut p[i * step * out..i * step * out + ys.len()]);
-        activation::bias_forward_inplace(act, b, pre, ys, cout);
+        let (epi, pass) = fused_epilogue(act, b, pre.is_some());
+        gather_gemm_fused(src, &gather, n * g.positions(), &taps[..nt], g.c, w, cout, 0.0, ys, epi);
+        if pass {
+            let pre = pre.as_deref_mut().map(|p| &mut p[i * step * out..i * step * out + ys.len()]);
+            activation::bias_forward_inplace(act, None, pre, ys, cout);
+        }
     }
 }
 
@@ -470,16 +483,24 @@ fn forward_chunked(
     debug_assert_eq!(x.len(), batch * g.in_len());
     debug_assert_eq!(w.len(), patch * cout);
     debug_assert_eq!(y.len(), rows * cout);
+    // The GEMMs' stores add the bias (and apply relu, see `fused_epilogue`); a pass over `y` follows
+    // for any other activation. With no product to run, that pass adds the bias too.
+    let (epi, pass) = fused_epilogue(act, b, pre.is_some());
     if g.is_pointwise() {
-        sgemm(rows, patch, cout, 1.0, x, false, w, false, 0.0, y);
+        sgemm_fused(rows, patch, cout, 1.0, x, false, w, false, 0.0, y, epi);
     } else if g.in_len() > 0 && cout > 0 {
         for (xs, ys) in x.chunks(step * g.in_len()).zip(y.chunks_mut(step * g.positions() * cout)) {
             let n = xs.len() / g.in_len();
             im2col(g, xs, col, n);
-            sgemm(n * g.positions(), patch, cout, 1.0, col, false, w, false, 0.0, ys);
+            sgemm_fused(n * g.positions(), patch, cout, 1.0, col, false, w, false, 0.0, ys, epi);
         }
+    } else {
+        y.fill(0.0);
+        return activation::bias_forward_inplace(act, b, pre, y, cout);
     }
-    activation::bias_forward_inplace(act, b, pre, y, cout);
+    if pass {
+        activation::bias_forward_inplace(act, None, pre, y, cout);
+    }
 }
 
 /// The backward of [`forward`]. `dy` is overwritten with dL/dz through the activation; db += Σ dz.

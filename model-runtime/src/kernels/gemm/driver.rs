@@ -59,6 +59,16 @@ impl Epi {
     /// No epilogue (a k-block that is not the last).
     pub(super) const NONE: Epi = Epi { bias: std::ptr::null(), relu: false };
 
+    /// The epilogue adding `bias` (n values from column 0, or null for none), then relu if `relu`.
+    pub(super) fn new(bias: *const f32, relu: bool) -> Epi {
+        Epi { bias, relu }
+    }
+
+    /// This epilogue for the tile starting at column `j0` (of a C whose column 0 it was made for).
+    pub(super) fn at_col(self, j0: usize) -> Epi {
+        Epi { bias: if self.bias.is_null() { self.bias } else { self.bias.wrapping_add(j0) }, relu: self.relu }
+    }
+
     /// `p`'s epilogue for the tile starting at column `j0`.
     fn at(p: &Problem, j0: usize) -> Epi {
         Epi { bias: if p.bias.is_null() { p.bias } else { p.bias.wrapping_add(j0) }, relu: p.relu }

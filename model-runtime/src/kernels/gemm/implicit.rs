@@ -17,7 +17,7 @@
 
 use super::driver::{self, store_tile, Epi, PAR_MIN_WORK};
 use super::simd::{self, Simd};
-use super::{num_threads, pool, scratch, tuned, Isa, Par};
+use super::{num_threads, pool, scratch, tuned, Epilogue, Isa, Par};
 
 /// The kernels' instruction set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +118,28 @@ fn default_par() -> Par {
 /// When a slice is shorter than its matrix, or a window reaches past the end of `src`.
 #[allow(clippy::too_many_arguments)]
 pub fn gather_gemm(src: &[f32], g: &Gather, m: usize, taps: &[usize], cin: usize, w: &[f32], n: usize, beta: f32, c: &mut [f32]) {
-    gather_gemm_on(kern(n), default_par(), src, g, m, taps, cin, w, n, beta, c);
+    gather_gemm_on(kern(n), default_par(), src, g, m, taps, cin, w, n, beta, c, Epilogue::NONE);
+}
+
+/// C = epi(A·W + beta·C): [`gather_gemm`] with a bias and relu applied as each tile of C is stored
+/// (a convolution's bias and activation without a pass of their own over its output).
+///
+/// # Panics
+/// As [`gather_gemm`], and when the bias has fewer than `n` values.
+#[allow(clippy::too_many_arguments)]
+pub fn gather_gemm_fused(
+    src: &[f32],
+    g: &Gather,
+    m: usize,
+    taps: &[usize],
+    cin: usize,
+    w: &[f32],
+    n: usize,
+    beta: f32,
+    c: &mut [f32],
+    epi: Epilogue<'_>,
+) {
+    gather_gemm_on(kern(n), default_par(), src, g, m, taps, cin, w, n, beta, c, epi);
 }
 
 /// The row tile of [`gather_gemm`] for `n` columns (must match the kernels `fwd_isa` runs): a
@@ -166,10 +187,14 @@ fn gather_gemm_on(
     n: usize,
     beta: f32,
     c: &mut [f32],
+    epi: Epilogue<'_>,
 ) {
     let k = taps.len() * cin;
     assert!(w.len() >= k * n, "gather_gemm: w has {} values, needs {}", w.len(), k * n);
     assert!(c.len() >= m * n, "gather_gemm: c has {} values, needs {}", c.len(), m * n);
+    if let Some(bias) = epi.bias {
+        assert!(bias.len() >= n, "gather_gemm: the bias has {} values, needs {}", bias.len(), n);
+    }
     if m == 0 || n == 0 {
         return;
     }
@@ -179,6 +204,15 @@ fn gather_gemm_on(
             c.fill(0.0);
         } else {
             c.iter_mut().for_each(|v| *v *= beta);
+        }
+        let bias = epi.bias.unwrap_or(&[]);
+        for row in c.chunks_exact_mut(n) {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v += bias.get(j).copied().unwrap_or(0.0);
+                if epi.relu {
+                    *v = v.max(0.0);
+                }
+            }
         }
         return;
     }
@@ -195,7 +229,10 @@ fn gather_gemm_on(
         // SAFETY: `check` and the asserts above bound every address the kernels form from
         // (src, g, m, taps, cin), w (k×n) and c (m×n); parts write disjoint row bands of c, which is
         // uniquely borrowed, and `try_run` returns after every part; `isa` is supported.
-        scratch::with(panels, |buf| unsafe { fwd_isa(isa, src.as_ptr(), g, lo, hi, taps, cin, w.as_ptr(), n, beta, cp as *mut f32, buf) });
+        let tail = Epi::new(epi.bias.map_or(std::ptr::null(), <[f32]>::as_ptr), epi.relu);
+        scratch::with(panels, |buf| unsafe {
+            fwd_isa(isa, src.as_ptr(), g, lo, hi, taps, cin, w.as_ptr(), n, beta, cp as *mut f32, buf, tail)
+        });
     };
     pool::run_parts(m * k * n, par.threads, parts, &run);
 }
@@ -216,15 +253,16 @@ unsafe fn fwd_isa(
     beta: f32,
     c: *mut f32,
     buf: &mut [f32],
+    tail: Epi,
 ) {
     // SAFETY: forwarded.
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Kern::Avx2 => fwd_avx2(src, g, lo, hi, taps, cin, w, n, beta, c, buf),
+            Kern::Avx2 => fwd_avx2(src, g, lo, hi, taps, cin, w, n, beta, c, buf, tail),
             #[cfg(target_arch = "x86_64")]
-            Kern::Avx512 => fwd_avx512(src, g, lo, hi, taps, cin, w, n, beta, c, buf),
-            Kern::Portable => fwd::<simd::Portable, 4, 2>(src, g, lo, hi, taps, cin, w, n, beta, c, buf),
+            Kern::Avx512 => fwd_avx512(src, g, lo, hi, taps, cin, w, n, beta, c, buf, tail),
+            Kern::Portable => fwd::<simd::Portable, 4, 2>(src, g, lo, hi, taps, cin, w, n, beta, c, buf, tail),
         }
     }
 }
@@ -246,13 +284,14 @@ unsafe fn fwd_avx2(
     beta: f32,
     c: *mut f32,
     buf: &mut [f32],
+    tail: Epi,
 ) {
     // SAFETY: forwarded; the tile shapes match `fwd_mr`.
     unsafe {
         if n <= 8 {
-            fwd::<simd::Avx2, 8, 1>(src, g, lo, hi, taps, cin, w, n, beta, c, buf)
+            fwd::<simd::Avx2, 8, 1>(src, g, lo, hi, taps, cin, w, n, beta, c, buf, tail)
         } else {
-            fwd::<simd::Avx2, 6, 2>(src, g, lo, hi, taps, cin, w, n, beta, c, buf)
+            fwd::<simd::Avx2, 6, 2>(src, g, lo, hi, taps, cin, w, n, beta, c, buf, tail)
         }
     }
 }
@@ -274,19 +313,21 @@ unsafe fn fwd_avx512(
     beta: f32,
     c: *mut f32,
     buf: &mut [f32],
+    tail: Epi,
 ) {
     // SAFETY: forwarded; the tile shapes match `fwd_mr` and `fwd_nr`.
     unsafe {
         if n <= 16 {
-            fwd::<simd::Avx512, 8, 1>(src, g, lo, hi, taps, cin, w, n, beta, c, buf)
+            fwd::<simd::Avx512, 8, 1>(src, g, lo, hi, taps, cin, w, n, beta, c, buf, tail)
         } else {
-            fwd::<simd::Avx512, AVX512_MR, 2>(src, g, lo, hi, taps, cin, w, n, beta, c, buf)
+            fwd::<simd::Avx512, AVX512_MR, 2>(src, g, lo, hi, taps, cin, w, n, beta, c, buf, tail)
         }
     }
 }
 
-/// Rows `lo..hi` of C = A·W + beta·C in `MR`×`NV·LANES` register tiles, W packed into zero-padded
-/// column panels in `buf` first.
+/// Rows `lo..hi` of C = tail(A·W + beta·C) in `MR`×`NV·LANES` register tiles, W packed into
+/// zero-padded column panels in `buf` first; `tail` is the epilogue of column 0 (bias pointer or null,
+/// relu).
 ///
 /// # Safety
 /// `src` must hold every gathered value of rows `lo..hi`, `w` (taps·cin)×n values, `c` rows
@@ -305,6 +346,7 @@ unsafe fn fwd<S: Simd, const MR: usize, const NV: usize>(
     beta: f32,
     c: *mut f32,
     buf: &mut [f32],
+    tail: Epi,
 ) {
     let nr_full = NV * S::LANES;
     let k = taps.len() * cin;
@@ -337,7 +379,7 @@ unsafe fn fwd<S: Simd, const MR: usize, const NV: usize>(
                     acc = fwd_tap::<S, MR, NV>(acc, &rows, off, cin, bp);
                     bp = bp.add(cin * nr_full);
                 }
-                store_tile::<S, MR, NV>(&acc, c.add(i0 * n + j0), n, mr, nr, 1.0, beta, Epi::NONE);
+                store_tile::<S, MR, NV>(&acc, c.add(i0 * n + j0), n, mr, nr, 1.0, beta, tail.at_col(j0));
             }
             i0 += MR;
         }
@@ -671,6 +713,7 @@ mod tests {
             let w = random(&mut rng, k * n);
             let a = gathered(&src, &g, m, &taps, cin);
             let c0 = random(&mut rng, m * n);
+            let bias = random(&mut rng, n);
             for beta in [0.0, 1.0, -0.5] {
                 let want: Vec<f32> = (0..m * n)
                     .map(|ij| {
@@ -679,16 +722,33 @@ mod tests {
                         (s + if beta == 0.0 { 0.0 } else { beta as f64 * c0[ij] as f64 }) as f32
                     })
                     .collect();
-                for isa in isas() {
-                    for threads in [1, 2] {
-                        let mut c = if beta == 0.0 { vec![f32::NAN; m * n] } else { c0.clone() };
-                        c.push(7.0);
-                        // Split every product that has two tiles, to test the bands.
-                        gather_gemm_on(isa, Par { threads, min_work: 1 }, &src, &g, m, &taps, cin, &w, n, beta, &mut c);
-                        for (idx, (x, y)) in c.iter().zip(&want).enumerate() {
-                            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()) * k as f32, "{isa:?} {g:?} beta {beta} at {idx}: {x} vs {y}");
+                // The epilogues: none, the bias, the bias then relu (gather_gemm_fused).
+                let epilogues = [Epilogue::NONE, Epilogue { bias: Some(&bias), relu: false }, Epilogue { bias: Some(&bias), relu: true }];
+                for epi in epilogues {
+                    let want: Vec<f32> = want
+                        .iter()
+                        .enumerate()
+                        .map(|(ij, &v)| {
+                            let v = v + epi.bias.map_or(0.0, |b| b[ij % n]);
+                            if epi.relu {
+                                v.max(0.0)
+                            } else {
+                                v
+                            }
+                        })
+                        .collect();
+                    for isa in isas() {
+                        for threads in [1, 2] {
+                            let mut c = if beta == 0.0 { vec![f32::NAN; m * n] } else { c0.clone() };
+                            c.push(7.0);
+                            // Split every product that has two tiles, to test the bands.
+                            gather_gemm_on(isa, Par { threads, min_work: 1 }, &src, &g, m, &taps, cin, &w, n, beta, &mut c, epi);
+                            for (idx, (x, y)) in c.iter().zip(&want).enumerate() {
+                                let tol = 1e-5 * (1.0 + y.abs()) * k as f32;
+                                assert!((x - y).abs() <= tol, "{isa:?} {g:?} beta {beta} {epi:?} at {idx}: {x} vs {y}");
+                            }
+                            assert_eq!(c[m * n], 7.0, "wrote past m·n");
                         }
-                        assert_eq!(c[m * n], 7.0, "wrote past m·n");
                     }
                 }
             }

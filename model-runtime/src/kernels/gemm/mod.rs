@@ -29,7 +29,7 @@ pub use bf16::{
     Bf16Kernel, Bf16Scope,
 };
 pub use gemv::{sgemv, sgemv_t};
-pub use implicit::{gather_gemm, gather_gemm_tn, Gather};
+pub use implicit::{gather_gemm, gather_gemm_fused, gather_gemm_tn, Gather};
 pub use pool::{num_threads, set_num_threads, THREADS_ENV};
 pub use small::sgemm_small;
 
