@@ -153,8 +153,7 @@ def recurrent():
 def seq_attention():
     """Causal self-attention, TimeDistributed(Dense), Permute and a RepeatVector branch."""
     x = keras.Input(shape=(6, 8), name="x")
-    # value_dim != key_dim fails in Keras 3 on jax (its fused attention reshapes by key_dim): the ONNX
-    # tests cover it against modelc.
+    # value_dim != key_dim runs in Keras 3 on jax only when the call returns the scores: `cross_attention`.
     a = layers.MultiHeadAttention(2, 4, name="mha")(x, x, use_causal_mask=True)
     h = layers.LayerNormalization(name="ln")(layers.Add(name="residual")([x, a]))
     h = layers.TimeDistributed(layers.Dense(4, activation="tanh", name="step_dense"), name="per_step")(h)
@@ -261,7 +260,21 @@ def pad(name, inputs):
     return inputs
 
 
-MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention, masked, masked_attention, seq2seq, masked_glue]
+def cross_attention():
+    """Cross-attention with `value_dim != key_dim` and an `output_shape`: a query of 4 steps reads a value
+    of 5. Keras 3 on jax runs that only on its explicit einsum-and-softmax path, which asking for the
+    scores selects (its fused path reshapes by key_dim), so the call returns them and the model outputs
+    them beside the result."""
+    q = keras.Input(shape=(4, 6), name="q")
+    v = keras.Input(shape=(5, 3), name="v")
+    mha = layers.MultiHeadAttention(num_heads=2, key_dim=3, value_dim=4, output_shape=5, name="cross")
+    y, scores = mha(q, v, return_attention_scores=True)
+    y = layers.Dense(2, name="y")(layers.GlobalAveragePooling1D(name="pool")(y))
+    s = layers.Flatten(name="scores")(scores)
+    return keras.Model([q, v], [y, s], name="cross_attention")
+
+
+MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention, masked, masked_attention, seq2seq, masked_glue, cross_attention]
 
 
 def unsupported():

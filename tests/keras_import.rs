@@ -59,6 +59,11 @@ mod seq_attention {
     include!("fixtures/keras_import/seq_attention.rs");
 }
 
+mod cross_attention {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/cross_attention.rs");
+}
+
 mod mixed {
     use modelc::prelude::*;
     include!("fixtures/keras_import/mixed.rs");
@@ -149,6 +154,20 @@ fn weights_under_keras_own_nested_paths_load_without_a_name_map() {
     modelc::io::load(&mut m, path("nested.paths.safetensors")).unwrap();
     let out = m.predict(&nested::NestedInputs { left: view::<Ix2>(&t, "input/left"), right: view::<Ix2>(&t, "input/right") }).unwrap();
     assert_close("nested head", out.head.as_slice().unwrap(), &t["output/head"]);
+}
+
+#[test]
+fn imported_cross_attention_with_value_dim_unlike_key_dim_predicts_what_keras_predicts() {
+    // `value_dim = 4` against `key_dim = 3`, an `output_shape`, a query of 4 steps reading a value of 5,
+    // and the call's second result (the scores) as an output of its own.
+    let t = io("cross_attention");
+    let mut m = loaded(cross_attention::CrossAttention::new(0), "cross_attention");
+    let inputs = cross_attention::CrossAttentionInputs { q: view::<Ix3>(&t, "input/q"), v: view::<Ix3>(&t, "input/v") };
+    let out = m.predict(&inputs).unwrap();
+    assert_close("cross_attention y", out.y.as_slice().unwrap(), &t["output/y"]);
+    assert_close("cross_attention scores", out.scores.as_slice().unwrap(), &t["output/scores"]);
+    assert_eq!(m.param("cross/value/kernel").unwrap().shape(), &[3, 2, 4]);
+    assert_eq!(m.param("cross/attention_output/kernel").unwrap().shape(), &[2, 4, 5]);
 }
 
 #[test]

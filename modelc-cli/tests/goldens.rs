@@ -19,6 +19,7 @@ const MODELS: &[&str] = &[
     "seq2seq",
     "masked_glue",
     "mixed",
+    "cross_attention",
 ];
 
 fn dir() -> PathBuf {
