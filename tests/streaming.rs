@@ -320,6 +320,7 @@ fn steady_state_streamed_steps_allocate_nothing_on_the_training_thread() {
     let few = batches(&data, 8)[..4].to_vec();
     let many = batches(&data, 8);
     trainer.fit_stream(few.clone(), &fit).unwrap();
+    block_once_on_a_channel();
     let n_few = allocations_in(|| {
         trainer.fit_stream(few, &fit).unwrap();
     });
@@ -328,6 +329,20 @@ fn steady_state_streamed_steps_allocate_nothing_on_the_training_thread() {
     });
     assert!(n_few > 0, "the counter sees the fit's own allocations (the thread, the channel, the history)");
     assert_eq!(n_many, n_few, "{n_few} allocations for 4 batches, {n_many} for 24: the steps allocate");
+}
+
+/// Makes this thread wait once in a `std::sync::mpsc` receive. std's channels allocate a thread's
+/// waiting context the first time that thread blocks, once per thread: whether the training thread first
+/// blocks on the prefetch channel during the warm-up or later depends on the prefetch thread's timing
+/// (on a loaded machine, later), so the count above would see that one allocation or not.
+fn block_once_on_a_channel() {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(0);
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        tx.send(()).unwrap();
+    });
+    rx.recv().unwrap();
+    sender.join().unwrap();
 }
 
 /// The example's source: the digits file streamed through gzip, a part of it, shuffled anew every pass.
