@@ -2,7 +2,8 @@
 //! the same model (`baseline`), in one criterion group per model and task so ratios come from one run.
 //!
 //! `cargo bench --bench models` (add `-- M1` to filter). M6 (U-Net) and M7 (MobileNet-like), the vision
-//! models of issue #19, and M8 (the transformer encoder of issue #18) have modelc cells only: their comparison is with the peers (scripts/peers_py.py). Each group holds `modelc` (1 thread),
+//! models of issue #19, have im2col baselines (benches/baseline/vision.rs); M8 (the transformer encoder
+//! of issue #18) has modelc cells only: its comparison is with the peers (scripts/peers_py.py). Each group holds `modelc` (1 thread),
 //! `modelc-2t` (GEMMs may use 2 threads) and `handwritten` (1 thread: ndarray's matrixmultiply is
 //! built without its threading feature) at every batch size; criterion reports time per call.
 //! Inference is `predict_into` (outputs written into reused arrays, nothing allocated), training
@@ -235,7 +236,7 @@ fn images(batch: usize, (h, w, ch): (usize, usize, usize), seed: u64) -> modelc:
 }
 
 /// M6 (issue #19), the U-Net: inference at batch 1 and 32, a training step at 32 (binary cross-entropy
-/// on the mask). No hand-written baseline: the peers (scripts/peers_py.py) are the comparison.
+/// on the mask), beside the im2col baseline.
 fn m6(c: &mut Criterion) {
     let mut group = c.benchmark_group("M6 unet inference");
     group.sample_size(10);
@@ -248,6 +249,11 @@ fn m6(c: &mut Criterion) {
             let mut out = model.predict(&inputs).unwrap();
             bench_modelc(&mut group, cell, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
         }
+        let mut hand = baseline::UNet::new(batch);
+        let flat = image.as_slice().expect("contiguous");
+        handwritten(&mut group, batch, || {
+            black_box(hand.forward(black_box(flat)));
+        });
     }
     group.finish();
     let mut group = c.benchmark_group("M6 unet train step");
@@ -264,10 +270,14 @@ fn m6(c: &mut Criterion) {
         let mut trainer = model.compile(Adam::default(), UNetLosses { mask: Loss::BinaryCrossentropy }, &[]);
         bench_modelc(&mut group, cell, batch, || trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap());
     }
+    let mut hand = baseline::UNet::new(batch);
+    let (flat, flat_mask) = (image.as_slice().expect("contiguous"), mask.as_slice().expect("contiguous"));
+    handwritten(&mut group, batch, || hand.train_step(black_box(flat), black_box(flat_mask)));
     group.finish();
 }
 
-/// M7 (issue #19), the MobileNet-like classifier: inference at batch 1 and 32, a training step at 32.
+/// M7 (issue #19), the MobileNet-like classifier: inference at batch 1 and 32, a training step at 32,
+/// beside the im2col baseline.
 fn m7(c: &mut Criterion) {
     let mut group = c.benchmark_group("M7 mobilenet inference");
     group.sample_size(10);
@@ -280,6 +290,11 @@ fn m7(c: &mut Criterion) {
             let mut out = model.predict(&inputs).unwrap();
             bench_modelc(&mut group, cell, batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
         }
+        let mut hand = baseline::MobileNet::new(batch);
+        let flat = image.as_slice().expect("contiguous");
+        handwritten(&mut group, batch, || {
+            black_box(hand.forward(black_box(flat), false));
+        });
     }
     group.finish();
     let mut group = c.benchmark_group("M7 mobilenet train step");
@@ -294,6 +309,9 @@ fn m7(c: &mut Criterion) {
         let mut trainer = model.compile(Adam::default(), MobileNetLosses { probs: Loss::CategoricalCrossentropy }, &[]);
         bench_modelc(&mut group, cell, batch, || trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap());
     }
+    let mut hand = baseline::MobileNet::new(batch);
+    let flat = image.as_slice().expect("contiguous");
+    handwritten(&mut group, batch, || hand.train_step(black_box(flat), black_box(y.view())));
     group.finish();
 }
 

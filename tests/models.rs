@@ -15,6 +15,7 @@ mod counting_alloc;
 mod parity;
 
 mod attention;
+mod bench_baselines;
 mod branch_concat;
 mod conv_transpose;
 mod denoise;

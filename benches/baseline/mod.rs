@@ -5,6 +5,9 @@
 use modelc::ndarray::linalg::general_mat_mul;
 use modelc::ndarray::{s, Array1, Array2, ArrayView2, Zip};
 
+mod vision;
+pub use vision::{MobileNet, UNet};
+
 /// Activation of a hand-written dense layer.
 #[derive(Clone, Copy)]
 pub enum Act {
