@@ -568,15 +568,15 @@ unsafe fn packed<S: Simd, const MR: usize, const NV: usize>(p: &Problem, t: Tile
                 // thread-local scratch already is).
                 for ic in (0..p.m).step_by(bl.mc) {
                     let mc = (p.m - ic).min(bl.mc);
-                    pack_a::<MR>(p, ic, mc, pc, kc, abuf);
+                    pack_a::<S, MR>(p, ic, mc, pc, kc, abuf);
                     for jr in (0..nc).step_by(nr_full) {
                         let nr = (nc - jr).min(nr_full);
                         let bp = bbuf.as_ptr().add(jr * kc);
                         for ir in (0..mc).step_by(MR) {
                             let mr = (mc - ir).min(MR);
                             let ap = abuf.as_ptr().add(ir * kc);
-                            let acc = micro::<S, MR, NV>(kc, ap, bp);
                             let c = p.c.add((ic + ir) * p.ldc + jc + jr);
+                            let acc = micro::<S, MR, NV>(kc, ap, bp, Tile { c, ldc: p.ldc, mr, nr });
                             let epi = if last { Epi::at(p, jc + jr) } else { Epi::NONE };
                             store_tile::<S, MR, NV>(&acc, c, p.ldc, mr, nr, p.alpha, beta, epi);
                         }
@@ -587,15 +587,57 @@ unsafe fn packed<S: Simd, const MR: usize, const NV: usize>(p: &Problem, t: Tile
     }
 }
 
+/// The C tile a microkernel call ends in: its first value, row stride, rows and columns.
+#[derive(Clone, Copy)]
+struct Tile {
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+}
+
+/// Steps before the end of the microkernel's k loop at which it prefetches its C tile (a few
+/// hundred cycles: enough for a line from L3, late enough that the tile's lines are not evicted
+/// again by the packed panels streaming through L1 before the store).
+const C_PREFETCH_STEPS: usize = 48;
+
 /// The microkernel: acc = Ã·B̃ over `kc` steps of one packed A micro-panel (kc×MR, MR values per
-/// step) and one packed B micro-panel (kc×NR, NR values per step).
+/// step) and one packed B micro-panel (kc×NR, NR values per step); prefetches `tile` of C, which
+/// the caller stores the result into, [`C_PREFETCH_STEPS`] before the end. C's rows are one
+/// product row apart (4 KB at n = 1024, so every row of the tile falls into the same L1 set and the
+/// hardware prefetcher does not follow them), which without the prefetch would stall the store on
+/// misses to L2 or L3 after every call.
 #[inline(always)]
-unsafe fn micro<S: Simd, const MR: usize, const NV: usize>(kc: usize, ap: *const f32, bp: *const f32) -> [[S::V; NV]; MR] {
-    let nr = NV * S::LANES;
-    // SAFETY: the packed panels hold kc·MR and kc·NR values.
+unsafe fn micro<S: Simd, const MR: usize, const NV: usize>(kc: usize, ap: *const f32, bp: *const f32, tile: Tile) -> [[S::V; NV]; MR] {
+    // SAFETY: the packed panels hold kc·MR and kc·NR values; prefetches never fault.
     unsafe {
         let mut acc = [[S::zero(); NV]; MR];
-        for q in 0..kc {
+        let split = kc.saturating_sub(C_PREFETCH_STEPS);
+        micro_steps::<S, MR, NV>(&mut acc, 0..split, ap, bp);
+        for r in 0..MR {
+            if r < tile.mr {
+                let row = tile.c.add(r * tile.ldc);
+                S::prefetch(row);
+                S::prefetch(row.add(tile.nr - 1));
+            }
+        }
+        micro_steps::<S, MR, NV>(&mut acc, split..kc, ap, bp);
+        acc
+    }
+}
+
+/// Steps `steps` of [`micro`]: acc += Ã[q]·B̃[q] for each q.
+#[inline(always)]
+unsafe fn micro_steps<S: Simd, const MR: usize, const NV: usize>(
+    acc: &mut [[S::V; NV]; MR],
+    steps: std::ops::Range<usize>,
+    ap: *const f32,
+    bp: *const f32,
+) {
+    let nr = NV * S::LANES;
+    // SAFETY: the caller's packed panels hold every step in `steps`.
+    unsafe {
+        for q in steps {
             let b = bp.add(q * nr);
             let mut bv = [S::zero(); NV];
             for v in 0..NV {
@@ -609,14 +651,13 @@ unsafe fn micro<S: Simd, const MR: usize, const NV: usize>(kc: usize, ap: *const
                 }
             }
         }
-        acc
     }
 }
 
 /// Packs op(A)[ic..ic+mc, pc..pc+kc] into MR-row micro-panels, each kc steps of MR values; rows
 /// past `mc` are zero.
 #[inline(always)]
-unsafe fn pack_a<const MR: usize>(p: &Problem, ic: usize, mc: usize, pc: usize, kc: usize, buf: &mut [f32]) {
+unsafe fn pack_a<S: Simd, const MR: usize>(p: &Problem, ic: usize, mc: usize, pc: usize, kc: usize, buf: &mut [f32]) {
     // SAFETY: reads rows ic..ic+mc < m and columns pc..pc+kc <= k of op(A); writes
     // ceil(mc/MR)·MR·kc <= buf.len() values.
     unsafe {
@@ -631,6 +672,9 @@ unsafe fn pack_a<const MR: usize>(p: &Problem, ic: usize, mc: usize, pc: usize, 
                 for q in 0..kc {
                     panel.add(q * MR).cast::<[f32; MR]>().write_unaligned(src.add(q * p.csa).cast::<[f32; MR]>().read_unaligned());
                 }
+            } else if p.csa == 1 && mr == MR {
+                // A row-major: MR rows side by side, transposed in registers where `S` can.
+                S::pack_rows::<MR>(src, p.rsa, kc, panel);
             } else {
                 for r in 0..MR {
                     if r < mr {
