@@ -116,7 +116,8 @@ pub(super) fn plan(p: &Problem, t: Tiles) -> (Path, usize) {
         return (Path::DotRows, 0);
     }
     if p.m <= DIRECT_MAX_ROWS || p.m.saturating_mul(p.k).saturating_mul(p.n) <= DIRECT_MAX_WORK {
-        let scratch = if p.m < t.mr && p.csb == 1 { 0 } else { p.k * t.nr };
+        // Room for a group of panels of `direct_panels` (its width rounded up to whole panels).
+        let scratch = if p.m < t.mr && p.csb == 1 { 0 } else { p.k * (p.n.min(DIRECT_GROUP_COLS) + t.nr) };
         return (Path::Direct, scratch);
     }
     let b = Blocks::new(p, t);
@@ -218,6 +219,9 @@ pub(super) unsafe fn run<S: Simd, const MR: usize, const NV: usize>(p: &Problem,
             Path::Direct if p.m < MR && p.csb == 1 => direct::<S, 1, 4>(p),
             // A panel no wider than one vector: a one-vector-wide tile instead of padding to NR.
             Path::Direct if p.n <= S::LANES => direct_panels::<S, 8, 1>(p, scratch),
+            // Row counts that MR does not divide but 4 does (32, a common batch, against 6 rows):
+            // 4-row tiles, no rows computed in vain.
+            Path::Direct if MR == 6 && !p.m.is_multiple_of(MR) && p.m.is_multiple_of(4) => direct_panels::<S, 4, NV>(p, scratch),
             Path::Direct => direct_panels::<S, MR, NV>(p, scratch),
             Path::Packed => packed::<S, MR, NV>(p, t, scratch),
         }
@@ -287,27 +291,36 @@ pub(super) unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
 // ---------------------------------------------------------------------------------------------
 // Direct path.
 
-/// Register tiles of `MR`×`NV·LANES` over op(A) in place, against B packed one k×NR column
-/// panel at a time into `scratch` (k·NR values): the panel is contiguous and zero-padded, so the
-/// kernel needs no masked loads and no power-of-two row stride evicts it from L1.
+/// Columns of B that [`direct_panels`] packs at once (whole panels, at most this many values wide
+/// and at least one panel).
+pub(super) const DIRECT_GROUP_COLS: usize = 128;
+
+/// Register tiles of `MR`×`NV·LANES` over op(A) in place, against B packed a group of k×NR
+/// column panels at a time into `scratch` (k values by the group's width, [`DIRECT_GROUP_COLS`]
+/// or less, rounded up to whole panels): the panels are contiguous and zero-padded, so the kernel
+/// needs no masked loads and no power-of-two row stride evicts them from L1, and packing several
+/// at once reads B a few whole rows at a time (see [`pack_b`]).
 #[inline(always)]
 unsafe fn direct_panels<S: Simd, const MR: usize, const NV: usize>(p: &Problem, scratch: &mut [f32]) {
     let nr_full = NV * S::LANES;
-    let panel = &mut scratch[..p.k * nr_full];
+    let group = (DIRECT_GROUP_COLS / nr_full).max(1) * nr_full;
     let mut q = *p;
     q.rsb = nr_full;
     q.csb = 1;
-    // SAFETY: tiles stay inside m×n; `pack_b` writes k·NR values into `panel` and the kernel
-    // reads exactly those.
+    // SAFETY: tiles stay inside m×n; `pack_b` writes k·(group width rounded up to NR) values,
+    // which `plan` reserved, and the kernel reads exactly those.
     unsafe {
-        for j0 in (0..p.n).step_by(nr_full) {
-            let nr = (p.n - j0).min(nr_full);
-            pack_b::<S, NV>(p, 0, p.k, j0, nr, panel);
-            q.b = panel.as_ptr();
-            for i0 in (0..p.m).step_by(MR) {
-                let mr = (p.m - i0).min(MR);
-                let acc = direct_tile::<S, MR, NV, true>(&q, p.a.add(i0 * p.rsa), mr, q.b, nr_full);
-                store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.ldc + j0), p.ldc, mr, nr, p.alpha, p.beta, Epi::at(p, j0));
+        for g0 in (0..p.n).step_by(group) {
+            let gn = (p.n - g0).min(group);
+            pack_b::<S, NV>(p, 0, p.k, g0, gn, scratch);
+            for jr in (0..gn).step_by(nr_full) {
+                let (j0, nr) = (g0 + jr, (gn - jr).min(nr_full));
+                q.b = scratch.as_ptr().add(jr * p.k);
+                for i0 in (0..p.m).step_by(MR) {
+                    let mr = (p.m - i0).min(MR);
+                    let acc = direct_tile::<S, MR, NV, true>(&q, p.a.add(i0 * p.rsa), mr, q.b, nr_full);
+                    store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.ldc + j0), p.ldc, mr, nr, p.alpha, p.beta, Epi::at(p, j0));
+                }
             }
         }
     }
@@ -693,6 +706,9 @@ unsafe fn pack_a<S: Simd, const MR: usize>(p: &Problem, ic: usize, mc: usize, pc
     }
 }
 
+/// Rows of a row-major B that [`pack_b`] copies across all the panels before the next rows.
+const B_ROWS_AT_ONCE: usize = 8;
+
 /// Packs op(B)[pc..pc+kc, jc..jc+nc] into NR-column micro-panels, each kc steps of NR values;
 /// columns past `nc` are zero.
 #[inline(always)]
@@ -702,20 +718,31 @@ unsafe fn pack_b<S: Simd, const NV: usize>(p: &Problem, pc: usize, kc: usize, jc
     // ceil(nc/NR)·NR·kc <= buf.len() values.
     unsafe {
         let dst = buf.as_mut_ptr();
-        for jr in (0..nc).step_by(nr_full) {
-            let nr = (nc - jr).min(nr_full);
-            let panel = dst.add(jr * kc);
-            let src = p.b.add(pc * p.rsb + (jc + jr) * p.csb);
-            if p.csb == 1 && nr == nr_full {
-                // B rows are contiguous: NR values per step, as vectors (not a `memcpy` call per step).
-                for q in 0..kc {
-                    let (s, d) = (src.add(q * p.rsb), panel.add(q * nr_full));
+        // A row-major B: its full panels first, B_ROWS_AT_ONCE rows at a time across all of them,
+        // so B is read a few whole rows at a time (streams the hardware prefetcher follows),
+        // rather than one panel at a time down the rows (one line every 2 KB at n = 512, which it
+        // followed too late: that copy took a quarter of a 32×784×512 product).
+        let full = if p.csb == 1 { nc / nr_full * nr_full } else { 0 };
+        let src0 = p.b.add(pc * p.rsb + jc);
+        for q0 in (0..kc).step_by(B_ROWS_AT_ONCE) {
+            let q1 = (q0 + B_ROWS_AT_ONCE).min(kc);
+            for jr in (0..full).step_by(nr_full) {
+                let panel = dst.add(jr * kc);
+                for q in q0..q1 {
+                    let (s, d) = (src0.add(q * p.rsb + jr), panel.add(q * nr_full));
                     for v in 0..NV {
                         S::store(d.add(v * S::LANES), S::load(s.add(v * S::LANES)));
                     }
                 }
-            } else if p.csb == 1 {
-                // A short last panel: copy nr values per step and zero-pad.
+            }
+        }
+        for jr in (full..nc).step_by(nr_full) {
+            let nr = (nc - jr).min(nr_full);
+            let panel = dst.add(jr * kc);
+            let src = p.b.add(pc * p.rsb + (jc + jr) * p.csb);
+            if p.csb == 1 {
+                // A short last panel (the full ones are packed above): copy nr values per step and
+                // zero-pad.
                 for q in 0..kc {
                     let d = panel.add(q * nr_full);
                     std::ptr::copy_nonoverlapping(src.add(q * p.rsb), d, nr);
