@@ -1171,6 +1171,7 @@ mod tests {
         assert_eq!(driver::plan(&p(3, 8, 16, 1), t), (Path::Direct, 0));
         assert_eq!(driver::plan(&p(32, 8, 16, 8), t), (Path::Direct, 8 * (16 + 16)));
         assert_eq!(driver::plan(&p(1, 784, 512, 784), t).0, Path::DotRows);
+        assert_eq!(driver::plan(&p(1, 784, 512, 1), t), (Path::RowB, 0));
         assert_eq!(driver::plan(&p(256, 784, 512, 1), t).0, Path::Packed);
     }
 }
