@@ -225,7 +225,7 @@ mod x86 {
         /// 4 to 8 rows: eight steps at a time, the rows (zeros past MR) transposed 8×8 in registers
         /// and each step's column stored as a whole vector, whose lanes past MR the next step's
         /// store overwrites. Measured on Zen 4: the one-value-at-a-time copy took 9% of a 1024³
-        /// product's time, about 3 cycles per value (BENCHMARKS.md, "GEMM ceiling on Zen 4").
+        /// product's time, about 3 cycles per value (BENCHMARKS.md, "The GEMM's ceiling on Zen 4").
         #[inline]
         #[target_feature(enable = "avx2,fma")]
         unsafe fn pack_rows<const MR: usize>(src: *const f32, rs: usize, kc: usize, dst: *mut f32) {
