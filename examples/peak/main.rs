@@ -13,12 +13,26 @@
 //! spinning included), which on a machine shared with other work still shows what a CPU does while
 //! it runs this code. `MODELC_GEMM_ISA` picks the GEMM's instruction set as in the runtime; the
 //! first lines say what the GEMM chose on this CPU and why (`tuning_report`).
+//!
+//! On a machine shared with other work, count cycles instead: two single-workload modes run one
+//! thing for a while on one thread and print the flops done, so that `perf stat -e cycles:u` gives
+//! flops per cycle, which other processes' load does not change, and the GEMM's share of the FMA
+//! peak is the ratio of the two (`scripts/gemm_per_cycle.sh` runs both):
+//!
+//! - `peak -- fma avx2|avx512 SECONDS`: the FMA chains alone;
+//! - `peak -- sgemm M K N SECONDS [THREADS]`: `sgemm` (NN, beta = 0) at one size.
 
 use modelc::kernels::gemm::{set_num_threads, sgemm, tuning_report};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("fma") => return fma_alone(&args[1..]),
+        Some("sgemm") => return sgemm_alone(&args[1..]),
+        _ => {}
+    }
     let rounds: usize = std::env::args().nth(1).and_then(|r| r.parse().ok()).unwrap_or(7).max(1);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("CPU: {}", cpu_model());
@@ -68,6 +82,53 @@ fn main() {
         }
     }
     set_num_threads(1);
+}
+
+/// `fma avx2|avx512 SECONDS`: runs one FMA kernel on this thread for about SECONDS and prints the
+/// flops it did (for `perf stat`).
+fn fma_alone(args: &[String]) {
+    let name = args.first().map_or("avx2", String::as_str);
+    let secs: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let kernel = fma_kernels().into_iter().find(|k| k.name.to_lowercase().replace('-', "").starts_with(name));
+    let Some(kernel) = kernel else {
+        eprintln!("no FMA kernel {name} on this CPU (avx2, avx512)");
+        std::process::exit(2);
+    };
+    let (start, cpu_start) = (Instant::now(), cputime::seconds(cputime::THREAD));
+    let mut flops = 0.0;
+    while start.elapsed().as_secs_f64() < secs {
+        let (f, sink) = (kernel.run)(2_000_000);
+        black_box(sink);
+        flops += f;
+    }
+    let cpu = cputime::seconds(cputime::THREAD) - cpu_start;
+    println!("fma {} flops {flops:.0} GFLOP/s (thread CPU time) {:.1}", kernel.name, flops / cpu / 1e9);
+}
+
+/// `sgemm M K N SECONDS [THREADS]`: runs `sgemm` (NN, beta = 0) at one size for about SECONDS and
+/// prints the calls and flops (for `perf stat`; the setup is a few ms against seconds of products).
+fn sgemm_alone(args: &[String]) {
+    let num = |i: usize, default: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
+    let (m, k, n) = (num(0, 1024), num(1, 1024), num(2, 1024));
+    let secs: f64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let threads = num(4, 1);
+    set_num_threads(threads);
+    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let mut c = vec![0.0f32; m * n];
+    let (calls, t) = timed(Duration::from_secs_f64(secs), threads, || {
+        sgemm(m, k, n, 1.0, black_box(&a), false, black_box(&b), false, 0.0, black_box(&mut c))
+    });
+    // `timed` makes one untimed call first: the flops count it (perf counts it), the rates do not.
+    let per_call = 2.0 * (m * k * n) as f64;
+    println!(
+        "sgemm {m}x{k}x{n} threads {threads} calls {} flops {:.0} GFLOP/s (wall / CPU time) {:.1} / {:.1}; {}",
+        calls + 1,
+        per_call * (calls + 1) as f64,
+        per_call * calls as f64 / t.wall / 1e9,
+        per_call * calls as f64 / t.cpu / 1e9,
+        tuning_report()
+    );
 }
 
 /// A rate over wall-clock time and over CPU time.

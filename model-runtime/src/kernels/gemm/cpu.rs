@@ -119,6 +119,18 @@ pub(super) fn tiles_for(mr: usize, nr: usize, caches: Caches) -> Tiles {
     Tiles { mr, nr, kc, mc, nc }
 }
 
+/// `KC,MC,NC` from `MODELC_GEMM_BLOCKS`, or `None` unless the value is three positive numbers.
+pub(super) fn parse_blocks(v: &str) -> Option<[usize; 3]> {
+    let mut it = v.split(',').map(|x| x.trim().parse::<usize>().ok().filter(|&x| x > 0));
+    let blocks = [it.next()??, it.next()??, it.next()??];
+    it.next().is_none().then_some(blocks)
+}
+
+/// `t` with the block sizes `[kc, mc, nc]`, mc and nc rounded up to whole tiles of `t`.
+pub(super) fn with_blocks(t: Tiles, [kc, mc, nc]: [usize; 3]) -> Tiles {
+    Tiles { kc, mc: mc.div_ceil(t.mr) * t.mr, nc: nc.div_ceil(t.nr) * t.nr, ..t }
+}
+
 /// This CPU's caches from `cpuid` (leaf 4 on Intel, 0x8000_001D on AMD: the same layout), or
 /// [`Caches::FALLBACK`] where it does not say.
 pub(super) fn detect_caches() -> Caches {
@@ -289,6 +301,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn blocks_from_the_environment_are_three_positive_numbers_rounded_to_tiles() {
+        assert_eq!(parse_blocks("256,126,4096"), Some([256, 126, 4096]));
+        assert_eq!(parse_blocks(" 512, 96 ,1024"), Some([512, 96, 1024]));
+        for bad in ["", "256", "256,126", "256,126,4096,1", "0,126,4096", "a,b,c", "256,-1,4096"] {
+            assert_eq!(parse_blocks(bad), None, "{bad:?}");
+        }
+        let t = with_blocks(tiles_for(6, 16, ZEN4), [320, 100, 1000]);
+        assert_eq!((t.mr, t.nr, t.kc, t.mc, t.nc), (6, 16, 320, 102, 1008));
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub(super) enum Path {
     Packed,
     /// m == 1 with B stored n×k and A's row contiguous: one dot product per output.
     DotRows,
+    /// m == 1 with B row-major: C's row accumulates B's rows, in B's memory order.
+    RowB,
 }
 
 /// Tile and block sizes of one instruction set's kernels (the block sizes come from the caches:
@@ -115,8 +117,12 @@ pub(super) fn plan(p: &Problem, t: Tiles) -> (Path, usize) {
     if p.m == 1 && p.csb != 1 && p.csa == 1 {
         return (Path::DotRows, 0);
     }
+    if p.m == 1 && p.csb == 1 {
+        return (Path::RowB, 0);
+    }
     if p.m <= DIRECT_MAX_ROWS || p.m.saturating_mul(p.k).saturating_mul(p.n) <= DIRECT_MAX_WORK {
-        let scratch = if p.m < t.mr && p.csb == 1 { 0 } else { p.k * t.nr };
+        // Room for a group of panels of `direct_panels` (its width rounded up to whole panels).
+        let scratch = if p.m < t.mr && p.csb == 1 { 0 } else { p.k * (p.n.min(DIRECT_GROUP_COLS) + t.nr) };
         return (Path::Direct, scratch);
     }
     let b = Blocks::new(p, t);
@@ -215,9 +221,13 @@ pub(super) unsafe fn run<S: Simd, const MR: usize, const NV: usize>(p: &Problem,
     unsafe {
         match path {
             Path::DotRows => dot_rows::<S, 4>(p),
+            Path::RowB => row_b::<S, 8>(p),
             Path::Direct if p.m < MR && p.csb == 1 => direct::<S, 1, 4>(p),
             // A panel no wider than one vector: a one-vector-wide tile instead of padding to NR.
             Path::Direct if p.n <= S::LANES => direct_panels::<S, 8, 1>(p, scratch),
+            // Row counts that MR does not divide but 4 does (32, a common batch, against 6 rows):
+            // 4-row tiles, no rows computed in vain.
+            Path::Direct if MR == 6 && !p.m.is_multiple_of(MR) && p.m.is_multiple_of(4) => direct_panels::<S, 4, NV>(p, scratch),
             Path::Direct => direct_panels::<S, MR, NV>(p, scratch),
             Path::Packed => packed::<S, MR, NV>(p, t, scratch),
         }
@@ -287,27 +297,36 @@ pub(super) unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
 // ---------------------------------------------------------------------------------------------
 // Direct path.
 
-/// Register tiles of `MR`×`NV·LANES` over op(A) in place, against B packed one k×NR column
-/// panel at a time into `scratch` (k·NR values): the panel is contiguous and zero-padded, so the
-/// kernel needs no masked loads and no power-of-two row stride evicts it from L1.
+/// Columns of B that [`direct_panels`] packs at once (whole panels, at most this many values wide
+/// and at least one panel).
+pub(super) const DIRECT_GROUP_COLS: usize = 128;
+
+/// Register tiles of `MR`×`NV·LANES` over op(A) in place, against B packed a group of k×NR
+/// column panels at a time into `scratch` (k values by the group's width, [`DIRECT_GROUP_COLS`]
+/// or less, rounded up to whole panels): the panels are contiguous and zero-padded, so the kernel
+/// needs no masked loads and no power-of-two row stride evicts them from L1, and packing several
+/// at once reads B a few whole rows at a time (see [`pack_b`]).
 #[inline(always)]
 unsafe fn direct_panels<S: Simd, const MR: usize, const NV: usize>(p: &Problem, scratch: &mut [f32]) {
     let nr_full = NV * S::LANES;
-    let panel = &mut scratch[..p.k * nr_full];
+    let group = (DIRECT_GROUP_COLS / nr_full).max(1) * nr_full;
     let mut q = *p;
     q.rsb = nr_full;
     q.csb = 1;
-    // SAFETY: tiles stay inside m×n; `pack_b` writes k·NR values into `panel` and the kernel
-    // reads exactly those.
+    // SAFETY: tiles stay inside m×n; `pack_b` writes k·(group width rounded up to NR) values,
+    // which `plan` reserved, and the kernel reads exactly those.
     unsafe {
-        for j0 in (0..p.n).step_by(nr_full) {
-            let nr = (p.n - j0).min(nr_full);
-            pack_b::<S, NV>(p, 0, p.k, j0, nr, panel);
-            q.b = panel.as_ptr();
-            for i0 in (0..p.m).step_by(MR) {
-                let mr = (p.m - i0).min(MR);
-                let acc = direct_tile::<S, MR, NV, true>(&q, p.a.add(i0 * p.rsa), mr, q.b, nr_full);
-                store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.ldc + j0), p.ldc, mr, nr, p.alpha, p.beta, Epi::at(p, j0));
+        for g0 in (0..p.n).step_by(group) {
+            let gn = (p.n - g0).min(group);
+            pack_b::<S, NV>(p, 0, p.k, g0, gn, scratch);
+            for jr in (0..gn).step_by(nr_full) {
+                let (j0, nr) = (g0 + jr, (gn - jr).min(nr_full));
+                q.b = scratch.as_ptr().add(jr * p.k);
+                for i0 in (0..p.m).step_by(MR) {
+                    let mr = (p.m - i0).min(MR);
+                    let acc = direct_tile::<S, MR, NV, true>(&q, p.a.add(i0 * p.rsa), mr, q.b, nr_full);
+                    store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.ldc + j0), p.ldc, mr, nr, p.alpha, p.beta, Epi::at(p, j0));
+                }
             }
         }
     }
@@ -481,6 +500,76 @@ pub(super) unsafe fn narrow_dot<S: Simd, const R: usize>(blocks: &[Block], m: us
 }
 
 // ---------------------------------------------------------------------------------------------
+// Row path (m == 1, B row-major).
+
+/// c = epi(alpha·a·B + beta·c) for one row a: c (n values, which stay in L1) first becomes beta·c,
+/// then takes `R` rows of B at a time, each scaled by its alpha·a[i], vector by vector along the
+/// rows, so B is read once in memory order (whole rows: streams the prefetcher follows, where
+/// register tiles walking down 32 columns at a time read one 128-byte piece per 2 KB row and ran
+/// at 17 GFLOP/s at 1×784×512, a third of what the same weights streamed from L3 allow), then
+/// the epilogue.
+#[inline(always)]
+unsafe fn row_b<S: Simd, const R: usize>(p: &Problem) {
+    let (l, n, c) = (S::LANES, p.n, p.c);
+    // SAFETY: c holds n values, B k rows of n (row stride rsb), a k values (stride csa); vector
+    // accesses are masked past n.
+    unsafe {
+        let nv = n / l * l;
+        if p.beta == 0.0 {
+            std::ptr::write_bytes(c, 0, n);
+        } else if p.beta != 1.0 {
+            for j in 0..n {
+                *c.add(j) *= p.beta;
+            }
+        }
+        let mut i = 0;
+        while i < p.k {
+            let rows = (p.k - i).min(R);
+            // Rows past the end repeat the last one with a zero factor.
+            let xs: [S::V; R] = std::array::from_fn(|r| if r < rows { S::splat(p.alpha * *p.a.add((i + r) * p.csa)) } else { S::zero() });
+            let bs: [*const f32; R] = std::array::from_fn(|r| p.b.add((i + r.min(rows - 1)) * p.rsb));
+            let mut j = 0;
+            while j < nv {
+                let mut acc = S::load(c.add(j));
+                for r in 0..R {
+                    acc = S::fma(xs[r], S::load(bs[r].add(j)), acc);
+                }
+                S::store(c.add(j), acc);
+                j += l;
+            }
+            if j < n {
+                let w = n - j;
+                let mut acc = S::load_n(c.add(j), w);
+                for r in 0..R {
+                    acc = S::fma(xs[r], S::load_n(bs[r].add(j), w), acc);
+                }
+                S::store_n(c.add(j), w, acc);
+            }
+            i += rows;
+        }
+        if p.bias.is_null() && !p.relu {
+            return;
+        }
+        let zero = S::zero();
+        for j in (0..n).step_by(l) {
+            let w = (n - j).min(l);
+            let mut y = if w == l { S::load(c.add(j)) } else { S::load_n(c.add(j), w) };
+            if !p.bias.is_null() {
+                y = S::add(y, if w == l { S::load(p.bias.add(j)) } else { S::load_n(p.bias.add(j), w) });
+            }
+            if p.relu {
+                y = S::max(y, zero);
+            }
+            if w == l {
+                S::store(c.add(j), y);
+            } else {
+                S::store_n(c.add(j), w, y);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Dot-rows path (m == 1, B stored n×k).
 
 /// c[j] = alpha·dot(a, B[j, :]) + beta·c[j], `R` outputs at a time.
@@ -568,15 +657,15 @@ unsafe fn packed<S: Simd, const MR: usize, const NV: usize>(p: &Problem, t: Tile
                 // thread-local scratch already is).
                 for ic in (0..p.m).step_by(bl.mc) {
                     let mc = (p.m - ic).min(bl.mc);
-                    pack_a::<MR>(p, ic, mc, pc, kc, abuf);
+                    pack_a::<S, MR>(p, ic, mc, pc, kc, abuf);
                     for jr in (0..nc).step_by(nr_full) {
                         let nr = (nc - jr).min(nr_full);
                         let bp = bbuf.as_ptr().add(jr * kc);
                         for ir in (0..mc).step_by(MR) {
                             let mr = (mc - ir).min(MR);
                             let ap = abuf.as_ptr().add(ir * kc);
-                            let acc = micro::<S, MR, NV>(kc, ap, bp);
                             let c = p.c.add((ic + ir) * p.ldc + jc + jr);
+                            let acc = micro::<S, MR, NV>(kc, ap, bp, Tile { c, ldc: p.ldc, mr, nr });
                             let epi = if last { Epi::at(p, jc + jr) } else { Epi::NONE };
                             store_tile::<S, MR, NV>(&acc, c, p.ldc, mr, nr, p.alpha, beta, epi);
                         }
@@ -587,15 +676,57 @@ unsafe fn packed<S: Simd, const MR: usize, const NV: usize>(p: &Problem, t: Tile
     }
 }
 
+/// The C tile a microkernel call ends in: its first value, row stride, rows and columns.
+#[derive(Clone, Copy)]
+struct Tile {
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+}
+
+/// Steps before the end of the microkernel's k loop at which it prefetches its C tile (a few
+/// hundred cycles: enough for a line from L3, late enough that the tile's lines are not evicted
+/// again by the packed panels streaming through L1 before the store).
+const C_PREFETCH_STEPS: usize = 48;
+
 /// The microkernel: acc = Ã·B̃ over `kc` steps of one packed A micro-panel (kc×MR, MR values per
-/// step) and one packed B micro-panel (kc×NR, NR values per step).
+/// step) and one packed B micro-panel (kc×NR, NR values per step); prefetches `tile` of C, which
+/// the caller stores the result into, [`C_PREFETCH_STEPS`] before the end. C's rows are one
+/// product row apart (4 KB at n = 1024, so every row of the tile falls into the same L1 set and the
+/// hardware prefetcher does not follow them), which without the prefetch would stall the store on
+/// misses to L2 or L3 after every call.
 #[inline(always)]
-unsafe fn micro<S: Simd, const MR: usize, const NV: usize>(kc: usize, ap: *const f32, bp: *const f32) -> [[S::V; NV]; MR] {
-    let nr = NV * S::LANES;
-    // SAFETY: the packed panels hold kc·MR and kc·NR values.
+unsafe fn micro<S: Simd, const MR: usize, const NV: usize>(kc: usize, ap: *const f32, bp: *const f32, tile: Tile) -> [[S::V; NV]; MR] {
+    // SAFETY: the packed panels hold kc·MR and kc·NR values; prefetches never fault.
     unsafe {
         let mut acc = [[S::zero(); NV]; MR];
-        for q in 0..kc {
+        let split = kc.saturating_sub(C_PREFETCH_STEPS);
+        micro_steps::<S, MR, NV>(&mut acc, 0..split, ap, bp);
+        for r in 0..MR {
+            if r < tile.mr {
+                let row = tile.c.add(r * tile.ldc);
+                S::prefetch(row);
+                S::prefetch(row.add(tile.nr - 1));
+            }
+        }
+        micro_steps::<S, MR, NV>(&mut acc, split..kc, ap, bp);
+        acc
+    }
+}
+
+/// Steps `steps` of [`micro`]: acc += Ã[q]·B̃[q] for each q.
+#[inline(always)]
+unsafe fn micro_steps<S: Simd, const MR: usize, const NV: usize>(
+    acc: &mut [[S::V; NV]; MR],
+    steps: std::ops::Range<usize>,
+    ap: *const f32,
+    bp: *const f32,
+) {
+    let nr = NV * S::LANES;
+    // SAFETY: the caller's packed panels hold every step in `steps`.
+    unsafe {
+        for q in steps {
             let b = bp.add(q * nr);
             let mut bv = [S::zero(); NV];
             for v in 0..NV {
@@ -609,14 +740,13 @@ unsafe fn micro<S: Simd, const MR: usize, const NV: usize>(kc: usize, ap: *const
                 }
             }
         }
-        acc
     }
 }
 
 /// Packs op(A)[ic..ic+mc, pc..pc+kc] into MR-row micro-panels, each kc steps of MR values; rows
 /// past `mc` are zero.
 #[inline(always)]
-unsafe fn pack_a<const MR: usize>(p: &Problem, ic: usize, mc: usize, pc: usize, kc: usize, buf: &mut [f32]) {
+unsafe fn pack_a<S: Simd, const MR: usize>(p: &Problem, ic: usize, mc: usize, pc: usize, kc: usize, buf: &mut [f32]) {
     // SAFETY: reads rows ic..ic+mc < m and columns pc..pc+kc <= k of op(A); writes
     // ceil(mc/MR)·MR·kc <= buf.len() values.
     unsafe {
@@ -631,6 +761,9 @@ unsafe fn pack_a<const MR: usize>(p: &Problem, ic: usize, mc: usize, pc: usize, 
                 for q in 0..kc {
                     panel.add(q * MR).cast::<[f32; MR]>().write_unaligned(src.add(q * p.csa).cast::<[f32; MR]>().read_unaligned());
                 }
+            } else if p.csa == 1 && mr == MR {
+                // A row-major: MR rows side by side, transposed in registers where `S` can.
+                S::pack_rows::<MR>(src, p.rsa, kc, panel);
             } else {
                 for r in 0..MR {
                     if r < mr {
@@ -649,6 +782,9 @@ unsafe fn pack_a<const MR: usize>(p: &Problem, ic: usize, mc: usize, pc: usize, 
     }
 }
 
+/// Rows of a row-major B that [`pack_b`] copies across all the panels before the next rows.
+const B_ROWS_AT_ONCE: usize = 8;
+
 /// Packs op(B)[pc..pc+kc, jc..jc+nc] into NR-column micro-panels, each kc steps of NR values;
 /// columns past `nc` are zero.
 #[inline(always)]
@@ -658,20 +794,31 @@ unsafe fn pack_b<S: Simd, const NV: usize>(p: &Problem, pc: usize, kc: usize, jc
     // ceil(nc/NR)·NR·kc <= buf.len() values.
     unsafe {
         let dst = buf.as_mut_ptr();
-        for jr in (0..nc).step_by(nr_full) {
-            let nr = (nc - jr).min(nr_full);
-            let panel = dst.add(jr * kc);
-            let src = p.b.add(pc * p.rsb + (jc + jr) * p.csb);
-            if p.csb == 1 && nr == nr_full {
-                // B rows are contiguous: NR values per step, as vectors (not a `memcpy` call per step).
-                for q in 0..kc {
-                    let (s, d) = (src.add(q * p.rsb), panel.add(q * nr_full));
+        // A row-major B: its full panels first, B_ROWS_AT_ONCE rows at a time across all of them,
+        // so B is read a few whole rows at a time (streams the hardware prefetcher follows),
+        // rather than one panel at a time down the rows (one line every 2 KB at n = 512, which it
+        // followed too late: that copy took a quarter of a 32×784×512 product).
+        let full = if p.csb == 1 { nc / nr_full * nr_full } else { 0 };
+        let src0 = p.b.add(pc * p.rsb + jc);
+        for q0 in (0..kc).step_by(B_ROWS_AT_ONCE) {
+            let q1 = (q0 + B_ROWS_AT_ONCE).min(kc);
+            for jr in (0..full).step_by(nr_full) {
+                let panel = dst.add(jr * kc);
+                for q in q0..q1 {
+                    let (s, d) = (src0.add(q * p.rsb + jr), panel.add(q * nr_full));
                     for v in 0..NV {
                         S::store(d.add(v * S::LANES), S::load(s.add(v * S::LANES)));
                     }
                 }
-            } else if p.csb == 1 {
-                // A short last panel: copy nr values per step and zero-pad.
+            }
+        }
+        for jr in (full..nc).step_by(nr_full) {
+            let nr = (nc - jr).min(nr_full);
+            let panel = dst.add(jr * kc);
+            let src = p.b.add(pc * p.rsb + (jc + jr) * p.csb);
+            if p.csb == 1 {
+                // A short last panel (the full ones are packed above): copy nr values per step and
+                // zero-pad.
                 for q in 0..kc {
                     let d = panel.add(q * nr_full);
                     std::ptr::copy_nonoverlapping(src.add(q * p.rsb), d, nr);

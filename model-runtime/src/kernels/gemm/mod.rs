@@ -519,6 +519,12 @@ enum Isa {
 /// for this CPU (see `cpu::choose`): `avx512`, `avx2` or `portable` (ignored when the CPU lacks it).
 pub const ISA_ENV: &str = "MODELC_GEMM_ISA";
 
+/// Environment variable overriding the packed path's block sizes on every instruction set, as
+/// `KC,MC,NC` (e.g. `256,126,4096`; MC and NC are rounded up to whole register tiles), for
+/// measuring other block sizes than the ones `cpu::tiles_for` derives from the caches. Ignored
+/// unless it is three positive numbers.
+pub const BLOCKS_ENV: &str = "MODELC_GEMM_BLOCKS";
+
 /// What the kernels run with on this CPU: the choice and each instruction set's tiles.
 struct Tuned {
     /// What it was decided from.
@@ -551,9 +557,11 @@ fn detect() -> Tuned {
     let wide_ratio = if forced.is_none() && avx512f { cpu::probe_wide_ratio() } else { None };
     let desc = cpu::CpuDesc { avx2_fma, avx512f, caches: cpu::detect_caches(), wide_ratio };
     let choice = cpu::choose(&desc, forced);
+    let blocks = std::env::var(BLOCKS_ENV).ok().and_then(|v| cpu::parse_blocks(&v));
     let tiles = [1, 2, 3].map(|code| {
         let (mr, nr) = Isa::from_code(code).micro();
-        cpu::tiles_for(mr, nr, choice.caches)
+        let t = cpu::tiles_for(mr, nr, choice.caches);
+        blocks.map_or(t, |b| cpu::with_blocks(t, b))
     });
     Tuned { desc, choice, tiles }
 }
@@ -1159,10 +1167,11 @@ mod tests {
             relu: false,
         };
         let t = Tiles { mr: 6, nr: 16, kc: 256, mc: 96, nc: 4096 };
-        assert_eq!(driver::plan(&p(32, 8, 16, 1), t), (Path::Direct, 8 * 16));
+        assert_eq!(driver::plan(&p(32, 8, 16, 1), t), (Path::Direct, 8 * (16 + 16)));
         assert_eq!(driver::plan(&p(3, 8, 16, 1), t), (Path::Direct, 0));
-        assert_eq!(driver::plan(&p(32, 8, 16, 8), t), (Path::Direct, 8 * 16));
+        assert_eq!(driver::plan(&p(32, 8, 16, 8), t), (Path::Direct, 8 * (16 + 16)));
         assert_eq!(driver::plan(&p(1, 784, 512, 784), t).0, Path::DotRows);
+        assert_eq!(driver::plan(&p(1, 784, 512, 1), t), (Path::RowB, 0));
         assert_eq!(driver::plan(&p(256, 784, 512, 1), t).0, Path::Packed);
     }
 }
