@@ -34,7 +34,10 @@ fn a_short_training_lowers_the_loss_and_the_scores_draw_as_a_heatmap() {
     let positions = test.positions.slice(s![..few, ..]);
     let out = model.predict(&DigitTransformerInputs { rows, positions }).unwrap();
     let same = trainer_model.predict(&DigitTransformerTrainerInputs { rows, positions }).unwrap();
-    assert_eq!(out.digit, same.digit, "the copied weights give the training model's predictions");
+    // Equal up to rounding: the model returning its scores keeps the normalized probabilities, the
+    // training model's inference forward divides the context rows instead (kernels::attention::infer).
+    let gap = out.digit.iter().zip(&same.digit).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(gap < 1e-5, "the copied weights give the training model's predictions: {} against {}", out.digit, same.digit);
     assert_eq!(out.attention.shape(), &[few, HEADS, TOKENS, TOKENS]);
     for row in out.attention.as_slice().unwrap().chunks_exact(TOKENS) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4 && row.iter().all(|&p| p >= 0.0), "{row:?}");

@@ -900,13 +900,14 @@ fn step_comment(plan: &Plan, step: &crate::plan::Step) -> String {
 // Each step expands to: take the output buffer, bind `__y` to exactly the output's part of it and the
 // parameters, run the layer's kernels, put the buffer back. `cx_of` gives each step's buffers: the
 // training plan's (one per value) or the inference plan's (shared by liveness, so possibly longer).
-// `inputs_in_place`: model inputs are read from `__x` where the runtime passes them (inference).
-fn forward_body(plan: &Plan, inputs_in_place: bool, cx_of: impl Fn(usize, &crate::plan::Step) -> crate::plan::StepCx) -> TokenStream {
+// `inference`: this is the inference forward (`forward_inference`): model inputs are read from `__x`
+// where the runtime passes them, and no backward follows, so layers keep nothing for it.
+fn forward_body(plan: &Plan, inference: bool, cx_of: impl Fn(usize, &crate::plan::Step) -> crate::plan::StepCx) -> TokenStream {
     let mut out = TokenStream::new();
     for (k, step) in plan.steps.iter().enumerate() {
         let Some(kind) = plan.typed.model.call_kind_of(step.call) else { continue };
         let n_params = plan.layer_params.get(step.layer.0).map(|r| r.len()).unwrap_or(0);
-        let cx = crate::layers::EmitCx { inputs_in_place, ..cx_of(k, step).emit_cx(n_params) };
+        let cx = crate::layers::EmitCx { inputs_in_place: inference, inference, ..cx_of(k, step).emit_cx(n_params) };
         let (y, n) = (cx.output.buf, cx.output.shape.numel());
         let params = bind_params(plan, step.layer.0);
         let body = kind.forward(&cx);

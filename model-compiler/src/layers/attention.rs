@@ -669,7 +669,8 @@ impl LayerDef for MultiHeadAttention {
     }
 
     // attention::forward(&mha, q, k, v, mask, &params, step, first_row, training, keep, y, batch), then, with
-    // `return_attention_scores`, attention::scores(&mha, keep, y1, batch).
+    // `return_attention_scores`, attention::scores(&mha, keep, y1, batch). The inference forward of a
+    // call that does not return its scores: attention::infer(&mha, q, k, v, mask, &params, keep, y, batch).
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         let s = self.sizes(&Self::shapes(cx));
         let m = self.mha_tokens(&s, self.salted_seed(cx));
@@ -677,6 +678,13 @@ impl LayerDef for MultiHeadAttention {
         let (q, v, k) = (cx.x(0), cx.x(1), cx.x(self.key_index()));
         let mask = self.mask_tokens(cx, &s);
         let keep = cx.scratch_mut(0);
+        if cx.inference && cx.extra.is_empty() {
+            return quote!({
+                let __m = #m;
+                let __prm = #prm;
+                ::modelc::__private::kernels::attention::infer(&__m, #q, #k, #v, #mask, &__prm, #keep, &mut __y[..], __b);
+            });
+        }
         let scores = match cx.extra.first() {
             Some(_) => {
                 let (y1, kept) = (cx.y_extra(1), cx.scratch(0));

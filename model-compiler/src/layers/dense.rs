@@ -91,7 +91,8 @@ impl LayerDef for Dense {
     fn forward(&self, cx: &EmitCx) -> TokenStream {
         let w = cx.p(0);
         let b = some_if(self.use_bias, cx.p(1));
-        let pre = some_if(self.activation.needs_input(), cx.scratch_mut(0));
+        // The pre-activation is kept for backward only: the inference forward skips it.
+        let pre = some_if(self.activation.needs_input() && !cx.inference, cx.scratch_mut(0));
         let act = self.activation.tokens();
         let rows = cx.rows(cx.output.shape.lead());
         let fout = self.units;

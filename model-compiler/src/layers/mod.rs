@@ -274,6 +274,10 @@ pub struct EmitCx {
     /// Whether model inputs may be read where the caller holds them (`__x`, the inference forward)
     /// instead of from their staging buffers.
     pub inputs_in_place: bool,
+    /// Whether this is the model's inference forward (`forward_inference`, with its own buffers): nothing
+    /// runs backward from it, so a layer need not keep anything for backward (pre-activations,
+    /// attention probabilities) and may compute its output by a path that keeps less.
+    pub inference: bool,
     /// Per operand: whether backward is the first writer of its gradient (write `=`, not `+=`).
     pub dx_set: Vec<bool>,
     /// Whether backward is the first writer of the layer's parameter gradients.

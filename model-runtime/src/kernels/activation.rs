@@ -468,6 +468,15 @@ fn row_max(row: &[f32]) -> f32 {
 /// sum in one pass, normalize in another.
 #[inline(always)]
 pub(crate) fn softmax_row(row: &mut [f32]) {
+    let inv = 1.0 / softmax_row_sum(row);
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// The unnormalized softmax of one row in place, `e^(x − max)`, returning the row's sum: softmax is
+/// then each value divided by it (what [`softmax_row`] does). A product with the row that follows may
+/// divide its result instead (attention's context rows, narrower than the scores).
+#[inline(always)]
+pub(crate) fn softmax_row_sum(row: &mut [f32]) -> f32 {
     let max = row_max(row);
     let mut acc = [0.0f32; LANES];
     let mut chunks = row.chunks_exact_mut(LANES);
@@ -482,8 +491,7 @@ pub(crate) fn softmax_row(row: &mut [f32]) {
         *v = exp(*v - max);
         sum += *v;
     }
-    let inv = 1.0 / (sum + acc.iter().sum::<f32>());
-    row.iter_mut().for_each(|v| *v *= inv);
+    sum + acc.iter().sum::<f32>()
 }
 
 /// 1 / (1 + e^-x), without overflow for large |x|.

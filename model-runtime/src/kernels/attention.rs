@@ -18,7 +18,7 @@
 //! `causal`, its key index is not after its query index); masked scores become -1e9 before the
 //! softmax and the probabilities of masked positions are set to 0 after it.
 
-use super::activation::softmax_row;
+use super::activation::softmax_row_sum;
 use super::gemm::{sgemm, sgemm_fused, sgemm_view, Epilogue, View};
 
 /// Keras' `_large_negative_number` for float32.
@@ -266,48 +266,60 @@ fn kept(m: &Mha, mask: Option<&Mask<'_>>, s: usize, i: usize, j: usize) -> bool 
     }
 }
 
-/// Masked softmax of one head's `tq × tv` scores in place (Keras `Softmax(mask)`), compiled for
-/// AVX2 where the CPU has it.
-fn masked_softmax(m: &Mha, mask: Option<&Mask<'_>>, s: usize, p: &mut [f32]) {
+/// Masked softmax of rows `i0..` of one head's scores in place (`p` holds whole rows of `tv`; Keras
+/// `Softmax(mask)`), compiled for AVX2 where the CPU has it. With `sums`, the rows are left
+/// unnormalized (e^(s − max), masked positions 0) and row r's divisor goes to `sums[r]`: the product
+/// with the values divides its rows instead.
+fn masked_softmax(m: &Mha, mask: Option<&Mask<'_>>, s: usize, i0: usize, p: &mut [f32], sums: Option<&mut [f32]>) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2.
-        return unsafe { masked_softmax_avx2(m, mask, s, p) };
+        return unsafe { masked_softmax_avx2(m, mask, s, i0, p, sums) };
     }
-    masked_softmax_on(m, mask, s, p)
+    masked_softmax_on(m, mask, s, i0, p, sums)
 }
 
 /// [`masked_softmax_on`] compiled for AVX2. Safety: the CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn masked_softmax_avx2(m: &Mha, mask: Option<&Mask<'_>>, s: usize, p: &mut [f32]) {
-    masked_softmax_on(m, mask, s, p)
+unsafe fn masked_softmax_avx2(m: &Mha, mask: Option<&Mask<'_>>, s: usize, i0: usize, p: &mut [f32], sums: Option<&mut [f32]>) {
+    masked_softmax_on(m, mask, s, i0, p, sums)
 }
 
 /// [`masked_softmax`]'s work. With only the causal mask, row i's softmax runs over its first i + 1
 /// scores and the rest are set to 0: the same values as scoring them −1e9 (their exponentials are 0
 /// in f32), without touching them. An explicit or step mask marks each position as Keras does.
 #[inline(always)]
-fn masked_softmax_on(m: &Mha, mask: Option<&Mask<'_>>, s: usize, p: &mut [f32]) {
-    for (i, row) in p.chunks_exact_mut(m.tv).enumerate() {
-        if mask.is_some() {
+fn masked_softmax_on(m: &Mha, mask: Option<&Mask<'_>>, s: usize, i0: usize, p: &mut [f32], mut sums: Option<&mut [f32]>) {
+    for (r, row) in p.chunks_exact_mut(m.tv).enumerate() {
+        let i = i0 + r;
+        // The row's divisor, and how many of its values may be nonzero.
+        let (sum, live) = if mask.is_some() {
             for (j, v) in row.iter_mut().enumerate() {
                 if !kept(m, mask, s, i, j) {
                     *v = MASKED;
                 }
             }
-            softmax_row(row);
+            let sum = softmax_row_sum(row);
             for (j, v) in row.iter_mut().enumerate() {
                 if !kept(m, mask, s, i, j) {
                     *v = 0.0;
                 }
             }
+            (sum, m.tv)
         } else if m.causal {
             let (live, future) = row.split_at_mut((i + 1).min(m.tv));
-            softmax_row(live);
             future.fill(0.0);
+            (softmax_row_sum(live), live.len())
         } else {
-            softmax_row(row);
+            (softmax_row_sum(row), m.tv)
+        };
+        match sums.as_deref_mut() {
+            Some(out) => out[r] = sum,
+            None => {
+                let inv = 1.0 / sum;
+                row[..live].iter_mut().for_each(|v| *v *= inv);
+            }
         }
     }
 }
@@ -399,7 +411,7 @@ pub fn forward(
             // S = scale · Qh Khᵀ
             let kh = head(kpj, s, h, m.tv, kd, hk);
             sgemm_view(scale, head(qp, s, h, m.tq, kd, hk), kh.t(), 0.0, ph, m.tv);
-            masked_softmax(m, mask.as_ref(), s, ph);
+            masked_softmax(m, mask.as_ref(), s, 0, ph, None);
             let pd = dropped(m, stream, ((first_row + s) * m.heads + h) * tt, ph, scratch_row);
             // Oh [tq, Dv] = P' Vh, into its columns of ctx.
             let vh = head(vp, s, h, m.tv, vd, hv);
@@ -407,6 +419,63 @@ pub fn forward(
         }
     }
     // y = ctx · Wo + bo
+    project(ctx, p.wo, p.bo, batch * m.tq, hv, m.out, &mut y[..batch * m.tq * m.out]);
+}
+
+/// Most query rows one block of [`infer`] takes at a time: their softmax divisors live on the stack.
+const INFER_ROWS: usize = 128;
+
+/// [`forward`] in inference, when nothing runs backward from it and the scores are not returned (the
+/// model's inference forward): the same `y`, with less traffic. Nothing is kept per head: the scores
+/// of a block of up to 128 query rows of one head go to one `rows × tv` block at the start of the
+/// scores' place in `keep`, reused by every block, head and sample, so it stays in cache. They stay
+/// unnormalized (e^(s − max), masked positions 0), and the head's context rows, `tv / value_dim` times
+/// fewer values, are divided by the row sums instead. No dropout (inference).
+#[allow(clippy::too_many_arguments)]
+pub fn infer(
+    m: &Mha,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<Mask<'_>>,
+    p: &Params<'_>,
+    keep: &mut [f32],
+    y: &mut [f32],
+    batch: usize,
+) {
+    let o = m.keep(batch);
+    let (hk, hv, kd, vd) = (m.hk(), m.hv(), m.key_dim, m.value_dim);
+    let kp = &mut keep[..o.len];
+    let (qp, rest) = kp.split_at_mut(o.k);
+    let (kpj, rest) = rest.split_at_mut(o.v - o.k);
+    let (vp, rest) = rest.split_at_mut(o.p - o.v);
+    let (probs, rest) = rest.split_at_mut(o.c - o.p);
+    let ctx = &mut rest[..o.d - o.c];
+    project(&q[..batch * m.tq * m.dq], p.wq, p.bq, batch * m.tq, m.dq, hk, qp);
+    project(&k[..batch * m.tv * m.dk], p.wk, p.bk, batch * m.tv, m.dk, hk, kpj);
+    project(&v[..batch * m.tv * m.dv], p.wv, p.bv, batch * m.tv, m.dv, hv, vp);
+    let scale = 1.0 / (kd as f32).sqrt();
+    let mut sums = [0.0f32; INFER_ROWS];
+    for s in 0..batch {
+        for h in 0..m.heads {
+            let (kh, vh) = (head(kpj, s, h, m.tv, kd, hk), head(vp, s, h, m.tv, vd, hv));
+            for i0 in (0..m.tq).step_by(INFER_ROWS) {
+                let rows = (m.tq - i0).min(INFER_ROWS);
+                let first = s * m.tq + i0;
+                let ph = &mut probs[..rows * m.tv];
+                // S = scale · Qh Khᵀ for the block's rows, left unnormalized by the softmax.
+                sgemm_view(scale, View::columns(&qp[first * hk..], rows, hk, h * kd, kd), kh.t(), 0.0, ph, m.tv);
+                masked_softmax(m, mask.as_ref(), s, i0, ph, Some(&mut sums[..rows]));
+                // Oh = (E Vh) / row sums, into its columns of ctx.
+                let oh = head_mut(ctx, first, h, 1, vd, hv);
+                sgemm_view(1.0, View::new(ph, rows, m.tv, false), vh, 0.0, oh, hv);
+                for (row, &sum) in oh.chunks_mut(hv).zip(&sums[..rows]) {
+                    let inv = 1.0 / sum;
+                    row[..vd].iter_mut().for_each(|x| *x *= inv);
+                }
+            }
+        }
+    }
     project(ctx, p.wo, p.bo, batch * m.tq, hv, m.out, &mut y[..batch * m.tq * m.out]);
 }
 
@@ -545,6 +614,62 @@ mod tests {
             let qi = i % 3;
             assert!(row[qi + 1..].iter().all(|&x| x == 0.0), "row {i} sees the future: {row:?}");
         }
+    }
+
+    /// `y` of [`forward`] (inference) and of [`infer`] on the same call.
+    fn both_forwards(m: &Mha, mask: Option<Mask<'_>>, batch: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        let sizes = [m.dq * m.hk(), m.hk(), m.dk * m.hk(), m.hk(), m.dv * m.hv(), m.hv(), m.hv() * m.out, m.out];
+        let w: [Vec<f32>; 8] = std::array::from_fn(|i| filled(sizes[i], seed + i as u64));
+        let p = Params { wq: &w[0], bq: Some(&w[1]), wk: &w[2], bk: Some(&w[3]), wv: &w[4], bv: Some(&w[5]), wo: &w[6], bo: Some(&w[7]) };
+        // Scores of a few units, so that the softmax is far from uniform.
+        let x: Vec<Vec<f32>> = [(m.tq, m.dq), (m.tv, m.dk), (m.tv, m.dv)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(t, d))| filled(batch * t * d, seed + 10 + i as u64).iter().map(|v| 3.0 * v).collect())
+            .collect();
+        let mut keep = vec![0.0; batch * m.keep_len()];
+        let mut want = vec![0.0; batch * m.tq * m.out];
+        forward(m, &x[0], &x[1], &x[2], mask, &p, 0, 0, false, &mut keep, &mut want, batch);
+        let mut keep = vec![f32::NAN; batch * m.keep_len()];
+        let mut got = vec![f32::NAN; batch * m.tq * m.out];
+        infer(m, &x[0], &x[1], &x[2], mask, &p, &mut keep, &mut got, batch);
+        (want, got)
+    }
+
+    fn assert_close(want: &[f32], got: &[f32], what: &str) {
+        for (i, (&a, &b)) in want.iter().zip(got).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{what}: y[{i}] {b} where forward gives {a}");
+        }
+    }
+
+    #[test]
+    fn inference_forward_matches_forward_with_and_without_masks() {
+        // Cross-attention (tq ≠ tv), no mask and causal.
+        for causal in [false, true] {
+            let (want, got) = both_forwards(&dims(causal), None, 3, 50);
+            assert_close(&want, &got, &format!("causal {causal}"));
+        }
+        // An explicit mask with a row masked entirely (its probabilities are all 0, as Keras'),
+        // together with the causal mask and a query step mask.
+        let m = Mha { tv: 3, ..dims(true) };
+        let batch = 2;
+        let values: Vec<f32> = (0..batch * m.tq * m.tv).map(|i| if i % 3 == 1 || (3..6).contains(&i) { 0.0 } else { 1.0 }).collect();
+        let query: Vec<f32> = (0..batch * m.tq).map(|i| if i == 4 { 0.0 } else { 1.0 }).collect();
+        let steps = StepMasks { query: Some(&query), value: None, key: None };
+        let mask = Mask { values: &values, rows: m.tq, cols: m.tv, steps };
+        let (want, got) = both_forwards(&m, Some(mask), batch, 60);
+        assert_close(&want, &got, "masked");
+    }
+
+    #[test]
+    fn inference_forward_takes_long_queries_in_blocks() {
+        // 300 query rows: blocks of 128, 128 and 44, each with its own divisors.
+        let m = Mha { tq: INFER_ROWS * 2 + 44, tv: 37, ..dims(true) };
+        let (want, got) = both_forwards(&m, None, 2, 70);
+        assert_close(&want, &got, "blocks");
+        let m = Mha { causal: false, ..m };
+        let (want, got) = both_forwards(&m, None, 1, 80);
+        assert_close(&want, &got, "blocks, no mask");
     }
 
     #[test]

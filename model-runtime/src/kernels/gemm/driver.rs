@@ -18,6 +18,14 @@ use super::simd::Simd;
 
 /// Below this many multiply-adds (m·k·n) the direct path is used even for a tall A.
 const DIRECT_MAX_WORK: usize = 64 * 128 * 128;
+/// Up to this many multiply-adds the direct path is used for a short op(A) (k ≤ [`DIRECT_SHORT_K`]):
+/// its 6-row tiles and the k×NR panel of B stay in L1, and A, read in place, is reread from L2 once
+/// per panel where the packed path would read its packed copy as often, after packing it. A
+/// transformer's per-token products at batch 1 (128×128×128, 128×128×256, 128×256×128, M8 of
+/// BENCHMARKS.md) took 3–4% less time this way than packed.
+const DIRECT_MAX_WORK_SHORT_K: usize = 128 * 256 * 128;
+/// Largest k of the short products of [`DIRECT_MAX_WORK_SHORT_K`].
+const DIRECT_SHORT_K: usize = 256;
 /// Up to this many rows of op(A) the direct path is used whatever the size (B read in place
 /// is streamed once per row tile, which is no worse than packing it).
 const DIRECT_MAX_ROWS: usize = 32;
@@ -120,7 +128,8 @@ pub(super) fn plan(p: &Problem, t: Tiles) -> (Path, usize) {
     if p.m == 1 && p.csb == 1 {
         return (Path::RowB, 0);
     }
-    if p.m <= DIRECT_MAX_ROWS || p.m.saturating_mul(p.k).saturating_mul(p.n) <= DIRECT_MAX_WORK {
+    let work = p.m.saturating_mul(p.k).saturating_mul(p.n);
+    if p.m <= DIRECT_MAX_ROWS || work <= DIRECT_MAX_WORK || (p.k <= DIRECT_SHORT_K && work <= DIRECT_MAX_WORK_SHORT_K) {
         // Room for a group of panels of `direct_panels` (its width rounded up to whole panels).
         let scratch = if p.m < t.mr && p.csb == 1 { 0 } else { p.k * (p.n.min(DIRECT_GROUP_COLS) + t.nr) };
         return (Path::Direct, scratch);

@@ -863,8 +863,8 @@ mod tests {
     #[test]
     fn sgemm_matches_f64_reference_with_the_block_sizes_of_other_caches_on_every_isa() {
         let mut rng = Rng::new(17);
-        // Packed-path shapes (more than 32 rows and 1 M multiply-adds), ragged everywhere.
-        let shapes = [(97, 300, 130), (200, 513, 77), (129, 1030, 33), (300, 70, 90)];
+        // Packed-path shapes (more than 32 rows and 1 M multiply-adds, 4 M when k ≤ 256), ragged everywhere.
+        let shapes = [(97, 300, 130), (200, 513, 77), (129, 1030, 33), (300, 70, 210)];
         let small = cpu::Caches { l1d: 16 << 10, l2: 256 << 10, l3: 256 << 10 };
         let sapphire_rapids = cpu::Caches { l1d: 48 << 10, l2: 2 << 20, l3: 105 << 20 };
         for isa in Isa::available() {
@@ -1173,5 +1173,10 @@ mod tests {
         assert_eq!(driver::plan(&p(1, 784, 512, 784), t).0, Path::DotRows);
         assert_eq!(driver::plan(&p(1, 784, 512, 1), t), (Path::RowB, 0));
         assert_eq!(driver::plan(&p(256, 784, 512, 1), t).0, Path::Packed);
+        // A short op(A) stays direct up to 4 M multiply-adds (a transformer's products at batch 1).
+        assert_eq!(driver::plan(&p(128, 256, 128, 1), t).0, Path::Direct);
+        assert_eq!(driver::plan(&p(128, 128, 256, 1), t).0, Path::Direct);
+        assert_eq!(driver::plan(&p(128, 257, 128, 1), t).0, Path::Packed);
+        assert_eq!(driver::plan(&p(4096, 128, 128, 1), t).0, Path::Packed);
     }
 }
