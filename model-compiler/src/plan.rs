@@ -88,6 +88,7 @@ impl StepCx {
             fused_output: self.fused_output,
             trainable: self.trainable,
             inputs_in_place: false,
+            inference: false,
             dx_set: self.dx_set.clone(),
             params_set: self.params_set,
             masks: self.masks.clone(),

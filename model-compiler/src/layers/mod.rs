@@ -274,6 +274,9 @@ pub struct EmitCx {
     /// Whether model inputs may be read where the caller holds them (`__x`, the inference forward)
     /// instead of from their staging buffers.
     pub inputs_in_place: bool,
+    /// Whether this is the inference forward (`predict`, `evaluate`), after which no backward runs:
+    /// a layer may keep nothing for backward in its scratch.
+    pub inference: bool,
     /// Per operand: whether backward is the first writer of its gradient (write `=`, not `+=`).
     pub dx_set: Vec<bool>,
     /// Whether backward is the first writer of the layer's parameter gradients.

@@ -88,6 +88,7 @@ impl TimeDistributed {
             fused_output: cx.fused_output,
             trainable: cx.trainable,
             inputs_in_place: cx.inputs_in_place,
+            inference: cx.inference,
             dx_set: cx.dx_set.clone(),
             params_set: cx.params_set,
             masks: Vec::new(),
