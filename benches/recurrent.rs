@@ -28,26 +28,6 @@ const GATES: usize = 4 * UNITS;
 mod recurrent_model;
 use recurrent_model::*;
 
-model! {
-    /// The benchmark model with a GRU (Keras' `reset_after = true`).
-    pub struct SentimentGru {
-        input tokens: [64] as i32;
-        let e = Embedding(1000, 64)(tokens);
-        let h = GRU(128)(e);
-        output score = Dense(1, activation = sigmoid)(h);
-    }
-}
-
-model! {
-    /// The benchmark model with a bidirectional LSTM of 64 units per direction.
-    pub struct SentimentBi {
-        input tokens: [64] as i32;
-        let e = Embedding(1000, 64)(tokens);
-        let h = Bidirectional(LSTM(64))(e);
-        output score = Dense(1, activation = sigmoid)(h);
-    }
-}
-
 fn sigmoid(v: f32) -> f32 {
     1.0 / (1.0 + (-v).exp())
 }

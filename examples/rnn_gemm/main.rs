@@ -8,8 +8,9 @@
 //! - the step product (the batch's states times the recurrent kernel, rows×units×gates·units) as the
 //!   layer runs it (`sgemv` at batch 1, `sgemm_small` above), alone and cache-warm, and `sgemm` at the
 //!   same shape;
-//! - the whole layer, forward (inference) and forward + backward through time (a training step's
-//!   share), as GFLOP/s of all its matrix products (input projections, steps, and in backward the
+//! - the whole layer: the inference forward (`Rnn::infer`, what `predict` runs: nothing kept for
+//!   backward), the training forward (`Rnn::forward`, which keeps every step's gates and states) and
+//!   forward + backward through time (a training step's share), as GFLOP/s of all its matrix products (input projections, steps, and in backward the
 //!   state gradients and the three whole-sequence products) over its whole time, gates included;
 //! - the GEMM ceiling: `sgemm` at 256×512×512 in the same run.
 
@@ -17,7 +18,7 @@
 mod cputime;
 
 use modelc::kernels::gemm::{set_num_threads, sgemm, sgemm_small, sgemv};
-use modelc::kernels::recurrent::{Cell, Rnn, WeightGrads, Weights};
+use modelc::kernels::recurrent::{Cell, Masked, Rnn, WeightGrads, Weights};
 use modelc::Activation;
 use std::hint::black_box;
 
@@ -52,8 +53,8 @@ fn main() {
     let ceiling = gflops(m * k * n, best(|| sgemm(m, k, n, 1.0, black_box(&a), false, black_box(&b), false, 0.0, black_box(&mut c))));
     println!("GEMM ceiling (sgemm 256×512×512, 1 thread): {ceiling:.1} GFLOP/s");
     println!();
-    println!("| layer | batch | step product | step kernel | sgemm at that shape | layer forward | layer forward + backward |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| layer | batch | step product | step kernel | sgemm at that shape | layer inference | layer training forward | layer forward + backward |");
+    println!("|---|---|---|---|---|---|---|---|");
     let (steps, input) = (64, 64);
     for (name, cell, units) in [("LSTM(128)", Cell::Lstm, 128), ("GRU(128)", Cell::Gru, 128), ("LSTM(64), one direction", Cell::Lstm, 64)] {
         for batch in [1usize, 32] {
@@ -83,6 +84,7 @@ fn main() {
             let mut work = vec![0.0; batch * Rnn::work_len(cell, steps, units)];
             let (mut y, dy) = (vec![0.0; batch * units], values(batch * units));
             let (mut gw, mut gr, mut gb, mut dx) = (vec![0.0; w.len()], vec![0.0; r.len()], vec![0.0; bias.len()], vec![0.0; x.len()]);
+            let infer = best(|| rnn.infer(black_box(&x), Masked::NONE, None, None, &p, &mut scratch, &mut y, None, None));
             let fwd = best(|| rnn.forward(black_box(&x), None, None, &p, &mut scratch, &mut y, None, None));
             let train = best(|| {
                 rnn.forward(black_box(&x), None, None, &p, &mut scratch, &mut y, None, None);
@@ -93,12 +95,15 @@ fn main() {
             // and dR; dW and dx).
             let fwd_macs = batch * steps * (input + units) * gu;
             println!(
-                "| {name} | {batch} | {batch}×{units}×{gu} | {:.2} µs, {:.1} GFLOP/s ({:.0}% of ceiling) | {:.2} µs, {:.1} GFLOP/s | {:.0} µs, {:.1} GFLOP/s ({:.0}%) | {:.0} µs, {:.1} GFLOP/s ({:.0}%) |",
+                "| {name} | {batch} | {batch}×{units}×{gu} | {:.2} µs, {:.1} GFLOP/s ({:.0}% of ceiling) | {:.2} µs, {:.1} GFLOP/s | {:.0} µs, {:.1} GFLOP/s ({:.0}%) | {:.0} µs, {:.1} GFLOP/s ({:.0}%) | {:.0} µs, {:.1} GFLOP/s ({:.0}%) |",
                 kernel * 1e6,
                 gflops(step_macs, kernel),
                 100.0 * gflops(step_macs, kernel) / ceiling,
                 general * 1e6,
                 gflops(step_macs, general),
+                infer * 1e6,
+                gflops(fwd_macs, infer),
+                100.0 * gflops(fwd_macs, infer) / ceiling,
                 fwd * 1e6,
                 gflops(fwd_macs, fwd),
                 100.0 * gflops(fwd_macs, fwd) / ceiling,

@@ -1,5 +1,6 @@
 //! modelc beside candle and burn on the BENCH.md models (M1–M5), the vision models of issue #19 (M6,
-//! M7), the transformer encoder of issue #18 (M8) and the recurrent model of issue #17 (R1), one
+//! M7), the transformer encoder of issue #18 (M8) and the recurrent models of issue #17 (R1 LSTM, R2 GRU,
+//! R3 bidirectional LSTM), one
 //! criterion group per (model, task, batch) cell so the ratios in a cell come from one run. A framework
 //! without one of a model's layers has no function in that model's groups (candle: no M8).
 //!
@@ -116,6 +117,14 @@ fn bench_modelc(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement
         }
         Spec::R1 => {
             run!(Sentiment, SentimentInputs { tokens: ids[0].view() }, SentimentTargets { score: y2(0) }, SentimentLosses { score: bce })
+        }
+        Spec::R2 => {
+            let (inputs, targets) = (SentimentGruInputs { tokens: ids[0].view() }, SentimentGruTargets { score: y2(0) });
+            run!(SentimentGru, inputs, targets, SentimentGruLosses { score: bce })
+        }
+        Spec::R3 => {
+            let (inputs, targets) = (SentimentBiInputs { tokens: ids[0].view() }, SentimentBiTargets { score: y2(0) });
+            run!(SentimentBi, inputs, targets, SentimentBiLosses { score: bce })
         }
     }
 }

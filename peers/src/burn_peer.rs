@@ -5,7 +5,8 @@
 //! normalization uses its running statistics). Layers are burn-nn's: `Linear`, `Conv2d` (NCHW input,
 //! `PaddingConfig2d::Same`; `groups` = channels for depthwise ones), `ConvTranspose2d` (padding 1,
 //! output padding 1: Keras' "same" output size at stride 2), `MaxPool2d`, `BatchNorm`, `Embedding`,
-//! `MultiHeadAttention` (dropout 0), `LayerNorm` and `Lstm`, with Glorot-uniform (Xavier) kernels;
+//! `MultiHeadAttention` (dropout 0), `LayerNorm`, `Lstm`, `Gru` (`reset_after`, its default) and
+//! `BiLstm`, with Glorot-uniform (Xavier) kernels;
 //! Adam is burn-optim's with ε set to Keras' 1e-7.
 
 use crate::{Batch, LossKind, Runner, Spec, ADAM_EPSILON, CLIP, LEARNING_RATE};
@@ -14,8 +15,8 @@ use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, Lstm, LstmConfig,
-    PaddingConfig2d,
+    BatchNorm, BatchNormConfig, BiLstm, BiLstmConfig, Embedding, EmbeddingConfig, Gru, GruConfig, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig, Lstm, LstmConfig, PaddingConfig2d,
 };
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::{gelu, relu, sigmoid, softmax};
@@ -366,6 +367,54 @@ impl Net for Recurrent {
     }
 }
 
+/// R2 (issue #17): Embedding(1000, 64) → GRU(128), its last state → Dense(1, sigmoid).
+#[derive(Module, Debug)]
+pub struct RecurrentGru {
+    embedding: Embedding,
+    gru: Gru,
+    head: Linear,
+}
+
+impl Net for RecurrentGru {
+    fn init(d: &Device) -> Self {
+        let gru = GruConfig::new(64, 128, true).with_initializer(GLOROT).init(d);
+        RecurrentGru { embedding: embedding(1000, 64, d), gru, head: dense(128, 1, d) }
+    }
+
+    fn forward(&self, xs: &[Input]) -> crate::Result<Vec<Tensor<2>>> {
+        let [tokens] = xs else { return Err("R2 takes one input".into()) };
+        let states = self.gru.forward(self.embedding.forward(tokens.ids()?), None);
+        let [rows, steps, units] = states.dims();
+        let last = states.narrow(1, steps - 1, 1).reshape([rows, units]);
+        Ok(vec![sigmoid(self.head.forward(last))])
+    }
+}
+
+/// R3 (issue #17): Embedding(1000, 64) → Bidirectional(LSTM(64)), the two directions' last states
+/// side by side → Dense(1, sigmoid).
+#[derive(Module, Debug)]
+pub struct RecurrentBi {
+    embedding: Embedding,
+    lstm: BiLstm,
+    head: Linear,
+}
+
+impl Net for RecurrentBi {
+    fn init(d: &Device) -> Self {
+        let lstm = BiLstmConfig::new(64, 64, true).with_initializer(GLOROT).init(d);
+        RecurrentBi { embedding: embedding(1000, 64, d), lstm, head: dense(128, 1, d) }
+    }
+
+    fn forward(&self, xs: &[Input]) -> crate::Result<Vec<Tensor<2>>> {
+        let [tokens] = xs else { return Err("R3 takes one input".into()) };
+        let (_, state) = self.lstm.forward(self.embedding.forward(tokens.ids()?), None);
+        // [2, rows, units] (forward, backward) → rows × [forward | backward].
+        let [_, rows, units] = state.hidden.dims();
+        let last = state.hidden.swap_dims(0, 1).reshape([rows, 2 * units]);
+        Ok(vec![sigmoid(self.head.forward(last))])
+    }
+}
+
 /// Mean cross-entropy of probabilities `p` against targets `y`, probabilities clipped as Keras does.
 fn cross_entropy(p: Tensor<2>, y: Tensor<2>, kind: LossKind) -> Tensor<1> {
     let p = p.clamp(CLIP, 1.0 - CLIP);
@@ -473,5 +522,7 @@ pub fn runner(spec: Spec, batch: &Batch) -> crate::Result<Box<dyn Runner>> {
         Spec::M7 => Box::new(BurnRunner::<MobileNet>::new(spec, batch)?),
         Spec::M8 => Box::new(BurnRunner::<TextEncoder>::new(spec, batch)?),
         Spec::R1 => Box::new(BurnRunner::<Recurrent>::new(spec, batch)?),
+        Spec::R2 => Box::new(BurnRunner::<RecurrentGru>::new(spec, batch)?),
+        Spec::R3 => Box::new(BurnRunner::<RecurrentBi>::new(spec, batch)?),
     })
 }

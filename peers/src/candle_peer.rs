@@ -4,8 +4,10 @@
 //! add; convolutions take NCHW input with `out × in/groups × kh × kw` kernels (candle's native layout),
 //! depthwise ones are `conv2d` with `groups` = channels, transposed ones `conv_transpose2d` with
 //! `in × out × 3 × 3` kernels (padding 1 and output padding 1: Keras' "same" output size at stride 2).
-//! Batch normalization, the LSTM and the embeddings are candle-nn's (`batch_norm`, `rnn::lstm`,
-//! `Embedding`). Inference uses candle's fused `softmax_last_dim`; training uses the differentiable
+//! Batch normalization, the LSTM, the GRU and the embeddings are candle-nn's (`batch_norm`, `rnn::lstm`,
+//! `rnn::gru`, `Embedding`). candle-nn has no bidirectional layer: R3 runs two of its LSTMs (the second
+//! one's `Direction::Backward` names) through `RNN::step`, the second over the steps last to first, and
+//! concatenates their last states, as Keras' `Bidirectional` does. Inference uses candle's fused `softmax_last_dim`; training uses the differentiable
 //! composite `softmax`, since the fused op has no backward. Adam is candle-nn's `AdamW` with weight
 //! decay 0.
 //!
@@ -16,7 +18,7 @@
 use crate::{glorot_limit, Batch, LossKind, Runner, Spec, ADAM_EPSILON, CLIP, LEARNING_RATE};
 use candle_core::{DType, Device, Module, ModuleT, Tensor, Var, D};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
-use candle_nn::rnn::{LSTMConfig, LSTM, RNN};
+use candle_nn::rnn::{Direction, GRUConfig, LSTMConfig, GRU, LSTM, RNN};
 use candle_nn::{BatchNorm, BatchNormConfig, Embedding, Init, VarBuilder, VarMap};
 
 /// Whether candle has every layer of `spec`: `Err` names the missing one.
@@ -184,6 +186,8 @@ enum Net {
     M6 { c1: Conv, c2: Conv, u2: ConvT, u1: ConvT, out: Conv },
     M7 { blocks: Vec<MobileBlock>, head: Dense },
     R1 { emb: Embedding, lstm: LSTM, head: Dense },
+    R2 { emb: Embedding, gru: GRU, head: Dense },
+    R3 { emb: Embedding, fwd: LSTM, bwd: LSTM, head: Dense },
 }
 
 impl Net {
@@ -219,6 +223,30 @@ impl Net {
                 let lstm = candle_nn::rnn::lstm(64, 128, config, vb.pp("lstm"))?;
                 return Ok(Net::R1 { emb, lstm, head: Dense::new(128, 1, Sigmoid, vars, dev)? });
             }
+            Spec::R2 => {
+                let emb = embedding(1000, 64, vars, dev)?;
+                let (li, lr) = (glorot_limit(64, 384), glorot_limit(128, 384));
+                let config = GRUConfig {
+                    w_ih_init: Init::Uniform { lo: -li, up: li },
+                    w_hh_init: Init::Uniform { lo: -lr, up: lr },
+                    ..Default::default()
+                };
+                let gru = candle_nn::rnn::gru(64, 128, config, vb.pp("gru"))?;
+                return Ok(Net::R2 { emb, gru, head: Dense::new(128, 1, Sigmoid, vars, dev)? });
+            }
+            Spec::R3 => {
+                let emb = embedding(1000, 64, vars, dev)?;
+                let (li, lr) = (glorot_limit(64, 256), glorot_limit(64, 256));
+                let config = |direction| LSTMConfig {
+                    w_ih_init: Init::Uniform { lo: -li, up: li },
+                    w_hh_init: Init::Uniform { lo: -lr, up: lr },
+                    direction,
+                    ..Default::default()
+                };
+                let fwd = candle_nn::rnn::lstm(64, 64, config(Direction::Forward), vb.pp("lstm"))?;
+                let bwd = candle_nn::rnn::lstm(64, 64, config(Direction::Backward), vb.pp("lstm"))?;
+                return Ok(Net::R3 { emb, fwd, bwd, head: Dense::new(128, 1, Sigmoid, vars, dev)? });
+            }
             Spec::M8 => candle_core::bail!("{}", supports(spec).err().unwrap_or("unsupported")),
             _ => {}
         }
@@ -238,7 +266,7 @@ impl Net {
             }
             Spec::M4 => Net::M4 { h1: dense(784, 512, Relu)?, h2: dense(512, 512, Relu)?, head: dense(512, 10, Softmax)? },
             Spec::M5 => Net::M5 { enc: dense(128, 64, Relu)?, head: dense(64, 1, Sigmoid)? },
-            Spec::M6 | Spec::M7 | Spec::M8 | Spec::R1 => unreachable!("built above"),
+            Spec::M6 | Spec::M7 | Spec::M8 | Spec::R1 | Spec::R2 | Spec::R3 => unreachable!("built above"),
         })
     }
 
@@ -288,9 +316,30 @@ impl Net {
                 let last = states.last().ok_or_else(|| candle_core::Error::Msg("empty sequence".into()))?;
                 vec![head.forward(last.h(), t)?]
             }
+            (Net::R2 { emb, gru, head }, [ids]) => {
+                let h = last_state(gru, &emb.forward(ids)?, false)?;
+                vec![head.forward(h.h(), t)?]
+            }
+            (Net::R3 { emb, fwd, bwd, head }, [ids]) => {
+                let e = emb.forward(ids)?;
+                let (f, b) = (last_state(fwd, &e, false)?, last_state(bwd, &e, true)?);
+                vec![head.forward(&Tensor::cat(&[f.h(), b.h()], 1)?, t)?]
+            }
             _ => candle_core::bail!("wrong number of inputs for this model"),
         })
     }
+}
+
+/// The state after running `rnn` over the steps of `x` (batch × steps × features) from zeros, last to
+/// first when `reverse`.
+fn last_state<R: RNN>(rnn: &R, x: &Tensor, reverse: bool) -> candle_core::Result<R::State> {
+    let (rows, steps, _) = x.dims3()?;
+    let mut state = rnn.zero_state(rows)?;
+    for s in 0..steps {
+        let t = if reverse { steps - 1 - s } else { s };
+        state = rnn.step(&x.narrow(1, t, 1)?.squeeze(1)?.contiguous()?, &state)?;
+    }
+    Ok(state)
 }
 
 /// Mean cross-entropy of probabilities `p` against targets `y`, probabilities clipped as Keras does.

@@ -1,6 +1,7 @@
 //! The five BENCH.md models (`/work/shared/BENCH.md`, M1–M5), the vision models of issue #19 (M6 U-Net,
 //! M7 MobileNet-like), the transformer encoder of issue #18 (M8) and the recurrent model of issue #17
-//! (R1: Embedding → LSTM(128) → Dense) written in candle and in burn (NdArray backend), so
+//! (R1: Embedding → LSTM(128) → Dense; R2 with GRU(128); R3 with Bidirectional(LSTM(64))) written in
+//! candle and in burn (NdArray backend), so
 //! `benches/peers.rs` can time them beside the modelc graphs of the same models in one criterion group
 //! per (model, task, batch) cell. A framework without one of a model's layers does not run that model
 //! (candle-nn has no multi-head attention layer, so candle has no M8); nothing is written by hand in
@@ -64,6 +65,10 @@ pub enum Spec {
     /// Recurrent model (issue #17): tokens[64] (vocabulary 1000) → Embedding64 → LSTM128 (last state) →
     /// Dense1 sigmoid.
     R1,
+    /// R1 with GRU128 (Keras' `reset_after = true`, PyTorch's GRU) in place of the LSTM.
+    R2,
+    /// R1 with Bidirectional(LSTM64) (the two directions' last states concatenated) in place of the LSTM.
+    R3,
 }
 
 /// The loss of one model output.
@@ -77,9 +82,10 @@ pub enum LossKind {
 
 impl Spec {
     /// All models, in order.
-    pub const ALL: [Spec; 9] = [Spec::M1, Spec::M2, Spec::M3, Spec::M4, Spec::M5, Spec::M6, Spec::M7, Spec::M8, Spec::R1];
+    pub const ALL: [Spec; 11] =
+        [Spec::M1, Spec::M2, Spec::M3, Spec::M4, Spec::M5, Spec::M6, Spec::M7, Spec::M8, Spec::R1, Spec::R2, Spec::R3];
 
-    /// "M1" … "M8", "R1".
+    /// "M1" … "M8", "R1" … "R3".
     pub fn id(self) -> &'static str {
         match self {
             Spec::M1 => "M1",
@@ -91,10 +97,12 @@ impl Spec {
             Spec::M7 => "M7",
             Spec::M8 => "M8",
             Spec::R1 => "R1",
+            Spec::R2 => "R2",
+            Spec::R3 => "R3",
         }
     }
 
-    /// Parses "M1" … "M8", "R1" (case-insensitive).
+    /// Parses "M1" … "M8", "R1" … "R3" (case-insensitive).
     pub fn parse(s: &str) -> Option<Spec> {
         Spec::ALL.into_iter().find(|m| m.id().eq_ignore_ascii_case(s))
     }
@@ -110,16 +118,16 @@ impl Spec {
             Spec::M5 => &[&[128], &[128]],
             Spec::M6 => &[&[64, 64, 3]],
             Spec::M7 => &[&[32, 32, 3]],
-            Spec::M8 | Spec::R1 => &[],
+            Spec::M8 | Spec::R1 | Spec::R2 | Spec::R3 => &[],
         }
     }
 
-    /// The token-id inputs of M8 and R1 as (sequence length, vocabulary size, is a position input: each
+    /// The token-id inputs of M8 and R1–R3 as (sequence length, vocabulary size, is a position input: each
     /// row is 0, 1, …); empty for the other models.
     pub fn id_inputs(self) -> &'static [(usize, usize, bool)] {
         match self {
             Spec::M8 => &[(128, 2000, false), (128, 128, true)],
-            Spec::R1 => &[(64, 1000, false)],
+            Spec::R1 | Spec::R2 | Spec::R3 => &[(64, 1000, false)],
             _ => &[],
         }
     }
@@ -128,7 +136,7 @@ impl Spec {
     pub fn outputs(self) -> &'static [(&'static [usize], LossKind)] {
         use LossKind::*;
         match self {
-            Spec::M1 | Spec::M5 | Spec::R1 => &[(&[1], BinaryCrossentropy)],
+            Spec::M1 | Spec::M5 | Spec::R1 | Spec::R2 | Spec::R3 => &[(&[1], BinaryCrossentropy)],
             Spec::M2 => &[(&[10], CategoricalCrossentropy), (&[1], BinaryCrossentropy)],
             Spec::M3 => &[(&[3], CategoricalCrossentropy)],
             Spec::M4 | Spec::M7 => &[(&[10], CategoricalCrossentropy)],
@@ -151,7 +159,7 @@ impl Spec {
         match self {
             // The issue's M1 target covers training at batch 1 too.
             Spec::M1 => &[1, 32, 256],
-            Spec::M6 | Spec::M7 | Spec::M8 | Spec::R1 => &[32],
+            Spec::M6 | Spec::M7 | Spec::M8 | Spec::R1 | Spec::R2 | Spec::R3 => &[32],
             _ => &[32, 256],
         }
     }
@@ -218,7 +226,7 @@ impl Spec {
 pub struct Batch {
     /// One array per real-valued model input: batch × the input's shape.
     pub inputs: Vec<ArrayD<f32>>,
-    /// One batch × length array per token-id input (M8, R1).
+    /// One batch × length array per token-id input (M8, R1–R3).
     pub ids: Vec<Array2<i32>>,
     /// One array per model output: batch × the output's shape.
     pub targets: Vec<ArrayD<f32>>,

@@ -395,7 +395,7 @@ impl LayerDef for Bidirectional {
         let ((t0, p0, n0), (t1, p1, n1), (t4, p4, n4), (t5, p5, n5)) = (take(0), take(1), take(4), take(5));
         let (mode, layout) = (self.merge.tokens(), self.layout(cx));
         // Keras sets `zero_output_for_mask = return_sequences` on both directions.
-        let (fwd, _, m) = Recurrent::masked_methods(cx, self.layer.return_sequences);
+        let (fwd, m) = Recurrent::forward_method(cx, self.layer.return_sequences);
         quote! {
             let (mut __kf, mut __kb, mut __yf, mut __yb) = (#t0, #t1, #t4, #t5);
             #fw.#fwd(#x, #m #h0f, #c0f, #wf, &mut __kf[..__b * #n0], &mut __yf[..__b * #n4], #hf, #cf);

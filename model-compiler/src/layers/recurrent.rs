@@ -216,6 +216,21 @@ impl Recurrent {
         }
     }
 
+    /// The forward kernel method of a call and the mask argument it takes after `x`: in the inference
+    /// forward `infer(x, Masked { .. }, ..)`, which keeps nothing for backward (`Masked::NONE` without
+    /// a mask), else [`Recurrent::masked_methods`]'s.
+    pub(crate) fn forward_method(cx: &EmitCx, zero_outputs: bool) -> (TokenStream, TokenStream) {
+        let (fwd, _, masked) = Self::masked_methods(cx, zero_outputs);
+        if !cx.inference {
+            return (fwd, masked);
+        }
+        let k = quote!(::modelc::__private::kernels::recurrent::Masked);
+        match cx.mask(0) {
+            Some(m) => (quote!(infer), quote!(#k { mask: ::core::option::Option::Some(#m), zero_outputs: #zero_outputs },)),
+            None => (quote!(infer), quote!(#k::NONE,)),
+        }
+    }
+
     /// How many parameters the layer has.
     pub(crate) fn n_params(&self) -> usize {
         if self.use_bias {
@@ -713,7 +728,7 @@ impl LayerDef for Recurrent {
         let (h_out, c_out) = (res(1), res(2));
         let s = cx.scratch.first().copied().unwrap_or(0);
         let n = cx.scratch_len(0);
-        let (fwd, _, masked) = Self::masked_methods(cx, false);
+        let (fwd, masked) = Self::forward_method(cx, false);
         quote! {
             let mut __rnn = ::core::mem::take(&mut __ws.scratch[#s]);
             #cfg.#fwd(#x, #masked #h0, #c0, #weights, &mut __rnn[..__b * #n], &mut __y[..], #h_out, #c_out);

@@ -10,7 +10,8 @@
 //! all steps (the gradients of `w`, `r` and `x`). Nothing allocates.
 
 use super::activation::{self, Activation};
-use super::gemm::{sgemm, sgemm_small, sgemv, sgemv_t};
+use super::gemm::{pack_small, sgemm, sgemm_small_sum, sgemv, sgemv_t, SmallPart};
+use std::cell::RefCell;
 
 mod fused;
 
@@ -147,6 +148,16 @@ impl Rnn {
         2 * steps * cell.gates() * units + 3 * units
     }
 
+    /// Per-sample length of the scratch [`Rnn::infer`] uses (no longer than [`Rnn::scratch_len`]):
+    /// the state, LSTM's cell state, one step's gate products (two for GRU, whose candidate keeps its
+    /// recurrent part apart) and the bias.
+    pub fn infer_len(cell: Cell, units: usize) -> usize {
+        let gu = cell.gates() * units;
+        let c = if cell == Cell::Lstm { units } else { 0 };
+        let xa = if cell == Cell::Gru { gu } else { 0 };
+        units + c + gu + xa + 2 * gu
+    }
+
     fn split_scratch<'a>(&self, buf: &'a mut [f32]) -> Scratch<'a> {
         let [l0, l1, l2, l3, l4, l5] = Self::scratch_sizes(self.cell, self.steps, self.units).map(|l| l * self.batch);
         let (xp, rest) = buf.split_at_mut(l0);
@@ -234,11 +245,25 @@ impl Rnn {
         let mut s = self.split_scratch(scratch);
         let (bt, u, gu, rows) = (self.batch * self.steps, self.units, self.gu(), self.batch);
         let step_len = rows * u;
-        // All steps' input projections: one GEMM, then the input bias.
-        sgemm(bt, self.input, gu, 1.0, x, false, p.w, false, 0.0, s.xp);
-        if let Some(b) = p.b {
-            for row in s.xp.chunks_exact_mut(gu) {
-                row.iter_mut().zip(b).for_each(|(v, &bj)| *v += bj);
+        let fused = self.fused();
+        // With the fused LSTM and SimpleRNN cells above one row, each step's input projection joins its
+        // recurrent product (one small GEMM, [x_t | h]·[W; R]) and `xp` holds only the bias; else all
+        // steps' input projections are one GEMM, then the input bias.
+        let joint = fused && rows > 1 && self.cell != Cell::Gru;
+        let mut buf = take_buffer();
+        let ops = StepOperands::new(rows, self.input, u, gu, p, joint, &mut buf);
+        if joint {
+            let bias = &mut s.xp[..gu];
+            match p.b {
+                Some(b) => bias.copy_from_slice(&b[..gu]),
+                None => bias.fill(0.0),
+            }
+        } else {
+            sgemm(bt, self.input, gu, 1.0, x, false, p.w, false, 0.0, s.xp);
+            if let Some(b) = p.b {
+                for row in s.xp.chunks_exact_mut(gu) {
+                    row.iter_mut().zip(b).for_each(|(v, &bj)| *v += bj);
+                }
             }
         }
         let rec_bias = match (self.cell, p.b) {
@@ -253,19 +278,22 @@ impl Rnn {
             let t = self.time(st);
             // The recurrent product, its bias, then the cell (which adds the input projection). The
             // fused cells take the product where their gates go and keep no pre-activations.
-            let fused = self.fused();
             let zs = match fused {
                 true => &mut s.a[st * rows * gu..(st + 1) * rows * gu],
                 false => &mut s.z[st * rows * gu..(st + 1) * rows * gu],
             };
-            recurrent_product(rows, u, gu, &s.h[st * step_len..][..step_len], p.r, zs);
+            let h = &s.h[st * step_len..][..step_len];
+            match joint {
+                true => sgemm_small_sum(rows, gu, &[ops.x(x, t, self.steps), ops.h(h)], zs),
+                false => recurrent_product(rows, u, gu, h, &ops, zs),
+            }
             if let Some(rb) = rec_bias {
                 for row in zs.chunks_exact_mut(gu) {
                     row.iter_mut().zip(rb).for_each(|(v, &bj)| *v += bj);
                 }
             }
             match fused {
-                true => self.fused_step(&mut s, st, t),
+                true => self.fused_step(&mut s, st, t, joint),
                 false => self.general_step(&mut s, st, t),
             }
             if let Some(m) = masked.mask {
@@ -287,6 +315,7 @@ impl Rnn {
                 }
             }
         }
+        put_buffer(buf);
         let last = &s.h[self.steps * step_len..][..step_len];
         if !self.return_sequences {
             y[..step_len].copy_from_slice(last);
@@ -299,21 +328,109 @@ impl Rnn {
         }
     }
 
+    /// The inference forward: the outputs of [`Rnn::forward_masked`], keeping nothing for backward.
+    /// With Keras' default activations and more than one row, each step is one pass of the small GEMM
+    /// over the step's inputs and the states, [x_t | h]·[W; R] (GRU: x_t·W and h·R apart), then the
+    /// gates, which update the states in place: the step's working set (R, W, one step's products
+    /// and the states) stays in L2, where the training forward writes every step's gates and states
+    /// to arrays of `steps` times that size. With other activations, one row, or `scratch` shorter
+    /// than [`Rnn::infer_len`] per sample, it runs [`Rnn::forward_masked`] (`scratch` must then be
+    /// [`Rnn::scratch_len`] per sample).
+    #[allow(clippy::too_many_arguments)]
+    pub fn infer(
+        &self,
+        x: &[f32],
+        masked: Masked<'_>,
+        h0: Option<&[f32]>,
+        c0: Option<&[f32]>,
+        p: &Weights<'_>,
+        scratch: &mut [f32],
+        y: &mut [f32],
+        h_out: Option<&mut [f32]>,
+        c_out: Option<&mut [f32]>,
+    ) {
+        let (u, gu, rows, steps, input) = (self.units, self.gu(), self.batch, self.steps, self.input);
+        if !self.fused() || rows < 2 || scratch.len() < rows * Self::infer_len(self.cell, u) {
+            return self.forward_masked(x, masked, h0, c0, p, scratch, y, h_out, c_out);
+        }
+        let n = rows * u;
+        let lstm = self.cell == Cell::Lstm;
+        let (h, rest) = scratch.split_at_mut(n);
+        let (c, rest) = rest.split_at_mut(if lstm { n } else { 0 });
+        let (a, rest) = rest.split_at_mut(rows * gu);
+        let (xa, rest) = rest.split_at_mut(if self.cell == Cell::Gru { rows * gu } else { 0 });
+        let bias = &mut rest[..2 * gu];
+        match p.b {
+            Some(b) => {
+                let k = b.len().min(2 * gu);
+                bias[..k].copy_from_slice(&b[..k]);
+                bias[k..].fill(0.0);
+            }
+            None => bias.fill(0.0),
+        }
+        let bias = &*bias;
+        set_or_zero(h, h0);
+        if lstm {
+            set_or_zero(c, c0);
+        }
+        let mut buf = take_buffer();
+        let ops = StepOperands::new(rows, input, u, gu, p, true, &mut buf);
+        for st in 0..steps {
+            let t = self.time(st);
+            let (xt, hr) = (ops.x(x, t, steps), ops.h(h));
+            match self.cell {
+                Cell::Gru => {
+                    sgemm_small_sum(rows, gu, &[xt], xa);
+                    sgemm_small_sum(rows, gu, &[hr], a);
+                }
+                _ => sgemm_small_sum(rows, gu, &[xt, hr], a),
+            }
+            for b in (0..rows).filter(|&b| !masked.is_masked(b * steps + t)) {
+                let (ab, hb) = (&a[b * gu..][..gu], &mut h[b * u..][..u]);
+                match self.cell {
+                    Cell::Simple => fused::simple_infer(u, ab, bias, hb),
+                    Cell::Lstm => fused::lstm_infer(u, ab, bias, &mut c[b * u..][..u], hb),
+                    Cell::Gru => fused::gru_infer(u, ab, &xa[b * gu..][..gu], bias, hb),
+                }
+            }
+            if self.return_sequences {
+                for b in 0..rows {
+                    let out = &mut y[(b * steps + st) * u..][..u];
+                    match masked.zero_outputs && masked.is_masked(b * steps + t) {
+                        true => out.fill(0.0),
+                        false => out.copy_from_slice(&h[b * u..][..u]),
+                    }
+                }
+            }
+        }
+        put_buffer(buf);
+        if !self.return_sequences {
+            y[..n].copy_from_slice(h);
+        }
+        if let Some(ho) = h_out {
+            ho[..n].copy_from_slice(h);
+        }
+        if let (Some(co), true) = (c_out, lstm) {
+            co[..n].copy_from_slice(c);
+        }
+    }
+
     /// Whether the cell runs [`fused`]'s single-loop step: Keras' default activations.
     fn fused(&self) -> bool {
         self.act == Activation::Tanh && (self.cell == Cell::Simple || self.rec_act == Activation::Sigmoid)
     }
 
     /// The cell of step `st` (input time `t`) with the default activations, one [`fused`] loop per
-    /// sample: `s.a` holds the step's recurrent product (and bias) on entry, `s.z` stays unused.
-    fn fused_step(&self, s: &mut Scratch<'_>, st: usize, t: usize) {
+    /// sample: `s.a` holds the step's recurrent product (and bias) on entry, `s.z` stays unused. With
+    /// `joint`, `s.a` holds the input projection too and `s.xp` only the input bias.
+    fn fused_step(&self, s: &mut Scratch<'_>, st: usize, t: usize, joint: bool) {
         let (u, gu, rows) = (self.units, self.gu(), self.batch);
         let step_len = rows * u;
         let a = &mut s.a[st * rows * gu..][..rows * gu];
         let (prev, next) = s.h.split_at_mut((st + 1) * step_len);
         let (h_prev, h_new) = (&prev[st * step_len..], &mut next[..step_len]);
         for b in 0..rows {
-            let x = &s.xp[(b * self.steps + t) * gu..][..gu];
+            let x = &s.xp[if joint { 0 } else { (b * self.steps + t) * gu }..][..gu];
             let (ab, h) = (&mut a[b * gu..][..gu], &mut h_new[b * u..][..u]);
             match self.cell {
                 Cell::Simple => fused::simple_forward(u, ab, x, h),
@@ -456,6 +573,9 @@ impl Rnn {
         }
         set_or_zero(dc, dc_out.filter(|_| self.cell == Cell::Lstm));
         let fused = self.fused();
+        // Rᵀ (gu×u) packed once per call for the steps' products (above one row).
+        let mut rt_buf = take_buffer();
+        let rt = packed_transpose(rows, u, gu, p.r, &mut rt_buf);
         for st in (0..steps).rev() {
             let t = self.time(st);
             if self.return_sequences {
@@ -550,7 +670,7 @@ impl Rnn {
                 }
             }
             // The previous state's gradient: through R, plus GRU's direct path z·h_prev.
-            recurrent_product_t(rows, u, gu, dgs, p.r, dh2);
+            recurrent_product_t(rows, u, gu, dgs, p.r, rt, dh2);
             if self.cell == Cell::Gru {
                 for b in (0..rows).filter(|&b| !masked.is_masked(b * steps + t)) {
                     for j in 0..u {
@@ -563,6 +683,7 @@ impl Rnn {
             }
             dh.copy_from_slice(dh2);
         }
+        put_buffer(rt_buf);
         // Whole-sequence products.
         let bt = rows * steps;
         sgemm(u, bt, gu, 1.0, &k.h[..bt * u], true, dg, false, 1.0, g.r);
@@ -606,21 +727,113 @@ impl Masked<'_> {
     }
 }
 
-/// The step's recurrent product `out` (rows×gu) = `h` (rows×u) · `r` (u×gu): a GEMV for one row,
-/// else the small GEMM that reads `r` in place (it stays in cache from step to step).
-fn recurrent_product(rows: usize, u: usize, gu: usize, h: &[f32], r: &[f32], out: &mut [f32]) {
-    match rows {
-        1 => sgemv(u, gu, h, r, out),
-        _ => sgemm_small(rows, u, gu, h, r, out),
+/// The B operands of a forward's step products, W (input×gu) and R (u×gu): in place, or packed
+/// strip by strip ([`pack_small`], once per call) when the batch has enough rows for the small GEMM's
+/// row tiles to reuse each strip from L1.
+struct StepOperands<'a> {
+    w: &'a [f32],
+    r: &'a [f32],
+    packed: bool,
+    input: usize,
+    u: usize,
+}
+
+impl<'a> StepOperands<'a> {
+    /// Rows from which packing pays for itself over the steps.
+    const PACK_ROWS: usize = 8;
+
+    /// Packs R (and W when `with_w`, for the joint step product) into `buf` when it pays.
+    fn new(rows: usize, input: usize, u: usize, gu: usize, p: &Weights<'a>, with_w: bool, buf: &'a mut Vec<f32>) -> Self {
+        if rows < Self::PACK_ROWS || !gu.is_multiple_of(16) {
+            return StepOperands { w: p.w, r: p.r, packed: false, input, u };
+        }
+        let wl = if with_w { input * gu } else { 0 };
+        if buf.len() < wl + u * gu {
+            buf.resize(wl + u * gu, 0.0);
+        }
+        let (w, r) = buf.split_at_mut(wl);
+        if with_w {
+            pack_small(input, gu, p.w, false, w);
+        }
+        pack_small(u, gu, p.r, false, r);
+        let buf: &'a [f32] = buf;
+        let (w, r) = buf.split_at(wl);
+        StepOperands { w: if with_w { w } else { p.w }, r: &r[..u * gu], packed: true, input, u }
+    }
+
+    /// The step's input projection as a part: the rows of input time `t` of `x` (batch×steps×input)
+    /// times W.
+    fn x<'b>(&self, x: &'b [f32], t: usize, steps: usize) -> SmallPart<'b>
+    where
+        'a: 'b,
+    {
+        SmallPart { a: &x[t * self.input..], lda: steps * self.input, k: self.input, b: self.w, packed: self.packed }
+    }
+
+    /// The states `h` (rows×u) times R as a part.
+    fn h<'b>(&self, h: &'b [f32]) -> SmallPart<'b>
+    where
+        'a: 'b,
+    {
+        SmallPart { a: h, lda: self.u, k: self.u, b: self.r, packed: self.packed }
     }
 }
 
-/// The previous state's gradient `out` (rows×u) = `dg` (rows×gu) · `r`ᵀ: a GEMV for one row.
-fn recurrent_product_t(rows: usize, u: usize, gu: usize, dg: &[f32], r: &[f32], out: &mut [f32]) {
+/// The step's recurrent product `out` (rows×gu) = `h` (rows×u) · R: a GEMV for one row, else the
+/// small GEMM that reads R in place or packed (it stays in cache from step to step).
+fn recurrent_product(rows: usize, u: usize, gu: usize, h: &[f32], ops: &StepOperands<'_>, out: &mut [f32]) {
+    match rows {
+        1 => sgemv(u, gu, h, ops.r, out),
+        _ => sgemm_small_sum(rows, gu, &[ops.h(h)], out),
+    }
+}
+
+/// The previous state's gradient `out` (rows×u) = `dg` (rows×gu) · `r`ᵀ: a GEMV for one row, else the
+/// small GEMM on `rt`, `r`ᵀ packed by [`packed_transpose`] (read in place at every step, where the
+/// general GEMM would pack `r`ᵀ again at each one).
+fn recurrent_product_t(rows: usize, u: usize, gu: usize, dg: &[f32], r: &[f32], rt: &[f32], out: &mut [f32]) {
     match rows {
         1 => sgemv_t(u, gu, dg, r, out),
+        _ if rt.len() >= u * gu => sgemm_small_sum(rows, u, &[SmallPart { a: dg, lda: gu, k: gu, b: rt, packed: true }], out),
         _ => sgemm(rows, gu, u, 1.0, dg, false, r, true, 0.0, out),
     }
+}
+
+thread_local! {
+    /// Packed kernels of the current call ([`StepOperands`], [`packed_transpose`]), kept per thread
+    /// between calls so steady-state steps allocate nothing (it grows on the first call of a larger
+    /// layer).
+    static PACKED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// This thread's packing buffer (an empty one while another call holds it).
+fn take_buffer() -> Vec<f32> {
+    PACKED.try_with(|cell| cell.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default()).unwrap_or_default()
+}
+
+/// Gives the packing buffer back for the next call.
+fn put_buffer(buf: Vec<f32>) {
+    let _ = PACKED.try_with(|cell| {
+        if let Ok(mut b) = cell.try_borrow_mut() {
+            if b.capacity() < buf.capacity() {
+                *b = buf;
+            }
+        }
+    });
+}
+
+/// `r` (u×gu) transposed and packed for the small GEMM into `buf` (grown when shorter), or nothing
+/// when `rows` is 1 (the GEMV reads `r` itself) or u is not a multiple of 16 (the general GEMM then
+/// reads `r` transposed).
+fn packed_transpose<'a>(rows: usize, u: usize, gu: usize, r: &[f32], buf: &'a mut Vec<f32>) -> &'a [f32] {
+    if rows < 2 || !u.is_multiple_of(16) {
+        return &[];
+    }
+    if buf.len() < u * gu {
+        buf.resize(u * gu, 0.0);
+    }
+    pack_small(gu, u, r, true, buf);
+    &buf[..u * gu]
 }
 
 /// Copies row block `[off..off + u]` of time-major state `st` into state `st + 1` (a carried step).
@@ -705,6 +918,88 @@ fn set_or_zero(dst: &mut [f32], src: Option<&[f32]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 2000.0 - 0.25).collect()
+    }
+
+    /// `infer` (nothing kept, states updated in place, a step's input projection and recurrent product
+    /// in one small GEMM) gives the outputs and final states of the training forward, for every cell,
+    /// direction, output kind, mask mode, initial states or none, bias or none, at batch sizes on and
+    /// off the register tiles and widths on and off the AVX2 strips.
+    #[test]
+    fn inference_forward_matches_the_training_forward() {
+        let mut cases = 0;
+        for cell in [Cell::Lstm, Cell::Gru, Cell::Simple] {
+            for (batch, units) in [(1, 8), (2, 16), (7, 5), (32, 16)] {
+                for (go_backwards, return_sequences, masked, zero_outputs, states, bias) in [
+                    (false, false, false, false, false, true),
+                    (true, true, false, false, true, true),
+                    (false, true, true, true, true, false),
+                    (true, false, true, false, false, true),
+                ] {
+                    let (steps, input) = (5, 3);
+                    let rnn = Rnn {
+                        cell,
+                        batch,
+                        steps,
+                        input,
+                        units,
+                        act: Activation::Tanh,
+                        rec_act: Activation::Sigmoid,
+                        go_backwards,
+                        return_sequences,
+                    };
+                    let gu = cell.gates() * units;
+                    let (w, r) = (values(input * gu, 1), values(units * gu, 2));
+                    let b = values(if cell == Cell::Gru { 2 * gu } else { gu }, 3);
+                    let p = Weights { w: &w, r: &r, b: bias.then_some(&b[..]) };
+                    let x = values(batch * steps * input, 4);
+                    let mask: Vec<f32> = (0..batch * steps).map(|i| if i % 3 == 1 { 0.0 } else { 1.0 }).collect();
+                    let m = Masked { mask: masked.then_some(&mask[..]), zero_outputs };
+                    let (h0, c0) = (values(batch * units, 5), values(batch * units, 6));
+                    let (h0, c0) = (states.then_some(&h0[..]), states.then_some(&c0[..]));
+                    let ylen = batch * units * if return_sequences { steps } else { 1 };
+                    let run = |infer: bool| {
+                        let mut scratch = vec![f32::NAN; batch * Rnn::scratch_len(cell, steps, units)];
+                        let (mut y, mut h, mut c) = (vec![f32::NAN; ylen], vec![f32::NAN; batch * units], vec![f32::NAN; batch * units]);
+                        let c_out = (cell == Cell::Lstm).then_some(&mut c[..]);
+                        match infer {
+                            true => rnn.infer(&x, m, h0, c0, &p, &mut scratch, &mut y, Some(&mut h), c_out),
+                            false => rnn.forward_masked(&x, m, h0, c0, &p, &mut scratch, &mut y, Some(&mut h), c_out),
+                        }
+                        (y, h, c)
+                    };
+                    let (want, got) = (run(false), run(true));
+                    for (name, g, w) in [("y", &got.0, &want.0), ("h", &got.1, &want.1), ("c", &got.2, &want.2)] {
+                        for (i, (g, w)) in g.iter().zip(w).enumerate() {
+                            let ok = (g - w).abs() <= 1e-5 || (g.is_nan() && w.is_nan());
+                            assert!(ok, "{cell:?} batch {batch} units {units} {name}[{i}]: {g} vs {w}");
+                        }
+                    }
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, 48);
+    }
+
+    /// Backward's step products on the packed transpose of R equal the general GEMM's on R read
+    /// transposed (u off the 16-column strips: the general GEMM itself).
+    #[test]
+    fn the_transposed_recurrent_kernel_gives_the_general_gemms_state_gradient() {
+        for (rows, u, gu) in [(2, 16, 64), (32, 128, 512), (9, 64, 256), (5, 7, 21)] {
+            let (dg, r) = (values(rows * gu, 7), values(u * gu, 8));
+            let mut buf = Vec::new();
+            let rt = packed_transpose(rows, u, gu, &r, &mut buf);
+            let (mut got, mut want) = (vec![0.0; rows * u], vec![0.0; rows * u]);
+            recurrent_product_t(rows, u, gu, &dg, &r, rt, &mut got);
+            sgemm(rows, gu, u, 1.0, &dg, false, &r, true, 0.0, &mut want);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{rows}×{gu}×{u}: {g} vs {w}");
+            }
+        }
+    }
 
     #[test]
     fn fast_exp_and_gates_match_the_library_functions() {

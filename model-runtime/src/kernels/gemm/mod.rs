@@ -31,7 +31,7 @@ pub use bf16::{
 pub use gemv::{sgemv, sgemv_t};
 pub use implicit::{gather_gemm, gather_gemm_fused, gather_gemm_tn, Gather};
 pub use pool::{num_threads, set_num_threads, THREADS_ENV};
-pub use small::sgemm_small;
+pub use small::{pack_small, sgemm_small, sgemm_small_sum, SmallPart};
 
 use driver::{Path, Problem, Tiles};
 use std::sync::OnceLock;
