@@ -434,7 +434,11 @@ impl Loss {
             for (j, &pj) in p.iter().enumerate() {
                 let q = pj / s;
                 let yj = f64::from(y(r, j));
-                row -= yj * f64::from(q.clamp(EPSILON, 1.0 - EPSILON)).ln();
+                // A zero target adds nothing (ln q is finite, q being clipped): the same bits without
+                // the logarithm, which one-hot targets skip for all classes but one.
+                if yj != 0.0 {
+                    row -= yj * f64::from(q.clamp(EPSILON, 1.0 - EPSILON)).ln();
+                }
                 yw += yj * clip_grad(q, EPSILON, 1.0 - EPSILON);
             }
             sum += row * wr;
