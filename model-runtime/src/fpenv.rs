@@ -121,13 +121,13 @@ impl FlushDenormals {
     #[inline]
     pub fn when(on: bool) -> Self {
         let mut restore = None;
-        if on && arch::FLUSH != 0 && !HELD.get() {
+        if on && arch::FLUSH != 0 && !HELD.with(Cell::get) {
             let now = arch::read();
             if now & arch::FLUSH != arch::FLUSH {
                 // SAFETY: only the flush bits change; the runtime's code is correct in either mode.
                 unsafe { arch::write(now | arch::FLUSH) };
                 restore = Some(now);
-                HELD.set(true);
+                HELD.with(|h| h.set(true));
             }
         }
         FlushDenormals { restore, _thread: PhantomData }
@@ -148,7 +148,7 @@ impl Drop for FlushDenormals {
             let now = arch::read();
             // SAFETY: restores the mode the thread had when the guard was made.
             unsafe { arch::write((now & !arch::CONTROL) | (saved & arch::CONTROL)) };
-            HELD.set(false);
+            HELD.with(|h| h.set(false));
         }
     }
 }

@@ -434,7 +434,11 @@ impl Loss {
             for (j, &pj) in p.iter().enumerate() {
                 let q = pj / s;
                 let yj = f64::from(y(r, j));
-                row -= yj * f64::from(q.clamp(EPSILON, 1.0 - EPSILON)).ln();
+                // A zero target adds nothing (ln q is finite, q being clipped): the same bits without
+                // the logarithm, which one-hot targets skip for all classes but one.
+                if yj != 0.0 {
+                    row -= yj * f64::from(q.clamp(EPSILON, 1.0 - EPSILON)).ln();
+                }
                 yw += yj * clip_grad(q, EPSILON, 1.0 - EPSILON);
             }
             sum += row * wr;
@@ -465,6 +469,13 @@ impl Loss {
 /// as floats. Integer targets are class ids: each must lie in `0..classes` ([`Error::ClassId`]).
 /// Allocates nothing.
 pub(crate) fn stage_target(output: &str, view: Input<'_>, rows: Rows<'_>, row_len: usize, classes: usize, dst: &mut [f32]) -> Result<()> {
+    // Contiguous float targets, a range of rows (`train_step`): one copy, no dynamic-rank view.
+    if let (Some(s), Rows::Range(start, end)) = (view.f32_slice(), rows) {
+        if let Some(src) = s.get(start * row_len..end * row_len).filter(|src| src.len() == dst.len()) {
+            dst.copy_from_slice(src);
+            return Ok(());
+        }
+    }
     let ids = match view.view() {
         InputView::F32(v) => {
             gather_f32(&v, rows, row_len, dst);

@@ -27,8 +27,10 @@ pub(crate) fn tuple_shape(shape: &[usize]) -> String {
 
 /// Checks `actual` (batch first) against a spec's batch-less shape; returns the batch size.
 pub(crate) fn check_shape(what: &'static str, spec: &TensorSpec, actual: &[usize]) -> Result<usize> {
+    // Element by element rather than a slice compare, which calls `memcmp` for a rank-1 sample.
+    let same = |rest: &[usize]| rest.len() == spec.shape.len() && rest.iter().zip(spec.shape).all(|(a, b)| a == b);
     match actual.split_first() {
-        Some((&batch, rest)) if rest == spec.shape => Ok(batch),
+        Some((&batch, rest)) if same(rest) => Ok(batch),
         _ => Err(Error::Shape { what, name: spec.name.to_string(), expected: keras_shape(spec.shape), actual: tuple_shape(actual) }),
     }
 }
@@ -144,6 +146,30 @@ fn dtype_name(d: DType) -> &'static str {
 /// (an error past ±2^24); non-contiguous views are copied in logical order. Returns the batch size.
 pub fn stage_inputs<N: Network>(inputs: &N::Inputs<'_>, ws: &mut Workspace) -> Result<usize> {
     stage::<N>(inputs, ws, None)
+}
+
+/// [`stage_inputs`] for inputs already checked (by [`check_inputs`], or with the targets by the
+/// trainer) to hold `batch` samples: sizes the workspace and copies each input, without checking them
+/// again. On an error (an integer input `f32` cannot hold) the workspace is left marked empty, as
+/// [`stage_inputs`] leaves it.
+pub(crate) fn stage_checked_inputs<N: Network>(inputs: &N::Inputs<'_>, ws: &mut Workspace, batch: usize) -> Result<()> {
+    let staged = ws.resize::<N>(batch).and_then(|()| {
+        N::visit_inputs(inputs, &mut |i, input| {
+            let spec = input_spec::<N>(i)?;
+            let dst = input_buffer::<N>(ws, i, batch * spec.sample_len())?;
+            match input.f32_slice().filter(|x| x.len() == dst.len()) {
+                Some(x) => {
+                    dst.copy_from_slice(x);
+                    Ok(())
+                }
+                None => copy_input(spec.name, &input.view(), dst),
+            }
+        })
+    });
+    if staged.is_err() {
+        ws.batch = 0;
+    }
+    staged
 }
 
 /// Most inputs an inference call reads in place; the others are staged.

@@ -40,6 +40,17 @@ pub trait Optimizer {
     /// Applies one update. `params` and `grads` are the model's flat buffers (same length),
     /// `specs` its parameter table (`Network::PARAMS`).
     fn step(&mut self, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]);
+    /// [`step`](Self::step), then the checked copy a trainer keeps to undo a step that makes a
+    /// parameter non-finite: copies the new `params` into `keep` (as long as `params`) and returns
+    /// the position of the first non-finite parameter, if any (`keep` is then left unspecified).
+    ///
+    /// The default steps, then checks and copies in a pass of its own. An optimizer whose update can
+    /// write the copy as it goes overrides it to save that pass over the parameters ([`Adam`] does: for
+    /// a small model at batch 1 the pass is a noticeable part of a step).
+    fn step_and_keep(&mut self, params: &mut [f32], grads: &[f32], specs: &[ParamSpec], keep: &mut [f32]) -> Option<usize> {
+        self.step(params, grads, specs);
+        crate::train::check_and_copy(params, keep)
+    }
     /// The current learning rate.
     fn learning_rate(&self) -> f32;
     /// Changes the learning rate (for schedules), keeping the state.
@@ -204,6 +215,28 @@ fn sum_of_squares(x: &[f32]) -> f32 {
 trait Rule {
     /// Updates the trainable ranges of `params` from `grads` at step `t` (from 1) with rate `lr`.
     fn update(&mut self, lr: f32, t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]);
+
+    /// [`update`](Self::update) writing each new parameter into `keep` too, returning whether every
+    /// one is finite, when the rule can do so within its own pass; `None`, having changed nothing,
+    /// when it cannot (the caller then runs `update` and checks and copies on its own).
+    fn update_keep(&mut self, lr: f32, t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec], keep: &mut [f32]) -> Option<bool> {
+        let _ = (lr, t, params, grads, specs, keep);
+        None
+    }
+}
+
+/// Whether `specs` are all trainable and lie end to end over exactly `0..len` (in the order of their
+/// offsets, as a model's table is), so that one pass over the whole buffer updates exactly the
+/// trainable parameters. A table in any other order only takes the general way.
+fn all_trainable(specs: &[ParamSpec], len: usize) -> bool {
+    let mut end = 0;
+    for s in specs {
+        if !s.trainable || s.offset != end {
+            return false;
+        }
+        end += s.len();
+    }
+    end == len
 }
 
 /// Implements [`Optimizer`] through [`Common::begin`] and the type's [`Rule`], and the builder
@@ -248,16 +281,39 @@ macro_rules! keras_optimizer {
             }
         }
 
-        impl Optimizer for $name {
-            fn step(&mut self, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
+        impl $name {
+            /// [`Optimizer::step`], and with `keep` [`Optimizer::step_and_keep`] (whose result it returns).
+            fn step_keeping(&mut self, params: &mut [f32], grads: &[f32], specs: &[ParamSpec], keep: Option<&mut [f32]>) -> Option<usize> {
                 let len = params.len().min(grads.len());
                 let lr = self.learning_rate;
                 // Taken out for the step so the update can borrow `self` (moving a Vec allocates nothing).
                 let mut clipped = std::mem::take(&mut self.common.clipped);
                 let grads = if self.common.begin(lr, params, grads, specs, &mut clipped) { &clipped[..len] } else { &grads[..len] };
                 let t = self.common.iterations;
-                Rule::update(self, lr, t, &mut params[..len], grads, specs);
+                let mut keep = keep;
+                let kept = match keep.as_deref_mut() {
+                    Some(k) if len == params.len() && k.len() == len => Rule::update_keep(self, lr, t, params, grads, specs, k),
+                    _ => None,
+                };
+                if kept.is_none() {
+                    Rule::update(self, lr, t, &mut params[..len], grads, specs);
+                }
                 self.common.clipped = clipped;
+                match (kept, keep) {
+                    (Some(true), _) | (None, None) => None,
+                    (Some(false), _) => crate::train::first_non_finite(params),
+                    (None, Some(k)) => crate::train::check_and_copy(params, k),
+                }
+            }
+        }
+
+        impl Optimizer for $name {
+            fn step(&mut self, params: &mut [f32], grads: &[f32], specs: &[ParamSpec]) {
+                self.step_keeping(params, grads, specs, None);
+            }
+
+            fn step_and_keep(&mut self, params: &mut [f32], grads: &[f32], specs: &[ParamSpec], keep: &mut [f32]) -> Option<usize> {
+                self.step_keeping(params, grads, specs, Some(keep))
             }
 
             fn learning_rate(&self) -> f32 {
@@ -394,10 +450,8 @@ impl AdamState {
         let len = params.len();
         ensure(&mut self.m, len, 0.0);
         ensure(&mut self.v, len, 0.0);
-        // Keras computes the bias corrections in the variable's dtype (f32).
-        let t = t as f32;
         let (b1, b2, eps) = (h.beta_1, h.beta_2, h.epsilon);
-        let alpha = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
+        let alpha = h.alpha(lr, t);
         let (m, v) = (&mut self.m, &mut self.v);
         if h.amsgrad {
             ensure(&mut self.v_hat, len, 0.0);
@@ -419,6 +473,39 @@ impl AdamState {
         }
         let k = AdamStep { b1, b2, eps, alpha };
         for_trainable(specs, len, |r| k.run(&mut params[r.clone()], &grads[r.clone()], &mut m[r.clone()], &mut v[r]));
+    }
+
+    /// [`update`](Self::update) that writes the new parameters into `keep` in the same pass, when every
+    /// parameter is trainable and AMSGrad is off (`None` otherwise, having changed nothing); returns
+    /// whether they are all finite.
+    #[allow(clippy::too_many_arguments)]
+    fn update_keep(
+        &mut self,
+        h: AdamHyper,
+        lr: f32,
+        t: u64,
+        params: &mut [f32],
+        grads: &[f32],
+        specs: &[ParamSpec],
+        keep: &mut [f32],
+    ) -> Option<bool> {
+        let len = params.len();
+        if h.amsgrad || grads.len() != len || keep.len() != len || !all_trainable(specs, len) {
+            return None;
+        }
+        ensure(&mut self.m, len, 0.0);
+        ensure(&mut self.v, len, 0.0);
+        let k = AdamStep { b1: h.beta_1, b2: h.beta_2, eps: h.epsilon, alpha: h.alpha(lr, t) };
+        Some(k.run_keep(params, grads, &mut self.m, &mut self.v, keep))
+    }
+}
+
+impl AdamHyper {
+    /// The step size at step `t` (from 1) with both bias corrections, `lr·sqrt(1 - beta_2^t) / (1 - beta_1^t)`.
+    fn alpha(self, lr: f32, t: u64) -> f32 {
+        // Keras computes the bias corrections in the variable's dtype (f32).
+        let t = t as f32;
+        lr * (1.0 - self.beta_2.powf(t)).sqrt() / (1.0 - self.beta_1.powf(t))
     }
 }
 
@@ -517,6 +604,11 @@ macro_rules! adam_like {
                 let h = AdamHyper { beta_1: self.beta_1, beta_2: self.beta_2, epsilon: self.epsilon, amsgrad: self.amsgrad };
                 self.state.update(h, lr, t, params, grads, specs);
             }
+
+            fn update_keep(&mut self, lr: f32, t: u64, params: &mut [f32], grads: &[f32], specs: &[ParamSpec], keep: &mut [f32]) -> Option<bool> {
+                let h = AdamHyper { beta_1: self.beta_1, beta_2: self.beta_2, epsilon: self.epsilon, amsgrad: self.amsgrad };
+                self.state.update_keep(h, lr, t, params, grads, specs, keep)
+            }
         }
     };
 }
@@ -561,6 +653,40 @@ impl AdamStep {
             *v += (g * g - *v) * (1.0 - b2);
             *p -= alpha * *m / (v.sqrt() + eps);
         }
+    }
+
+    /// [`AdamStep::run`] that also writes each new parameter into `keep` (same length as `p`) and
+    /// returns whether all of them are finite: the trainer's undo copy and check without a pass of
+    /// their own.
+    fn run_keep(self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], keep: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { self.run_keep_avx2(p, g, m, v, keep) };
+        }
+        self.run_keep_portable(p, g, m, v, keep)
+    }
+
+    /// [`AdamStep::run_keep`] compiled for AVX2. Safety: the CPU must have AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn run_keep_avx2(self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], keep: &mut [f32]) -> bool {
+        self.run_keep_portable(p, g, m, v, keep)
+    }
+
+    #[inline(always)]
+    fn run_keep_portable(self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], keep: &mut [f32]) -> bool {
+        const EXP: u32 = 0x7f80_0000;
+        let AdamStep { b1, b2, eps, alpha } = self;
+        let mut bad = 0u32;
+        for (((p, &g), (m, v)), k) in p.iter_mut().zip(g).zip(m.iter_mut().zip(v)).zip(keep) {
+            *m += (g - *m) * (1.0 - b1);
+            *v += (g * g - *v) * (1.0 - b2);
+            *p -= alpha * *m / (v.sqrt() + eps);
+            *k = *p;
+            bad |= u32::from(p.to_bits() & EXP == EXP);
+        }
+        bad == 0
     }
 }
 
@@ -1018,6 +1144,43 @@ mod tests {
         }
         assert_eq!(p[2], 3.0, "frozen parameter moved");
         assert_eq!(opt.iterations(), 1);
+    }
+
+    #[test]
+    fn step_and_keep_gives_steps_values_and_a_checked_copy() {
+        // Every parameter trainable: Adam updates and keeps in one pass (`update_keep`); with a frozen
+        // one (SPECS), with AMSGrad or with clipping it steps and then checks and copies. Both give
+        // `step`'s values and a copy of them, three steps running, and name the first non-finite one.
+        const ALL: &[ParamSpec] = &[
+            ParamSpec { name: "dense/kernel", shape: &[3, 3], offset: 0, init: Init::Zeros, trainable: true, statistic: false },
+            ParamSpec { name: "dense/bias", shape: &[3], offset: 9, init: Init::Zeros, trainable: true, statistic: false },
+        ];
+        let g: Vec<f32> = (0..12).map(|i| (i as f32 * 0.7).sin()).collect();
+        let optimizers = || [Adam::default(), Adam::default().with_amsgrad(true), Adam::default().with_clipnorm(0.5)];
+        for specs in [ALL, SPECS] {
+            let len = specs.iter().map(|s| s.offset + s.len()).max().unwrap_or(0);
+            for (mut a, mut b) in optimizers().into_iter().zip(optimizers()) {
+                let (mut p, mut q) = (vec![0.5f32; len], vec![0.5f32; len]);
+                let mut keep = vec![f32::NAN; len];
+                for _ in 0..3 {
+                    a.step(&mut p, &g[..len], specs);
+                    assert_eq!(b.step_and_keep(&mut q, &g[..len], specs, &mut keep), None);
+                    assert_eq!(p, q);
+                    assert_eq!(keep, q);
+                }
+                let mut bad = g[..len].to_vec();
+                bad[len - 1] = f32::INFINITY;
+                assert_eq!(b.step_and_keep(&mut q, &bad, specs, &mut keep), Some(len - 1), "{specs:?}");
+            }
+        }
+        // A parameter table out of offset order takes the general way, with the same values.
+        let reversed = [ALL[1], ALL[0]];
+        let (mut a, mut b) = (Adam::default(), Adam::default());
+        let (mut p, mut q, mut keep) = (vec![0.5f32; 12], vec![0.5f32; 12], vec![0.0f32; 12]);
+        a.step(&mut p, &g, ALL);
+        assert_eq!(b.step_and_keep(&mut q, &g, &reversed, &mut keep), None);
+        assert_eq!(q, p);
+        assert_eq!(keep, p);
     }
 
     #[test]

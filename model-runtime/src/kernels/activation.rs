@@ -295,11 +295,16 @@ enum Grad<'a> {
     Accumulate { dy: &'a [f32], dx: &'a mut [f32] },
 }
 
+/// Fewest values for which [`chain`] takes its AVX2 build.
+const CHAIN_AVX2_MIN: usize = 64;
+
 /// Applies the chain rule through `act`: dL/dx = dL/dy · act'(x), compiled for AVX2 where the CPU
 /// has it (the same arithmetic, eight lanes at a time where the derivative vectorizes: gelu's does).
 fn chain(act: Activation, x: Option<&[f32]>, y: &[f32], grad: Grad<'_>, cols: usize) {
+    // A short tensor (a small layer at batch 1) gains nothing from the wider lanes, and the AVX2
+    // build's larger set-up would cost more than the pass itself.
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") {
+    if y.len() >= CHAIN_AVX2_MIN && is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2.
         return unsafe { chain_avx2(act, x, y, grad, cols) };
     }

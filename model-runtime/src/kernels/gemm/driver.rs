@@ -405,6 +405,35 @@ unsafe fn direct_tile<S: Simd, const MR: usize, const NV: usize, const FULL: boo
 }
 
 // ---------------------------------------------------------------------------------------------
+// Outer products.
+
+/// C = epi(alpha·op(A)·B + beta·C) for k == 1 with B's one row contiguous (`csb == 1`): row i of C is
+/// op(A)'s value in row i times B's row, a vector at a time. The product and the store are those of
+/// [`direct_tile`] and [`store_tile`] (an accumulator starting at zero, one multiply-add), so the
+/// results are the same bits as the direct path's, without its packing, scratch and tiling: a dense
+/// layer's kernel gradient at batch 1 (`xᵀ·dz`) is such a product, several of them each step.
+///
+/// # Safety
+/// As [`run`], with `p.k == 1` and `p.csb == 1`; the CPU must support `S`.
+#[inline(always)]
+pub(super) unsafe fn outer<S: Simd>(p: &Problem) {
+    debug_assert!(p.k == 1 && p.csb == 1);
+    // SAFETY: rows < m of op(A)'s one column, columns < n of B's one row (the last vector masked), and
+    // the m×n of C are inside the operands the caller vouches for.
+    unsafe {
+        for j0 in (0..p.n).step_by(S::LANES) {
+            let w = (p.n - j0).min(S::LANES);
+            let b = if w == S::LANES { S::load(p.b.add(j0)) } else { S::load_n(p.b.add(j0), w) };
+            let epi = Epi::at(p, j0);
+            for i in 0..p.m {
+                let acc = S::fma(S::splat(*p.a.add(i * p.rsa)), b, S::zero());
+                store_tile::<S, 1, 1>(&[[acc]], p.c.add(i * p.ldc + j0), p.ldc, 1, w, p.alpha, p.beta, epi);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Narrow path: C = epi(Σᵢ Aᵢ·Bᵢ) for n ≤ NV·LANES, every operand row-major and contiguous.
 
 /// One row block of a narrow product: A is m×k (row stride k), B is k×n (row stride n).

@@ -54,6 +54,7 @@ use std::sync::OnceLock;
 /// # Panics
 /// When a slice is shorter than its matrix (`a.len() < m*k`, `b.len() < k*n`, `c.len() < m*n`).
 #[allow(clippy::too_many_arguments)]
+#[inline]
 pub fn sgemm(m: usize, k: usize, n: usize, alpha: f32, a: &[f32], trans_a: bool, b: &[f32], trans_b: bool, beta: f32, c: &mut [f32]) {
     sgemm_fused(m, k, n, alpha, a, trans_a, b, trans_b, beta, c, Epilogue::NONE);
 }
@@ -180,6 +181,7 @@ impl Epilogue<'_> {
 /// # Panics
 /// As [`sgemm`], and when the bias has fewer than `n` values.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 pub fn sgemm_fused(
     m: usize,
     k: usize,
@@ -193,9 +195,34 @@ pub fn sgemm_fused(
     c: &mut [f32],
     epi: Epilogue<'_>,
 ) {
+    // Hook of the `mixed_bfloat16` dtype policy (bf16.rs): the only change to this file's paths. It
+    // is out of line, so that this entry stays small enough to inline into its callers (a dense
+    // layer's backward at batch 1 makes eight tiny products a step, and each call layer costs).
+    if bf16::active().is_some() {
+        return sgemm_fused_policy(m, k, n, alpha, a, trans_a, b, trans_b, beta, c, epi);
+    }
     let par = Par { threads: num_threads(), min_work: driver::PAR_MIN_WORK };
-    // Hook of the `mixed_bfloat16` dtype policy (bf16.rs): the only change to this file's paths.
-    // Products too small to gain from bf16 stay f32.
+    sgemm_on(tuned().choice.for_n(n), par, m, k, n, alpha, a, trans_a, b, trans_b, beta, c, epi);
+}
+
+/// [`sgemm_fused`] under a bf16 [`Bf16Scope`]: products too small to gain from bf16 stay f32.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn sgemm_fused_policy(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    beta: f32,
+    c: &mut [f32],
+    epi: Epilogue<'_>,
+) {
+    let par = Par { threads: num_threads(), min_work: driver::PAR_MIN_WORK };
     if let Some(kernel) = bf16::active().filter(|_| bf16::pays(m, k, n)) {
         return bf16::gemm(kernel, par, bf16::Args { m, k, n, alpha, a, trans_a, b, trans_b, beta, epi }, c);
     }
@@ -262,10 +289,22 @@ const NARROW_MAX_BLOCKS: usize = 8;
 ///
 /// # Panics
 /// When `a` and `k` differ in length, or a slice is shorter than its matrix.
+#[inline]
 pub fn sgemm_blocks(m: usize, n: usize, a: &[&[f32]], k: &[usize], b: &[f32], c: &mut [f32], epi: Epilogue<'_>) {
+    // Hook of the `mixed_bfloat16` dtype policy (bf16.rs), out of line as in `sgemm_fused`.
+    if bf16::active().is_some() {
+        return sgemm_blocks_policy(m, n, a, k, b, c, epi);
+    }
     let par = Par { threads: num_threads(), min_work: driver::PAR_MIN_WORK };
-    // Hook of the `mixed_bfloat16` dtype policy (bf16.rs), for products that gain from bf16 (the
-    // size of the whole product, the blocks' k summed).
+    blocks_on(tuned().choice.for_n(n), par, m, n, a, k, b, c, epi);
+}
+
+/// [`sgemm_blocks`] under a bf16 [`Bf16Scope`], for products that gain from bf16 (the size of the
+/// whole product, the blocks' k summed).
+#[cold]
+#[inline(never)]
+fn sgemm_blocks_policy(m: usize, n: usize, a: &[&[f32]], k: &[usize], b: &[f32], c: &mut [f32], epi: Epilogue<'_>) {
+    let par = Par { threads: num_threads(), min_work: driver::PAR_MIN_WORK };
     if let Some(kernel) = bf16::active().filter(|_| bf16::pays(m, k.iter().sum(), n)) {
         return bf16::blocks(kernel, par, m, n, a, k, b, c, epi);
     }
@@ -466,6 +505,14 @@ fn sgemm_tiled(
         bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
         relu: epi.relu,
     };
+    // An outer product too small to split (a dense layer's kernel gradient at batch 1) goes straight
+    // to its own loop, with the same results as the direct path's. One row is the row path's
+    // (`driver::Path::RowB`), which rounds `alpha·acc + beta·c` its own way.
+    if k == 1 && m > 1 && csb == 1 && m.saturating_mul(n) < par.min_work {
+        // SAFETY: as for `run_one` below; `isa` is supported.
+        unsafe { isa.outer(&p) };
+        return false;
+    }
     let (split, parts) = driver::split_plan(&p, tiles, par.threads, par.min_work);
     // SAFETY (both calls of `run_one`): the asserts above guarantee every element addressed by
     // (m, k, n) and the strides lies inside `a`, `b` and `c`, and a part addresses a sub-band of
@@ -656,6 +703,23 @@ impl Isa {
         tuned().tiles[usize::from(self.code()) - 1]
     }
 
+    /// [`driver::outer`] on this instruction set.
+    ///
+    /// # Safety
+    /// As [`driver::outer`], and the CPU must support `self`.
+    unsafe fn outer(self, p: &Problem) {
+        // SAFETY: forwarded from this function's contract.
+        unsafe {
+            match self {
+                Isa::Portable => driver::outer::<simd::Portable>(p),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => outer_avx2(p),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => outer_avx512(p),
+            }
+        }
+    }
+
     /// # Safety
     /// As [`driver::run`], and the CPU must support `self`.
     unsafe fn run(self, p: &Problem, path: Path, t: Tiles, buf: &mut [f32]) {
@@ -670,6 +734,22 @@ impl Isa {
             }
         }
     }
+}
+
+/// [`driver::outer`] compiled for AVX2+FMA. Safety: as [`driver::outer`], on a CPU with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn outer_avx2(p: &Problem) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { driver::outer::<simd::Avx2>(p) }
+}
+
+/// [`driver::outer`] compiled for AVX-512F. Safety: as [`driver::outer`], on a CPU with AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn outer_avx512(p: &Problem) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { driver::outer::<simd::Avx512>(p) }
 }
 
 /// The driver compiled for AVX2+FMA. Safety: as [`driver::run`], on a CPU with AVX2 and FMA.
@@ -1005,6 +1085,49 @@ mod tests {
         }
         // Other tests may hold the pool now and then (then the product runs unsplit), not always.
         assert!(split > 0, "no product was split");
+    }
+
+    #[test]
+    fn outer_products_give_the_direct_paths_bits() {
+        // k = 1 with B's row contiguous takes `driver::outer`; the general path, run on the same
+        // problem, must give the same bits (a dense layer's kernel gradient at batch 1, with and
+        // without A transposed, any width, every epilogue).
+        let mut rng = Rng::new(17);
+        for &(m, n) in &[(8, 16), (16, 8), (5, 13), (1, 7), (37, 3), (12, 33), (16, 1)] {
+            for ta in [false, true] {
+                for (alpha, beta, relu, with_bias) in
+                    [(1.0, 0.0, false, false), (1.0, 1.0, false, false), (0.5, 0.3, true, true), (1.0, 0.0, true, true)]
+                {
+                    let a = random(&mut rng, m);
+                    let b = random(&mut rng, n);
+                    let bias = random(&mut rng, n);
+                    let c0 = random(&mut rng, m * n);
+                    let epi = Epilogue { bias: with_bias.then_some(&bias[..]), relu };
+                    for isa in Isa::available() {
+                        let mut fast = c0.clone();
+                        sgemm_on(isa, Par::SERIAL, m, 1, n, alpha, &a, ta, &b, false, beta, &mut fast, epi);
+                        let mut general = c0.clone();
+                        let p = Problem {
+                            alpha,
+                            beta,
+                            a: a.as_ptr(),
+                            rsa: 1,
+                            csa: if ta && m > 1 { m } else { 1 },
+                            b: b.as_ptr(),
+                            c: general.as_mut_ptr(),
+                            bias: epi.bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+                            relu,
+                            ..problem_of(m, 1, n)
+                        };
+                        // SAFETY: the problem addresses m×1 of `a`, 1×n of `b`, n of `bias` and m×n of
+                        // `general`, all inside; `isa` is available.
+                        unsafe { run_one(isa, isa.tiles(), &p) };
+                        let same = fast.iter().zip(&general).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "{isa:?} m={m} n={n} ta={ta} alpha={alpha} beta={beta} relu={relu} bias={with_bias}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
