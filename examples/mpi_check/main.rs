@@ -5,7 +5,8 @@
 //!   and writes the weights and the history to `DIR`.
 //! - `compare DIR` (under `mpirun -n N`): trains the same data-parallel and checks that the weights
 //!   hold the same bits on every rank after every epoch, and that the weights and the history equal
-//!   the reference within 1e-5 (relative to the largest weight, resp. each logged value).
+//!   the reference within 1e-5 (relative to the largest weight, resp. each logged value); then each rank
+//!   trains alone (`Fit { data_parallel: false }`) and must reach the reference's weights bit for bit.
 //! - `crash DIR` (under `mpirun -n N`, N ≥ 2): trains with a training checkpoint per epoch (weights and
 //!   Adam's state); rank 1 dies (`abort`) at the start of the 4th epoch. `mpirun` must end the job,
 //!   naming the rank.
@@ -318,7 +319,25 @@ fn compare(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
     if history_error.is_nan() || history_error > 1.0 {
         return Err(format!("the history differs from one process' by {history_error:.3} times its tolerance").into());
     }
-    compare_tagger(mpi, dir)
+    compare_tagger(mpi, dir)?;
+    compare_alone(mpi, dir)
+}
+
+/// `Fit { data_parallel: false }` under `mpirun`: every rank trains alone on all the rows, exactly as one
+/// process without MPI, so its weights equal the reference's bit for bit.
+fn compare_alone(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
+    let mut model = Multitask::new(3);
+    train(mpi, &mut model, &Fit { data_parallel: false, ..settings(EPOCHS) }, None)?;
+    let mut reference = Multitask::new(0);
+    reference.load(dir.join("reference.safetensors"))?;
+    let differ = model.state().params.iter().zip(&reference.state().params).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+    if differ > 0 {
+        return Err(format!("rank {}: `data_parallel: false` trained other weights than one process ({differ} differ)", mpi.rank()).into());
+    }
+    if mpi.is_root() {
+        println!("{} processes, each training alone (`data_parallel: false`): the reference's weights, bit for bit", mpi.size());
+    }
+    Ok(())
 }
 
 /// The tagger trained data-parallel against one process: the masked per-step loss and the attention

@@ -80,6 +80,12 @@ pub struct Fit {
     /// the validation rows in batches of `batch_size`; `None` (the default) for all of them. Must be at
     /// least 1.
     pub validation_steps: Option<usize>,
+    /// Under `mpirun` (feature `mpi`, after [`Mpi::init`](crate::distributed)): whether `fit` trains
+    /// data-parallel over every process (true, the default), or in this process alone on all the rows,
+    /// exactly as without MPI (a single-process reference run beside a data-parallel one, or a model one
+    /// rank trains by itself; every rank that does runs every callback, those that write files too).
+    /// No effect without MPI.
+    pub data_parallel: bool,
 }
 
 /// Per-sample weights of the loss and the metrics (Keras' `sample_weight`).
@@ -282,6 +288,7 @@ impl Default for Fit {
             class_weight: None,
             validation_freq: 1,
             validation_steps: None,
+            data_parallel: true,
         }
     }
 }
@@ -1927,7 +1934,7 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             }
         }
         // Data-parallel under MPI: every rank starts from rank 0's state and walks the same order.
-        self.collective = crate::distributed::current();
+        self.collective = if fit.data_parallel { crate::distributed::current() } else { Box::new(Local) };
         let (rank, ranks) = (self.collective.rank(), self.collective.size());
         if ranks > 1 {
             broadcast_state(&mut *self.collective, self.model.state_mut(), &mut self.optimizer, &mut self.iterations);
@@ -2012,15 +2019,17 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
 
     /// Makes this trainer run in this process alone, for the training entry points that do not (yet)
     /// split their data across MPI processes (`fit_stream`): under `mpirun -n N` with `N > 1` each rank
-    /// would otherwise train on the whole stream by itself, so that is an error naming the way out.
-    pub(crate) fn single_process(&mut self, what: &str) -> Result<()> {
+    /// would otherwise train on the whole stream by itself, so that is an error naming the way out,
+    /// unless `fit` asks for exactly that (`data_parallel: false`).
+    pub(crate) fn single_process(&mut self, what: &str, fit: &Fit) -> Result<()> {
         let ranks = crate::distributed::current().size();
-        if ranks > 1 {
+        if ranks > 1 && fit.data_parallel {
             return Err(Error::Distributed {
                 message: format!(
                     "{what} runs in one process, but this is one of {ranks} MPI processes; \
                      every rank would train on the whole stream alone. Use `fit` on arrays (it shards \
-                     every batch across the ranks), or run without `mpirun`"
+                     every batch across the ranks), set `Fit {{ data_parallel: false, .. }}` to train this rank alone on \
+                     the stream, or run without `mpirun`"
                 ),
             });
         }
