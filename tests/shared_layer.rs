@@ -85,3 +85,43 @@ fn siamese_learns_and_passes_a_gradient_check() {
     assert_eq!(report.checked, model.count_params());
     assert!(report.passed(), "{:?}", report.failures);
 }
+
+model! {
+    /// A shared layer whose calls surround another layer's, beside a branch: the order in which the
+    /// parameter gradients become final is not the order of the parameters.
+    pub struct Hooked {
+        input a: [4];
+        layer enc = Dense(4, activation = tanh, name = "enc");
+        let h = enc(Dense(4, name = "mid")(enc(a)));
+        let side = Dense(2, name = "side")(a);
+        output y = Dense(3, name = "head")(Concatenate()([h, side]));
+    }
+}
+
+/// What the data-parallel sum overlapping backward relies on (`Fit::overlap_buckets`): backward reports
+/// every layer's parameter gradients once, in `BACKWARD_READY`'s order, and only once they are final
+/// (a shared layer's after its last call's backward step).
+#[test]
+fn backward_reports_each_layer_s_gradients_once_final_in_backward_ready_order() {
+    let mut m = Hooked::new(3);
+    m.forward(&HookedInputs { a: random(5, 4, 4).view() }, true).unwrap();
+    let mut reported = Vec::new();
+    let g = modelc::ops::backward_hooked(&mut m, &HookedOutputs { y: random(5, 3, 5) }, &mut |slice, offset| {
+        reported.push((offset, slice.to_vec()))
+    })
+    .unwrap();
+    let ranges: Vec<(usize, usize)> = reported.iter().map(|(o, v)| (*o, v.len())).collect();
+    assert_eq!(ranges, <Hooked as Network>::BACKWARD_READY);
+    let mut covered = vec![0; <Hooked as Network>::PARAM_COUNT];
+    for &(o, n) in &ranges {
+        covered[o..o + n].iter_mut().for_each(|c| *c += 1);
+    }
+    assert!(covered.iter().all(|&c| c == 1), "every parameter reported once: {ranges:?}");
+    for (o, v) in &reported {
+        let last = &g.as_slice()[*o..*o + v.len()];
+        assert!(last.iter().zip(v).all(|(x, y)| x.to_bits() == y.to_bits()), "the range at {o} changed after it was reported");
+    }
+    let enc = <Hooked as Network>::PARAMS.iter().find(|p| p.name == "enc/kernel").unwrap().offset;
+    let head = <Hooked as Network>::PARAMS.iter().find(|p| p.name == "head/kernel").unwrap().offset;
+    assert_eq!((ranges[0].0, ranges[ranges.len() - 1].0), (head, enc), "the head first, the shared layer last: {ranges:?}");
+}

@@ -5,7 +5,14 @@
 //!   and writes the weights and the history to `DIR`.
 //! - `compare DIR` (under `mpirun -n N`): trains the same data-parallel and checks that the weights
 //!   hold the same bits on every rank after every epoch, and that the weights and the history equal
-//!   the reference within 1e-5 (relative to the largest weight, resp. each logged value).
+//!   the reference within 1e-5 (relative to the largest weight, resp. each logged value); then each rank
+//!   trains alone (`Fit { data_parallel: false }`) and must reach the reference's weights bit for bit.
+//! - `compare-overlap DIR` (under `mpirun -n N`, after `compare` with as many): the same checks with the
+//!   gradient sum overlapping backward (`Fit { overlap_buckets }`, small buckets), and it prints how many
+//!   weights differ in their bits from `compare`'s (the blocking sum's). On 2 processes that is usually
+//!   none, but about one run in four under load ends 1 ulp apart in about 6,000 of the 34,571 weights,
+//!   although every step's sum equals a blocking sum of the same values (checked while debugging): an
+//!   open question (docs/distributed.md), so the bits are reported, not required.
 //! - `crash DIR` (under `mpirun -n N`, N ≥ 2): trains with a training checkpoint per epoch (weights and
 //!   Adam's state); rank 1 dies (`abort`) at the start of the 4th epoch. `mpirun` must end the job,
 //!   naming the rank.
@@ -62,6 +69,8 @@ const VAL_ROWS: usize = 130;
 const BATCH: usize = 64;
 const EPOCHS: usize = 3;
 const CRASH_EPOCHS: usize = 6;
+/// Bytes per bucket of `compare-overlap`: small, so that both models' gradients go in several buckets.
+const OVERLAP_BUCKET: usize = 4096;
 
 fn main() -> std::process::ExitCode {
     // An error of one rank alone ends the whole job rather than leave the others waiting.
@@ -73,13 +82,14 @@ type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 fn run(mpi: &Mpi) -> BoxResult<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, dir] = args.as_slice() else {
-        return Err("usage: mpi_check reference|compare|crash|resume DIR".into());
+        return Err("usage: mpi_check reference|compare|compare-overlap|crash|resume DIR".into());
     };
     let dir = Path::new(dir);
     match mode.as_str() {
         "reference" if mpi.size() == 1 => reference(mpi, dir),
         "reference" => Err("`reference` runs as one process, without mpirun".into()),
-        "compare" => compare(mpi, dir),
+        "compare" => compare(mpi, dir, None),
+        "compare-overlap" => compare(mpi, dir, Some(OVERLAP_BUCKET)),
         "crash" => crash(mpi, dir),
         "resume" => resume(mpi, dir),
         _ => Err(format!("unknown mode `{mode}`").into()),
@@ -237,7 +247,7 @@ fn reference(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
     history.write_csv(dir.join("reference.csv"))?;
     println!("reference: {} epochs, loss {:?}", history.epochs(), history.get("loss").unwrap_or(&[]));
     let mut tagger = Tagger::new(5);
-    let history = train_tagger(mpi, &mut tagger)?;
+    let history = train_tagger(mpi, &mut tagger, None)?;
     tagger.save(dir.join("tagger.safetensors"))?;
     history.write_csv(dir.join("tagger.csv"))?;
     println!("tagger reference: loss {:?}, val_loss {:?}", history.get("loss").unwrap_or(&[]), history.get("val_loss").unwrap_or(&[]));
@@ -270,13 +280,13 @@ fn tagger_data(rows: usize, seed: u64) -> (Array2<i32>, Array2<i32>) {
 /// Trains the tagger 3 epochs with a global batch of 16 (66 rows: the last batch of 2 rows leaves one
 /// of 3 ranks an empty share), validating on 35 rows (a last batch of 3), checking after every epoch
 /// that the weights are the same on every rank.
-fn train_tagger(mpi: &Mpi, model: &mut Tagger) -> BoxResult<History> {
+fn train_tagger(mpi: &Mpi, model: &mut Tagger, overlap: Option<usize>) -> BoxResult<History> {
     if Tagger::OUTPUT_MASKS.first().copied().flatten().is_none() {
         return Err("the tagger's output carries no mask: the check would not test the masked loss".into());
     }
     let ((ids, tags), (val_ids, val_tags)) = (tagger_data(66, 1), tagger_data(35, 2));
     let mut trainer = model.compile(Adam::new(1e-2), TaggerLosses { tags: Loss::SparseCategoricalCrossentropy }, &[Metric::Accuracy]);
-    let fit = Fit { epochs: EPOCHS, batch_size: 16, seed: 5, verbose: false, ..Fit::default() };
+    let fit = Fit { epochs: EPOCHS, batch_size: 16, seed: 5, verbose: false, overlap_buckets: overlap, ..Fit::default() };
     let mut same = SameEverywhere { mpi, epochs_checked: 0 };
     let history = trainer.fit_with_callbacks(
         &TaggerInputs { ids: ids.view() },
@@ -291,10 +301,30 @@ fn train_tagger(mpi: &Mpi, model: &mut Tagger) -> BoxResult<History> {
     Ok(history)
 }
 
-fn compare(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
+/// `overlap`: the gradient sum overlaps backward in buckets of that many bytes; the weights are then also
+/// compared with those of the blocking sum's run (`compare` before it, with as many processes), bit by bit.
+fn compare(mpi: &Mpi, dir: &Path, overlap: Option<usize>) -> BoxResult<()> {
     // Every rank starts from other weights: rank 0's must be broadcast.
     let mut model = Multitask::new(if mpi.is_root() { 3 } else { 100 + mpi.rank() as u64 });
-    let history = train(mpi, &mut model, &settings(EPOCHS), None)?;
+    let history = train(mpi, &mut model, &Fit { overlap_buckets: overlap, ..settings(EPOCHS) }, None)?;
+    let blocking = dir.join(format!("blocking-{}.safetensors", mpi.size()));
+    match overlap {
+        None if mpi.is_root() => model.save(&blocking)?,
+        None => {}
+        Some(bytes) => {
+            let mut sum_after = Multitask::new(0);
+            sum_after.load(&blocking)?;
+            let differ = model.state().params.iter().zip(&sum_after.state().params).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            if mpi.is_root() {
+                println!(
+                    "{} processes, the sum overlapping backward in buckets of {bytes} bytes: {differ} weights differ from the blocking sum's in their bits",
+                    mpi.size()
+                );
+            }
+            // Not an error: see the module docs (the checks below, one process' weights within 1e-5 and
+            // the same bits on every rank after every epoch, are).
+        }
+    }
     let mut reference = Multitask::new(0);
     reference.load(dir.join("reference.safetensors"))?;
     let (got, want) = (&model.state().params, &reference.state().params);
@@ -318,14 +348,35 @@ fn compare(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
     if history_error.is_nan() || history_error > 1.0 {
         return Err(format!("the history differs from one process' by {history_error:.3} times its tolerance").into());
     }
-    compare_tagger(mpi, dir)
+    compare_tagger(mpi, dir, overlap)?;
+    if overlap.is_none() {
+        compare_alone(mpi, dir)?;
+    }
+    Ok(())
+}
+
+/// `Fit { data_parallel: false }` under `mpirun`: every rank trains alone on all the rows, exactly as one
+/// process without MPI, so its weights equal the reference's bit for bit.
+fn compare_alone(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
+    let mut model = Multitask::new(3);
+    train(mpi, &mut model, &Fit { data_parallel: false, ..settings(EPOCHS) }, None)?;
+    let mut reference = Multitask::new(0);
+    reference.load(dir.join("reference.safetensors"))?;
+    let differ = model.state().params.iter().zip(&reference.state().params).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+    if differ > 0 {
+        return Err(format!("rank {}: `data_parallel: false` trained other weights than one process ({differ} differ)", mpi.rank()).into());
+    }
+    if mpi.is_root() {
+        println!("{} processes, each training alone (`data_parallel: false`): the reference's weights, bit for bit", mpi.size());
+    }
+    Ok(())
 }
 
 /// The tagger trained data-parallel against one process: the masked per-step loss and the attention
 /// layers' dropout must give the same weights and history.
-fn compare_tagger(mpi: &Mpi, dir: &Path) -> BoxResult<()> {
+fn compare_tagger(mpi: &Mpi, dir: &Path, overlap: Option<usize>) -> BoxResult<()> {
     let mut model = Tagger::new(if mpi.is_root() { 5 } else { 200 + mpi.rank() as u64 });
-    let history = train_tagger(mpi, &mut model)?;
+    let history = train_tagger(mpi, &mut model, overlap)?;
     let mut reference = Tagger::new(0);
     reference.load(dir.join("tagger.safetensors"))?;
     let (got, want) = (&model.state().params, &reference.state().params);

@@ -727,7 +727,8 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
     let infer_scratch = &plan.inference.scratch;
     let infer_in_bufs = &plan.inference.inputs;
     let infer_out_bufs = &plan.inference.outputs;
-    let backward = backward_body(plan);
+    let (backward, ready) = backward_body(plan);
+    let ready: Vec<TokenStream> = ready.iter().map(|(offset, len)| quote!((#offset, #len))).collect();
     let update = update_body(plan);
     let id_bounds = id_bounds(plan);
     let regularization = regularization_items(plan);
@@ -809,8 +810,14 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
                 #forward_inference
             }
 
-            #[allow(unused_variables, unused_mut, clippy::all)]
             fn backward(__p: &[f32], __ws: &mut #p::workspace::Workspace, __g: &mut [f32]) {
+                <Self as #p::network::Network>::backward_hooked(__p, __ws, __g, &mut |_, _| {})
+            }
+
+            const BACKWARD_READY: &'static [(usize, usize)] = &[#(#ready),*];
+
+            #[allow(unused_variables, unused_mut, clippy::all)]
+            fn backward_hooked(__p: &[f32], __ws: &mut #p::workspace::Workspace, __g: &mut [f32], __ready: &mut dyn ::core::ops::FnMut(&[f32], usize)) {
                 let __b = __ws.batch;
                 #backward
             }
@@ -1022,13 +1029,40 @@ fn float32_scope(plan: &Plan, layer: usize) -> Option<TokenStream> {
         .map(|_| quote!(let __float32 = ::modelc::__private::kernels::gemm::Bf16Scope::new(::core::option::Option::None);))
 }
 
-fn backward_body(plan: &Plan) -> TokenStream {
+/// The element range of `layer`'s parameters in the flat buffer (empty for a layer without any).
+fn layer_param_range(plan: &Plan, layer: usize) -> std::ops::Range<usize> {
+    let range = plan.layer_params.get(layer).cloned().unwrap_or(0..0);
+    let slots = plan.params.get(range).unwrap_or(&[]);
+    match (slots.first(), slots.last()) {
+        (Some(first), Some(last)) => first.offset..last.offset + last.len,
+        _ => 0..0,
+    }
+}
+
+/// The backward body, which reports each layer's parameter gradients to `__ready` once they are final:
+/// after the block of the layer's last backward step (its first call in forward order; a shared layer
+/// has several). Also returns the reported ranges `(offset, len)`, in report order (`BACKWARD_READY`).
+fn backward_body(plan: &Plan) -> (TokenStream, Vec<(usize, usize)>) {
     let mut out = TokenStream::new();
-    for step in plan.steps.iter().rev() {
+    let mut ready = Vec::new();
+    // Per layer, the index of its first step that runs backward: the last one backward reaches.
+    let mut last_backward = std::collections::BTreeMap::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        if plan.runs_backward(step) {
+            last_backward.entry(step.layer.0).or_insert(i);
+        }
+    }
+    for (i, step) in plan.steps.iter().enumerate().rev() {
         let Some(kind) = plan.typed.model.call_kind_of(step.call) else { continue };
         if !plan.runs_backward(step) {
             continue;
         }
+        let params_range = layer_param_range(plan, step.layer.0);
+        let report = (last_backward.get(&step.layer.0) == Some(&i) && !params_range.is_empty()).then(|| {
+            let (a, b) = (params_range.start, params_range.end);
+            ready.push((a, b - a));
+            quote!(__ready(&__g[#a..#b], #a);)
+        });
         let n_params = plan.layer_params.get(step.layer.0).map(|r| r.len()).unwrap_or(0);
         let cx = step.cx.emit_cx(n_params);
         let y = step.cx.output.buf;
@@ -1058,7 +1092,8 @@ fn backward_body(plan: &Plan) -> TokenStream {
                 __ws.grads[#y] = __dy;
                 #put
             }
+            #report
         });
     }
-    out
+    (out, ready)
 }

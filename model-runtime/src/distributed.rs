@@ -36,7 +36,19 @@ pub(crate) trait Collective: Send {
     fn sum_f32(&mut self, buf: &mut Vec<f32>);
     /// Replaces `buf` on every rank by the element-wise sum over the ranks.
     fn sum_f64(&mut self, buf: &mut [f64]);
+    /// Runs `backward` on `grads`, then replaces `grads` on every rank by the element-wise sum over the
+    /// ranks of `scale` times it: the values scaling then [`sum_f32`](Self::sum_f32) give (the same bits
+    /// on 2 ranks; on more, the reduction may associate the ranks' values in another order). `backward`
+    /// calls its second argument with each range of `grads` it has finished (the slice and its offset;
+    /// disjoint ranges, in the same order on every rank), and the sum of those may start while it runs,
+    /// in messages of about `bucket` floats (PyTorch DDP's buckets); what no call reported is summed
+    /// after it. May swap `grads` with a buffer of its own of the same length.
+    fn sum_f32_overlapped(&mut self, grads: &mut Vec<f32>, scale: f32, bucket: usize, backward: &mut Backward<'_>);
 }
+
+/// A backward pass [`Collective::sum_f32_overlapped`] runs: it writes the gradients into its first
+/// argument and reports each finished range to its second (`ready(&grads[range], range.start)`).
+pub(crate) type Backward<'a> = dyn FnMut(&mut [f32], &mut dyn FnMut(&[f32], usize)) + 'a;
 
 /// One process: every collective is the identity.
 #[derive(Debug, Default)]
@@ -54,6 +66,10 @@ impl Collective for Local {
     fn broadcast_u8(&mut self, _: &mut [u8]) {}
     fn sum_f32(&mut self, _: &mut Vec<f32>) {}
     fn sum_f64(&mut self, _: &mut [f64]) {}
+    fn sum_f32_overlapped(&mut self, grads: &mut Vec<f32>, scale: f32, _: usize, backward: &mut Backward<'_>) {
+        backward(grads, &mut |_, _| {});
+        grads.iter_mut().for_each(|g| *g *= scale);
+    }
 }
 
 /// The collective `fit` uses: the MPI world when MPI is initialized ([`Mpi::init`]) with more than one
@@ -171,10 +187,15 @@ pub use mpi_impl::Mpi;
 
 #[cfg(feature = "mpi")]
 mod mpi_impl {
-    use super::Collective;
+    use super::{Backward, Collective};
     use crate::error::{Error, Result};
     use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
+    use mpi::datatype::Equivalence;
+    use mpi::ffi::MPI_Request;
+    use mpi::raw::AsRaw;
     use mpi::topology::{Communicator, SimpleCommunicator};
+    use std::mem::MaybeUninit;
+    use std::os::raw::c_int;
 
     /// The MPI environment of a data-parallel program: create it once at the start of `main`
     /// (`MPI_Init`), keep it alive while training, drop it at the end (`MPI_Finalize`). While it lives,
@@ -292,7 +313,22 @@ mod mpi_impl {
         size: usize,
         scratch: Vec<f32>,
         scratch64: Vec<f64>,
+        /// The overlapped sum's send buffer, its requests and the ranges they sum (kept between steps
+        /// for their capacity: no allocation after the first step).
+        send: Vec<f32>,
+        requests: Requests,
+        runs: Vec<(usize, usize)>,
     }
+
+    /// The outstanding requests of an overlapped sum. Empty whenever no call of [`World`] runs (every
+    /// call waits for its requests before it returns), so that moving it to another thread moves no live
+    /// request.
+    #[derive(Default)]
+    struct Requests(Vec<MPI_Request>);
+
+    // SAFETY: an `MPI_Request` is a handle (a pointer in OpenMPI) that the vector holds only within one
+    // `sum_f32_overlapped` call, on the calling thread; between calls the vector is empty.
+    unsafe impl Send for Requests {}
 
     impl World {
         /// The world when MPI is initialized (and not finalized) and holds more than one process.
@@ -302,7 +338,15 @@ mod mpi_impl {
             }
             let world = SimpleCommunicator::world();
             let (rank, size) = (usize::try_from(world.rank()).ok()?, usize::try_from(world.size()).ok()?);
-            (size > 1).then(|| World { rank, size, scratch: Vec::new(), scratch64: Vec::new() })
+            (size > 1).then(|| World {
+                rank,
+                size,
+                scratch: Vec::new(),
+                scratch64: Vec::new(),
+                send: Vec::new(),
+                requests: Requests::default(),
+                runs: Vec::new(),
+            })
         }
     }
 
@@ -333,6 +377,165 @@ mod mpi_impl {
             self.scratch64.resize(buf.len(), 0.0);
             SimpleCommunicator::world().all_reduce_into(&buf[..], &mut self.scratch64[..], SystemOperation::sum());
             buf.copy_from_slice(&self.scratch64);
+        }
+        fn sum_f32_overlapped(&mut self, grads: &mut Vec<f32>, scale: f32, bucket: usize, backward: &mut Backward<'_>) {
+            let n = grads.len();
+            self.send.resize(n, 0.0);
+            self.scratch.resize(n, 0.0);
+            self.runs.clear();
+            {
+                let mut flight = Inflight {
+                    send: &mut self.send,
+                    recv: &mut self.scratch,
+                    requests: &mut self.requests.0,
+                    runs: &mut self.runs,
+                    open: None,
+                    scale,
+                    bucket: bucket.max(1),
+                };
+                backward(grads, &mut |slice, offset| flight.ready(slice, offset));
+                flight.close();
+                flight.send_rest(grads);
+                flight.wait_all();
+            }
+            std::mem::swap(grads, &mut self.scratch);
+        }
+    }
+
+    /// The sum of one backward pass' gradients in flight: the scaled values go into `send` range by
+    /// range as backward reports them; adjacent ranges join the open run, and a run of `bucket` floats
+    /// or more (or one that the next range does not continue) starts its `MPI_Iallreduce` into the same
+    /// range of `recv`. Each report tests the outstanding requests, which is when OpenMPI progresses
+    /// them (it has no progress thread by default).
+    ///
+    /// Soundness: between the start of a run's request and its completion MPI reads that range of
+    /// `send` and writes that range of `recv`. Nothing here writes a range of `send` a run already
+    /// covers (reports overlapping one are ignored), nor touches `recv`, and the buffers stay borrowed
+    /// until every request has completed: [`wait_all`](Self::wait_all) runs before the borrows end,
+    /// also when backward unwinds (`Drop`). An `Inflight` is never forgotten (`mem::forget`).
+    struct Inflight<'a> {
+        send: &'a mut [f32],
+        recv: &'a mut [f32],
+        requests: &'a mut Vec<MPI_Request>,
+        /// The ranges `(start, end)` whose requests have started.
+        runs: &'a mut Vec<(usize, usize)>,
+        /// Reported, copied into `send`, not started yet.
+        open: Option<(usize, usize)>,
+        scale: f32,
+        bucket: usize,
+    }
+
+    impl Inflight<'_> {
+        /// Backward finished `slice`, the gradients at `offset..`.
+        fn ready(&mut self, slice: &[f32], offset: usize) {
+            let end = offset + slice.len();
+            let taken = |&(a, b): &(usize, usize)| a < end && offset < b;
+            if slice.is_empty() || end > self.send.len() || self.runs.iter().any(taken) || self.open.as_ref().is_some_and(taken) {
+                return;
+            }
+            for (s, g) in self.send[offset..end].iter_mut().zip(slice) {
+                *s = g * self.scale;
+            }
+            self.open = match self.open.take() {
+                Some((a, b)) if b == offset => Some((a, end)),
+                Some((a, b)) if end == a => Some((offset, b)),
+                Some(run) => {
+                    self.start(run);
+                    Some((offset, end))
+                }
+                None => Some((offset, end)),
+            };
+            if let Some((a, b)) = self.open.filter(|&(a, b)| b - a >= self.bucket) {
+                self.open = None;
+                self.start((a, b));
+            }
+            self.test();
+        }
+
+        /// Starts the open run.
+        fn close(&mut self) {
+            if let Some(run) = self.open.take() {
+                self.start(run);
+            }
+        }
+
+        /// Starts the ranges no report covered (layers without a backward, frozen ones, a network
+        /// without hooks), scaled from `grads`, in the order of the buffer (the same on every rank).
+        fn send_rest(&mut self, grads: &[f32]) {
+            self.runs.sort_unstable();
+            let (mut at, started) = (0, self.runs.len());
+            for i in 0..=started {
+                // The started runs in order, then the end of the buffer (the gaps started here go after them).
+                let run = if i < started { self.runs[i] } else { (self.send.len(), self.send.len()) };
+                if run.0 > at {
+                    for (s, g) in self.send[at..run.0].iter_mut().zip(&grads[at..run.0]) {
+                        *s = g * self.scale;
+                    }
+                    self.start((at, run.0));
+                }
+                at = at.max(run.1);
+            }
+        }
+
+        /// Starts the sum of `send[a..b]` into `recv[a..b]` (in pieces that a C `int` counts).
+        fn start(&mut self, (a, b): (usize, usize)) {
+            self.runs.push((a, b));
+            let world = SimpleCommunicator::world();
+            let mut at = a;
+            while at < b {
+                let len = (b - at).min(c_int::MAX as usize);
+                let mut request = MaybeUninit::<MPI_Request>::uninit();
+                // SAFETY: `at..at + len` lies within both buffers (`b <= send.len() == recv.len()`) and
+                // within no other started range; see the type's docs for why they outlive the request.
+                unsafe {
+                    mpi::ffi::MPI_Iallreduce(
+                        self.send.as_ptr().add(at).cast(),
+                        self.recv.as_mut_ptr().add(at).cast(),
+                        len as c_int,
+                        f32::equivalent_datatype().as_raw(),
+                        SystemOperation::sum().as_raw(),
+                        world.as_raw(),
+                        request.as_mut_ptr(),
+                    );
+                    self.requests.push(request.assume_init());
+                }
+                at += len;
+            }
+        }
+
+        /// Lets MPI progress the outstanding requests.
+        fn test(&mut self) {
+            if self.requests.is_empty() {
+                return;
+            }
+            let mut done: c_int = 0;
+            // SAFETY: the requests are live or null (completed ones are set to null by MPI).
+            unsafe {
+                mpi::ffi::MPI_Testall(self.requests.len() as c_int, self.requests.as_mut_ptr(), &mut done, mpi::ffi::RSMPI_STATUSES_IGNORE);
+            }
+            if done != 0 {
+                self.requests.clear();
+            }
+        }
+
+        /// Waits until every request has completed.
+        fn wait_all(&mut self) {
+            if self.requests.is_empty() {
+                return;
+            }
+            // SAFETY: as in `test`.
+            unsafe {
+                mpi::ffi::MPI_Waitall(self.requests.len() as c_int, self.requests.as_mut_ptr(), mpi::ffi::RSMPI_STATUSES_IGNORE);
+            }
+            self.requests.clear();
+        }
+    }
+
+    impl Drop for Inflight<'_> {
+        /// Normally a no-op (the sum waited); when backward unwinds, the started requests must still
+        /// complete before their buffers may be touched again.
+        fn drop(&mut self) {
+            self.wait_all();
         }
     }
 }

@@ -514,6 +514,13 @@ pub fn forward_with<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, mode: For
 /// Backpropagates `d_outputs` (the gradient of some scalar w.r.t. each output of the last
 /// [`forward`]) and returns the gradient w.r.t. every parameter.
 pub fn backward<N: Network>(model: &mut N, d_outputs: &N::Outputs) -> Result<Gradients> {
+    backward_hooked(model, d_outputs, &mut |_, _| {})
+}
+
+/// [`backward`], calling `ready(slice, offset)` with each range of the gradient buffer as soon as it
+/// holds its final value, while backward still runs (the ranges of [`Network::BACKWARD_READY`], in
+/// that order): where a data-parallel loop of your own can start summing them over the processes.
+pub fn backward_hooked<N: Network>(model: &mut N, d_outputs: &N::Outputs, ready: &mut dyn FnMut(&[f32], usize)) -> Result<Gradients> {
     let _flush = crate::fpenv::FlushDenormals::new();
     let State { params, ws, dtype_policy, .. } = model.state_mut();
     let _bf16 = dtype_policy.scope();
@@ -546,7 +553,7 @@ pub fn backward<N: Network>(model: &mut N, d_outputs: &N::Outputs) -> Result<Gra
         copy_input(spec.name, &InputView::F32(view), dst)
     })?;
     let mut grads = vec![0.0; N::PARAM_COUNT];
-    N::backward(params, ws, &mut grads);
+    N::backward_hooked(params, ws, &mut grads, ready);
     Ok(Gradients { data: grads, specs: N::PARAMS })
 }
 

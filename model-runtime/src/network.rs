@@ -238,6 +238,19 @@ pub trait Network: Sized + 'static {
     /// `grads` (the caller zeroes the `PARAM_GRAD_ZERO` ranges first: see [`zero_param_grads`]).
     /// Requires the activations of the last `forward`.
     fn backward(params: &[f32], ws: &mut Workspace, grads: &mut [f32]);
+    /// The parameter-gradient ranges `(offset, len)` that [`backward_hooked`](Self::backward_hooked)
+    /// reports finished, in the order it reports them: a layer's range once its last backward step has
+    /// run (its first call in forward order), so reverse layer order for a chain. Disjoint; layers
+    /// without parameters have none. Empty by default (a network that reports nothing).
+    const BACKWARD_READY: &'static [(usize, usize)] = &[];
+    /// [`backward`](Self::backward), calling `ready(&grads[offset..offset + len], offset)` for each range
+    /// of [`BACKWARD_READY`](Self::BACKWARD_READY), in that order, as soon as it holds its final
+    /// gradient, while the rest of backward is still to run: the data-parallel sum starts sending it
+    /// (`Fit::overlap_buckets`). Defaults to `backward`, reporting nothing.
+    fn backward_hooked(params: &[f32], ws: &mut Workspace, grads: &mut [f32], ready: &mut dyn FnMut(&[f32], usize)) {
+        let _ = ready;
+        Self::backward(params, ws, grads);
+    }
     /// After a training `forward`, updates the non-trainable state it computed (the moving mean and
     /// variance of `BatchNormalization` layers) in `params`. Does nothing for most models.
     fn update_state(_params: &mut [f32], _ws: &Workspace) {}

@@ -313,13 +313,14 @@ impl<N: Network, O: Optimizer> Trainer<'_, N, O> {
         V: ValidationData<N>,
     {
         let mut history = History::default();
-        let result = self.single_process("fit_stream").and_then(|()| self.check_stream_fit(fit)).and_then(|()| match &fit.class_weight {
-            None => self.fit_stream_into(source, &validation, fit, callbacks, &mut history),
-            Some(cw) => {
-                let source = ClassWeighted { source, class_weight: cw.clone(), model: std::marker::PhantomData };
-                self.fit_stream_into(source, &validation, fit, callbacks, &mut history)
-            }
-        });
+        let result =
+            self.single_process("fit_stream", fit).and_then(|()| self.check_stream_fit(fit)).and_then(|()| match &fit.class_weight {
+                None => self.fit_stream_into(source, &validation, fit, callbacks, &mut history),
+                Some(cw) => {
+                    let source = ClassWeighted { source, class_weight: cw.clone(), model: std::marker::PhantomData };
+                    self.fit_stream_into(source, &validation, fit, callbacks, &mut history)
+                }
+            });
         match result {
             Ok(()) => Ok(history),
             Err(error) => Err(FitError { error, history: Box::new(history) }),

@@ -80,6 +80,20 @@ pub struct Fit {
     /// the validation rows in batches of `batch_size`; `None` (the default) for all of them. Must be at
     /// least 1.
     pub validation_steps: Option<usize>,
+    /// Under `mpirun` (feature `mpi`, after [`Mpi::init`](crate::distributed)): whether `fit` trains
+    /// data-parallel over every process (true, the default), or in this process alone on all the rows,
+    /// exactly as without MPI (a single-process reference run beside a data-parallel one, or a model one
+    /// rank trains by itself; every rank that does runs every callback, those that write files too).
+    /// No effect without MPI.
+    pub data_parallel: bool,
+    /// Data-parallel only: sum the gradients over the processes while backward runs, in buckets of
+    /// about this many bytes sent in the order backward finishes the layers (reverse layer order, as
+    /// PyTorch DDP's `bucket_cap_mb`); `None` (the default): in one `MPI_Allreduce` after backward.
+    /// Every step sums the same values either way (on more than 2 processes MPI may associate the sum
+    /// in another order), the weights stay the same bits on every rank and within rounding of one
+    /// process'. Measured faster than the sum after backward on BENCH M4 (`docs/distributed.md`), but
+    /// not the default yet: see there for an open question about its bits on 2 processes.
+    pub overlap_buckets: Option<usize>,
 }
 
 /// Per-sample weights of the loss and the metrics (Keras' `sample_weight`).
@@ -282,6 +296,8 @@ impl Default for Fit {
             class_weight: None,
             validation_freq: 1,
             validation_steps: None,
+            data_parallel: true,
+            overlap_buckets: None,
         }
     }
 }
@@ -717,16 +733,32 @@ fn agree_finite<N: Network>(c: &mut dyn Collective, fault: Option<(usize, f64)>,
 /// the flat buffer: with Keras' `sum_over_batch_size` reduction (sample weights included) that is the
 /// gradient one process computes on the whole batch. The moving statistics (BatchNormalization's) are
 /// averaged the same way, so that they too stay identical.
-fn sum_over_processes<N: Network>(
+///
+/// `backward` computes `grads` (reporting its finished ranges to its second argument): with `overlap`
+/// (floats per bucket) the sum of the finished ranges starts while it runs
+/// ([`Collective::sum_f32_overlapped`]), else after it. Returns the scale, for [`sum_statistics`].
+fn sum_over_processes(
     c: &mut dyn Collective,
-    params: &mut [f32],
     grads: &mut Vec<f32>,
-    stat_buf: &mut Vec<f32>,
     (local, global): (usize, usize),
-) {
+    overlap: Option<usize>,
+    backward: &mut crate::distributed::Backward<'_>,
+) -> f32 {
     let scale = local as f32 / global.max(1) as f32;
-    grads.iter_mut().for_each(|g| *g *= scale);
-    c.sum_f32(grads);
+    match overlap {
+        Some(bucket) => c.sum_f32_overlapped(grads, scale, bucket, backward),
+        None => {
+            backward(grads, &mut |_, _| {});
+            grads.iter_mut().for_each(|g| *g *= scale);
+            c.sum_f32(grads);
+        }
+    }
+    scale
+}
+
+/// Data-parallel: averages the moving statistics (BatchNormalization's) over the processes, each
+/// process' weighted by `scale` (its share of the global batch), so that they stay identical.
+fn sum_statistics<N: Network>(c: &mut dyn Collective, params: &mut [f32], stat_buf: &mut Vec<f32>, scale: f32) {
     let stats = || N::PARAMS.iter().filter(|p| p.statistic);
     if stats().next().is_none() {
         return;
@@ -1007,6 +1039,9 @@ pub struct Trainer<'m, N: Network, O: Optimizer> {
     resume_callbacks: crate::checkpoint::CallbackStates,
     /// Data-parallel: the kept steps of each masked output over the global batch (one per output).
     mask_sums: Vec<f64>,
+    /// Data-parallel: the gradient sum overlaps backward in buckets of this many floats
+    /// (`Fit::overlap_buckets`, set by `fit`).
+    overlap: Option<usize>,
 }
 
 impl<N: Network, O: Optimizer + std::fmt::Debug> std::fmt::Debug for Trainer<'_, N, O> {
@@ -1077,6 +1112,7 @@ pub fn compile<'m, N: Network, O: Optimizer>(
         stat_buf: Vec::new(),
         resume_callbacks: Vec::new(),
         mask_sums: Vec::new(),
+        overlap: None,
     }
 }
 
@@ -1655,13 +1691,19 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             }
             N::update_state(params, ws);
             zero_param_grads::<N>(&mut self.grads);
-            N::backward(params, ws, &mut self.grads);
+            match global {
+                Some(g) => {
+                    let c = &mut *self.collective;
+                    let mut backward =
+                        |grads: &mut [f32], ready: &mut dyn FnMut(&[f32], usize)| N::backward_hooked(&params[..], ws, grads, ready);
+                    let scale = sum_over_processes(c, &mut self.grads, (batch, g), self.overlap, &mut backward);
+                    sum_statistics::<N>(c, params, &mut self.stat_buf, scale);
+                }
+                None => N::backward(params, ws, &mut self.grads),
+            }
+            // After the sum: the penalties are the same on every process, added once.
             if !N::WEIGHT_PENALTIES.is_empty() {
                 crate::regularize::add_weight_gradients(params, &mut self.grads, N::WEIGHT_PENALTIES);
-            }
-            if let Some(g) = global {
-                let share = (batch, g);
-                sum_over_processes::<N>(&mut *self.collective, params, &mut self.grads, &mut self.stat_buf, share);
             }
             if apply {
                 self.iterations += 1;
@@ -1727,7 +1769,21 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
         let params = &mut state.params;
         prepare_rollback(&mut self.rollback, params)?;
         self.grads.fill(0.0);
-        sum_over_processes::<N>(&mut *self.collective, params, &mut self.grads, &mut self.stat_buf, (0, global));
+        // No backward: the zero gradients, reported range by range as the other ranks' backward
+        // reports them, so that every rank starts the same sums in the same order.
+        let mut backward = |grads: &mut [f32], ready: &mut dyn FnMut(&[f32], usize)| {
+            for &(offset, len) in N::BACKWARD_READY {
+                if let Some(slice) = grads.get(offset..offset + len) {
+                    ready(slice, offset);
+                }
+            }
+        };
+        let c = &mut *self.collective;
+        let scale = sum_over_processes(c, &mut self.grads, (0, global), self.overlap, &mut backward);
+        sum_statistics::<N>(c, params, &mut self.stat_buf, scale);
+        if !N::WEIGHT_PENALTIES.is_empty() {
+            crate::regularize::add_weight_gradients(params, &mut self.grads, N::WEIGHT_PENALTIES);
+        }
         self.iterations += 1;
         apply_step::<N, O>(params, &mut self.optimizer, &self.grads, &mut self.rollback, (epoch, batch))
     }
@@ -1944,8 +2000,9 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
             }
         }
         // Data-parallel under MPI: every rank starts from rank 0's state and walks the same order.
-        self.collective = crate::distributed::current();
+        self.collective = if fit.data_parallel { crate::distributed::current() } else { Box::new(Local) };
         let (rank, ranks) = (self.collective.rank(), self.collective.size());
+        self.overlap = fit.overlap_buckets.map(|bytes| (bytes / std::mem::size_of::<f32>()).max(1));
         if ranks > 1 {
             broadcast_state(&mut *self.collective, self.model.state_mut(), &mut self.optimizer, &mut self.iterations);
             self.rollback.valid = false;
@@ -2029,15 +2086,17 @@ impl<'m, N: Network, O: Optimizer> Trainer<'m, N, O> {
 
     /// Makes this trainer run in this process alone, for the training entry points that do not (yet)
     /// split their data across MPI processes (`fit_stream`): under `mpirun -n N` with `N > 1` each rank
-    /// would otherwise train on the whole stream by itself, so that is an error naming the way out.
-    pub(crate) fn single_process(&mut self, what: &str) -> Result<()> {
+    /// would otherwise train on the whole stream by itself, so that is an error naming the way out,
+    /// unless `fit` asks for exactly that (`data_parallel: false`).
+    pub(crate) fn single_process(&mut self, what: &str, fit: &Fit) -> Result<()> {
         let ranks = crate::distributed::current().size();
-        if ranks > 1 {
+        if ranks > 1 && fit.data_parallel {
             return Err(Error::Distributed {
                 message: format!(
                     "{what} runs in one process, but this is one of {ranks} MPI processes; \
                      every rank would train on the whole stream alone. Use `fit` on arrays (it shards \
-                     every batch across the ranks), or run without `mpirun`"
+                     every batch across the ranks), set `Fit {{ data_parallel: false, .. }}` to train this rank alone on \
+                     the stream, or run without `mpirun`"
                 ),
             });
         }
