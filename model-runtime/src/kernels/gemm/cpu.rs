@@ -325,10 +325,11 @@ mod tests {
     fn the_probe_measures_a_ratio_only_with_avx512() {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // A measured ratio, finite and positive. Its value (about 1 on Zen 4, about 2 with two
+            // 512-bit pipes) is timing, which another process's load can push anywhere (a CI run
+            // under load measured 3): a unit test checks that it is measured, the benches its value.
             let r = probe_wide_ratio().expect("measured");
-            // One 512-bit FMA does the work of two 256-bit ones at most, and at worst (double-pumped,
-            // on a busy machine) somewhat less than one.
-            assert!(r > 0.3 && r < 2.6, "ratio {r}");
+            assert!(r.is_finite() && r > 0.0, "ratio {r}");
             return;
         }
         assert_eq!(probe_wide_ratio(), None);
