@@ -914,7 +914,7 @@ fn forward_body(plan: &Plan, inference: bool, cx_of: impl Fn(usize, &crate::plan
     for (k, step) in plan.steps.iter().enumerate() {
         let Some(kind) = plan.typed.model.call_kind_of(step.call) else { continue };
         let n_params = plan.layer_params.get(step.layer.0).map(|r| r.len()).unwrap_or(0);
-        let cx = crate::layers::EmitCx { inputs_in_place: inference, inference, ..cx_of(k, step).emit_cx(n_params) };
+        let cx = crate::layers::EmitCx { inference, ..cx_of(k, step).emit_cx(n_params) };
         let (y, n) = (cx.output.buf, cx.output.shape.numel());
         let params = bind_params(plan, step.layer.0);
         let body = kind.forward(&cx);

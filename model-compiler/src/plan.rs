@@ -87,7 +87,6 @@ impl StepCx {
             scratch_len: self.scratch_len.clone(),
             fused_output: self.fused_output,
             trainable: self.trainable,
-            inputs_in_place: false,
             inference: false,
             dx_set: self.dx_set.clone(),
             params_set: self.params_set,

@@ -271,12 +271,10 @@ pub struct EmitCx {
     pub fused_output: Option<usize>,
     /// False when the layer is frozen: Keras runs a frozen `BatchNormalization` in inference mode.
     pub trainable: bool,
-    /// Whether model inputs may be read where the caller holds them (`__x`, the inference forward)
-    /// instead of from their staging buffers.
-    pub inputs_in_place: bool,
     /// Whether this is the model's inference forward (`forward_inference`, with its own buffers): nothing
     /// runs backward from it, so a layer need not keep anything for backward (pre-activations,
-    /// attention probabilities) and may compute its output by a path that keeps less.
+    /// attention probabilities) and may compute its output by a path that keeps less; and model inputs
+    /// are read where the caller holds them (`__x`) instead of from their staging buffers.
     pub inference: bool,
     /// Per operand: whether backward is the first writer of its gradient (write `=`, not `+=`).
     pub dx_set: Vec<bool>,
@@ -324,7 +322,7 @@ impl EmitCx {
     pub fn x(&self, i: usize) -> TokenStream {
         let (buf, n, input) = self.inputs.get(i).map(|o| (o.buf, o.shape.numel(), o.input)).unwrap_or((0, 0, None));
         match input {
-            Some(k) if self.inputs_in_place => quote!(&::modelc::__private::support::input_or(__x, #k, &__ws.values[#buf])[..__b * #n]),
+            Some(k) if self.inference => quote!(&::modelc::__private::support::input_or(__x, #k, &__ws.values[#buf])[..__b * #n]),
             _ => quote!(&__ws.values[#buf][..__b * #n]),
         }
     }

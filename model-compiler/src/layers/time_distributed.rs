@@ -87,7 +87,6 @@ impl TimeDistributed {
             scratch_len: cx.scratch_len.iter().map(|n| n / t).collect(),
             fused_output: cx.fused_output,
             trainable: cx.trainable,
-            inputs_in_place: cx.inputs_in_place,
             inference: cx.inference,
             dx_set: cx.dx_set.clone(),
             params_set: cx.params_set,
