@@ -865,16 +865,38 @@ unsafe fn pack_b<S: Simd, const NV: usize>(p: &Problem, pc: usize, kc: usize, jc
                     }
                 }
             } else {
-                // B stored transposed: walk the nr source rows side by side so each step's NR
-                // values are written contiguously; padding columns are zero.
-                // NR is at most 64 on every ISA (indexing below is bounds-checked regardless).
-                let cols: [*const f32; 64] = std::array::from_fn(|j| src.add(j.min(nr - 1) * p.csb));
-                for q in 0..kc {
-                    let d = panel.add(q * nr_full);
-                    for j in 0..nr_full {
-                        *d.add(j) = if j < nr { *cols[j].add(q * p.rsb) } else { 0.0 };
-                    }
-                }
+                pack_b_transposed::<S>(p, src, kc, nr, nr_full, panel);
+            }
+        }
+    }
+}
+
+/// One micro-panel of a B stored transposed (op(B)'s column j is the source row at `src + j·csb`):
+/// `kc` steps of `nr_full` values, columns past `nr` zero. Where op(B)'s columns are contiguous
+/// (`rsb == 1`: B stored n×k row-major, as the input gradient dY·Wᵀ has it) each 8 of them are
+/// transposed 8×8 in registers ([`Simd::pack_rows8_into`]); the rest walk the `nr` source rows
+/// side by side so each step's NR values are written contiguously.
+///
+/// # Safety
+/// As [`pack_b`]: `kc` steps of `nr` columns readable at `src`, `kc·nr_full` values writable at
+/// `panel`.
+#[inline(always)]
+unsafe fn pack_b_transposed<S: Simd>(p: &Problem, src: *const f32, kc: usize, nr: usize, nr_full: usize, panel: *mut f32) {
+    // SAFETY: forwarded from this function's contract; every read is column j < nr, step q < kc.
+    unsafe {
+        let vectored = if p.rsb == 1 { nr / 8 * 8 } else { 0 };
+        for j0 in (0..vectored).step_by(8) {
+            S::pack_rows8_into(src.add(j0 * p.csb), p.csb, kc, panel.add(j0), nr_full);
+        }
+        if vectored == nr_full {
+            return;
+        }
+        // NR is at most 64 on every ISA (indexing below is bounds-checked regardless).
+        let cols: [*const f32; 64] = std::array::from_fn(|j| src.add(j.min(nr - 1) * p.csb));
+        for q in 0..kc {
+            let d = panel.add(q * nr_full);
+            for j in vectored..nr_full {
+                *d.add(j) = if j < nr { *cols[j].add(q * p.rsb) } else { 0.0 };
             }
         }
     }

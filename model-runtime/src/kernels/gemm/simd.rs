@@ -50,6 +50,31 @@ pub(super) trait Simd {
         // SAFETY: the caller guarantees MR rows of kc readable values and MR·kc writable ones.
         unsafe { pack_rows_scalar::<MR>(src, rs, 0, kc, dst) }
     }
+    /// Packs 8 rows of `kc` contiguous values (row `r` at `src + r·rs`) into 8 adjacent lanes of
+    /// each step of a wider panel: `dst[q·ds + r] = src[r·rs + q]`, nothing else written (the
+    /// packed GEMM's B micro-panel of a transposed B, 8 of its NR columns at a time; `ds` ≥ 8).
+    #[inline(always)]
+    unsafe fn pack_rows8_into(src: *const f32, rs: usize, kc: usize, dst: *mut f32, ds: usize) {
+        // SAFETY: the caller guarantees 8 rows of kc readable values and the written lanes.
+        unsafe { pack_rows8_into_scalar(src, rs, 0, kc, dst, ds) }
+    }
+}
+
+/// [`Simd::pack_rows8_into`] for steps `q0..kc`, one value at a time.
+///
+/// # Safety
+/// As [`Simd::pack_rows8_into`].
+#[inline(always)]
+unsafe fn pack_rows8_into_scalar(src: *const f32, rs: usize, q0: usize, kc: usize, dst: *mut f32, ds: usize) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        let rows: [*const f32; 8] = std::array::from_fn(|r| src.add(r * rs));
+        for q in q0..kc {
+            for (r, row) in rows.iter().enumerate() {
+                *dst.add(q * ds + r) = *row.add(q);
+            }
+        }
+    }
 }
 
 /// [`Simd::pack_rows`] for steps `q0..kc`, one value at a time (writes in order, MR reads per step).
@@ -242,33 +267,7 @@ mod x86 {
                 let mut q = 0;
                 while q + 8 < kc {
                     let r: [__m256; 8] = std::array::from_fn(|i| if i < MR { _mm256_loadu_ps(rows[i].add(q)) } else { zero });
-                    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-                    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-                    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-                    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-                    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-                    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-                    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-                    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-                    let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-                    let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-                    let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-                    let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-                    let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-                    let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-                    let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-                    let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-                    // Column j of the 8×8 block: step q + j of every row.
-                    let cols = [
-                        _mm256_permute2f128_ps::<0x20>(s0, s4),
-                        _mm256_permute2f128_ps::<0x20>(s1, s5),
-                        _mm256_permute2f128_ps::<0x20>(s2, s6),
-                        _mm256_permute2f128_ps::<0x20>(s3, s7),
-                        _mm256_permute2f128_ps::<0x31>(s0, s4),
-                        _mm256_permute2f128_ps::<0x31>(s1, s5),
-                        _mm256_permute2f128_ps::<0x31>(s2, s6),
-                        _mm256_permute2f128_ps::<0x31>(s3, s7),
-                    ];
+                    let cols = transpose8(r);
                     for (j, c) in cols.into_iter().enumerate() {
                         _mm256_storeu_ps(dst.add((q + j) * MR), c);
                     }
@@ -277,6 +276,61 @@ mod x86 {
                 super::pack_rows_scalar::<MR>(src, rs, q, kc, dst);
             }
         }
+        /// Eight steps at a time, the 8 rows transposed 8×8 in registers ([`transpose8`]) and each
+        /// step's 8 values stored as one vector at `dst + q·ds`: the transposed B's panel, which the
+        /// one-value-at-a-time copy built at about 3 cycles per value.
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn pack_rows8_into(src: *const f32, rs: usize, kc: usize, dst: *mut f32, ds: usize) {
+            // SAFETY: the caller guarantees 8 rows of kc readable values and 8 writable lanes at
+            // each step; the vector loop reads steps q..q+8 ≤ kc.
+            unsafe {
+                let rows: [*const f32; 8] = std::array::from_fn(|r| src.add(r * rs));
+                let mut q = 0;
+                while q + 8 <= kc {
+                    let cols = transpose8(std::array::from_fn(|i| _mm256_loadu_ps(rows[i].add(q))));
+                    for (j, c) in cols.into_iter().enumerate() {
+                        _mm256_storeu_ps(dst.add((q + j) * ds), c);
+                    }
+                    q += 8;
+                }
+                super::pack_rows8_into_scalar(src, rs, q, kc, dst, ds);
+            }
+        }
+    }
+
+    /// The 8×8 transpose of `r` (row i of the block in `r[i]`): column j of the block in the j-th
+    /// vector returned.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        // Column j of the 8×8 block.
+        [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ]
     }
 
     /// AVX-512F: 16 lanes in `__m512`, masked loads and stores for partial vectors, and 32 registers,
@@ -380,6 +434,37 @@ mod tests {
                 }
             }
             assert_eq!(dst[MR * kc], -7.0, "MR {MR} kc {kc}: wrote past the panel");
+        }
+    }
+
+    /// `pack_rows8_into` of `S` against the definition: every step count around the 8-step groups,
+    /// the lanes of the wider panel outside the 8 left as they were.
+    fn check_pack_rows8_into<S: Simd>() {
+        let (rs, ds) = (53, 16);
+        let src: Vec<f32> = (0..8 * rs).map(|i| i as f32).collect();
+        for kc in 0..=rs {
+            let mut dst = vec![-7.0; ds * kc + 4];
+            // SAFETY: 8 rows of kc ≤ rs values; lanes 3..11 of every step writable; callers pass
+            // only detected ISAs.
+            unsafe { S::pack_rows8_into(src.as_ptr(), rs, kc, dst.as_mut_ptr().add(3), ds) };
+            for (i, &d) in dst.iter().enumerate() {
+                let (q, lane) = (i / ds, i % ds);
+                let want = if q < kc && (3..11).contains(&lane) { src[(lane - 3) * rs + q] } else { -7.0 };
+                assert_eq!(d, want, "kc {kc} step {q} lane {lane}");
+            }
+        }
+    }
+
+    #[test]
+    fn pack_rows8_into_transposes_into_a_wider_panel_on_every_instruction_set() {
+        check_pack_rows8_into::<Portable>();
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            check_pack_rows8_into::<Avx2>();
+        }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512f") {
+            check_pack_rows8_into::<Avx512>();
         }
     }
 
