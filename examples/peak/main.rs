@@ -20,7 +20,9 @@
 //! peak is the ratio of the two (`scripts/gemm_per_cycle.sh` runs both):
 //!
 //! - `peak -- fma avx2|avx512 SECONDS`: the FMA chains alone;
-//! - `peak -- sgemm M K N SECONDS [THREADS]`: `sgemm` (NN, beta = 0) at one size.
+//! - `peak -- sgemm M K N SECONDS [THREADS [OPS]]`: `sgemm` (beta = 0) at one size; OPS is `nn` (the
+//!   default), `tn` (C = Aᵀ·B, A stored k×m: a kernel gradient Xᵀ·dY) or `nt` (C = A·Bᵀ, B stored
+//!   n×k: an input gradient dY·Wᵀ).
 
 use modelc::kernels::gemm::{set_num_threads, sgemm, tuning_report};
 use std::hint::black_box;
@@ -105,24 +107,25 @@ fn fma_alone(args: &[String]) {
     println!("fma {} flops {flops:.0} GFLOP/s (thread CPU time) {:.1}", kernel.name, flops / cpu / 1e9);
 }
 
-/// `sgemm M K N SECONDS [THREADS]`: runs `sgemm` (NN, beta = 0) at one size for about SECONDS and
-/// prints the calls and flops (for `perf stat`; the setup is a few ms against seconds of products).
+/// `sgemm M K N SECONDS [THREADS [OPS]]`: runs `sgemm` (beta = 0, OPS `nn`, `tn` or `nt` as in the
+/// module's doc) at one size for about SECONDS and prints the calls and flops (for `perf stat`; the setup is a few ms against seconds of products).
 fn sgemm_alone(args: &[String]) {
     let num = |i: usize, default: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
     let (m, k, n) = (num(0, 1024), num(1, 1024), num(2, 1024));
     let secs: f64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let threads = num(4, 1);
+    let ops = args.get(5).map_or("nn", String::as_str);
+    let (ta, tb) = (ops.starts_with('t'), ops.ends_with('t'));
     set_num_threads(threads);
     let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
     let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 1000) as f32 / 1000.0 - 0.5).collect();
     let mut c = vec![0.0f32; m * n];
-    let (calls, t) = timed(Duration::from_secs_f64(secs), threads, || {
-        sgemm(m, k, n, 1.0, black_box(&a), false, black_box(&b), false, 0.0, black_box(&mut c))
-    });
+    let (calls, t) =
+        timed(Duration::from_secs_f64(secs), threads, || sgemm(m, k, n, 1.0, black_box(&a), ta, black_box(&b), tb, 0.0, black_box(&mut c)));
     // `timed` makes one untimed call first: the flops count it (perf counts it), the rates do not.
     let per_call = 2.0 * (m * k * n) as f64;
     println!(
-        "sgemm {m}x{k}x{n} threads {threads} calls {} flops {:.0} GFLOP/s (wall / CPU time) {:.1} / {:.1}; {}",
+        "sgemm {ops} {m}x{k}x{n} threads {threads} calls {} flops {:.0} GFLOP/s (wall / CPU time) {:.1} / {:.1}; {}",
         calls + 1,
         per_call * (calls + 1) as f64,
         per_call * calls as f64 / t.wall / 1e9,
