@@ -411,6 +411,18 @@ mod x86 {
             // A prefetch never faults, whatever the address.
             _mm_prefetch::<_MM_HINT_T0>(p.cast())
         }
+        /// AVX2's 8×8 register transposes (every CPU with AVX-512F has AVX2; checked all the same,
+        /// the one-value-at-a-time copy otherwise).
+        #[inline]
+        unsafe fn pack_rows8_into(src: *const f32, rs: usize, kc: usize, dst: *mut f32, ds: usize) {
+            // SAFETY: forwarded from this function's contract; AVX2 and FMA were detected.
+            unsafe {
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    return Avx2::pack_rows8_into(src, rs, kc, dst, ds);
+                }
+                super::pack_rows8_into_scalar(src, rs, 0, kc, dst, ds)
+            }
+        }
     }
 }
 
