@@ -573,15 +573,20 @@ pub const ISA_ENV: &str = "MODELC_GEMM_ISA";
 pub const BLOCKS_ENV: &str = "MODELC_GEMM_BLOCKS";
 
 /// What the kernels run with on this CPU: the choice and each instruction set's tiles.
+#[derive(Clone, Debug, PartialEq)]
 struct Tuned {
-    /// What it was decided from.
+    /// What it was decided from (on the rank it was decided on, when `adopted`).
     desc: cpu::CpuDesc,
+    /// This core's identity.
+    core: cpu::Core,
     choice: cpu::Choice,
     /// Indexed by `Isa::code() - 1`.
     tiles: [Tiles; 3],
+    /// Taken from rank 0 of a distributed job ([`adopt_choice`]) rather than decided here.
+    adopted: bool,
 }
 
-/// Detected once, at the first product.
+/// Detected once, at the first product (or set by [`adopt_choice`] before it).
 static TUNED: OnceLock<Tuned> = OnceLock::new();
 
 /// This CPU's [`Tuned`], detected (and probed) on first use.
@@ -590,19 +595,17 @@ fn tuned() -> &'static Tuned {
     TUNED.get_or_init(detect)
 }
 
-/// [`tuned`] on its first call: reads `MODELC_GEMM_ISA`, the flags and caches, probes the FMA
-/// widths when that can change the choice, and decides.
+/// [`tuned`] on its first call: reads `MODELC_GEMM_ISA`, the flags, the core's identity and caches,
+/// probes the FMA widths only where neither the variable nor the identity decides, and decides.
 #[cold]
 fn detect() -> Tuned {
     let wanted = std::env::var(ISA_ENV).ok();
-    let available = Isa::available();
-    let forced = available.iter().copied().find(|i| wanted.as_deref() == Some(i.name()));
-    #[cfg(target_arch = "x86_64")]
-    let (avx2_fma, avx512f) = (available.contains(&Isa::Avx2), available.contains(&Isa::Avx512));
-    #[cfg(not(target_arch = "x86_64"))]
-    let (avx2_fma, avx512f) = (false, false);
-    let wide_ratio = if forced.is_none() && avx512f { cpu::probe_wide_ratio() } else { None };
-    let desc = cpu::CpuDesc { avx2_fma, avx512f, caches: cpu::detect_caches(), wide_ratio };
+    let forced = Isa::available().into_iter().find(|i| wanted.as_deref() == Some(i.name()));
+    let flags = detect_flags();
+    let core = cpu::detect_core();
+    let wide_fma = if flags.avx512f { cpu::wide_fma_from_cpuid(&core) } else { None };
+    let wide_ratio = if forced.is_none() && flags.avx512f && wide_fma.is_none() { cpu::probe_wide_ratio() } else { None };
+    let desc = cpu::CpuDesc { wide_fma, wide_ratio, ..flags };
     let choice = cpu::choose(&desc, forced);
     let blocks = std::env::var(BLOCKS_ENV).ok().and_then(|v| cpu::parse_blocks(&v));
     let tiles = [1, 2, 3].map(|code| {
@@ -610,31 +613,133 @@ fn detect() -> Tuned {
         let t = cpu::tiles_for(mr, nr, choice.caches);
         blocks.map_or(t, |b| cpu::with_blocks(t, b))
     });
-    Tuned { desc, choice, tiles }
+    Tuned { desc, core, choice, tiles, adopted: false }
+}
+
+/// Words of [`choice_words`]: the wide and narrow instruction sets, the caches, the measured ratio's
+/// bits, what CPUID said, and each instruction set's kc, mc and nc.
+#[cfg(any(feature = "mpi", test))]
+pub(crate) const CHOICE_WORDS: usize = 16;
+
+/// The best instruction set this process can run, as a number that orders them (for the minimum
+/// over the ranks of a distributed job, [`choice_words`]'s `cap`).
+#[cfg(any(feature = "mpi", test))]
+pub(crate) fn best_isa_code() -> u64 {
+    Isa::available().iter().map(|i| u64::from(i.code())).max().unwrap_or(1)
+}
+
+/// This process' choice (decided now unless a product or an adoption decided it before), with no
+/// instruction set above `cap` (a [`best_isa_code`]), as words to broadcast to the other ranks of a
+/// distributed job, which [`adopt_choice`] them.
+#[cfg(any(feature = "mpi", test))]
+pub(crate) fn choice_words(cap: u64) -> [u64; CHOICE_WORDS] {
+    let t = TUNED.get().cloned().unwrap_or_else(detect);
+    let capped = |isa: Isa| u64::from(isa.code()).min(cap).max(1);
+    let c = t.desc.caches;
+    let ratio = t.desc.wide_ratio.map_or(u64::MAX, |r| u64::from(r.to_bits()));
+    let wide_fma = match t.desc.wide_fma {
+        None => 0,
+        Some(cpu::WideFma::Same) => 1,
+        Some(cpu::WideFma::Double) => 2,
+    };
+    let mut w = [0u64; CHOICE_WORDS];
+    w[..7].copy_from_slice(&[capped(t.choice.wide), capped(t.choice.narrow), c.l1d as u64, c.l2 as u64, c.l3 as u64, ratio, wide_fma]);
+    for (i, tiles) in t.tiles.iter().enumerate() {
+        w[7 + 3 * i..10 + 3 * i].copy_from_slice(&[tiles.kc as u64, tiles.mc as u64, tiles.nc as u64]);
+    }
+    w
+}
+
+/// Makes this process compute its products as [`choice_words`] on rank 0 said: the same instruction
+/// sets and block sizes, so that every rank rounds alike (the instruction sets round differently,
+/// and the block size kc orders the sums). An error when a product already ran here with another
+/// choice, or when the words name an instruction set this CPU lacks (`cap` prevents it).
+#[cfg(any(feature = "mpi", test))]
+pub(crate) fn adopt_choice(words: &[u64; CHOICE_WORDS]) -> Result<(), String> {
+    let isa = |code: u64| {
+        let isa = Isa::from_code(u8::try_from(code).unwrap_or(0));
+        match Isa::available().contains(&isa) && u64::from(isa.code()) == code {
+            true => Ok(isa),
+            false => Err(format!("rank 0 chose the GEMM instruction set {code}, which this CPU lacks")),
+        }
+    };
+    let (wide, narrow) = (isa(words[0])?, isa(words[1])?);
+    let size = |w: u64| usize::try_from(w).unwrap_or(usize::MAX);
+    let caches = cpu::Caches { l1d: size(words[2]), l2: size(words[3]), l3: size(words[4]) };
+    let own = cpu::CpuDesc { caches, ..detect_flags() };
+    let wide_ratio = u32::try_from(words[5]).ok().map(f32::from_bits);
+    let wide_fma = match words[6] {
+        1 => Some(cpu::WideFma::Same),
+        2 => Some(cpu::WideFma::Double),
+        _ => None,
+    };
+    let tiles = [1u8, 2, 3].map(|code| {
+        let (mr, nr) = Isa::from_code(code).micro();
+        let b = &words[7 + 3 * usize::from(code - 1)..10 + 3 * usize::from(code - 1)];
+        Tiles { mr, nr, kc: size(b[0]), mc: size(b[1]), nc: size(b[2]) }
+    });
+    let adopted = Tuned {
+        desc: cpu::CpuDesc { wide_fma, wide_ratio, ..own },
+        core: cpu::detect_core(),
+        choice: cpu::Choice { wide, narrow, caches },
+        tiles,
+        adopted: true,
+    };
+    let set = TUNED.get_or_init(|| adopted.clone());
+    if (set.choice, set.tiles) == (adopted.choice, adopted.tiles) {
+        Ok(())
+    } else {
+        Err(format!(
+            "a GEMM ran on this rank before MPI was set up and chose other kernels than rank 0 ({:?} against {:?}): create `Mpi` before any product runs",
+            set.choice, adopted.choice
+        ))
+    }
+}
+
+/// This CPU's flags and caches, nothing measured.
+fn detect_flags() -> cpu::CpuDesc {
+    let available = Isa::available();
+    #[cfg(target_arch = "x86_64")]
+    let (avx2_fma, avx512f) = (available.contains(&Isa::Avx2), available.contains(&Isa::Avx512));
+    #[cfg(not(target_arch = "x86_64"))]
+    let (avx2_fma, avx512f) = (false, false);
+    cpu::CpuDesc { avx2_fma, avx512f, caches: cpu::detect_caches(), wide_fma: None, wide_ratio: None }
 }
 
 /// One line saying what the GEMM chose on this CPU and from what: the instruction set for wide and
-/// for thin products, the caches, the measured 512-bit over 256-bit FMA throughput, and the
-/// packed path's block sizes (for benchmark reports; `examples/peak` prints it).
+/// for thin products, the caches, the core's identity and what it says of the 512-bit FMAs (or the
+/// measured 512-bit over 256-bit FMA throughput where it says nothing), and the packed path's block
+/// sizes (for benchmark reports; `examples/peak` prints it). Under `mpirun`, every rank reports
+/// rank 0's choice.
 pub fn tuning_report() -> String {
     let t = tuned();
     let c = t.desc.caches;
-    let ratio = t.desc.wide_ratio.map_or("not measured".to_string(), |r| format!("{r:.2}"));
+    let basis = match (t.desc.wide_fma, t.desc.wide_ratio) {
+        (Some(cpu::WideFma::Same), _) => "AVX-512 FMAs as fast as AVX2's per the CPU's identity".to_string(),
+        (Some(cpu::WideFma::Double), _) => "AVX-512 FMAs twice AVX2's per the CPU's identity".to_string(),
+        (None, Some(r)) => format!("AVX-512/AVX2 FMA throughput measured {r:.2}"),
+        (None, None) => "AVX-512/AVX2 FMA throughput not measured".to_string(),
+    };
     let wide = t.choice.wide.tiles();
     format!(
-        "wide products (n ≥ {}): {}, thin ones: {}; L1d {} KiB, L2 {} KiB, L3 {} KiB; AVX-512/AVX2 FMA throughput {}; {}×{} tile, blocks kc {} mc {} nc {}",
+        "wide products (n ≥ {}): {}, thin ones: {}; L1d {} KiB, L2 {} KiB, L3 {} KiB; {:?} family {:#x} model {:#x} ({}); {}; {}×{} tile, blocks kc {} mc {} nc {}{}",
         cpu::WIDE_MIN_N,
         t.choice.wide.name(),
         t.choice.narrow.name(),
         c.l1d >> 10,
         c.l2 >> 10,
         c.l3 >> 10,
-        ratio,
+        t.core.vendor,
+        t.core.family,
+        t.core.model,
+        t.core.brand,
+        basis,
         wide.mr,
         wide.nr,
         wide.kc,
         wide.mc,
-        wide.nc
+        wide.nc,
+        if t.adopted { "; rank 0's choice" } else { "" }
     )
 }
 
@@ -997,6 +1102,28 @@ mod tests {
             bias: std::ptr::null(),
             relu: false,
         }
+    }
+
+    #[test]
+    fn a_choice_sent_as_words_is_adopted_and_another_one_after_a_product_is_refused() {
+        // What rank 0 sends and every rank adopts under MPI (`distributed::share_gemm_choice`).
+        let words = choice_words(best_isa_code());
+        assert_eq!(adopt_choice(&words), Ok(()));
+        let t = tuned();
+        assert_eq!(choice_words(best_isa_code()), words);
+        assert_eq!((u64::from(t.choice.wide.code()), u64::from(t.choice.narrow.code())), (words[0], words[1]));
+        // Other block sizes once the kernels are set (a product ran before `Mpi::init`): refused.
+        let mut other = words;
+        other[10] += 32;
+        assert!(adopt_choice(&other).is_err_and(|e| e.contains("before any product")), "{:?}", adopt_choice(&other));
+        // An instruction set this CPU lacks: refused, naming it.
+        let mut lacking = words;
+        lacking[0] = 9;
+        assert!(adopt_choice(&lacking).is_err_and(|e| e.contains("lacks")));
+        // The cap (the best instruction set every rank has) bounds both choices.
+        let capped = choice_words(1);
+        assert_eq!((capped[0], capped[1]), (1, 1));
+        assert_eq!(capped[2..], words[2..]);
     }
 
     #[test]
