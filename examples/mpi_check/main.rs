@@ -304,6 +304,7 @@ fn train_tagger(mpi: &Mpi, model: &mut Tagger, overlap: Option<usize>) -> BoxRes
 /// `overlap`: the gradient sum overlaps backward in buckets of that many bytes; the weights are then also
 /// compared with those of the blocking sum's run (`compare` before it, with as many processes), bit by bit.
 fn compare(mpi: &Mpi, dir: &Path, overlap: Option<usize>) -> BoxResult<()> {
+    println!("rank {}: GEMM {}", mpi.rank(), modelc::kernels::gemm::tuning_report());
     // Every rank starts from other weights: rank 0's must be broadcast.
     let mut model = Multitask::new(if mpi.is_root() { 3 } else { 100 + mpi.rank() as u64 });
     let history = train(mpi, &mut model, &Fit { overlap_buckets: overlap, ..settings(EPOCHS) }, None)?;
