@@ -47,8 +47,8 @@ use std::sync::OnceLock;
 ///
 /// Products of at least 8 M multiply-adds (m·k·n) are split across up to
 /// [`num_threads`] threads (one band of rows or columns of C per thread), unless recent splits did
-/// not pay (the pool backs off, see `pool`); every element of C is computed by one thread, so
-/// results match the single-threaded ones up to f32 rounding. The instruction set depends on n
+/// not pay (the pool backs off, see `pool`); every element of C is computed by one thread, in the
+/// order the unsplit product sums it, so the results are the single-threaded ones bit for bit. The instruction set depends on n
 /// (see [`tuning_report`]).
 ///
 /// # Panics
@@ -150,11 +150,7 @@ pub fn sgemm_view(alpha: f32, a: View<'_>, b: View<'_>, beta: f32, c: &mut [f32]
     // inside its slice (`fits`, and C's last row ends within `c`), `c` is uniquely borrowed and the
     // parts' bands of C are disjoint; `isa` is a supported one (`tuned()`).
     if parts > 1 {
-        let part_len = |i| driver::plan(&driver::part(&p, tiles, split, i, parts), tiles).1;
-        scratch::reserve((0..parts).map(part_len).fold(driver::plan(&p, tiles).1, usize::max));
-        let work = m.saturating_mul(k).saturating_mul(n);
-        let chunk = |i| unsafe { run_one(isa, tiles, &driver::part(&p, tiles, split, i, parts)) };
-        pool::split_or_serial(work, threads, parts, &chunk, || unsafe { run_one(isa, tiles, &p) });
+        unsafe { run_split(isa, tiles, threads, &p, split, parts) };
         return;
     }
     unsafe { run_one(isa, tiles, &p) };
@@ -520,14 +516,7 @@ fn sgemm_tiled(
     // disjoint; `split_or_serial` returns only after every part is done, while the slices are borrowed;
     // `isa` is supported (see `tuned()` and the tests, which only pass detected ones).
     if parts > 1 {
-        // This thread runs whichever parts it claims first, or the whole product when the pool is
-        // busy (another thread's product): size its scratch for all of them now, so that it is there
-        // from the first split call (warm-up) on and a later call never allocates, whoever claims what.
-        let part_len = |i| driver::plan(&driver::part(&p, tiles, split, i, parts), tiles).1;
-        scratch::reserve((0..parts).map(part_len).fold(driver::plan(&p, tiles).1, usize::max));
-        let work = m.saturating_mul(k).saturating_mul(n);
-        let chunk = |i| unsafe { run_one(isa, tiles, &driver::part(&p, tiles, split, i, parts)) };
-        return pool::split_or_serial(work, par.threads, parts, &chunk, || unsafe { run_one(isa, tiles, &p) });
+        return unsafe { run_split(isa, tiles, par.threads, &p, split, parts) };
     }
     unsafe { run_one(isa, tiles, &p) };
     false
@@ -541,6 +530,53 @@ unsafe fn run_one(isa: Isa, tiles: Tiles, p: &Problem) {
     let (path, len) = driver::plan(p, tiles);
     // SAFETY: forwarded from this function's contract; `buf` has the length `plan` asked for.
     scratch::with(len, |buf| unsafe { isa.run(p, path, tiles, buf) });
+}
+
+/// Runs `p` in `parts` bands of `split` across the pool, or whole on this thread where the pool
+/// decides so (`pool::split_or_serial`); returns whether it was split.
+///
+/// Every part runs the whole product's path: a band can be small enough for another one (direct
+/// instead of packed, which sums k in one pass instead of kc-blocks), and whether the product is
+/// split at all is timed, so the bits would depend on the machine's load.
+///
+/// # Safety
+/// As [`driver::run`] for `p` (whose bands of C the parts are, disjoint), and the CPU must support
+/// `isa`, whose register tile `tiles` has.
+unsafe fn run_split(isa: Isa, tiles: Tiles, threads: usize, p: &Problem, split: driver::Split, parts: usize) -> bool {
+    let (path, whole_len) = driver::plan(p, tiles);
+    let part_len = |i| match path {
+        Path::Packed => packed_len_bound(&driver::part(p, tiles, split, i, parts), tiles),
+        _ => whole_len,
+    };
+    // This thread runs whichever parts it claims first, or the whole product when the pool is
+    // busy (another thread's product): size its scratch for all of them now, so that it is there
+    // from the first split call (warm-up) on and a later call never allocates, whoever claims what.
+    let len = (0..parts).map(part_len).fold(whole_len, usize::max);
+    scratch::reserve(len);
+    let work = p.m.saturating_mul(p.k).saturating_mul(p.n);
+    // SAFETY: forwarded from this function's contract; `len` covers every part's need on `path`.
+    let chunk = |i| unsafe { run_on(isa, tiles, &driver::part(p, tiles, split, i, parts), path, len) };
+    pool::split_or_serial(work, threads, parts, &chunk, || unsafe { run_on(isa, tiles, p, path, whole_len) })
+}
+
+/// Runs `p` on `path` with `len` floats of this thread's scratch.
+///
+/// # Safety
+/// As [`driver::run`], the CPU must support `isa`, whose register tile `tiles` has, and `len` must
+/// be at least what `path` needs for `p` (`driver::plan`'s length, or [`packed_len_bound`]).
+unsafe fn run_on(isa: Isa, tiles: Tiles, p: &Problem, path: Path, len: usize) {
+    // SAFETY: forwarded from this function's contract.
+    scratch::with(len, |buf| unsafe { isa.run(p, path, tiles, buf) });
+}
+
+/// At least the scratch the packed path needs for `p`: its A block (mc×kc) and B block (kc×nc),
+/// each side divided evenly into blocks of at most the tiles' sizes and rounded up to the register
+/// tile, so no larger than the side itself or the tiles' block, rounded up.
+fn packed_len_bound(p: &Problem, t: Tiles) -> usize {
+    let kc = p.k.min(t.kc);
+    let mc = (p.m.div_ceil(t.mr) * t.mr).min(t.mc.div_ceil(t.mr) * t.mr);
+    let nc = (p.n.div_ceil(t.nr) * t.nr).min(t.nc.div_ceil(t.nr) * t.nr);
+    mc * kc + kc * nc
 }
 
 /// c = beta·c, where beta == 0 writes zeros regardless of c's old contents.
@@ -1211,6 +1247,42 @@ mod tests {
             }
         }
         // Other tests may hold the pool now and then (then the product runs unsplit), not always.
+        assert!(split > 0, "no product was split");
+    }
+
+    #[test]
+    fn a_split_product_gives_the_bits_of_the_unsplit_one() {
+        // Whether a product is split is timed (`pool`): the parts must sum in the same order as the
+        // whole, also where a band alone would take another path (64×600×128 in 3 column bands of
+        // ≤ 48: direct, k in one pass, against packed, k in blocks of kc; 60×3000×50 in 2 row bands
+        // of 30 rows).
+        let mut rng = Rng::new(41);
+        let mut split = 0;
+        for &(m, k, n) in &[(64, 600, 128), (60, 3000, 50), (130, 300, 45), (256, 784, 512), (2, 700, 1000)] {
+            for (ta, tb, alpha, beta) in [(false, false, 1.0, 0.0), (true, false, 0.5, 1.0), (false, true, 1.0, -1.0)] {
+                let a = random(&mut rng, m * k);
+                let b = random(&mut rng, k * n);
+                let c0 = random(&mut rng, m * n);
+                for isa in Isa::available() {
+                    let mut whole = c0.clone();
+                    sgemm_on(isa, Par::SERIAL, m, k, n, alpha, &a, ta, &b, tb, beta, &mut whole, Epilogue::NONE);
+                    for threads in [2, 3, 4] {
+                        // The pool runs a product unsplit now and then (calibration, another test's
+                        // product): try until it splits.
+                        for _ in 0..40 {
+                            let mut c = c0.clone();
+                            let par = Par { threads, min_work: 1 };
+                            if sgemm_on(isa, par, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c, Epilogue::NONE) {
+                                let differ = c.iter().zip(&whole).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+                                assert_eq!(differ, 0, "{isa:?} {m}×{k}×{n} ta={ta} tb={tb} in {threads} parts");
+                                split += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
         assert!(split > 0, "no product was split");
     }
 
