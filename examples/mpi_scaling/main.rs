@@ -9,7 +9,7 @@
 //!
 //! Without arguments the gradients are summed in one `MPI_Allreduce` after backward
 //! (`Fit { overlap_buckets: None }`); with `overlap BYTES` the sum overlaps backward in buckets of
-//! `BYTES` (`Some(BYTES)`):
+//! `BYTES` (`Some(BYTES)`; `fit`'s default is 1 MiB, `Fit::OVERLAP_BUCKET`):
 //! `MODELC_NUM_THREADS=1 mpirun -n 2 target/release/examples/mpi_scaling overlap 1048576`
 
 use std::time::Instant;

@@ -189,6 +189,7 @@ pub use mpi_impl::Mpi;
 mod mpi_impl {
     use super::{Backward, Collective};
     use crate::error::{Error, Result};
+    use crate::kernels::gemm;
     use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
     use mpi::datatype::Equivalence;
     use mpi::ffi::MPI_Request;
@@ -215,13 +216,17 @@ mod mpi_impl {
     }
 
     impl Mpi {
-        /// Initializes MPI (a program run without `mpirun` is one process of rank 0). An error when MPI
-        /// was already initialized.
+        /// Initializes MPI (a program run without `mpirun` is one process of rank 0), and makes every
+        /// rank run its matrix products with rank 0's kernels and block sizes, so that the ranks round
+        /// alike (see `share_gemm_choice`). An error when MPI was already initialized, or on every rank
+        /// when a rank already ran a product with other kernels (create `Mpi` first thing in `main`).
         pub fn init() -> Result<Mpi> {
-            match mpi::initialize() {
-                Some(universe) => Ok(Mpi { _universe: universe }),
-                None => Err(Error::Distributed { message: "MPI is already initialized; create `Mpi` once".into() }),
-            }
+            let mpi = match mpi::initialize() {
+                Some(universe) => Mpi { _universe: universe },
+                None => return Err(Error::Distributed { message: "MPI is already initialized; create `Mpi` once".into() }),
+            };
+            share_gemm_choice()?;
+            Ok(mpi)
         }
 
         /// The whole `main` of a data-parallel program: initializes MPI, runs `program`, and turns its
@@ -302,6 +307,30 @@ mod mpi_impl {
         pub fn abort(&self, code: i32, message: &str) -> ! {
             eprintln!("rank {}: {message}", self.rank());
             SimpleCommunicator::world().abort(code)
+        }
+    }
+
+    /// Makes every rank run the GEMM with rank 0's kernels and block sizes (a collective, run by
+    /// [`Mpi::init`] before any product): the instruction sets round differently, so ranks that
+    /// chose apart (a mixed cluster, or a timing probe on a core CPUID does not name) would compute
+    /// the same step differently. Capped at the best instruction set every rank has.
+    fn share_gemm_choice() -> Result<()> {
+        let world = SimpleCommunicator::world();
+        if world.size() < 2 {
+            return Ok(());
+        }
+        let mut cap = 0u64;
+        world.all_reduce_into(&gemm::best_isa_code(), &mut cap, SystemOperation::min());
+        let mut words = if world.rank() == 0 { gemm::choice_words(cap) } else { [0; gemm::CHOICE_WORDS] };
+        world.process_at_rank(0).broadcast_into(&mut words[..]);
+        let adopted = gemm::adopt_choice(&words);
+        // Every rank learns whether all adopted it, so that all return the same result.
+        let mut failed = 0u64;
+        world.all_reduce_into(&u64::from(adopted.is_err()), &mut failed, SystemOperation::sum());
+        match (adopted, failed) {
+            (_, 0) => Ok(()),
+            (Err(message), _) => Err(Error::Distributed { message: format!("rank {}: {message}", world.rank()) }),
+            (Ok(()), n) => Err(Error::Distributed { message: format!("{n} other rank(s) could not take rank 0's GEMM kernels") }),
         }
     }
 

@@ -47,8 +47,8 @@ use std::sync::OnceLock;
 ///
 /// Products of at least 8 M multiply-adds (m·k·n) are split across up to
 /// [`num_threads`] threads (one band of rows or columns of C per thread), unless recent splits did
-/// not pay (the pool backs off, see `pool`); every element of C is computed by one thread, so
-/// results match the single-threaded ones up to f32 rounding. The instruction set depends on n
+/// not pay (the pool backs off, see `pool`); every element of C is computed by one thread, in the
+/// order the unsplit product sums it, so the results are the single-threaded ones bit for bit. The instruction set depends on n
 /// (see [`tuning_report`]).
 ///
 /// # Panics
@@ -150,11 +150,7 @@ pub fn sgemm_view(alpha: f32, a: View<'_>, b: View<'_>, beta: f32, c: &mut [f32]
     // inside its slice (`fits`, and C's last row ends within `c`), `c` is uniquely borrowed and the
     // parts' bands of C are disjoint; `isa` is a supported one (`tuned()`).
     if parts > 1 {
-        let part_len = |i| driver::plan(&driver::part(&p, tiles, split, i, parts), tiles).1;
-        scratch::reserve((0..parts).map(part_len).fold(driver::plan(&p, tiles).1, usize::max));
-        let work = m.saturating_mul(k).saturating_mul(n);
-        let chunk = |i| unsafe { run_one(isa, tiles, &driver::part(&p, tiles, split, i, parts)) };
-        pool::split_or_serial(work, threads, parts, &chunk, || unsafe { run_one(isa, tiles, &p) });
+        unsafe { run_split(isa, tiles, threads, &p, split, parts) };
         return;
     }
     unsafe { run_one(isa, tiles, &p) };
@@ -520,14 +516,7 @@ fn sgemm_tiled(
     // disjoint; `split_or_serial` returns only after every part is done, while the slices are borrowed;
     // `isa` is supported (see `tuned()` and the tests, which only pass detected ones).
     if parts > 1 {
-        // This thread runs whichever parts it claims first, or the whole product when the pool is
-        // busy (another thread's product): size its scratch for all of them now, so that it is there
-        // from the first split call (warm-up) on and a later call never allocates, whoever claims what.
-        let part_len = |i| driver::plan(&driver::part(&p, tiles, split, i, parts), tiles).1;
-        scratch::reserve((0..parts).map(part_len).fold(driver::plan(&p, tiles).1, usize::max));
-        let work = m.saturating_mul(k).saturating_mul(n);
-        let chunk = |i| unsafe { run_one(isa, tiles, &driver::part(&p, tiles, split, i, parts)) };
-        return pool::split_or_serial(work, par.threads, parts, &chunk, || unsafe { run_one(isa, tiles, &p) });
+        return unsafe { run_split(isa, tiles, par.threads, &p, split, parts) };
     }
     unsafe { run_one(isa, tiles, &p) };
     false
@@ -541,6 +530,53 @@ unsafe fn run_one(isa: Isa, tiles: Tiles, p: &Problem) {
     let (path, len) = driver::plan(p, tiles);
     // SAFETY: forwarded from this function's contract; `buf` has the length `plan` asked for.
     scratch::with(len, |buf| unsafe { isa.run(p, path, tiles, buf) });
+}
+
+/// Runs `p` in `parts` bands of `split` across the pool, or whole on this thread where the pool
+/// decides so (`pool::split_or_serial`); returns whether it was split.
+///
+/// Every part runs the whole product's path: a band can be small enough for another one (direct
+/// instead of packed, which sums k in one pass instead of kc-blocks), and whether the product is
+/// split at all is timed, so the bits would depend on the machine's load.
+///
+/// # Safety
+/// As [`driver::run`] for `p` (whose bands of C the parts are, disjoint), and the CPU must support
+/// `isa`, whose register tile `tiles` has.
+unsafe fn run_split(isa: Isa, tiles: Tiles, threads: usize, p: &Problem, split: driver::Split, parts: usize) -> bool {
+    let (path, whole_len) = driver::plan(p, tiles);
+    let part_len = |i| match path {
+        Path::Packed => packed_len_bound(&driver::part(p, tiles, split, i, parts), tiles),
+        _ => whole_len,
+    };
+    // This thread runs whichever parts it claims first, or the whole product when the pool is
+    // busy (another thread's product): size its scratch for all of them now, so that it is there
+    // from the first split call (warm-up) on and a later call never allocates, whoever claims what.
+    let len = (0..parts).map(part_len).fold(whole_len, usize::max);
+    scratch::reserve(len);
+    let work = p.m.saturating_mul(p.k).saturating_mul(p.n);
+    // SAFETY: forwarded from this function's contract; `len` covers every part's need on `path`.
+    let chunk = |i| unsafe { run_on(isa, tiles, &driver::part(p, tiles, split, i, parts), path, len) };
+    pool::split_or_serial(work, threads, parts, &chunk, || unsafe { run_on(isa, tiles, p, path, whole_len) })
+}
+
+/// Runs `p` on `path` with `len` floats of this thread's scratch.
+///
+/// # Safety
+/// As [`driver::run`], the CPU must support `isa`, whose register tile `tiles` has, and `len` must
+/// be at least what `path` needs for `p` (`driver::plan`'s length, or [`packed_len_bound`]).
+unsafe fn run_on(isa: Isa, tiles: Tiles, p: &Problem, path: Path, len: usize) {
+    // SAFETY: forwarded from this function's contract.
+    scratch::with(len, |buf| unsafe { isa.run(p, path, tiles, buf) });
+}
+
+/// At least the scratch the packed path needs for `p`: its A block (mc×kc) and B block (kc×nc),
+/// each side divided evenly into blocks of at most the tiles' sizes and rounded up to the register
+/// tile, so no larger than the side itself or the tiles' block, rounded up.
+fn packed_len_bound(p: &Problem, t: Tiles) -> usize {
+    let kc = p.k.min(t.kc);
+    let mc = (p.m.div_ceil(t.mr) * t.mr).min(t.mc.div_ceil(t.mr) * t.mr);
+    let nc = (p.n.div_ceil(t.nr) * t.nr).min(t.nc.div_ceil(t.nr) * t.nr);
+    mc * kc + kc * nc
 }
 
 /// c = beta·c, where beta == 0 writes zeros regardless of c's old contents.
@@ -573,15 +609,20 @@ pub const ISA_ENV: &str = "MODELC_GEMM_ISA";
 pub const BLOCKS_ENV: &str = "MODELC_GEMM_BLOCKS";
 
 /// What the kernels run with on this CPU: the choice and each instruction set's tiles.
+#[derive(Clone, Debug, PartialEq)]
 struct Tuned {
-    /// What it was decided from.
+    /// What it was decided from (on the rank it was decided on, when `adopted`).
     desc: cpu::CpuDesc,
+    /// This core's identity.
+    core: cpu::Core,
     choice: cpu::Choice,
     /// Indexed by `Isa::code() - 1`.
     tiles: [Tiles; 3],
+    /// Taken from rank 0 of a distributed job ([`adopt_choice`]) rather than decided here.
+    adopted: bool,
 }
 
-/// Detected once, at the first product.
+/// Detected once, at the first product (or set by [`adopt_choice`] before it).
 static TUNED: OnceLock<Tuned> = OnceLock::new();
 
 /// This CPU's [`Tuned`], detected (and probed) on first use.
@@ -590,19 +631,17 @@ fn tuned() -> &'static Tuned {
     TUNED.get_or_init(detect)
 }
 
-/// [`tuned`] on its first call: reads `MODELC_GEMM_ISA`, the flags and caches, probes the FMA
-/// widths when that can change the choice, and decides.
+/// [`tuned`] on its first call: reads `MODELC_GEMM_ISA`, the flags, the core's identity and caches,
+/// probes the FMA widths only where neither the variable nor the identity decides, and decides.
 #[cold]
 fn detect() -> Tuned {
     let wanted = std::env::var(ISA_ENV).ok();
-    let available = Isa::available();
-    let forced = available.iter().copied().find(|i| wanted.as_deref() == Some(i.name()));
-    #[cfg(target_arch = "x86_64")]
-    let (avx2_fma, avx512f) = (available.contains(&Isa::Avx2), available.contains(&Isa::Avx512));
-    #[cfg(not(target_arch = "x86_64"))]
-    let (avx2_fma, avx512f) = (false, false);
-    let wide_ratio = if forced.is_none() && avx512f { cpu::probe_wide_ratio() } else { None };
-    let desc = cpu::CpuDesc { avx2_fma, avx512f, caches: cpu::detect_caches(), wide_ratio };
+    let forced = Isa::available().into_iter().find(|i| wanted.as_deref() == Some(i.name()));
+    let flags = detect_flags();
+    let core = cpu::detect_core();
+    let wide_fma = if flags.avx512f { cpu::wide_fma_from_cpuid(&core) } else { None };
+    let wide_ratio = if forced.is_none() && flags.avx512f && wide_fma.is_none() { cpu::probe_wide_ratio() } else { None };
+    let desc = cpu::CpuDesc { wide_fma, wide_ratio, ..flags };
     let choice = cpu::choose(&desc, forced);
     let blocks = std::env::var(BLOCKS_ENV).ok().and_then(|v| cpu::parse_blocks(&v));
     let tiles = [1, 2, 3].map(|code| {
@@ -610,31 +649,133 @@ fn detect() -> Tuned {
         let t = cpu::tiles_for(mr, nr, choice.caches);
         blocks.map_or(t, |b| cpu::with_blocks(t, b))
     });
-    Tuned { desc, choice, tiles }
+    Tuned { desc, core, choice, tiles, adopted: false }
+}
+
+/// Words of [`choice_words`]: the wide and narrow instruction sets, the caches, the measured ratio's
+/// bits, what CPUID said, and each instruction set's kc, mc and nc.
+#[cfg(any(feature = "mpi", test))]
+pub(crate) const CHOICE_WORDS: usize = 16;
+
+/// The best instruction set this process can run, as a number that orders them (for the minimum
+/// over the ranks of a distributed job, [`choice_words`]'s `cap`).
+#[cfg(any(feature = "mpi", test))]
+pub(crate) fn best_isa_code() -> u64 {
+    Isa::available().iter().map(|i| u64::from(i.code())).max().unwrap_or(1)
+}
+
+/// This process' choice (decided now unless a product or an adoption decided it before), with no
+/// instruction set above `cap` (a [`best_isa_code`]), as words to broadcast to the other ranks of a
+/// distributed job, which [`adopt_choice`] them.
+#[cfg(any(feature = "mpi", test))]
+pub(crate) fn choice_words(cap: u64) -> [u64; CHOICE_WORDS] {
+    let t = TUNED.get().cloned().unwrap_or_else(detect);
+    let capped = |isa: Isa| u64::from(isa.code()).min(cap).max(1);
+    let c = t.desc.caches;
+    let ratio = t.desc.wide_ratio.map_or(u64::MAX, |r| u64::from(r.to_bits()));
+    let wide_fma = match t.desc.wide_fma {
+        None => 0,
+        Some(cpu::WideFma::Same) => 1,
+        Some(cpu::WideFma::Double) => 2,
+    };
+    let mut w = [0u64; CHOICE_WORDS];
+    w[..7].copy_from_slice(&[capped(t.choice.wide), capped(t.choice.narrow), c.l1d as u64, c.l2 as u64, c.l3 as u64, ratio, wide_fma]);
+    for (i, tiles) in t.tiles.iter().enumerate() {
+        w[7 + 3 * i..10 + 3 * i].copy_from_slice(&[tiles.kc as u64, tiles.mc as u64, tiles.nc as u64]);
+    }
+    w
+}
+
+/// Makes this process compute its products as [`choice_words`] on rank 0 said: the same instruction
+/// sets and block sizes, so that every rank rounds alike (the instruction sets round differently,
+/// and the block size kc orders the sums). An error when a product already ran here with another
+/// choice, or when the words name an instruction set this CPU lacks (`cap` prevents it).
+#[cfg(any(feature = "mpi", test))]
+pub(crate) fn adopt_choice(words: &[u64; CHOICE_WORDS]) -> Result<(), String> {
+    let isa = |code: u64| {
+        let isa = Isa::from_code(u8::try_from(code).unwrap_or(0));
+        match Isa::available().contains(&isa) && u64::from(isa.code()) == code {
+            true => Ok(isa),
+            false => Err(format!("rank 0 chose the GEMM instruction set {code}, which this CPU lacks")),
+        }
+    };
+    let (wide, narrow) = (isa(words[0])?, isa(words[1])?);
+    let size = |w: u64| usize::try_from(w).unwrap_or(usize::MAX);
+    let caches = cpu::Caches { l1d: size(words[2]), l2: size(words[3]), l3: size(words[4]) };
+    let own = cpu::CpuDesc { caches, ..detect_flags() };
+    let wide_ratio = u32::try_from(words[5]).ok().map(f32::from_bits);
+    let wide_fma = match words[6] {
+        1 => Some(cpu::WideFma::Same),
+        2 => Some(cpu::WideFma::Double),
+        _ => None,
+    };
+    let tiles = [1u8, 2, 3].map(|code| {
+        let (mr, nr) = Isa::from_code(code).micro();
+        let b = &words[7 + 3 * usize::from(code - 1)..10 + 3 * usize::from(code - 1)];
+        Tiles { mr, nr, kc: size(b[0]), mc: size(b[1]), nc: size(b[2]) }
+    });
+    let adopted = Tuned {
+        desc: cpu::CpuDesc { wide_fma, wide_ratio, ..own },
+        core: cpu::detect_core(),
+        choice: cpu::Choice { wide, narrow, caches },
+        tiles,
+        adopted: true,
+    };
+    let set = TUNED.get_or_init(|| adopted.clone());
+    if (set.choice, set.tiles) == (adopted.choice, adopted.tiles) {
+        Ok(())
+    } else {
+        Err(format!(
+            "a GEMM ran on this rank before MPI was set up and chose other kernels than rank 0 ({:?} against {:?}): create `Mpi` before any product runs",
+            set.choice, adopted.choice
+        ))
+    }
+}
+
+/// This CPU's flags and caches, nothing measured.
+fn detect_flags() -> cpu::CpuDesc {
+    let available = Isa::available();
+    #[cfg(target_arch = "x86_64")]
+    let (avx2_fma, avx512f) = (available.contains(&Isa::Avx2), available.contains(&Isa::Avx512));
+    #[cfg(not(target_arch = "x86_64"))]
+    let (avx2_fma, avx512f) = (false, false);
+    cpu::CpuDesc { avx2_fma, avx512f, caches: cpu::detect_caches(), wide_fma: None, wide_ratio: None }
 }
 
 /// One line saying what the GEMM chose on this CPU and from what: the instruction set for wide and
-/// for thin products, the caches, the measured 512-bit over 256-bit FMA throughput, and the
-/// packed path's block sizes (for benchmark reports; `examples/peak` prints it).
+/// for thin products, the caches, the core's identity and what it says of the 512-bit FMAs (or the
+/// measured 512-bit over 256-bit FMA throughput where it says nothing), and the packed path's block
+/// sizes (for benchmark reports; `examples/peak` prints it). Under `mpirun`, every rank reports
+/// rank 0's choice.
 pub fn tuning_report() -> String {
     let t = tuned();
     let c = t.desc.caches;
-    let ratio = t.desc.wide_ratio.map_or("not measured".to_string(), |r| format!("{r:.2}"));
+    let basis = match (t.desc.wide_fma, t.desc.wide_ratio) {
+        (Some(cpu::WideFma::Same), _) => "AVX-512 FMAs as fast as AVX2's per the CPU's identity".to_string(),
+        (Some(cpu::WideFma::Double), _) => "AVX-512 FMAs twice AVX2's per the CPU's identity".to_string(),
+        (None, Some(r)) => format!("AVX-512/AVX2 FMA throughput measured {r:.2}"),
+        (None, None) => "AVX-512/AVX2 FMA throughput not measured".to_string(),
+    };
     let wide = t.choice.wide.tiles();
     format!(
-        "wide products (n ≥ {}): {}, thin ones: {}; L1d {} KiB, L2 {} KiB, L3 {} KiB; AVX-512/AVX2 FMA throughput {}; {}×{} tile, blocks kc {} mc {} nc {}",
+        "wide products (n ≥ {}): {}, thin ones: {}; L1d {} KiB, L2 {} KiB, L3 {} KiB; {:?} family {:#x} model {:#x} ({}); {}; {}×{} tile, blocks kc {} mc {} nc {}{}",
         cpu::WIDE_MIN_N,
         t.choice.wide.name(),
         t.choice.narrow.name(),
         c.l1d >> 10,
         c.l2 >> 10,
         c.l3 >> 10,
-        ratio,
+        t.core.vendor,
+        t.core.family,
+        t.core.model,
+        t.core.brand,
+        basis,
         wide.mr,
         wide.nr,
         wide.kc,
         wide.mc,
-        wide.nc
+        wide.nc,
+        if t.adopted { "; rank 0's choice" } else { "" }
     )
 }
 
@@ -1000,6 +1141,28 @@ mod tests {
     }
 
     #[test]
+    fn a_choice_sent_as_words_is_adopted_and_another_one_after_a_product_is_refused() {
+        // What rank 0 sends and every rank adopts under MPI (`distributed::share_gemm_choice`).
+        let words = choice_words(best_isa_code());
+        assert_eq!(adopt_choice(&words), Ok(()));
+        let t = tuned();
+        assert_eq!(choice_words(best_isa_code()), words);
+        assert_eq!((u64::from(t.choice.wide.code()), u64::from(t.choice.narrow.code())), (words[0], words[1]));
+        // Other block sizes once the kernels are set (a product ran before `Mpi::init`): refused.
+        let mut other = words;
+        other[10] += 32;
+        assert!(adopt_choice(&other).is_err_and(|e| e.contains("before any product")), "{:?}", adopt_choice(&other));
+        // An instruction set this CPU lacks: refused, naming it.
+        let mut lacking = words;
+        lacking[0] = 9;
+        assert!(adopt_choice(&lacking).is_err_and(|e| e.contains("lacks")));
+        // The cap (the best instruction set every rank has) bounds both choices.
+        let capped = choice_words(1);
+        assert_eq!((capped[0], capped[1]), (1, 1));
+        assert_eq!(capped[2..], words[2..]);
+    }
+
+    #[test]
     fn sgemm_and_sgemm_blocks_run_on_the_instruction_set_chosen_for_their_width() {
         let t = tuned();
         // Whatever this CPU is, thin products take the narrow choice and wide ones the wide one,
@@ -1084,6 +1247,42 @@ mod tests {
             }
         }
         // Other tests may hold the pool now and then (then the product runs unsplit), not always.
+        assert!(split > 0, "no product was split");
+    }
+
+    #[test]
+    fn a_split_product_gives_the_bits_of_the_unsplit_one() {
+        // Whether a product is split is timed (`pool`): the parts must sum in the same order as the
+        // whole, also where a band alone would take another path (64×600×128 in 3 column bands of
+        // ≤ 48: direct, k in one pass, against packed, k in blocks of kc; 60×3000×50 in 2 row bands
+        // of 30 rows).
+        let mut rng = Rng::new(41);
+        let mut split = 0;
+        for &(m, k, n) in &[(64, 600, 128), (60, 3000, 50), (130, 300, 45), (256, 784, 512), (2, 700, 1000)] {
+            for (ta, tb, alpha, beta) in [(false, false, 1.0, 0.0), (true, false, 0.5, 1.0), (false, true, 1.0, -1.0)] {
+                let a = random(&mut rng, m * k);
+                let b = random(&mut rng, k * n);
+                let c0 = random(&mut rng, m * n);
+                for isa in Isa::available() {
+                    let mut whole = c0.clone();
+                    sgemm_on(isa, Par::SERIAL, m, k, n, alpha, &a, ta, &b, tb, beta, &mut whole, Epilogue::NONE);
+                    for threads in [2, 3, 4] {
+                        // The pool runs a product unsplit now and then (calibration, another test's
+                        // product): try until it splits.
+                        for _ in 0..40 {
+                            let mut c = c0.clone();
+                            let par = Par { threads, min_work: 1 };
+                            if sgemm_on(isa, par, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c, Epilogue::NONE) {
+                                let differ = c.iter().zip(&whole).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+                                assert_eq!(differ, 0, "{isa:?} {m}×{k}×{n} ta={ta} tb={tb} in {threads} parts");
+                                split += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
         assert!(split > 0, "no product was split");
     }
 
