@@ -267,30 +267,38 @@ fn kept(m: &Mha, mask: Option<&Mask<'_>>, s: usize, i: usize, j: usize) -> bool 
 }
 
 /// Masked softmax of rows `i0..` of one head's scores in place (`p` holds whole rows of `tv`; Keras
-/// `Softmax(mask)`), compiled for AVX2 where the CPU has it. With `sums`, the rows are left
+/// `Softmax(mask)`), compiled for AVX2 + FMA where the CPU has them. With `sums`, the rows are left
 /// unnormalized (e^(s − max), masked positions 0) and row r's divisor goes to `sums[r]`: the product
 /// with the values divides its rows instead.
 fn masked_softmax(m: &Mha, mask: Option<&Mask<'_>>, s: usize, i0: usize, p: &mut [f32], sums: Option<&mut [f32]>) {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2.
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA.
         return unsafe { masked_softmax_avx2(m, mask, s, i0, p, sums) };
     }
-    masked_softmax_on(m, mask, s, i0, p, sums)
+    masked_softmax_on::<false>(m, mask, s, i0, p, sums)
 }
 
-/// [`masked_softmax_on`] compiled for AVX2. Safety: the CPU must have AVX2.
+/// [`masked_softmax_on`] compiled for AVX2 + FMA, the exponentials' multiply-adds fused. Safety: the
+/// CPU must have AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn masked_softmax_avx2(m: &Mha, mask: Option<&Mask<'_>>, s: usize, i0: usize, p: &mut [f32], sums: Option<&mut [f32]>) {
-    masked_softmax_on(m, mask, s, i0, p, sums)
+    masked_softmax_on::<true>(m, mask, s, i0, p, sums)
 }
 
 /// [`masked_softmax`]'s work. With only the causal mask, row i's softmax runs over its first i + 1
 /// scores and the rest are set to 0: the same values as scoring them −1e9 (their exponentials are 0
 /// in f32), without touching them. An explicit or step mask marks each position as Keras does.
 #[inline(always)]
-fn masked_softmax_on(m: &Mha, mask: Option<&Mask<'_>>, s: usize, i0: usize, p: &mut [f32], mut sums: Option<&mut [f32]>) {
+fn masked_softmax_on<const FUSED: bool>(
+    m: &Mha,
+    mask: Option<&Mask<'_>>,
+    s: usize,
+    i0: usize,
+    p: &mut [f32],
+    mut sums: Option<&mut [f32]>,
+) {
     for (r, row) in p.chunks_exact_mut(m.tv).enumerate() {
         let i = i0 + r;
         // The row's divisor, and how many of its values may be nonzero.
@@ -300,7 +308,7 @@ fn masked_softmax_on(m: &Mha, mask: Option<&Mask<'_>>, s: usize, i0: usize, p: &
                     *v = MASKED;
                 }
             }
-            let sum = softmax_row_sum(row);
+            let sum = softmax_row_sum::<FUSED>(row);
             for (j, v) in row.iter_mut().enumerate() {
                 if !kept(m, mask, s, i, j) {
                     *v = 0.0;
@@ -310,9 +318,9 @@ fn masked_softmax_on(m: &Mha, mask: Option<&Mask<'_>>, s: usize, i0: usize, p: &
         } else if m.causal {
             let (live, future) = row.split_at_mut((i + 1).min(m.tv));
             future.fill(0.0);
-            (softmax_row_sum(live), live.len())
+            (softmax_row_sum::<FUSED>(live), live.len())
         } else {
-            (softmax_row_sum(row), m.tv)
+            (softmax_row_sum::<FUSED>(row), m.tv)
         };
         match sums.as_deref_mut() {
             Some(out) => out[r] = sum,
