@@ -8,9 +8,10 @@
 //! `peers/`.
 //!
 //! `cargo bench --bench recurrent -- --warm-up-time 1 --measurement-time 2` (one variant: add its
-//! group's prefix, e.g. `-- R2`).
+//! group's prefix, e.g. `-- R2`); `MODELC_BENCH_CLOCK=cpu` times every cell by the thread's CPU time.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use modelc::fpenv::FlushDenormals;
 use modelc::init::Rng;
 use modelc::ndarray::Array2;
@@ -20,6 +21,9 @@ use std::hint::black_box;
 #[allow(dead_code, unused_imports)] // the vision and BENCH models' baselines are the models bench's
 mod baseline;
 use baseline::recurrent::{BiLstmModel, GruModel, LstmModel, STEPS, VOCAB};
+
+#[path = "support/cputime.rs"]
+mod cputime;
 
 // The model itself is shared with the peers bench (`peers/`).
 #[path = "bench_models/recurrent.rs"]
@@ -36,6 +40,26 @@ fn labels(batch: usize, seed: u64) -> Array2<f32> {
     Array2::from_shape_fn((batch, 1), |_| f32::from(u8::from(rng.uniform(0.0, 1.0) > 0.5)))
 }
 
+/// Benches `f` as cell `id`. With `MODELC_BENCH_CLOCK=cpu` a call is timed by the thread's CPU time
+/// instead of the wall clock (everything here runs on one thread): steadier on a machine shared with
+/// other work.
+fn cell<O>(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, batch: usize, mut f: impl FnMut() -> O) {
+    let cpu = std::env::var("MODELC_BENCH_CLOCK").is_ok_and(|v| v == "cpu");
+    group.bench_with_input(BenchmarkId::new(id, batch), &batch, |b, _| {
+        if cpu {
+            b.iter_custom(|iters| {
+                let start = cputime::duration(cputime::THREAD);
+                for _ in 0..iters {
+                    black_box(f());
+                }
+                cputime::duration(cputime::THREAD).saturating_sub(start)
+            })
+        } else {
+            b.iter(&mut f)
+        }
+    });
+}
+
 /// Inference at batch 1 and 32 and a training step at batch 32 of one generated model and of its
 /// hand-written baseline.
 macro_rules! variant {
@@ -47,15 +71,11 @@ macro_rules! variant {
             let mut model = $model::new(0);
             let inputs = $inputs { tokens: x.view() };
             let mut out = model.predict(&inputs).unwrap();
-            group.bench_with_input(BenchmarkId::new("modelc", batch), &batch, |b, _| {
-                b.iter(|| model.predict_into(black_box(&inputs), &mut out).unwrap())
-            });
+            cell(&mut group, "modelc", batch, || model.predict_into(black_box(&inputs), &mut out).unwrap());
             let mut hand = $hand::new(batch);
             let mut probs = vec![0.0f32; batch];
             let _flush = FlushDenormals::new();
-            group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
-                b.iter(|| hand.forward(black_box(x.view()), &mut probs))
-            });
+            cell(&mut group, "handwritten", batch, || hand.forward(black_box(x.view()), &mut probs));
         }
         group.finish();
         let mut group = $c.benchmark_group(concat!($name, " train step"));
@@ -67,15 +87,11 @@ macro_rules! variant {
         let inputs = $inputs { tokens: x.view() };
         let targets = $targets { score: y.view() };
         let mut trainer = model.compile(Adam::default(), $losses { score: Loss::BinaryCrossentropy }, &[]);
-        group.bench_with_input(BenchmarkId::new("modelc", batch), &batch, |b, _| {
-            b.iter(|| trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap())
-        });
+        cell(&mut group, "modelc", batch, || trainer.train_step(black_box(&inputs), black_box(&targets)).unwrap());
         let mut hand = $hand::new(batch);
         let mut probs = vec![0.0f32; batch];
         let _flush = FlushDenormals::new();
-        group.bench_with_input(BenchmarkId::new("handwritten", batch), &batch, |b, _| {
-            b.iter(|| hand.train_step(black_box(x.view()), black_box(y.view()), &mut probs))
-        });
+        cell(&mut group, "handwritten", batch, || hand.train_step(black_box(x.view()), black_box(y.view()), &mut probs));
         group.finish();
     }};
 }
