@@ -274,7 +274,19 @@ def cross_attention():
     return keras.Model([q, v], [y, s], name="cross_attention")
 
 
-MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention, masked, masked_attention, seq2seq, masked_glue, cross_attention]
+def recurrent_sum():
+    """What `recurrent` leaves out: Bidirectional with merge_mode="sum", and a SimpleRNN returning its
+    sequence and its state. (Keras 3.x refuses Bidirectional around a layer with go_backwards=True: "Forward
+    layer and backward layer should have different `go_backwards` value".)"""
+    x = keras.Input(shape=(6, 3), name="x")
+    s = layers.Bidirectional(layers.LSTM(3, return_sequences=True), merge_mode="sum", name="bisum")(x)
+    seq, h = layers.SimpleRNN(2, return_sequences=True, return_state=True, name="rnn")(s)
+    y = layers.Dense(2, name="y")(layers.Concatenate(name="cat")([layers.Flatten(name="flat")(seq), h]))
+    return keras.Model(x, y, name="recurrent_sum")
+
+
+# New models go last: each model's random draws follow those of the models before it.
+MODELS = [mlp, graph, vision, sequence, nested, recurrent, seq_attention, masked, masked_attention, seq2seq, masked_glue, cross_attention, recurrent_sum]
 
 
 def unsupported():

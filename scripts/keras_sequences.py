@@ -11,8 +11,10 @@ started from a computed state without bias, an LSTM with other activations and w
 (`masked_steps`), and masked LSTM, GRU (`go_backwards`) and Bidirectional SimpleRNN layers
 (`masked_lstm`), MultiHeadAttention reading its operands' masks (`masked_attention`), Keras' `Attention` reading them
 (`masked_dot_attention`), masks joined by Concatenate along the steps and both sequences of
-`Bidirectional(merge_mode=None)` carrying the mask (`masked_glue`), their inputs padded by `pad_ids` / `pad_steps`. Writes
-tests/fixtures/{seq2seq,rnn_cells,bidirectional,masked_*}.safetensors in the
+`Bidirectional(merge_mode=None)` carrying the mask (`masked_glue`), their inputs padded by `pad_ids` / `pad_steps`;
+and the options the first models leave out (`rnn_options`: SimpleRNN with `return_state` and
+`initial_state`, LSTM with `go_backwards`, GRU with other activations). Writes
+tests/fixtures/{seq2seq,rnn_cells,bidirectional,masked_*,rnn_options}.safetensors in the
 format of scripts/keras_reference.py (param/, input/, target/, output/, loss, grad/, adam3/) with its
 `export`; a recurrent layer's weights are named by their Keras path, through the cell
 (`lstm/lstm_cell/kernel`), as modelc names them.
@@ -77,6 +79,24 @@ def bidirectional():
     a = layers.Bidirectional(layers.LSTM(2, name="lstm"), merge_mode="ave", name="bidirectional_4")(c)
     pooled = layers.GlobalAveragePooling1D(name="global_average_pooling1d")(s)
     y = layers.Concatenate(name="concatenate")([f, b, hf, hb, m, a, pooled])
+    model = keras.Model([x], {"y": y})
+    return model, {"y": keras.losses.MeanSquaredError()}
+
+
+def rnn_options():
+    """The options `rnn_cells` and `bidirectional` leave out: SimpleRNN returning its state and started
+    from one, LSTM going backwards with its sequence and states out and computed initial states, GRU
+    with other activations going backwards over that reversed sequence."""
+    x = keras.Input(shape=(5, 3), name="x")
+    s, h = layers.SimpleRNN(4, return_sequences=True, return_state=True, name="simple_rnn")(x)
+    h0 = layers.Dense(3, name="dense")(h)
+    c0 = layers.Dense(3, activation="tanh", name="dense_1")(h)
+    seq, hl, cl = layers.LSTM(3, go_backwards=True, return_sequences=True, return_state=True, name="lstm")(s, initial_state=[h0, c0])
+    r0 = layers.Dense(2, name="dense_2")(hl)
+    r = layers.SimpleRNN(2, go_backwards=True, name="simple_rnn_1")(seq, initial_state=[r0])
+    g = layers.GRU(2, activation="elu", recurrent_activation="tanh", go_backwards=True, return_sequences=True, name="gru")(seq)
+    p = layers.GlobalAveragePooling1D(name="global_average_pooling1d")(g)
+    y = layers.Concatenate(name="concatenate")([layers.Flatten(name="flatten")(seq), hl, cl, h, r, p])
     model = keras.Model([x], {"y": y})
     return model, {"y": keras.losses.MeanSquaredError()}
 
@@ -226,6 +246,7 @@ MODELS = {
     "masked_attention": masked_attention,
     "masked_dot_attention": masked_dot_attention,
     "masked_glue": masked_glue,
+    "rnn_options": rnn_options,
 }
 PADS = {"masked_tokens": pad_ids, "masked_steps": pad_steps, "masked_lstm": pad_steps, "masked_attention": pad_both, "masked_dot_attention": pad_both, "masked_glue": pad_steps}
 

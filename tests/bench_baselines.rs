@@ -2,7 +2,9 @@
 //! benches/models.rs) compute what modelc computes for the same benchmark model
 //! (`benches/bench_models`): loaded with modelc's initial weights, the same outputs, the same
 //! gradients of the training loss, and the same weights (moving statistics included) after one Adam
-//! step. A baseline that computes something else is not a baseline, so its figures would mean nothing.
+//! step. The same for the recurrent baselines of `benches/baseline/recurrent.rs` (R1–R3 of issue #17,
+//! the `handwritten` cells of benches/recurrent.rs). A baseline that computes something else is not a
+//! baseline, so its figures would mean nothing.
 
 use modelc::init::Rng;
 use modelc::ndarray::{Array2, Array4, ArrayD};
@@ -141,3 +143,120 @@ fn the_mobilenet_baseline_computes_what_modelc_computes() {
     drop(trainer);
     compare_weights(hand.params_mut(), &params(&model));
 }
+
+#[allow(dead_code)]
+#[path = "../benches/bench_models/recurrent.rs"]
+mod recurrent_models;
+
+fn tokens(batch: usize, seed: u64) -> Array2<i32> {
+    let mut rng = Rng::new(seed);
+    let vocab = baseline::recurrent::VOCAB;
+    Array2::from_shape_fn((batch, baseline::recurrent::STEPS), |_| ((rng.uniform(0.0, 1.0) * vocab as f32) as i32).min(vocab as i32 - 1))
+}
+
+/// How far Adam's first step may carry a weight apart when the gradients it starts from differ by what
+/// `assert_near(.., atol, rtol)` let through: the step is lr·g/(|g| + ε′), ε′ = ε/√(1 − β₂) = 3.2e-6,
+/// whose slope lr·ε′/(|g| + ε′)² is 316·lr where g is near zero. A weight whose gradient is a sum that
+/// nearly cancels (a dense kernel's entry over three rows, 3e-8 here against 4e-8) moves by a tenth
+/// of lr or so more or less, while one whose gradient is 1e-3 is allowed no more than 1e-9 over the
+/// plain tolerance.
+fn adam_slack(want: &[f32], atol: f32, rtol: f32) -> Vec<f32> {
+    let (lr, eps) = (1e-3f32, 1e-7 / (1.0f32 - 0.999).sqrt());
+    let scale = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    want.iter()
+        .map(|g| {
+            let d = atol * scale + rtol * g.abs();
+            let near = (g.abs() - d).max(0.0);
+            (lr * d * eps / ((near + eps) * (near + eps))).min(2.0 * lr)
+        })
+        .collect()
+}
+
+/// [`compare_weights`] with each weight's tolerance widened by its [`adam_slack`].
+fn compare_steps(hand: Vec<(String, &mut [f32])>, after: &[(&'static str, ArrayD<f32>)], slack: &[(String, Vec<f32>)]) {
+    for (name, got) in hand {
+        let want = &after.iter().find(|s| s.0 == name).unwrap().1;
+        let slack = &slack.iter().find(|s| s.0 == name).unwrap_or_else(|| panic!("no gradient of {name}")).1;
+        for (i, ((g, w), e)) in got.iter().zip(want.iter()).zip(slack).enumerate() {
+            assert!((g - w).abs() <= 1e-6 + 1e-5 * w.abs() + e, "{name} after one Adam step [{i}]: baseline {g} vs modelc {w}");
+        }
+    }
+}
+
+/// The recurrent baselines of `benches/baseline/recurrent.rs` (the `handwritten` cells of
+/// benches/recurrent.rs): loaded with modelc's initial weights, the same probabilities at batch 1
+/// (modelc's one-row path) and at batch 3, the same gradients of the loss, the same weights after one
+/// Adam step. The gradients are what can tell a wrong backward: Adam's first step moves every weight by
+/// about lr · sign(g) whatever g's size.
+macro_rules! recurrent_baseline_test {
+    ($test:ident, $model:ident, $inputs:ident, $outputs:ident, $targets:ident, $losses:ident, $hand:ident) => {
+        #[test]
+        fn $test() {
+            use recurrent_models::{$inputs, $losses, $model, $outputs, $targets};
+            let batch = 3;
+            let x = tokens(batch, 1);
+            let y = Array2::from_shape_fn((batch, 1), |(r, _)| f32::from(u8::from(r % 2 == 0)));
+            let mut model = $model::new(7);
+            let initial = params(&model);
+            for rows in [1, batch] {
+                let x = x.slice(modelc::ndarray::s![..rows, ..]);
+                let mut hand = baseline::recurrent::$hand::new(rows);
+                load(hand.params_mut(), &initial);
+                let mut got = vec![0.0f32; rows];
+                hand.forward(x, &mut got);
+                let out = model.predict(&$inputs { tokens: x }).unwrap();
+                assert_near(&format!("score at batch {rows}"), &got, out.score.as_slice().unwrap(), 1e-5, 1e-4);
+            }
+
+            let inputs = $inputs { tokens: x.view() };
+            let mut hand = baseline::recurrent::$hand::new(batch);
+            load(hand.params_mut(), &initial);
+            let out = model.forward(&inputs, true).unwrap();
+            let (_, d) = loss_and_grad(Loss::BinaryCrossentropy, &out.score.into_dyn(), &y.clone().into_dyn());
+            let grads = model.backward(&$outputs { score: d.into_dimensionality().unwrap() }).unwrap();
+            let mut probs = vec![0.0f32; batch];
+            hand.train_step(x.view(), y.view(), &mut probs);
+            let mut slack = Vec::new();
+            for (name, got) in hand.grads() {
+                let want: Vec<f32> = grads.get(&name).unwrap().iter().copied().collect();
+                assert_near(&format!("gradient of {name}"), got, &want, 1e-5, 1e-4);
+                slack.push((name, adam_slack(&want, 1e-5, 1e-4)));
+            }
+
+            restore(&mut model, &initial);
+            let targets = $targets { score: y.view() };
+            let mut trainer = model.compile(Adam::default(), $losses { score: Loss::BinaryCrossentropy }, &[]);
+            trainer.train_step(&inputs, &targets).unwrap();
+            drop(trainer);
+            compare_steps(hand.params_mut(), &params(&model), &slack);
+        }
+    };
+}
+
+recurrent_baseline_test!(
+    the_lstm_baseline_computes_what_modelc_computes,
+    Sentiment,
+    SentimentInputs,
+    SentimentOutputs,
+    SentimentTargets,
+    SentimentLosses,
+    LstmModel
+);
+recurrent_baseline_test!(
+    the_gru_baseline_computes_what_modelc_computes,
+    SentimentGru,
+    SentimentGruInputs,
+    SentimentGruOutputs,
+    SentimentGruTargets,
+    SentimentGruLosses,
+    GruModel
+);
+recurrent_baseline_test!(
+    the_bidirectional_lstm_baseline_computes_what_modelc_computes,
+    SentimentBi,
+    SentimentBiInputs,
+    SentimentBiOutputs,
+    SentimentBiTargets,
+    SentimentBiLosses,
+    BiLstmModel
+);

@@ -54,6 +54,11 @@ mod recurrent {
     include!("fixtures/keras_import/recurrent.rs");
 }
 
+mod recurrent_sum {
+    use modelc::prelude::*;
+    include!("fixtures/keras_import/recurrent_sum.rs");
+}
+
 mod seq_attention {
     use modelc::prelude::*;
     include!("fixtures/keras_import/seq_attention.rs");
@@ -194,6 +199,17 @@ fn imported_recurrent_model_predicts_what_keras_predicts() {
     assert_close("recurrent y", out.y.as_slice().unwrap(), &t["output/y"]);
     assert_eq!(m.param("bilstm/backward_lstm/lstm_cell/recurrent_kernel").unwrap().shape(), &[4, 16]);
     assert_eq!(m.param("gru/gru_cell/bias").unwrap().shape(), &[2, 9]);
+}
+
+#[test]
+fn imported_bidirectional_sum_and_simple_rnn_states_predict_what_keras_predicts() {
+    // `merge_mode="sum"`, the one merge mode the model above leaves out, and a SimpleRNN returning its
+    // sequence and its state.
+    let t = io("recurrent_sum");
+    let mut m = loaded(recurrent_sum::RecurrentSum::new(0), "recurrent_sum");
+    let out = m.predict(&recurrent_sum::RecurrentSumInputs { x: view::<Ix3>(&t, "input/x") }).unwrap();
+    assert_close("recurrent_sum y", out.y.as_slice().unwrap(), &t["output/y"]);
+    assert_eq!(m.param("bisum/backward_lstm/lstm_cell/kernel").unwrap().shape(), &[3, 12]);
 }
 
 #[test]

@@ -24,6 +24,21 @@ model! {
 }
 
 model! {
+    /// An encoder-decoder on padded sequences: a masked encoder's final states (carried over its masked
+    /// steps) start a masked decoder, which skips its masked steps too. (Keras 3.15 does not: a layer
+    /// called with more than one tensor argument, here `initial_state`, gets no mask from its input, so
+    /// its decoder steps through the padding while the mask still reaches the loss. No Keras fixture
+    /// for this model, then.)
+    pub struct MaskedSeq2Seq {
+        input src: [5, 3];
+        input tgt: [4, 2];
+        let (enc, h, c) = LSTM(4, return_state = true)(Masking(0.0)(src));
+        let dec = LSTM(4, return_sequences = true)(Masking(0.0)(tgt), initial_state = [h, c]);
+        output y = Dense(2)(dec);
+    }
+}
+
+model! {
     /// Bidirectional on a masked sequence: zero outputs at masked steps (Keras' `zero_output_for_mask`).
     pub struct MaskedBidi {
         input x: [5, 3];
@@ -143,6 +158,16 @@ fn masked_recurrent_layers_gradients_match_finite_differences() {
     let mut model = MaskedCells::new(3);
     let x = masked_input((3, 6, 3), 1, GAPS);
     let report = check_gradients(&mut model, &MaskedCellsInputs { x: x.view() }, 1e-2, 2e-3, 2e-2, 4).unwrap();
+    assert_eq!(report.checked, model.count_params());
+    assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
+}
+
+#[test]
+fn a_masked_seq2seq_gradients_match_finite_differences() {
+    let mut model = MaskedSeq2Seq::new(3);
+    let src = masked_input((3, 5, 3), 3, &[(0, 0), (0, 4), (1, 2), (2, 3), (2, 4)]);
+    let tgt = masked_input((3, 4, 2), 4, &[(0, 3), (1, 0), (2, 1), (2, 2)]);
+    let report = check_gradients(&mut model, &MaskedSeq2SeqInputs { src: src.view(), tgt: tgt.view() }, 1e-2, 2e-3, 2e-2, 4).unwrap();
     assert_eq!(report.checked, model.count_params());
     assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
 }

@@ -35,6 +35,22 @@ model! {
 }
 
 model! {
+    /// The options `Cells` leaves out: SimpleRNN returning its state and started from one, LSTM going
+    /// backwards with its sequence and states out from computed initial states, GRU with other
+    /// activations going backwards over that reversed sequence.
+    pub struct Options {
+        input x: [5, 3];
+        let (s, h) = SimpleRNN(4, return_sequences = true, return_state = true)(x);
+        let h0 = Dense(3)(h);
+        let c0 = Dense(3, activation = tanh)(h);
+        let (seq, hl, cl) = LSTM(3, go_backwards = true, return_sequences = true, return_state = true)(s, initial_state = [h0, c0]);
+        let r = SimpleRNN(2, go_backwards = true)(seq, initial_state = [Dense(2)(hl)]);
+        let g = GRU(2, activation = elu, recurrent_activation = tanh, go_backwards = true, return_sequences = true)(seq);
+        output y = Concatenate()([Flatten()(seq), hl, cl, h, r, GlobalAveragePooling1D()(g)]);
+    }
+}
+
+model! {
     /// One LSTM whose output is the last state, for the direct-loop check.
     pub struct One {
         input x: [3, 2];
@@ -75,6 +91,16 @@ fn every_cell_and_option_gradients_match_finite_differences() {
     let mut model = Cells::new(5);
     let x = random3((3, 6, 3), 3);
     let report = check_gradients(&mut model, &CellsInputs { x: x.view() }, 1e-2, 2e-3, 2e-2, 6).unwrap();
+    assert_eq!(report.checked, model.count_params());
+    assert!(report.skipped * 20 < report.checked, "{} of {} elements sit on a kink", report.skipped, report.checked);
+    assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);
+}
+
+#[test]
+fn the_remaining_options_gradients_match_finite_differences() {
+    let mut model = Options::new(5);
+    let x = random3((3, 5, 3), 4);
+    let report = check_gradients(&mut model, &OptionsInputs { x: x.view() }, 1e-2, 2e-3, 2e-2, 6).unwrap();
     assert_eq!(report.checked, model.count_params());
     assert!(report.skipped * 20 < report.checked, "{} of {} elements sit on a kink", report.skipped, report.checked);
     assert!(report.passed(), "{} of {} disagree: {:?}", report.failures.len(), report.checked, &report.failures);

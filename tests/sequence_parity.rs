@@ -4,7 +4,8 @@
 //! Adam(1e-2) steps. An encoder-decoder (return_state, initial_state), a model of every cell and option, and
 //! `Bidirectional` with every merge mode. Masks (docs/masks.md): padded token rows through
 //! `Embedding(mask_zero = true)` and pooling, `Masking` with a per-step loss on a masked output, and
-//! masked LSTM, GRU and Bidirectional layers.
+//! masked LSTM, GRU and Bidirectional layers; and the options those leave out (SimpleRNN's states,
+//! LSTM going backwards, GRU's activations).
 
 use modelc::prelude::*;
 
@@ -45,6 +46,22 @@ model! {
         let m = Bidirectional(GRU(2), merge_mode = mul)(s);
         let a = Bidirectional(LSTM(2), merge_mode = ave)(c);
         output y = Concatenate()([f, b, hf, hb, m, a, GlobalAveragePooling1D()(s)]);
+    }
+}
+
+model! {
+    /// The options the models above leave out (scripts/keras_sequences.py, `rnn_options`): SimpleRNN
+    /// returning its state and started from one, LSTM going backwards with its reversed sequence and its
+    /// states out from computed initial states, GRU with other activations going backwards over it.
+    struct RnnOptions {
+        input x: [5, 3];
+        let (s, h) = SimpleRNN(4, return_sequences = true, return_state = true)(x);
+        let h0 = Dense(3)(h);
+        let c0 = Dense(3, activation = tanh)(h);
+        let (seq, hl, cl) = LSTM(3, go_backwards = true, return_sequences = true, return_state = true)(s, initial_state = [h0, c0]);
+        let r = SimpleRNN(2, go_backwards = true)(seq, initial_state = [Dense(2)(hl)]);
+        let g = GRU(2, activation = elu, recurrent_activation = tanh, go_backwards = true, return_sequences = true)(seq);
+        output y = Concatenate()([Flatten()(seq), hl, cl, h, r, GlobalAveragePooling1D()(g)]);
     }
 }
 
@@ -298,6 +315,30 @@ fn every_cell_and_option_matches_keras() {
     set_params(&mut model, &fx);
     let targets = RnnCellsTargets { y: view(&fx, "target/y") };
     let mut trainer = model.compile(Adam::new(1e-2), RnnCellsLosses { y: Loss::MeanSquaredError }, &[]);
+    for _ in 0..3 {
+        trainer.train_step(&inputs, &targets).unwrap();
+    }
+    check_adam3(&model, &fx, 1e-5);
+}
+
+#[test]
+fn the_remaining_recurrent_options_match_keras() {
+    let fx = fixture("rnn_options");
+    let mut model = RnnOptions::new(0);
+    set_params(&mut model, &fx);
+    let inputs = RnnOptionsInputs { x: view(&fx, "input/x") };
+    let out = model.predict(&inputs).unwrap();
+    assert_close("y", out.y.as_slice().unwrap(), get(&fx, "output/y").as_slice().unwrap(), 1e-5, 1e-5);
+
+    let out = model.forward(&inputs, true).unwrap();
+    let (l, d) = loss_and_grad(Loss::MeanSquaredError, &out.y.into_dyn(), get(&fx, "target/y"));
+    assert_close("loss", &[l as f32], get(&fx, "loss").as_slice().unwrap(), 1e-5, 1e-5);
+    let grads = model.backward(&RnnOptionsOutputs { y: d.into_dimensionality().unwrap() }).unwrap();
+    check_grads_scaled::<RnnOptions>(&grads, &fx);
+
+    set_params(&mut model, &fx);
+    let targets = RnnOptionsTargets { y: view(&fx, "target/y") };
+    let mut trainer = model.compile(Adam::new(1e-2), RnnOptionsLosses { y: Loss::MeanSquaredError }, &[]);
     for _ in 0..3 {
         trainer.train_step(&inputs, &targets).unwrap();
     }

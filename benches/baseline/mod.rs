@@ -5,6 +5,9 @@
 use modelc::ndarray::linalg::general_mat_mul;
 use modelc::ndarray::{s, Array1, Array2, ArrayView2, Zip};
 
+// The recurrent bench's and tests/bench_baselines.rs's, not the models bench's.
+#[allow(dead_code)]
+pub mod recurrent;
 mod vision;
 pub use vision::{MobileNet, UNet};
 

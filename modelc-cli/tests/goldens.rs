@@ -20,6 +20,7 @@ const MODELS: &[&str] = &[
     "masked_glue",
     "mixed",
     "cross_attention",
+    "recurrent_sum",
 ];
 
 fn dir() -> PathBuf {
