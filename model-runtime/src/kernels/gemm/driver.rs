@@ -924,29 +924,55 @@ pub(super) unsafe fn run_prepacked<S: Simd, const MR: usize, const NV: usize>(p:
         match plan(p, t).0 {
             Path::Packed => packed_prepacked::<S, MR, NV>(p, t, scratch),
             _ if p.n <= S::LANES => direct_prepacked::<S, 8, 1, NV>(p),
-            _ if MR == 6 && !p.m.is_multiple_of(MR) && p.m.is_multiple_of(4) => direct_prepacked::<S, 4, NV, NV>(p),
             _ => direct_prepacked::<S, MR, NV, NV>(p),
         }
     }
 }
 
-/// The direct path's loops over pre-packed panels (`PV` vectors wide; the tile reads its first `NV`).
+/// Rows of an m-row product that [`direct_prepacked`] covers with 6-row tiles, the rest taking
+/// 4-row tiles: 32 rows are four 6-row tiles and two 4-row ones, where 6-row tiles alone compute 4
+/// rows in vain and 4-row tiles alone keep only 8 sums in flight, which the FMA's latency (4
+/// cycles, 2 pipes) leaves no slack (the B load of each step stalled them). Odd remainders keep a
+/// last 6-row tile with rows repeated.
+fn six_row_part(m: usize) -> usize {
+    match m % 6 {
+        4 => m - 4,
+        2 if m >= 8 => m - 8,
+        _ => m,
+    }
+}
+
+/// The direct path's loops over pre-packed panels (`PV` vectors wide; the tile reads its first `NV`):
+/// per panel, tiles of `MR` rows, and with `MR` = 6 the last rows in 4-row tiles ([`six_row_part`]).
 #[inline(always)]
 unsafe fn direct_prepacked<S: Simd, const MR: usize, const NV: usize, const PV: usize>(p: &Problem) {
     let (nr_full, panel) = (NV * S::LANES, PV * S::LANES);
     let mut q = *p;
     q.rsb = panel;
     q.csb = 1;
+    let split = if MR == 6 { six_row_part(p.m) } else { p.m };
     // SAFETY: tiles stay inside m×n; panel j0/NR holds k steps of `panel` values (zero-padded).
     unsafe {
         for j0 in (0..p.n).step_by(nr_full) {
-            let nr = (p.n - j0).min(nr_full);
             let b = p.b.add(j0 / panel * panel * p.k + j0 % panel);
-            for i0 in (0..p.m).step_by(MR) {
-                let mr = (p.m - i0).min(MR);
-                let acc = direct_tile::<S, MR, NV, true>(&q, p.a.add(i0 * p.rsa), mr, b, nr_full);
-                store_tile::<S, MR, NV>(&acc, p.c.add(i0 * p.ldc + j0), p.ldc, mr, nr, p.alpha, p.beta, Epi::at(p, j0));
-            }
+            direct_rows::<S, MR, NV>(&q, 0..split, j0, b);
+            direct_rows::<S, 4, NV>(&q, split..p.m, j0, b);
+        }
+    }
+}
+
+/// Tiles of `MR` rows over `rows` of C at column `j0`, B read from the panel at `b` (row stride
+/// `q.rsb`).
+#[inline(always)]
+unsafe fn direct_rows<S: Simd, const MR: usize, const NV: usize>(q: &Problem, rows: std::ops::Range<usize>, j0: usize, b: *const f32) {
+    let nr_full = NV * S::LANES;
+    let nr = (q.n - j0).min(nr_full);
+    // SAFETY: as in `direct_prepacked`, rows < m.
+    unsafe {
+        for i0 in rows.clone().step_by(MR) {
+            let mr = (rows.end - i0).min(MR);
+            let acc = direct_tile::<S, MR, NV, true>(q, q.a.add(i0 * q.rsa), mr, b, nr_full);
+            store_tile::<S, MR, NV>(&acc, q.c.add(i0 * q.ldc + j0), q.ldc, mr, nr, q.alpha, q.beta, Epi::at(q, j0));
         }
     }
 }
