@@ -30,6 +30,7 @@ mod merges;
 mod mixed_bfloat16;
 mod multitask;
 mod nested_models;
+mod prepacked_weights;
 mod normalization;
 mod recurrent;
 mod residual;

@@ -63,10 +63,14 @@ impl PackCache {
         &self.entries
     }
 
-    /// The entry for `b`: the one made for its slice, or a new one.
+    /// The entry for `b`: the one made for its slice, else one packed at another generation (whose
+    /// slice may be gone: a `load` replaces the parameters' buffer), else a new one. So the entries
+    /// stay as many as the products, and their buffers are reused.
     fn entry(&mut self, b: &[f32]) -> &mut PackedB {
         let key = key_of(b);
-        match self.entries.iter().position(|e| e.key == key) {
+        let generation = Some(self.generation);
+        let found = self.entries.iter().position(|e| e.key == key).or_else(|| self.entries.iter().position(|e| e.generation != generation));
+        match found {
             Some(i) => &mut self.entries[i],
             None => {
                 self.entries.push(PackedB { key, ..PackedB::default() });
