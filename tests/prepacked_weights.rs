@@ -5,8 +5,8 @@
 
 use modelc::init::Rng;
 use modelc::ndarray::Array2;
-use modelc::prelude::*;
 use modelc::ops;
+use modelc::prelude::*;
 
 model! {
     /// M4 of BENCH.md in small: two Dense layers wide enough to be packed, a residual Add, a Dense

@@ -256,6 +256,9 @@ pub trait Network: Sized + 'static {
     /// batch's values in row-major order), else from its staging buffer
     /// `ws.values[INFER_INPUT_BUFFERS[i]]`. The same kernels as `forward` with `ws.training == false`,
     /// bit for bit; the other activations are overwritten as soon as they are dead, so no `backward`.
+    /// Constant weights (Dense kernels) are read packed from `ws.packed`, which packs them again only
+    /// when its generation (`PackCache::set_generation`, set from [`State::params_generation`] by the
+    /// runtime before each call) moved: a caller that changes `params` must move it.
     /// Defaults to `forward` (for networks whose inference plan is the training plan).
     fn forward_inference(params: &[f32], ws: &mut Workspace, inputs: &[Option<&[f32]>]) {
         let _ = inputs;

@@ -273,8 +273,20 @@ mod tests {
     /// last 6-row tile with repeated rows for 31; n ≤ one vector), of the
     /// packed one (several k-, m- and n-blocks with the tiny tiles), ragged in every dimension, and
     /// the ones that fall back to the plain GEMM (fewer rows than a tile, narrow).
-    const SHAPES: [(usize, usize, usize); 12] =
-        [(32, 784, 130), (28, 40, 33), (31, 40, 33), (7, 50, 8), (30, 600, 8), (30, 33, 47), (12, 64, 16), (97, 300, 130), (200, 513, 77), (300, 70, 210), (1, 784, 512), (40, 64, 10)];
+    const SHAPES: [(usize, usize, usize); 12] = [
+        (32, 784, 130),
+        (28, 40, 33),
+        (31, 40, 33),
+        (7, 50, 8),
+        (30, 600, 8),
+        (30, 33, 47),
+        (12, 64, 16),
+        (97, 300, 130),
+        (200, 513, 77),
+        (300, 70, 210),
+        (1, 784, 512),
+        (40, 64, 10),
+    ];
 
     #[test]
     fn prepacked_products_are_the_bits_of_the_plain_gemm_on_every_isa_and_blocking() {
