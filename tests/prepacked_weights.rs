@@ -3,6 +3,7 @@
 //! and after any change of the weights (`params_mut`, `set_param`, `load`, a training step, `state_mut`)
 //! the next inference packs again and computes with the new weights, bit for bit as a fresh model.
 
+use crate::counting_alloc::allocations_in;
 use modelc::init::Rng;
 use modelc::ndarray::Array2;
 use modelc::ops;
@@ -60,10 +61,18 @@ fn a_second_inference_reads_the_packed_kernels_without_packing_them_again() {
     }
     assert_eq!(bits(&out), first);
     assert_eq!(packs(&model), [1, 1], "an inference on unchanged weights packed a kernel again");
+    // Packing again after a weight change reuses the panels' buffers: nothing allocated.
+    model.params_mut()[0] += 1.0;
+    let n = allocations_in(|| model.predict_into(&inputs, &mut out).unwrap());
+    assert_eq!(n, 0, "{n} allocations in an inference that packed the kernels again");
+    assert_eq!(packs(&model), [2, 2]);
+    model.params_mut()[0] -= 1.0;
+    model.predict_into(&inputs, &mut out).unwrap();
+    assert_eq!(bits(&out), first);
     // Another batch size reads the same packed kernels.
     let (x8, _) = data(8, 2);
     model.predict(&PackedMlpInputs { x: x8.view() }).unwrap();
-    assert_eq!(packs(&model), [1, 1]);
+    assert_eq!(packs(&model), [3, 3]);
 }
 
 #[test]
