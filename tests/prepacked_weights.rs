@@ -73,6 +73,9 @@ fn a_second_inference_reads_the_packed_kernels_without_packing_them_again() {
     let (x8, _) = data(8, 2);
     model.predict(&PackedMlpInputs { x: x8.view() }).unwrap();
     assert_eq!(packs(&model), [3, 3]);
+    // `predict_batched` packs them for none of its chunks.
+    modelc::train::predict_batched(&mut model, &inputs, 8).unwrap();
+    assert_eq!(packs(&model), [3, 3]);
 }
 
 #[test]
