@@ -31,6 +31,7 @@ mod mixed_bfloat16;
 mod multitask;
 mod nested_models;
 mod normalization;
+mod prepacked_weights;
 mod recurrent;
 mod residual;
 mod separable;

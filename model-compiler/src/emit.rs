@@ -520,6 +520,7 @@ fn items(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
 
             /// Every parameter, flat and mutable.
             pub fn params_mut(&mut self) -> &mut [f32] {
+                self.__state.touch_params();
                 &mut self.__state.params
             }
 
@@ -642,7 +643,7 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
                 type Targets<'a> = #targets_ty<'a>;
                 type PerOutput<T> = #per_output_ty<T>;
                 fn state(&self) -> &#p::network::State { &self.__state }
-                fn state_mut(&mut self) -> &mut #p::network::State { &mut self.__state }
+                fn state_mut(&mut self) -> &mut #p::network::State { self.__state.touch_params(); &mut self.__state }
                 fn visit_inputs<'a>(_: &'a #inputs_ty<'_>, _: &mut dyn FnMut(usize, #p::network::Input<'a>) -> #p::Result<()>) -> #p::Result<()> { ::core::unreachable!() }
                 fn visit_targets<'a>(_: &'a #targets_ty<'_>, _: &mut dyn FnMut(usize, #p::network::Input<'a>) -> #p::Result<()>) -> #p::Result<()> { ::core::unreachable!() }
                 fn visit_outputs<'a>(_: &'a #outputs_ty, _: &mut dyn FnMut(usize, #nd::ArrayViewD<'a, f32>) -> #p::Result<()>) -> #p::Result<()> { ::core::unreachable!() }
@@ -769,6 +770,11 @@ fn network_impl(sig: &Signature, plan: Option<&Plan>) -> TokenStream {
             }
 
             fn state_mut(&mut self) -> &mut #p::network::State {
+                self.__state.touch_params();
+                &mut self.__state
+            }
+
+            fn state_for_inference(&mut self) -> &mut #p::network::State {
                 &mut self.__state
             }
 

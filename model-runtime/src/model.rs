@@ -398,7 +398,9 @@ pub(crate) fn run_inference<N: Network>(state: &mut State) {
 
 /// Runs `N::forward_inference` on the inputs in `direct` (where `Some`) or staged in `state.infer`.
 fn run_inference_on<N: Network>(state: &mut State, direct: &[Option<&[f32]>]) {
+    let generation = state.params_generation();
     let State { params, infer, .. } = state;
+    infer.packed.set_generation(generation);
     infer.training = false;
     infer.batch_statistics = false;
     N::forward_inference(params, infer, direct);
@@ -479,7 +481,7 @@ fn largest_batch<N: Network>(inputs: &N::Inputs<'_>) -> usize {
 /// holds the batch.
 pub fn predict_staged<N: Network>(model: &mut N, inputs: &N::Inputs<'_>) -> Result<usize> {
     let _flush = crate::fpenv::FlushDenormals::new();
-    let state = model.state_mut();
+    let state = model.state_for_inference();
     let _bf16 = state.dtype_policy.scope();
     state.infer.set_layout(Layout::Inference);
     let mut direct: InPlace<'_> = [None; IN_PLACE_MAX];

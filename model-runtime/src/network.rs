@@ -118,6 +118,24 @@ pub struct State {
     pub infer: Workspace,
     /// The dtype policy the model computes with (`crate::precision`); `float32` by default.
     pub dtype_policy: crate::precision::PolicyStatus,
+    /// Bumped by every mutable access to the model's state ([`Network::state_mut`], `params_mut`):
+    /// the inference forward's pre-packed weights (`kernels::gemm::PackCache`) are packed again
+    /// when it moved since they were packed.
+    pub(crate) params_generation: u64,
+}
+
+impl State {
+    /// Records that the parameters may change: the next inference packs its constant weights again.
+    /// The generated `state_mut` and `params_mut` call it; so must any other code handing out
+    /// `&mut params` without going through them.
+    pub fn touch_params(&mut self) {
+        self.params_generation = self.params_generation.wrapping_add(1);
+    }
+
+    /// The generation of the parameters: it changes whenever they may have changed.
+    pub fn params_generation(&self) -> u64 {
+        self.params_generation
+    }
 }
 
 impl Default for State {
@@ -127,6 +145,7 @@ impl Default for State {
             ws: Workspace::with_layout(Layout::Training),
             infer: Workspace::with_layout(Layout::Inference),
             dtype_policy: Default::default(),
+            params_generation: 0,
         }
     }
 }
@@ -203,8 +222,17 @@ pub trait Network: Sized + 'static {
 
     /// The model's state.
     fn state(&self) -> &State;
-    /// The model's state, mutably.
+    /// The model's state, mutably. The generated implementation calls [`State::touch_params`], so
+    /// whatever is done with it, an inference afterwards reads the parameters as they are then.
     fn state_mut(&mut self) -> &mut State;
+
+    /// The model's state, mutably, for an inference forward that does not change the parameters
+    /// (`model::predict_staged`): unlike [`Network::state_mut`] it keeps the generation of the
+    /// parameters, so the weights packed by the last inference are reused. The default (for
+    /// networks written by hand) is `state_mut`.
+    fn state_for_inference(&mut self) -> &mut State {
+        self.state_mut()
+    }
 
     /// Calls `f` with each input view, in declaration order.
     fn visit_inputs<'a>(inputs: &'a Self::Inputs<'_>, f: &mut dyn FnMut(usize, Input<'a>) -> Result<()>) -> Result<()>;
@@ -228,6 +256,9 @@ pub trait Network: Sized + 'static {
     /// batch's values in row-major order), else from its staging buffer
     /// `ws.values[INFER_INPUT_BUFFERS[i]]`. The same kernels as `forward` with `ws.training == false`,
     /// bit for bit; the other activations are overwritten as soon as they are dead, so no `backward`.
+    /// Constant weights (Dense kernels) are read packed from `ws.packed`, which packs them again only
+    /// when its generation (`PackCache::set_generation`, set from [`State::params_generation`] by the
+    /// runtime before each call) moved: a caller that changes `params` must move it.
     /// Defaults to `forward` (for networks whose inference plan is the training plan).
     fn forward_inference(params: &[f32], ws: &mut Workspace, inputs: &[Option<&[f32]>]) {
         let _ = inputs;

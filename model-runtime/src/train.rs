@@ -2400,7 +2400,8 @@ pub fn predict_batched<N: Network>(model: &mut N, inputs: &N::Inputs<'_>, batch_
     let mut s = 0;
     while s < n {
         let e = s.saturating_add(batch_size).min(n);
-        let state = model.state_mut();
+        // Inference only: the parameters do not change, so the packed weights stay valid across chunks.
+        let state = model.state_for_inference();
         let _bf16 = state.dtype_policy.scope();
         state.infer.set_layout(Layout::Inference);
         state.infer.resize::<N>(e - s)?;

@@ -85,6 +85,9 @@ pub struct Workspace {
     /// The activity regularizers' penalty of the last forward pass (already divided by the batch size;
     /// 0 for a model without activity regularizers, whose forward never writes it).
     pub activity_penalty: f64,
+    /// The constant weights of the inference forward packed for the GEMM (inference layout), valid
+    /// for the parameters' generation the runtime sets before each inference.
+    pub packed: crate::kernels::gemm::PackCache,
 }
 
 impl Workspace {

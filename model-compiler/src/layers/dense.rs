@@ -100,6 +100,10 @@ impl LayerDef for Dense {
         if let [x] = &cx.inputs[..] {
             let fin = x.shape.last();
             let x = cx.x(0);
+            if cx.inference {
+                // The kernel is constant across inference calls: packed once into the workspace.
+                return quote!(#k::forward_inference(#x, #w, #b, #act, &mut __y[..], #rows, #fin, #fout, &mut __ws.packed););
+            }
             return quote!(#k::forward(#x, #w, #b, #act, #pre, &mut __y[..], #rows, #fin, #fout););
         }
         let xs: Vec<TokenStream> = (0..cx.inputs.len()).map(|i| cx.x(i)).collect();

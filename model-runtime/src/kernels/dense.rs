@@ -1,7 +1,7 @@
 //! Keras `Dense`: y = act(x·W + b) with the kernel W laid out `[in, out]`, and its backward.
 
 use super::activation::{self, Activation};
-use super::gemm::{sgemm, sgemm_blocks, Epilogue};
+use super::gemm::{sgemm, sgemm_blocks, sgemm_prepacked, Epilogue, PackCache};
 use super::GradWrite;
 
 /// y = act(x·W + b) for `rows` rows: `x` is rows×fin, `w` fin×fout (Keras layout), `b` fout,
@@ -24,6 +24,32 @@ pub fn forward(
     fout: usize,
 ) {
     forward_parts(&[x], &[fin], w, b, act, pre, y, rows, fout);
+}
+
+/// [`forward`] in the inference forward, where nothing keeps the pre-activation and the kernel `w`
+/// is the same from call to call while the parameters' generation in `packed` stays the same: the
+/// kernel is packed for the GEMM into `packed` once and read there by the next calls
+/// ([`sgemm_prepacked`]; the results are [`forward`]'s bits). Allocates nothing once `packed` holds
+/// this kernel.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_inference(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+    rows: usize,
+    fin: usize,
+    fout: usize,
+    packed: &mut PackCache,
+) {
+    debug_assert_eq!(w.len(), fin * fout);
+    debug_assert_eq!(y.len(), rows * fout);
+    let relu = matches!(act, Activation::Relu);
+    sgemm_prepacked(rows, fin, fout, x, w, y, Epilogue { bias: b, relu }, packed);
+    if !relu && !matches!(act, Activation::Linear) {
+        activation::bias_forward_inplace(act, None, None, y, fout);
+    }
 }
 
 /// [`forward`] on the concatenation of row blocks `xs` along the last axis, without building it:

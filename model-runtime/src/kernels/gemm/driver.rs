@@ -901,3 +901,137 @@ unsafe fn pack_b_transposed<S: Simd>(p: &Problem, src: *const f32, kc: usize, nr
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pre-packed B (`prepack.rs`): B constant across calls (a layer's weights at inference), packed
+// once into k×NR column panels that both the direct and the packed path read in place.
+
+/// Packs all of a row-major op(B) (`p.k`×`p.n`, `p.csb == 1`) into `buf` as k×NR column panels,
+/// panel j (columns j·NR..) at `j·NR·k`, columns past n zero: the layout [`run_prepacked`] reads.
+///
+/// # Safety
+/// As [`run`] for B; `buf` must hold `n.div_ceil(NR)·NR·k` values; the CPU must support `S`.
+#[inline(always)]
+pub(super) unsafe fn pack_all_b<S: Simd, const NV: usize>(p: &Problem, buf: &mut [f32]) {
+    // SAFETY: forwarded; `pack_b` writes ceil(n/NR)·NR·k values, which the caller provides.
+    unsafe { pack_b::<S, NV>(p, 0, p.k, 0, p.n, buf) }
+}
+
+/// Scratch [`run_prepacked`] needs for `p` (in `f32`s): none on the direct path, the A block on
+/// the packed one.
+pub(super) fn plan_prepacked(p: &Problem, t: Tiles) -> usize {
+    match plan(p, t).0 {
+        Path::Packed => {
+            let b = Blocks::new(p, t);
+            b.mc * b.kc
+        }
+        _ => 0,
+    }
+}
+
+/// C = epi(alpha·op(A)·B + beta·C) with B already packed by [`pack_all_b`]: `p.b` points at the
+/// panel of C's column 0, and the panel of column j0 (a multiple of NR) at `p.b + j0·k`, which is
+/// what [`part`] computes for a band of columns when `p.csb == p.k` (so a pre-packed problem is
+/// split like any other). The tiles, k-blocks and order of the sums are those of the direct and
+/// packed paths [`plan`] would choose with B in place, so the results are the same bits; the copy
+/// of B into panels (a quarter of a 32×784×512 product) is gone.
+///
+/// # Safety
+/// As [`run`] for A and C; the panels must cover `p.k`×`p.n` with `NR = NV·LANES`; `scratch` must
+/// hold [`plan_prepacked`]'s values; the CPU must support `S`.
+#[inline(always)]
+pub(super) unsafe fn run_prepacked<S: Simd, const MR: usize, const NV: usize>(p: &Problem, t: Tiles, scratch: &mut [f32]) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        match plan(p, t).0 {
+            Path::Packed => packed_prepacked::<S, MR, NV>(p, t, scratch),
+            _ if p.n <= S::LANES => direct_prepacked::<S, 8, 1, NV>(p),
+            _ => direct_prepacked::<S, MR, NV, NV>(p),
+        }
+    }
+}
+
+/// Rows of an m-row product that [`direct_prepacked`] covers with 6-row tiles, the rest taking
+/// 4-row tiles: 32 rows are four 6-row tiles and two 4-row ones, where 6-row tiles alone compute 4
+/// rows in vain and 4-row tiles alone keep only 8 sums in flight, which the FMA's latency (4
+/// cycles, 2 pipes) leaves no slack (the B load of each step stalled them). Odd remainders keep a
+/// last 6-row tile with rows repeated.
+fn six_row_part(m: usize) -> usize {
+    match m % 6 {
+        4 => m - 4,
+        2 if m >= 8 => m - 8,
+        _ => m,
+    }
+}
+
+/// The direct path's loops over pre-packed panels (`PV` vectors wide; the tile reads its first `NV`):
+/// per panel, tiles of `MR` rows, and with `MR` = 6 the last rows in 4-row tiles ([`six_row_part`]).
+#[inline(always)]
+unsafe fn direct_prepacked<S: Simd, const MR: usize, const NV: usize, const PV: usize>(p: &Problem) {
+    let (nr_full, panel) = (NV * S::LANES, PV * S::LANES);
+    let mut q = *p;
+    q.rsb = panel;
+    q.csb = 1;
+    let split = if MR == 6 { six_row_part(p.m) } else { p.m };
+    // SAFETY: tiles stay inside m×n; panel j0/NR holds k steps of `panel` values (zero-padded).
+    unsafe {
+        for j0 in (0..p.n).step_by(nr_full) {
+            let b = p.b.add(j0 / panel * panel * p.k + j0 % panel);
+            direct_rows::<S, MR, NV>(&q, 0..split, j0, b);
+            direct_rows::<S, 4, NV>(&q, split..p.m, j0, b);
+        }
+    }
+}
+
+/// Tiles of `MR` rows over `rows` of C at column `j0`, B read from the panel at `b` (row stride
+/// `q.rsb`).
+#[inline(always)]
+unsafe fn direct_rows<S: Simd, const MR: usize, const NV: usize>(q: &Problem, rows: std::ops::Range<usize>, j0: usize, b: *const f32) {
+    let nr_full = NV * S::LANES;
+    let nr = (q.n - j0).min(nr_full);
+    // SAFETY: as in `direct_prepacked`, rows < m.
+    unsafe {
+        for i0 in rows.clone().step_by(MR) {
+            let mr = (rows.end - i0).min(MR);
+            let acc = direct_tile::<S, MR, NV, true>(q, q.a.add(i0 * q.rsa), mr, b, nr_full);
+            store_tile::<S, MR, NV>(&acc, q.c.add(i0 * q.ldc + j0), q.ldc, mr, nr, q.alpha, q.beta, Epi::at(q, j0));
+        }
+    }
+}
+
+/// [`packed`] with B's panels read where they were pre-packed: only A is packed per block.
+#[inline(always)]
+unsafe fn packed_prepacked<S: Simd, const MR: usize, const NV: usize>(p: &Problem, t: Tiles, scratch: &mut [f32]) {
+    let nr_full = NV * S::LANES;
+    debug_assert_eq!((t.mr, t.nr), (MR, nr_full), "tiles of another kernel");
+    let bl = Blocks::new(p, t);
+    let abuf = &mut scratch[..bl.mc * bl.kc];
+    // SAFETY: as in `packed`; the B micro-panel of columns jc+jr, steps pc.., is the pre-packed
+    // panel of column jc+jr (a multiple of NR) from step pc on: kc·NR contiguous values.
+    unsafe {
+        for jc in (0..p.n).step_by(bl.nc) {
+            let nc = (p.n - jc).min(bl.nc);
+            for pc in (0..p.k).step_by(bl.kc) {
+                let kc = (p.k - pc).min(bl.kc);
+                let beta = if pc == 0 { p.beta } else { 1.0 };
+                let last = pc + kc == p.k;
+                for ic in (0..p.m).step_by(bl.mc) {
+                    let mc = (p.m - ic).min(bl.mc);
+                    pack_a::<S, MR>(p, ic, mc, pc, kc, abuf);
+                    for jr in (0..nc).step_by(nr_full) {
+                        let nr = (nc - jr).min(nr_full);
+                        let bp = p.b.add((jc + jr) * p.k + pc * nr_full);
+                        for ir in (0..mc).step_by(MR) {
+                            let mr = (mc - ir).min(MR);
+                            let ap = abuf.as_ptr().add(ir * kc);
+                            let c = p.c.add((ic + ir) * p.ldc + jc + jr);
+                            let acc = micro::<S, MR, NV>(kc, ap, bp, Tile { c, ldc: p.ldc, mr, nr });
+                            let epi = if last { Epi::at(p, jc + jr) } else { Epi::NONE };
+                            store_tile::<S, MR, NV>(&acc, c, p.ldc, mr, nr, p.alpha, beta, epi);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -20,6 +20,7 @@ mod driver;
 mod gemv;
 mod implicit;
 mod pool;
+mod prepack;
 mod scratch;
 mod simd;
 mod small;
@@ -31,6 +32,7 @@ pub use bf16::{
 pub use gemv::{sgemv, sgemv_t};
 pub use implicit::{gather_gemm, gather_gemm_fused, gather_gemm_tn, Gather};
 pub use pool::{num_threads, set_num_threads, THREADS_ENV};
+pub use prepack::{sgemm_prepacked, PackCache, PackedB};
 pub use small::{pack_small, sgemm_small, sgemm_small_sum, SmallPart};
 
 use driver::{Path, Problem, Tiles};
