@@ -919,8 +919,8 @@ pub(super) unsafe fn pack_all_b<S: Simd, const NV: usize>(p: &Problem, buf: &mut
 
 /// Scratch [`run_prepacked`] needs for `p` (in `f32`s): none on the direct path, the A block on
 /// the packed one.
-pub(super) fn plan_prepacked(p: &Problem, t: Tiles) -> usize {
-    match plan(p, t).0 {
+pub(super) fn plan_prepacked(p: &Problem, path: Path, t: Tiles) -> usize {
+    match path {
         Path::Packed => {
             let b = Blocks::new(p, t);
             b.mc * b.kc
@@ -938,12 +938,13 @@ pub(super) fn plan_prepacked(p: &Problem, t: Tiles) -> usize {
 ///
 /// # Safety
 /// As [`run`] for A and C; the panels must cover `p.k`×`p.n` with `NR = NV·LANES`; `scratch` must
-/// hold [`plan_prepacked`]'s values; the CPU must support `S`.
+/// hold [`plan_prepacked`]'s values for `path`; the CPU must support `S`. `path` is what [`plan`] chose
+/// for the whole product when `p` is a part of it, so a part sums as the whole would.
 #[inline(always)]
-pub(super) unsafe fn run_prepacked<S: Simd, const MR: usize, const NV: usize>(p: &Problem, t: Tiles, scratch: &mut [f32]) {
+pub(super) unsafe fn run_prepacked<S: Simd, const MR: usize, const NV: usize>(p: &Problem, path: Path, t: Tiles, scratch: &mut [f32]) {
     // SAFETY: forwarded from this function's contract.
     unsafe {
-        match plan(p, t).0 {
+        match path {
             Path::Packed => packed_prepacked::<S, MR, NV>(p, t, scratch),
             _ if p.n <= S::LANES => direct_prepacked::<S, 8, 1, NV>(p),
             _ => direct_prepacked::<S, MR, NV, NV>(p),

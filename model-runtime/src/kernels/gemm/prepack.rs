@@ -100,7 +100,7 @@ pub fn sgemm_prepacked(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &m
 }
 
 /// [`sgemm_prepacked`] on a given instruction set with given tiles (those of `isa`, blocks as the
-/// tests like), split at most as `par` allows.
+/// tests like), split at most as `par` allows; returns whether it was split.
 #[allow(clippy::too_many_arguments)]
 fn prepacked_on(
     isa: Isa,
@@ -114,10 +114,11 @@ fn prepacked_on(
     c: &mut [f32],
     epi: Epilogue<'_>,
     cache: &mut PackCache,
-) {
+) -> bool {
     let narrow = n <= NARROW_MAX_N && k.saturating_mul(n) <= 4096;
     if m < tiles.mr || k == 0 || n == 0 || narrow {
-        return blocks_on(isa, par, m, n, &[a], &[k], b, c, epi);
+        blocks_on(isa, par, m, n, &[a], &[k], b, c, epi);
+        return false;
     }
     assert!(a.len() >= m * k, "sgemm_prepacked: a has {} elements, needs {}", a.len(), m * k);
     assert!(b.len() >= k * n, "sgemm_prepacked: b has {} elements, needs {}", b.len(), k * n);
@@ -153,18 +154,23 @@ fn prepacked_on(
         relu: epi.relu,
     };
     let (split, parts) = driver::split_plan(&p, tiles, par.threads, par.min_work);
+    // Every part runs the whole product's path, as `run_split` does for the plain GEMM: a band can
+    // be small enough for the direct path, which sums k in one pass where the packed path sums
+    // kc-blocks, and whether the product is split at all is timed.
+    let path = driver::plan(&p, tiles).0;
     // SAFETY: the asserts bound A, C and the bias; the panels were packed for `isa`'s NR from
     // k×n values of B; `c` is uniquely borrowed, the parts' bands of C are disjoint and
     // `split_or_serial` returns when all are done; `isa` is supported (`tuned()`).
     unsafe {
         if parts > 1 {
-            let part_len = |i| driver::plan_prepacked(&driver::part(&p, tiles, split, i, parts), tiles);
-            scratch::reserve((0..parts).map(part_len).fold(driver::plan_prepacked(&p, tiles), usize::max));
+            let part_len = |i| driver::plan_prepacked(&driver::part(&p, tiles, split, i, parts), path, tiles);
+            scratch::reserve((0..parts).map(part_len).fold(driver::plan_prepacked(&p, path, tiles), usize::max));
             let work = m.saturating_mul(k).saturating_mul(n);
-            let chunk = |i| run_one(isa, tiles, &driver::part(&p, tiles, split, i, parts));
-            pool::split_or_serial(work, par.threads, parts, &chunk, || run_one(isa, tiles, &p));
+            let chunk = |i| run_one(isa, tiles, &driver::part(&p, tiles, split, i, parts), path);
+            pool::split_or_serial(work, par.threads, parts, &chunk, || run_one(isa, tiles, &p, path))
         } else {
-            run_one(isa, tiles, &p);
+            run_one(isa, tiles, &p, path);
+            false
         }
     }
 }
@@ -209,20 +215,21 @@ fn pack(isa: Isa, tiles: Tiles, b: &[f32], k: usize, n: usize, entry: &mut Packe
     entry.packs += 1;
 }
 
-/// Borrows this thread's scratch and runs the pre-packed product `p`.
+/// Borrows this thread's scratch and runs the pre-packed product `p` on `path` (the whole
+/// product's, when `p` is a part of it).
 ///
 /// # Safety
 /// As [`driver::run_prepacked`]; the CPU must support `isa`, whose tiles `tiles` are.
-unsafe fn run_one(isa: Isa, tiles: Tiles, p: &Problem) {
-    let len = driver::plan_prepacked(p, tiles);
+unsafe fn run_one(isa: Isa, tiles: Tiles, p: &Problem, path: driver::Path) {
+    let len = driver::plan_prepacked(p, path, tiles);
     // SAFETY: forwarded; `buf` has the length `plan_prepacked` asked for.
     scratch::with(len, |buf| unsafe {
         match isa {
-            Isa::Portable => driver::run_prepacked::<simd::Portable, 4, 2>(p, tiles, buf),
+            Isa::Portable => driver::run_prepacked::<simd::Portable, 4, 2>(p, path, tiles, buf),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => run_avx2(p, tiles, buf),
+            Isa::Avx2 => run_avx2(p, path, tiles, buf),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => run_avx512(p, tiles, buf),
+            Isa::Avx512 => run_avx512(p, path, tiles, buf),
         }
     });
 }
@@ -246,17 +253,17 @@ unsafe fn pack_avx512(p: &Problem, buf: &mut [f32]) {
 /// [`driver::run_prepacked`] for AVX2. Safety: as that function, on a CPU with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn run_avx2(p: &Problem, t: Tiles, buf: &mut [f32]) {
+unsafe fn run_avx2(p: &Problem, path: driver::Path, t: Tiles, buf: &mut [f32]) {
     // SAFETY: forwarded from this function's contract.
-    unsafe { driver::run_prepacked::<simd::Avx2, 6, 2>(p, t, buf) }
+    unsafe { driver::run_prepacked::<simd::Avx2, 6, 2>(p, path, t, buf) }
 }
 
 /// [`driver::run_prepacked`] for AVX-512. Safety: as that function, on a CPU with AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn run_avx512(p: &Problem, t: Tiles, buf: &mut [f32]) {
+unsafe fn run_avx512(p: &Problem, path: driver::Path, t: Tiles, buf: &mut [f32]) {
     // SAFETY: forwarded from this function's contract.
-    unsafe { driver::run_prepacked::<simd::Avx512, { super::AVX512_MR }, 2>(p, t, buf) }
+    unsafe { driver::run_prepacked::<simd::Avx512, { super::AVX512_MR }, 2>(p, path, t, buf) }
 }
 
 #[cfg(test)]
@@ -375,8 +382,7 @@ mod tests {
             for round in 0..3 {
                 let mut got = vec![f32::NAN; m * n];
                 prepacked_on(isa, isa.tiles(), par, m, k, n, &a, &b, &mut got, epi, &mut cache);
-                // A part of a split may take another path than the whole (fewer rows: the direct
-                // one, with no k-blocks), as in the plain GEMM: equal up to f32 rounding.
+                // Against the plain GEMM (whose B is read in place): equal up to f32 rounding.
                 let close = got.iter().zip(&want).all(|(x, y)| (x - y).abs() <= 1e-5 * k as f32 * (1.0 + y.abs()));
                 assert!(close, "{m}×{k}×{n} round {round}");
             }
@@ -397,5 +403,36 @@ mod tests {
         prepacked_on(isa, isa.tiles(), Par::SERIAL, m, k, n, &a, &b, &mut c, Epilogue::NONE, &mut cache);
         assert_eq!(cache.entries()[0].packs(), 2);
         assert_eq!(cache.entries()[0].panels.as_ptr(), before, "the repack allocated new panels");
+    }
+
+    #[test]
+    fn a_split_prepacked_product_gives_the_bits_of_the_unsplit_one() {
+        // Whether a product is split is timed (`pool`): its parts must sum as the whole does, also
+        // where a band alone would take another path (a column band of 64×600×128 the direct path,
+        // k in one pass, against the whole's packed path, k in blocks of kc).
+        let mut rng = Rng::new(43);
+        let mut split = 0;
+        for &(m, k, n) in &[(64, 600, 128), (60, 3000, 50), (130, 300, 45), (32, 784, 512)] {
+            let (a, b, bias) = (random(&mut rng, m * k), random(&mut rng, k * n), random(&mut rng, n));
+            let epi = Epilogue { bias: Some(&bias), relu: false };
+            for isa in Isa::available() {
+                let mut whole = vec![0.0; m * n];
+                prepacked_on(isa, isa.tiles(), Par::SERIAL, m, k, n, &a, &b, &mut whole, epi, &mut PackCache::default());
+                for threads in [2, 3, 4] {
+                    let mut cache = PackCache::default();
+                    // The pool runs a product unsplit now and then: try until it splits.
+                    for _ in 0..40 {
+                        let mut c = vec![f32::NAN; m * n];
+                        if prepacked_on(isa, isa.tiles(), Par { threads, min_work: 1 }, m, k, n, &a, &b, &mut c, epi, &mut cache) {
+                            let differ = c.iter().zip(&whole).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+                            assert_eq!(differ, 0, "{isa:?} {m}×{k}×{n} in {threads} parts");
+                            split += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(split > 0, "no product was split");
     }
 }
