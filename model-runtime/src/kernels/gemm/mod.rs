@@ -534,31 +534,55 @@ unsafe fn run_one(isa: Isa, tiles: Tiles, p: &Problem) {
     scratch::with(len, |buf| unsafe { isa.run(p, path, tiles, buf) });
 }
 
-/// Runs `p` in `parts` bands of `split` across the pool, or whole on this thread where the pool
-/// decides so (`pool::split_or_serial`); returns whether it was split.
-///
-/// Every part runs the whole product's path: a band can be small enough for another one (direct
-/// instead of packed, which sums k in one pass instead of kc-blocks), and whether the product is
-/// split at all is timed, so the bits would depend on the machine's load.
+/// Runs the plain product `p` in `parts` bands of `split` (see [`split_on`]); returns whether it
+/// was split.
 ///
 /// # Safety
 /// As [`driver::run`] for `p` (whose bands of C the parts are, disjoint), and the CPU must support
 /// `isa`, whose register tile `tiles` has.
 unsafe fn run_split(isa: Isa, tiles: Tiles, threads: usize, p: &Problem, split: driver::Split, parts: usize) -> bool {
     let (path, whole_len) = driver::plan(p, tiles);
-    let part_len = |i| match path {
-        Path::Packed => packed_len_bound(&driver::part(p, tiles, split, i, parts), tiles),
+    let need = |q: &Problem| match path {
+        Path::Packed => packed_len_bound(q, tiles).max(whole_len),
         _ => whole_len,
     };
-    // This thread runs whichever parts it claims first, or the whole product when the pool is
-    // busy (another thread's product): size its scratch for all of them now, so that it is there
-    // from the first split call (warm-up) on and a later call never allocates, whoever claims what.
-    let len = (0..parts).map(part_len).fold(whole_len, usize::max);
+    // SAFETY: forwarded from this function's contract; `split_on` gives every run at least `need`
+    // of its problem, which covers what `path` needs for it.
+    unsafe { split_on(p, tiles, threads, split, parts, need, |q, len| run_on(isa, tiles, q, path, len)) }
+}
+
+/// Runs `p` in `parts` bands of `split` across the pool, or whole on this thread where the pool
+/// decides so (`pool::split_or_serial`); returns whether it was split. The one split mechanism of
+/// the plain and the pre-packed products.
+///
+/// `run(q, len)` runs `q`, the whole product or one of its parts, on the whole product's path with
+/// `len` floats of scratch, and `need(q)` is the scratch that takes. Every part runs the whole
+/// product's path: a band can be small enough for another one (direct instead of packed, which
+/// sums k in one pass instead of kc-blocks), and whether the product is split at all is timed, so
+/// the bits would depend on the machine's load.
+///
+/// Every run gets the largest need of all: this thread runs whichever parts it claims first, or the
+/// whole product when the pool is busy (another thread's product), and a worker claims whichever
+/// parts it gets, so each thread's scratch takes that size at its first call (this thread's now,
+/// for the warm-up) and a later call never allocates, whoever claims what.
+///
+/// # Safety
+/// `run(q, len)` must be sound for `p` and for each of its parts given `len >= need(q)`, and the
+/// parts' bands of C are disjoint (as [`driver::part`] cuts them).
+unsafe fn split_on(
+    p: &Problem,
+    tiles: Tiles,
+    threads: usize,
+    split: driver::Split,
+    parts: usize,
+    need: impl Fn(&Problem) -> usize,
+    run: impl Fn(&Problem, usize) + Sync,
+) -> bool {
+    let len = (0..parts).map(|i| need(&driver::part(p, tiles, split, i, parts))).fold(need(p), usize::max);
     scratch::reserve(len);
     let work = p.m.saturating_mul(p.k).saturating_mul(p.n);
-    // SAFETY: forwarded from this function's contract; `len` covers every part's need on `path`.
-    let chunk = |i| unsafe { run_on(isa, tiles, &driver::part(p, tiles, split, i, parts), path, len) };
-    pool::split_or_serial(work, threads, parts, &chunk, || unsafe { run_on(isa, tiles, p, path, whole_len) })
+    let chunk = |i| run(&driver::part(p, tiles, split, i, parts), len);
+    pool::split_or_serial(work, threads, parts, &chunk, || run(p, len))
 }
 
 /// Runs `p` on `path` with `len` floats of this thread's scratch.

@@ -6,7 +6,7 @@
 //! copy was a quarter of a 32×784×512 product's time.
 
 use super::driver::{self, Problem, Tiles};
-use super::{bf16, blocks_on, num_threads, pool, scratch, sgemm_blocks, simd, tuned, Epilogue, Isa, Par, NARROW_MAX_N};
+use super::{bf16, blocks_on, num_threads, scratch, sgemm_blocks, simd, split_on, tuned, Epilogue, Isa, Par, NARROW_MAX_N};
 
 /// One B packed into k×NR column panels, and what it was packed from: the slice (its address and
 /// length identify the weights within one model's parameters), the generation of the parameters
@@ -154,22 +154,16 @@ fn prepacked_on(
         relu: epi.relu,
     };
     let (split, parts) = driver::split_plan(&p, tiles, par.threads, par.min_work);
-    // Every part runs the whole product's path, as `run_split` does for the plain GEMM: a band can
-    // be small enough for the direct path, which sums k in one pass where the packed path sums
-    // kc-blocks, and whether the product is split at all is timed.
     let path = driver::plan(&p, tiles).0;
     // SAFETY: the asserts bound A, C and the bias; the panels were packed for `isa`'s NR from
-    // k×n values of B; `c` is uniquely borrowed, the parts' bands of C are disjoint and
-    // `split_or_serial` returns when all are done; `isa` is supported (`tuned()`).
+    // k×n values of B; `c` is uniquely borrowed and the parts' bands of C are disjoint; `isa` is
+    // supported (`tuned()`); `split_on` gives every run at least `plan_prepacked` of its problem.
     unsafe {
         if parts > 1 {
-            let part_len = |i| driver::plan_prepacked(&driver::part(&p, tiles, split, i, parts), path, tiles);
-            scratch::reserve((0..parts).map(part_len).fold(driver::plan_prepacked(&p, path, tiles), usize::max));
-            let work = m.saturating_mul(k).saturating_mul(n);
-            let chunk = |i| run_one(isa, tiles, &driver::part(&p, tiles, split, i, parts), path);
-            pool::split_or_serial(work, par.threads, parts, &chunk, || run_one(isa, tiles, &p, path))
+            let need = |q: &Problem| driver::plan_prepacked(q, path, tiles);
+            split_on(&p, tiles, par.threads, split, parts, need, |q, len| run_one(isa, tiles, q, path, len))
         } else {
-            run_one(isa, tiles, &p, path);
+            run_one(isa, tiles, &p, path, driver::plan_prepacked(&p, path, tiles));
             false
         }
     }
@@ -215,14 +209,14 @@ fn pack(isa: Isa, tiles: Tiles, b: &[f32], k: usize, n: usize, entry: &mut Packe
     entry.packs += 1;
 }
 
-/// Borrows this thread's scratch and runs the pre-packed product `p` on `path` (the whole
-/// product's, when `p` is a part of it).
+/// Runs the pre-packed product `p` on `path` (the whole product's, when `p` is a part of it) with
+/// `len` floats of this thread's scratch.
 ///
 /// # Safety
-/// As [`driver::run_prepacked`]; the CPU must support `isa`, whose tiles `tiles` are.
-unsafe fn run_one(isa: Isa, tiles: Tiles, p: &Problem, path: driver::Path) {
-    let len = driver::plan_prepacked(p, path, tiles);
-    // SAFETY: forwarded; `buf` has the length `plan_prepacked` asked for.
+/// As [`driver::run_prepacked`]; the CPU must support `isa`, whose tiles `tiles` are, and `len`
+/// must be at least [`driver::plan_prepacked`] of `p` on `path`.
+unsafe fn run_one(isa: Isa, tiles: Tiles, p: &Problem, path: driver::Path, len: usize) {
+    // SAFETY: forwarded; `buf` has at least the length `plan_prepacked` asks for.
     scratch::with(len, |buf| unsafe {
         match isa {
             Isa::Portable => driver::run_prepacked::<simd::Portable, 4, 2>(p, path, tiles, buf),
