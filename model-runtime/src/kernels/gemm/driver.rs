@@ -260,6 +260,29 @@ pub(super) unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
     // SAFETY: the caller guarantees the mr×nr tile at `c` is writable and, when `epi.bias` is not
     // null, `nr` readable bias values; lanes past `nr` are masked off by `load_n`/`store_n`.
     unsafe {
+        // A whole tile that only stores or accumulates (the packed path's k-blocks before the last,
+        // and products without epilogue): straight-line code with `acc` in registers. The general
+        // loop below kept `acc` on the stack and took 7% of a 256×784×512 product on Zen 3.
+        if mr == MR && nr == NV * S::LANES && alpha == 1.0 && epi.bias.is_null() && !epi.relu {
+            if beta == 0.0 {
+                for r in 0..MR {
+                    for v in 0..NV {
+                        S::store(c.add(r * ldc + v * S::LANES), acc[r][v]);
+                    }
+                }
+                return;
+            }
+            if beta == 1.0 {
+                // fma(1, old, x) rounds old + x once, as this does.
+                for r in 0..MR {
+                    for v in 0..NV {
+                        let dst = c.add(r * ldc + v * S::LANES);
+                        S::store(dst, S::add(S::load(dst), acc[r][v]));
+                    }
+                }
+                return;
+            }
+        }
         let va = S::splat(alpha);
         let vb = S::splat(beta);
         let zero = S::zero();
@@ -753,7 +776,11 @@ unsafe fn micro<S: Simd, const MR: usize, const NV: usize>(kc: usize, ap: *const
     }
 }
 
-/// Steps `steps` of [`micro`]: acc += Ã[q]·B̃[q] for each q.
+/// Steps the microkernel's k loop takes per trip: the loop's counter, compare and branch are paid
+/// once per this many steps (measured on Zen 3 at 256×784×512: about 1% of the product).
+const MICRO_UNROLL: usize = 4;
+
+/// Steps `steps` of [`micro`]: acc += Ã[q]·B̃[q] for each q, [`MICRO_UNROLL`] steps per trip.
 #[inline(always)]
 unsafe fn micro_steps<S: Simd, const MR: usize, const NV: usize>(
     acc: &mut [[S::V; NV]; MR],
@@ -764,18 +791,32 @@ unsafe fn micro_steps<S: Simd, const MR: usize, const NV: usize>(
     let nr = NV * S::LANES;
     // SAFETY: the caller's packed panels hold every step in `steps`.
     unsafe {
-        for q in steps {
-            let b = bp.add(q * nr);
-            let mut bv = [S::zero(); NV];
-            for v in 0..NV {
-                bv[v] = S::load(b.add(v * S::LANES));
+        let mut q = steps.start;
+        while q + MICRO_UNROLL <= steps.end {
+            for u in q..q + MICRO_UNROLL {
+                micro_step::<S, MR, NV>(acc, ap.add(u * MR), bp.add(u * nr));
             }
-            let a = ap.add(q * MR);
-            for r in 0..MR {
-                let av = S::splat(*a.add(r));
-                for v in 0..NV {
-                    acc[r][v] = S::fma(av, bv[v], acc[r][v]);
-                }
+            q += MICRO_UNROLL;
+        }
+        for u in q..steps.end {
+            micro_step::<S, MR, NV>(acc, ap.add(u * MR), bp.add(u * nr));
+        }
+    }
+}
+
+/// One step of [`micro`]: acc += a·b for the MR values at `a` and the NR at `b`.
+#[inline(always)]
+unsafe fn micro_step<S: Simd, const MR: usize, const NV: usize>(acc: &mut [[S::V; NV]; MR], a: *const f32, b: *const f32) {
+    // SAFETY: the caller's panels hold MR values at `a` and NR at `b`.
+    unsafe {
+        let mut bv = [S::zero(); NV];
+        for v in 0..NV {
+            bv[v] = S::load(b.add(v * S::LANES));
+        }
+        for r in 0..MR {
+            let av = S::splat(*a.add(r));
+            for v in 0..NV {
+                acc[r][v] = S::fma(av, bv[v], acc[r][v]);
             }
         }
     }
