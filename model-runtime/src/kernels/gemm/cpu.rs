@@ -229,8 +229,9 @@ impl Choice {
 ///   79, 65% of the peak against 86, 85, 75%), even for AVX-512's 12×32 tile, whose micro-panels at
 ///   256 overflow L1d (that tile stays at 256 on a 32 KB L1d).
 /// - **mc**: a packed A block (mc×kc) fills at most 1/8 of L2, rounded down to mr and kept in
-///   2·mr..=512. On Zen 4 (1 MB L2) that is 126; 96 and 144 measured alike, 192 and 240 were 3–8%
-///   slower (the A block must leave L2 room for the B block's panels streaming through).
+///   2·mr..=512. On Zen 4 (1 MB L2) that was 126 at kc 256, where 96 and 144 measured alike and 192
+///   and 240 were 3–8% slower (the A block must leave L2 room for the B block's panels streaming
+///   through); at kc 512 it is 60, the same bytes.
 /// - **nc**: a packed B block (kc×nc) fills at most 1/8 of L3 (it is shared by the cores, and each
 ///   thread's part packs its own), rounded down to nr and kept in nr..=4096.
 pub(super) fn tiles_for(mr: usize, nr: usize, caches: Caches) -> Tiles {
