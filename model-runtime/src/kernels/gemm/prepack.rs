@@ -6,6 +6,7 @@
 //! copy was a quarter of a 32×784×512 product's time.
 
 use super::driver::{self, Problem, Tiles};
+use super::scratch::Aligned;
 use super::{bf16, blocks_on, num_threads, scratch, sgemm_blocks, simd, split_on, tuned, Epilogue, Isa, Par, NARROW_MAX_N};
 
 /// One B packed into k×NR column panels, and what it was packed from: the slice (its address and
@@ -18,7 +19,7 @@ pub struct PackedB {
     isa: u8,
     k: usize,
     n: usize,
-    panels: Vec<f32>,
+    panels: Aligned,
     packs: u64,
 }
 
@@ -173,9 +174,7 @@ fn prepacked_on(
 /// too small.
 fn pack(isa: Isa, tiles: Tiles, b: &[f32], k: usize, n: usize, entry: &mut PackedB) {
     let len = n.div_ceil(tiles.nr) * tiles.nr * k;
-    if entry.panels.len() < len {
-        entry.panels.resize(len, 0.0);
-    }
+    entry.panels.reserve_len(len);
     let p = Problem {
         m: 0,
         k,
@@ -193,7 +192,7 @@ fn pack(isa: Isa, tiles: Tiles, b: &[f32], k: usize, n: usize, entry: &mut Packe
         bias: std::ptr::null(),
         relu: false,
     };
-    let buf = &mut entry.panels[..len];
+    let buf = entry.panels.first_mut(len);
     // SAFETY: `b` holds k×n values (the caller sliced it so); `buf` the panels' `len`; `isa` is
     // supported.
     unsafe {
@@ -385,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn a_repack_after_a_weight_change_reuses_the_panels_buffer() {
+    fn a_repack_after_a_weight_change_reuses_the_aligned_panels_buffer() {
         let (m, k, n) = (32, 64, 48);
         let (a, b) = (vec![0.5; m * k], vec![0.25; k * n]);
         let isa = tuned().choice.for_n(n);
@@ -393,6 +392,9 @@ mod tests {
         let mut c = vec![0.0; m * n];
         prepacked_on(isa, isa.tiles(), Par::SERIAL, m, k, n, &a, &b, &mut c, Epilogue::NONE, &mut cache);
         let before = cache.entries()[0].panels.as_ptr();
+        // On a cache line, so that no panel load straddles two (every one would, for AVX-512's
+        // 64-byte loads, in a buffer the allocator aligned to 16 bytes).
+        assert_eq!(before as usize % 64, 0, "the panels do not start on a cache line");
         cache.set_generation(1);
         prepacked_on(isa, isa.tiles(), Par::SERIAL, m, k, n, &a, &b, &mut c, Epilogue::NONE, &mut cache);
         assert_eq!(cache.entries()[0].packs(), 2);

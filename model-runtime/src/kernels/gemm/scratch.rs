@@ -1,15 +1,51 @@
-//! Per-thread packing scratch for GEMM: a 64-byte-aligned `f32` buffer that grows the first time
-//! a larger size is asked for and is then reused, so steady-state calls allocate nothing.
+//! Per-thread packing scratch for GEMM, and the 64-byte-aligned `f32` buffer it and the pre-packed
+//! weights are kept in: the scratch grows the first time a larger size is asked for and is then
+//! reused, so steady-state calls allocate nothing.
 
 use std::cell::RefCell;
 
-/// One cache line of `f32`s; the buffer is a `Vec` of these so it is 64-byte aligned.
-#[derive(Clone, Copy)]
+/// One cache line of `f32`s; [`Aligned`] is a `Vec` of these so it is 64-byte aligned.
+#[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Line([f32; 16]);
 
+/// A growable buffer of `f32`s that starts on a cache line. Packed panels are read one register
+/// (32 or 64 bytes) at a time from their start: in a plain `Vec<f32>` (16-byte aligned by the
+/// allocator; page + 16 bytes for the large blocks it maps) every other 32-byte load of a 16-wide
+/// panel row would straddle two cache lines.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Aligned(Vec<Line>);
+
+impl Aligned {
+    /// Grows the buffer to hold at least `len` values (new ones are zero); never shrinks it.
+    pub(crate) fn reserve_len(&mut self, len: usize) {
+        let lines = len.div_ceil(16);
+        if self.0.len() < lines {
+            self.0.resize(lines, Line([0.0; 16]));
+        }
+    }
+
+    /// How many values it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len() * 16
+    }
+
+    /// The first value.
+    pub(crate) fn as_ptr(&self) -> *const f32 {
+        self.0.as_ptr().cast()
+    }
+
+    /// The first `len` values (at most [`Aligned::len`]), writable.
+    pub(crate) fn first_mut(&mut self, len: usize) -> &mut [f32] {
+        assert!(len <= self.len(), "aligned buffer of {} values written to {len}", self.len());
+        // SAFETY: `Line` is `repr(C)` around `[f32; 16]`, so the lines are `len()` contiguous,
+        // initialized `f32`s, and `len` does not exceed that; the unique borrow is carried over.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<f32>(), len) }
+    }
+}
+
 thread_local! {
-    static SCRATCH: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Aligned> = const { RefCell::new(Aligned(Vec::new())) };
 }
 
 /// Runs `f` on a scratch slice of at least `len` values (contents unspecified).
@@ -20,23 +56,21 @@ pub(super) fn with<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     if len == 0 {
         return f(&mut []);
     }
-    let lines = len.div_ceil(16);
     let mut f = Some(f);
     let got = SCRATCH.try_with(|cell| {
         let mut buf = cell.try_borrow_mut().ok()?;
-        if buf.len() < lines {
-            buf.resize(lines, Line([0.0; 16]));
-        }
+        buf.reserve_len(len);
         let run = f.take()?;
-        Some(run(as_f32(&mut buf[..lines], len)))
+        Some(run(buf.first_mut(len)))
     });
     match got {
         Ok(Some(r)) => r,
         // Thread-local gone or already borrowed: fall back to a one-off buffer.
         _ => {
-            let mut buf = vec![Line([0.0; 16]); lines];
+            let mut buf = Aligned::default();
+            buf.reserve_len(len);
             let run = f.take().expect("scratch closure runs at most once");
-            run(as_f32(&mut buf, len))
+            run(buf.first_mut(len))
         }
     }
 }
@@ -46,18 +80,7 @@ pub(super) fn with<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 pub(super) fn reserve(len: usize) {
     let _ = SCRATCH.try_with(|cell| {
         if let Ok(mut buf) = cell.try_borrow_mut() {
-            let lines = len.div_ceil(16);
-            if buf.len() < lines {
-                buf.resize(lines, Line([0.0; 16]));
-            }
+            buf.reserve_len(len);
         }
     });
-}
-
-/// The first `len` `f32`s of `lines`.
-fn as_f32(lines: &mut [Line], len: usize) -> &mut [f32] {
-    debug_assert!(len <= lines.len() * 16);
-    // SAFETY: `Line` is `repr(C)` around `[f32; 16]`, so `lines` is `lines.len() * 16` contiguous,
-    // initialized `f32`s, and `len` does not exceed that; the borrow is carried over.
-    unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<f32>(), len) }
 }
