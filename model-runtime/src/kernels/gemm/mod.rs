@@ -322,8 +322,10 @@ fn blocks_on(isa: Isa, par: Par, m: usize, n: usize, a: &[&[f32]], k: &[usize], 
     if m == 0 || n == 0 {
         return;
     }
-    // Narrow runs on the calling thread: a product large enough to split goes the general way.
-    let splits = par.threads > 1 && m.saturating_mul(k_total).saturating_mul(n) >= par.min_work.saturating_mul(2);
+    // Narrow runs on the calling thread: a product large enough to split goes the general way. The
+    // size is tested first, so that small products run the same instructions whatever the thread
+    // count.
+    let splits = m.saturating_mul(k_total).saturating_mul(n) >= par.min_work.saturating_mul(2) && par.threads > 1;
     let narrow = n <= NARROW_MAX_N && k_total.saturating_mul(n) <= 4096 && (1..=NARROW_MAX_BLOCKS).contains(&a.len()) && !splits;
     if !narrow {
         return blocks_general(isa, par, m, n, a, k, b, c, epi);
