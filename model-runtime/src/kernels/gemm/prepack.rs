@@ -174,7 +174,6 @@ fn prepacked_on(
 /// too small.
 fn pack(isa: Isa, tiles: Tiles, b: &[f32], k: usize, n: usize, entry: &mut PackedB) {
     let len = n.div_ceil(tiles.nr) * tiles.nr * k;
-    entry.panels.reserve_len(len);
     let p = Problem {
         m: 0,
         k,
@@ -192,7 +191,7 @@ fn pack(isa: Isa, tiles: Tiles, b: &[f32], k: usize, n: usize, entry: &mut Packe
         bias: std::ptr::null(),
         relu: false,
     };
-    let buf = entry.panels.first_mut(len);
+    let buf = entry.panels.grown(len);
     // SAFETY: `b` holds k×n values (the caller sliced it so); `buf` the panels' `len`; `isa` is
     // supported.
     unsafe {

@@ -14,32 +14,28 @@ struct Line([f32; 16]);
 /// allocator; page + 16 bytes for the large blocks it maps) every other 32-byte load of a 16-wide
 /// panel row would straddle two cache lines.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Aligned(Vec<Line>);
+pub(super) struct Aligned(Vec<Line>);
 
 impl Aligned {
     /// Grows the buffer to hold at least `len` values (new ones are zero); never shrinks it.
-    pub(crate) fn reserve_len(&mut self, len: usize) {
+    pub(super) fn reserve_len(&mut self, len: usize) {
         let lines = len.div_ceil(16);
         if self.0.len() < lines {
             self.0.resize(lines, Line([0.0; 16]));
         }
     }
 
-    /// How many values it holds.
-    pub(crate) fn len(&self) -> usize {
-        self.0.len() * 16
-    }
-
     /// The first value.
-    pub(crate) fn as_ptr(&self) -> *const f32 {
+    pub(super) fn as_ptr(&self) -> *const f32 {
         self.0.as_ptr().cast()
     }
 
-    /// The first `len` values (at most [`Aligned::len`]), writable.
-    pub(crate) fn first_mut(&mut self, len: usize) -> &mut [f32] {
-        assert!(len <= self.len(), "aligned buffer of {} values written to {len}", self.len());
-        // SAFETY: `Line` is `repr(C)` around `[f32; 16]`, so the lines are `len()` contiguous,
-        // initialized `f32`s, and `len` does not exceed that; the unique borrow is carried over.
+    /// The first `len` values, writable, after growing the buffer to hold them.
+    pub(super) fn grown(&mut self, len: usize) -> &mut [f32] {
+        self.reserve_len(len);
+        // SAFETY: `Line` is `repr(C)` around `[f32; 16]`, so the lines just grown to at least
+        // `len.div_ceil(16)` are that many times 16 contiguous, initialized `f32`s; the unique
+        // borrow is carried over.
         unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<f32>(), len) }
     }
 }
@@ -59,18 +55,16 @@ pub(super) fn with<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut f = Some(f);
     let got = SCRATCH.try_with(|cell| {
         let mut buf = cell.try_borrow_mut().ok()?;
-        buf.reserve_len(len);
         let run = f.take()?;
-        Some(run(buf.first_mut(len)))
+        Some(run(buf.grown(len)))
     });
     match got {
         Ok(Some(r)) => r,
         // Thread-local gone or already borrowed: fall back to a one-off buffer.
         _ => {
             let mut buf = Aligned::default();
-            buf.reserve_len(len);
             let run = f.take().expect("scratch closure runs at most once");
-            run(buf.first_mut(len))
+            run(buf.grown(len))
         }
     }
 }
