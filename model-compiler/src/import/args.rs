@@ -119,6 +119,9 @@ impl<'a> KerasArgs<'a> {
     pub fn kw_tuple(&mut self, key: &str, default: i64) {
         let Some(v) = self.get(key) else { return };
         match ints(v) {
+            Some(list) if list.is_empty() => self.problem(format!(
+                "`{key}` = [] is empty: Keras gives one integer, or one per spatial axis; re-save the model with Keras 3"
+            )),
             Some(list) if list.iter().all(|&x| x == default) => {}
             Some(list) if list.len() == 1 => self.args.push(format!("{key} = {}", list.first().copied().unwrap_or(default))),
             Some(_) => self.args.push(format!("{key} = {}", dsl_value(v))),
@@ -314,6 +317,21 @@ mod tests {
         assert_eq!(dsl_value(&serde_json::json!(2.0)), "2.0");
         assert_eq!(dsl_value(&serde_json::json!("same")), "same");
         assert_eq!(float(1e-7), "1e-7");
+    }
+
+    #[test]
+    fn int_or_tuple_arguments_keep_what_differs_from_the_default_and_reject_an_empty_list() {
+        let cfg = serde_json::json!({"strides": [2, 2], "dilation_rate": [1, 1], "kernel_size": 3, "padding": []});
+        let mut a = KerasArgs::new("Conv2D", cfg.as_object().unwrap());
+        a.kw_tuple("strides", 1);
+        a.kw_tuple("dilation_rate", 1);
+        a.kw_tuple("kernel_size", 1);
+        // An empty list is no stride at all, not the default: Keras itself refuses it.
+        a.kw_tuple("padding", 1);
+        let (args, problems) = a.finish();
+        assert_eq!(args, ["strides = (2, 2)", "kernel_size = 3"]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("`padding` = [] is empty"), "{problems:?}");
     }
 
     #[test]
