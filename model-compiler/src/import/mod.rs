@@ -181,8 +181,6 @@ fn refs(arg: &Value, out: &mut Vec<TensorRef>) -> bool {
     }
 }
 
-/// `input_layers` / `output_layers`: one `[name, node, tensor]` or a list of them; or a dict of them
-/// (output names from the keys).
 /// The `keras.ops` entries Keras adds to compute masks (`NotEqual`, `Any`, `LogicalOr`, ...): op layers
 /// whose results only reach calls as their `mask` keyword or through other such ops, and no output.
 /// modelc computes masks itself (docs/masks.md), so the importer leaves them out.
@@ -224,22 +222,25 @@ fn mask_only_ops(entries: &[Entry<'_>], outputs: &BTreeSet<TensorRef>) -> BTreeS
     }
 }
 
-fn endpoints(v: Option<&Value>) -> Vec<(Option<String>, TensorRef)> {
+/// `input_layers` / `output_layers`: one `[name, node, tensor]` or a list of them; or a dict of them
+/// (output names from the keys).
+fn endpoints(v: Option<&Value>, key: &str) -> Result<Vec<(Option<String>, TensorRef)>, String> {
     let one = |x: &Value| -> Option<TensorRef> {
-        match x.as_array().map(|a| a.as_slice()) {
-            Some([l, n, t]) if l.is_string() => {
-                Some((l.as_str().unwrap_or("").to_string(), n.as_u64().unwrap_or(0) as usize, t.as_u64().unwrap_or(0) as usize))
-            }
+        match x.as_array().map(Vec::as_slice) {
+            Some([Value::String(l), n, t]) => Some((l.clone(), usize::try_from(n.as_u64()?).ok()?, usize::try_from(t.as_u64()?).ok()?)),
             _ => None,
         }
     };
+    // A damaged entry is an error: dropping it would import a model with an input or output less.
+    let bad = |x: &Value| format!("its `{key}` entry {x} is not [layer name, node index, tensor index]: re-save the model with Keras 3");
     match v {
-        Some(Value::Object(m)) => m.iter().filter_map(|(k, x)| one(x).map(|r| (Some(k.clone()), r))).collect(),
-        Some(x) => match one(x) {
-            Some(r) => vec![(None, r)],
-            None => x.as_array().map(|a| a.iter().filter_map(one).map(|r| (None, r)).collect()).unwrap_or_default(),
+        None => Ok(Vec::new()),
+        Some(Value::Object(m)) => m.iter().map(|(k, x)| one(x).map(|r| (Some(k.clone()), r)).ok_or_else(|| bad(x))).collect(),
+        Some(x) => match (one(x), x.as_array()) {
+            (Some(r), _) => Ok(vec![(None, r)]),
+            (None, Some(list)) => list.iter().map(|e| one(e).map(|r| (None, r)).ok_or_else(|| bad(e))).collect(),
+            (None, None) => Err(bad(x)),
         },
-        None => Vec::new(),
     }
 }
 
@@ -380,7 +381,15 @@ impl Cx<'_> {
         let mut lines = Vec::new();
         let mut names: BTreeMap<TensorRef, String> = BTreeMap::new();
         let mut used_idents: BTreeSet<String> = BTreeSet::new();
-        for (_, (l, n, t)) in endpoints(config.get("input_layers")) {
+        let (inputs, outputs) =
+            match (endpoints(config.get("input_layers"), "input_layers"), endpoints(config.get("output_layers"), "output_layers")) {
+                (Ok(i), Ok(o)) => (i, o),
+                (i, o) => {
+                    self.problems.extend([i.err(), o.err()].into_iter().flatten().map(|e| format!("model `{model}`: {e}")));
+                    return None;
+                }
+            };
+        for (_, (l, n, t)) in inputs {
             let Some(e) = entries.iter().find(|e| e.name == l && e.class == "InputLayer") else {
                 self.problem(&l, "InputLayer", &format!("model `{model}` names an input that is not an InputLayer"));
                 continue;
@@ -392,7 +401,6 @@ impl Cx<'_> {
                 lines.push(line);
             }
         }
-        let outputs = endpoints(config.get("output_layers"));
         let out_refs: BTreeSet<TensorRef> = outputs.iter().map(|(_, r)| r.clone()).collect();
         // Constructors and their output counts, then every call in an order where operands come first.
         let mut ctors: BTreeMap<String, (String, usize)> = BTreeMap::new();
@@ -695,6 +703,42 @@ mod tests {
         assert!(errs[1].contains("`rnn` (LSTM)"), "{errs:#?}");
         assert!(errs.iter().any(|e| e.contains("`d` (Dense)") && e.contains("mixed_float16")), "{errs:#?}");
         assert!(errs.iter().any(|e| e.contains("`d` (Dense)") && e.contains("mask_zero")), "{errs:#?}");
+    }
+
+    #[test]
+    fn a_damaged_input_or_output_entry_is_refused_not_dropped() {
+        let model = |outputs: serde_json::Value| {
+            serde_json::json!({
+                "class_name": "Functional",
+                "config": {
+                    "name": "m",
+                    "layers": [
+                        {"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_shape": [null, 4], "dtype": "float32"}, "inbound_nodes": []},
+                        {"class_name": "Dense", "name": "a", "config": {"name": "a", "units": 2},
+                            "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}], "kwargs": {}}]},
+                        {"class_name": "Dense", "name": "b", "config": {"name": "b", "units": 3},
+                            "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}], "kwargs": {}}]}
+                    ],
+                    "input_layers": [["x", 0, 0]],
+                    "output_layers": outputs
+                }
+            })
+            .to_string()
+        };
+        let imported = keras_to_source(&model(serde_json::json!([["a", 0, 0], ["b", 0, 0]])), &origin()).unwrap();
+        assert!(imported.source().contains("output a = ") && imported.source().contains("output b = "), "{}", imported.source());
+        // Before, each of these imported a model with the output `b` silently left out.
+        for damaged in [
+            serde_json::json!([["a", 0, 0], ""]),
+            serde_json::json!([["a", 0, 0], ["b", 0]]),
+            serde_json::json!([["a", 0, 0], ["b", -1, 0]]),
+        ] {
+            let errs = keras_to_source(&model(damaged.clone()), &origin()).unwrap_err();
+            assert_eq!(errs.len(), 1, "{damaged}: {errs:#?}");
+            assert!(errs[0].starts_with("model `m`: its `output_layers` entry") && errs[0].contains("re-save"), "{errs:#?}");
+        }
+        let errs = keras_to_source(&model(serde_json::json!(7)), &origin()).unwrap_err();
+        assert!(errs[0].contains("`output_layers` entry 7 is not [layer name, node index, tensor index]"), "{errs:#?}");
     }
 
     #[test]
