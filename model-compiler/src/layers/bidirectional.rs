@@ -189,8 +189,14 @@ impl Bidirectional {
     /// mapping. modelc's backward layer is the forward one going the other way, so Keras'
     /// `backward_layer` must be that (Keras' default); `merge_mode = None` is `none`.
     pub fn from_keras(a: &mut KerasArgs<'_>) {
-        let forward = a.nested_layer("layer", |_| {});
+        // Keras' Bidirectional sets its layers' `zero_output_for_mask` to their `return_sequences`
+        // whatever their config says, as modelc's does.
+        let forced = |c: &mut serde_json::Map<String, serde_json::Value>| {
+            c.remove("zero_output_for_mask");
+        };
+        let forward = a.nested_layer("layer", forced);
         let flip = |c: &mut serde_json::Map<String, serde_json::Value>| {
+            forced(c);
             let backwards = c.get("go_backwards").and_then(serde_json::Value::as_bool).unwrap_or(false);
             c.insert(String::from("go_backwards"), serde_json::Value::Bool(!backwards));
         };
@@ -510,5 +516,16 @@ mod tests {
         assert!(problems.len() == 1 && problems[0].contains("`layer` (GRU): `dropout` = 0.5"), "{problems:#?}");
         let (_, problems, _) = import(json!({"layer": {"class_name": "Dense", "config": {"units": 3}}}));
         assert!(problems.iter().any(|p| p.contains("not Dense")), "{problems:#?}");
+    }
+
+    #[test]
+    fn keras_bidirectional_takes_zeros_at_masked_steps_whatever_its_layers_configs_say() {
+        // Keras saves the value it forced (`return_sequences`); either value imports the same layer.
+        for zero in [true, false] {
+            let gru = |name: &str, backwards: bool| json!({"class_name": "GRU", "config": {"name": name, "units": 2, "return_sequences": true, "go_backwards": backwards, "zero_output_for_mask": zero}});
+            let (args, problems, _) = import(json!({"merge_mode": "sum", "layer": gru("f", false), "backward_layer": gru("b", true)}));
+            assert!(problems.is_empty(), "{problems:#?}");
+            assert_eq!(args, ["GRU(2, return_sequences = true)", "merge_mode = sum"]);
+        }
     }
 }

@@ -548,8 +548,16 @@ impl Recurrent {
             json!(false),
             "modelc's batches are independent: rebuild the layer with stateful=False, and carry states with return_state and initial_state",
         );
+        // Which output a masked step gives in the returned sequence: modelc's is Keras' default, the
+        // carried state (Bidirectional forces zeros on its layers itself, and takes the key out).
+        let sequences = a.get("return_sequences") == Some(&json!(true));
+        if sequences && a.get("zero_output_for_mask").is_some_and(|v| *v != json!(false)) {
+            a.problem(String::from(
+                "`zero_output_for_mask` = true is not supported: modelc's masked steps output the carried state (Keras' default); rebuild the layer with zero_output_for_mask=False, or wrap it in Bidirectional, which outputs zeros there",
+            ));
+        }
         // An execution strategy only (the unrolled loop computes the same), and the seed of the dropout
-        // refused above; the mask a masking layer passes is refused at the call.
+        // refused above.
         for ignored in ["unroll", "seed", "zero_output_for_mask"] {
             a.get(ignored);
         }
@@ -828,5 +836,15 @@ mod tests {
         for what in ["`dropout` = 0.2", "`recurrent_dropout` = 0.1", "`stateful`", "`reset_after`", "`activation`"] {
             assert!(problems.iter().any(|p| p.contains(what)), "{what} in {problems:#?}");
         }
+    }
+
+    #[test]
+    fn zeros_at_masked_steps_of_a_returned_sequence_are_refused_as_modelc_carries_the_state() {
+        let config = |sequences: bool| json!({"units": 3, "return_sequences": sequences, "zero_output_for_mask": true});
+        let (_, problems, _) = import("LSTM", config(true));
+        assert!(problems.len() == 1 && problems[0].contains("`zero_output_for_mask` = true is not supported"), "{problems:#?}");
+        // Without the sequence only the last state is returned, the same either way.
+        let (_, problems, _) = import("GRU", config(false));
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 }
