@@ -1477,21 +1477,7 @@ mod tests {
 
     // ---- robustness ---------------------------------------------------------------------------------
 
-    /// A tiny deterministic xorshift generator.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    include!("../tests/common/xorshift.rs");
 
     const VOCAB: &[&str] = &[
         "input",

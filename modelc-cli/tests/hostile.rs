@@ -20,24 +20,9 @@ fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/keras_import")
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+#[path = "../../model-compiler/tests/common/xorshift.rs"]
+mod xorshift;
+use xorshift::Rng;
 
 /// The number of values in `v`, itself included.
 fn count(v: &Value) -> usize {
@@ -106,7 +91,7 @@ fn a_config_with_any_one_value_replaced_is_imported_or_refused_without_a_panic()
     for (seed, model) in ["graph", "vision", "nested", "seq2seq", "masked_attention", "mixed"].into_iter().enumerate() {
         let root = config(model);
         let values = count(&root);
-        let mut r = Rng::new(seed as u64 + 1);
+        let mut r = Rng::seeded(seed as u64 + 1);
         for it in 0..120 {
             let mut damaged = root.clone();
             let mut n = r.below(values);
@@ -143,7 +128,7 @@ fn an_h5_file_with_damaged_bytes_is_converted_or_refused_without_a_panic() {
     let (mut converted, mut refused) = (0, 0);
     for (seed, model) in ["mlp", "recurrent", "mixed"].into_iter().enumerate() {
         let original = std::fs::read(dir().join(format!("{model}.h5"))).unwrap();
-        let mut r = Rng::new(seed as u64 + 100);
+        let mut r = Rng::seeded(seed as u64 + 100);
         for it in 0..150 {
             let mut b = original.clone();
             let kind = r.below(3);
