@@ -183,6 +183,29 @@ fn a_checkpoint_that_does_not_fit_is_a_clear_error_and_changes_nothing() {
     write_safetensors(&cut, &meta, &tensors);
     let err = load_error(Adam::new(0.01), &cut);
     assert!(err.contains("missing tensor `optimizer/v`"), "{err}");
+
+    // Non-finite values: a weight, a moment, the learning rate. Each is named; nothing is loaded.
+    let mut tensors = modelc::io::read_tensors(&adam).unwrap();
+    let kernel = Small::PARAMS[0];
+    tensors.get_mut(kernel.name).unwrap()[[1, 2]] = f32::NAN;
+    tensors.get_mut("optimizer/v").unwrap()[[4]] = f32::INFINITY;
+    tensors.get_mut("optimizer/learning_rate").unwrap()[[0]] = f32::NEG_INFINITY;
+    let poisoned = d.join("poisoned.safetensors");
+    write_safetensors(&poisoned, &meta, &tensors);
+    let err = load_error(Adam::new(0.01), &poisoned);
+    assert!(err.contains("tensor `optimizer/v` holds inf at 4: the optimizer state must be finite"), "{err}");
+    assert!(err.contains("tensor `optimizer/learning_rate` holds -inf"), "{err}");
+    // The state checks come first; the weights are checked by `io::load` (as a weights file too).
+    tensors.get_mut("optimizer/v").unwrap()[[4]] = 0.0;
+    tensors.get_mut("optimizer/learning_rate").unwrap()[[0]] = 0.01;
+    write_safetensors(&poisoned, &meta, &tensors);
+    let err = load_error(Adam::new(0.01), &poisoned);
+    assert!(err.contains(&format!("parameter `{}` holds NaN at [1, 2]: weights must be finite", kernel.name)), "{err}");
+    let mut copy = Small::new(9);
+    let before = bits(&copy);
+    let err = modelc::io::load(&mut copy, &poisoned).unwrap_err().to_string();
+    assert!(err.contains("holds NaN at [1, 2]"), "{err}");
+    assert_eq!(bits(&copy), before, "a refused file changed the weights");
     let _ = std::fs::remove_dir_all(d);
 }
 

@@ -208,7 +208,11 @@ pub fn load<N: Network, O: Optimizer + ?Sized>(model: &mut N, optimizer: &mut O,
     let trainer_steps = steps(TRAINER_STEPS, &mut problems);
     let model_step = steps(MODEL_STEP, &mut problems);
     let lr = match tensors.remove(LEARNING_RATE).as_deref() {
-        Some(&[lr]) => lr,
+        Some(&[lr]) if lr.is_finite() => lr,
+        Some(&[lr]) => {
+            problems.push(format!("tensor `{LEARNING_RATE}` holds {lr}: the learning rate must be finite"));
+            0.0
+        }
         other => {
             problems.push(format!("tensor `{LEARNING_RATE}` must hold one value, found {:?}", other.map(<[f32]>::len)));
             0.0
@@ -227,6 +231,11 @@ pub fn load<N: Network, O: Optimizer + ?Sized>(model: &mut N, optimizer: &mut O,
                     problems.push(format!("missing tensor `{key}` of the `{kind}` state"));
                     continue;
                 };
+                // A NaN or an infinity in the state would make every step non-finite (and undone).
+                if let Some(k) = crate::train::first_non_finite(&values) {
+                    let v = values.get(k).copied().unwrap_or(f32::NAN);
+                    problems.push(format!("tensor `{key}` holds {v} at {k}: the optimizer state must be finite"));
+                }
                 if let Part::Scalar(_) = part {
                     match values[..] {
                         [x] => loaded.push(Part::Scalar(x)),

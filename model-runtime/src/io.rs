@@ -310,9 +310,9 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Loads every parameter of `model` from the safetensors file at `path`, written by [`save`] or by
 /// any tool using the same names and layouts. Nothing is changed unless the whole file is valid:
-/// every parameter present with its exact shape as `F32`, no unknown tensor, sound offsets. All
-/// problems found are reported together in one [`Error::WeightFile`]. Only the header and the
-/// bytes of the tensors that fill parameters are read.
+/// every parameter present with its exact shape as `F32` and finite values, no unknown tensor, sound
+/// offsets. All problems found are reported together in one [`Error::WeightFile`]. Only the header
+/// and the bytes of the tensors that fill parameters are read.
 ///
 /// A tensor named as Keras 3 names a nested model's weight, without the nested model's prefix
 /// (`tower_dense1/kernel` for parameter `tower/tower_dense1/kernel`), fills the one parameter whose
@@ -428,8 +428,37 @@ pub fn load_with<N: Network>(model: &mut N, path: impl AsRef<Path>, map: impl Fn
             _ => dst.iter_mut().zip(values).for_each(|(d, v)| *d = v),
         }
     }
+    // A NaN or an infinity can only make what reads it non-finite: such a file is refused, naming the
+    // first position of each parameter that holds one.
+    let mut problems = Problems::default();
+    for spec in N::PARAMS {
+        let values = params.get(spec.range()).unwrap_or_default();
+        if let Some((k, v)) = crate::train::first_non_finite(values).and_then(|k| Some((k, *values.get(k)?))) {
+            problems.add(|| {
+                format!(
+                    "parameter `{}` holds {v} at {}: weights must be finite (`io::read_tensors` reads the file as it is)",
+                    spec.name,
+                    position(k, spec.shape)
+                )
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(bad_file(path, problems.into_vec()));
+    }
     model.state_mut().params = params;
     Ok(())
+}
+
+/// The index `[i, j, ...]` of flat position `k` in a row-major tensor of `shape`.
+pub(crate) fn position(k: usize, shape: &[usize]) -> String {
+    let mut rest = k;
+    let mut index = vec![0; shape.len()];
+    for (i, &d) in index.iter_mut().zip(shape).rev() {
+        *i = rest % d.max(1);
+        rest /= d.max(1);
+    }
+    format!("{index:?}")
 }
 
 /// The `__metadata__` map of the safetensors file at `path` (empty when it has none), after the whole
