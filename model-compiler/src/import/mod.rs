@@ -249,6 +249,17 @@ impl Cx<'_> {
         self.problems.push(format!("layer `{layer}` ({class}): {msg}"));
     }
 
+    /// A layer entry without its `config` object: reported, as leaving the layer out would import
+    /// another model (a Sequential's chain would just skip it).
+    fn no_config(&mut self, model: &str, layer: &Value, class: &str) {
+        let class = if class.is_empty() { "?" } else { class };
+        let layer = match str_of(layer, "name") {
+            Some(name) => format!("layer `{name}` ({class})"),
+            None => format!("a layer of class {class}"),
+        };
+        self.problems.push(format!("model `{model}`: {layer} has no config object: re-save the model with Keras 3"));
+    }
+
     fn struct_name(&mut self, model_name: &str) -> String {
         let base = camel(model_name);
         let mut name = base.clone();
@@ -373,7 +384,10 @@ impl Cx<'_> {
         let mut entries = Vec::new();
         for l in layers {
             let class = str_of(l, "class_name").unwrap_or("");
-            let Some(cfg) = l.get("config").and_then(Value::as_object) else { continue };
+            let Some(cfg) = l.get("config").and_then(Value::as_object) else {
+                self.no_config(model, l, class);
+                continue;
+            };
             let name = str_of(l, "name").or_else(|| cfg.get("name").and_then(Value::as_str)).unwrap_or("").to_string();
             let nodes: Vec<&Value> = l.get("inbound_nodes").and_then(Value::as_array).map(|n| n.iter().collect()).unwrap_or_default();
             entries.push(Entry { class, name, config: cfg, raw: l, nodes });
@@ -586,7 +600,10 @@ impl Cx<'_> {
         let count = rest.len();
         for (i, l) in rest.iter().enumerate() {
             let class = str_of(l, "class_name").unwrap_or("");
-            let Some(cfg) = l.get("config").and_then(Value::as_object) else { continue };
+            let Some(cfg) = l.get("config").and_then(Value::as_object) else {
+                self.no_config(model, l, class);
+                continue;
+            };
             let name = cfg.get("name").and_then(Value::as_str).unwrap_or("").to_string();
             let entry = Entry { class, name: name.clone(), config: cfg, raw: l, nodes: Vec::new() };
             let Some((ctor, n_out)) = self.constructor(&entry) else { continue };
@@ -757,6 +774,36 @@ mod tests {
             "model! {\n    /// Imported from `m.keras` (Keras 3.0.0) by `modelc import`.\n    pub struct Seq {\n        input x: [3];\n        \
              let h = Dense(4, activation = relu, name = \"h\")(x);\n        output y = Dense(1, use_bias = false, name = \"y\")(h);\n    }\n}\n"
         );
+    }
+
+    #[test]
+    fn a_layer_without_its_config_is_refused_not_skipped() {
+        // A Sequential model would have chained around the Activation and imported a linear model.
+        let cfg = serde_json::json!({
+            "class_name": "Sequential",
+            "config": {"name": "seq", "layers": [
+                {"class_name": "InputLayer", "config": {"name": "x", "batch_shape": [null, 3], "dtype": "float32"}},
+                {"class_name": "Dense", "config": {"name": "h", "units": 4}},
+                {"class_name": "Activation", "config": "relu"},
+                {"class_name": "Dense", "config": {"name": "y", "units": 1}}
+            ]}
+        });
+        let errs = keras_to_source(&cfg.to_string(), &origin()).unwrap_err();
+        assert_eq!(errs, ["model `seq`: a layer of class Activation has no config object: re-save the model with Keras 3"]);
+        let cfg = serde_json::json!({
+            "class_name": "Functional",
+            "config": {
+                "name": "m",
+                "layers": [
+                    {"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_shape": [null, 4], "dtype": "float32"}, "inbound_nodes": []},
+                    {"class_name": "Dense", "name": "d", "inbound_nodes": []}
+                ],
+                "input_layers": [["x", 0, 0]],
+                "output_layers": [["x", 0, 0]]
+            }
+        });
+        let errs = keras_to_source(&cfg.to_string(), &origin()).unwrap_err();
+        assert!(errs.iter().any(|e| e == "model `m`: layer `d` (Dense) has no config object: re-save the model with Keras 3"), "{errs:#?}");
     }
 
     #[test]
