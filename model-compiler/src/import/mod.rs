@@ -697,24 +697,26 @@ mod tests {
         assert_eq!(camel("tower_dense"), "TowerDense");
     }
 
+    /// A functional model `m` of an input `x` of 4 features, then `layers`, with `outputs`.
+    fn functional(layers: &[serde_json::Value], outputs: serde_json::Value) -> String {
+        let input = serde_json::json!({"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_shape": [null, 4], "dtype": "float32"}, "inbound_nodes": []});
+        let layers: Vec<serde_json::Value> = std::iter::once(input).chain(layers.iter().cloned()).collect();
+        let config = serde_json::json!({"name": "m", "layers": layers, "input_layers": [["x", 0, 0]], "output_layers": outputs});
+        serde_json::json!({"class_name": "Functional", "config": config}).to_string()
+    }
+
     #[test]
     fn every_unsupported_layer_is_reported_at_once() {
-        let cfg = serde_json::json!({
-            "class_name": "Functional",
-            "config": {
-                "name": "m",
-                "layers": [
-                    {"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_shape": [null, 4], "dtype": "float32"}, "inbound_nodes": []},
-                    {"class_name": "Lambda", "name": "lam", "config": {"name": "lam", "function": "..."}, "inbound_nodes": []},
-                    {"class_name": "LSTM", "name": "rnn", "config": {"name": "rnn"}, "inbound_nodes": []},
-                    {"class_name": "Dense", "name": "d", "config": {"name": "d", "units": 2, "mask_zero": true,
-                        "dtype": {"class_name": "DTypePolicy", "config": {"name": "mixed_float16"}}}, "inbound_nodes": []}
-                ],
-                "input_layers": [["x", 0, 0]],
-                "output_layers": [["d", 0, 0]]
-            }
-        });
-        let errs = keras_to_source(&cfg.to_string(), &origin()).unwrap_err();
+        let cfg = functional(
+            &[
+                serde_json::json!({"class_name": "Lambda", "name": "lam", "config": {"name": "lam", "function": "..."}, "inbound_nodes": []}),
+                serde_json::json!({"class_name": "LSTM", "name": "rnn", "config": {"name": "rnn"}, "inbound_nodes": []}),
+                serde_json::json!({"class_name": "Dense", "name": "d", "config": {"name": "d", "units": 2, "mask_zero": true,
+                    "dtype": {"class_name": "DTypePolicy", "config": {"name": "mixed_float16"}}}, "inbound_nodes": []}),
+            ],
+            serde_json::json!([["d", 0, 0]]),
+        );
+        let errs = keras_to_source(&cfg, &origin()).unwrap_err();
         assert_eq!(errs.len(), 4, "{errs:#?}");
         assert!(errs[0].contains("`lam` (Lambda)"), "{errs:#?}");
         assert!(errs[1].contains("`rnn` (LSTM)"), "{errs:#?}");
@@ -724,24 +726,11 @@ mod tests {
 
     #[test]
     fn a_damaged_input_or_output_entry_is_refused_not_dropped() {
-        let model = |outputs: serde_json::Value| {
-            serde_json::json!({
-                "class_name": "Functional",
-                "config": {
-                    "name": "m",
-                    "layers": [
-                        {"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_shape": [null, 4], "dtype": "float32"}, "inbound_nodes": []},
-                        {"class_name": "Dense", "name": "a", "config": {"name": "a", "units": 2},
-                            "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}], "kwargs": {}}]},
-                        {"class_name": "Dense", "name": "b", "config": {"name": "b", "units": 3},
-                            "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}], "kwargs": {}}]}
-                    ],
-                    "input_layers": [["x", 0, 0]],
-                    "output_layers": outputs
-                }
-            })
-            .to_string()
+        let dense = |name: &str, units: usize| {
+            let x = serde_json::json!({"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}});
+            serde_json::json!({"class_name": "Dense", "name": name, "config": {"name": name, "units": units}, "inbound_nodes": [{"args": [x], "kwargs": {}}]})
         };
+        let model = |outputs: serde_json::Value| functional(&[dense("a", 2), dense("b", 3)], outputs);
         let imported = keras_to_source(&model(serde_json::json!([["a", 0, 0], ["b", 0, 0]])), &origin()).unwrap();
         assert!(imported.source().contains("output a = ") && imported.source().contains("output b = "), "{}", imported.source());
         // Before, each of these imported a model with the output `b` silently left out.
@@ -758,17 +747,20 @@ mod tests {
         assert!(errs[0].contains("`output_layers` entry 7 is not [layer name, node index, tensor index]"), "{errs:#?}");
     }
 
+    /// A Sequential model `seq` of an input `x` of 3 features, then `layers`.
+    fn sequential(layers: &[serde_json::Value]) -> String {
+        let input = serde_json::json!({"class_name": "InputLayer", "config": {"name": "x", "batch_shape": [null, 3], "dtype": "float32"}});
+        let layers: Vec<serde_json::Value> = std::iter::once(input).chain(layers.iter().cloned()).collect();
+        serde_json::json!({"class_name": "Sequential", "config": {"name": "seq", "layers": layers}}).to_string()
+    }
+
     #[test]
     fn a_sequential_model_is_a_chain() {
-        let cfg = serde_json::json!({
-            "class_name": "Sequential",
-            "config": {"name": "seq", "layers": [
-                {"class_name": "InputLayer", "config": {"name": "x", "batch_shape": [null, 3], "dtype": "float32"}},
-                {"class_name": "Dense", "config": {"name": "h", "units": 4, "activation": "relu", "use_bias": true}},
-                {"class_name": "Dense", "config": {"name": "y", "units": 1, "activation": "linear", "use_bias": false}}
-            ]}
-        });
-        let imported = keras_to_source(&cfg.to_string(), &origin()).unwrap();
+        let cfg = sequential(&[
+            serde_json::json!({"class_name": "Dense", "config": {"name": "h", "units": 4, "activation": "relu", "use_bias": true}}),
+            serde_json::json!({"class_name": "Dense", "config": {"name": "y", "units": 1, "activation": "linear", "use_bias": false}}),
+        ]);
+        let imported = keras_to_source(&cfg, &origin()).unwrap();
         assert_eq!(
             imported.source(),
             "model! {\n    /// Imported from `m.keras` (Keras 3.0.0) by `modelc import`.\n    pub struct Seq {\n        input x: [3];\n        \
@@ -779,30 +771,16 @@ mod tests {
     #[test]
     fn a_layer_without_its_config_is_refused_not_skipped() {
         // A Sequential model would have chained around the Activation and imported a linear model.
-        let cfg = serde_json::json!({
-            "class_name": "Sequential",
-            "config": {"name": "seq", "layers": [
-                {"class_name": "InputLayer", "config": {"name": "x", "batch_shape": [null, 3], "dtype": "float32"}},
-                {"class_name": "Dense", "config": {"name": "h", "units": 4}},
-                {"class_name": "Activation", "config": "relu"},
-                {"class_name": "Dense", "config": {"name": "y", "units": 1}}
-            ]}
-        });
-        let errs = keras_to_source(&cfg.to_string(), &origin()).unwrap_err();
+        let cfg = sequential(&[
+            serde_json::json!({"class_name": "Dense", "config": {"name": "h", "units": 4}}),
+            serde_json::json!({"class_name": "Activation", "config": "relu"}),
+            serde_json::json!({"class_name": "Dense", "config": {"name": "y", "units": 1}}),
+        ]);
+        let errs = keras_to_source(&cfg, &origin()).unwrap_err();
         assert_eq!(errs, ["model `seq`: a layer of class Activation has no config object: re-save the model with Keras 3"]);
-        let cfg = serde_json::json!({
-            "class_name": "Functional",
-            "config": {
-                "name": "m",
-                "layers": [
-                    {"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_shape": [null, 4], "dtype": "float32"}, "inbound_nodes": []},
-                    {"class_name": "Dense", "name": "d", "inbound_nodes": []}
-                ],
-                "input_layers": [["x", 0, 0]],
-                "output_layers": [["x", 0, 0]]
-            }
-        });
-        let errs = keras_to_source(&cfg.to_string(), &origin()).unwrap_err();
+        let cfg =
+            functional(&[serde_json::json!({"class_name": "Dense", "name": "d", "inbound_nodes": []})], serde_json::json!([["x", 0, 0]]));
+        let errs = keras_to_source(&cfg, &origin()).unwrap_err();
         assert!(errs.iter().any(|e| e == "model `m`: layer `d` (Dense) has no config object: re-save the model with Keras 3"), "{errs:#?}");
     }
 
