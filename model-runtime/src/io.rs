@@ -451,7 +451,7 @@ pub fn load_with<N: Network>(model: &mut N, path: impl AsRef<Path>, map: impl Fn
 }
 
 /// The index `[i, j, ...]` of flat position `k` in a row-major tensor of `shape`.
-pub(crate) fn position(k: usize, shape: &[usize]) -> String {
+fn position(k: usize, shape: &[usize]) -> String {
     let mut rest = k;
     let mut index = vec![0; shape.len()];
     for (i, &d) in index.iter_mut().zip(shape).rev() {
