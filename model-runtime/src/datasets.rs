@@ -159,7 +159,12 @@ fn parse_series_csv(text: &str) -> std::result::Result<Series, String> {
                 .ok_or_else(|| format!("line {line_no}, column {column}: `{f}` is not a finite number"))
         };
         keys.push(number(k, 1)?);
-        values.push(if v.is_empty() { None } else { Some(number(v, 2)? as f32) });
+        // The values are f32: one past f32's range would become an infinity.
+        let value = |f: &str| match number(f, 2)? as f32 {
+            x if x.is_finite() => Ok(x),
+            _ => Err(format!("line {line_no}, column 2: `{f}` is beyond the range of a 32-bit float (about ±3.4e38)")),
+        };
+        values.push(if v.is_empty() { None } else { Some(value(v)?) });
     }
     if keys.is_empty() {
         return Err("the file holds a header but no rows".to_string());
@@ -329,6 +334,7 @@ mod tests {
         assert!(err("a,b\n1,2\n3\n").contains("line 3: expected 2 comma-separated values"));
         assert!(err("a,b\n1,x\n").contains("line 2, column 2: `x` is not a finite number"));
         assert!(err("a,b\n1,inf\n").contains("`inf` is not a finite number"));
+        assert!(err("a,b\n1,2\n2,-1e39\n").contains("line 3, column 2: `-1e39` is beyond the range of a 32-bit float"));
         assert_eq!(parse_series_csv("a,b\n1,\n2,3\n").unwrap().values, vec![None, Some(3.0)]);
     }
 
