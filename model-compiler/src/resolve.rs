@@ -114,6 +114,20 @@ fn resolve_in(model: &ast::Model, file: &ast::File, stack: &[String], diags: &mu
     (r.out, r.cycle)
 }
 
+/// What to write instead of a Keras activation layer modelc has as an activation function only.
+fn keras_activation_layer(name: &str) -> Option<String> {
+    let (function, note) = match name {
+        "ReLU" => ("relu", ""),
+        "LeakyReLU" => ("leaky_relu", " (slope 0.2, Keras' `leaky_relu` function; the `LeakyReLU` layer's default slope is 0.3)"),
+        "ELU" => ("elu", " (alpha 1.0)"),
+        "PReLU" | "ThresholdedReLU" => {
+            return Some(format!("modelc has no `{name}`: use another activation, e.g. `Activation(leaky_relu)`"))
+        }
+        _ => return None,
+    };
+    Some(format!("modelc has `{function}` as an activation, not a `{name}` layer: write `Activation({function})(x)`, or `activation = {function}` on the layer before{note}"))
+}
+
 // Rule: a model does not contain itself through other models either (`A` uses `B`, which uses `A`): the
 // error is at the use, in the model where the cycle starts, naming every model on it.
 fn nest_cycle(cycle: &[String], span: Span) -> Diagnostic {
@@ -385,9 +399,14 @@ impl Resolver<'_> {
         // is fetched through its full callback, by the path written here (see `hir::External::via`).
         let provisional = sibling.is_none() && file.deps.iter().find(|d| d.key == key).is_some_and(|d| !d.full);
         let Some((model, scope)) = found else {
-            // Not a layer kind nor a model seen yet: a close layer kind means a typo; otherwise it is
-            // a model of another invocation, fetched through its callback macro.
-            if ctor.path.get_ident().is_some() && did_you_mean(&last, layers::KINDS.iter().copied()).is_some() {
+            // Not a layer kind nor a model seen yet: a close layer kind means a typo, and a Keras
+            // layer modelc has as an activation only, or arguments a model does not take
+            // (`Swish(0.3)`), a layer modelc lacks; otherwise it is a model of another invocation,
+            // fetched through its callback macro.
+            let model_args =
+                ctor.args.iter().flat_map(|a| &a.items).all(|a| a.key.as_ref().is_some_and(|k| k == "name" || k == "trainable"));
+            let layer = did_you_mean(&last, layers::KINDS.iter().copied()).is_some() || keras_activation_layer(&last).is_some();
+            if ctor.path.get_ident().is_some() && (layer || !model_args) {
                 self.new_layer(ctor, binding);
             } else {
                 self.out.externals.push(hir::External { path: ctor.path.clone(), via: None });
@@ -566,9 +585,10 @@ impl Resolver<'_> {
             }
             None => {
                 let d = Diagnostic::new(span, format!("unknown layer `{kind_name}`"));
-                let d = match did_you_mean(&kind_name, layers::KINDS.iter().copied()) {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
-                    None => d.help(format!("layers: {}", layers::args::list(layers::KINDS))),
+                let d = match (did_you_mean(&kind_name, layers::KINDS.iter().copied()), keras_activation_layer(&kind_name)) {
+                    (_, Some(help)) => d.help(help),
+                    (Some(s), None) => d.help(format!("did you mean `{s}`?")),
+                    (None, None) => d.help(format!("layers: {}", layers::args::list(layers::KINDS))),
                 };
                 self.diags.push(d);
                 (None, "Unknown", None, true, None, false)
