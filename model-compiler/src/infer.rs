@@ -221,6 +221,14 @@ fn check_size(out: &Shape, kind: &LayerKind, ins: &[Shape], layer: &hir::Layer, 
             .help(format!("{limit} ({MAX_ELEMENTS}): use smaller sizes")));
         }
     }
+    // The working space a layer computes in (attention's scores: heads × query steps × value steps).
+    if let Some(n) = kind.scratch(ins, out).into_iter().find(|&n| n > MAX_ELEMENTS) {
+        return Err(Diagnostic::new(
+            call.span,
+            format!("{} would need a working space of {n} elements per sample, which is too large", layer.keras_type),
+        )
+        .help(format!("modelc supports at most 2^31 elements per sample in a layer's working space ({MAX_ELEMENTS}): use smaller sizes")));
+    }
     Ok(())
 }
 

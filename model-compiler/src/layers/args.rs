@@ -150,6 +150,15 @@ impl<'a> ArgReader<'a> {
     /// An optional float with a default (integers accepted).
     pub fn float_or(&mut self, name: &'static str, pos: Option<usize>, default: f64) -> Option<f64> {
         match self.raw(name, pos) {
+            // The emitted code holds the value as a float32 literal, which must be finite.
+            Some(ArgValue { kind: ArgKind::Float(x), span }) if !(x as f32).is_finite() => {
+                let kind = self.kind;
+                self.error(
+                    Diagnostic::new(span, format!("`{name}` of {kind} is {x:?}, which is not a finite float32 number"))
+                        .help(format!("use a value between -3.4e38 and 3.4e38, like `{name} = {default:?}`")),
+                );
+                None
+            }
             Some(ArgValue { kind: ArgKind::Float(x), .. }) => Some(x),
             Some(ArgValue { kind: ArgKind::Int(n), .. }) => Some(n as f64),
             Some(v) => {

@@ -262,12 +262,15 @@ impl MultiHeadAttention {
 
     /// Per-sample lengths of the kept state and of backward's working space (the runtime's
     /// `Mha::keep_len` and `Mha::tmp_len`: a batch takes at most these times its size).
+    /// Saturating: sizes past the limit are refused (`infer::check_size`) before anything is planned.
     fn lengths(&self, s: &Sizes) -> (usize, usize) {
-        let (hk, hv) = (self.num_heads * self.key_dim, self.num_heads * self.value_dim);
-        let tt = s.tq * s.tv;
+        let mul = |a: usize, b: usize| a.saturating_mul(b);
+        let sum = |parts: &[usize]| parts.iter().fold(0usize, |n, &p| n.saturating_add(p));
+        let (hk, hv) = (mul(self.num_heads, self.key_dim), mul(self.num_heads, self.value_dim));
+        let tt = mul(s.tq, s.tv);
         let dropped = if self.dropout > 0.0 { tt } else { 0 };
-        let keep = hk * s.tq + hk * s.tv + hv * s.tv + self.num_heads * tt + hv * s.tq + dropped;
-        let tmp = hk * s.tq + hk * s.tv + hv * s.tv + hv * s.tq + 2 * tt;
+        let keep = sum(&[mul(hk, s.tq), mul(hk, s.tv), mul(hv, s.tv), mul(self.num_heads, tt), mul(hv, s.tq), dropped]);
+        let tmp = sum(&[mul(hk, s.tq), mul(hk, s.tv), mul(hv, s.tv), mul(hv, s.tq), mul(2, tt)]);
         (keep, tmp)
     }
 
@@ -631,17 +634,18 @@ impl LayerDef for MultiHeadAttention {
         let (h, kd, vd) = (self.num_heads, self.key_dim, self.value_dim);
         let q = inputs.first().cloned().unwrap_or(Shape(Vec::new()));
         let out = self.out_dims(&q);
-        // Keras' glorot fans of an EinsumDense kernel: the leading dims are a receptive field.
+        // Keras' glorot fans of an EinsumDense kernel: the leading dims are a receptive field. Saturating:
+        // the shapes are checked against the size limit after this (`infer::check_size`).
         let proj = |suffix: &'static str, din: usize, dh: usize| {
-            ParamDecl::new(suffix, vec![din, h, dh], InitKind::GlorotUniform { fan_in: h * din, fan_out: dh * din }, true)
-                .with(&self.kernel)
+            let init = InitKind::GlorotUniform { fan_in: h.saturating_mul(din), fan_out: dh.saturating_mul(din) };
+            ParamDecl::new(suffix, vec![din, h, dh], init, true).with(&self.kernel)
         };
         let bias = |suffix: &'static str, shape: Vec<usize>| ParamDecl::new(suffix, shape, InitKind::Zeros, true).with(&self.bias);
         let mut wo = vec![h, vd];
         wo.extend(&out);
-        let out_n: usize = out.iter().product();
-        let wo = ParamDecl::new("attention_output/kernel", wo, InitKind::GlorotUniform { fan_in: vd * h, fan_out: out_n * h }, true)
-            .with(&self.kernel);
+        let out_n = out.iter().fold(1usize, |n, &d| n.saturating_mul(d));
+        let init = InitKind::GlorotUniform { fan_in: vd.saturating_mul(h), fan_out: out_n.saturating_mul(h) };
+        let wo = ParamDecl::new("attention_output/kernel", wo, init, true).with(&self.kernel);
         if self.use_bias {
             vec![
                 proj("query/kernel", s.dq, kd),

@@ -76,12 +76,19 @@ impl Affine {
 }
 
 fn positive_epsilon(r: &mut ArgReader<'_>, e: f64, span: Span) -> Option<f32> {
-    if e > 0.0 && e.is_finite() {
-        return Some(e as f32);
+    // As the float32 the emitted code holds: 1e39 would be an infinity, 1e-50 a zero, and a subnormal
+    // one flushes to zero while modelc computes.
+    let x = e as f32;
+    if x >= f32::MIN_POSITIVE && x.is_finite() {
+        return Some(x);
     }
     let kind = r.kind();
+    let (what, shown) = match e > 0.0 {
+        true => ("a positive float32 number (between 1.2e-38 and 3.4e38)", format!("{e:?}")),
+        false => ("a positive number", e.to_string()),
+    };
     r.error(
-        Diagnostic::new(span, format!("`epsilon` of {kind} must be a positive number, got {e}"))
+        Diagnostic::new(span, format!("`epsilon` of {kind} must be {what}, got {shown}"))
             .help("it keeps the division away from zero; Keras' default is 1e-3"),
     );
     None

@@ -394,6 +394,14 @@ impl<'r, 'a, 'v> ObjArgs<'r, 'a, 'v> {
     fn number(&mut self, name: &'static str, pos: Option<usize>, default: f64) -> f32 {
         match self.raw(name, pos) {
             None => default as f32,
+            Some(ArgValue { kind: ArgKind::Float(x), span }) if !(x as f32).is_finite() => {
+                // Past f32's range, the weights it sets or bounds would be infinities.
+                self.fail(
+                    Diagnostic::new(span, format!("`{name}` of {} is {x:?}, which is not a finite float32 number", self.what))
+                        .help(format!("use a value between -3.4e38 and 3.4e38, like `{name} = {default:?}`")),
+                );
+                default as f32
+            }
             Some(ArgValue { kind: ArgKind::Float(x), .. }) => x as f32,
             Some(ArgValue { kind: ArgKind::Int(n), .. }) => n as f32,
             Some(ArgValue { kind: ArgKind::Ident(id), .. }) if id == "None" && name == "max_value" => f32::INFINITY,
