@@ -374,8 +374,10 @@ fn mutated_models_never_panic() {
         let msgs: Vec<&str> = diags.items().iter().map(|d| d.message.as_str()).collect();
         assert!(msgs.is_empty(), "seed does not compile: {msgs:?}\n{s}");
     }
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
-    let cases = 10_000;
+    // A longer soak than the default run: `MODELC_MUTATION_SEED=7 MODELC_MUTATION_CASES=100000`.
+    let env = |key: &str| std::env::var(key).ok().and_then(|v| v.parse::<u64>().ok());
+    let mut rng = env("MODELC_MUTATION_SEED").map_or(Rng(0x2545_F491_4F6C_DD1D), Rng::seeded);
+    let cases = env("MODELC_MUTATION_CASES").map_or(10_000, |n| n as usize);
     let mut with_errors = 0usize;
     for case in 0..cases {
         let mut tokens = seeds[case % seeds.len()].clone();
