@@ -436,9 +436,9 @@ pub fn load_with<N: Network>(model: &mut N, path: impl AsRef<Path>, map: impl Fn
         if let Some((k, v)) = crate::train::first_non_finite(values).and_then(|k| Some((k, *values.get(k)?))) {
             problems.add(|| {
                 format!(
-                    "parameter `{}` holds {v} at {}: weights must be finite (`io::read_tensors` reads the file as it is)",
+                    "parameter `{}` holds {v} at {:?}: weights must be finite (`io::read_tensors` reads the file as it is)",
                     spec.name,
-                    position(k, spec.shape)
+                    crate::train::unravel(k, spec.shape)
                 )
             });
         }
@@ -448,17 +448,6 @@ pub fn load_with<N: Network>(model: &mut N, path: impl AsRef<Path>, map: impl Fn
     }
     model.state_mut().params = params;
     Ok(())
-}
-
-/// The index `[i, j, ...]` of flat position `k` in a row-major tensor of `shape`.
-fn position(k: usize, shape: &[usize]) -> String {
-    let mut rest = k;
-    let mut index = vec![0; shape.len()];
-    for (i, &d) in index.iter_mut().zip(shape).rev() {
-        *i = rest % d.max(1);
-        rest /= d.max(1);
-    }
-    format!("{index:?}")
 }
 
 /// The `__metadata__` map of the safetensors file at `path` (empty when it has none), after the whole

@@ -586,14 +586,20 @@ fn check_and_copy_portable(src: &[f32], dst: &mut [f32]) -> Option<usize> {
 /// gives the row of the data each batch position holds.
 fn non_finite_data(what: &'static str, spec: &TensorSpec, value: f32, k: usize, rows: Rows<'_>) -> Error {
     let len = spec.sample_len().max(1);
-    let (pos, mut within) = (k / len, k % len);
-    let mut index = vec![0; spec.shape.len()];
-    for (i, &d) in index.iter_mut().zip(spec.shape).rev() {
-        *i = within % d.max(1);
-        within /= d.max(1);
-    }
+    let (pos, within) = (k / len, k % len);
     let row = rows.iter().nth(pos).unwrap_or(pos);
-    Error::NonFiniteData { what, name: spec.name.to_string(), value, row, index }
+    Error::NonFiniteData { what, name: spec.name.to_string(), value, row, index: unravel(within, spec.shape) }
+}
+
+/// The index `[i, j, ...]` of flat position `k` in a row-major tensor of `shape`.
+pub(crate) fn unravel(k: usize, shape: &[usize]) -> Vec<usize> {
+    let mut rest = k;
+    let mut index = vec![0; shape.len()];
+    for (i, &d) in index.iter_mut().zip(shape).rev() {
+        *i = rest % d.max(1);
+        rest /= d.max(1);
+    }
+    index
 }
 
 /// Checks a float tensor (batch first, samples of `spec`'s shape) for NaN and infinities.

@@ -40,17 +40,15 @@ impl Rescaling {
                 None
             }
         };
+        // `float_or` checks the offset as a float32; the scale, read by hand, is checked here.
         let offset = r.float_or("offset", Some(1), 0.0);
         let (scale, offset) = (scale?, offset?);
-        // The emitted code holds float32 literals, which must be finite.
-        for (name, x) in [("scale", scale), ("offset", offset)] {
-            if !(x as f32).is_finite() {
-                r.error(
-                    Diagnostic::new(span, format!("`{name}` of Rescaling is {x}, which is not a finite float32 number"))
-                        .help(format!("use a `{name}` between -3.4e38 and 3.4e38")),
-                );
-                return None;
-            }
+        if !(scale as f32).is_finite() {
+            r.error(
+                Diagnostic::new(span, format!("`scale` of Rescaling is {scale}, which is not a finite float32 number"))
+                    .help("use a `scale` between -3.4e38 and 3.4e38"),
+            );
+            return None;
         }
         Some(Rescaling { scale: scale as f32, offset: offset as f32 })
     }
